@@ -1,0 +1,607 @@
+//! `publish.toml`: read once, checked once, and handed to the rest of Gazette as a `Config` whose
+//! values are already parsed (time zone, cron schedule, addresses, SMTP target). Unknown keys are
+//! errors that name the key, its section and the line, so a typo never passes silently.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Weekday;
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+/// The file name looked for in the current folder when neither `--config` nor `GAZETTE_CONFIG` is given.
+pub const DEFAULT_FILE: &str = "publish.toml";
+
+/// One problem in the configuration, already phrased for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. Every table rejects unknown keys; every key has a default.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawConfig {
+    site: RawSite,
+    paths: RawPaths,
+    schedule: RawSchedule,
+    email: RawEmail,
+    smtp: RawSmtp,
+    server: RawServer,
+    feeds: RawFeeds,
+    dkim: Option<RawDkim>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            site: RawSite::default(),
+            paths: RawPaths::default(),
+            schedule: RawSchedule::default(),
+            email: RawEmail::default(),
+            smtp: RawSmtp::default(),
+            server: RawServer::default(),
+            feeds: RawFeeds::default(),
+            dkim: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSite {
+    title: String,
+    base_url: String,
+    description: String,
+    author: String,
+    language: String,
+}
+
+impl Default for RawSite {
+    fn default() -> Self {
+        RawSite {
+            title: "Signals Weekly".into(),
+            base_url: "http://127.0.0.1:8080".into(),
+            description: "A weekly digest of the articles worth your time.".into(),
+            author: "The Signals Weekly editors".into(),
+            language: "en".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPaths {
+    digests: PathBuf,
+    templates: PathBuf,
+    out: PathBuf,
+    database: PathBuf,
+}
+
+impl Default for RawPaths {
+    fn default() -> Self {
+        RawPaths {
+            digests: "digests".into(),
+            templates: "templates".into(),
+            out: "out".into(),
+            database: "subscribers/gazette.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSchedule {
+    cron: String,
+    timezone: String,
+    week_starts: String,
+    max_lateness: String,
+}
+
+impl Default for RawSchedule {
+    fn default() -> Self {
+        RawSchedule {
+            cron: "0 0 8 * * Mon".into(),
+            timezone: "Europe/London".into(),
+            week_starts: "monday".into(),
+            max_lateness: "6h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawEmail {
+    from: String,
+    reply_to: Option<String>,
+    editor: Option<String>,
+    subject: String,
+}
+
+impl Default for RawEmail {
+    fn default() -> Self {
+        RawEmail {
+            from: "Signals Weekly <newsletter@signals.example.org>".into(),
+            reply_to: None,
+            editor: Some("editor@signals.example.org".into()),
+            subject: "{{ site.title }} #{{ issue.number }}: {{ issue.label }}".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawSmtp {
+    url: String,
+    username: Option<String>,
+    concurrency: u32,
+    rate_per_second: Option<f64>,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        RawSmtp { url: "file://outbox".into(), username: None, concurrency: 4, rate_per_second: None }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawFeeds {
+    items: usize,
+}
+
+impl Default for RawFeeds {
+    fn default() -> Self {
+        RawFeeds { items: 20 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDkim {
+    domain: String,
+    selector: String,
+    private_key: PathBuf,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checked configuration.
+// ---------------------------------------------------------------------------------------------
+
+/// The whole configuration, valid by construction: every later stage takes it as it is.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from, or `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    pub site: Site,
+    pub paths: Paths,
+    pub schedule: Schedule,
+    pub email: Email,
+    pub smtp: Smtp,
+    pub server: Server,
+    pub feeds: Feeds,
+    pub dkim: Option<Dkim>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Site {
+    pub title: String,
+    /// Absolute http(s) URL without a trailing slash: `https://signals.example.org`.
+    pub base_url: String,
+    pub description: String,
+    pub author: String,
+    pub language: String,
+}
+
+impl Site {
+    /// The host part of `base_url`, used in tag URIs, Message-IDs and List-Id.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.base_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".into())
+    }
+}
+
+/// Paths, already resolved against the folder holding `publish.toml`.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub digests: PathBuf,
+    pub templates: PathBuf,
+    pub out: PathBuf,
+    pub database: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub cron: cron::Schedule,
+    pub cron_text: String,
+    pub timezone: Tz,
+    pub week_starts: Weekday,
+    pub max_lateness: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub editor: Option<Mailbox>,
+    /// A template (same engine as the other templates) for the subject line.
+    pub subject: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tls {
+    /// STARTTLS after connecting, required (the usual port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No encryption at all: only when the URL says `tls=none`, for a server on this machine.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SmtpTarget {
+    /// Write each message as a `.eml` file into this folder instead of sending it.
+    Outbox(PathBuf),
+    Server { host: String, port: u16, tls: Tls },
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub url: String,
+    pub target: SmtpTarget,
+    pub username: Option<String>,
+    pub concurrency: u32,
+    /// A ceiling on messages per second; `None` means as fast as the server takes them.
+    pub rate_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Feeds {
+    /// How many issues the feeds carry, newest first.
+    pub items: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dkim {
+    pub domain: String,
+    pub selector: String,
+    pub private_key: PathBuf,
+}
+
+impl Config {
+    /// The configuration a fresh checkout runs on when there is no `publish.toml`: paths relative to `base`.
+    pub fn embedded_defaults(base: &Path) -> Config {
+        check(RawConfig::default(), base, None).expect("the embedded defaults are valid")
+    }
+
+    /// Reads and checks the file at `path`. Every problem found is listed in the one error.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read the configuration: {e}", path.display())))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if it were the file at `path` (used for messages and to resolve relative paths).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| describe_toml_error(&e, text, path))?;
+        // A bare `publish.toml` has an empty parent: paths then stay relative to the current folder.
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        check(raw, &base, Some(path))
+    }
+
+    /// Where this configuration came from, for messages.
+    pub fn describe_source(&self) -> String {
+        match &self.source {
+            Some(p) => p.display().to_string(),
+            None => "the embedded defaults (no publish.toml found)".into(),
+        }
+    }
+}
+
+/// Turns a toml/serde error into `path:line: message`, naming the section of an unknown key.
+fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigError {
+    let message = e.message().trim().to_string();
+    let Some(span) = e.span() else {
+        return ConfigError(format!("{}: {message}", path.display()));
+    };
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let section = text[..span.start.min(text.len())]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(str::to_owned);
+    let hint = if message.starts_with("unknown field") {
+        match &section {
+            Some(s) => format!(" in {s}"),
+            None => " at the top level (keys belong in a [section])".into(),
+        }
+    } else {
+        String::new()
+    };
+    ConfigError(format!("{}:{line}: {message}{hint}", path.display()))
+}
+
+fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
+    let mut problems: Vec<String> = Vec::new();
+    let mut bad = |key: &str, why: String| problems.push(format!("{file}: {key}: {why}"));
+
+    // [site]
+    let mut base_url = raw.site.base_url.trim().trim_end_matches('/').to_string();
+    match url::Url::parse(&base_url) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
+        _ => {
+            bad("[site] base_url", format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw.site.base_url));
+            base_url = "http://localhost".into();
+        }
+    }
+    if raw.site.title.trim().is_empty() {
+        bad("[site] title", "must not be empty".into());
+    }
+
+    // [schedule]
+    let cron = match cron::Schedule::from_str(&raw.schedule.cron) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            bad(
+                "[schedule] cron",
+                format!("`{}` is not a cron expression ({e}); it has six fields, seconds first: \"0 0 8 * * Mon\"", raw.schedule.cron),
+            );
+            None
+        }
+    };
+    let timezone = match raw.schedule.timezone.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            bad("[schedule] timezone", format!("`{}` is not an IANA time zone such as Europe/London or UTC", raw.schedule.timezone));
+            None
+        }
+    };
+    let week_starts = match parse_weekday(&raw.schedule.week_starts) {
+        Some(d) => d,
+        None => {
+            bad("[schedule] week_starts", format!("`{}` is not a day of the week; use monday, ..., sunday", raw.schedule.week_starts));
+            Weekday::Mon
+        }
+    };
+    let max_lateness = match humantime::parse_duration(&raw.schedule.max_lateness) {
+        Ok(d) => d,
+        Err(e) => {
+            bad("[schedule] max_lateness", format!("`{}` is not a duration such as 6h or 90m ({e})", raw.schedule.max_lateness));
+            Duration::ZERO
+        }
+    };
+
+    // [email]
+    let mut mailbox = |key: &str, value: &str| match value.parse::<Mailbox>() {
+        Ok(m) => Some(m),
+        Err(e) => {
+            bad(key, format!("`{value}` is not an email address such as \"Signals Weekly <news@example.org>\" ({e})"));
+            None
+        }
+    };
+    let from = mailbox("[email] from", &raw.email.from);
+    let reply_to = raw.email.reply_to.as_deref().and_then(|v| mailbox("[email] reply_to", v));
+    let editor = raw.email.editor.as_deref().and_then(|v| mailbox("[email] editor", v));
+    if raw.email.subject.contains(['\r', '\n']) {
+        bad("[email] subject", "must be a single line".into());
+    }
+
+    // [smtp]
+    let target = match parse_smtp_url(&raw.smtp.url, base) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            bad("[smtp] url", why);
+            None
+        }
+    };
+    if raw.smtp.concurrency == 0 || raw.smtp.concurrency > 256 {
+        bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", raw.smtp.concurrency));
+    }
+    if let Some(r) = raw.smtp.rate_per_second {
+        if !(r > 0.0 && r.is_finite()) {
+            bad("[smtp] rate_per_second", format!("{r} must be a positive number of messages per second (leave it out for no limit)"));
+        }
+    }
+
+    // [server]
+    let listen = match raw.server.listen.parse::<std::net::SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            bad("[server] listen", format!("`{}` is not an address and port such as 127.0.0.1:8080", raw.server.listen));
+            None
+        }
+    };
+
+    // [feeds]
+    if raw.feeds.items == 0 {
+        bad("[feeds] items", "must be at least 1".into());
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError(problems.join("\n")));
+    }
+    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        site: Site {
+            title: raw.site.title,
+            base_url,
+            description: raw.site.description,
+            author: raw.site.author,
+            language: raw.site.language,
+        },
+        paths: Paths {
+            digests: resolve(raw.paths.digests),
+            templates: resolve(raw.paths.templates),
+            out: resolve(raw.paths.out),
+            database: resolve(raw.paths.database),
+        },
+        schedule: Schedule {
+            cron: cron.expect("checked above"),
+            cron_text: raw.schedule.cron,
+            timezone: timezone.expect("checked above"),
+            week_starts,
+            max_lateness,
+        },
+        email: Email { from: from.expect("checked above"), reply_to, editor, subject: raw.email.subject },
+        smtp: Smtp {
+            url: raw.smtp.url,
+            target: target.expect("checked above"),
+            username: raw.smtp.username,
+            concurrency: raw.smtp.concurrency,
+            rate_per_second: raw.smtp.rate_per_second,
+        },
+        server: Server { listen: listen.expect("checked above") },
+        feeds: Feeds { items: raw.feeds.items },
+        dkim: raw.dkim.map(|d| Dkim { domain: d.domain, selector: d.selector, private_key: resolve(d.private_key) }),
+    })
+}
+
+pub fn parse_weekday(s: &str) -> Option<Weekday> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "monday" | "mon" => Some(Weekday::Mon),
+        "tuesday" | "tue" => Some(Weekday::Tue),
+        "wednesday" | "wed" => Some(Weekday::Wed),
+        "thursday" | "thu" => Some(Weekday::Thu),
+        "friday" | "fri" => Some(Weekday::Fri),
+        "saturday" | "sat" => Some(Weekday::Sat),
+        "sunday" | "sun" => Some(Weekday::Sun),
+        _ => None,
+    }
+}
+
+/// `file://DIR`, `smtp://host[:port][?tls=none]` (STARTTLS unless told otherwise), `smtps://host[:port]`.
+pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, String> {
+    if let Some(dir) = text.strip_prefix("file://") {
+        if dir.is_empty() {
+            return Err("`file://` needs a folder, such as file://outbox".into());
+        }
+        let dir = PathBuf::from(dir);
+        return Ok(SmtpTarget::Outbox(if dir.is_absolute() { dir } else { base.join(dir) }));
+    }
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("`{text}` is not a URL ({e}); use smtp://host:587, smtps://host:465 or file://outbox"))?;
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`{text}` names no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials do not belong in the URL: set [smtp] username and the GAZETTE_SMTP_PASSWORD environment variable".into());
+    }
+    let mut tls_none = false;
+    for (k, v) in url.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("tls", "none") => tls_none = true,
+            ("tls", "starttls") | ("tls", "required") => {}
+            _ => return Err(format!("`{text}`: unknown option `{k}={v}`; the only option is tls=none")),
+        }
+    }
+    match url.scheme() {
+        "smtp" => Ok(SmtpTarget::Server {
+            host,
+            port: url.port().unwrap_or(587),
+            tls: if tls_none { Tls::None } else { Tls::StartTls },
+        }),
+        "smtps" if tls_none => Err("smtps:// is TLS from the start; `tls=none` contradicts it".into()),
+        "smtps" => Ok(SmtpTarget::Server { host, port: url.port().unwrap_or(465), tls: Tls::Implicit }),
+        other => Err(format!("unknown scheme `{other}`; use smtp://, smtps:// or file://")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/srv/news/publish.toml"))
+    }
+
+    #[test]
+    fn defaults_are_complete_and_paths_are_relative_to_the_file() {
+        let c = parse("").unwrap();
+        assert_eq!(c.paths.digests, PathBuf::from("/srv/news/digests"));
+        assert_eq!(c.paths.database, PathBuf::from("/srv/news/subscribers/gazette.db"));
+        assert_eq!(c.smtp.target, SmtpTarget::Outbox("/srv/news/outbox".into()));
+        assert_eq!(c.schedule.timezone, chrono_tz::Europe::London);
+        assert_eq!(c.schedule.week_starts, Weekday::Mon);
+        assert_eq!(c.schedule.max_lateness, Duration::from_secs(6 * 3600));
+        assert_eq!(c.feeds.items, 20);
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_the_section_and_the_line() {
+        let err = parse("[site]\ntitle = \"x\"\n\n[schedule]\ntimezone = \"UTC\"\ncorn = \"0 0 8 * * Mon\"\n").unwrap_err().0;
+        assert!(err.starts_with("/srv/news/publish.toml:6:"), "{err}");
+        assert!(err.contains("corn"), "{err}");
+        assert!(err.contains("[schedule]"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let err = parse("[sitee]\ntitle = \"x\"\n").unwrap_err().0;
+        assert!(err.contains(":1:") && err.contains("sitee"), "{err}");
+    }
+
+    #[test]
+    fn every_bad_value_is_listed() {
+        let err = parse(
+            "[site]\nbase_url = \"signals.example.org\"\n[schedule]\ntimezone = \"Mars/Olympus\"\ncron = \"every monday\"\nweek_starts = \"caturday\"\n[email]\nfrom = \"not an address\"\n",
+        )
+        .unwrap_err()
+        .0;
+        for key in ["[site] base_url", "[schedule] timezone", "[schedule] cron", "[schedule] week_starts", "[email] from"] {
+            assert!(err.contains(key), "missing {key} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn smtp_urls() {
+        let b = Path::new("/x");
+        assert_eq!(
+            parse_smtp_url("smtp://mail.example.org", b).unwrap(),
+            SmtpTarget::Server { host: "mail.example.org".into(), port: 587, tls: Tls::StartTls }
+        );
+        assert_eq!(
+            parse_smtp_url("smtps://mail.example.org", b).unwrap(),
+            SmtpTarget::Server { host: "mail.example.org".into(), port: 465, tls: Tls::Implicit }
+        );
+        assert_eq!(
+            parse_smtp_url("smtp://127.0.0.1:2525?tls=none", b).unwrap(),
+            SmtpTarget::Server { host: "127.0.0.1".into(), port: 2525, tls: Tls::None }
+        );
+        assert!(parse_smtp_url("smtp://user:pw@host", b).unwrap_err().contains("GAZETTE_SMTP_PASSWORD"));
+        assert!(parse_smtp_url("http://host", b).is_err());
+        assert!(parse_smtp_url("smtp://host?tls=maybe", b).is_err());
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash_and_gives_a_host() {
+        let c = parse("[site]\nbase_url = \"https://signals.example.org/\"\n").unwrap();
+        assert_eq!(c.site.base_url, "https://signals.example.org");
+        assert_eq!(c.site.host(), "signals.example.org");
+    }
+}

@@ -1,0 +1,529 @@
+//! Article digests: the markdown files an editor keeps, one per article, in the seed's format.
+//! This module owns reading them into `Digest`s and reporting every problem as `path:line: …`.
+//! A bad file never hides another file's problems, and never stops the good files from being read.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+/// One article digest, as read from its file. Text is kept as written: nothing here is HTML.
+#[derive(Debug, Clone, Serialize)]
+pub struct Digest {
+    /// The hex part of the file name: `000_86102eed948879ef.txt` -> `86102eed948879ef`.
+    pub id: String,
+    pub file_name: String,
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub title: String,
+    /// The date the article was collected.
+    pub date: NaiveDate,
+    /// The link in the heading: where the digest was collected from.
+    pub source_url: String,
+    /// The article itself.
+    pub link: String,
+    /// Markdown: links and emphasis are meant to survive rendering, nothing else.
+    pub summary: String,
+    pub keywords: Vec<String>,
+    pub themes: Vec<String>,
+    pub signals: Signals,
+    pub closest: Vec<Closest>,
+}
+
+/// The `## Signals` table: the header row names the columns.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Signals {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+/// An entry of `## Closest`. `target` is filled in when the issues are grouped, if the reference
+/// names a digest of the corpus; otherwise only the title can be shown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Closest {
+    pub title: String,
+    pub reference: String,
+    pub target: Option<ClosestTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClosestTarget {
+    pub digest_id: String,
+    pub issue_id: String,
+}
+
+/// A problem in one digest file, at one line (1-based; 0 when it concerns the whole file).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ParseError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// What reading a folder gives: every digest that parsed, and every problem of the others.
+#[derive(Debug, Default)]
+pub struct Corpus {
+    pub digests: Vec<Digest>,
+    pub problems: Vec<ParseError>,
+}
+
+/// Reads every `*.txt` file of `dir` (not hidden ones, not subfolders), sorted by file name.
+/// Only an unreadable folder is an `Err`; problems with single files are collected in `problems`.
+pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && p.extension().is_some_and(|e| e == "txt") && p.is_file()
+        })
+        .collect();
+    paths.sort();
+
+    // Parsing is independent per file: spread it over the cores for large folders.
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let chunk = paths.len().div_ceil(workers).max(256);
+    let results: Vec<Result<Digest, Vec<ParseError>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|p| read_file(p)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("digest reader panicked")).collect()
+    });
+
+    let mut corpus = Corpus::default();
+    for r in results {
+        match r {
+            Ok(d) => corpus.digests.push(d),
+            Err(mut errs) => corpus.problems.append(&mut errs),
+        }
+    }
+    // Two files with the same id would make closest links ambiguous: keep the first, report the rest.
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut kept = Vec::with_capacity(corpus.digests.len());
+    for d in corpus.digests.drain(..) {
+        if let Some(first) = seen.get(&d.id) {
+            corpus.problems.push(ParseError {
+                path: d.path.clone(),
+                line: 0,
+                message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, first.display()),
+            });
+        } else {
+            seen.insert(d.id.clone(), d.path.clone());
+            kept.push(d);
+        }
+    }
+    corpus.digests = kept;
+    Ok(corpus)
+}
+
+/// Reads and parses one file.
+pub fn read_file(path: &Path) -> Result<Digest, Vec<ParseError>> {
+    let err = |line: usize, message: String| vec![ParseError { path: path.to_path_buf(), line, message }];
+    let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read the file: {e}")))?;
+    let text = match std::str::from_utf8(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            return Err(err(line, "the file is not valid UTF-8; save it as UTF-8".into()));
+        }
+    };
+    parse(path, text)
+}
+
+/// The id a file name gives: the hex after the last `_` of the stem (or the whole stem).
+pub fn id_from_file_name(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".txt").unwrap_or(name);
+    let hex = stem.rsplit('_').next().unwrap_or(stem);
+    (!hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| hex.to_ascii_lowercase())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Section {
+    Summary,
+    Keywords,
+    Themes,
+    Signals,
+    Closest,
+}
+
+impl Section {
+    fn from_heading(name: &str) -> Option<Section> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "summary" => Some(Section::Summary),
+            "keywords" => Some(Section::Keywords),
+            "themes" => Some(Section::Themes),
+            "signals" => Some(Section::Signals),
+            "closest" => Some(Section::Closest),
+            _ => None,
+        }
+    }
+}
+
+/// Parses the text of one digest. `path` is used for the id and for messages.
+pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
+    let mut problems = Vec::new();
+    let mut problem = |line: usize, message: String| problems.push(ParseError { path: path.to_path_buf(), line, message });
+
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let id = id_from_file_name(&file_name);
+    if id.is_none() {
+        problem(0, format!("the file name `{file_name}` has no hex id; name it like 000_86102eed948879ef.txt"));
+    }
+
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Lines numbered from 1, with CR of CRLF endings removed.
+    let lines: Vec<(usize, &str)> =
+        text.split('\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l))).collect();
+    let mut it = lines.iter().copied().filter(|(_, l)| !l.trim().is_empty()).peekable();
+
+    // The heading: # __Title__, from ([YYYYMMDD](source-url).)
+    let mut title = None;
+    let mut date = None;
+    let mut source_url = String::new();
+    match it.next() {
+        None => problem(1, "the file is empty; a digest starts with `# __Title__, from ([YYYYMMDD](url).)`".into()),
+        Some((n, line)) => match parse_heading(line) {
+            Ok((t, d, s)) => {
+                if t.trim().is_empty() {
+                    problem(n, "the title is empty; write it between the double underscores: `# __Title__, from ...`".into());
+                } else {
+                    title = Some(t.trim().to_string());
+                }
+                match NaiveDate::parse_from_str(d, "%Y%m%d") {
+                    Ok(d) if d.to_string().len() == 10 => date = Some(d),
+                    _ => problem(n, format!("`{d}` is not a valid date; expected YYYYMMDD, such as 20230723")),
+                }
+                source_url = s.to_string();
+            }
+            Err(why) => problem(n, why),
+        },
+    }
+
+    // The external link: __[External link](url)__
+    let mut link = None;
+    match it.peek().copied() {
+        Some((n, line)) if !line.starts_with("## ") => {
+            it.next();
+            match line.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")) {
+                Some(url) => match check_http_url(url) {
+                    Ok(()) => link = Some(url.to_string()),
+                    Err(why) => problem(n, format!("the external link {why}")),
+                },
+                None => problem(n, format!("expected the external link line `__[External link](https://...)__`, found `{}`", clip(line))),
+            }
+        }
+        other => problem(
+            other.map(|(n, _)| n).unwrap_or(lines.len()),
+            "the external link line `__[External link](https://...)__` is missing after the heading".into(),
+        ),
+    }
+
+    // The sections.
+    let mut summary_lines: Vec<&str> = Vec::new();
+    let mut summary_seen = false;
+    let mut keywords = Vec::new();
+    let mut themes = Vec::new();
+    let mut signals = Signals::default();
+    let mut closest = Vec::new();
+    let mut current: Option<Section> = None;
+    let mut seen: Vec<Section> = Vec::new();
+    let mut table_line = 0usize; // rows of the signals table read so far
+
+    for &(n, line) in &lines {
+        if let Some(name) = line.strip_prefix("## ") {
+            match Section::from_heading(name) {
+                Some(s) if seen.contains(&s) => {
+                    problem(n, format!("the section `## {}` appears twice", name.trim()));
+                    current = None;
+                }
+                Some(s) => {
+                    seen.push(s);
+                    current = Some(s);
+                    summary_seen |= s == Section::Summary;
+                }
+                None => {
+                    problem(n, format!("unknown section `## {}`; expected Summary, Keywords, Themes, Signals or Closest", name.trim()));
+                    current = None;
+                }
+            }
+            continue;
+        }
+        let Some(section) = current else { continue };
+        let trimmed = line.trim();
+        match section {
+            Section::Summary => summary_lines.push(line),
+            _ if trimmed.is_empty() => {}
+            Section::Keywords | Section::Themes => match bullet(trimmed) {
+                Some(item) if !item.is_empty() => {
+                    if section == Section::Keywords { keywords.push(item.to_string()) } else { themes.push(item.to_string()) }
+                }
+                _ => problem(n, format!("expected a bullet such as `* item` in `## {section:?}`, found `{}`", clip(trimmed))),
+            },
+            Section::Signals => {
+                if !trimmed.starts_with('|') {
+                    problem(n, format!("expected a table row starting with `|` in `## Signals`, found `{}`", clip(trimmed)));
+                    continue;
+                }
+                let cells = split_row(trimmed);
+                table_line += 1;
+                if table_line == 1 {
+                    signals.columns = cells;
+                } else if table_line == 2 {
+                    if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))) {
+                        problem(n, "expected the table's separator row, such as `|:---|:---|`, after its header row".into());
+                    }
+                } else if cells.len() != signals.columns.len() {
+                    problem(n, format!("this row has {} cells but the header names {} columns", cells.len(), signals.columns.len()));
+                } else {
+                    signals.rows.push(cells);
+                }
+            }
+            Section::Closest => match bullet(trimmed).and_then(parse_link) {
+                Some((t, r)) if !r.is_empty() => {
+                    closest.push(Closest { title: t.to_string(), reference: r.to_ascii_lowercase(), target: None })
+                }
+                _ => problem(n, format!("expected `* [Title](digest-id)` in `## Closest`, found `{}`", clip(trimmed))),
+            },
+        }
+    }
+
+    let summary = summary_lines.join("\n").trim().to_string();
+    if !summary_seen {
+        problem(lines.len(), "the `## Summary` section is missing; every digest needs a summary".into());
+    } else if summary.is_empty() {
+        let n = lines.iter().find(|(_, l)| l.starts_with("## ") && l[3..].trim().eq_ignore_ascii_case("summary")).map(|x| x.0);
+        problem(n.unwrap_or(0), "the summary is empty; write at least one sentence under `## Summary`".into());
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Digest {
+        id: id.expect("checked"),
+        file_name,
+        path: path.to_path_buf(),
+        title: title.expect("checked"),
+        date: date.expect("checked"),
+        source_url,
+        link: link.expect("checked"),
+        summary,
+        keywords,
+        themes,
+        signals,
+        closest,
+    })
+}
+
+/// `# __Title__, from ([YYYYMMDD](source-url).)` -> (title, date text, source url).
+fn parse_heading(line: &str) -> Result<(&str, &str, &str), String> {
+    const SHAPE: &str = "expected the heading `# __Title__, from ([YYYYMMDD](https://source).)`";
+    let rest = line.trim().strip_prefix("# __").ok_or_else(|| format!("{SHAPE}, found `{}`", clip(line)))?;
+    // The title may itself contain underscores, brackets and commas: cut at the last separator.
+    let cut = rest.rfind("__, from (").ok_or_else(|| format!("{SHAPE}, found `{}`", clip(line)))?;
+    let title = &rest[..cut];
+    let tail = &rest[cut + "__, from (".len()..];
+    let tail = tail.strip_suffix(".)").or_else(|| tail.strip_suffix(')')).ok_or_else(|| format!("{SHAPE}: the line must end with `.)`"))?;
+    let (date, url) = parse_link(tail).ok_or_else(|| format!("{SHAPE}: the date must be a link `[YYYYMMDD](url)`"))?;
+    Ok((title, date, url))
+}
+
+/// `[text](target)` -> (text, target), where text may contain brackets.
+fn parse_link(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim();
+    let inner = s.strip_prefix('[')?.strip_suffix(')')?;
+    let cut = inner.rfind("](")?;
+    Some((&inner[..cut], inner[cut + 2..].trim()))
+}
+
+fn bullet(line: &str) -> Option<&str> {
+    line.strip_prefix("* ").or_else(|| line.strip_prefix("- ")).map(str::trim)
+}
+
+/// Splits a table row on unescaped pipes; `\|` is a literal pipe inside a cell.
+fn split_row(row: &str) -> Vec<String> {
+    let body = row.trim().strip_prefix('|').unwrap_or(row);
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                cell.push('|');
+                chars.next();
+            }
+            '|' => cells.push(std::mem::take(&mut cell).trim().to_string()),
+            _ => cell.push(c),
+        }
+    }
+    if !cell.trim().is_empty() {
+        cells.push(cell.trim().to_string()); // a row without its closing pipe
+    }
+    cells
+}
+
+fn check_http_url(url: &str) -> Result<(), String> {
+    match url::Url::parse(url) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(u) => Err(format!("`{url}` must be an http(s) URL, not `{}:`", u.scheme())),
+        Err(e) => Err(format!("`{url}` is not a valid URL ({e})")),
+    }
+}
+
+fn clip(s: &str) -> String {
+    let s = s.trim();
+    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../digests/000_86102eed948879ef.txt");
+
+    fn p(text: &str) -> Result<Digest, Vec<ParseError>> {
+        parse(Path::new("digests/001_abcdef0123456789.txt"), text)
+    }
+
+    fn messages(text: &str) -> Vec<(usize, String)> {
+        p(text).unwrap_err().into_iter().map(|e| (e.line, e.message)).collect()
+    }
+
+    #[test]
+    fn the_seed_parses_section_by_section() {
+        let d = parse(Path::new("digests/000_86102eed948879ef.txt"), SEED).unwrap();
+        assert_eq!(d.id, "86102eed948879ef");
+        assert_eq!(d.title, "The Evolution of \"Open Source\" in AI Models");
+        assert_eq!(d.date, NaiveDate::from_ymd_opt(2023, 7, 23).unwrap());
+        assert_eq!(d.source_url, "https://kghosh.substack.com/p/20230723");
+        assert_eq!(d.link, "https://www.alessiofanelli.com/blog/llama2-isnt-open-source");
+        assert!(d.summary.starts_with("The text discusses the evolution"));
+        assert!(d.summary.ends_with("progress of the AI space."));
+        assert_eq!(d.keywords.len(), 10);
+        assert_eq!(d.keywords[0], "open source");
+        assert_eq!(d.keywords[9], "open weights");
+        assert_eq!(d.themes, vec!["evolution of open source", "restrictions on open source", "open source in the AI community"]);
+        assert_eq!(d.signals.columns, vec!["Signal", "Change", "10y horizon", "Driving force"]);
+        assert_eq!(d.signals.rows.len(), 1);
+        assert_eq!(d.signals.rows[0][1], "Change in definition of \"open source\"");
+        assert_eq!(d.closest.len(), 4);
+        assert_eq!(d.closest[0].title, "Open-Source AI Stakeholders Call for Protection of Open Source Innovation in EU AI Act");
+        assert_eq!(d.closest[0].reference, "11bd695b887aa09dca79341f91ce6b82");
+        // The last line has no final newline and must still be read.
+        assert_eq!(d.closest[3].reference, "9787333cafcd0252d71a9bff845ad093");
+    }
+
+    #[test]
+    fn crlf_and_bom_read_the_same_as_lf() {
+        let plain = p(SEED).unwrap();
+        let crlf = p(&format!("\u{feff}{}", SEED.replace('\n', "\r\n"))).unwrap();
+        assert_eq!(plain.title, crlf.title);
+        assert_eq!(plain.summary, crlf.summary);
+        assert_eq!(plain.keywords, crlf.keywords);
+        assert_eq!(plain.signals, crlf.signals);
+        assert_eq!(plain.closest, crlf.closest);
+    }
+
+    #[test]
+    fn escaped_pipes_stay_inside_their_cell() {
+        let text = SEED.replace("| Change in definition of \"open source\" ", "| Either \\| or: a pipe ");
+        let d = p(&text).unwrap();
+        assert_eq!(d.signals.rows[0].len(), 4);
+        assert_eq!(d.signals.rows[0][1], "Either | or: a pipe");
+    }
+
+    #[test]
+    fn missing_optional_sections_are_empty() {
+        let cut = SEED.find("## Keywords").unwrap();
+        let d = p(&SEED[..cut]).unwrap();
+        assert!(d.keywords.is_empty() && d.themes.is_empty() && d.closest.is_empty());
+        assert_eq!(d.signals, Signals::default());
+    }
+
+    #[test]
+    fn titles_with_markup_brackets_and_underscores_are_kept_verbatim() {
+        let text = SEED.replacen("The Evolution of \"Open Source\" in AI Models", "Underscores __inside__ <script>x</script> [in] (it)", 1);
+        assert_eq!(p(&text).unwrap().title, "Underscores __inside__ <script>x</script> [in] (it)");
+    }
+
+    #[test]
+    fn a_bad_date_is_reported_on_line_one() {
+        let m = messages(&SEED.replacen("[20230723]", "[20231345]", 1));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].0, 1);
+        assert!(m[0].1.contains("20231345") && m[0].1.contains("YYYYMMDD"), "{m:?}");
+    }
+
+    #[test]
+    fn an_empty_title_is_reported() {
+        let m = messages(&SEED.replacen("__The Evolution of \"Open Source\" in AI Models__", "____", 1));
+        assert_eq!(m[0].0, 1);
+        assert!(m[0].1.contains("title is empty"), "{m:?}");
+    }
+
+    #[test]
+    fn a_non_http_link_is_reported_on_its_line() {
+        let m = messages(&SEED.replacen("(https://www.alessiofanelli", "(ftp://www.alessiofanelli", 1));
+        assert_eq!(m, vec![(3, m[0].1.clone())]);
+        assert!(m[0].1.contains("http(s)"), "{m:?}");
+    }
+
+    #[test]
+    fn a_missing_summary_is_reported() {
+        let m = messages(&SEED.replacen("## Summary", "## Summery", 1));
+        assert!(m.iter().any(|(n, msg)| *n == 7 && msg.contains("unknown section `## Summery`")), "{m:?}");
+        assert!(m.iter().any(|(_, msg)| msg.contains("`## Summary` section is missing")), "{m:?}");
+    }
+
+    #[test]
+    fn an_empty_summary_is_reported_at_its_heading() {
+        let start = SEED.find("The text discusses").unwrap();
+        let end = SEED.find("## Keywords").unwrap();
+        let text = format!("{}{}", &SEED[..start], &SEED[end..]);
+        let m = messages(&text);
+        assert_eq!(m, vec![(7, "the summary is empty; write at least one sentence under `## Summary`".to_string())]);
+    }
+
+    #[test]
+    fn a_short_table_row_and_a_stray_line_are_both_reported_with_lines() {
+        let mut lines: Vec<String> = SEED.lines().map(str::to_owned).collect();
+        assert_eq!(lines[18], "* GPL");
+        lines[18] = "GPL without a bullet".into();
+        assert!(lines[33].starts_with("| Open Source Evolution in AI Models"));
+        lines[33] = "| Only one cell |".into();
+        let m = messages(&lines.join("\n"));
+        let numbers: Vec<usize> = m.iter().map(|x| x.0).collect();
+        assert_eq!(numbers, vec![19, 34], "{m:?}");
+        assert!(m[0].1.contains("expected a bullet"), "{m:?}");
+        assert!(m[1].1.contains("1 cells but the header names 4 columns"), "{m:?}");
+    }
+
+    #[test]
+    fn a_file_name_without_hex_is_reported() {
+        let e = parse(Path::new("digests/notes.txt"), SEED).unwrap_err();
+        assert!(e[0].message.contains("no hex id"), "{e:?}");
+        assert_eq!(id_from_file_name("012_ABCDEF.txt").as_deref(), Some("abcdef"));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("001_aa.txt");
+        let mut bytes = SEED.as_bytes()[..SEED.find("## Summary").unwrap()].to_vec();
+        bytes.extend_from_slice(b"## Summary\n\nbad \xff byte\n");
+        std::fs::write(&path, bytes).unwrap();
+        let e = read_file(&path).unwrap_err();
+        assert_eq!(e[0].line, 9);
+        assert!(e[0].message.contains("UTF-8"));
+    }
+}

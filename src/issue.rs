@@ -1,0 +1,359 @@
+//! Weekly issues: digests grouped by the week their date falls in (the week starting on the
+//! configured day), a section per day inside, closest links resolved across the whole archive.
+//! Pure: no clock, no files. The current instant, when needed, is an argument.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::digest::{ClosestTarget, Digest};
+
+/// How days are cut into weeks: the configured first day of the week and time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct WeekRule {
+    pub starts: Weekday,
+    pub timezone: Tz,
+}
+
+impl WeekRule {
+    /// The first day of the week containing `date`.
+    pub fn week_start(&self, date: NaiveDate) -> NaiveDate {
+        let back = (date.weekday().num_days_from_monday() + 7 - self.starts.num_days_from_monday()) % 7;
+        date - Duration::days(back as i64)
+    }
+
+    /// The calendar date of `instant` in the configured zone.
+    pub fn local_date(&self, instant: DateTime<Utc>) -> NaiveDate {
+        instant.with_timezone(&self.timezone).date_naive()
+    }
+
+    /// The last week that has fully ended at `instant`, in the configured zone: the week before the
+    /// one `instant` falls in. This is the week a send at `instant` is about.
+    pub fn last_complete_week(&self, instant: DateTime<Utc>) -> NaiveDate {
+        self.week_start(self.local_date(instant)) - Duration::days(7)
+    }
+
+    /// The instant the week starting on `week` begins, in the configured zone (midnight, or the first
+    /// instant after it on a day whose midnight is skipped by a clock change).
+    pub fn week_begins_at(&self, week: NaiveDate) -> DateTime<Utc> {
+        local_midnight(self.timezone, week)
+    }
+
+    /// The instant the week starting on `week` has ended.
+    pub fn week_ends_at(&self, week: NaiveDate) -> DateTime<Utc> {
+        local_midnight(self.timezone, week + Duration::days(7))
+    }
+}
+
+fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    let mut t = day.and_hms_opt(0, 0, 0).expect("midnight exists");
+    // A zone may skip midnight (a few do change clocks at 00:00): take the first instant that exists.
+    for _ in 0..4 * 60 {
+        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
+            return dt.with_timezone(&Utc);
+        }
+        t += Duration::minutes(1);
+    }
+    Utc.from_utc_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+}
+
+/// A week named on the command line: any date inside it (`2023-07-23`) or an ISO week (`2023-W29`,
+/// which names its Monday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeekSpec(pub NaiveDate);
+
+impl std::str::FromStr for WeekSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(WeekSpec(d));
+        }
+        if let Some((y, w)) = s.split_once(['W', 'w']) {
+            let y = y.trim_end_matches('-');
+            if let (Ok(year), Ok(week)) = (y.parse::<i32>(), w.parse::<u32>()) {
+                if let Some(d) = NaiveDate::from_isoywd_opt(year, week, Weekday::Mon) {
+                    return Ok(WeekSpec(d));
+                }
+            }
+        }
+        Err(format!("`{s}` is not a week; give a date inside it (2023-07-23) or an ISO week (2023-W29)"))
+    }
+}
+
+/// One weekly issue.
+#[derive(Debug, Clone, Serialize)]
+pub struct Issue {
+    /// The first day of the week, `2023-07-17`: stable, and the name of its archive folder.
+    pub id: String,
+    pub number: u32,
+    pub start: NaiveDate,
+    /// The last day of the week (inclusive).
+    pub end: NaiveDate,
+    /// "17–23 July 2023", for people.
+    pub label: String,
+    /// Days that have digests, in date order.
+    pub days: Vec<Day>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Day {
+    pub date: NaiveDate,
+    /// "Sunday 23 July 2023".
+    pub label: String,
+    /// Ordered by file name.
+    pub digests: Vec<Digest>,
+}
+
+impl Issue {
+    pub fn digests(&self) -> impl Iterator<Item = &Digest> {
+        self.days.iter().flat_map(|d| d.digests.iter())
+    }
+
+    pub fn digest_count(&self) -> usize {
+        self.days.iter().map(|d| d.digests.len()).sum()
+    }
+
+    /// Every theme of the week's digests, once each, in the order they first appear.
+    pub fn themes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in self.digests() {
+            for t in &d.themes {
+                if !out.contains(t) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} {} ({} digests)", self.number, self.label, self.digest_count())
+    }
+}
+
+/// Issue numbers that readers have already seen, by issue id. They never change once given.
+pub type PinnedNumbers = BTreeMap<String, u32>;
+
+/// Groups digests into weekly issues, oldest first, and resolves closest links across all of them.
+///
+/// Numbering: an issue whose number is pinned (it was sent) keeps it. Every other non-empty week is
+/// numbered after the highest pinned number, in date order. With nothing pinned this is simply
+/// 1, 2, 3… over the non-empty weeks. A digest added later to an old, empty week therefore creates an
+/// issue with a new, higher number instead of renumbering the issues that followed it.
+pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedNumbers) -> Vec<Issue> {
+    digests.sort_by(|a, b| (a.date, &a.file_name).cmp(&(b.date, &b.file_name)));
+
+    let mut weeks: BTreeMap<NaiveDate, BTreeMap<NaiveDate, Vec<Digest>>> = BTreeMap::new();
+    for d in digests {
+        weeks.entry(rule.week_start(d.date)).or_default().entry(d.date).or_default().push(d);
+    }
+
+    let mut next = pinned.values().copied().max().unwrap_or(0) + 1;
+    let mut issues: Vec<Issue> = weeks
+        .into_iter()
+        .map(|(start, days)| {
+            let id = start.format("%Y-%m-%d").to_string();
+            let number = match pinned.get(&id) {
+                Some(&n) => n,
+                None => {
+                    next += 1;
+                    next - 1
+                }
+            };
+            let end = start + Duration::days(6);
+            Issue {
+                label: week_label(start, end),
+                id,
+                number,
+                start,
+                end,
+                days: days
+                    .into_iter()
+                    .map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests })
+                    .collect(),
+            }
+        })
+        .collect();
+    resolve_closest(&mut issues);
+    issues
+}
+
+/// Fills in `target` of every closest entry whose reference starts with the id of a digest in `issues`.
+fn resolve_closest(issues: &mut [Issue]) {
+    let mut home: HashMap<String, String> = HashMap::new();
+    let mut id_lengths: Vec<usize> = Vec::new();
+    for issue in issues.iter() {
+        for d in issue.digests() {
+            home.insert(d.id.clone(), issue.id.clone());
+            if !id_lengths.contains(&d.id.len()) {
+                id_lengths.push(d.id.len());
+            }
+        }
+    }
+    for issue in issues.iter_mut() {
+        for day in &mut issue.days {
+            for d in &mut day.digests {
+                for c in &mut d.closest {
+                    c.target = id_lengths
+                        .iter()
+                        .filter_map(|&n| c.reference.get(..n))
+                        .find_map(|prefix| home.get(prefix).map(|issue_id| (prefix, issue_id)))
+                        .map(|(prefix, issue_id)| ClosestTarget { digest_id: prefix.to_string(), issue_id: issue_id.clone() });
+                }
+            }
+        }
+    }
+}
+
+/// "17–23 July 2023", "31 July – 6 August 2023", "25 December 2023 – 1 January 2024".
+pub fn week_label(start: NaiveDate, end: NaiveDate) -> String {
+    if start.year() != end.year() {
+        format!("{} – {}", start.format("%-d %B %Y"), end.format("%-d %B %Y"))
+    } else if start.month() != end.month() {
+        format!("{} – {}", start.format("%-d %B"), end.format("%-d %B %Y"))
+    } else {
+        format!("{}–{}", start.format("%-d"), end.format("%-d %B %Y"))
+    }
+}
+
+/// Finds the issue of the week containing `day`.
+pub fn find_week<'a>(issues: &'a [Issue], rule: &WeekRule, day: NaiveDate) -> Option<&'a Issue> {
+    let start = rule.week_start(day);
+    issues.iter().find(|i| i.start == start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::{Closest, Signals};
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn digest(file: &str, day: &str) -> Digest {
+        Digest {
+            id: crate::digest::id_from_file_name(file).unwrap(),
+            file_name: file.into(),
+            path: file.into(),
+            title: format!("title of {file}"),
+            date: date(day),
+            source_url: String::new(),
+            link: "https://example.org".into(),
+            summary: "s".into(),
+            keywords: vec![],
+            themes: vec![],
+            signals: Signals::default(),
+            closest: vec![],
+        }
+    }
+
+    const MONDAY: WeekRule = WeekRule { starts: Weekday::Mon, timezone: chrono_tz::Europe::London };
+    const SUNDAY: WeekRule = WeekRule { starts: Weekday::Sun, timezone: chrono_tz::Europe::London };
+
+    #[test]
+    fn a_sunday_closes_the_monday_week_and_opens_the_sunday_week() {
+        // 2023-07-23 is a Sunday.
+        assert_eq!(MONDAY.week_start(date("2023-07-23")), date("2023-07-17"));
+        assert_eq!(MONDAY.week_start(date("2023-07-17")), date("2023-07-17"));
+        assert_eq!(MONDAY.week_start(date("2023-07-24")), date("2023-07-24"));
+        assert_eq!(SUNDAY.week_start(date("2023-07-23")), date("2023-07-23"));
+        assert_eq!(SUNDAY.week_start(date("2023-07-22")), date("2023-07-16"));
+    }
+
+    #[test]
+    fn digests_group_by_week_then_day_then_file_name() {
+        let ds = vec![
+            digest("005_05.txt", "2023-07-23"),
+            digest("002_02.txt", "2023-07-18"),
+            digest("001_01.txt", "2023-07-23"),
+            digest("003_03.txt", "2023-07-24"),
+            digest("004_04.txt", "2023-06-01"),
+        ];
+        let issues = group_into_issues(ds, &MONDAY, &PinnedNumbers::new());
+        let shape: Vec<(String, u32, Vec<Vec<&str>>)> = issues
+            .iter()
+            .map(|i| {
+                (i.id.clone(), i.number, i.days.iter().map(|d| d.digests.iter().map(|x| x.file_name.as_str()).collect()).collect())
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                ("2023-05-29".to_string(), 1, vec![vec!["004_04.txt"]]),
+                ("2023-07-17".to_string(), 2, vec![vec!["002_02.txt"], vec!["001_01.txt", "005_05.txt"]]),
+                ("2023-07-24".to_string(), 3, vec![vec!["003_03.txt"]]),
+            ]
+        );
+        assert_eq!(issues[1].label, "17–23 July 2023");
+        assert_eq!(issues[1].days[1].label, "Sunday 23 July 2023");
+    }
+
+    #[test]
+    fn week_starts_sunday_moves_the_sunday_digest_forward() {
+        let ds = vec![digest("001_01.txt", "2023-07-22"), digest("002_02.txt", "2023-07-23")];
+        let monday = group_into_issues(ds.clone(), &MONDAY, &PinnedNumbers::new());
+        assert_eq!(monday.len(), 1);
+        let sunday = group_into_issues(ds, &SUNDAY, &PinnedNumbers::new());
+        assert_eq!(sunday.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), vec!["2023-07-16", "2023-07-23"]);
+    }
+
+    #[test]
+    fn a_late_digest_in_an_old_empty_week_never_renumbers_sent_issues() {
+        let ds = vec![digest("001_01.txt", "2023-07-03"), digest("002_02.txt", "2023-07-17")];
+        let first = group_into_issues(ds.clone(), &MONDAY, &PinnedNumbers::new());
+        let pinned: PinnedNumbers = first.iter().map(|i| (i.id.clone(), i.number)).collect();
+        let mut more = ds;
+        more.push(digest("003_03.txt", "2023-07-10")); // the empty week between them
+        more.push(digest("004_04.txt", "2023-07-24"));
+        let second = group_into_issues(more, &MONDAY, &pinned);
+        let numbers: Vec<(&str, u32)> = second.iter().map(|i| (i.id.as_str(), i.number)).collect();
+        assert_eq!(numbers, vec![("2023-07-03", 1), ("2023-07-10", 3), ("2023-07-17", 2), ("2023-07-24", 4)]);
+    }
+
+    #[test]
+    fn closest_references_resolve_by_id_prefix_across_issues() {
+        let mut a = digest("001_aaaa000011112222.txt", "2023-07-03");
+        let b = digest("002_bbbb000011112222.txt", "2023-07-17");
+        a.closest = vec![
+            Closest { title: "B".into(), reference: "bbbb000011112222ffffeeeeddddcccc".into(), target: None },
+            Closest { title: "Elsewhere".into(), reference: "cccc000011112222ffffeeeeddddcccc".into(), target: None },
+        ];
+        let issues = group_into_issues(vec![a, b], &MONDAY, &PinnedNumbers::new());
+        let c = &issues[0].days[0].digests[0].closest;
+        assert_eq!(c[0].target, Some(ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() }));
+        assert_eq!(c[1].target, None);
+        assert_eq!(c[1].title, "Elsewhere");
+    }
+
+    #[test]
+    fn labels_across_months_and_years() {
+        assert_eq!(week_label(date("2023-07-31"), date("2023-08-06")), "31 July – 6 August 2023");
+        assert_eq!(week_label(date("2023-12-25"), date("2023-12-31")), "25–31 December 2023");
+        assert_eq!(week_label(date("2024-12-30"), date("2025-01-05")), "30 December 2024 – 5 January 2025");
+    }
+
+    #[test]
+    fn week_specs() {
+        assert_eq!("2023-07-23".parse::<WeekSpec>().unwrap().0, date("2023-07-23"));
+        assert_eq!("2023-W29".parse::<WeekSpec>().unwrap().0, date("2023-07-17"));
+        assert!("2023-W60".parse::<WeekSpec>().is_err());
+        assert!("last week".parse::<WeekSpec>().is_err());
+    }
+
+    #[test]
+    fn last_complete_week_uses_the_configured_zone() {
+        // Monday 24 July 2023 00:30 in London is still Sunday 23:30 UTC.
+        let t = Utc.with_ymd_and_hms(2023, 7, 23, 23, 30, 0).unwrap();
+        assert_eq!(MONDAY.last_complete_week(t), date("2023-07-17"));
+        let utc = WeekRule { starts: Weekday::Mon, timezone: chrono_tz::UTC };
+        assert_eq!(utc.last_complete_week(t), date("2023-07-10"));
+        assert_eq!(MONDAY.week_ends_at(date("2023-07-17")), Utc.with_ymd_and_hms(2023, 7, 23, 23, 0, 0).unwrap());
+    }
+}

@@ -1,0 +1,13 @@
+//! Gazette turns a folder of article digests into a weekly newsletter: an MJML email sent over SMTP
+//! to the subscribers kept in SQLite, a web archive, and RSS, Atom and JSON feeds.
+//!
+//! The data flows one way: `digest` -> `issue` -> `render` -> `deliver`. The store, the scheduler,
+//! the HTTP server and the command line sit at the edges and call into that flow.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod digest;
+pub mod issue;
+
+pub use config::Config;
