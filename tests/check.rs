@@ -1,0 +1,117 @@
+//! `gazette check` run as a user would: the built binary on the example corpus, on broken digests,
+//! and on the generator's `--nasty` corpus.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gazette(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("GAZETTE_CONFIG")
+        .output()
+        .expect("the gazette binary runs")
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A project folder with a publish.toml whose digests are `digests`.
+fn project(digests: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("publish.toml"),
+        format!("[paths]\ndigests = {:?}\nout = \"out\"\ndatabase = \"db/gazette.db\"\n", digests.display().to_string()),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn the_example_corpus_is_clean_and_counted() {
+    let out = gazette(&repo().join("publish.toml"), &["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let files = std::fs::read_dir(repo().join("digests")).unwrap().filter(|e| {
+        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "txt")
+    });
+    let count = files.count();
+    assert!(count >= 60, "the example corpus has about 60 digests, found {count}");
+    // The generator spreads its digests over 12 weeks from 5 June 2023; 10 of them have digests.
+    assert_eq!(stdout.trim(), format!("{count} digests, 10 issues, 0 problems"));
+}
+
+#[test]
+fn broken_digests_are_all_named_with_lines_and_the_good_ones_still_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo().join("digests/000_86102eed948879ef.txt")).unwrap();
+    let d = dir.path().join("digests");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("000_86102eed948879ef.txt"), &seed).unwrap();
+    std::fs::write(d.join("001_1111111111111111.txt"), seed.replacen("[20230723]", "[20230732]", 1)).unwrap();
+    std::fs::write(d.join("002_2222222222222222.txt"), seed.replacen("(https://www.alessio", "(javascript:alert(1)//www.alessio", 1)).unwrap();
+    std::fs::write(d.join("003_3333333333333333.txt"), seed.replacen("## Summary", "## Abstract", 1)).unwrap();
+    std::fs::write(d.join("004_4444444444444444.txt"), b"# __T__, from ([20230723](https://x.org).)\n\n__[External link](https://x.org)__\n\n## Summary\n\n\xff\xfe\n").unwrap();
+    std::fs::write(d.join("README.md"), "not a digest").unwrap();
+    let p = project(&d);
+    let out = gazette(&p.path().join("publish.toml"), &["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let name = |f: &str| d.join(f).display().to_string();
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:1: `20230732` is not a valid date", name("001_1111111111111111.txt")))), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:3: the external link", name("002_2222222222222222.txt")))), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7: unknown section `## Abstract`", name("003_3333333333333333.txt")))), "{stdout}");
+    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7:", name("004_4444444444444444.txt"))) && l.contains("UTF-8")), "{stdout}");
+    assert!(!stdout.contains("README.md"), "only .txt files are digests:\n{stdout}");
+    assert_eq!(*lines.last().unwrap(), "1 digests, 1 issues, 5 problems in 4 files", "{stdout}");
+}
+
+#[test]
+fn the_nasty_corpus_is_read_without_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("nasty");
+    let generator = repo().join("../shared/corpus/gen_digests.py");
+    let status = Command::new("python3").arg(&generator).arg(&d).args(["--count", "300", "--nasty"]).output();
+    let Ok(status) = status else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    // The generator really did write the hard cases.
+    let all: String = std::fs::read_dir(&d).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(all.contains("\r\n") && all.contains('\u{feff}') && all.contains("\\|") && all.contains("<script>"));
+    let p = project(&d);
+    let out = gazette(&p.path().join("publish.toml"), &["check"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("300 digests, "), "{stdout}");
+}
+
+#[test]
+fn a_typo_in_publish_toml_is_a_configuration_error_naming_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("publish.toml");
+    std::fs::write(&path, "[site]\ntitle = \"x\"\n\n[smtp]\nconcurency = 8\n").unwrap();
+    let out = gazette(&path, &["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}:5:", path.display())), "{stderr}");
+    assert!(stderr.contains("concurency") && stderr.contains("[smtp]"), "{stderr}");
+}
+
+#[test]
+fn a_missing_digests_folder_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = project(&dir.path().join("nowhere"));
+    let out = gazette(&p.path().join("publish.toml"), &["check"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("nowhere") && stderr.contains("[paths] digests"), "{stderr}");
+}
