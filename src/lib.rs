@@ -7,7 +7,9 @@
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod deliver;
 pub mod digest;
 pub mod issue;
+pub mod store;
 
 pub use config::Config;

@@ -1,0 +1,554 @@
+//! Delivery: an issue's prepared email to every subscriber in its ledger, exactly once each.
+//!
+//! The send loop claims small batches of deliveries (marking them `sending` before any SMTP
+//! transaction starts), hands them to one worker per connection, and records outcomes in batched
+//! commits. A crash leaves at most the in-flight window plus one unrecorded batch uncertain; the
+//! next run puts those back to pending and resends them with the same Message-ID.
+
+pub mod message;
+pub mod smtp;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use lettre::message::Mailbox;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::config::{Config, SmtpTarget};
+use crate::store::ledger::{self, Claimed, Counts, Outcome};
+use crate::store::{Purpose, Store, TokenKey, sign_token};
+pub use message::{PreparedEmail, Recipient};
+use smtp::{Attempt, ServerSpec, SmtpSession};
+
+/// Deliveries recorded per commit (at most this many can be resent after a crash, plus those in flight).
+const RECORD_BATCH: usize = 200;
+const RECORD_EVERY: Duration = Duration::from_millis(250);
+const LEASE_TTL: i64 = 60;
+/// Retries of a deferred message within one run, and the waits before them.
+const RETRY_WAITS: [i64; 2] = [1, 3];
+/// A deferred message not due within this long is left for the next run.
+const RETRY_HORIZON: i64 = 30;
+/// After this many deferred attempts in total, the next try waits this long (the next run).
+const LATER: i64 = 600;
+
+/// Where messages go.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Each message as a `.eml` file in this folder.
+    Outbox(PathBuf),
+    Smtp(ServerSpec),
+}
+
+impl Transport {
+    pub fn from_config(config: &Config) -> anyhow::Result<Transport> {
+        Ok(match &config.smtp.target {
+            SmtpTarget::Outbox(dir) => Transport::Outbox(dir.clone()),
+            SmtpTarget::Server { host, port, tls } => {
+                let credentials = match &config.smtp.username {
+                    Some(user) => {
+                        let password = std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
+                            crate::config::ConfigError(format!(
+                                "[smtp] username is `{user}` but GAZETTE_SMTP_PASSWORD is not set; export the password in that variable"
+                            ))
+                        })?;
+                        Some((user.clone(), password))
+                    }
+                    None => None,
+                };
+                Transport::Smtp(ServerSpec {
+                    host: host.clone(),
+                    port: *port,
+                    tls: tls.clone(),
+                    credentials,
+                    hello: config.email.from.email.domain().to_string(),
+                })
+            }
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Transport::Outbox(dir) => format!("the outbox folder {}", dir.display()),
+            Transport::Smtp(s) => format!("smtp://{}:{}", s.host, s.port),
+        }
+    }
+}
+
+/// How a send ended.
+#[derive(Debug)]
+pub struct SendReport {
+    pub issue_id: String,
+    /// False when the send had already started before this run (this run resumed it).
+    pub started_now: bool,
+    /// Deliveries found `sending` (a crashed run's) and put back to pending.
+    pub requeued: u64,
+    pub sent_now: u64,
+    pub counts: Counts,
+    pub interrupted: bool,
+}
+
+/// Stops a send between messages (SIGINT/SIGTERM, or a test).
+#[derive(Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// Sets the flag on the first SIGINT or SIGTERM.
+    pub fn on_signals(&self) {
+        let flag = self.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("stopping: finishing the messages in flight, then recording them");
+            flag.stop();
+        });
+    }
+}
+
+fn clock() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The one-click unsubscribe URL of a subscriber.
+pub fn unsubscribe_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> String {
+    format!("{}/unsubscribe/{}", config.site.base_url, sign_token(key, subscriber_id, Purpose::Unsubscribe))
+}
+
+fn mailbox(email: &str, name: Option<&str>) -> anyhow::Result<Mailbox> {
+    let address: lettre::Address = email.parse().with_context(|| format!("stored address `{email}` is not valid"))?;
+    Ok(Mailbox::new(name.map(str::to_owned), address))
+}
+
+/// A unique id for this sender, for the lease.
+fn holder_id() -> String {
+    let host = hostname_or_local();
+    format!("{host}:{}:{:x}", std::process::id(), rand::random::<u64>())
+}
+
+fn hostname_or_local() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Sends `issue_id` to its audience (fixed now if this is the first run), resuming where an earlier
+/// run stopped. Refuses when another sender holds the issue's lease.
+pub async fn send_issue(
+    store: &Store,
+    config: &Config,
+    issue_id: &str,
+    number: u32,
+    email: Arc<PreparedEmail>,
+    transport: &Transport,
+    stop: &StopFlag,
+) -> anyhow::Result<SendReport> {
+    let pool = store.pool();
+    let holder = holder_id();
+    let now = clock();
+    if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
+        let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
+        anyhow::bail!(
+            "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
+             If that process is gone, run the send again after that time and it will resume.",
+            chrono::DateTime::from_timestamp(until, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+    }
+    let result = send_with_lease(store, config, issue_id, number, email, transport, stop, &holder).await;
+    let _ = ledger::release_lease(pool, issue_id, &holder).await;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_with_lease(
+    store: &Store,
+    config: &Config,
+    issue_id: &str,
+    number: u32,
+    email: Arc<PreparedEmail>,
+    transport: &Transport,
+    stop: &StopFlag,
+    holder: &str,
+) -> anyhow::Result<SendReport> {
+    let pool = store.pool();
+    let domain = config.email.from.email.domain().to_string();
+    let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
+    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+    if requeued > 0 {
+        tracing::warn!("{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID");
+    }
+    let before = ledger::counts(pool, issue_id).await?;
+    if before.is_finished() {
+        ledger::finish_if_done(pool, issue_id, clock()).await?;
+        return Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now: 0, counts: before, interrupted: false });
+    }
+
+    let key = Arc::new(store.token_key().await?);
+    let concurrency = config.smtp.concurrency as usize;
+    let window = (concurrency * 4).max(8);
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Claimed>(window);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let (results_tx, mut results_rx) = mpsc::unbounded_channel::<WorkerEvent>();
+    let limiter = Arc::new(RateLimiter::new(config.smtp.rate_per_second));
+    let worker_stop = StopFlag::default();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let ctx = WorkerContext {
+            jobs: jobs_rx.clone(),
+            results: results_tx.clone(),
+            email: email.clone(),
+            transport: transport.clone(),
+            key: key.clone(),
+            config: Arc::new(config.clone()),
+            limiter: limiter.clone(),
+            stop: worker_stop.clone(),
+        };
+        workers.push(tokio::spawn(ctx.run()));
+    }
+    drop(results_tx);
+
+    let progress = Progress::new(before.total as u64, (before.total - before.pending - before.sending) as u64);
+    let mut in_flight = 0usize;
+    let mut exhausted = false;
+    let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut last_renew = Instant::now();
+    let mut sent_now = 0u64;
+    let mut fatal: Option<String> = None;
+    let mut interrupted = false;
+
+    loop {
+        let stopping = stop.is_stopped() || fatal.is_some();
+        if stopping && !worker_stop.is_stopped() {
+            interrupted = stop.is_stopped();
+            worker_stop.stop();
+        }
+        if !stopping && !exhausted && in_flight < window / 2 {
+            let batch = ledger::claim(pool, issue_id, (window - in_flight) as i64, clock()).await?;
+            exhausted = batch.len() < window - in_flight;
+            for job in batch {
+                in_flight += 1;
+                jobs_tx.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
+            }
+        }
+        if in_flight == 0 {
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            if stopping {
+                break;
+            }
+            match ledger::next_retry_at(pool, issue_id).await? {
+                Some(at) if at <= clock() + RETRY_HORIZON => {
+                    let wait = (at - clock()).max(0) as u64;
+                    for _ in 0..wait * 10 {
+                        if stop.is_stopped() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    exhausted = false;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        tokio::select! {
+            event = results_rx.recv() => match event {
+                Some(WorkerEvent::Done(id, outcome)) => {
+                    in_flight -= 1;
+                    if matches!(outcome, Outcome::Sent) {
+                        sent_now += 1;
+                        progress.inc();
+                    }
+                    if matches!(outcome, Outcome::Deferred { .. }) {
+                        exhausted = false;
+                    }
+                    unrecorded.push((id, outcome));
+                }
+                Some(WorkerEvent::Fatal(why)) => {
+                    if fatal.is_none() {
+                        tracing::error!("{why}");
+                        fatal = Some(why);
+                    }
+                }
+                None => anyhow::bail!("every send worker stopped unexpectedly"),
+            },
+            _ = tokio::time::sleep(RECORD_EVERY) => {}
+        }
+        if unrecorded.len() >= RECORD_BATCH || last_flush.elapsed() >= RECORD_EVERY {
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+        }
+        if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
+            if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+                fatal = Some(format!("lost the lease on issue {issue_id} to another sender; stopping"));
+            }
+            last_renew = Instant::now();
+        }
+    }
+    drop(jobs_tx);
+    worker_stop.stop();
+    for w in workers {
+        let _ = w.await;
+    }
+    flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+    progress.finish();
+    ledger::finish_if_done(pool, issue_id, clock()).await?;
+    let counts = ledger::counts(pool, issue_id).await?;
+    if let Some(why) = fatal {
+        anyhow::bail!(
+            "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; run `gazette send --week {issue_id}` again to resume",
+            counts.sent,
+            counts.pending
+        );
+    }
+    Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now, counts, interrupted })
+}
+
+async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, last: &mut Instant) -> anyhow::Result<()> {
+    if !unrecorded.is_empty() {
+        ledger::record(pool, issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?;
+        unrecorded.clear();
+    }
+    *last = Instant::now();
+    Ok(())
+}
+
+enum WorkerEvent {
+    Done(i64, Outcome),
+    Fatal(String),
+}
+
+struct WorkerContext {
+    jobs: Arc<Mutex<mpsc::Receiver<Claimed>>>,
+    results: mpsc::UnboundedSender<WorkerEvent>,
+    email: Arc<PreparedEmail>,
+    transport: Transport,
+    key: Arc<TokenKey>,
+    config: Arc<Config>,
+    limiter: Arc<RateLimiter>,
+    stop: StopFlag,
+}
+
+impl WorkerContext {
+    async fn run(self) {
+        let mut session: Option<SmtpSession> = None;
+        loop {
+            let job = { self.jobs.lock().await.recv().await };
+            let Some(job) = job else { break };
+            if self.stop.is_stopped() {
+                let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, Outcome::Unclaimed));
+                continue;
+            }
+            let outcome = self.deliver(&job, &mut session).await;
+            let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome));
+        }
+        if let Some(s) = session {
+            s.quit().await;
+        }
+    }
+
+    async fn deliver(&self, job: &Claimed, session: &mut Option<SmtpSession>) -> Outcome {
+        let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
+        let message = match mailbox(&job.email, job.name.as_deref()).and_then(|mailbox| {
+            self.email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &job.message_id })
+        }) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
+        };
+        self.limiter.wait().await;
+        let attempt = match &self.transport {
+            Transport::Outbox(dir) => write_eml(dir, &job.message_id, &message.formatted()),
+            Transport::Smtp(spec) => {
+                if session.as_ref().is_none_or(|s| s.is_broken()) {
+                    *session = match connect_with_retries(spec, &self.stop).await {
+                        Ok(s) => Some(s),
+                        Err(why) => {
+                            let _ = self.results.send(WorkerEvent::Fatal(why));
+                            self.stop.stop();
+                            return Outcome::Unclaimed;
+                        }
+                    };
+                }
+                let s = session.as_mut().expect("connected above");
+                let envelope = message.envelope();
+                let from = envelope.from().cloned().unwrap_or_else(|| self.config.email.from.email.clone());
+                s.transmit(&from, &envelope.to()[0], &message.formatted()).await
+            }
+        };
+        match attempt {
+            Attempt::Accepted => Outcome::Sent,
+            Attempt::Bounced(e) => Outcome::Bounced(e),
+            Attempt::Rejected(e) => Outcome::Failed(e),
+            Attempt::Deferred(e) => {
+                let n = job.attempts as usize; // attempts already counts this one
+                let wait = RETRY_WAITS.get(n.saturating_sub(1)).copied().unwrap_or(LATER);
+                Outcome::Deferred { error: e, retry_at: clock() + wait }
+            }
+        }
+    }
+}
+
+async fn connect_with_retries(spec: &ServerSpec, stop: &StopFlag) -> Result<SmtpSession, String> {
+    let mut last = String::new();
+    for (i, wait) in [0u64, 1, 2].into_iter().enumerate() {
+        if stop.is_stopped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        match SmtpSession::connect(spec).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                tracing::warn!("connection attempt {} failed: {e}", i + 1);
+                last = e;
+            }
+        }
+    }
+    Err(format!("cannot reach the SMTP server: {last}"))
+}
+
+/// Writes a message into the outbox folder, named after its Message-ID, so a resend replaces it.
+fn write_eml(dir: &std::path::Path, message_id: &str, bytes: &[u8]) -> Attempt {
+    let name: String = message_id
+        .trim_matches(['<', '>'])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{name}.eml"));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, &path));
+    match result {
+        Ok(()) => Attempt::Accepted,
+        Err(e) => Attempt::Deferred(format!("cannot write {}: {e}", path.display())),
+    }
+}
+
+/// Spaces messages out to at most `rate` per second across all workers.
+struct RateLimiter {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: Option<f64>) -> RateLimiter {
+        RateLimiter { interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)), next: Mutex::new(Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else { return };
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+/// A progress bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    done: std::sync::atomic::AtomicU64,
+    last_log: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64, done: u64) -> Progress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, {eta} left").expect("valid template"),
+            );
+            bar.set_position(done);
+            bar
+        });
+        Progress { bar, total, done: done.into(), last_log: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    fn inc(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else {
+            let mut last = self.last_log.lock().expect("progress lock");
+            if last.elapsed() >= Duration::from_secs(5) {
+                tracing::info!("{done}/{} sent", self.total);
+                *last = Instant::now();
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Sends a copy to each address in `to`: `[TEST]` subject, never recorded in the ledger.
+pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, transport: &Transport, to: &[Mailbox]) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    let key = store.token_key().await?;
+    let mut session: Option<SmtpSession> = None;
+    let mut results = Vec::new();
+    let domain = config.email.from.email.domain();
+    for mailbox in to {
+        // A subscriber's copy carries their real unsubscribe link; anyone else's a link that names nobody.
+        let id = store.subscriber_id_by_email(&mailbox.email.to_string()).await?.unwrap_or(0);
+        let url = unsubscribe_url(config, &key, id);
+        let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
+        let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
+        let attempt = match transport {
+            Transport::Outbox(dir) => write_eml(dir, &message_id, &message.formatted()),
+            Transport::Smtp(spec) => {
+                if session.as_ref().is_none_or(|s| s.is_broken()) {
+                    session = Some(connect_with_retries(spec, &StopFlag::default()).await.map_err(anyhow::Error::msg)?);
+                }
+                let s = session.as_mut().expect("connected");
+                s.transmit(&config.email.from.email, &mailbox.email, &message.formatted()).await
+            }
+        };
+        let result = match attempt {
+            Attempt::Accepted => Ok(()),
+            Attempt::Deferred(e) | Attempt::Bounced(e) | Attempt::Rejected(e) => Err(e),
+        };
+        results.push((mailbox.to_string(), result));
+    }
+    if let Some(s) = session {
+        s.quit().await;
+    }
+    Ok(results)
+}
+
+/// Builds every message the send would produce, without connecting: the recipients and sizes.
+pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> anyhow::Result<(u64, u64, Vec<String>)> {
+    let key = store.token_key().await?;
+    let (mut count, mut bytes, mut sample) = (0u64, 0u64, Vec::new());
+    let mut after = 0i64;
+    loop {
+        let batch = ledger::active_after(store.pool(), after, 1000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.0;
+        for (id, address, name) in batch {
+            let url = unsubscribe_url(config, &key, id);
+            let message_id = format!("<dry-run.{id}@{}>", config.email.from.email.domain());
+            let m = email.build(&Recipient { mailbox: mailbox(&address, name.as_deref())?, unsubscribe_url: &url, message_id: &message_id })?;
+            count += 1;
+            bytes += m.formatted().len() as u64;
+            if sample.len() < 10 {
+                sample.push(address);
+            }
+        }
+    }
+    Ok((count, bytes, sample))
+}
+

@@ -1,0 +1,349 @@
+//! The delivery ledger: which subscriber got which issue, and the lease that keeps a second sender out.
+//!
+//! ```text
+//! pending --claim--> sending --250 after DATA--> sent
+//!    ^                  |--4xx / connection lost--> pending (attempts+1, next_attempt_at later)
+//!    |                  |--5xx to RCPT (mailbox)--> bounced (and the subscriber: bounced)
+//!    |                  '--other 5xx-------------> failed
+//!    '-- on resume: rows left in `sending` by a crash go back to pending (outcome unknown;
+//!        the resend carries the same Message-ID)
+//! claim of a row whose subscriber is no longer active --> skipped
+//! ```
+
+use sqlx::{Row, SqlitePool};
+
+use crate::issue::PinnedNumbers;
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// A delivery taken for sending.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub name: Option<String>,
+    pub message_id: String,
+    pub attempts: i64,
+}
+
+/// The recorded result of one attempt.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Sent,
+    /// Try again at `retry_at` (unix seconds); `give_up` turns it into `failed` instead.
+    Deferred { error: String, retry_at: i64 },
+    Bounced(String),
+    Failed(String),
+    /// Claimed but not attempted (the send was stopped): back to pending, attempt not counted.
+    Unclaimed,
+}
+
+/// Counts by delivery state.
+#[derive(Debug, Default, Clone, serde::Serialize, PartialEq)]
+pub struct Counts {
+    pub total: i64,
+    pub pending: i64,
+    pub sending: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub skipped: i64,
+}
+
+impl Counts {
+    /// Nothing is left to try: every row is sent, failed, bounced or skipped.
+    pub fn is_finished(&self) -> bool {
+        self.pending == 0 && self.sending == 0
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SendRecord {
+    pub issue_id: String,
+    pub number: i64,
+    pub subject: String,
+    pub audience: i64,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// Takes the lease on `issue_id` for `holder` until `expires_at`, if nobody else holds a live one.
+pub async fn acquire_lease(pool: &SqlitePool, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE send_leases.expires_at < ?4 OR send_leases.holder = excluded.holder",
+    )
+    .bind(issue_id)
+    .bind(holder)
+    .bind(expires_at)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends a lease we hold; false if it was lost (it expired and someone else took it).
+pub async fn renew_lease(pool: &SqlitePool, issue_id: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    let done = sqlx::query("UPDATE send_leases SET expires_at = ?3 WHERE issue_id = ?1 AND holder = ?2")
+        .bind(issue_id)
+        .bind(holder)
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn release_lease(pool: &SqlitePool, issue_id: &str, holder: &str) -> Result<()> {
+    sqlx::query("DELETE FROM send_leases WHERE issue_id = ?1 AND holder = ?2").bind(issue_id).bind(holder).execute(pool).await?;
+    Ok(())
+}
+
+/// Who holds the lease on `issue_id` and until when, if anyone.
+pub async fn lease_holder(pool: &SqlitePool, issue_id: &str) -> Result<Option<(String, i64)>> {
+    let row = sqlx::query("SELECT holder, expires_at FROM send_leases WHERE issue_id = ?1").bind(issue_id).fetch_optional(pool).await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+pub async fn send_record(pool: &SqlitePool, issue_id: &str) -> Result<Option<SendRecord>> {
+    let row = sqlx::query("SELECT issue_id, number, subject, audience, started_at, finished_at FROM sends WHERE issue_id = ?1")
+        .bind(issue_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| SendRecord {
+        issue_id: r.get(0),
+        number: r.get(1),
+        subject: r.get(2),
+        audience: r.get(3),
+        started_at: r.get(4),
+        finished_at: r.get(5),
+    }))
+}
+
+/// Every issue whose send has started, with its number: numbers readers have seen.
+pub async fn pinned_numbers(pool: &SqlitePool) -> Result<PinnedNumbers> {
+    let rows = sqlx::query("SELECT issue_id, number FROM sends").fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u32)).collect())
+}
+
+/// Fixes the audience of a send: a pending delivery for every active subscriber, in one transaction,
+/// each with its Message-ID. Does nothing (and returns false) when the send had already started.
+pub async fn start_send(
+    pool: &SqlitePool,
+    issue_id: &str,
+    number: u32,
+    subject: &str,
+    message_id_domain: &str,
+    nonce: &str,
+    now: i64,
+) -> Result<bool> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let created = sqlx::query(
+        "INSERT INTO sends (issue_id, number, subject, audience, started_at) VALUES (?1, ?2, ?3, 0, ?4)
+         ON CONFLICT (issue_id) DO NOTHING",
+    )
+    .bind(issue_id)
+    .bind(number as i64)
+    .bind(subject)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if created {
+        // <issue.subscriber.nonce@domain>: unique per (issue, subscriber), the same on every retry.
+        let audience = sqlx::query(
+            "INSERT INTO deliveries (issue_id, subscriber_id, message_id, updated_at)
+             SELECT ?1, id, '<' || ?1 || '.' || id || '.' || ?2 || '@' || ?3 || '>', ?4
+             FROM subscribers WHERE status = 'active'",
+        )
+        .bind(issue_id)
+        .bind(nonce)
+        .bind(message_id_domain)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE sends SET audience = ?2 WHERE issue_id = ?1").bind(issue_id).bind(audience as i64).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Puts deliveries left `sending` by a sender that died back to `pending`. Call only with the lease held.
+pub async fn requeue_in_flight(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<u64> {
+    let done = sqlx::query("UPDATE deliveries SET state = 'pending', updated_at = ?2 WHERE issue_id = ?1 AND state = 'sending'")
+        .bind(issue_id)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Marks up to `limit` due pending deliveries as `sending` and returns them. Deliveries whose subscriber
+/// is no longer active (unsubscribed since the send started) are marked `skipped` instead.
+pub async fn claim(pool: &SqlitePool, issue_id: &str, limit: i64, now: i64) -> Result<Vec<Claimed>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows = sqlx::query(
+        "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status
+         FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+         WHERE d.issue_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+         ORDER BY d.subscriber_id LIMIT ?3",
+    )
+    .bind(issue_id)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut skipped = Vec::new();
+    for r in rows {
+        let status: String = r.get(5);
+        let id: i64 = r.get(0);
+        if status == "active" {
+            claimed.push(Claimed { subscriber_id: id, email: r.get(1), name: r.get(2), message_id: r.get(3), attempts: r.get(4) });
+        } else {
+            skipped.push((id, format!("subscriber is {status}")));
+        }
+    }
+    set_state(&mut tx, issue_id, "sending", &claimed.iter().map(|c| c.subscriber_id).collect::<Vec<_>>(), now).await?;
+    for (id, why) in skipped {
+        sqlx::query("UPDATE deliveries SET state = 'skipped', last_error = ?3, updated_at = ?4 WHERE issue_id = ?1 AND subscriber_id = ?2")
+            .bind(issue_id)
+            .bind(id)
+            .bind(why)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+async fn set_state(tx: &mut sqlx::SqliteConnection, issue_id: &str, state: &str, ids: &[i64], now: i64) -> Result<()> {
+    for chunk in ids.chunks(300) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "UPDATE deliveries SET state = ?1, attempts = attempts + 1, updated_at = ?2 WHERE issue_id = ?3 AND subscriber_id IN ({marks})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(state).bind(now).bind(issue_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Records a batch of outcomes in one transaction. A bounce also marks the subscriber bounced.
+pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome)], now: i64) -> Result<()> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let sent: Vec<i64> = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Sent)).map(|(id, _)| *id).collect();
+    for chunk in sent.chunks(300) {
+        let marks = vec!["?"; chunk.len()].join(",");
+        let sql = format!(
+            "UPDATE deliveries SET state = 'sent', sent_at = ?1, updated_at = ?1, last_error = NULL
+             WHERE issue_id = ?2 AND subscriber_id IN ({marks})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now).bind(issue_id);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (id, outcome) in outcomes {
+        let (state, error, retry_at) = match outcome {
+            Outcome::Sent => continue,
+            Outcome::Deferred { error, retry_at } => ("pending", Some(error.as_str()), *retry_at),
+            Outcome::Bounced(e) => ("bounced", Some(e.as_str()), 0),
+            Outcome::Failed(e) => ("failed", Some(e.as_str()), 0),
+            Outcome::Unclaimed => ("pending", None, 0),
+        };
+        let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
+        sqlx::query(
+            "UPDATE deliveries SET state = ?3, last_error = COALESCE(?4, last_error), next_attempt_at = ?5,
+             attempts = attempts - ?6, updated_at = ?7 WHERE issue_id = ?1 AND subscriber_id = ?2",
+        )
+        .bind(issue_id)
+        .bind(id)
+        .bind(state)
+        .bind(error)
+        .bind(retry_at)
+        .bind(uncount)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if matches!(outcome, Outcome::Bounced(_)) {
+            sqlx::query("UPDATE subscribers SET status = 'bounced' WHERE id = ?1 AND status = 'active'").bind(id).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks the send finished when nothing is pending or in flight any more.
+pub async fn finish_if_done(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE sends SET finished_at = ?2 WHERE issue_id = ?1 AND finished_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND state IN ('pending', 'sending'))",
+    )
+    .bind(issue_id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The earliest time a pending delivery may be tried again, if any is pending.
+pub async fn next_retry_at(pool: &SqlitePool, issue_id: &str) -> Result<Option<i64>> {
+    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = 'pending'")
+        .bind(issue_id)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn counts(pool: &SqlitePool, issue_id: &str) -> Result<Counts> {
+    let rows = sqlx::query("SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ?1 GROUP BY state").bind(issue_id).fetch_all(pool).await?;
+    let mut c = Counts::default();
+    for r in rows {
+        let n: i64 = r.get(1);
+        c.total += n;
+        match r.get::<String, _>(0).as_str() {
+            "pending" => c.pending = n,
+            "sending" => c.sending = n,
+            "sent" => c.sent = n,
+            "failed" => c.failed = n,
+            "bounced" => c.bounced = n,
+            "skipped" => c.skipped = n,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Deliveries that did not go out (failed, bounced, or pending after an error), with their last error.
+pub async fn problems(pool: &SqlitePool, issue_id: &str, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
+    let rows = sqlx::query(
+        "SELECT s.email, d.state, d.attempts, d.last_error FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+         WHERE d.issue_id = ?1 AND d.last_error IS NOT NULL AND d.state IN ('failed', 'bounced', 'pending')
+         ORDER BY d.state, s.email LIMIT ?2",
+    )
+    .bind(issue_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+}
+
+/// Who would get the issue if its send started now (for `--dry-run`), streamed in id order.
+pub async fn active_after(pool: &SqlitePool, after_id: i64, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+    let rows = sqlx::query("SELECT id, email, name FROM subscribers WHERE status = 'active' AND id > ?1 ORDER BY id LIMIT ?2")
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
