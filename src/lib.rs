@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliver;
 pub mod digest;
 pub mod issue;
+pub mod render;
 pub mod store;
 
 pub use config::Config;

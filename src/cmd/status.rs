@@ -1,10 +1,79 @@
-//! `gazette status`.
+//! `gazette status`: how far a week's send got, from the delivery ledger.
 
 use std::process::ExitCode;
 
 use crate::config::Config;
 use crate::issue::WeekSpec;
+use crate::store::{Store, ledger};
 
-pub fn run(_config: &Config, _week: Option<WeekSpec>, _json: bool) -> anyhow::Result<ExitCode> {
-    Err(crate::cli::UsageError("`gazette status` is not implemented yet".into()).into())
+pub fn run(config: &Config, week: Option<WeekSpec>, json: bool) -> anyhow::Result<ExitCode> {
+    crate::cli::runtime()?.block_on(async {
+        let store = Store::open(&config.paths.database).await?;
+        let pool = store.pool();
+        let pinned = ledger::pinned_numbers(pool).await?;
+        let archive = super::load_archive(config, &pinned)?;
+        let issue = super::select_issue(config, &archive, week, chrono::Utc::now())?;
+        let record = ledger::send_record(pool, &issue.id).await?;
+        let counts = ledger::counts(pool, &issue.id).await?;
+        let problems = ledger::problems(pool, &issue.id, 1000).await?;
+        let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+        if json {
+            let value = serde_json::json!({
+                "issue": issue.id,
+                "number": issue.number,
+                "label": issue.label,
+                "started": record.is_some(),
+                "started_at": record.as_ref().map(|r| time(r.started_at)),
+                "finished_at": record.as_ref().and_then(|r| r.finished_at).map(time),
+                "audience": record.as_ref().map(|r| r.audience).unwrap_or(0),
+                "total": counts.total,
+                "sent": counts.sent,
+                "pending": counts.pending,
+                "sending": counts.sending,
+                "failed": counts.failed,
+                "bounced": counts.bounced,
+                "skipped": counts.skipped,
+                "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
+                    "email": email, "state": state, "attempts": attempts, "error": error
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
+        match &record {
+            None => {
+                println!("not sent yet; `gazette send --week {}` sends it", issue.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(r) => {
+                println!("started   {}", time(r.started_at));
+                match r.finished_at {
+                    Some(f) => println!("finished  {}", time(f)),
+                    None => println!("finished  not yet: `gazette send --week {}` resumes it", issue.id),
+                }
+            }
+        }
+        println!();
+        println!("{:<10} {:>9}", "state", "count");
+        for (name, n) in [
+            ("sent", counts.sent),
+            ("pending", counts.pending),
+            ("sending", counts.sending),
+            ("failed", counts.failed),
+            ("bounced", counts.bounced),
+            ("skipped", counts.skipped),
+            ("total", counts.total),
+        ] {
+            println!("{name:<10} {n:>9}");
+        }
+        if !problems.is_empty() {
+            println!();
+            println!("{:<40} {:<8} {:>8}  last error", "address", "state", "attempts");
+            for (email, state, attempts, error) in &problems {
+                println!("{email:<40} {state:<8} {attempts:>8}  {error}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -1,0 +1,162 @@
+//! What the integration tests share: a project folder with its own publish.toml, the built binary,
+//! and a real SMTP server (Postfix's smtp-sink from ../shared/tools) that dumps what it receives.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary project: the repo's example digests, a database and an outbox of its own.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// `extra` is appended to publish.toml (for example an [smtp] section).
+    pub fn new(extra: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "[site]\ntitle = \"Signals Weekly\"\nbase_url = \"https://signals.example.org\"\n\n\
+             [paths]\ndigests = {:?}\nout = \"out\"\ndatabase = \"db/gazette.db\"\n\n\
+             [email]\nfrom = \"Signals Weekly <newsletter@signals.example.org>\"\neditor = \"editor@example.org\"\n\n{extra}",
+            repo().join("digests").display().to_string()
+        );
+        std::fs::write(dir.path().join("publish.toml"), toml).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gazette"));
+        c.arg("--config").arg(self.path("publish.toml")).args(args).current_dir(self.dir.path()).env_remove("GAZETTE_CONFIG");
+        c.env("GAZETTE_SECRET", "test-secret-0123456789abcdef0123456789");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("gazette runs")
+    }
+
+    /// Runs and requires exit code `code`; returns stdout.
+    pub fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "gazette {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        stdout
+    }
+
+    /// Imports `n` subscribers reader0000@example.org ... and returns their addresses.
+    pub fn import_readers(&self, n: usize) -> Vec<String> {
+        let emails: Vec<String> = (0..n).map(|i| format!("reader{i:04}@example.org")).collect();
+        let mut csv = String::from("email,name\n");
+        for (i, e) in emails.iter().enumerate() {
+            csv.push_str(&format!("{e},Reader {i}\n"));
+        }
+        let file = self.path("readers.csv");
+        std::fs::write(&file, csv).unwrap();
+        self.expect(0, &["subscribers", "import", file.to_str().unwrap()]);
+        emails
+    }
+}
+
+/// A running smtp-sink on a free loopback port; killed when dropped.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub dump: tempfile::TempDir,
+}
+
+impl Sink {
+    /// `options` are smtp-sink's own, such as `["-r", "rcpt"]`.
+    pub fn start(options: &[&str]) -> Sink {
+        let dump = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let tool = repo().join("../shared/tools/smtp-sink");
+        let child = Command::new(&tool)
+            .args(options)
+            .arg("-d")
+            .arg(format!("{}/", dump.path().display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tool.display()));
+        let deadline = Instant::now() + Duration::from_secs(120); // the first start unpacks Postfix
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sink { child, port, dump }
+    }
+
+    pub fn smtp_config(&self) -> String {
+        format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 4\n", self.port)
+    }
+
+    /// Every message received so far, parsed into (recipient, message-id, subject, raw text).
+    pub fn messages(&self) -> Vec<Received> {
+        read_messages(self.dump.path())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub rcpt: String,
+    pub message_id: String,
+    pub subject: String,
+    pub raw: String,
+}
+
+pub fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    let head = &raw[..raw.find("\r\n\r\n").or_else(|| raw.find("\n\n")).unwrap_or(raw.len())];
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+pub fn read_messages(dir: &Path) -> Vec<Received> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let rcpt = header(&raw, "X-Rcpt-Args")
+            .map(|v| v.trim_matches(['<', '>']).to_string())
+            .or_else(|| header(&raw, "To").map(str::to_string))
+            .unwrap_or_default();
+        out.push(Received {
+            rcpt,
+            message_id: header(&raw, "Message-ID").unwrap_or_default().to_string(),
+            subject: header(&raw, "Subject").unwrap_or_default().to_string(),
+            raw,
+        });
+    }
+    out
+}
+
+/// Python with the given modules, if the machine has it (CI installs them).
+pub fn python_with(modules: &[&str]) -> Option<&'static str> {
+    let check = format!("import {}", modules.join(", "));
+    let ok = Command::new("python3").args(["-c", &check]).output().map(|o| o.status.success()).unwrap_or(false);
+    if ok { Some("python3") } else { None }
+}

@@ -1,0 +1,274 @@
+//! `gazette send` against a real SMTP server (Postfix's smtp-sink): one message per active
+//! subscriber, the headers mail servers expect, the test send, 4xx/5xx/unreachable paths,
+//! kill -9 and resume, a second concurrent sender, and unsubscribes between runs.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{Project, Sink, header};
+
+const WEEK: &str = "2023-07-23";
+
+fn status(p: &Project) -> serde_json::Value {
+    serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap()
+}
+
+#[test]
+fn every_active_subscriber_gets_exactly_one_message_with_the_headers_mail_servers_expect() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let readers = p.import_readers(40);
+    p.expect(0, &["subscribers", "remove", &readers[7]]);
+
+    let out = p.expect(0, &["send", "--week", WEEK]);
+    assert!(out.contains("39 messages sent"), "{out}");
+    let got = sink.messages();
+    assert_eq!(got.len(), 39, "one message per active subscriber");
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    let expected: HashSet<&str> = readers.iter().map(String::as_str).filter(|r| *r != readers[7]).collect();
+    assert_eq!(rcpts, expected);
+    let ids: HashSet<&str> = got.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(ids.len(), 39, "Message-IDs are unique per subscriber");
+
+    let tokens: HashSet<String> = got
+        .iter()
+        .map(|m| {
+            let raw = &m.raw;
+            // The message starts after smtp-sink's own X- and Received lines.
+            let body_start = raw.find("\nFrom: ").map(|i| i + 1).or_else(|| raw.find("From: ")).unwrap_or(0);
+            let message = &raw[body_start..];
+            assert!(m.message_id.starts_with("<2023-07-17.") && m.message_id.ends_with("@signals.example.org>"), "{}", m.message_id);
+            assert_eq!(header(message, "List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+            assert_eq!(header(message, "List-Id"), Some("Signals Weekly <signals-weekly.signals.example.org>"));
+            assert_eq!(header(message, "MIME-Version"), Some("1.0"));
+            assert!(header(message, "Date").is_some());
+            let unsub = header(message, "List-Unsubscribe").unwrap();
+            assert!(unsub.starts_with("<https://signals.example.org/unsubscribe/") && unsub.ends_with('>'), "{unsub}");
+            assert!(message.bytes().all(|b| b.is_ascii()), "every byte on the wire is 7-bit");
+            assert!(message.split("\r\n").all(|l| l.len() <= 998), "no line over 998 octets");
+            assert_eq!(message.matches("\nFrom: ").count() + usize::from(message.starts_with("From: ")), 1);
+            unsub.to_string()
+        })
+        .collect();
+    assert_eq!(tokens.len(), 39, "every subscriber has an unsubscribe link of their own");
+
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["total"].as_i64(), s["pending"].as_i64()), (Some(39), Some(39), Some(0)), "{s}");
+
+    // A second send of a finished issue sends nothing.
+    let again = p.expect(0, &["send", "--week", WEEK]);
+    assert!(again.contains("already sent"), "{again}");
+    assert_eq!(sink.messages().len(), 39);
+}
+
+#[test]
+fn the_mime_tree_parses_back_with_pythons_email_package() {
+    let Some(python) = common::python_with(&["email"]) else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    p.import_readers(1);
+    p.expect(0, &["send", "--week", WEEK]);
+    let got = sink.messages();
+    let file = p.path("message.eml");
+    std::fs::write(&file, &got[0].raw).unwrap();
+    let script = r#"
+import email, sys
+from email import policy
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=policy.default)
+assert m.get_content_type() == 'multipart/alternative', m.get_content_type()
+parts = list(m.iter_parts())
+assert [p.get_content_type() for p in parts] == ['text/plain', 'text/html'], [p.get_content_type() for p in parts]
+for p in parts:
+    assert p.get_content_charset() == 'utf-8', p.get_content_charset()
+    assert p['Content-Transfer-Encoding'] in ('quoted-printable', 'base64'), p['Content-Transfer-Encoding']
+text, html = parts[0].get_content(), parts[1].get_content()
+unsub = m['List-Unsubscribe'].strip('<>')
+assert unsub in text, 'the text part shows the unsubscribe link'
+assert unsub in html, 'the html part shows the unsubscribe link'
+assert '%%' not in text and '%%' not in html, 'every placeholder was filled in'
+print('ok', m['Subject'])
+"#;
+    let out = std::process::Command::new(python).arg("-c").arg(script).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_test_send_reaches_only_the_editor_and_is_not_recorded() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    p.import_readers(5);
+    let out = p.expect(0, &["send", "--test", "--week", WEEK]);
+    assert!(out.contains("editor@example.org"), "{out}");
+    p.expect(0, &["send", "--week", WEEK, "--test", "second@example.org", "--test", "third@example.org"]);
+    let got = sink.messages();
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts, HashSet::from(["editor@example.org", "second@example.org", "third@example.org"]));
+    assert!(got.iter().all(|m| m.subject.starts_with("[TEST]")), "{:?}", got.iter().map(|m| &m.subject).collect::<Vec<_>>());
+    let s = status(&p);
+    assert_eq!(s["started"], false, "a test send never counts as the real send: {s}");
+    // The real send still goes to all five afterwards.
+    p.expect(0, &["send", "--week", WEEK]);
+    assert_eq!(sink.messages().len(), 3 + 5);
+}
+
+#[test]
+fn a_bad_test_address_is_refused_before_anything_is_sent() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let out = p.run(&["send", "--test", "not an address", "--week", WEEK]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an address"));
+    assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn temporary_refusals_stay_pending_and_a_later_run_delivers_them() {
+    let refusing = Sink::start(&["-r", "rcpt"]);
+    let p = Project::new(&refusing.smtp_config());
+    p.import_readers(6);
+    let out = p.run(&["send", "--week", WEEK]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still pending"));
+    let s = status(&p);
+    assert_eq!((s["pending"].as_i64(), s["sent"].as_i64()), (Some(6), Some(0)), "{s}");
+    let problems = s["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 6);
+    assert!(problems[0]["error"].as_str().unwrap().starts_with("4"), "{s}");
+    assert!(problems[0]["attempts"].as_i64().unwrap() >= 2, "retried within the run: {s}");
+    assert!(refusing.messages().is_empty());
+
+    // The server recovers: the next run delivers every pending message, once.
+    let good = Sink::start(&[]);
+    std::fs::write(p.path("publish.toml"), std::fs::read_to_string(p.path("publish.toml")).unwrap().replace(&refusing.port.to_string(), &good.port.to_string())).unwrap();
+    p.expect(0, &["send", "--week", WEEK]);
+    assert_eq!(good.messages().len(), 6);
+    assert_eq!(status(&p)["sent"].as_i64(), Some(6));
+}
+
+#[test]
+fn a_refused_mailbox_is_a_bounce_and_the_subscriber_is_marked_bounced() {
+    let sink = Sink::start(&["-f", "rcpt", "-B", "550 5.1.1 No such user"]);
+    let p = Project::new(&sink.smtp_config());
+    p.import_readers(3);
+    p.expect(0, &["send", "--week", WEEK]);
+    let s = status(&p);
+    assert_eq!((s["bounced"].as_i64(), s["sent"].as_i64(), s["pending"].as_i64()), (Some(3), Some(0), Some(0)), "{s}");
+    assert!(s["problems"][0]["error"].as_str().unwrap().contains("5.1.1"), "{s}");
+    let bounced = p.expect(0, &["subscribers", "list", "--status", "bounced", "--format", "csv"]);
+    assert_eq!(bounced.lines().filter(|l| l.contains("@example.org")).count(), 3, "{bounced}");
+}
+
+#[test]
+fn other_permanent_refusals_fail_the_delivery_without_touching_the_subscriber() {
+    let sink = Sink::start(&["-f", "data"]);
+    let p = Project::new(&sink.smtp_config());
+    p.import_readers(2);
+    p.expect(0, &["send", "--week", WEEK]);
+    let s = status(&p);
+    assert_eq!((s["failed"].as_i64(), s["bounced"].as_i64()), (Some(2), Some(0)), "{s}");
+    let active = p.expect(0, &["subscribers", "list", "--status", "active", "--format", "csv"]);
+    assert_eq!(active.lines().filter(|l| l.contains("@example.org")).count(), 2, "{active}");
+}
+
+#[test]
+fn an_unreachable_server_stops_the_send_with_a_clear_error_and_nothing_marked_sent() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{port}?tls=none\"\nconcurrency = 2\n"));
+    p.import_readers(4);
+    let out = p.run(&["send", "--week", WEEK]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the SMTP server") && stderr.contains(&port.to_string()), "{stderr}");
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(0), Some(4), Some(0)), "{s}");
+}
+
+#[test]
+fn killed_halfway_and_rerun_every_subscriber_gets_it_and_duplicates_keep_their_message_id() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 4\nrate_per_second = 400\n", sink.port));
+    let readers = p.import_readers(2000);
+    let mut child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.messages().len() < 600 {
+        assert!(Instant::now() < deadline, "the send did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let at_kill = sink.messages().len();
+    assert!(at_kill < 2000, "killed halfway, not after the end ({at_kill})");
+
+    p.expect(0, &["send", "--week", WEEK]);
+    let got = sink.messages();
+    let mut by_rcpt: HashMap<&str, Vec<&str>> = HashMap::new();
+    for m in &got {
+        by_rcpt.entry(m.rcpt.as_str()).or_default().push(m.message_id.as_str());
+    }
+    assert_eq!(by_rcpt.len(), 2000, "every subscriber got the issue");
+    assert!(readers.iter().all(|r| by_rcpt.contains_key(r.as_str())));
+    let duplicates: Vec<_> = by_rcpt.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    // At most the in-flight window (4 connections x 4) plus one unrecorded batch (200).
+    assert!(duplicates.len() <= 216, "{} duplicates", duplicates.len());
+    for (rcpt, ids) in &duplicates {
+        assert!(ids.iter().all(|id| id == &ids[0]), "a resend to {rcpt} carries the same Message-ID: {ids:?}");
+    }
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(2000), Some(0), Some(0)), "{s}");
+}
+
+#[test]
+fn a_second_sender_for_the_same_issue_is_refused() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n", sink.port));
+    p.import_readers(60);
+    let mut first = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.messages().is_empty() {
+        assert!(Instant::now() < deadline, "the first send did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = p.run(&["send", "--week", WEEK]);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("being sent by another process"), "{stderr}");
+    assert!(first.wait().unwrap().success());
+    let got = sink.messages();
+    assert_eq!(got.len(), 60, "nobody got it twice");
+}
+
+#[test]
+fn an_unsubscribe_between_two_runs_is_honoured() {
+    let refusing = Sink::start(&["-r", "rcpt"]);
+    let p = Project::new(&refusing.smtp_config());
+    let readers = p.import_readers(5);
+    p.run(&["send", "--week", WEEK]); // everything deferred
+    p.expect(0, &["subscribers", "remove", &readers[2]]);
+    let good = Sink::start(&[]);
+    std::fs::write(p.path("publish.toml"), std::fs::read_to_string(p.path("publish.toml")).unwrap().replace(&refusing.port.to_string(), &good.port.to_string())).unwrap();
+    p.expect(0, &["send", "--week", WEEK]);
+    let rcpts: HashSet<String> = good.messages().into_iter().map(|m| m.rcpt).collect();
+    assert_eq!(rcpts.len(), 4);
+    assert!(!rcpts.contains(&readers[2]));
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["skipped"].as_i64()), (Some(4), Some(1)), "{s}");
+}
+
+#[test]
+fn without_a_mail_server_messages_land_in_the_outbox_once_each() {
+    let p = Project::new("[smtp]\nurl = \"file://outbox\"\n");
+    p.import_readers(7);
+    let out = p.expect(0, &["send", "--week", WEEK]);
+    assert!(out.contains("outbox"), "{out}");
+    let files: Vec<_> = std::fs::read_dir(p.path("outbox")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 7);
+    assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "eml")));
+    let dry = p.expect(0, &["send", "--week", WEEK, "--dry-run"]);
+    assert!(dry.contains("would send 7 messages"), "{dry}");
+    assert_eq!(std::fs::read_dir(p.path("outbox")).unwrap().count(), 7, "a dry run writes nothing");
+}
