@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod digest;
 pub mod issue;
 pub mod render;
+pub mod schedule;
 pub mod store;
 
 pub use config::Config;
