@@ -9,5 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod digest;
 pub mod issue;
+pub mod store;
+pub mod token;
 
 pub use config::Config;
