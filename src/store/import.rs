@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::subscribers::{Status, SubscriberEmail};
+use super::subscribers::{Status, SubscriberEmail, clean_name};
 use super::{Store, StoreError, now};
 
 /// Rows per INSERT statement (measured: 100-300 rows per statement is the sweet spot on SQLite).
@@ -50,13 +50,15 @@ impl std::fmt::Display for InvalidRow {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // The causes are part of the message (and deliberately not `source`s), so that the error
+    // chain printed by `main` says everything once.
+    #[error("{path}: cannot read: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     /// The file as a whole is unusable; nothing was written.
     #[error("{path}: {reason}; nothing was imported")]
     Refused { path: PathBuf, reason: String },
-    #[error("{path}: {source}")]
-    Store { path: PathBuf, source: StoreError },
+    #[error("{path}: {cause}")]
+    Store { path: PathBuf, cause: StoreError },
 }
 
 impl ImportError {
@@ -85,7 +87,7 @@ impl Store {
     /// Imports the CSV file at `path`; see the module documentation. `on_invalid` hears about each
     /// row left out, as it is found.
     pub async fn import_csv(&self, path: &Path, on_invalid: impl FnMut(&InvalidRow)) -> Result<ImportReport, ImportError> {
-        let file = std::fs::File::open(path).map_err(|e| ImportError::Io { path: path.to_path_buf(), source: e })?;
+        let file = std::fs::File::open(path).map_err(|e| ImportError::Io { path: path.to_path_buf(), cause: e })?;
         self.import_reader(file, path, on_invalid).await
     }
 
@@ -96,9 +98,9 @@ impl Store {
         path: &Path,
         mut on_invalid: impl FnMut(&InvalidRow),
     ) -> Result<ImportReport, ImportError> {
-        let io = |e: std::io::Error| ImportError::Io { path: path.to_path_buf(), source: e };
+        let io = |e: std::io::Error| ImportError::Io { path: path.to_path_buf(), cause: e };
         let refuse = |reason: String| ImportError::Refused { path: path.to_path_buf(), reason };
-        let store_err = |e: StoreError| ImportError::Store { path: path.to_path_buf(), source: e };
+        let store_err = |e: StoreError| ImportError::Store { path: path.to_path_buf(), cause: e };
 
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
         sniff(reader.fill_buf().map_err(io)?).map_err(refuse)?;
@@ -235,11 +237,8 @@ fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<(SubscriberE
         Some(e) => SubscriberEmail::parse(e).map_err(|e| e.to_string())?,
     };
     let name = match columns.name.and_then(text) {
-        None | Some("") => None,
-        Some(n) if n.chars().any(char::is_control) => {
-            return Err(format!("the name of {email} contains a line break or another control character"));
-        }
-        Some(n) => Some(n.to_string()),
+        None => None,
+        Some(n) => clean_name(n).map_err(|e| format!("{e} (for {email})"))?,
     };
     let status = match columns.status.and_then(text) {
         None | Some("") => Status::Active,

@@ -14,7 +14,7 @@ use sqlx::{Connection, SqlitePool};
 
 pub use crate::token::{Purpose, TokenKey, sign_token, verify_token};
 pub use import::{ImportError, ImportReport, InvalidRow};
-pub use subscribers::{AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber, SubscriberEmail};
+pub use subscribers::{clean_name, AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber, SubscriberEmail};
 
 /// The environment variable holding the token secret; without it, a random secret is kept in the database.
 pub const SECRET_VAR: &str = "GAZETTE_SECRET";
@@ -28,10 +28,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("subscribers/migration
 /// migrated or queried, or the token secret is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the subscriber database {path}: {source}; check [paths] database in publish.toml")]
-    Open { path: PathBuf, source: Box<dyn std::error::Error + Send + Sync> },
-    #[error("cannot bring the subscriber database {path} up to date: {source}")]
-    Migrate { path: PathBuf, source: sqlx::migrate::MigrateError },
+    // Causes are in the message rather than `source`s, so `main`'s chain says them once.
+    #[error("cannot open the subscriber database {path}: {cause}; check [paths] database in publish.toml")]
+    Open { path: PathBuf, cause: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot bring the subscriber database {path} up to date: {cause}")]
+    Migrate { path: PathBuf, cause: sqlx::migrate::MigrateError },
     #[error("subscriber database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{SECRET_VAR}: {0}")]
@@ -51,7 +52,7 @@ impl Store {
     /// Opens the database at `path`, creating it (and its folder) when missing, and applies any
     /// migration not yet applied.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.to_path_buf(), source: e };
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.to_path_buf(), cause: e };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
@@ -75,7 +76,7 @@ impl Store {
     /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction: two processes opening a
     /// fresh database at once then take turns (the busy timeout) instead of both creating tables.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: self.path.clone(), source: e };
+        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: self.path.clone(), cause: e };
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         MIGRATOR.run(&mut *tx).await.map_err(migrate_err)?;

@@ -86,6 +86,16 @@ impl AsRef<str> for SubscriberEmail {
     }
 }
 
+/// A display name as entered: trimmed, `None` when empty. Refused when it holds a line break or
+/// another control character (it ends up in a `To:` header).
+pub fn clean_name(name: &str) -> Result<Option<String>, String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err(format!("the name {name:?} contains a line break or another control character"));
+    }
+    Ok(if name.is_empty() { None } else { Some(name.to_string()) })
+}
+
 /// Where a subscriber is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
