@@ -60,6 +60,8 @@ pub struct ParseError {
     pub path: PathBuf,
     pub line: usize,
     pub message: String,
+    /// The digest's date when its heading could be read: which week the broken file belongs to.
+    pub date: Option<NaiveDate>,
 }
 
 impl fmt::Display for ParseError {
@@ -117,6 +119,7 @@ pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
                 path: d.path.clone(),
                 line: 0,
                 message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, first.display()),
+                date: Some(d.date),
             });
         } else {
             seen.insert(d.id.clone(), d.path.clone());
@@ -129,7 +132,7 @@ pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
 
 /// Reads and parses one file.
 pub fn read_file(path: &Path) -> Result<Digest, Vec<ParseError>> {
-    let err = |line: usize, message: String| vec![ParseError { path: path.to_path_buf(), line, message }];
+    let err = |line: usize, message: String| vec![ParseError { path: path.to_path_buf(), line, message, date: None }];
     let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read the file: {e}")))?;
     let text = match std::str::from_utf8(&bytes) {
         Ok(t) => t,
@@ -173,7 +176,7 @@ impl Section {
 /// Parses the text of one digest. `path` is used for the id and for messages.
 pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     let mut problems = Vec::new();
-    let mut problem = |line: usize, message: String| problems.push(ParseError { path: path.to_path_buf(), line, message });
+    let mut problem = |line: usize, message: String| problems.push(ParseError { path: path.to_path_buf(), line, message, date: None });
 
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
     let id = id_from_file_name(&file_name);
@@ -307,6 +310,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     }
 
     if !problems.is_empty() {
+        for p in &mut problems {
+            p.date = date;
+        }
         return Err(problems);
     }
     Ok(Digest {

@@ -13,5 +13,6 @@ pub mod issue;
 pub mod render;
 pub mod schedule;
 pub mod store;
+pub mod token;
 
 pub use config::Config;

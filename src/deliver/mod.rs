@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::config::{Config, SmtpTarget};
 use crate::store::ledger::{self, Claimed, Counts, Outcome};
-use crate::store::{Purpose, Store, TokenKey, sign_token};
+use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, sign_token};
 pub use message::{PreparedEmail, Recipient};
 use smtp::{Attempt, ServerSpec, SmtpSession};
 
@@ -503,7 +503,10 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
     let domain = config.email.from.email.domain();
     for mailbox in to {
         // A subscriber's copy carries their real unsubscribe link; anyone else's a link that names nobody.
-        let id = store.subscriber_id_by_email(&mailbox.email.to_string()).await?.unwrap_or(0);
+        let id = match SubscriberEmail::parse(&mailbox.email.to_string()) {
+            Ok(email) => store.subscriber_by_email(&email).await?.map(|s| s.id).unwrap_or(0),
+            Err(_) => 0,
+        };
         let url = unsubscribe_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
         let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;

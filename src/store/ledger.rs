@@ -277,7 +277,12 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
         .execute(&mut *tx)
         .await?;
         if matches!(outcome, Outcome::Bounced(_)) {
-            sqlx::query("UPDATE subscribers SET status = 'bounced' WHERE id = ?1 AND status = 'active'").bind(id).execute(&mut *tx).await?;
+            let stamp = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            sqlx::query("UPDATE subscribers SET status = 'bounced', bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = 'active'")
+                .bind(id)
+                .bind(stamp)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     tx.commit().await?;
@@ -346,4 +351,9 @@ pub async fn active_after(pool: &SqlitePool, after_id: i64, limit: i64) -> Resul
         .fetch_all(pool)
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Issues whose send started and has not finished.
+pub async fn unfinished_sends(pool: &SqlitePool) -> Result<Vec<String>> {
+    sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(pool).await
 }

@@ -1,37 +1,201 @@
-//! TEMPORARY stand-in until the store branch lands (replaced by it).
+//! The subscriber store: every SQL statement of Gazette lives under this module, so that a second
+//! backend (PostgreSQL) can be added behind the same functions. SQLite through sqlx, in WAL mode
+//! with a busy timeout, so a running send and a subscriber command can use the database at once.
+//! Migrations (`subscribers/migrations/`) are applied whenever the store is opened.
+
+mod import;
 pub mod ledger;
+mod subscribers;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqlitePool};
 
+pub use crate::token::{Purpose, TokenKey, sign_token, verify_token};
+pub use import::{ImportError, ImportReport, InvalidRow};
+pub use subscribers::{clean_name, AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber, SubscriberEmail};
+
+/// The environment variable holding the token secret; without it, a random secret is kept in the database.
+pub const SECRET_VAR: &str = "GAZETTE_SECRET";
+
+/// How long a statement waits for another process's write to finish before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("subscribers/migrations");
+
+/// Something went wrong below the level of the user's input: the database could not be opened,
+/// migrated or queried, or the token secret is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    // Causes are in the message rather than `source`s, so `main`'s chain says them once.
+    #[error("cannot open the subscriber database {path}: {cause}; check [paths] database in publish.toml")]
+    Open { path: PathBuf, cause: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot bring the subscriber database {path} up to date: {cause}")]
+    Migrate { path: PathBuf, cause: sqlx::migrate::MigrateError },
+    #[error("subscriber database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{SECRET_VAR}: {0}")]
+    Secret(String),
+    #[error("subscriber database: {0}")]
+    Corrupt(String),
+}
+
+/// The open database: a small pool of SQLite connections.
+#[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
-}
-
-pub struct TokenKey(pub Vec<u8>);
-
-#[derive(Clone, Copy)]
-pub enum Purpose {
-    Unsubscribe,
-    Confirm,
-}
-
-pub fn sign_token(_key: &TokenKey, id: i64, _purpose: Purpose) -> String {
-    format!("{id}")
+    path: PathBuf,
 }
 
 impl Store {
-    pub async fn open(_path: &Path) -> anyhow::Result<Store> {
-        unimplemented!()
+    /// Opens the database at `path`, creating it (and its folder) when missing, and applies any
+    /// migration not yet applied.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.to_path_buf(), cause: e };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_err(Box::new(e)))?;
+        let store = Store { pool, path: path.to_path_buf() };
+        store.migrate().await?;
+        Ok(store)
     }
+
+    /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction: two processes opening a
+    /// fresh database at once then take turns (the busy timeout) instead of both creating tables.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: self.path.clone(), cause: e };
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        MIGRATOR.run(&mut *tx).await.map_err(migrate_err)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The connection pool, for sibling modules of `store` that keep their own tables.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-    pub async fn token_key(&self) -> anyhow::Result<TokenKey> {
-        Ok(TokenKey(vec![]))
+
+    /// A small named value the application keeps for itself (such as the scheduler's last round).
+    pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1").bind(name).fetch_optional(&self.pool).await?)
     }
-    pub async fn subscriber_id_by_email(&self, _email: &str) -> anyhow::Result<Option<i64>> {
-        Ok(None)
+
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for every connection to close (and SQLite to checkpoint the WAL).
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// The key tokens are signed with: `GAZETTE_SECRET` when set, otherwise a random secret
+    /// generated into the database on first use (so links keep working across runs).
+    pub async fn token_key(&self) -> Result<TokenKey, StoreError> {
+        match std::env::var_os(SECRET_VAR) {
+            Some(v) => {
+                let v = v.into_string().map_err(|_| StoreError::Secret("is not valid UTF-8".into()))?;
+                TokenKey::new(v.into_bytes()).map_err(StoreError::Secret)
+            }
+            None => self.stored_token_key().await,
+        }
+    }
+
+    async fn stored_token_key(&self) -> Result<TokenKey, StoreError> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        // Whoever inserts first wins; everyone then reads the same secret.
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('token_secret', ?) ON CONFLICT (name) DO NOTHING")
+            .bind(fresh)
+            .execute(&self.pool)
+            .await?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token_secret'")
+            .fetch_one(&self.pool)
+            .await?;
+        let bytes = hex::decode(&stored)
+            .map_err(|_| StoreError::Corrupt("the stored token secret (settings.token_secret) is not hex".into()))?;
+        TokenKey::new(bytes).map_err(|e| StoreError::Corrupt(format!("the stored token secret: {e}")))
+    }
+}
+
+/// Now, as the store writes timestamps: UTC, whole seconds, RFC 3339 (`2026-11-27T08:00:00Z`).
+fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn now() -> String {
+    timestamp(chrono::Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_creates_the_folder_and_migrates_from_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/folder/gazette.db");
+        let store = Store::open(&path).await.unwrap();
+        assert!(path.exists());
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(tables, ["settings", "subscribers"]);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(fk, 1);
+        store.close().await;
+        // A second open finds everything applied.
+        let again = Store::open(&path).await.unwrap();
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool()).await.unwrap();
+        assert_eq!(applied as usize, MIGRATOR.iter().count());
+    }
+
+    #[tokio::test]
+    async fn the_generated_secret_is_kept() {
+        // SAFETY of the assumption: no test in this crate sets GAZETTE_SECRET.
+        if std::env::var_os(SECRET_VAR).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gazette.db");
+        let store = Store::open(&path).await.unwrap();
+        let a = store.token_key().await.unwrap();
+        let b = store.token_key().await.unwrap();
+        assert_eq!(a, b);
+        let t = sign_token(&a, 3, Purpose::Confirm);
+        store.close().await;
+        let reopened = Store::open(&path).await.unwrap();
+        let c = reopened.token_key().await.unwrap();
+        assert_eq!(verify_token(&c, &t, Purpose::Confirm), Some(3));
+        let other = Store::open(&dir.path().join("other.db")).await.unwrap();
+        assert_eq!(verify_token(&other.token_key().await.unwrap(), &t, Purpose::Confirm), None);
     }
 }

@@ -1,0 +1,423 @@
+//! Importing subscribers from CSV: streamed (flat memory), written in multi-row statements inside
+//! large `BEGIN IMMEDIATE` transactions, and idempotent. Existing rows are never changed by an
+//! import, so a suppressed address (unsubscribed, bounced, complained) stays suppressed.
+//!
+//! The file is refused, with nothing written, when its header row is not UTF-8, has no `email`
+//! column, or the file is binary. Rows are checked one by one: a row that is not UTF-8, has no
+//! valid address, or has an unknown status is reported with its line number and left out; the
+//! other rows are imported.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use super::subscribers::{Status, SubscriberEmail, clean_name};
+use super::{Store, StoreError, now};
+
+/// Rows per INSERT statement (measured: 100-300 rows per statement is the sweet spot on SQLite).
+const ROWS_PER_STATEMENT: usize = 250;
+/// Rows per transaction: big enough to amortise the commit, small enough that a concurrent
+/// writer waits well under the busy timeout.
+const ROWS_PER_TRANSACTION: usize = 100_000;
+/// Bytes looked at to tell a text file from a binary one.
+const SNIFF_LEN: usize = 8192;
+
+/// What an import did, row by row. `added + unchanged + skipped + invalid` is the number of data rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// New subscribers.
+    pub added: u64,
+    /// Already there (or earlier in the same file) and not suppressed: nothing changed.
+    pub unchanged: u64,
+    /// Already there as unsubscribed, bounced or complained: left so.
+    pub skipped: u64,
+    /// Left out; each was reported through the callback.
+    pub invalid: u64,
+}
+
+/// A row left out of an import: its line number in the file (1 is the header) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRow {
+    pub line: u64,
+    pub reason: String,
+}
+
+impl std::fmt::Display for InvalidRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    // The causes are part of the message (and deliberately not `source`s), so that the error
+    // chain printed by `main` says everything once.
+    #[error("{path}: cannot read: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    /// The file as a whole is unusable; nothing was written.
+    #[error("{path}: {reason}; nothing was imported")]
+    Refused { path: PathBuf, reason: String },
+    #[error("{path}: {cause}")]
+    Store { path: PathBuf, cause: StoreError },
+}
+
+impl ImportError {
+    /// The user's file is the problem (as opposed to the database).
+    pub fn is_input_problem(&self) -> bool {
+        !matches!(self, ImportError::Store { .. })
+    }
+}
+
+/// Where each known column is in the header row.
+struct Columns {
+    email: usize,
+    name: Option<usize>,
+    status: Option<usize>,
+    names: Vec<String>,
+}
+
+/// A checked row waiting for its batch.
+struct Row {
+    email: SubscriberEmail,
+    name: Option<String>,
+    status: Status,
+}
+
+impl Store {
+    /// Imports the CSV file at `path`; see the module documentation. `on_invalid` hears about each
+    /// row left out, as it is found.
+    pub async fn import_csv(&self, path: &Path, on_invalid: impl FnMut(&InvalidRow)) -> Result<ImportReport, ImportError> {
+        let file = std::fs::File::open(path).map_err(|e| ImportError::Io { path: path.to_path_buf(), cause: e })?;
+        self.import_reader(file, path, on_invalid).await
+    }
+
+    /// As `import_csv`, from any reader; `path` names it in messages.
+    pub async fn import_reader(
+        &self,
+        reader: impl Read,
+        path: &Path,
+        mut on_invalid: impl FnMut(&InvalidRow),
+    ) -> Result<ImportReport, ImportError> {
+        let io = |e: std::io::Error| ImportError::Io { path: path.to_path_buf(), cause: e };
+        let refuse = |reason: String| ImportError::Refused { path: path.to_path_buf(), reason };
+        let store_err = |e: StoreError| ImportError::Store { path: path.to_path_buf(), cause: e };
+
+        let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        sniff(reader.fill_buf().map_err(io)?).map_err(refuse)?;
+        // Records end at '\n' only (a '\r' before it is trimmed with the field), and the stream
+        // gets a final '\n' so every record is terminated: the line a record starts on is then
+        // the line after it, less one, less the line breaks inside its quoted fields. (The csv
+        // crate's own start position counts blank lines skipped before a record.)
+        let mut csv = csv::ReaderBuilder::new()
+            .flexible(true)
+            .has_headers(true)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .buffer_capacity(64 * 1024)
+            .from_reader(reader.chain(&b"\n"[..]));
+        let columns = read_header(&mut csv).map_err(refuse)?;
+
+        let at = now();
+        let mut report = ImportReport::default();
+        let mut batch: Vec<Row> = Vec::with_capacity(ROWS_PER_STATEMENT);
+        let mut in_transaction = 0usize;
+        let mut tx = None;
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let more = match csv.read_byte_record(&mut record) {
+                Ok(more) => more,
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Io(_) => return Err(io(std::io::Error::other(e.to_string()))),
+                    _ => {
+                        let line = e.position().map_or(0, |p| p.line());
+                        report.invalid += 1;
+                        on_invalid(&InvalidRow { line, reason: format!("is not readable as CSV: {e}") });
+                        continue;
+                    }
+                },
+            };
+            if more && record.iter().all(|f| f.trim_ascii().is_empty()) {
+                continue; // a blank line, or one of only separators and spaces
+            }
+            if more {
+                let breaks = record.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
+                let line = csv.position().line() - 1 - breaks;
+                match check_row(&record, &columns) {
+                    Ok((email, name, status)) => batch.push(Row { email, name, status }),
+                    Err(reason) => {
+                        report.invalid += 1;
+                        on_invalid(&InvalidRow { line, reason });
+                    }
+                }
+            }
+            if batch.len() == ROWS_PER_STATEMENT || (!more && !batch.is_empty()) {
+                if tx.is_none() {
+                    tx = Some(self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| store_err(e.into()))?);
+                }
+                let conn = tx.as_mut().expect("a transaction was just begun");
+                in_transaction += batch.len();
+                write_batch(conn, &batch, &at, &mut report).await.map_err(store_err)?;
+                batch.clear();
+                if in_transaction >= ROWS_PER_TRANSACTION {
+                    tx.take().expect("inside a transaction").commit().await.map_err(|e| store_err(e.into()))?;
+                    in_transaction = 0;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        if let Some(tx) = tx {
+            tx.commit().await.map_err(|e| store_err(e.into()))?;
+        }
+        Ok(report)
+    }
+}
+
+/// Refuses files that are clearly not CSV text, from their first bytes.
+fn sniff(start: &[u8]) -> Result<(), String> {
+    if start.is_empty() {
+        return Err("the file is empty; expected a header row naming an `email` column".into());
+    }
+    if start.starts_with(&[0xFF, 0xFE]) || start.starts_with(&[0xFE, 0xFF]) {
+        return Err("the file is UTF-16, not UTF-8; save it as \"CSV UTF-8\" and import it again".into());
+    }
+    let head = &start[..start.len().min(SNIFF_LEN)];
+    if head.contains(&0) {
+        return Err("this is not a CSV file (it contains binary data); export a CSV file with a header row naming an `email` column".into());
+    }
+    Ok(())
+}
+
+fn read_header<R: Read>(csv: &mut csv::Reader<R>) -> Result<Columns, String> {
+    let header = csv.byte_headers().map_err(|e| format!("cannot read the header row as CSV: {e}"))?.clone();
+    let mut names = Vec::with_capacity(header.len());
+    for (i, field) in header.iter().enumerate() {
+        let field = if i == 0 { field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field) } else { field };
+        match std::str::from_utf8(field) {
+            Ok(s) => names.push(s.trim().to_string()),
+            Err(e) => {
+                return Err(format!(
+                    "line 1: the header row is not UTF-8 (byte 0x{:02X} in column {}); save the file as \"CSV UTF-8\" and import it again",
+                    field[e.valid_up_to()],
+                    i + 1
+                ));
+            }
+        }
+    }
+    let find = |wanted: &str| names.iter().position(|n| n.eq_ignore_ascii_case(wanted));
+    let Some(email) = find("email") else {
+        let found = names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+        let hint = if names.len() == 1 && [';', '\t', '|'].iter().any(|c| names[0].contains(*c)) {
+            " (the columns look separated by something other than commas; Gazette reads comma-separated files)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "line 1: the header row has no `email` column (found {found}){hint}; the first line must name the columns, as in `email,name`"
+        ));
+    };
+    Ok(Columns { email, name: find("name"), status: find("status"), names })
+}
+
+/// Checks one data row: UTF-8 throughout, a valid address, a name without control characters, a
+/// known status (`active` when absent or empty).
+fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<(SubscriberEmail, Option<String>, Status), String> {
+    let column = |i: usize| columns.names.get(i).map_or_else(|| format!("column {}", i + 1), |n| format!("`{n}` column"));
+    if std::str::from_utf8(record.as_slice()).is_err() {
+        for (i, field) in record.iter().enumerate() {
+            if let Err(e) = std::str::from_utf8(field) {
+                return Err(format!("is not UTF-8 (byte 0x{:02X} in the {})", field[e.valid_up_to()], column(i)));
+            }
+        }
+    }
+    // Every field is UTF-8 from here on.
+    let text = |i: usize| record.get(i).map(|f| std::str::from_utf8(f).unwrap_or_default().trim());
+    let email = match text(columns.email) {
+        None | Some("") => return Err("has no email address".into()),
+        Some(e) => SubscriberEmail::parse(e).map_err(|e| e.to_string())?,
+    };
+    let name = match columns.name.and_then(text) {
+        None => None,
+        Some(n) => clean_name(n).map_err(|e| format!("{e} (for {email})"))?,
+    };
+    let status = match columns.status.and_then(text) {
+        None | Some("") => Status::Active,
+        Some(s) => s.parse().map_err(|e: super::StatusParseError| format!("{e} (for {email})"))?,
+    };
+    Ok((email, name, status))
+}
+
+/// Writes one batch: finds which addresses exist already (and their status), inserts the new ones
+/// in one statement, and counts each row. Runs inside a `BEGIN IMMEDIATE` transaction, so nothing
+/// changes between the look-up and the insert.
+async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: &str, report: &mut ImportReport) -> Result<(), StoreError> {
+    // The first row of each address in this batch; later ones are duplicates within the file.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    for (i, row) in batch.iter().enumerate() {
+        first.entry(row.email.key()).or_insert(i);
+    }
+
+    let mut existing: HashMap<String, Status> = HashMap::new();
+    {
+        let sql = format!("SELECT email_key, status FROM subscribers WHERE email_key IN ({})", placeholders(first.len(), "?"));
+        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for key in first.keys() {
+            q = q.bind(*key);
+        }
+        for (key, status) in q.fetch_all(&mut *conn).await? {
+            let status = status.parse().map_err(|_| StoreError::Corrupt(format!("{key} has an unknown status")))?;
+            existing.insert(key, status);
+        }
+    }
+
+    let new_rows: Vec<&Row> =
+        batch.iter().enumerate().filter(|(i, r)| first[r.email.key()] == *i && !existing.contains_key(r.email.key())).map(|(_, r)| r).collect();
+    if !new_rows.is_empty() {
+        // ?1 is the import's timestamp; each row then brings email, key, name, status as ?2.. (all
+        // numbered: sqlx counts anonymous `?` separately from numbered ones).
+        let sql = format!(
+            "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, \
+             confirmed_at, unsubscribed_at, bounced_at, complained_at) \
+             SELECT column1, column2, column3, column4, 'import', ?1, ?1, \
+             CASE column4 WHEN 'active' THEN ?1 END, CASE column4 WHEN 'unsubscribed' THEN ?1 END, \
+             CASE column4 WHEN 'bounced' THEN ?1 END, CASE column4 WHEN 'complained' THEN ?1 END \
+             FROM (VALUES {}) WHERE true ON CONFLICT (email_key) DO NOTHING",
+            numbered_rows(new_rows.len(), 4, 2)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+        for r in &new_rows {
+            q = q.bind(r.email.as_str()).bind(r.email.key()).bind(r.name.as_deref()).bind(r.status.as_str());
+        }
+        let inserted = q.execute(&mut *conn).await?.rows_affected();
+        if inserted != new_rows.len() as u64 {
+            return Err(StoreError::Corrupt(format!(
+                "an import batch inserted {inserted} of {} new rows although the transaction held the write lock",
+                new_rows.len()
+            )));
+        }
+    }
+
+    for (i, row) in batch.iter().enumerate() {
+        let key = row.email.key();
+        let suppressed = match existing.get(key) {
+            Some(status) => status.is_suppressed(),
+            None if first[key] == i => {
+                report.added += 1;
+                continue;
+            }
+            None => batch[first[key]].status.is_suppressed(),
+        };
+        if suppressed {
+            report.skipped += 1;
+        } else {
+            report.unchanged += 1;
+        }
+    }
+    Ok(())
+}
+
+/// `(?s, ?s+1, ...), ...`: `rows` groups of `width` numbered parameters, starting at `?start`.
+fn numbered_rows(rows: usize, width: usize, start: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(rows * width * 8);
+    let mut n = start;
+    for r in 0..rows {
+        s.push_str(if r == 0 { "(" } else { ",(" });
+        for c in 0..width {
+            let _ = write!(s, "{}?{n}", if c == 0 { "" } else { "," });
+            n += 1;
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// `n` copies of `one`, comma-separated.
+fn placeholders(n: usize, one: &str) -> String {
+    let mut s = String::with_capacity(n * (one.len() + 1));
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(one);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn import(store: &Store, bytes: &[u8]) -> (Result<ImportReport, ImportError>, Vec<InvalidRow>) {
+        let mut invalid = Vec::new();
+        let r = store.import_reader(bytes, Path::new("list.csv"), |row| invalid.push(row.clone())).await;
+        (r, invalid)
+    }
+
+    #[test]
+    fn numbered_placeholders() {
+        assert_eq!(numbered_rows(2, 3, 2), "(?2,?3,?4),(?5,?6,?7)");
+        assert_eq!(placeholders(3, "?"), "?,?,?");
+    }
+
+    #[tokio::test]
+    async fn header_problems_refuse_the_file_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "empty"),
+            (b"name,address\nAda,ada@example.org\n", "no `email` column (found `name`, `address`)"),
+            (b"email;name\nada@example.org;Ada\n", "separated by something other than commas"),
+            (b"\xFF\xFEe\0m\0a\0i\0l\0", "UTF-16"),
+            (b"PK\x03\x04\x14\0\0\0\x08\0", "binary"),
+            (b"em\xE9il,name\nada@example.org,Ada\n", "header row is not UTF-8 (byte 0xE9 in column 1)"),
+        ];
+        for (bytes, expected) in cases {
+            let (r, invalid) = import(&store, bytes).await;
+            let err = r.unwrap_err();
+            assert!(err.is_input_problem());
+            let msg = err.to_string();
+            assert!(msg.starts_with("list.csv: ") && msg.contains(expected) && msg.ends_with("nothing was imported"), "{msg}");
+            assert!(invalid.is_empty());
+        }
+        assert_eq!(store.list_page(None, 0, 10).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn mixed_rows_are_counted_and_reported_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let file: &[u8] = b"\xEF\xBB\xBFEmail,Name,extra\n\
+            ada@example.org,Ada,x\n\
+            not-an-address,Bob\n\
+            ADA@EXAMPLE.ORG,Ada again\n\
+            \n\
+            \"quoted@example.org\",\"Multi\nline\"\n\
+            caf\xE9@example.org,Latin-1\n\
+            ,Nobody\n\
+            zoe@example.org\n";
+        let (r, invalid) = import(&store, file).await;
+        let lines: Vec<(u64, &str)> = invalid.iter().map(|i| (i.line, i.reason.as_str())).collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines[0].0, 3);
+        assert!(lines[0].1.contains("`not-an-address`"), "{}", lines[0].1);
+        assert_eq!(lines[1].0, 6);
+        assert!(lines[1].1.contains("control character"), "{}", lines[1].1);
+        assert_eq!(lines[2], (8, "is not UTF-8 (byte 0xE9 in the `Email` column)"));
+        assert_eq!(lines[3], (9, "has no email address"));
+        assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 1, skipped: 0, invalid: 4 });
+    }
+
+    #[tokio::test]
+    async fn crlf_files_and_a_missing_final_line_break_keep_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let file: &[u8] = b"name,email\r\nAda,ada@example.org\r\n\r\n,,\r\nBob,bob@\r\n\"Zoe\",zoe@example.org\r\nEve,eve@";
+        let (r, invalid) = import(&store, file).await;
+        assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [5, 7]);
+        assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 0, skipped: 0, invalid: 2 });
+        let zoe = store.subscriber_by_email(&"zoe@example.org".parse().unwrap()).await.unwrap().unwrap();
+        assert_eq!(zoe.name.as_deref(), Some("Zoe"));
+        assert_eq!(zoe.email, "zoe@example.org");
+    }
+}

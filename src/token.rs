@@ -1,0 +1,153 @@
+//! Signed links for unsubscribing and confirming: `<id>.<hex HMAC-SHA256>` over the subscriber's id
+//! and the link's purpose. Pure functions; where the key comes from (`GAZETTE_SECRET` or the
+//! database) is the store's business (`Store::token_key`).
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The length of the MAC in bytes (the full SHA-256 output), hex-encoded in the token.
+const MAC_LEN: usize = 32;
+
+/// What a token may be used for. A token made for one purpose never verifies for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Unsubscribe,
+    Confirm,
+}
+
+impl Purpose {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::Unsubscribe => b"unsubscribe",
+            Purpose::Confirm => b"confirm",
+        }
+    }
+}
+
+/// The secret tokens are signed with. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKey(Vec<u8>);
+
+impl TokenKey {
+    /// The shortest secret accepted, in bytes: shorter ones could be guessed offline from one link.
+    pub const MIN_LEN: usize = 16;
+
+    /// A key from secret bytes (`GAZETTE_SECRET`, or the random secret kept in the database).
+    pub fn new(secret: impl Into<Vec<u8>>) -> Result<TokenKey, String> {
+        let secret = secret.into();
+        if secret.len() < Self::MIN_LEN {
+            return Err(format!(
+                "the secret is {} bytes long; use at least {} random characters (for example `openssl rand -hex 32`)",
+                secret.len(),
+                Self::MIN_LEN
+            ));
+        }
+        Ok(TokenKey(secret))
+    }
+
+    fn mac(&self, subscriber_id: i64, purpose: Purpose) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        // Domain separation: a versioned prefix, the purpose, then the id, with separators that
+        // cannot occur inside the fields.
+        mac.update(b"gazette-token-v1\0");
+        mac.update(purpose.label());
+        mac.update(b"\0");
+        mac.update(subscriber_id.to_string().as_bytes());
+        mac
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(..)")
+    }
+}
+
+/// A URL-safe token (`[0-9a-f.-]` only) naming `subscriber_id`, valid only for `purpose`.
+pub fn sign_token(key: &TokenKey, subscriber_id: i64, purpose: Purpose) -> String {
+    let tag = key.mac(subscriber_id, purpose).finalize().into_bytes();
+    format!("{subscriber_id}.{}", hex::encode(tag))
+}
+
+/// The subscriber id a token names, if `key` signed it for `purpose`. The MAC comparison is
+/// constant time; anything malformed (truncated, re-encoded id, wrong length) is `None`.
+pub fn verify_token(key: &TokenKey, token: &str, purpose: Purpose) -> Option<i64> {
+    let (id_text, tag_hex) = token.split_once('.')?;
+    let id: i64 = id_text.parse().ok()?;
+    // Only the canonical spelling of the id: "+7" or "007" would otherwise name the same subscriber.
+    if id.to_string() != id_text || tag_hex.len() != MAC_LEN * 2 {
+        return None;
+    }
+    let tag = hex::decode(tag_hex).ok()?;
+    key.mac(id, purpose).verify_slice(&tag).ok()?;
+    Some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> TokenKey {
+        TokenKey::new(s.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_for_each_purpose() {
+        let k = key("a secret of sufficient length");
+        for id in [1, 42, i64::MAX] {
+            for p in [Purpose::Unsubscribe, Purpose::Confirm] {
+                let t = sign_token(&k, id, p);
+                assert!(t.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == '-'), "{t}");
+                assert_eq!(verify_token(&k, &t, p), Some(id));
+            }
+        }
+    }
+
+    #[test]
+    fn a_token_is_stable_and_depends_on_id_purpose_and_key() {
+        let k = key("a secret of sufficient length");
+        let t = sign_token(&k, 7, Purpose::Unsubscribe);
+        assert_eq!(t, sign_token(&k, 7, Purpose::Unsubscribe));
+        assert_eq!(t.len(), "7.".len() + 64);
+        assert_ne!(t, sign_token(&k, 8, Purpose::Unsubscribe));
+        assert_ne!(t, sign_token(&k, 7, Purpose::Confirm));
+        assert_ne!(t, sign_token(&key("another secret, also long"), 7, Purpose::Unsubscribe));
+    }
+
+    #[test]
+    fn forgeries_are_refused() {
+        let k = key("a secret of sufficient length");
+        let t = sign_token(&k, 7, Purpose::Unsubscribe);
+        let (_, tag) = t.split_once('.').unwrap();
+        // Changed id, same MAC.
+        assert_eq!(verify_token(&k, &format!("8.{tag}"), Purpose::Unsubscribe), None);
+        // Same id, non-canonical spellings.
+        assert_eq!(verify_token(&k, &format!("07.{tag}"), Purpose::Unsubscribe), None);
+        assert_eq!(verify_token(&k, &format!("+7.{tag}"), Purpose::Unsubscribe), None);
+        // Changed purpose.
+        assert_eq!(verify_token(&k, &t, Purpose::Confirm), None);
+        let c = sign_token(&k, 7, Purpose::Confirm);
+        assert_eq!(verify_token(&k, &c, Purpose::Unsubscribe), None);
+        // Truncated, by one character and by half.
+        assert_eq!(verify_token(&k, &t[..t.len() - 1], Purpose::Unsubscribe), None);
+        assert_eq!(verify_token(&k, &t[..t.len() - 32], Purpose::Unsubscribe), None);
+        assert_eq!(verify_token(&k, "7.", Purpose::Unsubscribe), None);
+        assert_eq!(verify_token(&k, "7", Purpose::Unsubscribe), None);
+        assert_eq!(verify_token(&k, "", Purpose::Unsubscribe), None);
+        // One flipped hex digit.
+        let mut flipped = t.clone().into_bytes();
+        let last = flipped.len() - 1;
+        flipped[last] = if flipped[last] == b'0' { b'1' } else { b'0' };
+        assert_eq!(verify_token(&k, std::str::from_utf8(&flipped).unwrap(), Purpose::Unsubscribe), None);
+        // Wrong key.
+        assert_eq!(verify_token(&key("another secret, also long"), &t, Purpose::Unsubscribe), None);
+    }
+
+    #[test]
+    fn short_secrets_are_refused_and_debug_hides_the_key() {
+        assert!(TokenKey::new(b"short".to_vec()).unwrap_err().contains("at least 16"));
+        assert_eq!(format!("{:?}", key("a secret of sufficient length")), "TokenKey(..)");
+    }
+}
