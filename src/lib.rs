@@ -9,5 +9,6 @@ pub mod cmd;
 pub mod config;
 pub mod digest;
 pub mod issue;
+pub mod render;
 
 pub use config::Config;
