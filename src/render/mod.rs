@@ -65,7 +65,7 @@ fn issue_context(config: &Config, issue: &Issue) -> Value {
 }
 
 /// Maps `f` over `items` on all cores, keeping the order (issues render independently).
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
     if workers < 2 || items.len() < 2 {
         return items.iter().map(f).collect();
