@@ -108,7 +108,7 @@ async fn round(config: &Config, store: &Store, transport: &Transport, stop: &Sto
                     continue;
                 }
                 tracing::info!("issue #{} ({}) is due (fire time {fire}): building and sending", issue.number, issue.label);
-                super::build::write_site(config, &archive.issues, now)?;
+                super::build::write_site(config, &archive.issues, None)?;
                 ok &= send(config, store, transport, stop, &archive, issue).await?;
             }
         }
@@ -125,8 +125,8 @@ async fn send(
     _archive: &super::Archive,
     issue: &crate::issue::Issue,
 ) -> anyhow::Result<bool> {
-    let templates = crate::render::Templates::load(&config.paths.templates)?;
-    let body = crate::render::render_email(config, &templates, issue)?;
+    let templates = super::load_templates(config)?;
+    let body = crate::render::render_email(config, &templates, issue).map_err(super::template_error)?;
     let email = Arc::new(PreparedEmail::new(config, &body.subject, &body.html, &body.text, false, std::time::SystemTime::now())?);
     match deliver::send_issue(store, config, &issue.id, issue.number, email, transport, stop).await {
         Ok(report) => {

@@ -10,7 +10,7 @@ use crate::cli::UsageError;
 use crate::config::Config;
 use crate::deliver::{self, PreparedEmail, StopFlag, Transport};
 use crate::issue::WeekSpec;
-use crate::render::{self, Templates};
+use crate::render;
 use crate::store::{Store, ledger};
 
 pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: bool) -> anyhow::Result<ExitCode> {
@@ -22,8 +22,8 @@ pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: 
         let archive = super::load_archive(config, &pinned)?;
         super::refuse_problems(&archive)?;
         let issue = super::select_issue(config, &archive, week, chrono::Utc::now())?;
-        let templates = Templates::load(&config.paths.templates)?;
-        let body = render::render_email(config, &templates, issue)?;
+        let templates = super::load_templates(config)?;
+        let body = render::render_email(config, &templates, issue).map_err(super::template_error)?;
         let transport = Transport::from_config(config)?;
         let now = std::time::SystemTime::now();
 

@@ -13,10 +13,7 @@ use lettre::Message;
 
 use crate::config::Config;
 
-/// Placeholder for the subscriber's one-click unsubscribe URL.
-pub const UNSUBSCRIBE_URL: &str = "%%UNSUBSCRIBE_URL%%";
-/// Placeholder for the subscriber's address.
-pub const SUBSCRIBER_EMAIL: &str = "%%SUBSCRIBER_EMAIL%%";
+pub use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
 
 /// What one recipient's copy needs.
 pub struct Recipient<'a> {

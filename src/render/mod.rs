@@ -1,0 +1,133 @@
+//! Rendering: an issue (or all of them) and the templates in, strings out. The email (MJML compiled
+//! once per issue, placeholders filled per subscriber), the web archive pages and the feeds.
+//! Pure: no files, no clock, no database; the caller writes what is returned.
+
+mod archive;
+mod email;
+mod feeds;
+pub mod markdown;
+mod templates;
+
+pub use archive::{OutputFile, render_index, render_issue_content, render_issue_page, render_site};
+pub use email::{EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL, render_email};
+pub use feeds::{atom_feed, issue_date, json_feed, rss_feed, slug, theme_feeds};
+pub use templates::{BUILTIN, TemplateFile, Templates};
+
+use minijinja::context;
+use minijinja::value::{Serde, Value};
+
+use crate::config::Config;
+use crate::issue::Issue;
+
+/// Something that stops an issue from rendering; each names the template (or part) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Template { file: String, line: Option<usize>, message: String },
+    #[error("{file}: the MJML it produced does not compile: {message}")]
+    Mjml { file: String, message: String },
+    #[error("{file}: the unsubscribe link is missing; the template must print {{{{ unsubscribe_url }}}} (mail providers require a visible one)")]
+    NoUnsubscribe { file: String },
+    #[error("cannot write a feed: {0}")]
+    Feed(String),
+}
+
+/// Absolute URLs of the archive, all derived from `[site] base_url`.
+pub fn issue_url(config: &Config, issue_id: &str) -> String {
+    format!("{}/issues/{issue_id}/", config.site.base_url)
+}
+
+pub fn digest_url(config: &Config, issue_id: &str, digest_id: &str) -> String {
+    format!("{}/issues/{issue_id}/#d-{digest_id}", config.site.base_url)
+}
+
+pub fn feed_url(config: &Config, file: &str) -> String {
+    format!("{}/{file}", config.site.base_url)
+}
+
+fn feeds_value(config: &Config) -> Value {
+    context! {
+        rss => feed_url(config, "rss.xml"),
+        atom => feed_url(config, "atom.xml"),
+        json => feed_url(config, "feed.json"),
+    }
+}
+
+/// What every issue template sees: `site`, `issue`, `count`, `issue_url`, `feeds`.
+fn issue_context(config: &Config, issue: &Issue) -> Value {
+    context! {
+        site => Value::from(Serde(&config.site)),
+        issue => Value::from(Serde(issue)),
+        count => issue.digest_count(),
+        issue_url => issue_url(config, &issue.id),
+        feeds => feeds_value(config),
+    }
+}
+
+/// Maps `f` over `items` on all cores, keeping the order (issues render independently).
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    if workers < 2 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("rendering panicked")).collect()
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! A small issue with hostile content, for the render tests.
+    use crate::config::Config;
+    use crate::digest::{Closest, ClosestTarget, Digest, Signals};
+    use crate::issue::{self, Issue, PinnedNumbers, WeekRule};
+    use chrono::NaiveDate;
+
+    pub fn config() -> Config {
+        Config::parse(
+            "[site]\nbase_url = \"https://signals.example.org\"\n[schedule]\ntimezone = \"UTC\"\n",
+            std::path::Path::new("/srv/news/publish.toml"),
+        )
+        .unwrap()
+    }
+
+    pub fn digest(file: &str, day: &str, title: &str) -> Digest {
+        Digest {
+            id: crate::digest::id_from_file_name(file).unwrap(),
+            file_name: file.into(),
+            path: file.into(),
+            title: title.into(),
+            date: NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap(),
+            source_url: "https://source.example.org/1".into(),
+            link: "https://example.org/article?a=1&b=2".into(),
+            summary: "A *summary* with [a link](https://example.org/x) and <b>raw html</b>.".into(),
+            keywords: vec!["open source".into(), "<kw>".into()],
+            themes: vec!["evolution of open source".into()],
+            signals: Signals {
+                columns: vec!["Signal".into(), "Change".into()],
+                rows: vec![vec!["More openness".into(), "From closed to open".into()]],
+            },
+            closest: vec![
+                Closest { title: "Elsewhere".into(), reference: "ffff".into(), target: None },
+                Closest {
+                    title: "The other one".into(),
+                    reference: "bbbb".into(),
+                    target: Some(ClosestTarget { digest_id: "bbbb".into(), issue_id: "2023-07-17".into() }),
+                },
+            ],
+        }
+    }
+
+    pub fn issues() -> Vec<Issue> {
+        let ds = vec![
+            digest("001_aaaa.txt", "2023-07-17", "The Evolution of \"Open Source\" in AI Models"),
+            digest("002_bbbb.txt", "2023-07-23", "Tags like <script>alert('x')</script> & other \"markup\""),
+            digest("003_cccc.txt", "2023-07-25", "Sneaky %%UNSUBSCRIBE_URL%% and %%SUBSCRIBER_EMAIL%%"),
+        ];
+        let rule = WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
+        issue::group_into_issues(ds, &rule, &PinnedNumbers::new())
+    }
+}

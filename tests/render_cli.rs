@@ -1,0 +1,269 @@
+//! `gazette build`, `preview` and `check` run as a user would: the built binary, a temporary
+//! publish.toml, the repository's digests (or a generated hostile corpus), files checked on disk.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use scraper::{Html, Selector};
+
+const SEED_TITLE: &str = "The Evolution of \"Open Source\" in AI Models";
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A project whose digests are `digests` and whose templates folder holds `templates`.
+    fn new(digests: &Path, templates: &[(&str, &str)]) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        for (name, source) in templates {
+            std::fs::write(dir.path().join("templates").join(name), source).unwrap();
+        }
+        let toml = format!(
+            "[site]\nbase_url = \"https://signals.example.org\"\n[paths]\ndigests = \"{}\"\nout = \"out\"\ntemplates = \"templates\"\n",
+            digests.display()
+        );
+        std::fs::write(dir.path().join("publish.toml"), toml).unwrap();
+        Site { dir }
+    }
+
+    fn repo() -> Site {
+        Site::new(&Path::new(env!("CARGO_MANIFEST_DIR")).join("digests"), &[])
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .arg("--config")
+            .arg(self.dir.path().join("publish.toml"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "gazette {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.out().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+}
+
+fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { files.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()); }
+        }
+    }
+    files
+}
+
+#[test]
+fn build_writes_the_archive_and_feeds_and_is_reproducible() {
+    let site = Site::repo();
+    site.ok(&["build", "--all"]);
+    let first = all_files(&site.out());
+    for f in ["index.html", "rss.xml", "atom.xml", "feed.json", "issues/2023-07-17/index.html"] {
+        assert!(first.contains_key(Path::new(f)), "{f} missing");
+    }
+    assert!(first.keys().any(|p| p.starts_with("themes") && p.ends_with("atom.xml")));
+
+    // A second build in a fresh folder gives the same bytes.
+    std::fs::remove_dir_all(site.out()).unwrap();
+    site.ok(&["build", "--all"]);
+    assert!(first == all_files(&site.out()), "a second build differs");
+
+    // Every page links its feeds; the seed digest has its anchor; every resolved closest link
+    // points at an anchor that exists.
+    let a = Selector::parse("a[href]").unwrap();
+    let alt = Selector::parse("head link[rel=alternate]").unwrap();
+    let mut anchors = std::collections::HashSet::new();
+    let mut targets = Vec::new();
+    for (path, bytes) in &first {
+        if path.extension().is_some_and(|e| e == "html") {
+            let doc = Html::parse_document(std::str::from_utf8(bytes).unwrap());
+            let types: Vec<_> = doc.select(&alt).filter_map(|l| l.value().attr("type")).collect();
+            assert_eq!(types, ["application/rss+xml", "application/atom+xml", "application/feed+json"], "{}", path.display());
+            for el in doc.select(&Selector::parse("article[id]").unwrap()) {
+                anchors.insert(format!("https://signals.example.org/{}#{}", path.parent().unwrap().display(), el.value().attr("id").unwrap()));
+            }
+            for el in doc.select(&a) {
+                let href = el.value().attr("href").unwrap();
+                assert!(href.starts_with("https://") || href.starts_with("http://"), "{href} in {}", path.display());
+                if href.contains("/issues/") && href.contains("#d-") {
+                    targets.push(href.replace("/#", "#"));
+                }
+            }
+        }
+    }
+    assert!(!targets.is_empty());
+    for t in &targets {
+        assert!(anchors.contains(t), "closest link {t} has no anchor");
+    }
+    let page = site.read("issues/2023-07-17/index.html");
+    assert!(page.contains(r#"<article id="d-86102eed948879ef">"#));
+    assert!(page.contains("The Evolution of &quot;Open Source&quot; in AI Models"));
+
+    // The feeds parse back with an independent parser.
+    for f in ["rss.xml", "atom.xml", "feed.json"] {
+        let feed = feed_rs::parser::parse(site.read(f).as_bytes()).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(feed.entries.len(), 10, "{f}");
+        assert_eq!(feed.entries[0].id, "tag:signals.example.org,2023:issue-2023-08-14", "{f}");
+        assert!(feed.entries[0].published.is_some(), "{f}");
+        assert!(feed.entries.windows(2).all(|w| w[0].published > w[1].published), "{f}: not newest first");
+    }
+}
+
+#[test]
+fn build_one_week_and_unknown_weeks() {
+    let site = Site::repo();
+    let out = site.ok(&["build", "--week", "2023-07-23"]);
+    assert!(out.contains("1 issue page"), "{out}");
+    assert!(site.out().join("issues/2023-07-17/index.html").exists());
+    assert!(!site.out().join("issues/2023-07-10/index.html").exists());
+
+    let bad = site.run(&["build", "--week", "2023-01-01"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("26 December 2022 – 1 January 2023 has no digests") && err.contains("--week 2023-06-05"), "{err}");
+}
+
+#[test]
+fn preview_writes_a_filled_in_email() {
+    let site = Site::repo();
+    let out = site.ok(&["preview", "--week", "2023-07-23"]);
+    let paths: Vec<&str> = out.lines().filter(|l| !l.starts_with("Subject:")).collect();
+    assert_eq!(paths.len(), 2, "{out}");
+    assert!(out.starts_with("Subject: Signals Weekly #7: 17–23 July 2023\n"), "{out}");
+    let html = std::fs::read_to_string(paths[0]).unwrap();
+    let text = std::fs::read_to_string(paths[1]).unwrap();
+    assert!(paths[0].ends_with("preview/2023-07-17.html") && paths[1].ends_with("preview/2023-07-17.txt"));
+
+    let doc = Html::parse_document(&html);
+    let links: Vec<_> = doc.select(&Selector::parse("a[href]").unwrap()).collect();
+    assert_eq!(links.iter().filter(|a| a.text().collect::<String>() == SEED_TITLE).count(), 1);
+    for a in &links {
+        let href = a.value().attr("href").unwrap();
+        assert!(href.starts_with("https://") || href.starts_with("http://"), "{href}");
+    }
+    let unsub = links.iter().find(|a| a.text().collect::<String>() == "Unsubscribe").expect("an unsubscribe link");
+    assert_eq!(unsub.value().attr("href"), Some("https://signals.example.org/unsubscribe?token=preview"));
+    assert!(!html.contains("%%") && !text.contains("%%"));
+    assert!(text.contains(SEED_TITLE) && text.contains("Unsubscribe: https://signals.example.org/unsubscribe?token=preview"));
+    // The preheader is there, hidden.
+    assert!(html.contains("display:none") || html.contains("display: none"));
+}
+
+#[test]
+fn preview_of_an_empty_week_says_what_to_do() {
+    let site = Site::repo();
+    let out = site.run(&["preview"]); // the last complete week before now: no digests in it
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no digests") && err.contains("--week 2023-08-14"), "{err}");
+}
+
+#[test]
+fn a_broken_template_is_reported_with_file_and_line() {
+    let site = Site::new(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("digests"),
+        &[("email.txt", "{{ issue.label }}\n{% for d in %}\n")],
+    );
+    let out = site.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("templates/email.txt:2: "), "{stdout}");
+    let build = site.run(&["build", "--all"]);
+    assert_eq!(build.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&build.stderr).contains("templates/email.txt:2: "));
+}
+
+#[test]
+fn an_override_replaces_one_template_and_keeps_the_others() {
+    let site = Site::new(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("digests"),
+        &[("index.html", "{% extends \"_layout.html\" %}{% block content %}<p id=\"custom\">{{ issues | length }} issues</p>{% endblock %}")],
+    );
+    site.ok(&["build", "--all"]);
+    let index = site.read("index.html");
+    assert!(index.contains("<p id=\"custom\">10 issues</p>") && index.contains("application/atom+xml"), "{index}");
+    assert!(site.read("issues/2023-07-17/index.html").contains("<article id=\"d-86102eed948879ef\">"));
+}
+
+/// A corpus with hostile content (markup in titles, CRLF, BOMs, non-Latin text), generated by
+/// the shared script; skipped with a notice when python3 or the script is missing.
+fn nasty_corpus() -> Option<tempfile::TempDir> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/gen_digests.py");
+    let script = if script.exists() { script } else { PathBuf::from("/work/shared/corpus/gen_digests.py") };
+    let dir = tempfile::tempdir().unwrap();
+    match Command::new("python3").arg(&script).arg(dir.path()).args(["--count", "80", "--nasty"]).output() {
+        Ok(o) if o.status.success() => Some(dir),
+        _ => {
+            eprintln!("SKIPPED: python3 or {} is missing; the hostile-corpus test did not run", script.display());
+            None
+        }
+    }
+}
+
+#[test]
+fn a_hostile_corpus_renders_escaped_everywhere() {
+    let Some(corpus) = nasty_corpus() else { return };
+    let site = Site::new(corpus.path(), &[]);
+    site.ok(&["build", "--all"]);
+    for (path, bytes) in all_files(&site.out()) {
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!text.contains("<script>"), "{} contains a live <script>", path.display());
+        if path.extension().is_some_and(|e| e == "xml" || e == "json") {
+            feed_rs::parser::parse(text.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+    let first_week = all_files(&site.out().join("issues")).into_keys().next().unwrap();
+    let week = first_week.parent().unwrap().to_str().unwrap().to_string();
+    let out = site.ok(&["preview", "--week", &week]);
+    let html = std::fs::read_to_string(out.lines().nth(1).unwrap()).unwrap();
+    assert!(!html.contains("<script>") && !html.contains("%%"));
+}
+
+/// Python's feedparser, the reference feed reader, must read the feeds without complaint.
+#[test]
+fn feedparser_reads_the_feeds() {
+    let site = Site::repo();
+    site.ok(&["build", "--all"]);
+    let script = r#"
+import sys
+try:
+    import feedparser
+except ImportError:
+    print("SKIP"); sys.exit(0)
+for path, version in [(sys.argv[1], "rss20"), (sys.argv[2], "atom10")]:
+    d = feedparser.parse(open(path, "rb").read())
+    assert d.bozo == 0, (path, d.get("bozo_exception"))
+    assert d.version == version, (path, d.version)
+    assert d.feed.title and d.feed.link, path
+    for e in d.entries:
+        assert e.id.startswith("tag:signals.example.org,2023:issue-"), e.id
+        assert e.title and e.link and e.published_parsed, e
+print("OK", len(d.entries))
+"#;
+    let out = match Command::new("python3").arg("-c").arg(script).arg(site.out().join("rss.xml")).arg(site.out().join("atom.xml")).output() {
+        Ok(o) => o,
+        Err(_) => return eprintln!("SKIPPED: python3 is missing; feedparser was not run"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout.trim() == "SKIP" {
+        return eprintln!("SKIPPED: the feedparser module is missing (pip install feedparser)");
+    }
+    assert!(out.status.success() && stdout.starts_with("OK 10"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+}
