@@ -47,7 +47,7 @@ fn every_active_subscriber_gets_exactly_one_message_with_the_headers_mail_server
             let unsub = header(message, "List-Unsubscribe").unwrap();
             assert!(unsub.starts_with("<https://signals.example.org/unsubscribe/") && unsub.ends_with('>'), "{unsub}");
             assert!(message.bytes().all(|b| b.is_ascii()), "every byte on the wire is 7-bit");
-            assert!(message.split("\r\n").all(|l| l.len() <= 998), "no line over 998 octets");
+            assert!(message.split('\n').all(|l| l.trim_end_matches('\r').len() <= 998), "no line over 998 octets");
             assert_eq!(message.matches("\nFrom: ").count() + usize::from(message.starts_with("From: ")), 1);
             unsub.to_string()
         })
@@ -138,7 +138,7 @@ fn temporary_refusals_stay_pending_and_a_later_run_delivers_them() {
     assert_eq!((s["pending"].as_i64(), s["sent"].as_i64()), (Some(6), Some(0)), "{s}");
     let problems = s["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 6);
-    assert!(problems[0]["error"].as_str().unwrap().starts_with("4"), "{s}");
+    assert!(problems[0]["error"].as_str().unwrap().contains("(450)"), "the server's 4xx answer is kept: {s}");
     assert!(problems[0]["attempts"].as_i64().unwrap() >= 2, "retried within the run: {s}");
     assert!(refusing.messages().is_empty());
 

@@ -31,7 +31,7 @@ const LEASE_TTL: i64 = 60;
 const RETRY_WAITS: [i64; 2] = [1, 3];
 /// A deferred message not due within this long is left for the next run.
 const RETRY_HORIZON: i64 = 30;
-/// After this many deferred attempts in total, the next try waits this long (the next run).
+/// After the waits above, a deferred message waits this long: in practice, for the next run.
 const LATER: i64 = 600;
 
 /// Where messages go.
@@ -136,6 +136,14 @@ fn holder_id() -> String {
     format!("{host}:{}:{:x}", std::process::id(), rand::random::<u64>())
 }
 
+/// True when a lease holder named by `holder_id` ran on this machine and its process is gone
+/// (killed, crashed): its lease need not be waited out.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else { return false };
+    host == hostname_or_local() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn hostname_or_local() -> String {
     std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
 }
@@ -156,6 +164,12 @@ pub async fn send_issue(
     let now = clock();
     if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
         let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
+        if holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await? {
+            tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
+            let result = send_with_lease(store, config, issue_id, number, email, transport, stop, &holder).await;
+            let _ = ledger::release_lease(pool, issue_id, &holder).await;
+            return result;
+        }
         anyhow::bail!(
             "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
              If that process is gone, run the send again after that time and it will resume.",
@@ -225,6 +239,8 @@ async fn send_with_lease(
     let mut sent_now = 0u64;
     let mut fatal: Option<String> = None;
     let mut interrupted = false;
+    let mut claims = 0u64;
+    let mut deferrals: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
 
     loop {
         let stopping = stop.is_stopped() || fatal.is_some();
@@ -235,6 +251,12 @@ async fn send_with_lease(
         if !stopping && !exhausted && in_flight < window / 2 {
             let batch = ledger::claim(pool, issue_id, (window - in_flight) as i64, clock()).await?;
             exhausted = batch.len() < window - in_flight;
+            // A safety net: every delivery is tried a bounded number of times per run.
+            claims += batch.len() as u64;
+            anyhow::ensure!(
+                claims <= (before.total as u64 + 1) * (RETRY_WAITS.len() as u64 + 2),
+                "internal error: deliveries of issue {issue_id} keep coming back; stopping to avoid sending them again and again"
+            );
             for job in batch {
                 in_flight += 1;
                 jobs_tx.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
@@ -262,8 +284,14 @@ async fn send_with_lease(
         }
         tokio::select! {
             event = results_rx.recv() => match event {
-                Some(WorkerEvent::Done(id, outcome)) => {
+                Some(WorkerEvent::Done(id, mut outcome)) => {
                     in_flight -= 1;
+                    if let Outcome::Deferred { retry_at, .. } = &mut outcome {
+                        // Back off within this run; after the last wait, leave it for the next run.
+                        let n = deferrals.entry(id).or_insert(0usize);
+                        *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
+                        *n += 1;
+                    }
                     if matches!(outcome, Outcome::Sent) {
                         sent_now += 1;
                         progress.inc();
@@ -387,11 +415,8 @@ impl WorkerContext {
             Attempt::Accepted => Outcome::Sent,
             Attempt::Bounced(e) => Outcome::Bounced(e),
             Attempt::Rejected(e) => Outcome::Failed(e),
-            Attempt::Deferred(e) => {
-                let n = job.attempts as usize; // attempts already counts this one
-                let wait = RETRY_WAITS.get(n.saturating_sub(1)).copied().unwrap_or(LATER);
-                Outcome::Deferred { error: e, retry_at: clock() + wait }
-            }
+            // The send loop sets when to retry.
+            Attempt::Deferred(e) => Outcome::Deferred { error: e, retry_at: 0 },
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct Claimed {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Sent,
-    /// Try again at `retry_at` (unix seconds); `give_up` turns it into `failed` instead.
+    /// Try again at `retry_at` (unix seconds); it stays pending.
     Deferred { error: String, retry_at: i64 },
     Bounced(String),
     Failed(String),
@@ -80,6 +80,18 @@ pub async fn acquire_lease(pool: &SqlitePool, issue_id: &str, holder: &str, now:
     .bind(now)
     .execute(pool)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes over the lease of `issue_id` from `previous`, if it is still theirs (their process is gone).
+pub async fn take_over_lease(pool: &SqlitePool, issue_id: &str, previous: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    let done = sqlx::query("UPDATE send_leases SET holder = ?3, expires_at = ?4 WHERE issue_id = ?1 AND holder = ?2")
+        .bind(issue_id)
+        .bind(previous)
+        .bind(holder)
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -170,13 +182,21 @@ pub async fn start_send(
     Ok(created)
 }
 
-/// Puts deliveries left `sending` by a sender that died back to `pending`. Call only with the lease held.
+/// Readies an issue's deliveries for a new run: those left `sending` by a sender that died go back to
+/// `pending` (returned: their outcome is unknown), and every pending one is due now, since backoff
+/// only spaces retries within one run. Call only with the lease held.
 pub async fn requeue_in_flight(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<u64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let done = sqlx::query("UPDATE deliveries SET state = 'pending', updated_at = ?2 WHERE issue_id = ?1 AND state = 'sending'")
         .bind(issue_id)
         .bind(now)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = ?1 AND state = 'pending' AND next_attempt_at > 0")
+        .bind(issue_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -224,7 +244,8 @@ async fn set_state(tx: &mut sqlx::SqliteConnection, issue_id: &str, state: &str,
     for chunk in ids.chunks(300) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!(
-            "UPDATE deliveries SET state = ?1, attempts = attempts + 1, updated_at = ?2 WHERE issue_id = ?3 AND subscriber_id IN ({marks})"
+            // Only anonymous `?`s: sqlx numbers them from 1 whatever numbered ones say, so never mix the two.
+            "UPDATE deliveries SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND subscriber_id IN ({marks})"
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(state).bind(now).bind(issue_id);
         for id in chunk {
@@ -245,10 +266,10 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
     for chunk in sent.chunks(300) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?1, updated_at = ?1, last_error = NULL
-             WHERE issue_id = ?2 AND subscriber_id IN ({marks})"
+            "UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, last_error = NULL
+             WHERE issue_id = ? AND subscriber_id IN ({marks})"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now).bind(issue_id);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now).bind(now).bind(issue_id);
         for id in chunk {
             q = q.bind(id);
         }
