@@ -23,12 +23,16 @@ pub fn run(config: &Config, once: bool, now: Option<DateTime<FixedOffset>>) -> a
         stop.on_signals();
         let rule = super::week_rule(config);
         let mut at = now.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now);
+        tracing::info!(
+            "schedule `{}` in {}, weeks starting on {}; sending through {}",
+            config.schedule.cron_text,
+            config.schedule.timezone,
+            config.schedule.week_starts,
+            transport.describe()
+        );
         loop {
             let ok = round(config, &store, &transport, &stop, at).await?;
-            if once {
-                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
-            }
-            let Some((next, week)) = schedule::next_fire(&config.schedule.cron, &rule, Utc::now()) else {
+            let Some((next, week)) = schedule::next_fire(&config.schedule.cron, &rule, if once { at } else { Utc::now() }) else {
                 tracing::warn!("`{}` never fires again; nothing more to schedule", config.schedule.cron_text);
                 return Ok(ExitCode::SUCCESS);
             };
@@ -37,6 +41,9 @@ pub fn run(config: &Config, once: bool, now: Option<DateTime<FixedOffset>>) -> a
                 next.with_timezone(&config.schedule.timezone).to_rfc3339(),
                 config.schedule.timezone
             );
+            if once {
+                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+            }
             // Sleep in short steps on the wall clock, so a clock change or a suspend is noticed.
             while Utc::now() < next {
                 if stop.is_stopped() {
@@ -78,17 +85,19 @@ async fn round(config: &Config, store: &Store, transport: &Transport, stop: &Sto
     if decisions.is_empty() {
         tracing::info!("nothing is due at {now}");
     }
+    let local = |t: DateTime<Utc>| t.with_timezone(&config.schedule.timezone).to_rfc3339();
     for decision in decisions {
         match decision {
             Decision::AlreadySent { week } => tracing::info!("the issue of the week of {week} was already sent; nothing to do"),
             Decision::Missed { week, fire } => tracing::warn!(
-                "the issue of the week of {week} was due at {fire} and is more than {} late; not sending it by surprise. \
+                "the issue of the week of {week} was due at {} and is more than {} late; not sending it by surprise. \
                  Send it with `gazette send --week {week}` if it should still go out",
+                local(fire),
                 humantime::format_duration(config.schedule.max_lateness)
             ),
             Decision::Send { week, fire } => {
                 let Some(issue) = archive.issues.iter().find(|i| i.start == week) else {
-                    tracing::info!("no digests in the week of {week} (due at {fire}); skipping it");
+                    tracing::info!("no digests in the week of {week} (due at {}); skipping it", local(fire));
                     continue;
                 };
                 let blocking: Vec<String> = archive
@@ -107,8 +116,11 @@ async fn round(config: &Config, store: &Store, transport: &Transport, stop: &Sto
                     ok = false;
                     continue;
                 }
-                tracing::info!("issue #{} ({}) is due (fire time {fire}): building and sending", issue.number, issue.label);
-                super::build::write_site(config, &archive.issues, None)?;
+                tracing::info!("issue #{} ({}) is due (fire time {}): building and sending", issue.number, issue.label, local(fire));
+                let (files, _) = super::build::write_site(config, &archive.issues, None)?;
+                let out = &config.paths.out;
+                tracing::info!("archive: {} ({} files); feeds: {}, {}, {}", out.join("index.html").display(), files.len(),
+                    out.join("rss.xml").display(), out.join("atom.xml").display(), out.join("feed.json").display());
                 ok &= send(config, store, transport, stop, &archive, issue).await?;
             }
         }
@@ -132,10 +144,11 @@ async fn send(
         Ok(report) => {
             let c = &report.counts;
             tracing::info!(
-                "issue #{} ({}): {} sent now; in all {} of {} sent, {} pending, {} failed, {} bounced, {} skipped",
+                "issue #{} ({}): {} sent now via {}; in all {} of {} sent, {} pending, {} failed, {} bounced, {} skipped",
                 issue.number,
                 issue.label,
                 report.sent_now,
+                transport.describe(),
                 c.sent,
                 c.total,
                 c.pending,
