@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::issue::{PinnedNumbers, WeekSpec};
-use crate::render;
+use crate::issue::{Issue, PinnedNumbers, WeekSpec};
+use crate::render::{self, OutputFile};
+
+/// Issues rendered (and held in memory) at a time: bounds memory on a large archive.
+const BATCH: usize = 64;
 
 pub fn run(config: &Config, week: Option<WeekSpec>) -> anyhow::Result<ExitCode> {
     let archive = super::load_archive(config, &PinnedNumbers::new())?;
@@ -14,29 +17,49 @@ pub fn run(config: &Config, week: Option<WeekSpec>) -> anyhow::Result<ExitCode> 
     }
     let templates = super::load_templates(config)?;
     let only = week.map(|w| super::select_week(config, &archive.issues, w)).transpose()?;
-
-    let files = render::render_site(config, &templates, &archive.issues, only.map(|i| i.id.as_str())).map_err(super::template_error)?;
-    let in_scope: Vec<_> = match only {
+    let pages: Vec<&Issue> = match only {
         Some(i) => vec![i],
         None => archive.issues.iter().collect(),
     };
-    super::warn_large_emails(config, &templates, &in_scope).map_err(super::template_error)?;
 
     let out = &config.paths.out;
-    let mut written = 0;
-    for f in &files {
-        if super::write_if_changed(&out.join(&f.path), f.contents.as_bytes())? {
-            written += 1;
+    let (mut total, mut written) = (0, 0);
+    let mut write = |f: &OutputFile| -> anyhow::Result<()> {
+        total += 1;
+        written += usize::from(super::write_if_changed(&out.join(&f.path), f.contents.as_bytes())?);
+        Ok(())
+    };
+    // Each issue's page, and for the issues that may still be sent (the one asked for, or the
+    // newest `[feeds] items`) the size of its email: compiling MJML is most of the cost of a
+    // build, and `check` covers every issue.
+    let recent = archive.issues.len().saturating_sub(config.feeds.items);
+    let recent_from = archive.issues.get(recent).map(|i| i.start);
+    for batch in pages.chunks(BATCH) {
+        let rendered = render::par_map(batch, |issue| -> Result<_, render::RenderError> {
+            let page = render::render_issue_page(config, &templates, issue)?;
+            let check_email = only.is_some() || recent_from.is_some_and(|d| issue.start >= d);
+            Ok((page, if check_email { Some(render::email_html_size(config, &templates, issue)?) } else { None }))
+        });
+        for (issue, r) in batch.iter().zip(rendered) {
+            let (page, email_bytes) = r.map_err(super::template_error)?;
+            if let Some(bytes) = email_bytes {
+                super::warn_if_large(issue, bytes);
+            }
+            write(&OutputFile { path: render::page_path(issue), contents: page })?;
         }
     }
+    let index = render::render_index(config, &templates, &archive.issues).map_err(super::template_error)?;
+    write(&OutputFile { path: "index.html".into(), contents: index })?;
+    let feeds = render::render_feeds(config, &templates, &archive.issues).map_err(super::template_error)?;
+    for f in &feeds {
+        write(f)?;
+    }
     println!(
-        "{}: {} files ({} changed): {} issue page{}, index, rss.xml, atom.xml, feed.json and {} theme feeds",
+        "{}: {total} files ({written} changed): {} issue page{}, index, rss.xml, atom.xml, feed.json and {} theme feeds",
         out.display(),
-        files.len(),
-        written,
-        in_scope.len(),
-        if in_scope.len() == 1 { "" } else { "s" },
-        files.iter().filter(|f| f.path.starts_with("themes/")).count()
+        pages.len(),
+        if pages.len() == 1 { "" } else { "s" },
+        feeds.len() - 3
     );
     Ok(ExitCode::SUCCESS)
 }
