@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::issue::PinnedNumbers;
 
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let archive = super::load_archive(config, &PinnedNumbers::new())?;
+    let archive = super::load_archive(config, &super::pinned_numbers(config)?)?;
     for p in &archive.problems {
         println!("{p}");
     }

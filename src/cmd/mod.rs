@@ -103,15 +103,9 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
 
 /// Renders the email of each issue and warns about those Gmail would clip.
 pub fn warn_large_emails(config: &Config, templates: &Templates, issues: &[&Issue]) -> Result<(), RenderError> {
-    let sizes = render::par_map(issues, |i| render::render_email(config, templates, i).map(|e| (e.too_large(), e.html.len())));
+    let sizes = render::par_map(issues, |i| render::email_html_size(config, templates, i));
     for (issue, size) in issues.iter().zip(sizes) {
-        let (too_large, bytes) = size?;
-        if too_large {
-            tracing::warn!(
-                "issue {issue}: its email HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",
-                bytes / 1024
-            );
-        }
+        warn_if_large(issue, size?);
     }
     Ok(())
 }
@@ -150,4 +144,13 @@ pub fn pinned_numbers(config: &Config) -> anyhow::Result<PinnedNumbers> {
         store.close().await;
         Ok(pinned)
     })
+}
+
+pub fn warn_if_large(issue: &Issue, html_bytes: usize) {
+    if html_bytes > render::GMAIL_CLIP_BYTES {
+        tracing::warn!(
+            "issue {issue}: its email HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",
+            html_bytes / 1024
+        );
+    }
 }

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use crate::cli::UsageError;
 use crate::config::Config;
-use crate::issue::{PinnedNumbers, WeekSpec};
+use crate::issue::WeekSpec;
 use crate::render;
 
 /// The sample subscriber of previews.
 pub const SAMPLE_ADDRESS: &str = "reader@example.org";
 
 pub fn run(config: &Config, week: Option<WeekSpec>) -> anyhow::Result<ExitCode> {
-    let archive = super::load_archive(config, &PinnedNumbers::new())?;
+    let archive = super::load_archive(config, &super::pinned_numbers(config)?)?;
     let templates = super::load_templates(config)?;
     let issue = match week {
         Some(w) => super::select_week(config, &archive.issues, w)?,

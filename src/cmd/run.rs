@@ -117,9 +117,9 @@ async fn round(config: &Config, store: &Store, transport: &Transport, stop: &Sto
                     continue;
                 }
                 tracing::info!("issue #{} ({}) is due (fire time {}): building and sending", issue.number, issue.label, local(fire));
-                let (files, _) = super::build::write_site(config, &archive.issues, None)?;
+                let site = super::build::write_site(config, &archive.issues, None)?;
                 let out = &config.paths.out;
-                tracing::info!("archive: {} ({} files); feeds: {}, {}, {}", out.join("index.html").display(), files.len(),
+                tracing::info!("archive: {} ({} files); feeds: {}, {}, {}", out.join("index.html").display(), site.total,
                     out.join("rss.xml").display(), out.join("atom.xml").display(), out.join("feed.json").display());
                 ok &= send(config, store, transport, stop, &archive, issue).await?;
             }

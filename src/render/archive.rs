@@ -23,11 +23,7 @@ pub fn render_issue_page(config: &Config, templates: &Templates, issue: &Issue) 
 /// The issue's HTML without the page around it (the `content` block of `issue.html`): what the
 /// feeds carry.
 pub fn render_issue_content(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
-    Ok(render_page_and_content(config, templates, issue)?.1)
-}
-
-fn render_page_and_content(config: &Config, templates: &Templates, issue: &Issue) -> Result<(String, String), RenderError> {
-    templates.render_with_block("issue.html", "content", &issue_context(config, issue))
+    Ok(templates.render_with_block("issue.html", "content", &issue_context(config, issue))?.1)
 }
 
 /// The front page; `issues` in any order (they are listed newest first).
@@ -50,7 +46,8 @@ pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) ->
 }
 
 /// Everything `build` writes: the index, the pages of the issues `only` selects (every issue when
-/// `None`), the three feeds and one Atom feed per theme. `issues` oldest first, as grouped.
+/// `None`), and the feeds. `issues` oldest first, as grouped. This holds every page in memory:
+/// for a large archive, render pages in batches with `render_issue_page` and add `render_feeds`.
 pub fn render_site(
     config: &Config,
     templates: &Templates,
@@ -58,35 +55,33 @@ pub fn render_site(
     only: Option<&str>,
 ) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![OutputFile { path: "index.html".into(), contents: render_index(config, templates, issues)? }];
-
-    // The newest issues are in the feeds: their content comes from the same template run as
-    // their page. Older pages are rendered only when asked for.
-    let in_feeds = issues.len().saturating_sub(config.feeds.items);
-    let wanted: Vec<(usize, &Issue)> =
-        issues.iter().enumerate().filter(|(n, i)| *n >= in_feeds || only.is_none_or(|id| id == i.id)).collect();
-    let rendered = par_map(&wanted, |(n, issue)| -> Result<(Option<String>, Option<String>), RenderError> {
-        let page_wanted = only.is_none_or(|id| id == issue.id);
-        if *n >= in_feeds {
-            let (page, content) = render_page_and_content(config, templates, issue)?;
-            Ok((page_wanted.then_some(page), Some(content)))
-        } else {
-            Ok((Some(render_issue_page(config, templates, issue)?), None))
-        }
-    });
-    let mut items = Vec::new();
-    for ((_, issue), r) in wanted.iter().zip(rendered) {
-        let (page, content) = r?;
-        if let Some(page) = page {
-            files.push(OutputFile { path: format!("issues/{}/index.html", issue.id), contents: page });
-        }
-        if let Some(content_html) = content {
-            items.push(FeedItem { issue, content_html });
-        }
+    let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
+    for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, i))) {
+        files.push(OutputFile { path: page_path(issue), contents: page? });
     }
-    items.reverse(); // newest first
-    files.push(OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, &items)? });
-    files.push(OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, &items)? });
-    files.push(OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, &items)? });
+    files.extend(render_feeds(config, templates, issues)?);
+    Ok(files)
+}
+
+/// Where an issue's page goes, relative to `[paths] out`.
+pub fn page_path(issue: &Issue) -> String {
+    format!("issues/{}/index.html", issue.id)
+}
+
+/// `rss.xml`, `atom.xml` and `feed.json` with the newest `[feeds] items` issues, and
+/// `themes/<slug>/atom.xml` for every theme.
+pub fn render_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<Vec<OutputFile>, RenderError> {
+    let newest: Vec<&Issue> = issues.iter().rev().take(config.feeds.items).collect();
+    let contents = par_map(&newest, |i| render_issue_content(config, templates, i));
+    let mut items = Vec::with_capacity(newest.len());
+    for (issue, content) in newest.into_iter().zip(contents) {
+        items.push(FeedItem { issue, content_html: content? });
+    }
+    let mut files = vec![
+        OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, &items)? },
+        OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, &items)? },
+        OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, &items)? },
+    ];
     files.extend(feeds::theme_feeds(config, templates, issues)?);
     Ok(files)
 }

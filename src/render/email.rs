@@ -44,6 +44,15 @@ impl EmailBody {
 }
 
 pub fn render_email(config: &Config, templates: &Templates, issue: &Issue) -> Result<EmailBody, RenderError> {
+    render_parts(config, templates, issue, true)
+}
+
+/// The size of the issue's email HTML, without rendering the text part (for the size warnings).
+pub fn email_html_size(config: &Config, templates: &Templates, issue: &Issue) -> Result<usize, RenderError> {
+    render_parts(config, templates, issue, false).map(|e| e.html.len())
+}
+
+fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text: bool) -> Result<EmailBody, RenderError> {
     let base = issue_context(config, issue);
     let subject = templates.render(SUBJECT, &base)?;
     let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -69,7 +78,7 @@ pub fn render_email(config: &Config, templates: &Templates, issue: &Issue) -> Re
     };
     let mjml = templates.render("email.mjml", &ctx)?;
     let html = compile_mjml(&mjml).map_err(|message| RenderError::Mjml { file: templates.origin("email.mjml"), message })?;
-    let text = templates.render("email.txt", &ctx)?;
+    let text = if with_text { templates.render("email.txt", &ctx)? } else { UNSUBSCRIBE_URL.to_string() };
     for (part, name) in [(&html, "email.mjml"), (&text, "email.txt")] {
         if !part.contains(UNSUBSCRIBE_URL) {
             return Err(RenderError::NoUnsubscribe { file: templates.origin(name) });

@@ -200,7 +200,7 @@ pub fn slug(theme: &str) -> String {
         }
     }
     let s = s.trim_end_matches('-').to_string();
-    if theme.chars().all(|c| c.is_ascii()) && !s.is_empty() {
+    if theme.is_ascii() && !s.is_empty() {
         return s;
     }
     let hash = hex::encode(&Sha256::digest(theme.trim().to_lowercase().as_bytes())[..4]);

@@ -8,17 +8,23 @@ use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 /// could form `%%`, so that no content can produce a per-subscriber placeholder (see `email`).
 pub fn escape_html(s: &str, out: &mut String) {
     let guard_percent = s.contains("%%");
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '%' if guard_percent => out.push_str("&#37;"),
-            _ => out.push(c),
-        }
+    let mut start = 0;
+    // Copy runs of ordinary bytes at once; every special character is ASCII.
+    for (i, b) in s.bytes().enumerate() {
+        let rep = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            b'%' if guard_percent => "&#37;",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        out.push_str(rep);
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
 }
 
 pub fn escaped(s: &str) -> String {
