@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::issue::PinnedNumbers;
 
 pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let archive = super::load_archive(config, &super::pinned_numbers(config)?)?;
