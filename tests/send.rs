@@ -272,3 +272,38 @@ fn without_a_mail_server_messages_land_in_the_outbox_once_each() {
     assert!(dry.contains("would send 7 messages"), "{dry}");
     assert_eq!(std::fs::read_dir(p.path("outbox")).unwrap().count(), 7, "a dry run writes nothing");
 }
+
+#[test]
+fn with_a_dkim_key_every_message_is_signed_over_the_unsubscribe_headers() {
+    let p = Project::new("[smtp]\nurl = \"file://outbox\"\n\n[dkim]\ndomain = \"signals.example.org\"\nselector = \"gazette\"\nprivate_key = \"dkim.pem\"\n");
+    let made = std::process::Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(p.path("dkim.pem"))
+        .arg("1024")
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: openssl cannot make an RSA key here");
+        return;
+    }
+    p.import_readers(2);
+    p.expect(0, &["send", "--week", WEEK]);
+    for entry in std::fs::read_dir(p.path("outbox")).unwrap() {
+        let raw = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let start = raw.find("DKIM-Signature:").expect("a DKIM-Signature header");
+        // The header and its folded continuation lines, unfolded.
+        let mut lines = raw[start..].split("\r\n");
+        let mut sig = lines.next().unwrap().to_string();
+        sig.extend(lines.take_while(|l| l.starts_with([' ', '\t'])).map(str::trim));
+        assert!(sig.contains("d=signals.example.org") && sig.contains("s=gazette"), "{sig}");
+        let signed = sig.split("h=").nth(1).unwrap().split(';').next().unwrap().to_ascii_lowercase();
+        for h in ["list-unsubscribe", "list-unsubscribe-post", "from", "subject"] {
+            assert!(signed.split(':').any(|x| x.trim() == h), "{h} is signed: {sig}");
+        }
+    }
+    // A key lettre cannot read is a clear error naming the file.
+    std::fs::write(p.path("dkim.pem"), "not a key").unwrap();
+    let out = p.run(&["send", "--test", "--week", WEEK]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("[dkim] private_key") && stderr.contains("dkim.pem"), "{stderr}");
+}

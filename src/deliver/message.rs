@@ -206,9 +206,15 @@ fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::D
     use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
     let pem = std::fs::read_to_string(&d.private_key)
         .map_err(|e| anyhow::anyhow!("[dkim] private_key: cannot read {}: {e}", d.private_key.display()))?;
-    let algorithm = if pem.contains("RSA") { DkimSigningAlgorithm::Rsa } else { DkimSigningAlgorithm::Ed25519 };
-    let key = DkimSigningKey::new(&pem, algorithm)
-        .map_err(|e| anyhow::anyhow!("[dkim] private_key: {} is not a usable RSA or Ed25519 key: {e}", d.private_key.display()))?;
+    // lettre reads RSA keys as PKCS#1 PEM and Ed25519 keys as the base64 of their 32 bytes.
+    let algorithm = if pem.contains("-----BEGIN") { DkimSigningAlgorithm::Rsa } else { DkimSigningAlgorithm::Ed25519 };
+    let key = DkimSigningKey::new(pem.trim(), algorithm).map_err(|e| {
+        anyhow::anyhow!(
+            "[dkim] private_key: {} is not a usable key ({e}); use an RSA key in PKCS#1 PEM \
+             (`openssl genrsa -traditional -out dkim.pem 2048`) or an Ed25519 key as base64 of its 32 bytes",
+            d.private_key.display()
+        )
+    })?;
     // The signature must cover the one-click unsubscribe headers (RFC 8058 §4).
     let headers = ["From", "Subject", "To", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"]
         .into_iter()
