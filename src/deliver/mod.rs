@@ -141,7 +141,17 @@ fn holder_id() -> String {
 fn holder_is_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else { return false };
-    host == hostname_or_local() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    host == hostname_or_local() && pid != std::process::id() && !gazette_is_running(pid)
+}
+
+/// Whether `pid` is a live (not zombie) process of this program, per /proc. A pid reused by
+/// another program counts as gone.
+fn gazette_is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    !matches!(state, Some('Z' | 'X') | None) && comm == me
 }
 
 fn hostname_or_local() -> String {
