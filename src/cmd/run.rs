@@ -144,17 +144,11 @@ async fn send(
         Ok(report) => {
             let c = &report.counts;
             tracing::info!(
-                "issue #{} ({}): {} sent now via {}; in all {} of {} sent, {} pending, {} failed, {} bounced, {} skipped",
+                "issue #{} ({}): {} sent now via {}; in all {c}",
                 issue.number,
                 issue.label,
                 report.sent_now,
-                transport.describe(),
-                c.sent,
-                c.total,
-                c.pending,
-                c.failed,
-                c.bounced,
-                c.skipped
+                transport.describe()
             );
             Ok(c.pending == 0 && !report.interrupted)
         }

@@ -68,19 +68,7 @@ pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: 
             );
             return Ok(ExitCode::SUCCESS);
         }
-        println!(
-            "issue #{} ({}): {} messages sent now via {}; in all {} of {} sent, {} pending, {} failed, {} bounced, {} skipped",
-            issue.number,
-            issue.label,
-            report.sent_now,
-            transport.describe(),
-            c.sent,
-            c.total,
-            c.pending,
-            c.failed,
-            c.bounced,
-            c.skipped
-        );
+        println!("issue #{} ({}): {} messages sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
         if report.interrupted {
             println!("stopped before the end; run `gazette send --week {}` to resume", issue.id);
             return Ok(ExitCode::from(1));

@@ -141,7 +141,7 @@ impl PreparedEmail {
             from: config.email.from.clone(),
             reply_to: config.email.reply_to.clone(),
             subject,
-            list_id: format!("{list_name} <{}.{list_domain}>", slug(&list_name)),
+            list_id: format!("{list_name} <{}.{list_domain}>", crate::render::slug(&list_name)),
             text: EncodedBody::new(text, false),
             html: EncodedBody::new(html, true),
             date,
@@ -187,19 +187,6 @@ impl PreparedEmail {
 
 fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-}
-
-fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    let out = out.trim_end_matches('-').to_string();
-    if out.is_empty() { "newsletter".into() } else { out }
 }
 
 fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {

@@ -174,17 +174,14 @@ pub async fn send_issue(
     let now = clock();
     if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
         let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
-        if holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await? {
-            tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
-            let result = send_with_lease(store, config, issue_id, number, email, transport, stop, &holder).await;
-            let _ = ledger::release_lease(pool, issue_id, &holder).await;
-            return result;
+        if !(holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await?) {
+            anyhow::bail!(
+                "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
+                 If that process is gone, run the send again after that time and it will resume.",
+                chrono::DateTime::from_timestamp(until, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
         }
-        anyhow::bail!(
-            "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
-             If that process is gone, run the send again after that time and it will resume.",
-            chrono::DateTime::from_timestamp(until, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
-        );
+        tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
     }
     let result = send_with_lease(store, config, issue_id, number, email, transport, stop, &holder).await;
     let _ = ledger::release_lease(pool, issue_id, &holder).await;

@@ -50,6 +50,16 @@ pub struct Counts {
     pub skipped: i64,
 }
 
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} sent, {} pending, {} failed, {} bounced, {} skipped",
+            self.sent, self.total, self.pending, self.failed, self.bounced, self.skipped
+        )
+    }
+}
+
 impl Counts {
     /// Nothing is left to try: every row is sent, failed, bounced or skipped.
     pub fn is_finished(&self) -> bool {
