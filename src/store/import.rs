@@ -19,6 +19,9 @@ const ROWS_PER_STATEMENT: usize = 250;
 /// Rows per transaction: big enough to amortise the commit, small enough that a concurrent
 /// writer waits well under the busy timeout.
 const ROWS_PER_TRANSACTION: usize = 100_000;
+/// A transaction is also committed after this long, so that a slowly read file never holds the
+/// write lock for long.
+const TRANSACTION_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes looked at to tell a text file from a binary one.
 const SNIFF_LEN: usize = 8192;
 
@@ -126,6 +129,7 @@ impl Store {
         let mut report = ImportReport::default();
         let mut in_transaction = 0usize;
         let mut tx = None;
+        let mut began = std::time::Instant::now();
         while let Some(message) = parsed.recv().await {
             let batch = match message {
                 Parsed::Invalid(row) => {
@@ -137,11 +141,12 @@ impl Store {
             };
             if tx.is_none() {
                 tx = Some(self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| store_err(e.into()))?);
+                began = std::time::Instant::now();
             }
             let conn = tx.as_mut().expect("a transaction was just begun");
             write_batch(conn, &batch, &at, &mut report).await.map_err(store_err)?;
             in_transaction += batch.len();
-            if in_transaction >= ROWS_PER_TRANSACTION {
+            if in_transaction >= ROWS_PER_TRANSACTION || began.elapsed() >= TRANSACTION_TIME {
                 tx.take().expect("inside a transaction").commit().await.map_err(|e| store_err(e.into()))?;
                 in_transaction = 0;
             }
@@ -303,23 +308,33 @@ async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: &str,
         });
     }
 
-    // Anonymous parameters only: the batch's rows, then the import's timestamp once. (SQLite
-    // finds a numbered parameter's name by a linear search, which made ?NNN quadratic.)
+    // A plain multi-row VALUES list with three anonymous parameters per row (SQLite finds a
+    // numbered parameter by a linear search, which makes ?NNN quadratic). The status, source and
+    // timestamps are SQL literals: they come from Gazette (`Status::as_str` and the clock), never
+    // from the file, and the statement stays the same from batch to batch, so it is prepared once.
+    debug_assert!(at.bytes().all(|b| b.is_ascii_digit() || b"-:TZ".contains(&b)), "{at}");
+    let mut values = String::with_capacity(distinct.len() * 120);
+    for (i, r) in distinct.iter().enumerate() {
+        let stamp = |s: Status| if r.status == s { format!("'{at}'") } else { "NULL".to_string() };
+        values.push_str(if i == 0 { "(" } else { ",(" });
+        values.push_str(&format!(
+            "?,?,?,'{}','import','{at}','{at}',{},{},{},{})",
+            r.status.as_str(),
+            stamp(Status::Active),
+            stamp(Status::Unsubscribed),
+            stamp(Status::Bounced),
+            stamp(Status::Complained)
+        ));
+    }
     let sql = format!(
-        "WITH batch (email, email_key, name, status) AS (VALUES {}), import (at) AS (SELECT ?) \
-         INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, \
-         confirmed_at, unsubscribed_at, bounced_at, complained_at) \
-         SELECT email, email_key, name, status, 'import', at, at, \
-         CASE status WHEN 'active' THEN at END, CASE status WHEN 'unsubscribed' THEN at END, \
-         CASE status WHEN 'bounced' THEN at END, CASE status WHEN 'complained' THEN at END \
-         FROM batch, import WHERE true ON CONFLICT (email_key) DO NOTHING",
-        placeholders(distinct.len(), "(?, ?, ?, ?)")
+        "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, \
+         confirmed_at, unsubscribed_at, bounced_at, complained_at) VALUES {values} ON CONFLICT (email_key) DO NOTHING"
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for r in &distinct {
-        q = q.bind(r.email.as_str()).bind(r.email.key()).bind(r.name.as_deref()).bind(r.status.as_str());
+        q = q.bind(r.email.as_str()).bind(r.email.key()).bind(r.name.as_deref());
     }
-    let done = q.bind(at).execute(&mut *conn).await?;
+    let done = q.execute(&mut *conn).await?;
     let inserted = done.rows_affected();
 
     // The statuses of the addresses that were there before this statement.
