@@ -50,12 +50,11 @@ impl Site {
     fn statuses(&self) -> Vec<String> {
         let r = self.run(&["export"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        r.stdout
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                format!("{},{}", f[0], f[2])
+        let mut rows = csv::Reader::from_reader(r.stdout.as_bytes());
+        rows.records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                format!("{},{}", &rec[0], &rec[2])
             })
             .collect()
     }
@@ -276,8 +275,11 @@ fn concurrent_writers_all_succeed() {
     let site = Site::new();
     let a = site.write("a.csv", &big_csv("a", 120_000));
     let b = site.write("b.csv", &big_csv("b", 120_000));
-    let import_a = site.command(&["import", &a]).spawn().unwrap();
-    let import_b = site.command(&["import", &b]).spawn().unwrap();
+    let spawn = |file: &str| {
+        site.command(&["import", file]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let import_a = spawn(&a);
+    let import_b = spawn(&b);
     let adds: Vec<Run> = (0..5).map(|i| site.run(&["add", &format!("c{i}@example.org")])).collect();
     let ra = finish(import_a.wait_with_output().unwrap());
     let rb = finish(import_b.wait_with_output().unwrap());
