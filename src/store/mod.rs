@@ -136,13 +136,10 @@ impl Store {
     }
 }
 
-/// Now, as the store writes timestamps: UTC, whole seconds, RFC 3339 (`2026-11-27T08:00:00Z`).
-fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
-    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn now() -> String {
-    timestamp(chrono::Utc::now())
+/// Now, as the store writes timestamps: whole seconds since 1970 (UTC), which sqlx reads back as
+/// `DateTime<Utc>` (in the sqlite3 shell: `datetime(created_at, 'unixepoch')`).
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
 }
 
 #[cfg(test)]
