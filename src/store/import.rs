@@ -319,18 +319,23 @@ fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<(SubscriberE
     Ok((email, name, status))
 }
 
-/// Writes one batch: inserts the rows whose address is new, in one statement, then counts each
+/// Writes one batch, sorted by address key: inserts the rows whose address is new, in one statement, then counts each
 /// row. Only when some address was already there does it look up their statuses. Runs inside a
 /// `BEGIN IMMEDIATE` transaction, so the ids of the rows just inserted are the last ones.
 async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: i64, report: &mut ImportReport) -> Result<(), StoreError> {
-    // The first row of each address in this batch; later ones are duplicates within the file.
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    // The batch is sorted by key (stably), so a duplicate follows the row it repeats: `first[i]`
+    // is the index of the first row with row i's address.
+    debug_assert!(batch.windows(2).all(|w| w[0].email.key() <= w[1].email.key()), "an import batch must be sorted");
+    let mut first: Vec<usize> = Vec::with_capacity(batch.len());
     let mut distinct: Vec<&Row> = Vec::with_capacity(batch.len());
     for (i, row) in batch.iter().enumerate() {
-        first.entry(row.email.key()).or_insert_with(|| {
-            distinct.push(row);
-            i
-        });
+        match first.last() {
+            Some(&f) if batch[f].email.key() == row.email.key() => first.push(f),
+            _ => {
+                first.push(i);
+                distinct.push(row);
+            }
+        }
     }
 
     // A plain multi-row VALUES list with three anonymous parameters per row (SQLite finds a
@@ -397,11 +402,11 @@ async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: i64, 
         let key = row.email.key();
         let suppressed = match existing.get(key) {
             Some(status) => status.is_suppressed(),
-            None if first[key] == i => {
+            None if first[i] == i => {
                 report.added += 1;
                 continue;
             }
-            None => batch[first[key]].status.is_suppressed(),
+            None => batch[first[i]].status.is_suppressed(),
         };
         if suppressed {
             report.skipped += 1;
