@@ -332,7 +332,7 @@ impl Store {
         .bind(name)
         .bind(new.status.as_str())
         .bind(new.source.as_str())
-        .bind(&at)
+        .bind(at)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = inserted {
@@ -360,10 +360,11 @@ impl Store {
             };
             return Ok(AddOutcome::Reactivated { previous: existing.status, subscriber });
         }
-        if existing.status == Status::Pending && wanted == Status::Active {
-            if let Some(s) = self.transition(existing.id, Status::Active, &[Status::Pending]).await? {
-                return Ok(AddOutcome::Activated(s));
-            }
+        if existing.status == Status::Pending
+            && wanted == Status::Active
+            && let Some(s) = self.transition(existing.id, Status::Active, &[Status::Pending]).await?
+        {
+            return Ok(AddOutcome::Activated(s));
         }
         Ok(AddOutcome::Unchanged(existing))
     }
