@@ -308,10 +308,9 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
         .execute(&mut *tx)
         .await?;
         if matches!(outcome, Outcome::Bounced(_)) {
-            let stamp = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             sqlx::query("UPDATE subscribers SET status = 'bounced', bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = 'active'")
                 .bind(id)
-                .bind(stamp)
+                .bind(now)
                 .execute(&mut *tx)
                 .await?;
         }
