@@ -307,3 +307,33 @@ fn with_a_dkim_key_every_message_is_signed_over_the_unsubscribe_headers() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("[dkim] private_key") && stderr.contains("dkim.pem"), "{stderr}");
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_the_rerun_sends_no_duplicates() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 2\nrate_per_second = 100\n", sink.port));
+    p.import_readers(400);
+    let child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.messages().len() < 50 {
+        assert!(Instant::now() < deadline, "the send did not get going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("gazette send --week 2023-07-17") && stdout.contains("resume"), "{stdout}");
+    let s = status(&p);
+    assert_eq!(s["sending"].as_i64(), Some(0), "everything in flight was recorded before exiting: {s}");
+    let sent_before = s["sent"].as_i64().unwrap();
+    assert!(sent_before > 0 && sent_before < 400, "{s}");
+    assert_eq!(sink.messages().len() as i64, sent_before, "what the sink has is exactly what was recorded");
+
+    p.expect(0, &["send", "--week", WEEK]);
+    let got = sink.messages();
+    assert_eq!(got.len(), 400, "after a clean stop the rerun sends no duplicates");
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts.len(), 400);
+}
