@@ -137,8 +137,9 @@ fn wait_for_mail(sink: &Sink, rcpt: &str, n: usize) -> Vec<common::Received> {
 
 /// The path of the confirmation link in a received message.
 fn confirm_path(m: &common::Received) -> String {
-    let at = m.raw.find("https://signals.example.org/confirm/").unwrap_or_else(|| panic!("no confirm link in {}", m.raw));
-    let url: String = m.raw[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let raw = m.raw.replace("=\r\n", "").replace("=\n", ""); // quoted-printable soft line breaks
+    let at = raw.find("https://signals.example.org/confirm/").unwrap_or_else(|| panic!("no confirm link in {}", m.raw));
+    let url: String = raw[at..].chars().take_while(|c| !c.is_whitespace()).collect();
     url.trim_start_matches("https://signals.example.org").to_string()
 }
 
@@ -327,9 +328,11 @@ fn a_subscribe_answers_alike_for_every_address_and_resends_sparingly() {
     // New: mailed. Pending: not again within the hour. Active: nothing. Unsubscribed: a new confirmation.
     assert_eq!(wait_for_mail(&sink, "new@example.org", 1).len(), 1);
     assert_eq!(wait_for_mail(&sink, "gone@example.org", 1).len(), 1);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(wait_for_mail(&sink, "pending@example.org", 2).len(), 1, "re-sent at most once an hour");
-    assert!(wait_for_mail(&sink, "active@example.org", 1).is_empty());
+    // Mails that would have been sent by now have arrived (they go out in the order asked for).
+    std::thread::sleep(Duration::from_secs(1));
+    let to = |rcpt: &str| sink.messages().iter().filter(|m| m.rcpt == rcpt).count();
+    assert_eq!(to("pending@example.org"), 1, "re-sent at most once an hour");
+    assert_eq!(to("active@example.org"), 0);
     assert_eq!(s.status_of("active@example.org"), Some(Status::Active));
     assert_eq!(s.status_of("gone@example.org"), Some(Status::Unsubscribed), "a subscribe alone does not reactivate");
     // The new confirmation brings the unsubscribed address back.

@@ -6,7 +6,8 @@ use axum::Json;
 use axum::extract::{Form, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use serde::Deserialize;
 
 use super::{App, ClientIp, retry_after};
