@@ -328,7 +328,7 @@ fn a_subscribe_answers_alike_for_every_address_and_resends_sparingly() {
     // New: mailed. Pending: not again within the hour. Active: nothing. Unsubscribed: a new confirmation.
     assert_eq!(wait_for_mail(&sink, "new@example.org", 1).len(), 1);
     assert_eq!(wait_for_mail(&sink, "gone@example.org", 1).len(), 1);
-    // Mails that would have been sent by now have arrived (they go out in the order asked for).
+    // A mail for these requests would have arrived by now, as those to new@ and gone@ have.
     std::thread::sleep(Duration::from_secs(1));
     let to = |rcpt: &str| sink.messages().iter().filter(|m| m.rcpt == rcpt).count();
     assert_eq!(to("pending@example.org"), 1, "re-sent at most once an hour");
