@@ -21,6 +21,7 @@ pub fn run(config: &Config, listen: Option<std::net::SocketAddr>) -> anyhow::Res
         })?;
         tracing::info!("serving {} on http://{addr} (subscribe form: http://{addr}/subscribe)", config.paths.out.display());
         server::serve(listener, server::router(app.clone()), server::shutdown_signal()).await?;
+        app.finish_mails(std::time::Duration::from_secs(30)).await;
         app.store().clone().close().await;
         Ok(ExitCode::SUCCESS)
     })

@@ -68,6 +68,8 @@ pub struct Inner {
     transport: Transport,
     limiter: limit::Limiter,
     options: Options,
+    /// Confirmation mails being sent in the background, waited for at shutdown.
+    mails_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl std::ops::Deref for App {
@@ -93,11 +95,20 @@ impl App {
         }
         let transport = Transport::from_config(config)?;
         let limiter = limit::Limiter::new(options.per_client, options.overall);
-        Ok(App(Arc::new(Inner { config: config.clone(), root, store, key, templates, transport, limiter, options })))
+        let mails_in_flight = Default::default();
+        Ok(App(Arc::new(Inner { config: config.clone(), root, store, key, templates, transport, limiter, options, mails_in_flight })))
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Waits, up to `limit`, for the confirmation mails still being sent (after the server stopped).
+    pub async fn finish_mails(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.mails_in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A page of the site; no shared cache keeps it (it can show an address), and no other site

@@ -2,6 +2,8 @@
 //! address's state, so no one can learn who is subscribed; links carry signed tokens; a GET never
 //! changes anything (mail scanners open every link), a POST does.
 
+use std::sync::atomic::Ordering;
+
 use axum::Json;
 use axum::extract::{Form, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -117,10 +119,15 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
     }
     if app.store.request_confirmation(subscriber.id, chrono::Utc::now(), app.options.resend_after).await? {
         let app = app.clone();
+        app.mails_in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             if let Err(e) = send_confirmation(&app, &subscriber).await {
-                tracing::error!("cannot send the confirmation mail to {}: {e}", subscriber.email);
+                tracing::error!("cannot send the confirmation mail to {}: {e:#}; the next subscribe with this address tries again", subscriber.email);
+                if let Err(e) = app.store.confirmation_not_sent(subscriber.id).await {
+                    tracing::error!("{e}");
+                }
             }
+            app.mails_in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())

@@ -38,6 +38,17 @@ impl Store {
         Ok(due)
     }
 
+    /// Forgets that subscriber `id`'s confirmation mail went out (the server refused it), so the
+    /// next request sends it again at once.
+    pub async fn confirmation_not_sent(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE confirmations SET sent_at = ?2 WHERE subscriber_id = ?1")
+            .bind(id)
+            .bind(timestamp(DateTime::UNIX_EPOCH))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Confirms subscriber `id` from its confirmation link. A pending subscriber becomes active; an
     /// unsubscribed one only when it asked again (`request_confirmation`) after unsubscribing and
     /// within `valid_for` of `now`. Anything else is left alone.
@@ -93,6 +104,8 @@ mod tests {
         assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
         assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
         assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
+        s.confirmation_not_sent(p.id).await.unwrap();
+        assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
     }
 
     #[tokio::test]
