@@ -22,7 +22,7 @@ const CACHE_CONTROL: &str = "public, max-age=300";
 pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
     let Some(rel) = safe_relative_path(uri.path()) else { return app.not_found() };
     let mut path = app.root.join(&rel);
-    if path.is_dir() {
+    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
         if !uri.path().ends_with('/') {
             // Relative, so it also works behind a proxy that serves us under a prefix.
             let last = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -31,7 +31,7 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
         }
         path.push("index.html");
     }
-    let Some(path) = inside(&app.root, &path) else { return app.not_found() };
+    let Some(path) = inside(&app.root, &path).await else { return app.not_found() };
     let (contents, modified) = match read(&path).await {
         Ok(found) => found,
         Err(e) => {
@@ -71,11 +71,11 @@ fn safe_relative_path(raw: &str) -> Option<PathBuf> {
 
 /// `path` with every symlink resolved, if it is a file that is still inside `root` (canonical) and
 /// not inside a dot-folder there.
-fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
-    let real = path.canonicalize().ok()?;
+async fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = tokio::fs::canonicalize(path).await.ok()?;
     let rel = real.strip_prefix(root).ok()?;
     let hidden = rel.components().any(|c| c.as_os_str().to_str().is_none_or(|s| s.starts_with('.')));
-    (!hidden && real.is_file()).then_some(real)
+    (!hidden && tokio::fs::metadata(&real).await.ok()?.is_file()).then_some(real)
 }
 
 async fn read(path: &Path) -> std::io::Result<(Vec<u8>, SystemTime)> {
