@@ -12,6 +12,7 @@ pub mod digest;
 pub mod issue;
 pub mod render;
 pub mod schedule;
+pub mod server;
 pub mod store;
 pub mod token;
 

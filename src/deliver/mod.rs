@@ -564,6 +564,27 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
     Ok(results)
 }
 
+/// Sends one message outside any issue's ledger (a confirmation mail): into the outbox folder, or
+/// over a connection of its own. The error says what the server answered.
+pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
+    let bytes = message.formatted();
+    let attempt = match transport {
+        Transport::Outbox(dir) => write_eml(dir, message_id, &bytes),
+        Transport::Smtp(spec) => {
+            let envelope = message.envelope();
+            let (Some(from), Some(to)) = (envelope.from(), envelope.to().first()) else { return Err("the message has no sender or recipient".into()) };
+            let mut session = SmtpSession::connect(spec).await?;
+            let attempt = session.transmit(from, to, &bytes).await;
+            session.quit().await;
+            attempt
+        }
+    };
+    match attempt {
+        Attempt::Accepted => Ok(()),
+        Attempt::Deferred(e) | Attempt::Bounced(e) | Attempt::Rejected(e) => Err(e),
+    }
+}
+
 /// Builds every message the send would produce, without connecting: the recipients and sizes.
 pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> anyhow::Result<(u64, u64, Vec<String>)> {
     let key = store.token_key().await?;

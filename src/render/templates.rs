@@ -20,6 +20,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("index.html", include_str!("../../templates/index.html")),
     ("_layout.html", include_str!("../../templates/_layout.html")),
     ("_digest.html", include_str!("../../templates/_digest.html")),
+    ("page.html", include_str!("../../templates/page.html")),
 ];
 
 /// The name the subject line is compiled under.

@@ -371,7 +371,7 @@ impl Store {
 
     /// Moves subscriber `id` to `to` if its status is one of `from`; returns it as changed, or
     /// `None` when it is missing or was not in `from`.
-    async fn transition(&self, id: i64, to: Status, from: &[Status]) -> Result<Option<Subscriber>, StoreError> {
+    pub(super) async fn transition(&self, id: i64, to: Status, from: &[Status]) -> Result<Option<Subscriber>, StoreError> {
         let row: Option<SubscriberRow> = sqlx::query_as(transition_sql!("WHERE id = ?3 AND instr(?4, ',' || status || ',') > 0"))
             .bind(to.as_str())
             .bind(now())

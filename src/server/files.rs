@@ -1,0 +1,165 @@
+//! The archive and feeds, read from `[paths] out`: the right Content-Type, validators (a strong
+//! ETag from the contents, Last-Modified from the file) so polling feed readers get 304s, and
+//! nothing outside that folder: no `..`, no dotfiles, no symlink leading out.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::App;
+
+/// What a path segment keeps unencoded in a redirect (RFC 3986 unreserved characters).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Feed readers poll; five minutes of freshness, then a cheap revalidation.
+const CACHE_CONTROL: &str = "public, max-age=300";
+
+pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) -> Response {
+    let Some(rel) = safe_relative_path(uri.path()) else { return app.not_found() };
+    let mut path = app.root.join(&rel);
+    if tokio::fs::metadata(&path).await.is_ok_and(|m| m.is_dir()) {
+        if !uri.path().ends_with('/') {
+            // Relative, so it also works behind a proxy that serves us under a prefix.
+            let last = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let location = format!("{}/", percent_encoding::utf8_percent_encode(last, SEGMENT));
+            return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response();
+        }
+        path.push("index.html");
+    }
+    let Some(path) = inside(&app.root, &path).await else { return app.not_found() };
+    let (contents, modified) = match read(&path).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!("cannot read {}: {e}", path.display());
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file; see the server log").into_response();
+        }
+    };
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&contents)[..16]));
+    // Last-Modified is never later than now (RFC 9110 §8.8.2.1), and HTTP dates have whole seconds.
+    let modified = modified.min(SystemTime::now());
+    let validators = [
+        (header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header")),
+        (header::LAST_MODIFIED, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("a date is a valid header")),
+        (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
+    ];
+    if not_modified(&headers, &etag, modified) {
+        return (StatusCode::NOT_MODIFIED, validators, ()).into_response();
+    }
+    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
+    let nosniff = (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    (validators, [content_type, nosniff], Body::from(contents)).into_response()
+}
+
+/// The request path as a relative path under `out`, or `None` when a segment (after percent
+/// decoding) is `.`, `..` or another dotfile, or holds a backslash or NUL.
+fn safe_relative_path(raw: &str) -> Option<PathBuf> {
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
+    let mut rel = PathBuf::new();
+    for segment in decoded.split('/').filter(|s| !s.is_empty()) {
+        if segment.starts_with('.') || segment.contains(['\\', '\0']) {
+            return None;
+        }
+        rel.push(segment);
+    }
+    Some(rel)
+}
+
+/// `path` with every symlink resolved, if it is a file that is still inside `root` (canonical) and
+/// not inside a dot-folder there.
+async fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = tokio::fs::canonicalize(path).await.ok()?;
+    let rel = real.strip_prefix(root).ok()?;
+    let hidden = rel.components().any(|c| c.as_os_str().to_str().is_none_or(|s| s.starts_with('.')));
+    (!hidden && tokio::fs::metadata(&real).await.ok()?.is_file()).then_some(real)
+}
+
+async fn read(path: &Path) -> std::io::Result<(Vec<u8>, SystemTime)> {
+    let contents = tokio::fs::read(path).await?;
+    let modified = tokio::fs::metadata(path).await?.modified()?;
+    Ok((contents, modified))
+}
+
+/// RFC 9110 §13.1.2 and §13.1.3: If-None-Match (a list, or `*`; weak comparison) decides when
+/// present; otherwise If-Modified-Since, at the one-second precision of HTTP dates.
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    let mut tags = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if tags.peek().is_some() {
+        return tags
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag);
+    }
+    let since = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+    let whole_seconds = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    since.is_some_and(|since| whole_seconds(modified) <= whole_seconds(since))
+}
+
+fn content_type(path: &Path) -> &'static str {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match name {
+        "rss.xml" => return "application/rss+xml; charset=utf-8",
+        "atom.xml" => return "application/atom+xml; charset=utf-8",
+        "feed.json" => return "application/feed+json; charset=utf-8",
+        _ => {}
+    }
+    match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("xml") => "application/xml; charset=utf-8",
+        Some("json") => "application/json; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_could_leave_out_or_show_dotfiles_are_refused() {
+        assert_eq!(safe_relative_path("/issues/2023-07-17/"), Some(PathBuf::from("issues/2023-07-17")));
+        assert_eq!(safe_relative_path("/"), Some(PathBuf::new()));
+        for bad in ["/../publish.toml", "/%2e%2e/publish.toml", "/a/%2E%2E%2fpublish.toml", "/.hidden", "/a/.git/config", "/a%5c..%5cb", "/%00", "/%ff"] {
+            assert_eq!(safe_relative_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn validators_match_by_tag_list_star_or_date() {
+        let etag = "\"abc\"";
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_690_000_000_700);
+        let h = |pairs: &[(header::HeaderName, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(k.clone(), HeaderValue::from_str(v).unwrap());
+            }
+            m
+        };
+        assert!(not_modified(&h(&[(header::IF_NONE_MATCH, "\"x\", W/\"abc\"")]), etag, t));
+        assert!(not_modified(&h(&[(header::IF_NONE_MATCH, "*")]), etag, t));
+        assert!(!not_modified(&h(&[(header::IF_NONE_MATCH, "\"x\"")]), etag, t));
+        let date = httpdate::fmt_http_date(t);
+        assert!(not_modified(&h(&[(header::IF_MODIFIED_SINCE, &date)]), etag, t), "the same second, milliseconds aside");
+        let earlier = httpdate::fmt_http_date(t - std::time::Duration::from_secs(1));
+        assert!(!not_modified(&h(&[(header::IF_MODIFIED_SINCE, &earlier)]), etag, t));
+        // A non-matching tag wins over a matching date.
+        assert!(!not_modified(&h(&[(header::IF_NONE_MATCH, "\"x\""), (header::IF_MODIFIED_SINCE, &date)]), etag, t));
+        assert!(!not_modified(&h(&[(header::IF_MODIFIED_SINCE, "yesterday")]), etag, t));
+    }
+}

@@ -1,0 +1,248 @@
+//! `gazette serve`'s web service: the archive and feeds of `[paths] out`, the double opt-in
+//! subscribe form, confirmation links and one-click unsubscribe (RFC 8058). The router is built
+//! apart from running it, so tests serve it on port 0.
+
+mod files;
+mod limit;
+mod subscribe;
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::config::Config;
+use crate::deliver::Transport;
+use crate::render::{Page, Templates, render_page};
+use crate::store::{Store, TokenKey};
+pub use limit::Rate;
+
+/// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
+pub const MAX_BODY: usize = 4 * 1024;
+
+/// What the service allows; the defaults suit a public newsletter.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Subscribe requests from one client (an IPv4 address or an IPv6 /64).
+    pub per_client: Rate,
+    /// Subscribe requests from everyone together.
+    pub overall: Rate,
+    /// A repeated subscribe of a pending address re-sends the confirmation after this long, not before.
+    pub resend_after: chrono::Duration,
+    /// How long a new request lets an unsubscribed address confirm its way back.
+    pub confirm_within: chrono::Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            per_client: Rate { burst: 5, every: Duration::from_secs(120) },
+            overall: Rate { burst: 60, every: Duration::from_secs(2) },
+            resend_after: chrono::Duration::hours(1),
+            confirm_within: chrono::Duration::days(7),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct App(Arc<Inner>);
+
+pub struct Inner {
+    config: Config,
+    /// `[paths] out`, canonical.
+    root: PathBuf,
+    store: Store,
+    key: TokenKey,
+    templates: Templates,
+    transport: Transport,
+    limiter: limit::Limiter,
+    options: Options,
+    /// Confirmation mails being sent in the background, waited for at shutdown.
+    mails_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Opens what the service needs: the database, the token key, the templates (every page is
+    /// rendered once, so a broken `page.html` stops the start) and the mail transport.
+    pub async fn new(config: &Config, options: Options) -> anyhow::Result<App> {
+        let out = &config.paths.out;
+        let root = out.canonicalize().with_context(|| {
+            format!("cannot serve {}: the folder is missing or unreadable; run `gazette build` or set [paths] out", out.display())
+        })?;
+        let store = Store::open(&config.paths.database).await?;
+        let key = store.token_key().await?;
+        let templates = crate::cmd::load_templates(config)?;
+        for page in subscribe::sample_pages() {
+            render_page(config, &templates, &page).map_err(crate::cmd::template_error)?;
+        }
+        let transport = Transport::from_config(config)?;
+        let limiter = limit::Limiter::new(options.per_client, options.overall);
+        let mails_in_flight = Default::default();
+        Ok(App(Arc::new(Inner { config: config.clone(), root, store, key, templates, transport, limiter, options, mails_in_flight })))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Waits, up to `limit`, for the confirmation mails still being sent (after the server stopped).
+    pub async fn finish_mails(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.mails_in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A page of the site; no shared cache keeps it (it can show an address), and no other site
+    /// frames it or learns its address from a Referer (it can hold a token).
+    fn page(&self, status: StatusCode, page: &Page) -> Response {
+        match render_page(&self.config, &self.templates, page) {
+            Ok(html) => (
+                status,
+                [
+                    (header::CACHE_CONTROL, "no-store"),
+                    (header::REFERRER_POLICY, "no-referrer"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+                ],
+                Html(html),
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::error!("{e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, "the page template is broken; see the server log").into_response()
+            }
+        }
+    }
+
+    fn not_found(&self) -> Response {
+        let lines = vec!["There is nothing at this address. The archive's front page lists every issue.".into()];
+        self.page(StatusCode::NOT_FOUND, &Page { title: "Not found".into(), lines, ..Page::default() })
+    }
+
+    /// Something broke on our side (the database): logged; the reader is asked to try again.
+    fn unavailable(&self, e: impl std::fmt::Display) -> Response {
+        tracing::error!("{e}");
+        let lines = vec!["Something went wrong on our side. Please try again in a few minutes.".into()];
+        self.page(StatusCode::SERVICE_UNAVAILABLE, &Page { title: "Please try again".into(), lines, ..Page::default() })
+    }
+}
+
+/// Every route. Serve it with `serve`, which supplies the client addresses the rate limit needs.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/subscribe", get(subscribe::form).post(subscribe::subscribe))
+        .route("/confirm/{token}", get(subscribe::confirm_page).post(subscribe::confirm))
+        .route("/unsubscribe/{token}", get(subscribe::unsubscribe_page).post(subscribe::unsubscribe))
+        .route("/", get(files::serve_file))
+        .route("/{*path}", get(files::serve_file))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(log_request))
+        .with_state(app)
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: finishing the requests in flight");
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    match sqlx::query("SELECT 1").execute(app.store.pool()).await {
+        Ok(_) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], "ok\n").into_response(),
+        Err(e) => {
+            tracing::error!("health check: subscriber database: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "the subscriber database does not answer\n").into_response()
+        }
+    }
+}
+
+async fn not_found(State(app): State<App>) -> Response {
+    app.not_found()
+}
+
+/// One line per request: method, path (tokens replaced by `{token}`), status, time taken.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = loggable_path(request.uri().path());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!("{method} {path} {} {:.1}ms", response.status().as_u16(), started.elapsed().as_secs_f64() * 1000.0);
+    response
+}
+
+fn loggable_path(path: &str) -> String {
+    for prefix in ["/unsubscribe/", "/confirm/"] {
+        if path.len() > prefix.len() && path.starts_with(prefix) {
+            return format!("{prefix}{{token}}");
+        }
+    }
+    path.chars().take(200).collect()
+}
+
+/// The client's address. Behind a reverse proxy on this machine every peer is the proxy, so for a
+/// loopback peer the last `X-Forwarded-For` entry (the one the proxy added) is the client.
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientIp, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let forwarded = || -> Option<IpAddr> {
+            let last = parts.headers.get_all("x-forwarded-for").iter().next_back()?;
+            last.to_str().ok()?.rsplit(',').next()?.trim().parse().ok()
+        };
+        let ip = match peer {
+            Some(ip) if !ip.to_canonical().is_loopback() => ip,
+            peer => forwarded().or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        };
+        Ok(ClientIp(ip))
+    }
+}
+
+/// `Retry-After` in whole seconds, at least one.
+fn retry_after(wait: Duration) -> HeaderValue {
+    HeaderValue::from(wait.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_reach_the_log() {
+        assert_eq!(loggable_path("/unsubscribe/7.abcdef"), "/unsubscribe/{token}");
+        assert_eq!(loggable_path("/confirm/7.abcdef"), "/confirm/{token}");
+        assert_eq!(loggable_path("/rss.xml"), "/rss.xml");
+    }
+}

@@ -1,0 +1,259 @@
+//! Subscribe (double opt-in), confirm and unsubscribe. A subscribe answers the same whatever the
+//! address's state, so no one can learn who is subscribed; links carry signed tokens; a GET never
+//! changes anything (mail scanners open every link), a POST does.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::{Form, FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use serde::Deserialize;
+
+use super::{App, ClientIp, retry_after};
+use crate::render::{Page, PageForm, PageLink};
+use crate::store::{
+    AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail, clean_name, sign_token,
+    verify_token,
+};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscribeForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn subscribe_page(error: Option<String>, form: &SubscribeForm) -> Page {
+    Page {
+        title: "Subscribe".into(),
+        lines: vec!["One email a week with the new issue. We send a confirmation link first; nothing else arrives until you use it.".into()],
+        error,
+        form: Some(PageForm {
+            button: "Subscribe".into(),
+            subscribe_fields: true,
+            email: form.email.clone(),
+            name: form.name.clone().unwrap_or_default(),
+            ..PageForm::default()
+        }),
+        link: None,
+    }
+}
+
+/// One of each page, rendered at start-up to find template errors before a reader does.
+pub fn sample_pages() -> Vec<Page> {
+    vec![
+        subscribe_page(Some("error".into()), &SubscribeForm::default()),
+        Page {
+            title: "Unsubscribe".into(),
+            form: Some(PageForm { button: "Unsubscribe".into(), one_click: true, ..PageForm::default() }),
+            link: Some(PageLink { href: "/".into(), text: "link".into() }),
+            ..Page::default()
+        },
+    ]
+}
+
+pub async fn form(State(app): State<App>) -> Response {
+    app.page(StatusCode::OK, &subscribe_page(None, &SubscribeForm::default()))
+}
+
+/// `POST /subscribe`, a form or JSON (`{"email": …, "name": …}`), answered in kind.
+pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: Request) -> Response {
+    let json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let answer = |status: StatusCode, page: Page| {
+        if json {
+            let message = page.error.clone().unwrap_or_else(|| page.lines.join(" "));
+            (status, Json(serde_json::json!({ "message": message }))).into_response()
+        } else {
+            app.page(status, &page)
+        }
+    };
+    if let Err(wait) = app.limiter.check(ip) {
+        tracing::warn!("subscribe requests from {ip} (or from everyone) are over the limit");
+        let page = Page { title: "Too many requests".into(), lines: vec!["Too many sign-ups at once. Please try again in a few minutes.".into()], ..Page::default() };
+        let mut response = answer(StatusCode::TOO_MANY_REQUESTS, page);
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
+        return response;
+    }
+    let form = if json {
+        Json::<SubscribeForm>::from_request(request, &()).await.map(|j| j.0).map_err(IntoResponse::into_response)
+    } else {
+        Form::<SubscribeForm>::from_request(request, &()).await.map(|f| f.0).map_err(IntoResponse::into_response)
+    };
+    let form = match form {
+        Ok(f) => f,
+        Err(rejection) => return rejection,
+    };
+    let checked = SubscriberEmail::parse(&form.email)
+        .map_err(|e| e.to_string())
+        .and_then(|email| Ok((email, clean_name(form.name.as_deref().unwrap_or(""))?)));
+    let (email, name) = match checked {
+        Ok(c) => c,
+        Err(why) => return answer(StatusCode::BAD_REQUEST, subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form)),
+    };
+    if let Err(e) = register(&app, &email, name).await {
+        return app.unavailable(format!("subscribe: {e}"));
+    }
+    // The same words for a new, pending, active or unsubscribed address.
+    let lines = vec![
+        format!("If {email} can receive mail, a message with a confirmation link is on its way to it."),
+        format!("Open that link to start receiving {}. If nothing arrives within a few minutes, look in the spam folder.", app.config.site.title),
+    ];
+    answer(StatusCode::OK, Page { title: "Check your inbox".into(), lines, ..Page::default() })
+}
+
+/// Records the sign-up and, when one is due, sends the confirmation mail in the background (so the
+/// answer takes as long whether a mail goes out or not).
+async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> anyhow::Result<()> {
+    let new = NewSubscriber { email: email.clone(), name, status: Status::Pending, source: Source::Web };
+    let subscriber = match app.store.add(&new, false).await? {
+        AddOutcome::Added(s) | AddOutcome::Unchanged(s) | AddOutcome::Suppressed(s) | AddOutcome::Activated(s) => s,
+        AddOutcome::Reactivated { subscriber, .. } => subscriber,
+    };
+    // Active: nothing to confirm. Bounced or complained: never mailed again from a web form.
+    if !matches!(subscriber.status, Status::Pending | Status::Unsubscribed) {
+        return Ok(());
+    }
+    if app.store.request_confirmation(subscriber.id, chrono::Utc::now(), app.options.resend_after).await? {
+        let app = app.clone();
+        app.mails_in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Err(e) = send_confirmation(&app, &subscriber).await {
+                tracing::error!("cannot send the confirmation mail to {}: {e:#}; the next subscribe with this address tries again", subscriber.email);
+                if let Err(e) = app.store.confirmation_not_sent(subscriber.id).await {
+                    tracing::error!("{e}");
+                }
+            }
+            app.mails_in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result<()> {
+    let config = &app.config;
+    let title = &config.site.title;
+    let url = format!("{}/confirm/{}", config.site.base_url, sign_token(&app.key, subscriber.id, Purpose::Confirm));
+    let message_id = format!("<confirm.{}.{:016x}@{}>", subscriber.id, rand::random::<u64>(), config.email.from.email.domain());
+    let body = format!(
+        "Hello,\n\nSomeone, probably you, asked to receive {title} at {email}.\n\
+         To confirm, open this link and press the button on the page:\n\n{url}\n\n\
+         If it was not you, ignore this message: nothing more is sent unless the link is used.\n\n-- \n{title}\n{base}\n",
+        email = subscriber.email,
+        base = config.site.base_url,
+    );
+    let mut builder = lettre::Message::builder()
+        .from(config.email.from.clone())
+        .to(Mailbox::new(subscriber.name.clone(), subscriber.email.parse()?))
+        .subject(format!("Confirm your subscription to {title}"))
+        .message_id(Some(message_id.clone()))
+        .header(ContentType::TEXT_PLAIN);
+    if let Some(reply_to) = &config.email.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let message = builder.body(body)?;
+    crate::deliver::send_single(&app.transport, &message, &message_id).await.map_err(anyhow::Error::msg)
+}
+
+/// The subscriber a link names, or the answer to give instead (404: forged, altered, for the
+/// other purpose, or naming no one).
+async fn linked(app: &App, token: &str, purpose: Purpose) -> Result<Subscriber, Response> {
+    let Some(id) = verify_token(&app.key, token, purpose) else { return Err(invalid_link(app, purpose)) };
+    match app.store.subscriber_by_id(id).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(invalid_link(app, purpose)),
+        Err(e) => Err(app.unavailable(e)),
+    }
+}
+
+fn invalid_link(app: &App, purpose: Purpose) -> Response {
+    let what = if purpose == Purpose::Confirm { "confirmation" } else { "unsubscribe" };
+    let lines = vec![format!(
+        "This {what} link is not valid: it may have been cut short or altered. Copy the whole link from the email into the address bar."
+    )];
+    app.page(StatusCode::NOT_FOUND, &Page { title: "Link not valid".into(), lines, ..Page::default() })
+}
+
+pub async fn confirm_page(State(app): State<App>, Path(token): Path<String>) -> Response {
+    let s = match linked(&app, &token, Purpose::Confirm).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let title = &app.config.site.title;
+    if s.status == Status::Active {
+        return app.page(StatusCode::OK, &subscribed_page(&app, &s));
+    }
+    let lines = vec![format!("Press the button to start receiving {title} at {}.", s.email)];
+    let form = PageForm { button: "Confirm my subscription".into(), ..PageForm::default() };
+    app.page(StatusCode::OK, &Page { title: "Confirm your subscription".into(), lines, form: Some(form), ..Page::default() })
+}
+
+pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Response {
+    let s = match linked(&app, &token, Purpose::Confirm).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match app.store.confirm_request(s.id, chrono::Utc::now(), app.options.confirm_within).await {
+        Ok(ConfirmOutcome::Confirmed(s) | ConfirmOutcome::AlreadyActive(s)) => app.page(StatusCode::OK, &subscribed_page(&app, &s)),
+        Ok(ConfirmOutcome::Refused(s)) => {
+            let lines = vec![
+                format!("This confirmation link no longer works for {}.", s.email),
+            ];
+            let link = PageLink { href: format!("{}/subscribe", app.config.site.base_url), text: "Subscribe again for a new link".into() };
+            app.page(StatusCode::GONE, &Page { title: "Link expired".into(), lines, link: Some(link), ..Page::default() })
+        }
+        Ok(ConfirmOutcome::NotFound) => invalid_link(&app, Purpose::Confirm),
+        Err(e) => app.unavailable(e),
+    }
+}
+
+fn subscribed_page(app: &App, s: &Subscriber) -> Page {
+    let lines = vec![format!(
+        "{} will receive {} with each new issue. Every issue has a link to unsubscribe.",
+        s.email, app.config.site.title
+    )];
+    Page { title: "You are subscribed".into(), lines, ..Page::default() }
+}
+
+/// `GET /unsubscribe/{token}`: shows the address and a button; changes nothing.
+pub async fn unsubscribe_page(State(app): State<App>, Path(token): Path<String>) -> Response {
+    let s = match linked(&app, &token, Purpose::Unsubscribe).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !matches!(s.status, Status::Active | Status::Pending) {
+        return app.page(StatusCode::OK, &unsubscribed_page(&app, &s));
+    }
+    let lines = vec![format!("Stop sending {} to {}?", app.config.site.title, s.email)];
+    let form = PageForm { button: "Unsubscribe".into(), one_click: true, ..PageForm::default() };
+    app.page(StatusCode::OK, &Page { title: "Unsubscribe".into(), lines, form: Some(form), ..Page::default() })
+}
+
+/// `POST /unsubscribe/{token}`: the one-click unsubscribe of RFC 8058 §3.1 (whatever the body),
+/// at once and idempotent; 200, no redirect, no cookie.
+pub async fn unsubscribe(State(app): State<App>, Path(token): Path<String>) -> Response {
+    let s = match linked(&app, &token, Purpose::Unsubscribe).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match app.store.unsubscribe_by_id(s.id).await {
+        Ok(RemoveOutcome::Unsubscribed(s)) => {
+            tracing::info!("subscriber {} unsubscribed", s.id);
+            app.page(StatusCode::OK, &unsubscribed_page(&app, &s))
+        }
+        Ok(RemoveOutcome::AlreadyInactive(s)) => app.page(StatusCode::OK, &unsubscribed_page(&app, &s)),
+        Ok(RemoveOutcome::NotFound) => invalid_link(&app, Purpose::Unsubscribe),
+        Err(e) => app.unavailable(e),
+    }
+}
+
+fn unsubscribed_page(app: &App, s: &Subscriber) -> Page {
+    let lines = vec![
+        format!("{} will not be sent to {} any more.", app.config.site.title, s.email),
+    ];
+    let link = PageLink { href: format!("{}/subscribe", app.config.site.base_url), text: "Changed your mind? Subscribe again".into() };
+    Page { title: "You are unsubscribed".into(), lines, link: Some(link), ..Page::default() }
+}

@@ -1,0 +1,516 @@
+//! `gazette serve` over real HTTP: content types and validators, path traversal, the double opt-in
+//! flow with a real SMTP sink, anti-enumeration, rate limits, one-click unsubscribe, and the
+//! end-to-end path from a sent message's List-Unsubscribe header to the next send skipping the reader.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{Project, Sink, header};
+use gazette::server::{self, App, Options, Rate};
+use gazette::store::{NewSubscriber, Purpose, Source, Status, sign_token};
+
+/// A response as read off the socket.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection, exactly as given (the path is not normalised).
+fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn get(addr: SocketAddr, path: &str) -> Reply {
+    http(addr, "GET", path, &[], b"")
+}
+
+fn post_form(addr: SocketAddr, path: &str, body: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    headers.extend_from_slice(extra);
+    http(addr, "POST", path, &headers, body.as_bytes())
+}
+
+/// The service running in this process on 127.0.0.1:0, against a project's database and out folder.
+struct Running {
+    addr: SocketAddr,
+    app: App,
+    rt: tokio::runtime::Runtime,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    fn start(p: &Project, options: Options) -> Running {
+        if !p.path("out/index.html").exists() {
+            p.expect(0, &["build"]);
+        }
+        let config = gazette::Config::load(&p.path("publish.toml")).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (app, listener) = rt.block_on(async {
+            (App::new(&config, options).await.unwrap(), tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        });
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server::serve(listener, server::router(app.clone()), async {
+            let _ = stopped.await;
+        }));
+        Running { addr, app, rt, _stop: stop }
+    }
+
+    fn status_of(&self, email: &str) -> Option<Status> {
+        let store = self.app.store().clone();
+        let email = email.parse().unwrap();
+        self.rt.block_on(async move { store.subscriber_by_email(&email).await.unwrap().map(|s| s.status) })
+    }
+
+    fn add(&self, email: &str, status: Status) -> i64 {
+        let store = self.app.store().clone();
+        let new = NewSubscriber { email: email.parse().unwrap(), name: None, status, source: Source::Cli };
+        self.rt.block_on(async move {
+            store.add(&new, true).await.unwrap();
+            store.subscriber_by_email(&new.email).await.unwrap().unwrap().id
+        })
+    }
+
+    fn token(&self, id: i64, purpose: Purpose) -> String {
+        let store = self.app.store().clone();
+        self.rt.block_on(async move { sign_token(&store.token_key().await.unwrap(), id, purpose) })
+    }
+}
+
+/// The messages to `rcpt`, waiting up to 20 s for `n` of them to arrive.
+fn wait_for_mail(sink: &Sink, rcpt: &str, n: usize) -> Vec<common::Received> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: Vec<_> = sink.messages().into_iter().filter(|m| m.rcpt == rcpt).collect();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The path of the confirmation link in a received message.
+fn confirm_path(m: &common::Received) -> String {
+    let raw = m.raw.replace("=\r\n", "").replace("=\n", ""); // quoted-printable soft line breaks
+    let at = raw.find("https://signals.example.org/confirm/").unwrap_or_else(|| panic!("no confirm link in {}", m.raw));
+    let url: String = raw[at..].chars().take_while(|c| !c.is_whitespace()).collect();
+    url.trim_start_matches("https://signals.example.org").to_string()
+}
+
+fn status_of_cli(p: &Project, email: &str) -> String {
+    let csv = p.expect(0, &["subscribers", "export"]);
+    csv.lines().find(|l| l.starts_with(email)).unwrap_or_else(|| panic!("{email} not in {csv}")).to_string()
+}
+
+#[test]
+fn feeds_and_pages_have_their_content_types_and_validators() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let theme = std::fs::read_dir(p.path("out/themes")).unwrap().next().unwrap().unwrap().file_name().into_string().unwrap();
+    let theme_feed = format!("/themes/{theme}/atom.xml");
+    for (path, ty) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/index.html", "text/html; charset=utf-8"),
+        ("/issues/2023-07-17/", "text/html; charset=utf-8"),
+        ("/rss.xml", "application/rss+xml; charset=utf-8"),
+        ("/atom.xml", "application/atom+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        (theme_feed.as_str(), "application/atom+xml; charset=utf-8"),
+        ("/subscribe", "text/html; charset=utf-8"),
+    ] {
+        let r = get(s.addr, path);
+        assert_eq!((r.status, r.header("content-type")), (200, Some(ty)), "{path}");
+        assert!(!r.body.is_empty(), "{path}");
+        if path != "/subscribe" {
+            assert!(r.header("etag").is_some_and(|e| e.starts_with('"') && e.ends_with('"')), "{path}: {:?}", r.headers);
+            assert!(r.header("last-modified").is_some_and(|d| d.ends_with(" GMT")), "{path}");
+            assert!(r.header("cache-control").is_some_and(|c| c.contains("max-age=")), "{path}");
+        }
+        if ty.starts_with("text/html") {
+            for feed in ["application/rss+xml", "application/atom+xml", "application/feed+json"] {
+                assert!(r.body.contains(&format!("<link rel=\"alternate\" type=\"{feed}\"")), "{path} links {feed}");
+            }
+            assert!(r.body.contains("Signals Weekly"), "{path}");
+        }
+    }
+    // A folder without its slash is redirected (relatively, so a path prefix survives a proxy).
+    let r = get(s.addr, "/issues/2023-07-17");
+    assert_eq!((r.status, r.header("location")), (308, Some("2023-07-17/")));
+
+    // Round trips to 304, and back to 200 when the validators do not match.
+    let first = get(s.addr, "/rss.xml");
+    let etag = first.header("etag").unwrap().to_string();
+    let modified = first.header("last-modified").unwrap().to_string();
+    for (name, value) in [
+        ("If-None-Match", etag.clone()),
+        ("If-None-Match", format!("\"other\", {etag}")),
+        ("If-None-Match", format!("W/{etag}")),
+        ("If-None-Match", "*".to_string()),
+        ("If-Modified-Since", modified.clone()),
+    ] {
+        let r = http(s.addr, "GET", "/rss.xml", &[(name, &value)], b"");
+        assert_eq!(r.status, 304, "{name}: {value}");
+        assert_eq!(r.body, "", "a 304 has no body");
+        assert_eq!(r.header("etag"), Some(etag.as_str()));
+        assert_eq!(r.header("last-modified"), Some(modified.as_str()));
+        assert!(r.header("cache-control").is_some());
+    }
+    let r = http(s.addr, "GET", "/rss.xml", &[("If-None-Match", "\"other\""), ("If-Modified-Since", &modified)], b"");
+    assert_eq!(r.status, 200, "a tag that does not match wins over the date");
+    assert_eq!(r.body, first.body);
+    let r = http(s.addr, "GET", "/rss.xml", &[("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")], b"");
+    assert_eq!(r.status, 200);
+    // HEAD: the headers without the body.
+    let r = http(s.addr, "HEAD", "/atom.xml", &[], b"");
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    assert!(r.header("etag").is_some());
+    // The health check.
+    let r = get(s.addr, "/healthz");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+}
+
+#[test]
+fn nothing_outside_out_is_served() {
+    let p = Project::new("");
+    p.expect(0, &["build"]);
+    std::fs::write(p.path("out/.hidden"), "secret").unwrap();
+    std::fs::create_dir_all(p.path("out/.git")).unwrap();
+    std::fs::write(p.path("out/.git/config"), "secret").unwrap();
+    std::fs::write(p.path("secret.txt"), "secret").unwrap();
+    std::os::unix::fs::symlink(p.path("secret.txt"), p.path("out/leak.txt")).unwrap();
+    std::os::unix::fs::symlink(p.dir.path(), p.path("out/up")).unwrap();
+    std::os::unix::fs::symlink(p.path("out/rss.xml"), p.path("out/inside.xml")).unwrap();
+    let s = Running::start(&p, Options::default());
+    for path in [
+        "/../publish.toml",
+        "/../secret.txt",
+        "/issues/../../publish.toml",
+        "/%2e%2e/publish.toml",
+        "/%2E%2E%2Fpublish.toml",
+        "/issues/%2e%2e/%2e%2e/publish.toml",
+        "/..%5cpublish.toml",
+        "/.hidden",
+        "/%2ehidden",
+        "/.git/config",
+        "/leak.txt",
+        "/up/publish.toml",
+        "/up/secret.txt",
+        "/%00",
+    ] {
+        let r = get(s.addr, path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(!r.body.contains("secret") && !r.body.contains("base_url"), "{path}");
+    }
+    // A symlink that stays inside is fine.
+    assert_eq!(get(s.addr, "/inside.xml").status, 200);
+}
+
+#[test]
+fn subscribe_mails_a_confirmation_link_that_activates_the_reader() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let s = Running::start(&p, Options::default());
+
+    let form = get(s.addr, "/subscribe");
+    assert!(form.body.contains(r#"<form method="post">"#), "{}", form.body);
+    assert!(form.body.contains(r#"<label for="email">"#) && form.body.contains(r#"name="email" type="email" required"#));
+    assert_eq!(form.header("cache-control"), Some("no-store"));
+
+    let r = post_form(s.addr, "/subscribe", "email=ada%40example.org&name=Ada+Reader", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Check your inbox") && r.body.contains("ada@example.org"), "{}", r.body);
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Pending));
+
+    let mail = wait_for_mail(&sink, "ada@example.org", 1);
+    assert_eq!(mail.len(), 1, "one confirmation mail");
+    let m = &mail[0];
+    assert!(m.subject.contains("Confirm your subscription to Signals Weekly"), "{}", m.subject);
+    assert!(header(&m.raw, "To").is_some_and(|t| t.contains("Ada Reader")), "{}", m.raw);
+    let link = confirm_path(m);
+
+    // Opening the link changes nothing; pressing its button confirms.
+    let page = get(s.addr, &link);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("ada@example.org") && page.body.contains(r#"<button type="submit">"#), "{}", page.body);
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Pending));
+    let done = post_form(s.addr, &link, "", &[]);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("You are subscribed"));
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Active));
+    assert_eq!(post_form(s.addr, &link, "", &[]).status, 200, "confirming twice is fine");
+
+    // JSON works too; bad input is named; a large body is refused.
+    let r = http(s.addr, "POST", "/subscribe", &[("Content-Type", "application/json")], br#"{"email": "bob@example.org"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("content-type").unwrap().starts_with("application/json") && r.body.contains("bob@example.org"), "{}", r.body);
+    let r = post_form(s.addr, "/subscribe", "email=not-an-address", &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("`not-an-address` is not a valid email address") && r.body.contains(r#"value="not-an-address""#), "{}", r.body);
+    let big = format!("email=x%40example.org&name={}", "a".repeat(8000));
+    assert_eq!(post_form(s.addr, "/subscribe", &big, &[("X-Forwarded-For", "192.0.2.99")]).status, 413);
+    assert_eq!(wait_for_mail(&sink, "bob@example.org", 1).len(), 1);
+}
+
+#[test]
+fn a_subscribe_answers_alike_for_every_address_and_resends_sparingly() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let s = Running::start(&p, Options::default());
+    s.add("active@example.org", Status::Active);
+    let gone = s.add("gone@example.org", Status::Active);
+    let old_confirm = s.token(gone, Purpose::Confirm);
+    s.rt.block_on(s.app.store().unsubscribe_by_id(gone)).unwrap();
+    assert_eq!(post_form(s.addr, "/subscribe", "email=pending%40example.org", &[]).status, 200);
+    assert_eq!(wait_for_mail(&sink, "pending@example.org", 1).len(), 1);
+    // Before any new request, the unsubscribed address's confirmation link does nothing.
+    let r = post_form(s.addr, &format!("/confirm/{old_confirm}"), "", &[]);
+    assert_eq!(r.status, 410, "{}", r.body);
+    assert_eq!(s.status_of("gone@example.org"), Some(Status::Unsubscribed));
+
+    let answer = |email: &str| {
+        let r = post_form(s.addr, "/subscribe", &format!("email={}", email.replace('@', "%40")), &[]);
+        let mut headers: Vec<String> =
+            r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("date") && !k.eq_ignore_ascii_case("content-length")).map(|(k, v)| format!("{k}: {v}")).collect();
+        headers.sort();
+        (r.status, headers, r.body.replace(email, "ADDRESS"))
+    };
+    let reference = answer("new@example.org");
+    assert_eq!(reference.0, 200);
+    for email in ["pending@example.org", "active@example.org", "gone@example.org"] {
+        assert_eq!(answer(email), reference, "{email} is answered like a new address");
+    }
+    // New: mailed. Pending: not again within the hour. Active: nothing. Unsubscribed: a new confirmation.
+    assert_eq!(wait_for_mail(&sink, "new@example.org", 1).len(), 1);
+    assert_eq!(wait_for_mail(&sink, "gone@example.org", 1).len(), 1);
+    // A mail for these requests would have arrived by now, as those to new@ and gone@ have.
+    std::thread::sleep(Duration::from_secs(1));
+    let to = |rcpt: &str| sink.messages().iter().filter(|m| m.rcpt == rcpt).count();
+    assert_eq!(to("pending@example.org"), 1, "re-sent at most once an hour");
+    assert_eq!(to("active@example.org"), 0);
+    assert_eq!(s.status_of("active@example.org"), Some(Status::Active));
+    assert_eq!(s.status_of("gone@example.org"), Some(Status::Unsubscribed), "a subscribe alone does not reactivate");
+    // The new confirmation brings the unsubscribed address back.
+    let link = confirm_path(&wait_for_mail(&sink, "gone@example.org", 1)[0]);
+    assert_eq!(post_form(s.addr, &link, "", &[]).status, 200);
+    assert_eq!(s.status_of("gone@example.org"), Some(Status::Active));
+}
+
+#[test]
+fn subscribes_are_limited_per_client_and_overall() {
+    let p = Project::new("");
+    let minute = Duration::from_secs(60);
+    let options = Options { per_client: Rate { burst: 2, every: minute }, overall: Rate { burst: 4, every: minute }, ..Options::default() };
+    let s = Running::start(&p, options);
+    let from = |ip: &str, n: usize| post_form(s.addr, "/subscribe", &format!("email=r{n}%40example.org"), &[("X-Forwarded-For", ip)]);
+    assert_eq!(from("192.0.2.1", 1).status, 200);
+    assert_eq!(from("192.0.2.1", 2).status, 200);
+    let r = from("192.0.2.1", 3);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() > 0));
+    assert_eq!(s.status_of("r3@example.org"), None, "a refused request stores nothing");
+    assert_eq!(from("198.51.100.1", 4).status, 200, "another client is not held back by the first");
+    assert_eq!(from("198.51.100.1", 5).status, 200);
+    assert_eq!(from("203.0.113.9", 6).status, 429, "everyone together is limited too");
+    // The rest of the site is not limited.
+    assert_eq!(get(s.addr, "/subscribe").status, 200);
+}
+
+#[test]
+fn one_click_unsubscribe_changes_only_on_post_and_only_with_a_genuine_token() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let id = s.add("ada@example.org", Status::Active);
+    let other = s.add("bob@example.org", Status::Active);
+    let token = s.token(id, Purpose::Unsubscribe);
+    let path = format!("/unsubscribe/{token}");
+
+    let page = get(s.addr, &path);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("ada@example.org"), "{}", page.body);
+    assert!(page.body.contains(r#"<form method="post">"#) && page.body.contains(r#"name="List-Unsubscribe" value="One-Click""#));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Active), "a GET changes nothing");
+
+    let (_, mac) = token.split_once('.').unwrap();
+    let mut flipped = token.clone();
+    let last = if token.ends_with('0') { "1" } else { "0" };
+    flipped.replace_range(token.len() - 1.., last);
+    for forged in [
+        format!("{other}.{mac}"),
+        flipped,
+        token[..token.len() - 2].to_string(),
+        s.token(id, Purpose::Confirm),
+        "1".to_string(),
+        "garbage".to_string(),
+        format!("{token}%00"),
+    ] {
+        for method in ["GET", "POST"] {
+            let r = http(s.addr, method, &format!("/unsubscribe/{forged}"), &[("Content-Type", "application/x-www-form-urlencoded")], b"List-Unsubscribe=One-Click");
+            assert!(r.status == 400 || r.status == 404, "{method} {forged}: {}", r.status);
+        }
+    }
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Active));
+    assert_eq!(s.status_of("bob@example.org"), Some(Status::Active));
+
+    let r = post_form(s.addr, &path, "List-Unsubscribe=One-Click", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.header("location").is_none() && r.header("set-cookie").is_none());
+    assert!(r.body.contains("You are unsubscribed"));
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Unsubscribed));
+    assert_eq!(s.status_of("bob@example.org"), Some(Status::Active));
+    let again = post_form(s.addr, &path, "List-Unsubscribe=One-Click", &[]);
+    assert_eq!(again.status, 200, "idempotent");
+    let page = get(s.addr, &path);
+    assert!(page.status == 200 && !page.body.contains("<form"), "{}", page.body);
+    // A confirmation link never undoes an unsubscribe.
+    assert_eq!(post_form(s.addr, &format!("/confirm/{}", s.token(id, Purpose::Confirm)), "", &[]).status, 410);
+    assert_eq!(s.status_of("ada@example.org"), Some(Status::Unsubscribed));
+}
+
+/// The issue's "done when": a one-click POST to the URL in a sent message's List-Unsubscribe header
+/// unsubscribes that reader, and the next send skips them. The server is the real binary.
+#[test]
+fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_reader() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let readers = p.import_readers(3);
+    p.expect(0, &["send", "--week", "2023-07-23"]);
+    let message = sink.messages().into_iter().find(|m| m.rcpt == readers[1]).expect("reader 1 got the issue");
+    let url = header(&message.raw, "List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_string();
+    let path = url.strip_prefix("https://signals.example.org").unwrap_or_else(|| panic!("{url}")).to_string();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = p.command(&["serve", "--listen", &addr.to_string()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "gazette serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = post_form(addr, &path, "List-Unsubscribe=One-Click", &[]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(status_of_cli(&p, &readers[1]).contains("unsubscribed"));
+    assert!(status_of_cli(&p, &readers[0]).contains("active"));
+
+    // SIGTERM: a graceful stop, exit 0, and the log has one line per request without the token.
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("POST /unsubscribe/{token} 200"), "{log}");
+    let token = path.rsplit('/').next().unwrap();
+    assert!(!log.contains(token), "the token is not logged: {log}");
+
+    p.expect(0, &["send", "--week", "2023-07-30"]);
+    let week2: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    assert_eq!(week2.len(), 2, "the next week goes to the two readers still subscribed: {week2:?}");
+    assert!(!week2.contains(&readers[1]), "{week2:?}");
+}
+
+/// A reader in headless Chromium types into the subscribe form and clicks its button, confirms from
+/// the mailed link, and clicks the unsubscribe page's button: real input events over the DevTools
+/// protocol (tests/browser.py), no scripted submits. Screenshots go to the target folder.
+#[test]
+fn a_reader_subscribes_confirms_and_unsubscribes_in_a_real_browser() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() || common::python_with(&["json"]).is_none() {
+        eprintln!("SKIPPED: the browser test needs {chromium} and python3 (.ci/run installs Chromium)");
+        return;
+    }
+    let browse = |steps: serde_json::Value| -> Vec<String> {
+        let out = std::process::Command::new("python3")
+            .arg(common::repo().join("tests/browser.py"))
+            .arg(steps.to_string())
+            .env("CHROMIUM", &chromium)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "browser.py: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let s = Running::start(&p, Options::default());
+    let base = format!("http://{}", s.addr);
+
+    let text = browse(serde_json::json!([
+        {"visit": format!("{base}/subscribe")},
+        {"click": "#email"}, {"type": "bea@example.org"},
+        {"click": "#name"}, {"type": "Bea Browser"},
+        {"screenshot": shots.join("subscribe.png")},
+        {"click": "button[type=submit]", "navigates": true},
+        {"text": true},
+    ]));
+    assert!(text[0].contains("Check your inbox") && text[0].contains("bea@example.org"), "{text:?}");
+    assert_eq!(s.status_of("bea@example.org"), Some(Status::Pending));
+
+    let mail = wait_for_mail(&sink, "bea@example.org", 1);
+    assert!(header(&mail[0].raw, "To").is_some_and(|t| t.contains("Bea Browser")), "the typed name arrived");
+    let text = browse(serde_json::json!([
+        {"visit": format!("{base}{}", confirm_path(&mail[0]))},
+        {"click": "button[type=submit]", "navigates": true},
+        {"text": true},
+    ]));
+    assert!(text[0].contains("You are subscribed"), "{text:?}");
+    assert_eq!(s.status_of("bea@example.org"), Some(Status::Active));
+
+    let id = s.rt.block_on(s.app.store().subscriber_by_email(&"bea@example.org".parse().unwrap())).unwrap().unwrap().id;
+    let text = browse(serde_json::json!([
+        {"visit": format!("{base}/unsubscribe/{}", s.token(id, Purpose::Unsubscribe))},
+        {"screenshot": shots.join("unsubscribe.png")},
+        {"text": true},
+        {"click": "button[type=submit]", "navigates": true},
+        {"text": true},
+    ]));
+    assert!(text[0].contains("Stop sending Signals Weekly to bea@example.org?"), "{text:?}");
+    assert!(text[1].contains("You are unsubscribed"), "{text:?}");
+    assert_eq!(s.status_of("bea@example.org"), Some(Status::Unsubscribed));
+    eprintln!("screenshots: {}", shots.display());
+}
