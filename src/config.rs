@@ -23,7 +23,7 @@ pub struct ConfigError(pub String);
 // The file as written. Every table rejects unknown keys; every key has a default.
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawConfig {
     site: RawSite,
@@ -34,21 +34,6 @@ struct RawConfig {
     server: RawServer,
     feeds: RawFeeds,
     dkim: Option<RawDkim>,
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            site: RawSite::default(),
-            paths: RawPaths::default(),
-            schedule: RawSchedule::default(),
-            email: RawEmail::default(),
-            smtp: RawSmtp::default(),
-            server: RawServer::default(),
-            feeds: RawFeeds::default(),
-            dkim: None,
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,10 +408,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     if raw.smtp.concurrency == 0 || raw.smtp.concurrency > 256 {
         bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", raw.smtp.concurrency));
     }
-    if let Some(r) = raw.smtp.rate_per_second {
-        if !(r > 0.0 && r.is_finite()) {
-            bad("[smtp] rate_per_second", format!("{r} must be a positive number of messages per second (leave it out for no limit)"));
-        }
+    if let Some(r) = raw.smtp.rate_per_second
+        && !(r > 0.0 && r.is_finite())
+    {
+        bad("[smtp] rate_per_second", format!("{r} must be a positive number of messages per second (leave it out for no limit)"));
     }
 
     // [server]

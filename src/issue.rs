@@ -74,10 +74,10 @@ impl std::str::FromStr for WeekSpec {
         }
         if let Some((y, w)) = s.split_once(['W', 'w']) {
             let y = y.trim_end_matches('-');
-            if let (Ok(year), Ok(week)) = (y.parse::<i32>(), w.parse::<u32>()) {
-                if let Some(d) = NaiveDate::from_isoywd_opt(year, week, Weekday::Mon) {
-                    return Ok(WeekSpec(d));
-                }
+            if let (Ok(year), Ok(week)) = (y.parse::<i32>(), w.parse::<u32>())
+                && let Some(d) = NaiveDate::from_isoywd_opt(year, week, Weekday::Mon)
+            {
+                return Ok(WeekSpec(d));
             }
         }
         Err(format!("`{s}` is not a week; give a date inside it (2023-07-23) or an ISO week (2023-W29)"))

@@ -535,7 +535,7 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
     let domain = config.email.from.email.domain();
     for mailbox in to {
         // A subscriber's copy carries their real unsubscribe link; anyone else's a link that names nobody.
-        let id = match SubscriberEmail::parse(&mailbox.email.to_string()) {
+        let id = match SubscriberEmail::parse(mailbox.email.as_ref()) {
             Ok(email) => store.subscriber_by_email(&email).await?.map(|s| s.id).unwrap_or(0),
             Err(_) => 0,
         };
