@@ -135,23 +135,25 @@ if ((needs_send_issue)); then
     log "choosing a week of digests whose email is about $MESSAGE_BYTES bytes"
     probe=$WORK/probe
     mkdir -p "$probe"
-    best=0 best_size=0 prev=0 prev_size=0
-    for k in $(seq 2 60); do
-        rm -rf "$probe/digests" "$probe/outbox" "$probe/gazette.db"*
-        python3 "$GEN" "$probe/digests" --count "$k" --start 2023-07-17 --days 1 --seed 8 >/dev/null
-        write_config "$probe/publish.toml" "$probe/digests" "$probe/out" "$probe/gazette.db" "file://$probe/outbox"
-        "$BIN" --config "$probe/publish.toml" send --test bench@example.org --week "$WEEK" >/dev/null
-        size=$(stat -c %s "$probe"/outbox/*)
-        if ((size >= MESSAGE_BYTES)); then
-            if ((prev > 0 && MESSAGE_BYTES - prev_size < size - MESSAGE_BYTES)); then best=$prev best_size=$prev_size; else best=$k best_size=$size; fi
-            break
-        fi
-        prev=$k prev_size=$size
+    best="" best_off=999999999 best_size=0
+    for k in $(seq 1 40); do
+        smallest=999999999
+        for seed in 1 2 3 4 5 6 7 8; do
+            rm -rf "$probe/digests" "$probe/outbox" "$probe/gazette.db"*
+            python3 "$GEN" "$probe/digests" --count "$k" --start 2023-07-17 --days 1 --seed "$seed" >/dev/null
+            write_config "$probe/publish.toml" "$probe/digests" "$probe/out" "$probe/gazette.db" "file://$probe/outbox"
+            "$BIN" --config "$probe/publish.toml" send --test bench@example.org --week "$WEEK" >/dev/null
+            size=$(stat -c %s "$probe"/outbox/*)
+            off=$((size > MESSAGE_BYTES ? size - MESSAGE_BYTES : MESSAGE_BYTES - size))
+            if ((off < best_off)); then best="$k $seed" best_off=$off best_size=$size; fi
+            if ((size < smallest)); then smallest=$size; fi
+        done
+        if ((smallest > MESSAGE_BYTES)); then break; fi
     done
-    ((best > 0)) || { echo "could not reach a $MESSAGE_BYTES-byte message" >&2; exit 1; }
+    read -r count seed <<<"$best"
     SEND_DIGESTS=$WORK/send-digests
-    python3 "$GEN" "$SEND_DIGESTS" --count "$best" --start 2023-07-17 --days 1 --seed 8 >/dev/null
-    note "Sending issue: $best digests of the week of $WEEK; one subscriber's message is $(thousands "$best_size") bytes on the wire."
+    python3 "$GEN" "$SEND_DIGESTS" --count "$count" --start 2023-07-17 --days 1 --seed "$seed" >/dev/null
+    note "Sending issue: $count digests of the week of $WEEK; one subscriber's message is $(thousands "$best_size") bytes on the wire."
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -259,12 +261,13 @@ if wanted render; then
     (cd "$npm_dir" && npm install --no-save --no-audit --no-fund --loglevel=error mjml >/dev/null)
     mjml_version=$(node -p "require('$npm_dir/node_modules/mjml/package.json').version")
     write_config "$dir/publish.toml" "$SEND_DIGESTS" "$dir/out" "$dir/gazette.db" "file://$dir/outbox"
-    mrml_ms=() mjml_ms=() fill_us=()
+    mrml_ms=() mjml_ms=() fill_us=() bodies_us=()
     for run in $(seq "$RUNS"); do
         "$RENDER_BENCH" "$dir/publish.toml" "$WEEK" "$dir/email.mjml" 500 >"$dir/mrml.txt"
         NODE_PATH=$npm_dir/node_modules node "$ROOT/bench/mjml_bench.js" "$dir/email.mjml" 40 >"$dir/mjml.txt"
         mrml_ms+=("$(awk '/^compile_ms/ { print $2 }' "$dir/mrml.txt")")
         fill_us+=("$(awk '/^fill_us/ { print $2 }' "$dir/mrml.txt")")
+        bodies_us+=("$(awk '/^bodies_us/ { print $2 }' "$dir/mrml.txt")")
         mjml_ms+=("$(awk '/^compile_ms/ { print $2 }' "$dir/mjml.txt")")
         log "render run $run: mrml ${mrml_ms[-1]} ms, mjml ${mjml_ms[-1]} ms, fill ${fill_us[-1]} us"
     done
@@ -272,8 +275,11 @@ if wanted render; then
     ratio=$(calc "$j / $r" 1)
     result "MJML compile, one issue (ms)" "mrml: $(calc "$r" 3)" "mjml $mjml_version (node): $(calc "$j" 2)" "$ratio" ">= 25" "$(met "$ratio >= 25")"
     ratio=$(calc "$r * 1000 / $f" 0)
-    result "One subscriber's message vs one compile (us)" "fill: $(calc "$f" 1)" "mrml compile: $(calc "$r * 1000" 0)" "$ratio" ">= 100" "$(met "$ratio >= 100")"
-    note "Rendering: the MJML of the sending issue ($(thousands "$(stat -c %s "$dir/email.mjml")") bytes, $(thousands "$(awk '/^html_bytes/ { print $2 }' "$dir/mrml.txt")") bytes of HTML from mrml, $(thousands "$(awk '/^html_bytes/ { print $2 }' "$dir/mjml.txt")") from mjml); each side in one process after a warm-up (examples/render_bench.rs: 500 compiles and 50,000 messages; bench/mjml_bench.js: 40 compiles); the fill is parsing the address, PreparedEmail::build and formatting the message bytes. Runs: mrml ${mrml_ms[*]} ms, mjml ${mjml_ms[*]} ms, fill ${fill_us[*]} us."
+    result "One subscriber's whole message vs one compile (us)" "$(calc "$f" 1)" "mrml compile: $(calc "$r * 1000" 0)" "$ratio" ">= 100" "$(met "$ratio >= 100")"
+    b=$(median "${bodies_us[@]}")
+    ratio=$(calc "$r * 1000 / $b" 0)
+    result "... of which filling the bodies (us)" "$(calc "$b" 1)" "mrml compile: $(calc "$r * 1000" 0)" "$ratio" ">= 100" "$(met "$ratio >= 100")"
+    note "Rendering: the MJML of the sending issue ($(thousands "$(stat -c %s "$dir/email.mjml")") bytes, $(thousands "$(awk '/^html_bytes/ { print $2 }' "$dir/mrml.txt")") bytes of HTML from mrml, $(thousands "$(awk '/^html_bytes/ { print $2 }' "$dir/mjml.txt")") from mjml); each side in one process after a warm-up (examples/render_bench.rs: 500 compiles and 50,000 messages; bench/mjml_bench.js: 40 compiles); the whole message is parsing the address, PreparedEmail::build and formatting the message bytes; filling the bodies is the placeholders put into the pre-encoded text and HTML (PreparedEmail::fill_bodies). Runs: mrml ${mrml_ms[*]} ms, mjml ${mjml_ms[*]} ms, message ${fill_us[*]} us, bodies ${bodies_us[*]} us."
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +293,8 @@ files = sorted(f for f in os.listdir(src) if f.endswith(".txt"))
 os.makedirs(out, exist_ok=True)
 heading = re.compile(r"\(\[(\d{8})\]\(")
 for n in range(count):
-    copy, name = divmod(n, len(files))
+    copy, index = divmod(n, len(files))
+    name = files[index]
     text = open(os.path.join(src, name), encoding="utf-8", newline="").read()
     if copy:
         shift = lambda m: "([" + (dt.datetime.strptime(m.group(1), "%Y%m%d") + dt.timedelta(weeks=12 * copy)).strftime("%Y%m%d") + "]("
