@@ -342,7 +342,7 @@ if wanted build; then
         fi
         if [ "$n" = 100000 ]; then goal="$goal, < 10 s" && verdict=$(met "$t < 10 && $growth <= 1.25 * $n / $prev_n"); fi
         result "Build --all, $(thousands "$n") digests, $mb MB (s)" "$(calc "$t" 2)" "-" "$growth" "$goal" "$verdict"
-        note "Build, $(thousands "$n") digests: runs${build_times[$n]} s; $(tail -1 "$WORK/build-$n/build.txt")"
+        note "Build, $(thousands "$n") digests: runs${build_times[$n]} s; out: $(tail -1 "$WORK/build-$n/build.txt" | sed 's/^[^:]*: //')"
         prev_n=$n prev_t=$t
     done
 fi
