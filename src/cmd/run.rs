@@ -17,7 +17,7 @@ const LAST_ROUND: &str = "scheduler.last_round";
 
 pub fn run(config: &Config, once: bool, now: Option<DateTime<FixedOffset>>) -> anyhow::Result<ExitCode> {
     crate::cli::runtime()?.block_on(async {
-        let store = Store::open(&config.paths.database).await?;
+        let store = Store::open_for_sending(&config.paths.database).await?;
         let transport = Transport::from_config(config)?;
         let stop = StopFlag::default();
         stop.on_signals();

@@ -17,7 +17,7 @@ pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: 
     // Addresses are checked before anything else happens.
     let test_to = test_recipients(config, &test)?;
     crate::cli::runtime()?.block_on(async {
-        let store = Store::open(&config.paths.database).await?;
+        let store = Store::open_for_sending(&config.paths.database).await?;
         let pinned = ledger::pinned_numbers(store.pool()).await?;
         let archive = super::load_archive(config, &pinned)?;
         super::refuse_problems(&archive)?;

@@ -153,6 +153,13 @@ impl PreparedEmail {
         &self.subject
     }
 
+    /// Only the placeholder filling of `build`: the quoted-printable text and HTML bodies for one
+    /// recipient, without headers (for the rendering benchmark, `examples/render_bench.rs`).
+    #[doc(hidden)]
+    pub fn fill_bodies(&self, unsubscribe_url: &str, email: &str) -> (Vec<u8>, Vec<u8>) {
+        (self.text.fill(unsubscribe_url, email), self.html.fill(unsubscribe_url, email))
+    }
+
     /// The whole message for one recipient, as it goes on the wire: 7-bit, CRLF, lines under 998 octets.
     pub fn build(&self, to: &Recipient) -> anyhow::Result<Message> {
         let email = to.mailbox.email.to_string();

@@ -52,7 +52,35 @@ pub fn email_html_size(config: &Config, templates: &Templates, issue: &Issue) ->
     render_parts(config, templates, issue, false).map(|e| e.html.len())
 }
 
+/// The MJML the email template produces for `issue` (before compiling), for the rendering benchmark
+/// (`examples/render_bench.rs`), which compares mrml with the reference compiler on the same input.
+#[doc(hidden)]
+pub fn email_mjml(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
+    let (_, ctx) = email_context(config, templates, issue)?;
+    templates.render("email.mjml", &ctx)
+}
+
+/// MJML to HTML exactly as an issue's email is compiled, for the rendering benchmark.
+#[doc(hidden)]
+pub fn compile_email_mjml(mjml: &str) -> Result<String, String> {
+    compile_mjml(mjml)
+}
+
 fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text: bool) -> Result<EmailBody, RenderError> {
+    let (subject, ctx) = email_context(config, templates, issue)?;
+    let mjml = templates.render("email.mjml", &ctx)?;
+    let html = compile_mjml(&mjml).map_err(|message| RenderError::Mjml { file: templates.origin("email.mjml"), message })?;
+    let text = if with_text { templates.render("email.txt", &ctx)? } else { UNSUBSCRIBE_URL.to_string() };
+    for (part, name) in [(&html, "email.mjml"), (&text, "email.txt")] {
+        if !part.contains(UNSUBSCRIBE_URL) {
+            return Err(RenderError::NoUnsubscribe { file: templates.origin(name) });
+        }
+    }
+    Ok(EmailBody { subject, html, text })
+}
+
+/// The subject and what the email templates see.
+fn email_context(config: &Config, templates: &Templates, issue: &Issue) -> Result<(String, Value), RenderError> {
     let base = issue_context(config, issue);
     let subject = templates.render(SUBJECT, &base)?;
     let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -76,15 +104,7 @@ fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text
         subscriber_email => Value::from_safe_string(SUBSCRIBER_EMAIL.into()),
         ..base
     };
-    let mjml = templates.render("email.mjml", &ctx)?;
-    let html = compile_mjml(&mjml).map_err(|message| RenderError::Mjml { file: templates.origin("email.mjml"), message })?;
-    let text = if with_text { templates.render("email.txt", &ctx)? } else { UNSUBSCRIBE_URL.to_string() };
-    for (part, name) in [(&html, "email.mjml"), (&text, "email.txt")] {
-        if !part.contains(UNSUBSCRIBE_URL) {
-            return Err(RenderError::NoUnsubscribe { file: templates.origin(name) });
-        }
-    }
-    Ok(EmailBody { subject, html, text })
+    Ok((subject, ctx))
 }
 
 /// MJML to HTML with mrml; a parse error quotes the offending line of the generated MJML.
