@@ -139,7 +139,14 @@ pub fn read_messages(dir: &Path) -> Vec<Received> {
         if path.file_name().unwrap().to_string_lossy().starts_with('.') {
             continue;
         }
-        let raw = std::fs::read_to_string(&path).unwrap();
+        // smtp-sink writes a dump while the transaction runs: a file may vanish or be cut short
+        // between listing and reading; read what is there.
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        // Only whole messages count: every message Gazette sends ends with its closing MIME boundary.
+        if !raw.trim_end().ends_with("--") {
+            continue;
+        }
         let rcpt = header(&raw, "X-Rcpt-Args")
             .map(|v| v.trim_matches(['<', '>']).to_string())
             .or_else(|| header(&raw, "To").map(str::to_string))
