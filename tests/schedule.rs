@@ -122,7 +122,7 @@ fn a_round_killed_mid_send_is_finished_by_the_next_round() {
     let (code, log) = once(&p, "2023-07-24T08:30:00+01:00");
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("resuming"), "{log}");
-    let mut rcpts: Vec<String> = sink.messages().into_iter().map(|m| m.rcpt).collect();
+    let mut rcpts: Vec<String> = sink.whole_messages().into_iter().map(|m| m.rcpt).collect();
     rcpts.sort();
     rcpts.dedup();
     assert_eq!(rcpts.len(), 300, "everyone got it");

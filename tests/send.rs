@@ -205,7 +205,7 @@ fn killed_halfway_and_rerun_every_subscriber_gets_it_and_duplicates_keep_their_m
     assert!(at_kill < 2000, "killed halfway, not after the end ({at_kill})");
 
     p.expect(0, &["send", "--week", WEEK]);
-    let got = sink.messages();
+    let got = sink.whole_messages();
     let mut by_rcpt: HashMap<&str, Vec<&str>> = HashMap::new();
     for m in &got {
         by_rcpt.entry(m.rcpt.as_str()).or_default().push(m.message_id.as_str());

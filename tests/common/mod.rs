@@ -107,6 +107,12 @@ impl Sink {
     pub fn messages(&self) -> Vec<Received> {
         read_messages(self.dump.path())
     }
+
+    /// The issue messages received whole: a sender killed mid-message leaves a partial dump behind,
+    /// and every issue message ends with its closing MIME boundary.
+    pub fn whole_messages(&self) -> Vec<Received> {
+        self.messages().into_iter().filter(|m| m.raw.trim_end().ends_with("--")).collect()
+    }
 }
 
 impl Drop for Sink {
@@ -143,10 +149,6 @@ pub fn read_messages(dir: &Path) -> Vec<Received> {
         // between listing and reading; read what is there.
         let Ok(bytes) = std::fs::read(&path) else { continue };
         let raw = String::from_utf8_lossy(&bytes).into_owned();
-        // Only whole messages count: every message Gazette sends ends with its closing MIME boundary.
-        if !raw.trim_end().ends_with("--") {
-            continue;
-        }
         let rcpt = header(&raw, "X-Rcpt-Args")
             .map(|v| v.trim_matches(['<', '>']).to_string())
             .or_else(|| header(&raw, "To").map(str::to_string))
