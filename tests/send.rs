@@ -337,3 +337,14 @@ fn sigterm_stops_cleanly_and_the_rerun_sends_no_duplicates() {
     let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
     assert_eq!(rcpts.len(), 400);
 }
+
+#[test]
+fn a_server_without_pipelining_gets_one_command_at_a_time() {
+    // smtp-sink -p does not offer PIPELINING (RFC 2920), so each command waits for its reply. (Its
+    // -r and -f options imply -p too; the pipelined refusals are tested in src/deliver/smtp.rs.)
+    let sink = Sink::start(&["-p"]);
+    let p = Project::new(&sink.smtp_config());
+    p.import_readers(5);
+    p.expect(0, &["send", "--week", WEEK]);
+    assert_eq!(sink.messages().len(), 5);
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 
 use crate::config::Tls;
@@ -41,6 +41,29 @@ pub enum Attempt {
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
     broken: bool,
+    /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go out in one write.
+    pipelining: bool,
+}
+
+/// Text written to the server as it is (commands already joined, or a message already stuffed).
+struct Raw<'a>(&'a str);
+
+impl std::fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The message as DATA content: lines starting with a dot get another (RFC 5321 §4.5.2), then the
+/// terminating `.` line. One pass over the text, instead of lettre's byte-by-byte codec.
+fn dot_stuffed(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 64);
+    if message.starts_with('.') {
+        out.push('.');
+    }
+    out.push_str(&message.replace("\n.", "\n.."));
+    out.push_str(if out.ends_with("\r\n") { ".\r\n" } else { "\r\n.\r\n" });
+    out
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -79,13 +102,16 @@ impl SmtpSession {
                 conn
             }
         };
+        // lettre keeps only the extensions it knows; ask again to learn about PIPELINING.
+        let ehlo = conn.command(Ehlo::new(hello.clone())).await.map_err(|e| format!("{whom} refused EHLO: {e}"))?;
+        let pipelining = ehlo.message().any(|l| l.trim().eq_ignore_ascii_case("PIPELINING"));
         if let Some((user, password)) = &spec.credentials {
             let creds = Credentials::new(user.clone(), password.clone());
             conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
                 .await
                 .map_err(|e| format!("{whom} refused the login of `{user}`: {e}"))?;
         }
-        Ok(SmtpSession { conn, broken: false })
+        Ok(SmtpSession { conn, broken: false, pipelining })
     }
 
     /// True when the connection can no longer be used and a new one is needed.
@@ -102,16 +128,45 @@ impl SmtpSession {
             }
             params.push(MailParameter::SmtpUtfEight);
         }
-        if let Err(e) = self.conn.command(Mail::new(Some(from.clone()), params)).await {
-            return self.refused(e, false).await;
+        let mail = Mail::new(Some(from.clone()), params);
+        let rcpt = Rcpt::new(to.clone(), vec![]);
+        if self.pipelining {
+            // One write, then the three replies in order; every reply is read whatever the others were.
+            let commands = format!("{mail}{rcpt}{Data}");
+            let replies = [self.conn.command(Raw(&commands)).await, self.conn.read_response().await, self.conn.read_response().await];
+            let [mail_reply, rcpt_reply, data_reply] = replies;
+            let refusal = match (mail_reply, rcpt_reply) {
+                (Err(e), _) => Some((e, false)),
+                (Ok(_), Err(e)) => Some((e, true)),
+                (Ok(_), Ok(_)) => None,
+            };
+            match (refusal, data_reply) {
+                (None, Ok(_)) => {}
+                (None, Err(e)) => return self.refused(e, false).await,
+                (Some((e, at_rcpt)), data) => {
+                    // A server that took DATA after all gets an empty message's end, then RSET.
+                    if data.is_ok() && self.conn.command(Raw(".\r\n")).await.is_err() {
+                        self.broken = true;
+                    }
+                    return self.refused(e, at_rcpt).await;
+                }
+            }
+        } else {
+            if let Err(e) = self.conn.command(mail).await {
+                return self.refused(e, false).await;
+            }
+            if let Err(e) = self.conn.command(rcpt).await {
+                return self.refused(e, true).await;
+            }
+            if let Err(e) = self.conn.command(Data).await {
+                return self.refused(e, false).await;
+            }
         }
-        if let Err(e) = self.conn.command(Rcpt::new(to.clone(), vec![])).await {
-            return self.refused(e, true).await;
-        }
-        if let Err(e) = self.conn.command(Data).await {
-            return self.refused(e, false).await;
-        }
-        match self.conn.message(message).await {
+        let sent = match std::str::from_utf8(message) {
+            Ok(text) => self.conn.command(Raw(&dot_stuffed(text))).await,
+            Err(_) => self.conn.message(message).await,
+        };
+        match sent {
             Ok(_) => Attempt::Accepted,
             // After the final dot the transaction is over either way: no RSET needed.
             Err(e) => classify(&e, false, &mut self.broken),
@@ -150,5 +205,81 @@ fn classify(e: &lettre::transport::smtp::Error, at_rcpt: bool, broken: &mut bool
         // The connection broke, timed out or answered nonsense: the outcome is unknown, try again.
         *broken = true;
         Attempt::Deferred(format!("connection lost: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A scripted SMTP peer that offers PIPELINING (smtp-sink stops offering it as soon as it is
+    /// told to refuse anything): RCPT to an address with `gone` gets 550 5.1.1, with `later` 450,
+    /// and DATA after a refused RCPT gets 554. Returns the messages it accepted, un-stuffed.
+    async fn scripted_server(listener: tokio::net::TcpListener) -> Vec<String> {
+        let (socket, _) = listener.accept().await.unwrap();
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
+        let (mut accepted, mut rcpt_ok) = (Vec::new(), false);
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let reply: &[u8] = match line.split(':').next().unwrap_or("").to_ascii_uppercase().as_str() {
+                c if c.starts_with("EHLO") => b"250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                "MAIL FROM" => b"250 2.1.0 Ok\r\n",
+                "RCPT TO" if line.contains("gone") => (rcpt_ok = false, b"550 5.1.1 No such user\r\n".as_slice()).1,
+                "RCPT TO" if line.contains("later") => (rcpt_ok = false, b"450 4.2.0 Try later\r\n".as_slice()).1,
+                "RCPT TO" => (rcpt_ok = true, b"250 2.1.5 Ok\r\n".as_slice()).1,
+                "DATA" if !rcpt_ok => b"554 5.5.1 No valid recipients\r\n",
+                "DATA" => {
+                    write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
+                    let mut message = Vec::new();
+                    while let Some(l) = lines.next_line().await.unwrap() {
+                        if l == "." {
+                            break;
+                        }
+                        message.push(l.strip_prefix('.').map(str::to_owned).unwrap_or(l));
+                    }
+                    accepted.push(message.join("\n"));
+                    b"250 2.0.0 Queued\r\n"
+                }
+                "RSET" => b"250 2.0.0 Ok\r\n",
+                "QUIT" => {
+                    write.write_all(b"221 2.0.0 Bye\r\n").await.unwrap();
+                    break;
+                }
+                _ => b"500 5.5.2 What?\r\n",
+            };
+            write.write_all(reply).await.unwrap();
+        }
+        accepted
+    }
+
+    #[tokio::test]
+    async fn pipelined_refusals_are_classified_and_the_connection_goes_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(scripted_server(listener));
+        let spec = ServerSpec { host: "127.0.0.1".into(), port, tls: Tls::None, credentials: None, hello: "client.example.org".into() };
+        let mut s = SmtpSession::connect(&spec).await.unwrap();
+        assert!(s.pipelining);
+        let from: Address = "news@example.org".parse().unwrap();
+        let body = b"Subject: x\r\n\r\n.leading dot\r\nend\r\n";
+        let to = |a: &str| a.parse::<Address>().unwrap();
+        assert_eq!(s.transmit(&from, &to("ok@example.org"), body).await, Attempt::Accepted);
+        assert!(matches!(s.transmit(&from, &to("gone@example.org"), body).await, Attempt::Bounced(e) if e.contains("5.1.1")));
+        assert!(matches!(s.transmit(&from, &to("later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450")));
+        assert_eq!(s.transmit(&from, &to("ok2@example.org"), body).await, Attempt::Accepted);
+        assert!(!s.is_broken());
+        s.quit().await;
+        let accepted = server.await.unwrap();
+        assert_eq!(accepted.len(), 2);
+        assert_eq!(accepted[0], "Subject: x\n\n.leading dot\nend", "dot-stuffing is undone by the server");
+    }
+
+    #[test]
+    fn lines_starting_with_a_dot_are_stuffed_and_the_end_is_marked() {
+        assert_eq!(dot_stuffed(".a\r\nb\r\n.c\r\n..d\r\n"), "..a\r\nb\r\n..c\r\n...d\r\n.\r\n");
+        assert_eq!(dot_stuffed("no final break"), "no final break\r\n.\r\n");
+        assert_eq!(dot_stuffed("a.b\r\n"), "a.b\r\n.\r\n");
     }
 }
