@@ -399,23 +399,12 @@ impl WorkerContext {
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
         self.limiter.wait().await;
-        let attempt = match &self.transport {
-            Transport::Outbox(dir) => write_eml(dir, &job.message_id, &message.formatted()),
-            Transport::Smtp(spec) => {
-                if session.as_ref().is_none_or(|s| s.is_broken()) {
-                    *session = match connect_with_retries(spec, &self.stop).await {
-                        Ok(s) => Some(s),
-                        Err(why) => {
-                            let _ = self.results.send(WorkerEvent::Fatal(why));
-                            self.stop.stop();
-                            return Outcome::Unclaimed;
-                        }
-                    };
-                }
-                let s = session.as_mut().expect("connected above");
-                let envelope = message.envelope();
-                let from = envelope.from().cloned().unwrap_or_else(|| self.config.email.from.email.clone());
-                s.transmit(&from, &envelope.to()[0], &message.formatted()).await
+        let attempt = match transmit(&self.transport, session, &message, &job.message_id, &self.stop).await {
+            Ok(attempt) => attempt,
+            Err(why) => {
+                let _ = self.results.send(WorkerEvent::Fatal(why));
+                self.stop.stop();
+                return Outcome::Unclaimed;
             }
         };
         match attempt {
@@ -542,16 +531,7 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
         let url = unsubscribe_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
         let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
-        let attempt = match transport {
-            Transport::Outbox(dir) => write_eml(dir, &message_id, &message.formatted()),
-            Transport::Smtp(spec) => {
-                if session.as_ref().is_none_or(|s| s.is_broken()) {
-                    session = Some(connect_with_retries(spec, &StopFlag::default()).await.map_err(anyhow::Error::msg)?);
-                }
-                let s = session.as_mut().expect("connected");
-                s.transmit(&config.email.from.email, &mailbox.email, &message.formatted()).await
-            }
-        };
+        let attempt = transmit(transport, &mut session, &message, &message_id, &StopFlag::default()).await.map_err(anyhow::Error::msg)?;
         let result = match attempt {
             Attempt::Accepted => Ok(()),
             Attempt::Deferred(e) | Attempt::Bounced(e) | Attempt::Rejected(e) => Err(e),
@@ -567,21 +547,40 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
 /// Sends one message outside any issue's ledger (a confirmation mail): into the outbox folder, or
 /// over a connection of its own. The error says what the server answered.
 pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
-    let bytes = message.formatted();
-    let attempt = match transport {
-        Transport::Outbox(dir) => write_eml(dir, message_id, &bytes),
-        Transport::Smtp(spec) => {
-            let envelope = message.envelope();
-            let (Some(from), Some(to)) = (envelope.from(), envelope.to().first()) else { return Err("the message has no sender or recipient".into()) };
-            let mut session = SmtpSession::connect(spec).await?;
-            let attempt = session.transmit(from, to, &bytes).await;
-            session.quit().await;
-            attempt
-        }
-    };
+    let mut session = None;
+    let attempt = transmit(transport, &mut session, message, message_id, &StopFlag::default()).await?;
+    if let Some(s) = session {
+        s.quit().await;
+    }
     match attempt {
         Attempt::Accepted => Ok(()),
         Attempt::Deferred(e) | Attempt::Bounced(e) | Attempt::Rejected(e) => Err(e),
+    }
+}
+
+/// Puts one message on its way: a file in the outbox, or an SMTP transaction on `session`, which is
+/// connected (or reconnected when broken) as needed. `Err` only when the server cannot be reached.
+async fn transmit(
+    transport: &Transport,
+    session: &mut Option<SmtpSession>,
+    message: &lettre::Message,
+    message_id: &str,
+    stop: &StopFlag,
+) -> Result<Attempt, String> {
+    let bytes = message.formatted();
+    match transport {
+        Transport::Outbox(dir) => Ok(write_eml(dir, message_id, &bytes)),
+        Transport::Smtp(spec) => {
+            if session.as_ref().is_none_or(|s| s.is_broken()) {
+                *session = Some(connect_with_retries(spec, stop).await?);
+            }
+            let s = session.as_mut().expect("connected above");
+            let envelope = message.envelope();
+            let (Some(from), Some(to)) = (envelope.from(), envelope.to().first()) else {
+                return Ok(Attempt::Rejected("the message has no sender or recipient".into()));
+            };
+            Ok(s.transmit(from, to, &bytes).await)
+        }
     }
 }
 
