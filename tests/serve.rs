@@ -206,6 +206,15 @@ fn feeds_and_pages_have_their_content_types_and_validators() {
     assert_eq!(r.body, first.body);
     let r = http(s.addr, "GET", "/rss.xml", &[("If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT")], b"");
     assert_eq!(r.status, 200);
+    // A rebuilt file is served anew, with a new ETag, although the old one was read before.
+    let rss = p.path("out/rss.xml");
+    let rebuilt = first.body.replace("Signals Weekly", "Signals Weekly, rebuilt");
+    std::fs::write(p.path("out/.rss.xml.new"), &rebuilt).unwrap();
+    std::fs::rename(p.path("out/.rss.xml.new"), &rss).unwrap();
+    let r = http(s.addr, "GET", "/rss.xml", &[("If-None-Match", &etag)], b"");
+    assert_eq!(r.status, 200, "the old ETag no longer matches");
+    assert_ne!(r.header("etag"), Some(etag.as_str()));
+    assert_eq!(r.body, rebuilt);
     // HEAD: the headers without the body.
     let r = http(s.addr, "HEAD", "/atom.xml", &[], b"");
     assert_eq!((r.status, r.body.as_str()), (200, ""));

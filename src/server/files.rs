@@ -3,9 +3,10 @@
 //! nothing outside that folder: no `..`, no dotfiles, no symlink leading out.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -31,28 +32,28 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
         }
         path.push("index.html");
     }
-    let Some(path) = inside(&app.root, &path).await else { return app.not_found() };
-    let (contents, modified) = match read(&path).await {
-        Ok(found) => found,
+    let Some((path, meta)) = inside(&app.root, &path).await else { return app.not_found() };
+    let file = match app.files.get(&path, &meta).await {
+        Ok(file) => file,
         Err(e) => {
             tracing::error!("cannot read {}: {e}", path.display());
             return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file; see the server log").into_response();
         }
     };
-    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&contents)[..16]));
+    let etag = &file.etag;
     // Last-Modified is never later than now (RFC 9110 §8.8.2.1), and HTTP dates have whole seconds.
-    let modified = modified.min(SystemTime::now());
+    let modified = file.modified.min(SystemTime::now());
     let validators = [
-        (header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header")),
+        (header::ETAG, HeaderValue::from_str(etag).expect("hex is a valid header")),
         (header::LAST_MODIFIED, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("a date is a valid header")),
         (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
     ];
-    if not_modified(&headers, &etag, modified) {
+    if not_modified(&headers, etag, modified) {
         return (StatusCode::NOT_MODIFIED, validators, ()).into_response();
     }
     let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
     let nosniff = (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    (validators, [content_type, nosniff], Body::from(contents)).into_response()
+    (validators, [content_type, nosniff], Body::from(file.contents.clone())).into_response()
 }
 
 /// The request path as a relative path under `out`, or `None` when a segment (after percent
@@ -69,19 +70,51 @@ fn safe_relative_path(raw: &str) -> Option<PathBuf> {
     Some(rel)
 }
 
-/// `path` with every symlink resolved, if it is a file that is still inside `root` (canonical) and
-/// not inside a dot-folder there.
-async fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
+/// `path` with every symlink resolved and its metadata, if it is a file that is still inside `root`
+/// (canonical) and not inside a dot-folder there.
+async fn inside(root: &Path, path: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
     let real = tokio::fs::canonicalize(path).await.ok()?;
     let rel = real.strip_prefix(root).ok()?;
     let hidden = rel.components().any(|c| c.as_os_str().to_str().is_none_or(|s| s.starts_with('.')));
-    (!hidden && tokio::fs::metadata(&real).await.ok()?.is_file()).then_some(real)
+    let meta = tokio::fs::metadata(&real).await.ok()?;
+    (!hidden && meta.is_file()).then_some((real, meta))
 }
 
-async fn read(path: &Path) -> std::io::Result<(Vec<u8>, SystemTime)> {
-    let contents = tokio::fs::read(path).await?;
-    let modified = tokio::fs::metadata(path).await?.modified()?;
-    Ok((contents, modified))
+/// A file as served: its contents and its validators.
+pub struct CachedFile {
+    contents: Bytes,
+    etag: String,
+    modified: SystemTime,
+    len: u64,
+}
+
+/// Files read so far, by canonical path, reused while their size and modification time stay the
+/// same (`gazette build` replaces files by renaming, which changes both). Bounded: past
+/// `FileCache::LIMIT` bytes, files are read for each request and not kept.
+#[derive(Default)]
+pub struct FileCache {
+    files: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<CachedFile>>>,
+}
+
+impl FileCache {
+    const LIMIT: u64 = 128 * 1024 * 1024;
+
+    async fn get(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Arc<CachedFile>> {
+        let modified = meta.modified()?;
+        let fresh = |f: &CachedFile| f.len == meta.len() && f.modified == modified;
+        if let Some(f) = self.files.lock().expect("file cache lock").get(path).filter(|f| fresh(f)) {
+            return Ok(f.clone());
+        }
+        let contents = Bytes::from(tokio::fs::read(path).await?);
+        let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&contents)[..16]));
+        let file = Arc::new(CachedFile { len: contents.len() as u64, contents, etag, modified });
+        let mut files = self.files.lock().expect("file cache lock");
+        files.remove(path);
+        if files.values().map(|f| f.len).sum::<u64>() + file.len <= Self::LIMIT {
+            files.insert(path.to_path_buf(), file.clone());
+        }
+        Ok(file)
+    }
 }
 
 /// RFC 9110 §13.1.2 and §13.1.3: If-None-Match (a list, or `*`; weak comparison) decides when

@@ -70,6 +70,8 @@ pub struct Inner {
     options: Options,
     /// Confirmation mails being sent in the background, waited for at shutdown.
     mails_in_flight: std::sync::atomic::AtomicUsize,
+    /// Files already read, with their ETag, by path: a poll for an unchanged feed costs a stat.
+    files: files::FileCache,
 }
 
 impl std::ops::Deref for App {
@@ -96,7 +98,18 @@ impl App {
         let transport = Transport::from_config(config)?;
         let limiter = limit::Limiter::new(options.per_client, options.overall);
         let mails_in_flight = Default::default();
-        Ok(App(Arc::new(Inner { config: config.clone(), root, store, key, templates, transport, limiter, options, mails_in_flight })))
+        Ok(App(Arc::new(Inner {
+            config: config.clone(),
+            root,
+            store,
+            key,
+            templates,
+            transport,
+            limiter,
+            options,
+            mails_in_flight,
+            files: files::FileCache::default(),
+        })))
     }
 
     pub fn store(&self) -> &Store {
