@@ -9,6 +9,7 @@
 //! - `fill`: one subscriber's copy, as `gazette send` does per message: the address parsed, the
 //!   prepared message filled in (`PreparedEmail::build`) and formatted into the bytes sent;
 //! - `bodies`: only the placeholders filled into the pre-encoded bodies (part of `fill`).
+//!
 //! Prints one `key value` per line. RENDER_BENCH_FILLS_PER_COMPILE=1 (default 100) shortens the
 //! message timings, to profile the compile alone.
 

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
 
 use common::{Project, Sink};
 
@@ -109,11 +108,7 @@ fn a_round_killed_mid_send_is_finished_by_the_next_round() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.messages().len() < 50 {
-        assert!(Instant::now() < deadline, "the send did not get going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink.wait_for(50);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(sink.messages().len() < 300);

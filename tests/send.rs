@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
 
 use common::{Project, Sink, header};
 
@@ -144,7 +143,7 @@ fn temporary_refusals_stay_pending_and_a_later_run_delivers_them() {
 
     // The server recovers: the next run delivers every pending message, once.
     let good = Sink::start(&[]);
-    std::fs::write(p.path("publish.toml"), std::fs::read_to_string(p.path("publish.toml")).unwrap().replace(&refusing.port.to_string(), &good.port.to_string())).unwrap();
+    p.move_smtp(&refusing, &good);
     p.expect(0, &["send", "--week", WEEK]);
     assert_eq!(good.messages().len(), 6);
     assert_eq!(status(&p)["sent"].as_i64(), Some(6));
@@ -194,11 +193,7 @@ fn killed_halfway_and_rerun_every_subscriber_gets_it_and_duplicates_keep_their_m
     let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 4\nrate_per_second = 400\n", sink.port));
     let readers = p.import_readers(2000);
     let mut child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.messages().len() < 600 {
-        assert!(Instant::now() < deadline, "the send did not get going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink.wait_for(600);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
     let at_kill = sink.messages().len();
@@ -228,11 +223,7 @@ fn a_second_sender_for_the_same_issue_is_refused() {
     let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n", sink.port));
     p.import_readers(60);
     let mut first = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sink.messages().is_empty() {
-        assert!(Instant::now() < deadline, "the first send did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink.wait_for(1);
     let second = p.run(&["send", "--week", WEEK]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "{stderr}");
@@ -250,7 +241,7 @@ fn an_unsubscribe_between_two_runs_is_honoured() {
     p.run(&["send", "--week", WEEK]); // everything deferred
     p.expect(0, &["subscribers", "remove", &readers[2]]);
     let good = Sink::start(&[]);
-    std::fs::write(p.path("publish.toml"), std::fs::read_to_string(p.path("publish.toml")).unwrap().replace(&refusing.port.to_string(), &good.port.to_string())).unwrap();
+    p.move_smtp(&refusing, &good);
     p.expect(0, &["send", "--week", WEEK]);
     let rcpts: HashSet<String> = good.messages().into_iter().map(|m| m.rcpt).collect();
     assert_eq!(rcpts.len(), 4);
@@ -314,11 +305,7 @@ fn sigterm_stops_cleanly_and_the_rerun_sends_no_duplicates() {
     let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 2\nrate_per_second = 100\n", sink.port));
     p.import_readers(400);
     let child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.messages().len() < 50 {
-        assert!(Instant::now() < deadline, "the send did not get going");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink.wait_for(50);
     let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();

@@ -12,6 +12,7 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
 use crate::config::Config;
+use crate::render::markdown::escaped;
 
 pub use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
 
@@ -64,8 +65,8 @@ impl EncodedBody {
     }
 
     fn fill(&self, unsubscribe_url: &str, email: &str) -> Vec<u8> {
-        let url = qp(&if self.html { html_escape(unsubscribe_url) } else { unsubscribe_url.to_string() });
-        let email = qp(&if self.html { html_escape(email) } else { email.to_string() });
+        let url = qp(&if self.html { escaped(unsubscribe_url) } else { unsubscribe_url.to_string() });
+        let email = qp(&if self.html { escaped(email) } else { email.to_string() });
         let size = self.pieces.iter().map(String::len).sum::<usize>() + self.slots.len() * (url.len() + email.len() + 6);
         let mut out = Vec::with_capacity(size);
         for (i, piece) in self.pieces.iter().enumerate() {
@@ -94,21 +95,6 @@ fn qp(text: &str) -> String {
     // Text mode keeps CRLF line breaks as line breaks (a bare LF would be escaped): normalize first.
     let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
     String::from_utf8(quoted_printable::encode(crlf.as_bytes())).expect("quoted-printable is ASCII")
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// An issue's email ready to be addressed: the same for every subscriber but for the fields of `Recipient`.

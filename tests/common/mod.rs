@@ -41,6 +41,12 @@ impl Project {
         c
     }
 
+    /// Points `[smtp] url` at `to` instead of `from` (a server that recovered, say).
+    pub fn move_smtp(&self, from: &Sink, to: &Sink) {
+        let toml = std::fs::read_to_string(self.path("publish.toml")).unwrap();
+        std::fs::write(self.path("publish.toml"), toml.replace(&from.port.to_string(), &to.port.to_string())).unwrap();
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("gazette runs")
     }
@@ -106,6 +112,15 @@ impl Sink {
     /// Every message received so far, parsed into (recipient, message-id, subject, raw text).
     pub fn messages(&self) -> Vec<Received> {
         read_messages(self.dump.path())
+    }
+
+    /// Waits (60 s at most) until `n` messages have arrived: a send is under way.
+    pub fn wait_for(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.messages().len() < n {
+            assert!(Instant::now() < deadline, "the send did not get going: {} of {n} messages", self.messages().len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The issue messages received whole: a sender killed mid-message leaves a partial dump behind,
