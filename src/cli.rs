@@ -5,10 +5,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use chrono::{DateTime, FixedOffset};
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::cmd;
+use crate::cmd::subscribers::SubscribersCommand;
 use crate::config::{self, Config, ConfigError};
 use crate::issue::WeekSpec;
+use crate::project::UsageError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,25 +28,40 @@ pub struct Cli {
     #[arg(long, global = true, env = "GAZETTE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Act as if it were this moment (RFC 3339): which weeks are due, and so published, depends on it
+    #[arg(long, global = true, value_name = "RFC3339")]
+    pub now: Option<DateTime<FixedOffset>>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the configuration, the templates and every digest; list all problems.
+    /// Start a project: a commented publish.toml with every key, an example digest, the templates.
+    #[command(after_help = "Examples:\n  gazette init\n  gazette init my-newsletter")]
+    Init {
+        /// The folder to write into (created when missing) [default: the current folder]
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+
+    /// Validate everything a build or a send needs; list every problem. Exit 0 ready, 1 content problems, 2 configuration.
     #[command(after_help = "Example:\n  gazette check\n  gazette --config /srv/news/publish.toml check")]
     Check,
 
-    /// Write the web archive and the RSS, Atom and JSON feeds into [paths] out.
-    #[command(after_help = "Examples:\n  gazette build --all\n  gazette build --week 2023-07-23\n  gazette build --week 2023-W29")]
+    /// Publish what is due and write the archive and the RSS, Atom and JSON feeds into [paths] out.
+    #[command(after_help = "Examples:\n  gazette build\n  gazette build --week 2023-07-23     publishes that week now, due or not\n  gazette build --drafts              every week, into [paths] drafts")]
     Build {
-        /// Any date inside the week (2023-07-23) or an ISO week (2023-W29) [default: every week]
+        /// Publish this week by hand (any date inside it, or an ISO week such as 2023-W29) and write its page
         #[arg(long, value_parser = parse_week, conflicts_with = "all")]
         week: Option<WeekSpec>,
-        /// Every week (the default when --week is not given)
+        /// Every published issue's page (the default when --week is not given)
         #[arg(long)]
         all: bool,
+        /// Write every week, drafts included, into [paths] drafts instead; publishes nothing
+        #[arg(long)]
+        drafts: bool,
     },
 
     /// Write one week's email (HTML and text, for a sample subscriber) into <out>/preview/.
@@ -78,69 +97,35 @@ pub enum Command {
         json: bool,
     },
 
-    /// The scheduler: build and send each week's issue when [schedule] cron says it is due.
+    /// The scheduler: publish and send each week's issue when [schedule] cron says it is due.
     #[command(after_help = "Examples:\n  gazette run\n  gazette run --once\n  gazette run --once --now 2023-07-24T08:05:00+01:00")]
     Run {
         /// Do one round and exit (for cron or a systemd timer)
         #[arg(long)]
         once: bool,
-        /// Act as if it were this moment (RFC 3339)
-        #[arg(long, value_name = "RFC3339")]
-        now: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
 
     /// Serve the archive and feeds over HTTP, with subscribe, confirm and one-click unsubscribe.
-    #[command(after_help = "Example:\n  gazette serve --listen 127.0.0.1:8080")]
+    #[command(after_help = "Examples:\n  gazette serve\n  gazette serve --listen 127.0.0.1:9000\n  gazette serve --behind-proxy")]
     Serve {
         /// The address to listen on [default: [server] listen]
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+        /// A reverse proxy serves [site] base_url: leave links as they are (as [server] behind_proxy = true)
+        #[arg(long)]
+        behind_proxy: bool,
     },
 
     /// Manage subscribers: add, remove, list, import and export.
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
-}
 
-#[derive(Debug, Subcommand)]
-pub enum SubscribersCommand {
-    /// Add an active subscriber (an unsubscribed or bounced one stays so without --reactivate).
-    #[command(after_help = "Example:\n  gazette subscribers add reader@example.org --name \"Ada Reader\"")]
-    Add {
-        email: String,
-        #[arg(long)]
-        name: Option<String>,
-        /// Make an unsubscribed or bounced address active again
-        #[arg(long)]
-        reactivate: bool,
-    },
-    /// Mark a subscriber unsubscribed (the row is kept, so the unsubscribe sticks).
-    #[command(after_help = "Example:\n  gazette subscribers remove reader@example.org")]
-    Remove { email: String },
-    /// List subscribers.
-    #[command(after_help = "Examples:\n  gazette subscribers list\n  gazette subscribers list --status active --format csv")]
-    List {
-        /// pending, active, unsubscribed, bounced or complained
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
-        format: String,
-    },
-    /// Import a CSV file whose header row names an `email` column (and optionally `name`).
-    #[command(after_help = "Example:\n  gazette subscribers import subscribers/example.csv")]
-    Import { file: PathBuf },
-    /// Export subscribers as CSV to standard output.
-    #[command(after_help = "Example:\n  gazette subscribers export --status active > active.csv")]
-    Export {
-        #[arg(long)]
-        status: Option<String>,
+    /// Print a completion script for a shell.
+    #[command(after_help = "Examples:\n  gazette completions bash > /etc/bash_completion.d/gazette\n  gazette completions zsh > ~/.zfunc/_gazette")]
+    Completions {
+        shell: clap_complete::Shell,
     },
 }
-
-/// A mistake in how Gazette was called (as opposed to a problem in the input or a failure).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -179,16 +164,24 @@ pub fn load_config(explicit: Option<&PathBuf>) -> Result<Config, ConfigError> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let now = cmd::moment(cli.now);
+    // These two come before there is a configuration to read.
+    match cli.command {
+        Command::Init { dir } => return cmd::init::run(&dir),
+        Command::Completions { shell } => return cmd::completions::run(shell, &mut Cli::command()),
+        _ => {}
+    }
     let config = load_config(cli.config.as_ref())?;
     match cli.command {
-        Command::Check => crate::cmd::check::run(&config),
-        Command::Build { week, all: _ } => crate::cmd::build::run(&config, week),
-        Command::Preview { week } => crate::cmd::preview::run(&config, week),
-        Command::Send { week, test, dry_run } => crate::cmd::send::run(&config, week, test, dry_run),
-        Command::Status { week, json } => crate::cmd::status::run(&config, week, json),
-        Command::Run { once, now } => crate::cmd::run::run(&config, once, now),
-        Command::Serve { listen } => crate::cmd::serve::run(&config, listen),
-        Command::Subscribers(sub) => crate::cmd::subscribers::run(&config, sub),
+        Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Check => cmd::check::run(&config, now),
+        Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
+        Command::Preview { week } => cmd::preview::run(config, week, now),
+        Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),
+        Command::Status { week, json } => cmd::status::run(config, week, json, now),
+        Command::Run { once } => cmd::run::run(&config, once, cli.now.map(|t| t.with_timezone(&chrono::Utc))),
+        Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
+        Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
     }
 }
 
@@ -197,7 +190,3 @@ pub fn parse_week(s: &str) -> Result<WeekSpec, String> {
     s.parse()
 }
 
-/// A multi-threaded tokio runtime for the commands that do network or database work.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
-}

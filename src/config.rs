@@ -20,8 +20,13 @@ pub const DEFAULT_FILE: &str = "publish.toml";
 pub struct ConfigError(pub String);
 
 // ---------------------------------------------------------------------------------------------
-// The file as written. Every table rejects unknown keys; every key has a default.
+// The file as written. Every table rejects unknown keys; a key left out takes its value from the
+// defaults file, `src/publish.default.toml`, which is also what `gazette init` writes and what the
+// README shows: the defaults have that one source.
 // ---------------------------------------------------------------------------------------------
+
+/// The commented configuration with every key at its default.
+pub const DEFAULTS_TOML: &str = include_str!("publish.default.toml");
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,125 +41,89 @@ struct RawConfig {
     dkim: Option<RawDkim>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Fills the keys a table leaves out from `defaults`: `fill!(table, defaults; key, key...)`.
+macro_rules! fill {
+    ($t:expr, $d:expr; $($k:ident),+) => { $( if $t.$k.is_none() { $t.$k = $d.$k.take(); } )+ };
+}
+
+impl RawConfig {
+    /// The defaults file, parsed.
+    fn defaults() -> RawConfig {
+        toml::from_str(DEFAULTS_TOML).expect("src/publish.default.toml parses")
+    }
+
+    /// This file with every key it leaves out taken from the defaults file.
+    fn with_defaults(mut self) -> RawConfig {
+        let mut d = RawConfig::defaults();
+        fill!(self.site, d.site; title, base_url, description, author, language);
+        fill!(self.paths, d.paths; digests, templates, out, drafts, database);
+        fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
+        fill!(self.email, d.email; from, reply_to, editor, subject);
+        fill!(self.smtp, d.smtp; url, username, concurrency, rate_per_second);
+        fill!(self.server, d.server; listen, behind_proxy);
+        fill!(self.feeds, d.feeds; items);
+        self
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawSite {
-    title: String,
-    base_url: String,
-    description: String,
-    author: String,
-    language: String,
+    title: Option<String>,
+    base_url: Option<String>,
+    description: Option<String>,
+    author: Option<String>,
+    language: Option<String>,
 }
 
-impl Default for RawSite {
-    fn default() -> Self {
-        RawSite {
-            title: "Signals Weekly".into(),
-            base_url: "http://127.0.0.1:8080".into(),
-            description: "A weekly digest of the articles worth your time.".into(),
-            author: "The Signals Weekly editors".into(),
-            language: "en".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawPaths {
-    digests: PathBuf,
-    templates: PathBuf,
-    out: PathBuf,
-    database: PathBuf,
+    digests: Option<PathBuf>,
+    templates: Option<PathBuf>,
+    out: Option<PathBuf>,
+    drafts: Option<PathBuf>,
+    database: Option<PathBuf>,
 }
 
-impl Default for RawPaths {
-    fn default() -> Self {
-        RawPaths {
-            digests: "digests".into(),
-            templates: "templates".into(),
-            out: "out".into(),
-            database: "subscribers/gazette.db".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawSchedule {
-    cron: String,
-    timezone: String,
-    week_starts: String,
-    max_lateness: String,
+    cron: Option<String>,
+    timezone: Option<String>,
+    week_starts: Option<String>,
+    max_lateness: Option<String>,
 }
 
-impl Default for RawSchedule {
-    fn default() -> Self {
-        RawSchedule {
-            cron: "0 0 8 * * Mon".into(),
-            timezone: "Europe/London".into(),
-            week_starts: "monday".into(),
-            max_lateness: "6h".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawEmail {
-    from: String,
+    from: Option<String>,
     reply_to: Option<String>,
     editor: Option<String>,
-    subject: String,
+    subject: Option<String>,
 }
 
-impl Default for RawEmail {
-    fn default() -> Self {
-        RawEmail {
-            from: "Signals Weekly <newsletter@signals.example.org>".into(),
-            reply_to: None,
-            editor: Some("editor@signals.example.org".into()),
-            subject: "{{ site.title }} #{{ issue.number }}: {{ issue.label }}".into(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawSmtp {
-    url: String,
+    url: Option<String>,
     username: Option<String>,
-    concurrency: u32,
+    concurrency: Option<u32>,
     rate_per_second: Option<f64>,
 }
 
-impl Default for RawSmtp {
-    fn default() -> Self {
-        RawSmtp { url: "file://outbox".into(), username: None, concurrency: 4, rate_per_second: None }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawServer {
-    listen: String,
+    listen: Option<String>,
+    behind_proxy: Option<bool>,
 }
 
-impl Default for RawServer {
-    fn default() -> Self {
-        RawServer { listen: "127.0.0.1:8080".into() }
-    }
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawFeeds {
-    items: usize,
-}
-
-impl Default for RawFeeds {
-    fn default() -> Self {
-        RawFeeds { items: 20 }
-    }
+    items: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +179,8 @@ pub struct Paths {
     pub digests: PathBuf,
     pub templates: PathBuf,
     pub out: PathBuf,
+    /// Drafts and previews: never served.
+    pub drafts: PathBuf,
     pub database: PathBuf,
 }
 
@@ -261,6 +232,9 @@ pub struct Smtp {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub listen: std::net::SocketAddr,
+    /// A reverse proxy serves `[site] base_url`: `serve` leaves links as they are. When false,
+    /// `serve` rewrites links to where it listens (for looking at the archive locally).
+    pub behind_proxy: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -333,51 +307,60 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigEr
 
 fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, ConfigError> {
     let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
+    let raw = raw.with_defaults();
+    const SET: &str = "src/publish.default.toml sets every key";
+    let (site, paths, schedule, email, smtp, server, feeds) = (raw.site, raw.paths, raw.schedule, raw.email, raw.smtp, raw.server, raw.feeds);
+    let (title, raw_base_url) = (site.title.expect(SET), site.base_url.expect(SET));
+    let (cron_text, zone, week_start_text, lateness) =
+        (schedule.cron.expect(SET), schedule.timezone.expect(SET), schedule.week_starts.expect(SET), schedule.max_lateness.expect(SET));
+    let (from_text, subject) = (email.from.expect(SET), email.subject.expect(SET));
+    let (smtp_url, concurrency) = (smtp.url.expect(SET), smtp.concurrency.expect(SET));
+    let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
     let mut problems: Vec<String> = Vec::new();
     let mut bad = |key: &str, why: String| problems.push(format!("{file}: {key}: {why}"));
 
     // [site]
-    let mut base_url = raw.site.base_url.trim().trim_end_matches('/').to_string();
+    let mut base_url = raw_base_url.trim().trim_end_matches('/').to_string();
     match url::Url::parse(&base_url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
         _ => {
-            bad("[site] base_url", format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw.site.base_url));
+            bad("[site] base_url", format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw_base_url));
             base_url = "http://localhost".into();
         }
     }
-    if raw.site.title.trim().is_empty() {
+    if title.trim().is_empty() {
         bad("[site] title", "must not be empty".into());
     }
 
     // [schedule]
-    let cron = match cron::Schedule::from_str(&raw.schedule.cron) {
+    let cron = match cron::Schedule::from_str(&cron_text) {
         Ok(c) => Some(c),
         Err(e) => {
             bad(
                 "[schedule] cron",
-                format!("`{}` is not a cron expression ({e}); it has six fields, seconds first: \"0 0 8 * * Mon\"", raw.schedule.cron),
+                format!("`{}` is not a cron expression ({e}); it has six fields, seconds first: \"0 0 8 * * Mon\"", cron_text),
             );
             None
         }
     };
-    let timezone = match raw.schedule.timezone.parse::<Tz>() {
+    let timezone = match zone.parse::<Tz>() {
         Ok(tz) => Some(tz),
         Err(_) => {
-            bad("[schedule] timezone", format!("`{}` is not an IANA time zone such as Europe/London or UTC", raw.schedule.timezone));
+            bad("[schedule] timezone", format!("`{}` is not an IANA time zone such as Europe/London or UTC", zone));
             None
         }
     };
-    let week_starts = match parse_weekday(&raw.schedule.week_starts) {
+    let week_starts = match parse_weekday(&week_start_text) {
         Some(d) => d,
         None => {
-            bad("[schedule] week_starts", format!("`{}` is not a day of the week; use monday, ..., sunday", raw.schedule.week_starts));
+            bad("[schedule] week_starts", format!("`{}` is not a day of the week; use monday, ..., sunday", week_start_text));
             Weekday::Mon
         }
     };
-    let max_lateness = match humantime::parse_duration(&raw.schedule.max_lateness) {
+    let max_lateness = match humantime::parse_duration(&lateness) {
         Ok(d) => d,
         Err(e) => {
-            bad("[schedule] max_lateness", format!("`{}` is not a duration such as 6h or 90m ({e})", raw.schedule.max_lateness));
+            bad("[schedule] max_lateness", format!("`{}` is not a duration such as 6h or 90m ({e})", lateness));
             Duration::ZERO
         }
     };
@@ -390,41 +373,41 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             None
         }
     };
-    let from = mailbox("[email] from", &raw.email.from);
-    let reply_to = raw.email.reply_to.as_deref().and_then(|v| mailbox("[email] reply_to", v));
-    let editor = raw.email.editor.as_deref().and_then(|v| mailbox("[email] editor", v));
-    if raw.email.subject.contains(['\r', '\n']) {
+    let from = mailbox("[email] from", &from_text);
+    let reply_to = email.reply_to.as_deref().and_then(|v| mailbox("[email] reply_to", v));
+    let editor = email.editor.as_deref().and_then(|v| mailbox("[email] editor", v));
+    if subject.contains(['\r', '\n']) {
         bad("[email] subject", "must be a single line".into());
     }
 
     // [smtp]
-    let target = match parse_smtp_url(&raw.smtp.url, base) {
+    let target = match parse_smtp_url(&smtp_url, base) {
         Ok(t) => Some(t),
         Err(why) => {
             bad("[smtp] url", why);
             None
         }
     };
-    if raw.smtp.concurrency == 0 || raw.smtp.concurrency > 256 {
-        bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", raw.smtp.concurrency));
+    if concurrency == 0 || concurrency > 256 {
+        bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", concurrency));
     }
-    if let Some(r) = raw.smtp.rate_per_second
+    if let Some(r) = smtp.rate_per_second
         && !(r > 0.0 && r.is_finite())
     {
         bad("[smtp] rate_per_second", format!("{r} must be a positive number of messages per second (leave it out for no limit)"));
     }
 
     // [server]
-    let listen = match raw.server.listen.parse::<std::net::SocketAddr>() {
+    let listen = match listen_text.parse::<std::net::SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            bad("[server] listen", format!("`{}` is not an address and port such as 127.0.0.1:8080", raw.server.listen));
+            bad("[server] listen", format!("`{}` is not an address and port such as 127.0.0.1:8080", listen_text));
             None
         }
     };
 
     // [feeds]
-    if raw.feeds.items == 0 {
+    if items == 0 {
         bad("[feeds] items", "must be at least 1".into());
     }
 
@@ -435,35 +418,36 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     Ok(Config {
         source: source.map(Path::to_path_buf),
         site: Site {
-            title: raw.site.title,
+            title,
             base_url,
-            description: raw.site.description,
-            author: raw.site.author,
-            language: raw.site.language,
+            description: site.description.expect(SET),
+            author: site.author.expect(SET),
+            language: site.language.expect(SET),
         },
         paths: Paths {
-            digests: resolve(raw.paths.digests),
-            templates: resolve(raw.paths.templates),
-            out: resolve(raw.paths.out),
-            database: resolve(raw.paths.database),
+            digests: resolve(paths.digests.expect(SET)),
+            templates: resolve(paths.templates.expect(SET)),
+            out: resolve(paths.out.expect(SET)),
+            drafts: resolve(paths.drafts.expect(SET)),
+            database: resolve(paths.database.expect(SET)),
         },
         schedule: Schedule {
             cron: cron.expect("checked above"),
-            cron_text: raw.schedule.cron,
+            cron_text,
             timezone: timezone.expect("checked above"),
             week_starts,
             max_lateness,
         },
-        email: Email { from: from.expect("checked above"), reply_to, editor, subject: raw.email.subject },
+        email: Email { from: from.expect("checked above"), reply_to, editor, subject },
         smtp: Smtp {
-            url: raw.smtp.url,
+            url: smtp_url,
             target: target.expect("checked above"),
-            username: raw.smtp.username,
-            concurrency: raw.smtp.concurrency,
-            rate_per_second: raw.smtp.rate_per_second,
+            username: smtp.username,
+            concurrency,
+            rate_per_second: smtp.rate_per_second,
         },
-        server: Server { listen: listen.expect("checked above") },
-        feeds: Feeds { items: raw.feeds.items },
+        server: Server { listen: listen.expect("checked above"), behind_proxy: server.behind_proxy.expect(SET) },
+        feeds: Feeds { items },
         dkim: raw.dkim.map(|d| Dkim { domain: d.domain, selector: d.selector, private_key: resolve(d.private_key) }),
     })
 }

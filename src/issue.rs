@@ -97,6 +97,10 @@ pub struct Issue {
     pub label: String,
     /// Days that have digests, in date order.
     pub days: Vec<Day>,
+    /// When its digests last changed after it was published, from the publication record: the
+    /// feeds' `updated`. `None` while they never have.
+    #[serde(skip)]
+    pub revised: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +119,21 @@ impl Issue {
 
     pub fn digest_count(&self) -> usize {
         self.days.iter().map(|d| d.digests.len()).sum()
+    }
+
+    /// A hash of what the issue says: its digests as read (not the links resolved between them,
+    /// which change as other weeks are published). The publication record keeps it, so that an
+    /// edit to a published issue is noticed.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        for d in self.digests() {
+            let closest: Vec<(&str, &str)> = d.closest.iter().map(|c| (c.title.as_str(), c.reference.as_str())).collect();
+            let fields = (&d.file_name, &d.title, d.date, &d.source_url, &d.link, &d.summary, &d.keywords, &d.themes, &d.signals, closest);
+            hasher.update(serde_json::to_vec(&fields).expect("a digest serializes"));
+            hasher.update([0]);
+        }
+        hex::encode(&hasher.finalize()[..16])
     }
 
     /// Every theme of the week's digests, once each, in the order they first appear.
@@ -140,12 +159,8 @@ impl fmt::Display for Issue {
 /// Issue numbers that readers have already seen, by issue id. They never change once given.
 pub type PinnedNumbers = BTreeMap<String, u32>;
 
-/// Groups digests into weekly issues, oldest first, and resolves closest links across all of them.
-///
-/// Numbering: an issue whose number is pinned (it was sent) keeps it. Every other non-empty week is
-/// numbered after the highest pinned number, in date order. With nothing pinned this is simply
-/// 1, 2, 3… over the non-empty weeks. A digest added later to an old, empty week therefore creates an
-/// issue with a new, higher number instead of renumbering the issues that followed it.
+/// Groups digests into weekly issues, oldest first, numbers them (`number_issues`) and resolves
+/// closest links across all of them.
 pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedNumbers) -> Vec<Issue> {
     digests.sort_by(|a, b| (a.date, &a.file_name).cmp(&(b.date, &b.file_name)));
 
@@ -154,41 +169,54 @@ pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &Pin
         weeks.entry(rule.week_start(d.date)).or_default().entry(d.date).or_default().push(d);
     }
 
-    let mut next = pinned.values().copied().max().unwrap_or(0) + 1;
     let mut issues: Vec<Issue> = weeks
         .into_iter()
         .map(|(start, days)| {
-            let id = start.format("%Y-%m-%d").to_string();
-            let number = match pinned.get(&id) {
-                Some(&n) => n,
-                None => {
-                    next += 1;
-                    next - 1
-                }
-            };
             let end = start + Duration::days(6);
             Issue {
                 label: week_label(start, end),
-                id,
-                number,
+                id: start.format("%Y-%m-%d").to_string(),
+                number: 0,
                 start,
                 end,
                 days: days
                     .into_iter()
                     .map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests })
                     .collect(),
+                revised: None,
             }
         })
         .collect();
-    resolve_closest(&mut issues);
+    number_issues(&mut issues, pinned);
+    resolve_closest(&mut issues, |_| true);
     issues
 }
 
-/// Fills in `target` of every closest entry whose reference starts with the id of a digest in `issues`.
-fn resolve_closest(issues: &mut [Issue]) {
+/// Numbers `issues` (oldest first). An issue whose number is recorded (it was published) keeps it;
+/// every other one is numbered after the highest recorded number, in week order. With nothing
+/// recorded this is simply 1, 2, 3… over the weeks that have digests. A digest added later to an
+/// old, empty week therefore makes an issue with the next free number instead of renumbering the
+/// issues that followed it.
+pub fn number_issues(issues: &mut [Issue], pinned: &PinnedNumbers) {
+    let mut next = pinned.values().copied().max().unwrap_or(0) + 1;
+    for issue in issues {
+        issue.number = match pinned.get(&issue.id) {
+            Some(&n) => n,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+    }
+}
+
+/// Fills in `target` of every closest entry whose reference starts with the id of a digest in an
+/// issue of `issues` that `linkable` accepts (a published archive links only published issues);
+/// every other entry is left without a target.
+pub fn resolve_closest(issues: &mut [Issue], linkable: impl Fn(&Issue) -> bool) {
     let mut home: HashMap<String, String> = HashMap::new();
     let mut id_lengths: Vec<usize> = Vec::new();
-    for issue in issues.iter() {
+    for issue in issues.iter().filter(|i| linkable(i)) {
         for d in issue.digests() {
             home.insert(d.id.clone(), issue.id.clone());
             if !id_lengths.contains(&d.id.len()) {

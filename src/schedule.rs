@@ -1,6 +1,6 @@
 //! When an issue is due. Pure: the cron schedule, the week rule, the moment of the round, the last
 //! round and which issues were already sent go in; what to do comes out. The loop that sleeps,
-//! builds and sends around it lives in `cmd::run`.
+//! builds and sends around it lives in `scheduler`.
 //!
 //! At a fire time the due issue is the last complete week before it. Fire times are grouped by the
 //! week they are due for, so two fire times for one week (a daily schedule, or the hour repeated
@@ -72,6 +72,20 @@ fn fire_times(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>, last_r
         out.push(latest);
     }
     out
+}
+
+/// The last week whose issue is due at `now`: the week that the latest fire time at or before
+/// `now` is for. An issue is due from the first fire time after its week has ended, so every week
+/// up to this one is due. `None` when the schedule has never fired in the last hundred years.
+pub fn due_through(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>) -> Option<NaiveDate> {
+    // Widening windows: a schedule that fires every minute is found in the first, a yearly one later.
+    for days in [1, 8, 64, 512, 4096, 36_600] {
+        let floor = now - chrono::Duration::days(days);
+        if let Some(latest) = fires_after(cron, rule, floor).take_while(|t| *t <= now).last() {
+            return Some(rule.last_complete_week(latest));
+        }
+    }
+    None
 }
 
 /// The next fire time after `now`, and the week it will be due for.
@@ -210,6 +224,20 @@ mod tests {
         let sent = sends_over(&c, "2023-03-25T22:00:00Z", "2023-03-26T12:00:00Z");
         assert_eq!(sent.len(), 1, "{sent:?}");
         assert_eq!(sent[0], day("2023-03-13"));
+    }
+
+    #[test]
+    fn a_week_is_due_from_the_first_fire_time_after_it_ends() {
+        let c = cron("0 0 8 * * Mon");
+        // Monday 24 July 2023 07:59 in London: the week of the 17th has ended but is not due yet.
+        assert_eq!(due_through(&c, &LONDON, at("2023-07-24T07:59:00+01:00")), Some(day("2023-07-10")));
+        assert_eq!(due_through(&c, &LONDON, at("2023-07-24T08:00:00+01:00")), Some(day("2023-07-17")));
+        // Mid-week, the week in progress is never due.
+        assert_eq!(due_through(&c, &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2023-07-17")));
+        // A schedule that fires mid-week (Thursday) publishes the last complete week then, not the current one.
+        assert_eq!(due_through(&cron("0 0 9 * * Thu"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2023-07-17")));
+        // A yearly schedule still finds its last fire time.
+        assert_eq!(due_through(&cron("0 0 8 1 Jan *"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2022-12-19")));
     }
 
     #[test]

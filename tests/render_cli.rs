@@ -149,7 +149,11 @@ fn preview_writes_a_filled_in_email() {
     assert!(out.starts_with("Subject: Signals Weekly #7: 17–23 July 2023\n"), "{out}");
     let html = std::fs::read_to_string(paths[0]).unwrap();
     let text = std::fs::read_to_string(paths[1]).unwrap();
-    assert!(paths[0].ends_with("preview/2023-07-17.html") && paths[1].ends_with("preview/2023-07-17.txt"));
+    // Previews go to the drafts folder, which `serve` never publishes, not into the archive.
+    let drafts = site.dir.path().join("drafts/preview");
+    assert_eq!(Path::new(paths[0]), drafts.join("2023-07-17.html"));
+    assert_eq!(Path::new(paths[1]), drafts.join("2023-07-17.txt"));
+    assert!(!site.out().join("preview").exists());
 
     let doc = Html::parse_document(&html);
     let links: Vec<_> = doc.select(&Selector::parse("a[href]").unwrap()).collect();
@@ -159,9 +163,10 @@ fn preview_writes_a_filled_in_email() {
         assert!(href.starts_with("https://") || href.starts_with("http://"), "{href}");
     }
     let unsub = links.iter().find(|a| a.text().collect::<String>() == "Unsubscribe").expect("an unsubscribe link");
-    assert_eq!(unsub.value().attr("href"), Some("https://signals.example.org/unsubscribe?token=preview"));
+    // The real link's shape, with a token that names nobody.
+    assert_eq!(unsub.value().attr("href"), Some("https://signals.example.org/unsubscribe/0.preview"));
     assert!(!html.contains("%%") && !text.contains("%%"));
-    assert!(text.contains(SEED_TITLE) && text.contains("Unsubscribe: https://signals.example.org/unsubscribe?token=preview"));
+    assert!(text.contains(SEED_TITLE) && text.contains("Unsubscribe: https://signals.example.org/unsubscribe/0.preview"));
     // The preheader is there, hidden.
     assert!(html.contains("display:none") || html.contains("display: none"));
 }

@@ -56,7 +56,10 @@ fn a_week_without_digests_is_skipped() {
     // The example digests end in August 2023: the week of 4 September has none.
     let (code, log) = once(&p, "2023-09-11T08:05:00+01:00");
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("no digests in the week of 2023-09-04"), "{log}");
+    assert!(log.contains("the week of 2023-09-04 has no digests"), "{log}");
+    // Nothing to warn about, and no advice to run a command that would fail.
+    assert!(!log.lines().any(|l| l.contains("WARN") && l.contains("2023-09-04")), "{log}");
+    assert!(!log.contains("gazette send --week 2023-09-04"), "{log}");
     assert!(sink.messages().is_empty());
 }
 

@@ -1,41 +1,24 @@
-//! `gazette check`: validates the configuration, the templates and every digest, and lists every
-//! problem at once. Exit 1 when any digest has a problem, 2 when a template is broken.
+//! `gazette check`: is the project ready to build and send? Lists every problem, one a line, then
+//! a summary. Exit 0 ready, 1 the content has problems, 2 the configuration is unusable.
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::Config;
+use crate::readiness::{self, Severity};
 
-pub fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let archive = super::load_archive(config, &super::pinned_numbers(config)?)?;
-    for p in &archive.problems {
-        println!("{p}");
+pub fn run(config: &Config, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    let r = super::runtime()?.block_on(readiness::check(config, now))?;
+    for f in &r.findings {
+        println!("{}", f.text);
     }
-    let files_with_problems = {
-        let mut paths: Vec<_> = archive.problems.iter().map(|p| &p.path).collect();
-        paths.dedup();
-        paths.len()
-    };
-    println!(
-        "{} digests, {} issues, {} problems{}",
-        archive.digest_count,
-        archive.issues.len(),
-        archive.problems.len(),
-        if files_with_problems > 0 { format!(" in {files_with_problems} files") } else { String::new() }
-    );
-
-    // Templates: syntax when loading, then every issue's email (which also finds errors that
-    // only show with real content, and the emails Gmail would clip).
-    let checked = super::load_templates(config).and_then(|t| {
-        let issues: Vec<_> = archive.issues.iter().collect();
-        super::warn_large_emails(config, &t, &issues).map_err(super::template_error)?;
-        // The archive templates too: the index, the newest page, the feeds.
-        let newest = archive.issues.last().map(|i| i.id.as_str()).unwrap_or("");
-        crate::render::render_site(config, &t, &archive.issues, Some(newest)).map_err(super::template_error)?;
-        Ok(())
-    });
-    if let Err(e) = checked {
-        println!("{e}");
-        return Ok(ExitCode::from(2));
-    }
-    Ok(if archive.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
+    let files = if r.broken_files > 0 { format!(" ({} in {} digest files)", r.digest_problems, r.broken_files) } else { String::new() };
+    println!("{} digests, {} issues{drafts}, {} problems{files}", r.digests, r.issues, r.findings.len());
+    Ok(match r.worst() {
+        None => ExitCode::SUCCESS,
+        Some(Severity::Content) => ExitCode::from(1),
+        Some(Severity::Config) => ExitCode::from(2),
+    })
 }

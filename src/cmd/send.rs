@@ -1,35 +1,31 @@
 //! `gazette send`: the week's issue to every active subscriber exactly once, or a test copy to
-//! the editor, or a dry run that builds every message without connecting.
+//! the editor, or a dry run that builds every message without connecting. A real send publishes
+//! the issue (its number is recorded) and writes the archive and feeds before the first message.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
-use crate::cli::UsageError;
 use crate::config::Config;
-use crate::deliver::{self, PreparedEmail, StopFlag, Transport};
+use crate::deliver::{self, StopFlag, Transport};
 use crate::issue::WeekSpec;
-use crate::render;
-use crate::store::{Store, ledger};
+use crate::project::{Project, Site, UsageError};
+use crate::store::Store;
 
-pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: bool) -> anyhow::Result<ExitCode> {
+pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     // Addresses are checked before anything else happens.
-    let test_to = test_recipients(config, &test)?;
-    crate::cli::runtime()?.block_on(async {
+    let test_to = test_recipients(&config, &test)?;
+    let transport = Transport::from_config(&config)?;
+    super::runtime()?.block_on(async {
         let store = Store::open_for_sending(&config.paths.database).await?;
-        let pinned = ledger::pinned_numbers(store.pool()).await?;
-        let archive = super::load_archive(config, &pinned)?;
-        super::refuse_problems(&archive)?;
-        let issue = super::select_issue(config, &archive, week, chrono::Utc::now())?;
-        let templates = super::load_templates(config)?;
-        let body = render::render_email(config, &templates, issue).map_err(super::template_error)?;
-        let transport = Transport::from_config(config)?;
-        let now = std::time::SystemTime::now();
+        let mut project = Project::load(config, Some(&store), now).await?;
+        let issue = project.select(week)?.clone();
+        project.ready_to_send(&issue)?;
 
         if !test_to.is_empty() {
-            let email = PreparedEmail::new(config, &body.subject, &body.html, &body.text, true, now)?;
-            let results = deliver::send_test(&store, config, &email, &transport, &test_to).await?;
+            let email = project.prepare_email(&issue, true)?;
+            let results = deliver::send_test(&store, &project.config, &email, &transport, &test_to).await?;
             let mut failed = 0;
             for (to, result) in &results {
                 match result {
@@ -43,9 +39,9 @@ pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: 
             return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
 
-        let email = Arc::new(PreparedEmail::new(config, &body.subject, &body.html, &body.text, false, now)?);
         if dry_run {
-            let (count, bytes, sample) = deliver::dry_run(&store, config, &email).await?;
+            let email = project.prepare_email(&issue, false)?;
+            let (count, bytes, sample) = deliver::dry_run(&store, &project.config, &email).await?;
             println!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
             println!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
             for address in &sample {
@@ -57,9 +53,19 @@ pub fn run(config: &Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: 
             return Ok(ExitCode::SUCCESS);
         }
 
+        // The issue is published before its first message goes out, so its "view in browser"
+        // link and the feeds are there when readers look.
+        for id in project.publish(&store, Some(&issue.id)).await? {
+            let i = project.issue(&id).expect("a published issue exists");
+            println!("published #{} {}", i.number, i.label);
+        }
+        let written = project.write_site(Site::Published, None)?;
+        crate::project::warn_large(&written.too_large);
+        let issue = project.issue(&issue.id).expect("the selected issue exists").clone();
+
         let stop = StopFlag::default();
         stop.on_signals();
-        let report = deliver::send_issue(&store, config, &issue.id, issue.number, email, &transport, &stop).await?;
+        let report = project.send(&store, &issue, &transport, &stop).await?;
         let c = &report.counts;
         if report.sent_now == 0 && c.is_finished() && !report.started_now {
             println!(

@@ -3,23 +3,39 @@
 
 use std::process::ExitCode;
 
-use crate::cli::UsageError;
-use crate::config::Config;
-use crate::server;
+use chrono::{DateTime, Utc};
 
-pub fn run(config: &Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
-    if !config.paths.out.join("index.html").is_file() {
-        tracing::info!("{} has no index.html yet; building the archive first", config.paths.out.display());
-        let archive = super::load_archive(config, &super::pinned_numbers(config)?)?;
-        super::build::write_site(config, &archive.issues, None)?;
-    }
+use crate::config::Config;
+use crate::project::{Project, Site, UsageError};
+use crate::server;
+use crate::store::Store;
+
+pub fn run(config: Config, listen: Option<std::net::SocketAddr>, behind_proxy: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let addr = listen.unwrap_or(config.server.listen);
-    crate::cli::runtime()?.block_on(async {
-        let app = server::App::new(config, server::Options::default()).await?;
+    super::runtime()?.block_on(async {
+        if !config.paths.out.join("index.html").is_file() {
+            tracing::info!("{} has no index.html yet; building the archive first", config.paths.out.display());
+            let store = Store::open(&config.paths.database).await?;
+            let mut project = Project::load(config.clone(), Some(&store), now).await?;
+            project.publish(&store, None).await?;
+            project.write_site(Site::Published, None)?;
+            store.close().await;
+        }
+        let local = !(behind_proxy || config.server.behind_proxy);
+        let host = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+        let origin = std::net::SocketAddr::new(host, addr.port());
+        let options = server::Options { local_origin: local.then(|| format!("http://{origin}")), ..server::Options::default() };
+        if local && format!("http://{origin}") != config.site.base_url {
+            tracing::info!(
+                "links to {} are served as links to http://{origin}; behind a reverse proxy, set [server] behind_proxy = true",
+                config.site.base_url
+            );
+        }
+        let app = server::App::new(&config, options).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             UsageError(format!("cannot listen on {addr}: {e}; pick another address with --listen or [server] listen"))
         })?;
-        tracing::info!("serving {} on http://{addr} (subscribe form: http://{addr}/subscribe)", config.paths.out.display());
+        tracing::info!("serving {} on http://{origin} (subscribe form: http://{origin}/subscribe)", config.paths.out.display());
         server::serve(listener, server::router(app.clone()), server::shutdown_signal()).await?;
         app.finish_mails(std::time::Duration::from_secs(30)).await;
         app.store().clone().close().await;

@@ -2,17 +2,37 @@
 
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::Config;
-use crate::issue::WeekSpec;
+use crate::issue::{self, WeekSpec};
+use crate::project::Project;
 use crate::store::{Store, ledger};
 
-pub fn run(config: &Config, week: Option<WeekSpec>, json: bool) -> anyhow::Result<ExitCode> {
-    crate::cli::runtime()?.block_on(async {
+/// The issue a status is about: its id, number and label.
+struct About {
+    id: String,
+    number: i64,
+    label: String,
+}
+
+pub fn run(config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async {
         let store = Store::open(&config.paths.database).await?;
         let pool = store.pool();
-        let pinned = ledger::pinned_numbers(pool).await?;
-        let archive = super::load_archive(config, &pinned)?;
-        let issue = super::select_issue(config, &archive, week, chrono::Utc::now())?;
+        let project = Project::load(config, Some(&store), now).await?;
+        let issue = match project.select(week) {
+            Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
+            Err(e) => {
+                // A send whose digests are gone still has its ledger.
+                let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
+                let id = start.format("%Y-%m-%d").to_string();
+                match ledger::send_record(pool, &id).await? {
+                    Some(r) => About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) },
+                    None => return Err(e.into()),
+                }
+            }
+        };
         let record = ledger::send_record(pool, &issue.id).await?;
         let counts = ledger::counts(pool, &issue.id).await?;
         let problems = ledger::problems(pool, &issue.id, 1000).await?;

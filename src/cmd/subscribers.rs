@@ -4,11 +4,47 @@
 //! address is unsubscribed or bounced); 2 a malformed address or status on the command line.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{SubscribersCommand, UsageError};
+use crate::project::UsageError;
 use crate::config::Config;
 use crate::store::{AddOutcome, NewSubscriber, RemoveOutcome, Source, Status, Store, Subscriber, SubscriberEmail, clean_name};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SubscribersCommand {
+    /// Add an active subscriber (an unsubscribed or bounced one stays so without --reactivate).
+    #[command(after_help = "Example:\n  gazette subscribers add reader@example.org --name \"Ada Reader\"")]
+    Add {
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Make an unsubscribed or bounced address active again
+        #[arg(long)]
+        reactivate: bool,
+    },
+    /// Mark a subscriber unsubscribed (the row is kept, so the unsubscribe sticks).
+    #[command(after_help = "Example:\n  gazette subscribers remove reader@example.org")]
+    Remove { email: String },
+    /// List subscribers.
+    #[command(after_help = "Examples:\n  gazette subscribers list\n  gazette subscribers list --status active --format csv")]
+    List {
+        /// pending, active, unsubscribed, bounced or complained
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
+    /// Import a CSV file whose header row names an `email` column (and optionally `name`).
+    #[command(after_help = "Example:\n  gazette subscribers import subscribers/example.csv")]
+    Import { file: PathBuf },
+    /// Export subscribers as CSV to standard output.
+    #[command(after_help = "Example:\n  gazette subscribers export --status active > active.csv")]
+    Export {
+        #[arg(long)]
+        status: Option<String>,
+    },
+}
 
 /// Rows fetched per query when listing or exporting: memory stays flat however many there are.
 const PAGE: u32 = 10_000;
@@ -16,7 +52,7 @@ const PAGE: u32 = 10_000;
 pub fn run(config: &Config, command: SubscribersCommand) -> anyhow::Result<ExitCode> {
     // Arguments are checked before the database is opened (or created).
     let command = Checked::from(command)?;
-    crate::cli::runtime()?.block_on(async {
+    super::runtime()?.block_on(async {
         let store = Store::open(&config.paths.database).await?;
         let code = match command {
             Checked::Add { email, name, reactivate } => add(&store, email, name, reactivate).await?,

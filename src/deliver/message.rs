@@ -182,7 +182,7 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
+pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
     use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
     let pem = std::fs::read_to_string(&d.private_key)
         .map_err(|e| anyhow::anyhow!("[dkim] private_key: cannot read {}: {e}", d.private_key.display()))?;

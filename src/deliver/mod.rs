@@ -122,7 +122,7 @@ fn clock() -> i64 {
 
 /// The one-click unsubscribe URL of a subscriber.
 pub fn unsubscribe_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> String {
-    format!("{}/unsubscribe/{}", config.site.base_url, sign_token(key, subscriber_id, Purpose::Unsubscribe))
+    crate::urls::unsubscribe(&config.site, &sign_token(key, subscriber_id, Purpose::Unsubscribe))
 }
 
 fn mailbox(email: &str, name: Option<&str>) -> anyhow::Result<Mailbox> {

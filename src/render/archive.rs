@@ -5,7 +5,8 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 
 use super::feeds::{self, FeedItem};
-use super::{RenderError, Templates, feeds_value, issue_context, issue_url, par_map};
+use super::{RenderError, Templates, feeds_value, issue_context, par_map};
+use crate::urls;
 use crate::config::Config;
 use crate::issue::Issue;
 
@@ -31,14 +32,14 @@ pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) ->
     let mut listed: Vec<Value> = issues
         .iter()
         .map(|i| {
-            context! { number => i.number, label => i.label.clone(), url => issue_url(config, &i.id), count => i.digest_count(), id => i.id.clone() }
+            context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id), count => i.digest_count(), id => i.id.clone() }
         })
         .collect();
     listed.reverse();
     let themes: Vec<Value> = feeds::theme_index(issues)
         .into_values()
         .map(|t| {
-            context! { name => t.name, url => feeds::theme_feed_url(config, &t.slug), count => t.digests.len() }
+            context! { name => t.name, url => urls::theme_feed(&config.site, &t.slug), count => t.digests.len() }
         })
         .collect();
     let ctx = context! { site => Value::from(Serde(&config.site)), issues => listed, themes, feeds => feeds_value(config) };
@@ -57,15 +58,10 @@ pub fn render_site(
     let mut files = vec![OutputFile { path: "index.html".into(), contents: render_index(config, templates, issues)? }];
     let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
     for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, i))) {
-        files.push(OutputFile { path: page_path(issue), contents: page? });
+        files.push(OutputFile { path: urls::issue_file(&issue.id), contents: page? });
     }
     files.extend(render_feeds(config, templates, issues)?);
     Ok(files)
-}
-
-/// Where an issue's page goes, relative to `[paths] out`.
-pub fn page_path(issue: &Issue) -> String {
-    format!("issues/{}/index.html", issue.id)
 }
 
 /// `rss.xml`, `atom.xml` and `feed.json` with the newest `[feeds] items` issues, and

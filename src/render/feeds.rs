@@ -1,6 +1,7 @@
 //! RSS 2.0, Atom 1.0 and JSON Feed 1.1 of the newest issues, and an Atom feed per theme.
-//! Ids are tag URIs (RFC 4151) that never change, and every date comes from the digests, never
-//! from the clock, so the same archive always gives the same bytes.
+//! Ids are tag URIs (RFC 4151) that never change. Every date comes from the digests, or for an
+//! issue edited after it was published from the revision time in the publication record, never
+//! from the clock: the same archive and record always give the same bytes.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,8 @@ use minijinja::value::{Serde, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::archive::OutputFile;
-use super::{RenderError, Templates, digest_url, feed_url, issue_url};
+use super::{RenderError, Templates};
+use crate::urls;
 use crate::config::Config;
 use crate::digest::Digest;
 use crate::issue::Issue;
@@ -25,6 +27,13 @@ pub struct FeedItem<'a> {
 /// An issue's date in the feeds: the day of its newest digest, at midnight UTC.
 pub fn issue_date(issue: &Issue) -> DateTime<Utc> {
     day_start(issue.days.last().map(|d| d.date).unwrap_or(issue.end))
+}
+
+/// When an issue last changed: its date, or later when its digests were edited after it was
+/// published (the publication record's revision time).
+pub fn issue_updated(issue: &Issue) -> DateTime<Utc> {
+    let date = issue_date(issue);
+    issue.revised.map_or(date, |r| r.max(date))
 }
 
 fn day_start(day: NaiveDate) -> DateTime<Utc> {
@@ -52,9 +61,9 @@ fn feed_year(items: &[FeedItem]) -> i32 {
     items.last().map(|i| i.issue.start.year()).unwrap_or(2023)
 }
 
-/// The newest item's date, or the epoch for an empty feed (still no clock).
+/// The latest change of any item, or the epoch for an empty feed (still no clock).
 fn feed_updated(items: &[FeedItem]) -> DateTime<Utc> {
-    items.first().map(|i| issue_date(i.issue)).unwrap_or(DateTime::UNIX_EPOCH)
+    items.iter().map(|i| issue_updated(i.issue)).max().unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// `items` newest first.
@@ -62,7 +71,7 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
     use rss::extension::Extension;
     let self_link = Extension {
         name: "atom:link".into(),
-        attrs: [("href", feed_url(config, "rss.xml")), ("rel", "self".into()), ("type", "application/rss+xml".into())]
+        attrs: [("href", urls::file(&config.site, "rss.xml")), ("rel", "self".into()), ("type", "application/rss+xml".into())]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
@@ -72,7 +81,7 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
     extensions.entry("atom".into()).or_default().insert("link".into(), vec![self_link]);
     let channel = rss::Channel {
         title: config.site.title.clone(),
-        link: format!("{}/", config.site.base_url),
+        link: urls::home(&config.site),
         description: config.site.description.clone(),
         language: Some(config.site.language.clone()),
         last_build_date: Some(feed_updated(items).to_rfc2822()),
@@ -87,7 +96,7 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
                 let titles: Vec<String> = issue.digests().map(|d| super::markdown::escaped(&d.title)).collect();
                 rss::Item {
                     title: Some(issue_title(config, issue)),
-                    link: Some(issue_url(config, &issue.id)),
+                    link: Some(urls::issue(&config.site, &issue.id)),
                     description: Some(titles.join(" · ")),
                     content: Some(item.content_html.clone()),
                     guid: Some(rss::Guid { value: issue_id_uri(config, issue), permalink: false }),
@@ -108,7 +117,7 @@ fn atom_link(href: String, rel: &str, mime: &str) -> atom::Link {
 }
 
 fn atom_author(config: &Config) -> atom::Person {
-    atom::Person { name: config.site.author.clone(), uri: Some(format!("{}/", config.site.base_url)), ..Default::default() }
+    atom::Person { name: config.site.author.clone(), uri: Some(urls::home(&config.site)), ..Default::default() }
 }
 
 fn atom_string(feed: &atom::Feed, file: &str) -> Result<String, RenderError> {
@@ -131,8 +140,8 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
         subtitle: Some(atom::Text::plain(config.site.description.clone())),
         lang: Some(config.site.language.clone()),
         links: vec![
-            atom_link(feed_url(config, "atom.xml"), "self", "application/atom+xml"),
-            atom_link(format!("{}/", config.site.base_url), "alternate", "text/html"),
+            atom_link(urls::file(&config.site, "atom.xml"), "self", "application/atom+xml"),
+            atom_link(urls::home(&config.site), "alternate", "text/html"),
         ],
         entries: items
             .iter()
@@ -141,9 +150,9 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
                 atom::Entry {
                     title: atom::Text::plain(issue_title(config, issue)),
                     id: issue_id_uri(config, issue),
-                    updated: fixed(issue_date(issue)),
+                    updated: fixed(issue_updated(issue)),
                     published: Some(fixed(issue_date(issue))),
-                    links: vec![atom_link(issue_url(config, &issue.id), "alternate", "text/html")],
+                    links: vec![atom_link(urls::issue(&config.site, &issue.id), "alternate", "text/html")],
                     categories: issue.themes().into_iter().map(|t| atom::Category { term: t, ..Default::default() }).collect(),
                     content: Some(atom::Content {
                         value: Some(item.content_html.clone()),
@@ -161,12 +170,12 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
 
 /// JSON Feed 1.1, `items` newest first.
 pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderError> {
-    let authors = serde_json::json!([{ "name": config.site.author, "url": format!("{}/", config.site.base_url) }]);
+    let authors = serde_json::json!([{ "name": config.site.author, "url": urls::home(&config.site) }]);
     let feed = serde_json::json!({
         "version": "https://jsonfeed.org/version/1.1",
         "title": config.site.title,
-        "home_page_url": format!("{}/", config.site.base_url),
-        "feed_url": feed_url(config, "feed.json"),
+        "home_page_url": urls::home(&config.site),
+        "feed_url": urls::file(&config.site, "feed.json"),
         "description": config.site.description,
         "language": config.site.language,
         "authors": authors,
@@ -174,10 +183,11 @@ pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
             let issue = item.issue;
             serde_json::json!({
                 "id": issue_id_uri(config, issue),
-                "url": issue_url(config, &issue.id),
+                "url": urls::issue(&config.site, &issue.id),
                 "title": issue_title(config, issue),
                 "content_html": item.content_html,
                 "date_published": rfc3339(issue_date(issue)),
+                "date_modified": rfc3339(issue_updated(issue)),
                 "tags": issue.themes(),
                 "authors": authors,
             })
@@ -238,10 +248,6 @@ pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
     themes
 }
 
-pub(crate) fn theme_feed_url(config: &Config, slug: &str) -> String {
-    feed_url(config, &format!("themes/{slug}/atom.xml"))
-}
-
 /// `themes/<slug>/atom.xml` for every theme: its newest `[feeds] items` digests, each with its card.
 pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<Vec<OutputFile>, RenderError> {
     let site = Value::from(Serde(&config.site));
@@ -258,7 +264,7 @@ pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> 
                 updated: fixed(day_start(d.date)),
                 published: Some(fixed(day_start(d.date))),
                 links: vec![
-                    atom_link(digest_url(config, &issue.id, &d.id), "alternate", "text/html"),
+                    atom_link(urls::digest(&config.site, &issue.id, &d.id), "alternate", "text/html"),
                     atom::Link { href: d.link.clone(), rel: "related".into(), ..Default::default() },
                 ],
                 categories: d.themes.iter().map(|t| atom::Category { term: t.clone(), ..Default::default() }).collect(),
@@ -273,13 +279,13 @@ pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> 
             authors: vec![atom_author(config)],
             lang: Some(config.site.language.clone()),
             links: vec![
-                atom_link(theme_feed_url(config, &theme.slug), "self", "application/atom+xml"),
-                atom_link(format!("{}/", config.site.base_url), "alternate", "text/html"),
+                atom_link(urls::theme_feed(&config.site, &theme.slug), "self", "application/atom+xml"),
+                atom_link(urls::home(&config.site), "alternate", "text/html"),
             ],
             entries,
             ..Default::default()
         };
-        let path = format!("themes/{}/atom.xml", theme.slug);
+        let path = urls::theme_feed_file(&theme.slug);
         files.push(OutputFile { contents: atom_string(&feed, &path)?, path });
     }
     Ok(files)

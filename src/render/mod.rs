@@ -9,7 +9,7 @@ pub mod markdown;
 mod pages;
 mod templates;
 
-pub use archive::{OutputFile, page_path, render_feeds, render_index, render_issue_content, render_issue_page, render_site};
+pub use archive::{OutputFile, render_feeds, render_index, render_issue_content, render_issue_page, render_site};
 pub use email::{EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email};
 pub use feeds::{FeedItem, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feeds};
 pub use pages::{Page, PageForm, PageLink, render_page};
@@ -20,6 +20,7 @@ use minijinja::value::{Serde, Value};
 
 use crate::config::Config;
 use crate::issue::Issue;
+use crate::urls;
 
 /// Something that stops an issue from rendering; each names the template (or part) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -34,24 +35,11 @@ pub enum RenderError {
     Feed(String),
 }
 
-/// Absolute URLs of the archive, all derived from `[site] base_url`.
-pub fn issue_url(config: &Config, issue_id: &str) -> String {
-    format!("{}/issues/{issue_id}/", config.site.base_url)
-}
-
-pub fn digest_url(config: &Config, issue_id: &str, digest_id: &str) -> String {
-    format!("{}/issues/{issue_id}/#d-{digest_id}", config.site.base_url)
-}
-
-pub fn feed_url(config: &Config, file: &str) -> String {
-    format!("{}/{file}", config.site.base_url)
-}
-
 fn feeds_value(config: &Config) -> Value {
     context! {
-        rss => feed_url(config, "rss.xml"),
-        atom => feed_url(config, "atom.xml"),
-        json => feed_url(config, "feed.json"),
+        rss => urls::file(&config.site, "rss.xml"),
+        atom => urls::file(&config.site, "atom.xml"),
+        json => urls::file(&config.site, "feed.json"),
     }
 }
 
@@ -61,7 +49,7 @@ fn issue_context(config: &Config, issue: &Issue) -> Value {
         site => Value::from(Serde(&config.site)),
         issue => Value::from(Serde(issue)),
         count => issue.digest_count(),
-        issue_url => issue_url(config, &issue.id),
+        issue_url => urls::issue(&config.site, &issue.id),
         feeds => feeds_value(config),
     }
 }

@@ -96,10 +96,23 @@ pub struct CachedFile {
 #[derive(Default)]
 pub struct FileCache {
     files: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<CachedFile>>>,
+    rewrite: Option<Rewrite>,
+}
+
+/// Links to `from` (`[site] base_url`) served as links to `to` (where `serve` listens), in the
+/// pages and feeds, for looking at the archive locally as readers will see it.
+#[derive(Debug, Clone)]
+pub struct Rewrite {
+    pub from: String,
+    pub to: String,
 }
 
 impl FileCache {
     const LIMIT: u64 = 128 * 1024 * 1024;
+
+    pub fn new(rewrite: Option<Rewrite>) -> FileCache {
+        FileCache { rewrite, ..FileCache::default() }
+    }
 
     async fn get(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Arc<CachedFile>> {
         let modified = meta.modified()?;
@@ -107,7 +120,13 @@ impl FileCache {
         if let Some(f) = self.files.lock().expect("file cache lock").get(path).filter(|f| fresh(f)) {
             return Ok(f.clone());
         }
-        let contents = Bytes::from(tokio::fs::read(path).await?);
+        let mut contents = Bytes::from(tokio::fs::read(path).await?);
+        if let Some(Rewrite { from, to }) = &self.rewrite
+            && is_text(content_type(path))
+            && let Ok(text) = std::str::from_utf8(&contents)
+        {
+            contents = Bytes::from(text.replace(from.as_str(), to));
+        }
         let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&contents)[..16]));
         let file = Arc::new(CachedFile { len: contents.len() as u64, contents, etag, modified });
         let mut files = self.files.lock().expect("file cache lock");
@@ -133,6 +152,10 @@ fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
     let since = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
     let whole_seconds = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     since.is_some_and(|since| whole_seconds(modified) <= whole_seconds(since))
+}
+
+fn is_text(content_type: &str) -> bool {
+    content_type.starts_with("text/") || content_type.contains("xml") || content_type.contains("json")
 }
 
 fn content_type(path: &Path) -> &'static str {

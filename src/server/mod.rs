@@ -41,6 +41,9 @@ pub struct Options {
     pub resend_after: chrono::Duration,
     /// How long a new request lets an unsubscribed address confirm its way back.
     pub confirm_within: chrono::Duration,
+    /// Where the service is reached when no reverse proxy serves `[site] base_url`
+    /// (`http://127.0.0.1:8080`): links in the pages, feeds and mails it serves point there.
+    pub local_origin: Option<String>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             overall: Rate { burst: 60, every: Duration::from_secs(2) },
             resend_after: chrono::Duration::hours(1),
             confirm_within: chrono::Duration::days(7),
+            local_origin: None,
         }
     }
 }
@@ -85,16 +89,20 @@ impl App {
     /// Opens what the service needs: the database, the token key, the templates (every page is
     /// rendered once, so a broken `page.html` stops the start) and the mail transport.
     pub async fn new(config: &Config, options: Options) -> anyhow::Result<App> {
+        let mut config = config.clone();
+        let rewrite = options.local_origin.clone().filter(|o| *o != config.site.base_url).map(|to| files::Rewrite {
+            from: std::mem::replace(&mut config.site.base_url, to.clone()),
+            to,
+        });
+        let config = &config;
         let out = &config.paths.out;
         let root = out.canonicalize().with_context(|| {
             format!("cannot serve {}: the folder is missing or unreadable; run `gazette build` or set [paths] out", out.display())
         })?;
         let store = Store::open(&config.paths.database).await?;
         let key = store.token_key().await?;
-        let templates = crate::cmd::load_templates(config)?;
-        for page in subscribe::sample_pages() {
-            render_page(config, &templates, &page).map_err(crate::cmd::template_error)?;
-        }
+        let templates = crate::project::load_templates(config)?;
+        check_pages(config, &templates).map_err(crate::project::template_error)?;
         let transport = Transport::from_config(config)?;
         let limiter = limit::Limiter::new(options.per_client, options.overall);
         let mails_in_flight = Default::default();
@@ -108,7 +116,7 @@ impl App {
             limiter,
             options,
             mails_in_flight,
-            files: files::FileCache::default(),
+            files: files::FileCache::new(rewrite),
         })))
     }
 
@@ -157,6 +165,14 @@ impl App {
         let lines = vec!["Something went wrong on our side. Please try again in a few minutes.".into()];
         self.page(StatusCode::SERVICE_UNAVAILABLE, &Page { title: "Please try again".into(), lines, ..Page::default() })
     }
+}
+
+/// Renders one of each page the service shows, to find a broken `page.html` before a reader does.
+pub fn check_pages(config: &Config, templates: &Templates) -> Result<(), crate::render::RenderError> {
+    for page in subscribe::sample_pages() {
+        render_page(config, templates, &page)?;
+    }
+    Ok(())
 }
 
 /// Every route. Serve it with `serve`, which supplies the client addresses the rate limit needs.

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::{App, ClientIp, retry_after};
 use crate::render::{Page, PageForm, PageLink};
+use crate::urls;
 use crate::store::{
     AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail, clean_name, sign_token,
     verify_token,
@@ -136,14 +137,14 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
 async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result<()> {
     let config = &app.config;
     let title = &config.site.title;
-    let url = format!("{}/confirm/{}", config.site.base_url, sign_token(&app.key, subscriber.id, Purpose::Confirm));
+    let url = urls::confirm(&config.site, &sign_token(&app.key, subscriber.id, Purpose::Confirm));
     let message_id = format!("<confirm.{}.{:016x}@{}>", subscriber.id, rand::random::<u64>(), config.email.from.email.domain());
     let body = format!(
         "Hello,\n\nSomeone, probably you, asked to receive {title} at {email}.\n\
          To confirm, open this link and press the button on the page:\n\n{url}\n\n\
          If it was not you, ignore this message: nothing more is sent unless the link is used.\n\n-- \n{title}\n{base}\n",
         email = subscriber.email,
-        base = config.site.base_url,
+        base = urls::home(&config.site),
     );
     let mut builder = lettre::Message::builder()
         .from(config.email.from.clone())
@@ -202,7 +203,7 @@ pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Respo
             let lines = vec![
                 format!("This confirmation link no longer works for {}.", s.email),
             ];
-            let link = PageLink { href: format!("{}/subscribe", app.config.site.base_url), text: "Subscribe again for a new link".into() };
+            let link = PageLink { href: urls::subscribe(&app.config.site), text: "Subscribe again for a new link".into() };
             app.page(StatusCode::GONE, &Page { title: "Link expired".into(), lines, link: Some(link), ..Page::default() })
         }
         Ok(ConfirmOutcome::NotFound) => invalid_link(&app, Purpose::Confirm),
@@ -254,6 +255,6 @@ fn unsubscribed_page(app: &App, s: &Subscriber) -> Page {
     let lines = vec![
         format!("{} will not be sent to {} any more.", app.config.site.title, s.email),
     ];
-    let link = PageLink { href: format!("{}/subscribe", app.config.site.base_url), text: "Changed your mind? Subscribe again".into() };
+    let link = PageLink { href: urls::subscribe(&app.config.site), text: "Changed your mind? Subscribe again".into() };
     Page { title: "You are unsubscribed".into(), lines, link: Some(link), ..Page::default() }
 }

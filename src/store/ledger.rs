@@ -12,8 +12,6 @@
 
 use sqlx::{Row, SqlitePool};
 
-use crate::issue::PinnedNumbers;
-
 type Result<T> = std::result::Result<T, sqlx::Error>;
 
 /// A delivery taken for sending.
@@ -140,12 +138,6 @@ pub async fn send_record(pool: &SqlitePool, issue_id: &str) -> Result<Option<Sen
         started_at: r.get(4),
         finished_at: r.get(5),
     }))
-}
-
-/// Every issue whose send has started, with its number: numbers readers have seen.
-pub async fn pinned_numbers(pool: &SqlitePool) -> Result<PinnedNumbers> {
-    let rows = sqlx::query("SELECT issue_id, number FROM sends").fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u32)).collect())
 }
 
 /// Fixes the audience of a send: a pending delivery for every active subscriber, in one transaction,
@@ -389,4 +381,9 @@ pub async fn active_after(pool: &SqlitePool, after_id: i64, limit: i64) -> Resul
 /// Issues whose send started and has not finished.
 pub async fn unfinished_sends(pool: &SqlitePool) -> Result<Vec<String>> {
     sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(pool).await
+}
+
+/// Issues whose send has started (finished or not): the scheduler never starts them again.
+pub async fn started_sends(pool: &SqlitePool) -> Result<std::collections::HashSet<String>> {
+    Ok(sqlx::query_scalar("SELECT issue_id FROM sends").fetch_all(pool).await?.into_iter().collect())
 }

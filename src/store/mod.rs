@@ -6,6 +6,7 @@
 mod confirmations;
 mod import;
 pub mod ledger;
+pub mod publications;
 mod subscribers;
 
 use std::path::{Path, PathBuf};
@@ -191,7 +192,7 @@ mod tests {
                 .fetch_all(store.pool())
                 .await
                 .unwrap();
-        assert_eq!(tables, ["confirmations", "deliveries", "send_leases", "sends", "settings", "subscribers"]);
+        assert_eq!(tables, ["confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();

@@ -1,0 +1,14 @@
+//! `gazette init [DIR]`: a new project, ready for `gazette check`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+    let written = crate::project::scaffold(dir)?;
+    for path in &written {
+        println!("wrote {}", path.display());
+    }
+    let cd = if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
+    println!("next: {cd}gazette check, then gazette build --drafts and open drafts/index.html");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,520 @@
+//! A project: the configuration, the templates, the digests grouped into issues, and the
+//! publication record, loaded once. Every command, the scheduler and the server work through it.
+//!
+//! Publication is decided here and nowhere else. An issue is *published* when its week is due by
+//! the schedule (the first fire time after the week's end has passed) or when an editor sends or
+//! builds it by hand; everything else is a draft. The archive, the feeds and the scheduler's sends
+//! hold published issues only. An issue's number is recorded the first time it is published and
+//! never changes; drafts are numbered after the recorded numbers, in week order, which is the
+//! number they will get when published in that order.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::config::{Config, ConfigError};
+use crate::deliver::{self, PreparedEmail, SendReport, StopFlag, Transport};
+use crate::digest::{self, ParseError};
+use crate::issue::{self, Issue, WeekRule, WeekSpec};
+use crate::render::{self, EmailBody, OutputFile, RenderError, TemplateFile, Templates};
+use crate::schedule;
+use crate::store::Store;
+use crate::store::publications::{self, PublicationRecord};
+use crate::urls;
+
+/// A mistake in how Gazette was called (a week with no issue, a bad address on the command line),
+/// as opposed to a problem in the input or a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Issues rendered (and held in memory) at a time when writing a site: bounds memory on a large archive.
+const BATCH: usize = 64;
+
+pub struct Project {
+    pub config: Config,
+    pub templates: Templates,
+    /// Every week that has digests, oldest first.
+    issues: Vec<Issue>,
+    /// How many digests were read whole.
+    pub digest_count: usize,
+    /// Every digest that could not be read, sorted by file and line.
+    pub problems: Vec<ParseError>,
+    record: PublicationRecord,
+    /// The last week whose issue is due by the schedule at `now`, if any is.
+    due_through: Option<NaiveDate>,
+    now: DateTime<Utc>,
+}
+
+/// Which site to write.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Site {
+    /// The published issues into `[paths] out`, the folder `serve` publishes.
+    Published,
+    /// Every issue, drafts included, into `[paths] drafts`.
+    Drafts,
+}
+
+/// What `write_site` wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub folder: PathBuf,
+    pub total: usize,
+    pub changed: usize,
+    pub pages: usize,
+    pub theme_feeds: usize,
+    /// Pages and theme feeds of an earlier build that the site no longer has.
+    pub removed: usize,
+    /// Issues whose email HTML is over the size Gmail clips at, with that size.
+    pub too_large: Vec<(String, usize)>,
+}
+
+impl Project {
+    /// Reads the templates and the digests, and the publication record from `store` (none yet
+    /// without one). `now` decides which weeks are due.
+    pub async fn load(config: Config, store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Project> {
+        let templates = load_templates(&config)?;
+        let (digests, problems) = read_digests(&config)?;
+        let record = match store {
+            Some(store) => publications::read(store.pool()).await?,
+            None => PublicationRecord::default(),
+        };
+        let rule = week_rule(&config);
+        let digest_count = digests.len();
+        let issues = issue::group_into_issues(digests, &rule, &record.numbers());
+        let due_through = schedule::due_through(&config.schedule.cron, &rule, now);
+        let mut project = Project { config, templates, issues, digest_count, problems, record, due_through, now };
+        project.refresh();
+        Ok(project)
+    }
+
+    /// As `load`, opening the database only when it exists already (a project that never published
+    /// anything has no record to read, and looking must not create one).
+    pub async fn load_if_recorded(config: Config, now: DateTime<Utc>) -> anyhow::Result<Project> {
+        if config.paths.database.exists() {
+            let store = Store::open(&config.paths.database).await?;
+            let project = Project::load(config, Some(&store), now).await;
+            store.close().await;
+            project
+        } else {
+            Project::load(config, None, now).await
+        }
+    }
+
+    /// Numbers from the record, revision times, and closest links that lead only to published issues.
+    fn refresh(&mut self) {
+        issue::number_issues(&mut self.issues, &self.record.numbers());
+        for issue in &mut self.issues {
+            issue.revised = self.record.get(&issue.id).and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
+        }
+        let published: BTreeSet<String> = self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
+        issue::resolve_closest(&mut self.issues, |i| published.contains(&i.id));
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    pub fn rule(&self) -> WeekRule {
+        week_rule(&self.config)
+    }
+
+    /// Every week that has digests, published or not, oldest first.
+    pub fn issues(&self) -> &[Issue] {
+        &self.issues
+    }
+
+    pub fn issue(&self, id: &str) -> Option<&Issue> {
+        self.issues.iter().find(|i| i.id == id)
+    }
+
+    /// Recorded as published, or due by the schedule (and so published by the next `publish`).
+    pub fn is_published(&self, issue: &Issue) -> bool {
+        self.record.get(&issue.id).is_some() || self.is_due(issue.start)
+    }
+
+    /// Whether the week starting on `week` is due by the schedule.
+    pub fn is_due(&self, week: NaiveDate) -> bool {
+        self.due_through.is_some_and(|d| week <= d)
+    }
+
+    pub fn published(&self) -> Vec<&Issue> {
+        self.issues.iter().filter(|i| self.is_published(i)).collect()
+    }
+
+    pub fn drafts(&self) -> Vec<&Issue> {
+        self.issues.iter().filter(|i| !self.is_published(i)).collect()
+    }
+
+    /// The issue a command is about: the week named by `--week`, or else the last complete week.
+    pub fn select(&self, week: Option<WeekSpec>) -> Result<&Issue, UsageError> {
+        let rule = self.rule();
+        let (day, default) = match week {
+            Some(spec) => (spec.0, false),
+            None => (rule.last_complete_week(self.now), true),
+        };
+        if let Some(i) = issue::find_week(&self.issues, &rule, day) {
+            return Ok(i);
+        }
+        let start = rule.week_start(day);
+        let label = issue::week_label(start, start + chrono::Duration::days(6));
+        let before = self.issues.iter().rev().find(|i| i.start < start);
+        let after = self.issues.iter().find(|i| i.start > start);
+        let nearest: Vec<String> =
+            [before, after].into_iter().flatten().map(|i| format!("#{} {} (--week {})", i.number, i.label, i.id)).collect();
+        let hint = if nearest.is_empty() { "there are no issues at all; add digests first".to_string() } else { format!("the nearest issues: {}", nearest.join(", ")) };
+        let which = if default { " (the last complete week; name another with --week)" } else { "" };
+        Err(UsageError(format!("the week of {label}{which} has no digests, so there is no issue for it; {hint}")))
+    }
+
+    /// The digest problems that hold back the send of `issue`: those of its week, and those of
+    /// files whose date could not be read (they may belong to any week).
+    pub fn held_back_by(&self, issue: &Issue) -> Vec<&ParseError> {
+        let rule = self.rule();
+        self.problems.iter().filter(|p| p.date.is_none_or(|d| rule.week_start(d) == issue.start)).collect()
+    }
+
+    /// Refuses to send `issue` while a digest of its week is broken, naming each.
+    pub fn ready_to_send(&self, issue: &Issue) -> anyhow::Result<()> {
+        let held: Vec<String> = self.held_back_by(issue).iter().map(ToString::to_string).collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "issue #{} ({}) is held back: {} digest problem(s) in its week; fix them and send again:\n{}",
+            issue.number,
+            issue.label,
+            held.len(),
+            held.join("\n")
+        )
+    }
+
+    /// Records as published every issue due by the schedule, and `explicit` (an issue an editor
+    /// sends or builds by hand), giving each new one the next number in week order; notes the
+    /// content of every published issue, so that an edit becomes a revision in the feeds. Returns
+    /// the issues published by this call.
+    pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let mut changes = Vec::new();
+        let mut new = Vec::new();
+        for issue in &self.issues {
+            let wanted = self.is_published(issue) || explicit == Some(issue.id.as_str());
+            if !wanted {
+                continue;
+            }
+            let hash = issue.content_hash();
+            match self.record.get(&issue.id) {
+                Some(p) if p.content_hash == hash => {}
+                Some(_) => changes.push((issue.id.clone(), hash)),
+                None => {
+                    new.push(issue.id.clone());
+                    changes.push((issue.id.clone(), hash));
+                }
+            }
+        }
+        if let Some(id) = explicit {
+            let skipped: Vec<String> =
+                self.issues.iter().filter(|i| i.id.as_str() < id && !self.is_published(i)).map(|i| i.label.clone()).collect();
+            if !skipped.is_empty() {
+                tracing::warn!(
+                    "publishing {id} by hand before the earlier weeks {}: they are still drafts, and will be numbered after it when they are published",
+                    skipped.join(", ")
+                );
+            }
+        }
+        if !changes.is_empty() {
+            self.record = publications::publish(store.pool(), &changes, self.now.timestamp()).await?;
+            self.refresh();
+        }
+        Ok(new)
+    }
+
+    /// The email of `issue`, common to every reader (placeholders for their own fields).
+    pub fn email(&self, issue: &Issue) -> Result<EmailBody, RenderError> {
+        render::render_email(&self.config, &self.templates, issue)
+    }
+
+    /// `issue`'s email made ready to address: `test` copies say so in the subject.
+    pub fn prepare_email(&self, issue: &Issue, test: bool) -> anyhow::Result<PreparedEmail> {
+        let body = self.email(issue).map_err(template_error)?;
+        PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, test, std::time::SystemTime::now())
+    }
+
+    /// Sends `issue` to every active subscriber, exactly once each (resuming an earlier run). The
+    /// issue must be published first: its number is the recorded one.
+    pub async fn send(&self, store: &Store, issue: &Issue, transport: &Transport, stop: &StopFlag) -> anyhow::Result<SendReport> {
+        anyhow::ensure!(self.record.get(&issue.id).is_some(), "internal error: issue {} is sent before it is published", issue.id);
+        let email = std::sync::Arc::new(self.prepare_email(issue, false)?);
+        deliver::send_issue(store, &self.config, &issue.id, issue.number, email, transport, stop).await
+    }
+
+    /// Writes the site: the published issues into `[paths] out`, or every issue into `[paths] drafts`.
+    /// `only` limits the pages written to one issue (the index and feeds are always written).
+    ///
+    /// The steps, in order: each issue's page (with its email's size for the issues that may still
+    /// be sent); the index; the feeds; and, for a whole build, removing the pages and theme feeds
+    /// an earlier build wrote that the site no longer has. A file whose contents did not change is
+    /// left alone.
+    pub fn write_site(&self, site: Site, only: Option<&str>) -> anyhow::Result<Written> {
+        let (folder, issues): (&Path, Vec<Issue>) = match site {
+            Site::Published => (&self.config.paths.out, self.published().into_iter().cloned().collect()),
+            Site::Drafts => {
+                // Drafts link to each other too.
+                let mut all = self.issues.clone();
+                issue::resolve_closest(&mut all, |_| true);
+                (&self.config.paths.drafts, all)
+            }
+        };
+        let (config, templates) = (&self.config, &self.templates);
+        let mut written = Written { folder: folder.to_path_buf(), ..Written::default() };
+        let mut kept: BTreeSet<String> = BTreeSet::new();
+        let mut write = |f: &OutputFile, written: &mut Written| -> anyhow::Result<()> {
+            written.total += 1;
+            written.changed += usize::from(write_if_changed(&folder.join(&f.path), f.contents.as_bytes())?);
+            kept.insert(f.path.clone());
+            Ok(())
+        };
+
+        // 1. Pages. The email size is checked for the issues that may still be sent (the one asked
+        // for, or the newest `[feeds] items`): compiling MJML is most of a build's cost, and
+        // `check` covers every issue.
+        let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
+        let recent_from = issues.len().saturating_sub(config.feeds.items);
+        let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
+        for batch in pages.chunks(BATCH) {
+            let rendered = render::par_map(batch, |issue| -> Result<_, RenderError> {
+                let page = render::render_issue_page(config, templates, issue)?;
+                let check_email = only.is_some() || recent.contains(issue.id.as_str());
+                Ok((page, if check_email { Some(render::email_html_size(config, templates, issue)?) } else { None }))
+            });
+            for (issue, r) in batch.iter().zip(rendered) {
+                let (page, email_bytes) = r.map_err(template_error)?;
+                if let Some(bytes) = email_bytes.filter(|b| *b > render::GMAIL_CLIP_BYTES) {
+                    written.too_large.push((issue.id.clone(), bytes));
+                }
+                write(&OutputFile { path: urls::issue_file(&issue.id), contents: page }, &mut written)?;
+            }
+        }
+        written.pages = pages.len();
+        // 2. The index.
+        let index = render::render_index(config, templates, &issues).map_err(template_error)?;
+        write(&OutputFile { path: "index.html".into(), contents: index }, &mut written)?;
+        // 3. The feeds.
+        let feeds = render::render_feeds(config, templates, &issues).map_err(template_error)?;
+        written.theme_feeds = feeds.len() - 3;
+        for f in &feeds {
+            write(f, &mut written)?;
+        }
+        // 4. What an earlier build wrote and the site no longer has (a week that lost its digests,
+        // a theme nobody uses any more, a draft an older Gazette published).
+        if only.is_none() {
+            written.removed = remove_stale(folder, &kept)?;
+        }
+        Ok(written)
+    }
+
+    /// Writes `issue`'s email, filled in for a sample reader, into `[paths] drafts`/preview/.
+    /// Returns the subject and the paths of the HTML and text files.
+    pub fn write_preview(&self, issue: &Issue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
+        let email = self.email(issue).map_err(template_error)?;
+        let unsubscribe = urls::unsubscribe(&self.config.site, urls::PREVIEW_TOKEN);
+        let (html, text) = email.fill(&unsubscribe, SAMPLE_ADDRESS);
+        let dir = &self.config.paths.drafts;
+        let html_path = dir.join(urls::preview_file(&issue.id, "html"));
+        let text_path = dir.join(urls::preview_file(&issue.id, "txt"));
+        write_if_changed(&html_path, html.as_bytes())?;
+        write_if_changed(&text_path, text.as_bytes())?;
+        Ok((email, html_path, text_path))
+    }
+}
+
+/// Logs the issues whose email Gmail would clip.
+pub fn warn_large(too_large: &[(String, usize)]) {
+    for (id, bytes) in too_large {
+        tracing::warn!(
+            "issue {id}: its email HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",
+            bytes / 1024
+        );
+    }
+}
+
+/// The example digest `init` writes: the format, by example.
+const EXAMPLE_DIGEST: (&str, &str) = ("000_86102eed948879ef.txt", include_str!("../digests/000_86102eed948879ef.txt"));
+
+/// Writes a new project into `dir`: `publish.toml` with every key at its default (commented), an
+/// example digest in `digests/`, and the built-in templates in `templates/` to edit. Refuses,
+/// writing nothing, when any of those files exists already. Returns the files written.
+pub fn scaffold(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<(PathBuf, &str)> = vec![
+        (dir.join(crate::config::DEFAULT_FILE), crate::config::DEFAULTS_TOML),
+        (dir.join("digests").join(EXAMPLE_DIGEST.0), EXAMPLE_DIGEST.1),
+    ];
+    files.extend(render::BUILTIN.iter().map(|(name, source)| (dir.join("templates").join(name), *source)));
+    let existing: Vec<String> = files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
+    if !existing.is_empty() {
+        return Err(UsageError(format!(
+            "{} already holds a project; nothing was written. These files exist: {}",
+            dir.display(),
+            existing.join(", ")
+        ))
+        .into());
+    }
+    for (path, contents) in &files {
+        let parent = path.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create the folder {}", parent.display()))?;
+        std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|(p, _)| p).collect())
+}
+
+/// The sample reader of previews.
+pub const SAMPLE_ADDRESS: &str = "reader@example.org";
+
+pub fn week_rule(config: &Config) -> WeekRule {
+    WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
+}
+
+/// Reads `[paths] digests`: every digest read whole, and every problem, sorted.
+pub fn read_digests(config: &Config) -> Result<(Vec<digest::Digest>, Vec<ParseError>), ConfigError> {
+    let dir = &config.paths.digests;
+    let corpus = digest::read_folder(dir).map_err(|e| {
+        ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
+    })?;
+    let mut problems = corpus.problems;
+    problems.sort();
+    Ok((corpus.digests, problems))
+}
+
+/// The built-in templates with the files of `[paths] templates` over them. A missing folder is
+/// fine (a fresh project runs on the built-ins); a broken template is a configuration error.
+pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
+    let dir = &config.paths.templates;
+    let mut files = Vec::new();
+    if dir.is_dir() {
+        let entries = std::fs::read_dir(dir).map_err(|e| ConfigError(format!("cannot read the templates folder {}: {e}", dir.display())))?;
+        let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
+        paths.sort();
+        for path in paths {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.')) else { continue };
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("{}: cannot read the template: {e}", path.display())))?;
+            files.push(TemplateFile { name: name.to_string(), path: path.clone(), source });
+        }
+    }
+    Templates::new(&config.email.subject, files).map_err(template_error)
+}
+
+/// Rendering errors are template (or `[email] subject`) errors: the user fixes a file, exit 2.
+pub fn template_error(e: RenderError) -> ConfigError {
+    ConfigError(e.to_string())
+}
+
+/// Writes `contents` to `path` unless it holds them already, through a temporary file renamed
+/// into place so a reader never sees half a file. Returns whether the file was written.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
+    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
+    Ok(true)
+}
+
+/// Removes the issue pages (`issues/<id>/index.html`) and theme feeds (`themes/<slug>/atom.xml`)
+/// under `folder` that are not in `kept`, and the folders they leave empty. Nothing else there is
+/// touched: files of the editor's own stay.
+fn remove_stale(folder: &Path, kept: &BTreeSet<String>) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    for (dir, file) in [("issues", "index.html"), ("themes", "atom.xml")] {
+        let Ok(entries) = std::fs::read_dir(folder.join(dir)) else { continue };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = format!("{dir}/{name}/{file}");
+            let path = entry.path().join(file);
+            if kept.contains(&rel) || !path.is_file() {
+                continue;
+            }
+            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            let _ = std::fs::remove_dir(entry.path()); // only when empty
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_in(dir: &Path, digests: &[(&str, &str)]) -> Config {
+        let d = dir.join("digests");
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, date) in digests {
+            let text = format!(
+                "# __Title {name}__, from ([{date}](https://example.org/c).)\n\n__[External link](https://example.org/{name})__\n\n## Summary\n\nSomething happened.\n"
+            );
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        std::fs::write(dir.join("publish.toml"), "[site]\nbase_url = \"https://signals.example.org\"\n").unwrap();
+        Config::load(&dir.join("publish.toml")).unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[tokio::test]
+    async fn only_due_weeks_are_published_and_numbers_stay_put() {
+        let dir = tempfile::tempdir().unwrap();
+        // Weeks of 3, 10 (empty), 17 and 24 July 2023 (Mondays).
+        let config = project_in(dir.path(), &[("001_aa.txt", "20230704"), ("002_bb.txt", "20230719"), ("003_cc.txt", "20230725")]);
+        let store = Store::open(&config.paths.database).await.unwrap();
+        // Monday 24 July, 08:05 in London: the week of the 17th is due, the week of the 24th is not.
+        let mut p = Project::load(config.clone(), Some(&store), at("2023-07-24T08:05:00+01:00")).await.unwrap();
+        assert_eq!(p.published().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["2023-07-03", "2023-07-17"]);
+        assert_eq!(p.drafts().iter().map(|i| (i.id.as_str(), i.number)).collect::<Vec<_>>(), [("2023-07-24", 3)]);
+        assert_eq!(p.publish(&store, None).await.unwrap(), ["2023-07-03", "2023-07-17"]);
+        let written = p.write_site(Site::Published, None).unwrap();
+        assert_eq!(written.pages, 2);
+        assert!(!config.paths.out.join("issues/2023-07-24").exists());
+        assert!(!std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap().contains("2023-07-24"));
+
+        // A week later, the week of the 24th is due: number 3.
+        let mut p = Project::load(config.clone(), Some(&store), at("2023-07-31T09:00:00+01:00")).await.unwrap();
+        assert_eq!(p.publish(&store, None).await.unwrap(), ["2023-07-24"]);
+        // A digest arrives for the empty week of the 10th after later weeks were published: the next free number.
+        std::fs::write(
+            config.paths.digests.join("004_dd.txt"),
+            "# __Late__, from ([20230711](https://example.org/c).)\n\n__[External link](https://example.org/d)__\n\n## Summary\n\nLate.\n",
+        )
+        .unwrap();
+        let mut p = Project::load(config.clone(), Some(&store), at("2023-08-01T09:00:00+01:00")).await.unwrap();
+        assert_eq!(p.publish(&store, None).await.unwrap(), ["2023-07-10"]);
+        let numbers: Vec<(&str, u32)> = p.issues().iter().map(|i| (i.id.as_str(), i.number)).collect();
+        assert_eq!(numbers, [("2023-07-03", 1), ("2023-07-10", 4), ("2023-07-17", 2), ("2023-07-24", 3)]);
+    }
+
+    #[tokio::test]
+    async fn an_edit_to_a_published_issue_is_a_revision_and_keeps_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = project_in(dir.path(), &[("001_aa.txt", "20230704")]);
+        let store = Store::open(&config.paths.database).await.unwrap();
+        let mut p = Project::load(config.clone(), Some(&store), at("2023-07-10T09:00:00Z")).await.unwrap();
+        p.publish(&store, None).await.unwrap();
+        assert_eq!(p.issues()[0].revised, None);
+        let path = config.paths.digests.join("001_aa.txt");
+        std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("Something happened.", "Something else happened.")).unwrap();
+        let mut p = Project::load(config.clone(), Some(&store), at("2023-07-12T10:00:00Z")).await.unwrap();
+        p.publish(&store, None).await.unwrap();
+        assert_eq!(p.issues()[0].number, 1);
+        assert_eq!(p.issues()[0].revised, Some(at("2023-07-12T10:00:00Z")));
+        p.write_site(Site::Published, None).unwrap();
+        let atom = std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap();
+        assert!(atom.contains("<updated>2023-07-12T10:00:00+00:00</updated>"), "{atom}");
+        assert!(atom.contains("<published>2023-07-04T00:00:00+00:00</published>"), "{atom}");
+    }
+}

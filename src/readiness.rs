@@ -1,0 +1,126 @@
+//! `gazette check`'s question: would `build`, `preview`, `send` and `run` go through? Everything
+//! they would refuse is found here, each as one line naming the file, line or key to fix:
+//! digest problems, template errors (a required placeholder included), emails Gmail would clip,
+//! the DKIM key, the token secret, the SMTP password.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::deliver::{self, Transport};
+use crate::project::{self, Project};
+use crate::render;
+use crate::store::{SECRET_VAR, TokenKey};
+
+/// How bad a finding is: content problems hold back the issues they touch; configuration
+/// problems stop Gazette from working at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Content,
+    Config,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Readiness {
+    pub findings: Vec<Finding>,
+    /// Digest problems, and how many files they are in.
+    pub digest_problems: usize,
+    pub broken_files: usize,
+    pub digests: usize,
+    pub issues: usize,
+    pub published: usize,
+    pub drafts: usize,
+}
+
+impl Readiness {
+    /// The worst finding, if any.
+    pub fn worst(&self) -> Option<Severity> {
+        self.findings.iter().map(|f| f.severity).max()
+    }
+
+    fn add(&mut self, severity: Severity, text: impl Into<String>) {
+        let text = text.into();
+        // One broken template fails every issue alike: say it once.
+        if !self.findings.iter().any(|f| f.text == text) {
+            self.findings.push(Finding { severity, text });
+        }
+    }
+}
+
+/// Checks the project at `config` as it would be used at `now`. Only an unreadable digests folder
+/// is an error; everything else is a finding.
+pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readiness> {
+    let mut r = Readiness::default();
+    let (_, problems) = project::read_digests(config)?;
+    let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
+    files.dedup();
+    r.broken_files = files.len();
+    r.digest_problems = problems.len();
+    for p in problems {
+        r.add(Severity::Content, p.to_string());
+    }
+    match Project::load_if_recorded(config.clone(), now).await {
+        Err(e) => r.add(Severity::Config, format!("{e:#}")),
+        Ok(project) => check_rendering(&project, &mut r),
+    }
+    check_sending(config, &mut r);
+    Ok(r)
+}
+
+/// Every issue's email (the placeholders it must carry, its size), the published archive and
+/// feeds, and the web service's pages.
+fn check_rendering(project: &Project, r: &mut Readiness) {
+    let (config, templates) = (&project.config, &project.templates);
+    r.digests = project.digest_count;
+    r.issues = project.issues().len();
+    r.published = project.published().len();
+    r.drafts = r.issues - r.published;
+    let issues: Vec<_> = project.issues().iter().collect();
+    let sizes = render::par_map(&issues, |i| render::email_html_size(config, templates, i));
+    for (issue, size) in issues.iter().zip(sizes) {
+        match size {
+            Err(e) => r.add(Severity::Config, e.to_string()),
+            Ok(bytes) if bytes > render::GMAIL_CLIP_BYTES => r.add(
+                Severity::Content,
+                format!(
+                    "issue #{} ({}): the email's HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",
+                    issue.number,
+                    issue.id,
+                    bytes / 1024
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    let published: Vec<_> = project.published().into_iter().cloned().collect();
+    let newest = published.last().map(|i| i.id.clone()).unwrap_or_default();
+    if let Err(e) = render::render_site(config, templates, &published, Some(&newest)) {
+        r.add(Severity::Config, e.to_string());
+    }
+    if let Err(e) = crate::server::check_pages(config, templates) {
+        r.add(Severity::Config, e.to_string());
+    }
+}
+
+/// What a send needs besides the content: the DKIM key, the token secret, the SMTP login.
+fn check_sending(config: &Config, r: &mut Readiness) {
+    if let Some(dkim) = &config.dkim
+        && let Err(e) = deliver::message::load_dkim(dkim)
+    {
+        r.add(Severity::Config, format!("{e:#}"));
+    }
+    if let Some(secret) = std::env::var_os(SECRET_VAR) {
+        let checked = secret.into_string().map_err(|_| "is not valid UTF-8".to_string()).and_then(|s| TokenKey::new(s.into_bytes()));
+        if let Err(e) = checked {
+            r.add(Severity::Config, format!("{SECRET_VAR}: {e}"));
+        }
+    }
+    if let Err(e) = Transport::from_config(config) {
+        r.add(Severity::Config, format!("{e:#}"));
+    }
+}

@@ -1,0 +1,173 @@
+//! `gazette run`: the scheduler around `schedule::decide`. Each round loads the project afresh
+//! (digests change between rounds), publishes what is due and writes the archive and feeds,
+//! finishes any send left unfinished, then sends the issue that is due. Without `once` it sleeps
+//! until the next fire time, round after round, until SIGTERM or Ctrl-C.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::deliver::{StopFlag, Transport};
+use crate::issue::Issue;
+use crate::project::{Project, Site};
+use crate::schedule::{self, Decision};
+use crate::store::{Store, ledger};
+
+/// The setting that remembers when the last round ran.
+const LAST_ROUND: &str = "scheduler.last_round";
+
+/// Runs rounds from `now` (the clock when `None`). Returns false when something due could not be
+/// sent in the last round (it is tried again in the next).
+pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> anyhow::Result<bool> {
+    let store = Store::open_for_sending(&config.paths.database).await?;
+    let transport = Transport::from_config(config)?;
+    let stop = StopFlag::default();
+    stop.on_signals();
+    let rule = crate::project::week_rule(config);
+    let mut at = now.unwrap_or_else(Utc::now);
+    tracing::info!(
+        "schedule `{}` in {}, weeks starting on {}; sending through {}",
+        config.schedule.cron_text,
+        config.schedule.timezone,
+        config.schedule.week_starts,
+        transport.describe()
+    );
+    loop {
+        let ok = round(config, &store, &transport, &stop, at).await?;
+        let Some((next, week)) = schedule::next_fire(&config.schedule.cron, &rule, if once { at } else { Utc::now() }) else {
+            tracing::warn!("`{}` never fires again; nothing more to schedule", config.schedule.cron_text);
+            return Ok(ok);
+        };
+        tracing::info!(
+            "next round at {} ({}), for the issue of the week of {week}",
+            next.with_timezone(&config.schedule.timezone).to_rfc3339(),
+            config.schedule.timezone
+        );
+        if once {
+            store.close().await;
+            return Ok(ok);
+        }
+        // Sleep in short steps on the wall clock, so a clock change, a suspend or a signal is noticed.
+        while Utc::now() < next {
+            if stop.is_stopped() {
+                tracing::info!("stopped");
+                store.close().await;
+                return Ok(true);
+            }
+            let left = (next - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+        at = Utc::now();
+    }
+}
+
+/// One round at `now`. Returns false when something due could not be sent.
+pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: &StopFlag, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    let pool = store.pool();
+    let mut project = Project::load(config.clone(), Some(store), now).await?;
+    let local = |t: DateTime<Utc>| t.with_timezone(&config.schedule.timezone).to_rfc3339();
+    let mut ok = true;
+
+    // What is due is published, whether or not its send goes out this round.
+    for id in project.publish(store, None).await? {
+        let i = project.issue(&id).expect("a published issue exists");
+        tracing::info!("published issue #{} ({})", i.number, i.label);
+    }
+    if !project.problems.is_empty() {
+        let list: Vec<String> = project.problems.iter().map(ToString::to_string).collect();
+        tracing::error!("{} digest(s) cannot be read and are left out; the sends of their weeks wait until they are fixed:\n{}", list.len(), list.join("\n"));
+    }
+    let site = project.write_site(Site::Published, None)?;
+    crate::project::warn_large(&site.too_large);
+    let out = &config.paths.out;
+    tracing::info!(
+        "archive: {} ({} files, {} changed); feeds: {}, {}, {}",
+        out.join("index.html").display(),
+        site.total,
+        site.changed,
+        out.join("rss.xml").display(),
+        out.join("atom.xml").display(),
+        out.join("feed.json").display()
+    );
+
+    // An unfinished send (the process died or was stopped mid-send) is finished first.
+    for issue_id in ledger::unfinished_sends(pool).await? {
+        let Some(issue) = project.issue(&issue_id).cloned() else {
+            tracing::error!(
+                "the send of issue {issue_id} is unfinished but that week has no digests any more; restore them to finish it \
+                 (`gazette status --week {issue_id}` shows how far it got)"
+            );
+            ok = false;
+            continue;
+        };
+        tracing::info!("resuming the unfinished send of issue #{} ({})", issue.number, issue.label);
+        ok &= send(&project, store, transport, stop, &issue).await;
+    }
+
+    let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
+    let started = ledger::started_sends(pool).await?;
+    let rule = project.rule();
+    let decisions = schedule::decide(&config.schedule.cron, &rule, now, last_round, config.schedule.max_lateness, |week| {
+        started.contains(&week.format("%Y-%m-%d").to_string())
+    });
+    if decisions.is_empty() {
+        tracing::info!("nothing is due at {now}");
+    }
+    for decision in decisions {
+        let week = match &decision {
+            Decision::AlreadySent { week } | Decision::Missed { week, .. } | Decision::Send { week, .. } => *week,
+        };
+        let Some(issue) = project.issues().iter().find(|i| i.start == week).cloned() else {
+            // Nothing to send, nothing to warn about.
+            tracing::info!("the week of {week} has no digests; there is no issue to send for it");
+            continue;
+        };
+        match decision {
+            Decision::AlreadySent { .. } => tracing::info!("issue #{} ({}) was already sent; nothing to do", issue.number, issue.label),
+            Decision::Missed { fire, .. } => {
+                let fix = hold_back_note(&project, &issue);
+                tracing::warn!(
+                    "issue #{} ({}) was due at {} and is more than {} late; not sending it by surprise. {fix}\
+                     Send it with `gazette send --week {}` if it should still go out",
+                    issue.number,
+                    issue.label,
+                    local(fire),
+                    humantime::format_duration(config.schedule.max_lateness),
+                    issue.id
+                );
+            }
+            Decision::Send { fire, .. } => {
+                if let Err(e) = project.ready_to_send(&issue) {
+                    tracing::error!("{e}\nthe next round sends it once they are fixed");
+                    ok = false;
+                    continue;
+                }
+                tracing::info!("issue #{} ({}) is due (fire time {}): sending", issue.number, issue.label, local(fire));
+                ok &= send(&project, store, transport, stop, &issue).await;
+            }
+        }
+    }
+    store.set_setting(LAST_ROUND, &now.to_rfc3339()).await?;
+    Ok(ok)
+}
+
+/// "Fix these digests first." when `issue` is held back, so the advice that follows would work.
+fn hold_back_note(project: &Project, issue: &Issue) -> String {
+    let held: Vec<String> = project.held_back_by(issue).iter().map(ToString::to_string).collect();
+    if held.is_empty() { String::new() } else { format!("First fix its digests:\n{}\n", held.join("\n")) }
+}
+
+async fn send(project: &Project, store: &Store, transport: &Transport, stop: &StopFlag, issue: &Issue) -> bool {
+    match project.send(store, issue, transport, stop).await {
+        Ok(report) => {
+            let c = &report.counts;
+            tracing::info!("issue #{} ({}): {} sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
+            c.pending == 0 && !report.interrupted
+        }
+        Err(e) => {
+            tracing::error!("sending issue #{} failed: {e:#}", issue.number);
+            false
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The publication record: which issues are published, the number each was given when it was first
+//! published (never changed after), and what its content was, so that a later edit shows in the
+//! feeds as an update. The one place numbers are read from and written to.
+
+use std::collections::BTreeMap;
+
+use sqlx::{Row, SqlitePool};
+
+use crate::issue::PinnedNumbers;
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// One published issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub number: u32,
+    /// Unix seconds.
+    pub published_at: i64,
+    /// The issue's content hash when it was last published ("" for an issue sent before the record
+    /// kept hashes).
+    pub content_hash: String,
+    /// When its content last changed after it was first published (Unix seconds).
+    pub revised_at: Option<i64>,
+}
+
+/// Published issues by issue id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PublicationRecord(pub BTreeMap<String, Publication>);
+
+impl PublicationRecord {
+    pub fn get(&self, issue_id: &str) -> Option<&Publication> {
+        self.0.get(issue_id)
+    }
+
+    pub fn numbers(&self) -> PinnedNumbers {
+        self.0.iter().map(|(id, p)| (id.clone(), p.number)).collect()
+    }
+}
+
+pub async fn read(pool: &SqlitePool) -> Result<PublicationRecord> {
+    let rows = sqlx::query("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(pool).await?;
+    Ok(PublicationRecord(
+        rows.into_iter()
+            .map(|r| {
+                let p = Publication {
+                    number: r.get::<i64, _>(1) as u32,
+                    published_at: r.get(2),
+                    content_hash: r.get(3),
+                    revised_at: r.get(4),
+                };
+                (r.get::<String, _>(0), p)
+            })
+            .collect(),
+    ))
+}
+
+/// Records `issues` (issue id and content hash, oldest week first) as published at `now`, in one
+/// transaction: an issue not in the record yet gets the next free number, in the order given; one
+/// whose content changed since gets `revised_at = now`. Returns the whole record afterwards.
+/// Another process publishing at the same moment waits for this one (BEGIN IMMEDIATE), so a
+/// number is never given twice.
+pub async fn publish(pool: &SqlitePool, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let known: BTreeMap<String, String> = sqlx::query("SELECT issue_id, content_hash FROM publications")
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
+    for (id, hash) in issues {
+        match known.get(id) {
+            None => {
+                sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES (?1, ?2, ?3, ?4)")
+                    .bind(id)
+                    .bind(next)
+                    .bind(now)
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+                next += 1;
+            }
+            Some(old) if old != hash => {
+                // A record from before hashes were kept learns its hash without counting as a revision.
+                let revised = if old.is_empty() { None } else { Some(now) };
+                sqlx::query("UPDATE publications SET content_hash = ?2, revised_at = COALESCE(?3, revised_at) WHERE issue_id = ?1")
+                    .bind(id)
+                    .bind(hash)
+                    .bind(revised)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(_) => {}
+        }
+    }
+    tx.commit().await?;
+    read(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn items(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[tokio::test]
+    async fn numbers_are_given_once_in_order_and_edits_are_revisions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let pool = store.pool();
+        let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
+        assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
+        // An old week published later gets the next number; nobody else's moves; an edit is a revision.
+        let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
+        assert_eq!(r.get("2023-07-10").unwrap().number, 3);
+        assert_eq!(r.get("2023-07-17").unwrap().number, 2);
+        assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
+        assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
+        assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
+        assert_eq!(read(pool).await.unwrap(), r);
+    }
+
+    #[tokio::test]
+    async fn issues_sent_before_the_record_keep_their_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let pool = store.pool();
+        // As migration 0004 found them: a row made from a send, without a hash.
+        sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
+            .execute(pool)
+            .await
+            .unwrap();
+        let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
+        assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
+        assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+    }
+}

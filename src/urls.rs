@@ -1,0 +1,62 @@
+//! Every address Gazette writes, in one place: the archive's pages and feeds (each with the path of
+//! its file under `[paths] out`), and the reader's own links (subscribe, confirm, unsubscribe).
+//! All of them hang off `[site] base_url`, which never ends with a slash.
+
+use crate::config::Site;
+
+/// The archive's front page.
+pub fn home(site: &Site) -> String {
+    format!("{}/", site.base_url)
+}
+
+/// An issue's page.
+pub fn issue(site: &Site, issue_id: &str) -> String {
+    format!("{}/issues/{issue_id}/", site.base_url)
+}
+
+/// Where an issue's page is written, relative to the output folder.
+pub fn issue_file(issue_id: &str) -> String {
+    format!("issues/{issue_id}/index.html")
+}
+
+/// A digest's card on its issue's page (the anchor `d-<digest id>`).
+pub fn digest(site: &Site, issue_id: &str, digest_id: &str) -> String {
+    format!("{}/issues/{issue_id}/#d-{digest_id}", site.base_url)
+}
+
+/// A file at the root of the archive, such as `rss.xml`.
+pub fn file(site: &Site, path: &str) -> String {
+    format!("{}/{path}", site.base_url)
+}
+
+/// Where a theme's Atom feed is written, relative to the output folder.
+pub fn theme_feed_file(slug: &str) -> String {
+    format!("themes/{slug}/atom.xml")
+}
+
+pub fn theme_feed(site: &Site, slug: &str) -> String {
+    file(site, &theme_feed_file(slug))
+}
+
+pub fn subscribe(site: &Site) -> String {
+    format!("{}/subscribe", site.base_url)
+}
+
+/// The confirmation link of a double opt-in, with its signed token.
+pub fn confirm(site: &Site, token: &str) -> String {
+    format!("{}/confirm/{token}", site.base_url)
+}
+
+/// The one-click unsubscribe link (RFC 8058), with its signed token.
+pub fn unsubscribe(site: &Site, token: &str) -> String {
+    format!("{}/unsubscribe/{token}", site.base_url)
+}
+
+/// The token previews carry in place of a reader's: the real link's shape, naming nobody (the
+/// service answers it with "this link is not valid").
+pub const PREVIEW_TOKEN: &str = "0.preview";
+
+/// Where a preview of an issue's email is written, relative to the drafts folder.
+pub fn preview_file(issue_id: &str, extension: &str) -> String {
+    format!("preview/{issue_id}.{extension}")
+}
