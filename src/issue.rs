@@ -127,11 +127,30 @@ impl Issue {
     pub fn content_hash(&self) -> String {
         use sha2::{Digest as _, Sha256};
         let mut hasher = Sha256::new();
+        // Each text with its length in front, so that no two different digests feed the same bytes.
+        let mut text = |s: &str| {
+            hasher.update((s.len() as u64).to_le_bytes());
+            hasher.update(s.as_bytes());
+        };
         for d in self.digests() {
-            let closest: Vec<(&str, &str)> = d.closest.iter().map(|c| (c.title.as_str(), c.reference.as_str())).collect();
-            let fields = (&d.file_name, &d.title, d.date, &d.source_url, &d.link, &d.summary, &d.keywords, &d.themes, &d.signals, closest);
-            hasher.update(serde_json::to_vec(&fields).expect("a digest serializes"));
-            hasher.update([0]);
+            for field in [&d.file_name, &d.title, &d.source_url, &d.link, &d.summary] {
+                text(field);
+            }
+            text(&d.date.to_string());
+            for list in [&d.keywords, &d.themes, &d.signals.columns] {
+                text(&list.len().to_string());
+                list.iter().for_each(|s| text(s));
+            }
+            text(&d.signals.rows.len().to_string());
+            for row in &d.signals.rows {
+                text(&row.len().to_string());
+                row.iter().for_each(|s| text(s));
+            }
+            text(&d.closest.len().to_string());
+            for c in &d.closest {
+                text(&c.title);
+                text(&c.reference);
+            }
         }
         hex::encode(&hasher.finalize()[..16])
     }
@@ -358,6 +377,30 @@ mod tests {
         assert_eq!(c[0].target, Some(ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() }));
         assert_eq!(c[1].target, None);
         assert_eq!(c[1].title, "Elsewhere");
+    }
+
+    #[test]
+    fn the_content_hash_follows_the_digests_not_the_links_between_weeks() {
+        let mut a = digest("001_aaaa000011112222.txt", "2023-07-03");
+        a.closest = vec![Closest { title: "B".into(), reference: "bbbb000011112222".into(), target: None }];
+        let b = digest("002_bbbb000011112222.txt", "2023-07-17");
+        let mut issues = group_into_issues(vec![a.clone(), b], &MONDAY, &PinnedNumbers::new());
+        let linked = issues[0].content_hash();
+        resolve_closest(&mut issues, |i| i.id != "2023-07-17"); // the week of B not published
+        assert_eq!(issues[0].days[0].digests[0].closest[0].target, None);
+        assert_eq!(issues[0].content_hash(), linked, "a link that resolves differently is not an edit");
+        let mut edited = a;
+        edited.summary.push('!');
+        let again = group_into_issues(vec![edited], &MONDAY, &PinnedNumbers::new());
+        assert_ne!(again[0].content_hash(), linked);
+        // Text moved from one field to the next is a change too.
+        let mut x = digest("001_aaaa000011112222.txt", "2023-07-03");
+        let mut y = x.clone();
+        (x.title, x.link) = ("ab".into(), "c".into());
+        (y.title, y.link) = ("a".into(), "bc".into());
+        let hx = group_into_issues(vec![x], &MONDAY, &PinnedNumbers::new())[0].content_hash();
+        let hy = group_into_issues(vec![y], &MONDAY, &PinnedNumbers::new())[0].content_hash();
+        assert_ne!(hx, hy);
     }
 
     #[test]

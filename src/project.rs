@@ -198,12 +198,9 @@ impl Project {
     pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
         let mut changes = Vec::new();
         let mut new = Vec::new();
-        for issue in &self.issues {
-            let wanted = self.is_published(issue) || explicit == Some(issue.id.as_str());
-            if !wanted {
-                continue;
-            }
-            let hash = issue.content_hash();
+        let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
+        let hashes = render::par_map(&wanted, |i| i.content_hash());
+        for (issue, hash) in wanted.into_iter().zip(hashes) {
             match self.record.get(&issue.id) {
                 Some(p) if p.content_hash == hash => {}
                 Some(_) => changes.push((issue.id.clone(), hash)),
@@ -257,13 +254,24 @@ impl Project {
     /// an earlier build wrote that the site no longer has. A file whose contents did not change is
     /// left alone.
     pub fn write_site(&self, site: Site, only: Option<&str>) -> anyhow::Result<Written> {
-        let (folder, issues): (&Path, Vec<Issue>) = match site {
-            Site::Published => (&self.config.paths.out, self.published().into_iter().cloned().collect()),
+        let owned: Vec<Issue>;
+        let (folder, issues): (&Path, &[Issue]) = match site {
+            Site::Published => {
+                // Usually the published issues are the oldest ones, and need no copy.
+                let prefix = self.issues.iter().take_while(|i| self.is_published(i)).count();
+                if prefix == self.published().len() {
+                    (&self.config.paths.out, &self.issues[..prefix])
+                } else {
+                    owned = self.published().into_iter().cloned().collect();
+                    (&self.config.paths.out, &owned)
+                }
+            }
             Site::Drafts => {
                 // Drafts link to each other too.
                 let mut all = self.issues.clone();
                 issue::resolve_closest(&mut all, |_| true);
-                (&self.config.paths.drafts, all)
+                owned = all;
+                (&self.config.paths.drafts, &owned)
             }
         };
         let (config, templates) = (&self.config, &self.templates);
@@ -298,10 +306,10 @@ impl Project {
         }
         written.pages = pages.len();
         // 2. The index.
-        let index = render::render_index(config, templates, &issues).map_err(template_error)?;
+        let index = render::render_index(config, templates, issues).map_err(template_error)?;
         write(&OutputFile { path: "index.html".into(), contents: index }, &mut written)?;
         // 3. The feeds.
-        let feeds = render::render_feeds(config, templates, &issues).map_err(template_error)?;
+        let feeds = render::render_feeds(config, templates, issues).map_err(template_error)?;
         written.theme_feeds = feeds.len() - 3;
         for f in &feeds {
             write(f, &mut written)?;

@@ -63,7 +63,15 @@ pub fn run(config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc
         println!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
         match &record {
             None => {
-                println!("not sent yet; `gazette send --week {}` sends it", issue.id);
+                let held = project.issue(&issue.id).map(|i| project.held_back_by(i)).unwrap_or_default();
+                if held.is_empty() {
+                    println!("not sent yet; `gazette send --week {}` sends it", issue.id);
+                } else {
+                    println!("not sent yet, and held back until these digests are fixed (`gazette check` lists them all):");
+                    for p in held {
+                        println!("  {p}");
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             Some(r) => {

@@ -67,19 +67,22 @@ pub async fn publish(pool: &SqlitePool, issues: &[(String, String)], now: i64) -
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
+    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
+    let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
+    // Many rows a statement: a first build of a large archive publishes thousands at once.
+    for (chunk_index, chunk) in new.chunks(200).enumerate() {
+        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
+        // Only anonymous `?`s (see `ledger::set_state`).
+        let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {rows}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for (i, (id, hash)) in chunk.iter().enumerate() {
+            q = q.bind(id).bind(next + (chunk_index * 200 + i) as i64).bind(now).bind(hash);
+        }
+        q.execute(&mut *tx).await?;
+    }
     for (id, hash) in issues {
         match known.get(id) {
-            None => {
-                sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES (?1, ?2, ?3, ?4)")
-                    .bind(id)
-                    .bind(next)
-                    .bind(now)
-                    .bind(hash)
-                    .execute(&mut *tx)
-                    .await?;
-                next += 1;
-            }
+            None => {}
             Some(old) if old != hash => {
                 // A record from before hashes were kept learns its hash without counting as a revision.
                 let revised = if old.is_empty() { None } else { Some(now) };
@@ -121,6 +124,20 @@ mod tests {
         assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
         assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
         assert_eq!(read(pool).await.unwrap(), r);
+    }
+
+    #[tokio::test]
+    async fn a_large_first_publication_numbers_every_issue_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
+        let r = publish(store.pool(), &ids[1..], 7).await.unwrap();
+        assert_eq!(r.get("w0001").unwrap().number, 1);
+        assert_eq!(r.get("w0449").unwrap().number, 449);
+        let r = publish(store.pool(), &ids, 8).await.unwrap();
+        assert_eq!(r.get("w0000").unwrap().number, 450);
+        assert_eq!(r.0.len(), 450);
+        assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
     }
 
     #[tokio::test]
