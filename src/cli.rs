@@ -172,14 +172,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let config = load_config(cli.config.as_ref())?;
-    match cli.command {
+    let database = config.paths.database.clone();
+    dispatch(cli.command, config, now, cli.now).map_err(|e| name_the_database(e, &database))
+}
+
+/// A database error says which file, and that running the command again is safe.
+fn name_the_database(e: anyhow::Error, database: &std::path::Path) -> anyhow::Error {
+    let sql = e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>().map(ToString::to_string).or_else(|| match c.downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::Database(inner)) => Some(inner.to_string()),
+        _ => None,
+    }));
+    let Some(sql) = sql else { return e };
+    let busy = if sql.contains("locked") || sql.contains("busy") {
+        " (another Gazette command held it for longer than the 10 s it waits)"
+    } else {
+        ""
+    };
+    e.context(format!(
+        "the database {} could not be used{busy}; what was recorded before is kept: run the command again (a send resumes where it stopped)",
+        database.display()
+    ))
+}
+
+fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>, at: Option<DateTime<FixedOffset>>) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
         Command::Check => cmd::check::run(&config, now),
         Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
         Command::Preview { week } => cmd::preview::run(config, week, now),
         Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),
         Command::Status { week, json } => cmd::status::run(config, week, json, now),
-        Command::Run { once } => cmd::run::run(&config, once, cli.now.map(|t| t.with_timezone(&chrono::Utc))),
+        Command::Run { once } => cmd::run::run(&config, once, at.map(|t| t.with_timezone(&chrono::Utc))),
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
     }

@@ -59,7 +59,7 @@ impl RawConfig {
         fill!(self.paths, d.paths; digests, templates, out, drafts, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
         fill!(self.email, d.email; from, reply_to, editor, subject);
-        fill!(self.smtp, d.smtp; url, username, concurrency, rate_per_second);
+        fill!(self.smtp, d.smtp; url, username, concurrency, timeout, rate_per_second);
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
         self
@@ -110,6 +110,7 @@ struct RawSmtp {
     url: Option<String>,
     username: Option<String>,
     concurrency: Option<u32>,
+    timeout: Option<String>,
     rate_per_second: Option<f64>,
 }
 
@@ -225,6 +226,9 @@ pub struct Smtp {
     pub target: SmtpTarget,
     pub username: Option<String>,
     pub concurrency: u32,
+    /// The longest wait for the server's greeting and for each reply; the reply to the end of a
+    /// message may take three times as long (the server checks the content then).
+    pub timeout: Duration,
     /// A ceiling on messages per second; `None` means as fast as the server takes them.
     pub rate_per_second: Option<f64>,
 }
@@ -314,7 +318,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let (cron_text, zone, week_start_text, lateness) =
         (schedule.cron.expect(SET), schedule.timezone.expect(SET), schedule.week_starts.expect(SET), schedule.max_lateness.expect(SET));
     let (from_text, subject) = (email.from.expect(SET), email.subject.expect(SET));
-    let (smtp_url, concurrency) = (smtp.url.expect(SET), smtp.concurrency.expect(SET));
+    let (smtp_url, concurrency, timeout_text) = (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
     let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
     let mut problems: Vec<String> = Vec::new();
     let mut bad = |key: &str, why: String| problems.push(format!("{file}: {key}: {why}"));
@@ -391,6 +395,13 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     if concurrency == 0 || concurrency > 256 {
         bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", concurrency));
     }
+    let timeout = match humantime::parse_duration(&timeout_text) {
+        Ok(d) if d >= Duration::from_secs(1) => d,
+        _ => {
+            bad("[smtp] timeout", format!("`{timeout_text}` is not a duration of a second or more, such as 60s or 5m"));
+            Duration::from_secs(60)
+        }
+    };
     if let Some(r) = smtp.rate_per_second
         && !(r > 0.0 && r.is_finite())
     {
@@ -444,6 +455,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             target: target.expect("checked above"),
             username: smtp.username,
             concurrency,
+            timeout,
             rate_per_second: smtp.rate_per_second,
         },
         server: Server { listen: listen.expect("checked above"), behind_proxy: server.behind_proxy.expect(SET) },

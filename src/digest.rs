@@ -144,6 +144,13 @@ pub fn read_file(path: &Path) -> Result<Digest, Vec<ParseError>> {
     parse(path, text)
 }
 
+/// Characters a digest may not carry: C0 and C1 controls except tab (newlines split lines before
+/// this is asked), DEL, and Unicode noncharacters (U+FDD0..U+FDEF, and U+xxFFFE/U+xxFFFF).
+pub fn forbidden(c: char) -> bool {
+    let u = c as u32;
+    (c.is_control() && c != '\t') || (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE
+}
+
 /// The id a file name gives: the hex after the last `_` of the stem (or the whole stem).
 pub fn id_from_file_name(name: &str) -> Option<String> {
     let stem = name.strip_suffix(".txt").unwrap_or(name);
@@ -232,8 +239,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         ),
     }
 
+    // Characters no mail, page or feed can carry.
+    for &(n, line) in &lines {
+        if let Some(c) = line.chars().find(|&c| forbidden(c)) {
+            problem(n, format!("the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it", c as u32));
+        }
+    }
+
     // The sections.
     let mut summary_lines: Vec<&str> = Vec::new();
+    let mut summary_first_line = 0usize;
     let mut summary_seen = false;
     let mut keywords = Vec::new();
     let mut themes = Vec::new();
@@ -265,7 +280,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         let Some(section) = current else { continue };
         let trimmed = line.trim();
         match section {
-            Section::Summary => summary_lines.push(line),
+            Section::Summary => {
+                if summary_first_line == 0 && !trimmed.is_empty() {
+                    summary_first_line = n;
+                }
+                summary_lines.push(line)
+            }
             _ if trimmed.is_empty() => {}
             Section::Keywords | Section::Themes => match bullet(trimmed) {
                 Some(item) if !item.is_empty() => {
@@ -302,6 +322,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     }
 
     let summary = summary_lines.join("\n").trim().to_string();
+    if let (depth, Some(offset)) = crate::render::markdown::nesting(&summary) {
+        // The line: where the summary starts in the file, plus the lines before the offset.
+        problem(
+            summary_first_line + summary[..offset].matches('\n').count(),
+            format!(
+                "the summary's markup nests {depth} levels deep (emphasis, links, quotes or lists inside each other); at most {} are allowed",
+                crate::render::markdown::MAX_NESTING
+            ),
+        );
+    }
     if !summary_seen {
         problem(lines.len(), "the `## Summary` section is missing; every digest needs a summary".into());
     } else if summary.is_empty() {
@@ -403,6 +433,32 @@ mod tests {
 
     fn messages(text: &str) -> Vec<(usize, String)> {
         p(text).unwrap_err().into_iter().map(|e| (e.line, e.message)).collect()
+    }
+
+    #[test]
+    fn control_characters_and_noncharacters_are_problems_with_their_line() {
+        for (c, code) in [('\u{1}', "U+0001"), ('\u{b}', "U+000B"), ('\u{c}', "U+000C"), ('\u{1b}', "U+001B"), ('\0', "U+0000"), ('\u{fffe}', "U+FFFE"), ('\u{85}', "U+0085"), ('\u{fdd0}', "U+FDD0"), ('\u{1ffff}', "U+1FFFF")] {
+            let text = SEED.replacen("The Evolution", &format!("The{c}Evolution"), 1);
+            let m = messages(&text);
+            assert_eq!(m.len(), 1, "{code}: {m:?}");
+            assert_eq!(m[0].0, 1, "{code}");
+            assert!(m[0].1.contains(code), "{m:?}");
+        }
+        // Tabs, CRLF and a BOM stay fine.
+        assert!(p(&format!("\u{feff}{}", SEED.replace('\n', "\r\n").replacen("open source", "open\tsource", 1))).is_ok());
+    }
+
+    #[test]
+    fn a_summary_nested_too_deep_is_a_problem_on_its_line() {
+        let deep = format!("{}deep{}", "*".repeat(20_000), "*".repeat(20_000));
+        let summary_line = SEED.lines().position(|l| l.starts_with("The text discusses")).unwrap() + 1;
+        let text = SEED.replacen("The text discusses", &format!("{deep} The text discusses"), 1);
+        let m = messages(&text);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].0, summary_line);
+        assert!(m[0].1.contains("nests") && m[0].1.contains("at most 16"), "{m:?}");
+        // Ordinary emphasis is fine.
+        assert!(p(&SEED.replacen("The text discusses", "*The* **text** [discusses](https://x.org)", 1)).is_ok());
     }
 
     #[test]

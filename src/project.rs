@@ -69,6 +69,8 @@ pub struct Written {
     pub removed: usize,
     /// Issues whose email HTML is over the size Gmail clips at, with that size.
     pub too_large: Vec<(String, usize)>,
+    /// Issues whose email could not be made, each with why.
+    pub email_failures: Vec<String>,
 }
 
 impl Project {
@@ -228,13 +230,15 @@ impl Project {
     }
 
     /// The email of `issue`, common to every reader (placeholders for their own fields).
-    pub fn email(&self, issue: &Issue) -> Result<EmailBody, RenderError> {
-        render::render_email(&self.config, &self.templates, issue)
+    /// An error compiling the MJML names the issue and its digests: the template is fine for other
+    /// weeks, so something in this one's content is the likely cause.
+    pub fn email(&self, issue: &Issue) -> Result<EmailBody, ConfigError> {
+        render::render_email(&self.config, &self.templates, issue).map_err(|e| email_failure(issue, e))
     }
 
     /// `issue`'s email made ready to address: `test` copies say so in the subject.
     pub fn prepare_email(&self, issue: &Issue, test: bool) -> anyhow::Result<PreparedEmail> {
-        let body = self.email(issue).map_err(template_error)?;
+        let body = self.email(issue)?;
         PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, test, std::time::SystemTime::now())
     }
 
@@ -294,12 +298,15 @@ impl Project {
             let rendered = render::par_map(batch, |issue| -> Result<_, RenderError> {
                 let page = render::render_issue_page(config, templates, issue)?;
                 let check_email = only.is_some() || recent.contains(issue.id.as_str());
-                Ok((page, if check_email { Some(render::email_html_size(config, templates, issue)?) } else { None }))
+                Ok((page, check_email.then(|| render::email_html_size(config, templates, issue))))
             });
             for (issue, r) in batch.iter().zip(rendered) {
                 let (page, email_bytes) = r.map_err(template_error)?;
-                if let Some(bytes) = email_bytes.filter(|b| *b > render::GMAIL_CLIP_BYTES) {
-                    written.too_large.push((issue.id.clone(), bytes));
+                // One week's email that fails is reported, and the archive is written all the same.
+                match email_bytes {
+                    Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
+                    Some(Err(e)) => written.email_failures.push(email_failure(issue, e).0),
+                    _ => {}
                 }
                 write(&OutputFile { path: urls::issue_file(&issue.id), contents: page }, &mut written)?;
             }
@@ -325,7 +332,7 @@ impl Project {
     /// Writes `issue`'s email, filled in for a sample reader, into `[paths] drafts`/preview/.
     /// Returns the subject and the paths of the HTML and text files.
     pub fn write_preview(&self, issue: &Issue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
-        let email = self.email(issue).map_err(template_error)?;
+        let email = self.email(issue)?;
         let unsubscribe = urls::unsubscribe(&self.config.site, urls::PREVIEW_TOKEN);
         let (html, text) = email.fill(&unsubscribe, SAMPLE_ADDRESS);
         let dir = &self.config.paths.drafts;
@@ -335,6 +342,14 @@ impl Project {
         write_if_changed(&text_path, text.as_bytes())?;
         Ok((email, html_path, text_path))
     }
+}
+
+/// Logs the issues whose email Gmail would clip, and those whose email fails.
+pub fn warn_email(written: &Written) {
+    for failure in &written.email_failures {
+        tracing::error!("{failure}");
+    }
+    warn_large(&written.too_large);
 }
 
 /// Logs the issues whose email Gmail would clip.
@@ -413,6 +428,18 @@ pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
     Templates::new(&config.email.subject, files).map_err(template_error)
 }
 
+/// An issue's email that cannot be made, as an error naming the issue (and, when the MJML did not
+/// compile, its digests).
+fn email_failure(issue: &Issue, e: RenderError) -> ConfigError {
+    match e {
+        RenderError::Mjml { .. } => {
+            let files: Vec<String> = issue.digests().map(|d| d.path.display().to_string()).collect();
+            ConfigError(format!("issue #{} ({}): {e}; its digests: {}", issue.number, issue.label, files.join(", ")))
+        }
+        other => template_error(other),
+    }
+}
+
 /// Rendering errors are template (or `[email] subject`) errors: the user fixes a file, exit 2.
 pub fn template_error(e: RenderError) -> ConfigError {
     ConfigError(e.to_string())
@@ -427,9 +454,14 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
     let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
-    std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))?;
-    Ok(true)
+    let written = std::fs::write(&tmp, contents)
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display())));
+    if written.is_err() {
+        // Nothing half-done stays behind in a served folder.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|_| true)
 }
 
 /// Removes the issue pages (`issues/<id>/index.html`) and theme feeds (`themes/<slug>/atom.xml`)
@@ -473,6 +505,18 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the file should go: the rename fails.
+        std::fs::create_dir_all(dir.path().join("atom.xml/inside")).unwrap();
+        assert!(write_if_changed(&dir.path().join("atom.xml"), b"<feed/>").is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["atom.xml"], "{left:?}");
+        assert!(write_if_changed(&dir.path().join("rss.xml"), b"<rss/>").unwrap());
+        assert!(!write_if_changed(&dir.path().join("rss.xml"), b"<rss/>").unwrap(), "unchanged: not written");
     }
 
     #[tokio::test]

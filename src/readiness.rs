@@ -82,7 +82,7 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     r.drafts = r.issues - r.published;
     let issues: Vec<_> = project.issues().iter().collect();
     // The whole email, text part included: each part must carry its unsubscribe link.
-    let sizes = render::par_map(&issues, |i| render::render_email(config, templates, i).map(|e| e.html.len()));
+    let sizes = render::par_map(&issues, |i| project.email(i).map(|e| e.html.len()));
     for (issue, size) in issues.iter().zip(sizes) {
         match size {
             Err(e) => r.add(Severity::Config, e.to_string()),

@@ -48,15 +48,18 @@ pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> any
             store.close().await;
             return Ok(ok);
         }
-        // Sleep in short steps on the wall clock, so a clock change, a suspend or a signal is noticed.
+        // Sleep in steps on the wall clock, so a clock change or a suspend is noticed; a signal
+        // ends the sleep at once.
         while Utc::now() < next {
-            if stop.is_stopped() {
-                tracing::info!("stopped");
-                store.close().await;
-                return Ok(true);
-            }
             let left = (next - Utc::now()).to_std().unwrap_or_default();
-            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            tokio::select! {
+                _ = stop.stopped() => {
+                    tracing::info!("stopped");
+                    store.close().await;
+                    return Ok(true);
+                }
+                _ = tokio::time::sleep(left.min(Duration::from_secs(30))) => {}
+            }
         }
         at = Utc::now();
     }
@@ -79,7 +82,7 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
         tracing::error!("{} digest(s) cannot be read and are left out; the sends of their weeks wait until they are fixed:\n{}", list.len(), list.join("\n"));
     }
     let site = project.write_site(Site::Published, None)?;
-    crate::project::warn_large(&site.too_large);
+    crate::project::warn_email(&site);
     let out = &config.paths.out;
     tracing::info!(
         "archive: {} ({} files, {} changed); feeds: {}, {}, {}",

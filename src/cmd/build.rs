@@ -1,5 +1,6 @@
 //! `gazette build`: the published issues' archive and feeds into `[paths] out`, or with
-//! `--drafts` every week's into `[paths] drafts`. Exit 1 when digests had to be left out.
+//! `--drafts` every week's into `[paths] drafts`. Exit 1 when digests had to be left out or an
+//! issue's email cannot be made.
 
 use std::process::ExitCode;
 
@@ -12,11 +13,12 @@ use crate::store::Store;
 
 pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
-        let project = if drafts {
+        let (project, written) = if drafts {
             let project = Project::load_if_recorded(config, now).await?;
             let only = week.map(|w| project.select(Some(w)).map(|i| i.id.clone())).transpose()?;
-            report(&project, &project.write_site(Site::Drafts, only.as_deref())?, "every week, drafts included");
-            project
+            let written = project.write_site(Site::Drafts, only.as_deref())?;
+            report(&project, &written, "every week, drafts included");
+            (project, written)
         } else {
             // Building publishes: the due weeks, and a week named by hand.
             let store = Store::open(&config.paths.database).await?;
@@ -26,27 +28,28 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
             store.close().await;
             for id in &new {
                 if let Some(i) = project.issue(id) {
-                    println!("published #{} {}", i.number, i.label);
+                    say!("published #{} {}", i.number, i.label);
                 }
             }
-            report(&project, &project.write_site(Site::Published, only.as_deref())?, "the published issues");
-            project
+            let written = project.write_site(Site::Published, only.as_deref())?;
+            report(&project, &written, "the published issues");
+            (project, written)
         };
-        if project.problems.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
         for p in &project.problems {
             eprintln!("{p}");
         }
-        eprintln!("{} digest problem(s): those files were left out; `gazette check` lists every problem", project.problems.len());
-        Ok(ExitCode::from(1))
+        if !project.problems.is_empty() {
+            eprintln!("{} digest problem(s): those files were left out; `gazette check` lists every problem", project.problems.len());
+        }
+        let complete = project.problems.is_empty() && written.email_failures.is_empty();
+        Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }
 
 fn report(project: &Project, w: &Written, what: &str) {
-    crate::project::warn_large(&w.too_large);
+    crate::project::warn_email(w);
     let drafts = project.drafts().len();
-    println!(
+    say!(
         "{}: {what}: {} files ({} changed{}): {} issue page{}, index, rss.xml, atom.xml, feed.json and {} theme feeds",
         w.folder.display(),
         w.total,
@@ -57,6 +60,6 @@ fn report(project: &Project, w: &Written, what: &str) {
         w.theme_feeds
     );
     if drafts > 0 && w.folder == project.config.paths.out {
-        println!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());
+        say!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());
     }
 }

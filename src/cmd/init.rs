@@ -6,9 +6,9 @@ use std::process::ExitCode;
 pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
     let written = crate::project::scaffold(dir)?;
     for path in &written {
-        println!("wrote {}", path.display());
+        say!("wrote {}", path.display());
     }
     let cd = if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
-    println!("next: {cd}gazette check, then gazette build --drafts and open drafts/index.html");
+    say!("next: {cd}gazette check, then gazette build --drafts and open drafts/index.html");
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,16 @@
 //! calls the project (or the store, the scheduler, the server) and prints what came back; errors
 //! go back to `cli`, which prints them and picks the exit code.
 
+/// `println!` for a command's output that a closed pipe cannot stop (`gazette status | head -1`):
+/// what cannot be written is dropped and the command goes on (a send keeps sending); the exit
+/// code says how the job went, not whether anyone read all of its report.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub mod build;
 pub mod check;
 pub mod completions;

@@ -17,13 +17,13 @@ pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow
         crate::project::warn_large(&[(issue.id.clone(), email.html.len())]);
     }
     if !project.is_published(issue) {
-        println!("issue #{} ({}) is a draft: its week is not due yet, and the number may still change", issue.number, issue.label);
+        say!("issue #{} ({}) is a draft: its week is not due yet, and the number may still change", issue.number, issue.label);
     }
     for p in project.held_back_by(issue) {
         eprintln!("{p}");
     }
-    println!("Subject: {}", email.subject);
-    println!("{}", html.display());
-    println!("{}", text.display());
+    say!("Subject: {}", email.subject);
+    say!("{}", html.display());
+    say!("{}", text.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -19,78 +19,92 @@ pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: b
     let transport = Transport::from_config(&config)?;
     super::runtime()?.block_on(async {
         let store = Store::open_for_sending(&config.paths.database).await?;
-        let mut project = Project::load(config, Some(&store), now).await?;
-        let issue = project.select(week)?.clone();
-        project.ready_to_send(&issue)?;
+        let result = send(&store, config, week, &test_to, dry_run, &transport, now).await;
+        store.close().await;
+        result
+    })
+}
 
-        if !test_to.is_empty() {
-            let email = project.prepare_email(&issue, true)?;
-            let results = deliver::send_test(&store, &project.config, &email, &transport, &test_to).await?;
-            let mut failed = 0;
-            for (to, result) in &results {
-                match result {
-                    Ok(()) => println!("test copy of issue #{} ({}) sent to {to} via {}", issue.number, issue.label, transport.describe()),
-                    Err(e) => {
-                        failed += 1;
-                        println!("test copy to {to} was not accepted: {e}");
-                    }
+async fn send(
+    store: &Store,
+    config: Config,
+    week: Option<WeekSpec>,
+    test_to: &[Mailbox],
+    dry_run: bool,
+    transport: &Transport,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
+    let mut project = Project::load(config, Some(store), now).await?;
+    let issue = project.select(week)?.clone();
+    project.ready_to_send(&issue)?;
+
+    if !test_to.is_empty() {
+        let email = project.prepare_email(&issue, true)?;
+        let results = deliver::send_test(store, &project.config, &email, transport, test_to).await?;
+        let mut failed = 0;
+        for (to, result) in &results {
+            match result {
+                Ok(()) => say!("test copy of issue #{} ({}) sent to {to} via {}", issue.number, issue.label, transport.describe()),
+                Err(e) => {
+                    failed += 1;
+                    say!("test copy to {to} was not accepted: {e}");
                 }
             }
-            return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
         }
+        return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
 
-        if dry_run {
-            let email = project.prepare_email(&issue, false)?;
-            let (count, bytes, sample) = deliver::dry_run(&store, &project.config, &email).await?;
-            println!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
-            println!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
-            for address in &sample {
-                println!("  {address}");
-            }
-            if count > sample.len() as u64 {
-                println!("  ... and {} more", count - sample.len() as u64);
-            }
-            return Ok(ExitCode::SUCCESS);
+    if dry_run {
+        let email = project.prepare_email(&issue, false)?;
+        let (count, bytes, sample) = deliver::dry_run(store, &project.config, &email).await?;
+        say!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
+        say!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
+        for address in &sample {
+            say!("  {address}");
         }
+        if count > sample.len() as u64 {
+            say!("  ... and {} more", count - sample.len() as u64);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
 
-        // The issue is published before its first message goes out, so its "view in browser"
-        // link and the feeds are there when readers look.
-        for id in project.publish(&store, Some(&issue.id)).await? {
-            let i = project.issue(&id).expect("a published issue exists");
-            println!("published #{} {}", i.number, i.label);
-        }
-        let written = project.write_site(Site::Published, None)?;
-        crate::project::warn_large(&written.too_large);
-        let issue = project.issue(&issue.id).expect("the selected issue exists").clone();
+    // The issue is published before its first message goes out, so its "view in browser"
+    // link and the feeds are there when readers look.
+    for id in project.publish(store, Some(&issue.id)).await? {
+        let i = project.issue(&id).expect("a published issue exists");
+        say!("published #{} {}", i.number, i.label);
+    }
+    let written = project.write_site(Site::Published, None)?;
+    crate::project::warn_email(&written);
+    let issue = project.issue(&issue.id).expect("the selected issue exists").clone();
 
-        let stop = StopFlag::default();
-        stop.on_signals();
-        let report = project.send(&store, &issue, &transport, &stop).await?;
-        let c = &report.counts;
-        if report.sent_now == 0 && c.is_finished() && !report.started_now {
-            println!(
-                "issue #{} ({}) was already sent: {} sent, {} failed, {} bounced, {} skipped; nothing to do",
-                issue.number, issue.label, c.sent, c.failed, c.bounced, c.skipped
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        println!("issue #{} ({}): {} messages sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
-        if report.interrupted {
-            println!("stopped before the end; run `gazette send --week {}` to resume", issue.id);
-            return Ok(ExitCode::from(1));
-        }
-        if c.pending > 0 {
-            println!(
-                "{} deliveries are still pending after temporary errors; run `gazette send --week {}` again later (`gazette status` shows why)",
-                c.pending, issue.id
-            );
-            return Ok(ExitCode::from(1));
-        }
-        if c.failed > 0 || c.bounced > 0 {
-            println!("`gazette status --week {}` lists the failed and bounced addresses", issue.id);
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    let stop = StopFlag::default();
+    stop.on_signals();
+    let report = project.send(store, &issue, transport, &stop).await?;
+    let c = &report.counts;
+    if report.sent_now == 0 && c.is_finished() && !report.started_now {
+        say!(
+            "issue #{} ({}) was already sent: {} sent, {} failed, {} bounced, {} skipped; nothing to do",
+            issue.number, issue.label, c.sent, c.failed, c.bounced, c.skipped
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("issue #{} ({}): {} messages sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
+    if report.interrupted {
+        say!("stopped before the end; run `gazette send --week {}` to resume", issue.id);
+        return Ok(ExitCode::from(1));
+    }
+    if c.pending > 0 {
+        say!(
+            "{} deliveries are still pending after temporary errors; run `gazette send --week {}` again later (`gazette status` shows why)",
+            c.pending, issue.id
+        );
+        return Ok(ExitCode::from(1));
+    }
+    if c.failed > 0 || c.bounced > 0 {
+        say!("`gazette status --week {}` lists the failed and bounced addresses", issue.id);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--test` values as mailboxes: an empty value means `[email] editor`.

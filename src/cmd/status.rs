@@ -19,89 +19,95 @@ struct About {
 pub fn run(config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let store = Store::open(&config.paths.database).await?;
-        let pool = store.pool();
-        let project = Project::load(config, Some(&store), now).await?;
-        let issue = match project.select(week) {
-            Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
-            Err(e) => {
-                // A send whose digests are gone still has its ledger.
-                let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
-                let id = start.format("%Y-%m-%d").to_string();
-                match ledger::send_record(pool, &id).await? {
-                    Some(r) => About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) },
-                    None => return Err(e.into()),
+        let result = status(&store, config, week, json, now).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    let pool = store.pool();
+    let project = Project::load(config, Some(store), now).await?;
+    let issue = match project.select(week) {
+        Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
+        Err(e) => {
+            // A send whose digests are gone still has its ledger.
+            let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
+            let id = start.format("%Y-%m-%d").to_string();
+            match ledger::send_record(pool, &id).await? {
+                Some(r) => About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) },
+                None => return Err(e.into()),
+            }
+        }
+    };
+    let record = ledger::send_record(pool, &issue.id).await?;
+    let counts = ledger::counts(pool, &issue.id).await?;
+    let problems = ledger::problems(pool, &issue.id, 1000).await?;
+    let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    if json {
+        let value = serde_json::json!({
+            "issue": issue.id,
+            "number": issue.number,
+            "label": issue.label,
+            "started": record.is_some(),
+            "started_at": record.as_ref().map(|r| time(r.started_at)),
+            "finished_at": record.as_ref().and_then(|r| r.finished_at).map(time),
+            "audience": record.as_ref().map(|r| r.audience).unwrap_or(0),
+            "total": counts.total,
+            "sent": counts.sent,
+            "pending": counts.pending,
+            "sending": counts.sending,
+            "failed": counts.failed,
+            "bounced": counts.bounced,
+            "skipped": counts.skipped,
+            "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
+                "email": email, "state": state, "attempts": attempts, "error": error
+            })).collect::<Vec<_>>(),
+        });
+        say!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    say!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
+    match &record {
+        None => {
+            let held = project.issue(&issue.id).map(|i| project.held_back_by(i)).unwrap_or_default();
+            if held.is_empty() {
+                say!("not sent yet; `gazette send --week {}` sends it", issue.id);
+            } else {
+                say!("not sent yet, and held back until these digests are fixed (`gazette check` lists them all):");
+                for p in held {
+                    say!("  {p}");
                 }
             }
-        };
-        let record = ledger::send_record(pool, &issue.id).await?;
-        let counts = ledger::counts(pool, &issue.id).await?;
-        let problems = ledger::problems(pool, &issue.id, 1000).await?;
-        let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
-        if json {
-            let value = serde_json::json!({
-                "issue": issue.id,
-                "number": issue.number,
-                "label": issue.label,
-                "started": record.is_some(),
-                "started_at": record.as_ref().map(|r| time(r.started_at)),
-                "finished_at": record.as_ref().and_then(|r| r.finished_at).map(time),
-                "audience": record.as_ref().map(|r| r.audience).unwrap_or(0),
-                "total": counts.total,
-                "sent": counts.sent,
-                "pending": counts.pending,
-                "sending": counts.sending,
-                "failed": counts.failed,
-                "bounced": counts.bounced,
-                "skipped": counts.skipped,
-                "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
-                    "email": email, "state": state, "attempts": attempts, "error": error
-                })).collect::<Vec<_>>(),
-            });
-            println!("{}", serde_json::to_string_pretty(&value)?);
             return Ok(ExitCode::SUCCESS);
         }
-        println!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
-        match &record {
-            None => {
-                let held = project.issue(&issue.id).map(|i| project.held_back_by(i)).unwrap_or_default();
-                if held.is_empty() {
-                    println!("not sent yet; `gazette send --week {}` sends it", issue.id);
-                } else {
-                    println!("not sent yet, and held back until these digests are fixed (`gazette check` lists them all):");
-                    for p in held {
-                        println!("  {p}");
-                    }
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            Some(r) => {
-                println!("started   {}", time(r.started_at));
-                match r.finished_at {
-                    Some(f) => println!("finished  {}", time(f)),
-                    None => println!("finished  not yet: `gazette send --week {}` resumes it", issue.id),
-                }
+        Some(r) => {
+            say!("started   {}", time(r.started_at));
+            match r.finished_at {
+                Some(f) => say!("finished  {}", time(f)),
+                None => say!("finished  not yet: `gazette send --week {}` resumes it", issue.id),
             }
         }
-        println!();
-        println!("{:<10} {:>9}", "state", "count");
-        for (name, n) in [
-            ("sent", counts.sent),
-            ("pending", counts.pending),
-            ("sending", counts.sending),
-            ("failed", counts.failed),
-            ("bounced", counts.bounced),
-            ("skipped", counts.skipped),
-            ("total", counts.total),
-        ] {
-            println!("{name:<10} {n:>9}");
+    }
+    say!();
+    say!("{:<10} {:>9}", "state", "count");
+    for (name, n) in [
+        ("sent", counts.sent),
+        ("pending", counts.pending),
+        ("sending", counts.sending),
+        ("failed", counts.failed),
+        ("bounced", counts.bounced),
+        ("skipped", counts.skipped),
+        ("total", counts.total),
+    ] {
+        say!("{name:<10} {n:>9}");
+    }
+    if !problems.is_empty() {
+        say!();
+        say!("{:<40} {:<8} {:>8}  last error", "address", "state", "attempts");
+        for (email, state, attempts, error) in &problems {
+            say!("{email:<40} {state:<8} {attempts:>8}  {error}");
         }
-        if !problems.is_empty() {
-            println!();
-            println!("{:<40} {:<8} {:>8}  last error", "address", "state", "attempts");
-            for (email, state, attempts, error) in &problems {
-                println!("{email:<40} {state:<8} {attempts:>8}  {error}");
-            }
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    }
+    Ok(ExitCode::SUCCESS)
 }

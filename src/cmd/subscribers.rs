@@ -134,23 +134,23 @@ async fn add(store: &Store, email: SubscriberEmail, name: Option<String>, reacti
     let new = NewSubscriber { email, name, status: Status::Active, source: Source::Cli };
     Ok(match store.add(&new, reactivate).await? {
         AddOutcome::Added(s) => {
-            println!("added {} (active)", s.email);
+            say!("added {} (active)", s.email);
             ExitCode::SUCCESS
         }
         AddOutcome::Activated(s) => {
-            println!("{} was pending confirmation; now active", s.email);
+            say!("{} was pending confirmation; now active", s.email);
             ExitCode::SUCCESS
         }
         AddOutcome::Unchanged(s) => {
-            println!("{} is already {}; nothing changed", s.email, s.status);
+            say!("{} is already {}; nothing changed", s.email, s.status);
             ExitCode::SUCCESS
         }
         AddOutcome::Reactivated { previous, subscriber } => {
-            println!("{} was {previous}; active again", subscriber.email);
+            say!("{} was {previous}; active again", subscriber.email);
             ExitCode::SUCCESS
         }
         AddOutcome::Suppressed(s) => {
-            println!(
+            say!(
                 "{} is {} (since {}) and stays so; add --reactivate if they asked to receive the newsletter again",
                 s.email,
                 s.status,
@@ -164,15 +164,15 @@ async fn add(store: &Store, email: SubscriberEmail, name: Option<String>, reacti
 async fn remove(store: &Store, email: &SubscriberEmail) -> anyhow::Result<ExitCode> {
     Ok(match store.unsubscribe(email).await? {
         RemoveOutcome::Unsubscribed(s) => {
-            println!("unsubscribed {}", s.email);
+            say!("unsubscribed {}", s.email);
             ExitCode::SUCCESS
         }
         RemoveOutcome::AlreadyInactive(s) => {
-            println!("{} is already {}; nothing changed", s.email, s.status);
+            say!("{} is already {}; nothing changed", s.email, s.status);
             ExitCode::SUCCESS
         }
         RemoveOutcome::NotFound => {
-            println!("no subscriber has the address {email}; nothing changed");
+            say!("no subscriber has the address {email}; nothing changed");
             ExitCode::from(1)
         }
     })
@@ -180,8 +180,8 @@ async fn remove(store: &Store, email: &SubscriberEmail) -> anyhow::Result<ExitCo
 
 async fn import(store: &Store, file: &std::path::Path, opened: std::fs::File) -> anyhow::Result<ExitCode> {
     let shown = file.display().to_string();
-    let report = store.import_reader(opened, file, |row| println!("{shown}:{}: {}", row.line, row.reason)).await?;
-    println!(
+    let report = store.import_reader(opened, file, |row| say!("{shown}:{}: {}", row.line, row.reason)).await?;
+    say!(
         "added {}, unchanged {}, skipped {} (unsubscribed or bounced), invalid {}",
         report.added, report.unchanged, report.skipped, report.invalid
     );
@@ -311,16 +311,19 @@ async fn write_csv(store: &Store, status: Option<Status>, out: &mut impl Write, 
 /// A reader that closed the pipe (`gazette subscribers export | head`) is not an error.
 fn ok_unless_pipe_closed(result: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
     match result {
-        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => {
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) if e.chain().any(|c| {
-            c.downcast_ref::<csv::Error>()
-                .is_some_and(|ce| matches!(ce.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
-        }) =>
-        {
-            Ok(ExitCode::SUCCESS)
-        }
+        Err(e) if e.chain().any(broken_pipe) => Ok(ExitCode::SUCCESS),
         other => other,
     }
+}
+
+/// Whether `e` is, or wraps, a write to a closed pipe: the CSV writer's errors travel inside
+/// `io::Error`s of another kind, so the wrapped error is looked at too.
+fn broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.kind() == std::io::ErrorKind::BrokenPipe || io.get_ref().is_some_and(|inner| broken_pipe(inner));
+    }
+    if let Some(csv) = e.downcast_ref::<csv::Error>() {
+        return matches!(csv.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
+    }
+    false
 }

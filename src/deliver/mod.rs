@@ -10,7 +10,7 @@ pub mod smtp;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,6 +23,10 @@ use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, sign_token};
 pub use message::{PreparedEmail, Recipient};
 use smtp::{Attempt, ServerSpec, SmtpSession};
 
+/// After a stop, how long messages in flight may take before their connections are dropped
+/// (their deliveries go back to pending): a stop takes effect within a few seconds, whatever
+/// the server does.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Deliveries recorded per commit (at most this many can be resent after a crash, plus those in flight).
 const RECORD_BATCH: usize = 200;
 const RECORD_EVERY: Duration = Duration::from_millis(250);
@@ -64,6 +68,7 @@ impl Transport {
                     tls: tls.clone(),
                     credentials,
                     hello: config.email.from.email.domain().to_string(),
+                    timeout: config.smtp.timeout,
                 })
             }
         })
@@ -90,16 +95,20 @@ pub struct SendReport {
     pub interrupted: bool,
 }
 
-/// Stops a send between messages (SIGINT/SIGTERM, or a test).
+/// Stops a send between messages, or the scheduler's sleep (SIGINT/SIGTERM, or a test).
 #[derive(Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(tokio_util::sync::CancellationToken);
 
 impl StopFlag {
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancel();
     }
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.is_cancelled()
+    }
+    /// Completes once `stop` has been called.
+    pub async fn stopped(&self) {
+        self.0.cancelled().await
     }
     /// Sets the flag on the first SIGINT or SIGTERM.
     pub fn on_signals(&self) {
@@ -221,7 +230,7 @@ async fn send_with_lease(
     let (results_tx, mut results_rx) = mpsc::unbounded_channel::<WorkerEvent>();
     let limiter = Arc::new(RateLimiter::new(config.smtp.rate_per_second));
     let worker_stop = StopFlag::default();
-    let mut workers = Vec::new();
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let ctx = WorkerContext {
             jobs: jobs_rx.clone(),
@@ -233,7 +242,7 @@ async fn send_with_lease(
             limiter: limiter.clone(),
             stop: worker_stop.clone(),
         };
-        workers.push(tokio::spawn(ctx.run()));
+        workers.spawn(ctx.run());
     }
     drop(results_tx);
 
@@ -248,12 +257,40 @@ async fn send_with_lease(
     let mut interrupted = false;
     let mut claims = 0u64;
     let mut deferrals: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    // Claimed and handed to the workers, outcome not known yet.
+    let mut pending_outcome: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut stop_deadline: Option<Instant> = None;
 
     loop {
         let stopping = stop.is_stopped() || fatal.is_some();
         if stopping && !worker_stop.is_stopped() {
             interrupted = stop.is_stopped();
             worker_stop.stop();
+            stop_deadline = Some(Instant::now() + STOP_GRACE);
+        }
+        if stop_deadline.is_some_and(|d| Instant::now() >= d) && in_flight > 0 {
+            // The server has not answered in time: drop the connections. What was queued for a
+            // worker was never tried; what a worker had on the wire has an unknown outcome, and is
+            // tried again (same Message-ID) by the next run.
+            workers.abort_all();
+            while let Ok(event) = results_rx.try_recv() {
+                if let WorkerEvent::Done(id, outcome) = event {
+                    pending_outcome.remove(&id);
+                    if matches!(outcome, Outcome::Sent) {
+                        sent_now += 1;
+                    }
+                    unrecorded.push((id, outcome));
+                }
+            }
+            while let Ok(job) = jobs_rx.lock().await.try_recv() {
+                pending_outcome.remove(&job.subscriber_id);
+                unrecorded.push((job.subscriber_id, Outcome::Unclaimed));
+            }
+            let error = "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
+            unrecorded.extend(pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })));
+            tracing::warn!("{error}: the deliveries in flight go back to pending");
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            break;
         }
         if !stopping && !exhausted && in_flight < window / 2 {
             let batch = ledger::claim(pool, issue_id, (window - in_flight) as i64, clock()).await?;
@@ -266,6 +303,7 @@ async fn send_with_lease(
             );
             for job in batch {
                 in_flight += 1;
+                pending_outcome.insert(job.subscriber_id);
                 jobs_tx.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
             }
         }
@@ -293,6 +331,7 @@ async fn send_with_lease(
             event = results_rx.recv() => match event {
                 Some(WorkerEvent::Done(id, mut outcome)) => {
                     in_flight -= 1;
+                    pending_outcome.remove(&id);
                     if let Outcome::Deferred { retry_at, .. } = &mut outcome {
                         // Back off within this run; after the last wait, leave it for the next run.
                         let n = deferrals.entry(id).or_insert(0usize);
@@ -330,8 +369,11 @@ async fn send_with_lease(
     }
     drop(jobs_tx);
     worker_stop.stop();
-    for w in workers {
-        let _ = w.await;
+    // Workers end when the queue closes, saying QUIT to their servers; a server that does not
+    // answer that either is not waited for long.
+    let grace = stop_deadline.map_or(STOP_GRACE, |d| d.saturating_duration_since(Instant::now()));
+    if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
+        workers.abort_all();
     }
     flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
     progress.finish();

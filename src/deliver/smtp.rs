@@ -23,7 +23,15 @@ pub struct ServerSpec {
     pub tls: Tls,
     pub credentials: Option<(String, String)>,
     pub hello: String,
+    /// The longest wait for the greeting and each reply; the end of a message gets `END_OF_DATA`
+    /// times as long. RFC 5321 §4.5.3.2 suggests minutes (5 for the greeting, 10 for the end of
+    /// data); a newsletter's relay that is that slow is better retried later than waited for.
+    pub timeout: Duration,
 }
+
+/// How many `timeout`s the reply to the end of a message may take: the server checks the whole
+/// message then (content filters, DKIM, queueing).
+pub const END_OF_DATA: u32 = 3;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +49,7 @@ pub enum Attempt {
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
     broken: bool,
+    timeout: Duration,
     /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go out in one write.
     pipelining: bool,
 }
@@ -66,7 +75,29 @@ fn dot_stuffed(message: &str) -> String {
     out
 }
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// `op`, given up after `limit`: a silent peer is a lost connection, not a reason to wait forever.
+async fn within<T>(limit: Duration, op: impl Future<Output = Result<T, lettre::transport::smtp::Error>>) -> Result<T, Silent> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Silent::Error(e)),
+        Err(_) => Err(Silent::TimedOut(limit)),
+    }
+}
+
+/// A reply that did not come as wanted: the server's error, or none within the deadline.
+enum Silent {
+    Error(lettre::transport::smtp::Error),
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for Silent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Silent::Error(e) => write!(f, "{e}"),
+            Silent::TimedOut(d) => write!(f, "no reply within {}", humantime::format_duration(*d)),
+        }
+    }
+}
 
 impl SmtpSession {
     /// Connects, says EHLO, upgrades to TLS as the spec says and authenticates. Credentials are
@@ -74,22 +105,24 @@ impl SmtpSession {
     pub async fn connect(spec: &ServerSpec) -> Result<SmtpSession, String> {
         let hello = ClientId::Domain(spec.hello.clone());
         let whom = format!("{}:{}", spec.host, spec.port);
+        let limit = spec.timeout;
         let mut conn = match spec.tls {
             Tls::Implicit => {
                 let tls = TlsParameters::new(spec.host.clone()).map_err(|e| format!("TLS setup for {whom}: {e}"))?;
-                AsyncSmtpConnection::connect_tokio1((spec.host.as_str(), spec.port), Some(TIMEOUT), &hello, Some(tls), None)
-                    .await
-                    .map_err(|e| format!("cannot connect to {whom} with TLS: {e}"))?
+                // Connecting, the TLS handshake and the greeting, each within the deadline.
+                let connect = AsyncSmtpConnection::connect_tokio1((spec.host.as_str(), spec.port), Some(limit), &hello, Some(tls), None);
+                within(limit * 3, connect).await.map_err(|e| format!("cannot connect to {whom} with TLS: {e}"))?
             }
             Tls::StartTls | Tls::None => {
-                let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((spec.host.as_str(), spec.port)))
+                let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect((spec.host.as_str(), spec.port)))
                     .await
-                    .map_err(|_| format!("cannot connect to {whom}: timed out"))?
+                    .map_err(|_| format!("cannot connect to {whom}: no answer within {}", humantime::format_duration(limit)))?
                     .map_err(|e| format!("cannot connect to {whom}: {e}"))?;
                 tcp.set_nodelay(true).map_err(|e| format!("{whom}: {e}"))?;
-                let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
-                    .await
-                    .map_err(|e| format!("{whom} did not greet: {e}"))?;
+                let mut conn = within(limit, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)).await.map_err(|e| match e {
+                    Silent::TimedOut(d) => format!("{whom} did not greet within {}", humantime::format_duration(d)),
+                    e => format!("{whom} did not greet: {e}"),
+                })?;
                 if spec.tls == Tls::StartTls {
                     if !conn.can_starttls() {
                         return Err(format!(
@@ -97,21 +130,21 @@ impl SmtpSession {
                         ));
                     }
                     let tls = TlsParameters::new(spec.host.clone()).map_err(|e| format!("TLS setup for {whom}: {e}"))?;
-                    conn.starttls(tls, &hello).await.map_err(|e| format!("STARTTLS with {whom} failed: {e}"))?;
+                    within(limit * 2, conn.starttls(tls, &hello)).await.map_err(|e| format!("STARTTLS with {whom} failed: {e}"))?;
                 }
                 conn
             }
         };
         // lettre keeps only the extensions it knows; ask again to learn about PIPELINING.
-        let ehlo = conn.command(Ehlo::new(hello.clone())).await.map_err(|e| format!("{whom} refused EHLO: {e}"))?;
+        let ehlo = within(limit, conn.command(Ehlo::new(hello.clone()))).await.map_err(|e| format!("{whom} refused EHLO: {e}"))?;
         let pipelining = ehlo.message().any(|l| l.trim().eq_ignore_ascii_case("PIPELINING"));
         if let Some((user, password)) = &spec.credentials {
             let creds = Credentials::new(user.clone(), password.clone());
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds)
+            within(limit * 2, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
                 .await
                 .map_err(|e| format!("{whom} refused the login of `{user}`: {e}"))?;
         }
-        Ok(SmtpSession { conn, broken: false, pipelining })
+        Ok(SmtpSession { conn, broken: false, pipelining, timeout: limit })
     }
 
     /// True when the connection can no longer be used and a new one is needed.
@@ -133,7 +166,13 @@ impl SmtpSession {
         if self.pipelining {
             // One write, then the three replies in order; every reply is read whatever the others were.
             let commands = format!("{mail}{rcpt}{Data}");
-            let replies = [self.conn.command(Raw(&commands)).await, self.conn.read_response().await, self.conn.read_response().await];
+            let t = self.timeout;
+            // Once one reply is missing, the others will not come either.
+            let first = match within(t, self.conn.command(Raw(&commands))).await {
+                Err(Silent::TimedOut(d)) => return self.lost(Silent::TimedOut(d)),
+                first => first,
+            };
+            let replies = [first, within(t, self.conn.read_response()).await, within(t, self.conn.read_response()).await];
             let [mail_reply, rcpt_reply, data_reply] = replies;
             let refusal = match (mail_reply, rcpt_reply) {
                 (Err(e), _) => Some((e, false)),
@@ -145,41 +184,55 @@ impl SmtpSession {
                 (None, Err(e)) => return self.refused(e, false).await,
                 (Some((e, at_rcpt)), data) => {
                     // A server that took DATA after all gets an empty message's end, then RSET.
-                    if data.is_ok() && self.conn.command(Raw(".\r\n")).await.is_err() {
+                    if data.is_ok() && within(self.timeout, self.conn.command(Raw(".\r\n"))).await.is_err() {
                         self.broken = true;
                     }
                     return self.refused(e, at_rcpt).await;
                 }
             }
         } else {
-            if let Err(e) = self.conn.command(mail).await {
+            let t = self.timeout;
+            if let Err(e) = within(t, self.conn.command(mail)).await {
                 return self.refused(e, false).await;
             }
-            if let Err(e) = self.conn.command(rcpt).await {
+            if let Err(e) = within(t, self.conn.command(rcpt)).await {
                 return self.refused(e, true).await;
             }
-            if let Err(e) = self.conn.command(Data).await {
+            if let Err(e) = within(t, self.conn.command(Data)).await {
                 return self.refused(e, false).await;
             }
         }
+        let t = self.timeout * END_OF_DATA;
         let sent = match std::str::from_utf8(message) {
-            Ok(text) => self.conn.command(Raw(&dot_stuffed(text))).await,
-            Err(_) => self.conn.message(message).await,
+            Ok(text) => within(t, self.conn.command(Raw(&dot_stuffed(text)))).await,
+            Err(_) => within(t, self.conn.message(message)).await,
         };
         match sent {
             Ok(_) => Attempt::Accepted,
             // After the final dot the transaction is over either way: no RSET needed.
-            Err(e) => classify(&e, false, &mut self.broken),
+            Err(Silent::Error(e)) => classify(&e, false, &mut self.broken),
+            Err(silent) => self.lost(silent),
         }
     }
 
     /// A refusal before the message went out: classify it and reset the transaction.
-    async fn refused(&mut self, e: lettre::transport::smtp::Error, at_rcpt: bool) -> Attempt {
+    async fn refused(&mut self, e: Silent, at_rcpt: bool) -> Attempt {
+        let e = match e {
+            Silent::Error(e) => e,
+            silent => return self.lost(silent),
+        };
         let attempt = classify(&e, at_rcpt, &mut self.broken);
-        if !self.broken && self.conn.command(Rset).await.is_err() {
+        if !self.broken && within(self.timeout, self.conn.command(Rset)).await.is_err() {
             self.broken = true;
         }
         attempt
+    }
+
+    /// No reply in time: the connection is given up and the message is tried again later (its
+    /// outcome is unknown; a resend carries the same Message-ID).
+    fn lost(&mut self, silent: Silent) -> Attempt {
+        self.broken = true;
+        Attempt::Deferred(format!("connection lost: {silent}"))
     }
 
     pub async fn quit(mut self) {
@@ -259,7 +312,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(scripted_server(listener));
-        let spec = ServerSpec { host: "127.0.0.1".into(), port, tls: Tls::None, credentials: None, hello: "client.example.org".into() };
+        let spec = ServerSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Tls::None,
+            credentials: None,
+            hello: "client.example.org".into(),
+            timeout: Duration::from_secs(5),
+        };
         let mut s = SmtpSession::connect(&spec).await.unwrap();
         assert!(s.pipelining);
         let from: Address = "news@example.org".parse().unwrap();
@@ -274,6 +334,53 @@ mod tests {
         let accepted = server.await.unwrap();
         assert_eq!(accepted.len(), 2);
         assert_eq!(accepted[0], "Subject: x\n\n.leading dot\nend", "dot-stuffing is undone by the server");
+    }
+
+    #[tokio::test]
+    async fn a_silent_greeting_and_a_silence_after_data_are_deadlines_not_hangs() {
+        let spec = |port| ServerSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Tls::None,
+            credentials: None,
+            hello: "client.example.org".into(),
+            timeout: Duration::from_millis(300),
+        };
+        // Accepts and never greets.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let hold = tokio::spawn(async move { silent.accept().await.map(|(s, _)| s) });
+        let started = std::time::Instant::now();
+        let err = SmtpSession::connect(&spec(port)).await.err().expect("no session without a greeting");
+        assert!(err.contains("did not greet within 300ms"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(hold);
+
+        // Greets, answers EHLO and the envelope, then says nothing after the message.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 hi\r\n").await.unwrap();
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let reply: &[u8] = match line.to_ascii_uppercase().as_str() {
+                    l if l.starts_with("EHLO") => b"250 hi\r\n",
+                    l if l.starts_with("MAIL") || l.starts_with("RCPT") => b"250 ok\r\n",
+                    "DATA" => b"354 go on\r\n",
+                    _ => continue, // the message, and then nothing
+                };
+                write.write_all(reply).await.unwrap();
+            }
+        });
+        let mut s = SmtpSession::connect(&spec(port)).await.unwrap();
+        let started = std::time::Instant::now();
+        let from: Address = "news@example.org".parse().unwrap();
+        let attempt = s.transmit(&from, &"ok@example.org".parse().unwrap(), b"Subject: x\r\n\r\nbody\r\n").await;
+        assert!(matches!(&attempt, Attempt::Deferred(e) if e.contains("no reply within 900ms")), "{attempt:?}");
+        assert!(s.is_broken());
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 
     #[test]

@@ -4,6 +4,32 @@
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
+/// How deep markup may nest: emphasis in a link in strong text is 3. Past it, inner markup is
+/// shown as plain text: MJML's compiler recurses once per level, and a summary of 20,000 nested
+/// `*` would overflow its stack. The digest reader reports such a summary as a problem (see
+/// `nesting`); this cap is what guarantees that no content reaches the compiler that deep.
+pub const MAX_NESTING: usize = 16;
+
+/// The deepest nesting of `markdown`'s elements (blocks and inline markup alike), and the byte
+/// offset where it first passes `MAX_NESTING`, if it does.
+pub fn nesting(markdown: &str) -> (usize, Option<usize>) {
+    let (mut depth, mut deepest, mut first_over) = (0usize, 0usize, None);
+    for (ev, range) in Parser::new(markdown).into_offset_iter() {
+        match ev {
+            Event::Start(_) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if depth > MAX_NESTING && first_over.is_none() {
+                    first_over = Some(range.start);
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    (deepest, first_over)
+}
+
 /// Escapes text for HTML (element content and quoted attributes). A `%` is escaped too when it
 /// could form `%%`, so that no content can produce a per-subscriber placeholder (see `email`).
 pub fn escape_html(s: &str, out: &mut String) {
@@ -67,6 +93,8 @@ struct Writer {
     pending_break: bool,
     /// For each link being read: its URL when it was kept, and for text where its text starts.
     links: Vec<(Option<String>, usize)>,
+    /// For each emphasis being read: whether its tag was written (not past `MAX_NESTING`).
+    marks: Vec<bool>,
 }
 
 impl Writer {
@@ -106,12 +134,12 @@ impl Writer {
             Event::HardBreak => {
                 if self.html { self.tag("<br>") } else { self.text("\n") }
             }
-            Event::Start(Tag::Emphasis) => self.tag("<em>"),
-            Event::End(TagEnd::Emphasis) => self.tag("</em>"),
-            Event::Start(Tag::Strong) => self.tag("<strong>"),
-            Event::End(TagEnd::Strong) => self.tag("</strong>"),
+            Event::Start(Tag::Emphasis) => self.open_mark("<em>"),
+            Event::End(TagEnd::Emphasis) => self.close_mark("</em>"),
+            Event::Start(Tag::Strong) => self.open_mark("<strong>"),
+            Event::End(TagEnd::Strong) => self.close_mark("</strong>"),
             Event::Start(Tag::Link { dest_url, .. }) => {
-                let keep = allowed_link(&dest_url).then(|| dest_url.trim().to_string());
+                let keep = (allowed_link(&dest_url) && self.depth() < MAX_NESTING).then(|| dest_url.trim().to_string());
                 if let Some(url) = &keep {
                     self.tag(&format!("<a href=\"{}\">", escaped(url)));
                 }
@@ -136,8 +164,36 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Inline elements open around the text being written.
+    fn depth(&self) -> usize {
+        self.marks.iter().filter(|m| **m).count() + self.links.iter().filter(|l| l.0.is_some()).count()
+    }
+
+    fn open_mark(&mut self, tag: &str) {
+        let write = self.depth() < MAX_NESTING;
+        self.marks.push(write);
+        if write {
+            self.tag(tag);
+        }
+    }
+
+    fn close_mark(&mut self, tag: &str) {
+        if self.marks.pop() == Some(true) {
+            self.tag(tag);
+        }
+    }
+}
+
 fn convert(markdown: &str, html: bool) -> String {
-    let mut w = Writer { html, out: String::with_capacity(markdown.len() + 32), open: false, pending_break: false, links: Vec::new() };
+    let mut w = Writer {
+        html,
+        out: String::with_capacity(markdown.len() + 32),
+        open: false,
+        pending_break: false,
+        links: Vec::new(),
+        marks: Vec::new(),
+    };
     for ev in Parser::new(markdown) {
         w.event(ev);
     }
@@ -198,6 +254,22 @@ mod tests {
             "<p>Read <em>this</em> and <strong>that</strong> at <a href=\"https://example.org/a?b=1&amp;c=2\">the site</a>.</p>\n\
              <p>&lt;script&gt;alert(1)&lt;/script&gt; &lt;b&gt;bold&lt;/b&gt;</p>\n<p>bad img rel</p>"
         );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_flattened_and_measured() {
+        let deep = format!("{}deep{}", "*".repeat(20_000), "*".repeat(20_000));
+        let html = to_html(&deep);
+        assert!(html.matches("<em>").count() + html.matches("<strong>").count() <= MAX_NESTING, "{}", &html[..200]);
+        assert_eq!(html.matches("<em>").count(), html.matches("</em>").count());
+        assert_eq!(html.matches("<strong>").count(), html.matches("</strong>").count());
+        assert!(html.contains("deep"));
+        let (depth, over) = nesting(&deep);
+        assert!(depth > MAX_NESTING);
+        assert!(over.is_some());
+        assert_eq!(nesting("*a* and **b [c](https://x.org)**"), (3, None));
+        // Nested quotes and lists count too.
+        assert!(nesting(&">".repeat(40)).1.is_some());
     }
 
     #[test]

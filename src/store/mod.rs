@@ -133,8 +133,12 @@ impl Store {
         &self.path
     }
 
-    /// Waits for every connection to close (and SQLite to checkpoint the WAL).
+    /// Copies the write-ahead log into the database and empties it, then waits for every
+    /// connection to close: a command leaves no large `-wal` file behind it.
     pub async fn close(self) {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+            tracing::debug!("checkpointing {}: {e}", self.path.display());
+        }
         self.pool.close().await;
     }
 
