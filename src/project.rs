@@ -15,7 +15,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::{Config, ConfigError};
-use crate::deliver::{self, PreparedEmail, SendReport, StopFlag, Transport};
+use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
 use crate::digest::{self, ParseError};
 use crate::issue::{self, Issue, WeekRule, WeekSpec};
 use crate::render::{self, EmailBody, OutputFile, RenderError, TemplateFile, Templates};
@@ -244,10 +244,10 @@ impl Project {
 
     /// Sends `issue` to every active subscriber, exactly once each (resuming an earlier run). The
     /// issue must be published first: its number is the recorded one.
-    pub async fn send(&self, store: &Store, issue: &Issue, transport: &Transport, stop: &StopFlag) -> anyhow::Result<SendReport> {
+    pub async fn send(&self, store: &Store, issue: &Issue, transport: &Transport, stop: &StopFlag, progress: &dyn Progress) -> anyhow::Result<SendReport> {
         anyhow::ensure!(self.record.get(&issue.id).is_some(), "internal error: issue {} is sent before it is published", issue.id);
         let email = std::sync::Arc::new(self.prepare_email(issue, false)?);
-        deliver::send_issue(store, &self.config, &issue.id, issue.number, email, transport, stop).await
+        deliver::send_issue(store, &self.config, &issue.id, issue.number, email, transport, stop, progress).await
     }
 
     /// Writes the site: the published issues into `[paths] out`, or every issue into `[paths] drafts`.

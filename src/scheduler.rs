@@ -162,7 +162,7 @@ fn hold_back_note(project: &Project, issue: &Issue) -> String {
 }
 
 async fn send(project: &Project, store: &Store, transport: &Transport, stop: &StopFlag, issue: &Issue) -> bool {
-    match project.send(store, issue, transport, stop).await {
+    match project.send(store, issue, transport, stop, &crate::deliver::LogProgress::default()).await {
         Ok(report) => {
             let c = &report.counts;
             tracing::info!("issue #{} ({}): {} sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());

@@ -80,7 +80,12 @@ async fn send(
 
     let stop = StopFlag::default();
     stop.on_signals();
-    let report = project.send(store, &issue, transport, &stop).await?;
+    let bar = Bar::new();
+    let progress: &dyn deliver::Progress = match &bar {
+        Some(bar) => bar,
+        None => &deliver::LogProgress::default(),
+    };
+    let report = project.send(store, &issue, transport, &stop, progress).await?;
     let c = &report.counts;
     if report.sent_now == 0 && c.is_finished() && !report.started_now {
         say!(
@@ -105,6 +110,33 @@ async fn send(
         say!("`gazette status --week {}` lists the failed and bounced addresses", issue.id);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on a terminal (the log's lines every few seconds otherwise).
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Option<Bar> {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, {eta} left").expect("valid template"));
+            Bar(bar)
+        })
+    }
+}
+
+impl deliver::Progress for Bar {
+    fn start(&self, total: u64, done: u64) {
+        self.0.set_length(total);
+        self.0.set_position(done);
+    }
+    fn sent(&self) {
+        self.0.inc(1);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// `--test` values as mailboxes: an empty value means `[email] editor`.

@@ -1,0 +1,522 @@
+//! The send loop of one issue: claims small batches of deliveries (marking them `sending` before
+//! any message goes out), hands them to one worker per connection, and records outcomes in
+//! batched commits. A crash leaves at most the in-flight window plus one unrecorded batch
+//! uncertain; the next run puts those back to pending and resends them with the same Message-ID.
+//! A lease in the database keeps a second sender of the same issue out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::{Mutex, mpsc};
+
+use super::transport::{Connection, Connector, SendError};
+use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
+use crate::config::Config;
+use crate::store::ledger::{self, Claimed, Counts, Outcome};
+use crate::store::{Store, TokenKey};
+
+/// After a stop, how long messages in flight may take before their connections are dropped
+/// (their deliveries go back to pending): a stop takes effect within a few seconds, whatever
+/// the server does.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Deliveries recorded per commit (at most this many can be resent after a crash, plus those in flight).
+const RECORD_BATCH: usize = 200;
+const RECORD_EVERY: Duration = Duration::from_millis(250);
+const LEASE_TTL: i64 = 60;
+/// Retries of a deferred message within one run, and the waits before them.
+const RETRY_WAITS: [i64; 2] = [1, 3];
+/// A deferred message not due within this long is left for the next run.
+const RETRY_HORIZON: i64 = 30;
+/// After the waits above, a deferred message waits this long: in practice, for the next run.
+const LATER: i64 = 600;
+/// How a send ended.
+#[derive(Debug)]
+pub struct SendReport {
+    pub issue_id: String,
+    /// False when the send had already started before this run (this run resumed it).
+    pub started_now: bool,
+    /// Deliveries found `sending` (a crashed run's) and put back to pending.
+    pub requeued: u64,
+    pub sent_now: u64,
+    pub counts: Counts,
+    pub interrupted: bool,
+}
+
+/// What a person watching a send sees: the command line draws a bar, the scheduler logs.
+pub trait Progress: Send + Sync {
+    /// The send (re)starts with `done` of `total` deliveries behind it.
+    fn start(&self, _total: u64, _done: u64) {}
+    /// One more message was taken by the server.
+    fn sent(&self) {}
+    fn finish(&self) {}
+}
+
+/// A log line every few seconds.
+pub struct LogProgress {
+    state: std::sync::Mutex<(u64, u64, Instant)>,
+}
+
+impl Default for LogProgress {
+    fn default() -> LogProgress {
+        LogProgress { state: std::sync::Mutex::new((0, 0, Instant::now())) }
+    }
+}
+
+impl Progress for LogProgress {
+    fn start(&self, total: u64, done: u64) {
+        *self.state.lock().expect("progress lock") = (total, done, Instant::now());
+    }
+    fn sent(&self) {
+        let mut s = self.state.lock().expect("progress lock");
+        s.1 += 1;
+        if s.2.elapsed() >= Duration::from_secs(5) {
+            tracing::info!("{}/{} sent", s.1, s.0);
+            s.2 = Instant::now();
+        }
+    }
+}
+
+/// A unique id for this sender, for the lease.
+fn holder_id() -> String {
+    let host = hostname_or_local();
+    format!("{host}:{}:{:x}", std::process::id(), rand::random::<u64>())
+}
+
+/// True when a lease holder named by `holder_id` ran on this machine and its process is gone
+/// (killed, crashed): its lease need not be waited out.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else { return false };
+    host == hostname_or_local() && pid != std::process::id() && !gazette_is_running(pid)
+}
+
+/// Whether `pid` is a live (not zombie) process of this program, per /proc. A pid reused by
+/// another program counts as gone.
+fn gazette_is_running(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let me = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+    !matches!(state, Some('Z' | 'X') | None) && comm == me
+}
+
+fn hostname_or_local() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// The lease on an issue while we hold it: released when dropped, on every way out of the send
+/// (an error, a panic, the future dropped), by a task of its own since a release is a query.
+struct Lease {
+    store: Store,
+    issue_id: String,
+    holder: String,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (store, issue_id, holder) = (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = ledger::release_lease(store.pool(), &issue_id, &holder).await {
+                    tracing::warn!("could not release the lease on issue {issue_id} (it expires by itself): {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Sends `issue_id` to its audience (fixed now if this is the first run), resuming where an earlier
+/// run stopped. Refuses when another sender holds the issue's lease.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_issue<T: Connector>(
+    store: &Store,
+    config: &Config,
+    issue_id: &str,
+    number: u32,
+    email: Arc<PreparedEmail>,
+    transport: &T,
+    stop: &StopFlag,
+    progress: &dyn Progress,
+) -> anyhow::Result<SendReport> {
+    let pool = store.pool();
+    let holder = holder_id();
+    let now = clock();
+    if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
+        let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
+        if !(holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await?) {
+            anyhow::bail!(
+                "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
+                 If that process is gone, run the send again after that time and it will resume.",
+                chrono::DateTime::from_timestamp(until, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+        }
+        tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
+    }
+    let lease = Lease { store: store.clone(), issue_id: issue_id.to_string(), holder };
+    let job = SendJob { store, config, issue_id, number, email, stop, progress, holder: &lease.holder };
+    let result = run_send(job, transport).await;
+    drop(lease);
+    result
+}
+
+/// One run of an issue's send, with the lease held.
+struct SendJob<'a> {
+    store: &'a Store,
+    config: &'a Config,
+    issue_id: &'a str,
+    number: u32,
+    email: Arc<PreparedEmail>,
+    stop: &'a StopFlag,
+    progress: &'a dyn Progress,
+    holder: &'a str,
+}
+
+async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Result<SendReport> {
+    let SendJob { store, config, issue_id, number, email, stop, progress, holder } = job;
+    let pool = store.pool();
+    let domain = config.email.from.email.domain().to_string();
+    let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
+    let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
+    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+    if requeued > 0 {
+        tracing::warn!("{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID");
+    }
+    let before = ledger::counts(pool, issue_id).await?;
+    if before.is_finished() {
+        ledger::finish_if_done(pool, issue_id, clock()).await?;
+        return Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now: 0, counts: before, interrupted: false });
+    }
+
+    let key = Arc::new(store.token_key().await?);
+    let concurrency = config.smtp.concurrency as usize;
+    let window = (concurrency * 4).max(8);
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Claimed>(window);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let (results_tx, mut results_rx) = mpsc::unbounded_channel::<WorkerEvent>();
+    let limiter = Arc::new(RateLimiter::new(config.smtp.rate_per_second));
+    let worker_stop = StopFlag::default();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let ctx = WorkerContext {
+            jobs: jobs_rx.clone(),
+            results: results_tx.clone(),
+            email: email.clone(),
+            connection: transport.open(),
+            key: key.clone(),
+            config: Arc::new(config.clone()),
+            limiter: limiter.clone(),
+            stop: worker_stop.clone(),
+        };
+        workers.spawn(ctx.run());
+    }
+    drop(results_tx);
+
+    progress.start(before.total as u64, (before.total - before.pending - before.sending) as u64);
+    let mut in_flight = 0usize;
+    let mut exhausted = false;
+    let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
+    let mut last_flush = Instant::now();
+    let mut last_renew = Instant::now();
+    let mut sent_now = 0u64;
+    let mut fatal: Option<String> = None;
+    let mut interrupted = false;
+    let mut claims = 0u64;
+    let mut deferrals: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    // Claimed and handed to the workers, outcome not known yet.
+    let mut pending_outcome: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut stop_deadline: Option<Instant> = None;
+
+    loop {
+        let stopping = stop.is_stopped() || fatal.is_some();
+        if stopping && !worker_stop.is_stopped() {
+            interrupted = stop.is_stopped();
+            worker_stop.stop();
+            stop_deadline = Some(Instant::now() + STOP_GRACE);
+        }
+        if stop_deadline.is_some_and(|d| Instant::now() >= d) && in_flight > 0 {
+            // The server has not answered in time: drop the connections. What was queued for a
+            // worker was never tried; what a worker had on the wire has an unknown outcome, and is
+            // tried again (same Message-ID) by the next run.
+            workers.abort_all();
+            while let Ok(event) = results_rx.try_recv() {
+                if let WorkerEvent::Done(id, outcome) = event {
+                    pending_outcome.remove(&id);
+                    if matches!(outcome, Outcome::Sent) {
+                        sent_now += 1;
+                    }
+                    unrecorded.push((id, outcome));
+                }
+            }
+            while let Ok(job) = jobs_rx.lock().await.try_recv() {
+                pending_outcome.remove(&job.subscriber_id);
+                unrecorded.push((job.subscriber_id, Outcome::Unclaimed));
+            }
+            let error = "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
+            unrecorded.extend(pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })));
+            tracing::warn!("{error}: the deliveries in flight go back to pending");
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            break;
+        }
+        if !stopping && !exhausted && in_flight < window / 2 {
+            let batch = ledger::claim(pool, issue_id, (window - in_flight) as i64, clock()).await?;
+            exhausted = batch.len() < window - in_flight;
+            // A safety net: every delivery is tried a bounded number of times per run.
+            claims += batch.len() as u64;
+            anyhow::ensure!(
+                claims <= (before.total as u64 + 1) * (RETRY_WAITS.len() as u64 + 2),
+                "internal error: deliveries of issue {issue_id} keep coming back; stopping to avoid sending them again and again"
+            );
+            for job in batch {
+                in_flight += 1;
+                pending_outcome.insert(job.subscriber_id);
+                jobs_tx.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
+            }
+        }
+        if in_flight == 0 {
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            if stopping {
+                break;
+            }
+            match ledger::next_retry_at(pool, issue_id).await? {
+                Some(at) if at <= clock() + RETRY_HORIZON => {
+                    let wait = (at - clock()).max(0) as u64;
+                    for _ in 0..wait * 10 {
+                        if stop.is_stopped() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    exhausted = false;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        tokio::select! {
+            event = results_rx.recv() => match event {
+                Some(WorkerEvent::Done(id, mut outcome)) => {
+                    in_flight -= 1;
+                    pending_outcome.remove(&id);
+                    if let Outcome::Deferred { retry_at, .. } = &mut outcome {
+                        // Back off within this run; after the last wait, leave it for the next run.
+                        let n = deferrals.entry(id).or_insert(0usize);
+                        *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
+                        *n += 1;
+                    }
+                    if matches!(outcome, Outcome::Sent) {
+                        sent_now += 1;
+                        progress.sent();
+                    }
+                    if matches!(outcome, Outcome::Deferred { .. }) {
+                        exhausted = false;
+                    }
+                    unrecorded.push((id, outcome));
+                }
+                Some(WorkerEvent::Fatal(why)) => {
+                    if fatal.is_none() {
+                        tracing::error!("{why}");
+                        fatal = Some(why);
+                    }
+                }
+                None => anyhow::bail!("every send worker stopped unexpectedly"),
+            },
+            _ = tokio::time::sleep(RECORD_EVERY) => {}
+        }
+        if unrecorded.len() >= RECORD_BATCH || last_flush.elapsed() >= RECORD_EVERY {
+            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+        }
+        if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
+            if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+                fatal = Some(format!("lost the lease on issue {issue_id} to another sender; stopping"));
+            }
+            last_renew = Instant::now();
+        }
+    }
+    drop(jobs_tx);
+    worker_stop.stop();
+    // Workers end when the queue closes, saying QUIT to their servers; a server that does not
+    // answer that either is not waited for long.
+    let grace = stop_deadline.map_or(STOP_GRACE, |d| d.saturating_duration_since(Instant::now()));
+    if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
+        workers.abort_all();
+    }
+    flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+    progress.finish();
+    ledger::finish_if_done(pool, issue_id, clock()).await?;
+    let counts = ledger::counts(pool, issue_id).await?;
+    if let Some(why) = fatal {
+        anyhow::bail!(
+            "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; run `gazette send --week {issue_id}` again to resume",
+            counts.sent,
+            counts.pending
+        );
+    }
+    Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now, counts, interrupted })
+}
+
+async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, last: &mut Instant) -> anyhow::Result<()> {
+    if !unrecorded.is_empty() {
+        ledger::record(pool, issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?;
+        unrecorded.clear();
+    }
+    *last = Instant::now();
+    Ok(())
+}
+
+enum WorkerEvent {
+    Done(i64, Outcome),
+    Fatal(String),
+}
+
+/// One worker: one connection, messages one after another from the shared queue.
+struct WorkerContext<C> {
+    jobs: Arc<Mutex<mpsc::Receiver<Claimed>>>,
+    results: mpsc::UnboundedSender<WorkerEvent>,
+    email: Arc<PreparedEmail>,
+    connection: C,
+    key: Arc<TokenKey>,
+    config: Arc<Config>,
+    limiter: Arc<RateLimiter>,
+    stop: StopFlag,
+}
+
+impl<C: Connection> WorkerContext<C> {
+    async fn run(mut self) {
+        loop {
+            let job = { self.jobs.lock().await.recv().await };
+            let Some(job) = job else { break };
+            if self.stop.is_stopped() {
+                let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, Outcome::Unclaimed));
+                continue;
+            }
+            let outcome = self.deliver(&job).await;
+            let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome));
+        }
+        self.connection.close().await;
+    }
+
+    async fn deliver(&mut self, job: &Claimed) -> Outcome {
+        let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
+        let message = match mailbox(&job.email, job.name.as_deref()).and_then(|mailbox| {
+            self.email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &job.message_id })
+        }) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
+        };
+        self.limiter.wait().await;
+        match super::transmit(&mut self.connection, &message, &job.message_id, &self.stop).await {
+            Ok(()) => Outcome::Sent,
+            Err(e) if e.is_unreachable() => {
+                let _ = self.results.send(WorkerEvent::Fatal(e.to_string()));
+                self.stop.stop();
+                Outcome::Unclaimed
+            }
+            Err(e) => outcome_of(e),
+        }
+    }
+}
+
+/// What a refusal means for the delivery. The send loop sets when a deferred one is retried.
+fn outcome_of(e: SendError) -> Outcome {
+    if e.is_mailbox_gone() {
+        Outcome::Bounced(e.to_string())
+    } else if e.is_permanent() {
+        Outcome::Failed(e.to_string())
+    } else {
+        Outcome::Deferred { error: e.to_string(), retry_at: 0 }
+    }
+}
+
+/// Spaces messages out to at most `rate` per second across all workers.
+struct RateLimiter {
+    interval: Option<Duration>,
+    next: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: Option<f64>) -> RateLimiter {
+        RateLimiter { interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)), next: Mutex::new(Instant::now()) }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else { return };
+        let at = {
+            let mut next = self.next.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::transport::memory::Memory;
+    use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
+    use crate::store::{NewSubscriber, Source, Status};
+
+    async fn setup(addresses: &[&str]) -> (tempfile::TempDir, Store, Config, Arc<PreparedEmail>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
+        for a in addresses {
+            let new = NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            store.add(&new, false).await.unwrap();
+        }
+        let config = Config::parse("[smtp]\nconcurrency = 2\n", &dir.path().join("publish.toml")).unwrap();
+        let html = format!("<p>Hello {SUBSCRIBER_EMAIL}</p><a href=\"{UNSUBSCRIBE_URL}\">unsubscribe</a>");
+        let text = format!("Hello\nUnsubscribe: {UNSUBSCRIBE_URL}\n");
+        let email = Arc::new(PreparedEmail::new(&config, "Issue #1", &html, &text, false, std::time::SystemTime::now()).unwrap());
+        (dir, store, config, email)
+    }
+
+    #[tokio::test]
+    async fn refusals_are_sorted_into_sent_bounced_failed_and_retried() {
+        let (_dir, store, config, email) = setup(&["a@example.org", "gone@example.org", "spam@example.org", "later@example.org"]).await;
+        let memory = Memory::default();
+        let report =
+            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
+        assert_eq!(memory.recipients(), ["a@example.org", "later@example.org"], "each once; the deferred one on its retry");
+        let c = &report.counts;
+        assert_eq!((c.sent, c.bounced, c.failed, c.pending, c.sending), (2, 1, 1, 0, 0));
+        assert_eq!(store.subscriber_by_email(&"gone@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Bounced);
+        assert_eq!(store.subscriber_by_email(&"spam@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Active);
+        // A second run finds nothing to do, and the lease was given back.
+        let again = Memory::default();
+        let report = send_issue(&store, &config, "2023-07-17", 1, setup_email(&config), &again, &StopFlag::default(), &LogProgress::default())
+            .await
+            .unwrap();
+        assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-17").await.unwrap(), None);
+    }
+
+    fn setup_email(config: &Config) -> Arc<PreparedEmail> {
+        Arc::new(PreparedEmail::new(config, "x", UNSUBSCRIBE_URL, UNSUBSCRIBE_URL, false, std::time::SystemTime::now()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_send_within_the_grace_whatever_the_server_does() {
+        let (_dir, store, config, email) = setup(&["a@example.org", "hang1@example.org", "hang2@example.org", "b@example.org"]).await;
+        let memory = Memory::default();
+        let stop = StopFlag::default();
+        let stopper = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stopper.stop();
+        });
+        let started = Instant::now();
+        let report = send_issue(&store, &config, "2023-07-17", 1, email, &memory, &stop, &LogProgress::default()).await.unwrap();
+        assert!(started.elapsed() < STOP_GRACE + Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(report.interrupted);
+        let c = &report.counts;
+        // Both connections hang on a message: nothing is left `sending`, the hung ones are pending.
+        assert_eq!(c.sending, 0, "{c:?}");
+        assert_eq!(c.sent + c.pending, 4, "{c:?}");
+        assert_eq!(c.sent as usize, memory.recipients().len());
+        let problems = ledger::problems(store.pool(), "2023-07-17", 10).await.unwrap();
+        assert!(problems.iter().any(|(email, state, _, error)| email.starts_with("hang") && state == "pending" && error.contains("outcome is unknown")), "{problems:?}");
+    }
+}

@@ -1,0 +1,240 @@
+//! The one seam between the send loop and where messages go: a `Connector` opens connections,
+//! each worker owns one and hands it whole messages. The outbox folder and SMTP sit behind it,
+//! and so does the tests' in-memory transport. Refusals come back as a `SendError` that answers
+//! the only questions the loop asks: try again later, or never.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::Address;
+
+use super::StopFlag;
+use super::smtp::{Attempt, ServerSpec, SmtpSession};
+
+/// Why a message was not taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    kind: ErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ErrorKind {
+    /// 4xx, a lost connection or a missed deadline: try again later.
+    Transient,
+    /// 5xx: not as it is, ever.
+    Permanent,
+    /// 5xx to RCPT saying the mailbox does not exist (550 5.1.1 and kin): permanent, and the
+    /// address should not be mailed again.
+    MailboxGone,
+    /// The server cannot be reached at all: the send stops instead of failing every delivery.
+    Unreachable,
+}
+
+impl SendError {
+    pub fn transient(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Transient, message: message.into() }
+    }
+    pub fn permanent(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Permanent, message: message.into() }
+    }
+    pub fn mailbox_gone(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::MailboxGone, message: message.into() }
+    }
+    pub fn unreachable(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Unreachable, message: message.into() }
+    }
+    /// Worth trying again later (a 4xx, a lost connection, a missed deadline).
+    pub fn is_transient(&self) -> bool {
+        self.kind == ErrorKind::Transient
+    }
+    /// Not worth trying again as it is (a 5xx).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.kind, ErrorKind::Permanent | ErrorKind::MailboxGone)
+    }
+    /// The recipient's mailbox does not exist: a bounce.
+    pub fn is_mailbox_gone(&self) -> bool {
+        self.kind == ErrorKind::MailboxGone
+    }
+    /// Nothing can be sent through this transport now.
+    pub fn is_unreachable(&self) -> bool {
+        self.kind == ErrorKind::Unreachable
+    }
+}
+
+/// Opens connections; cheap to clone, one connection per worker.
+pub trait Connector: Clone + Send + Sync + 'static {
+    type Connection: Connection;
+    /// A connection that connects when it first has something to send.
+    fn open(&self) -> Self::Connection;
+    /// Where messages go, for people: `smtp://host:587`, `the outbox folder outbox`.
+    fn describe(&self) -> String;
+}
+
+/// A connection of one worker: messages one after another.
+pub trait Connection: Send + 'static {
+    /// Puts one message on its way: `Ok` once the other side has taken it.
+    fn send(&mut self, from: &Address, to: &Address, message: &[u8], message_id: &str, stop: &StopFlag) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Says goodbye (SMTP QUIT), within a short deadline.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Where messages go, as configured.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Each message as a `.eml` file in this folder.
+    Outbox(PathBuf),
+    Smtp(ServerSpec),
+}
+
+impl Connector for Transport {
+    type Connection = TransportConnection;
+
+    fn open(&self) -> TransportConnection {
+        match self {
+            Transport::Outbox(dir) => TransportConnection::Outbox(dir.clone()),
+            Transport::Smtp(spec) => TransportConnection::Smtp { spec: spec.clone(), session: None },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Transport::Outbox(dir) => format!("the outbox folder {}", dir.display()),
+            Transport::Smtp(s) => format!("smtp://{}:{}", s.host, s.port),
+        }
+    }
+}
+
+// One a worker: their size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum TransportConnection {
+    Outbox(PathBuf),
+    /// Connected on first use, and again after the connection broke.
+    Smtp { spec: ServerSpec, session: Option<SmtpSession> },
+}
+
+impl Connection for TransportConnection {
+    async fn send(&mut self, from: &Address, to: &Address, message: &[u8], message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
+        match self {
+            TransportConnection::Outbox(dir) => write_eml(dir, message_id, message),
+            TransportConnection::Smtp { spec, session } => {
+                if session.as_ref().is_none_or(|s| s.is_broken()) {
+                    *session = Some(connect_with_retries(spec, stop).await?);
+                }
+                let s = session.as_mut().expect("connected above");
+                match s.transmit(from, to, message).await {
+                    Attempt::Accepted => Ok(()),
+                    Attempt::Deferred(e) => Err(SendError::transient(e)),
+                    Attempt::Bounced(e) => Err(SendError::mailbox_gone(e)),
+                    Attempt::Rejected(e) => Err(SendError::permanent(e)),
+                }
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let TransportConnection::Smtp { session: Some(s), .. } = self {
+            s.quit().await;
+        }
+    }
+}
+
+/// Three tries a second or two apart, so that a server restarting is waited for; then the
+/// server is unreachable and the send stops.
+async fn connect_with_retries(spec: &ServerSpec, stop: &StopFlag) -> Result<SmtpSession, SendError> {
+    let mut last = String::new();
+    for (i, wait) in [0u64, 1, 2].into_iter().enumerate() {
+        if stop.is_stopped() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        match SmtpSession::connect(spec).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                tracing::warn!("connection attempt {} failed: {e}", i + 1);
+                last = e;
+            }
+        }
+    }
+    Err(SendError::unreachable(format!("cannot reach the SMTP server: {last}")))
+}
+
+/// Writes a message into the outbox folder, named after its Message-ID, so a resend replaces it.
+fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> Result<(), SendError> {
+    let name: String = message_id
+        .trim_matches(['<', '>'])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{name}.eml"));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, &path));
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        SendError::transient(format!("cannot write {}: {e}", path.display()))
+    })
+}
+
+/// A transport in memory, for tests of the send loop: records what it takes, and answers
+/// recipients by rule.
+#[cfg(test)]
+pub mod memory {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What a recipient gets: by a word in its address.
+    #[derive(Clone, Default)]
+    pub struct Memory {
+        pub taken: Arc<Mutex<Vec<(String, String)>>>,
+        /// Addresses that got a temporary refusal, each time.
+        pub deferred: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Memory {
+        pub fn recipients(&self) -> Vec<String> {
+            let mut r: Vec<String> = self.taken.lock().unwrap().iter().map(|(to, _)| to.clone()).collect();
+            r.sort();
+            r
+        }
+    }
+
+    impl Connector for Memory {
+        type Connection = Memory;
+        fn open(&self) -> Memory {
+            self.clone()
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    impl Connection for Memory {
+        /// `gone` in the address: 550 5.1.1; `spam`: 554; `later`: 450 the first time it is tried;
+        /// `hang`: no answer at all.
+        async fn send(&mut self, _from: &Address, to: &Address, _message: &[u8], message_id: &str, _stop: &StopFlag) -> Result<(), SendError> {
+            let to = to.to_string();
+            if to.contains("hang") {
+                std::future::pending::<()>().await;
+            }
+            if to.contains("gone") {
+                return Err(SendError::mailbox_gone("550 5.1.1 no such user"));
+            }
+            if to.contains("spam") {
+                return Err(SendError::permanent("554 5.7.1 rejected"));
+            }
+            if to.contains("later") {
+                let mut deferred = self.deferred.lock().unwrap();
+                if !deferred.contains(&to) {
+                    deferred.push(to);
+                    return Err(SendError::transient("450 4.2.0 try later"));
+                }
+            }
+            self.taken.lock().unwrap().push((to, message_id.to_string()));
+            Ok(())
+        }
+
+        async fn close(self) {}
+    }
+}
