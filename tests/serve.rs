@@ -224,6 +224,56 @@ fn feeds_and_pages_have_their_content_types_and_validators() {
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
 }
 
+/// A connection left open by the client: for `closed_by_server`.
+fn connect(addr: SocketAddr, sent: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(sent).unwrap();
+    s
+}
+
+/// What the server sent before closing `s`, if it closed it before `deadline`; `None` if it still
+/// holds it open then.
+fn closed_by_server(mut s: TcpStream, deadline: Instant) -> Option<String> {
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Err(_) if Instant::now() >= deadline => return None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A declared body over the limit is refused at once, without waiting for it.
+#[test]
+fn a_body_declared_too_large_is_refused_before_it_is_sent() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let asked = Instant::now();
+    let head = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000\r\n\r\n",
+        s.addr
+    );
+    let answer = closed_by_server(connect(s.addr, head.as_bytes()), asked + Duration::from_secs(1));
+    let answer = answer.expect("no answer within a second");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // A chunked body (no length declared) is cut off at the limit too.
+    let big = format!("email=x%40example.org&name={}", "a".repeat(8000));
+    let chunked = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        s.addr,
+        big.len()
+    );
+    let answer = closed_by_server(connect(s.addr, chunked.as_bytes()), Instant::now() + Duration::from_secs(5)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert_eq!(s.status_of("x@example.org"), None);
+}
+
 #[test]
 fn nothing_outside_out_is_served() {
     let p = Project::new("");
