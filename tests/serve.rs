@@ -249,6 +249,43 @@ fn closed_by_server(mut s: TcpStream, deadline: Instant) -> Option<String> {
     }
 }
 
+/// Silent, slow and idle clients cost the server a few seconds each, and do not keep the health
+/// check from answering meanwhile.
+#[test]
+fn silent_slow_and_idle_connections_are_dropped_and_healthz_answers_meanwhile() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let started = Instant::now();
+    let silent: Vec<TcpStream> = (0..300).map(|_| connect(s.addr, b"")).collect();
+    let slow_head = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", s.addr).as_bytes());
+    let head = format!("POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n", s.addr);
+    let slow_body = connect(s.addr, format!("{head}email=ada").as_bytes());
+    let mut idle = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes());
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = Vec::new();
+    while !answered.ends_with(b"\r\n\r\nok\n") {
+        let mut buf = [0; 1024];
+        let n = idle.read(&mut buf).unwrap();
+        assert!(n > 0, "the keep-alive connection was closed after one request");
+        answered.extend_from_slice(&buf[..n]);
+    }
+
+    let asked = Instant::now();
+    let r = get(s.addr, "/healthz");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+    assert!(asked.elapsed() < Duration::from_secs(1), "/healthz took {:?} beside 300 silent connections", asked.elapsed());
+
+    let deadline = started + server::HEADER_READ_TIMEOUT.max(server::BODY_READ_TIMEOUT) + Duration::from_secs(3);
+    for (i, c) in silent.into_iter().enumerate() {
+        assert_eq!(closed_by_server(c, deadline).as_deref(), Some(""), "silent connection {i} is still open");
+    }
+    assert_eq!(closed_by_server(slow_head, deadline).as_deref(), Some(""), "a request head that never ends");
+    assert_eq!(closed_by_server(idle, deadline).as_deref(), Some(""), "an idle keep-alive connection");
+    let answer = closed_by_server(slow_body, deadline).expect("a body that never ends keeps its connection");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert_eq!(s.status_of("ada@example.org"), None);
+}
+
 /// A declared body over the limit is refused at once, without waiting for it.
 #[test]
 fn a_body_declared_too_large_is_refused_before_it_is_sent() {

@@ -2,6 +2,7 @@
 //! subscribe form, confirmation links and one-click unsubscribe (RFC 8058). The router is built
 //! apart from running it, so tests serve it on port 0.
 
+mod connections;
 mod files;
 mod limit;
 mod subscribe;
@@ -25,12 +26,19 @@ use crate::config::Config;
 use crate::deliver::Transport;
 use crate::render::{Page, Templates, render_page};
 use crate::store::{Store, TokenKey};
+pub use connections::serve;
 pub use limit::Rate;
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
+/// A request head (a few hundred bytes) that takes longer is dropped; the same wait, counted from the
+/// last answer, ends an idle keep-alive connection, so silent clients cannot hold connections.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A body (at most `MAX_BODY`) that takes longer is answered 408: even a poor mobile link sends 4 KB in one.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections open at once; more wait to be accepted. Far more than readers need, and few enough
+/// for the common limit of 1024 open files.
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// What the service allows; the defaults suit a public newsletter.
 #[derive(Debug, Clone)]
@@ -190,11 +198,6 @@ pub fn router(app: App) -> Router {
         .layer(middleware::from_fn(read_body_first))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 
 /// Completes on the first SIGINT or SIGTERM.
