@@ -311,6 +311,29 @@ fn a_body_declared_too_large_is_refused_before_it_is_sent() {
     assert_eq!(s.status_of("x@example.org"), None);
 }
 
+/// The archive and feeds are not framed by other sites, not sniffed into another type, and the
+/// pages run no script; the pages keep their inline styles.
+#[test]
+fn archive_pages_and_feeds_carry_the_security_headers() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    for path in ["/", "/issues/2023-07-17/", "/rss.xml", "/atom.xml", "/feed.json"] {
+        let r = get(s.addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(r.header("referrer-policy").is_some(), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP in {:?}", r.headers));
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        assert!(directives.contains(&"frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(directives.contains(&"default-src 'none'"), "{path}: nothing runs: {csp}");
+        assert!(!csp.contains("script-src"), "{path}: {csp}");
+        if path.ends_with('/') {
+            assert!(r.body.contains("<style>"), "{path}");
+            assert!(directives.iter().any(|d| d.starts_with("style-src") && d.contains("'unsafe-inline'")), "{path}: {csp}");
+        }
+    }
+}
+
 #[test]
 fn nothing_outside_out_is_served() {
     let p = Project::new("");
