@@ -633,3 +633,19 @@ fn a_reader_subscribes_confirms_and_unsubscribes_in_a_real_browser() {
     assert_eq!(s.status_of("bea@example.org"), Some(Status::Unsubscribed));
     eprintln!("screenshots: {}", shots.display());
 }
+
+/// The limits the README states are the ones the server applies.
+#[test]
+fn the_readme_states_the_connection_limits_in_force() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (head, body) = (server::HEADER_READ_TIMEOUT.as_secs(), server::BODY_READ_TIMEOUT.as_secs());
+    for stated in [
+        format!("{head} seconds to send a request's head and {body} more for its body"),
+        format!("`Content-Length` over {} KB is refused at once", server::MAX_BODY / 1024),
+        format!("idle keep-alive connection is closed after {head} seconds"),
+        format!("at most {} connections are open at once", server::MAX_CONNECTIONS),
+    ] {
+        assert!(readme.contains(&stated), "README.md does not say {stated:?}");
+    }
+}
