@@ -224,6 +224,116 @@ fn feeds_and_pages_have_their_content_types_and_validators() {
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
 }
 
+/// A connection left open by the client: for `closed_by_server`.
+fn connect(addr: SocketAddr, sent: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(sent).unwrap();
+    s
+}
+
+/// What the server sent before closing `s`, if it closed it before `deadline`; `None` if it still
+/// holds it open then.
+fn closed_by_server(mut s: TcpStream, deadline: Instant) -> Option<String> {
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
+        s.set_read_timeout(Some(left)).unwrap();
+        let mut buf = [0; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Err(_) if Instant::now() >= deadline => return None,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Silent, slow and idle clients cost the server a few seconds each, and do not keep the health
+/// check from answering meanwhile.
+#[test]
+fn silent_slow_and_idle_connections_are_dropped_and_healthz_answers_meanwhile() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let started = Instant::now();
+    let silent: Vec<TcpStream> = (0..300).map(|_| connect(s.addr, b"")).collect();
+    let slow_head = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", s.addr).as_bytes());
+    let head = format!("POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n", s.addr);
+    let slow_body = connect(s.addr, format!("{head}email=ada").as_bytes());
+    let mut idle = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes());
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answered = Vec::new();
+    while !answered.ends_with(b"\r\n\r\nok\n") {
+        let mut buf = [0; 1024];
+        let n = idle.read(&mut buf).unwrap();
+        assert!(n > 0, "the keep-alive connection was closed after one request");
+        answered.extend_from_slice(&buf[..n]);
+    }
+
+    let asked = Instant::now();
+    let r = get(s.addr, "/healthz");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+    assert!(asked.elapsed() < Duration::from_secs(1), "/healthz took {:?} beside 300 silent connections", asked.elapsed());
+
+    let deadline = started + server::HEADER_READ_TIMEOUT.max(server::BODY_READ_TIMEOUT) + Duration::from_secs(3);
+    for (i, c) in silent.into_iter().enumerate() {
+        assert_eq!(closed_by_server(c, deadline).as_deref(), Some(""), "silent connection {i} is still open");
+    }
+    assert_eq!(closed_by_server(slow_head, deadline).as_deref(), Some(""), "a request head that never ends");
+    assert_eq!(closed_by_server(idle, deadline).as_deref(), Some(""), "an idle keep-alive connection");
+    let answer = closed_by_server(slow_body, deadline).expect("a body that never ends keeps its connection");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert_eq!(s.status_of("ada@example.org"), None);
+}
+
+/// A declared body over the limit is refused at once, without waiting for it.
+#[test]
+fn a_body_declared_too_large_is_refused_before_it_is_sent() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    let asked = Instant::now();
+    let head = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000\r\n\r\n",
+        s.addr
+    );
+    let answer = closed_by_server(connect(s.addr, head.as_bytes()), asked + Duration::from_secs(1));
+    let answer = answer.expect("no answer within a second");
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    // A chunked body (no length declared) is cut off at the limit too.
+    let big = format!("email=x%40example.org&name={}", "a".repeat(8000));
+    let chunked = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        s.addr,
+        big.len()
+    );
+    let answer = closed_by_server(connect(s.addr, chunked.as_bytes()), Instant::now() + Duration::from_secs(5)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert_eq!(s.status_of("x@example.org"), None);
+}
+
+/// The archive and feeds are not framed by other sites, not sniffed into another type, and the
+/// pages run no script; the pages keep their inline styles.
+#[test]
+fn archive_pages_and_feeds_carry_the_security_headers() {
+    let p = Project::new("");
+    let s = Running::start(&p, Options::default());
+    for path in ["/", "/issues/2023-07-17/", "/rss.xml", "/atom.xml", "/feed.json"] {
+        let r = get(s.addr, path);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert!(r.header("referrer-policy").is_some(), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_else(|| panic!("{path}: no CSP in {:?}", r.headers));
+        let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+        assert!(directives.contains(&"frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(directives.contains(&"default-src 'none'"), "{path}: nothing runs: {csp}");
+        assert!(!csp.contains("script-src"), "{path}: {csp}");
+        if path.ends_with('/') {
+            assert!(r.body.contains("<style>"), "{path}");
+            assert!(directives.iter().any(|d| d.starts_with("style-src") && d.contains("'unsafe-inline'")), "{path}: {csp}");
+        }
+    }
+}
+
 #[test]
 fn nothing_outside_out_is_served() {
     let p = Project::new("");
@@ -522,4 +632,20 @@ fn a_reader_subscribes_confirms_and_unsubscribes_in_a_real_browser() {
     assert!(text[1].contains("You are unsubscribed"), "{text:?}");
     assert_eq!(s.status_of("bea@example.org"), Some(Status::Unsubscribed));
     eprintln!("screenshots: {}", shots.display());
+}
+
+/// The limits the README states are the ones the server applies.
+#[test]
+fn the_readme_states_the_connection_limits_in_force() {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (head, body) = (server::HEADER_READ_TIMEOUT.as_secs(), server::BODY_READ_TIMEOUT.as_secs());
+    for stated in [
+        format!("{head} seconds to send a request's head and {body} more for its body"),
+        format!("`Content-Length` over {} KB is refused at once", server::MAX_BODY / 1024),
+        format!("idle keep-alive connection is closed after {head} seconds"),
+        format!("at most {} connections are open at once", server::MAX_CONNECTIONS),
+    ] {
+        assert!(readme.contains(&stated), "README.md does not say {stated:?}");
+    }
 }

@@ -50,12 +50,41 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
         (header::LAST_MODIFIED, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("a date is a valid header")),
         (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
     ];
+    let content_type = content_type(&path);
+    // On a 304 too: a browser updates the cached response's headers from it.
+    let security = security_headers(content_type);
     if not_modified(&headers, etag, modified) {
-        return (StatusCode::NOT_MODIFIED, validators, ()).into_response();
+        return (StatusCode::NOT_MODIFIED, validators, security, ()).into_response();
     }
-    let content_type = (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
-    let nosniff = (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    (validators, [content_type, nosniff], Body::from(file.contents.clone())).into_response()
+    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))];
+    (validators, security, content_type, Body::from(file.contents.clone())).into_response()
+}
+
+/// The archive's pages keep their inline styles and show images from anywhere on the web (an issue
+/// can picture what it links to; an image runs nothing) and the archive's own files; nothing runs
+/// scripts, and no other site frames them. Linked sites learn the archive's origin, not the page.
+const PAGE_POLICY: &str =
+    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Feeds and other files a browser could show as a document (XML, JSON, SVG) load and run nothing.
+const DOCUMENT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// Never sniffed into another type; a Content-Security-Policy for what a browser could render as a
+/// document (not for images, fonts or PDFs, which run nothing and whose viewers a policy can break).
+fn security_headers(content_type: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    let policy = if content_type.starts_with("text/html") {
+        Some(PAGE_POLICY)
+    } else if is_text(content_type) || content_type.starts_with("image/svg") {
+        Some(DOCUMENT_POLICY)
+    } else {
+        None
+    };
+    if let Some(policy) = policy {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+    }
+    headers
 }
 
 /// The request path as a relative path under `out`, or `None` when a segment (after percent

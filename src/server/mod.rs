@@ -2,6 +2,7 @@
 //! subscribe form, confirmation links and one-click unsubscribe (RFC 8058). The router is built
 //! apart from running it, so tests serve it on port 0.
 
+mod connections;
 mod files;
 mod limit;
 mod subscribe;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -25,10 +26,19 @@ use crate::config::Config;
 use crate::deliver::Transport;
 use crate::render::{Page, Templates, render_page};
 use crate::store::{Store, TokenKey};
+pub use connections::serve;
 pub use limit::Rate;
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
+/// A request head (a few hundred bytes) that takes longer is dropped; the same wait, counted from the
+/// last answer, ends an idle keep-alive connection, so silent clients cannot hold connections.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A body (at most `MAX_BODY`) that takes longer is answered 408: even a poor mobile link sends 4 KB in one.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections open at once; more wait to be accepted. Far more than readers need, and few enough
+/// for the common limit of 1024 open files.
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// What the service allows; the defaults suit a public newsletter.
 #[derive(Debug, Clone)]
@@ -185,14 +195,9 @@ pub fn router(app: App) -> Router {
         .route("/", get(files::serve_file))
         .route("/{*path}", get(files::serve_file))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(read_body_first))
         .layer(middleware::from_fn(log_request))
         .with_state(app)
-}
-
-/// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 
 /// Completes on the first SIGINT or SIGTERM.
@@ -217,6 +222,30 @@ async fn healthz(State(app): State<App>) -> Response {
 
 async fn not_found(State(app): State<App>) -> Response {
     app.not_found()
+}
+
+/// Reads the whole body before the handler runs: at most `MAX_BODY` (a larger declared length is
+/// refused at once, unread) within `BODY_READ_TIMEOUT`, so a slow or endless body holds no handler.
+async fn read_body_first(request: Request, next: Next) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(body)) => next.run(Request::from_parts(parts, body.into())).await,
+        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => too_large(),
+        // The client went away or broke the framing; it hardly reads the answer.
+        Ok(Err(_)) => (StatusCode::BAD_REQUEST, "the request body could not be read\n").into_response(),
+        Err(_) => {
+            let why = format!("the request body did not arrive within {} seconds\n", BODY_READ_TIMEOUT.as_secs());
+            (StatusCode::REQUEST_TIMEOUT, [(header::CONNECTION, "close")], why).into_response()
+        }
+    }
+}
+
+fn too_large() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONNECTION, "close")], format!("the request body is over the limit of {MAX_BODY} bytes\n")).into_response()
 }
 
 /// One line per request: method, path (tokens replaced by `{token}`), status, time taken.
