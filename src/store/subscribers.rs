@@ -200,13 +200,25 @@ fn shown(text: &str, max: usize) -> String {
     out
 }
 
-/// A display name as entered: trimmed, `None` when empty. Refused when it holds a line break or
-/// another control character (it ends up in a `To:` header).
+/// `text` up to its first `max` characters (cut at a character boundary), without the spaces the
+/// cut may leave at its end.
+fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text[..at].trim_end(),
+        None => text,
+    }
+}
+
+/// A display name as entered: trimmed, cut to `Subscriber::MAX_NAME_CHARS` characters, `None` when
+/// empty. Refused when it holds a line break or another control character (it ends up in a `To:`
+/// header).
 pub fn clean_name(name: &str) -> Result<Option<String>, String> {
     let name = name.trim();
     if name.chars().any(char::is_control) {
-        return Err(format!("the name {name:?} contains a line break or another control character"));
+        let quoted = if name.chars().nth(40).is_some() { format!("{:?}…", cut(name, 40)) } else { format!("{name:?}") };
+        return Err(format!("the name {quoted} contains a line break or another control character"));
     }
+    let name = cut(name, Subscriber::MAX_NAME_CHARS);
     Ok(if name.is_empty() { None } else { Some(name.to_string()) })
 }
 
@@ -311,6 +323,12 @@ pub struct Subscriber {
     pub complained_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl Subscriber {
+    /// The most characters of a name kept: longer names are cut when they come in (`clean_name`),
+    /// and when a `To:` header is built (older databases may hold longer ones).
+    pub const MAX_NAME_CHARS: usize = 100;
+}
+
 #[derive(sqlx::FromRow)]
 struct SubscriberRow {
     id: i64,
@@ -350,6 +368,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
 #[derive(Debug, Clone)]
 pub struct NewSubscriber {
     pub email: SubscriberEmail,
+    /// As `clean_name` returns it.
     pub name: Option<String>,
     /// `Active` for the command line and imports, `Pending` for the web form (confirmed by mail).
     pub status: Status,
@@ -654,6 +673,22 @@ mod tests {
         let message = junk.parse::<SubscriberEmail>().unwrap_err().to_string();
         assert!(message.starts_with(&format!("`{}…` is not a valid email address", &junk[..80])), "{message}");
         assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(clean_name("  Ada Lovelace "), Ok(Some("Ada Lovelace".into())));
+        assert_eq!(clean_name("   "), Ok(None));
+        let long = clean_name(&"é".repeat(10_000)).unwrap().unwrap();
+        assert_eq!(long, "é".repeat(Subscriber::MAX_NAME_CHARS), "cut at a character boundary");
+        let words = clean_name(&"Ada ".repeat(50)).unwrap().unwrap();
+        assert_eq!(words.chars().count(), Subscriber::MAX_NAME_CHARS - 1, "no space left at the end of a cut: {words:?}");
+        for bad in ["Two\nLines", "Cr\rLf", "Tab\there", "Nul\0", "C1\u{85}x"] {
+            let err = clean_name(bad).unwrap_err();
+            assert!(err.contains("control character"), "{err}");
+        }
+        let err = clean_name(&format!("{}\nb", "a".repeat(10_000))).unwrap_err();
+        assert!(err.len() < 200, "the refusal quotes the name cut short: {err}");
     }
 
     #[test]
