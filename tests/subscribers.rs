@@ -217,6 +217,63 @@ fn import_reports_every_row_and_reimport_changes_nothing() {
 }
 
 #[test]
+fn only_sendable_addresses_and_bounded_names_are_stored() {
+    let site = Site::new();
+    let long = "N".repeat(10_000);
+    let rows = [
+        format!("ada@example.org,{long}"),
+        format!("x@[127.0.0.1],{long}"),
+        r#""""evil<script>""@example.org",Eve"#.to_string(),
+        "li@h,Li".to_string(),
+        format!("{}@example.org,Long", "l".repeat(65)),
+        "reader@example.org(Reader),Reader".to_string(),
+        format!("grace+news@mail.example.org,\"Grace {long}\""),
+        "bob@ex_ample.org,Bob".to_string(),
+        format!("{},Junk", "x@".repeat(5_000)),
+        format!("ok@example.org,\"{long}\nBcc: victim@example.org\""),
+    ];
+    let file = site.write("risky.csv", format!("email,name\n{}\n", rows.join("\n")).as_bytes());
+    let r = site.run(&["import", &file]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let (summary, refused) = lines.split_last().unwrap();
+    assert_eq!(*summary, "added 2, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 8");
+    let expected = [
+        (3, "`x@[127.0.0.1]` is not a valid email address: `[127.0.0.1]` is an IP address, not a domain name"),
+        (4, r#"`"evil<script>"@example.org` is not a valid email address: the part before the @ is in quotes"#),
+        (5, "`li@h` is not a valid email address: the domain `h` has no dot"),
+        (6, "is not a valid email address: the part before the @ is 65 bytes long"),
+        (7, "`reader@example.org(Reader)` is not a valid email address: it contains a comment"),
+        (9, "`bob@ex_ample.org` is not a valid email address: `ex_ample` in the domain"),
+        (10, "is not a valid email address: it is 10000 bytes long"),
+        (11, "contains a line break or another control character (for ok@example.org)"),
+    ];
+    assert_eq!(refused.len(), expected.len(), "{}", r.stdout);
+    for (line, (number, reason)) in refused.iter().zip(expected) {
+        assert!(line.starts_with(&format!("{file}:{number}: ")) && line.contains(reason), "expected line {number}: {reason}\n got: {line}");
+        assert!(line.len() < file.len() + 250, "a refusal stays short: {line}");
+    }
+
+    // The names are stored cut to 100 characters; nothing unsendable is stored.
+    let json: serde_json::Value = serde_json::from_str(&site.run(&["list", "--format", "json"]).stdout).unwrap();
+    let stored: Vec<(&str, &str)> = json.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
+    let grace = format!("Grace {}", &long[..94]);
+    assert_eq!(stored, [("ada@example.org", &long[..100]), ("grace+news@mail.example.org", grace.as_str())]);
+
+    // `add` holds to the same rules.
+    let r = site.run(&["add", "x@[127.0.0.1]"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("`x@[127.0.0.1]` is not a valid email address: `[127.0.0.1]` is an IP address"), "{}", r.stderr);
+    let r = site.run(&["add", "li@h"]);
+    assert_eq!(r.code, 2);
+    let r = site.run(&["add", "cy@example.org", "--name", &long]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&site.run(&["list", "--format", "json"]).stdout).unwrap();
+    assert_eq!(json[2]["name"].as_str().unwrap(), &long[..100]);
+    assert_eq!(site.statuses().len(), 3);
+}
+
+#[test]
 fn unusable_files_are_refused_before_anything_is_written() {
     let site = Site::new();
     site.run(&["add", "keep@example.org"]);

@@ -13,6 +13,7 @@ use lettre::Message;
 
 use crate::config::Config;
 use crate::render::markdown::escaped;
+use crate::store::Subscriber;
 
 pub use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
 
@@ -153,7 +154,7 @@ impl PreparedEmail {
         let html = Body::dangerous_pre_encoded(self.html.fill(to.unsubscribe_url, &email), ContentTransferEncoding::QuotedPrintable);
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .to(to.mailbox.clone())
+            .to(recipient_mailbox(to.mailbox.name.as_deref(), to.mailbox.email.clone()))
             .subject(self.subject.clone())
             .date(self.date)
             .message_id(Some(to.message_id.to_string()))
@@ -176,6 +177,21 @@ impl PreparedEmail {
         }
         Ok(message)
     }
+}
+
+/// The mailbox a `To:` header carries for a recipient: the name without control characters and cut
+/// to `Subscriber::MAX_NAME_CHARS` (at a character boundary), or left out when nothing is left. lettre
+/// folds a non-ASCII name into encoded words but writes an ASCII one (quoted or not) on one line,
+/// folding only at spaces, so a long stored name (older databases may hold one) would otherwise
+/// make a line over the 998 octets of RFC 5322 §2.1.1; and CR or LF must never reach a header.
+pub fn recipient_mailbox(name: Option<&str>, email: lettre::Address) -> Mailbox {
+    let name = name.map(|n| {
+        let clean: String = n.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let clean = clean.trim();
+        let kept = clean.char_indices().nth(Subscriber::MAX_NAME_CHARS).map_or(clean.len(), |(at, _)| at);
+        clean[..kept].trim_end().to_string()
+    });
+    Mailbox::new(name.filter(|n| !n.is_empty()), email)
 }
 
 fn header(name: &'static str, value: String) -> HeaderValue {
@@ -264,5 +280,63 @@ mod tests {
         let plain = raw.find("Content-Type: text/plain; charset=utf-8").expect("text part");
         let html = raw.find("Content-Type: text/html; charset=utf-8").expect("html part");
         assert!(plain < html, "text/plain comes before text/html");
+    }
+
+    #[test]
+    fn the_to_mailbox_has_a_bounded_one_line_name_or_none() {
+        let address: lettre::Address = "ada@example.org".parse().unwrap();
+        let to = |name: &str| recipient_mailbox(Some(name), address.clone()).name;
+        assert_eq!(to(" Ada Lovelace "), Some("Ada Lovelace".to_string()));
+        assert_eq!(to("Ada\r\nBcc: x@example.org"), Some("Ada  Bcc: x@example.org".to_string()));
+        assert_eq!(to("\r\n\t\u{85}"), None);
+        assert_eq!(to(&"é".repeat(10_000)), Some("é".repeat(crate::store::Subscriber::MAX_NAME_CHARS)), "cut at a character boundary");
+        assert_eq!(recipient_mailbox(None, address.clone()), Mailbox::new(None, address));
+    }
+
+    #[tokio::test]
+    async fn a_long_stored_name_is_cut_and_no_header_line_is_over_998_octets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("t.db")).await.unwrap();
+        // Straight into the table, past today's checks, as an older database could hold them.
+        let names = [
+            "a".repeat(10_000),
+            format!("\"{}\"", "quoted\\".repeat(1_500)),
+            "Ada Lovelace ".repeat(800),
+            format!("Ada\r\nBcc: evil@example.org {}", "é".repeat(10_000)),
+        ];
+        for (i, name) in names.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at) \
+                 VALUES (?1, ?1, ?2, 'active', 'import', 0, 0)",
+            )
+            .bind(format!("reader{i}@example.org"))
+            .bind(name)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        let p = PreparedEmail::new(&config(), "Signals #3", "<p>x</p>", "x", false, SystemTime::UNIX_EPOCH).unwrap();
+        let stored = crate::store::ledger::active_after(store.pool(), 0, 10).await.unwrap();
+        assert_eq!(stored.len(), names.len());
+        for (_, email, name) in stored {
+            assert!(name.as_ref().unwrap().chars().count() > 9_000);
+            // The mailbox as the send loop makes it from the stored row.
+            let mailbox = crate::deliver::mailbox(&email, name.as_deref()).unwrap();
+            let recipient = Recipient { mailbox, unsubscribe_url: "https://signals.example.org/unsubscribe/tok", message_id: "<t@signals.example.org>" };
+            let m = p.build(&recipient).unwrap();
+            assert_eq!(m.envelope().to(), [email.parse::<lettre::Address>().unwrap()]);
+            let raw = String::from_utf8(m.formatted()).unwrap();
+            let head = &raw[..raw.find("\r\n\r\n").unwrap()];
+            let longest = head.split("\r\n").map(str::len).max().unwrap();
+            assert!(longest <= 998, "{email}: a header line of {longest} octets");
+            assert!(!head.contains("\r\nBcc:"), "{head}");
+            // The To: header, unfolded (RFC 5322 §2.2.3), still ends in the right address.
+            let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", "\t");
+            let to = unfolded.split("\r\n").find(|l| l.starts_with("To: ")).unwrap();
+            assert!(to.ends_with(&format!(" <{email}>")), "{to}");
+            if email == "reader0@example.org" {
+                assert_eq!(to, format!("To: {} <{email}>", "a".repeat(crate::store::Subscriber::MAX_NAME_CHARS)), "the name is cut");
+            }
+        }
     }
 }

@@ -8,11 +8,11 @@ use axum::Json;
 use axum::extract::{Form, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use serde::Deserialize;
 
 use super::{App, ClientIp, retry_after};
+use crate::deliver::message::recipient_mailbox;
 use crate::render::{Page, PageForm, PageLink};
 use crate::urls;
 use crate::store::{
@@ -148,7 +148,7 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
     );
     let mut builder = lettre::Message::builder()
         .from(config.email.from.clone())
-        .to(Mailbox::new(subscriber.name.clone(), subscriber.email.parse()?))
+        .to(recipient_mailbox(subscriber.name.as_deref(), subscriber.email.parse()?))
         .subject(format!("Confirm your subscription to {title}"))
         .message_id(Some(message_id.clone()))
         .header(ContentType::TEXT_PLAIN);

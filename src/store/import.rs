@@ -7,9 +7,11 @@
 //!
 //! The file is refused, with nothing written, when its header row is not UTF-8, has no `email`
 //! column, or the file is binary. Rows are checked one by one: a row that is not UTF-8, has no
-//! valid address, a name with control characters or an unknown status is reported with its line
-//! number and left out; the other rows are imported. Blank lines are ignored. Should reading fail
-//! midway (an I/O error), the chunks already written stay; importing the file again completes it.
+//! address Gazette can send to (`SubscriberEmail`), a name with control characters or an unknown
+//! status is reported with its line number and left out; the other rows are imported. A name
+//! longer than `Subscriber::MAX_NAME_CHARS` is cut, not refused. Blank lines are ignored. Should
+//! reading fail midway (an I/O error), the chunks already written stay; importing the file again
+//! completes it.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

@@ -9,45 +9,40 @@ use serde::Serialize;
 
 use super::{Store, StoreError, now};
 
-/// An email address checked once (with lettre's parser) when it enters Gazette; nothing downstream
-/// checks it again. Kept as given; `key()` is the form uniqueness is decided on.
+/// An email address Gazette can send to through an ordinary relay, checked once when it enters
+/// Gazette; nothing downstream checks it again. lettre's parser (RFC 5322 syntax) is the base; on
+/// top of it, the local part must be a dot-atom (no quoted strings), the domain a host name with a
+/// dot (no address literals or IP addresses) whose labels are letters, digits and hyphens (after
+/// IDNA for internationalized domains), and the lengths within RFC 5321 §4.5.3.1. Kept as given;
+/// `key()` is the form uniqueness is decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberEmail {
     address: String,
     key: String,
 }
 
-/// An address that could not be parsed, with the reason, phrased for the person who typed it.
+/// An address that was refused, with the reason, phrased for the person who typed it. The input
+/// shown is cut short and its control characters escaped, so that a file of junk gives short lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a valid email address: {reason}")]
+#[error("`{}` is not a valid email address: {reason}", shown(.input, 80))]
 pub struct InvalidEmail {
     pub input: String,
     pub reason: String,
 }
 
 impl SubscriberEmail {
-    /// The longest address accepted (RFC 5321's limit on a forward path, less the angle brackets).
+    /// The longest address accepted, in octets (RFC 5321 §4.5.3.1.3: a path is 256 octets, less the
+    /// angle brackets).
     pub const MAX_LEN: usize = 254;
+    /// The longest local part (the part before the @), in octets (RFC 5321 §4.5.3.1.1).
+    pub const MAX_LOCAL_LEN: usize = 64;
 
     pub fn parse(input: &str) -> Result<SubscriberEmail, InvalidEmail> {
         let address = input.trim();
-        let bad = |reason: &str| InvalidEmail { input: input.to_string(), reason: reason.to_string() };
-        if address.is_empty() {
-            return Err(bad("it is empty"));
+        match check_address(address) {
+            Ok(()) => Ok(SubscriberEmail { key: Self::key_of(address), address: address.to_string() }),
+            Err(reason) => Err(InvalidEmail { input: input.to_string(), reason }),
         }
-        if address.len() > Self::MAX_LEN {
-            return Err(bad(&format!("it is longer than {} characters", Self::MAX_LEN)));
-        }
-        if let Err(e) = address.parse::<lettre::Address>() {
-            let reason = match e {
-                lettre::address::AddressError::MissingParts => "it needs a name, an @ and a domain, as in reader@example.org",
-                lettre::address::AddressError::InvalidUser => "the part before the @ is not valid",
-                lettre::address::AddressError::InvalidDomain => "the domain after the @ is not valid",
-                _ => "it is not of the form reader@example.org",
-            };
-            return Err(bad(reason));
-        }
-        Ok(SubscriberEmail { key: Self::key_of(address), address: address.to_string() })
     }
 
     /// Uniqueness is case-insensitive on the whole address, with Unicode lower-casing (SQLite's
@@ -86,13 +81,144 @@ impl AsRef<str> for SubscriberEmail {
     }
 }
 
-/// A display name as entered: trimmed, `None` when empty. Refused when it holds a line break or
-/// another control character (it ends up in a `To:` header).
+/// Why `address` (trimmed) is not an address Gazette can send to. The cheap checks come first, so
+/// that a line of junk is refused before any parsing; lettre's parser has the last word.
+fn check_address(address: &str) -> Result<(), String> {
+    if address.is_empty() {
+        return Err("it is empty".into());
+    }
+    if address.len() > SubscriberEmail::MAX_LEN {
+        return Err(format!("it is {} bytes long, and mail servers take at most {} (RFC 5321)", address.len(), SubscriberEmail::MAX_LEN));
+    }
+    if address.chars().any(char::is_control) {
+        return Err("it contains a line break or another control character".into());
+    }
+    let Some((local, domain)) = address.rsplit_once('@').filter(|(l, d)| !l.is_empty() && !d.is_empty()) else {
+        return Err("it needs a name, an @ and a domain, as in reader@example.org".into());
+    };
+    if local.starts_with('"') || local.ends_with('"') {
+        return Err("the part before the @ is in quotes, which most mail servers refuse; give an address without quotes".into());
+    }
+    if address.contains(['<', '>']) {
+        return Err("give the address alone, without a name or angle brackets, as in reader@example.org".into());
+    }
+    if address.contains(char::is_whitespace) {
+        return Err("it contains a space".into());
+    }
+    if address.contains(['(', ')']) {
+        return Err("it contains a comment in parentheses; give the address alone, as in reader@example.org".into());
+    }
+    if local.len() > SubscriberEmail::MAX_LOCAL_LEN {
+        return Err(format!(
+            "the part before the @ is {} bytes long, and mail servers take at most {} (RFC 5321)",
+            local.len(),
+            SubscriberEmail::MAX_LOCAL_LEN
+        ));
+    }
+    check_domain(domain)?;
+    match address.parse::<lettre::Address>() {
+        Ok(_) => Ok(()),
+        Err(lettre::address::AddressError::InvalidUser) => {
+            Err("the part before the @ may only hold letters, digits and !#$%&'*+-/=?^_`{|}~, with single dots between them".into())
+        }
+        Err(_) => Err("it is not of the form reader@example.org".into()),
+    }
+}
+
+/// Why `domain` is not a host name mail can be relayed to: one with a dot, whose labels are host
+/// labels (RFC 1123 §2.1: letters, digits and hyphens, not at either end, 63 at most), in ASCII
+/// or as IDNA turns them into ASCII, and whose top-level label is letters (RFC 3696 §2).
+fn check_domain(domain: &str) -> Result<(), String> {
+    let named = shown(domain, 80);
+    if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{named}` is an IP address, not a domain name; mail goes to an address at a domain, as in reader@example.org"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(format!("the domain `{named}` has no dot; give the whole domain, as in reader@example.org"));
+    }
+    let mut ascii_len = labels.len() - 1;
+    let mut last = String::new();
+    for label in labels {
+        if label.is_empty() {
+            return Err(format!("the domain `{named}` has an empty part (a dot at either end, or two in a row)"));
+        }
+        let Some(ascii) = ascii_label(label) else {
+            return Err(format!("`{}` in the domain `{named}` is not a valid internationalized domain label", shown(label, 80)));
+        };
+        if ascii.len() > 63 {
+            return Err(format!("`{}` in the domain `{named}` is longer than the 63 characters a domain label can have", shown(label, 80)));
+        }
+        if !ascii.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || ascii.starts_with('-') || ascii.ends_with('-') {
+            return Err(format!(
+                "`{}` in the domain `{named}` is not a valid domain label: letters, digits and hyphens, with no hyphen at either end",
+                shown(label, 80)
+            ));
+        }
+        ascii_len += ascii.len();
+        last = ascii;
+    }
+    if ascii_len > 253 {
+        return Err(format!("the domain `{named}` is longer than the 253 characters a domain name can have"));
+    }
+    if !((last.len() >= 2 && last.bytes().all(|b| b.is_ascii_alphabetic())) || last.starts_with("xn--")) {
+        return Err(format!("the domain `{named}` does not end in a top-level domain (letters only, as in .org)"));
+    }
+    Ok(())
+}
+
+/// One domain label as DNS knows it: itself, or for an internationalized label its IDNA (ASCII)
+/// form. `None` when IDNA refuses the label or makes more than one of it.
+fn ascii_label(label: &str) -> Option<String> {
+    if label.is_ascii() {
+        return Some(label.to_string());
+    }
+    // URL host parsing would decode `%` escapes: the label's ASCII characters are checked first.
+    if !label.bytes().all(|b| !b.is_ascii() || b.is_ascii_alphanumeric() || b == b'-') {
+        return None;
+    }
+    match url::Host::parse(label) {
+        Ok(url::Host::Domain(ascii)) if !ascii.contains('.') => Some(ascii),
+        _ => None,
+    }
+}
+
+/// `text` for a message: its first `max` characters (then `…`), control characters escaped.
+fn shown(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` up to its first `max` characters (cut at a character boundary), without the spaces the
+/// cut may leave at its end.
+fn cut(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => text[..at].trim_end(),
+        None => text,
+    }
+}
+
+/// A display name as entered: trimmed, cut to `Subscriber::MAX_NAME_CHARS` characters, `None` when
+/// empty. Refused when it holds a line break or another control character (it ends up in a `To:`
+/// header).
 pub fn clean_name(name: &str) -> Result<Option<String>, String> {
     let name = name.trim();
     if name.chars().any(char::is_control) {
-        return Err(format!("the name {name:?} contains a line break or another control character"));
+        let quoted = if name.chars().nth(40).is_some() { format!("{:?}…", cut(name, 40)) } else { format!("{name:?}") };
+        return Err(format!("the name {quoted} contains a line break or another control character"));
     }
+    let name = cut(name, Subscriber::MAX_NAME_CHARS);
     Ok(if name.is_empty() { None } else { Some(name.to_string()) })
 }
 
@@ -197,6 +323,12 @@ pub struct Subscriber {
     pub complained_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl Subscriber {
+    /// The most characters of a name kept: longer names are cut when they come in (`clean_name`),
+    /// and when a `To:` header is built (older databases may hold longer ones).
+    pub const MAX_NAME_CHARS: usize = 100;
+}
+
 #[derive(sqlx::FromRow)]
 struct SubscriberRow {
     id: i64,
@@ -236,6 +368,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
 #[derive(Debug, Clone)]
 pub struct NewSubscriber {
     pub email: SubscriberEmail,
+    /// As `clean_name` returns it.
     pub name: Option<String>,
     /// `Active` for the command line and imports, `Pending` for the web form (confirmed by mail).
     pub status: Status,
@@ -473,6 +606,89 @@ mod tests {
         }
         let err = "reader@".parse::<SubscriberEmail>().unwrap_err().to_string();
         assert!(err.contains("`reader@`"), "{err}");
+    }
+
+    #[test]
+    fn ordinary_addresses_are_accepted_including_internationalized_ones() {
+        let longest_local = format!("{}@example.org", "l".repeat(64));
+        for good in [
+            "reader@example.org",
+            "ada+newsletter@example.org",
+            "first.last@mail.example.co.uk",
+            "r2d2@host-1.example.org",
+            "o'neil_007@sub.domain-name.example.museum",
+            "1234@example.io",
+            "ÉLODIE@exemple.fr",
+            "élodie@exämple.fr",
+            "user@xn--exmple-cua.org",
+            "user@例え.テスト",
+            &longest_local,
+        ] {
+            assert!(good.parse::<SubscriberEmail>().is_ok(), "{good:?} should be accepted: {:?}", good.parse::<SubscriberEmail>());
+        }
+    }
+
+    #[test]
+    fn addresses_no_relay_can_deliver_to_are_refused_with_the_reason() {
+        let long_local = format!("{}@example.org", "l".repeat(65));
+        let long_label = format!("a@{}.org", "b".repeat(64));
+        let long_address = format!("a@{}.org", ["b"; 130].join("."));
+        let cases: [(&str, &str); 25] = [
+            ("x@[127.0.0.1]", "is an IP address, not a domain name"),
+            ("x@[IPv6:2001:db8::1]", "is an IP address"),
+            ("x@127.0.0.1", "is an IP address"),
+            ("\"evil<script>\"@example.org", "the part before the @ is in quotes"),
+            ("\"a b\"@example.org", "in quotes"),
+            ("li@h", "the domain `h` has no dot"),
+            ("reader@localhost", "has no dot"),
+            ("reader(comment)@example.org", "comment in parentheses"),
+            ("reader@example.org(Reader)", "comment in parentheses"),
+            ("Reader <reader@example.org>", "without a name or angle brackets"),
+            ("a..b@example.org", "single dots between them"),
+            (".ab@example.org", "single dots"),
+            ("ab.@example.org", "single dots"),
+            ("a,b@example.org", "may only hold letters, digits"),
+            ("a@ex_ample.org", "`ex_ample` in the domain `ex_ample.org` is not a valid domain label"),
+            ("a@-example.org", "not a valid domain label"),
+            ("a@example..org", "has an empty part"),
+            ("a@example.org.", "has an empty part"),
+            ("a@example.c0m", "does not end in a top-level domain"),
+            ("a@exa\u{3002}mple.org", "not a valid internationalized domain label"),
+            ("a@b\r\nBcc: victim@example.org", "control character"),
+            ("a\u{85}b@example.org", "control character"),
+            (&long_local, "the part before the @ is 65 bytes long, and mail servers take at most 64"),
+            (&long_label, "longer than the 63 characters"),
+            (&long_address, "is 265 bytes long, and mail servers take at most 254"),
+        ];
+        for (bad, why) in cases {
+            let err = bad.parse::<SubscriberEmail>().expect_err(bad);
+            assert_eq!(err.input, bad);
+            let message = err.to_string();
+            assert!(message.contains(why), "{bad:?}: {message}");
+            assert!(message.starts_with(&format!("`{}` is not a valid email address: ", shown(bad, 80))), "the address is named: {message}");
+            assert!(!message.contains(['\r', '\n']), "{message:?}");
+        }
+        // A line of junk is named, but cut short.
+        let junk = "x@".repeat(5000);
+        let message = junk.parse::<SubscriberEmail>().unwrap_err().to_string();
+        assert!(message.starts_with(&format!("`{}…` is not a valid email address", &junk[..80])), "{message}");
+        assert!(message.len() < 200, "{message}");
+    }
+
+    #[test]
+    fn names_are_trimmed_bounded_and_free_of_control_characters() {
+        assert_eq!(clean_name("  Ada Lovelace "), Ok(Some("Ada Lovelace".into())));
+        assert_eq!(clean_name("   "), Ok(None));
+        let long = clean_name(&"é".repeat(10_000)).unwrap().unwrap();
+        assert_eq!(long, "é".repeat(Subscriber::MAX_NAME_CHARS), "cut at a character boundary");
+        let words = clean_name(&"Ada ".repeat(50)).unwrap().unwrap();
+        assert_eq!(words.chars().count(), Subscriber::MAX_NAME_CHARS - 1, "no space left at the end of a cut: {words:?}");
+        for bad in ["Two\nLines", "Cr\rLf", "Tab\there", "Nul\0", "C1\u{85}x"] {
+            let err = clean_name(bad).unwrap_err();
+            assert!(err.contains("control character"), "{err}");
+        }
+        let err = clean_name(&format!("{}\nb", "a".repeat(10_000))).unwrap_err();
+        assert!(err.len() < 200, "the refusal quotes the name cut short: {err}");
     }
 
     #[test]
