@@ -105,16 +105,30 @@ fn hostname_or_local() -> String {
     std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "localhost".into())
 }
 
-/// The lease on an issue while we hold it: released when dropped, on every way out of the send
-/// (an error, a panic, the future dropped), by a task of its own since a release is a query.
+/// The lease on an issue while we hold it. `release` gives it back; on any other way out of the
+/// send (a panic, the future dropped) the guard gives it back from a task of its own, since a
+/// release is a query.
 struct Lease {
     store: Store,
     issue_id: String,
     holder: String,
+    released: bool,
+}
+
+impl Lease {
+    async fn release(mut self) {
+        self.released = true;
+        if let Err(e) = ledger::release_lease(self.store.pool(), &self.issue_id, &self.holder).await {
+            tracing::warn!("could not release the lease on issue {} (it expires by itself): {e}", self.issue_id);
+        }
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         let (store, issue_id, holder) = (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -153,10 +167,10 @@ pub async fn send_issue<T: Connector>(
         }
         tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
     }
-    let lease = Lease { store: store.clone(), issue_id: issue_id.to_string(), holder };
+    let lease = Lease { store: store.clone(), issue_id: issue_id.to_string(), holder, released: false };
     let job = SendJob { store, config, issue_id, number, email, stop, progress, holder: &lease.holder };
     let result = run_send(job, transport).await;
-    drop(lease);
+    lease.release().await;
     result
 }
 
@@ -489,8 +503,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
-        tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(ledger::lease_holder(store.pool(), "2023-07-17").await.unwrap(), None);
+        // A send whose future is dropped half-way gives the lease back too.
+        let hang = setup_hang(&store).await;
+        let (stop, progress) = (StopFlag::default(), LogProgress::default());
+        let send = send_issue(&store, &config, "2023-07-24", 2, setup_email(&config), &hang, &stop, &progress);
+        assert!(tokio::time::timeout(Duration::from_millis(300), send).await.is_err(), "the send hangs on its only recipient");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-24").await.unwrap(), None);
+    }
+
+    /// Leaves one active subscriber, whose server never answers.
+    async fn setup_hang(store: &Store) -> Memory {
+        for s in store.list_page(None, 0, 100).await.unwrap() {
+            store.unsubscribe_by_id(s.id).await.unwrap();
+        }
+        let new = NewSubscriber { email: "hang@example.org".parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+        store.add(&new, false).await.unwrap();
+        Memory::default()
     }
 
     fn setup_email(config: &Config) -> Arc<PreparedEmail> {

@@ -12,7 +12,24 @@
 
 use sqlx::{Row, SqlitePool};
 
+use crate::store::Status;
+
 type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// Where a delivery is (the `deliveries.state` column; the diagram above). Queries bind these
+/// rather than spelling the states out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(rename_all = "lowercase")]
+pub enum DeliveryState {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Bounced,
+    Skipped,
+}
+
+use DeliveryState::{Bounced, Failed, Pending, Sending, Sent, Skipped};
 
 /// A delivery taken for sending.
 #[derive(Debug, Clone)]
@@ -169,12 +186,13 @@ pub async fn start_send(
         let audience = sqlx::query(
             "INSERT INTO deliveries (issue_id, subscriber_id, message_id, updated_at)
              SELECT ?1, id, '<' || ?1 || '.' || id || '.' || ?2 || '@' || ?3 || '>', ?4
-             FROM subscribers WHERE status = 'active'",
+             FROM subscribers WHERE status = ?5",
         )
         .bind(issue_id)
         .bind(nonce)
         .bind(message_id_domain)
         .bind(now)
+        .bind(Status::Active.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -189,13 +207,16 @@ pub async fn start_send(
 /// only spaces retries within one run. Call only with the lease held.
 pub async fn requeue_in_flight(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<u64> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let done = sqlx::query("UPDATE deliveries SET state = 'pending', updated_at = ?2 WHERE issue_id = ?1 AND state = 'sending'")
+    let done = sqlx::query("UPDATE deliveries SET state = ?3, updated_at = ?2 WHERE issue_id = ?1 AND state = ?4")
         .bind(issue_id)
         .bind(now)
+        .bind(Pending)
+        .bind(Sending)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = ?1 AND state = 'pending' AND next_attempt_at > 0")
+    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = ?1 AND state = ?2 AND next_attempt_at > 0")
         .bind(issue_id)
+        .bind(Pending)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -212,12 +233,13 @@ pub async fn claim(pool: &SqlitePool, issue_id: &str, limit: i64, now: i64) -> R
     let rows = sqlx::query(
         "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status
          FROM deliveries d INDEXED BY deliveries_by_state JOIN subscribers s ON s.id = d.subscriber_id
-         WHERE d.issue_id = ?1 AND d.state = 'pending' AND d.next_attempt_at <= ?2
+         WHERE d.issue_id = ?1 AND d.state = ?4 AND d.next_attempt_at <= ?2
          ORDER BY d.subscriber_id LIMIT ?3",
     )
     .bind(issue_id)
     .bind(now)
     .bind(limit)
+    .bind(Pending)
     .fetch_all(&mut *tx)
     .await?;
     let mut claimed = Vec::with_capacity(rows.len());
@@ -225,19 +247,20 @@ pub async fn claim(pool: &SqlitePool, issue_id: &str, limit: i64, now: i64) -> R
     for r in rows {
         let status: String = r.get(5);
         let id: i64 = r.get(0);
-        if status == "active" {
+        if status == Status::Active.as_str() {
             claimed.push(Claimed { subscriber_id: id, email: r.get(1), name: r.get(2), message_id: r.get(3), attempts: r.get(4) });
         } else {
             skipped.push((id, format!("subscriber is {status}")));
         }
     }
-    set_state(&mut tx, issue_id, "sending", &claimed.iter().map(|c| c.subscriber_id).collect::<Vec<_>>(), now).await?;
+    set_state(&mut tx, issue_id, Sending, &claimed.iter().map(|c| c.subscriber_id).collect::<Vec<_>>(), now).await?;
     for (id, why) in skipped {
-        sqlx::query("UPDATE deliveries SET state = 'skipped', last_error = ?3, updated_at = ?4 WHERE issue_id = ?1 AND subscriber_id = ?2")
+        sqlx::query("UPDATE deliveries SET state = ?5, last_error = ?3, updated_at = ?4 WHERE issue_id = ?1 AND subscriber_id = ?2")
             .bind(issue_id)
             .bind(id)
             .bind(why)
             .bind(now)
+            .bind(Skipped)
             .execute(&mut *tx)
             .await?;
     }
@@ -245,7 +268,7 @@ pub async fn claim(pool: &SqlitePool, issue_id: &str, limit: i64, now: i64) -> R
     Ok(claimed)
 }
 
-async fn set_state(tx: &mut sqlx::SqliteConnection, issue_id: &str, state: &str, ids: &[i64], now: i64) -> Result<()> {
+async fn set_state(tx: &mut sqlx::SqliteConnection, issue_id: &str, state: DeliveryState, ids: &[i64], now: i64) -> Result<()> {
     for chunk in ids.chunks(300) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!(
@@ -271,10 +294,10 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
     for chunk in sent.chunks(300) {
         let marks = vec!["?"; chunk.len()].join(",");
         let sql = format!(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?, updated_at = ?, last_error = NULL
+            "UPDATE deliveries SET state = ?, sent_at = ?, updated_at = ?, last_error = NULL
              WHERE issue_id = ? AND subscriber_id IN ({marks})"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(now).bind(now).bind(issue_id);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(Sent).bind(now).bind(now).bind(issue_id);
         for id in chunk {
             q = q.bind(id);
         }
@@ -283,10 +306,10 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
     for (id, outcome) in outcomes {
         let (state, error, retry_at) = match outcome {
             Outcome::Sent => continue,
-            Outcome::Deferred { error, retry_at } => ("pending", Some(error.as_str()), *retry_at),
-            Outcome::Bounced(e) => ("bounced", Some(e.as_str()), 0),
-            Outcome::Failed(e) => ("failed", Some(e.as_str()), 0),
-            Outcome::Unclaimed => ("pending", None, 0),
+            Outcome::Deferred { error, retry_at } => (Pending, Some(error.as_str()), *retry_at),
+            Outcome::Bounced(e) => (Bounced, Some(e.as_str()), 0),
+            Outcome::Failed(e) => (Failed, Some(e.as_str()), 0),
+            Outcome::Unclaimed => (Pending, None, 0),
         };
         let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
         sqlx::query(
@@ -303,9 +326,11 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
         .execute(&mut *tx)
         .await?;
         if matches!(outcome, Outcome::Bounced(_)) {
-            sqlx::query("UPDATE subscribers SET status = 'bounced', bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = 'active'")
+            sqlx::query("UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = ?4")
                 .bind(id)
                 .bind(now)
+                .bind(Status::Bounced.as_str())
+                .bind(Status::Active.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -318,10 +343,12 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
 pub async fn finish_if_done(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE sends SET finished_at = ?2 WHERE issue_id = ?1 AND finished_at IS NULL
-         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND state IN ('pending', 'sending'))",
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND state IN (?3, ?4))",
     )
     .bind(issue_id)
     .bind(now)
+    .bind(Pending)
+    .bind(Sending)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -329,8 +356,9 @@ pub async fn finish_if_done(pool: &SqlitePool, issue_id: &str, now: i64) -> Resu
 
 /// The earliest time a pending delivery may be tried again, if any is pending.
 pub async fn next_retry_at(pool: &SqlitePool, issue_id: &str) -> Result<Option<i64>> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = 'pending'")
+    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = ?2")
         .bind(issue_id)
+        .bind(Pending)
         .fetch_one(pool)
         .await
 }
@@ -341,14 +369,13 @@ pub async fn counts(pool: &SqlitePool, issue_id: &str) -> Result<Counts> {
     for r in rows {
         let n: i64 = r.get(1);
         c.total += n;
-        match r.get::<String, _>(0).as_str() {
-            "pending" => c.pending = n,
-            "sending" => c.sending = n,
-            "sent" => c.sent = n,
-            "failed" => c.failed = n,
-            "bounced" => c.bounced = n,
-            "skipped" => c.skipped = n,
-            _ => {}
+        match r.try_get::<DeliveryState, _>(0)? {
+            Pending => c.pending = n,
+            Sending => c.sending = n,
+            Sent => c.sent = n,
+            Failed => c.failed = n,
+            Bounced => c.bounced = n,
+            Skipped => c.skipped = n,
         }
     }
     Ok(c)
@@ -358,11 +385,14 @@ pub async fn counts(pool: &SqlitePool, issue_id: &str) -> Result<Counts> {
 pub async fn problems(pool: &SqlitePool, issue_id: &str, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
     let rows = sqlx::query(
         "SELECT s.email, d.state, d.attempts, d.last_error FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-         WHERE d.issue_id = ?1 AND d.last_error IS NOT NULL AND d.state IN ('failed', 'bounced', 'pending')
+         WHERE d.issue_id = ?1 AND d.last_error IS NOT NULL AND d.state IN (?3, ?4, ?5)
          ORDER BY d.state, s.email LIMIT ?2",
     )
     .bind(issue_id)
     .bind(limit)
+    .bind(Failed)
+    .bind(Bounced)
+    .bind(Pending)
     .fetch_all(pool)
     .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
@@ -370,9 +400,10 @@ pub async fn problems(pool: &SqlitePool, issue_id: &str, limit: i64) -> Result<V
 
 /// Who would get the issue if its send started now (for `--dry-run`), streamed in id order.
 pub async fn active_after(pool: &SqlitePool, after_id: i64, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
-    let rows = sqlx::query("SELECT id, email, name FROM subscribers WHERE status = 'active' AND id > ?1 ORDER BY id LIMIT ?2")
+    let rows = sqlx::query("SELECT id, email, name FROM subscribers WHERE status = ?3 AND id > ?1 ORDER BY id LIMIT ?2")
         .bind(after_id)
         .bind(limit)
+        .bind(Status::Active.as_str())
         .fetch_all(pool)
         .await?;
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
