@@ -7,26 +7,11 @@ use std::time::{Duration, Instant};
 
 use common::{Project, Sink};
 
-/// A project with its own copy of the repository's digests.
-fn project_with_own_digests(extra: &str) -> Project {
-    let p = Project::new(extra);
-    let digests = p.path("digests");
-    std::fs::create_dir(&digests).unwrap();
-    for e in std::fs::read_dir(common::repo().join("digests")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
-    }
-    let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-    let toml: Vec<String> =
-        toml.lines().map(|l| if l.starts_with("digests = ") { "digests = \"digests\"".to_string() } else { l.to_string() }).collect();
-    std::fs::write(p.path("publish.toml"), toml.join("\n")).unwrap();
-    p
-}
 
 #[test]
 fn hostile_digests_in_an_old_week_are_named_and_hold_back_nothing_else() {
     let sink = Sink::start(&[]);
-    let p = project_with_own_digests(&sink.smtp_config());
+    let p = Project::with_own_digests(&sink.smtp_config());
     let readers = p.import_readers(3);
     let seed = std::fs::read_to_string(p.path("digests/000_86102eed948879ef.txt")).unwrap();
     // An old week (5–11 June 2023): one file per hostile thing.
@@ -66,7 +51,7 @@ fn hostile_digests_in_an_old_week_are_named_and_hold_back_nothing_else() {
 fn an_email_that_cannot_be_compiled_names_its_week_and_the_others_go_on() {
     // A template that compiles for ordinary weeks and not for one: an unclosed tag, only where a
     // digest's title says so.
-    let p = project_with_own_digests("");
+    let p = Project::with_own_digests("");
     std::fs::create_dir(p.path("templates")).unwrap();
     let template = std::fs::read_to_string(common::repo().join("templates/email.mjml")).unwrap();
     let trap = "{% for day in issue.days %}{% for d in day.digests %}{% if 'TRAP' in d.title %}<mj-raw><div></mj-raw>{% endif %}{% endfor %}{% endfor %}";

@@ -25,21 +25,6 @@ fn index_numbers(p: &Project) -> Vec<(u32, String)> {
     out
 }
 
-/// A project with its own copy of the repository's digests, which a test may change.
-fn project_with_own_digests(extra: &str) -> Project {
-    let p = Project::new(extra);
-    let digests = p.path("digests");
-    std::fs::create_dir(&digests).unwrap();
-    for e in std::fs::read_dir(common::repo().join("digests")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
-    }
-    let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-    let toml: Vec<String> =
-        toml.lines().map(|l| if l.starts_with("digests = ") { "digests = \"digests\"".to_string() } else { l.to_string() }).collect();
-    std::fs::write(p.path("publish.toml"), toml.join("\n")).unwrap();
-    p
-}
 
 /// Every week of the repository's digests, in week order.
 const WEEKS: [&str; 10] =
@@ -105,7 +90,7 @@ fn a_round_publishes_only_the_weeks_that_are_due() {
 
 #[test]
 fn a_digest_added_to_an_old_empty_week_gets_the_next_free_number() {
-    let p = project_with_own_digests("");
+    let p = Project::with_own_digests("");
     p.expect(0, &["build"]);
     assert_numbered_in_week_order(&p);
     // The week of 31 July 2023 had no digests; one arrives after every later week was published.
@@ -120,7 +105,7 @@ fn a_digest_added_to_an_old_empty_week_gets_the_next_free_number() {
 
 #[test]
 fn an_edit_to_a_published_issue_updates_its_feed_entry_not_its_number() {
-    let p = project_with_own_digests("");
+    let p = Project::with_own_digests("");
     p.expect(0, &["build"]);
     let entry = |atom: &str| -> String {
         let id = atom.find("issue-2023-07-17").unwrap();
@@ -142,7 +127,7 @@ fn an_edit_to_a_published_issue_updates_its_feed_entry_not_its_number() {
 
 #[test]
 fn build_exits_1_when_it_left_a_digest_out() {
-    let p = project_with_own_digests("");
+    let p = Project::with_own_digests("");
     let path = p.path("digests/000_86102eed948879ef.txt");
     std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("## Summary", "## Sumary")).unwrap();
     let out = p.run(&["build", "--all"]);
@@ -197,7 +182,7 @@ fn check_finds_what_send_would_refuse() {
     check_and_send_refuse(&p, &[], 2, "GAZETTE_SMTP_PASSWORD is not set");
 
     // A broken digest: a content problem; the send of its own week is refused, naming it.
-    let p = project_with_own_digests("");
+    let p = Project::with_own_digests("");
     let path = p.path("digests/000_86102eed948879ef.txt");
     std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("## Summary", "## Sumary")).unwrap();
     check_and_send_refuse(&p, &[], 1, "000_86102eed948879ef.txt:7:");

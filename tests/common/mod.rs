@@ -30,6 +30,22 @@ impl Project {
         Project { dir }
     }
 
+    /// As `new`, with a copy of the repository's digests in `digests/` that a test may change.
+    pub fn with_own_digests(extra: &str) -> Project {
+        let p = Project::new(extra);
+        let digests = p.path("digests");
+        std::fs::create_dir(&digests).unwrap();
+        for e in std::fs::read_dir(repo().join("digests")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
+        }
+        let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
+        let toml: Vec<String> =
+            toml.lines().map(|l| if l.starts_with("digests = ") { "digests = \"digests\"".to_string() } else { l.to_string() }).collect();
+        std::fs::write(p.path("publish.toml"), toml.join("\n")).unwrap();
+        p
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
