@@ -47,8 +47,12 @@ pub enum Command {
     },
 
     /// Validate everything a build or a send needs; list every problem. Exit 0 ready, 1 content problems, 2 configuration.
-    #[command(after_help = "Example:\n  gazette check\n  gazette --config /srv/news/publish.toml check")]
-    Check,
+    #[command(after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette --config /srv/news/publish.toml check")]
+    Check {
+        /// Connect to the [smtp] server as a send would (TLS, login), send nothing, and say what it offers
+        #[arg(long)]
+        smtp: bool,
+    },
 
     /// Publish what is due and write the archive and the RSS, Atom and JSON feeds into [paths] out.
     #[command(after_help = "Examples:\n  gazette build\n  gazette build --week 2023-07-23     publishes that week now, due or not\n  gazette build --drafts              every week, into [paths] drafts")]
@@ -197,7 +201,7 @@ fn name_the_database(e: anyhow::Error, database: &std::path::Path) -> anyhow::Er
 fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>, at: Option<DateTime<FixedOffset>>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
-        Command::Check => cmd::check::run(&config, now),
+        Command::Check { smtp } => cmd::check::run(&config, smtp, now),
         Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
         Command::Preview { week } => cmd::preview::run(config, week, now),
         Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),

@@ -59,7 +59,7 @@ impl RawConfig {
         fill!(self.paths, d.paths; digests, templates, out, drafts, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
         fill!(self.email, d.email; from, reply_to, editor, subject);
-        fill!(self.smtp, d.smtp; url, username, concurrency, timeout, rate_per_second);
+        fill!(self.smtp, d.smtp; url, username, password_command, auth, ca_file, concurrency, timeout, rate_per_second);
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
         self
@@ -109,6 +109,9 @@ struct RawEmail {
 struct RawSmtp {
     url: Option<String>,
     username: Option<String>,
+    password_command: Option<String>,
+    auth: Option<String>,
+    ca_file: Option<PathBuf>,
     concurrency: Option<u32>,
     timeout: Option<String>,
     rate_per_second: Option<f64>,
@@ -220,11 +223,26 @@ pub enum SmtpTarget {
     Server { host: String, port: u16, tls: Tls },
 }
 
+/// A login mechanism (RFC 4954 AUTH).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Auth {
+    Plain,
+    Login,
+    /// OAuth 2.0 access tokens (Google, Microsoft 365), from `password_command`.
+    Xoauth2,
+}
+
 #[derive(Debug, Clone)]
 pub struct Smtp {
     pub url: String,
     pub target: SmtpTarget,
     pub username: Option<String>,
+    /// Run with `sh -c` for each connection: its trimmed output is the secret.
+    pub password_command: Option<String>,
+    /// `None`: what the server offers of PLAIN and LOGIN.
+    pub auth: Option<Auth>,
+    /// A private CA's certificate(s), trusted besides the system's store.
+    pub ca_file: Option<PathBuf>,
     pub concurrency: u32,
     /// The longest wait for the server's greeting and for each reply; the reply to the end of a
     /// message may take three times as long (the server checks the content then).
@@ -402,6 +420,19 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             Duration::from_secs(60)
         }
     };
+    let auth = match smtp.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("plain") => Some(Auth::Plain),
+        Some("login") => Some(Auth::Login),
+        Some("xoauth2") => Some(Auth::Xoauth2),
+        Some(other) => {
+            bad("[smtp] auth", format!("`{other}` is not a login mechanism Gazette speaks; use plain, login or xoauth2"));
+            None
+        }
+    };
+    if smtp.username.is_none() && (smtp.password_command.is_some() || auth.is_some()) {
+        bad("[smtp] username", "is needed with [smtp] auth or password_command: the account to log in as".into());
+    }
     if let Some(r) = smtp.rate_per_second
         && !(r > 0.0 && r.is_finite())
     {
@@ -454,6 +485,9 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             url: smtp_url,
             target: target.expect("checked above"),
             username: smtp.username,
+            password_command: smtp.password_command,
+            auth,
+            ca_file: smtp.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) }),
             concurrency,
             timeout,
             rate_per_second: smtp.rate_per_second,

@@ -108,6 +108,33 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     }
 }
 
+/// What `check --smtp` found.
+pub enum SmtpCheck {
+    /// No server: messages go to this folder.
+    Outbox(std::path::PathBuf),
+    /// Connected, encrypted and logged in as a send would.
+    Ready { server: String, facts: crate::deliver::smtp::ServerFacts },
+    /// Why a send would not get through.
+    Refused(String),
+}
+
+/// Connects to `[smtp]` as a send would (TLS, the login), sends nothing, and says goodbye.
+pub async fn check_smtp(config: &Config) -> anyhow::Result<SmtpCheck> {
+    let spec = match Transport::from_config(config)? {
+        Transport::Outbox(dir) => return Ok(SmtpCheck::Outbox(dir)),
+        Transport::Smtp(spec) => spec,
+    };
+    let server = format!("{}:{}", spec.host, spec.port);
+    Ok(match crate::deliver::smtp::SmtpSession::connect(&spec).await {
+        Ok(session) => {
+            let facts = session.facts.clone();
+            session.quit().await;
+            SmtpCheck::Ready { server, facts }
+        }
+        Err(e) => SmtpCheck::Refused(e.to_string()),
+    })
+}
+
 /// What a send needs besides the content: the DKIM key, the token secret, the SMTP login.
 fn check_sending(config: &Config, r: &mut Readiness) {
     if let Some(dkim) = &config.dkim

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::readiness::{self, Severity};
+use crate::readiness::{self, Severity, SmtpCheck};
 
-pub fn run(config: &Config, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    if smtp {
+        return check_smtp(config);
+    }
     let r = super::runtime()?.block_on(readiness::check(config, now))?;
     for f in &r.findings {
         say!("{}", f.text);
@@ -21,4 +24,27 @@ pub fn run(config: &Config, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
         Some(Severity::Content) => ExitCode::from(1),
         Some(Severity::Config) => ExitCode::from(2),
     })
+}
+
+/// `check --smtp`: 0 when a send would get through, 2 when it would not.
+fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
+    match super::runtime()?.block_on(readiness::check_smtp(config))? {
+        SmtpCheck::Outbox(dir) => {
+            say!("no SMTP server is configured: messages are written into {} ([smtp] url)", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        SmtpCheck::Ready { server, facts } => {
+            say!("{server}: ready to send");
+            say!("server     {}", facts.name);
+            say!("TLS        {}, certificate verified", facts.tls);
+            say!("login      {}", facts.mechanism.as_deref().unwrap_or("none (no [smtp] username)"));
+            say!("size limit {}", facts.size_limit.map(|n| format!("{n} bytes")).unwrap_or_else(|| "none declared".into()));
+            say!("pipelining {}", if facts.pipelining { "yes" } else { "no" });
+            Ok(ExitCode::SUCCESS)
+        }
+        SmtpCheck::Refused(why) => {
+            say!("{why}");
+            Ok(ExitCode::from(2))
+        }
+    }
 }

@@ -29,22 +29,43 @@ impl Transport {
         Ok(match &config.smtp.target {
             SmtpTarget::Outbox(dir) => Transport::Outbox(dir.clone()),
             SmtpTarget::Server { host, port, tls } => {
-                let credentials = match &config.smtp.username {
+                let login = match &config.smtp.username {
                     Some(user) => {
-                        let password = std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
-                            crate::config::ConfigError(format!(
-                                "[smtp] username is `{user}` but GAZETTE_SMTP_PASSWORD is not set; export the password in that variable"
-                            ))
-                        })?;
-                        Some((user.clone(), password))
+                        let secret = match &config.smtp.password_command {
+                            Some(command) => smtp::Secret::Command(command.clone()),
+                            None => smtp::Secret::Variable(std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
+                                crate::config::ConfigError(format!(
+                                    "[smtp] username is `{user}` but GAZETTE_SMTP_PASSWORD is not set; export the password in that \
+                                     variable, or set [smtp] password_command"
+                                ))
+                            })?),
+                        };
+                        Some(smtp::Login { user: user.clone(), secret, auth: config.smtp.auth })
                     }
                     None => None,
                 };
+                let ca_file = match &config.smtp.ca_file {
+                    Some(path) => {
+                        let pem = std::fs::read(path).map_err(|e| {
+                            crate::config::ConfigError(format!("[smtp] ca_file: cannot read {}: {e}", path.display()))
+                        })?;
+                        lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| {
+                            crate::config::ConfigError(format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
+                        })?;
+                        Some((path.clone(), pem))
+                    }
+                    None => None,
+                };
+                // The system's store (SSL_CERT_FILE and SSL_CERT_DIR when set); the roots built into
+                // Gazette only where the system has none.
+                let builtin_roots = rustls_native_certs::load_native_certs().certs.is_empty();
+                let trust = smtp::Trust { ca_file, builtin_roots };
                 Transport::Smtp(ServerSpec {
                     host: host.clone(),
                     port: *port,
                     tls: tls.clone(),
-                    credentials,
+                    login,
+                    trust,
                     hello: config.email.from.email.domain().to_string(),
                     timeout: config.smtp.timeout,
                 })
@@ -113,7 +134,8 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
         let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
         match transmit(&mut connection, &message, &message_id, &StopFlag::default()).await {
-            Err(e) if e.is_unreachable() => anyhow::bail!("{e}"),
+            Err(e) if e.is_configuration() => return Err(crate::config::ConfigError(e.to_string()).into()),
+            Err(e) if e.stops_the_send() => anyhow::bail!("{e}"),
             result => results.push((mailbox.to_string(), result.map_err(|e| e.to_string()))),
         }
     }

@@ -233,7 +233,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let mut last_flush = Instant::now();
     let mut last_renew = Instant::now();
     let mut sent_now = 0u64;
-    let mut fatal: Option<String> = None;
+    let mut fatal: Option<SendError> = None;
     let mut interrupted = false;
     let mut claims = 0u64;
     let mut deferrals: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
@@ -342,7 +342,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         }
         if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
             if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
-                fatal = Some(format!("lost the lease on issue {issue_id} to another sender; stopping"));
+                fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping")));
             }
             last_renew = Instant::now();
         }
@@ -360,6 +360,14 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     ledger::finish_if_done(pool, issue_id, clock()).await?;
     let counts = ledger::counts(pool, issue_id).await?;
     if let Some(why) = fatal {
+        if why.is_configuration() {
+            // The fix is in publish.toml or the secret: exit 2, like any configuration error.
+            return Err(crate::config::ConfigError(format!(
+                "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; fix that, then run `gazette send --week {issue_id}`",
+                counts.sent, counts.pending
+            ))
+            .into());
+        }
         anyhow::bail!(
             "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; run `gazette send --week {issue_id}` again to resume",
             counts.sent,
@@ -380,7 +388,7 @@ async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i6
 
 enum WorkerEvent {
     Done(i64, Outcome),
-    Fatal(String),
+    Fatal(SendError),
 }
 
 /// One worker: one connection, messages one after another from the shared queue.
@@ -421,8 +429,8 @@ impl<C: Connection> WorkerContext<C> {
         self.limiter.wait().await;
         match super::transmit(&mut self.connection, &message, &job.message_id, &self.stop).await {
             Ok(()) => Outcome::Sent,
-            Err(e) if e.is_unreachable() => {
-                let _ = self.results.send(WorkerEvent::Fatal(e.to_string()));
+            Err(e) if e.stops_the_send() => {
+                let _ = self.results.send(WorkerEvent::Fatal(e));
                 self.stop.stop();
                 Outcome::Unclaimed
             }

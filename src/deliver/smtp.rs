@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 
-use crate::config::Tls;
+use crate::config::{Auth, Tls};
 
 /// Where to connect and how.
 #[derive(Debug, Clone)]
@@ -21,12 +21,113 @@ pub struct ServerSpec {
     pub host: String,
     pub port: u16,
     pub tls: Tls,
-    pub credentials: Option<(String, String)>,
+    pub login: Option<Login>,
+    pub trust: Trust,
     pub hello: String,
     /// The longest wait for the greeting and each reply; the end of a message gets `END_OF_DATA`
     /// times as long. RFC 5321 §4.5.3.2 suggests minutes (5 for the greeting, 10 for the end of
     /// data); a newsletter's relay that is that slow is better retried later than waited for.
     pub timeout: Duration,
+}
+
+/// Which certificates a TLS connection accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// `[smtp] ca_file` and its PEM text: a private CA, trusted besides the system's store.
+    pub ca_file: Option<(std::path::PathBuf, Vec<u8>)>,
+    /// The system has no certificate store: use the roots built into Gazette instead.
+    pub builtin_roots: bool,
+}
+
+/// Who logs in, how, and where the secret comes from.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub secret: Secret,
+    /// `None`: what the server offers of PLAIN and LOGIN.
+    pub auth: Option<Auth>,
+}
+
+#[derive(Clone)]
+pub enum Secret {
+    /// `GAZETTE_SMTP_PASSWORD`'s value.
+    Variable(String),
+    /// `[smtp] password_command`, run with `sh -c` for each connection (an OAuth token expires).
+    Command(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Variable(_) => f.write_str("GAZETTE_SMTP_PASSWORD"),
+            Secret::Command(c) => write!(f, "password_command `{c}`"),
+        }
+    }
+}
+
+impl Secret {
+    /// Where the secret came from, for messages.
+    pub fn origin(&self) -> String {
+        format!("{self:?}")
+    }
+
+    /// The secret now: the variable's value, or the command's trimmed output.
+    pub async fn get(&self) -> Result<String, String> {
+        match self {
+            Secret::Variable(v) => Ok(v.clone()),
+            Secret::Command(command) => {
+                let out = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .await
+                    .map_err(|e| format!("[smtp] password_command `{command}` could not be run: {e}"))?;
+                if !out.status.success() {
+                    return Err(format!(
+                        "[smtp] password_command `{command}` failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if secret.is_empty() {
+                    return Err(format!("[smtp] password_command `{command}` printed nothing"));
+                }
+                Ok(secret)
+            }
+        }
+    }
+}
+
+/// Why a connection could not be made ready.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectError {
+    /// Nobody answered, or the connection broke: worth another try.
+    Unreachable(String),
+    /// The server answered and said no (a login refused, a certificate that is not trusted, no
+    /// STARTTLS): the configuration must change; trying again changes nothing.
+    Refused(String),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Unreachable(m) | ConnectError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What `connect` learned about the server, for `gazette check --smtp`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFacts {
+    pub name: String,
+    pub tls: &'static str,
+    /// The mechanism of the login, if there was one.
+    pub mechanism: Option<String>,
+    /// The largest message it takes (RFC 1870 SIZE), if it says.
+    pub size_limit: Option<u64>,
+    pub pipelining: bool,
 }
 
 /// How many `timeout`s the reply to the end of a message may take: the server checks the whole
@@ -44,12 +145,16 @@ pub enum Attempt {
     Bounced(String),
     /// Any other 5xx: do not retry as it is.
     Rejected(String),
+    /// Larger than the server's declared SIZE: not offered at all.
+    TooLarge(String),
 }
 
 pub struct SmtpSession {
     conn: AsyncSmtpConnection,
     broken: bool,
     timeout: Duration,
+    /// What the server said about itself.
+    pub facts: ServerFacts,
     /// The server offers PIPELINING (RFC 2920): MAIL, RCPT and DATA go out in one write.
     pipelining: bool,
 }
@@ -102,49 +207,95 @@ impl std::fmt::Display for Silent {
 impl SmtpSession {
     /// Connects, says EHLO, upgrades to TLS as the spec says and authenticates. Credentials are
     /// never sent over a connection that is not encrypted unless the URL said `tls=none`.
-    pub async fn connect(spec: &ServerSpec) -> Result<SmtpSession, String> {
+    pub async fn connect(spec: &ServerSpec) -> Result<SmtpSession, ConnectError> {
+        use ConnectError::{Refused, Unreachable};
         let hello = ClientId::Domain(spec.hello.clone());
         let whom = format!("{}:{}", spec.host, spec.port);
         let limit = spec.timeout;
+        let tls_failed = |e: Silent| match e {
+            Silent::Error(e) if e.to_string().contains("certificate") => Refused(certificate_problem(&whom, &spec.host, &e.to_string())),
+            e => Unreachable(format!("TLS with {whom} failed: {e}")),
+        };
         let mut conn = match spec.tls {
             Tls::Implicit => {
-                let tls = TlsParameters::new(spec.host.clone()).map_err(|e| format!("TLS setup for {whom}: {e}"))?;
+                let tls = tls_parameters(spec)?;
                 // Connecting, the TLS handshake and the greeting, each within the deadline.
                 let connect = AsyncSmtpConnection::connect_tokio1((spec.host.as_str(), spec.port), Some(limit), &hello, Some(tls), None);
-                within(limit * 3, connect).await.map_err(|e| format!("cannot connect to {whom} with TLS: {e}"))?
+                within(limit * 3, connect).await.map_err(tls_failed)?
             }
             Tls::StartTls | Tls::None => {
                 let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect((spec.host.as_str(), spec.port)))
                     .await
-                    .map_err(|_| format!("cannot connect to {whom}: no answer within {}", humantime::format_duration(limit)))?
-                    .map_err(|e| format!("cannot connect to {whom}: {e}"))?;
-                tcp.set_nodelay(true).map_err(|e| format!("{whom}: {e}"))?;
+                    .map_err(|_| Unreachable(format!("cannot connect to {whom}: no answer within {}", humantime::format_duration(limit))))?
+                    .map_err(|e| Unreachable(format!("cannot connect to {whom}: {e}")))?;
+                tcp.set_nodelay(true).map_err(|e| Unreachable(format!("{whom}: {e}")))?;
                 let mut conn = within(limit, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)).await.map_err(|e| match e {
-                    Silent::TimedOut(d) => format!("{whom} did not greet within {}", humantime::format_duration(d)),
-                    e => format!("{whom} did not greet: {e}"),
+                    Silent::TimedOut(d) => Unreachable(format!("{whom} did not greet within {}", humantime::format_duration(d))),
+                    e => Unreachable(format!("{whom} did not greet: {e}")),
                 })?;
                 if spec.tls == Tls::StartTls {
                     if !conn.can_starttls() {
-                        return Err(format!(
+                        return Err(Refused(format!(
                             "{whom} does not offer STARTTLS; use smtps:// for port 465, or add ?tls=none only for a server on this machine"
-                        ));
+                        )));
                     }
-                    let tls = TlsParameters::new(spec.host.clone()).map_err(|e| format!("TLS setup for {whom}: {e}"))?;
-                    within(limit * 2, conn.starttls(tls, &hello)).await.map_err(|e| format!("STARTTLS with {whom} failed: {e}"))?;
+                    let tls = tls_parameters(spec)?;
+                    within(limit * 2, conn.starttls(tls, &hello)).await.map_err(tls_failed)?;
                 }
                 conn
             }
         };
-        // lettre keeps only the extensions it knows; ask again to learn about PIPELINING.
-        let ehlo = within(limit, conn.command(Ehlo::new(hello.clone()))).await.map_err(|e| format!("{whom} refused EHLO: {e}"))?;
-        let pipelining = ehlo.message().any(|l| l.trim().eq_ignore_ascii_case("PIPELINING"));
-        if let Some((user, password)) = &spec.credentials {
-            let creds = Credentials::new(user.clone(), password.clone());
-            within(limit * 2, conn.auth(&[Mechanism::Plain, Mechanism::Login], &creds))
-                .await
-                .map_err(|e| format!("{whom} refused the login of `{user}`: {e}"))?;
+        // lettre keeps only the extensions it knows; ask again to learn about PIPELINING and SIZE.
+        let ehlo = within(limit, conn.command(Ehlo::new(hello.clone()))).await.map_err(|e| Unreachable(format!("{whom} refused EHLO: {e}")))?;
+        let mut facts = ServerFacts {
+            name: conn.server_info().name().to_string(),
+            tls: match spec.tls {
+                Tls::Implicit => "TLS from the first byte (smtps)",
+                Tls::StartTls => "STARTTLS",
+                Tls::None => "none (tls=none)",
+            },
+            ..ServerFacts::default()
+        };
+        for line in ehlo.message() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [w] if w.eq_ignore_ascii_case("PIPELINING") => facts.pipelining = true,
+                [w, n] if w.eq_ignore_ascii_case("SIZE") => facts.size_limit = n.parse().ok().filter(|n| *n > 0),
+                _ => {}
+            }
         }
-        Ok(SmtpSession { conn, broken: false, pipelining, timeout: limit })
+        if let Some(login) = &spec.login {
+            let secret = login.secret.get().await.map_err(Refused)?;
+            let creds = Credentials::new(login.user.clone(), secret);
+            let mechanisms: &[Mechanism] = match login.auth {
+                None => &[Mechanism::Plain, Mechanism::Login],
+                Some(Auth::Plain) => &[Mechanism::Plain],
+                Some(Auth::Login) => &[Mechanism::Login],
+                Some(Auth::Xoauth2) => &[Mechanism::Xoauth2],
+            };
+            let offered = conn.server_info().get_auth_mechanism(mechanisms);
+            let Some(mechanism) = offered else {
+                let wanted: Vec<String> = mechanisms.iter().map(|m| m.to_string()).collect();
+                return Err(Refused(format!(
+                    "{whom} does not offer the login {} for `{}`; set [smtp] auth to one it offers",
+                    wanted.join(" or "),
+                    login.user
+                )));
+            };
+            match within(limit * 2, conn.auth(&[mechanism], &creds)).await {
+                Ok(_) => facts.mechanism = Some(mechanism.to_string()),
+                Err(Silent::Error(e)) if e.is_permanent() => {
+                    return Err(Refused(format!(
+                        "{whom} refused the login of `{}` with {mechanism} (the secret from {}): {}",
+                        login.user,
+                        login.secret.origin(),
+                        e.to_string().replace(['\r', '\n'], " ")
+                    )));
+                }
+                Err(e) => return Err(Unreachable(format!("{whom}: the login of `{}` did not go through: {e}", login.user))),
+            }
+        }
+        Ok(SmtpSession { conn, broken: false, pipelining: facts.pipelining, timeout: limit, facts })
     }
 
     /// True when the connection can no longer be used and a new one is needed.
@@ -154,6 +305,12 @@ impl SmtpSession {
 
     /// One SMTP transaction (RFC 5321 §3.3): MAIL, RCPT, DATA, the message.
     pub async fn transmit(&mut self, from: &Address, to: &Address, message: &[u8]) -> Attempt {
+        if let Some(limit) = self.facts.size_limit.filter(|l| message.len() as u64 > *l) {
+            return Attempt::TooLarge(format!(
+                "the message is {} bytes and the server takes at most {limit} (its SIZE); nothing was offered to it",
+                message.len()
+            ));
+        }
         let mut params = Vec::new();
         if !to.to_string().is_ascii() {
             if !self.conn.server_info().supports_feature(Extension::SmtpUtfEight) {
@@ -242,6 +399,40 @@ impl SmtpSession {
     }
 }
 
+/// The TLS parameters of a connection to `spec`: the system's store (or the built-in roots when
+/// the system has none) and `[smtp] ca_file`. Verification is never turned off.
+fn tls_parameters(spec: &ServerSpec) -> Result<TlsParameters, ConnectError> {
+    let mut builder = TlsParameters::builder(spec.host.clone());
+    if spec.trust.builtin_roots {
+        builder = builder.certificate_store(CertificateStore::WebpkiRoots);
+    }
+    if let Some((path, pem)) = &spec.trust.ca_file {
+        let cert = Certificate::from_pem(pem)
+            .map_err(|e| ConnectError::Refused(format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display())))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build_rustls().map_err(|e| ConnectError::Refused(format!("TLS setup for {}: {e}", spec.host)))
+}
+
+/// A certificate that was not accepted, said so that the editor knows what to change.
+fn certificate_problem(whom: &str, host: &str, error: &str) -> String {
+    let what = if error.contains("UnknownIssuer") {
+        "is signed by a certificate authority this machine does not trust (unknown issuer)".to_string()
+    } else if error.contains("NotValidForName") {
+        format!("is not for the name `{host}` (name mismatch): connect by the name the certificate carries")
+    } else if error.contains("Expired") {
+        "has expired".to_string()
+    } else if error.contains("NotValidYet") {
+        "is not valid yet (check this machine's clock)".to_string()
+    } else {
+        format!("was refused ({error})")
+    };
+    format!(
+        "the TLS certificate of {whom} {what}. If your organisation runs its own certificate authority, name its \
+         certificate in [smtp] ca_file (or add it to the system's store); verification is never turned off. ({error})"
+    )
+}
+
 fn classify(e: &lettre::transport::smtp::Error, at_rcpt: bool, broken: &mut bool) -> Attempt {
     let text = e.to_string().replace(['\r', '\n'], " ");
     if e.is_transient() {
@@ -316,7 +507,8 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             tls: Tls::None,
-            credentials: None,
+            login: None,
+            trust: Trust::default(),
             hello: "client.example.org".into(),
             timeout: Duration::from_secs(5),
         };
@@ -342,7 +534,8 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             tls: Tls::None,
-            credentials: None,
+            login: None,
+            trust: Trust::default(),
             hello: "client.example.org".into(),
             timeout: Duration::from_millis(300),
         };
@@ -352,7 +545,7 @@ mod tests {
         let hold = tokio::spawn(async move { silent.accept().await.map(|(s, _)| s) });
         let started = std::time::Instant::now();
         let err = SmtpSession::connect(&spec(port)).await.err().expect("no session without a greeting");
-        assert!(err.contains("did not greet within 300ms"), "{err}");
+        assert!(matches!(&err, ConnectError::Unreachable(m) if m.contains("did not greet within 300ms")), "{err}");
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(hold);
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lettre::Address;
 
 use super::StopFlag;
-use super::smtp::{Attempt, ServerSpec, SmtpSession};
+use super::smtp::{Attempt, ConnectError, ServerSpec, SmtpSession};
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,6 +30,11 @@ enum ErrorKind {
     MailboxGone,
     /// The server cannot be reached at all: the send stops instead of failing every delivery.
     Unreachable,
+    /// The server refuses the configuration (the login, the certificate): the send stops, and
+    /// the fix is in publish.toml or the secret.
+    Configuration,
+    /// Larger than the server takes: the send stops before any delivery is marked.
+    TooLarge,
 }
 
 impl SendError {
@@ -44,6 +49,12 @@ impl SendError {
     }
     pub fn unreachable(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Unreachable, message: message.into() }
+    }
+    pub fn configuration(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Configuration, message: message.into() }
+    }
+    pub fn too_large(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::TooLarge, message: message.into() }
     }
     /// Worth trying again later (a 4xx, a lost connection, a missed deadline).
     pub fn is_transient(&self) -> bool {
@@ -60,6 +71,14 @@ impl SendError {
     /// Nothing can be sent through this transport now.
     pub fn is_unreachable(&self) -> bool {
         self.kind == ErrorKind::Unreachable
+    }
+    /// The configuration (login, certificate) is refused: a person must change it.
+    pub fn is_configuration(&self) -> bool {
+        self.kind == ErrorKind::Configuration
+    }
+    /// The send cannot go on through this transport: stop, and leave every delivery pending.
+    pub fn stops_the_send(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unreachable | ErrorKind::Configuration | ErrorKind::TooLarge)
     }
 }
 
@@ -128,6 +147,7 @@ impl Connection for TransportConnection {
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
                     Attempt::Bounced(e) => Err(SendError::mailbox_gone(e)),
                     Attempt::Rejected(e) => Err(SendError::permanent(e)),
+                    Attempt::TooLarge(e) => Err(SendError::too_large(e)),
                 }
             }
         }
@@ -151,7 +171,9 @@ async fn connect_with_retries(spec: &ServerSpec, stop: &StopFlag) -> Result<Smtp
         tokio::time::sleep(Duration::from_secs(wait)).await;
         match SmtpSession::connect(spec).await {
             Ok(s) => return Ok(s),
-            Err(e) => {
+            // Trying again would be refused again.
+            Err(ConnectError::Refused(e)) => return Err(SendError::configuration(e)),
+            Err(ConnectError::Unreachable(e)) => {
                 tracing::warn!("connection attempt {} failed: {e}", i + 1);
                 last = e;
             }
