@@ -1,6 +1,9 @@
 //! What the integration tests share: a project folder with its own publish.toml, the built binary,
-//! and a real SMTP server (Postfix's smtp-sink from ../shared/tools) that dumps what it receives.
+//! and a real SMTP server (Postfix's smtp-sink from ../shared/tools) that dumps what it receives;
+//! `relay` is the TLS and AUTH relay (tests/relay.py) with a test CA.
 #![allow(dead_code)]
+
+pub mod relay;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
