@@ -416,16 +416,18 @@ fn tls_parameters(spec: &ServerSpec) -> Result<TlsParameters, ConnectError> {
 
 /// A certificate that was not accepted, said so that the editor knows what to change.
 fn certificate_problem(whom: &str, host: &str, error: &str) -> String {
-    let what = if error.contains("UnknownIssuer") {
+    // rustls's words, in its Debug and its Display spellings.
+    let said = |words: &[&str]| words.iter().any(|w| error.contains(w));
+    let what = if said(&["UnknownIssuer", "unknown issuer"]) {
         "is signed by a certificate authority this machine does not trust (unknown issuer)".to_string()
-    } else if error.contains("NotValidForName") {
-        format!("is not for the name `{host}` (name mismatch): connect by the name the certificate carries")
-    } else if error.contains("Expired") {
+    } else if said(&["NotValidForName", "not valid for name"]) {
+        format!("is not for the name `{host}` (name mismatch): connect by a name the certificate carries")
+    } else if said(&["Expired", "expired"]) {
         "has expired".to_string()
-    } else if error.contains("NotValidYet") {
+    } else if said(&["NotValidYet", "not valid yet"]) {
         "is not valid yet (check this machine's clock)".to_string()
     } else {
-        format!("was refused ({error})")
+        "was not accepted".to_string()
     };
     format!(
         "the TLS certificate of {whom} {what}. If your organisation runs its own certificate authority, name its \
