@@ -500,21 +500,18 @@ mod tests {
         accepted
     }
 
+    /// A server on this machine, in clear, without a login.
+    fn local(port: u16, timeout: Duration) -> ServerSpec {
+        let hello = "client.example.org".into();
+        ServerSpec { host: "127.0.0.1".into(), port, tls: Tls::None, login: None, trust: Trust::default(), hello, timeout }
+    }
+
     #[tokio::test]
     async fn pipelined_refusals_are_classified_and_the_connection_goes_on() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(scripted_server(listener));
-        let spec = ServerSpec {
-            host: "127.0.0.1".into(),
-            port,
-            tls: Tls::None,
-            login: None,
-            trust: Trust::default(),
-            hello: "client.example.org".into(),
-            timeout: Duration::from_secs(5),
-        };
-        let mut s = SmtpSession::connect(&spec).await.unwrap();
+        let mut s = SmtpSession::connect(&local(port, Duration::from_secs(5))).await.unwrap();
         assert!(s.pipelining);
         let from: Address = "news@example.org".parse().unwrap();
         let body = b"Subject: x\r\n\r\n.leading dot\r\nend\r\n";
@@ -532,15 +529,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_greeting_and_a_silence_after_data_are_deadlines_not_hangs() {
-        let spec = |port| ServerSpec {
-            host: "127.0.0.1".into(),
-            port,
-            tls: Tls::None,
-            login: None,
-            trust: Trust::default(),
-            hello: "client.example.org".into(),
-            timeout: Duration::from_millis(300),
-        };
+        let spec = |port| local(port, Duration::from_millis(300));
         // Accepts and never greets.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = silent.local_addr().unwrap().port();
