@@ -180,7 +180,16 @@ pub type PinnedNumbers = BTreeMap<String, u32>;
 
 /// Groups digests into weekly issues, oldest first, numbers them (`number_issues`) and resolves
 /// closest links across all of them.
-pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedNumbers) -> Vec<Issue> {
+pub fn group_into_issues(digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedNumbers) -> Vec<Issue> {
+    let mut issues = group_by_week(digests, rule);
+    number_issues(&mut issues, pinned);
+    resolve_closest(&mut issues, |_| true);
+    issues
+}
+
+/// Groups digests into weekly issues, oldest first, not yet numbered (0) nor linked: for a caller
+/// that numbers and links them by rules of its own (`Project`).
+pub fn group_by_week(mut digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
     digests.sort_by(|a, b| (a.date, &a.file_name).cmp(&(b.date, &b.file_name)));
 
     let mut weeks: BTreeMap<NaiveDate, BTreeMap<NaiveDate, Vec<Digest>>> = BTreeMap::new();
@@ -188,7 +197,7 @@ pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &Pin
         weeks.entry(rule.week_start(d.date)).or_default().entry(d.date).or_default().push(d);
     }
 
-    let mut issues: Vec<Issue> = weeks
+    weeks
         .into_iter()
         .map(|(start, days)| {
             let end = start + Duration::days(6);
@@ -205,10 +214,7 @@ pub fn group_into_issues(mut digests: Vec<Digest>, rule: &WeekRule, pinned: &Pin
                 revised: None,
             }
         })
-        .collect();
-    number_issues(&mut issues, pinned);
-    resolve_closest(&mut issues, |_| true);
-    issues
+        .collect()
 }
 
 /// Numbers `issues` (oldest first). An issue whose number is recorded (it was published) keeps it;

@@ -85,7 +85,8 @@ impl Project {
         };
         let rule = week_rule(&config);
         let digest_count = digests.len();
-        let issues = issue::group_into_issues(digests, &rule, &record.numbers());
+        // Numbered and linked by `refresh`, which knows what is published.
+        let issues = issue::group_by_week(digests, &rule);
         let due_through = schedule::due_through(&config.schedule.cron, &rule, now);
         let mut project = Project { config, templates, issues, digest_count, problems, record, due_through, now };
         project.refresh();

@@ -56,7 +56,13 @@ impl Readiness {
 /// is an error; everything else is a finding.
 pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readiness> {
     let mut r = Readiness::default();
-    let (_, problems) = project::read_digests(config)?;
+    let loaded = Project::load_if_recorded(config.clone(), now).await;
+    // Without a project (a template is broken), the digests are read on their own: their problems
+    // are listed all the same, and an unreadable folder is an error.
+    let problems = match &loaded {
+        Ok(project) => project.problems.clone(),
+        Err(_) => project::read_digests(config)?.1,
+    };
     let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
     files.dedup();
     r.broken_files = files.len();
@@ -64,7 +70,7 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     for p in problems {
         r.add(Severity::Content, p.to_string());
     }
-    match Project::load_if_recorded(config.clone(), now).await {
+    match loaded {
         Err(e) => r.add(Severity::Config, format!("{e:#}")),
         Ok(project) => check_rendering(&project, &mut r),
     }

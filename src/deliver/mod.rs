@@ -49,9 +49,7 @@ impl Transport {
                         let pem = std::fs::read(path).map_err(|e| {
                             crate::config::ConfigError(format!("[smtp] ca_file: cannot read {}: {e}", path.display()))
                         })?;
-                        lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|e| {
-                            crate::config::ConfigError(format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
-                        })?;
+                        smtp::ca_certificate(path, &pem).map_err(crate::config::ConfigError)?;
                         Some((path.clone(), pem))
                     }
                     None => None,

@@ -407,11 +407,16 @@ fn tls_parameters(spec: &ServerSpec) -> Result<TlsParameters, ConnectError> {
         builder = builder.certificate_store(CertificateStore::WebpkiRoots);
     }
     if let Some((path, pem)) = &spec.trust.ca_file {
-        let cert = Certificate::from_pem(pem)
-            .map_err(|e| ConnectError::Refused(format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display())))?;
-        builder = builder.add_root_certificate(cert);
+        builder = builder.add_root_certificate(ca_certificate(path, pem).map_err(ConnectError::Refused)?);
     }
     builder.build_rustls().map_err(|e| ConnectError::Refused(format!("TLS setup for {}: {e}", spec.host)))
+}
+
+/// The certificate(s) of `[smtp] ca_file`, read from its PEM text. lettre's `Certificate` cannot be
+/// cloned, so the text is kept and parsed for each connection (`Transport::from_config` parses it
+/// once first, to refuse a bad file before anything is sent).
+pub fn ca_certificate(path: &std::path::Path, pem: &[u8]) -> Result<Certificate, String> {
+    Certificate::from_pem(pem).map_err(|e| format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
 }
 
 /// A certificate that was not accepted, said so that the editor knows what to change.
