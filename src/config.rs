@@ -56,9 +56,9 @@ impl RawConfig {
     fn with_defaults(mut self) -> RawConfig {
         let mut d = RawConfig::defaults();
         fill!(self.site, d.site; title, base_url, description, author, language);
-        fill!(self.paths, d.paths; digests, templates, out, drafts, database);
+        fill!(self.paths, d.paths; digests, notes, templates, out, drafts, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
-        fill!(self.email, d.email; from, reply_to, editor, subject);
+        fill!(self.email, d.email; from, reply_to, editor, subject, max_html_kb);
         fill!(self.smtp, d.smtp; url, username, password_command, auth, ca_file, concurrency, timeout, rate_per_second);
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
@@ -80,6 +80,7 @@ struct RawSite {
 #[serde(default, deny_unknown_fields)]
 struct RawPaths {
     digests: Option<PathBuf>,
+    notes: Option<PathBuf>,
     templates: Option<PathBuf>,
     out: Option<PathBuf>,
     drafts: Option<PathBuf>,
@@ -102,6 +103,7 @@ struct RawEmail {
     reply_to: Option<String>,
     editor: Option<String>,
     subject: Option<String>,
+    max_html_kb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +183,8 @@ impl Site {
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub digests: PathBuf,
+    /// The editor's notes: `<issue-id>.md`, shown above the issue's digests.
+    pub notes: PathBuf,
     pub templates: PathBuf,
     pub out: PathBuf,
     /// Drafts and previews: never served.
@@ -204,6 +208,8 @@ pub struct Email {
     pub editor: Option<Mailbox>,
     /// A template (same engine as the other templates) for the subject line.
     pub subject: String,
+    /// The most HTML an email may carry, in bytes: a heavier week is shortened to fit.
+    pub max_html_bytes: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -327,6 +333,11 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigEr
     ConfigError(format!("{}:{line}: {message}{hint}", path.display()))
 }
 
+/// The range of `[email] max_html_kb`: below 20 KB not even a short issue's frame fits; above
+/// 1 MB no mail client shows it whole.
+const MIN_HTML_KB: usize = 20;
+const MAX_HTML_KB: usize = 1024;
+
 fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, ConfigError> {
     let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
     let raw = raw.with_defaults();
@@ -335,7 +346,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let (title, raw_base_url) = (site.title.expect(SET), site.base_url.expect(SET));
     let (cron_text, zone, week_start_text, lateness) =
         (schedule.cron.expect(SET), schedule.timezone.expect(SET), schedule.week_starts.expect(SET), schedule.max_lateness.expect(SET));
-    let (from_text, subject) = (email.from.expect(SET), email.subject.expect(SET));
+    let (from_text, subject, max_html_kb) = (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
     let (smtp_url, concurrency, timeout_text) = (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
     let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
     let mut problems: Vec<String> = Vec::new();
@@ -400,6 +411,12 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let editor = email.editor.as_deref().and_then(|v| mailbox("[email] editor", v));
     if subject.contains(['\r', '\n']) {
         bad("[email] subject", "must be a single line".into());
+    }
+    if !(MIN_HTML_KB..=MAX_HTML_KB).contains(&max_html_kb) {
+        bad(
+            "[email] max_html_kb",
+            format!("{max_html_kb} is out of range; use {MIN_HTML_KB} to {MAX_HTML_KB} (Gmail clips an email's HTML past about 102 KB)"),
+        );
     }
 
     // [smtp]
@@ -468,6 +485,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         },
         paths: Paths {
             digests: resolve(paths.digests.expect(SET)),
+            notes: resolve(paths.notes.expect(SET)),
             templates: resolve(paths.templates.expect(SET)),
             out: resolve(paths.out.expect(SET)),
             drafts: resolve(paths.drafts.expect(SET)),
@@ -480,7 +498,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             week_starts,
             max_lateness,
         },
-        email: Email { from: from.expect("checked above"), reply_to, editor, subject },
+        email: Email { from: from.expect("checked above"), reply_to, editor, subject, max_html_bytes: max_html_kb * 1024 },
         smtp: Smtp {
             url: smtp_url,
             target: target.expect("checked above"),

@@ -97,6 +97,8 @@ pub struct Issue {
     pub label: String,
     /// Days that have digests, in date order.
     pub days: Vec<Day>,
+    /// The editor's note for the issue (markdown), shown above its digests.
+    pub note: Option<String>,
     /// When its digests last changed after it was published, from the publication record: the
     /// feeds' `updated`. `None` while they never have.
     #[serde(skip)]
@@ -151,6 +153,12 @@ impl Issue {
                 text(&c.title);
                 text(&c.reference);
             }
+        }
+        // Only a note that exists counts, so that issues without one keep the hash they were
+        // published with before notes existed.
+        if let Some(note) = &self.note {
+            text("note");
+            text(note);
         }
         hex::encode(&hasher.finalize()[..16])
     }
@@ -211,6 +219,7 @@ pub fn group_by_week(mut digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
                     .into_iter()
                     .map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests })
                     .collect(),
+                note: None,
                 revised: None,
             }
         })

@@ -12,6 +12,7 @@ pub mod config;
 pub mod deliver;
 pub mod digest;
 pub mod issue;
+pub mod notes;
 pub mod project;
 pub mod readiness;
 pub mod render;

@@ -86,7 +86,10 @@ impl Project {
         let rule = week_rule(&config);
         let digest_count = digests.len();
         // Numbered and linked by `refresh`, which knows what is published.
-        let issues = issue::group_by_week(digests, &rule);
+        let mut issues = issue::group_by_week(digests, &rule);
+        let mut problems = problems;
+        problems.extend(attach_notes(&config, &rule, &mut issues)?);
+        problems.sort();
         let due_through = schedule::due_through(&config.schedule.cron, &rule, now);
         let mut project = Project { config, templates, issues, digest_count, problems, record, due_through, now };
         project.refresh();
@@ -305,7 +308,7 @@ impl Project {
                 let (page, email_bytes) = r.map_err(template_error)?;
                 // One week's email that fails is reported, and the archive is written all the same.
                 match email_bytes {
-                    Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
+                    Some(Ok((bytes, _))) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
                     Some(Err(e)) => written.email_failures.push(email_failure(issue, e).0),
                     _ => {}
                 }
@@ -408,6 +411,28 @@ pub fn read_digests(config: &Config) -> Result<(Vec<digest::Digest>, Vec<ParseEr
     let mut problems = corpus.problems;
     problems.sort();
     Ok((corpus.digests, problems))
+}
+
+/// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:
+/// one named after a day inside a week says which name it needs.
+fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [Issue]) -> Result<Vec<ParseError>, ConfigError> {
+    let dir = &config.paths.notes;
+    let (notes, mut problems) = crate::notes::read_folder(dir)
+        .map_err(|e| ConfigError(format!("cannot read the notes folder {}: {e}; set [paths] notes in {}", dir.display(), config.describe_source())))?;
+    for (week, note) in notes {
+        if let Some(issue) = issues.iter_mut().find(|i| i.start == week) {
+            issue.note = Some(note.markdown);
+            continue;
+        }
+        let start = rule.week_start(week);
+        let message = if start != week {
+            format!("issues are named after the first day of their week: rename this note {start}.md")
+        } else {
+            format!("the week of {} has no digests, so there is no issue to show this note with", issue::week_label(start, start + chrono::Duration::days(6)))
+        };
+        problems.push(ParseError { path: note.path, line: 0, message, date: Some(week) });
+    }
+    Ok(problems)
 }
 
 /// The built-in templates with the files of `[paths] templates` over them. A missing folder is

@@ -35,6 +35,9 @@ pub struct Readiness {
     pub issues: usize,
     pub published: usize,
     pub drafts: usize,
+    /// Issues whose email had to be shortened to fit `[email] max_html_kb`, each with how: not
+    /// problems, but an editor wants to know what readers of the email miss.
+    pub shortened: Vec<String>,
 }
 
 impl Readiness {
@@ -88,11 +91,23 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     r.drafts = r.issues - r.published;
     let issues: Vec<_> = project.issues().iter().collect();
     // The whole email, text part included: each part must carry its unsubscribe link.
-    let sizes = render::par_map(&issues, |i| project.email(i).map(|e| e.html.len()));
+    let sizes = render::par_map(&issues, |i| project.email(i).map(|e| (e.html.len(), e.shortened)));
     for (issue, size) in issues.iter().zip(sizes) {
+        if let Ok((bytes, shortened)) = &size
+            && *shortened != render::Shortening::Whole
+        {
+            r.shortened.push(format!(
+                "issue #{} ({}): the email is shortened to fit [email] max_html_kb = {} ({} KB): {}",
+                issue.number,
+                issue.id,
+                config.email.max_html_bytes / 1024,
+                bytes.div_ceil(1024),
+                shortened.describe(issue.digest_count())
+            ));
+        }
         match size {
             Err(e) => r.add(Severity::Config, e.to_string()),
-            Ok(bytes) if bytes > render::GMAIL_CLIP_BYTES => r.add(
+            Ok((bytes, _)) if bytes > render::GMAIL_CLIP_BYTES => r.add(
                 Severity::Content,
                 format!(
                     "issue #{} ({}): the email's HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",

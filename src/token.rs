@@ -94,6 +94,17 @@ mod tests {
     }
 
     #[test]
+    fn the_preview_token_has_a_real_tokens_shape_and_names_nobody() {
+        let k = key("a secret of sufficient length");
+        let preview = crate::urls::PREVIEW_TOKEN;
+        let real = sign_token(&k, 7, Purpose::Unsubscribe);
+        assert_eq!(preview.len(), real.len());
+        assert_eq!(preview.split_once('.').unwrap().1.len(), real.split_once('.').unwrap().1.len());
+        assert!(preview.bytes().all(|b| b == b'.' || b.is_ascii_hexdigit()));
+        assert_eq!(verify_token(&k, preview, Purpose::Unsubscribe), None);
+    }
+
+    #[test]
     fn round_trip_for_each_purpose() {
         let k = key("a secret of sufficient length");
         for id in [1, 42, i64::MAX] {

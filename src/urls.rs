@@ -52,9 +52,10 @@ pub fn unsubscribe(site: &Site, token: &str) -> String {
     format!("{}/unsubscribe/{token}", site.base_url)
 }
 
-/// The token previews carry in place of a reader's: the real link's shape, naming nobody (the
-/// service answers it with "this link is not valid").
-pub const PREVIEW_TOKEN: &str = "0.preview";
+/// The token previews carry in place of a reader's: exactly the real link's shape (an id, a dot,
+/// 64 hex digits), naming nobody (ids start at 1, and the MAC is not one), so that the service
+/// answers it with "this link is not valid".
+pub const PREVIEW_TOKEN: &str = "0.0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Where a preview of an issue's email is written, relative to the drafts folder.
 pub fn preview_file(issue_id: &str, extension: &str) -> String {

@@ -90,14 +90,16 @@ fn the_nasty_corpus_is_read_without_problems() {
     let p = project(&d);
     let out = gazette(&p.path().join("publish.toml"), &["check"]);
     let (stdout, stderr) = text(&out);
-    // 300 digests in 12 weeks make emails Gmail would clip (about 25 digests a week): those are
-    // the only findings, and they are content problems (exit 1); no digest has a problem.
+    // 300 digests in 12 weeks (about 25 a week, with long summaries) make emails that would pass
+    // the size budget whole: they are shortened to fit, which check reports without calling it a
+    // problem. No digest has a problem.
     let (summary, findings) = stdout.trim_end().rsplit_once('\n').map(|(f, s)| (s, f)).unwrap_or((stdout.trim_end(), ""));
     for line in findings.lines() {
-        assert!(line.starts_with("issue #") && line.contains("Gmail clips"), "not a size finding: {line}\n{stderr}");
+        assert!(line.starts_with("issue #") && line.contains("shortened to fit [email] max_html_kb = 90"), "not a size note: {line}\n{stderr}");
     }
-    assert_eq!(out.status.code(), Some(if findings.is_empty() { 0 } else { 1 }), "{stdout}{stderr}");
-    assert!(summary.starts_with("300 digests, "), "{stdout}");
+    assert!(!findings.is_empty(), "some weeks of the nasty corpus are heavy: {stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(summary.starts_with("300 digests, ") && summary.ends_with(" 0 problems"), "{stdout}");
 }
 
 #[test]

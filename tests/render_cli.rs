@@ -144,8 +144,9 @@ fn build_one_week_and_unknown_weeks() {
 fn preview_writes_a_filled_in_email() {
     let site = Site::repo();
     let out = site.ok(&["preview", "--week", "2023-07-23"]);
-    let paths: Vec<&str> = out.lines().filter(|l| !l.starts_with("Subject:")).collect();
+    let paths: Vec<&str> = out.lines().filter(|l| !l.starts_with("Subject:") && !l.starts_with("HTML:")).collect();
     assert_eq!(paths.len(), 2, "{out}");
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("HTML: ") && l.ends_with(" KB")), "a whole email, and its size: {out}");
     assert!(out.starts_with("Subject: Signals Weekly #7: 17–23 July 2023\n"), "{out}");
     let html = std::fs::read_to_string(paths[0]).unwrap();
     let text = std::fs::read_to_string(paths[1]).unwrap();
@@ -163,10 +164,12 @@ fn preview_writes_a_filled_in_email() {
         assert!(href.starts_with("https://") || href.starts_with("http://"), "{href}");
     }
     let unsub = links.iter().find(|a| a.text().collect::<String>() == "Unsubscribe").expect("an unsubscribe link");
-    // The real link's shape, with a token that names nobody.
-    assert_eq!(unsub.value().attr("href"), Some("https://signals.example.org/unsubscribe/0.preview"));
+    // The real link's shape (`<id>.<64 hex digits>`, as `token::sign_token` makes), with a token
+    // that names nobody.
+    let preview_link = format!("https://signals.example.org/unsubscribe/0.{}", "0".repeat(64));
+    assert_eq!(unsub.value().attr("href"), Some(preview_link.as_str()));
     assert!(!html.contains("%%") && !text.contains("%%"));
-    assert!(text.contains(SEED_TITLE) && text.contains("Unsubscribe: https://signals.example.org/unsubscribe/0.preview"));
+    assert!(text.contains(SEED_TITLE) && text.contains(&format!("Unsubscribe with one click:\n{preview_link}\n")), "{text}");
     // The preheader is there, hidden.
     assert!(html.contains("display:none") || html.contains("display: none"));
 }
@@ -237,7 +240,7 @@ fn a_hostile_corpus_renders_escaped_everywhere() {
     let first_week = all_files(&site.out().join("issues")).into_keys().next().unwrap();
     let week = first_week.parent().unwrap().to_str().unwrap().to_string();
     let out = site.ok(&["preview", "--week", &week]);
-    let html = std::fs::read_to_string(out.lines().nth(1).unwrap()).unwrap();
+    let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
     assert!(!html.contains("<script>") && !html.contains("%%"));
 }
 

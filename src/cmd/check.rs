@@ -16,6 +16,9 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     for f in &r.findings {
         say!("{}", f.text);
     }
+    for line in &r.shortened {
+        say!("{line}");
+    }
     let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
     let files = if r.broken_files > 0 { format!(" ({} in {} digest files)", r.digest_problems, r.broken_files) } else { String::new() };
     say!("{} digests, {} issues{drafts}, {} problems{files}", r.digests, r.issues, r.findings.len());

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::issue::WeekSpec;
 use crate::project::Project;
+use crate::render::Shortening;
 
 pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let project = super::runtime()?.block_on(Project::load_if_recorded(config, now))?;
@@ -23,6 +24,11 @@ pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow
         eprintln!("{p}");
     }
     say!("Subject: {}", email.subject);
+    let fit = match email.shortened {
+        Shortening::Whole => String::new(),
+        s => format!(", shortened to fit [email] max_html_kb = {}: {}", project.config.email.max_html_bytes / 1024, s.describe(issue.digest_count())),
+    };
+    say!("HTML: {} KB{fit}", email.html.len().div_ceil(1024));
     say!("{}", html.display());
     say!("{}", text.display());
     Ok(ExitCode::SUCCESS)

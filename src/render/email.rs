@@ -3,21 +3,94 @@
 //! replacements per message instead of a template run and an MJML compile.
 
 use minijinja::context;
-use minijinja::value::Value;
+use minijinja::value::{Serde, Value};
 
-use super::markdown::escaped;
+use super::markdown::{self, escaped};
 use super::templates::SUBJECT;
 use super::{RenderError, Templates, issue_context};
 use crate::config::Config;
 use crate::issue::Issue;
+use crate::urls;
 
 /// Stands for the subscriber's one-click unsubscribe URL until `EmailBody::fill`.
 pub const UNSUBSCRIBE_URL: &str = "%%UNSUBSCRIBE_URL%%";
 /// Stands for the subscriber's address until `EmailBody::fill`.
 pub const SUBSCRIBER_EMAIL: &str = "%%SUBSCRIBER_EMAIL%%";
 /// Gmail clips a message whose HTML is larger than about 102 KB, hiding the footer with the
-/// unsubscribe link; warn above 100 KB.
+/// unsubscribe link; `[email] max_html_kb` stays under it, and the warnings say so past 100 KB.
 pub const GMAIL_CLIP_BYTES: usize = 100 * 1024;
+
+/// A summary longer than this (bytes of markdown) is cut at a sentence once the email is over budget.
+const SUMMARY_BYTES: usize = 360;
+/// The longest line of a digest listed in brief, in characters.
+const LINE_CHARS: usize = 140;
+
+/// How far an issue's email was shortened to fit `[email] max_html_kb`. Each step keeps the cuts
+/// of the ones before it; the web page and the feeds always carry everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shortening {
+    /// Every digest whole.
+    Whole,
+    /// Long summaries cut at a sentence, each with a link to the rest on the web.
+    Summaries,
+    /// Also the signals tables and closest links left to the web page.
+    Details,
+    /// The first `cards` digests as above, the others as one-line entries.
+    Lines { cards: usize },
+    /// Only the first `listed` digests, as one-line entries; the others only on the web.
+    Listed { listed: usize },
+}
+
+impl Shortening {
+    /// The digests shown as cards, of `total`.
+    fn cards(self, total: usize) -> usize {
+        match self {
+            Shortening::Lines { cards } => cards.min(total),
+            Shortening::Listed { .. } => 0,
+            _ => total,
+        }
+    }
+
+    /// The digests the email names at all, of `total`.
+    fn listed(self, total: usize) -> usize {
+        match self {
+            Shortening::Listed { listed } => listed.min(total),
+            _ => total,
+        }
+    }
+
+    /// What a reader is told, at the top of a shortened email.
+    fn to_reader(self, total: usize) -> Option<String> {
+        let s = |n: usize| if n == 1 { "" } else { "s" };
+        Some(match self {
+            Shortening::Whole => return None,
+            Shortening::Summaries => "A busy week: long summaries are shortened here.".to_string(),
+            Shortening::Details => "A busy week: long summaries are shortened, and signals are on the web page.".to_string(),
+            Shortening::Lines { cards } => {
+                let brief = total - cards.min(total);
+                format!("A busy week: summaries are shortened, and the last {brief} digest{} are listed in brief.", s(brief))
+            }
+            Shortening::Listed { listed } => {
+                format!("A very busy week: this email lists {} of the {total} digests in brief.", listed.min(total))
+            }
+        })
+    }
+
+    /// What an editor is told by `check` and `preview`, for an issue of `total` digests.
+    pub fn describe(self, total: usize) -> String {
+        match self {
+            Shortening::Whole => "every digest whole".into(),
+            Shortening::Summaries => "long summaries shortened".into(),
+            Shortening::Details => "long summaries shortened, signals and closest links left to the web page".into(),
+            Shortening::Lines { cards } => {
+                format!("summaries shortened, {} of {total} digests as one-line entries", total - cards.min(total))
+            }
+            Shortening::Listed { listed } => {
+                format!("only {} of {total} digests listed, as one-line entries; the rest only on the web page", listed.min(total))
+            }
+        }
+    }
+}
 
 /// An issue's email, common to every subscriber. Content can never contain the placeholders:
 /// every `%%` in it is escaped (HTML) or broken by a zero-width space (text) while rendering.
@@ -27,6 +100,8 @@ pub struct EmailBody {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// What the size budget cut.
+    pub shortened: Shortening,
 }
 
 impl EmailBody {
@@ -37,27 +112,41 @@ impl EmailBody {
         (html, text)
     }
 
-    /// True when Gmail would clip the HTML (and hide the unsubscribe link in the footer).
+    /// True when Gmail would clip the HTML (and hide the unsubscribe link in the footer): only
+    /// when even the shortest form of the email is over the limit.
     pub fn too_large(&self) -> bool {
         self.html.len() > GMAIL_CLIP_BYTES
     }
 }
 
+/// The issue's email, shortened as far as `[email] max_html_kb` needs (see `Shortening`).
 pub fn render_email(config: &Config, templates: &Templates, issue: &Issue) -> Result<EmailBody, RenderError> {
     render_parts(config, templates, issue, true)
 }
 
-/// The size of the issue's email HTML, without rendering the text part (for the size warnings).
-pub fn email_html_size(config: &Config, templates: &Templates, issue: &Issue) -> Result<usize, RenderError> {
-    render_parts(config, templates, issue, false).map(|e| e.html.len())
+/// The size of the issue's email HTML and how it was shortened, without rendering the text part.
+pub fn email_html_size(config: &Config, templates: &Templates, issue: &Issue) -> Result<(usize, Shortening), RenderError> {
+    render_parts(config, templates, issue, false).map(|e| (e.html.len(), e.shortened))
 }
 
 /// The MJML the email template produces for `issue` (before compiling), for the rendering benchmark
 /// (`examples/render_bench.rs`), which compares mrml with the reference compiler on the same input.
 #[doc(hidden)]
 pub fn email_mjml(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
-    let (_, ctx) = email_context(config, templates, issue)?;
-    templates.render("email.mjml", &ctx)
+    let shortened = render_parts(config, templates, issue, false)?.shortened;
+    let base = BaseContext::new(config, templates, issue)?;
+    templates.render("email.mjml", &base.with(config, issue, shortened))
+}
+
+/// The email of `issue` at exactly the step `shortened`, with no budget: for measuring what each
+/// step costs (`examples/email_size.rs`).
+#[doc(hidden)]
+pub fn render_email_at(config: &Config, templates: &Templates, issue: &Issue, shortened: Shortening) -> Result<EmailBody, RenderError> {
+    let base = BaseContext::new(config, templates, issue)?;
+    let ctx = base.with(config, issue, shortened);
+    let html = compile(templates, &ctx)?;
+    let text = templates.render("email.txt", &ctx)?;
+    Ok(EmailBody { subject: base.subject, html, text, shortened })
 }
 
 /// MJML to HTML exactly as an issue's email is compiled, for the rendering benchmark.
@@ -67,44 +156,158 @@ pub fn compile_email_mjml(mjml: &str) -> Result<String, String> {
 }
 
 fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text: bool) -> Result<EmailBody, RenderError> {
-    let (subject, ctx) = email_context(config, templates, issue)?;
-    let mjml = templates.render("email.mjml", &ctx)?;
-    let html = compile_mjml(&mjml).map_err(|message| RenderError::Mjml { file: templates.origin("email.mjml"), message })?;
-    let text = if with_text { templates.render("email.txt", &ctx)? } else { UNSUBSCRIBE_URL.to_string() };
+    let base = BaseContext::new(config, templates, issue)?;
+    let total = issue.digest_count();
+    let budget = config.email.max_html_bytes;
+    let fits = |html: &str| filled_size(html, config) <= budget;
+    let html_at = |s: Shortening| compile(templates, &base.with(config, issue, s));
+
+    // The steps in order, each rendered whole; then, for the entries in brief, the most cards that
+    // fit, and at last the most entries that fit (both found by bisection: a step's size grows
+    // with its count).
+    let mut chosen = None;
+    for step in [Shortening::Whole, Shortening::Summaries, Shortening::Details] {
+        let html = html_at(step)?;
+        if fits(&html) {
+            chosen = Some((step, html));
+            break;
+        }
+    }
+    if chosen.is_none() {
+        let lines = |cards| Shortening::Lines { cards };
+        let listed = |listed| Shortening::Listed { listed };
+        let html = html_at(lines(0))?;
+        chosen = Some(if fits(&html) {
+            most_that_fit(total, (lines(0), html), |n| html_at(lines(n)), &fits)?
+        } else {
+            most_that_fit(total, (listed(0), html_at(listed(0))?), |n| html_at(listed(n)), &fits)?
+        });
+    }
+    let (shortened, html) = chosen.expect("a step was chosen");
+    let text = if with_text { templates.render("email.txt", &base.with(config, issue, shortened))? } else { UNSUBSCRIBE_URL.to_string() };
     for (part, name) in [(&html, "email.mjml"), (&text, "email.txt")] {
         if !part.contains(UNSUBSCRIBE_URL) {
             return Err(RenderError::NoUnsubscribe { file: templates.origin(name) });
         }
     }
-    Ok(EmailBody { subject, html, text })
+    Ok(EmailBody { subject: base.subject, html, text, shortened })
 }
 
-/// The subject and what the email templates see.
-fn email_context(config: &Config, templates: &Templates, issue: &Issue) -> Result<(String, Value), RenderError> {
-    let base = issue_context(config, issue);
-    let subject = templates.render(SUBJECT, &base)?;
-    let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+/// The largest `n` in `0..=total` whose email fits, starting from `none` (n = 0, which is kept
+/// even when it does not fit: the frame alone is all the email can be).
+fn most_that_fit(
+    total: usize,
+    none: (Shortening, String),
+    at: impl Fn(usize) -> Result<String, RenderError>,
+    fits: &impl Fn(&str) -> bool,
+) -> Result<(Shortening, String), RenderError> {
+    let step = |n: usize| match none.0 {
+        Shortening::Lines { .. } => Shortening::Lines { cards: n },
+        _ => Shortening::Listed { listed: n },
+    };
+    let (mut good, mut good_html) = (0, none.1);
+    let mut bad = total + 1;
+    while bad - good > 1 {
+        let mid = good + (bad - good) / 2;
+        let html = at(mid)?;
+        if fits(&html) {
+            (good, good_html) = (mid, html);
+        } else {
+            bad = mid;
+        }
+    }
+    Ok((step(good), good_html))
+}
 
-    // The preheader: what the inbox list shows after the subject.
-    let mut preheader = String::new();
-    for d in issue.digests() {
-        if preheader.chars().count() > 120 {
-            break;
+/// The HTML's size once filled in for a subscriber: each placeholder replaced by the longest
+/// value it can take (an address of 254 characters, every one escaped; the unsubscribe link).
+fn filled_size(html: &str, config: &Config) -> usize {
+    let link = config.site.base_url.len() + "/unsubscribe/".len() + 120;
+    html.len() + html.matches(UNSUBSCRIBE_URL).count() * link + html.matches(SUBSCRIBER_EMAIL).count() * 254 * 2
+}
+
+fn compile(templates: &Templates, ctx: &Value) -> Result<String, RenderError> {
+    let mjml = templates.render("email.mjml", ctx)?;
+    compile_mjml(&mjml).map_err(|message| RenderError::Mjml { file: templates.origin("email.mjml"), message })
+}
+
+/// What the email templates see whatever the shortening: the subject, the preheader, the issue.
+struct BaseContext {
+    subject: String,
+    ctx: Value,
+}
+
+impl BaseContext {
+    fn new(config: &Config, templates: &Templates, issue: &Issue) -> Result<BaseContext, RenderError> {
+        let base = issue_context(config, issue);
+        let subject = templates.render(SUBJECT, &base)?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+
+        // The preheader: what the inbox list shows after the subject.
+        let mut preheader = String::new();
+        for d in issue.digests() {
+            if preheader.chars().count() > 120 {
+                break;
+            }
+            if !preheader.is_empty() {
+                preheader.push_str(" · ");
+            }
+            preheader.push_str(&d.title);
         }
-        if !preheader.is_empty() {
-            preheader.push_str(" · ");
-        }
-        preheader.push_str(&d.title);
+
+        let ctx = context! {
+            subject => subject.clone(),
+            preheader,
+            unsubscribe_url => Value::from_safe_string(UNSUBSCRIBE_URL.into()),
+            subscriber_email => Value::from_safe_string(SUBSCRIBER_EMAIL.into()),
+            ..base
+        };
+        Ok(BaseContext { subject, ctx })
     }
 
-    let ctx = context! {
-        subject => subject.clone(),
-        preheader,
-        unsubscribe_url => Value::from_safe_string(UNSUBSCRIBE_URL.into()),
-        subscriber_email => Value::from_safe_string(SUBSCRIBER_EMAIL.into()),
-        ..base
-    };
-    Ok((subject, ctx))
+    /// The full context at the step `shortened`: `days`, `shortened`, `omitted`, `toc`.
+    fn with(&self, config: &Config, issue: &Issue, shortened: Shortening) -> Value {
+        let total = issue.digest_count();
+        let (cards, listed) = (shortened.cards(total), shortened.listed(total));
+        let cut = shortened != Shortening::Whole;
+        let details = matches!(shortened, Shortening::Whole | Shortening::Summaries);
+        let mut index = 0;
+        let mut days = Vec::new();
+        for day in &issue.days {
+            let mut digests = Vec::new();
+            for d in &day.digests {
+                let i = index;
+                index += 1;
+                if i >= listed {
+                    break;
+                }
+                let web = urls::digest(&config.site, &issue.id, &d.id);
+                let digest = Value::from(Serde(d));
+                digests.push(if i < cards {
+                    let excerpt = if cut { markdown::excerpt(&d.summary, SUMMARY_BYTES) } else { None };
+                    context! { card => true, cut => excerpt.is_some(), summary => excerpt.unwrap_or_else(|| d.summary.clone()), details, web, ..digest }
+                } else {
+                    context! { card => false, line => markdown::first_line(&d.summary, LINE_CHARS), source => source_of(&d.link), web, ..digest }
+                });
+            }
+            if !digests.is_empty() {
+                days.push(context! { label => day.label.clone(), date => day.date.to_string(), digests });
+            }
+        }
+        context! {
+            days,
+            shortened => shortened.to_reader(total),
+            omitted => total - listed,
+            toc => total > 1 && matches!(shortened, Shortening::Whole | Shortening::Summaries | Shortening::Details),
+            ..self.ctx.clone()
+        }
+    }
+}
+
+/// Where a link leads, for a reader: its host without `www.`.
+fn source_of(link: &str) -> String {
+    let host = url::Url::parse(link).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    host.strip_prefix("www.").map(str::to_owned).unwrap_or(host)
 }
 
 /// MJML to HTML with mrml; a parse error quotes the offending line of the generated MJML.
@@ -174,7 +377,7 @@ mod tests {
         assert_eq!(unsub.len(), 1);
         assert_eq!(unsub[0].value().attr("href"), Some("https://signals.example.org/unsubscribe?token=a&b"));
         assert!(html.contains("ada@example.org") && !html.contains("%%"));
-        assert!(text.contains("Unsubscribe: https://signals.example.org/unsubscribe?token=a&b"));
+        assert!(text.contains("Unsubscribe with one click:\nhttps://signals.example.org/unsubscribe?token=a&b\n"));
         assert!(text.contains("ada@example.org") && !text.contains("%%"));
         assert!(!e.too_large());
     }

@@ -86,6 +86,8 @@ fn is_block(tag: &TagEnd) -> bool {
 /// One pass over the markdown events, producing either HTML or plain text.
 struct Writer {
     html: bool,
+    /// Text only: whether a link's URL follows its text.
+    urls: bool,
     out: String,
     /// A paragraph is open (HTML) or text was written since the last break.
     open: bool,
@@ -147,6 +149,7 @@ impl Writer {
                 self.links.push((keep, self.out.len()));
             }
             Event::End(TagEnd::Link) => match self.links.pop() {
+                Some((Some(_), _)) if !self.html && !self.urls => {}
                 Some((Some(url), start)) if !self.html => {
                     // Text: the URL follows its text, unless the text is the URL already.
                     let shown = self.out[start..].trim().trim_start_matches("mailto:");
@@ -185,9 +188,10 @@ impl Writer {
     }
 }
 
-fn convert(markdown: &str, html: bool) -> String {
+fn convert(markdown: &str, html: bool, urls: bool) -> String {
     let mut w = Writer {
         html,
+        urls,
         out: String::with_capacity(markdown.len() + 32),
         open: false,
         pending_break: false,
@@ -205,18 +209,114 @@ fn convert(markdown: &str, html: bool) -> String {
 
 /// The summary as HTML: paragraphs, `<em>`, `<strong>`, `<a href>` (http, https, mailto); the rest escaped.
 pub fn to_html(markdown: &str) -> String {
-    convert(markdown, true)
+    convert(markdown, true, true)
 }
 
 /// The summary as plain text, paragraphs separated by a blank line, links as `text <url>`.
 pub fn to_text(markdown: &str) -> String {
-    convert(markdown, false)
+    convert(markdown, false, true)
+}
+
+/// The summary as plain text without the links' URLs: for a line or an excerpt that stands for it.
+fn to_plain(markdown: &str) -> String {
+    convert(markdown, false, false)
+}
+
+/// The start of `markdown`, at most about `max` bytes, ended at a sentence (or a paragraph) that
+/// is not inside a link or emphasis, so that it renders as whole markup; `None` when `markdown`
+/// is short enough to show whole. With no sentence end in reach, the text is cut at a word and
+/// given an ellipsis, as plain text.
+pub fn excerpt(markdown: &str, max: usize) -> Option<String> {
+    let markdown = markdown.trim();
+    // Shortening a summary by less than a third of the limit is not worth the click it costs.
+    if markdown.len() <= max + max / 3 {
+        return None;
+    }
+    let mut inline_depth = 0usize;
+    let mut best = None;
+    for (ev, range) in Parser::new(markdown).into_offset_iter() {
+        match ev {
+            Event::Start(Tag::Paragraph) | Event::Start(Tag::Item) | Event::Start(Tag::List(_)) => {}
+            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Item) => {
+                if range.end <= max && inline_depth == 0 {
+                    best = Some(range.end);
+                }
+            }
+            Event::End(TagEnd::List(_)) => {}
+            Event::Start(_) => inline_depth += 1,
+            Event::End(_) => inline_depth = inline_depth.saturating_sub(1),
+            // Only text that stands in the source as it is (no escapes): its offsets are exact.
+            Event::Text(text) if inline_depth == 0 && markdown.get(range.clone()) == Some(&*text) => {
+                for (i, _) in text.match_indices(['.', '!', '?']) {
+                    let end = range.start + i + 1;
+                    if end > max {
+                        break;
+                    }
+                    if markdown[end..].chars().next().is_none_or(char::is_whitespace) {
+                        best = Some(end);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(end) = best.filter(|&end| end >= max / 3) {
+        return Some(markdown[..end].trim_end().to_string());
+    }
+    let text = to_plain(markdown);
+    let cut = cut_at_word(&text, max);
+    Some(format!("{}…", escape_markdown(cut)))
+}
+
+/// The first sentence of `markdown` as one line of plain text, at most `max` characters (cut at a
+/// word, with an ellipsis, when longer): the line of a digest listed in brief.
+pub fn first_line(markdown: &str, max: usize) -> String {
+    let text = to_plain(markdown);
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let sentence = flat
+        .match_indices(". ")
+        .map(|(i, _)| &flat[..=i])
+        .next()
+        .unwrap_or(&flat);
+    if sentence.chars().count() <= max {
+        return sentence.to_string();
+    }
+    format!("{}…", cut_at_word(sentence, max))
+}
+
+/// At most `max` characters of `text`, ending before a space when there is one in the last half.
+fn cut_at_word(text: &str, max: usize) -> &str {
+    let end = text.char_indices().nth(max).map_or(text.len(), |(i, _)| i);
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(space) if space >= end / 2 => head[..space].trim_end_matches([',', ';', ':', ' ']),
+        _ => head,
+    }
+}
+
+/// Plain text made safe to read as markdown: every character markdown could take as markup is
+/// backslash-escaped.
+fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if "\\`*_{}[]()<>#+-.!|~&".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Greedy word wrap of each line to `width` characters, every line prefixed with `indent`. Words
 /// longer than the width (URLs) stay whole; blank lines are kept.
 pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    wrap_hanging(text, width, indent, indent)
+}
+
+/// As `wrap`, with the very first line prefixed by `first` instead (a list item's `- `).
+pub fn wrap_hanging(text: &str, width: usize, first: &str, indent: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut prefix = first;
     for (i, line) in text.lines().enumerate() {
         if i > 0 {
             out.push('\n');
@@ -229,8 +329,9 @@ pub fn wrap(text: &str, width: usize, indent: &str) -> String {
                 col = 0;
             }
             if col == 0 {
-                out.push_str(indent);
-                col = indent.chars().count();
+                out.push_str(prefix);
+                col = prefix.chars().count();
+                prefix = indent;
             } else {
                 out.push(' ');
                 col += 1;
@@ -287,9 +388,39 @@ mod tests {
     }
 
     #[test]
+    fn excerpts_end_at_a_sentence_outside_markup() {
+        let md = "First sentence here. Second one, with [a link. Inside](https://e.org/a) it. Third sentence follows! Fourth.";
+        assert_eq!(excerpt(md, 1000), None, "short enough: whole");
+        // The link holds a period at 44; the cut may not fall inside it.
+        let e = excerpt(md, 60).unwrap();
+        assert_eq!(e, "First sentence here.");
+        let e = excerpt(md, 76).unwrap();
+        assert_eq!(e, "First sentence here. Second one, with [a link. Inside](https://e.org/a) it.");
+        assert_eq!(to_html(&e).matches("<a ").count(), 1);
+        // Decimal points and versions are not sentence ends.
+        let md = "Version 2.5 costs 3.50 dollars and ships today without any further delay at all. Then more text comes here.";
+        assert_eq!(excerpt(md, 80).unwrap(), "Version 2.5 costs 3.50 dollars and ships today without any further delay at all.");
+        // No sentence end in reach: cut at a word, as escaped plain text.
+        let md = format!("*{}end* tail", "word ".repeat(60));
+        let e = excerpt(&md, 50).unwrap();
+        assert!(e.ends_with('…') && e.chars().count() < 52 && !e.contains('*'), "{e}");
+        let e = excerpt("[a *b*](https://e.org) c_d ".repeat(20).trim(), 50).unwrap();
+        assert!(to_html(&e).starts_with("<p>a b c_d a b") && !to_html(&e).contains("<em>"), "{e}");
+        assert!(!to_html("a\\*b\\* [x\\](y)").contains("<em>"));
+    }
+
+    #[test]
+    fn a_first_line_is_one_sentence_of_text() {
+        assert_eq!(first_line("The *first* one. The second.", 100), "The first one.");
+        assert_eq!(first_line("no end at all but many words here", 20), "no end at all but…");
+        assert_eq!(first_line("Line one\ncontinues [here](https://e.org).", 100), "Line one continues here.");
+    }
+
+    #[test]
     fn wrap_respects_width_and_indent() {
         let w = wrap("aaa bbb ccc ddd eee\n\nhttps://a.very.long.example.org/path", 11, "  ");
         assert_eq!(w, "  aaa bbb\n  ccc ddd\n  eee\n\n  https://a.very.long.example.org/path");
         assert!(w.lines().all(|l| l.chars().count() <= 11 || !l.trim().contains(' ')));
+        assert_eq!(wrap_hanging("aaa bbb ccc", 8, "- ", "  "), "- aaa\n  bbb\n  ccc");
     }
 }

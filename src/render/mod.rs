@@ -10,7 +10,10 @@ mod pages;
 mod templates;
 
 pub use archive::{OutputFile, render_feeds, render_index, render_issue_content, render_issue_page, render_site};
-pub use email::{EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email};
+pub use email::{
+    EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email,
+    render_email_at,
+};
 pub use feeds::{FeedItem, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feeds};
 pub use pages::{Page, PageForm, PageLink, render_page};
 pub use templates::{BUILTIN, TemplateFile, Templates};

@@ -67,8 +67,10 @@ impl Templates {
         env.set_formatter(format_value);
         env.add_filter("markdown", |s: &str| Value::from_safe_string(markdown::to_html(s)));
         env.add_filter("markdown_text", |s: &str| markdown::to_text(s));
-        env.add_filter("wrap", |s: &str, width: Option<usize>, indent: Option<&str>| {
-            markdown::wrap(s, width.unwrap_or(72), indent.unwrap_or(""))
+        // wrap(width, indent, first): `first` starts the first line instead of `indent` (`"* "`).
+        env.add_filter("wrap", |s: &str, width: Option<usize>, indent: Option<&str>, first: Option<&str>| {
+            let indent = indent.unwrap_or("");
+            markdown::wrap_hanging(s, width.unwrap_or(72), first.unwrap_or(indent), indent)
         });
 
         let mut sources: BTreeMap<String, (String, String)> =
