@@ -397,6 +397,123 @@ mod tests {
         assert!(doc.root_element().text().collect::<String>().contains("Sneaky %%UNSUBSCRIBE_URL%% and %%SUBSCRIBER_EMAIL%%"));
     }
 
+    /// A week of `n` digests with long summaries, and a config whose budget is `kb`.
+    fn heavy(n: usize, kb: usize) -> (Config, Issue) {
+        let config = Config::parse(
+            &format!("[site]\nbase_url = \"https://signals.example.org\"\n[schedule]\ntimezone = \"UTC\"\n[email]\nmax_html_kb = {kb}\n"),
+            std::path::Path::new("/srv/news/publish.toml"),
+        )
+        .unwrap();
+        let digests = (0..n)
+            .map(|i| {
+                let mut d = testing::digest(&format!("{i:03}_{:016x}.txt", i + 1), "2023-07-18", &format!("Digest number {i}"));
+                d.summary = (1..=16).map(|k| format!("Sentence {k} of digest {i} says something worth a read. ")).collect();
+                d
+            })
+            .collect();
+        let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
+        let issue = crate::issue::group_into_issues(digests, &rule, &Default::default()).remove(0);
+        (config, issue)
+    }
+
+    #[test]
+    fn a_heavy_week_steps_down_until_it_fits_and_says_so() {
+        let mut seen = Vec::new();
+        for n in [2, 8, 12, 18, 40, 400] {
+            let (config, issue) = heavy(n, 20);
+            let templates = Templates::builtin(&config.email.subject).unwrap();
+            let e = render_email(&config, &templates, &issue).unwrap();
+            let (html, text) = e.fill(&format!("https://signals.example.org/unsubscribe/1.{}", "a".repeat(64)), "a.reader@example.org");
+            assert!(html.len() <= 20 * 1024, "{n} digests: {} bytes at {:?}", html.len(), e.shortened);
+            assert!(html.contains("Unsubscribe</a>") && text.contains("Unsubscribe with one click:"));
+            let doc = Html::parse_document(&html);
+            let count = |css: &str| doc.select(&Selector::parse(css).unwrap()).count();
+            let continue_links: Vec<String> = doc
+                .select(&Selector::parse("a").unwrap())
+                .filter(|a| a.text().collect::<String>() == "Continue reading on the web")
+                .map(|a| a.value().attr("href").unwrap().to_string())
+                .collect();
+            match e.shortened {
+                Shortening::Whole => {
+                    assert!(continue_links.is_empty() && count("table.sig") == n && !html.contains("busy week"));
+                    assert!(html.contains("Sentence 16 of digest 0 says"));
+                }
+                Shortening::Summaries | Shortening::Details => {
+                    // Every summary is cut, at a sentence, and links to its card on the web page.
+                    assert_eq!(continue_links.len(), n, "{:?}", e.shortened);
+                    assert_eq!(continue_links[1], "https://signals.example.org/issues/2023-07-17/#d-0000000000000002");
+                    assert!(!html.contains("Sentence 16 of") && html.contains("Sentence 6 of digest 0 says something worth a read.</p>"));
+                    assert_eq!(count("table.sig"), if e.shortened == Shortening::Summaries { n } else { 0 });
+                    assert!(html.contains("A busy week: long summaries are shortened"));
+                    let continued = text.replace("\n  https://", " https://");
+                    assert_eq!(continued.matches("Continue reading on the web: https://signals.example.org/issues/2023-07-17/#d-").count(), n);
+                }
+                Shortening::Lines { cards } => {
+                    assert!(cards < n);
+                    assert_eq!(continue_links.len(), cards);
+                    assert_eq!(count("p.d"), n - cards, "one-line entries");
+                    assert!(html.contains(&format!("the last {} digests are listed in brief", n - cards)));
+                    assert!(text.contains("(example.org) Sentence 1 of digest"));
+                }
+                Shortening::Listed { listed } => {
+                    assert!(listed < n && continue_links.is_empty());
+                    assert_eq!(count("p.d"), listed);
+                    assert!(html.contains(&format!("And {} more digests this week", n - listed)));
+                    assert!(html.contains(&format!("this email lists {listed} of the {n} digests")));
+                }
+            }
+            for line in text.lines() {
+                assert!(line.chars().count() <= 72 || !line.trim().contains(' '), "{n} digests: a long line: {line}");
+            }
+            seen.push(std::mem::discriminant(&e.shortened));
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 5, "every step was taken by one of the weeks");
+    }
+
+    #[test]
+    fn the_top_of_the_email_has_the_issue_a_browser_link_and_the_list() {
+        let e = email();
+        assert_eq!(e.shortened, Shortening::Whole);
+        let doc = Html::parse_document(&e.html);
+        let top = doc.select(&Selector::parse("a").unwrap()).next().unwrap();
+        assert_eq!(top.text().collect::<String>(), "View this issue in your browser");
+        assert_eq!(top.value().attr("href"), Some("https://signals.example.org/issues/2023-07-17/"));
+        let text = doc.root_element().text().collect::<String>();
+        let list = text.find("In this issue").expect("an in-this-issue list");
+        let first_card = text.find("A summary with").unwrap();
+        assert!(list < first_card && text[list..first_card].contains("Monday 17 July 2023"));
+        assert!(text.contains("Issue #1 · 17–23 July 2023 · 2 digests"));
+        // Hidden without white-on-white text (which spam filters score).
+        for el in doc.select(&Selector::parse("[style]").unwrap()) {
+            for decl in el.value().attr("style").unwrap().split(';') {
+                let (property, value) = decl.split_once(':').unwrap_or((decl, ""));
+                let value = value.trim().to_ascii_lowercase();
+                assert!(
+                    property.trim() != "color" || !["#ffffff", "#fff", "white"].contains(&value.as_str()),
+                    "white text: {}",
+                    el.html()
+                );
+            }
+        }
+        // Row headers, and tags that read apart in a text-only client.
+        assert_eq!(doc.select(&Selector::parse("th[scope=row]").unwrap()).count(), 4);
+        assert!(text.contains("Themes: evolution of open source.") && text.contains("Keywords: open source, <kw>."));
+        assert!(e.html.contains("prefers-color-scheme: dark") && e.html.contains("[data-ogsc]"));
+    }
+
+    #[test]
+    fn the_editors_note_comes_first() {
+        let config = testing::config();
+        let templates = Templates::builtin(&config.email.subject).unwrap();
+        let mut issue = testing::issues().remove(0);
+        issue.note = Some("Welcome to *this* week. <script>x</script>".into());
+        let e = render_email(&config, &templates, &issue).unwrap();
+        assert!(e.html.contains("<p>Welcome to <em>this</em> week. &lt;script&gt;x&lt;/script&gt;</p>"), "{}", e.html);
+        assert!(e.html.find("Welcome to").unwrap() < e.html.find("In this issue").unwrap());
+        assert!(e.text.contains("\nWelcome to this week. <script>x</script>\n"));
+    }
+
     #[test]
     fn text_part_snapshot() {
         insta::assert_snapshot!(email().text);

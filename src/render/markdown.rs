@@ -237,12 +237,8 @@ pub fn excerpt(markdown: &str, max: usize) -> Option<String> {
     for (ev, range) in Parser::new(markdown).into_offset_iter() {
         match ev {
             Event::Start(Tag::Paragraph) | Event::Start(Tag::Item) | Event::Start(Tag::List(_)) => {}
-            Event::End(TagEnd::Paragraph) | Event::End(TagEnd::Item) => {
-                if range.end <= max && inline_depth == 0 {
-                    best = Some(range.end);
-                }
-            }
-            Event::End(TagEnd::List(_)) => {}
+            Event::End(TagEnd::Paragraph | TagEnd::Item) if range.end <= max && inline_depth == 0 => best = Some(range.end),
+            Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::List(_)) => {}
             Event::Start(_) => inline_depth += 1,
             Event::End(_) => inline_depth = inline_depth.saturating_sub(1),
             // Only text that stands in the source as it is (no escapes): its offsets are exact.
