@@ -225,6 +225,67 @@ fn nasty_corpus() -> Option<tempfile::TempDir> {
     }
 }
 
+/// A generated corpus: `args` for ../shared/corpus/gen_digests.py. Without python3 or the
+/// generator, `None` (a failure when `CI` is set).
+fn generated(args: &[&str]) -> Option<tempfile::TempDir> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/gen_digests.py");
+    let dir = tempfile::tempdir().unwrap();
+    match Command::new("python3").arg(&script).arg(dir.path()).args(args).output() {
+        Ok(o) if o.status.success() => Some(dir),
+        other => {
+            assert!(std::env::var_os("CI").is_none(), "the generator {} did not run: {other:?}", script.display());
+            eprintln!("SKIPPED: python3 or {} is missing", script.display());
+            None
+        }
+    }
+}
+
+/// Heavy weeks: every week's email, as a reader gets it, is under Gmail's clip (about 102 KB)
+/// with its unsubscribe link, shortened where needed; the web page of the same week carries every
+/// digest whole. The weeks: 80 digests in one week, 60 in two weeks, and 60 hostile ones in two.
+#[test]
+fn heavy_weeks_fit_the_inbox_and_their_web_pages_keep_everything() {
+    let cases: [&[&str]; 3] =
+        [&["--count", "80", "--days", "7"], &["--count", "60", "--days", "14"], &["--count", "60", "--days", "14", "--nasty"]];
+    let mut shortened_weeks = 0;
+    for args in cases {
+        let Some(corpus) = generated(args) else { return };
+        let site = Site::new(corpus.path(), &[]);
+        site.ok(&["build", "--all"]);
+        let digests = gazette::digest::read_folder(corpus.path()).unwrap();
+        assert!(digests.problems.is_empty(), "{:?}", digests.problems);
+        let weeks: Vec<String> =
+            std::fs::read_dir(site.out().join("issues")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert_eq!(weeks.len(), if args[1] == "80" { 1 } else { 2 }, "{args:?}");
+        for week in weeks {
+            let out = site.ok(&["preview", "--week", &week]);
+            let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
+            assert!(html.len() < 100 * 1024, "{args:?} week {week}: the email is {} bytes", html.len());
+            let doc = Html::parse_document(&html);
+            let unsubscribe = doc
+                .select(&Selector::parse("a[href]").unwrap())
+                .find(|a| a.text().collect::<String>() == "Unsubscribe")
+                .unwrap_or_else(|| panic!("{args:?} week {week}: no unsubscribe link"));
+            assert!(unsubscribe.value().attr("href").unwrap().starts_with("https://signals.example.org/unsubscribe/"));
+            if out.contains("shortened to fit") {
+                shortened_weeks += 1;
+                assert!(html.contains("Read the whole issue on the web."), "a shortened email says so");
+            }
+            // The web page: every digest of the week, its summary whole, its signals table.
+            let page = site.read(&format!("issues/{week}/index.html"));
+            use chrono::Datelike;
+            let monday = |d: chrono::NaiveDate| (d - chrono::Duration::days(d.weekday().num_days_from_monday().into())).to_string();
+            let in_week: Vec<_> = digests.digests.iter().filter(|d| monday(d.date) == week).collect();
+            assert!(in_week.len() >= 20, "{args:?} week {week}: {} digests", in_week.len());
+            for d in &in_week {
+                assert!(page.contains(&format!("id=\"d-{}\"", d.id)), "{args:?} week {week}: {} is missing on the web", d.id);
+                assert!(page.contains(&gazette::render::markdown::to_html(&d.summary)), "{args:?} week {week}: {} is cut on the web", d.id);
+            }
+        }
+    }
+    assert!(shortened_weeks >= 2, "the heavy weeks were shortened ({shortened_weeks})");
+}
+
 #[test]
 fn a_hostile_corpus_renders_escaped_everywhere() {
     let Some(corpus) = nasty_corpus() else { return };
