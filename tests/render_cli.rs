@@ -174,6 +174,33 @@ fn preview_writes_a_filled_in_email() {
     assert!(html.contains("display:none") || html.contains("display: none"));
 }
 
+/// The editor's note of `notes/<issue-id>.md` comes first in the email's two parts; a note named
+/// after a day inside a week is reported with the name it needs, and holds back that week.
+#[test]
+fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
+    let site = Site::repo();
+    let notes = site.dir.path().join("notes");
+    std::fs::create_dir(&notes).unwrap();
+    std::fs::write(notes.join("2023-07-17.md"), "A word from the editor: *welcome* to [our site](https://signals.example.org/about).\r\n").unwrap();
+    let out = site.ok(&["preview", "--week", "2023-07-23"]);
+    let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
+    let text = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".txt")).unwrap()).unwrap();
+    let note = html.find("A word from the editor: <em>welcome</em> to <a href=\"https://signals.example.org/about\">our site</a>.").expect(&html);
+    assert!(note < html.find("The Evolution of").unwrap());
+    // Wrapped at 72 columns, the link's URL after its text.
+    assert!(text.contains("\n\nA word from the editor: welcome to our site\n<https://signals.example.org/about>.\n"), "{text}");
+    assert_eq!(site.run(&["check"]).status.code(), Some(0));
+
+    std::fs::rename(notes.join("2023-07-17.md"), notes.join("2023-07-18.md")).unwrap();
+    let out = site.run(&["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("2023-07-18.md:0: issues are named after the first day of their week: rename this note 2023-07-17.md"), "{stdout}");
+    let out = site.ok(&["preview", "--week", "2023-07-23"]);
+    let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
+    assert!(!html.contains("A word from the editor"));
+}
+
 #[test]
 fn preview_of_an_empty_week_says_what_to_do() {
     let site = Site::repo();
