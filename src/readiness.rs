@@ -94,16 +94,9 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     let sizes = render::par_map(&issues, |i| project.email(i).map(|e| (e.html.len(), e.shortened)));
     for (issue, size) in issues.iter().zip(sizes) {
         if let Ok((bytes, shortened)) = &size
-            && *shortened != render::Shortening::Whole
+            && let Some(report) = shortened.report(config.email.max_html_bytes, issue.digest_count())
         {
-            r.shortened.push(format!(
-                "issue #{} ({}): the email is shortened to fit [email] max_html_kb = {} ({} KB): {}",
-                issue.number,
-                issue.id,
-                config.email.max_html_bytes / 1024,
-                bytes.div_ceil(1024),
-                shortened.describe(issue.digest_count())
-            ));
+            r.shortened.push(format!("issue #{} ({}): the email ({} KB) is {report}", issue.number, issue.id, bytes.div_ceil(1024)));
         }
         match size {
             Err(e) => r.add(Severity::Config, e.to_string()),

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::issue::WeekSpec;
 use crate::project::Project;
-use crate::render::Shortening;
 
 pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     let project = super::runtime()?.block_on(Project::load_if_recorded(config, now))?;
@@ -24,11 +23,8 @@ pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow
         eprintln!("{p}");
     }
     say!("Subject: {}", email.subject);
-    let fit = match email.shortened {
-        Shortening::Whole => String::new(),
-        s => format!(", shortened to fit [email] max_html_kb = {}: {}", project.config.email.max_html_bytes / 1024, s.describe(issue.digest_count())),
-    };
-    say!("HTML: {} KB{fit}", email.html.len().div_ceil(1024));
+    let fit = email.shortened.report(project.config.email.max_html_bytes, issue.digest_count());
+    say!("HTML: {} KB{}", email.html.len().div_ceil(1024), fit.map(|f| format!(", {f}")).unwrap_or_default());
     say!("{}", html.display());
     say!("{}", text.display());
     Ok(ExitCode::SUCCESS)

@@ -76,7 +76,13 @@ impl Shortening {
         })
     }
 
-    /// What an editor is told by `check` and `preview`, for an issue of `total` digests.
+    /// What an editor is told by `check` and `preview` about an issue of `total` digests whose
+    /// email had to fit `budget` bytes; `None` when nothing was cut.
+    pub fn report(self, budget: usize, total: usize) -> Option<String> {
+        (self != Shortening::Whole).then(|| format!("shortened to fit [email] max_html_kb = {}: {}", budget / 1024, self.describe(total)))
+    }
+
+    /// The cut, for an issue of `total` digests.
     pub fn describe(self, total: usize) -> String {
         match self {
             Shortening::Whole => "every digest whole".into(),
