@@ -7,7 +7,7 @@
 
 use std::time::SystemTime;
 
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::Message;
 
@@ -166,12 +166,21 @@ impl PreparedEmail {
         if let Some(r) = &self.reply_to {
             builder = builder.reply_to(r.clone());
         }
-        let mut message = builder.multipart(
-            // RFC 2046 §5.1.4: the last part is the preferred one, so text first, HTML last.
-            MultiPart::alternative()
-                .singlepart(SinglePart::builder().content_type(ContentType::TEXT_PLAIN).body(text))
-                .singlepart(SinglePart::builder().content_type(ContentType::TEXT_HTML).body(html)),
-        )?;
+        // RFC 2046 §5.1.4: the last part is the preferred one, so text first, HTML last.
+        let alternative = MultiPart::alternative()
+            .singlepart(SinglePart::builder().content_type(ContentType::TEXT_PLAIN).body(text))
+            .singlepart(SinglePart::builder().content_type(ContentType::TEXT_HTML).body(html));
+        // `builder.multipart(..)` would write the top-level Content-Type as the multipart's own
+        // header, outside `Message::headers`, where lettre's DKIM signer never looks: it would list
+        // content-type in h= without hashing it, and every verifier would then fail the message.
+        // So the Content-Type goes in the message headers and the parts become a pre-encoded body.
+        let content_type = alternative.headers().get::<ContentType>().expect("a multipart has a Content-Type");
+        let formatted = alternative.formatted();
+        let parts_start = formatted.windows(4).position(|w| w == b"\r\n\r\n").expect("a multipart has headers") + 4;
+        let parts = Body::dangerous_pre_encoded(formatted[parts_start..].to_vec(), ContentTransferEncoding::SevenBit);
+        let mut message = builder.header(MIME_VERSION_1_0).header(content_type).body(parts)?;
+        // `body` adds `Content-Transfer-Encoding: 7bit`, the default a multipart has anyway (RFC 2045 §6.4).
+        message.headers_mut().remove::<ContentTransferEncoding>();
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
@@ -198,6 +207,32 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
+/// The headers the DKIM signature covers (RFC 6376 §5.4). lettre 0.11 lists every one in `h=`
+/// and hashes the first header of that name (matched ignoring case) or nothing when there is none,
+/// which is what a verifier does for one that is absent (§5.4.2): an absent header is signed too,
+/// so one added in transit breaks the signature. A name must not appear twice: lettre would hash
+/// the same header twice where a verifier hashes it once and then nothing. Names are spelt as
+/// lettre writes them, which matters only with `simple` header canonicalization (it hashes the
+/// name as listed here); `relaxed` lowercases them.
+const SIGNED_HEADERS: [&str; 11] = [
+    // Who it is from and to, and what it is: what the reader sees and DMARC aligns on.
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    // A resend carries the same Message-ID; a changed one would make it another message.
+    "Message-ID",
+    // Absent unless configured: signed either way, so replies cannot be redirected in transit.
+    "Reply-To",
+    // How the body is read: an altered Content-Type (another boundary or charset) changes what is shown.
+    "MIME-Version",
+    "Content-Type",
+    // The list and its one-click unsubscribe (RFC 8058 §4 requires these two to be signed).
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
 pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
     use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
     let pem = std::fs::read_to_string(&d.private_key)
@@ -211,11 +246,7 @@ pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dki
             d.private_key.display()
         )
     })?;
-    // The signature must cover the one-click unsubscribe headers (RFC 8058 §4).
-    let headers = ["From", "Subject", "To", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post"]
-        .into_iter()
-        .map(HeaderName::new_from_ascii_str)
-        .collect();
+    let headers = SIGNED_HEADERS.into_iter().map(HeaderName::new_from_ascii_str).collect();
     Ok(DkimConfig::new(
         d.selector.clone(),
         d.domain.clone(),
@@ -275,6 +306,9 @@ mod tests {
         assert!(head.contains("List-Id: Signals Weekly <signals-weekly.signals.example.org>"), "{head}");
         assert!(head.contains("MIME-Version: 1.0"), "{head}");
         assert!(head.contains("Content-Type: multipart/alternative"), "{head}");
+        assert_eq!(head.matches("Content-Type:").count(), 1, "one top-level Content-Type:\n{head}");
+        assert!(!head.contains("Content-Transfer-Encoding"), "a multipart needs none at the top:\n{head}");
+        assert!(raw.trim_end().ends_with("--"), "the body ends with the closing boundary");
         assert_eq!(head.matches("\r\nFrom: ").count() + usize::from(head.starts_with("From: ")), 1);
         assert_eq!(head.matches("Date: ").count(), 1);
         let plain = raw.find("Content-Type: text/plain; charset=utf-8").expect("text part");
