@@ -300,7 +300,7 @@ impl Project {
         let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
         for batch in pages.chunks(BATCH) {
             let rendered = render::par_map(batch, |issue| -> Result<_, RenderError> {
-                let page = render::render_issue_page(config, templates, issue)?;
+                let page = render::render_issue_page(config, templates, issues, issue)?;
                 let check_email = only.is_some() || recent.contains(issue.id.as_str());
                 Ok((page, check_email.then(|| render::email_html_size(config, templates, issue))))
             });

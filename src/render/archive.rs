@@ -17,14 +17,56 @@ pub struct OutputFile {
     pub contents: String,
 }
 
-pub fn render_issue_page(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
-    templates.render("issue.html", &issue_context(config, issue))
+/// `issue`'s page, with links to the issues before and after it in `issues` (the archive in week
+/// order, as grouped), a summary for search results and link previews, and the subscribe box.
+pub fn render_issue_page(config: &Config, templates: &Templates, issues: &[Issue], issue: &Issue) -> Result<String, RenderError> {
+    let (previous, next) = neighbours(issues, issue);
+    templates.render("issue.html", &page_context(config, issue, previous, next))
+}
+
+/// What `issue.html` sees: the issue's context, and what the page shows around the content.
+fn page_context(config: &Config, issue: &Issue, previous: Option<&Issue>, next: Option<&Issue>) -> Value {
+    let link = |i: Option<&Issue>| i.map(|i| context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id) });
+    context! {
+        previous => link(previous),
+        next => link(next),
+        summary => summary(issue),
+        subscribe_url => urls::subscribe(&config.site),
+        ..issue_context(config, issue)
+    }
+}
+
+/// The issues just before and after `issue` in `issues`; none at the ends, or when `issue` is not
+/// there. The archive is in week order, so it is found by its first day; by id should it not be.
+fn neighbours<'a>(issues: &'a [Issue], issue: &Issue) -> (Option<&'a Issue>, Option<&'a Issue>) {
+    let at = issues
+        .binary_search_by(|i| i.start.cmp(&issue.start))
+        .ok()
+        .filter(|&k| issues[k].id == issue.id)
+        .or_else(|| issues.iter().position(|i| i.id == issue.id));
+    match at {
+        Some(k) => (k.checked_sub(1).map(|p| &issues[p]), issues.get(k + 1)),
+        None => (None, None),
+    }
+}
+
+/// What an issue holds, in one line of plain text for its page's description and `og:description`:
+/// the digest count and the first titles (the template escapes it).
+fn summary(issue: &Issue) -> String {
+    const SHOWN: usize = 3;
+    let count = issue.digest_count();
+    let titles: Vec<&str> = issue.digests().take(SHOWN).map(|d| d.title.as_str()).collect();
+    let more = count.saturating_sub(titles.len());
+    let rest = if more > 0 { format!("; and {more} more") } else { String::new() };
+    format!("{count} digest{}: {}{rest}", if count == 1 { "" } else { "s" }, titles.join("; "))
 }
 
 /// The issue's HTML without the page around it (the `content` block of `issue.html`): what the
 /// feeds carry.
 pub fn render_issue_content(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
-    Ok(templates.render_with_block("issue.html", "content", &issue_context(config, issue))?.1)
+    // The page is rendered too (and dropped): the block sees the page's context, whose neighbours
+    // it does not show.
+    Ok(templates.render_with_block("issue.html", "content", &page_context(config, issue, None, None))?.1)
 }
 
 /// The front page; `issues` in any order (they are listed newest first).
@@ -42,7 +84,13 @@ pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) ->
             context! { name => t.name, url => urls::theme_feed(&config.site, &t.slug), count => t.digests.len() }
         })
         .collect();
-    let ctx = context! { site => Value::from(Serde(&config.site)), issues => listed, themes, feeds => feeds_value(config) };
+    let ctx = context! {
+        site => Value::from(Serde(&config.site)),
+        home_url => urls::home(&config.site),
+        issues => listed,
+        themes,
+        feeds => feeds_value(config),
+    };
     templates.render("index.html", &ctx)
 }
 
@@ -57,7 +105,7 @@ pub fn render_site(
 ) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![OutputFile { path: "index.html".into(), contents: render_index(config, templates, issues)? }];
     let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
-    for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, i))) {
+    for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, issues, i))) {
         files.push(OutputFile { path: urls::issue_file(&issue.id), contents: page? });
     }
     files.extend(render_feeds(config, templates, issues)?);
@@ -80,4 +128,130 @@ pub fn render_feeds(config: &Config, templates: &Templates, issues: &[Issue]) ->
     ];
     files.extend(feeds::theme_feeds(config, templates, issues)?);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use scraper::{Html, Selector};
+
+    use super::*;
+    use crate::render::testing;
+
+    fn attr(doc: &Html, css: &str, name: &str) -> Option<String> {
+        doc.select(&Selector::parse(css).unwrap()).next().and_then(|e| e.value().attr(name).map(str::to_string))
+    }
+
+    fn texts(doc: &Html, css: &str) -> Vec<String> {
+        doc.select(&Selector::parse(css).unwrap()).map(|e| e.text().collect::<String>()).collect()
+    }
+
+    fn pages() -> (Config, Vec<Issue>, BTreeMap<String, String>) {
+        let config = testing::config();
+        let templates = Templates::builtin(&config.email.subject).unwrap();
+        let issues = testing::issues();
+        let files = render_site(&config, &templates, &issues, None).unwrap().into_iter().map(|f| (f.path, f.contents)).collect();
+        (config, issues, files)
+    }
+
+    #[test]
+    fn each_issue_page_links_the_issues_before_and_after_it_and_none_past_the_ends() {
+        let (_, issues, files) = pages();
+        assert_eq!(issues.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["2023-07-17", "2023-07-24"]);
+        let first = Html::parse_document(&files["issues/2023-07-17/index.html"]);
+        assert_eq!(attr(&first, "nav a[rel=prev]", "href"), None);
+        assert_eq!(attr(&first, "nav a[rel=next]", "href").as_deref(), Some("https://signals.example.org/issues/2023-07-24/"));
+        assert_eq!(texts(&first, "nav a[rel=next]"), ["Next: #2, 24–30 July 2023 →"]);
+        let last = Html::parse_document(&files["issues/2023-07-24/index.html"]);
+        assert_eq!(attr(&last, "nav a[rel=prev]", "href").as_deref(), Some("https://signals.example.org/issues/2023-07-17/"));
+        assert_eq!(attr(&last, "nav a[rel=next]", "href"), None);
+    }
+
+    #[test]
+    fn neighbours_follow_the_archive_order_and_an_issue_outside_it_has_none() {
+        let mut ds = Vec::new();
+        for (k, day) in ["2023-07-03", "2023-07-10", "2023-07-17"].iter().enumerate() {
+            ds.push(testing::digest(&format!("00{k}_{k}{k}{k}{k}.txt"), day, "T"));
+        }
+        let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
+        let issues = crate::issue::group_into_issues(ds, &rule, &crate::issue::PinnedNumbers::new());
+        let ids = |(p, n): (Option<&Issue>, Option<&Issue>)| (p.map(|i| i.id.clone()), n.map(|i| i.id.clone()));
+        assert_eq!(ids(neighbours(&issues, &issues[1])), (Some("2023-07-03".into()), Some("2023-07-17".into())));
+        assert_eq!(ids(neighbours(&issues, &issues[0])), (None, Some("2023-07-10".into())));
+        assert_eq!(ids(neighbours(&issues[..2], &issues[2])), (None, None));
+        // Out of week order (not what grouping gives), the id still finds it.
+        let shuffled = vec![issues[2].clone(), issues[0].clone(), issues[1].clone()];
+        assert_eq!(ids(neighbours(&shuffled, &issues[0])), (Some("2023-07-17".into()), Some("2023-07-10".into())));
+    }
+
+    #[test]
+    fn an_issue_page_has_its_canonical_url_open_graph_and_a_subscribe_box_that_the_feeds_leave_out() {
+        let (config, issues, files) = pages();
+        let html = &files["issues/2023-07-17/index.html"];
+        let doc = Html::parse_document(html);
+        let url = "https://signals.example.org/issues/2023-07-17/";
+        assert_eq!(attr(&doc, "link[rel=canonical]", "href").as_deref(), Some(url));
+        assert_eq!(attr(&doc, "meta[property='og:url']", "content").as_deref(), Some(url));
+        assert_eq!(attr(&doc, "meta[property='og:type']", "content").as_deref(), Some("article"));
+        assert_eq!(attr(&doc, "meta[property='og:site_name']", "content").as_deref(), Some("Signals Weekly"));
+        assert_eq!(attr(&doc, "meta[property='og:title']", "content").as_deref(), Some("Signals Weekly #1: 17–23 July 2023"));
+        let description = "2 digests: The Evolution of \"Open Source\" in AI Models; Tags like <script>alert('x')</script> & other \"markup\"";
+        assert_eq!(attr(&doc, "meta[property='og:description']", "content").as_deref(), Some(description));
+        assert_eq!(attr(&doc, "meta[name=description]", "content").as_deref(), Some(description));
+        assert!(!html.contains("<script>"), "the titles are escaped in the attributes");
+
+        // The subscribe box posts what the service's own form posts, to the same address.
+        assert_eq!(attr(&doc, ".subscribe form", "action").as_deref(), Some("https://signals.example.org/subscribe"));
+        assert_eq!(attr(&doc, ".subscribe form", "method").as_deref(), Some("post"));
+        assert_eq!(attr(&doc, ".subscribe input[type=email]", "name").as_deref(), Some("email"));
+        let id = attr(&doc, ".subscribe input", "id").unwrap();
+        assert_eq!(attr(&doc, ".subscribe label", "for"), Some(id), "the input is labelled");
+
+        let content = render_issue_content(&config, &Templates::builtin("x").unwrap(), &issues[0]).unwrap();
+        assert!(content.contains(r#"<article id="d-aaaa">"#), "{content}");
+        for page_only in ["<form", "rel=\"prev\"", "rel=\"next\"", "Other issues", "subscribe-title", "<footer", "og:"] {
+            assert!(!content.contains(page_only), "the feeds carry {page_only}: {content}");
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_the_digests_and_names_the_first_three() {
+        let ds: Vec<_> = (1..=5).map(|k| testing::digest(&format!("00{k}_{k}{k}{k}{k}.txt"), "2023-07-18", &format!("Title {k}"))).collect();
+        let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
+        let issues = crate::issue::group_into_issues(ds, &rule, &crate::issue::PinnedNumbers::new());
+        let titles: Vec<String> = issues[0].digests().map(|d| d.title.clone()).collect();
+        assert_eq!(summary(&issues[0]), format!("5 digests: {}; {}; {}; and 2 more", titles[0], titles[1], titles[2]));
+        let one = crate::issue::group_into_issues(vec![testing::digest("001_aaaa.txt", "2023-07-18", "Alone")], &rule, &crate::issue::PinnedNumbers::new());
+        assert_eq!(summary(&one[0]), "1 digest: Alone");
+    }
+
+    #[test]
+    fn the_index_has_its_canonical_url_and_open_graph() {
+        let (_, _, files) = pages();
+        let doc = Html::parse_document(&files["index.html"]);
+        assert_eq!(attr(&doc, "link[rel=canonical]", "href").as_deref(), Some("https://signals.example.org/"));
+        assert_eq!(attr(&doc, "meta[property='og:url']", "content").as_deref(), Some("https://signals.example.org/"));
+        assert_eq!(attr(&doc, "meta[property='og:type']", "content").as_deref(), Some("website"));
+        assert_eq!(attr(&doc, "meta[property='og:title']", "content").as_deref(), Some("Signals Weekly"));
+        assert_eq!(attr(&doc, "meta[property='og:description']", "content").as_deref(), Some("A weekly digest of the articles worth your time."));
+        let footer = texts(&doc, "footer").concat();
+        assert_eq!(
+            footer,
+            "A weekly digest of the articles worth your time. Subscribe to Signals Weekly by email, or follow it in a feed reader with RSS, Atom or JSON Feed."
+        );
+    }
+
+    #[test]
+    fn tags_are_list_items_and_signal_labels_are_row_headers() {
+        let (_, _, files) = pages();
+        let doc = Html::parse_document(&files["issues/2023-07-17/index.html"]);
+        let card = Selector::parse("article#d-aaaa").unwrap();
+        let card = doc.select(&card).next().unwrap();
+        let items: Vec<String> = card.select(&Selector::parse("ul.tags > li").unwrap()).map(|e| e.text().collect()).collect();
+        assert_eq!(items, ["Theme: evolution of open source", "open source", "<kw>"]);
+        let headers: Vec<String> = card.select(&Selector::parse("table.signals th[scope=row]").unwrap()).map(|e| e.text().collect()).collect();
+        assert_eq!(headers, ["Signal", "Change"]);
+        assert_eq!(card.select(&Selector::parse("table.signals td").unwrap()).count(), 2, "one value cell a row");
+    }
 }
