@@ -190,6 +190,15 @@ fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
     // Wrapped at 72 columns, the link's URL after its text.
     assert!(text.contains("\n\nA word from the editor: welcome to our site\n<https://signals.example.org/about>.\n"), "{text}");
     assert_eq!(site.run(&["check"]).status.code(), Some(0));
+    // The web page and the feeds carry it too, above the digests.
+    site.ok(&["build", "--all"]);
+    let page = site.read("issues/2023-07-17/index.html");
+    let note_html = "<p>A word from the editor: <em>welcome</em> to <a href=\"https://signals.example.org/about\">our site</a>.</p>";
+    assert!(page.find(note_html).expect(&page) < page.find("id=\"d-").unwrap());
+    let feed: serde_json::Value = serde_json::from_str(&site.read("feed.json")).unwrap();
+    let item = feed["items"].as_array().unwrap().iter().find(|i| i["url"].as_str().unwrap().contains("2023-07-17")).unwrap();
+    assert!(item["content_html"].as_str().unwrap().contains(note_html), "{item}");
+    assert!(site.read("atom.xml").contains("A word from the editor: &lt;em&gt;welcome&lt;/em&gt;"));
 
     std::fs::rename(notes.join("2023-07-17.md"), notes.join("2023-07-18.md")).unwrap();
     let out = site.run(&["check"]);
