@@ -325,14 +325,17 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if matches!(outcome, Outcome::Bounced(_)) {
-            sqlx::query("UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = ?4")
-                .bind(id)
-                .bind(now)
-                .bind(Status::Bounced.as_str())
-                .bind(Status::Active.as_str())
-                .execute(&mut *tx)
-                .await?;
+        if let Outcome::Bounced(why) = outcome {
+            sqlx::query(
+                "UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2, status_reason = ?5 WHERE id = ?1 AND status = ?4",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(Status::Bounced.as_str())
+            .bind(Status::Active.as_str())
+            .bind(format!("refused at sending: {why}"))
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;
