@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::cmd;
+use crate::cmd::bounces::BouncesCommand;
 use crate::cmd::subscribers::SubscribersCommand;
 use crate::config::{self, Config, ConfigError};
 use crate::issue::WeekSpec;
@@ -124,6 +125,10 @@ pub enum Command {
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
 
+    /// Read failure notices and complaints that came back after a send, and stop mailing those addresses.
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
+
     /// Print a completion script for a shell.
     #[command(after_help = "Examples:\n  gazette completions bash > /etc/bash_completion.d/gazette\n  gazette completions zsh > ~/.zfunc/_gazette")]
     Completions {
@@ -209,6 +214,7 @@ fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>
         Command::Run { once } => cmd::run::run(&config, once, at.map(|t| t.with_timezone(&chrono::Utc))),
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
+        Command::Bounces(sub) => cmd::bounces::run(&config, sub),
     }
 }
 

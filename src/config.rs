@@ -38,6 +38,7 @@ struct RawConfig {
     smtp: RawSmtp,
     server: RawServer,
     feeds: RawFeeds,
+    bounces: RawBounces,
     dkim: Option<RawDkim>,
 }
 
@@ -58,10 +59,11 @@ impl RawConfig {
         fill!(self.site, d.site; title, base_url, description, author, language);
         fill!(self.paths, d.paths; digests, notes, templates, out, drafts, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
-        fill!(self.email, d.email; from, reply_to, editor, subject, max_html_kb);
+        fill!(self.email, d.email; from, reply_to, editor, subject, max_html_kb, bounce_address);
         fill!(self.smtp, d.smtp; url, username, password_command, auth, ca_file, concurrency, timeout, rate_per_second);
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
+        fill!(self.bounces, d.bounces; mailbox, password_command, auth, ca_file, processed, temporary_limit);
         self
     }
 }
@@ -104,6 +106,7 @@ struct RawEmail {
     editor: Option<String>,
     subject: Option<String>,
     max_html_kb: Option<usize>,
+    bounce_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +135,17 @@ struct RawFeeds {
     items: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawBounces {
+    mailbox: Option<String>,
+    password_command: Option<String>,
+    auth: Option<String>,
+    ca_file: Option<PathBuf>,
+    processed: Option<String>,
+    temporary_limit: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -156,6 +170,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub server: Server,
     pub feeds: Feeds,
+    pub bounces: Bounces,
     pub dkim: Option<Dkim>,
 }
 
@@ -210,6 +225,9 @@ pub struct Email {
     pub subject: String,
     /// The most HTML an email may carry, in bytes: a heavier week is shortened to fit.
     pub max_html_bytes: usize,
+    /// Where failure notices go: each delivery's envelope sender is this address with a bounce
+    /// token after a `+` (VERP). `None`: the From address, as it is.
+    pub bounce_address: Option<lettre::Address>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -269,6 +287,40 @@ pub struct Server {
 pub struct Feeds {
     /// How many issues the feeds carry, newest first.
     pub items: usize,
+}
+
+/// `[bounces]`: where failure notices and complaints are read, and what they do.
+#[derive(Debug, Clone)]
+pub struct Bounces {
+    /// Read by every scheduler round and after each send; `None`: only `gazette bounces import`.
+    pub mailbox: Option<BounceMailbox>,
+    /// Run with `sh -c` for each login: its trimmed output is the secret (else `GAZETTE_BOUNCES_PASSWORD`).
+    pub password_command: Option<String>,
+    /// `None`: a plain login.
+    pub auth: Option<Auth>,
+    pub ca_file: Option<PathBuf>,
+    /// The folder (IMAP mailbox or Maildir++ sub-folder) a read message is moved into.
+    pub processed: String,
+    /// Temporary failures on this many distinct issues, with no success between, make a subscriber bounced.
+    pub temporary_limit: u32,
+}
+
+/// A mailbox that failure notices arrive in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BounceMailbox {
+    /// A maildir folder on this machine (with `cur/`, `new/` and `tmp/`).
+    Maildir(PathBuf),
+    /// `imaps://user@host[:port]/FOLDER`: TLS from the first byte, port 993 unless given.
+    Imap { host: String, port: u16, user: String, folder: String },
+}
+
+impl std::fmt::Display for BounceMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BounceMailbox::Maildir(p) => write!(f, "the maildir {}", p.display()),
+            BounceMailbox::Imap { host, port, user, folder } => write!(f, "imaps://{user}@{host}:{port}/{folder}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -349,6 +401,8 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let (from_text, subject, max_html_kb) = (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
     let (smtp_url, concurrency, timeout_text) = (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
     let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
+    let bounces = raw.bounces;
+    let (processed, temporary_limit) = (bounces.processed.expect(SET), bounces.temporary_limit.expect(SET));
     let mut problems: Vec<String> = Vec::new();
     let mut bad = |key: &str, why: String| problems.push(format!("{file}: {key}: {why}"));
 
@@ -412,6 +466,13 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     if subject.contains(['\r', '\n']) {
         bad("[email] subject", "must be a single line".into());
     }
+    let bounce_address = email.bounce_address.as_deref().and_then(|text| match check_bounce_address(text) {
+        Ok(a) => Some(a),
+        Err(why) => {
+            bad("[email] bounce_address", why);
+            None
+        }
+    });
     if !(MIN_HTML_KB..=MAX_HTML_KB).contains(&max_html_kb) {
         bad(
             "[email] max_html_kb",
@@ -470,6 +531,32 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         bad("[feeds] items", "must be at least 1".into());
     }
 
+    // [bounces]
+    let mailbox = bounces.mailbox.as_deref().and_then(|text| match parse_bounce_mailbox(text, base) {
+        Ok(m) => Some(m),
+        Err(why) => {
+            bad("[bounces] mailbox", why);
+            None
+        }
+    });
+    let bounce_auth = match bounces.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("plain") => None,
+        Some("xoauth2") => Some(Auth::Xoauth2),
+        Some(other) => {
+            bad("[bounces] auth", format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"));
+            None
+        }
+    };
+    if bounce_auth == Some(Auth::Xoauth2) && bounces.password_command.is_none() {
+        bad("[bounces] auth", "xoauth2 needs [bounces] password_command, a command that prints a fresh access token".into());
+    }
+    if processed.trim().is_empty() || processed.contains(['/', '\\', '\r', '\n', '"', '*', '%']) {
+        bad("[bounces] processed", format!("`{processed}` is not a folder name; use a plain name such as Processed"));
+    }
+    if temporary_limit == 0 {
+        bad("[bounces] temporary_limit", "must be at least 1 (temporary failures on that many issues make an address bounced)".into());
+    }
+
     if !problems.is_empty() {
         return Err(ConfigError(problems.join("\n")));
     }
@@ -498,7 +585,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             week_starts,
             max_lateness,
         },
-        email: Email { from: from.expect("checked above"), reply_to, editor, subject, max_html_bytes: max_html_kb * 1024 },
+        email: Email { from: from.expect("checked above"), reply_to, editor, subject, max_html_bytes: max_html_kb * 1024, bounce_address },
         smtp: Smtp {
             url: smtp_url,
             target: target.expect("checked above"),
@@ -512,6 +599,14 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         },
         server: Server { listen: listen.expect("checked above"), behind_proxy: server.behind_proxy.expect(SET) },
         feeds: Feeds { items },
+        bounces: Bounces {
+            mailbox,
+            password_command: bounces.password_command,
+            auth: bounce_auth,
+            ca_file: bounces.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) }),
+            processed,
+            temporary_limit,
+        },
         dkim: raw.dkim.map(|d| Dkim { domain: d.domain, selector: d.selector, private_key: resolve(d.private_key) }),
     })
 }
@@ -527,6 +622,62 @@ pub fn parse_weekday(s: &str) -> Option<Weekday> {
         "sunday" | "sun" => Some(Weekday::Sun),
         _ => None,
     }
+}
+
+/// The longest bounce token (`bounce_token` for a 7-digit subscriber id) and its `+`: the bounce
+/// address's local part must leave room for it within RFC 5321's 64 octets.
+const VERP_SUFFIX_LEN: usize = "+1234567.2023-07-17.".len() + 20;
+
+/// `[email] bounce_address`: a bare address whose local part leaves room for a bounce token.
+fn check_bounce_address(text: &str) -> Result<lettre::Address, String> {
+    let address: lettre::Address = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{text}` is not a bare email address such as bounces@signals.example.org ({e})"))?;
+    let local = address.user();
+    if local.contains('+') {
+        return Err(format!("`{text}` already has a `+` in it; Gazette adds `+` and a token to it, so give the address without one"));
+    }
+    if local.len() + VERP_SUFFIX_LEN > 64 {
+        return Err(format!(
+            "the part before the @ of `{text}` is {} characters; with the token Gazette adds it would pass the 64 that mail \
+             servers take (RFC 5321): use at most {}",
+            local.len(),
+            64 - VERP_SUFFIX_LEN
+        ));
+    }
+    Ok(address)
+}
+
+/// `imaps://user@host[:port]/FOLDER` (the folder defaults to INBOX), or a maildir folder.
+pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("is empty; give an imaps:// URL or a maildir folder, or leave the key out".into());
+    }
+    if !text.contains("://") {
+        let path = PathBuf::from(text);
+        return Ok(BounceMailbox::Maildir(if path.is_absolute() { path } else { base.join(path) }));
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); use imaps://user@host/INBOX or a maildir folder"))?;
+    match url.scheme() {
+        "imaps" => {}
+        "imap" => return Err(format!("`{text}` would send the password in clear; use imaps:// (TLS, port 993)")),
+        other => return Err(format!("`{text}`: unknown scheme `{other}`; use imaps://user@host/INBOX or a maildir folder")),
+    }
+    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`{text}` names no host"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    if url.password().is_some() {
+        return Err("the password does not belong in the URL: put it in the GAZETTE_BOUNCES_PASSWORD environment variable".into());
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let user = decode(url.username());
+    if user.is_empty() {
+        return Err(format!("`{text}` names no account; write it before the host, as in imaps://bounces@{host}/INBOX"));
+    }
+    let folder = decode(url.path().trim_start_matches('/'));
+    let folder = if folder.is_empty() { "INBOX".to_string() } else { folder };
+    Ok(BounceMailbox::Imap { host, port: url.port().unwrap_or(993), user, folder })
 }
 
 /// `file://DIR`, `smtp://host[:port][?tls=none]` (STARTTLS unless told otherwise), `smtps://host[:port]`.
@@ -629,6 +780,39 @@ mod tests {
         assert!(parse_smtp_url("smtp://user:pw@host", b).unwrap_err().contains("GAZETTE_SMTP_PASSWORD"));
         assert!(parse_smtp_url("http://host", b).is_err());
         assert!(parse_smtp_url("smtp://host?tls=maybe", b).is_err());
+    }
+
+    #[test]
+    fn bounce_address_and_mailbox() {
+        let c = parse("").unwrap();
+        assert_eq!(c.email.bounce_address, None);
+        assert_eq!(c.bounces.mailbox, None);
+        assert_eq!((c.bounces.temporary_limit, c.bounces.processed.as_str()), (3, "Processed"));
+        let c = parse("[email]\nbounce_address = \"bounces@signals.example.org\"\n[bounces]\nmailbox = \"mail/bounces\"\ntemporary_limit = 5\n").unwrap();
+        assert_eq!(c.email.bounce_address.unwrap().to_string(), "bounces@signals.example.org");
+        assert_eq!(c.bounces.mailbox, Some(BounceMailbox::Maildir("/srv/news/mail/bounces".into())));
+        assert_eq!(c.bounces.temporary_limit, 5);
+        let b = Path::new("/x");
+        assert_eq!(
+            parse_bounce_mailbox("imaps://bounces%40signals.example.org@mail.example.org/Bounces/2023", b).unwrap(),
+            BounceMailbox::Imap { host: "mail.example.org".into(), port: 993, user: "bounces@signals.example.org".into(), folder: "Bounces/2023".into() }
+        );
+        assert_eq!(
+            parse_bounce_mailbox("imaps://u@127.0.0.1:10993", b).unwrap(),
+            BounceMailbox::Imap { host: "127.0.0.1".into(), port: 10993, user: "u".into(), folder: "INBOX".into() }
+        );
+        assert!(parse_bounce_mailbox("imap://u@host/INBOX", b).unwrap_err().contains("imaps://"));
+        assert!(parse_bounce_mailbox("imaps://u:pw@host/INBOX", b).unwrap_err().contains("GAZETTE_BOUNCES_PASSWORD"));
+        assert!(parse_bounce_mailbox("imaps://host/INBOX", b).unwrap_err().contains("names no account"));
+        let err = parse(
+            "[email]\nbounce_address = \"a-very-long-bounce-address-name@example.org\"\n[bounces]\nauth = \"xoauth2\"\ntemporary_limit = 0\nmailbox = \"pop3://x@y\"\n",
+        )
+        .unwrap_err()
+        .0;
+        for key in ["[email] bounce_address", "[bounces] auth", "[bounces] temporary_limit", "[bounces] mailbox"] {
+            assert!(err.contains(key), "missing {key} in:\n{err}");
+        }
+        assert!(parse("[email]\nbounce_address = \"b+x@example.org\"\n").unwrap_err().0.contains("already has a `+`"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! published; the store, the scheduler, the HTTP server and the command line sit at the edges and
 //! go through it.
 
+pub mod bounces;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -1,7 +1,9 @@
-//! `gazette run`: the scheduler around `schedule::decide`. Each round loads the project afresh
-//! (digests change between rounds), publishes what is due and writes the archive and feeds,
-//! finishes any send left unfinished, then sends the issue that is due. Without `once` it sleeps
-//! until the next fire time, round after round, until SIGTERM or Ctrl-C.
+//! `gazette run`: the scheduler around `schedule::decide`. Each round reads `[bounces] mailbox`
+//! (so that the addresses that failed since are not mailed), loads the project afresh (digests
+//! change between rounds), publishes what is due and writes the archive and feeds, finishes any
+//! send left unfinished, then sends the issue that is due, reading the mailbox again after each
+//! send. Without `once` it sleeps until the next fire time, round after round, until SIGTERM or
+//! Ctrl-C.
 
 use std::time::Duration;
 
@@ -68,6 +70,7 @@ pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> any
 /// One round at `now`. Returns false when something due could not be sent.
 pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: &StopFlag, now: DateTime<Utc>) -> anyhow::Result<bool> {
     let pool = store.pool();
+    read_bounces(config, store).await;
     let mut project = Project::load(config.clone(), Some(store), now).await?;
     let local = |t: DateTime<Utc>| t.with_timezone(&config.schedule.timezone).to_rfc3339();
     let mut ok = true;
@@ -106,6 +109,7 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
         };
         tracing::info!("resuming the unfinished send of issue #{} ({})", issue.number, issue.label);
         ok &= send(&project, store, transport, stop, &issue).await;
+        read_bounces(config, store).await;
     }
 
     let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
@@ -148,11 +152,22 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
                 }
                 tracing::info!("issue #{} ({}) is due (fire time {}): sending", issue.number, issue.label, local(fire));
                 ok &= send(&project, store, transport, stop, &issue).await;
+                read_bounces(config, store).await;
             }
         }
     }
     store.set_setting(LAST_ROUND, &now.to_rfc3339()).await?;
     Ok(ok)
+}
+
+/// Reads `[bounces] mailbox`, if there is one. A mailbox that cannot be read is logged and does
+/// not hold the round back: the send is not the mailbox's to stop.
+async fn read_bounces(config: &Config, store: &Store) {
+    match crate::bounces::mailbox::poll(config, store).await {
+        Ok(None) => {}
+        Ok(Some(polled)) => tracing::info!("bounce mailbox: {polled}"),
+        Err(e) => tracing::error!("{e:#}"),
+    }
 }
 
 /// "Fix these digests first." when `issue` is held back, so the advice that follows would work.

@@ -1,6 +1,7 @@
 //! Signed links for unsubscribing and confirming: `<id>.<hex HMAC-SHA256>` over the subscriber's id
-//! and the link's purpose. Pure functions; where the key comes from (`GAZETTE_SECRET` or the
-//! database) is the store's business (`Store::token_key`).
+//! and the link's purpose; and the bounce token of a VERP envelope sender, which names an issue's
+//! delivery to one subscriber (`bounce_token`). Pure functions; where the key comes from
+//! (`GAZETTE_SECRET` or the database) is the store's business (`Store::token_key`).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -15,6 +16,8 @@ const MAC_LEN: usize = 32;
 pub enum Purpose {
     Unsubscribe,
     Confirm,
+    /// The envelope sender of one delivery: failure notices come back to it (`bounce_token`).
+    Bounce,
 }
 
 impl Purpose {
@@ -22,6 +25,7 @@ impl Purpose {
         match self {
             Purpose::Unsubscribe => b"unsubscribe",
             Purpose::Confirm => b"confirm",
+            Purpose::Bounce => b"bounce",
         }
     }
 }
@@ -57,6 +61,14 @@ impl TokenKey {
         mac.update(subscriber_id.to_string().as_bytes());
         mac
     }
+
+    /// The MAC of a bounce token: the subscriber, then the issue.
+    fn bounce_mac(&self, subscriber_id: i64, issue_id: &str) -> HmacSha256 {
+        let mut mac = self.mac(subscriber_id, Purpose::Bounce);
+        mac.update(b"\0");
+        mac.update(issue_id.as_bytes());
+        mac
+    }
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -83,6 +95,34 @@ pub fn verify_token(key: &TokenKey, token: &str, purpose: Purpose) -> Option<i64
     let tag = hex::decode(tag_hex).ok()?;
     key.mac(id, purpose).verify_slice(&tag).ok()?;
     Some(id)
+}
+
+/// Bytes of the MAC kept in a bounce token (80 bits): the token goes into the local part of an
+/// address, which RFC 5321 §4.5.3.1.1 limits to 64 octets, and a forger has to guess it online,
+/// one message at a time.
+const BOUNCE_MAC_LEN: usize = 10;
+
+/// The token of a VERP envelope sender (`bounces+<token>@domain`): `<subscriber>.<issue>.<MAC>`,
+/// lower-case letters, digits, dots and hyphens only, so that it survives any mail server's
+/// handling of the local part. `issue_id` is an issue's id such as `2023-07-17`.
+pub fn bounce_token(key: &TokenKey, subscriber_id: i64, issue_id: &str) -> String {
+    let tag = key.bounce_mac(subscriber_id, issue_id).finalize().into_bytes();
+    format!("{subscriber_id}.{issue_id}.{}", hex::encode(&tag[..BOUNCE_MAC_LEN]))
+}
+
+/// The (subscriber, issue) a bounce token names, if `key` made it. Case is ignored: a few mail
+/// servers change the case of the local part they return mail to.
+pub fn verify_bounce_token(key: &TokenKey, token: &str) -> Option<(i64, String)> {
+    let token = token.to_ascii_lowercase();
+    let (id_text, rest) = token.split_once('.')?;
+    let (issue_id, tag_hex) = rest.rsplit_once('.')?;
+    let id: i64 = id_text.parse().ok()?;
+    if id.to_string() != id_text || tag_hex.len() != BOUNCE_MAC_LEN * 2 || issue_id.is_empty() {
+        return None;
+    }
+    let tag = hex::decode(tag_hex).ok()?;
+    key.bounce_mac(id, issue_id).verify_truncated_left(&tag).ok()?;
+    Some((id, issue_id.to_string()))
 }
 
 #[cfg(test)]
@@ -154,6 +194,29 @@ mod tests {
         assert_eq!(verify_token(&k, std::str::from_utf8(&flipped).unwrap(), Purpose::Unsubscribe), None);
         // Wrong key.
         assert_eq!(verify_token(&key("another secret, also long"), &t, Purpose::Unsubscribe), None);
+    }
+
+    #[test]
+    fn bounce_tokens_name_the_subscriber_and_the_issue_and_fit_an_address() {
+        let k = key("a secret of sufficient length");
+        let t = bounce_token(&k, 4711, "2023-07-17");
+        assert_eq!(verify_bounce_token(&k, &t), Some((4711, "2023-07-17".to_string())));
+        assert_eq!(verify_bounce_token(&k, &t.to_ascii_uppercase()), Some((4711, "2023-07-17".to_string())), "case is ignored");
+        assert!(t.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'-'), "{t}");
+        assert!(format!("bounces+{}", bounce_token(&k, 9_999_999, "2023-07-17")).len() <= 64);
+        // Another issue, subscriber or key; the unsubscribe MAC; a cut or flipped tag: refused.
+        let (_, tag) = t.rsplit_once('.').unwrap();
+        assert_eq!(verify_bounce_token(&k, &format!("4711.2023-07-24.{tag}")), None);
+        assert_eq!(verify_bounce_token(&k, &format!("4712.2023-07-17.{tag}")), None);
+        assert_eq!(verify_bounce_token(&key("another secret, also long"), &t), None);
+        let unsubscribe = sign_token(&k, 4711, Purpose::Unsubscribe);
+        let (_, long_tag) = unsubscribe.split_once('.').unwrap();
+        assert_eq!(verify_bounce_token(&k, &format!("4711.2023-07-17.{}", &long_tag[..20])), None);
+        assert_eq!(verify_bounce_token(&k, &t[..t.len() - 1]), None);
+        let flipped = format!("{}{}", &t[..t.len() - 1], if t.ends_with('0') { '1' } else { '0' });
+        assert_eq!(verify_bounce_token(&k, &flipped), None);
+        assert_eq!(verify_bounce_token(&k, "4711.2023-07-17"), None);
+        assert_eq!(verify_bounce_token(&k, ""), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ macro_rules! say {
     }};
 }
 
+pub mod bounces;
 pub mod build;
 pub mod check;
 pub mod completions;

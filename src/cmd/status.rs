@@ -43,6 +43,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     let record = ledger::send_record(pool, &issue.id).await?;
     let counts = ledger::counts(pool, &issue.id).await?;
     let problems = ledger::problems(pool, &issue.id, 1000).await?;
+    let returned = store.returned(&issue.id).await?;
     let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
     if json {
         let value = serde_json::json!({
@@ -60,6 +61,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
             "failed": counts.failed,
             "bounced": counts.bounced,
             "skipped": counts.skipped,
+            "returned": returned,
             "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
                 "email": email, "state": state, "attempts": attempts, "error": error
             })).collect::<Vec<_>>(),
@@ -101,6 +103,11 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
         ("total", counts.total),
     ] {
         say!("{name:<10} {n:>9}");
+    }
+    say!();
+    say!("came back after the send (`gazette bounces import`, [bounces] mailbox):");
+    for (name, n) in [("permanent failures", returned.permanent), ("temporary failures", returned.temporary), ("complaints", returned.complaints)] {
+        say!("  {name:<20} {n:>7}");
     }
     if !problems.is_empty() {
         say!();

@@ -231,20 +231,25 @@ async fn list(store: &Store, status: Option<Status>, format: Format) -> anyhow::
         Format::Table => {
             // Column widths come from the first page; later rows may stick out, which is fine.
             let mut widths: Option<[usize; 2]> = None;
+            // A bounce or complaint says why, when a report gave the reason.
+            let with_reason = matches!(status, Some(Status::Bounced | Status::Complained));
             let n = for_each_page(store, status, |page| {
                 let [email_w, name_w] = match widths {
                     Some(w) => w,
                     None => {
                         let email_w = page.iter().map(|s| s.email.chars().count()).max().unwrap_or(0).max(5);
                         let name_w = page.iter().map(|s| s.name.as_deref().unwrap_or("").chars().count()).max().unwrap_or(0).max(4);
-                        writeln!(out, "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  SINCE", "ID", "EMAIL", "NAME", "STATUS", "SOURCE")?;
+                        // SINCE is always 20 characters wide (an RFC 3339 time in UTC).
+                        let since = if with_reason { format!("{:20}  REASON", "SINCE") } else { "SINCE".to_string() };
+                        writeln!(out, "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {since}", "ID", "EMAIL", "NAME", "STATUS", "SOURCE")?;
                         *widths.insert([email_w, name_w])
                     }
                 };
                 for s in page {
+                    let reason = if with_reason { format!("  {}", s.status_reason.as_deref().unwrap_or("-")) } else { String::new() };
                     writeln!(
                         out,
-                        "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {}",
+                        "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {}{reason}",
                         s.id,
                         s.email,
                         s.name.as_deref().unwrap_or(""),

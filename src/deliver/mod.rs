@@ -12,11 +12,11 @@ use lettre::message::Mailbox;
 
 use crate::config::{Config, SmtpTarget};
 use crate::store::ledger;
-use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, sign_token};
+use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
 pub use message::{PreparedEmail, Recipient};
 pub use send_loop::{LogProgress, Progress, SendReport, send_issue};
 use smtp::ServerSpec;
-pub use transport::{Connection, Connector, SendError, Transport};
+pub use transport::{Connection, Connector, Envelope, SendError, Transport};
 
 impl Transport {
     /// Where messages go, for people.
@@ -111,6 +111,23 @@ pub fn unsubscribe_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> S
     crate::urls::unsubscribe(&config.site, &sign_token(key, subscriber_id, Purpose::Unsubscribe))
 }
 
+/// Where the failure notices of one issue's delivery go, with `[email] bounce_address` set:
+/// `bounces+<token>@domain` (VERP), the token naming the issue and the subscriber, and the DSN
+/// envelope id `<issue>.<subscriber>`. `None` without it: the From address, as it is.
+pub fn return_path(config: &Config, key: &TokenKey, issue_id: &str, subscriber_id: i64) -> Option<ReturnPath> {
+    let bounce = config.email.bounce_address.as_ref()?;
+    let local = format!("{}+{}", bounce.user(), bounce_token(key, subscriber_id, issue_id));
+    let sender = lettre::Address::new(local, bounce.domain()).expect("a bounce token is a valid local part");
+    Some(ReturnPath { sender, envid: format!("{issue_id}.{subscriber_id}") })
+}
+
+/// A delivery's own envelope sender and DSN envelope id (RFC 3461 §4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReturnPath {
+    pub sender: lettre::Address,
+    pub envid: String,
+}
+
 fn mailbox(email: &str, name: Option<&str>) -> anyhow::Result<Mailbox> {
     let address: lettre::Address = email.parse().with_context(|| format!("stored address `{email}` is not valid"))?;
     Ok(Mailbox::new(name.map(str::to_owned), address))
@@ -131,7 +148,7 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
         let url = unsubscribe_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
         let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
-        match transmit(&mut connection, &message, &message_id, &StopFlag::default()).await {
+        match transmit(&mut connection, &message, &message_id, None, &StopFlag::default()).await {
             Err(e) if e.is_configuration() => return Err(crate::config::ConfigError(e.to_string()).into()),
             Err(e) if e.stops_the_send() => anyhow::bail!("{e}"),
             result => results.push((mailbox.to_string(), result.map_err(|e| e.to_string()))),
@@ -145,18 +162,29 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
 /// over a connection of its own. The error says what the server answered.
 pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
     let mut connection = transport.open();
-    let result = transmit(&mut connection, message, message_id, &StopFlag::default()).await;
+    let result = transmit(&mut connection, message, message_id, None, &StopFlag::default()).await;
     connection.close().await;
     result.map_err(|e| e.to_string())
 }
 
-/// Puts one built message on its way over `connection`.
-pub(crate) async fn transmit(connection: &mut impl Connection, message: &lettre::Message, message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
+/// Puts one built message on its way over `connection`, from `return_path` when given (else
+/// from the message's From address).
+pub(crate) async fn transmit(
+    connection: &mut impl Connection,
+    message: &lettre::Message,
+    message_id: &str,
+    return_path: Option<ReturnPath>,
+    stop: &StopFlag,
+) -> Result<(), SendError> {
     let envelope = message.envelope();
     let (Some(from), Some(to)) = (envelope.from(), envelope.to().first()) else {
         return Err(SendError::permanent("the message has no sender or recipient"));
     };
-    connection.send(from, to, &message.formatted(), message_id, stop).await
+    let envelope = match return_path {
+        Some(r) => Envelope { from: r.sender, to: to.clone(), dsn_envid: Some(r.envid) },
+        None => Envelope { from: from.clone(), to: to.clone(), dsn_envid: None },
+    };
+    connection.send(&envelope, &message.formatted(), message_id, stop).await
 }
 
 /// Builds every message the send would produce, without connecting: the recipients and sizes.

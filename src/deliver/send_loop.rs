@@ -219,6 +219,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             connection: transport.open(),
             key: key.clone(),
             config: Arc::new(config.clone()),
+            issue_id: issue_id.into(),
             limiter: limiter.clone(),
             stop: worker_stop.clone(),
         };
@@ -399,6 +400,7 @@ struct WorkerContext<C> {
     connection: C,
     key: Arc<TokenKey>,
     config: Arc<Config>,
+    issue_id: Arc<str>,
     limiter: Arc<RateLimiter>,
     stop: StopFlag,
 }
@@ -426,8 +428,9 @@ impl<C: Connection> WorkerContext<C> {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
+        let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
         self.limiter.wait().await;
-        match super::transmit(&mut self.connection, &message, &job.message_id, &self.stop).await {
+        match super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop).await {
             Ok(()) => Outcome::Sent,
             Err(e) if e.stops_the_send() => {
                 let _ = self.results.send(WorkerEvent::Fatal(e));
@@ -519,6 +522,34 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(300), send).await.is_err(), "the send hangs on its only recipient");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(ledger::lease_holder(store.pool(), "2023-07-24").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn with_a_bounce_address_each_delivery_has_its_own_signed_envelope_sender() {
+        let (dir, store, plain, email) = setup(&["a@example.org", "b@example.org"]).await;
+        let memory = Memory::default();
+        send_issue(&store, &plain, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
+        for e in memory.envelopes.lock().unwrap().iter() {
+            assert_eq!((e.from.to_string().as_str(), &e.dsn_envid), ("newsletter@signals.example.org", &None), "without bounce_address nothing changes");
+        }
+
+        let config = Config::parse("[email]\nbounce_address = \"bounces@signals.example.org\"\n", &dir.path().join("publish.toml")).unwrap();
+        let memory = Memory::default();
+        send_issue(&store, &config, "2023-07-24", 2, setup_email(&config), &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
+        let key = store.token_key().await.unwrap();
+        let envelopes = memory.envelopes.lock().unwrap().clone();
+        assert_eq!(envelopes.len(), 2);
+        let mut senders = std::collections::HashSet::new();
+        for e in &envelopes {
+            let subscriber = store.subscriber_by_email(&e.to.to_string().parse().unwrap()).await.unwrap().unwrap();
+            let (local, domain) = (e.from.user(), e.from.domain());
+            assert_eq!(domain, "signals.example.org");
+            let token = local.strip_prefix("bounces+").unwrap_or_else(|| panic!("VERP sender: {}", e.from));
+            assert_eq!(crate::store::verify_bounce_token(&key, token), Some((subscriber.id, "2023-07-24".to_string())));
+            assert_eq!(e.dsn_envid.as_deref(), Some(format!("2023-07-24.{}", subscriber.id).as_str()));
+            senders.insert(e.from.to_string());
+        }
+        assert_eq!(senders.len(), 2, "one sender per delivery");
     }
 
     /// Leaves one active subscriber, whose server never answers.

@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter, RcptParameter};
 
+use super::transport::Envelope;
 use crate::config::{Auth, Tls};
 
 /// Where to connect and how.
@@ -128,6 +128,8 @@ pub struct ServerFacts {
     /// The largest message it takes (RFC 1870 SIZE), if it says.
     pub size_limit: Option<u64>,
     pub pipelining: bool,
+    /// It offers delivery status notifications (RFC 3461 DSN).
+    pub dsn: bool,
 }
 
 /// How many `timeout`s the reply to the end of a message may take: the server checks the whole
@@ -260,6 +262,7 @@ impl SmtpSession {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 [w] if w.eq_ignore_ascii_case("PIPELINING") => facts.pipelining = true,
+                [w] if w.eq_ignore_ascii_case("DSN") => facts.dsn = true,
                 [w, n] if w.eq_ignore_ascii_case("SIZE") => facts.size_limit = n.parse().ok().filter(|n| *n > 0),
                 _ => {}
             }
@@ -303,8 +306,11 @@ impl SmtpSession {
         self.broken || self.conn.has_broken()
     }
 
-    /// One SMTP transaction (RFC 5321 §3.3): MAIL, RCPT, DATA, the message.
-    pub async fn transmit(&mut self, from: &Address, to: &Address, message: &[u8]) -> Attempt {
+    /// One SMTP transaction (RFC 5321 §3.3): MAIL, RCPT, DATA, the message. The envelope's DSN
+    /// request goes out only to a server that offers DSN (RFC 3461 §4: a client must not send
+    /// the parameters otherwise).
+    pub async fn transmit(&mut self, envelope: &Envelope, message: &[u8]) -> Attempt {
+        let (from, to) = (&envelope.from, &envelope.to);
         if let Some(limit) = self.facts.size_limit.filter(|l| message.len() as u64 > *l) {
             return Attempt::TooLarge(format!(
                 "the message is {} bytes and the server takes at most {limit} (its SIZE); nothing was offered to it",
@@ -318,8 +324,20 @@ impl SmtpSession {
             }
             params.push(MailParameter::SmtpUtfEight);
         }
+        let mut rcpt_params = Vec::new();
+        if let Some(envid) = envelope.dsn_envid.as_ref().filter(|_| self.facts.dsn) {
+            // lettre writes the values as xtext (RFC 3461 §4).
+            let other = |keyword: &str, value: String| MailParameter::Other { keyword: keyword.into(), value: Some(value) };
+            params.push(other("RET", "HDRS".into()));
+            params.push(other("ENVID", envid.clone()));
+            let notify = |keyword: &str, value: String| RcptParameter::Other { keyword: keyword.into(), value: Some(value) };
+            rcpt_params.push(notify("NOTIFY", "FAILURE".into()));
+            if to.to_string().is_ascii() {
+                rcpt_params.push(notify("ORCPT", format!("rfc822;{to}")));
+            }
+        }
         let mail = Mail::new(Some(from.clone()), params);
-        let rcpt = Rcpt::new(to.clone(), vec![]);
+        let rcpt = Rcpt::new(to.clone(), rcpt_params);
         if self.pipelining {
             // One write, then the three replies in order; every reply is read whatever the others were.
             let commands = format!("{mail}{rcpt}{Data}");
@@ -462,6 +480,7 @@ fn classify(e: &lettre::transport::smtp::Error, at_rcpt: bool, broken: &mut bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lettre::Address;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// A scripted SMTP peer that offers PIPELINING (smtp-sink stops offering it as soon as it is
@@ -505,6 +524,11 @@ mod tests {
         accepted
     }
 
+    /// Plain envelope: no DSN asked for.
+    fn envelope(from: &Address, to: &str) -> Envelope {
+        Envelope { from: from.clone(), to: to.parse().unwrap(), dsn_envid: None }
+    }
+
     /// A server on this machine, in clear, without a login.
     fn local(port: u16, timeout: Duration) -> ServerSpec {
         let hello = "client.example.org".into();
@@ -520,11 +544,10 @@ mod tests {
         assert!(s.pipelining);
         let from: Address = "news@example.org".parse().unwrap();
         let body = b"Subject: x\r\n\r\n.leading dot\r\nend\r\n";
-        let to = |a: &str| a.parse::<Address>().unwrap();
-        assert_eq!(s.transmit(&from, &to("ok@example.org"), body).await, Attempt::Accepted);
-        assert!(matches!(s.transmit(&from, &to("gone@example.org"), body).await, Attempt::Bounced(e) if e.contains("5.1.1")));
-        assert!(matches!(s.transmit(&from, &to("later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450")));
-        assert_eq!(s.transmit(&from, &to("ok2@example.org"), body).await, Attempt::Accepted);
+        assert_eq!(s.transmit(&envelope(&from, "ok@example.org"), body).await, Attempt::Accepted);
+        assert!(matches!(s.transmit(&envelope(&from, "gone@example.org"), body).await, Attempt::Bounced(e) if e.contains("5.1.1")));
+        assert!(matches!(s.transmit(&envelope(&from, "later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450")));
+        assert_eq!(s.transmit(&envelope(&from, "ok2@example.org"), body).await, Attempt::Accepted);
         assert!(!s.is_broken());
         s.quit().await;
         let accepted = server.await.unwrap();
@@ -566,7 +589,7 @@ mod tests {
         let mut s = SmtpSession::connect(&spec(port)).await.unwrap();
         let started = std::time::Instant::now();
         let from: Address = "news@example.org".parse().unwrap();
-        let attempt = s.transmit(&from, &"ok@example.org".parse().unwrap(), b"Subject: x\r\n\r\nbody\r\n").await;
+        let attempt = s.transmit(&envelope(&from, "ok@example.org"), b"Subject: x\r\n\r\nbody\r\n").await;
         assert!(matches!(&attempt, Attempt::Deferred(e) if e.contains("no reply within 900ms")), "{attempt:?}");
         assert!(s.is_broken());
         assert!(started.elapsed() < Duration::from_secs(3));

@@ -82,6 +82,17 @@ impl SendError {
     }
 }
 
+/// The SMTP envelope of one message (RFC 5321 §3.3), apart from the message itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Where failure notices go: the From address, or a VERP address naming the delivery.
+    pub from: Address,
+    pub to: Address,
+    /// When set, a server that offers DSN (RFC 3461) is asked for failure notices only
+    /// (`NOTIFY=FAILURE`), carrying the headers only (`RET=HDRS`), with this `ENVID`.
+    pub dsn_envid: Option<String>,
+}
+
 /// Opens connections; cheap to clone, one connection per worker.
 pub trait Connector: Clone + Send + Sync + 'static {
     type Connection: Connection;
@@ -94,7 +105,7 @@ pub trait Connector: Clone + Send + Sync + 'static {
 /// A connection of one worker: messages one after another.
 pub trait Connection: Send + 'static {
     /// Puts one message on its way: `Ok` once the other side has taken it.
-    fn send(&mut self, from: &Address, to: &Address, message: &[u8], message_id: &str, stop: &StopFlag) -> impl Future<Output = Result<(), SendError>> + Send;
+    fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> impl Future<Output = Result<(), SendError>> + Send;
     /// Says goodbye (SMTP QUIT), within a short deadline.
     fn close(self) -> impl Future<Output = ()> + Send;
 }
@@ -134,7 +145,7 @@ pub enum TransportConnection {
 }
 
 impl Connection for TransportConnection {
-    async fn send(&mut self, from: &Address, to: &Address, message: &[u8], message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
+    async fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
         match self {
             TransportConnection::Outbox(dir) => write_eml(dir, message_id, message),
             TransportConnection::Smtp { spec, session } => {
@@ -142,7 +153,7 @@ impl Connection for TransportConnection {
                     *session = Some(connect_with_retries(spec, stop).await?);
                 }
                 let s = session.as_mut().expect("connected above");
-                match s.transmit(from, to, message).await {
+                match s.transmit(envelope, message).await {
                     Attempt::Accepted => Ok(()),
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
                     Attempt::Bounced(e) => Err(SendError::mailbox_gone(e)),
@@ -210,6 +221,8 @@ pub mod memory {
     #[derive(Clone, Default)]
     pub struct Memory {
         pub taken: Arc<Mutex<Vec<(String, String)>>>,
+        /// The envelope of every message taken, in order.
+        pub envelopes: Arc<Mutex<Vec<Envelope>>>,
         /// Addresses that got a temporary refusal, each time.
         pub deferred: Arc<Mutex<Vec<String>>>,
     }
@@ -235,8 +248,8 @@ pub mod memory {
     impl Connection for Memory {
         /// `gone` in the address: 550 5.1.1; `spam`: 554; `later`: 450 the first time it is tried;
         /// `hang`: no answer at all.
-        async fn send(&mut self, _from: &Address, to: &Address, _message: &[u8], message_id: &str, _stop: &StopFlag) -> Result<(), SendError> {
-            let to = to.to_string();
+        async fn send(&mut self, envelope: &Envelope, _message: &[u8], message_id: &str, _stop: &StopFlag) -> Result<(), SendError> {
+            let to = envelope.to.to_string();
             if to.contains("hang") {
                 std::future::pending::<()>().await;
             }
@@ -254,6 +267,7 @@ pub mod memory {
                 }
             }
             self.taken.lock().unwrap().push((to, message_id.to_string()));
+            self.envelopes.lock().unwrap().push(envelope.clone());
             Ok(())
         }
 

@@ -182,10 +182,12 @@ pub async fn start_send(
     .rows_affected()
         == 1;
     if created {
-        // <issue.subscriber.nonce@domain>: unique per (issue, subscriber), the same on every retry.
+        // <issue.subscriber.nonce random@domain>: unique per (issue, subscriber), the same on every
+        // retry. The random part is drawn per delivery, so that a reader who knows their own copy's
+        // Message-ID cannot spell another reader's (a returned Message-ID attributes a bounce).
         let audience = sqlx::query(
             "INSERT INTO deliveries (issue_id, subscriber_id, message_id, updated_at)
-             SELECT ?1, id, '<' || ?1 || '.' || id || '.' || ?2 || '@' || ?3 || '>', ?4
+             SELECT ?1, id, '<' || ?1 || '.' || id || '.' || ?2 || lower(hex(randomblob(8))) || '@' || ?3 || '>', ?4
              FROM subscribers WHERE status = ?5",
         )
         .bind(issue_id)
@@ -325,14 +327,17 @@ pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        if matches!(outcome, Outcome::Bounced(_)) {
-            sqlx::query("UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2 WHERE id = ?1 AND status = ?4")
-                .bind(id)
-                .bind(now)
-                .bind(Status::Bounced.as_str())
-                .bind(Status::Active.as_str())
-                .execute(&mut *tx)
-                .await?;
+        if let Outcome::Bounced(why) = outcome {
+            sqlx::query(
+                "UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2, status_reason = ?5 WHERE id = ?1 AND status = ?4",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(Status::Bounced.as_str())
+            .bind(Status::Active.as_str())
+            .bind(format!("refused at sending: {why}"))
+            .execute(&mut *tx)
+            .await?;
         }
     }
     tx.commit().await?;

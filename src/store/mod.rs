@@ -3,6 +3,7 @@
 //! with a busy timeout, so a running send and a subscriber command can use the database at once.
 //! Migrations (`subscribers/migrations/`) are applied whenever the store is opened.
 
+pub mod bounces;
 mod confirmations;
 mod import;
 pub mod ledger;
@@ -16,7 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqlitePool};
 
 pub use confirmations::ConfirmOutcome;
-pub use crate::token::{Purpose, TokenKey, sign_token, verify_token};
+pub use crate::token::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
 pub use import::{ImportError, ImportReport, InvalidRow};
 pub use subscribers::{clean_name, AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber, SubscriberEmail};
 
@@ -196,7 +197,7 @@ mod tests {
                 .fetch_all(store.pool())
                 .await
                 .unwrap();
-        assert_eq!(tables, ["confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
+        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();

@@ -321,6 +321,8 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub bounced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub complained_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Why a report made it bounced or complained ("550 5.1.1 user unknown"); `None` otherwise.
+    pub status_reason: Option<String>,
 }
 
 impl Subscriber {
@@ -342,6 +344,7 @@ struct SubscriberRow {
     unsubscribed_at: Option<chrono::DateTime<chrono::Utc>>,
     bounced_at: Option<chrono::DateTime<chrono::Utc>>,
     complained_at: Option<chrono::DateTime<chrono::Utc>>,
+    status_reason: Option<String>,
 }
 
 impl TryFrom<SubscriberRow> for Subscriber {
@@ -360,6 +363,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
             unsubscribed_at: r.unsubscribed_at,
             bounced_at: r.bounced_at,
             complained_at: r.complained_at,
+            status_reason: r.status_reason,
         })
     }
 }
@@ -399,10 +403,11 @@ pub enum RemoveOutcome {
     NotFound,
 }
 
-const COLUMNS: &str = "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at";
+const COLUMNS: &str =
+    "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason";
 
-// Moves the matching row to status ?1 at time ?2, stamping that status's own column. Callers append
-// the WHERE clause; the parameters after ?2 are theirs.
+// Moves the matching row to status ?1 at time ?2, stamping that status's own column and clearing
+// the reason a bounce report gave. Callers append the WHERE clause; the parameters after ?2 are theirs.
 macro_rules! transition_sql {
     ($where:literal) => {
         concat!(
@@ -410,9 +415,10 @@ macro_rules! transition_sql {
             "confirmed_at = CASE ?1 WHEN 'active' THEN ?2 ELSE confirmed_at END, ",
             "unsubscribed_at = CASE ?1 WHEN 'unsubscribed' THEN ?2 ELSE unsubscribed_at END, ",
             "bounced_at = CASE ?1 WHEN 'bounced' THEN ?2 ELSE bounced_at END, ",
-            "complained_at = CASE ?1 WHEN 'complained' THEN ?2 ELSE complained_at END ",
+            "complained_at = CASE ?1 WHEN 'complained' THEN ?2 ELSE complained_at END, ",
+            "status_reason = NULL ",
             $where,
-            " RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at"
+            " RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
         )
     };
 }
@@ -458,7 +464,7 @@ impl Store {
             "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, confirmed_at) ",
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE ?4 WHEN 'active' THEN ?6 END) ",
             "ON CONFLICT (email_key) DO NOTHING ",
-            "RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at"
+            "RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
         ))
         .bind(new.email.as_str())
         .bind(new.email.key())

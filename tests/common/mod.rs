@@ -183,8 +183,9 @@ pub fn read_messages(dir: &Path) -> Vec<Received> {
         // between listing and reading; read what is there.
         let Ok(bytes) = std::fs::read(&path) else { continue };
         let raw = String::from_utf8_lossy(&bytes).into_owned();
+        // `<address>` and, with DSN asked for, its parameters after a space.
         let rcpt = header(&raw, "X-Rcpt-Args")
-            .map(|v| v.trim_matches(['<', '>']).to_string())
+            .map(|v| v.split_whitespace().next().unwrap_or("").trim_matches(['<', '>']).to_string())
             .or_else(|| header(&raw, "To").map(str::to_string))
             .unwrap_or_default();
         out.push(Received {

@@ -1,0 +1,241 @@
+//! `[bounces] mailbox`, read by the scheduler every round and after each send: a maildir on this
+//! machine or an IMAP mailbox (`imaps://`). Each message is processed, then moved into the
+//! `[bounces] processed` folder, so that nothing is read twice and nothing is deleted. A message
+//! whose processing fails stays where it was, and is read again next time (recording it twice
+//! records it once).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::TryStreamExt;
+use tokio_rustls::rustls;
+
+use super::{Kind, Processed, process};
+use crate::config::{Auth, BounceMailbox, Config, ConfigError};
+use crate::deliver::smtp::Secret;
+use crate::store::Store;
+
+/// The variable holding the mailbox's password (without `[bounces] password_command`).
+pub const PASSWORD_VAR: &str = "GAZETTE_BOUNCES_PASSWORD";
+
+/// The longest wait for the IMAP server's greeting and each reply.
+const IMAP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one reading of the mailbox found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Polled {
+    pub read: usize,
+    pub bounces: usize,
+    pub complaints: usize,
+    pub ignored: usize,
+    /// Reports attributed to no known subscriber.
+    pub unattributed: usize,
+}
+
+impl Polled {
+    /// Counts one processed message.
+    pub fn add_processed(&mut self, p: &Processed) {
+        self.read += 1;
+        match p.report.kind {
+            Kind::Bounce => self.bounces += 1,
+            Kind::Complaint => self.complaints += 1,
+            Kind::Ignored => self.ignored += 1,
+        }
+        if p.report.kind != Kind::Ignored && p.targets.is_empty() {
+            self.unattributed += 1;
+        }
+    }
+}
+
+impl std::fmt::Display for Polled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber",
+            self.read, self.bounces, self.complaints, self.ignored, self.unattributed
+        )
+    }
+}
+
+/// Reads `[bounces] mailbox`, if there is one. Each message's outcome is logged.
+pub async fn poll(config: &Config, store: &Store) -> anyhow::Result<Option<Polled>> {
+    let Some(mailbox) = &config.bounces.mailbox else { return Ok(None) };
+    let polled = match mailbox {
+        BounceMailbox::Maildir(dir) => poll_maildir(config, store, dir).await,
+        BounceMailbox::Imap { host, port, user, folder } => poll_imap(config, store, host, *port, user, folder).await,
+    }
+    .with_context(|| format!("reading the bounce mailbox {mailbox} ([bounces] mailbox)"))?;
+    Ok(Some(polled))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maildir
+// ---------------------------------------------------------------------------------------------
+
+/// A maildir's `new/` and `cur/`, each message moved into the Maildir++ sub-folder
+/// `.<processed>/cur/` once recorded (the layout Dovecot and Courier use for a folder of that name).
+async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Result<Polled> {
+    if !super::source::is_maildir(dir) {
+        anyhow::bail!("{} is not a maildir (a folder with cur/, new/ and tmp/ in it)", dir.display());
+    }
+    let key = store.token_key().await?;
+    let done = dir.join(format!(".{}", config.bounces.processed));
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(done.join(sub)).with_context(|| format!("cannot create {}", done.join(sub).display()))?;
+    }
+    let mut polled = Polled::default();
+    for sub in ["new", "cur"] {
+        for file in super::source::files_in(&dir.join(sub))? {
+            // Another reader may have moved it meanwhile.
+            let Ok(bytes) = std::fs::read(&file) else { continue };
+            let processed = process(store, &key, config, &bytes, &file.display().to_string(), false).await?;
+            log(&file.display().to_string(), &processed);
+            polled.add_processed(&processed);
+            let name = file.file_name().expect("a file has a name").to_string_lossy().into_owned();
+            // A message taken from new/ is now seen (maildir's info suffix, ":2," and flags).
+            let name = if name.contains(":2,") { name } else { format!("{name}:2,S") };
+            let target = done.join("cur").join(&name);
+            std::fs::rename(&file, &target).with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
+        }
+    }
+    Ok(polled)
+}
+
+fn log(source: &str, processed: &Processed) {
+    let line = super::describe(processed);
+    if processed.report.kind == Kind::Ignored {
+        tracing::debug!("{source}: {line}");
+    } else {
+        tracing::info!("{source}: {line}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IMAP
+// ---------------------------------------------------------------------------------------------
+
+/// XOAUTH2's initial response (the SASL mechanism Google and Microsoft document).
+struct XOAuth2 {
+    user: String,
+    token: String,
+}
+
+impl async_imap::Authenticator for &XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+    }
+}
+
+/// The folder on the server, its messages fetched, processed and moved one by one (UID MOVE,
+/// RFC 6851; or COPY, then flag and expunge only that UID where MOVE is not offered).
+async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: &str, folder: &str) -> anyhow::Result<Polled> {
+    let whom = format!("imaps://{user}@{host}:{port}");
+    let secret = match &config.bounces.password_command {
+        Some(command) => Secret::Command(command.clone()),
+        None => Secret::Variable(std::env::var(PASSWORD_VAR).map_err(|_| {
+            ConfigError(format!(
+                "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
+            ))
+        })?),
+    };
+    let stream = connect_tls(config, host, port).await?;
+    let mut client = async_imap::Client::new(stream);
+    within(client.read_response(), &whom, "greet")
+        .await?
+        .with_context(|| format!("{whom} did not greet"))?
+        .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
+    let secret = secret.get().await.map_err(|e| anyhow::anyhow!(e.replace("[smtp]", "[bounces]")))?;
+    let login = match config.bounces.auth {
+        Some(Auth::Xoauth2) => within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), &whom, "log in").await?,
+        _ => within(client.login(user, &secret), &whom, "log in").await?,
+    };
+    let mut session = login.map_err(|(e, _)| ConfigError(format!("{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth")))?;
+    within(session.select(folder), &whom, "open the folder").await?.with_context(|| format!("{whom}: cannot open the folder `{folder}`"))?;
+    let processed_folder = &config.bounces.processed;
+    // CREATE fails when it exists already, which is the usual case.
+    let _ = within(session.create(processed_folder), &whom, "create a folder").await?;
+    let can_move = within(session.capabilities(), &whom, "list its capabilities").await??.has_str("MOVE");
+    let mut uids: Vec<u32> = within(session.uid_search("ALL"), &whom, "search").await??.into_iter().collect();
+    uids.sort_unstable();
+    let key = store.token_key().await?;
+    let mut polled = Polled::default();
+    for uid in uids {
+        let fetched: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect::<Vec<_>>().await }, &whom, "send a message")
+            .await?
+            .with_context(|| format!("{whom}: cannot fetch message UID {uid}"))?;
+        let Some(bytes) = fetched.iter().find_map(|f| f.body()).map(<[u8]>::to_vec) else { continue };
+        let source = format!("{whom}/{folder};UID={uid}");
+        let processed = process(store, &key, config, &bytes, &source, false).await?;
+        log(&source, &processed);
+        polled.add_processed(&processed);
+        if can_move {
+            within(session.uid_mv(uid.to_string(), processed_folder), &whom, "move a message").await??;
+        } else {
+            within(session.uid_copy(uid.to_string(), processed_folder), &whom, "copy a message").await??;
+            within(async { session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await }, &whom, "flag a message")
+                .await??;
+            within(async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await }, &whom, "expunge").await??;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+    Ok(polled)
+}
+
+/// `op`, given up after `IMAP_TIMEOUT`: a server that stops answering is an error, not a hang.
+async fn within<T>(op: impl Future<Output = T>, whom: &str, doing: &str) -> anyhow::Result<T> {
+    tokio::time::timeout(IMAP_TIMEOUT, op)
+        .await
+        .map_err(|_| anyhow::anyhow!("{whom} did not answer within {} (waiting to {doing})", humantime::format_duration(IMAP_TIMEOUT)))
+}
+
+/// TLS from the first byte, verified against the system's store (the roots built into Gazette
+/// where it has none) and `[bounces] ca_file`.
+async fn connect_tls(config: &Config, host: &str, port: u16) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let whom = format!("{host}:{port}");
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs().certs;
+    if native.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else {
+        roots.add_parsable_certificates(native);
+    }
+    if let Some(path) = &config.bounces.ca_file {
+        let pem = std::fs::read(path).map_err(|e| ConfigError(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
+        let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap_or_default();
+        if certs.is_empty() {
+            return Err(ConfigError(format!("[bounces] ca_file: {} holds no PEM certificate", path.display())).into());
+        }
+        roots.add_parsable_certificates(certs);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS setup")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string()).map_err(|e| ConfigError(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
+    let tcp = tokio::time::timeout(IMAP_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot connect to {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT)))?
+        .with_context(|| format!("cannot connect to {whom}"))?;
+    let stream = tokio::time::timeout(IMAP_TIMEOUT, tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp))
+        .await
+        .map_err(|_| anyhow::anyhow!("TLS with {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT)))?;
+    stream.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("certificate") || text.contains("UnknownIssuer") {
+            ConfigError(format!(
+                "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
+                 name its certificate in [bounces] ca_file; verification is never turned off"
+            ))
+            .into()
+        } else {
+            anyhow::anyhow!("TLS with {whom} failed: {text}")
+        }
+    })
+}

@@ -1,0 +1,194 @@
+//! Bounces and complaints that come back after a send. Messages are read from paths (`source`)
+//! or a mailbox the scheduler polls (`mailbox`), classified (`classify`), attributed to a
+//! subscriber (the VERP token first, then the returned Message-ID, then the failed address) and
+//! recorded under the store's policy (`store::bounces`). A message that names no known subscriber
+//! changes nothing.
+
+pub mod classify;
+pub mod mailbox;
+pub mod source;
+
+use sha2::Digest;
+
+pub use classify::{Failure, Kind, Report, classify};
+
+use crate::config::Config;
+use crate::store::bounces::{BounceEvent, Effect, EventKind};
+use crate::store::{Store, StoreError, SubscriberEmail, TokenKey, verify_bounce_token};
+
+/// How a report was tied to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// The signed token in the envelope sender it came back to.
+    Verp,
+    /// The Message-ID of the returned message, found in the ledger.
+    MessageId,
+    /// The failed (or complaining) address, found among the subscribers.
+    Address,
+}
+
+impl std::fmt::Display for By {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            By::Verp => "its VERP token",
+            By::MessageId => "the returned Message-ID",
+            By::Address => "the address",
+        })
+    }
+}
+
+/// One subscriber a report is about, and what it says of them.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub issue_id: Option<String>,
+    pub by: By,
+    pub kind: EventKind,
+    /// The address the report named (the subscriber's when it named none).
+    pub address: String,
+    pub reason: String,
+}
+
+/// One message read, and what came of it.
+#[derive(Debug)]
+pub struct Processed {
+    pub report: Report,
+    pub targets: Vec<(Target, Option<Effect>)>,
+}
+
+impl Processed {
+    /// The addresses for the JSON line: what the report names, or for a complaint that names
+    /// none (providers redact it), the subscriber it was attributed to.
+    pub fn addresses(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let r = &self.report;
+        let permanent = r.permanent().map(|f| f.address.clone()).collect();
+        let temporary = r.temporary().map(|f| f.address.clone()).collect();
+        let mut complained = r.complained.clone();
+        if r.kind == Kind::Complaint && complained.is_empty() {
+            complained.extend(self.targets.iter().map(|(t, _)| t.email.clone()));
+        }
+        (permanent, temporary, complained)
+    }
+}
+
+/// The SHA-256 of a message, hex: the same message read twice is recorded once.
+pub fn message_key(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Classifies one message, attributes it, and unless `dry_run` records it. `source` says where it
+/// was read, for the record.
+pub async fn process(store: &Store, key: &TokenKey, config: &Config, bytes: &[u8], source: &str, dry_run: bool) -> Result<Processed, StoreError> {
+    let report = classify(bytes, config.email.bounce_address.as_ref());
+    let targets = attribute(store, key, &report).await?;
+    let message_key = message_key(bytes);
+    let mut done = Vec::new();
+    for target in targets {
+        let effect = if dry_run {
+            None
+        } else {
+            let event = BounceEvent {
+                subscriber_id: target.subscriber_id,
+                issue_id: target.issue_id.as_deref(),
+                kind: target.kind,
+                address: &target.address,
+                reason: &target.reason,
+                source,
+                message_key: &message_key,
+            };
+            Some(store.record_bounce(&event, config.bounces.temporary_limit).await?)
+        };
+        done.push((target, effect));
+    }
+    Ok(Processed { report, targets: done })
+}
+
+/// Who a report is about: the subscriber its VERP token names, else the delivery whose
+/// Message-ID it returns, else each subscriber whose address it names as failed or complaining.
+pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result<Vec<Target>, StoreError> {
+    if report.kind == Kind::Ignored {
+        return Ok(Vec::new());
+    }
+    let mut delivery: Option<(i64, String, By)> = None;
+    for token in &report.verp_tokens {
+        if let Some((id, issue)) = verify_bounce_token(key, token) {
+            delivery = Some((id, issue, By::Verp));
+            break;
+        }
+    }
+    if delivery.is_none() {
+        for message_id in &report.original_message_ids {
+            if let Some((issue, id)) = store.delivery_by_message_id(message_id).await? {
+                delivery = Some((id, issue, By::MessageId));
+                break;
+            }
+        }
+    }
+    if let Some((id, issue, by)) = delivery {
+        let Some(subscriber) = store.subscriber_by_id(id).await? else { return Ok(Vec::new()) };
+        let (kind, address, reason) = match report.kind {
+            Kind::Complaint => (EventKind::Complaint, report.complained.first().cloned(), format!("{} report", report.note)),
+            _ => match report.permanent().next().or_else(|| report.temporary().next()) {
+                Some(f) => (if f.permanent { EventKind::Permanent } else { EventKind::Temporary }, Some(f.address.clone()), f.reason.clone()),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let address = address.unwrap_or_else(|| subscriber.email.clone());
+        return Ok(vec![Target { subscriber_id: id, email: subscriber.email, issue_id: Some(issue), by, kind, address, reason }]);
+    }
+    // Only the addresses are left: each one that is a subscriber's.
+    let named: Vec<(String, EventKind, String)> = match report.kind {
+        Kind::Complaint => report.complained.iter().map(|a| (a.clone(), EventKind::Complaint, format!("{} report", report.note))).collect(),
+        _ => report
+            .failures
+            .iter()
+            .map(|f| (f.address.clone(), if f.permanent { EventKind::Permanent } else { EventKind::Temporary }, f.reason.clone()))
+            .collect(),
+    };
+    let mut targets: Vec<Target> = Vec::new();
+    for (address, kind, reason) in named {
+        let Ok(email) = SubscriberEmail::parse(&address) else { continue };
+        let Some(subscriber) = store.subscriber_by_email(&email).await? else { continue };
+        if targets.iter().any(|t| t.subscriber_id == subscriber.id) {
+            continue;
+        }
+        let issue_id = store.latest_delivery(subscriber.id).await?;
+        targets.push(Target { subscriber_id: subscriber.id, email: subscriber.email, issue_id, by: By::Address, kind, address, reason });
+    }
+    Ok(targets)
+}
+
+/// What one processed message did, in a line for people.
+pub fn describe(p: &Processed) -> String {
+    let r = &p.report;
+    let what = match r.kind {
+        Kind::Ignored => return format!("ignored: {}", r.note),
+        Kind::Complaint => format!("complaint ({})", if r.complained.is_empty() { "address not given".into() } else { r.complained.join(", ") }),
+        Kind::Bounce => r
+            .failures
+            .iter()
+            .map(|f| format!("{} failure for {} ({})", if f.permanent { "permanent" } else { "temporary" }, f.address, f.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    if p.targets.is_empty() {
+        return format!("{what}; no known subscriber: nothing changed");
+    }
+    let outcomes: Vec<String> = p
+        .targets
+        .iter()
+        .map(|(t, effect)| {
+            let issue = t.issue_id.as_deref().map(|i| format!(", issue {i}")).unwrap_or_default();
+            let result = match effect {
+                None => "dry run: nothing changed".to_string(),
+                Some(Effect::Became(s)) => format!("now {s}"),
+                Some(Effect::Counted { count, limit }) => format!("temporary failure counted ({count} of {limit} issues in a row)"),
+                Some(Effect::Unchanged(s)) => format!("recorded; already {s}"),
+                Some(Effect::Duplicate) => "read before: nothing new".to_string(),
+            };
+            format!("{} (by {}{issue}): {result}", t.email, t.by)
+        })
+        .collect();
+    format!("{what} -> {}", outcomes.join("; "))
+}

@@ -1,0 +1,77 @@
+//! `gazette bounces import PATH...`: reads failure notices and complaints from maildirs, folders,
+//! mbox files and single messages, and records what they say (or, with `--dry-run`, only says
+//! it). Exit codes: 0 done; 1 a path could not be read (nothing was recorded then).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::bounces::{self, source};
+use crate::config::Config;
+use crate::store::Store;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BouncesCommand {
+    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and stop mailing those addresses.
+    #[command(after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json")]
+    Import {
+        /// A maildir (a folder with cur/ and new/), any other folder (read file by file), an mbox file or one message
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Say what each message is and whom it is about; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// `json`: one object per message, one per line
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+    },
+}
+
+pub fn run(config: &Config, command: BouncesCommand) -> anyhow::Result<ExitCode> {
+    let BouncesCommand::Import { paths, dry_run, format } = command;
+    // Every path is read before anything is recorded: a typo in the last one changes nothing.
+    let found = source::read_paths(&paths)?;
+    super::runtime()?.block_on(async {
+        let store = Store::open(&config.paths.database).await?;
+        let result = import(config, &store, found, dry_run, format == "json").await;
+        store.close().await;
+        result
+    })
+}
+
+async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let key = store.token_key().await?;
+    let mut tally = bounces::mailbox::Polled::default();
+    let (mut bounced, mut complained) = (0, 0);
+    for message in &found {
+        let label = message.label();
+        let processed = bounces::process(store, &key, config, &message.bytes, &label, dry_run).await?;
+        if json {
+            let (permanent, temporary, complaints) = processed.addresses();
+            let mut line = serde_json::Map::new();
+            line.insert("source".into(), message.path.display().to_string().into());
+            if let Some(i) = message.index {
+                line.insert("index".into(), i.into());
+            }
+            line.insert("kind".into(), serde_json::to_value(processed.report.kind)?);
+            line.insert("permanent".into(), permanent.into());
+            line.insert("temporary".into(), temporary.into());
+            line.insert("complained".into(), complaints.into());
+            say!("{}", serde_json::Value::Object(line));
+        } else {
+            say!("{label}: {}", bounces::describe(&processed));
+        }
+        for (_, effect) in &processed.targets {
+            match effect {
+                Some(crate::store::bounces::Effect::Became(crate::store::Status::Bounced)) => bounced += 1,
+                Some(crate::store::bounces::Effect::Became(crate::store::Status::Complained)) => complained += 1,
+                _ => {}
+            }
+        }
+        tally.add_processed(&processed);
+    }
+    if !json {
+        let changed = if dry_run { "dry run: nothing was changed".to_string() } else { format!("{bounced} subscribers now bounced, {complained} complained") };
+        say!("{tally}; {changed}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

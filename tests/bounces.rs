@@ -1,0 +1,503 @@
+//! Bounces and complaints that come back after a send: the VERP envelope sender and the DSN
+//! request a real SMTP server (Postfix's smtp-sink) receives, and what Gazette reads back.
+
+mod common;
+
+use common::{Project, Sink, header};
+
+const WEEK: &str = "2023-07-23";
+const ISSUE: &str = "2023-07-17";
+const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+/// Appended right after `Project`'s [email] section, so it lands in it.
+const BOUNCE_ADDRESS: &str = "bounce_address = \"bounces@signals.example.org\"\n";
+
+fn key() -> gazette::token::TokenKey {
+    gazette::token::TokenKey::new(SECRET.as_bytes().to_vec()).unwrap()
+}
+
+/// The subscribers' ids by address, from `subscribers list --format json`.
+fn ids(p: &Project) -> std::collections::HashMap<String, i64> {
+    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    list.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap().to_string(), s["id"].as_i64().unwrap())).collect()
+}
+
+#[test]
+fn each_delivery_goes_out_from_its_own_verp_address_asking_for_failure_notices_only() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}", sink.smtp_config()));
+    let readers = p.import_readers(3);
+    p.expect(0, &["send", "--week", WEEK]);
+    let ids = ids(&p);
+    let got = sink.messages();
+    assert_eq!(got.len(), 3);
+    for m in &got {
+        let id = ids[&m.rcpt];
+        // MAIL FROM:<bounces+TOKEN@signals.example.org> RET=HDRS ENVID=<issue>.<subscriber>
+        let mail = header(&m.raw, "X-Mail-Args").unwrap();
+        let mut words = mail.split_whitespace();
+        let sender = words.next().unwrap().trim_matches(['<', '>']);
+        let token = sender.strip_prefix("bounces+").and_then(|t| t.strip_suffix("@signals.example.org")).unwrap_or_else(|| panic!("{mail}"));
+        assert_eq!(gazette::token::verify_bounce_token(&key(), token), Some((id, ISSUE.to_string())), "{mail}");
+        assert!(sender.split('@').next().unwrap().len() <= 64, "RFC 5321 local part: {sender}");
+        let params: Vec<&str> = words.collect();
+        assert!(params.contains(&"RET=HDRS"), "{mail}");
+        assert!(params.contains(&format!("ENVID={ISSUE}.{id}").as_str()), "{mail}");
+        let rcpt = header(&m.raw, "X-Rcpt-Args").unwrap();
+        assert!(rcpt.contains("NOTIFY=FAILURE") && rcpt.contains(&format!("ORCPT=rfc822;{}", m.rcpt)), "{rcpt}");
+        // The message itself still comes from the newsletter's address.
+        let from = header(&m.raw, "From").unwrap();
+        assert!(from.ends_with("<newsletter@signals.example.org>") && !from.contains("bounces"), "{from}");
+    }
+    assert_eq!(got.iter().map(|m| header(&m.raw, "X-Mail-Args").unwrap()).collect::<std::collections::HashSet<_>>().len(), readers.len());
+
+    // A server that does not offer DSN gets the VERP sender and no DSN parameters (RFC 3461 §4).
+    let no_dsn = Sink::start(&["-N"]);
+    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}", no_dsn.smtp_config()));
+    p.import_readers(2);
+    p.expect(0, &["send", "--week", WEEK]);
+    for m in no_dsn.messages() {
+        let mail = header(&m.raw, "X-Mail-Args").unwrap();
+        assert!(mail.starts_with("<bounces+") && !mail.contains("RET=") && !mail.contains("ENVID="), "{mail}");
+        assert_eq!(header(&m.raw, "X-Rcpt-Args").unwrap(), format!("<{}>", m.rcpt));
+    }
+
+    // Without bounce_address nothing changes: the From address is the envelope sender, no DSN asked for.
+    let plain = Sink::start(&[]);
+    let p = Project::new(&plain.smtp_config());
+    p.import_readers(2);
+    p.expect(0, &["send", "--week", WEEK]);
+    for m in plain.messages() {
+        assert_eq!(header(&m.raw, "X-Mail-Args").unwrap(), "<newsletter@signals.example.org>");
+        assert_eq!(header(&m.raw, "X-Rcpt-Args").unwrap(), format!("<{}>", m.rcpt));
+    }
+}
+
+/// `gazette bounces import --dry-run --format json` on `dir`: one JSON object per line, by file name (and index).
+fn import_json(p: &Project, paths: &[&std::path::Path]) -> Vec<serde_json::Value> {
+    let mut args = vec!["bounces", "import", "--dry-run", "--format", "json"];
+    let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = p.expect(0, &args);
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))).collect()
+}
+
+/// What the import must find in one message of tests/bounces.
+struct Fixture {
+    file: &'static str,
+    /// Its place in an mbox.
+    index: Option<u64>,
+    kind: &'static str,
+    permanent: &'static [&'static str],
+    temporary: &'static [&'static str],
+    complained: &'static [&'static str],
+}
+
+const fn fixture(file: &'static str, index: Option<u64>, kind: &'static str, permanent: &'static [&'static str], temporary: &'static [&'static str], complained: &'static [&'static str]) -> Fixture {
+    Fixture { file, index, kind, permanent, temporary, complained }
+}
+
+/// Every message in tests/bounces, in the order the import reads them.
+const FIXTURES: &[Fixture] = &[
+    fixture("aol.eml", None, "bounce", &["d.kowalczyk@aol.com"], &[], &[]),
+    fixture("arf-complaint.eml", None, "complaint", &[], &[], &["r.castellano@example.com"]),
+    fixture("exchange-ndr.msg", None, "bounce", &["priya.raman@corp.example.com"], &[], &[]),
+    fixture("gmail-dsn.eml", None, "bounce", &["t.nakamura@example.org"], &[], &[]),
+    fixture("lotus-notes.eml", None, "bounce", &["hanna.lindqvist@lotus.example.com"], &[], &[]),
+    fixture("out-of-office.eml", None, "ignored", &[], &[], &[]),
+    fixture("postfix-dsn-delayed.eml", None, "bounce", &[], &["lena.brandt@example.com"], &[]),
+    fixture("postfix-dsn-permanent.eml", None, "bounce", &["m.okafor@example.net"], &[], &[]),
+    fixture("qmail-failure", None, "bounce", &["j.ferreira@example.net"], &[], &[]),
+    fixture("returned.mbox", Some(1), "bounce", &["k.oduya@example.org"], &[], &[]),
+    fixture("returned.mbox", Some(2), "ignored", &[], &[], &[]),
+    fixture("sendmail-warning.eml", None, "bounce", &[], &["o.adeyemi@example.edu"], &[]),
+    fixture("yahoo.eml", None, "bounce", &["sam.whitfield@yahoo.com"], &[], &[]),
+];
+
+fn expect_fixture(line: &serde_json::Value, f: &Fixture) {
+    let source = line["source"].as_str().unwrap();
+    assert!(source.ends_with(&format!("tests/bounces/{}", f.file)), "{line}");
+    assert_eq!(line.get("index").and_then(|i| i.as_u64()), f.index, "{line}");
+    assert_eq!(line["kind"], f.kind, "{}: {line}", f.file);
+    assert_eq!(line["permanent"], serde_json::json!(f.permanent), "{}: {line}", f.file);
+    assert_eq!(line["temporary"], serde_json::json!(f.temporary), "{}: {line}", f.file);
+    assert_eq!(line["complained"], serde_json::json!(f.complained), "{}: {line}", f.file);
+    let mut keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut wanted = vec!["complained", "kind", "permanent", "source", "temporary"];
+    if f.index.is_some() {
+        wanted.push("index");
+    }
+    wanted.sort();
+    keys.sort();
+    assert_eq!(keys, wanted, "exactly the keys the JSON format names");
+}
+
+#[test]
+fn a_folder_of_real_world_reports_is_read_whatever_the_file_names_and_nothing_changes_on_a_dry_run() {
+    let p = Project::new(BOUNCE_ADDRESS);
+    // Subscribers named in the reports: a dry run must leave them active.
+    for f in FIXTURES {
+        for a in f.permanent.iter().chain(f.temporary).chain(f.complained) {
+            p.expect(0, &["subscribers", "add", a]);
+        }
+    }
+    let lines = import_json(&p, &[&common::repo().join("tests/bounces")]);
+    assert_eq!(lines.len(), FIXTURES.len(), "one line per message: {lines:#?}");
+    for (line, fixture) in lines.iter().zip(FIXTURES) {
+        expect_fixture(line, fixture);
+    }
+    let list = p.expect(0, &["subscribers", "list", "--status", "active"]);
+    assert!(list.contains(&format!("{} subscribers", FIXTURES.iter().map(|f| f.permanent.len() + f.temporary.len() + f.complained.len()).sum::<usize>())), "{list}");
+}
+
+/// One test per format: each file alone, as a single message whatever its name ends with.
+fn one_format(file: &str) {
+    let p = Project::new(BOUNCE_ADDRESS);
+    let path = common::repo().join("tests/bounces").join(file);
+    let lines = import_json(&p, &[&path]);
+    let expected: Vec<_> = FIXTURES.iter().filter(|f| f.file == file).collect();
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, fixture) in lines.iter().zip(expected) {
+        expect_fixture(line, fixture);
+    }
+}
+
+#[test]
+fn rfc3464_from_postfix_permanent() {
+    one_format("postfix-dsn-permanent.eml");
+}
+
+#[test]
+fn rfc3464_from_postfix_delayed_is_temporary() {
+    one_format("postfix-dsn-delayed.eml");
+}
+
+#[test]
+fn rfc3464_from_gmail() {
+    one_format("gmail-dsn.eml");
+}
+
+#[test]
+fn qmail() {
+    one_format("qmail-failure");
+}
+
+#[test]
+fn exchange() {
+    one_format("exchange-ndr.msg");
+}
+
+#[test]
+fn lotus_notes() {
+    one_format("lotus-notes.eml");
+}
+
+#[test]
+fn sendmail_plain_text_warning_is_temporary() {
+    one_format("sendmail-warning.eml");
+}
+
+#[test]
+fn postfix_plain_text_in_an_mbox_with_a_success_notice() {
+    one_format("returned.mbox");
+}
+
+#[test]
+fn yahoo() {
+    one_format("yahoo.eml");
+}
+
+#[test]
+fn aol() {
+    one_format("aol.eml");
+}
+
+#[test]
+fn arf_complaint() {
+    one_format("arf-complaint.eml");
+}
+
+#[test]
+fn out_of_office_is_ignored() {
+    one_format("out-of-office.eml");
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: a send through smtp-sink with bounce_address, reports to the VERP addresses in a
+// maildir and in a Dovecot mailbox, a scheduler round, and the next issue.
+// ---------------------------------------------------------------------------------------------
+
+/// The envelope sender and Message-ID each recipient's copy went out with.
+fn sent_to(sink: &Sink) -> std::collections::HashMap<String, (String, String)> {
+    sink.messages()
+        .into_iter()
+        .map(|m| {
+            let sender = header(&m.raw, "X-Mail-Args").unwrap().split_whitespace().next().unwrap().trim_matches(['<', '>']).to_string();
+            (m.rcpt.clone(), (sender, m.message_id.clone()))
+        })
+        .collect()
+}
+
+/// A delivery status notification as a relay writes it, to the VERP address `to`.
+fn dsn(to: &str, recipient: &str, message_id: &str, action: &str, status: &str, diagnostic: &str) -> String {
+    format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@relay.example.net (Mail Delivery System)\r\nTo: {to}\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Message-Id: <dsn.{status}.{recipient}>\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B0\"\r\n\r\n\
+         --B0\r\nContent-Type: text/plain\r\n\r\nThis is the mail system at host relay.example.net.\r\n\r\n\
+         <{recipient}>: {diagnostic}\r\n\r\n\
+         --B0\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example.net\r\n\r\n\
+         Final-Recipient: rfc822; {recipient}\r\nAction: {action}\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n\
+         --B0\r\nContent-Type: text/rfc822-headers\r\n\r\nReturn-Path: <{to}>\r\nTo: {recipient}\r\nMessage-ID: {message_id}\r\n\r\n--B0--\r\n"
+    )
+}
+
+/// An abuse report from a feedback loop that redacts the recipient: only the VERP address and the
+/// Message-ID can say who complained.
+fn arf(to: &str, message_id: &str) -> String {
+    format!(
+        "From: Feedback Loop <fbl@feedback.example.com>\r\nTo: {to}\r\nSubject: Abuse report\r\nMIME-Version: 1.0\r\n\
+         Message-ID: <arf.1@feedback.example.com>\r\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F0\"\r\n\r\n\
+         --F0\r\nContent-Type: text/plain\r\n\r\nAn abuse report.\r\n\r\n\
+         --F0\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: <redacted>\r\n\r\n\
+         --F0\r\nContent-Type: text/rfc822-headers\r\n\r\nReturn-Path: <{to}>\r\nTo: redacted\r\nMessage-ID: {message_id}\r\n\r\n--F0--\r\n"
+    )
+}
+
+/// The reports of the issue's "Done when": a permanent failure for the first reader, a temporary
+/// one for the second, a complaint for the third, and an out-of-office from the fourth.
+fn reports(sink: &Sink, readers: &[String]) -> Vec<String> {
+    let sent = sent_to(sink);
+    let (verp0, id0) = &sent[&readers[0]];
+    let (verp1, id1) = &sent[&readers[1]];
+    let (verp2, id2) = &sent[&readers[2]];
+    vec![
+        dsn(verp0, &readers[0], id0, "failed", "5.1.1", "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown"),
+        dsn(verp1, &readers[1], id1, "delayed", "4.2.2", "452 4.2.2 Mailbox full"),
+        arf(verp2, id2),
+        format!(
+            "From: {r} \r\nTo: newsletter@signals.example.org\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\n\
+             I am away until August; mail to {r} will wait. I was not delivered to: anyone.\r\n",
+            r = readers[3]
+        ),
+    ]
+}
+
+/// After the round that read the reports: who is what, what `status` says, and that the next
+/// issue goes only to the second and fourth.
+fn check_policy_and_next_issue(p: &Project, sink: &Sink, readers: &[String], env: &[(&str, &str)]) {
+    let bounced = p.expect(0, &["subscribers", "list", "--status", "bounced"]);
+    assert!(bounced.contains(&readers[0]) && bounced.contains("REASON") && bounced.contains("5.1.1 550 5.1.1"), "{bounced}");
+    assert!(bounced.contains("1 subscriber"), "{bounced}");
+    let complained = p.expect(0, &["subscribers", "list", "--status", "complained"]);
+    assert!(complained.contains(&readers[2]) && complained.contains("complaint: abuse report"), "{complained}");
+    let active = p.expect(0, &["subscribers", "list", "--status", "active"]);
+    assert!(active.contains(&readers[1]) && active.contains(&readers[3]) && active.contains("2 subscribers"), "{active}");
+
+    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
+    assert_eq!(status["returned"], serde_json::json!({"permanent": 1, "temporary": 1, "complaints": 1}), "{status}");
+    assert_eq!(status["bounced"], 1, "the permanent failure marks its delivery: {status}");
+    let text = p.expect(0, &["status", "--week", WEEK]);
+    assert!(text.contains("came back after the send") && text.contains("complaints"), "{text}");
+
+    // The next issue's round: the bounced and the complaining readers get nothing.
+    let before = sink.messages().len();
+    let (code, log) = once_with(p, "2023-07-31T08:05:00+01:00", env);
+    assert_eq!(code, 0, "{log}");
+    let mut next: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    next.sort();
+    assert_eq!(next, [readers[1].clone(), readers[3].clone()], "{log}");
+    assert_eq!(sink.messages().len(), before + 2);
+}
+
+fn once(p: &Project, now: &str) -> (i32, String) {
+    once_with(p, now, &[])
+}
+
+/// `gazette run --once --now NOW` with these variables set; its exit code and its log.
+fn once_with(p: &Project, now: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let out = p.command(&["run", "--once", "--now", now]).env("RUST_LOG", "gazette=debug").envs(env.iter().copied()).output().unwrap();
+    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn reports_in_a_maildir_stop_the_next_issue_to_the_bounced_and_the_complaining() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n", sink.smtp_config(), maildir.display().to_string()));
+    let readers = p.import_readers(4);
+    // A mailbox that is not there is said, and does not hold the send back.
+    let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains(&format!("{} is not a maildir", maildir.display())) && log.contains("[bounces] mailbox"), "{log}");
+    assert_eq!(sink.messages().len(), 4);
+
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    for (i, report) in reports(&sink, &readers).iter().enumerate() {
+        std::fs::write(maildir.join(format!("new/1690000000.M{i}P1.relay")), report).unwrap();
+    }
+    // A round with nothing due reads the mailbox.
+    let (code, log) = once(&p, "2023-07-26T12:00:00+01:00");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"), "{log}");
+    assert!(common::read_messages(&maildir.join("new")).is_empty(), "nothing is left to read twice");
+    let moved: Vec<_> = std::fs::read_dir(maildir.join(".Processed/cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(moved.len(), 4, "nothing is deleted: {moved:?}");
+    assert!(moved.iter().all(|n| n.ends_with(":2,S")), "{moved:?}");
+    check_policy_and_next_issue(&p, &sink, &readers, &[]);
+}
+
+/// A Dovecot IMAP server on a free loopback port, TLS from the first byte with a certificate of
+/// its own, one account (`bounces`) whose mail is a maildir under `home`; stopped when dropped.
+struct Dovecot {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+    /// Its certificate's issuer: what `[bounces] ca_file` names.
+    ca: common::relay::TestCa,
+}
+
+const DOVECOT: &str = "/usr/sbin/dovecot";
+const IMAP_PASSWORD: &str = "correct-horse-battery-staple";
+
+impl Dovecot {
+    /// `None` (having said SKIPPED) when Dovecot or openssl is missing and `CI` is not set.
+    fn start() -> Option<Dovecot> {
+        let openssl = std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+        if !std::path::Path::new(DOVECOT).exists() || !openssl || common::python_with(&["imaplib", "ssl"]).is_none() {
+            assert!(std::env::var_os("CI").is_none(), "{DOVECOT}, openssl or python3 is missing; .ci/run installs dovecot-imapd");
+            eprintln!("SKIPPED: {DOVECOT} (Debian's dovecot-imapd), openssl or python3 is missing; the IMAP test did not run");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = |c: &mut std::process::Command| {
+            let out = c.output().unwrap();
+            assert!(out.status.success(), "{c:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ca = common::relay::TestCa::new();
+        std::fs::copy(&ca.localhost.pem, d.join("cert.pem")).unwrap();
+        std::fs::copy(&ca.localhost.key, d.join("key.pem")).unwrap();
+        std::fs::write(d.join("passwd"), format!("bounces:{{PLAIN}}{IMAP_PASSWORD}::::::\n")).unwrap();
+        std::fs::create_dir_all(d.join("home")).unwrap();
+        // Dovecot's login processes refuse to run as root, and so does mail access: as root, its
+        // own users; as anyone else, that user throughout.
+        let me = |flag: &str| String::from_utf8(std::process::Command::new("id").arg(flag).output().unwrap().stdout).unwrap().trim().to_string();
+        let root = me("-u") == "0";
+        let id_of = |flag: &str, user: &str| String::from_utf8(std::process::Command::new("id").args([flag, user]).output().unwrap().stdout).unwrap().trim().to_string();
+        let (internal, login, uid, gid) = if root {
+            ("dovecot".to_string(), "dovenull".to_string(), id_of("-u", "dovecot"), id_of("-g", "dovecot"))
+        } else {
+            (me("-un"), me("-un"), me("-u"), me("-g"))
+        };
+        if root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+            run(std::process::Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(d.join("home")));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let p = |name: &str| d.join(name).display().to_string();
+        let conf = format!(
+            "base_dir = {run}\nstate_dir = {run}/state\nlog_path = {log}\nprotocols = imap\nlisten = 127.0.0.1\n\
+             ssl = required\nssl_cert = <{cert}\nssl_key = <{key}\n\
+             default_internal_user = {internal}\ndefault_internal_group = {internal_group}\ndefault_login_user = {login}\n\
+             first_valid_uid = 1\nfirst_valid_gid = 1\nauth_mechanisms = plain login\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    port = {port}\n    ssl = yes\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n}}\n\
+             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%u {passwd}\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={home}/%u\n}}\n\
+             mail_location = maildir:~/Maildir\n",
+            run = p("run"),
+            log = p("dovecot.log"),
+            cert = p("cert.pem"),
+            key = p("key.pem"),
+            internal_group = if root { "dovecot".to_string() } else { me("-gn") },
+            passwd = p("passwd"),
+            home = p("home"),
+        );
+        std::fs::write(d.join("dovecot.conf"), conf).unwrap();
+        let child = std::process::Command::new(DOVECOT).arg("-F").arg("-c").arg(d.join("dovecot.conf")).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Dovecot { child, port, dir, ca })
+    }
+
+    fn cert(&self) -> std::path::PathBuf {
+        self.ca.ca.clone()
+    }
+
+    /// Puts messages into the account's INBOX with Python's imaplib: a client other than Gazette's.
+    fn append(&self, messages: &[String]) {
+        let script = "import imaplib, ssl, sys\n\
+                      ctx = ssl.create_default_context(cafile=sys.argv[2])\n\
+                      m = imaplib.IMAP4_SSL('127.0.0.1', int(sys.argv[1]), ssl_context=ctx)\n\
+                      m.login('bounces', sys.argv[3])\n\
+                      for path in sys.argv[4:]:\n    m.append('INBOX', None, None, open(path, 'rb').read())\n\
+                      m.logout()\n";
+        let mut files = Vec::new();
+        for (i, text) in messages.iter().enumerate() {
+            let path = self.dir.path().join(format!("message{i}.eml"));
+            std::fs::write(&path, text).unwrap();
+            files.push(path);
+        }
+        let out = std::process::Command::new("python3").arg("-c").arg(script).arg(self.port.to_string()).arg(self.cert()).arg(IMAP_PASSWORD).args(&files).output().unwrap();
+        assert!(out.status.success(), "imaplib: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// The number of messages in a folder of the account, as Dovecot keeps them on disk.
+    fn count(&self, folder: &str) -> usize {
+        let maildir = self.dir.path().join("home/bounces/Maildir");
+        let base = if folder == "INBOX" { maildir } else { maildir.join(format!(".{folder}")) };
+        ["new", "cur"].iter().map(|s| std::fs::read_dir(base.join(s)).map(|d| d.count()).unwrap_or(0)).sum()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn reports_in_an_imap_mailbox_on_dovecot_stop_the_next_issue_to_the_bounced_and_the_complaining() {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!(
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n",
+        sink.smtp_config(),
+        dovecot.port,
+        dovecot.cert().display().to_string()
+    ));
+    let readers = p.import_readers(4);
+    // Without the password, the round says which variable to set and still sends.
+    let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("GAZETTE_BOUNCES_PASSWORD is not set"), "{log}");
+    assert_eq!(sink.messages().len(), 4);
+
+    dovecot.append(&reports(&sink, &readers));
+    assert_eq!(dovecot.count("INBOX"), 4);
+    // A wrong password is refused and named.
+    let out = p.command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", "wrong").output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("refused the login of `bounces`"), "{log}");
+    assert_eq!(dovecot.count("INBOX"), 4, "nothing read");
+
+    let out = p.command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"), "{log}");
+    assert_eq!((dovecot.count("INBOX"), dovecot.count("Processed")), (0, 4), "moved, not deleted");
+    // The next round finds nothing new to read.
+    let out = p.command(&["run", "--once", "--now", "2023-07-27T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bounce mailbox: 0 read"), "{}", String::from_utf8_lossy(&out.stderr));
+    check_policy_and_next_issue(&p, &sink, &readers, &[("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)]);
+}
