@@ -40,3 +40,38 @@ fn the_library_never_reaches_into_the_commands_and_no_command_into_another() {
         }
     }
 }
+
+/// A released migration is never edited (a database that ran it would refuse the edited one, or
+/// silently miss the change): every migration is listed with its SHA-256 in
+/// subscribers/released-migrations.sha256 and still has it; a new one must be listed to ship.
+#[test]
+fn released_migrations_are_never_edited() {
+    use sha2::{Digest, Sha256};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("subscribers");
+    let list = std::fs::read_to_string(root.join("released-migrations.sha256")).unwrap();
+    let released: std::collections::BTreeMap<&str, &str> = list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (sum, name) = l.split_once("  ").unwrap_or_else(|| panic!("not `sha256  name`: {l}"));
+            (name, sum)
+        })
+        .collect();
+    let mut files: Vec<String> = std::fs::read_dir(root.join("migrations"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    for name in &files {
+        let sum = hex::encode(Sha256::digest(std::fs::read(root.join("migrations").join(name)).unwrap()));
+        match released.get(name.as_str()) {
+            Some(listed) => assert_eq!(*listed, sum, "{name} was edited after its release: put the change in a new migration"),
+            None => panic!("{name} is not in subscribers/released-migrations.sha256: add `{sum}  {name}` when it ships"),
+        }
+    }
+    for name in released.keys() {
+        assert!(files.iter().any(|f| f == name), "the released migration {name} is gone");
+    }
+}
