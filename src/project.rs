@@ -255,7 +255,8 @@ impl Project {
     }
 
     /// Writes the site: the published issues into `[paths] out`, or every issue into `[paths] drafts`.
-    /// `only` limits the pages written to one issue (the index and feeds are always written).
+    /// `only` limits the pages written to one issue and its neighbours, whose previous and next
+    /// links lead to it (the index and feeds are always written).
     ///
     /// The steps, in order: each issue's page (with its email's size for the issues that may still
     /// be sent); the index; the feeds; and, for a whole build, removing the pages and theme feeds
@@ -295,13 +296,18 @@ impl Project {
         // 1. Pages. The email size is checked for the issues that may still be sent (the one asked
         // for, or the newest `[feeds] items`): compiling MJML is most of a build's cost, and
         // `check` covers every issue.
-        let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
+        let at = only.and_then(|id| issues.iter().position(|i| i.id == id));
+        let pages: Vec<&Issue> = match (only, at) {
+            (None, _) => issues.iter().collect(),
+            (Some(_), Some(at)) => issues[at.saturating_sub(1)..(at + 2).min(issues.len())].iter().collect(),
+            (Some(_), None) => Vec::new(),
+        };
         let recent_from = issues.len().saturating_sub(config.feeds.items);
         let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
         for batch in pages.chunks(BATCH) {
             let rendered = render::par_map(batch, |issue| -> Result<_, RenderError> {
                 let page = render::render_issue_page(config, templates, issues, issue)?;
-                let check_email = only.is_some() || recent.contains(issue.id.as_str());
+                let check_email = only.is_some_and(|id| id == issue.id) || recent.contains(issue.id.as_str());
                 Ok((page, check_email.then(|| render::email_html_size(config, templates, issue))))
             });
             for (issue, r) in batch.iter().zip(rendered) {

@@ -130,9 +130,13 @@ fn build_writes_the_archive_and_feeds_and_is_reproducible() {
 fn build_one_week_and_unknown_weeks() {
     let site = Site::repo();
     let out = site.ok(&["build", "--week", "2023-07-23"]);
-    assert!(out.contains("1 issue page"), "{out}");
-    assert!(site.out().join("issues/2023-07-17/index.html").exists());
-    assert!(!site.out().join("issues/2023-07-10/index.html").exists());
+    // Its page, and its neighbours', whose previous and next links lead to it.
+    assert!(out.contains("3 issue pages"), "{out}");
+    for week in ["2023-07-10", "2023-07-17", "2023-07-24"] {
+        assert!(site.out().join(format!("issues/{week}/index.html")).exists(), "{week}");
+    }
+    assert!(site.read("issues/2023-07-10/index.html").contains("href=\"https://signals.example.org/issues/2023-07-17/\" rel=\"next\""));
+    assert!(!site.out().join("issues/2023-07-03/index.html").exists());
 
     let bad = site.run(&["build", "--week", "2023-01-01"]);
     assert_eq!(bad.status.code(), Some(2));
