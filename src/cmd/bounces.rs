@@ -46,17 +46,16 @@ async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_r
         let label = message.label();
         let processed = bounces::process(store, &key, config, &message.bytes, &label, dry_run).await?;
         if json {
-            let (permanent, temporary, complaints) = processed.addresses();
-            let mut line = serde_json::Map::new();
-            line.insert("source".into(), message.path.display().to_string().into());
-            if let Some(i) = message.index {
-                line.insert("index".into(), i.into());
-            }
-            line.insert("kind".into(), serde_json::to_value(processed.report.kind)?);
-            line.insert("permanent".into(), permanent.into());
-            line.insert("temporary".into(), temporary.into());
-            line.insert("complained".into(), complaints.into());
-            say!("{}", serde_json::Value::Object(line));
+            let (permanent, temporary, complained) = processed.addresses();
+            let line = JsonLine {
+                source: message.path.display().to_string(),
+                index: message.index,
+                kind: processed.report.kind,
+                permanent,
+                temporary,
+                complained,
+            };
+            say!("{}", serde_json::to_string(&line)?);
         } else {
             say!("{label}: {}", bounces::describe(&processed));
         }
@@ -74,4 +73,17 @@ async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_r
         say!("{tally}; {changed}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One message in `--format json`, its keys in the documented order.
+#[derive(serde::Serialize)]
+struct JsonLine {
+    source: String,
+    /// Its place in an mbox, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    kind: bounces::classify::Kind,
+    permanent: Vec<String>,
+    temporary: Vec<String>,
+    complained: Vec<String>,
 }
