@@ -4,6 +4,8 @@ a test can click and type like a reader: real mouse and keyboard input events, n
 
 Usage: browser.py STEPS_JSON, where the steps are a list of
   {"device": {"width": w, "height": h, "scale": s}}
+  {"dark": true}                  the reader's system prefers a dark colour scheme (false: light)
+  {"style": [css, property]}      the computed style of the first element css selects, added to the output
                                   emulate a phone: that viewport in CSS pixels, that pixel ratio
                                   (default 1), mobile on (the page's viewport meta tag applies)
   {"visit": url}                  open a page and wait for it to load
@@ -154,6 +156,12 @@ def main():
                        "deviceScaleFactor": d.get("scale", 1), "mobile": True})
                 b.call("Emulation.setTouchEmulationEnabled", {"enabled": True})
                 b.call("Emulation.setScrollbarsHidden", {"hidden": True})  # a phone's overlay scrollbars
+            elif "dark" in step:
+                b.call("Emulation.setEmulatedMedia", {"features": [
+                    {"name": "prefers-color-scheme", "value": "dark" if step["dark"] else "light"}]})
+            elif "style" in step:
+                css, prop = step["style"]
+                out.append(b.eval(f"getComputedStyle(document.querySelector({json.dumps(css)}))[{json.dumps(prop)}]"))
             elif "visit" in step:
                 b.events.clear()
                 b.call("Page.navigate", {"url": step["visit"]})

@@ -202,6 +202,28 @@ fn the_email_fits_a_phone_and_passes_axe() {
     let found = problems(&out[1], &out[2]);
     eprintln!("screenshots: {}", shots.display());
     assert!(found.is_empty(), "the email on a {} px screen:\n{}", PHONE.0, found.join("\n"));
+
+    // A reader whose phone is in dark mode: dark backgrounds, light text, the same contrast rules.
+    let [overflow, axe] = tools.checks();
+    let out = tools.browse(vec![
+        json!({"dark": true}),
+        json!({"visit": url}),
+        json!({"screenshot": shots.join("reader-email-dark.png")}),
+        json!({"style": ["body", "backgroundColor"]}),
+        json!({"style": ["h3 a", "color"]}),
+        json!({"style": [".d p", "color"]}),
+        json!({"style": ["h1 a", "color"]}),
+        json!({"style": [".card td", "borderTopColor"]}),
+        overflow,
+        axe,
+    ]);
+    assert_eq!(out[0], "rgb(18, 18, 18)", "the body is dark");
+    assert_eq!(out[1], "rgb(138, 180, 248)", "links are light blue");
+    assert_eq!(out[2], "rgb(232, 232, 232)", "text is light");
+    assert_eq!(out[3], "rgb(232, 232, 232)", "the title is light text");
+    assert_eq!(out[4], "rgb(18, 18, 18)", "the gaps between days are dark");
+    let found = problems(&out[5], &out[6]);
+    assert!(found.is_empty(), "the email in dark mode:\n{}", found.join("\n"));
 }
 
 /// On a phone, a reader taps from an issue to the next one, and subscribes from the box on its
