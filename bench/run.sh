@@ -7,6 +7,8 @@
 #                                     BENCHMARKS.md is left alone)
 #   RUNS=5 bench/run.sh               runs per side (median; default 3)
 #   KEEP=1 bench/run.sh               keep the work folder (inputs, databases, logs) and print it
+#   GAZETTE_BIN=/path/gazette RENDER_BENCH_BIN=/path/render_bench bench/run.sh
+#                                     measure those binaries (another commit's) instead of building
 #
 # It builds the release binary and the render_bench example, installs what it needs (wrk, nginx,
 # GNU time, sqlite3 and node from Debian; the `mjml` npm package into a temporary folder), generates
@@ -61,10 +63,17 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-log "building the release binary"
-cargo build --release --locked --quiet --bin gazette --example render_bench
-BIN=$ROOT/target/release/gazette
-RENDER_BENCH=$ROOT/target/release/examples/render_bench
+if [ -n "${GAZETTE_BIN:-}" ]; then
+    # Binaries built elsewhere (another commit's, to compare): GAZETTE_BIN and RENDER_BENCH_BIN.
+    BIN=$GAZETTE_BIN
+    RENDER_BENCH=${RENDER_BENCH_BIN:-$(dirname "$BIN")/examples/render_bench}
+    log "using $BIN and $RENDER_BENCH"
+else
+    log "building the release binary"
+    cargo build --release --locked --quiet --bin gazette --example render_bench
+    BIN=$ROOT/target/release/gazette
+    RENDER_BENCH=$ROOT/target/release/examples/render_bench
+fi
 SINK=$SHARED/tools/smtp-sink
 SOURCE=$SHARED/tools/smtp-source
 GEN=$SHARED/corpus/gen_digests.py
