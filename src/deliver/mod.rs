@@ -13,7 +13,7 @@ use lettre::message::Mailbox;
 use crate::config::{Config, SmtpTarget};
 use crate::store::ledger;
 use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
-pub use message::{PreparedEmail, Recipient};
+pub use message::{Built, PreparedEmail, Recipient};
 pub use send_loop::{LogProgress, Progress, SendReport, send_issue};
 use smtp::ServerSpec;
 pub use transport::{Connection, Connector, Envelope, SendError, Transport};
@@ -162,7 +162,7 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
 /// over a connection of its own. The error says what the server answered.
 pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
     let mut connection = transport.open();
-    let result = transmit(&mut connection, message, message_id, None, &StopFlag::default()).await;
+    let result = transmit(&mut connection, &Built::from(message), message_id, None, &StopFlag::default()).await;
     connection.close().await;
     result.map_err(|e| e.to_string())
 }
@@ -171,7 +171,7 @@ pub async fn send_single(transport: &Transport, message: &lettre::Message, messa
 /// from the message's From address).
 pub(crate) async fn transmit(
     connection: &mut impl Connection,
-    message: &lettre::Message,
+    message: &Built,
     message_id: &str,
     return_path: Option<ReturnPath>,
     stop: &StopFlag,
@@ -184,7 +184,7 @@ pub(crate) async fn transmit(
         Some(r) => Envelope { from: r.sender, to: to.clone(), dsn_envid: Some(r.envid) },
         None => Envelope { from: from.clone(), to: to.clone(), dsn_envid: None },
     };
-    connection.send(&envelope, &message.formatted(), message_id, stop).await
+    connection.send(&envelope, message.bytes(), message_id, stop).await
 }
 
 /// Builds every message the send would produce, without connecting: the recipients and sizes.
@@ -201,7 +201,7 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
             let message_id = format!("<dry-run.{id}@{}>", config.email.from.email.domain());
             let m = email.build(&Recipient { mailbox: mailbox(&address, name.as_deref())?, unsubscribe_url: &url, message_id: &message_id })?;
             count += 1;
-            bytes += m.formatted().len() as u64;
+            bytes += m.bytes().len() as u64;
             if sample.len() < 10 {
                 sample.push(address);
             }

@@ -1,14 +1,16 @@
-//! The send loop of one issue: claims small batches of deliveries (marking them `sending` before
-//! any message goes out), hands them to one worker per connection, and records outcomes in
-//! batched commits. A crash leaves at most the in-flight window plus one unrecorded batch
-//! uncertain; the next run puts those back to pending and resends them with the same Message-ID.
-//! A lease in the database keeps a second sender of the same issue out.
+//! The send loop of one issue: claims batches of deliveries (marking them `sending` before any
+//! message goes out), hands them to one worker per connection, and records each outcome as soon as
+//! the server has answered it. Outcomes that arrive together share a commit, and a worker puts its
+//! next message on the wire only once its last outcome is committed, so a crash (kill -9) leaves at
+//! most one message per connection that the server may have taken unrecorded; the next run puts
+//! those back to pending and resends them with the same Message-ID. A lease in the database keeps
+//! a second sender of the same issue out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
@@ -20,9 +22,8 @@ use crate::store::{Store, TokenKey};
 /// (their deliveries go back to pending): a stop takes effect within a few seconds, whatever
 /// the server does.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Deliveries recorded per commit (at most this many can be resent after a crash, plus those in flight).
-const RECORD_BATCH: usize = 200;
-const RECORD_EVERY: Duration = Duration::from_millis(250);
+/// How often the loop looks at the stop flag and the lease when no outcome arrives.
+const TICK: Duration = Duration::from_millis(250);
 const LEASE_TTL: i64 = 60;
 /// Retries of a deferred message within one run, and the waits before them.
 const RETRY_WAITS: [i64; 2] = [1, 3];
@@ -204,7 +205,10 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
 
     let key = Arc::new(store.token_key().await?);
     let concurrency = config.smtp.concurrency as usize;
-    let window = (concurrency * 4).max(8);
+    // Deliveries claimed ahead of the workers. A crash resends none of those that were claimed and
+    // not yet on the wire (the sink never saw them), so the window only trades claim commits
+    // against how late an unsubscribe is noticed.
+    let window = (concurrency * 16).max(32);
     let (jobs_tx, jobs_rx) = mpsc::channel::<Claimed>(window);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (results_tx, mut results_rx) = mpsc::unbounded_channel::<WorkerEvent>();
@@ -231,7 +235,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let mut in_flight = 0usize;
     let mut exhausted = false;
     let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
-    let mut last_flush = Instant::now();
+    // The workers waiting for their outcomes to be committed.
+    let mut acks: Vec<Recorded> = Vec::new();
     let mut last_renew = Instant::now();
     let mut sent_now = 0u64;
     let mut fatal: Option<SendError> = None;
@@ -255,7 +260,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             // tried again (same Message-ID) by the next run.
             workers.abort_all();
             while let Ok(event) = results_rx.try_recv() {
-                if let WorkerEvent::Done(id, outcome) = event {
+                if let WorkerEvent::Done(id, outcome, _) = event {
                     pending_outcome.remove(&id);
                     if matches!(outcome, Outcome::Sent) {
                         sent_now += 1;
@@ -270,7 +275,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             let error = "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
             unrecorded.extend(pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })));
             tracing::warn!("{error}: the deliveries in flight go back to pending");
-            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
             break;
         }
         if !stopping && !exhausted && in_flight < window / 2 {
@@ -289,7 +294,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             }
         }
         if in_flight == 0 {
-            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+            flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
             if stopping {
                 break;
             }
@@ -309,38 +314,45 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             }
         }
         tokio::select! {
-            event = results_rx.recv() => match event {
-                Some(WorkerEvent::Done(id, mut outcome)) => {
-                    in_flight -= 1;
-                    pending_outcome.remove(&id);
-                    if let Outcome::Deferred { retry_at, .. } = &mut outcome {
-                        // Back off within this run; after the last wait, leave it for the next run.
-                        let n = deferrals.entry(id).or_insert(0usize);
-                        *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
-                        *n += 1;
+            event = results_rx.recv() => {
+                let Some(event) = event else { anyhow::bail!("every send worker stopped unexpectedly") };
+                // This event and every other that has arrived meanwhile, recorded in one commit.
+                let mut next = Some(event);
+                while let Some(event) = next.take() {
+                    match event {
+                        WorkerEvent::Done(id, mut outcome, ack) => {
+                            in_flight -= 1;
+                            pending_outcome.remove(&id);
+                            acks.push(ack);
+                            if let Outcome::Deferred { retry_at, .. } = &mut outcome {
+                                // Back off within this run; after the last wait, leave it for the next run.
+                                let n = deferrals.entry(id).or_insert(0usize);
+                                *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
+                                *n += 1;
+                            }
+                            if matches!(outcome, Outcome::Sent) {
+                                sent_now += 1;
+                                progress.sent();
+                            }
+                            if matches!(outcome, Outcome::Deferred { .. }) {
+                                exhausted = false;
+                            }
+                            unrecorded.push((id, outcome));
+                        }
+                        WorkerEvent::Fatal(why) => {
+                            if fatal.is_none() {
+                                tracing::error!("{why}");
+                                fatal = Some(why);
+                            }
+                        }
                     }
-                    if matches!(outcome, Outcome::Sent) {
-                        sent_now += 1;
-                        progress.sent();
-                    }
-                    if matches!(outcome, Outcome::Deferred { .. }) {
-                        exhausted = false;
-                    }
-                    unrecorded.push((id, outcome));
+                    next = results_rx.try_recv().ok();
                 }
-                Some(WorkerEvent::Fatal(why)) => {
-                    if fatal.is_none() {
-                        tracing::error!("{why}");
-                        fatal = Some(why);
-                    }
-                }
-                None => anyhow::bail!("every send worker stopped unexpectedly"),
             },
-            _ = tokio::time::sleep(RECORD_EVERY) => {}
+            _ = tokio::time::sleep(TICK) => {}
         }
-        if unrecorded.len() >= RECORD_BATCH || last_flush.elapsed() >= RECORD_EVERY {
-            flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
-        }
+        // As soon as the server has answered: what a crash can resend is only what is on the wire.
+        flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
         if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
             if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
                 fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping")));
@@ -356,7 +368,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
         workers.abort_all();
     }
-    flush(pool, issue_id, &mut unrecorded, &mut last_flush).await?;
+    flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
     progress.finish();
     ledger::finish_if_done(pool, issue_id, clock()).await?;
     let counts = ledger::counts(pool, issue_id).await?;
@@ -378,17 +390,23 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now, counts, interrupted })
 }
 
-async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, last: &mut Instant) -> anyhow::Result<()> {
+/// Commits the outcomes not yet recorded (one transaction), then tells their workers they may go on.
+async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, acks: &mut Vec<Recorded>) -> anyhow::Result<()> {
     if !unrecorded.is_empty() {
         ledger::record(pool, issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?;
         unrecorded.clear();
     }
-    *last = Instant::now();
+    for ack in acks.drain(..) {
+        let _ = ack.send(());
+    }
     Ok(())
 }
 
+/// Sent to a worker once its outcome is committed.
+type Recorded = oneshot::Sender<()>;
+
 enum WorkerEvent {
-    Done(i64, Outcome),
+    Done(i64, Outcome, Recorded),
     Fatal(SendError),
 }
 
@@ -407,20 +425,22 @@ struct WorkerContext<C> {
 
 impl<C: Connection> WorkerContext<C> {
     async fn run(mut self) {
+        // The commit of this connection's last outcome, awaited before the next message goes on the
+        // wire: at any instant, at most one message of this connection has an outcome the ledger
+        // does not hold.
+        let mut recorded: Option<oneshot::Receiver<()>> = None;
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(job) = job else { break };
-            if self.stop.is_stopped() {
-                let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, Outcome::Unclaimed));
-                continue;
-            }
-            let outcome = self.deliver(&job).await;
-            let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome));
+            let outcome = if self.stop.is_stopped() { Outcome::Unclaimed } else { self.deliver(&job, &mut recorded).await };
+            let (ack, done) = oneshot::channel();
+            recorded = Some(done);
+            let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome, ack));
         }
         self.connection.close().await;
     }
 
-    async fn deliver(&mut self, job: &Claimed) -> Outcome {
+    async fn deliver(&mut self, job: &Claimed, recorded: &mut Option<oneshot::Receiver<()>>) -> Outcome {
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
         let message = match mailbox(&job.email, job.name.as_deref()).and_then(|mailbox| {
             self.email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &job.message_id })
@@ -429,6 +449,14 @@ impl<C: Connection> WorkerContext<C> {
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
         let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
+        // Built while the last outcome was being committed; sent once it is.
+        if let Some(done) = recorded.take()
+            && done.await.is_err()
+        {
+            // The loop could not record it and has given up: send nothing more.
+            self.stop.stop();
+            return Outcome::Unclaimed;
+        }
         self.limiter.wait().await;
         match super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop).await {
             Ok(()) => Outcome::Sent,

@@ -133,12 +133,17 @@ impl Sink {
         read_messages(self.dump.path())
     }
 
+    /// How many messages have arrived (or are arriving) so far, without reading them.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dump.path()).unwrap().filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))).count()
+    }
+
     /// Waits (60 s at most) until `n` messages have arrived: a send is under way.
     pub fn wait_for(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while self.messages().len() < n {
-            assert!(Instant::now() < deadline, "the send did not get going: {} of {n} messages", self.messages().len());
-            std::thread::sleep(Duration::from_millis(20));
+        while self.count() < n {
+            assert!(Instant::now() < deadline, "the send did not get going: {} of {n} messages", self.count());
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
