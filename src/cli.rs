@@ -152,12 +152,16 @@ pub fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("gazette=info,warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    // `RUST_LOG` as `target=level` directives (`Targets`: no regex engine to compile, unlike `EnvFilter`).
+    let filter = std::env::var("RUST_LOG").ok().and_then(|v| v.parse::<Targets>().ok()).unwrap_or_else(|| {
+        "gazette=info,warn".parse().expect("the default filter parses")
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
 }
 
 /// Finds and loads the configuration: `--config`/`GAZETTE_CONFIG` must exist; `./publish.toml` is
