@@ -155,9 +155,14 @@ fn init_logging() {
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::prelude::*;
     // `RUST_LOG` as `target=level` directives (`Targets`: no regex engine to compile, unlike `EnvFilter`).
-    let filter = std::env::var("RUST_LOG").ok().and_then(|v| v.parse::<Targets>().ok()).unwrap_or_else(|| {
-        "gazette=info,warn".parse().expect("the default filter parses")
-    });
+    const DEFAULT: &str = "gazette=info,warn";
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) => v.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={v}: {e}; it takes target=level directives such as gazette=debug,warn, so {DEFAULT} is used");
+            DEFAULT.parse().expect("the default filter parses")
+        }),
+        Err(_) => DEFAULT.parse().expect("the default filter parses"),
+    };
     let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
