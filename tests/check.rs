@@ -70,7 +70,7 @@ fn broken_digests_are_all_named_with_lines_and_the_good_ones_still_counted() {
     assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7: unknown section `## Abstract`", name("003_3333333333333333.txt")))), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7:", name("004_4444444444444444.txt"))) && l.contains("UTF-8")), "{stdout}");
     assert!(!stdout.contains("README.md"), "only .txt files are digests:\n{stdout}");
-    assert_eq!(*lines.last().unwrap(), "1 digests, 1 issues, 5 problems (5 in 4 digest files)", "{stdout}");
+    assert_eq!(*lines.last().unwrap(), "1 digest, 1 issue, 5 problems (5 in 4 digest files)", "{stdout}");
 }
 
 #[test]

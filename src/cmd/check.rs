@@ -21,12 +21,17 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     }
     let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
     let files = if r.broken_files > 0 { format!(" ({} in {} digest files)", r.digest_problems, r.broken_files) } else { String::new() };
-    say!("{} digests, {} issues{drafts}, {} problems{files}", r.digests, r.issues, r.findings.len());
+    say!("{}, {}{drafts}, {}{files}", counted(r.digests, "digest"), counted(r.issues, "issue"), counted(r.findings.len(), "problem"));
     Ok(match r.worst() {
         None => ExitCode::SUCCESS,
         Some(Severity::Content) => ExitCode::from(1),
         Some(Severity::Config) => ExitCode::from(2),
     })
+}
+
+/// "1 digest", "2 digests".
+fn counted(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `check --smtp`: 0 when a send would get through, 2 when it would not.
