@@ -172,22 +172,30 @@ fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text
     // fit, and at last the most entries that fit (both found by bisection: a step's size grows
     // with its count).
     let mut chosen = None;
+    let mut whole = None;
     for step in [Shortening::Whole, Shortening::Summaries, Shortening::Details] {
         let html = html_at(step)?;
         if fits(&html) {
             chosen = Some((step, html));
             break;
         }
+        whole.get_or_insert(html);
     }
     if chosen.is_none() {
         let lines = |cards| Shortening::Lines { cards };
         let listed = |listed| Shortening::Listed { listed };
         let html = html_at(lines(0))?;
-        chosen = Some(if fits(&html) {
+        // A template of its own that ignores the steps (one written before they existed) renders
+        // the same email at each: it is sent whole, and the size warnings say it is too large.
+        if whole.as_ref() == Some(&html) {
+            chosen = whole.map(|html| (Shortening::Whole, html));
+        } else {
+            chosen = Some(if fits(&html) {
             most_that_fit(total, (lines(0), html), |n| html_at(lines(n)), &fits)?
         } else {
             most_that_fit(total, (listed(0), html_at(listed(0))?), |n| html_at(listed(n)), &fits)?
-        });
+            });
+        }
     }
     let (shortened, html) = chosen.expect("a step was chosen");
     let text = if with_text { templates.render("email.txt", &base.with(config, issue, shortened))? } else { UNSUBSCRIBE_URL.to_string() };
@@ -475,6 +483,17 @@ mod tests {
         }
         seen.dedup();
         assert_eq!(seen.len(), 5, "every step was taken by one of the weeks");
+    }
+
+    #[test]
+    fn a_template_that_ignores_the_steps_is_sent_whole_and_not_said_to_be_shortened() {
+        let (config, issue) = heavy(40, 20);
+        let own = "<mjml><mj-body><mj-section><mj-column><mj-text>{% for day in issue.days %}{% for d in day.digests %}<p>{{ d.summary }}</p>{% endfor %}{% endfor %}<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></mj-text></mj-column></mj-section></mj-body></mjml>";
+        let files = vec![crate::render::TemplateFile { name: "email.mjml".into(), path: "/srv/news/templates/email.mjml".into(), source: own.into() }];
+        let templates = Templates::new(&config.email.subject, files).unwrap();
+        let e = render_email(&config, &templates, &issue).unwrap();
+        assert_eq!(e.shortened, Shortening::Whole);
+        assert!(e.html.len() > 20 * 1024 && e.html.contains("Sentence 16 of digest 39"));
     }
 
     #[test]
