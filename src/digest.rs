@@ -82,15 +82,7 @@ pub struct Corpus {
 /// Reads every `*.txt` file of `dir` (not hidden ones, not subfolders), sorted by file name.
 /// Only an unreadable folder is an `Err`; problems with single files are collected in `problems`.
 pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.') && p.extension().is_some_and(|e| e == "txt") && p.is_file()
-        })
-        .collect();
-    paths.sort();
+    let paths = files_with_extension(dir, "txt")?;
 
     // Parsing is independent per file: spread it over the cores for large folders.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
@@ -130,18 +122,35 @@ pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
     Ok(corpus)
 }
 
+/// The files of `dir` whose name ends in `.extension`, sorted by name: not hidden ones, not
+/// subfolders. The digests folder and the notes folder are read alike.
+pub fn files_with_extension(dir: &Path, extension: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && p.extension().is_some_and(|e| e == extension) && p.is_file()
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// A text file's contents, or the line and words of what is wrong (it cannot be read, or is not
+/// UTF-8: the line where the first bad byte is).
+pub fn read_text(path: &Path) -> Result<String, (usize, String)> {
+    let bytes = std::fs::read(path).map_err(|e| (0, format!("cannot read the file: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+        (line, "the file is not valid UTF-8; save it as UTF-8".to_string())
+    })
+}
+
 /// Reads and parses one file.
 pub fn read_file(path: &Path) -> Result<Digest, Vec<ParseError>> {
-    let err = |line: usize, message: String| vec![ParseError { path: path.to_path_buf(), line, message, date: None }];
-    let bytes = std::fs::read(path).map_err(|e| err(0, format!("cannot read the file: {e}")))?;
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-            return Err(err(line, "the file is not valid UTF-8; save it as UTF-8".into()));
-        }
-    };
-    parse(path, text)
+    let text = read_text(path).map_err(|(line, message)| vec![ParseError { path: path.to_path_buf(), line, message, date: None }])?;
+    parse(path, &text)
 }
 
 /// Characters a digest may not carry: C0 and C1 controls except tab (newlines split lines before

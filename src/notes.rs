@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use crate::digest::{ParseError, forbidden};
+use crate::digest::{ParseError, files_with_extension, forbidden, read_text};
 use crate::render::markdown;
 
 /// A note: its file, and its markdown.
@@ -26,16 +26,7 @@ pub fn read_folder(dir: &Path) -> std::io::Result<(BTreeMap<NaiveDate, Note>, Ve
     if !dir.is_dir() {
         return Ok((notes, problems));
     }
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            !name.starts_with('.') && p.extension().is_some_and(|e| e == "md") && p.is_file()
-        })
-        .collect();
-    paths.sort();
-    for path in paths {
+    for path in files_with_extension(dir, "md")? {
         match read_file(&path) {
             Ok((week, note)) => {
                 notes.insert(week, note);
@@ -52,11 +43,7 @@ fn read_file(path: &Path) -> Result<(NaiveDate, Note), ParseError> {
     let week = NaiveDate::parse_from_str(stem, "%Y-%m-%d").map_err(|_| {
         problem(0, format!("`{stem}` is not the first day of a week; name a note after its issue, such as 2023-07-17.md"), None)
     })?;
-    let bytes = std::fs::read(path).map_err(|e| problem(0, format!("cannot read the note: {e}"), Some(week)))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
-        problem(line, "is not UTF-8 text".into(), Some(week))
-    })?;
+    let text = read_text(path).map_err(|(line, message)| problem(line, message, Some(week)))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text).replace("\r\n", "\n");
     for (n, line) in text.lines().enumerate() {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
