@@ -134,12 +134,12 @@ impl async_imap::Authenticator for &XOAuth2 {
 async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: &str, folder: &str) -> anyhow::Result<Polled> {
     let whom = format!("imaps://{user}@{host}:{port}");
     let secret = match &config.bounces.password_command {
-        Some(command) => Secret::Command(command.clone()),
-        None => Secret::Variable(std::env::var(PASSWORD_VAR).map_err(|_| {
+        Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
+        None => Secret::Variable { name: PASSWORD_VAR, value: std::env::var(PASSWORD_VAR).map_err(|_| {
             ConfigError(format!(
                 "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
             ))
-        })?),
+        })? },
     };
     let stream = connect_tls(config, host, port).await?;
     let mut client = async_imap::Client::new(stream);
@@ -147,7 +147,7 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
         .await?
         .with_context(|| format!("{whom} did not greet"))?
         .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
-    let secret = secret.get().await.map_err(|e| anyhow::anyhow!(e.replace("[smtp]", "[bounces]")))?;
+    let secret = secret.get().await.map_err(anyhow::Error::msg)?;
     let login = match config.bounces.auth {
         Some(Auth::Xoauth2) => within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), &whom, "log in").await?,
         _ => within(client.login(user, &secret), &whom, "log in").await?,

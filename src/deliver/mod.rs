@@ -32,13 +32,13 @@ impl Transport {
                 let login = match &config.smtp.username {
                     Some(user) => {
                         let secret = match &config.smtp.password_command {
-                            Some(command) => smtp::Secret::Command(command.clone()),
-                            None => smtp::Secret::Variable(std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
+                            Some(command) => smtp::Secret::Command { key: "[smtp] password_command", command: command.clone() },
+                            None => smtp::Secret::Variable { name: "GAZETTE_SMTP_PASSWORD", value: std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
                                 crate::config::ConfigError(format!(
                                     "[smtp] username is `{user}` but GAZETTE_SMTP_PASSWORD is not set; export the password in that \
                                      variable, or set [smtp] password_command"
                                 ))
-                            })?),
+                            })? },
                         };
                         Some(smtp::Login { user: user.clone(), secret, auth: config.smtp.auth })
                     }

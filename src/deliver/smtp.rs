@@ -48,19 +48,22 @@ pub struct Login {
     pub auth: Option<Auth>,
 }
 
+/// A login's secret, from where the configuration says, named in every error by the variable or
+/// key it came from (`[smtp]` for sending, `[bounces]` for the bounce mailbox).
 #[derive(Clone)]
 pub enum Secret {
-    /// `GAZETTE_SMTP_PASSWORD`'s value.
-    Variable(String),
-    /// `[smtp] password_command`, run with `sh -c` for each connection (an OAuth token expires).
-    Command(String),
+    /// An environment variable's value (`GAZETTE_SMTP_PASSWORD`, `GAZETTE_BOUNCES_PASSWORD`).
+    Variable { name: &'static str, value: String },
+    /// A `password_command` (`key` says whose: `[smtp] password_command`), run with `sh -c` for
+    /// each login (an OAuth token expires).
+    Command { key: &'static str, command: String },
 }
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Secret::Variable(_) => f.write_str("GAZETTE_SMTP_PASSWORD"),
-            Secret::Command(c) => write!(f, "password_command `{c}`"),
+            Secret::Variable { name, .. } => f.write_str(name),
+            Secret::Command { command, .. } => write!(f, "password_command `{command}`"),
         }
     }
 }
@@ -74,25 +77,21 @@ impl Secret {
     /// The secret now: the variable's value, or the command's trimmed output.
     pub async fn get(&self) -> Result<String, String> {
         match self {
-            Secret::Variable(v) => Ok(v.clone()),
-            Secret::Command(command) => {
+            Secret::Variable { value, .. } => Ok(value.clone()),
+            Secret::Command { key, command } => {
                 let out = tokio::process::Command::new("sh")
                     .arg("-c")
                     .arg(command)
                     .stdin(std::process::Stdio::null())
                     .output()
                     .await
-                    .map_err(|e| format!("[smtp] password_command `{command}` could not be run: {e}"))?;
+                    .map_err(|e| format!("{key} `{command}` could not be run: {e}"))?;
                 if !out.status.success() {
-                    return Err(format!(
-                        "[smtp] password_command `{command}` failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
+                    return Err(format!("{key} `{command}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
                 }
                 let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 if secret.is_empty() {
-                    return Err(format!("[smtp] password_command `{command}` printed nothing"));
+                    return Err(format!("{key} `{command}` printed nothing"));
                 }
                 Ok(secret)
             }
