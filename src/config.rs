@@ -57,7 +57,7 @@ impl RawConfig {
     fn with_defaults(mut self) -> RawConfig {
         let mut d = RawConfig::defaults();
         fill!(self.site, d.site; title, base_url, description, author, language);
-        fill!(self.paths, d.paths; digests, notes, templates, out, drafts, database);
+        fill!(self.paths, d.paths; digests, notes, templates, out, drafts, cache, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
         fill!(self.email, d.email; from, reply_to, editor, subject, max_html_kb, bounce_address);
         fill!(self.smtp, d.smtp; url, username, password_command, auth, ca_file, concurrency, timeout, rate_per_second);
@@ -86,6 +86,7 @@ struct RawPaths {
     templates: Option<PathBuf>,
     out: Option<PathBuf>,
     drafts: Option<PathBuf>,
+    cache: Option<PathBuf>,
     database: Option<PathBuf>,
 }
 
@@ -204,6 +205,8 @@ pub struct Paths {
     pub out: PathBuf,
     /// Drafts and previews: never served.
     pub drafts: PathBuf,
+    /// What the last build read and wrote, so the next one redoes only what changed (`build_cache`).
+    pub cache: PathBuf,
     pub database: PathBuf,
 }
 
@@ -576,6 +579,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             templates: resolve(paths.templates.expect(SET)),
             out: resolve(paths.out.expect(SET)),
             drafts: resolve(paths.drafts.expect(SET)),
+            cache: resolve(paths.cache.expect(SET)),
             database: resolve(paths.database.expect(SET)),
         },
         schedule: Schedule {

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 /// One article digest, as read from its file. Text is kept as written: nothing here is HTML.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Digest {
     /// The hex part of the file name: `000_86102eed948879ef.txt` -> `86102eed948879ef`.
     pub id: String,
@@ -77,49 +77,63 @@ impl std::error::Error for ParseError {}
 pub struct Corpus {
     pub digests: Vec<Digest>,
     pub problems: Vec<ParseError>,
+    /// How many files were read and parsed (the others' results came from the build cache).
+    pub parsed: usize,
 }
 
 /// Reads every `*.txt` file of `dir` (not hidden ones, not subfolders), sorted by file name.
 /// Only an unreadable folder is an `Err`; problems with single files are collected in `problems`.
 pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
     let paths = files_with_extension(dir, "txt")?;
+    Ok(Corpus::from_results(read_files(&paths)))
+}
 
+/// What one file gives: its digest, or every problem it has.
+pub type FileResult = Result<Digest, Vec<ParseError>>;
+
+/// Reads and parses `paths`, in their order.
+pub fn read_files(paths: &[PathBuf]) -> Vec<FileResult> {
     // Parsing is independent per file: spread it over the cores for large folders.
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
     let chunk = paths.len().div_ceil(workers).max(256);
-    let results: Vec<Result<Digest, Vec<ParseError>>> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = paths
             .chunks(chunk)
             .map(|part| s.spawn(move || part.iter().map(|p| read_file(p)).collect::<Vec<_>>()))
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("digest reader panicked")).collect()
-    });
+    })
+}
 
-    let mut corpus = Corpus::default();
-    for r in results {
-        match r {
-            Ok(d) => corpus.digests.push(d),
-            Err(mut errs) => corpus.problems.append(&mut errs),
+impl Corpus {
+    /// The digests and problems of a folder's files, given in file-name order.
+    pub fn from_results(results: Vec<FileResult>) -> Corpus {
+        let mut corpus = Corpus { parsed: results.len(), ..Corpus::default() };
+        for r in results {
+            match r {
+                Ok(d) => corpus.digests.push(d),
+                Err(mut errs) => corpus.problems.append(&mut errs),
+            }
         }
-    }
-    // Two files with the same id would make closest links ambiguous: keep the first, report the rest.
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
-    let mut kept = Vec::with_capacity(corpus.digests.len());
-    for d in corpus.digests.drain(..) {
-        if let Some(first) = seen.get(&d.id) {
-            corpus.problems.push(ParseError {
-                path: d.path.clone(),
-                line: 0,
-                message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, first.display()),
-                date: Some(d.date),
-            });
-        } else {
-            seen.insert(d.id.clone(), d.path.clone());
-            kept.push(d);
+        // Two files with the same id would make closest links ambiguous: keep the first, report the rest.
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut kept = Vec::with_capacity(corpus.digests.len());
+        for d in corpus.digests.drain(..) {
+            if let Some(first) = seen.get(&d.id) {
+                corpus.problems.push(ParseError {
+                    path: d.path.clone(),
+                    line: 0,
+                    message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, first.display()),
+                    date: Some(d.date),
+                });
+            } else {
+                seen.insert(d.id.clone(), d.path.clone());
+                kept.push(d);
+            }
         }
+        corpus.digests = kept;
+        corpus
     }
-    corpus.digests = kept;
-    Ok(corpus)
 }
 
 /// The files of `dir` whose name ends in `.extension`, sorted by name: not hidden ones, not

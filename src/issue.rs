@@ -127,12 +127,9 @@ impl Issue {
     /// which change as other weeks are published). The publication record keeps it, so that an
     /// edit to a published issue is noticed.
     pub fn content_hash(&self) -> String {
-        use sha2::{Digest as _, Sha256};
-        let mut hasher = Sha256::new();
-        // Each text with its length in front, so that no two different digests feed the same bytes.
+        let mut hasher = crate::fingerprint::Fingerprint::default();
         let mut text = |s: &str| {
-            hasher.update((s.len() as u64).to_le_bytes());
-            hasher.update(s.as_bytes());
+            hasher.text(s);
         };
         for d in self.digests() {
             for field in [&d.file_name, &d.title, &d.source_url, &d.link, &d.summary] {
@@ -160,7 +157,7 @@ impl Issue {
             text("note");
             text(note);
         }
-        hex::encode(&hasher.finalize()[..16])
+        hasher.hex(16)
     }
 
     /// Every theme of the week's digests, once each, in the order they first appear.

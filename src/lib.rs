@@ -7,11 +7,13 @@
 //! go through it.
 
 pub mod bounces;
+pub mod build_cache;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod deliver;
 pub mod digest;
+pub mod fingerprint;
 pub mod issue;
 pub mod notes;
 pub mod project;

@@ -8,17 +8,19 @@
 //! never changes; drafts are numbered after the recorded numbers, in week order, which is the
 //! number they will get when published in that order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::build_cache::{self, SiteCache};
 use crate::config::{Config, ConfigError};
 use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
-use crate::digest::{self, ParseError};
+use crate::digest::{Corpus, ParseError};
+use crate::fingerprint::Fingerprint;
 use crate::issue::{self, Issue, WeekRule, WeekSpec};
-use crate::render::{self, EmailBody, OutputFile, RenderError, TemplateFile, Templates};
+use crate::render::{self, EmailBody, FeedItem, RenderError, TemplateFile, Templates};
 use crate::schedule;
 use crate::store::Store;
 use crate::store::publications::{self, PublicationRecord};
@@ -40,12 +42,16 @@ pub struct Project {
     issues: Vec<Issue>,
     /// How many digests were read whole.
     pub digest_count: usize,
+    /// How many digest files were read and parsed; the others' results came from the build cache.
+    pub digests_parsed: usize,
     /// Every digest that could not be read, sorted by file and line.
     pub problems: Vec<ParseError>,
     record: PublicationRecord,
     /// The last week whose issue is due by the schedule at `now`, if any is.
     due_through: Option<NaiveDate>,
     now: DateTime<Utc>,
+    /// `Issue::content_hash` by issue id, computed once (it reads every digest of the issue).
+    content_hashes: std::sync::Mutex<HashMap<String, String>>,
 }
 
 /// Which site to write.
@@ -71,6 +77,8 @@ pub struct Written {
     pub too_large: Vec<(String, usize)>,
     /// Issues whose email could not be made, each with why.
     pub email_failures: Vec<String>,
+    /// Issue pages rendered by this build; the others were as the build cache recorded them.
+    pub rendered: usize,
 }
 
 impl Project {
@@ -78,7 +86,7 @@ impl Project {
     /// without one). `now` decides which weeks are due.
     pub async fn load(config: Config, store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Project> {
         let templates = load_templates(&config)?;
-        let (digests, problems) = read_digests(&config)?;
+        let Corpus { digests, problems, parsed: digests_parsed } = read_digests(&config)?;
         let record = match store {
             Some(store) => publications::read(store.pool()).await?,
             None => PublicationRecord::default(),
@@ -91,7 +99,18 @@ impl Project {
         problems.extend(attach_notes(&config, &rule, &mut issues)?);
         problems.sort();
         let due_through = schedule::due_through(&config.schedule.cron, &rule, now);
-        let mut project = Project { config, templates, issues, digest_count, problems, record, due_through, now };
+        let mut project = Project {
+            config,
+            templates,
+            issues,
+            digest_count,
+            digests_parsed,
+            problems,
+            record,
+            due_through,
+            now,
+            content_hashes: Default::default(),
+        };
         project.refresh();
         Ok(project)
     }
@@ -121,6 +140,16 @@ impl Project {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.now
+    }
+
+    /// `issue.content_hash()`, remembered: it does not change while the project is loaded.
+    fn content_hash(&self, issue: &Issue) -> String {
+        if let Some(hash) = self.content_hashes.lock().expect("not poisoned").get(&issue.id) {
+            return hash.clone();
+        }
+        let hash = issue.content_hash();
+        self.content_hashes.lock().expect("not poisoned").insert(issue.id.clone(), hash.clone());
+        hash
     }
 
     pub fn rule(&self) -> WeekRule {
@@ -205,7 +234,7 @@ impl Project {
         let mut changes = Vec::new();
         let mut new = Vec::new();
         let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
-        let hashes = render::par_map(&wanted, |i| i.content_hash());
+        let hashes = render::par_map(&wanted, |i| self.content_hash(i));
         for (issue, hash) in wanted.into_iter().zip(hashes) {
             match self.record.get(&issue.id) {
                 Some(p) if p.content_hash == hash => {}
@@ -286,16 +315,29 @@ impl Project {
         let (config, templates) = (&self.config, &self.templates);
         let mut written = Written { folder: folder.to_path_buf(), ..Written::default() };
         let mut kept: BTreeSet<String> = BTreeSet::new();
-        let mut write = |f: &OutputFile, written: &mut Written| -> anyhow::Result<()> {
+        // Writes a file (unless it holds `contents` already), or with `None` keeps one that is current.
+        let mut write = |path: &str, contents: Option<&str>, written: &mut Written| -> anyhow::Result<()> {
             written.total += 1;
-            written.changed += usize::from(write_if_changed(&folder.join(&f.path), f.contents.as_bytes())?);
-            kept.insert(f.path.clone());
+            if let Some(contents) = contents {
+                written.changed += usize::from(write_if_changed(&folder.join(path), contents.as_bytes())?);
+            }
+            kept.insert(path.to_string());
             Ok(())
         };
 
-        // 1. Pages. The email size is checked for the issues that may still be sent (the one asked
-        // for, or the newest `[feeds] items`): compiling MJML is most of a build's cost, and
-        // `check` covers every issue.
+        // What every page depends on; with it, the build cache's record of each page says which
+        // pages are as they would be rendered now.
+        let site_name = match site {
+            Site::Published => "published",
+            Site::Drafts => "drafts",
+        };
+        let inputs = Fingerprint::of(&[&format!("{config:?}"), templates.fingerprint()]);
+        let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
+        let key_of = |issue: &Issue| render::issue_page_key(issues, issue, &self.content_hash(issue));
+
+        // 1. Pages: those whose inputs or file changed. The email size is checked for the issues
+        // that may still be sent (the one asked for, or the newest `[feeds] items`): compiling
+        // MJML is most of a build's cost, and `check` covers every issue.
         let at = only.and_then(|id| issues.iter().position(|i| i.id == id));
         let pages: Vec<&Issue> = match (only, at) {
             (None, _) => issues.iter().collect(),
@@ -304,38 +346,85 @@ impl Project {
         };
         let recent_from = issues.len().saturating_sub(config.feeds.items);
         let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
-        for batch in pages.chunks(BATCH) {
-            let rendered = render::par_map(batch, |issue| -> Result<_, RenderError> {
-                let page = render::render_issue_page(config, templates, issues, issue)?;
-                let check_email = only.is_some_and(|id| id == issue.id) || recent.contains(issue.id.as_str());
-                Ok((page, check_email.then(|| render::email_html_size(config, templates, issue))))
+        let keys: Vec<String> = render::par_map(&pages, |issue| key_of(issue));
+        let stale: Vec<bool> =
+            pages.iter().zip(&keys).map(|(i, key)| !cache.page_is_current(&i.id, key, &folder.join(urls::issue_file(&i.id)))).collect();
+        let wanted: Vec<bool> = pages.iter().map(|i| only.is_some_and(|id| id == i.id) || recent.contains(i.id.as_str())).collect();
+        // Each wanted email's size (or why it fails), as recorded or else checked below.
+        let mut emails: Vec<Option<Result<usize, String>>> =
+            pages.iter().zip(&keys).zip(&wanted).map(|((i, key), &w)| if w { cache.email_check(&i.id, key) } else { None }).collect();
+        let unchecked: Vec<bool> = (0..pages.len()).map(|k| wanted[k] && emails[k].is_none()).collect();
+        let work: Vec<usize> = (0..pages.len()).filter(|&k| stale[k] || unchecked[k]).collect();
+        for batch in work.chunks(BATCH) {
+            let rendered = render::par_map(batch, |&k| -> Result<_, RenderError> {
+                let issue = pages[k];
+                let page = if stale[k] { Some(render::render_issue_page(config, templates, issues, issue)?) } else { None };
+                let email = unchecked[k].then(|| {
+                    render::email_html_size(config, templates, issue).map(|(bytes, _)| bytes).map_err(|e| email_failure(issue, e).0)
+                });
+                Ok((page, email))
             });
-            for (issue, r) in batch.iter().zip(rendered) {
-                let (page, email_bytes) = r.map_err(template_error)?;
-                // One week's email that fails is reported, and the archive is written all the same.
-                match email_bytes {
-                    Some(Ok((bytes, _))) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
-                    Some(Err(e)) => written.email_failures.push(email_failure(issue, e).0),
-                    _ => {}
+            for (&k, r) in batch.iter().zip(rendered) {
+                let (page, email) = r.map_err(template_error)?;
+                let (issue, path) = (pages[k], urls::issue_file(&pages[k].id));
+                if let Some(page) = page {
+                    write(&path, Some(&page), &mut written)?;
+                    cache.page_written(&issue.id, &keys[k], &folder.join(&path), &page);
+                    written.rendered += 1;
                 }
-                write(&OutputFile { path: urls::issue_file(&issue.id), contents: page }, &mut written)?;
+                if let Some(email) = email {
+                    cache.set_email_check(&issue.id, email.clone());
+                    emails[k] = Some(email);
+                }
+            }
+        }
+        for (k, issue) in pages.iter().enumerate() {
+            if !stale[k] {
+                write(&urls::issue_file(&issue.id), None, &mut written)?;
+            }
+            // One week's email that fails is reported, and the archive is written all the same.
+            match emails[k].take() {
+                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
+                Some(Err(e)) => written.email_failures.push(e),
+                _ => {}
             }
         }
         written.pages = pages.len();
+        if only.is_some() {
+            cache.keep_unvisited();
+        }
         // 2. The index.
         let index = render::render_index(config, templates, issues).map_err(template_error)?;
-        write(&OutputFile { path: "index.html".into(), contents: index }, &mut written)?;
+        write("index.html", Some(&index), &mut written)?;
         // 3. The feeds.
-        let feeds = render::render_feeds(config, templates, issues).map_err(template_error)?;
+        let newest = render::feed_issues(config, issues);
+        let newest_keys: Vec<String> = newest.iter().map(|issue| key_of(issue)).collect();
+        let kept_contents: Vec<Option<String>> = newest.iter().zip(&newest_keys).map(|(i, key)| cache.feed_content(&i.id, key)).collect();
+        let missing: Vec<usize> = (0..newest.len()).filter(|&k| kept_contents[k].is_none()).collect();
+        let mut rendered = render::par_map(&missing, |&k| render::render_issue_content(config, templates, newest[k])).into_iter();
+        let mut items = Vec::with_capacity(newest.len());
+        for (issue, content) in newest.into_iter().zip(kept_contents) {
+            let content_html = match content {
+                Some(content) => content,
+                None => {
+                    let content = rendered.next().expect("one a missing content").map_err(template_error)?;
+                    cache.set_feed_content(&issue.id, &content);
+                    content
+                }
+            };
+            items.push(FeedItem { issue, content_html });
+        }
+        let feeds = render::render_feeds_of(config, templates, issues, &items).map_err(template_error)?;
         written.theme_feeds = feeds.len() - 3;
         for f in &feeds {
-            write(f, &mut written)?;
+            write(&f.path, Some(&f.contents), &mut written)?;
         }
         // 4. What an earlier build wrote and the site no longer has (a week that lost its digests,
         // a theme nobody uses any more, a draft an older Gazette published).
         if only.is_none() {
             written.removed = remove_stale(folder, &kept)?;
         }
+        cache.save();
         Ok(written)
     }
 
@@ -408,15 +497,15 @@ pub fn week_rule(config: &Config) -> WeekRule {
     WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
 }
 
-/// Reads `[paths] digests`: every digest read whole, and every problem, sorted.
-pub fn read_digests(config: &Config) -> Result<(Vec<digest::Digest>, Vec<ParseError>), ConfigError> {
+/// Reads `[paths] digests`: every digest read whole, and every problem, sorted. Files unchanged
+/// since the build cache recorded them are not read again.
+pub fn read_digests(config: &Config) -> Result<Corpus, ConfigError> {
     let dir = &config.paths.digests;
-    let corpus = digest::read_folder(dir).map_err(|e| {
+    let mut corpus = build_cache::read_digests(dir, &config.paths.cache).map_err(|e| {
         ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
     })?;
-    let mut problems = corpus.problems;
-    problems.sort();
-    Ok((corpus.digests, problems))
+    corpus.problems.sort();
+    Ok(corpus)
 }
 
 /// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:

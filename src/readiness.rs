@@ -64,7 +64,7 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     // are listed all the same, and an unreadable folder is an error.
     let problems = match &loaded {
         Ok(project) => project.problems.clone(),
-        Err(_) => project::read_digests(config)?.1,
+        Err(_) => project::read_digests(config)?.problems,
     };
     let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
     files.dedup();

@@ -50,14 +50,16 @@ fn report(project: &Project, w: &Written, what: &str) {
     crate::project::warn_email(w);
     let drafts = project.drafts().len();
     say!(
-        "{}: {what}: {} files ({} changed{}): {} issue page{}, index, rss.xml, atom.xml, feed.json and {} theme feeds",
+        "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build",
         w.folder.display(),
         w.total,
         w.changed,
         if w.removed > 0 { format!(", {} stale removed", w.removed) } else { String::new() },
         w.pages,
         if w.pages == 1 { "" } else { "s" },
-        w.theme_feeds
+        w.rendered,
+        w.theme_feeds,
+        project.digests_parsed
     );
     if drafts > 0 && w.folder == project.config.paths.out {
         say!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());

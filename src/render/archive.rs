@@ -24,6 +24,29 @@ pub fn render_issue_page(config: &Config, templates: &Templates, issues: &[Issue
     templates.render("issue.html", &page_context(config, issue, previous, next))
 }
 
+/// A hash of what `render_issue_page` makes `issue`'s page from, besides the configuration and
+/// the templates: what the issue says (`content_hash`, its `Issue::content_hash`), its number and
+/// revision, where its closest links lead, and its neighbours. Equal keys render equal pages.
+pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str) -> String {
+    let mut key = crate::fingerprint::Fingerprint::default();
+    key.text(content_hash).text(&issue.id).text(&issue.number.to_string()).text(&issue.label);
+    key.text(&issue.revised.map(|t| t.to_rfc3339()).unwrap_or_default());
+    for d in issue.digests() {
+        for c in &d.closest {
+            let target = c.target.as_ref().map(|t| format!("{}#{}", t.issue_id, t.digest_id)).unwrap_or_default();
+            key.text(&target);
+        }
+    }
+    let (previous, next) = neighbours(issues, issue);
+    for i in [previous, next] {
+        match i {
+            Some(i) => key.text(&i.id).text(&i.number.to_string()).text(&i.label),
+            None => key.text("-"),
+        };
+    }
+    key.finish()
+}
+
 /// What `issue.html` sees: the issue's context, and what the page shows around the content.
 fn page_context(config: &Config, issue: &Issue, previous: Option<&Issue>, next: Option<&Issue>) -> Value {
     let link = |i: Option<&Issue>| i.map(|i| context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id) });
@@ -115,16 +138,27 @@ pub fn render_site(
 /// `rss.xml`, `atom.xml` and `feed.json` with the newest `[feeds] items` issues, and
 /// `themes/<slug>/atom.xml` for every theme.
 pub fn render_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<Vec<OutputFile>, RenderError> {
-    let newest: Vec<&Issue> = issues.iter().rev().take(config.feeds.items).collect();
+    let newest = feed_issues(config, issues);
     let contents = par_map(&newest, |i| render_issue_content(config, templates, i));
     let mut items = Vec::with_capacity(newest.len());
     for (issue, content) in newest.into_iter().zip(contents) {
         items.push(FeedItem { issue, content_html: content? });
     }
+    render_feeds_of(config, templates, issues, &items)
+}
+
+/// The issues the feeds carry: the newest `[feeds] items`, newest first.
+pub fn feed_issues<'a>(config: &Config, issues: &'a [Issue]) -> Vec<&'a Issue> {
+    issues.iter().rev().take(config.feeds.items).collect()
+}
+
+/// As `render_feeds`, with the items' content given (`feed_issues`, each with its
+/// `render_issue_content`).
+pub fn render_feeds_of(config: &Config, templates: &Templates, issues: &[Issue], items: &[FeedItem]) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![
-        OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, &items)? },
-        OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, &items)? },
-        OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, &items)? },
+        OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, items)? },
+        OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, items)? },
+        OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, items)? },
     ];
     files.extend(feeds::theme_feeds(config, templates, issues)?);
     Ok(files)

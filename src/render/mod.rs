@@ -9,7 +9,9 @@ pub mod markdown;
 mod pages;
 mod templates;
 
-pub use archive::{OutputFile, render_feeds, render_index, render_issue_content, render_issue_page, render_site};
+pub use archive::{
+    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_issue_content, render_issue_page, render_site,
+};
 pub use email::{
     EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email,
     render_email_at,

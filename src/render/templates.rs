@@ -39,6 +39,8 @@ pub struct Templates {
     env: Environment<'static>,
     /// Where each template came from, for error messages: a path, or "built-in email.mjml".
     origins: BTreeMap<String, String>,
+    /// A hash of every template's name and source: what an incremental build compares.
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for Templates {
@@ -80,6 +82,13 @@ impl Templates {
         }
         sources.insert(SUBJECT.into(), ("[email] subject".into(), subject.to_string()));
 
+        let fingerprint = {
+            let mut hasher = crate::fingerprint::Fingerprint::default();
+            for (name, (_, source)) in &sources {
+                hasher.text(name).text(source);
+            }
+            hasher.finish()
+        };
         let mut origins = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, (origin, source)) in sources {
@@ -88,7 +97,7 @@ impl Templates {
                 problems.push(e);
             }
         }
-        let templates = Templates { env, origins };
+        let templates = Templates { env, origins, fingerprint };
         if let Some(e) = problems.into_iter().next() {
             return Err(templates.error(e));
         }
@@ -109,6 +118,11 @@ impl Templates {
         let mut captured = t.render_captured(ctx).map_err(|e| self.error(e))?;
         let content = captured.with_state_mut(|state| state.render_block(block)).map_err(|e| self.error(e))?;
         Ok((captured.into_output(), content))
+    }
+
+    /// A hash of every template (and the subject line): equal sets render alike.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Where the template `name` comes from.

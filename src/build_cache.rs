@@ -1,0 +1,642 @@
+//! The build cache in `[paths] cache`: what the last run read and wrote, so that the next one reads
+//! only the digest files that changed (`read_digests`) and renders only the issue pages whose inputs
+//! changed (`SiteCache`). It never decides what the output says: an entry is used only when what it
+//! was made from is unchanged, and a cache that is missing, unreadable, corrupt or written by another
+//! Gazette binary is ignored and rewritten. Deleting the folder is always safe.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::{Datelike as _, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{self, Closest, Corpus, Digest, FileResult, ParseError, Signals};
+use crate::fingerprint::{self, Fingerprint};
+
+/// Bumped whenever what is stored changes shape or meaning.
+const FORMAT: u32 = 1;
+
+/// A file whose times are this close to (or after) the moment its cache entry was written may have
+/// changed again within the same tick of the file system's clock (FAT keeps 2 s): it is not trusted
+/// by its times alone. Git's "racily clean" entries, with a margin for coarse clocks.
+const SETTLE: Duration = if cfg!(test) { Duration::from_millis(300) } else { Duration::from_secs(2) };
+
+/// The digest cache is split into this many files by a hash of the file name, so that one edited
+/// digest rewrites a small part of it.
+const BUCKETS: usize = 64;
+
+/// What identifies a file's version without reading it: size, modification and change times in
+/// nanoseconds, inode. An edit that keeps the size still moves the times; a file replaced by
+/// renaming another over it has another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    len: u64,
+    mtime: i128,
+    ctime: i128,
+    inode: u64,
+}
+
+impl Stamp {
+    pub fn of(meta: &Metadata) -> Stamp {
+        let nanos = |t: std::io::Result<SystemTime>| t.ok().map_or(0, system_nanos);
+        #[cfg(unix)]
+        let (ctime, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128, meta.ino())
+        };
+        #[cfg(not(unix))]
+        let (ctime, inode) = (0, 0);
+        Stamp { len: meta.len(), mtime: nanos(meta.modified()), ctime, inode }
+    }
+
+    /// The file's stamp now, `None` when it is gone.
+    pub fn of_path(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| Stamp::of(&m))
+    }
+
+    /// Whether the file had stopped changing well before `written` (the cache file's own
+    /// modification time, from the same clock): only then do equal stamps mean equal contents.
+    fn settled_before(&self, written: i128) -> bool {
+        self.mtime.max(self.ctime) + SETTLE.as_nanos() as i128 <= written
+    }
+}
+
+fn system_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+/// The modification time of a cache file, in nanoseconds.
+fn written_at(meta: &Metadata) -> i128 {
+    meta.modified().map_or(i128::MIN, system_nanos)
+}
+
+/// What the output of this very binary depends on besides its inputs: a cache written by another
+/// build of Gazette (another parser, other renderers) is not used.
+fn binary_identity() -> String {
+    let exe = std::env::current_exe().ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| Stamp::of(&m));
+    format!("{} {FORMAT} {exe:?}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Writes `bytes` to `path` through a temporary file of this process renamed into place, so that
+/// another Gazette reading it never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+// ---------------------------------------------------------------------------------------------
+// Digests
+
+/// Reads `[paths] digests` as `digest::read_folder` does, parsing only the files whose stamp is not
+/// the one recorded in `cache_dir` with their parsed digest (or problems); records the rest there.
+/// The cache is best effort: when it cannot be read or written, every file is simply parsed.
+pub fn read_digests(dir: &Path, cache_dir: &Path) -> std::io::Result<Corpus> {
+    let files = list_stamped(dir)?;
+    let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
+    let folder = cache_dir.join("digests");
+    let buckets: Vec<usize> = (0..BUCKETS).collect();
+    let mut cached: Vec<Option<Bucket>> = crate::render::par_map(&buckets, |&b| Bucket::load(&bucket_path(&folder, b), &key, dir));
+
+    // Each file's result from its bucket, or else its place among those to parse.
+    let mut results: Vec<Option<FileResult>> = Vec::with_capacity(files.len());
+    let mut misses: Vec<usize> = Vec::new();
+    let mut dirty = [false; BUCKETS];
+    for (k, (name, stamp)) in files.iter().enumerate() {
+        let b = bucket_of(name);
+        match cached[b].as_mut().and_then(|bucket| bucket.take(name, stamp)) {
+            Some(r) => results.push(Some(r)),
+            None => {
+                results.push(None);
+                misses.push(k);
+                dirty[b] = true;
+            }
+        }
+    }
+    // Entries of files that are gone, and buckets that could not be used, are rewritten too.
+    for (b, bucket) in cached.iter().enumerate() {
+        dirty[b] |= bucket.as_ref().is_none_or(|bucket| !bucket.entries.is_empty() || bucket.untrusted);
+    }
+    drop(cached);
+
+    let paths: Vec<PathBuf> = misses.iter().map(|&k| dir.join(&files[k].0)).collect();
+    for (k, r) in misses.into_iter().zip(digest::read_files(&paths)) {
+        results[k] = Some(r);
+    }
+    let results: Vec<FileResult> = results.into_iter().map(|r| r.expect("every file is read or cached")).collect();
+
+    let mut encoded: Vec<Writer> = (0..BUCKETS).map(|_| Writer::header(&key)).collect();
+    for ((name, stamp), r) in files.iter().zip(&results) {
+        let b = bucket_of(name);
+        if dirty[b] {
+            encoded[b].entry(name, stamp, r);
+        }
+    }
+    let rewrite: Vec<(usize, Writer)> = encoded.into_iter().enumerate().filter(|(b, _)| dirty[*b]).collect();
+    for (b, w) in rewrite {
+        let path = bucket_path(&folder, b);
+        if let Err(e) = write_atomically(&path, &w.finish()) {
+            tracing::debug!("cannot write the digest cache {}: {e}", path.display());
+        }
+    }
+    let mut corpus = Corpus::from_results(results);
+    corpus.parsed = paths.len();
+    Ok(corpus)
+}
+
+/// The `*.txt` files of `dir` (as `digest::files_with_extension` lists them), by name, each with its stamp.
+fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp)>> {
+    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_str().is_some_and(|n| !n.starts_with('.') && n.ends_with(".txt") && n.len() > 4))
+        .collect();
+    let stamped = crate::render::par_map(&entries, |e| {
+        // A symbolic link is read through, as `Path::is_file` does.
+        let meta = e.metadata().ok().and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) })?;
+        meta.is_file().then(|| (e.file_name().into_string().expect("filtered as UTF-8"), Stamp::of(&meta)))
+    });
+    let mut files: Vec<(String, Stamp)> = stamped.into_iter().flatten().collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+fn bucket_of(name: &str) -> usize {
+    // FNV-1a: stable across Rust versions, unlike the standard library's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    (hash % BUCKETS as u64) as usize
+}
+
+fn bucket_path(folder: &Path, b: usize) -> PathBuf {
+    folder.join(format!("{b:02x}.bin"))
+}
+
+/// One cache file of parsed digests, by file name.
+struct Bucket {
+    entries: HashMap<String, (Stamp, FileResult)>,
+    /// Some entry was too recent to trust by its stamp: the bucket is rewritten once it is re-read.
+    untrusted: bool,
+}
+
+impl Bucket {
+    /// The bucket at `path`, for the digests in `dir`: `None` when it is missing, corrupt, or made
+    /// for another key.
+    fn load(path: &Path, key: &str, dir: &Path) -> Option<Bucket> {
+        let written = written_at(&std::fs::metadata(path).ok()?);
+        let bytes = std::fs::read(path).ok()?;
+        let decoded = Reader::new(&bytes).bucket(key, dir);
+        if decoded.is_none() {
+            tracing::debug!("the digest cache {} is not usable: ignored", path.display());
+        }
+        let entries = decoded?;
+        let mut bucket = Bucket { entries: HashMap::with_capacity(entries.len()), untrusted: false };
+        for (name, stamp, result) in entries {
+            if stamp.settled_before(written) {
+                bucket.entries.insert(name, (stamp, result));
+            } else {
+                bucket.untrusted = true;
+            }
+        }
+        Some(bucket)
+    }
+
+    /// The result recorded for `name`, if it was made from the file as `stamp` describes it.
+    fn take(&mut self, name: &str, stamp: &Stamp) -> Option<FileResult> {
+        match self.entries.remove(name) {
+            Some((s, result)) if s == *stamp => Some(result),
+            _ => None,
+        }
+    }
+}
+
+/// The digest cache's encoding: little-endian integers, strings as a length and UTF-8 bytes.
+/// Hand-written because it is read on every build and must be much cheaper than parsing the
+/// digests again, without a dependency.
+struct Writer(Vec<u8>);
+
+const MAGIC: &[u8; 8] = b"GZDIGEST";
+
+impl Writer {
+    fn header(key: &str) -> Writer {
+        let mut w = Writer(Vec::new());
+        w.0.extend_from_slice(MAGIC);
+        w.u64(FORMAT as u64);
+        w.str(key);
+        w
+    }
+
+    fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn i128(&mut self, n: i128) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.u64(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn strings(&mut self, list: &[String]) {
+        self.u64(list.len() as u64);
+        list.iter().for_each(|s| self.str(s));
+    }
+
+    fn date(&mut self, d: Option<NaiveDate>) {
+        // Days from the common era; 0 (no such date here) for none.
+        self.u64(d.map_or(0, |d| d.num_days_from_ce() as i64 as u64));
+    }
+
+    fn entry(&mut self, name: &str, stamp: &Stamp, result: &FileResult) {
+        self.str(name);
+        self.u64(stamp.len);
+        self.i128(stamp.mtime);
+        self.i128(stamp.ctime);
+        self.u64(stamp.inode);
+        match result {
+            Ok(d) => {
+                self.u64(0);
+                for s in [&d.id, &d.title, &d.source_url, &d.link, &d.summary] {
+                    self.str(s);
+                }
+                self.date(Some(d.date));
+                self.strings(&d.keywords);
+                self.strings(&d.themes);
+                self.strings(&d.signals.columns);
+                self.u64(d.signals.rows.len() as u64);
+                d.signals.rows.iter().for_each(|row| self.strings(row));
+                self.u64(d.closest.len() as u64);
+                for c in &d.closest {
+                    self.str(&c.title);
+                    self.str(&c.reference);
+                }
+            }
+            Err(problems) => {
+                self.u64(1);
+                self.u64(problems.len() as u64);
+                for p in problems {
+                    self.u64(p.line as u64);
+                    self.str(&p.message);
+                    self.date(p.date);
+                }
+            }
+        }
+    }
+
+    /// The bytes, ending with the end marker a reader checks for.
+    fn finish(mut self) -> Vec<u8> {
+        self.0.extend_from_slice(MAGIC);
+        self.0
+    }
+}
+
+
+/// Reads what `Writer` wrote; `None` at the first thing out of place.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len())?;
+        let part = &self.bytes[self.at..end];
+        self.at = end;
+        Some(part)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn i128(&mut self) -> Option<i128> {
+        self.take(16).map(|b| i128::from_le_bytes(b.try_into().expect("16 bytes")))
+    }
+
+    /// A count of items each at least 8 bytes long: bounded by what is left, so that a corrupt
+    /// count cannot ask for a huge allocation.
+    fn count(&mut self) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n <= (self.bytes.len() - self.at) / 8).then_some(n)
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
+    }
+
+    fn strings(&mut self) -> Option<Vec<String>> {
+        let n = self.count()?;
+        (0..n).map(|_| self.str()).collect()
+    }
+
+    fn date(&mut self) -> Option<Option<NaiveDate>> {
+        match self.u64()? {
+            0 => Some(None),
+            days => NaiveDate::from_num_days_from_ce_opt(i32::try_from(days as i64).ok()?).map(Some),
+        }
+    }
+
+    /// A whole bucket made for `key`, its paths under `dir`: every entry, or `None`.
+    fn bucket(mut self, key: &str, dir: &Path) -> Option<Vec<(String, Stamp, FileResult)>> {
+        if self.take(MAGIC.len())? != MAGIC || self.u64()? != FORMAT as u64 || self.str()? != key {
+            return None;
+        }
+        let mut entries = Vec::new();
+        while self.bytes.len() - self.at > MAGIC.len() {
+            entries.push(self.entry(dir)?);
+        }
+        (self.take(MAGIC.len())? == MAGIC).then_some(entries)
+    }
+
+    fn entry(&mut self, dir: &Path) -> Option<(String, Stamp, FileResult)> {
+        let name = self.str()?;
+        let stamp = Stamp { len: self.u64()?, mtime: self.i128()?, ctime: self.i128()?, inode: self.u64()? };
+        let path = dir.join(&name);
+        let result = match self.u64()? {
+            0 => {
+                let [id, title, source_url, link, summary] = [self.str()?, self.str()?, self.str()?, self.str()?, self.str()?];
+                let date = self.date()??;
+                let (keywords, themes, columns) = (self.strings()?, self.strings()?, self.strings()?);
+                let rows = (0..self.count()?).map(|_| self.strings()).collect::<Option<Vec<_>>>()?;
+                let closest = (0..self.count()?)
+                    .map(|_| Some(Closest { title: self.str()?, reference: self.str()?, target: None }))
+                    .collect::<Option<Vec<_>>>()?;
+                Ok(Digest {
+                    id,
+                    file_name: name.clone(),
+                    path,
+                    title,
+                    date,
+                    source_url,
+                    link,
+                    summary,
+                    keywords,
+                    themes,
+                    signals: Signals { columns, rows },
+                    closest,
+                })
+            }
+            1 => {
+                let problems = (0..self.count()?)
+                    .map(|_| Some(ParseError { path: path.clone(), line: usize::try_from(self.u64()?).ok()?, message: self.str()?, date: self.date()? }))
+                    .collect::<Option<Vec<_>>>()?;
+                Err(problems)
+            }
+            _ => return None,
+        };
+        Some((name, stamp, result))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pages
+
+/// What was recorded of one issue's page: the fingerprint of everything it was rendered from, and
+/// the file as it was written (its stamp and the hash of its bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PageEntry {
+    fingerprint: String,
+    stamp: Stamp,
+    hash: String,
+    /// The size of the issue's email HTML (or why it failed), when it was checked.
+    email: Option<Result<usize, String>>,
+    /// The hash of the issue's feed content kept in `feeds/<id>.html`, when it was kept.
+    content: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SiteFile {
+    format: u32,
+    key: String,
+    pages: BTreeMap<String, PageEntry>,
+}
+
+/// The record of one site (the published archive or the drafts): for each issue page, what it was
+/// rendered from and what was written, so that a page whose inputs and file are unchanged is not
+/// rendered again; and the email checks and feed contents that go with it.
+pub struct SiteCache {
+    dir: PathBuf,
+    key: String,
+    old: BTreeMap<String, PageEntry>,
+    /// The record file's modification time: pages changed after it are checked by their bytes.
+    written: i128,
+    new: BTreeMap<String, PageEntry>,
+}
+
+impl SiteCache {
+    /// The record kept in `cache_dir` for the site named `site`. `inputs` fingerprints everything
+    /// every page depends on (configuration, templates); a record made for other inputs is empty.
+    pub fn open(cache_dir: &Path, site: &str, inputs: &str) -> SiteCache {
+        let dir = cache_dir.join(site);
+        let key = Fingerprint::of(&[&binary_identity(), inputs]);
+        let path = dir.join("pages.json");
+        let read = std::fs::metadata(&path).ok().and_then(|m| {
+            let file: SiteFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            Some((file, written_at(&m)))
+        });
+        let (old, written) = match read {
+            Some((file, written)) if file.format == FORMAT && file.key == key => (file.pages, written),
+            Some(_) => {
+                tracing::debug!("the page record {} is for other templates, configuration or Gazette: every page is rendered", path.display());
+                Default::default()
+            }
+            None => Default::default(),
+        };
+        SiteCache { dir, key, old, written, new: BTreeMap::new() }
+    }
+
+    /// Whether the page of issue `id` at `file` is the one `fingerprint` renders: recorded so, and
+    /// the file unchanged since (by its stamp, or else by its bytes). Keeps the entry if so.
+    pub fn page_is_current(&mut self, id: &str, fingerprint: &str, file: &Path) -> bool {
+        let Some(entry) = self.old.get(id).filter(|e| e.fingerprint == fingerprint) else { return false };
+        let Some(stamp) = Stamp::of_path(file) else { return false };
+        let current = (stamp == entry.stamp && stamp.settled_before(self.written))
+            || std::fs::read(file).is_ok_and(|bytes| fingerprint::of_bytes(&bytes) == entry.hash);
+        if current {
+            let mut entry = entry.clone();
+            entry.stamp = stamp;
+            self.new.insert(id.to_string(), entry);
+        }
+        current
+    }
+
+    /// Records the page of issue `id`, rendered from `fingerprint`, as `file` now holds `contents`.
+    pub fn page_written(&mut self, id: &str, fingerprint: &str, file: &Path, contents: &str) {
+        let Some(stamp) = Stamp::of_path(file) else { return };
+        let email = self.old.get(id).filter(|e| e.fingerprint == fingerprint).and_then(|e| e.email.clone());
+        let content = self.old.get(id).filter(|e| e.fingerprint == fingerprint).and_then(|e| e.content.clone());
+        let entry = PageEntry { fingerprint: fingerprint.to_string(), stamp, hash: fingerprint::of_bytes(contents.as_bytes()), email, content };
+        self.new.insert(id.to_string(), entry);
+    }
+
+    /// Keeps the record of the pages this build did not look at (it wrote one week's).
+    pub fn keep_unvisited(&mut self) {
+        for (id, entry) in &self.old {
+            self.new.entry(id.clone()).or_insert_with(|| entry.clone());
+        }
+    }
+
+    /// The email check recorded for issue `id` when it was rendered from `fingerprint`.
+    pub fn email_check(&self, id: &str, fingerprint: &str) -> Option<Result<usize, String>> {
+        self.old.get(id).filter(|e| e.fingerprint == fingerprint).and_then(|e| e.email.clone())
+    }
+
+    /// Records the email check of issue `id` (its page recorded already).
+    pub fn set_email_check(&mut self, id: &str, check: Result<usize, String>) {
+        if let Some(entry) = self.new.get_mut(id) {
+            entry.email = Some(check);
+        }
+    }
+
+    fn content_path(&self, id: &str) -> PathBuf {
+        self.dir.join("feeds").join(format!("{id}.html"))
+    }
+
+    /// The feed content kept for issue `id` when it was rendered from `fingerprint`, if its file
+    /// still holds what was kept.
+    pub fn feed_content(&self, id: &str, fingerprint: &str) -> Option<String> {
+        let hash = self.old.get(id).filter(|e| e.fingerprint == fingerprint)?.content.as_ref()?;
+        let text = std::fs::read_to_string(self.content_path(id)).ok()?;
+        (fingerprint::of_bytes(text.as_bytes()) == *hash).then_some(text)
+    }
+
+    /// Keeps `content` as issue `id`'s feed content (its page recorded already).
+    pub fn set_feed_content(&mut self, id: &str, content: &str) {
+        let path = self.content_path(id);
+        let Some(entry) = self.new.get_mut(id) else { return };
+        match write_atomically(&path, content.as_bytes()) {
+            Ok(()) => entry.content = Some(fingerprint::of_bytes(content.as_bytes())),
+            Err(e) => tracing::debug!("cannot keep the feed content {}: {e}", path.display()),
+        }
+    }
+
+    /// Writes the record of this build (what was not recorded again is forgotten), and removes the
+    /// feed contents no page refers to any more. Failing to is only logged: the next build renders more.
+    pub fn save(self) {
+        let feeds = self.dir.join("feeds");
+        if let Ok(entries) = std::fs::read_dir(&feeds) {
+            for e in entries.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".html").unwrap_or(&name);
+                if self.new.get(id).is_none_or(|p| p.content.is_none()) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let file = SiteFile { format: FORMAT, key: self.key, pages: self.new };
+        let path = self.dir.join("pages.json");
+        let bytes = serde_json::to_vec(&file).expect("the record serializes");
+        if let Err(e) = write_atomically(&path, &bytes) {
+            tracing::debug!("cannot write the page record {}: {e}", path.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest_text(title: &str) -> String {
+        format!(
+            "# __{title}__, from ([20230718](https://example.org/c).)\n\n__[External link](https://example.org/a)__\n\n## Summary\n\nSome *news*.\n\n## Keywords\n\n* one\n* two\n\n## Themes\n\n* a theme\n\n## Signals\n\n| Signal | Change |\n|:--|:--|\n| x \\| y | z |\n\n## Closest\n\n* [Other](00ff)\n"
+        )
+    }
+
+    /// Sets a file's modification time into the past, as if it had been written long before the cache.
+    fn age(path: &Path) {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(60)).unwrap();
+    }
+
+    #[test]
+    fn the_encoding_gives_back_what_the_parser_gave() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("001_aa.txt");
+        std::fs::write(&good, digest_text("Good")).unwrap();
+        let bad = dir.path().join("002_bb.txt");
+        std::fs::write(&bad, "# __Bad__, from ([20231399](https://example.org/c).)\n").unwrap();
+        let parsed = digest::read_files(&[good.clone(), bad.clone()]);
+        assert!(parsed[0].is_ok() && parsed[1].is_err());
+        let stamp = Stamp::of(&std::fs::metadata(&good).unwrap());
+        let mut w = Writer::header("k");
+        w.entry("001_aa.txt", &stamp, &parsed[0]);
+        w.entry("002_bb.txt", &stamp, &parsed[1]);
+        let bytes = w.finish();
+        let back = Reader::new(&bytes).bucket("k", dir.path()).unwrap();
+        assert_eq!(back.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), parsed);
+        assert_eq!(back[0].1, stamp);
+        // Another key, a cut-off file, or a byte changed in a length: not used at all.
+        assert!(Reader::new(&bytes).bucket("other", dir.path()).is_none());
+        for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+            assert!(Reader::new(&bytes[..cut]).bucket("k", dir.path()).is_none(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        flipped[MAGIC.len() + 8 + 8 + 1 + 3] ^= 0x40; // in the first entry's name length
+        assert!(Reader::new(&flipped).bucket("k", dir.path()).is_none());
+    }
+
+    #[test]
+    fn an_edit_of_the_same_size_is_read_again_and_a_fresh_cache_entry_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
+        std::fs::create_dir(&digests).unwrap();
+        let file = digests.join("001_aa.txt");
+        std::fs::write(&file, digest_text("Before")).unwrap();
+        age(&file);
+        let title = |c: &Corpus| c.digests[0].title.clone();
+        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Before");
+        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Before", "from the cache");
+
+        // Same size, and the same (old) modification time: the change time still moves.
+        std::fs::write(&file, digest_text("Change")).unwrap();
+        age(&file);
+        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Change");
+
+        // A file changed just now, as the cache was written: read again, even with its stamp unchanged.
+        std::fs::write(&file, digest_text("Recent")).unwrap();
+        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Recent");
+        let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
+        let bucket = Bucket::load(&bucket_path(&cache.join("digests"), bucket_of("001_aa.txt")), &key, &digests).unwrap();
+        assert!(bucket.entries.is_empty() && bucket.untrusted, "a fresh entry is kept but not trusted");
+    }
+
+    #[test]
+    fn a_corrupt_or_missing_cache_reads_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
+        std::fs::create_dir(&digests).unwrap();
+        for k in 0..20 {
+            let f = digests.join(format!("{k:03}_{k:02x}aa.txt"));
+            std::fs::write(&f, digest_text(&format!("T{k}"))).unwrap();
+            age(&f);
+        }
+        std::fs::write(digests.join("020_bad.txt"), "nothing").unwrap();
+        let fresh = read_digests(&digests, &cache).unwrap();
+        for e in std::fs::read_dir(cache.join("digests")).unwrap() {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        }
+        let again = read_digests(&digests, &cache).unwrap();
+        assert_eq!((again.digests, again.problems), (fresh.digests.clone(), fresh.problems.clone()));
+        std::fs::remove_dir_all(&cache).unwrap();
+        let third = read_digests(&digests, &cache).unwrap();
+        assert_eq!((third.digests, third.problems), (fresh.digests, fresh.problems));
+    }
+}

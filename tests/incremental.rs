@@ -1,0 +1,197 @@
+//! The incremental build: `gazette build` run twice reads and renders only what changed (the build
+//! cache in `[paths] cache`), and what it writes is byte for byte what a build without a cache
+//! writes. The built binary, the repository's digests copied into a temporary project.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Longer than the build cache's settling margin (2 s): files changed before it are trusted by their stamps.
+const SETTLE: Duration = Duration::from_millis(2200);
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// The repository's digests in a folder of their own, with an empty templates folder.
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let digests = dir.path().join("digests");
+        std::fs::create_dir_all(&digests).unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("digests")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
+        }
+        let project = Project { dir };
+        project.config("publish.toml", "out", ".gazette-cache");
+        project
+    }
+
+    /// A configuration writing into `out` with its cache in `cache`; every other path shared.
+    fn config(&self, name: &str, out: &str, cache: &str) -> PathBuf {
+        let toml = format!(
+            "[site]\nbase_url = \"https://signals.example.org\"\n[paths]\ndigests = \"digests\"\ntemplates = \"templates\"\nout = \"{out}\"\ncache = \"{cache}\"\n"
+        );
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, toml).unwrap();
+        path
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `gazette build --all` with `config`: its report line.
+    fn build_with(&self, config: &Path) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .arg("--config")
+            .arg(config)
+            .args(["build", "--all", "--now", "2024-01-01T00:00:00Z"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn build(&self) -> String {
+        self.build_with(&self.path("publish.toml"))
+    }
+
+    /// What a build with no cache at all writes, into a fresh folder, on the same database.
+    fn built_from_scratch(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let _ = std::fs::remove_dir_all(self.path("scratch"));
+        let _ = std::fs::remove_dir_all(self.path("scratch-cache"));
+        let report = self.build_with(&self.config("scratch.toml", "scratch", "scratch-cache"));
+        assert!(report.contains("(10 rendered)") && report.contains("; 61 digest file(s) read"), "{report}");
+        files(&self.path("scratch"))
+    }
+
+    fn out(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        files(&self.path("out"))
+    }
+}
+
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// The files whose bytes differ between two builds (or that only one has).
+fn changed(before: &BTreeMap<PathBuf, Vec<u8>>, after: &BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {
+    let mut paths: Vec<&PathBuf> = before.keys().chain(after.keys()).collect();
+    paths.sort();
+    paths.dedup();
+    paths.into_iter().filter(|p| before.get(*p) != after.get(*p)).map(|p| p.display().to_string()).collect()
+}
+
+/// Asserts that the report says how many pages were rendered and digest files read.
+fn assert_work(report: &str, rendered: usize, read: usize) {
+    assert_rendered(report, rendered);
+    assert!(report.contains(&format!("; {read} digest file(s) read")), "expected {read} digest files read:\n{report}");
+}
+
+fn assert_rendered(report: &str, rendered: usize) {
+    assert!(report.contains(&format!("({rendered} rendered)")), "expected {rendered} pages rendered:\n{report}");
+}
+
+#[test]
+fn an_edit_of_one_digest_renders_its_issue_only_and_equals_a_build_built_from_scratch() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    assert_work(&p.build(), 10, 61);
+    let first = p.out();
+    // Nothing changed: nothing is read or rendered, nothing written.
+    let again = p.build();
+    assert_work(&again, 0, 0);
+    assert!(again.contains("(0 changed)"), "{again}");
+
+    // An edit that keeps the size, and even the modification time, of one digest of the week of 17 July.
+    let digest = p.path("digests/000_86102eed948879ef.txt");
+    let text = std::fs::read_to_string(&digest).unwrap();
+    let modified = std::fs::metadata(&digest).unwrap().modified().unwrap();
+    let edited = text.replacen("The Evolution of", "The EVOLUTION of", 1);
+    assert_eq!(edited.len(), text.len());
+    std::fs::write(&digest, &edited).unwrap();
+    std::fs::File::options().write(true).open(&digest).unwrap().set_modified(modified).unwrap();
+    assert_work(&p.build(), 1, 1);
+    let after = p.out();
+    let changes = changed(&first, &after);
+    assert!(changes.contains(&"issues/2023-07-17/index.html".to_string()), "{changes:?}");
+    for c in &changes {
+        let expected = ["issues/2023-07-17/index.html", "index.html", "rss.xml", "atom.xml", "feed.json"].contains(&c.as_str()) || c.starts_with("themes/");
+        assert!(expected, "{c} changed, though only a digest of the week of 17 July did: {changes:?}");
+    }
+    assert!(String::from_utf8_lossy(&after[Path::new("issues/2023-07-17/index.html")]).contains("The EVOLUTION of"));
+    assert!(String::from_utf8_lossy(&after[Path::new("feed.json")]).contains("The EVOLUTION of"), "the feeds carry the edit");
+    assert!(after == p.built_from_scratch(), "the incremental build differs from a build from scratch");
+
+    // A page deleted from the output is written again, the same. (The digest just edited may be
+    // read again: it changed too recently to be trusted by its stamp.)
+    std::fs::remove_file(p.path("out/issues/2023-07-24/index.html")).unwrap();
+    assert_rendered(&p.build(), 1);
+    assert!(p.out() == after, "the deleted page came back different");
+    // A page changed in the output (keeping its size) is put right.
+    let page = p.path("out/issues/2023-07-03/index.html");
+    let bytes = std::fs::read(&page).unwrap();
+    let mut spoiled = bytes.clone();
+    spoiled[100] = if bytes[100] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&page, &spoiled).unwrap();
+    assert_rendered(&p.build(), 1);
+    assert_eq!(std::fs::read(&page).unwrap(), bytes);
+}
+
+#[test]
+fn a_template_change_renders_every_page_and_a_corrupt_cache_is_rebuilt() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    assert_work(&p.build(), 10, 61);
+
+    // Every page uses the layout: all of them change, and equal a build from scratch.
+    let layout = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/_layout.html")).unwrap();
+    std::fs::write(p.path("templates/_layout.html"), layout.replacen("<body", "<body data-edited=\"1\"", 1)).unwrap();
+    let report = p.build();
+    assert_work(&report, 10, 0);
+    let built = p.out();
+    assert!(built.iter().filter(|(path, bytes)| path.starts_with("issues") && String::from_utf8_lossy(bytes).contains("data-edited")).count() == 10);
+    assert!(built == p.built_from_scratch(), "after a template change, the incremental build differs from a build from scratch");
+
+    // Every cache file spoiled (cut short, or garbage): ignored, then rewritten.
+    let mut spoiled = 0;
+    for f in files(&p.path(".gazette-cache")).keys() {
+        let path = p.path(".gazette-cache").join(f);
+        let bytes = std::fs::read(&path).unwrap();
+        let junk: &[u8] = if spoiled % 2 == 0 { &bytes[..bytes.len() / 2] } else { b"\x00not a cache{" };
+        std::fs::write(&path, junk).unwrap();
+        spoiled += 1;
+    }
+    assert!(spoiled > 3, "the cache holds digests, pages and feed contents");
+    let report = p.build();
+    assert_work(&report, 10, 61);
+    assert!(report.contains("(0 changed)"), "{report}");
+    assert!(p.out() == built);
+    // And once rewritten, it is used again.
+    std::thread::sleep(SETTLE);
+    p.build();
+    assert_work(&p.build(), 0, 0);
+
+    // Deleting it is safe: the next build reads and renders everything, and writes the same.
+    std::fs::remove_dir_all(p.path(".gazette-cache")).unwrap();
+    let report = p.build();
+    assert_work(&report, 10, 61);
+    assert!(p.out() == built);
+}
