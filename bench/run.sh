@@ -341,7 +341,7 @@ if wanted build; then
     done
     for run in $(seq "$RUNS"); do
         for n in $BUILD_SIZES; do
-            rm -rf "$WORK/build-$n/out"
+            rm -rf "$WORK/build-$n/out" "$WORK/build-$n/.gazette-cache" # a build from scratch
             t0=$(now)
             "$BIN" --config "$WORK/build-$n/publish.toml" build --all >"$WORK/build-$n/build.txt" 2>&1
             t1=$(now)
@@ -366,6 +366,21 @@ if wanted build; then
         note "Build, $(thousands "$n") digests: runs${build_times[$n]} s; out: $(tail -1 "$WORK/build-$n/build.txt" | sed 's/^[^:]*: //')"
         prev_n=$n prev_t=$t
     done
+    # The incremental build (issue 16): the largest corpus, one digest edited in place.
+    n=${BUILD_SIZES##* }
+    "$ROOT/bench/incremental.sh" "$BIN" "$WORK/build-$n/digests" "$WORK/incremental" "$RUNS" >"$WORK/incremental.txt"
+    for what in full unchanged edited; do
+        # shellcheck disable=SC2207
+        runs=($(awk -v w="$what" '$1 == w { print $2 }' "$WORK/incremental.txt"))
+        t=$(median "${runs[@]}")
+        case $what in
+            full) result "Build, no cache, $(thousands "$n") digests (s)" "$(calc "$t" 2)" "-" "-" "-" "-" ;;
+            unchanged) result "Build, cache, nothing changed (s)" "$(calc "$t" 2)" "-" "-" "-" "-" ;;
+            edited) result "Build, cache, one digest edited (s)" "$(calc "$t" 2)" "-" "-" "< 0.5" "$(met "$t < 0.5")" ;;
+        esac
+        note "Incremental build, $what: runs ${runs[*]} s"
+    done
+    note "Incremental build, $(grep -m1 'edited report' "$WORK/incremental.txt" | sed 's/^edited report: //')"
 fi
 
 # ---------------------------------------------------------------------------------------------
