@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Row, SqlitePool};
+use super::{Backend, Pool, values_list};
 
 use crate::issue::PinnedNumbers;
 
@@ -37,18 +37,14 @@ impl PublicationRecord {
     }
 }
 
-pub async fn read(pool: &SqlitePool) -> Result<PublicationRecord> {
-    let rows = sqlx::query("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(pool).await?;
+pub async fn read(pool: &Pool) -> Result<PublicationRecord> {
+    let rows: Vec<(String, i64, i64, String, Option<i64>)> = with_pool!(pool, p => {
+        sqlx::query_as("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(p).await?
+    });
     Ok(PublicationRecord(
         rows.into_iter()
-            .map(|r| {
-                let p = Publication {
-                    number: r.get::<i64, _>(1) as u32,
-                    published_at: r.get(2),
-                    content_hash: r.get(3),
-                    revised_at: r.get(4),
-                };
-                (r.get::<String, _>(0), p)
+            .map(|(id, number, published_at, content_hash, revised_at)| {
+                (id, Publication { number: number as u32, published_at, content_hash, revised_at })
             })
             .collect(),
     ))
@@ -57,46 +53,42 @@ pub async fn read(pool: &SqlitePool) -> Result<PublicationRecord> {
 /// Records `issues` (issue id and content hash, oldest week first) as published at `now`, in one
 /// transaction: an issue not in the record yet gets the next free number, in the order given; one
 /// whose content changed since gets `revised_at = now`. Returns the whole record afterwards.
-/// Another process publishing at the same moment waits for this one (BEGIN IMMEDIATE), so a
+/// Another process publishing at the same moment waits for this one (`Backend::begin_write`), so a
 /// number is never given twice.
-pub async fn publish(pool: &SqlitePool, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let known: BTreeMap<String, String> = sqlx::query("SELECT issue_id, content_hash FROM publications")
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
-    let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
-    // Many rows a statement: a first build of a large archive publishes thousands at once.
-    for (chunk_index, chunk) in new.chunks(200).enumerate() {
-        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        // Only anonymous `?`s (see `ledger::set_state`).
-        let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {rows}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (i, (id, hash)) in chunk.iter().enumerate() {
-            q = q.bind(id).bind(next + (chunk_index * 200 + i) as i64).bind(now).bind(hash);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for (id, hash) in issues {
-        match known.get(id) {
-            None => {}
-            Some(old) if old != hash => {
-                // A record from before hashes were kept learns its hash without counting as a revision.
-                let revised = if old.is_empty() { None } else { Some(now) };
-                sqlx::query("UPDATE publications SET content_hash = ?2, revised_at = COALESCE(?3, revised_at) WHERE issue_id = ?1")
-                    .bind(id)
-                    .bind(hash)
-                    .bind(revised)
-                    .execute(&mut *tx)
-                    .await?;
+pub async fn publish(pool: &Pool, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
+    with_pool!(pool, p => {
+        let mut tx = p.begin_write().await?;
+        let known: BTreeMap<String, String> =
+            sqlx::query_as::<_, (String, String)>("SELECT issue_id, content_hash FROM publications").fetch_all(&mut *tx).await?.into_iter().collect();
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
+        let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
+        // Many rows a statement: a first build of a large archive publishes thousands at once.
+        for (chunk_index, chunk) in new.chunks(200).enumerate() {
+            let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {}", values_list(chunk.len(), 4));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (i, (id, hash)) in chunk.iter().enumerate() {
+                q = q.bind(id.clone()).bind(next + (chunk_index * 200 + i) as i64).bind(now).bind(hash.clone());
             }
-            Some(_) => {}
+            q.execute(&mut *tx).await?;
         }
-    }
-    tx.commit().await?;
+        for (id, hash) in issues {
+            match known.get(id) {
+                None => {}
+                Some(old) if old != hash => {
+                    // A record from before hashes were kept learns its hash without counting as a revision.
+                    let revised = if old.is_empty() { None } else { Some(now) };
+                    sqlx::query("UPDATE publications SET content_hash = $2, revised_at = COALESCE($3, revised_at) WHERE issue_id = $1")
+                        .bind(id)
+                        .bind(hash)
+                        .bind(revised)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        tx.commit().await?;
+    });
     read(pool).await
 }
 
@@ -147,7 +139,7 @@ mod tests {
         let pool = store.pool();
         // As migration 0004 found them: a row made from a send, without a hash.
         sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
-            .execute(pool)
+            .execute(pool.sqlite())
             .await
             .unwrap();
         let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
