@@ -241,16 +241,15 @@ mod tests {
     use crate::store::ledger;
     use crate::store::{NewSubscriber, Source};
 
-    async fn store_with(addresses: &[&str]) -> (tempfile::TempDir, Store, Vec<i64>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
+    /// Adds `addresses` to `store`, active; their ids.
+    async fn add(store: &Store, addresses: &[&str]) -> Vec<i64> {
         let mut ids = Vec::new();
         for a in addresses {
             let new = NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
             let crate::store::AddOutcome::Added(s) = store.add(&new, false).await.unwrap() else { panic!() };
             ids.push(s.id);
         }
-        (dir, store, ids)
+        ids
     }
 
     /// Starts and finishes the send of `issue` to everyone active: every delivery `sent`.
@@ -267,60 +266,64 @@ mod tests {
 
     #[tokio::test]
     async fn temporary_failures_bounce_only_on_distinct_issues_in_a_row() {
-        let (_d, store, ids) = store_with(&["a@example.org", "b@example.org"]).await;
-        // Confirmed, then sent, a while ago, so that a reactivation now comes after them.
-        let t = now() - 1000;
-        sqlx::query("UPDATE subscribers SET confirmed_at = ?1").bind(t - 10).execute(store.pool().sqlite()).await.unwrap();
-        for (i, issue) in ["2023-07-03", "2023-07-10", "2023-07-17", "2023-07-24"].iter().enumerate() {
-            sent(&store, issue, i as u32 + 1, t + i as i64).await;
+        for store in crate::store::testing::stores().await {
+            let ids = add(&store, &["a@example.org", "b@example.org"]).await;
+            // Confirmed, then sent, a while ago, so that a reactivation now comes after them.
+            let t = now() - 1000;
+            with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
+            for (i, issue) in ["2023-07-03", "2023-07-10", "2023-07-17", "2023-07-24"].iter().enumerate() {
+                sent(&store, issue, i as u32 + 1, t + i as i64).await;
+            }
+            let (a, b) = (ids[0], ids[1]);
+            use EventKind::Temporary;
+            // a: two failures for the same issue count once; the same message read twice counts nothing.
+            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
+            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Duplicate);
+            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m2"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
+            // 07-10 was delivered without a failure: a success between, so 07-17 starts a new run.
+            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m3"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
+            // The report of 07-10 arrives late: now 07-03, 07-10 and 07-17 are in a row.
+            assert_eq!(store.record_bounce(&event(a, "2023-07-10", Temporary, "m4"), 3).await.unwrap(), Effect::Counted { count: 2, limit: 3 });
+            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m5"), 3).await.unwrap(), Effect::Became(Status::Bounced));
+            let s = store.subscriber_by_id(a).await.unwrap().unwrap();
+            assert_eq!(s.status, Status::Bounced);
+            assert!(s.bounced_at.is_some());
+            assert_eq!(s.status_reason.as_deref(), Some("temporary failures on 3 issues in a row; the last: 452 4.2.2 mailbox full"));
+            // Sticky: a permanent failure later changes nothing, and the delivery is marked.
+            assert_eq!(store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(), Effect::Unchanged(Status::Bounced));
+            assert_eq!(ledger::counts(store.pool(), "2023-07-24").await.unwrap().bounced, 1);
+            // b: a complaint.
+            assert_eq!(store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(), Effect::Became(Status::Complained));
+            let r = store.returned("2023-07-24").await.unwrap();
+            assert_eq!(r, Returned { permanent: 1, temporary: 0, complaints: 1 });
+            // Reactivation starts afresh: old failures do not count again.
+            let again = NewSubscriber { email: "a@example.org".parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            assert!(matches!(store.add(&again, true).await.unwrap(), crate::store::AddOutcome::Reactivated { .. }));
+            assert_eq!(store.subscriber_by_id(a).await.unwrap().unwrap().status_reason, None);
+            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(), Effect::Counted { count: 0, limit: 3 });
         }
-        let (a, b) = (ids[0], ids[1]);
-        use EventKind::Temporary;
-        // a: two failures for the same issue count once; the same message read twice counts nothing.
-        assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
-        assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Duplicate);
-        assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m2"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
-        // 07-10 was delivered without a failure: a success between, so 07-17 starts a new run.
-        assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m3"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
-        // The report of 07-10 arrives late: now 07-03, 07-10 and 07-17 are in a row.
-        assert_eq!(store.record_bounce(&event(a, "2023-07-10", Temporary, "m4"), 3).await.unwrap(), Effect::Counted { count: 2, limit: 3 });
-        assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m5"), 3).await.unwrap(), Effect::Became(Status::Bounced));
-        let s = store.subscriber_by_id(a).await.unwrap().unwrap();
-        assert_eq!(s.status, Status::Bounced);
-        assert!(s.bounced_at.is_some());
-        assert_eq!(s.status_reason.as_deref(), Some("temporary failures on 3 issues in a row; the last: 452 4.2.2 mailbox full"));
-        // Sticky: a permanent failure later changes nothing, and the delivery is marked.
-        assert_eq!(store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(), Effect::Unchanged(Status::Bounced));
-        assert_eq!(ledger::counts(store.pool(), "2023-07-24").await.unwrap().bounced, 1);
-        // b: a complaint.
-        assert_eq!(store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(), Effect::Became(Status::Complained));
-        let r = store.returned("2023-07-24").await.unwrap();
-        assert_eq!(r, Returned { permanent: 1, temporary: 0, complaints: 1 });
-        // Reactivation starts afresh: old failures do not count again.
-        let again = NewSubscriber { email: "a@example.org".parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
-        assert!(matches!(store.add(&again, true).await.unwrap(), crate::store::AddOutcome::Reactivated { .. }));
-        assert_eq!(store.subscriber_by_id(a).await.unwrap().unwrap().status_reason, None);
-        assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(), Effect::Counted { count: 0, limit: 3 });
     }
 
     #[tokio::test]
     async fn message_ids_find_their_delivery() {
-        let (_d, store, ids) = store_with(&["a@example.org", "b@example.org"]).await;
-        sent(&store, "2023-07-17", 1, now()).await;
-        let message_ids: Vec<String> =
-            sqlx::query_scalar("SELECT message_id FROM deliveries ORDER BY subscriber_id").fetch_all(store.pool().sqlite()).await.unwrap();
-        let id = &message_ids[0];
-        assert_eq!(store.delivery_by_message_id(id).await.unwrap(), Some(("2023-07-17".to_string(), ids[0])));
-        assert_eq!(store.delivery_by_message_id(&id.replace("n0nce", "other")).await.unwrap(), None, "the whole id must match");
-        // Each delivery's id has a random part of its own: b, knowing theirs, cannot spell a's.
-        let prefix = |i: usize| format!("<2023-07-17.{}.n0nce", ids[i]);
-        let (a_random, b_random) = (&message_ids[0][prefix(0).len()..], &message_ids[1][prefix(1).len()..]);
-        assert!(message_ids[0].starts_with(&prefix(0)) && message_ids[1].starts_with(&prefix(1)), "{message_ids:?}");
-        assert_ne!(a_random, b_random);
-        assert_eq!(a_random.len(), "0123456789abcdef@signals.example.org>".len(), "{a_random}");
-        let forged = format!("{}{b_random}", prefix(0));
-        assert_eq!(store.delivery_by_message_id(&forged).await.unwrap(), None);
-        assert_eq!(store.delivery_by_message_id("<CAF=x@mail.gmail.com>").await.unwrap(), None);
-        assert_eq!(store.latest_delivery(ids[0]).await.unwrap().as_deref(), Some("2023-07-17"));
+        for store in crate::store::testing::stores().await {
+            let ids = add(&store, &["a@example.org", "b@example.org"]).await;
+            sent(&store, "2023-07-17", 1, now()).await;
+            let message_ids: Vec<String> =
+                with_pool!(store.pool(), p => sqlx::query_scalar("SELECT message_id FROM deliveries ORDER BY subscriber_id").fetch_all(p).await.unwrap());
+            let id = &message_ids[0];
+            assert_eq!(store.delivery_by_message_id(id).await.unwrap(), Some(("2023-07-17".to_string(), ids[0])));
+            assert_eq!(store.delivery_by_message_id(&id.replace("n0nce", "other")).await.unwrap(), None, "the whole id must match");
+            // Each delivery's id has a random part of its own: b, knowing theirs, cannot spell a's.
+            let prefix = |i: usize| format!("<2023-07-17.{}.n0nce", ids[i]);
+            let (a_random, b_random) = (&message_ids[0][prefix(0).len()..], &message_ids[1][prefix(1).len()..]);
+            assert!(message_ids[0].starts_with(&prefix(0)) && message_ids[1].starts_with(&prefix(1)), "{message_ids:?}");
+            assert_ne!(a_random, b_random);
+            assert_eq!(a_random.len(), "0123456789abcdef@signals.example.org>".len(), "{a_random}");
+            let forged = format!("{}{b_random}", prefix(0));
+            assert_eq!(store.delivery_by_message_id(&forged).await.unwrap(), None);
+            assert_eq!(store.delivery_by_message_id("<CAF=x@mail.gmail.com>").await.unwrap(), None);
+            assert_eq!(store.latest_delivery(ids[0]).await.unwrap().as_deref(), Some("2023-07-17"));
+        }
     }
 }

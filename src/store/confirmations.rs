@@ -99,36 +99,36 @@ mod tests {
 
     #[tokio::test]
     async fn confirmation_mails_are_resent_at_most_once_an_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let p = pending(&s, "web@example.org").await;
-        let t0 = Utc::now();
-        let hour = chrono::Duration::hours(1);
-        assert!(s.request_confirmation(p.id, t0, hour).await.unwrap());
-        assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
-        assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
-        assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
-        s.confirmation_not_sent(p.id).await.unwrap();
-        assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+        for s in crate::store::testing::stores().await {
+            let p = pending(&s, "web@example.org").await;
+            let t0 = Utc::now();
+            let hour = chrono::Duration::hours(1);
+            assert!(s.request_confirmation(p.id, t0, hour).await.unwrap());
+            assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
+            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
+            assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
+            s.confirmation_not_sent(p.id).await.unwrap();
+            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+        }
     }
 
     #[tokio::test]
     async fn an_unsubscribed_address_comes_back_only_through_a_new_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let week = chrono::Duration::days(7);
-        let p = pending(&s, "web@example.org").await;
-        s.request_confirmation(p.id, Utc::now(), chrono::Duration::hours(1)).await.unwrap();
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::AlreadyActive(_)));
-        s.unsubscribe_by_id(p.id).await.unwrap();
-        // The old link alone does nothing.
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed));
-        // A request after the unsubscribe, confirmed in time, does; a stale one does not.
-        let now = Utc::now();
-        s.request_confirmation(p.id, now, chrono::Duration::hours(1)).await.unwrap();
-        assert!(matches!(s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(), ConfirmOutcome::Refused(_)));
-        assert!(matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
-        assert_eq!(s.confirm_request(999, now, week).await.unwrap(), ConfirmOutcome::NotFound);
+        for s in crate::store::testing::stores().await {
+            let week = chrono::Duration::days(7);
+            let p = pending(&s, "web@example.org").await;
+            s.request_confirmation(p.id, Utc::now(), chrono::Duration::hours(1)).await.unwrap();
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::AlreadyActive(_)));
+            s.unsubscribe_by_id(p.id).await.unwrap();
+            // The old link alone does nothing.
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed));
+            // A request after the unsubscribe, confirmed in time, does; a stale one does not.
+            let now = Utc::now();
+            s.request_confirmation(p.id, now, chrono::Duration::hours(1)).await.unwrap();
+            assert!(matches!(s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(), ConfirmOutcome::Refused(_)));
+            assert!(matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
+            assert_eq!(s.confirm_request(999, now, week).await.unwrap(), ConfirmOutcome::NotFound);
+        }
     }
 }

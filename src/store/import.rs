@@ -554,93 +554,93 @@ mod tests {
 
     #[tokio::test]
     async fn header_problems_refuse_the_file_and_write_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let cases: [(&[u8], &str); 6] = [
-            (b"", "empty"),
-            (b"name,address\nAda,ada@example.org\n", "no `email` column (found `name`, `address`)"),
-            (b"email;name\nada@example.org;Ada\n", "separated by something other than commas"),
-            (b"\xFF\xFEe\0m\0a\0i\0l\0", "UTF-16"),
-            (b"PK\x03\x04\x14\0\0\0\x08\0", "binary"),
-            (b"em\xE9il,name\nada@example.org,Ada\n", "header row is not UTF-8 (byte 0xE9 in column 1)"),
-        ];
-        for (bytes, expected) in cases {
-            let (r, invalid) = import(&store, bytes).await;
-            let err = r.unwrap_err();
-            assert!(err.is_input_problem());
-            let msg = err.to_string();
-            assert!(msg.starts_with("list.csv: ") && msg.contains(expected) && msg.ends_with("nothing was imported"), "{msg}");
-            assert!(invalid.is_empty());
+        for store in crate::store::testing::stores().await {
+            let cases: [(&[u8], &str); 6] = [
+                (b"", "empty"),
+                (b"name,address\nAda,ada@example.org\n", "no `email` column (found `name`, `address`)"),
+                (b"email;name\nada@example.org;Ada\n", "separated by something other than commas"),
+                (b"\xFF\xFEe\0m\0a\0i\0l\0", "UTF-16"),
+                (b"PK\x03\x04\x14\0\0\0\x08\0", "binary"),
+                (b"em\xE9il,name\nada@example.org,Ada\n", "header row is not UTF-8 (byte 0xE9 in column 1)"),
+            ];
+            for (bytes, expected) in cases {
+                let (r, invalid) = import(&store, bytes).await;
+                let err = r.unwrap_err();
+                assert!(err.is_input_problem());
+                let msg = err.to_string();
+                assert!(msg.starts_with("list.csv: ") && msg.contains(expected) && msg.ends_with("nothing was imported"), "{msg}");
+                assert!(invalid.is_empty());
+            }
+            assert_eq!(store.list_page(None, 0, 10).await.unwrap(), vec![]);
         }
-        assert_eq!(store.list_page(None, 0, 10).await.unwrap(), vec![]);
     }
 
     #[tokio::test]
     async fn mixed_rows_are_counted_and_reported_by_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let file: &[u8] = b"\xEF\xBB\xBFEmail,Name,extra\n\
-            ada@example.org,Ada,x\n\
-            not-an-address,Bob\n\
-            ADA@EXAMPLE.ORG,Ada again\n\
-            \n\
-            \"quoted@example.org\",\"Multi\nline\"\n\
-            caf\xE9@example.org,Latin-1\n\
-            ,Nobody\n\
-            zoe@example.org\n";
-        let (r, invalid) = import(&store, file).await;
-        let lines: Vec<(u64, &str)> = invalid.iter().map(|i| (i.line, i.reason.as_str())).collect();
-        assert_eq!(lines.len(), 4, "{lines:?}");
-        assert_eq!(lines[0].0, 3);
-        assert!(lines[0].1.contains("`not-an-address`"), "{}", lines[0].1);
-        assert_eq!(lines[1].0, 6);
-        assert!(lines[1].1.contains("control character"), "{}", lines[1].1);
-        assert_eq!(lines[2], (8, "is not UTF-8 (byte 0xE9 in the `Email` column)"));
-        assert_eq!(lines[3], (9, "has no email address"));
-        assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 1, skipped: 0, invalid: 4 });
+        for store in crate::store::testing::stores().await {
+            let file: &[u8] = b"\xEF\xBB\xBFEmail,Name,extra\n\
+                ada@example.org,Ada,x\n\
+                not-an-address,Bob\n\
+                ADA@EXAMPLE.ORG,Ada again\n\
+                \n\
+                \"quoted@example.org\",\"Multi\nline\"\n\
+                caf\xE9@example.org,Latin-1\n\
+                ,Nobody\n\
+                zoe@example.org\n";
+            let (r, invalid) = import(&store, file).await;
+            let lines: Vec<(u64, &str)> = invalid.iter().map(|i| (i.line, i.reason.as_str())).collect();
+            assert_eq!(lines.len(), 4, "{lines:?}");
+            assert_eq!(lines[0].0, 3);
+            assert!(lines[0].1.contains("`not-an-address`"), "{}", lines[0].1);
+            assert_eq!(lines[1].0, 6);
+            assert!(lines[1].1.contains("control character"), "{}", lines[1].1);
+            assert_eq!(lines[2], (8, "is not UTF-8 (byte 0xE9 in the `Email` column)"));
+            assert_eq!(lines[3], (9, "has no email address"));
+            assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 1, skipped: 0, invalid: 4 });
+        }
     }
 
     #[tokio::test]
     async fn duplicates_across_statements_and_existing_rows_are_counted_exactly() {
         use crate::store::{NewSubscriber, Source};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        for (addr, status) in [("r7@example.org", Status::Unsubscribed), ("r8@example.org", Status::Bounced), ("r9@example.org", Status::Active)] {
-            let new = NewSubscriber { email: addr.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
-            let id = match store.add(&new, false).await.unwrap() {
-                crate::store::AddOutcome::Added(s) => s.id,
-                other => panic!("{other:?}"),
-            };
-            store.set_status(id, status).await.unwrap();
+        for store in crate::store::testing::stores().await {
+            for (addr, status) in [("r7@example.org", Status::Unsubscribed), ("r8@example.org", Status::Bounced), ("r9@example.org", Status::Active)] {
+                let new = NewSubscriber { email: addr.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+                let id = match store.add(&new, false).await.unwrap() {
+                    crate::store::AddOutcome::Added(s) => s.id,
+                    other => panic!("{other:?}"),
+                };
+                store.set_status(id, status).await.unwrap();
+            }
+            // 1,000 rows, 500 addresses each given twice (the second time upper-cased), 500 rows apart:
+            // four statements' worth, so duplicates meet both within a statement and across them.
+            let mut file = String::from("email,name\n");
+            for i in 0..1000 {
+                let addr = format!("r{}@example.org", i % 500);
+                let addr = if i >= 500 { addr.to_uppercase() } else { addr };
+                file.push_str(&format!("{addr},Reader {i}\n"));
+            }
+            let (r, invalid) = import(&store, file.as_bytes()).await;
+            assert!(invalid.is_empty());
+            assert_eq!(r.unwrap(), ImportReport { added: 497, unchanged: 499, skipped: 4, invalid: 0 });
+            let r12 = store.subscriber_by_email(&"R12@EXAMPLE.ORG".parse().unwrap()).await.unwrap().unwrap();
+            assert_eq!((r12.email.as_str(), r12.name.as_deref()), ("r12@example.org", Some("Reader 12")));
+            assert_eq!(store.subscriber_by_email(&"r7@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Unsubscribed);
+            let (again, _) = import(&store, file.as_bytes()).await;
+            assert_eq!(again.unwrap(), ImportReport { added: 0, unchanged: 996, skipped: 4, invalid: 0 });
         }
-        // 1,000 rows, 500 addresses each given twice (the second time upper-cased), 500 rows apart:
-        // four statements' worth, so duplicates meet both within a statement and across them.
-        let mut file = String::from("email,name\n");
-        for i in 0..1000 {
-            let addr = format!("r{}@example.org", i % 500);
-            let addr = if i >= 500 { addr.to_uppercase() } else { addr };
-            file.push_str(&format!("{addr},Reader {i}\n"));
-        }
-        let (r, invalid) = import(&store, file.as_bytes()).await;
-        assert!(invalid.is_empty());
-        assert_eq!(r.unwrap(), ImportReport { added: 497, unchanged: 499, skipped: 4, invalid: 0 });
-        let r12 = store.subscriber_by_email(&"R12@EXAMPLE.ORG".parse().unwrap()).await.unwrap().unwrap();
-        assert_eq!((r12.email.as_str(), r12.name.as_deref()), ("r12@example.org", Some("Reader 12")));
-        assert_eq!(store.subscriber_by_email(&"r7@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Unsubscribed);
-        let (again, _) = import(&store, file.as_bytes()).await;
-        assert_eq!(again.unwrap(), ImportReport { added: 0, unchanged: 996, skipped: 4, invalid: 0 });
     }
 
     #[tokio::test]
     async fn crlf_files_and_a_missing_final_line_break_keep_line_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let file: &[u8] = b"name,email\r\nAda,ada@example.org\r\n\r\n,,\r\nBob,bob@\r\n\"Zoe\",zoe@example.org\r\nEve,eve@";
-        let (r, invalid) = import(&store, file).await;
-        assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [5, 7]);
-        assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 0, skipped: 0, invalid: 2 });
-        let zoe = store.subscriber_by_email(&"zoe@example.org".parse().unwrap()).await.unwrap().unwrap();
-        assert_eq!(zoe.name.as_deref(), Some("Zoe"));
-        assert_eq!(zoe.email, "zoe@example.org");
+        for store in crate::store::testing::stores().await {
+            let file: &[u8] = b"name,email\r\nAda,ada@example.org\r\n\r\n,,\r\nBob,bob@\r\n\"Zoe\",zoe@example.org\r\nEve,eve@";
+            let (r, invalid) = import(&store, file).await;
+            assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [5, 7]);
+            assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 0, skipped: 0, invalid: 2 });
+            let zoe = store.subscriber_by_email(&"zoe@example.org".parse().unwrap()).await.unwrap().unwrap();
+            assert_eq!(zoe.name.as_deref(), Some("Zoe"));
+            assert_eq!(zoe.email, "zoe@example.org");
+        }
     }
 }

@@ -586,3 +586,56 @@ pub async fn unfinished_sends(pool: &Pool) -> Result<Vec<String>> {
 pub async fn started_sends(pool: &Pool) -> Result<std::collections::HashSet<String>> {
     Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?).into_iter().collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::stores;
+    use crate::store::{NewSubscriber, Source, Store};
+
+    async fn audience(store: &Store, n: usize) {
+        for i in 0..n {
+            let new = NewSubscriber { email: format!("r{i}@example.org").parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            store.add(&new, false).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_never_overlap_and_only_a_dead_holders_claims_come_back() {
+        for store in stores().await {
+            let pool = store.pool();
+            audience(&store, 5).await;
+            assert!(start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap());
+            // A second start of the same issue fixes nothing.
+            assert!(!start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 11).await.unwrap());
+            assert!(acquire_lease(pool, "2023-07-17", "a", 10, 100).await.unwrap());
+            let a = claim(pool, "2023-07-17", "a", 2, 10).await.unwrap();
+            let b = claim(pool, "2023-07-17", "b", 10, 10).await.unwrap();
+            let ids = |c: &[Claimed]| c.iter().map(|c| c.subscriber_id).collect::<Vec<_>>();
+            assert_eq!((a.len(), b.len()), (2, 3));
+            assert!(ids(&a).iter().all(|id| !ids(&b).contains(id)), "a claimed row is nobody else's");
+            assert!(a.iter().chain(&b).all(|c| c.attempts == 0 && c.message_id.starts_with("<2023-07-17.")));
+            assert!(claim(pool, "2023-07-17", "c", 10, 10).await.unwrap().is_empty());
+            record(pool, "2023-07-17", &[(b[0].subscriber_id, Outcome::Sent)], 20).await.unwrap();
+            if pool.is_postgres() {
+                // b holds a live lease, a's runs until 100: before then nothing comes back.
+                assert!(acquire_lease(pool, "2023-07-17", "b", 10, 1000).await.unwrap());
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 50).await.unwrap(), 0);
+                assert_eq!(in_flight_elsewhere(pool, "2023-07-17", "b").await.unwrap(), 2);
+                // a's lease expired: its two come back, b's two stay in flight, and a's lease is gone.
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 200).await.unwrap(), 2);
+                assert_eq!(leases(pool, "2023-07-17").await.unwrap(), vec![("b".to_string(), 1000)]);
+                assert!(!renew_lease(pool, "2023-07-17", "a", 300).await.unwrap(), "a lost its lease");
+                let again = claim(pool, "2023-07-17", "b", 10, 200).await.unwrap();
+                assert_eq!(ids(&again), ids(&a));
+                assert!(again.iter().all(|c| c.attempts == 1 && a.iter().any(|x| x.message_id == c.message_id)), "same Message-ID");
+            } else {
+                // SQLite's single sender: everything in flight belongs to the run that died.
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 50).await.unwrap(), 4);
+                assert!(!acquire_lease(pool, "2023-07-17", "b", 50, 1000).await.unwrap(), "a's lease is live");
+            }
+            let c = counts(pool, "2023-07-17").await.unwrap();
+            assert_eq!((c.total, c.sent), (5, 1));
+        }
+    }
+}

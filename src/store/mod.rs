@@ -176,7 +176,7 @@ impl Store {
     pub async fn open(location: impl Into<Database>) -> Result<Store, StoreError> {
         // A 32 MiB page cache per connection (the default is 2 MiB) holds a 100,000-row import
         // transaction without spilling to the WAL mid-way.
-        Store::open_with_cache(&location.into(), 32 * 1024, 4).await
+        Store::open_with_cache(&location.into(), 32 * 1024, 4, std::env::var_os(DATABASE_PASSWORD_VAR)).await
     }
 
     /// As `open`, with one connection and a 4 MiB page cache: for `gazette send` and the scheduler,
@@ -185,11 +185,17 @@ impl Store {
     /// send loop is the only user and runs its statements one after another, so one connection
     /// keeps its cache warm instead of each statement finding pages another connection changed.
     pub async fn open_for_sending(location: impl Into<Database>) -> Result<Store, StoreError> {
-        Store::open_with_cache(&location.into(), 4 * 1024, 1).await
+        Store::open_with_cache(&location.into(), 4 * 1024, 1, std::env::var_os(DATABASE_PASSWORD_VAR)).await
     }
 
-    /// `cache_kib`: SQLite's page cache per connection, in KiB.
-    async fn open_with_cache(location: &Database, cache_kib: u32, connections: u32) -> Result<Store, StoreError> {
+    /// `cache_kib`: SQLite's page cache per connection, in KiB; `password`: PostgreSQL's
+    /// (`GAZETTE_DATABASE_PASSWORD`), when not left to `.pgpass`.
+    async fn open_with_cache(
+        location: &Database,
+        cache_kib: u32,
+        connections: u32,
+        password: Option<std::ffi::OsString>,
+    ) -> Result<Store, StoreError> {
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: Box::new(location.clone()), cause: e };
         let pool = match location {
             Database::Sqlite(path) => {
@@ -213,7 +219,7 @@ impl Store {
             }
             Database::Postgres(url) => {
                 let mut options: PgConnectOptions = url.as_str().parse().map_err(|e: sqlx::Error| open_err(Box::new(e)))?;
-                if let Some(password) = std::env::var_os(DATABASE_PASSWORD_VAR) {
+                if let Some(password) = password {
                     let password = password.into_string().map_err(|_| open_err(format!("{DATABASE_PASSWORD_VAR} is not valid UTF-8").into()))?;
                     options = options.password(&password);
                 }
@@ -342,6 +348,45 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The PostgreSQL cluster of the tests (one file for unit and integration tests).
+#[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+mod cluster;
+
+/// For the store's unit tests: the same test against each backend.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Database, Store, cluster};
+
+    /// An open test store, with what keeps its database alive.
+    pub struct TestStore {
+        pub store: Store,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            &self.store
+        }
+    }
+
+    /// A fresh SQLite store and, when PostgreSQL is installed (always under CI), a fresh database of
+    /// the test process's PostgreSQL cluster.
+    pub async fn stores() -> Vec<TestStore> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let mut stores = vec![TestStore { store: sqlite, _dir: dir }];
+        if cluster::available() {
+            let url = tokio::task::spawn_blocking(|| cluster::Cluster::shared().fresh_database()).await.unwrap();
+            let url = Database::Postgres(url.parse().unwrap());
+            let store = Store::open_with_cache(&url, 1024, 4, Some(cluster::PASSWORD.into())).await.unwrap();
+            stores.push(TestStore { store, _dir: tempfile::tempdir().unwrap() });
+        }
+        stores
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,6 +416,19 @@ mod tests {
         let again = Store::open(&path).await.unwrap();
         let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool().sqlite()).await.unwrap();
         assert_eq!(applied as usize, SQLITE_MIGRATIONS.iter().count());
+    }
+
+    #[tokio::test]
+    async fn settings_and_the_generated_secret_are_kept_on_either_backend() {
+        for store in testing::stores().await {
+            assert_eq!(store.setting("last_round").await.unwrap(), None);
+            store.set_setting("last_round", "one").await.unwrap();
+            store.set_setting("last_round", "two").await.unwrap();
+            assert_eq!(store.setting("last_round").await.unwrap().as_deref(), Some("two"));
+            let key = store.token_key_from(None).await.unwrap();
+            assert_eq!(store.token_key_from(None).await.unwrap(), key);
+            store.ping().await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -95,7 +95,6 @@ pub async fn publish(pool: &Pool, issues: &[(String, String)], now: i64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn items(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
@@ -103,47 +102,48 @@ mod tests {
 
     #[tokio::test]
     async fn numbers_are_given_once_in_order_and_edits_are_revisions() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let pool = store.pool();
-        let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
-        assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
-        // An old week published later gets the next number; nobody else's moves; an edit is a revision.
-        let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
-        assert_eq!(r.get("2023-07-10").unwrap().number, 3);
-        assert_eq!(r.get("2023-07-17").unwrap().number, 2);
-        assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
-        assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
-        assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
-        assert_eq!(read(pool).await.unwrap(), r);
+        for store in crate::store::testing::stores().await {
+            let pool = store.pool();
+            let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
+            assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
+            // An old week published later gets the next number; nobody else's moves; an edit is a revision.
+            let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
+            assert_eq!(r.get("2023-07-10").unwrap().number, 3);
+            assert_eq!(r.get("2023-07-17").unwrap().number, 2);
+            assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
+            assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
+            assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
+            assert_eq!(read(pool).await.unwrap(), r);
+        }
     }
 
     #[tokio::test]
     async fn a_large_first_publication_numbers_every_issue_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
-        let r = publish(store.pool(), &ids[1..], 7).await.unwrap();
-        assert_eq!(r.get("w0001").unwrap().number, 1);
-        assert_eq!(r.get("w0449").unwrap().number, 449);
-        let r = publish(store.pool(), &ids, 8).await.unwrap();
-        assert_eq!(r.get("w0000").unwrap().number, 450);
-        assert_eq!(r.0.len(), 450);
-        assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
+        for store in crate::store::testing::stores().await {
+            let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
+            let r = publish(store.pool(), &ids[1..], 7).await.unwrap();
+            assert_eq!(r.get("w0001").unwrap().number, 1);
+            assert_eq!(r.get("w0449").unwrap().number, 449);
+            let r = publish(store.pool(), &ids, 8).await.unwrap();
+            assert_eq!(r.get("w0000").unwrap().number, 450);
+            assert_eq!(r.0.len(), 450);
+            assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
+        }
     }
 
     #[tokio::test]
     async fn issues_sent_before_the_record_keep_their_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let pool = store.pool();
-        // As migration 0004 found them: a row made from a send, without a hash.
-        sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
-            .execute(pool.sqlite())
-            .await
-            .unwrap();
-        let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
-        assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
-        assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+        for store in crate::store::testing::stores().await {
+            let pool = store.pool();
+            // As migration 0004 found them: a row made from a send, without a hash.
+            with_pool!(pool, p => sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
+                .execute(p)
+                .await
+                .unwrap()
+                .rows_affected());
+            let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
+            assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
+            assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+        }
     }
 }

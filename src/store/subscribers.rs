@@ -708,91 +708,89 @@ mod tests {
         assert_eq!(suppressed, [Status::Unsubscribed, Status::Bounced, Status::Complained]);
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
     fn new(email: &str, status: Status) -> NewSubscriber {
         NewSubscriber { email: email.parse().unwrap(), name: Some("Ada".into()), status, source: Source::Cli }
     }
 
     #[tokio::test]
     async fn add_is_unique_case_insensitively_including_non_ascii() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else { panic!() };
-        assert_eq!(a.email, "Élodie@Example.org");
-        assert_eq!(a.status, Status::Active);
-        assert!(a.confirmed_at.is_some());
-        let again = s.add(&new("élodie@example.ORG", Status::Active), false).await.unwrap();
-        assert_eq!(again, AddOutcome::Unchanged(a.clone()));
-        assert_eq!(s.subscriber_by_email(&"ÉLODIE@EXAMPLE.ORG".parse().unwrap()).await.unwrap(), Some(a.clone()));
-        assert_eq!(s.subscriber_by_id(a.id).await.unwrap(), Some(a));
-        assert_eq!(s.subscriber_by_id(999).await.unwrap(), None);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else { panic!() };
+            assert_eq!(a.email, "Élodie@Example.org");
+            assert_eq!(a.status, Status::Active);
+            assert!(a.confirmed_at.is_some());
+            let again = s.add(&new("élodie@example.ORG", Status::Active), false).await.unwrap();
+            assert_eq!(again, AddOutcome::Unchanged(a.clone()));
+            assert_eq!(s.subscriber_by_email(&"ÉLODIE@EXAMPLE.ORG".parse().unwrap()).await.unwrap(), Some(a.clone()));
+            assert_eq!(s.subscriber_by_id(a.id).await.unwrap(), Some(a));
+            assert_eq!(s.subscriber_by_id(999).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn unsubscribes_stick_until_reactivated() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else { panic!() };
-        let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap() else { panic!() };
-        assert_eq!(u.status, Status::Unsubscribed);
-        assert!(u.unsubscribed_at.is_some());
-        assert!(matches!(s.unsubscribe_by_id(a.id).await.unwrap(), RemoveOutcome::AlreadyInactive(_)));
-        assert_eq!(s.unsubscribe(&"nobody@example.org".parse().unwrap()).await.unwrap(), RemoveOutcome::NotFound);
-        // A repeated add, even from the web form, and a confirmation link leave it unsubscribed.
-        assert!(matches!(s.add(&new("ada@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert!(matches!(s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert_eq!(s.confirm(a.id).await.unwrap().unwrap().status, Status::Unsubscribed);
-        let AddOutcome::Reactivated { previous, subscriber } =
-            s.add(&NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) }, true).await.unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(previous, Status::Unsubscribed);
-        assert_eq!(subscriber.status, Status::Active);
-        assert_eq!(subscriber.name.as_deref(), Some("Ada Lovelace"));
-        assert_eq!(subscriber.id, a.id);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else { panic!() };
+            let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap() else { panic!() };
+            assert_eq!(u.status, Status::Unsubscribed);
+            assert!(u.unsubscribed_at.is_some());
+            assert!(matches!(s.unsubscribe_by_id(a.id).await.unwrap(), RemoveOutcome::AlreadyInactive(_)));
+            assert_eq!(s.unsubscribe(&"nobody@example.org".parse().unwrap()).await.unwrap(), RemoveOutcome::NotFound);
+            // A repeated add, even from the web form, and a confirmation link leave it unsubscribed.
+            assert!(matches!(s.add(&new("ada@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert!(matches!(s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert_eq!(s.confirm(a.id).await.unwrap().unwrap().status, Status::Unsubscribed);
+            let AddOutcome::Reactivated { previous, subscriber } =
+                s.add(&NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) }, true).await.unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(previous, Status::Unsubscribed);
+            assert_eq!(subscriber.status, Status::Active);
+            assert_eq!(subscriber.name.as_deref(), Some("Ada Lovelace"));
+            assert_eq!(subscriber.id, a.id);
+        }
     }
 
     #[tokio::test]
     async fn pending_subscribers_are_confirmed_and_bounces_recorded() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else { panic!() };
-        assert_eq!(p.status, Status::Pending);
-        assert_eq!(p.confirmed_at, None);
-        let c = s.confirm(p.id).await.unwrap().unwrap();
-        assert_eq!(c.status, Status::Active);
-        assert!(c.confirmed_at.is_some());
-        let b = s.set_status(p.id, Status::Bounced).await.unwrap().unwrap();
-        assert_eq!(b.status, Status::Bounced);
-        assert!(b.bounced_at.is_some());
-        assert!(matches!(s.add(&new("web@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert_eq!(s.set_status(12345, Status::Bounced).await.unwrap(), None);
-        let counts = s.count_by_status().await.unwrap();
-        assert_eq!(counts.iter().find(|(st, _)| *st == Status::Bounced).unwrap().1, 1);
-        assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else { panic!() };
+            assert_eq!(p.status, Status::Pending);
+            assert_eq!(p.confirmed_at, None);
+            let c = s.confirm(p.id).await.unwrap().unwrap();
+            assert_eq!(c.status, Status::Active);
+            assert!(c.confirmed_at.is_some());
+            let b = s.set_status(p.id, Status::Bounced).await.unwrap().unwrap();
+            assert_eq!(b.status, Status::Bounced);
+            assert!(b.bounced_at.is_some());
+            assert!(matches!(s.add(&new("web@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert_eq!(s.set_status(12345, Status::Bounced).await.unwrap(), None);
+            let counts = s.count_by_status().await.unwrap();
+            assert_eq!(counts.iter().find(|(st, _)| *st == Status::Bounced).unwrap().1, 1);
+            assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+        }
     }
 
     #[tokio::test]
     async fn list_pages_through_everyone_in_id_order() {
-        let (_d, s) = store().await;
-        for i in 0..25 {
-            s.add(&new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }), false).await.unwrap();
+        for s in crate::store::testing::stores().await {
+            for i in 0..25 {
+                s.add(&new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }), false).await.unwrap();
+            }
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = s.list_page(None, after, 10).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                seen.extend(page.into_iter().map(|s| s.email));
+            }
+            assert_eq!(seen.len(), 25);
+            assert_eq!(seen[0], "r0@example.org");
+            assert_eq!(seen[24], "r24@example.org");
+            let pending = s.list_page(Some(Status::Pending), 0, 100).await.unwrap();
+            assert_eq!(pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(), ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]);
         }
-        let mut seen = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = s.list_page(None, after, 10).await.unwrap();
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            seen.extend(page.into_iter().map(|s| s.email));
-        }
-        assert_eq!(seen.len(), 25);
-        assert_eq!(seen[0], "r0@example.org");
-        assert_eq!(seen[24], "r24@example.org");
-        let pending = s.list_page(Some(Status::Pending), 0, 100).await.unwrap();
-        assert_eq!(pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(), ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]);
     }
 }

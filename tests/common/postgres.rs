@@ -2,11 +2,15 @@
 //! a free loopback port, as a user that is not root (PostgreSQL refuses to run as root: when the
 //! tests are root, the cluster runs as the `postgres` user Debian's package creates). Password
 //! authentication over TCP, so that Gazette's `GAZETTE_DATABASE_PASSWORD` is what lets it in.
-//! Stopped (and its folder removed) when dropped.
+//! Stopped (and its folder removed) when dropped; `shared()` is one cluster for a whole test
+//! process, stopped by a watchdog when the process ends. The store's unit tests use this file too
+//! (`src/store/mod.rs` includes it), so that both kinds of test start the server one way.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const PASSWORD: &str = "gazette-test-password";
@@ -91,6 +95,41 @@ impl Cluster {
         let options = format!("-h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100", cluster.dir.display());
         cluster.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", cluster.dir.join("log").to_str().unwrap(), "-o", &options, "-w", "start"]);
         cluster
+    }
+
+    /// One cluster for the whole test process (each test takes a database of its own): a shell
+    /// watchdog stops it and removes its folder once this process has exited, since a static is
+    /// never dropped.
+    pub fn shared() -> &'static Cluster {
+        static SHARED: OnceLock<Cluster> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let cluster = Cluster::start();
+            let stop = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runas} {pg_ctl} -D {data} -m immediate stop; rm -rf {dir}",
+                pid = std::process::id(),
+                runas = cluster.run_as.map(|u| format!("runuser -u {u} --")).unwrap_or_default(),
+                pg_ctl = cluster.bin.join("pg_ctl").display(),
+                data = cluster.dir.join("data").display(),
+                dir = cluster.dir.display(),
+            );
+            // Not waited for: it is meant to outlive this process.
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh")
+                .arg("-c")
+                .arg(stop)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sh starts");
+            cluster
+        })
+    }
+
+    /// A new database with a name of its own.
+    pub fn fresh_database(&self) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        self.database(&format!("t{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
     }
 
     /// One of PostgreSQL's programs, to be run as the cluster's user.
