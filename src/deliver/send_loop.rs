@@ -84,18 +84,31 @@ impl Progress for LogProgress {
     }
 }
 
-/// A unique id for this sender, for the lease.
+/// A unique id for this sender, for the lease: `host:pid:random:scope`.
 fn holder_id() -> String {
     let host = hostname_or_local();
-    format!("{host}:{}:{:x}", std::process::id(), rand::random::<u64>())
+    format!("{host}:{}:{:x}:{}", std::process::id(), rand::random::<u64>(), pid_scope())
 }
 
-/// True when a lease holder named by `holder_id` ran on this machine and its process is gone
-/// (killed, crashed): its lease need not be waited out.
+/// Where this process's pid means something: the kernel's boot and the pid namespace. Two
+/// containers may share a host name, or a kernel, and still number their processes apart; only a
+/// holder of the same scope can be looked up in /proc.
+fn pid_scope() -> String {
+    use sha2::Digest;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(format!("{}/{namespace}", boot.trim()))[..6])
+}
+
+/// True when a lease holder named by `holder_id` ran on this machine, in this pid namespace, and
+/// its process is gone (killed, crashed): its lease need not be waited out. Anything else (another
+/// host, another container, a holder named by an older version) is waited out until its lease
+/// expires.
 fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else { return false };
-    host == hostname_or_local() && pid != std::process::id() && !gazette_is_running(pid)
+    let parts: Vec<&str> = holder.split(':').collect();
+    let [host, pid, _, scope] = parts[..] else { return false };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    host == hostname_or_local() && scope == pid_scope() && pid != std::process::id() && !gazette_is_running(pid)
 }
 
 /// Whether `pid` is a live (not zombie) process of this program, per /proc. A pid reused by
@@ -558,6 +571,20 @@ mod tests {
     use crate::deliver::transport::memory::Memory;
     use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
     use crate::store::{NewSubscriber, Source, Status};
+
+    #[test]
+    fn only_a_gone_holder_of_this_host_and_pid_namespace_counts_as_dead() {
+        let me = holder_id();
+        assert!(!holder_is_dead(&me), "this process is alive");
+        // A pid no process has (above the kernel's pid_max), same host and scope: gone.
+        let parts: Vec<&str> = me.split(':').collect();
+        let gone = format!("{}:4294967290:1f:{}", parts[0], parts[3]);
+        assert!(holder_is_dead(&gone));
+        // The same pid elsewhere (another container, another host, an older holder id) is waited out.
+        assert!(!holder_is_dead(&format!("{}:4294967290:1f:000000000000", parts[0])));
+        assert!(!holder_is_dead(&format!("elsewhere.example.org:4294967290:1f:{}", parts[3])));
+        assert!(!holder_is_dead(&format!("{}:4294967290:1f", parts[0])));
+    }
 
     async fn setup(addresses: &[&str]) -> (tempfile::TempDir, Store, Config, Arc<PreparedEmail>) {
         let dir = tempfile::tempdir().unwrap();
