@@ -176,7 +176,7 @@ impl Store {
     pub async fn open(location: impl Into<Database>) -> Result<Store, StoreError> {
         // A 32 MiB page cache per connection (the default is 2 MiB) holds a 100,000-row import
         // transaction without spilling to the WAL mid-way.
-        Store::open_with_cache(&location.into(), 32 * 1024, 4, std::env::var_os(DATABASE_PASSWORD_VAR)).await
+        Store::open_with_cache(&location.into(), 32 * 1024, 4, std::env::var_os(DATABASE_PASSWORD_VAR), true).await
     }
 
     /// As `open`, with one connection and a 4 MiB page cache: for `gazette send` and the scheduler,
@@ -184,17 +184,26 @@ impl Store {
     /// subscribers; with `open`'s four 32 MiB caches a send to 1,000,000 peaked at 111 MB). The
     /// send loop is the only user and runs its statements one after another, so one connection
     /// keeps its cache warm instead of each statement finding pages another connection changed.
+    ///
+    /// On PostgreSQL its sessions commit with `synchronous_commit = off`, the counterpart of
+    /// SQLite's `synchronous = NORMAL` here: a commit survives the death of Gazette's process at
+    /// once (it is in the server's memory), and the server's own crash only if it came 200 ms or
+    /// more before it. What such a crash loses is outcomes, never subscribers: those messages are
+    /// sent again, with the same Message-ID, as after a kill -9 of the sender. Every outcome then
+    /// costs a round trip instead of a flush of the server's log.
     pub async fn open_for_sending(location: impl Into<Database>) -> Result<Store, StoreError> {
-        Store::open_with_cache(&location.into(), 4 * 1024, 1, std::env::var_os(DATABASE_PASSWORD_VAR)).await
+        Store::open_with_cache(&location.into(), 4 * 1024, 1, std::env::var_os(DATABASE_PASSWORD_VAR), false).await
     }
 
     /// `cache_kib`: SQLite's page cache per connection, in KiB; `password`: PostgreSQL's
-    /// (`GAZETTE_DATABASE_PASSWORD`), when not left to `.pgpass`.
+    /// (`GAZETTE_DATABASE_PASSWORD`), when not left to `.pgpass`; `flush_commits`: PostgreSQL's
+    /// `synchronous_commit` (see `open_for_sending`).
     async fn open_with_cache(
         location: &Database,
         cache_kib: u32,
         connections: u32,
         password: Option<std::ffi::OsString>,
+        flush_commits: bool,
     ) -> Result<Store, StoreError> {
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: Box::new(location.clone()), cause: e };
         let pool = match location {
@@ -224,6 +233,9 @@ impl Store {
                     options = options.password(&password);
                 }
                 options = options.application_name("gazette");
+                if !flush_commits {
+                    options = options.options([("synchronous_commit", "off")]);
+                }
                 // A sender's claim and record statements, the renewal of its lease, and whatever the
                 // command reads besides: two connections at least.
                 let pool = PgPoolOptions::new()
@@ -380,7 +392,7 @@ pub(crate) mod testing {
         if cluster::available() {
             let url = tokio::task::spawn_blocking(|| cluster::Cluster::shared().fresh_database()).await.unwrap();
             let url = Database::Postgres(url.parse().unwrap());
-            let store = Store::open_with_cache(&url, 1024, 4, Some(cluster::PASSWORD.into())).await.unwrap();
+            let store = Store::open_with_cache(&url, 1024, 4, Some(cluster::PASSWORD.into()), true).await.unwrap();
             stores.push(TestStore { store, _dir: tempfile::tempdir().unwrap() });
         }
         stores
