@@ -149,7 +149,7 @@ impl Backend for PgPool {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     // Causes are in the message rather than `source`s, so `main`'s chain says them once.
-    #[error("cannot open the subscriber database {path}: {cause}; check [paths] database in publish.toml")]
+    #[error("cannot open the subscriber database {path}: {cause}; check {}", what_to_check(path))]
     Open { path: Box<Database>, cause: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot bring the subscriber database {path} up to date: {cause}")]
     Migrate { path: Box<Database>, cause: sqlx::migrate::MigrateError },
@@ -161,6 +161,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Refused(String),
+}
+
+/// Where the fix for a database that does not open is.
+fn what_to_check(location: &Database) -> &'static str {
+    match location {
+        Database::Sqlite(_) => "[paths] database in publish.toml",
+        Database::Postgres(_) => "[paths] database in publish.toml, and the password in GAZETTE_DATABASE_PASSWORD or ~/.pgpass",
+    }
 }
 
 /// The open database: a small pool of connections to either backend.
@@ -236,6 +244,10 @@ impl Store {
                 if !flush_commits {
                     options = options.options([("synchronous_commit", "off")]);
                 }
+                // One connection first, alone: the pool would retry a refused connection or a wrong
+                // password until its timeout, then say only that it timed out.
+                let first = sqlx::PgConnection::connect_with(&options).await.map_err(|e| open_err(Box::new(e)))?;
+                first.close().await.map_err(|e| open_err(Box::new(e)))?;
                 // A sender's claim and record statements, the renewal of its lease, and whatever the
                 // command reads besides: two connections at least.
                 let pool = PgPoolOptions::new()
