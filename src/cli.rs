@@ -129,6 +129,10 @@ pub enum Command {
     #[command(subcommand)]
     Bounces(BouncesCommand),
 
+    /// Move the database: copy everything it keeps into an empty SQLite file or PostgreSQL database.
+    #[command(subcommand)]
+    Store(crate::cmd::store::StoreCommand),
+
     /// Print a completion script for a shell.
     #[command(after_help = "Examples:\n  gazette completions bash > /etc/bash_completion.d/gazette\n  gazette completions zsh > ~/.zfunc/_gazette")]
     Completions {
@@ -195,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A database error says which file, and that running the command again is safe.
-fn name_the_database(e: anyhow::Error, database: &std::path::Path) -> anyhow::Error {
+fn name_the_database(e: anyhow::Error, database: &crate::config::Database) -> anyhow::Error {
     let sql = e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>().map(ToString::to_string).or_else(|| match c.downcast_ref::<crate::store::StoreError>() {
         Some(crate::store::StoreError::Database(inner)) => Some(inner.to_string()),
         _ => None,
@@ -207,8 +211,7 @@ fn name_the_database(e: anyhow::Error, database: &std::path::Path) -> anyhow::Er
         ""
     };
     e.context(format!(
-        "the database {} could not be used{busy}; what was recorded before is kept: run the command again (a send resumes where it stopped)",
-        database.display()
+        "the database {database} could not be used{busy}; what was recorded before is kept: run the command again (a send resumes where it stopped)"
     ))
 }
 
@@ -224,6 +227,7 @@ fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
+        Command::Store(sub) => cmd::store::run(&config, sub),
     }
 }
 

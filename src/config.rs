@@ -87,7 +87,7 @@ struct RawPaths {
     out: Option<PathBuf>,
     drafts: Option<PathBuf>,
     cache: Option<PathBuf>,
-    database: Option<PathBuf>,
+    database: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,7 +207,82 @@ pub struct Paths {
     pub drafts: PathBuf,
     /// What the last build read and wrote, so the next one redoes only what changed (`build_cache`).
     pub cache: PathBuf,
-    pub database: PathBuf,
+    pub database: Database,
+}
+
+/// Where the store lives: a SQLite file (the default), or a PostgreSQL server shared by several
+/// hosts. A PostgreSQL URL never carries its password: that comes from `GAZETTE_DATABASE_PASSWORD`
+/// or the user's `.pgpass`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(url::Url),
+}
+
+impl Database {
+    /// True when a command that only reads may open it: a SQLite file that exists, or any server.
+    pub fn exists(&self) -> bool {
+        match self {
+            Database::Sqlite(path) => path.exists(),
+            Database::Postgres(_) => true,
+        }
+    }
+}
+
+impl From<&Database> for Database {
+    fn from(d: &Database) -> Database {
+        d.clone()
+    }
+}
+
+/// A SQLite file.
+impl From<&Path> for Database {
+    fn from(path: &Path) -> Database {
+        Database::Sqlite(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Database {
+    fn from(path: &PathBuf) -> Database {
+        Database::Sqlite(path.clone())
+    }
+}
+
+impl std::fmt::Display for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(path) => write!(f, "{}", path.display()),
+            Database::Postgres(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// `[paths] database`: a `postgres://` (or `postgresql://`) URL, or else a SQLite file's path.
+pub fn parse_database(text: &str, base: &Path) -> Result<Database, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("is empty; give a SQLite file such as subscribers/gazette.db, or a postgres:// URL".into());
+    }
+    let Some((scheme, _)) = text.split_once("://") else {
+        let path = PathBuf::from(text);
+        return Ok(Database::Sqlite(if path.is_absolute() { path } else { base.join(path) }));
+    };
+    if !matches!(scheme, "postgres" | "postgresql") {
+        return Err(format!("`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL"));
+    }
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); use postgres://user@host:5432/database"))?;
+    if url.password().is_some() {
+        return Err("the password does not belong in publish.toml: put it in the GAZETTE_DATABASE_PASSWORD environment variable \
+                    or in ~/.pgpass"
+            .into());
+    }
+    if url.host_str().is_none_or(str::is_empty) && !url.query_pairs().any(|(k, _)| k == "host") {
+        return Err(format!("`{text}` names no host; use postgres://user@host:5432/database"));
+    }
+    if url.path().trim_start_matches('/').is_empty() {
+        return Err(format!("`{text}` names no database; add it after the host, as in postgres://gazette@{}/gazette", url.host_str().unwrap_or("localhost")));
+    }
+    Ok(Database::Postgres(url))
 }
 
 #[derive(Debug, Clone)]
@@ -560,6 +635,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         bad("[bounces] temporary_limit", "must be at least 1 (temporary failures on that many issues make an address bounced)".into());
     }
 
+    let database = parse_database(&paths.database.clone().expect(SET), base).unwrap_or_else(|why| {
+        bad("[paths] database", why);
+        Database::Sqlite(PathBuf::new())
+    });
     if !problems.is_empty() {
         return Err(ConfigError(problems.join("\n")));
     }
@@ -580,7 +659,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             out: resolve(paths.out.expect(SET)),
             drafts: resolve(paths.drafts.expect(SET)),
             cache: resolve(paths.cache.expect(SET)),
-            database: resolve(paths.database.expect(SET)),
+            database,
         },
         schedule: Schedule {
             cron: cron.expect("checked above"),
@@ -732,7 +811,7 @@ mod tests {
     fn defaults_are_complete_and_paths_are_relative_to_the_file() {
         let c = parse("").unwrap();
         assert_eq!(c.paths.digests, PathBuf::from("/srv/news/digests"));
-        assert_eq!(c.paths.database, PathBuf::from("/srv/news/subscribers/gazette.db"));
+        assert_eq!(c.paths.database, Database::Sqlite(PathBuf::from("/srv/news/subscribers/gazette.db")));
         assert_eq!(c.smtp.target, SmtpTarget::Outbox("/srv/news/outbox".into()));
         assert_eq!(c.schedule.timezone, chrono_tz::Europe::London);
         assert_eq!(c.schedule.week_starts, Weekday::Mon);

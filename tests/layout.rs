@@ -57,13 +57,18 @@ fn released_migrations_are_never_edited() {
             (name, sum)
         })
         .collect();
-    let mut files: Vec<String> = std::fs::read_dir(root.join("migrations"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+    // One folder per backend: `sqlite/0001_subscribers.sql`, `postgres/0001_store.sql`.
+    let mut files: Vec<String> = ["sqlite", "postgres"]
+        .iter()
+        .flat_map(|backend| {
+            std::fs::read_dir(root.join("migrations").join(backend))
+                .unwrap()
+                .map(move |e| format!("{backend}/{}", e.unwrap().file_name().into_string().unwrap()))
+        })
         .filter(|n| n.ends_with(".sql"))
         .collect();
     files.sort();
-    assert!(files.len() >= 5, "{files:?}");
+    assert!(files.len() >= 6, "{files:?}");
     for name in &files {
         let sum = hex::encode(Sha256::digest(std::fs::read(root.join("migrations").join(name)).unwrap()));
         match released.get(name.as_str()) {

@@ -22,6 +22,7 @@ pub mod run;
 pub mod send;
 pub mod serve;
 pub mod status;
+pub mod store;
 pub mod subscribers;
 
 use chrono::{DateTime, Utc};

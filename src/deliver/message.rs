@@ -659,7 +659,7 @@ mod tests {
             )
             .bind(format!("reader{i}@example.org"))
             .bind(name)
-            .execute(store.pool())
+            .execute(store.pool().sqlite())
             .await
             .unwrap();
         }

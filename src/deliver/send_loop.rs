@@ -3,8 +3,14 @@
 //! the server has answered it. Outcomes that arrive together share a commit, and a worker puts its
 //! next message on the wire only once its last outcome is committed, so a crash (kill -9) leaves at
 //! most one message per connection that the server may have taken unrecorded; the next run puts
-//! those back to pending and resends them with the same Message-ID. A lease in the database keeps
-//! a second sender of the same issue out.
+//! those back to pending and resends them with the same Message-ID.
+//!
+//! On SQLite a lease in the database keeps a second sender of the same issue out. On PostgreSQL
+//! several senders (on several hosts) share an issue: each holds a lease of its own, renewed while
+//! it lives, and claims its batches with `FOR UPDATE SKIP LOCKED`; when a sender dies, the others
+//! take its claims over once its lease has expired (at once when it ran on the same host and its
+//! process is gone), and a sender with nothing left to claim stays until the others' deliveries in
+//! flight are settled, so the survivors always finish the issue.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,18 +84,31 @@ impl Progress for LogProgress {
     }
 }
 
-/// A unique id for this sender, for the lease.
+/// A unique id for this sender, for the lease: `host:pid:random:scope`.
 fn holder_id() -> String {
     let host = hostname_or_local();
-    format!("{host}:{}:{:x}", std::process::id(), rand::random::<u64>())
+    format!("{host}:{}:{:x}:{}", std::process::id(), rand::random::<u64>(), pid_scope())
 }
 
-/// True when a lease holder named by `holder_id` ran on this machine and its process is gone
-/// (killed, crashed): its lease need not be waited out.
+/// Where this process's pid means something: the kernel's boot and the pid namespace. Two
+/// containers may share a host name, or a kernel, and still number their processes apart; only a
+/// holder of the same scope can be looked up in /proc.
+fn pid_scope() -> String {
+    use sha2::Digest;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    hex::encode(&sha2::Sha256::digest(format!("{}/{namespace}", boot.trim()))[..6])
+}
+
+/// True when a lease holder named by `holder_id` ran on this machine, in this pid namespace, and
+/// its process is gone (killed, crashed): its lease need not be waited out. Anything else (another
+/// host, another container, a holder named by an older version) is waited out until its lease
+/// expires.
 fn holder_is_dead(holder: &str) -> bool {
-    let mut parts = holder.split(':');
-    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else { return false };
-    host == hostname_or_local() && pid != std::process::id() && !gazette_is_running(pid)
+    let parts: Vec<&str> = holder.split(':').collect();
+    let [host, pid, _, scope] = parts[..] else { return false };
+    let Ok(pid) = pid.parse::<u32>() else { return false };
+    host == hostname_or_local() && scope == pid_scope() && pid != std::process::id() && !gazette_is_running(pid)
 }
 
 /// Whether `pid` is a live (not zombie) process of this program, per /proc. A pid reused by
@@ -142,7 +161,8 @@ impl Drop for Lease {
 }
 
 /// Sends `issue_id` to its audience (fixed now if this is the first run), resuming where an earlier
-/// run stopped. Refuses when another sender holds the issue's lease.
+/// run stopped. On SQLite it refuses when another sender holds the issue's lease; on PostgreSQL it
+/// joins the other senders.
 #[allow(clippy::too_many_arguments)]
 pub async fn send_issue<T: Connector>(
     store: &Store,
@@ -157,6 +177,9 @@ pub async fn send_issue<T: Connector>(
     let pool = store.pool();
     let holder = holder_id();
     let now = clock();
+    if pool.is_postgres() {
+        expire_dead_holders(pool, issue_id).await?;
+    }
     if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
         let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
         if !(holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await?) {
@@ -173,6 +196,18 @@ pub async fn send_issue<T: Connector>(
     let result = run_send(job, transport).await;
     lease.release().await;
     result
+}
+
+/// Ends the leases on `issue_id` of senders that ran on this host and are gone, so that their
+/// deliveries in flight are taken over now rather than when their leases would have expired.
+async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
+    for (who, _) in ledger::leases(pool, issue_id).await? {
+        if holder_is_dead(&who) {
+            tracing::warn!("the sender {who} of issue {issue_id} is gone; taking over what it had in flight");
+            ledger::expire_lease(pool, issue_id, &who).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One run of an issue's send, with the lease held.
@@ -194,6 +229,10 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+    if pool.is_postgres() && ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
+        // The only sender: the retries of earlier runs start afresh, as on SQLite.
+        ledger::retry_now(pool, issue_id).await?;
+    }
     if requeued > 0 {
         tracing::warn!("{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID");
     }
@@ -279,7 +318,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             break;
         }
         if !stopping && !exhausted && in_flight < window / 2 {
-            let batch = ledger::claim(pool, issue_id, (window - in_flight) as i64, clock()).await?;
+            let batch = ledger::claim(pool, issue_id, holder, (window - in_flight) as i64, clock()).await?;
             exhausted = batch.len() < window - in_flight;
             // A safety net: every delivery is tried a bounded number of times per run.
             claims += batch.len() as u64;
@@ -306,6 +345,23 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    exhausted = false;
+                    continue;
+                }
+                _ if pool.is_postgres() && ledger::in_flight_elsewhere(pool, issue_id, holder).await? > 0 => {
+                    // Nothing left to claim, but other senders have deliveries in flight: stay
+                    // until they are settled, and take over the claims of a sender that dies.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
+                        if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+                            fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id}; stopping")));
+                        }
+                        last_renew = Instant::now();
+                    }
+                    expire_dead_holders(pool, issue_id).await?;
+                    if ledger::requeue_in_flight(pool, issue_id, clock()).await? > 0 {
+                        tracing::warn!("took over the deliveries in flight of a sender of issue {issue_id} that is gone");
                     }
                     exhausted = false;
                     continue;
@@ -358,6 +414,11 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
                 fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping")));
             }
             last_renew = Instant::now();
+            if pool.is_postgres() {
+                // A sender that died mid-send: its claims come back once its lease has expired.
+                expire_dead_holders(pool, issue_id).await?;
+                ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+            }
         }
     }
     drop(jobs_tx);
@@ -391,7 +452,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
 }
 
 /// Commits the outcomes not yet recorded (one transaction), then tells their workers they may go on.
-async fn flush(pool: &sqlx::SqlitePool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, acks: &mut Vec<Recorded>) -> anyhow::Result<()> {
+async fn flush(pool: &crate::store::Pool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, acks: &mut Vec<Recorded>) -> anyhow::Result<()> {
     if !unrecorded.is_empty() {
         ledger::record(pool, issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?;
         unrecorded.clear();
@@ -510,6 +571,20 @@ mod tests {
     use crate::deliver::transport::memory::Memory;
     use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
     use crate::store::{NewSubscriber, Source, Status};
+
+    #[test]
+    fn only_a_gone_holder_of_this_host_and_pid_namespace_counts_as_dead() {
+        let me = holder_id();
+        assert!(!holder_is_dead(&me), "this process is alive");
+        // A pid no process has (above the kernel's pid_max), same host and scope: gone.
+        let parts: Vec<&str> = me.split(':').collect();
+        let gone = format!("{}:4294967290:1f:{}", parts[0], parts[3]);
+        assert!(holder_is_dead(&gone));
+        // The same pid elsewhere (another container, another host, an older holder id) is waited out.
+        assert!(!holder_is_dead(&format!("{}:4294967290:1f:000000000000", parts[0])));
+        assert!(!holder_is_dead(&format!("elsewhere.example.org:4294967290:1f:{}", parts[3])));
+        assert!(!holder_is_dead(&format!("{}:4294967290:1f", parts[0])));
+    }
 
     async fn setup(addresses: &[&str]) -> (tempfile::TempDir, Store, Config, Arc<PreparedEmail>) {
         let dir = tempfile::tempdir().unwrap();

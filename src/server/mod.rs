@@ -211,7 +211,7 @@ pub async fn shutdown_signal() {
 }
 
 async fn healthz(State(app): State<App>) -> Response {
-    match sqlx::query("SELECT 1").execute(app.store.pool()).await {
+    match app.store.ping().await {
         Ok(_) => (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], "ok\n").into_response(),
         Err(e) => {
             tracing::error!("health check: subscriber database: {e}");

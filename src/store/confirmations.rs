@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Status, Store, StoreError, Subscriber};
+use super::{Backend, Status, Store, StoreError, Subscriber};
 
 /// What a confirmation link did.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,31 +21,35 @@ impl Store {
     /// Records that subscriber `id` asked for a confirmation mail at `now`. True when the mail is to
     /// be sent (none was sent within `min_interval`); it is then counted as sent.
     pub async fn request_confirmation(&self, id: i64, now: DateTime<Utc>, min_interval: chrono::Duration) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let last: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT sent_at FROM confirmations WHERE subscriber_id = ?").bind(id).fetch_optional(&mut *tx).await?;
-        let due = last.is_none_or(|at| now - at >= min_interval);
-        sqlx::query(
-            "INSERT INTO confirmations (subscriber_id, requested_at, sent_at) VALUES (?1, ?2, ?2) \
-             ON CONFLICT (subscriber_id) DO UPDATE SET requested_at = ?2, sent_at = CASE WHEN ?3 THEN ?2 ELSE sent_at END",
-        )
-        .bind(id)
-        .bind(now.timestamp())
-        .bind(due)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let due = with_pool!(&self.pool, p => {
+            let mut tx = p.begin_write().await?;
+            let last: Option<i64> =
+                sqlx::query_scalar("SELECT sent_at FROM confirmations WHERE subscriber_id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            let due = last.and_then(|at| DateTime::from_timestamp(at, 0)).is_none_or(|at| now - at >= min_interval);
+            sqlx::query(
+                "INSERT INTO confirmations (subscriber_id, requested_at, sent_at) VALUES ($1, $2, $2) \
+                 ON CONFLICT (subscriber_id) DO UPDATE SET requested_at = $2, sent_at = CASE WHEN $3 THEN $2 ELSE confirmations.sent_at END",
+            )
+            .bind(id)
+            .bind(now.timestamp())
+            .bind(due)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            due
+        });
         Ok(due)
     }
 
     /// Forgets that subscriber `id`'s confirmation mail went out (the server refused it), so the
     /// next request sends it again at once.
     pub async fn confirmation_not_sent(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE confirmations SET sent_at = ?2 WHERE subscriber_id = ?1")
+        with_pool!(&self.pool, p => sqlx::query("UPDATE confirmations SET sent_at = $2 WHERE subscriber_id = $1")
             .bind(id)
             .bind(0_i64)
-            .execute(&self.pool)
-            .await?;
+            .execute(p)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -58,10 +62,10 @@ impl Store {
             Status::Active => return Ok(ConfirmOutcome::AlreadyActive(s)),
             Status::Pending => Status::Pending,
             Status::Unsubscribed => {
-                let requested: Option<DateTime<Utc>> = sqlx::query_scalar("SELECT requested_at FROM confirmations WHERE subscriber_id = ?")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+                let requested: Option<i64> = with_pool!(&self.pool, p => {
+                    sqlx::query_scalar("SELECT requested_at FROM confirmations WHERE subscriber_id = $1").bind(id).fetch_optional(p).await?
+                });
+                let requested = requested.and_then(|at| DateTime::<Utc>::from_timestamp(at, 0));
                 // Whole seconds on both sides: a request in the same second as the unsubscribe counts.
                 let fresh = requested.is_some_and(|at| s.unsubscribed_at.is_none_or(|u| at >= u) && now - at <= valid_for);
                 if !fresh {
@@ -73,7 +77,7 @@ impl Store {
         };
         match self.transition(id, Status::Active, &[from]).await? {
             Some(active) => {
-                sqlx::query("DELETE FROM confirmations WHERE subscriber_id = ?").bind(id).execute(&self.pool).await?;
+                with_pool!(&self.pool, p => sqlx::query("DELETE FROM confirmations WHERE subscriber_id = $1").bind(id).execute(p).await?.rows_affected());
                 Ok(ConfirmOutcome::Confirmed(active))
             }
             // Changed meanwhile (confirmed twice at once, or unsubscribed): decide on what is there now.
@@ -95,36 +99,36 @@ mod tests {
 
     #[tokio::test]
     async fn confirmation_mails_are_resent_at_most_once_an_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let p = pending(&s, "web@example.org").await;
-        let t0 = Utc::now();
-        let hour = chrono::Duration::hours(1);
-        assert!(s.request_confirmation(p.id, t0, hour).await.unwrap());
-        assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
-        assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
-        assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
-        s.confirmation_not_sent(p.id).await.unwrap();
-        assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+        for s in crate::store::testing::stores().await {
+            let p = pending(&s, "web@example.org").await;
+            let t0 = Utc::now();
+            let hour = chrono::Duration::hours(1);
+            assert!(s.request_confirmation(p.id, t0, hour).await.unwrap());
+            assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
+            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
+            assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
+            s.confirmation_not_sent(p.id).await.unwrap();
+            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+        }
     }
 
     #[tokio::test]
     async fn an_unsubscribed_address_comes_back_only_through_a_new_request() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let week = chrono::Duration::days(7);
-        let p = pending(&s, "web@example.org").await;
-        s.request_confirmation(p.id, Utc::now(), chrono::Duration::hours(1)).await.unwrap();
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::AlreadyActive(_)));
-        s.unsubscribe_by_id(p.id).await.unwrap();
-        // The old link alone does nothing.
-        assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed));
-        // A request after the unsubscribe, confirmed in time, does; a stale one does not.
-        let now = Utc::now();
-        s.request_confirmation(p.id, now, chrono::Duration::hours(1)).await.unwrap();
-        assert!(matches!(s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(), ConfirmOutcome::Refused(_)));
-        assert!(matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
-        assert_eq!(s.confirm_request(999, now, week).await.unwrap(), ConfirmOutcome::NotFound);
+        for s in crate::store::testing::stores().await {
+            let week = chrono::Duration::days(7);
+            let p = pending(&s, "web@example.org").await;
+            s.request_confirmation(p.id, Utc::now(), chrono::Duration::hours(1)).await.unwrap();
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::AlreadyActive(_)));
+            s.unsubscribe_by_id(p.id).await.unwrap();
+            // The old link alone does nothing.
+            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed));
+            // A request after the unsubscribe, confirmed in time, does; a stale one does not.
+            let now = Utc::now();
+            s.request_confirmation(p.id, now, chrono::Duration::hours(1)).await.unwrap();
+            assert!(matches!(s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(), ConfirmOutcome::Refused(_)));
+            assert!(matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
+            assert_eq!(s.confirm_request(999, now, week).await.unwrap(), ConfirmOutcome::NotFound);
+        }
     }
 }

@@ -10,16 +10,14 @@
 //! claim of a row whose subscriber is no longer active --> skipped
 //! ```
 
-use sqlx::{Row, SqlitePool};
-
+use super::{Backend, Pool};
 use crate::store::Status;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
 
 /// Where a delivery is (the `deliveries.state` column; the diagram above). Queries bind these
 /// rather than spelling the states out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
-#[sqlx(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
     Pending,
     Sending,
@@ -28,6 +26,8 @@ pub enum DeliveryState {
     Bounced,
     Skipped,
 }
+
+text_enum!(DeliveryState { Pending => "pending", Sending => "sending", Sent => "sent", Failed => "failed", Bounced => "bounced", Skipped => "skipped" });
 
 use DeliveryState::{Bounced, Failed, Pending, Sending, Sent, Skipped};
 
@@ -92,75 +92,97 @@ pub struct SendRecord {
     pub finished_at: Option<i64>,
 }
 
-/// Takes the lease on `issue_id` for `holder` until `expires_at`, if nobody else holds a live one.
-pub async fn acquire_lease(pool: &SqlitePool, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-         WHERE send_leases.expires_at < ?4 OR send_leases.holder = excluded.holder",
-    )
-    .bind(issue_id)
-    .bind(holder)
-    .bind(expires_at)
-    .bind(now)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Takes the lease on `issue_id` for `holder` until `expires_at`. On SQLite the lease is the issue's
+/// alone: false when someone else holds a live one. On PostgreSQL several senders share an issue,
+/// each with its own lease row (true unless the row could not be written).
+pub async fn acquire_lease(pool: &Pool, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
+    let sql = match pool {
+        Pool::Sqlite(_) => {
+            "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE send_leases.expires_at < $4 OR send_leases.holder = excluded.holder"
+        }
+        Pool::Postgres(_) => {
+            "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (issue_id, holder) DO UPDATE SET expires_at = excluded.expires_at WHERE $4 = $4"
+        }
+    };
+    let done = with_pool!(pool, p => sqlx::query(sql).bind(issue_id).bind(holder).bind(expires_at).bind(now).execute(p).await?.rows_affected());
+    Ok(done == 1)
 }
 
 /// Takes over the lease of `issue_id` from `previous`, if it is still theirs (their process is gone).
-pub async fn take_over_lease(pool: &SqlitePool, issue_id: &str, previous: &str, holder: &str, expires_at: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE send_leases SET holder = ?3, expires_at = ?4 WHERE issue_id = ?1 AND holder = ?2")
+/// SQLite's single lease only; on PostgreSQL a dead sender's lease is ended with `expire_lease`.
+pub async fn take_over_lease(pool: &Pool, issue_id: &str, previous: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    let done = with_pool!(pool, p => sqlx::query("UPDATE send_leases SET holder = $3, expires_at = $4 WHERE issue_id = $1 AND holder = $2")
         .bind(issue_id)
         .bind(previous)
         .bind(holder)
         .bind(expires_at)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(done == 1)
 }
 
-/// Extends a lease we hold; false if it was lost (it expired and someone else took it).
-pub async fn renew_lease(pool: &SqlitePool, issue_id: &str, holder: &str, expires_at: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE send_leases SET expires_at = ?3 WHERE issue_id = ?1 AND holder = ?2")
+/// Extends a lease we hold; false if it was lost (it expired and someone else took it, or ended it).
+pub async fn renew_lease(pool: &Pool, issue_id: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    let done = with_pool!(pool, p => sqlx::query("UPDATE send_leases SET expires_at = $3 WHERE issue_id = $1 AND holder = $2")
         .bind(issue_id)
         .bind(holder)
         .bind(expires_at)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(done == 1)
 }
 
-pub async fn release_lease(pool: &SqlitePool, issue_id: &str, holder: &str) -> Result<()> {
-    sqlx::query("DELETE FROM send_leases WHERE issue_id = ?1 AND holder = ?2").bind(issue_id).bind(holder).execute(pool).await?;
+pub async fn release_lease(pool: &Pool, issue_id: &str, holder: &str) -> Result<()> {
+    with_pool!(pool, p => sqlx::query("DELETE FROM send_leases WHERE issue_id = $1 AND holder = $2").bind(issue_id).bind(holder).execute(p).await?.rows_affected());
     Ok(())
 }
 
-/// Who holds the lease on `issue_id` and until when, if anyone.
-pub async fn lease_holder(pool: &SqlitePool, issue_id: &str) -> Result<Option<(String, i64)>> {
-    let row = sqlx::query("SELECT holder, expires_at FROM send_leases WHERE issue_id = ?1").bind(issue_id).fetch_optional(pool).await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+/// Ends `holder`'s lease on `issue_id` now (its process is known to be gone), so that its
+/// deliveries in flight can be taken over at once instead of when it would have expired.
+pub async fn expire_lease(pool: &Pool, issue_id: &str, holder: &str) -> Result<()> {
+    with_pool!(pool, p => sqlx::query("UPDATE send_leases SET expires_at = 0 WHERE issue_id = $1 AND holder = $2")
+        .bind(issue_id)
+        .bind(holder)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(())
 }
 
-pub async fn send_record(pool: &SqlitePool, issue_id: &str) -> Result<Option<SendRecord>> {
-    let row = sqlx::query("SELECT issue_id, number, subject, audience, started_at, finished_at FROM sends WHERE issue_id = ?1")
+/// Who holds the lease on `issue_id` and until when, if anyone (the first by expiry on PostgreSQL).
+pub async fn lease_holder(pool: &Pool, issue_id: &str) -> Result<Option<(String, i64)>> {
+    Ok(leases(pool, issue_id).await?.into_iter().next())
+}
+
+/// Every lease on `issue_id`, live or expired, soonest to expire first.
+pub async fn leases(pool: &Pool, issue_id: &str) -> Result<Vec<(String, i64)>> {
+    with_pool!(pool, p => sqlx::query_as("SELECT holder, expires_at FROM send_leases WHERE issue_id = $1 ORDER BY expires_at, holder")
         .bind(issue_id)
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.map(|r| SendRecord {
-        issue_id: r.get(0),
-        number: r.get(1),
-        subject: r.get(2),
-        audience: r.get(3),
-        started_at: r.get(4),
-        finished_at: r.get(5),
-    }))
+        .fetch_all(p)
+        .await)
+}
+
+pub async fn send_record(pool: &Pool, issue_id: &str) -> Result<Option<SendRecord>> {
+    let row = with_pool!(pool, p => sqlx::query_as::<_, (String, i64, String, i64, i64, Option<i64>)>(
+        "SELECT issue_id, number, subject, audience, started_at, finished_at FROM sends WHERE issue_id = $1",
+    )
+    .bind(issue_id)
+    .fetch_optional(p)
+    .await?);
+    Ok(row.map(|(issue_id, number, subject, audience, started_at, finished_at)| SendRecord { issue_id, number, subject, audience, started_at, finished_at }))
 }
 
 /// Fixes the audience of a send: a pending delivery for every active subscriber, in one transaction,
-/// each with its Message-ID. Does nothing (and returns false) when the send had already started.
+/// each with its Message-ID. Does nothing (and returns false) when the send had already started:
+/// of several processes starting one issue at once, exactly one fixes its audience (the others
+/// wait for the write lock, then find the send started).
 pub async fn start_send(
-    pool: &SqlitePool,
+    pool: &Pool,
     issue_id: &str,
     number: u32,
     subject: &str,
@@ -168,228 +190,356 @@ pub async fn start_send(
     nonce: &str,
     now: i64,
 ) -> Result<bool> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let created = sqlx::query(
-        "INSERT INTO sends (issue_id, number, subject, audience, started_at) VALUES (?1, ?2, ?3, 0, ?4)
-         ON CONFLICT (issue_id) DO NOTHING",
-    )
-    .bind(issue_id)
-    .bind(number as i64)
-    .bind(subject)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if created {
-        // <issue.subscriber.nonce random@domain>: unique per (issue, subscriber), the same on every
-        // retry. The random part is drawn per delivery, so that a reader who knows their own copy's
-        // Message-ID cannot spell another reader's (a returned Message-ID attributes a bounce).
-        let audience = sqlx::query(
-            "INSERT INTO deliveries (issue_id, subscriber_id, message_id, updated_at)
-             SELECT ?1, id, '<' || ?1 || '.' || id || '.' || ?2 || lower(hex(randomblob(8))) || '@' || ?3 || '>', ?4
-             FROM subscribers WHERE status = ?5",
+    with_pool!(pool, p => {
+        let mut tx = p.begin_write().await?;
+        let created = sqlx::query(
+            "INSERT INTO sends (issue_id, number, subject, audience, started_at) VALUES ($1, $2, $3, 0, $4)
+             ON CONFLICT (issue_id) DO NOTHING",
         )
         .bind(issue_id)
-        .bind(nonce)
-        .bind(message_id_domain)
+        .bind(number as i64)
+        .bind(subject)
         .bind(now)
-        .bind(Status::Active.as_str())
         .execute(&mut *tx)
         .await?
-        .rows_affected();
-        sqlx::query("UPDATE sends SET audience = ?2 WHERE issue_id = ?1").bind(issue_id).bind(audience as i64).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(created)
-}
-
-/// Readies an issue's deliveries for a new run: those left `sending` by a sender that died go back to
-/// `pending` (returned: their outcome is unknown), and every pending one is due now, since backoff
-/// only spaces retries within one run. Call only with the lease held.
-pub async fn requeue_in_flight(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<u64> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let done = sqlx::query("UPDATE deliveries SET state = ?3, updated_at = ?2 WHERE issue_id = ?1 AND state = ?4")
-        .bind(issue_id)
-        .bind(now)
-        .bind(Pending)
-        .bind(Sending)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = ?1 AND state = ?2 AND next_attempt_at > 0")
-        .bind(issue_id)
-        .bind(Pending)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected())
-}
-
-/// Marks up to `limit` due pending deliveries as `sending` and returns them. Deliveries whose subscriber
-/// is no longer active (unsubscribed since the send started) are marked `skipped` instead.
-/// `INDEXED BY`: left to itself, SQLite walks the primary key (issue, subscriber) for the ORDER BY
-/// and steps over every delivery already sent on each claim, which made a send quadratic in the
-/// audience (580 messages/s after 100,000 of 1,000,000; see BENCHMARKS.md).
-pub async fn claim(pool: &SqlitePool, issue_id: &str, limit: i64, now: i64) -> Result<Vec<Claimed>> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rows = sqlx::query(
-        "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status
-         FROM deliveries d INDEXED BY deliveries_by_state JOIN subscribers s ON s.id = d.subscriber_id
-         WHERE d.issue_id = ?1 AND d.state = ?4 AND d.next_attempt_at <= ?2
-         ORDER BY d.subscriber_id LIMIT ?3",
-    )
-    .bind(issue_id)
-    .bind(now)
-    .bind(limit)
-    .bind(Pending)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    let mut skipped = Vec::new();
-    for r in rows {
-        let status: String = r.get(5);
-        let id: i64 = r.get(0);
-        if status == Status::Active.as_str() {
-            claimed.push(Claimed { subscriber_id: id, email: r.get(1), name: r.get(2), message_id: r.get(3), attempts: r.get(4) });
-        } else {
-            skipped.push((id, format!("subscriber is {status}")));
+        .rows_affected()
+            == 1;
+        if created {
+            // <issue.subscriber.nonce random@domain>: unique per (issue, subscriber), the same on every
+            // retry. The random part is drawn per delivery, so that a reader who knows their own copy's
+            // Message-ID cannot spell another reader's (a returned Message-ID attributes a bounce).
+            let sql = format!(
+                "INSERT INTO deliveries (issue_id, subscriber_id, message_id, updated_at)
+                 SELECT $1, id, '<' || $1 || '.' || id || '.' || $2 || {} || '@' || $3 || '>', $4
+                 FROM subscribers WHERE status = $5",
+                p.random_hex16()
+            );
+            let audience = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(issue_id)
+                .bind(nonce)
+                .bind(message_id_domain)
+                .bind(now)
+                .bind(Status::Active.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE sends SET audience = $2 WHERE issue_id = $1").bind(issue_id).bind(audience as i64).execute(&mut *tx).await?;
         }
-    }
-    set_state(&mut tx, issue_id, Sending, &claimed.iter().map(|c| c.subscriber_id).collect::<Vec<_>>(), now).await?;
-    for (id, why) in skipped {
-        sqlx::query("UPDATE deliveries SET state = ?5, last_error = ?3, updated_at = ?4 WHERE issue_id = ?1 AND subscriber_id = ?2")
+        tx.commit().await?;
+        Ok(created)
+    })
+}
+
+/// Readies an issue's deliveries for a new run, and returns how many it put back: those left
+/// `sending` by a sender that died go back to `pending` (their outcome is unknown).
+/// - SQLite (call with the lease held): every `sending` row is a dead run's, and every pending one
+///   is due now, since backoff only spaces retries within one run.
+/// - PostgreSQL: only the rows of senders whose lease has expired (or is gone) go back, and their
+///   leases are removed; a live sender's rows and its backoff are left alone. Any sender of the
+///   issue may call it at any time: this is how the claims of a holder that died are taken over,
+///   when they expire and not before.
+pub async fn requeue_in_flight(pool: &Pool, issue_id: &str, now: i64) -> Result<u64> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let mut tx = p.begin_write().await?;
+            let done = sqlx::query("UPDATE deliveries SET state = $3, updated_at = $2 WHERE issue_id = $1 AND state = $4")
+                .bind(issue_id)
+                .bind(now)
+                .bind(Pending)
+                .bind(Sending)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = $1 AND state = $2 AND next_attempt_at > 0")
+                .bind(issue_id)
+                .bind(Pending)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        }
+        Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
+                "UPDATE deliveries d SET state = $3, claimed_by = NULL, updated_at = $2
+                 WHERE d.issue_id = $1 AND d.state = $4 AND NOT EXISTS (
+                     SELECT 1 FROM send_leases l WHERE l.issue_id = d.issue_id AND l.holder = d.claimed_by AND l.expires_at >= $2)",
+            )
             .bind(issue_id)
-            .bind(id)
-            .bind(why)
             .bind(now)
-            .bind(Skipped)
+            .bind(Pending)
+            .bind(Sending)
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM send_leases WHERE issue_id = $1 AND expires_at < $2").bind(issue_id).bind(now).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(done.rows_affected())
+        }
     }
-    tx.commit().await?;
-    Ok(claimed)
 }
 
-async fn set_state(tx: &mut sqlx::SqliteConnection, issue_id: &str, state: DeliveryState, ids: &[i64], now: i64) -> Result<()> {
-    for chunk in ids.chunks(300) {
-        let marks = vec!["?"; chunk.len()].join(",");
-        let sql = format!(
-            // Only anonymous `?`s: sqlx numbers them from 1 whatever numbered ones say, so never mix the two.
-            "UPDATE deliveries SET state = ?, attempts = attempts + 1, updated_at = ? WHERE issue_id = ? AND subscriber_id IN ({marks})"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(state).bind(now).bind(issue_id);
-        for id in chunk {
-            q = q.bind(id);
+/// Makes every pending delivery of the issue due now (a new run's retries start afresh). On
+/// PostgreSQL, call it only when no other sender is live: their backoff is theirs.
+pub async fn retry_now(pool: &Pool, issue_id: &str) -> Result<()> {
+    with_pool!(pool, p => sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = $1 AND state = $2 AND next_attempt_at > 0")
+        .bind(issue_id)
+        .bind(Pending)
+        .execute(p)
+        .await?
+        .rows_affected());
+    Ok(())
+}
+
+/// How many deliveries of the issue other senders than `holder` have in flight (PostgreSQL's
+/// shared sends: a sender with nothing left to claim waits for those before it leaves).
+pub async fn in_flight_elsewhere(pool: &Pool, issue_id: &str, holder: &str) -> Result<i64> {
+    with_pool!(pool, p => sqlx::query_scalar(
+        "SELECT count(*) FROM deliveries WHERE issue_id = $1 AND state = $2 AND (claimed_by IS NULL OR claimed_by <> $3)",
+    )
+    .bind(issue_id)
+    .bind(Sending)
+    .bind(holder)
+    .fetch_one(p)
+    .await)
+}
+
+/// Marks up to `limit` due pending deliveries as `sending` for `holder` and returns them. Deliveries
+/// whose subscriber is no longer active (unsubscribed since the send started) are marked `skipped`
+/// instead.
+/// - SQLite, `INDEXED BY`: left to itself, SQLite walks the primary key (issue, subscriber) for the
+///   ORDER BY and steps over every delivery already sent on each claim, which made a send quadratic
+///   in the audience (580 messages/s after 100,000 of 1,000,000; see BENCHMARKS.md).
+/// - PostgreSQL, `FOR UPDATE SKIP LOCKED`: senders claiming at the same moment each get rows the
+///   others did not lock, without waiting for one another.
+pub async fn claim(pool: &Pool, issue_id: &str, holder: &str, limit: i64, now: i64) -> Result<Vec<Claimed>> {
+    match pool {
+        Pool::Sqlite(p) => {
+            let mut tx = p.begin_write().await?;
+            let rows: Vec<ClaimRow> = sqlx::query_as(
+                "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status
+                 FROM deliveries d INDEXED BY deliveries_by_state JOIN subscribers s ON s.id = d.subscriber_id
+                 WHERE d.issue_id = $1 AND d.state = $4 AND d.next_attempt_at <= $2
+                 ORDER BY d.subscriber_id LIMIT $3",
+            )
+            .bind(issue_id)
+            .bind(now)
+            .bind(limit)
+            .bind(Pending)
+            .fetch_all(&mut *tx)
+            .await?;
+            let (claimed, skipped) = split_claims(rows);
+            let ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
+            for chunk in ids.chunks(RECORD_CHUNK) {
+                let sql = format!(
+                    "UPDATE deliveries SET state = $1, attempts = attempts + 1, updated_at = $2 WHERE issue_id = $3 AND subscriber_id IN ({})",
+                    id_list(4, chunk.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sending).bind(now).bind(issue_id);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            mark_skipped(&mut tx, issue_id, &skipped, 0, now).await?;
+            tx.commit().await?;
+            Ok(claimed)
         }
-        q.execute(&mut *tx).await?;
+        Pool::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            let rows: Vec<ClaimRow> = sqlx::query_as(
+                "WITH picked AS (
+                     SELECT subscriber_id FROM deliveries
+                     WHERE issue_id = $1 AND state = $4 AND next_attempt_at <= $2
+                     ORDER BY subscriber_id LIMIT $3 FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                     UPDATE deliveries d SET state = $5, attempts = d.attempts + 1, updated_at = $2, claimed_by = $6
+                     FROM picked WHERE d.issue_id = $1 AND d.subscriber_id = picked.subscriber_id
+                     RETURNING d.subscriber_id, d.message_id, d.attempts - 1 AS attempts)
+                 SELECT c.subscriber_id, s.email, s.name, c.message_id, c.attempts, s.status
+                 FROM claimed c JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id",
+            )
+            .bind(issue_id)
+            .bind(now)
+            .bind(limit)
+            .bind(Pending)
+            .bind(Sending)
+            .bind(holder)
+            .fetch_all(&mut *tx)
+            .await?;
+            let (claimed, skipped) = split_claims(rows);
+            // A skipped row was claimed, and counted as an attempt, before its subscriber was seen.
+            mark_skipped(&mut tx, issue_id, &skipped, 1, now).await?;
+            tx.commit().await?;
+            Ok(claimed)
+        }
+    }
+}
+
+/// subscriber_id, email, name, message_id, attempts, subscriber status.
+type ClaimRow = (i64, String, Option<String>, String, i64, String);
+
+/// The rows of a claim whose subscriber is active, and the others with why they are skipped.
+fn split_claims(rows: Vec<ClaimRow>) -> (Vec<Claimed>, Vec<(i64, String)>) {
+    let mut claimed = Vec::with_capacity(rows.len());
+    let mut skipped = Vec::new();
+    for (subscriber_id, email, name, message_id, attempts, status) in rows {
+        if status == Status::Active.as_str() {
+            claimed.push(Claimed { subscriber_id, email, name, message_id, attempts });
+        } else {
+            skipped.push((subscriber_id, format!("subscriber is {status}")));
+        }
+    }
+    (claimed, skipped)
+}
+
+/// Marks the deliveries of `skipped` skipped, with why, taking `uncount` off their attempts.
+async fn mark_skipped<DB>(tx: &mut sqlx::Transaction<'static, DB>, issue_id: &str, skipped: &[(i64, String)], uncount: i64, now: i64) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> DeliveryState: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for (id, why) in skipped {
+        sqlx::query(
+            "UPDATE deliveries SET state = $5, last_error = $3, updated_at = $4, attempts = attempts - $6
+             WHERE issue_id = $1 AND subscriber_id = $2",
+        )
+        .bind(issue_id)
+        .bind(*id)
+        .bind(why.clone())
+        .bind(now)
+        .bind(Skipped)
+        .bind(uncount)
+        .execute(&mut **tx)
+            .await?;
     }
     Ok(())
+}
+
+/// `$first, $first+1, …` for `n` values of an `IN (…)` list.
+fn id_list(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
 }
 
 /// Records a batch of outcomes in one transaction. A bounce also marks the subscriber bounced.
 /// The send loop records every few outcomes (as soon as the server answers), so the common case,
-/// a few messages sent, is one statement: its own transaction, one round trip to SQLite's thread
+/// a few messages sent, is one statement: its own transaction, one round trip to the database
 /// instead of three (BEGIN, UPDATE, COMMIT).
-pub async fn record(pool: &SqlitePool, issue_id: &str, outcomes: &[(i64, Outcome)], now: i64) -> Result<()> {
+pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], now: i64) -> Result<()> {
     if outcomes.is_empty() {
         return Ok(());
     }
     let sent: Vec<i64> = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Sent)).map(|(id, _)| *id).collect();
-    if sent.len() == outcomes.len() && sent.len() <= RECORD_CHUNK {
-        return mark_sent(pool, issue_id, &sent, now).await;
-    }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    for chunk in sent.chunks(RECORD_CHUNK) {
-        mark_sent(&mut *tx, issue_id, chunk, now).await?;
-    }
-    for (id, outcome) in outcomes {
-        let (state, error, retry_at) = match outcome {
-            Outcome::Sent => continue,
-            Outcome::Deferred { error, retry_at } => (Pending, Some(error.as_str()), *retry_at),
-            Outcome::Bounced(e) => (Bounced, Some(e.as_str()), 0),
-            Outcome::Failed(e) => (Failed, Some(e.as_str()), 0),
-            Outcome::Unclaimed => (Pending, None, 0),
-        };
-        let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
-        sqlx::query(
-            "UPDATE deliveries SET state = ?3, last_error = COALESCE(?4, last_error), next_attempt_at = ?5,
-             attempts = attempts - ?6, updated_at = ?7 WHERE issue_id = ?1 AND subscriber_id = ?2",
-        )
-        .bind(issue_id)
-        .bind(id)
-        .bind(state)
-        .bind(error)
-        .bind(retry_at)
-        .bind(uncount)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Outcome::Bounced(why) = outcome {
+    with_pool!(pool, p => {
+        if sent.len() == outcomes.len() && sent.len() <= RECORD_CHUNK {
+            let (sql, ids) = mark_sent_sql(&sent);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(p).await?;
+            return Ok(());
+        }
+        let mut tx = p.begin_write().await?;
+        for chunk in sent.chunks(RECORD_CHUNK) {
+            let (sql, ids) = mark_sent_sql(chunk);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for (id, outcome) in outcomes {
+            let (state, error, retry_at) = match outcome {
+                Outcome::Sent => continue,
+                Outcome::Deferred { error, retry_at } => (Pending, Some(error.as_str()), *retry_at),
+                Outcome::Bounced(e) => (Bounced, Some(e.as_str()), 0),
+                Outcome::Failed(e) => (Failed, Some(e.as_str()), 0),
+                Outcome::Unclaimed => (Pending, None, 0),
+            };
+            let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
             sqlx::query(
-                "UPDATE subscribers SET status = ?3, bounced_at = ?2, status_changed_at = ?2, status_reason = ?5 WHERE id = ?1 AND status = ?4",
+                "UPDATE deliveries SET state = $3, last_error = COALESCE($4, last_error), next_attempt_at = $5,
+                 attempts = attempts - $6, updated_at = $7 WHERE issue_id = $1 AND subscriber_id = $2",
             )
-            .bind(id)
+            .bind(issue_id)
+            .bind(*id)
+            .bind(state)
+            .bind(error)
+            .bind(retry_at)
+            .bind(uncount)
             .bind(now)
-            .bind(Status::Bounced.as_str())
-            .bind(Status::Active.as_str())
-            .bind(format!("refused at sending: {why}"))
             .execute(&mut *tx)
             .await?;
+            if let Outcome::Bounced(why) = outcome {
+                sqlx::query(
+                    "UPDATE subscribers SET status = $3, bounced_at = $2, status_changed_at = $2, status_reason = $5 WHERE id = $1 AND status = $4",
+                )
+                .bind(*id)
+                .bind(now)
+                .bind(Status::Bounced.as_str())
+                .bind(Status::Active.as_str())
+                .bind(format!("refused at sending: {why}"))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
-    }
-    tx.commit().await?;
-    Ok(())
+        tx.commit().await?;
+        Ok(())
+    })
 }
 
 /// Ids per `IN (…)` list: SQLite allows 32,766 variables; statements stay short.
 const RECORD_CHUNK: usize = 300;
 
-/// Marks up to `RECORD_CHUNK` deliveries sent, in one statement.
-async fn mark_sent<'c>(db: impl sqlx::SqliteExecutor<'c>, issue_id: &str, ids: &[i64], now: i64) -> Result<()> {
-    let marks = vec!["?"; ids.len()].join(",");
+/// The statement marking up to `RECORD_CHUNK` deliveries sent: binds the state, the time, the issue,
+/// then each id.
+fn mark_sent_sql(ids: &[i64]) -> (String, &[i64]) {
     let sql = format!(
-        "UPDATE deliveries SET state = ?, sent_at = ?, updated_at = ?, last_error = NULL
-         WHERE issue_id = ? AND subscriber_id IN ({marks})"
+        "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
+         WHERE issue_id = $3 AND subscriber_id IN ({})",
+        id_list(4, ids.len())
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str())).bind(Sent).bind(now).bind(now).bind(issue_id);
-    for id in ids {
-        q = q.bind(id);
-    }
-    q.execute(db).await?;
-    Ok(())
+    (sql, ids)
 }
 
 /// Marks the send finished when nothing is pending or in flight any more.
-pub async fn finish_if_done(pool: &SqlitePool, issue_id: &str, now: i64) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sends SET finished_at = ?2 WHERE issue_id = ?1 AND finished_at IS NULL
-         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND state IN (?3, ?4))",
+pub async fn finish_if_done(pool: &Pool, issue_id: &str, now: i64) -> Result<bool> {
+    let done = with_pool!(pool, p => sqlx::query(
+        "UPDATE sends SET finished_at = $2 WHERE issue_id = $1 AND finished_at IS NULL
+         AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = $1 AND state IN ($3, $4))",
     )
     .bind(issue_id)
     .bind(now)
     .bind(Pending)
     .bind(Sending)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(p)
+    .await?
+    .rows_affected());
+    Ok(done == 1)
 }
 
 /// The earliest time a pending delivery may be tried again, if any is pending.
-pub async fn next_retry_at(pool: &SqlitePool, issue_id: &str) -> Result<Option<i64>> {
-    sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND state = ?2")
+pub async fn next_retry_at(pool: &Pool, issue_id: &str) -> Result<Option<i64>> {
+    with_pool!(pool, p => sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = $1 AND state = $2")
         .bind(issue_id)
         .bind(Pending)
-        .fetch_one(pool)
-        .await
+        .fetch_one(p)
+        .await)
 }
 
-pub async fn counts(pool: &SqlitePool, issue_id: &str) -> Result<Counts> {
-    let rows = sqlx::query("SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ?1 GROUP BY state").bind(issue_id).fetch_all(pool).await?;
+pub async fn counts(pool: &Pool, issue_id: &str) -> Result<Counts> {
+    let rows: Vec<(DeliveryState, i64)> = with_pool!(pool, p => sqlx::query_as("SELECT state, COUNT(*) FROM deliveries WHERE issue_id = $1 GROUP BY state")
+        .bind(issue_id)
+        .fetch_all(p)
+        .await?);
     let mut c = Counts::default();
-    for r in rows {
-        let n: i64 = r.get(1);
+    for (state, n) in rows {
         c.total += n;
-        match r.try_get::<DeliveryState, _>(0)? {
+        match state {
             Pending => c.pending = n,
             Sending => c.sending = n,
             Sent => c.sent = n,
@@ -402,39 +552,90 @@ pub async fn counts(pool: &SqlitePool, issue_id: &str) -> Result<Counts> {
 }
 
 /// Deliveries that did not go out (failed, bounced, or pending after an error), with their last error.
-pub async fn problems(pool: &SqlitePool, issue_id: &str, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
-    let rows = sqlx::query(
+pub async fn problems(pool: &Pool, issue_id: &str, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
+    with_pool!(pool, p => sqlx::query_as(
         "SELECT s.email, d.state, d.attempts, d.last_error FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
-         WHERE d.issue_id = ?1 AND d.last_error IS NOT NULL AND d.state IN (?3, ?4, ?5)
-         ORDER BY d.state, s.email LIMIT ?2",
+         WHERE d.issue_id = $1 AND d.last_error IS NOT NULL AND d.state IN ($3, $4, $5)
+         ORDER BY d.state, s.email LIMIT $2",
     )
     .bind(issue_id)
     .bind(limit)
     .bind(Failed)
     .bind(Bounced)
     .bind(Pending)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect())
+    .fetch_all(p)
+    .await)
 }
 
 /// Who would get the issue if its send started now (for `--dry-run`), streamed in id order.
-pub async fn active_after(pool: &SqlitePool, after_id: i64, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
-    let rows = sqlx::query("SELECT id, email, name FROM subscribers WHERE status = ?3 AND id > ?1 ORDER BY id LIMIT ?2")
+pub async fn active_after(pool: &Pool, after_id: i64, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+    with_pool!(pool, p => sqlx::query_as("SELECT id, email, name FROM subscribers WHERE status = $3 AND id > $1 ORDER BY id LIMIT $2")
         .bind(after_id)
         .bind(limit)
         .bind(Status::Active.as_str())
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        .fetch_all(p)
+        .await)
 }
 
 /// Issues whose send started and has not finished.
-pub async fn unfinished_sends(pool: &SqlitePool) -> Result<Vec<String>> {
-    sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(pool).await
+pub async fn unfinished_sends(pool: &Pool) -> Result<Vec<String>> {
+    with_pool!(pool, p => sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(p).await)
 }
 
 /// Issues whose send has started (finished or not): the scheduler never starts them again.
-pub async fn started_sends(pool: &SqlitePool) -> Result<std::collections::HashSet<String>> {
-    Ok(sqlx::query_scalar("SELECT issue_id FROM sends").fetch_all(pool).await?.into_iter().collect())
+pub async fn started_sends(pool: &Pool) -> Result<std::collections::HashSet<String>> {
+    Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?).into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::stores;
+    use crate::store::{NewSubscriber, Source, Store};
+
+    async fn audience(store: &Store, n: usize) {
+        for i in 0..n {
+            let new = NewSubscriber { email: format!("r{i}@example.org").parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            store.add(&new, false).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_never_overlap_and_only_a_dead_holders_claims_come_back() {
+        for store in stores().await {
+            let pool = store.pool();
+            audience(&store, 5).await;
+            assert!(start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap());
+            // A second start of the same issue fixes nothing.
+            assert!(!start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 11).await.unwrap());
+            assert!(acquire_lease(pool, "2023-07-17", "a", 10, 100).await.unwrap());
+            let a = claim(pool, "2023-07-17", "a", 2, 10).await.unwrap();
+            let b = claim(pool, "2023-07-17", "b", 10, 10).await.unwrap();
+            let ids = |c: &[Claimed]| c.iter().map(|c| c.subscriber_id).collect::<Vec<_>>();
+            assert_eq!((a.len(), b.len()), (2, 3));
+            assert!(ids(&a).iter().all(|id| !ids(&b).contains(id)), "a claimed row is nobody else's");
+            assert!(a.iter().chain(&b).all(|c| c.attempts == 0 && c.message_id.starts_with("<2023-07-17.")));
+            assert!(claim(pool, "2023-07-17", "c", 10, 10).await.unwrap().is_empty());
+            record(pool, "2023-07-17", &[(b[0].subscriber_id, Outcome::Sent)], 20).await.unwrap();
+            if pool.is_postgres() {
+                // b holds a live lease, a's runs until 100: before then nothing comes back.
+                assert!(acquire_lease(pool, "2023-07-17", "b", 10, 1000).await.unwrap());
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 50).await.unwrap(), 0);
+                assert_eq!(in_flight_elsewhere(pool, "2023-07-17", "b").await.unwrap(), 2);
+                // a's lease expired: its two come back, b's two stay in flight, and a's lease is gone.
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 200).await.unwrap(), 2);
+                assert_eq!(leases(pool, "2023-07-17").await.unwrap(), vec![("b".to_string(), 1000)]);
+                assert!(!renew_lease(pool, "2023-07-17", "a", 300).await.unwrap(), "a lost its lease");
+                let again = claim(pool, "2023-07-17", "b", 10, 200).await.unwrap();
+                assert_eq!(ids(&again), ids(&a));
+                assert!(again.iter().all(|c| c.attempts == 1 && a.iter().any(|x| x.message_id == c.message_id)), "same Message-ID");
+            } else {
+                // SQLite's single sender: everything in flight belongs to the run that died.
+                assert_eq!(requeue_in_flight(pool, "2023-07-17", 50).await.unwrap(), 4);
+                assert!(!acquire_lease(pool, "2023-07-17", "b", 50, 1000).await.unwrap(), "a's lease is live");
+            }
+            let c = counts(pool, "2023-07-17").await.unwrap();
+            assert_eq!((c.total, c.sent), (5, 1));
+        }
+    }
 }

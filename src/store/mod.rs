@@ -1,21 +1,70 @@
-//! The subscriber store: every SQL statement of Gazette lives under this module, so that a second
-//! backend (PostgreSQL) can be added behind the same functions. SQLite through sqlx, in WAL mode
-//! with a busy timeout, so a running send and a subscriber command can use the database at once.
-//! Migrations (`subscribers/migrations/`) are applied whenever the store is opened.
+//! The subscriber store: every SQL statement of Gazette lives under this module. Two backends sit
+//! behind the same functions: SQLite through sqlx (the default: one file, WAL mode with a busy
+//! timeout, so a running send and a subscriber command can use the database at once), and
+//! PostgreSQL, for a list that outgrows one machine: several senders and schedulers on several hosts
+//! share one database. Each statement is written once and runs on both (`with_pool!`); where the
+//! two dialects differ, `Backend` says how. Migrations (`subscribers/migrations/<backend>/`) are
+//! applied whenever the store is opened.
+
+/// Runs `$body` once per backend, with `$p` bound to that backend's pool: one text, type-checked
+/// and compiled for each. `with_pool!(store.pool(), p => sqlx::query("…").execute(p).await)`.
+macro_rules! with_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Gives a field-less enum its text form (`as_str`) and makes it a TEXT value on both backends
+/// (sqlx's derive would make it a PostgreSQL enum type of its own).
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $ty where str: sqlx::Type<DB> {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $ty where &'static str: sqlx::Encode<'q, DB> {
+            fn encode_by_ref(&self, buf: &mut DB::ArgumentBuffer) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                self.as_str().encode_by_ref(buf)
+            }
+        }
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $ty where &'r str: sqlx::Decode<'r, DB> {
+            fn decode(value: DB::ValueRef<'r>) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+                match <&str as sqlx::Decode<DB>>::decode(value)? {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(format!("unknown {} `{other}`", stringify!($ty)).into()),
+                }
+            }
+        }
+    };
+}
 
 pub mod bounces;
 mod confirmations;
+pub mod copy;
 mod import;
 pub mod ledger;
 pub mod publications;
 mod subscribers;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqlitePool};
 
+pub use crate::config::Database;
 pub use confirmations::ConfirmOutcome;
 pub use crate::token::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
 pub use import::{ImportError, ImportReport, InvalidRow};
@@ -24,42 +73,118 @@ pub use subscribers::{clean_name, AddOutcome, InvalidEmail, NewSubscriber, Remov
 /// The environment variable holding the token secret; without it, a random secret is kept in the database.
 pub const SECRET_VAR: &str = "GAZETTE_SECRET";
 
+/// The environment variable holding the PostgreSQL password (otherwise `~/.pgpass` or `PGPASSFILE`).
+pub const DATABASE_PASSWORD_VAR: &str = "GAZETTE_DATABASE_PASSWORD";
+
 /// How long a statement waits for another process's write to finish before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("subscribers/migrations");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("subscribers/migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("subscribers/migrations/postgres");
+
+/// The key of the PostgreSQL advisory lock that `Backend::begin_write` takes: write transactions
+/// that must not interleave (numbering issues, fixing a send's audience) take turns on it, as
+/// SQLite's `BEGIN IMMEDIATE` makes every writer do. ("gazette" in ASCII.)
+const WRITE_LOCK: i64 = 0x67_617a_6574_7465;
+
+/// An open pool of either backend.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Pool {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Pool::Postgres(_))
+    }
+
+    /// The SQLite pool, for tests that look at the file's tables directly.
+    #[cfg(test)]
+    pub fn sqlite(&self) -> &SqlitePool {
+        match self {
+            Pool::Sqlite(p) => p,
+            Pool::Postgres(_) => panic!("a SQLite store was expected"),
+        }
+    }
+}
+
+/// What differs between the backends, for statements written once (`with_pool!`).
+pub(crate) trait Backend {
+    type Db: sqlx::Database;
+    /// A transaction that holds the write lock from its first statement, so that a read in it stays
+    /// true until it commits: SQLite's `BEGIN IMMEDIATE`; on PostgreSQL, a transaction-scoped
+    /// advisory lock shared by every such transaction.
+    fn begin_write(&self) -> impl Future<Output = sqlx::Result<sqlx::Transaction<'static, Self::Db>>> + Send;
+    /// SQL for 16 random hex digits, drawn per row.
+    fn random_hex16(&self) -> &'static str;
+}
+
+impl Backend for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+    fn random_hex16(&self) -> &'static str {
+        "lower(hex(randomblob(8)))"
+    }
+}
+
+impl Backend for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(WRITE_LOCK).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+    // gen_random_uuid() is built in since PostgreSQL 13 and draws from a strong source; md5 mixes
+    // its 122 random bits into 64.
+    fn random_hex16(&self) -> &'static str {
+        "left(md5(gen_random_uuid()::text), 16)"
+    }
+}
 
 /// Something went wrong below the level of the user's input: the database could not be opened,
 /// migrated or queried, or the token secret is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     // Causes are in the message rather than `source`s, so `main`'s chain says them once.
-    #[error("cannot open the subscriber database {path}: {cause}; check [paths] database in publish.toml")]
-    Open { path: PathBuf, cause: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cannot open the subscriber database {path}: {cause}; check {}", what_to_check(path))]
+    Open { path: Box<Database>, cause: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot bring the subscriber database {path} up to date: {cause}")]
-    Migrate { path: PathBuf, cause: sqlx::migrate::MigrateError },
+    Migrate { path: Box<Database>, cause: sqlx::migrate::MigrateError },
     #[error("subscriber database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{SECRET_VAR}: {0}")]
     Secret(String),
     #[error("subscriber database: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
-/// The open database: a small pool of SQLite connections.
+/// Where the fix for a database that does not open is.
+fn what_to_check(location: &Database) -> &'static str {
+    match location {
+        Database::Sqlite(_) => "[paths] database in publish.toml",
+        Database::Postgres(_) => "[paths] database in publish.toml, and the password in GAZETTE_DATABASE_PASSWORD or ~/.pgpass",
+    }
+}
+
+/// The open database: a small pool of connections to either backend.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: Pool,
+    location: Database,
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it (and its folder) when missing, and applies any
+    /// Opens the database, creating a SQLite file (and its folder) when missing, and applies any
     /// migration not yet applied.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+    pub async fn open(location: impl Into<Database>) -> Result<Store, StoreError> {
         // A 32 MiB page cache per connection (the default is 2 MiB) holds a 100,000-row import
         // transaction without spilling to the WAL mid-way.
-        Store::open_with_cache(path, 32 * 1024, 4).await
+        Store::open_with_cache(&location.into(), 32 * 1024, 4, std::env::var_os(DATABASE_PASSWORD_VAR), true).await
     }
 
     /// As `open`, with one connection and a 4 MiB page cache: for `gazette send` and the scheduler,
@@ -67,80 +192,139 @@ impl Store {
     /// subscribers; with `open`'s four 32 MiB caches a send to 1,000,000 peaked at 111 MB). The
     /// send loop is the only user and runs its statements one after another, so one connection
     /// keeps its cache warm instead of each statement finding pages another connection changed.
-    pub async fn open_for_sending(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cache(path, 4 * 1024, 1).await
+    ///
+    /// On PostgreSQL its sessions commit with `synchronous_commit = off`, the counterpart of
+    /// SQLite's `synchronous = NORMAL` here: a commit survives the death of Gazette's process at
+    /// once (it is in the server's memory), and the server's own crash only if it came 200 ms or
+    /// more before it. What such a crash loses is outcomes, never subscribers: those messages are
+    /// sent again, with the same Message-ID, as after a kill -9 of the sender. Every outcome then
+    /// costs a round trip instead of a flush of the server's log.
+    pub async fn open_for_sending(location: impl Into<Database>) -> Result<Store, StoreError> {
+        Store::open_with_cache(&location.into(), 4 * 1024, 1, std::env::var_os(DATABASE_PASSWORD_VAR), false).await
     }
 
-    /// `cache_kib`: SQLite's page cache per connection, in KiB.
-    async fn open_with_cache(path: &Path, cache_kib: u32, connections: u32) -> Result<Store, StoreError> {
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: path.to_path_buf(), cause: e };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            // 16 KiB pages (for a new database; an existing one keeps its own): a million-row import
-            // took a seventh less CPU than with 4 KiB. Temporary data stays in memory.
-            .pragma("page_size", "16384")
-            .pragma("cache_size", format!("-{cache_kib}"))
-            .pragma("temp_store", "memory");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .connect_with(options)
-            .await
-            .map_err(|e| open_err(Box::new(e)))?;
-        let store = Store { pool, path: path.to_path_buf() };
+    /// `cache_kib`: SQLite's page cache per connection, in KiB; `password`: PostgreSQL's
+    /// (`GAZETTE_DATABASE_PASSWORD`), when not left to `.pgpass`; `flush_commits`: PostgreSQL's
+    /// `synchronous_commit` (see `open_for_sending`).
+    async fn open_with_cache(
+        location: &Database,
+        cache_kib: u32,
+        connections: u32,
+        password: Option<std::ffi::OsString>,
+        flush_commits: bool,
+    ) -> Result<Store, StoreError> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: Box::new(location.clone()), cause: e };
+        let pool = match location {
+            Database::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(BUSY_TIMEOUT)
+                    .foreign_keys(true)
+                    // 16 KiB pages (for a new database; an existing one keeps its own): a million-row import
+                    // took a seventh less CPU than with 4 KiB. Temporary data stays in memory.
+                    .pragma("page_size", "16384")
+                    .pragma("cache_size", format!("-{cache_kib}"))
+                    .pragma("temp_store", "memory");
+                let pool = SqlitePoolOptions::new().max_connections(connections).connect_with(options).await;
+                Pool::Sqlite(pool.map_err(|e| open_err(Box::new(e)))?)
+            }
+            Database::Postgres(url) => {
+                let mut options: PgConnectOptions = url.as_str().parse().map_err(|e: sqlx::Error| open_err(Box::new(e)))?;
+                if let Some(password) = password {
+                    let password = password.into_string().map_err(|_| open_err(format!("{DATABASE_PASSWORD_VAR} is not valid UTF-8").into()))?;
+                    options = options.password(&password);
+                }
+                options = options.application_name("gazette");
+                if !flush_commits {
+                    options = options.options([("synchronous_commit", "off")]);
+                }
+                // One connection first, alone: the pool would retry a refused connection or a wrong
+                // password until its timeout, then say only that it timed out.
+                let first = sqlx::PgConnection::connect_with(&options).await.map_err(|e| open_err(Box::new(e)))?;
+                first.close().await.map_err(|e| open_err(Box::new(e)))?;
+                // A sender's claim and record statements, the renewal of its lease, and whatever the
+                // command reads besides: two connections at least.
+                let pool = PgPoolOptions::new()
+                    .max_connections(connections.max(2))
+                    .acquire_timeout(BUSY_TIMEOUT)
+                    .connect_with(options)
+                    .await;
+                Pool::Postgres(pool.map_err(|e| open_err(Box::new(e)))?)
+            }
+        };
+        let store = Store { pool, location: location.clone() };
         store.migrate().await?;
         Ok(store)
     }
 
-    /// Applies pending migrations inside one `BEGIN IMMEDIATE` transaction: two processes opening a
-    /// fresh database at once then take turns (the busy timeout) instead of both creating tables.
+    /// Applies pending migrations inside one write transaction: two processes opening a fresh
+    /// database at once then take turns instead of both creating tables.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: self.path.clone(), cause: e };
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        MIGRATOR.run(&mut *tx).await.map_err(migrate_err)?;
-        tx.commit().await?;
+        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: Box::new(self.location.clone()), cause: e };
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.acquire().await?;
+                let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                SQLITE_MIGRATIONS.run(&mut *tx).await.map_err(migrate_err)?;
+                tx.commit().await?;
+            }
+            // sqlx takes an advisory lock of its own around PostgreSQL migrations.
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await.map_err(migrate_err)?,
+        }
         Ok(())
     }
 
-    /// The connection pool, for sibling modules of `store` that keep their own tables.
-    pub fn pool(&self) -> &SqlitePool {
+    /// The connection pool, for the store's own modules.
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     /// A small named value the application keeps for itself (such as the scheduler's last round).
     pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = ?1").bind(name).fetch_optional(&self.pool).await?)
+        Ok(with_pool!(&self.pool, p => sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(p).await?))
     }
 
     pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
+        with_pool!(&self.pool, p => {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                .bind(name)
+                .bind(value)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
         Ok(())
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// One round trip to the database (the health check).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+        Ok(())
     }
 
-    /// Copies the write-ahead log into the database and empties it, then waits for every
-    /// connection to close: a command leaves no large `-wal` file behind it.
+    /// Where the database is: a file, or a server's URL (without a password).
+    pub fn location(&self) -> &Database {
+        &self.location
+    }
+
+    /// Waits for every connection to close. On SQLite it first copies the write-ahead log into the
+    /// database and empties it: a command leaves no large `-wal` file behind it.
     pub async fn close(self) {
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
-            tracing::debug!("checkpointing {}: {e}", self.path.display());
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await {
+                    tracing::debug!("checkpointing {}: {e}", self.location);
+                }
+                pool.close().await;
+            }
+            Pool::Postgres(pool) => pool.close().await,
         }
-        self.pool.close().await;
     }
 
     /// The key tokens are signed with: `GAZETTE_SECRET` when set, otherwise a random secret
@@ -163,23 +347,68 @@ impl Store {
     async fn stored_token_key(&self) -> Result<TokenKey, StoreError> {
         let fresh = hex::encode(rand::random::<[u8; 32]>());
         // Whoever inserts first wins; everyone then reads the same secret.
-        sqlx::query("INSERT INTO settings (name, value) VALUES ('token_secret', ?) ON CONFLICT (name) DO NOTHING")
-            .bind(fresh)
-            .execute(&self.pool)
-            .await?;
-        let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token_secret'")
-            .fetch_one(&self.pool)
-            .await?;
+        let stored: String = with_pool!(&self.pool, p => {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ('token_secret', $1) ON CONFLICT (name) DO NOTHING")
+                .bind(fresh)
+                .execute(p)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'token_secret'").fetch_one(p).await?
+        });
         let bytes = hex::decode(&stored)
             .map_err(|_| StoreError::Corrupt("the stored token secret (settings.token_secret) is not hex".into()))?;
         TokenKey::new(bytes).map_err(|e| StoreError::Corrupt(format!("the stored token secret: {e}")))
     }
 }
 
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each: the VALUES of a multi-row insert.
+fn values_list(rows: usize, columns: usize) -> String {
+    let row = |r: usize| format!("({})", (1..=columns).map(|c| format!("${}", r * columns + c)).collect::<Vec<_>>().join(", "));
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 /// Now, as the store writes timestamps: whole seconds since 1970 (UTC), which sqlx reads back as
 /// `DateTime<Utc>` (in the sqlite3 shell: `datetime(created_at, 'unixepoch')`).
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// The PostgreSQL cluster of the tests (one file for unit and integration tests).
+#[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+mod cluster;
+
+/// For the store's unit tests: the same test against each backend.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Database, Store, cluster};
+
+    /// An open test store, with what keeps its database alive.
+    pub struct TestStore {
+        pub store: Store,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            &self.store
+        }
+    }
+
+    /// A fresh SQLite store and, when PostgreSQL is installed (always under CI), a fresh database of
+    /// the test process's PostgreSQL cluster.
+    pub async fn stores() -> Vec<TestStore> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Store::open(&dir.path().join("t.db")).await.unwrap();
+        let mut stores = vec![TestStore { store: sqlite, _dir: dir }];
+        if cluster::available() {
+            let url = tokio::task::spawn_blocking(|| cluster::Cluster::shared().fresh_database()).await.unwrap();
+            let url = Database::Postgres(url.parse().unwrap());
+            let store = Store::open_with_cache(&url, 1024, 4, Some(cluster::PASSWORD.into()), true).await.unwrap();
+            stores.push(TestStore { store, _dir: tempfile::tempdir().unwrap() });
+        }
+        stores
+    }
 }
 
 #[cfg(test)]
@@ -194,23 +423,36 @@ mod tests {
         assert!(path.exists());
         let tables: Vec<String> =
             sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name")
-                .fetch_all(store.pool())
+                .fetch_all(store.pool().sqlite())
                 .await
                 .unwrap();
         assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool()).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(mode, "wal");
-        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool()).await.unwrap();
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(fk, 1);
-        let page: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.pool()).await.unwrap();
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(page, 16384);
-        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool()).await.unwrap();
+        let timeout: i64 = sqlx::query_scalar("PRAGMA busy_timeout").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(timeout, 10_000);
         store.close().await;
         // A second open finds everything applied.
         let again = Store::open(&path).await.unwrap();
-        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool()).await.unwrap();
-        assert_eq!(applied as usize, MIGRATOR.iter().count());
+        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool().sqlite()).await.unwrap();
+        assert_eq!(applied as usize, SQLITE_MIGRATIONS.iter().count());
+    }
+
+    #[tokio::test]
+    async fn settings_and_the_generated_secret_are_kept_on_either_backend() {
+        for store in testing::stores().await {
+            assert_eq!(store.setting("last_round").await.unwrap(), None);
+            store.set_setting("last_round", "one").await.unwrap();
+            store.set_setting("last_round", "two").await.unwrap();
+            assert_eq!(store.setting("last_round").await.unwrap().as_deref(), Some("two"));
+            let key = store.token_key_from(None).await.unwrap();
+            assert_eq!(store.token_key_from(None).await.unwrap(), key);
+            store.ping().await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Row, SqlitePool};
+use super::{Backend, Pool, values_list};
 
 use crate::issue::PinnedNumbers;
 
@@ -37,18 +37,14 @@ impl PublicationRecord {
     }
 }
 
-pub async fn read(pool: &SqlitePool) -> Result<PublicationRecord> {
-    let rows = sqlx::query("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(pool).await?;
+pub async fn read(pool: &Pool) -> Result<PublicationRecord> {
+    let rows: Vec<(String, i64, i64, String, Option<i64>)> = with_pool!(pool, p => {
+        sqlx::query_as("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(p).await?
+    });
     Ok(PublicationRecord(
         rows.into_iter()
-            .map(|r| {
-                let p = Publication {
-                    number: r.get::<i64, _>(1) as u32,
-                    published_at: r.get(2),
-                    content_hash: r.get(3),
-                    revised_at: r.get(4),
-                };
-                (r.get::<String, _>(0), p)
+            .map(|(id, number, published_at, content_hash, revised_at)| {
+                (id, Publication { number: number as u32, published_at, content_hash, revised_at })
             })
             .collect(),
     ))
@@ -57,53 +53,48 @@ pub async fn read(pool: &SqlitePool) -> Result<PublicationRecord> {
 /// Records `issues` (issue id and content hash, oldest week first) as published at `now`, in one
 /// transaction: an issue not in the record yet gets the next free number, in the order given; one
 /// whose content changed since gets `revised_at = now`. Returns the whole record afterwards.
-/// Another process publishing at the same moment waits for this one (BEGIN IMMEDIATE), so a
+/// Another process publishing at the same moment waits for this one (`Backend::begin_write`), so a
 /// number is never given twice.
-pub async fn publish(pool: &SqlitePool, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let known: BTreeMap<String, String> = sqlx::query("SELECT issue_id, content_hash FROM publications")
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
-    let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
-    // Many rows a statement: a first build of a large archive publishes thousands at once.
-    for (chunk_index, chunk) in new.chunks(200).enumerate() {
-        let rows = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        // Only anonymous `?`s (see `ledger::set_state`).
-        let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {rows}");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-        for (i, (id, hash)) in chunk.iter().enumerate() {
-            q = q.bind(id).bind(next + (chunk_index * 200 + i) as i64).bind(now).bind(hash);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for (id, hash) in issues {
-        match known.get(id) {
-            None => {}
-            Some(old) if old != hash => {
-                // A record from before hashes were kept learns its hash without counting as a revision.
-                let revised = if old.is_empty() { None } else { Some(now) };
-                sqlx::query("UPDATE publications SET content_hash = ?2, revised_at = COALESCE(?3, revised_at) WHERE issue_id = ?1")
-                    .bind(id)
-                    .bind(hash)
-                    .bind(revised)
-                    .execute(&mut *tx)
-                    .await?;
+pub async fn publish(pool: &Pool, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
+    with_pool!(pool, p => {
+        let mut tx = p.begin_write().await?;
+        let known: BTreeMap<String, String> =
+            sqlx::query_as::<_, (String, String)>("SELECT issue_id, content_hash FROM publications").fetch_all(&mut *tx).await?.into_iter().collect();
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
+        let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
+        // Many rows a statement: a first build of a large archive publishes thousands at once.
+        for (chunk_index, chunk) in new.chunks(200).enumerate() {
+            let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {}", values_list(chunk.len(), 4));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (i, (id, hash)) in chunk.iter().enumerate() {
+                q = q.bind(id.clone()).bind(next + (chunk_index * 200 + i) as i64).bind(now).bind(hash.clone());
             }
-            Some(_) => {}
+            q.execute(&mut *tx).await?;
         }
-    }
-    tx.commit().await?;
+        for (id, hash) in issues {
+            match known.get(id) {
+                None => {}
+                Some(old) if old != hash => {
+                    // A record from before hashes were kept learns its hash without counting as a revision.
+                    let revised = if old.is_empty() { None } else { Some(now) };
+                    sqlx::query("UPDATE publications SET content_hash = $2, revised_at = COALESCE($3, revised_at) WHERE issue_id = $1")
+                        .bind(id)
+                        .bind(hash)
+                        .bind(revised)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(_) => {}
+            }
+        }
+        tx.commit().await?;
+    });
     read(pool).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     fn items(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
@@ -111,47 +102,48 @@ mod tests {
 
     #[tokio::test]
     async fn numbers_are_given_once_in_order_and_edits_are_revisions() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let pool = store.pool();
-        let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
-        assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
-        // An old week published later gets the next number; nobody else's moves; an edit is a revision.
-        let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
-        assert_eq!(r.get("2023-07-10").unwrap().number, 3);
-        assert_eq!(r.get("2023-07-17").unwrap().number, 2);
-        assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
-        assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
-        assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
-        assert_eq!(read(pool).await.unwrap(), r);
+        for store in crate::store::testing::stores().await {
+            let pool = store.pool();
+            let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
+            assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
+            // An old week published later gets the next number; nobody else's moves; an edit is a revision.
+            let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
+            assert_eq!(r.get("2023-07-10").unwrap().number, 3);
+            assert_eq!(r.get("2023-07-17").unwrap().number, 2);
+            assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
+            assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
+            assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
+            assert_eq!(read(pool).await.unwrap(), r);
+        }
     }
 
     #[tokio::test]
     async fn a_large_first_publication_numbers_every_issue_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
-        let r = publish(store.pool(), &ids[1..], 7).await.unwrap();
-        assert_eq!(r.get("w0001").unwrap().number, 1);
-        assert_eq!(r.get("w0449").unwrap().number, 449);
-        let r = publish(store.pool(), &ids, 8).await.unwrap();
-        assert_eq!(r.get("w0000").unwrap().number, 450);
-        assert_eq!(r.0.len(), 450);
-        assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
+        for store in crate::store::testing::stores().await {
+            let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
+            let r = publish(store.pool(), &ids[1..], 7).await.unwrap();
+            assert_eq!(r.get("w0001").unwrap().number, 1);
+            assert_eq!(r.get("w0449").unwrap().number, 449);
+            let r = publish(store.pool(), &ids, 8).await.unwrap();
+            assert_eq!(r.get("w0000").unwrap().number, 450);
+            assert_eq!(r.0.len(), 450);
+            assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
+        }
     }
 
     #[tokio::test]
     async fn issues_sent_before_the_record_keep_their_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("g.db")).await.unwrap();
-        let pool = store.pool();
-        // As migration 0004 found them: a row made from a send, without a hash.
-        sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
-            .execute(pool)
-            .await
-            .unwrap();
-        let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
-        assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
-        assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+        for store in crate::store::testing::stores().await {
+            let pool = store.pool();
+            // As migration 0004 found them: a row made from a send, without a hash.
+            with_pool!(pool, p => sqlx::query("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES ('2023-07-17', 7, 5, '')")
+                .execute(p)
+                .await
+                .unwrap()
+                .rows_affected());
+            let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
+            assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
+            assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+        }
     }
 }

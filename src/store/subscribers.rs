@@ -338,12 +338,13 @@ struct SubscriberRow {
     name: Option<String>,
     status: String,
     source: String,
-    created_at: chrono::DateTime<chrono::Utc>,
-    status_changed_at: chrono::DateTime<chrono::Utc>,
-    confirmed_at: Option<chrono::DateTime<chrono::Utc>>,
-    unsubscribed_at: Option<chrono::DateTime<chrono::Utc>>,
-    bounced_at: Option<chrono::DateTime<chrono::Utc>>,
-    complained_at: Option<chrono::DateTime<chrono::Utc>>,
+    // Unix seconds on both backends.
+    created_at: i64,
+    status_changed_at: i64,
+    confirmed_at: Option<i64>,
+    unsubscribed_at: Option<i64>,
+    bounced_at: Option<i64>,
+    complained_at: Option<i64>,
     status_reason: Option<String>,
 }
 
@@ -351,18 +352,20 @@ impl TryFrom<SubscriberRow> for Subscriber {
     type Error = StoreError;
     fn try_from(r: SubscriberRow) -> Result<Subscriber, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("subscriber {} has an unknown {what}", r.id));
+        let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).ok_or_else(|| StoreError::Corrupt(format!("subscriber {} has a time out of range", r.id)));
+        let maybe = |t: Option<i64>| t.map(time).transpose();
         Ok(Subscriber {
             status: r.status.parse().map_err(|_| corrupt("status"))?,
             source: r.source.parse().map_err(|_| corrupt("source"))?,
             id: r.id,
             email: r.email,
             name: r.name,
-            created_at: r.created_at,
-            status_changed_at: r.status_changed_at,
-            confirmed_at: r.confirmed_at,
-            unsubscribed_at: r.unsubscribed_at,
-            bounced_at: r.bounced_at,
-            complained_at: r.complained_at,
+            created_at: time(r.created_at)?,
+            status_changed_at: time(r.status_changed_at)?,
+            confirmed_at: maybe(r.confirmed_at)?,
+            unsubscribed_at: maybe(r.unsubscribed_at)?,
+            bounced_at: maybe(r.bounced_at)?,
+            complained_at: maybe(r.complained_at)?,
             status_reason: r.status_reason,
         })
     }
@@ -406,16 +409,16 @@ pub enum RemoveOutcome {
 const COLUMNS: &str =
     "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason";
 
-// Moves the matching row to status ?1 at time ?2, stamping that status's own column and clearing
-// the reason a bounce report gave. Callers append the WHERE clause; the parameters after ?2 are theirs.
+// Moves the matching row to status $1 at time $2, stamping that status's own column and clearing
+// the reason a bounce report gave. Callers append the WHERE clause; the parameters after $2 are theirs.
 macro_rules! transition_sql {
     ($where:literal) => {
         concat!(
-            "UPDATE subscribers SET status = ?1, status_changed_at = ?2, ",
-            "confirmed_at = CASE ?1 WHEN 'active' THEN ?2 ELSE confirmed_at END, ",
-            "unsubscribed_at = CASE ?1 WHEN 'unsubscribed' THEN ?2 ELSE unsubscribed_at END, ",
-            "bounced_at = CASE ?1 WHEN 'bounced' THEN ?2 ELSE bounced_at END, ",
-            "complained_at = CASE ?1 WHEN 'complained' THEN ?2 ELSE complained_at END, ",
+            "UPDATE subscribers SET status = $1, status_changed_at = $2, ",
+            "confirmed_at = CASE $1 WHEN 'active' THEN $2 ELSE confirmed_at END, ",
+            "unsubscribed_at = CASE $1 WHEN 'unsubscribed' THEN $2 ELSE unsubscribed_at END, ",
+            "bounced_at = CASE $1 WHEN 'bounced' THEN $2 ELSE bounced_at END, ",
+            "complained_at = CASE $1 WHEN 'complained' THEN $2 ELSE complained_at END, ",
             "status_reason = NULL ",
             $where,
             " RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
@@ -423,8 +426,8 @@ macro_rules! transition_sql {
     };
 }
 
-/// `,a,b,` for a set of statuses, matched in SQL with `instr(?, ',' || status || ',')`, so that a
-/// set of any size fits one static statement.
+/// `,a,b,` for a set of statuses, matched in SQL with `$n LIKE ('%,' || status || ',%')` (on both
+/// backends), so that a set of any size fits one static statement.
 fn status_set(statuses: &[Status]) -> String {
     let mut s = String::from(",");
     for st in statuses {
@@ -437,19 +440,19 @@ fn status_set(statuses: &[Status]) -> String {
 impl Store {
     pub async fn subscriber_by_id(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
         let row: Option<SubscriberRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id = ?")))
+            with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id = $1")))
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         row.map(Subscriber::try_from).transpose()
     }
 
     pub async fn subscriber_by_email(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>, StoreError> {
         let row: Option<SubscriberRow> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE email_key = ?")))
+            with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE email_key = $1")))
                 .bind(email.key())
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_optional(p)
+                .await)?;
         row.map(Subscriber::try_from).transpose()
     }
 
@@ -460,9 +463,9 @@ impl Store {
     pub async fn add(&self, new: &NewSubscriber, reactivate: bool) -> Result<AddOutcome, StoreError> {
         let at = now();
         let name = new.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
-        let inserted: Option<SubscriberRow> = sqlx::query_as(concat!(
+        let inserted: Option<SubscriberRow> = with_pool!(&self.pool, p => sqlx::query_as(concat!(
             "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, confirmed_at) ",
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, CASE ?4 WHEN 'active' THEN ?6 END) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $6, CASE $4 WHEN 'active' THEN $6 END) ",
             "ON CONFLICT (email_key) DO NOTHING ",
             "RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
         ))
@@ -472,8 +475,8 @@ impl Store {
         .bind(new.status.as_str())
         .bind(new.source.as_str())
         .bind(at)
-        .fetch_optional(&self.pool)
-        .await?;
+        .fetch_optional(p)
+        .await)?;
         if let Some(row) = inserted {
             return Ok(AddOutcome::Added(row.try_into()?));
         }
@@ -492,7 +495,7 @@ impl Store {
             };
             let subscriber = match name {
                 Some(name) if changed.name.as_deref() != Some(name) => {
-                    sqlx::query("UPDATE subscribers SET name = ? WHERE id = ?").bind(name).bind(changed.id).execute(&self.pool).await?;
+                    with_pool!(&self.pool, p => sqlx::query("UPDATE subscribers SET name = $1 WHERE id = $2").bind(name).bind(changed.id).execute(p).await.map(|r| r.rows_affected()))?;
                     Subscriber { name: Some(name.to_string()), ..changed }
                 }
                 _ => changed,
@@ -511,13 +514,13 @@ impl Store {
     /// Moves subscriber `id` to `to` if its status is one of `from`; returns it as changed, or
     /// `None` when it is missing or was not in `from`.
     pub(super) async fn transition(&self, id: i64, to: Status, from: &[Status]) -> Result<Option<Subscriber>, StoreError> {
-        let row: Option<SubscriberRow> = sqlx::query_as(transition_sql!("WHERE id = ?3 AND instr(?4, ',' || status || ',') > 0"))
+        let row: Option<SubscriberRow> = with_pool!(&self.pool, p => sqlx::query_as(transition_sql!("WHERE id = $3 AND $4 LIKE ('%,' || status || ',%')"))
             .bind(to.as_str())
             .bind(now())
             .bind(id)
             .bind(status_set(from))
-            .fetch_optional(&self.pool)
-            .await?;
+            .fetch_optional(p)
+            .await)?;
         row.map(Subscriber::try_from).transpose()
     }
 
@@ -565,21 +568,21 @@ impl Store {
     pub async fn list_page(&self, status: Option<Status>, after_id: i64, limit: u32) -> Result<Vec<Subscriber>, StoreError> {
         let rows: Vec<SubscriberRow> = match status {
             Some(st) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM subscribers WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+                with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM subscribers WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
                 )))
                 .bind(st.as_str())
                 .bind(after_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await)?
             }
             None => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id > ? ORDER BY id LIMIT ?")))
+                with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2")))
                     .bind(after_id)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                    .bind(i64::from(limit))
+                    .fetch_all(p)
+                    .await)?
             }
         };
         rows.into_iter().map(Subscriber::try_from).collect()
@@ -588,7 +591,7 @@ impl Store {
     /// How many subscribers have each status (every status listed, zeros included).
     pub async fn count_by_status(&self) -> Result<Vec<(Status, i64)>, StoreError> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, count(*) FROM subscribers GROUP BY status").fetch_all(&self.pool).await?;
+            with_pool!(&self.pool, p => sqlx::query_as("SELECT status, count(*) FROM subscribers GROUP BY status").fetch_all(p).await)?;
         Ok(Status::ALL
             .into_iter()
             .map(|st| (st, rows.iter().find(|(s, _)| s == st.as_str()).map_or(0, |(_, n)| *n)))
@@ -705,91 +708,89 @@ mod tests {
         assert_eq!(suppressed, [Status::Unsubscribed, Status::Bounced, Status::Complained]);
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
     fn new(email: &str, status: Status) -> NewSubscriber {
         NewSubscriber { email: email.parse().unwrap(), name: Some("Ada".into()), status, source: Source::Cli }
     }
 
     #[tokio::test]
     async fn add_is_unique_case_insensitively_including_non_ascii() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else { panic!() };
-        assert_eq!(a.email, "Élodie@Example.org");
-        assert_eq!(a.status, Status::Active);
-        assert!(a.confirmed_at.is_some());
-        let again = s.add(&new("élodie@example.ORG", Status::Active), false).await.unwrap();
-        assert_eq!(again, AddOutcome::Unchanged(a.clone()));
-        assert_eq!(s.subscriber_by_email(&"ÉLODIE@EXAMPLE.ORG".parse().unwrap()).await.unwrap(), Some(a.clone()));
-        assert_eq!(s.subscriber_by_id(a.id).await.unwrap(), Some(a));
-        assert_eq!(s.subscriber_by_id(999).await.unwrap(), None);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else { panic!() };
+            assert_eq!(a.email, "Élodie@Example.org");
+            assert_eq!(a.status, Status::Active);
+            assert!(a.confirmed_at.is_some());
+            let again = s.add(&new("élodie@example.ORG", Status::Active), false).await.unwrap();
+            assert_eq!(again, AddOutcome::Unchanged(a.clone()));
+            assert_eq!(s.subscriber_by_email(&"ÉLODIE@EXAMPLE.ORG".parse().unwrap()).await.unwrap(), Some(a.clone()));
+            assert_eq!(s.subscriber_by_id(a.id).await.unwrap(), Some(a));
+            assert_eq!(s.subscriber_by_id(999).await.unwrap(), None);
+        }
     }
 
     #[tokio::test]
     async fn unsubscribes_stick_until_reactivated() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else { panic!() };
-        let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap() else { panic!() };
-        assert_eq!(u.status, Status::Unsubscribed);
-        assert!(u.unsubscribed_at.is_some());
-        assert!(matches!(s.unsubscribe_by_id(a.id).await.unwrap(), RemoveOutcome::AlreadyInactive(_)));
-        assert_eq!(s.unsubscribe(&"nobody@example.org".parse().unwrap()).await.unwrap(), RemoveOutcome::NotFound);
-        // A repeated add, even from the web form, and a confirmation link leave it unsubscribed.
-        assert!(matches!(s.add(&new("ada@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert!(matches!(s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert_eq!(s.confirm(a.id).await.unwrap().unwrap().status, Status::Unsubscribed);
-        let AddOutcome::Reactivated { previous, subscriber } =
-            s.add(&NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) }, true).await.unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(previous, Status::Unsubscribed);
-        assert_eq!(subscriber.status, Status::Active);
-        assert_eq!(subscriber.name.as_deref(), Some("Ada Lovelace"));
-        assert_eq!(subscriber.id, a.id);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else { panic!() };
+            let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap() else { panic!() };
+            assert_eq!(u.status, Status::Unsubscribed);
+            assert!(u.unsubscribed_at.is_some());
+            assert!(matches!(s.unsubscribe_by_id(a.id).await.unwrap(), RemoveOutcome::AlreadyInactive(_)));
+            assert_eq!(s.unsubscribe(&"nobody@example.org".parse().unwrap()).await.unwrap(), RemoveOutcome::NotFound);
+            // A repeated add, even from the web form, and a confirmation link leave it unsubscribed.
+            assert!(matches!(s.add(&new("ada@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert!(matches!(s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert_eq!(s.confirm(a.id).await.unwrap().unwrap().status, Status::Unsubscribed);
+            let AddOutcome::Reactivated { previous, subscriber } =
+                s.add(&NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) }, true).await.unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(previous, Status::Unsubscribed);
+            assert_eq!(subscriber.status, Status::Active);
+            assert_eq!(subscriber.name.as_deref(), Some("Ada Lovelace"));
+            assert_eq!(subscriber.id, a.id);
+        }
     }
 
     #[tokio::test]
     async fn pending_subscribers_are_confirmed_and_bounces_recorded() {
-        let (_d, s) = store().await;
-        let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else { panic!() };
-        assert_eq!(p.status, Status::Pending);
-        assert_eq!(p.confirmed_at, None);
-        let c = s.confirm(p.id).await.unwrap().unwrap();
-        assert_eq!(c.status, Status::Active);
-        assert!(c.confirmed_at.is_some());
-        let b = s.set_status(p.id, Status::Bounced).await.unwrap().unwrap();
-        assert_eq!(b.status, Status::Bounced);
-        assert!(b.bounced_at.is_some());
-        assert!(matches!(s.add(&new("web@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
-        assert_eq!(s.set_status(12345, Status::Bounced).await.unwrap(), None);
-        let counts = s.count_by_status().await.unwrap();
-        assert_eq!(counts.iter().find(|(st, _)| *st == Status::Bounced).unwrap().1, 1);
-        assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+        for s in crate::store::testing::stores().await {
+            let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else { panic!() };
+            assert_eq!(p.status, Status::Pending);
+            assert_eq!(p.confirmed_at, None);
+            let c = s.confirm(p.id).await.unwrap().unwrap();
+            assert_eq!(c.status, Status::Active);
+            assert!(c.confirmed_at.is_some());
+            let b = s.set_status(p.id, Status::Bounced).await.unwrap().unwrap();
+            assert_eq!(b.status, Status::Bounced);
+            assert!(b.bounced_at.is_some());
+            assert!(matches!(s.add(&new("web@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert_eq!(s.set_status(12345, Status::Bounced).await.unwrap(), None);
+            let counts = s.count_by_status().await.unwrap();
+            assert_eq!(counts.iter().find(|(st, _)| *st == Status::Bounced).unwrap().1, 1);
+            assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 1);
+        }
     }
 
     #[tokio::test]
     async fn list_pages_through_everyone_in_id_order() {
-        let (_d, s) = store().await;
-        for i in 0..25 {
-            s.add(&new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }), false).await.unwrap();
+        for s in crate::store::testing::stores().await {
+            for i in 0..25 {
+                s.add(&new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }), false).await.unwrap();
+            }
+            let mut seen = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = s.list_page(None, after, 10).await.unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                seen.extend(page.into_iter().map(|s| s.email));
+            }
+            assert_eq!(seen.len(), 25);
+            assert_eq!(seen[0], "r0@example.org");
+            assert_eq!(seen[24], "r24@example.org");
+            let pending = s.list_page(Some(Status::Pending), 0, 100).await.unwrap();
+            assert_eq!(pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(), ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]);
         }
-        let mut seen = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = s.list_page(None, after, 10).await.unwrap();
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            seen.extend(page.into_iter().map(|s| s.email));
-        }
-        assert_eq!(seen.len(), 25);
-        assert_eq!(seen[0], "r0@example.org");
-        assert_eq!(seen[24], "r24@example.org");
-        let pending = s.list_page(Some(Status::Pending), 0, 100).await.unwrap();
-        assert_eq!(pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(), ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]);
     }
 }

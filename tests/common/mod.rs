@@ -3,12 +3,53 @@
 //! `relay` is the TLS and AUTH relay (tests/relay.py) with a test CA.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod relay;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The store a test's projects use: the default SQLite file, or a fresh database of this test
+/// process's PostgreSQL cluster. Set per test thread by `on_store` (the `on_both_stores!` tests).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static STORE: std::cell::Cell<Store> = const { std::cell::Cell::new(Store::Sqlite) };
+}
+
+/// Runs `test` with its projects on `store`. Without PostgreSQL installed, its variant is skipped
+/// (it fails under CI, where .ci/run installs it).
+pub fn on_store(store: Store, test: impl FnOnce()) {
+    if store == Store::Postgres && !postgres::available() {
+        return;
+    }
+    STORE.set(store);
+    test();
+}
+
+/// Defines each test twice, in a module `sqlite` and a module `postgres`: the same scenario against
+/// each store (`Project::new` picks the database).
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($(#[$meta:meta])* fn $name:ident() $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[$meta])* #[test] fn $name() { $crate::common::on_store($crate::common::Store::Sqlite, || $body) } )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $(#[$meta])* #[test] fn $name() { $crate::common::on_store($crate::common::Store::Postgres, || $body) } )*
+        }
+    };
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -29,6 +70,13 @@ impl Project {
              [email]\nfrom = \"Signals Weekly <newsletter@signals.example.org>\"\neditor = \"editor@example.org\"\n\n{extra}",
             repo().join("digests").display().to_string()
         );
+        let toml = match STORE.get() {
+            Store::Sqlite => toml,
+            Store::Postgres => {
+                let url = postgres::Cluster::shared().fresh_database();
+                toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\""))
+            }
+        };
         std::fs::write(dir.path().join("publish.toml"), toml).unwrap();
         Project { dir }
     }
@@ -57,6 +105,7 @@ impl Project {
         let mut c = Command::new(env!("CARGO_BIN_EXE_gazette"));
         c.arg("--config").arg(self.path("publish.toml")).args(args).current_dir(self.dir.path()).env_remove("GAZETTE_CONFIG");
         c.env("GAZETTE_SECRET", "test-secret-0123456789abcdef0123456789");
+        c.env("GAZETTE_DATABASE_PASSWORD", postgres::PASSWORD);
         c
     }
 

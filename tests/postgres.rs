@@ -1,0 +1,209 @@
+//! The PostgreSQL store, against a real throwaway cluster (tests/common/postgres.rs) and a real
+//! SMTP sink: the same commands as on SQLite, several senders sharing one issue (one killed with
+//! SIGKILL), two schedulers at one fire time, and `store copy` of a half-finished send.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Stdio};
+
+use common::postgres::{self, Cluster};
+use common::{Project, Sink};
+
+const WEEK: &str = "2023-07-23";
+
+/// A project whose `[paths] database` is a new database of `cluster`.
+fn project(cluster: &Cluster, name: &str, extra: &str) -> Project {
+    let p = Project::new(extra);
+    let url = cluster.database(name);
+    let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
+    std::fs::write(p.path("publish.toml"), toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\""))).unwrap();
+    p
+}
+
+/// `Project::command` gives every command the cluster's password.
+fn gazette(p: &Project, args: &[&str]) -> std::process::Command {
+    p.command(args)
+}
+
+fn expect(p: &Project, code: i32, args: &[&str]) -> String {
+    let out = gazette(p, args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert_eq!(out.status.code(), Some(code), "gazette {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    stdout
+}
+
+fn status(p: &Project) -> serde_json::Value {
+    serde_json::from_str(&expect(p, 0, &["status", "--week", WEEK, "--json"])).unwrap()
+}
+
+fn import_readers(p: &Project, n: usize) -> Vec<String> {
+    let emails: Vec<String> = (0..n).map(|i| format!("reader{i:04}@example.org")).collect();
+    let csv: String = std::iter::once("email,name\n".to_string()).chain(emails.iter().enumerate().map(|(i, e)| format!("{e},Reader {i}\n"))).collect();
+    std::fs::write(p.path("readers.csv"), csv).unwrap();
+    let out = expect(p, 0, &["subscribers", "import", p.path("readers.csv").to_str().unwrap()]);
+    assert!(out.contains(&format!("added {n},")), "{out}");
+    emails
+}
+
+fn spawn(p: &Project, args: &[&str]) -> Child {
+    gazette(p, args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+#[test]
+fn subscribers_and_their_statuses_work_as_on_sqlite() {
+    if !postgres::available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let p = project(&cluster, "subscribers", "");
+    // Without the password the server refuses, and the error says which database.
+    let out = p.command(&["subscribers", "list"]).env_remove("GAZETTE_DATABASE_PASSWORD").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot open the subscriber database postgres://gazette@127.0.0.1") && stderr.contains("password authentication failed") && stderr.contains("GAZETTE_DATABASE_PASSWORD"), "{stderr}");
+
+    import_readers(&p, 300);
+    // The same file again adds nobody.
+    let again = expect(&p, 0, &["subscribers", "import", p.path("readers.csv").to_str().unwrap()]);
+    assert!(again.contains("added 0, unchanged 300"), "{again}");
+    expect(&p, 0, &["subscribers", "add", "Reader.Extra@Example.org", "--name", "Extra Reader"]);
+    expect(&p, 0, &["subscribers", "remove", "reader0007@example.org"]);
+    let list = expect(&p, 0, &["subscribers", "list", "--status", "unsubscribed"]);
+    assert!(list.contains("reader0007@example.org") && !list.contains("reader0008"), "{list}");
+    // A second add of the same address, in another case, is the same subscriber.
+    let dup = expect(&p, 0, &["subscribers", "add", "reader.extra@example.org"]);
+    assert!(dup.contains("already"), "{dup}");
+    let all = expect(&p, 0, &["subscribers", "list"]);
+    assert_eq!(all.lines().filter(|l| l.contains("@example.org") || l.contains("@Example.org")).count(), 301, "{all}");
+
+    // A send: the unsubscribed reader is not in the audience; status counts what went.
+    let sink = Sink::start(&[]);
+    let p2 = {
+        let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
+        std::fs::write(p.path("publish.toml"), format!("{toml}\n{}", sink.smtp_config())).unwrap();
+        &p
+    };
+    expect(p2, 0, &["send", "--week", WEEK]);
+    let got = sink.messages();
+    assert_eq!(got.len(), 300);
+    assert!(got.iter().all(|m| m.rcpt != "reader0007@example.org"));
+    let s = status(p2);
+    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64()), (Some(300), Some(0)), "{s}");
+    // A second send of the issue sends nothing.
+    let out = expect(p2, 0, &["send", "--week", WEEK]);
+    assert!(out.contains("already"), "{out}");
+    assert_eq!(sink.messages().len(), 300);
+}
+
+#[test]
+fn three_senders_share_one_issue_and_the_two_left_finish_what_a_killed_one_had() {
+    if !postgres::available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sink = Sink::start(&[]);
+    let n = 6000;
+    let p = project(&cluster, "three", &sink.smtp_config());
+    let readers = import_readers(&p, n);
+    // The first fixes the audience; the other two join it.
+    let mut senders: Vec<Child> = vec![spawn(&p, &["send", "--week", WEEK])];
+    sink.wait_for(50);
+    senders.push(spawn(&p, &["send", "--week", WEEK]));
+    senders.push(spawn(&p, &["send", "--week", WEEK]));
+    sink.wait_for(n / 3);
+    let mut killed = senders.remove(1);
+    killed.kill().unwrap(); // SIGKILL, a third of the way
+    killed.wait().unwrap();
+    for s in senders {
+        let out = s.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let got = sink.whole_messages();
+    let mut by_id: HashMap<&str, Vec<&str>> = HashMap::new();
+    for m in &got {
+        by_id.entry(m.message_id.as_str()).or_default().push(m.rcpt.as_str());
+    }
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts.len(), n, "every subscriber got the issue");
+    assert!(readers.iter().all(|r| rcpts.contains(r.as_str())));
+    assert_eq!(by_id.len(), n, "one Message-ID per subscriber, the same on a resend");
+    assert!(by_id.values().all(|to| to.iter().all(|r| r == &to[0])));
+    // Only what the killed sender had on the wire can come twice: one per connection (4).
+    let twice = got.len() - n;
+    eprintln!("received twice after the kill: {twice}");
+    assert!(twice <= 4, "{twice} duplicates; only the killed sender's messages in flight may be");
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(n as i64), Some(0), Some(0)), "{s}");
+}
+
+#[test]
+fn two_schedulers_at_one_fire_time_send_the_issue_once() {
+    if !postgres::available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sink = Sink::start(&[]);
+    let p = project(&cluster, "schedulers", &sink.smtp_config());
+    let readers = import_readers(&p, 400);
+    let now = "2023-07-24T08:05:00+01:00";
+    let a = spawn(&p, &["run", "--once", "--now", now]);
+    let b = spawn(&p, &["run", "--once", "--now", now]);
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let got = sink.messages();
+    assert_eq!(got.len(), 400, "one issue, sent once");
+    assert!(got.iter().all(|m| m.message_id.starts_with("<2023-07-17.")));
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts.len(), readers.len());
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["audience"].as_i64()), (Some(400), Some(400)), "{s}");
+}
+
+#[test]
+fn store_copy_moves_a_half_finished_send_and_postgres_finishes_it() {
+    if !postgres::available() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let sink = Sink::start(&[]);
+    // A SQLite project, stopped cleanly part-way through its send.
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 2\nrate_per_second = 100\n", sink.port));
+    p.import_readers(400);
+    expect(&p, 0, &["subscribers", "remove", "reader0003@example.org"]);
+    let child = p.command(&["send", "--week", WEEK]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    sink.wait_for(60);
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    child.wait_with_output().unwrap();
+    let before = status(&p);
+    let sent_before = before["sent"].as_i64().unwrap();
+    assert!(sent_before > 0 && sent_before < 399, "{before}");
+
+    let url = cluster.database("moved");
+    let out = expect(&p, 0, &["store", "copy", "--to", &url]);
+    assert!(out.contains("400 subscribers") && out.contains("399 deliveries") && out.contains("1 sends"), "{out}");
+    // Copying again is refused: the target is not empty any more.
+    let again = gazette(&p, &["store", "copy", "--to", &url]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is not empty") && stderr.contains("400 rows"), "{stderr}");
+
+    // Point the project at PostgreSQL: the send resumes there, and nobody gets it twice.
+    let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
+    std::fs::write(p.path("publish.toml"), toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\""))).unwrap();
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["number"].as_i64()), (Some(sent_before), before["number"].as_i64()), "the ledger came along: {s}");
+    expect(&p, 0, &["send", "--week", WEEK]);
+    let got = sink.messages();
+    assert_eq!(got.len(), 399, "the rest were sent, nobody twice");
+    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts.len(), 399);
+    assert!(!rcpts.contains("reader0003@example.org"), "the unsubscribe came along");
+    // Ids were copied as they were, and a new subscriber takes the next one.
+    let added = expect(&p, 0, &["subscribers", "add", "late@example.org"]);
+    assert!(added.contains("late@example.org"), "{added}");
+    let s = status(&p);
+    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64()), (Some(399), Some(0)), "{s}");
+}
