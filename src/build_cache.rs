@@ -16,7 +16,7 @@ use crate::digest::{self, Closest, Corpus, Digest, FileResult, ParseError, Signa
 use crate::fingerprint::{self, Fingerprint};
 
 /// Bumped whenever what is stored changes shape or meaning.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A file whose times are this close to (or after) the moment its cache entry was written may have
 /// changed again within the same tick of the file system's clock (FAT keeps 2 s): it is not trusted
@@ -99,10 +99,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Digests
 
+/// Whether a command may bring the build cache up to date. Only the commands that write the
+/// archive do (build, run, send, serve when it builds): a command that only looks (check,
+/// status, preview) uses what the cache holds and writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    Read,
+    Update,
+}
+
 /// Reads `[paths] digests` as `digest::read_folder` does, parsing only the files whose stamp is not
 /// the one recorded in `cache_dir` with their parsed digest (or problems); records the rest there.
-/// The cache is best effort: when it cannot be read or written, every file is simply parsed.
-pub fn read_digests(dir: &Path, cache_dir: &Path) -> std::io::Result<Corpus> {
+/// The cache is best effort: when it cannot be read or written, every file is simply parsed. With
+/// `CacheUse::Read` nothing is written.
+pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<Corpus> {
     let files = list_stamped(dir)?;
     let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
     let folder = cache_dir.join("digests");
@@ -113,8 +123,10 @@ pub fn read_digests(dir: &Path, cache_dir: &Path) -> std::io::Result<Corpus> {
     let mut results: Vec<Option<FileResult>> = Vec::with_capacity(files.len());
     let mut misses: Vec<usize> = Vec::new();
     let mut dirty = [false; BUCKETS];
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
     for (k, (name, stamp)) in files.iter().enumerate() {
         let b = bucket_of(name);
+        members[b].push(k);
         match cached[b].as_mut().and_then(|bucket| bucket.take(name, stamp)) {
             Some(r) => results.push(Some(r)),
             None => {
@@ -129,6 +141,9 @@ pub fn read_digests(dir: &Path, cache_dir: &Path) -> std::io::Result<Corpus> {
         dirty[b] |= bucket.as_ref().is_none_or(|bucket| !bucket.entries.is_empty() || bucket.untrusted);
     }
     drop(cached);
+    if cache_use == CacheUse::Read {
+        dirty = [false; BUCKETS];
+    }
 
     let paths: Vec<PathBuf> = misses.iter().map(|&k| dir.join(&files[k].0)).collect();
     for (k, r) in misses.into_iter().zip(digest::read_files(&paths)) {
@@ -136,20 +151,18 @@ pub fn read_digests(dir: &Path, cache_dir: &Path) -> std::io::Result<Corpus> {
     }
     let results: Vec<FileResult> = results.into_iter().map(|r| r.expect("every file is read or cached")).collect();
 
-    let mut encoded: Vec<Writer> = (0..BUCKETS).map(|_| Writer::header(&key)).collect();
-    for ((name, stamp), r) in files.iter().zip(&results) {
-        let b = bucket_of(name);
-        if dirty[b] {
-            encoded[b].entry(name, stamp, r);
+    // Buckets are encoded and written on all cores: a first build writes all of them.
+    let rewrite: Vec<usize> = (0..BUCKETS).filter(|&b| dirty[b]).collect();
+    crate::render::par_map(&rewrite, |&b| {
+        let mut w = Writer::header(&key);
+        for &k in &members[b] {
+            w.entry(&files[k].0, &files[k].1, &results[k]);
         }
-    }
-    let rewrite: Vec<(usize, Writer)> = encoded.into_iter().enumerate().filter(|(b, _)| dirty[*b]).collect();
-    for (b, w) in rewrite {
         let path = bucket_path(&folder, b);
         if let Err(e) = write_atomically(&path, &w.finish()) {
             tracing::debug!("cannot write the digest cache {}: {e}", path.display());
         }
-    }
+    });
     let mut corpus = Corpus::from_results(results);
     corpus.parsed = paths.len();
     Ok(corpus)
@@ -219,7 +232,7 @@ impl Bucket {
     }
 }
 
-/// The digest cache's encoding: little-endian integers, strings as a length and UTF-8 bytes.
+/// The digest cache's encoding: integers as LEB128 varints, strings as a length and UTF-8 bytes.
 /// Hand-written because it is read on every build and must be much cheaper than parsing the
 /// digests again, without a dependency.
 struct Writer(Vec<u8>);
@@ -235,12 +248,22 @@ impl Writer {
         w
     }
 
+    /// LEB128: seven bits a byte, low first. Most numbers here are lengths under 128: one byte.
     fn u64(&mut self, n: u64) {
-        self.0.extend_from_slice(&n.to_le_bytes());
+        self.u128(n.into());
     }
 
+    fn u128(&mut self, mut n: u128) {
+        while n >= 0x80 {
+            self.0.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.0.push(n as u8);
+    }
+
+    /// Zigzag, so that a time before 1970 stays short too.
     fn i128(&mut self, n: i128) {
-        self.0.extend_from_slice(&n.to_le_bytes());
+        self.u128(((n << 1) ^ (n >> 127)) as u128);
     }
 
     fn str(&mut self, s: &str) {
@@ -321,18 +344,32 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        u64::try_from(self.u128()?).ok()
+    }
+
+    fn u128(&mut self) -> Option<u128> {
+        let mut n: u128 = 0;
+        for shift in (0..128).step_by(7) {
+            let byte = *self.bytes.get(self.at)?;
+            self.at += 1;
+            n |= u128::from(byte & 0x7f).checked_shl(shift)?;
+            if byte & 0x80 == 0 {
+                return Some(n);
+            }
+        }
+        None
     }
 
     fn i128(&mut self) -> Option<i128> {
-        self.take(16).map(|b| i128::from_le_bytes(b.try_into().expect("16 bytes")))
+        let n = self.u128()?;
+        Some(((n >> 1) as i128) ^ -((n & 1) as i128))
     }
 
-    /// A count of items each at least 8 bytes long: bounded by what is left, so that a corrupt
+    /// A count of items each at least a byte long: bounded by what is left, so that a corrupt
     /// count cannot ask for a huge allocation.
     fn count(&mut self) -> Option<usize> {
         let n = usize::try_from(self.u64()?).ok()?;
-        (n <= (self.bytes.len() - self.at) / 8).then_some(n)
+        (n <= self.bytes.len() - self.at).then_some(n)
     }
 
     fn str(&mut self) -> Option<String> {
@@ -587,8 +624,24 @@ mod tests {
             assert!(Reader::new(&bytes[..cut]).bucket("k", dir.path()).is_none(), "cut at {cut}");
         }
         let mut flipped = bytes.clone();
-        flipped[MAGIC.len() + 8 + 8 + 1 + 3] ^= 0x40; // in the first entry's name length
+        flipped[MAGIC.len() + 1 + 2] ^= 0x40; // the first entry's name length (after the format and the key "k")
         assert!(Reader::new(&flipped).bucket("k", dir.path()).is_none());
+    }
+
+    #[test]
+    fn numbers_round_trip_and_a_cut_number_is_refused() {
+        let values: [i128; 5] = [0, -1, 1_700_000_000_123_456_789, -86_400_000_000_000, i128::MAX];
+        let mut w = Writer(Vec::new());
+        values.iter().for_each(|&v| w.i128(v));
+        w.u64(u64::MAX);
+        w.u64(5);
+        let mut r = Reader::new(&w.0);
+        for v in values {
+            assert_eq!(r.i128(), Some(v));
+        }
+        assert_eq!((r.u64(), r.u64()), (Some(u64::MAX), Some(5)));
+        assert_eq!(r.at, w.0.len());
+        assert_eq!(Reader::new(&[0x80]).u64(), None);
     }
 
     #[test]
@@ -600,17 +653,17 @@ mod tests {
         std::fs::write(&file, digest_text("Before")).unwrap();
         age(&file);
         let title = |c: &Corpus| c.digests[0].title.clone();
-        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Before");
-        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Before", "from the cache");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Before");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Before", "from the cache");
 
         // Same size, and the same (old) modification time: the change time still moves.
         std::fs::write(&file, digest_text("Change")).unwrap();
         age(&file);
-        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Change");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Change");
 
         // A file changed just now, as the cache was written: read again, even with its stamp unchanged.
         std::fs::write(&file, digest_text("Recent")).unwrap();
-        assert_eq!(title(&read_digests(&digests, &cache).unwrap()), "Recent");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Recent");
         let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
         let bucket = Bucket::load(&bucket_path(&cache.join("digests"), bucket_of("001_aa.txt")), &key, &digests).unwrap();
         assert!(bucket.entries.is_empty() && bucket.untrusted, "a fresh entry is kept but not trusted");
@@ -627,16 +680,16 @@ mod tests {
             age(&f);
         }
         std::fs::write(digests.join("020_bad.txt"), "nothing").unwrap();
-        let fresh = read_digests(&digests, &cache).unwrap();
+        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap();
         for e in std::fs::read_dir(cache.join("digests")).unwrap() {
             let path = e.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         }
-        let again = read_digests(&digests, &cache).unwrap();
+        let again = read_digests(&digests, &cache, CacheUse::Update).unwrap();
         assert_eq!((again.digests, again.problems), (fresh.digests.clone(), fresh.problems.clone()));
         std::fs::remove_dir_all(&cache).unwrap();
-        let third = read_digests(&digests, &cache).unwrap();
+        let third = read_digests(&digests, &cache, CacheUse::Update).unwrap();
         assert_eq!((third.digests, third.problems), (fresh.digests, fresh.problems));
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::build_cache::{self, SiteCache};
+use crate::build_cache::{self, CacheUse, SiteCache};
 use crate::config::{Config, ConfigError};
 use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
 use crate::digest::{Corpus, ParseError};
@@ -83,10 +83,22 @@ pub struct Written {
 
 impl Project {
     /// Reads the templates and the digests, and the publication record from `store` (none yet
-    /// without one). `now` decides which weeks are due.
+    /// without one). `now` decides which weeks are due. The build cache is read, never written:
+    /// for a command that only looks (`load_to_build` is for those that write the archive).
     pub async fn load(config: Config, store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Project> {
+        Project::load_with(config, store, now, CacheUse::Read).await
+    }
+
+    /// As `load`, bringing the build cache up to date with the digests read: for the commands that
+    /// write the archive (build, run, send, serve when it builds), whose `write_site` records the pages.
+    pub async fn load_to_build(config: Config, store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Project> {
+        Project::load_with(config, store, now, CacheUse::Update).await
+    }
+
+    /// `load` or `load_to_build`, as `cache_use` says.
+    pub async fn load_with(config: Config, store: Option<&Store>, now: DateTime<Utc>, cache_use: CacheUse) -> anyhow::Result<Project> {
         let templates = load_templates(&config)?;
-        let Corpus { digests, problems, parsed: digests_parsed } = read_digests(&config)?;
+        let Corpus { digests, problems, parsed: digests_parsed } = read_digests(&config, cache_use)?;
         let record = match store {
             Some(store) => publications::read(store.pool()).await?,
             None => PublicationRecord::default(),
@@ -116,15 +128,16 @@ impl Project {
     }
 
     /// As `load`, opening the database only when it exists already (a project that never published
-    /// anything has no record to read, and looking must not create one).
-    pub async fn load_if_recorded(config: Config, now: DateTime<Utc>) -> anyhow::Result<Project> {
+    /// anything has no record to read, and looking must not create one). `cache_use` as for
+    /// `load` and `load_to_build`.
+    pub async fn load_if_recorded(config: Config, now: DateTime<Utc>, cache_use: CacheUse) -> anyhow::Result<Project> {
         if config.paths.database.exists() {
             let store = Store::open(&config.paths.database).await?;
-            let project = Project::load(config, Some(&store), now).await;
+            let project = Project::load_with(config, Some(&store), now, cache_use).await;
             store.close().await;
             project
         } else {
-            Project::load(config, None, now).await
+            Project::load_with(config, None, now, cache_use).await
         }
     }
 
@@ -498,10 +511,11 @@ pub fn week_rule(config: &Config) -> WeekRule {
 }
 
 /// Reads `[paths] digests`: every digest read whole, and every problem, sorted. Files unchanged
-/// since the build cache recorded them are not read again.
-pub fn read_digests(config: &Config) -> Result<Corpus, ConfigError> {
+/// since the build cache recorded them are not read again; with `CacheUse::Update` the cache is
+/// brought up to date.
+pub fn read_digests(config: &Config, cache_use: CacheUse) -> Result<Corpus, ConfigError> {
     let dir = &config.paths.digests;
-    let mut corpus = build_cache::read_digests(dir, &config.paths.cache).map_err(|e| {
+    let mut corpus = build_cache::read_digests(dir, &config.paths.cache, cache_use).map_err(|e| {
         ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
     })?;
     corpus.problems.sort();

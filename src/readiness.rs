@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::deliver::{self, Transport};
 use crate::project::{self, Project};
@@ -59,12 +60,12 @@ impl Readiness {
 /// is an error; everything else is a finding.
 pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readiness> {
     let mut r = Readiness::default();
-    let loaded = Project::load_if_recorded(config.clone(), now).await;
+    let loaded = Project::load_if_recorded(config.clone(), now, CacheUse::Read).await;
     // Without a project (a template is broken), the digests are read on their own: their problems
     // are listed all the same, and an unreadable folder is an error.
     let problems = match &loaded {
         Ok(project) => project.problems.clone(),
-        Err(_) => project::read_digests(config)?.problems,
+        Err(_) => project::read_digests(config, CacheUse::Read)?.problems,
     };
     let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
     files.dedup();

@@ -71,7 +71,7 @@ pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> any
 pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: &StopFlag, now: DateTime<Utc>) -> anyhow::Result<bool> {
     let pool = store.pool();
     read_bounces(config, store).await;
-    let mut project = Project::load(config.clone(), Some(store), now).await?;
+    let mut project = Project::load_to_build(config.clone(), Some(store), now).await?;
     let local = |t: DateTime<Utc>| t.with_timezone(&config.schedule.timezone).to_rfc3339();
     let mut ok = true;
 

@@ -12,6 +12,8 @@ const SETTLE: Duration = Duration::from_millis(2200);
 
 struct Project {
     dir: tempfile::TempDir,
+    /// More configuration, in every configuration written (`configure`).
+    extra: std::cell::RefCell<String>,
 }
 
 impl Project {
@@ -25,7 +27,7 @@ impl Project {
             let e = e.unwrap();
             std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
         }
-        let project = Project { dir };
+        let project = Project { dir, extra: Default::default() };
         project.config("publish.toml", "out", ".gazette-cache");
         project
     }
@@ -33,11 +35,31 @@ impl Project {
     /// A configuration writing into `out` with its cache in `cache`; every other path shared.
     fn config(&self, name: &str, out: &str, cache: &str) -> PathBuf {
         let toml = format!(
-            "[site]\nbase_url = \"https://signals.example.org\"\n[paths]\ndigests = \"digests\"\ntemplates = \"templates\"\nout = \"{out}\"\ncache = \"{cache}\"\n"
+            "[site]\nbase_url = \"https://signals.example.org\"\n{}\n[paths]\ndigests = \"digests\"\ntemplates = \"templates\"\nout = \"{out}\"\ncache = \"{cache}\"\n",
+            self.extra.borrow()
         );
         let path = self.dir.path().join(name);
         std::fs::write(&path, toml).unwrap();
         path
+    }
+
+    /// Adds `site` (lines of `[site]`) to the project's configuration, and to the one a build from scratch uses.
+    fn configure(&self, site: &str) {
+        *self.extra.borrow_mut() = site.to_string();
+        self.config("publish.toml", "out", ".gazette-cache");
+    }
+
+    /// Runs `gazette ARGS` with the project's configuration; its exit status, stdout and stderr.
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .arg("--config")
+            .arg(self.path("publish.toml"))
+            .args(args)
+            .args(["--now", "2024-01-01T00:00:00Z"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -66,7 +88,8 @@ impl Project {
         let _ = std::fs::remove_dir_all(self.path("scratch"));
         let _ = std::fs::remove_dir_all(self.path("scratch-cache"));
         let report = self.build_with(&self.config("scratch.toml", "scratch", "scratch-cache"));
-        assert!(report.contains("(10 rendered)") && report.contains("; 61 digest file(s) read"), "{report}");
+        let digests = std::fs::read_dir(self.path("digests")).unwrap().count();
+        assert!(report.contains(&format!("; {digests} digest file(s) read")), "{report}");
         files(&self.path("scratch"))
     }
 
@@ -194,4 +217,81 @@ fn a_template_change_renders_every_page_and_a_corrupt_cache_is_rebuilt() {
     let report = p.build();
     assert_work(&report, 10, 61);
     assert!(p.out() == built);
+}
+
+/// Every file under `dir` but the database's, with its size and modification time.
+fn stamps(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    let mut stamps = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if !p.starts_with(dir.join("subscribers")) {
+                stamps.insert(p.strip_prefix(dir).unwrap().to_path_buf(), (meta.len(), meta.modified().unwrap()));
+            }
+        }
+    }
+    stamps
+}
+
+#[test]
+fn check_and_status_read_the_cache_and_write_nothing() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    // Before any build: no cache appears.
+    p.run(&["check"]);
+    assert!(!p.path(".gazette-cache").exists(), "check wrote the build cache");
+    assert_work(&p.build(), 10, 61);
+
+    // One digest edited, and old enough to be trusted by its stamp had check or status recorded it.
+    let digest = p.path("digests/000_86102eed948879ef.txt");
+    let text = std::fs::read_to_string(&digest).unwrap();
+    std::fs::write(&digest, text.replacen("The Evolution of", "The Revolution of", 1)).unwrap();
+    std::thread::sleep(SETTLE);
+    let before = stamps(p.dir.path());
+    let (_, checked) = p.run(&["check"]);
+    assert!(!checked.trim().is_empty(), "check said nothing");
+    let (ok, status) = p.run(&["status", "--week", "2023-07-17"]);
+    assert!(ok, "status failed:\n{status}");
+    assert!(stamps(p.dir.path()) == before, "check or status wrote a file (the database aside)");
+    // So the build still has the edited digest to read.
+    assert_work(&p.build(), 1, 1);
+}
+
+#[test]
+fn a_digest_moved_to_another_week_or_deleted_and_a_configuration_change_equal_a_build_from_scratch() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    assert_work(&p.build(), 10, 61);
+
+    // A digest of the week of 17 July redated into the week of 3 July.
+    let digest = p.path("digests/000_86102eed948879ef.txt");
+    let text = std::fs::read_to_string(&digest).unwrap();
+    let (heading, rest) = text.split_once('\n').unwrap();
+    let at = heading.find("([2023").expect("the heading's date") + 2;
+    let moved = format!("{}20230705{}\n{rest}", &heading[..at], &heading[at + 8..]);
+    std::fs::write(&digest, moved).unwrap();
+    let report = p.build();
+    assert!(report.contains("; 1 digest file(s) read"), "{report}");
+    let title = "<article id=\"d-86102eed948879ef\">";
+    let page = |week: &str| String::from_utf8_lossy(&p.out()[Path::new(&format!("issues/{week}/index.html"))]).into_owned();
+    assert!(page("2023-07-03").contains(title) && !page("2023-07-17").contains(title), "the digest moved weeks");
+    assert!(p.out() == p.built_from_scratch(), "after a digest moved, the incremental build differs from a build from scratch");
+
+    // A digest deleted.
+    std::fs::remove_file(&digest).unwrap();
+    let report = p.build();
+    assert!(report.contains("; 0 digest file(s) read"), "{report}");
+    assert!(!page("2023-07-03").contains(title), "the deleted digest is gone from its page");
+    assert!(p.out() == p.built_from_scratch(), "after a digest was deleted, the incremental build differs from a build from scratch");
+
+    // The configuration changed: every page again.
+    p.configure("title = \"Signals Elsewhere\"");
+    let report = p.build();
+    assert_rendered(&report, 10);
+    assert!(page("2023-07-24").contains("Signals Elsewhere"));
+    assert!(p.out() == p.built_from_scratch(), "after a configuration change, the incremental build differs from a build from scratch");
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
+use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::WeekSpec;
 use crate::project::{Project, Site, Written};
@@ -14,7 +15,7 @@ use crate::store::Store;
 pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let (project, written) = if drafts {
-            let project = Project::load_if_recorded(config, now).await?;
+            let project = Project::load_if_recorded(config, now, CacheUse::Update).await?;
             let only = week.map(|w| project.select(Some(w)).map(|i| i.id.clone())).transpose()?;
             let written = project.write_site(Site::Drafts, only.as_deref())?;
             report(&project, &written, "every week, drafts included");
@@ -22,7 +23,7 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
         } else {
             // Building publishes: the due weeks, and a week named by hand.
             let store = Store::open(&config.paths.database).await?;
-            let mut project = Project::load(config, Some(&store), now).await?;
+            let mut project = Project::load_to_build(config, Some(&store), now).await?;
             let only = week.map(|w| project.select(Some(w)).map(|i| i.id.clone())).transpose()?;
             let new = project.publish(&store, only.as_deref()).await?;
             store.close().await;
@@ -42,6 +43,9 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
             eprintln!("{} digest problem(s): those files were left out; `gazette check` lists every problem", project.problems.len());
         }
         let complete = project.problems.is_empty() && written.email_failures.is_empty();
+        // The process ends next: freeing every digest one by one took 0.3 s of a 100,000-digest
+        // build, and the system takes the memory back at once.
+        std::mem::forget(project);
         Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
     })
 }

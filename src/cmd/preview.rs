@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
+use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::WeekSpec;
 use crate::project::Project;
 
 pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
-    let project = super::runtime()?.block_on(Project::load_if_recorded(config, now))?;
+    let project = super::runtime()?.block_on(Project::load_if_recorded(config, now, CacheUse::Read))?;
     let issue = project.select(week)?;
     let (email, html, text) = project.write_preview(issue)?;
     if email.too_large() {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 
+use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::deliver::{self, StopFlag, Transport};
 use crate::issue::WeekSpec;
@@ -34,7 +35,9 @@ async fn send(
     transport: &Transport,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let mut project = Project::load(config, Some(store), now).await?;
+    // Test copies and dry runs write no archive, and so no build cache either.
+    let cache_use = if dry_run || !test_to.is_empty() { CacheUse::Read } else { CacheUse::Update };
+    let mut project = Project::load_with(config, Some(store), now, cache_use).await?;
     let issue = project.select(week)?.clone();
     project.ready_to_send(&issue)?;
 

@@ -16,7 +16,7 @@ pub fn run(config: Config, listen: Option<std::net::SocketAddr>, behind_proxy: b
         if !config.paths.out.join("index.html").is_file() {
             tracing::info!("{} has no index.html yet; building the archive first", config.paths.out.display());
             let store = Store::open(&config.paths.database).await?;
-            let mut project = Project::load(config.clone(), Some(&store), now).await?;
+            let mut project = Project::load_to_build(config.clone(), Some(&store), now).await?;
             project.publish(&store, None).await?;
             project.write_site(Site::Published, None)?;
             store.close().await;
