@@ -96,18 +96,30 @@ pub struct SendRecord {
 /// alone: false when someone else holds a live one. On PostgreSQL several senders share an issue,
 /// each with its own lease row (true unless the row could not be written).
 pub async fn acquire_lease(pool: &Pool, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
-    let sql = match pool {
-        Pool::Sqlite(_) => {
+    let done = match pool {
+        Pool::Sqlite(p) => sqlx::query(
             "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE send_leases.expires_at < $4 OR send_leases.holder = excluded.holder"
-        }
-        Pool::Postgres(_) => {
+             WHERE send_leases.expires_at < $4 OR send_leases.holder = excluded.holder",
+        )
+        .bind(issue_id)
+        .bind(holder)
+        .bind(expires_at)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected(),
+        Pool::Postgres(p) => sqlx::query(
             "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (issue_id, holder) DO UPDATE SET expires_at = excluded.expires_at WHERE $4 = $4"
-        }
+             ON CONFLICT (issue_id, holder) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(issue_id)
+        .bind(holder)
+        .bind(expires_at)
+        .execute(p)
+        .await?
+        .rows_affected(),
     };
-    let done = with_pool!(pool, p => sqlx::query(sql).bind(issue_id).bind(holder).bind(expires_at).bind(now).execute(p).await?.rows_affected());
     Ok(done == 1)
 }
 
