@@ -62,6 +62,12 @@ fn subscribers_and_their_statuses_work_as_on_sqlite() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot open the subscriber database postgres://gazette@127.0.0.1") && stderr.contains("password authentication failed") && stderr.contains("GAZETTE_DATABASE_PASSWORD"), "{stderr}");
+    // A password file in libpq's format does instead (here named by PGPASSFILE rather than ~/.pgpass).
+    let pgpass = p.path("pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:subscribers:gazette:{}\n", cluster.port, postgres::PASSWORD)).unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = p.command(&["subscribers", "list"]).env_remove("GAZETTE_DATABASE_PASSWORD").env("PGPASSFILE", &pgpass).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     import_readers(&p, 300);
     // The same file again adds nobody.
