@@ -257,8 +257,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
-    if pool.is_postgres() && ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
-        // The only sender: the retries of earlier runs start afresh, as on SQLite.
+    if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
+        // The only sender (on SQLite, always): the retries of earlier runs start afresh.
         ledger::retry_now(pool, issue_id).await?;
     }
     if requeued > 0 {
