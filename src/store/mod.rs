@@ -417,10 +417,10 @@ mod cluster;
 pub(crate) mod testing {
     use super::{Database, Store, cluster};
 
-    /// An open test store, with what keeps its database alive.
+    /// An open test store, with the folder of its SQLite file.
     pub struct TestStore {
         pub store: Store,
-        _dir: tempfile::TempDir,
+        _dir: Option<tempfile::TempDir>,
     }
 
     impl std::ops::Deref for TestStore {
@@ -435,12 +435,12 @@ pub(crate) mod testing {
     pub async fn stores() -> Vec<TestStore> {
         let dir = tempfile::tempdir().unwrap();
         let sqlite = Store::open(&dir.path().join("t.db")).await.unwrap();
-        let mut stores = vec![TestStore { store: sqlite, _dir: dir }];
+        let mut stores = vec![TestStore { store: sqlite, _dir: Some(dir) }];
         if cluster::available() {
             let url = tokio::task::spawn_blocking(|| cluster::Cluster::shared().fresh_database()).await.unwrap();
             let url = Database::Postgres(url.parse().unwrap());
             let store = Store::open_with_cache(&url, 1024, 4, Some(cluster::PASSWORD.into()), true).await.unwrap();
-            stores.push(TestStore { store, _dir: tempfile::tempdir().unwrap() });
+            stores.push(TestStore { store, _dir: None });
         }
         stores
     }
