@@ -846,6 +846,26 @@ mod tests {
     }
 
     #[test]
+    fn the_database_is_a_sqlite_file_or_a_postgres_url_without_its_password() {
+        let b = Path::new("/srv/news");
+        assert_eq!(parse_database("data/g.db", b).unwrap(), Database::Sqlite(PathBuf::from("/srv/news/data/g.db")));
+        assert_eq!(parse_database("/var/lib/g.db", b).unwrap(), Database::Sqlite(PathBuf::from("/var/lib/g.db")));
+        for url in ["postgres://gazette@db.example.org/news", "postgresql://gazette@db.example.org:6432/news?sslmode=require"] {
+            assert_eq!(parse_database(url, b).unwrap().to_string(), url);
+        }
+        let err = |text: &str| parse_database(text, b).unwrap_err();
+        assert!(err("postgres://gazette:hunter2@db.example.org/news").contains("GAZETTE_DATABASE_PASSWORD"));
+        assert!(!err("postgres://gazette:hunter2@db.example.org/news").contains("hunter2"), "the password is not repeated");
+        assert!(err("mysql://gazette@db.example.org/news").contains("unknown scheme `mysql`"));
+        assert!(err("postgres://gazette@db.example.org").contains("names no database"));
+        assert!(err("postgres:///news").contains("names no host"));
+        assert!(err("  ").contains("is empty"));
+        // In publish.toml, the error names the key.
+        let e = parse("[paths]\ndatabase = \"postgres://u:p@h/d\"\n").unwrap_err().to_string();
+        assert!(e.contains("[paths] database") && e.contains("does not belong in publish.toml"), "{e}");
+    }
+
+    #[test]
     fn smtp_urls() {
         let b = Path::new("/x");
         assert_eq!(

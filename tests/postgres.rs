@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::process::{Child, Stdio};
 
 use common::postgres::{self, Cluster};
@@ -62,6 +62,12 @@ fn subscribers_and_their_statuses_work_as_on_sqlite() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot open the subscriber database postgres://gazette@127.0.0.1") && stderr.contains("password authentication failed") && stderr.contains("GAZETTE_DATABASE_PASSWORD"), "{stderr}");
+    // A password file in libpq's format does instead (here named by PGPASSFILE rather than ~/.pgpass).
+    let pgpass = p.path("pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:subscribers:gazette:{}\n", cluster.port, postgres::PASSWORD)).unwrap();
+    std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = p.command(&["subscribers", "list"]).env_remove("GAZETTE_DATABASE_PASSWORD").env("PGPASSFILE", &pgpass).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     import_readers(&p, 300);
     // The same file again adds nobody.
@@ -119,18 +125,8 @@ fn three_senders_share_one_issue_and_the_two_left_finish_what_a_killed_one_had()
         let out = s.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let got = sink.whole_messages();
-    let mut by_id: HashMap<&str, Vec<&str>> = HashMap::new();
-    for m in &got {
-        by_id.entry(m.message_id.as_str()).or_default().push(m.rcpt.as_str());
-    }
-    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
-    assert_eq!(rcpts.len(), n, "every subscriber got the issue");
-    assert!(readers.iter().all(|r| rcpts.contains(r.as_str())));
-    assert_eq!(by_id.len(), n, "one Message-ID per subscriber, the same on a resend");
-    assert!(by_id.values().all(|to| to.iter().all(|r| r == &to[0])));
     // Only what the killed sender had on the wire can come twice: one per connection (4).
-    let twice = got.len() - n;
+    let twice = common::everyone_once_per_message_id(&sink.whole_messages(), &readers);
     eprintln!("received twice after the kill: {twice}");
     assert!(twice <= 4, "{twice} duplicates; only the killed sender's messages in flight may be");
     let s = status(&p);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use common::{Project, Sink, header};
 
@@ -32,21 +32,9 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
     assert!(before["sent"].as_i64().unwrap() > 0, "outcomes were recorded before the kill: {before}");
 
     let out = p.expect(0, &["send", "--week", WEEK]);
-    let got = sink.whole_messages();
-    let mut by_id: HashMap<&str, Vec<&str>> = HashMap::new();
-    for m in &got {
-        by_id.entry(m.message_id.as_str()).or_default().push(m.rcpt.as_str());
-    }
-    let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
-    assert_eq!(rcpts.len(), n, "every subscriber got the issue");
-    assert!(readers.iter().all(|r| rcpts.contains(r.as_str())));
-    assert_eq!(by_id.len(), n, "one Message-ID per subscriber, the same on a resend");
-    for (id, to) in &by_id {
-        assert!(to.iter().all(|r| r == &to[0]), "{id} went to one subscriber: {to:?}");
-    }
+    let resent = common::everyone_once_per_message_id(&sink.whole_messages(), &readers);
     let s = status(&p);
     assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(n as i64), Some(0), Some(0)), "{s}");
-    let resent = got.len() - n;
     assert!(out.contains(&format!("{} messages sent now", n as i64 - before["sent"].as_i64().unwrap())), "the rerun sends what was not recorded: {out}");
     resent
 }

@@ -210,6 +210,34 @@ async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyho
     Ok(())
 }
 
+/// Renews this sender's lease once a quarter of its time has passed since `last_renew`; on
+/// PostgreSQL, also takes over what senders that died had in flight. The error to stop with when
+/// the lease was lost (it expired and someone else took it or ended it).
+async fn tend_lease(pool: &crate::store::Pool, issue_id: &str, holder: &str, last_renew: &mut Instant) -> anyhow::Result<Option<SendError>> {
+    if last_renew.elapsed() < Duration::from_secs((LEASE_TTL / 4) as u64) {
+        return Ok(None);
+    }
+    *last_renew = Instant::now();
+    if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+        return Ok(Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping"))));
+    }
+    if pool.is_postgres() {
+        take_over(pool, issue_id).await?;
+    }
+    Ok(None)
+}
+
+/// PostgreSQL: puts back to pending what senders that died had in flight (their leases expired,
+/// or they ran on this host and are gone), for whoever claims next.
+async fn take_over(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
+    expire_dead_holders(pool, issue_id).await?;
+    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+    if requeued > 0 {
+        tracing::warn!("took over {requeued} deliveries of issue {issue_id} that a sender that is gone had in flight; they go again with the same Message-ID");
+    }
+    Ok(())
+}
+
 /// One run of an issue's send, with the lease held.
 struct SendJob<'a> {
     store: &'a Store,
@@ -229,8 +257,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
-    if pool.is_postgres() && ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
-        // The only sender: the retries of earlier runs start afresh, as on SQLite.
+    if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
+        // The only sender (on SQLite, always): the retries of earlier runs start afresh.
         ledger::retry_now(pool, issue_id).await?;
     }
     if requeued > 0 {
@@ -353,16 +381,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
                     // Nothing left to claim, but other senders have deliveries in flight: stay
                     // until they are settled, and take over the claims of a sender that dies.
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
-                        if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
-                            fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id}; stopping")));
-                        }
-                        last_renew = Instant::now();
-                    }
-                    expire_dead_holders(pool, issue_id).await?;
-                    if ledger::requeue_in_flight(pool, issue_id, clock()).await? > 0 {
-                        tracing::warn!("took over the deliveries in flight of a sender of issue {issue_id} that is gone");
-                    }
+                    fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
+                    take_over(pool, issue_id).await?;
                     exhausted = false;
                     continue;
                 }
@@ -409,17 +429,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         }
         // As soon as the server has answered: what a crash can resend is only what is on the wire.
         flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
-        if last_renew.elapsed() >= Duration::from_secs((LEASE_TTL / 4) as u64) {
-            if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
-                fatal = Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping")));
-            }
-            last_renew = Instant::now();
-            if pool.is_postgres() {
-                // A sender that died mid-send: its claims come back once its lease has expired.
-                expire_dead_holders(pool, issue_id).await?;
-                ledger::requeue_in_flight(pool, issue_id, clock()).await?;
-            }
-        }
+        fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
     }
     drop(jobs_tx);
     worker_stop.stop();

@@ -176,7 +176,14 @@ fn dot_stuffed(message: &str) -> String {
     if message.starts_with('.') {
         out.push('.');
     }
-    out.push_str(&message.replace("\n.", "\n.."));
+    // Written straight into `out`, without `replace`'s intermediate copy of the whole message.
+    let mut rest = message;
+    while let Some(at) = rest.find("\n.") {
+        out.push_str(&rest[..at + 2]);
+        out.push('.');
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
     out.push_str(if out.ends_with("\r\n") { ".\r\n" } else { "\r\n.\r\n" });
     out
 }

@@ -201,7 +201,8 @@ fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> Result<(), SendError
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
         .collect();
     let path = dir.join(format!("{name}.eml"));
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // This process's own temporary name: senders sharing the outbox never move each other's files.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, &path));
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -156,11 +156,7 @@ impl Store {
         let mut in_transaction = false;
         let written: Result<(), ImportError> = async {
             while let Some(chunk) = parsed.recv().await {
-                for row in &chunk.invalid {
-                    report.invalid += 1;
-                    on_invalid(row);
-                }
-                if chunk.rows.is_empty() {
+                if !chunk.report_invalid(&mut report, &mut on_invalid) {
                     continue;
                 }
                 sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(|e| store_err(e.into()))?;
@@ -203,6 +199,17 @@ impl Store {
 struct Chunk {
     rows: Vec<Row>,
     invalid: Vec<InvalidRow>,
+}
+
+impl Chunk {
+    /// Counts and reports the rows left out; true when there are rows to write.
+    fn report_invalid(&self, report: &mut ImportReport, on_invalid: &mut impl FnMut(&InvalidRow)) -> bool {
+        for row in &self.invalid {
+            report.invalid += 1;
+            on_invalid(row);
+        }
+        !self.rows.is_empty()
+    }
 }
 
 /// Reads and checks every data row, in chunks of up to `ROWS_PER_TRANSACTION` rows. A chunk's
@@ -457,11 +464,7 @@ async fn write_postgres(
         .execute(&mut *conn)
         .await?;
     while let Some(chunk) = parsed.recv().await {
-        for row in &chunk.invalid {
-            report.invalid += 1;
-            on_invalid(row);
-        }
-        if chunk.rows.is_empty() {
+        if !chunk.report_invalid(report, on_invalid) {
             continue;
         }
         let (first, distinct) = dedupe(&chunk.rows);

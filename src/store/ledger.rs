@@ -96,18 +96,30 @@ pub struct SendRecord {
 /// alone: false when someone else holds a live one. On PostgreSQL several senders share an issue,
 /// each with its own lease row (true unless the row could not be written).
 pub async fn acquire_lease(pool: &Pool, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
-    let sql = match pool {
-        Pool::Sqlite(_) => {
+    let done = match pool {
+        Pool::Sqlite(p) => sqlx::query(
             "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (issue_id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE send_leases.expires_at < $4 OR send_leases.holder = excluded.holder"
-        }
-        Pool::Postgres(_) => {
+             WHERE send_leases.expires_at < $4 OR send_leases.holder = excluded.holder",
+        )
+        .bind(issue_id)
+        .bind(holder)
+        .bind(expires_at)
+        .bind(now)
+        .execute(p)
+        .await?
+        .rows_affected(),
+        Pool::Postgres(p) => sqlx::query(
             "INSERT INTO send_leases (issue_id, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (issue_id, holder) DO UPDATE SET expires_at = excluded.expires_at WHERE $4 = $4"
-        }
+             ON CONFLICT (issue_id, holder) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(issue_id)
+        .bind(holder)
+        .bind(expires_at)
+        .execute(p)
+        .await?
+        .rows_affected(),
     };
-    let done = with_pool!(pool, p => sqlx::query(sql).bind(issue_id).bind(holder).bind(expires_at).bind(now).execute(p).await?.rows_affected());
     Ok(done == 1)
 }
 
@@ -232,8 +244,7 @@ pub async fn start_send(
 
 /// Readies an issue's deliveries for a new run, and returns how many it put back: those left
 /// `sending` by a sender that died go back to `pending` (their outcome is unknown).
-/// - SQLite (call with the lease held): every `sending` row is a dead run's, and every pending one
-///   is due now, since backoff only spaces retries within one run.
+/// - SQLite (call with the lease held): every `sending` row is a dead run's.
 /// - PostgreSQL: only the rows of senders whose lease has expired (or is gone) go back, and their
 ///   leases are removed; a live sender's rows and its backoff are left alone. Any sender of the
 ///   issue may call it at any time: this is how the claims of a holder that died are taken over,
@@ -241,20 +252,13 @@ pub async fn start_send(
 pub async fn requeue_in_flight(pool: &Pool, issue_id: &str, now: i64) -> Result<u64> {
     match pool {
         Pool::Sqlite(p) => {
-            let mut tx = p.begin_write().await?;
             let done = sqlx::query("UPDATE deliveries SET state = $3, updated_at = $2 WHERE issue_id = $1 AND state = $4")
                 .bind(issue_id)
                 .bind(now)
                 .bind(Pending)
                 .bind(Sending)
-                .execute(&mut *tx)
+                .execute(p)
                 .await?;
-            sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = $1 AND state = $2 AND next_attempt_at > 0")
-                .bind(issue_id)
-                .bind(Pending)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
             Ok(done.rows_affected())
         }
         Pool::Postgres(p) => {
@@ -277,8 +281,9 @@ pub async fn requeue_in_flight(pool: &Pool, issue_id: &str, now: i64) -> Result<
     }
 }
 
-/// Makes every pending delivery of the issue due now (a new run's retries start afresh). On
-/// PostgreSQL, call it only when no other sender is live: their backoff is theirs.
+/// Makes every pending delivery of the issue due now: a new run's retries start afresh, since
+/// backoff only spaces retries within one run. On PostgreSQL, call it only when no other sender is
+/// live: their backoff is theirs.
 pub async fn retry_now(pool: &Pool, issue_id: &str) -> Result<()> {
     with_pool!(pool, p => sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = $1 AND state = $2 AND next_attempt_at > 0")
         .bind(issue_id)
@@ -434,23 +439,22 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
     }
     let sent: Vec<i64> = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Sent)).map(|(id, _)| *id).collect();
     with_pool!(pool, p => {
+        // The statement marking up to `RECORD_CHUNK` deliveries sent.
+        let mark_sent = |ids: &[i64]| {
+            let sql = format!(
+                "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
+                 WHERE issue_id = $3 AND subscriber_id IN ({})",
+                id_list(4, ids.len())
+            );
+            ids.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id), |q, id| q.bind(*id))
+        };
         if sent.len() == outcomes.len() && sent.len() <= RECORD_CHUNK {
-            let (sql, ids) = mark_sent_sql(&sent);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id);
-            for id in ids {
-                q = q.bind(*id);
-            }
-            q.execute(p).await?;
+            mark_sent(&sent).execute(p).await?;
             return Ok(());
         }
         let mut tx = p.begin_write().await?;
         for chunk in sent.chunks(RECORD_CHUNK) {
-            let (sql, ids) = mark_sent_sql(chunk);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id);
-            for id in ids {
-                q = q.bind(*id);
-            }
-            q.execute(&mut *tx).await?;
+            mark_sent(chunk).execute(&mut *tx).await?;
         }
         for (id, outcome) in outcomes {
             let (state, error, retry_at) = match outcome {
@@ -494,17 +498,6 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
 
 /// Ids per `IN (…)` list: SQLite allows 32,766 variables; statements stay short.
 const RECORD_CHUNK: usize = 300;
-
-/// The statement marking up to `RECORD_CHUNK` deliveries sent: binds the state, the time, the issue,
-/// then each id.
-fn mark_sent_sql(ids: &[i64]) -> (String, &[i64]) {
-    let sql = format!(
-        "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
-         WHERE issue_id = $3 AND subscriber_id IN ({})",
-        id_list(4, ids.len())
-    );
-    (sql, ids)
-}
 
 /// Marks the send finished when nothing is pending or in flight any more.
 pub async fn finish_if_done(pool: &Pool, issue_id: &str, now: i64) -> Result<bool> {

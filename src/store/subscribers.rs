@@ -331,7 +331,7 @@ impl Subscriber {
     pub const MAX_NAME_CHARS: usize = 100;
 }
 
-#[derive(sqlx::FromRow)]
+/// A row of `COLUMNS`, in that order.
 struct SubscriberRow {
     id: i64,
     email: String,
@@ -346,6 +346,33 @@ struct SubscriberRow {
     bounced_at: Option<i64>,
     complained_at: Option<i64>,
     status_reason: Option<String>,
+}
+
+/// `COLUMNS`' types, in order.
+type Columns = (i64, String, Option<String>, String, String, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+
+impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for SubscriberRow
+where
+    Columns: sqlx::FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let (id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason) =
+            Columns::from_row(row)?;
+        Ok(SubscriberRow {
+            id,
+            email,
+            name,
+            status,
+            source,
+            created_at,
+            status_changed_at,
+            confirmed_at,
+            unsubscribed_at,
+            bounced_at,
+            complained_at,
+            status_reason,
+        })
+    }
 }
 
 impl TryFrom<SubscriberRow> for Subscriber {

@@ -142,6 +142,23 @@ impl Project {
     }
 }
 
+/// Checks that every one of `readers` got the issue, under one Message-ID each that went to that
+/// reader alone (a resend carries the same one), and returns how many messages came twice.
+pub fn everyone_once_per_message_id(got: &[Received], readers: &[String]) -> usize {
+    let mut by_id: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    for m in got {
+        by_id.entry(m.message_id.as_str()).or_default().push(m.rcpt.as_str());
+    }
+    let rcpts: std::collections::HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();
+    assert_eq!(rcpts.len(), readers.len(), "every subscriber got the issue");
+    assert!(readers.iter().all(|r| rcpts.contains(r.as_str())));
+    assert_eq!(by_id.len(), readers.len(), "one Message-ID per subscriber, the same on a resend");
+    for (id, to) in &by_id {
+        assert!(to.iter().all(|r| r == &to[0]), "{id} went to one subscriber: {to:?}");
+    }
+    got.len() - readers.len()
+}
+
 /// A running smtp-sink on a free loopback port; killed when dropped.
 pub struct Sink {
     child: Child,
