@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     let config = Config::load(Path::new(config))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let project = runtime.block_on(gazette::project::Project::load_if_recorded(config.clone(), chrono::Utc::now(), gazette::build_cache::CacheUse::Read))?;
-    let issue = project.select(Some(week.parse().map_err(anyhow::Error::msg)?))?;
+    let issue = &*project.whole(project.select(Some(week.parse().map_err(anyhow::Error::msg)?))?)?;
     let templates = &project.templates;
 
     let mjml = render::email_mjml(&config, templates, issue)?;

@@ -16,7 +16,7 @@ use crate::digest::{self, Closest, Corpus, Digest, FileResult, ParseError, Signa
 use crate::fingerprint::{self, Fingerprint};
 
 /// Bumped whenever what is stored changes shape or meaning.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// A file whose times are this close to (or after) the moment its cache entry was written may have
 /// changed again within the same tick of the file system's clock (FAT keeps 2 s): it is not trusted
@@ -26,6 +26,7 @@ const SETTLE: Duration = if cfg!(test) { Duration::from_millis(300) } else { Dur
 /// The digest cache is split into this many files by a hash of the file name, so that one edited
 /// digest rewrites a small part of it.
 const BUCKETS: usize = 64;
+const _: () = assert!(BUCKETS <= 256, "a file's bucket is kept in a byte");
 
 /// What identifies a file's version without reading it: size, modification and change times in
 /// nanoseconds, inode. An edit that keeps the size still moves the times; a file replaced by
@@ -112,75 +113,131 @@ pub enum CacheUse {
 /// the one recorded in `cache_dir` with their parsed digest (or problems); records the rest there.
 /// The cache is best effort: when it cannot be read or written, every file is simply parsed. With
 /// `CacheUse::Read` nothing is written.
-pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<Corpus> {
-    let files = list_stamped(dir)?;
+pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<(Corpus, Stamps)> {
     let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
     let folder = cache_dir.join("digests");
     let buckets: Vec<usize> = (0..BUCKETS).collect();
-    let mut cached: Vec<Option<Bucket>> = crate::render::par_map(&buckets, |&b| Bucket::load(&bucket_path(&folder, b), &key, dir));
+    let files = list_stamped(dir)?;
+    let cached: Vec<Option<Bucket>> = crate::render::par_map(&buckets, |&b| Bucket::load(&bucket_path(&folder, b), &key, dir));
 
-    // Each file's result from its bucket, or else its place among those to parse.
-    let mut results: Vec<Option<FileResult>> = Vec::with_capacity(files.len());
-    let mut misses: Vec<usize> = Vec::new();
-    let mut dirty = [false; BUCKETS];
+    // Each bucket's files, in name order, each with its result from the bucket when the stamps match.
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
-    for (k, (name, stamp)) in files.iter().enumerate() {
-        let b = bucket_of(name);
-        members[b].push(k);
-        match cached[b].as_mut().and_then(|bucket| bucket.take(name, stamp)) {
-            Some(r) => results.push(Some(r)),
-            None => {
-                results.push(None);
-                misses.push(k);
-                dirty[b] = true;
-            }
-        }
+    let bucket_of_file: Vec<u8> = files.iter().map(|(name, _)| bucket_of(name) as u8).collect();
+    for (k, &b) in bucket_of_file.iter().enumerate() {
+        members[b as usize].push(k);
     }
-    // Entries of files that are gone, and buckets that could not be used, are rewritten too.
-    for (b, bucket) in cached.iter().enumerate() {
-        dirty[b] |= bucket.as_ref().is_none_or(Bucket::needs_rewrite);
+    struct Part {
+        index: usize,
+        bucket: Option<Bucket>,
+        members: Vec<usize>,
+        results: Vec<Option<FileResult>>,
+        dirty: bool,
     }
-    drop(cached);
-    if cache_use == CacheUse::Read {
-        dirty = [false; BUCKETS];
-    }
-
-    let paths: Vec<PathBuf> = misses.iter().map(|&k| dir.join(&files[k].0)).collect();
-    for (k, r) in misses.into_iter().zip(digest::read_files(&paths)) {
-        results[k] = Some(r);
-    }
-    let results: Vec<FileResult> = results.into_iter().map(|r| r.expect("every file is read or cached")).collect();
-
-    // Buckets are encoded and written on all cores: a first build writes all of them.
-    let rewrite: Vec<usize> = (0..BUCKETS).filter(|&b| dirty[b]).collect();
-    crate::render::par_map(&rewrite, |&b| {
-        let mut w = Writer::header(&key);
-        for &k in &members[b] {
-            w.entry(&files[k].0, &files[k].1, &results[k]);
-        }
-        let path = bucket_path(&folder, b);
-        if let Err(e) = write_atomically(&path, &w.finish()) {
-            tracing::debug!("cannot write the digest cache {}: {e}", path.display());
+    let mut parts: Vec<Part> =
+        cached.into_iter().zip(members).enumerate().map(|(index, (bucket, members))| Part { index, bucket, members, results: Vec::new(), dirty: false }).collect();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    std::thread::scope(|s| {
+        for chunk in parts.chunks_mut(BUCKETS.div_ceil(workers)) {
+            let files = &files;
+            s.spawn(move || {
+                for part in chunk {
+                    part.results = part.members.iter().map(|&k| part.bucket.as_mut().and_then(|b| b.take(&files[k].0, &files[k].1))).collect();
+                    // Entries of files that are gone, and buckets that could not be used, are rewritten too.
+                    part.dirty = part.results.iter().any(Option::is_none) || part.bucket.as_ref().is_none_or(Bucket::needs_rewrite);
+                    part.bucket = None;
+                }
+            });
         }
     });
-    let mut corpus = Corpus::from_results(results);
+
+    // The files not found in the cache are read and parsed.
+    let misses: Vec<(usize, usize)> =
+        parts.iter().enumerate().flat_map(|(b, part)| part.results.iter().enumerate().filter(|(_, r)| r.is_none()).map(move |(j, _)| (b, j))).collect();
+    let paths: Vec<PathBuf> = misses.iter().map(|&(b, j)| dir.join(&files[parts[b].members[j]].0)).collect();
+    for ((b, j), r) in misses.into_iter().zip(digest::read_files(&paths)) {
+        parts[b].results[j] = Some(r);
+    }
+
+    // Buckets are encoded and written on all cores: a first build writes all of them.
+    if cache_use == CacheUse::Update {
+        let rewrite: Vec<&Part> = parts.iter().filter(|p| p.dirty).collect();
+        crate::render::par_map(&rewrite, |part| {
+            let mut w = Writer::header(&key);
+            for (&k, result) in part.members.iter().zip(&part.results) {
+                w.entry(&files[k].0, &files[k].1, result.as_ref().expect("every file is read or cached"));
+            }
+            let path = bucket_path(&folder, part.index);
+            if let Err(e) = write_atomically(&path, &w.finish()) {
+                tracing::debug!("cannot write the digest cache {}: {e}", path.display());
+            }
+        });
+    }
+    // Back into file-name order: digests are grouped by date and then name, which is then a
+    // sorted list to check rather than to sort.
+    let mut next: Vec<std::vec::IntoIter<Option<FileResult>>> = parts.into_iter().map(|p| p.results.into_iter()).collect();
+    let ordered = bucket_of_file.iter().map(|&b| next[b as usize].next().flatten().expect("every file is read or cached"));
+    let mut corpus = Corpus::from_results(files.len(), ordered);
     corpus.parsed = paths.len();
-    Ok(corpus)
+    Ok((corpus, Stamps(files)))
+}
+
+/// The stamp of every digest file as it was listed, by name.
+#[derive(Debug, Default)]
+pub struct Stamps(Vec<(String, Stamp)>);
+
+impl Stamps {
+    pub fn get(&self, name: &str) -> Option<&Stamp> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|k| &self.0[k].1)
+    }
 }
 
 /// The `*.txt` files of `dir` (as `digest::files_with_extension` lists them), by name, each with its stamp.
 fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp)>> {
-    let entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_str().is_some_and(|n| !n.starts_with('.') && n.ends_with(".txt") && n.len() > 4))
-        .collect();
-    let stamped = crate::render::par_map(&entries, |e| {
-        // A symbolic link is read through, as `Path::is_file` does.
-        let meta = e.metadata().ok().and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) })?;
-        meta.is_file().then(|| (e.file_name().into_string().expect("filtered as UTF-8"), Stamp::of(&meta)))
+    // The folder is listed on this thread while another stats what is listed so far; once the
+    // listing is done this thread stats too. Most of the time is the kernel's, one call a file.
+    const CHUNK: usize = 2048;
+    fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp)>) {
+        for (name, e) in chunk {
+            // A symbolic link is read through, as `Path::is_file` does.
+            let meta = e.metadata().ok().and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
+            if let Some(meta) = meta.filter(|m| m.is_file()) {
+                out.push((name, Stamp::of(&meta)));
+            }
+        }
+    }
+    let entries = std::fs::read_dir(dir)?;
+    let (sender, receiver) = std::sync::mpsc::channel::<Vec<(String, std::fs::DirEntry)>>();
+    let receiver = std::sync::Mutex::new(receiver);
+    let next = || receiver.lock().expect("not poisoned").recv().ok();
+    let mut files = std::thread::scope(|s| {
+        let helper = s.spawn(|| {
+            let mut out = Vec::new();
+            while let Some(chunk) = next() {
+                stamp(chunk, &mut out);
+            }
+            out
+        });
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for e in entries.filter_map(|e| e.ok()) {
+            let Ok(name) = e.file_name().into_string() else { continue };
+            if !name.starts_with('.') && name.ends_with(".txt") && name.len() > 4 {
+                chunk.push((name, e));
+                if chunk.len() == CHUNK {
+                    let _ = sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
+                }
+            }
+        }
+        let _ = sender.send(chunk);
+        drop(sender);
+        let mut out = Vec::new();
+        while let Some(chunk) = next() {
+            stamp(chunk, &mut out);
+        }
+        out.extend(helper.join().expect("the stat helper panicked"));
+        out
     });
-    let mut files: Vec<(String, Stamp)> = stamped.into_iter().flatten().collect();
-    files.sort_by(|a, b| a.0.cmp(&b.0));
+    // Names are unique: an unstable sort gives the one order.
+    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
 }
 
@@ -305,21 +362,14 @@ impl Writer {
         self.u64(stamp.inode);
         match result {
             Ok(d) => {
+                // Only the light form (`Digest::light`): what every build needs of every digest.
                 self.u64(0);
-                for s in [&d.id, &d.title, &d.source_url, &d.link, &d.summary] {
-                    self.str(s);
-                }
+                self.str(&d.id);
+                self.str(&d.title);
                 self.date(Some(d.date));
-                self.strings(&d.keywords);
                 self.strings(&d.themes);
-                self.strings(&d.signals.columns);
-                self.u64(d.signals.rows.len() as u64);
-                d.signals.rows.iter().for_each(|row| self.strings(row));
                 self.u64(d.closest.len() as u64);
-                for c in &d.closest {
-                    self.str(&c.title);
-                    self.str(&c.reference);
-                }
+                d.closest.iter().for_each(|c| self.str(&c.reference));
             }
             Err(problems) => {
                 self.u64(1);
@@ -423,26 +473,23 @@ impl<'a> Reader<'a> {
         let path = dir.join(&name);
         let result = match self.u64()? {
             0 => {
-                let [id, title, source_url, link, summary] = [self.str()?, self.str()?, self.str()?, self.str()?, self.str()?];
-                let date = self.date()??;
-                let (keywords, themes, columns) = (self.strings()?, self.strings()?, self.strings()?);
-                let rows = (0..self.count()?).map(|_| self.strings()).collect::<Option<Vec<_>>>()?;
-                let closest = (0..self.count()?)
-                    .map(|_| Some(Closest { title: self.str()?, reference: self.str()?, target: None }))
-                    .collect::<Option<Vec<_>>>()?;
+                let (id, title, date, themes) = (self.str()?, self.str()?, self.date()??, self.strings()?);
+                let closest =
+                    (0..self.count()?).map(|_| Some(Closest { title: String::new(), reference: self.str()?, target: None })).collect::<Option<Vec<_>>>()?;
                 Ok(Digest {
                     id,
                     file_name: name.clone(),
                     path,
                     title,
                     date,
-                    source_url,
-                    link,
-                    summary,
-                    keywords,
+                    source_url: String::new(),
+                    link: String::new(),
+                    summary: String::new(),
+                    keywords: Vec::new(),
                     themes,
-                    signals: Signals { columns, rows },
+                    signals: Signals::default(),
                     closest,
+                    light: true,
                 })
             }
             1 => {
@@ -454,6 +501,102 @@ impl<'a> Reader<'a> {
             _ => return None,
         };
         Some((name, stamp, result))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weeks
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct WeeksFile {
+    format: u32,
+    key: String,
+    /// By issue id: the fingerprint of the files and note the hash was computed from, and the hash.
+    weeks: BTreeMap<String, (String, String)>,
+}
+
+/// Each issue's content hash (`Issue::content_hash`), recorded with the stamps of the digest files
+/// and the note it was computed from: an issue whose digests are light (read from the digest
+/// cache) has its hash from here while its files are as they were, so that no build reads every
+/// digest again to compare what is published with the publication record.
+pub struct WeekHashes {
+    path: PathBuf,
+    key: String,
+    stamps: Stamps,
+    old: BTreeMap<String, (String, String)>,
+    written: i128,
+    new: std::sync::Mutex<BTreeMap<String, (String, String)>>,
+}
+
+impl WeekHashes {
+    /// The record in `cache_dir` for the digests of `dir`, as `stamps` lists them now.
+    pub fn open(cache_dir: &Path, dir: &Path, stamps: Stamps) -> WeekHashes {
+        let path = cache_dir.join("weeks.json");
+        let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
+        let read = std::fs::metadata(&path).ok().and_then(|m| {
+            let file: WeeksFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            (file.format == FORMAT && file.key == key).then(|| (file.weeks, written_at(&m)))
+        });
+        let (old, written) = read.unwrap_or_default();
+        WeekHashes { path, key, stamps, old, written, new: Default::default() }
+    }
+
+    /// What `issue`'s hash is computed from: each file's name and stamp, and the note; and
+    /// whether every file had settled before the record was written. `None` when a file was not
+    /// listed.
+    fn fingerprint(&self, issue: &crate::issue::Issue) -> Option<(String, bool)> {
+        let mut f = Fingerprint::default();
+        let mut settled = true;
+        for d in issue.digests() {
+            let s = self.stamps.get(&d.file_name)?;
+            settled &= s.settled_before(self.written);
+            f.text(&d.file_name);
+            f.bytes(&s.len.to_le_bytes()).bytes(&s.mtime.to_le_bytes()).bytes(&s.ctime.to_le_bytes()).bytes(&s.inode.to_le_bytes());
+        }
+        match &issue.note {
+            Some(note) => f.text("note").text(note),
+            None => f.text("no note"),
+        };
+        Some((f.finish(), settled))
+    }
+
+    /// `issue`'s content hash as recorded, when its files (each settled before the record was
+    /// written) and its note are as they were.
+    pub fn get(&self, issue: &crate::issue::Issue) -> Option<String> {
+        let (fingerprint, hash) = self.old.get(&issue.id)?;
+        let (now, settled) = self.fingerprint(issue)?;
+        (settled && now == *fingerprint).then(|| hash.clone())
+    }
+
+    /// Records `hash` as `issue`'s content hash, read from its files as they are listed.
+    pub fn record(&self, issue: &crate::issue::Issue, hash: &str) {
+        if let Some((fingerprint, _)) = self.fingerprint(issue) {
+            self.new.lock().expect("not poisoned").insert(issue.id.clone(), (fingerprint, hash.to_string()));
+        }
+    }
+
+    /// Writes the record: the hashes recorded, and those of `ids` as they were (issues whose hash
+    /// was still current). Failing to is only logged.
+    pub fn save<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+        let new = self.new.lock().expect("not poisoned");
+        let recorded = !new.is_empty();
+        let mut weeks = new.clone();
+        drop(new);
+        for id in ids {
+            if let Some(old) = self.old.get(id) {
+                weeks.entry(id.to_string()).or_insert_with(|| old.clone());
+            }
+        }
+        // Rewritten whenever a hash was recorded, even one as it was: the file's time is what says
+        // that the stamps in it had settled.
+        if !recorded && weeks == self.old {
+            return;
+        }
+        let file = WeeksFile { format: FORMAT, key: self.key.clone(), weeks };
+        let bytes = serde_json::to_vec(&file).expect("the record serializes");
+        if let Err(e) = write_atomically(&self.path, &bytes) {
+            tracing::debug!("cannot write the week record {}: {e}", self.path.display());
+        }
     }
 }
 
@@ -643,7 +786,10 @@ mod tests {
         w.entry("002_bb.txt", &stamp, &parsed[1]);
         let bytes = w.finish();
         let back = Reader::new(&bytes).bucket("k", dir.path()).unwrap();
-        assert_eq!(back.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), parsed);
+        // The digest in its light form (`Digest::lightened`); problems whole.
+        let light = parsed[0].as_ref().unwrap().lightened();
+        assert!(light.summary.is_empty() && light.closest.iter().all(|c| c.title.is_empty() && !c.reference.is_empty()));
+        assert_eq!(back.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), vec![Ok(light), parsed[1].clone()]);
         assert_eq!(back[0].1, stamp);
         // Another key, a cut-off file, or a byte changed in a length: not used at all.
         assert!(Reader::new(&bytes).bucket("other", dir.path()).is_none());
@@ -680,17 +826,17 @@ mod tests {
         std::fs::write(&file, digest_text("Before")).unwrap();
         age(&file);
         let title = |c: &Corpus| c.digests[0].title.clone();
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Before");
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Before", "from the cache");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Before");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Before", "from the cache");
 
         // Same size, and the same (old) modification time: the change time still moves.
         std::fs::write(&file, digest_text("Change")).unwrap();
         age(&file);
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Change");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Change");
 
         // A file changed just now, as the cache was written: read again, even with its stamp unchanged.
         std::fs::write(&file, digest_text("Recent")).unwrap();
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap()), "Recent");
+        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Recent");
         let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
         let bucket = Bucket::load(&bucket_path(&cache.join("digests"), bucket_of("001_aa.txt")), &key, &digests).unwrap();
         assert!(bucket.entries.is_empty() && bucket.untrusted, "a fresh entry is kept but not trusted");
@@ -704,15 +850,62 @@ mod tests {
         let files = old_digests(&digests, 200);
         // The change times are now: only files older than the settling margin are trusted.
         std::thread::sleep(SETTLE + Duration::from_millis(50));
-        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap();
+        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
         files.iter().step_by(3).for_each(|f| std::fs::remove_file(f).unwrap());
-        let after = read_digests(&digests, &cache, CacheUse::Update).unwrap();
+        let after = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
         assert_eq!(after.parsed, 0, "every file left is found in the cache");
-        let kept: Vec<Digest> = fresh.digests.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d).collect();
+        let kept: Vec<Digest> = fresh.digests.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
         assert_eq!(after.digests, kept);
         let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
         let entries: usize = (0..BUCKETS).filter_map(|b| Bucket::load(&bucket_path(&cache.join("digests"), b), &key, &digests)).map(|b| b.entries.len()).sum();
         assert_eq!(entries, kept.len(), "the buckets were rewritten without the files that are gone");
+    }
+
+    /// The week of the digests in `dir` (all of one week), as a project loads it, with the stamps.
+    fn week(dir: &Path, cache: &Path, note: Option<&str>) -> (crate::issue::Issue, Stamps) {
+        let (corpus, stamps) = read_digests(dir, cache, CacheUse::Update).unwrap();
+        let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
+        let mut weeks = crate::issue::group_by_week(corpus.digests, &rule);
+        assert_eq!(weeks.len(), 1);
+        weeks[0].note = note.map(str::to_string);
+        (weeks.pop().unwrap(), stamps)
+    }
+
+    #[test]
+    fn a_week_hash_is_used_only_while_its_files_and_note_are_as_recorded_and_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
+        let files = old_digests(&digests, 3);
+        // Their change times are now: only files older than the settling margin are trusted.
+        std::thread::sleep(SETTLE + Duration::from_millis(50));
+        let (whole, stamps) = week(&digests, &cache, None);
+        assert!(!whole.is_light(), "read from the files the first time");
+        let hash = whole.content_hash();
+        let weeks = WeekHashes::open(&cache, &digests, stamps);
+        assert_eq!(weeks.get(&whole), None, "nothing recorded yet");
+        weeks.record(&whole, &hash);
+        weeks.save(std::iter::empty());
+        // The record was written after the files settled: trusted.
+        let (light, stamps) = week(&digests, &cache, None);
+        assert!(light.is_light(), "read from the digest cache");
+        let weeks = WeekHashes::open(&cache, &digests, stamps);
+        assert_eq!(weeks.get(&light), Some(hash.clone()));
+        // The same files with a note: another hash.
+        let (noted, stamps) = week(&digests, &cache, Some("A word first."));
+        assert_eq!(WeekHashes::open(&cache, &digests, stamps).get(&noted), None);
+
+        // One file rewritten with the same bytes: its stamp moved, so the hash is not trusted.
+        std::fs::write(&files[1], std::fs::read(&files[1]).unwrap()).unwrap();
+        age(&files[1]);
+        let (after, stamps) = week(&digests, &cache, None);
+        let weeks = WeekHashes::open(&cache, &digests, stamps);
+        assert_eq!(weeks.get(&after), None);
+        // Recorded again now, while the rewritten file is recent (its change time is now): not
+        // trusted by the next run until the file has settled before a later record.
+        weeks.record(&after, &hash);
+        weeks.save(std::iter::empty());
+        let (next, stamps) = week(&digests, &cache, None);
+        assert_eq!(WeekHashes::open(&cache, &digests, stamps).get(&next), None, "the file changed too recently to be trusted by its stamp");
     }
 
     #[test]
@@ -721,16 +914,16 @@ mod tests {
         let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
         old_digests(&digests, 20);
         std::fs::write(digests.join("020_bad.txt"), "nothing").unwrap();
-        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap();
+        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
         for e in std::fs::read_dir(cache.join("digests")).unwrap() {
             let path = e.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         }
-        let again = read_digests(&digests, &cache, CacheUse::Update).unwrap();
+        let again = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
         assert_eq!((again.digests, again.problems), (fresh.digests.clone(), fresh.problems.clone()));
         std::fs::remove_dir_all(&cache).unwrap();
-        let third = read_digests(&digests, &cache, CacheUse::Update).unwrap();
+        let third = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
         assert_eq!((third.digests, third.problems), (fresh.digests, fresh.problems));
     }
 }

@@ -2,7 +2,6 @@
 //! This module owns reading them into `Digest`s and reporting every problem as `path:line: …`.
 //! A bad file never hides another file's problems, and never stops the good files from being read.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +29,33 @@ pub struct Digest {
     pub themes: Vec<String>,
     pub signals: Signals,
     pub closest: Vec<Closest>,
+    /// Read from the build cache, which keeps only what the index, the numbering and the links
+    /// need: the id, file, title, date, themes and each closest entry's reference. The source,
+    /// link, summary, keywords, signals and closest titles are empty; `Project::whole` reads the
+    /// file again for whatever shows them.
+    #[serde(skip)]
+    pub light: bool,
+}
+
+impl Digest {
+    /// What the build cache keeps of this digest (see `light`).
+    pub fn lightened(&self) -> Digest {
+        Digest {
+            id: self.id.clone(),
+            file_name: self.file_name.clone(),
+            path: self.path.clone(),
+            title: self.title.clone(),
+            date: self.date,
+            source_url: String::new(),
+            link: String::new(),
+            summary: String::new(),
+            keywords: Vec::new(),
+            themes: self.themes.clone(),
+            signals: Signals::default(),
+            closest: self.closest.iter().map(|c| Closest { title: String::new(), reference: c.reference.clone(), target: c.target.clone() }).collect(),
+            light: true,
+        }
+    }
 }
 
 /// The `## Signals` table: the header row names the columns.
@@ -85,7 +111,7 @@ pub struct Corpus {
 /// Only an unreadable folder is an `Err`; problems with single files are collected in `problems`.
 pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
     let paths = files_with_extension(dir, "txt")?;
-    Ok(Corpus::from_results(read_files(&paths)))
+    Ok(Corpus::from_results(paths.len(), read_files(&paths)))
 }
 
 /// What one file gives: its digest, or every problem it has.
@@ -106,32 +132,54 @@ pub fn read_files(paths: &[PathBuf]) -> Vec<FileResult> {
 }
 
 impl Corpus {
-    /// The digests and problems of a folder's files, given in file-name order.
-    pub fn from_results(results: Vec<FileResult>) -> Corpus {
-        let mut corpus = Corpus { parsed: results.len(), ..Corpus::default() };
+    /// The digests and problems of `count` files of a folder, in any order.
+    pub fn from_results(count: usize, results: impl IntoIterator<Item = FileResult>) -> Corpus {
+        let mut corpus = Corpus { parsed: count, digests: Vec::with_capacity(count), ..Corpus::default() };
         for r in results {
             match r {
                 Ok(d) => corpus.digests.push(d),
                 Err(mut errs) => corpus.problems.append(&mut errs),
             }
         }
-        // Two files with the same id would make closest links ambiguous: keep the first, report the rest.
-        let mut seen: HashMap<String, PathBuf> = HashMap::new();
-        let mut kept = Vec::with_capacity(corpus.digests.len());
-        for d in corpus.digests.drain(..) {
-            if let Some(first) = seen.get(&d.id) {
-                corpus.problems.push(ParseError {
-                    path: d.path.clone(),
-                    line: 0,
-                    message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, first.display()),
-                    date: Some(d.date),
-                });
-            } else {
-                seen.insert(d.id.clone(), d.path.clone());
-                kept.push(d);
+        // Two files with the same id would make closest links ambiguous: keep the first by file
+        // name, report the rest.
+        let mut first: foldhash::HashMap<&str, usize> = foldhash::HashMap::with_capacity_and_hasher(corpus.digests.len(), Default::default());
+        let mut twice = false;
+        for (k, d) in corpus.digests.iter().enumerate() {
+            match first.get_mut(d.id.as_str()) {
+                Some(at) => {
+                    twice = true;
+                    if d.file_name < corpus.digests[*at].file_name {
+                        *at = k;
+                    }
+                }
+                None => {
+                    first.insert(&d.id, k);
+                }
             }
         }
-        corpus.digests = kept;
+        if twice {
+            let mut duplicates = Vec::new();
+            for (k, d) in corpus.digests.iter().enumerate() {
+                let at = first[d.id.as_str()];
+                if at != k {
+                    duplicates.push(ParseError {
+                        path: d.path.clone(),
+                        line: 0,
+                        message: format!(
+                            "id `{}` is already used by {}; ids (the hex part of the file name) must be unique",
+                            d.id,
+                            corpus.digests[at].path.display()
+                        ),
+                        date: Some(d.date),
+                    });
+                }
+            }
+            let keep: Vec<bool> = corpus.digests.iter().enumerate().map(|(k, d)| first[d.id.as_str()] == k).collect();
+            let mut keep = keep.into_iter();
+            corpus.digests.retain(|_| keep.next().expect("one flag a digest"));
+            corpus.problems.append(&mut duplicates);
+        }
         corpus
     }
 }
@@ -381,6 +429,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         themes,
         signals,
         closest,
+        light: false,
     })
 }
 

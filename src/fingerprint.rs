@@ -23,6 +23,12 @@ impl Fingerprint {
         self
     }
 
+    /// Bytes of a fixed length (a number's), as they are.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.0.update(b);
+        self
+    }
+
     /// The first `bytes` bytes of the hash, in hex.
     pub fn hex(self, bytes: usize) -> String {
         hex::encode(&self.0.finalize()[..bytes])

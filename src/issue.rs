@@ -2,7 +2,7 @@
 //! configured day), a section per day inside, closest links resolved across the whole archive.
 //! Pure: no clock, no files. The current instant, when needed, is an argument.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
@@ -123,6 +123,18 @@ impl Issue {
         self.days.iter().map(|d| d.digests.len()).sum()
     }
 
+    /// Whether some of its digests are light (read from the build cache, see `Digest::light`):
+    /// such an issue can be listed, numbered and linked, not shown.
+    pub fn is_light(&self) -> bool {
+        self.digests().any(|d| d.light)
+    }
+
+    /// Stops anything that shows the issue's digests from showing a light one's empty fields: that
+    /// would be a bug in how it was loaded, and publishing it would lose what the digests say.
+    pub fn assert_whole(&self) {
+        assert!(!self.is_light(), "issue {} holds light digests from the build cache; Project::whole gives it whole", self.id);
+    }
+
     /// A hash of what the issue says: its digests as read (not the links resolved between them,
     /// which change as other weeks are published). The publication record keeps it, so that an
     /// edit to a published issue is noticed.
@@ -194,12 +206,16 @@ pub fn group_into_issues(digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedN
 
 /// Groups digests into weekly issues, oldest first, not yet numbered (0) nor linked: for a caller
 /// that numbers and links them by rules of its own (`Project`).
-pub fn group_by_week(mut digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
-    digests.sort_by(|a, b| (a.date, &a.file_name).cmp(&(b.date, &b.file_name)));
-
+pub fn group_by_week(digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
     let mut weeks: BTreeMap<NaiveDate, BTreeMap<NaiveDate, Vec<Digest>>> = BTreeMap::new();
+    let mut starts: foldhash::HashMap<NaiveDate, NaiveDate> = Default::default();
     for d in digests {
-        weeks.entry(rule.week_start(d.date)).or_default().entry(d.date).or_default().push(d);
+        let start = *starts.entry(d.date).or_insert_with(|| rule.week_start(d.date));
+        weeks.entry(start).or_default().entry(d.date).or_default().push(d);
+    }
+    // Each day by file name (digests usually come in that order already, which sorting notices).
+    for day in weeks.values_mut().flat_map(|days| days.values_mut()) {
+        day.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     }
 
     weeks
@@ -245,27 +261,47 @@ pub fn number_issues(issues: &mut [Issue], pinned: &PinnedNumbers) {
 /// issue of `issues` that `linkable` accepts (a published archive links only published issues);
 /// every other entry is left without a target.
 pub fn resolve_closest(issues: &mut [Issue], linkable: impl Fn(&Issue) -> bool) {
-    let mut home: HashMap<String, String> = HashMap::new();
-    let mut id_lengths: Vec<usize> = Vec::new();
-    for issue in issues.iter().filter(|i| linkable(i)) {
-        for d in issue.digests() {
-            home.insert(d.id.clone(), issue.id.clone());
-            if !id_lengths.contains(&d.id.len()) {
-                id_lengths.push(d.id.len());
-            }
-        }
-    }
-    for issue in issues.iter_mut() {
-        for day in &mut issue.days {
-            for d in &mut day.digests {
-                for c in &mut d.closest {
-                    c.target = id_lengths
-                        .iter()
-                        .filter_map(|&n| c.reference.get(..n))
-                        .find_map(|prefix| home.get(prefix).map(|issue_id| (prefix, issue_id)))
-                        .map(|(prefix, issue_id)| ClosestTarget { digest_id: prefix.to_string(), issue_id: issue_id.clone() });
+    let homes = Homes::of(issues, linkable);
+    issues.iter_mut().for_each(|issue| homes.resolve(issue));
+}
+
+/// Which issue each linkable digest is in, by digest id: what closest references resolve against.
+#[derive(Debug, Default)]
+pub struct Homes {
+    home: foldhash::HashMap<String, String>,
+    /// The lengths of the ids, each once: a reference is matched by its prefixes of these lengths.
+    id_lengths: Vec<usize>,
+}
+
+impl Homes {
+    /// The digests of the issues of `issues` that `linkable` accepts.
+    pub fn of(issues: &[Issue], linkable: impl Fn(&Issue) -> bool) -> Homes {
+        let mut homes = Homes::default();
+        for issue in issues.iter().filter(|i| linkable(i)) {
+            for d in issue.digests() {
+                homes.home.insert(d.id.clone(), issue.id.clone());
+                if !homes.id_lengths.contains(&d.id.len()) {
+                    homes.id_lengths.push(d.id.len());
                 }
             }
+        }
+        homes
+    }
+
+    /// Fills in (or clears) `target` of every closest entry of `issue`.
+    pub fn resolve(&self, issue: &mut Issue) {
+        issue.days.iter_mut().flat_map(|day| day.digests.iter_mut()).for_each(|d| self.resolve_digest(d));
+    }
+
+    /// Fills in (or clears) `target` of every closest entry of `d`.
+    pub fn resolve_digest(&self, d: &mut Digest) {
+        for c in &mut d.closest {
+            c.target = self
+                .id_lengths
+                .iter()
+                .filter_map(|&n| c.reference.get(..n))
+                .find_map(|prefix| self.home.get(prefix).map(|issue_id| (prefix, issue_id)))
+                .map(|(prefix, issue_id)| ClosestTarget { digest_id: prefix.to_string(), issue_id: issue_id.clone() });
         }
     }
 }
@@ -310,6 +346,7 @@ mod tests {
             themes: vec![],
             signals: Signals::default(),
             closest: vec![],
+            light: false,
         }
     }
 

@@ -8,16 +8,17 @@
 //! never changes; drafts are numbered after the recorded numbers, in week order, which is the
 //! number they will get when published in that order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::build_cache::{self, CacheUse, SiteCache};
+use crate::build_cache::{self, CacheUse, SiteCache, WeekHashes};
 use crate::config::{Config, ConfigError};
 use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
-use crate::digest::{Corpus, ParseError};
+use crate::digest::{self, Corpus, ParseError};
 use crate::fingerprint::Fingerprint;
 use crate::issue::{self, Issue, WeekRule, WeekSpec};
 use crate::render::{self, EmailBody, FeedItem, RenderError, TemplateFile, Templates};
@@ -52,6 +53,13 @@ pub struct Project {
     now: DateTime<Utc>,
     /// `Issue::content_hash` by issue id, computed once (it reads every digest of the issue).
     content_hashes: std::sync::Mutex<HashMap<String, String>>,
+    /// Each week's content hash as the build cache recorded it, for the issues held light.
+    weeks: WeekHashes,
+    /// Where closest links lead in the published archive: what `whole` resolves them against.
+    homes: issue::Homes,
+    cache_use: CacheUse,
+    /// Digest files read again by `whole`.
+    reread: std::sync::atomic::AtomicUsize,
 }
 
 /// Which site to write.
@@ -98,7 +106,8 @@ impl Project {
     /// `load` or `load_to_build`, as `cache_use` says.
     pub async fn load_with(config: Config, store: Option<&Store>, now: DateTime<Utc>, cache_use: CacheUse) -> anyhow::Result<Project> {
         let templates = load_templates(&config)?;
-        let Corpus { digests, problems, parsed: digests_parsed } = read_digests(&config, cache_use)?;
+        let (Corpus { digests, problems, parsed: digests_parsed }, stamps) = read_digests(&config, cache_use)?;
+        let weeks = WeekHashes::open(&config.paths.cache, &config.paths.digests, stamps);
         let record = match store {
             Some(store) => publications::read(store.pool()).await?,
             None => PublicationRecord::default(),
@@ -122,6 +131,10 @@ impl Project {
             due_through,
             now,
             content_hashes: Default::default(),
+            weeks,
+            homes: Default::default(),
+            cache_use,
+            reread: Default::default(),
         };
         project.refresh();
         Ok(project)
@@ -148,21 +161,76 @@ impl Project {
             issue.revised = self.record.get(&issue.id).and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
         }
         let published: BTreeSet<String> = self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
-        issue::resolve_closest(&mut self.issues, |i| published.contains(&i.id));
+        let homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
+        // A light draft is resolved when it is read whole (`whole`), or by the drafts' build.
+        self.issues.iter_mut().filter(|i| published.contains(&i.id) || !i.is_light()).for_each(|issue| homes.resolve(issue));
+        self.homes = homes;
+    }
+
+    /// How many digest files `whole` has read again so far.
+    pub fn digests_reread(&self) -> usize {
+        self.reread.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }
 
-    /// `issue.content_hash()`, remembered: it does not change while the project is loaded.
-    fn content_hash(&self, issue: &Issue) -> String {
+    /// `issue.content_hash()`, remembered: it does not change while the project is loaded. An
+    /// issue held light has it from the build cache while its files are unchanged, and is read
+    /// whole otherwise.
+    fn content_hash(&self, issue: &Issue) -> anyhow::Result<String> {
         if let Some(hash) = self.content_hashes.lock().expect("not poisoned").get(&issue.id) {
-            return hash.clone();
+            return Ok(hash.clone());
         }
-        let hash = issue.content_hash();
+        let recorded = if issue.is_light() { self.weeks.get(issue) } else { None };
+        let hash = match recorded {
+            Some(hash) => hash,
+            None => {
+                let hash = self.whole(issue)?.content_hash();
+                self.weeks.record(issue, &hash);
+                hash
+            }
+        };
         self.content_hashes.lock().expect("not poisoned").insert(issue.id.clone(), hash.clone());
-        hash
+        Ok(hash)
+    }
+
+    /// `issue` with every digest whole, its closest links leading into the published archive.
+    /// The project holds an issue light when its files are unchanged since the build cache
+    /// recorded them (see `Digest::light`): whatever shows an issue asks for it whole, and its
+    /// files are read again.
+    pub fn whole<'a>(&self, issue: &'a Issue) -> anyhow::Result<Cow<'a, Issue>> {
+        self.whole_linked(issue, &self.homes)
+    }
+
+    /// The digests `light` (of this project's issues) read again whole, by id, their closest
+    /// links resolved against `homes`.
+    fn whole_digests(&self, light: &[&digest::Digest], homes: &issue::Homes) -> anyhow::Result<BTreeMap<String, digest::Digest>> {
+        let paths: Vec<PathBuf> = light.iter().map(|d| d.path.clone()).collect();
+        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
+        let mut whole = BTreeMap::new();
+        for (was, read) in light.iter().zip(digest::read_files(&paths)) {
+            let mut d = read_again(was, read)?;
+            homes.resolve_digest(&mut d);
+            whole.insert(d.id.clone(), d);
+        }
+        Ok(whole)
+    }
+
+    /// As `whole`, resolving closest links against `homes`.
+    fn whole_linked<'a>(&self, issue: &'a Issue, homes: &issue::Homes) -> anyhow::Result<Cow<'a, Issue>> {
+        if !issue.is_light() {
+            return Ok(Cow::Borrowed(issue));
+        }
+        let paths: Vec<PathBuf> = issue.digests().map(|d| d.path.clone()).collect();
+        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
+        let digests = issue.digests().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut weeks = issue::group_by_week(digests, &self.rule());
+        let mut whole = weeks.pop().expect("the digests of one week");
+        (whole.number, whole.revised, whole.note) = (issue.number, issue.revised, issue.note.clone());
+        homes.resolve(&mut whole);
+        Ok(Cow::Owned(whole))
     }
 
     pub fn rule(&self) -> WeekRule {
@@ -247,7 +315,7 @@ impl Project {
         let mut changes = Vec::new();
         let mut new = Vec::new();
         let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
-        let hashes = render::par_map(&wanted, |i| self.content_hash(i));
+        let hashes = render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
         for (issue, hash) in wanted.into_iter().zip(hashes) {
             match self.record.get(&issue.id) {
                 Some(p) if p.content_hash == hash => {}
@@ -279,7 +347,8 @@ impl Project {
     /// An error compiling the MJML names the issue and its digests: the template is fine for other
     /// weeks, so something in this one's content is the likely cause.
     pub fn email(&self, issue: &Issue) -> Result<EmailBody, ConfigError> {
-        render::render_email(&self.config, &self.templates, issue).map_err(|e| email_failure(issue, e))
+        let issue = self.whole(issue).map_err(|e| ConfigError(format!("{e:#}")))?;
+        render::render_email(&self.config, &self.templates, &issue).map_err(|e| email_failure(&issue, e))
     }
 
     /// `issue`'s email made ready to address: `test` copies say so in the subject.
@@ -306,23 +375,25 @@ impl Project {
     /// left alone.
     pub fn write_site(&self, site: Site, only: Option<&str>) -> anyhow::Result<Written> {
         let owned: Vec<Issue>;
-        let (folder, issues): (&Path, &[Issue]) = match site {
+        let drafts_homes: issue::Homes;
+        let (folder, issues, homes): (&Path, &[Issue], &issue::Homes) = match site {
             Site::Published => {
                 // Usually the published issues are the oldest ones, and need no copy.
                 let prefix = self.issues.iter().take_while(|i| self.is_published(i)).count();
                 if prefix == self.published().len() {
-                    (&self.config.paths.out, &self.issues[..prefix])
+                    (&self.config.paths.out, &self.issues[..prefix], &self.homes)
                 } else {
                     owned = self.published().into_iter().cloned().collect();
-                    (&self.config.paths.out, &owned)
+                    (&self.config.paths.out, &owned, &self.homes)
                 }
             }
             Site::Drafts => {
                 // Drafts link to each other too.
                 let mut all = self.issues.clone();
-                issue::resolve_closest(&mut all, |_| true);
+                drafts_homes = issue::Homes::of(&all, |_| true);
+                all.iter_mut().for_each(|issue| drafts_homes.resolve(issue));
                 owned = all;
-                (&self.config.paths.drafts, &owned)
+                (&self.config.paths.drafts, &owned, &drafts_homes)
             }
         };
         let (config, templates) = (&self.config, &self.templates);
@@ -346,7 +417,7 @@ impl Project {
         };
         let inputs = Fingerprint::of(&[&format!("{config:?}"), templates.fingerprint()]);
         let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
-        let key_of = |issue: &Issue| render::issue_page_key(issues, issue, &self.content_hash(issue));
+        let key_of = |issue: &Issue| -> anyhow::Result<String> { Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?)) };
 
         // 1. Pages: those whose inputs or file changed. The email size is checked for the issues
         // that may still be sent (the one asked for, or the newest `[feeds] items`): compiling
@@ -359,7 +430,7 @@ impl Project {
         };
         let recent_from = issues.len().saturating_sub(config.feeds.items);
         let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
-        let keys: Vec<String> = render::par_map(&pages, |issue| key_of(issue));
+        let keys: Vec<String> = render::par_map(&pages, |issue| key_of(issue)).into_iter().collect::<anyhow::Result<_>>()?;
         let stale: Vec<bool> =
             pages.iter().zip(&keys).map(|(i, key)| !cache.page_is_current(&i.id, key, &folder.join(urls::issue_file(&i.id)))).collect();
         let wanted: Vec<bool> = pages.iter().map(|i| only.is_some_and(|id| id == i.id) || recent.contains(i.id.as_str())).collect();
@@ -369,16 +440,17 @@ impl Project {
         let unchecked: Vec<bool> = (0..pages.len()).map(|k| wanted[k] && emails[k].is_none()).collect();
         let work: Vec<usize> = (0..pages.len()).filter(|&k| stale[k] || unchecked[k]).collect();
         for batch in work.chunks(BATCH) {
-            let rendered = render::par_map(batch, |&k| -> Result<_, RenderError> {
-                let issue = pages[k];
-                let page = if stale[k] { Some(render::render_issue_page(config, templates, issues, issue)?) } else { None };
+            let rendered = render::par_map(batch, |&k| -> anyhow::Result<_> {
+                // What shows an issue's digests needs it whole (see `Project::whole`).
+                let issue = &self.whole_linked(pages[k], homes)?;
+                let page = if stale[k] { Some(render::render_issue_page(config, templates, issues, issue).map_err(template_error)?) } else { None };
                 let email = unchecked[k].then(|| {
                     render::email_html_size(config, templates, issue).map(|(bytes, _)| bytes).map_err(|e| email_failure(issue, e).0)
                 });
                 Ok((page, email))
             });
             for (&k, r) in batch.iter().zip(rendered) {
-                let (page, email) = r.map_err(template_error)?;
+                let (page, email) = r?;
                 let (issue, path) = (pages[k], urls::issue_file(&pages[k].id));
                 if let Some(page) = page {
                     write(&path, Some(&page), &mut written)?;
@@ -407,30 +479,66 @@ impl Project {
             cache.keep_unvisited();
         }
         // 2. The index.
-        let index = render::render_index(config, templates, issues).map_err(template_error)?;
+        let plan = render::theme_feed_plan(config, issues);
+        let index = render::render_index_with(config, templates, issues, &plan).map_err(template_error)?;
         write("index.html", Some(&index), &mut written)?;
-        // 3. The feeds.
+        // 3. The feeds, when what they are made from changed or one of their files did: the
+        // newest issues (each by its page's key, which covers what its content is made from),
+        // and each theme's name, oldest year and newest digests (by their issues' keys).
         let newest = render::feed_issues(config, issues);
-        let newest_keys: Vec<String> = newest.iter().map(|issue| key_of(issue)).collect();
-        let kept_contents: Vec<Option<String>> = newest.iter().zip(&newest_keys).map(|(i, key)| cache.feed_content(&i.id, key)).collect();
-        let missing: Vec<usize> = (0..newest.len()).filter(|&k| kept_contents[k].is_none()).collect();
-        let mut rendered = render::par_map(&missing, |&k| render::render_issue_content(config, templates, newest[k])).into_iter();
-        let mut items = Vec::with_capacity(newest.len());
-        for (issue, content) in newest.into_iter().zip(kept_contents) {
-            let content_html = match content {
-                Some(content) => content,
-                None => {
-                    let content = rendered.next().expect("one a missing content").map_err(template_error)?;
-                    cache.set_feed_content(&issue.id, &content);
-                    content
-                }
-            };
-            items.push(FeedItem { issue, content_html });
+        let mut known: HashMap<&str, &str> = pages.iter().zip(&keys).map(|(i, k)| (i.id.as_str(), k.as_str())).collect();
+        let mut computed: Vec<(String, String)> = Vec::new();
+        for issue in newest.iter().copied().chain(plan.iter().flat_map(|t| t.shown.iter().map(|(i, _)| *i))) {
+            if !known.contains_key(issue.id.as_str()) && !computed.iter().any(|(id, _)| *id == issue.id) {
+                computed.push((issue.id.clone(), key_of(issue)?));
+            }
         }
-        let feeds = render::render_feeds_of(config, templates, issues, &items).map_err(template_error)?;
-        written.theme_feeds = feeds.len() - 3;
-        for f in &feeds {
-            write(&f.path, Some(&f.contents), &mut written)?;
+        known.extend(computed.iter().map(|(id, k)| (id.as_str(), k.as_str())));
+        let mut fingerprint = Fingerprint::default();
+        for issue in &newest {
+            fingerprint.text(&issue.id).text(known[issue.id.as_str()]);
+        }
+        for theme in &plan {
+            fingerprint.text(&theme.name).text(&theme.slug).text(&theme.oldest_year.to_string());
+            for (issue, d) in &theme.shown {
+                fingerprint.text(&issue.id).text(&d.id).text(known[issue.id.as_str()]);
+            }
+        }
+        let feeds_key = fingerprint.finish();
+        let paths: Vec<String> = ["rss.xml", "atom.xml", "feed.json"].into_iter().map(String::from).chain(plan.iter().map(|t| t.path.clone())).collect();
+        let record_id = |path: &str| format!("file:{path}");
+        written.theme_feeds = plan.len();
+        if paths.iter().all(|p| cache.page_is_current(&record_id(p), &feeds_key, &folder.join(p))) {
+            for p in &paths {
+                write(p, None, &mut written)?;
+            }
+        } else {
+            let kept_contents: Vec<Option<String>> = newest.iter().map(|i| cache.feed_content(&i.id, known[i.id.as_str()])).collect();
+            let missing: Vec<usize> = (0..newest.len()).filter(|&k| kept_contents[k].is_none()).collect();
+            let mut rendered = render::par_map(&missing, |&k| -> anyhow::Result<String> {
+                Ok(render::render_issue_content(config, templates, &*self.whole_linked(newest[k], homes)?).map_err(template_error)?)
+            })
+            .into_iter();
+            let mut items = Vec::with_capacity(newest.len());
+            for (issue, content) in newest.iter().zip(kept_contents) {
+                let content_html = match content {
+                    Some(content) => content,
+                    None => {
+                        let content = rendered.next().expect("one a missing content")?;
+                        cache.set_feed_content(&issue.id, &content);
+                        content
+                    }
+                };
+                items.push(FeedItem { issue, content_html });
+            }
+            let shown: BTreeMap<&str, &digest::Digest> =
+                plan.iter().flat_map(|t| t.shown.iter().map(|(_, d)| (d.id.as_str(), *d))).filter(|(_, d)| d.light).collect();
+            let shown: Vec<&digest::Digest> = shown.into_values().collect();
+            let whole_shown = self.whole_digests(&shown, homes)?;
+            for f in render::render_feeds_of(config, templates, &items, &plan, &whole_shown).map_err(template_error)? {
+                write(&f.path, Some(&f.contents), &mut written)?;
+                cache.page_written(&record_id(&f.path), &feeds_key, &folder.join(&f.path), &f.contents);
+            }
         }
         // 4. What an earlier build wrote and the site no longer has (a week that lost its digests,
         // a theme nobody uses any more, a draft an older Gazette published).
@@ -438,6 +546,9 @@ impl Project {
             written.removed = remove_stale(folder, &kept)?;
         }
         cache.save();
+        if self.cache_use == CacheUse::Update {
+            self.weeks.save(self.issues.iter().map(|i| i.id.as_str()));
+        }
         Ok(written)
     }
 
@@ -453,6 +564,21 @@ impl Project {
         write_if_changed(&html_path, html.as_bytes())?;
         write_if_changed(&text_path, text.as_bytes())?;
         Ok((email, html_path, text_path))
+    }
+}
+
+/// A light digest `was` as read again from its file: the same digest, whole, unless the file
+/// changed since it was listed in a way that matters here (it no longer parses, or its date moved
+/// it to another week's issue).
+fn read_again(was: &digest::Digest, read: digest::FileResult) -> anyhow::Result<digest::Digest> {
+    let changed = "changed while Gazette was reading the digests; run the command again";
+    match read {
+        Ok(d) if d.date == was.date && d.id == was.id => Ok(d),
+        Ok(_) => anyhow::bail!("{}: its date {changed}", was.path.display()),
+        Err(problems) => {
+            let first = problems.first().map_or_else(|| format!("{}: cannot be read", was.path.display()), ToString::to_string);
+            anyhow::bail!("{first}: the file {changed}")
+        }
     }
 }
 
@@ -510,16 +636,16 @@ pub fn week_rule(config: &Config) -> WeekRule {
     WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
 }
 
-/// Reads `[paths] digests`: every digest read whole, and every problem, sorted. Files unchanged
-/// since the build cache recorded them are not read again; with `CacheUse::Update` the cache is
-/// brought up to date.
-pub fn read_digests(config: &Config, cache_use: CacheUse) -> Result<Corpus, ConfigError> {
+/// Reads `[paths] digests`: every digest, and every problem, sorted, with each file's stamp. Files
+/// unchanged since the build cache recorded them are not read again, and their digests are light
+/// (`Digest::light`); with `CacheUse::Update` the cache is brought up to date.
+pub fn read_digests(config: &Config, cache_use: CacheUse) -> Result<(Corpus, build_cache::Stamps), ConfigError> {
     let dir = &config.paths.digests;
-    let mut corpus = build_cache::read_digests(dir, &config.paths.cache, cache_use).map_err(|e| {
+    let (mut corpus, stamps) = build_cache::read_digests(dir, &config.paths.cache, cache_use).map_err(|e| {
         ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
     })?;
     corpus.problems.sort();
-    Ok(corpus)
+    Ok((corpus, stamps))
 }
 
 /// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:

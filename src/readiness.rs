@@ -65,7 +65,7 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     // are listed all the same, and an unreadable folder is an error.
     let problems = match &loaded {
         Ok(project) => project.problems.clone(),
-        Err(_) => project::read_digests(config, CacheUse::Read)?.problems,
+        Err(_) => project::read_digests(config, CacheUse::Read)?.0.problems,
     };
     let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
     files.dedup();
@@ -113,7 +113,12 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
             Ok(_) => {}
         }
     }
-    let published: Vec<_> = project.published().into_iter().cloned().collect();
+    // Whole, as `check` reads every digest anyway (the emails above).
+    let published: anyhow::Result<Vec<_>> = project.published().into_iter().map(|i| project.whole(i).map(|w| w.into_owned())).collect();
+    let published = match published {
+        Ok(published) => published,
+        Err(e) => return r.add(Severity::Content, format!("{e:#}")),
+    };
     let newest = published.last().map(|i| i.id.clone()).unwrap_or_default();
     if let Err(e) = render::render_site(config, templates, &published, Some(&newest)) {
         r.add(Severity::Config, e.to_string());

@@ -295,3 +295,42 @@ fn a_digest_moved_to_another_week_or_deleted_and_a_configuration_change_equal_a_
     assert!(page("2023-07-24").contains("Signals Elsewhere"));
     assert!(p.out() == p.built_from_scratch(), "after a configuration change, the incremental build differs from a build from scratch");
 }
+
+/// Every file under `dir`, by path relative to it (none when it does not exist).
+fn files_if_any(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    if dir.exists() { files(dir) } else { BTreeMap::new() }
+}
+
+#[test]
+fn what_shows_an_unchanged_issue_reads_it_whole_and_equals_a_project_without_a_cache() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    assert_work(&p.build(), 10, 61);
+    // Nothing changed: the project holds every digest light (from the cache) and reads again only
+    // what it shows.
+    let again = p.build();
+    assert_work(&again, 0, 0);
+    assert!(!again.contains("read again whole"), "nothing was rendered, so nothing was read again:\n{again}");
+
+    // A deleted feed is written again, the same, from digests read again whole.
+    let feed = std::fs::read(p.path("out/feed.json")).unwrap();
+    let theme_feeds: Vec<PathBuf> = files(&p.path("out/themes")).into_keys().collect();
+    std::fs::remove_file(p.path("out/feed.json")).unwrap();
+    std::fs::remove_file(p.path("out/themes").join(&theme_feeds[0])).unwrap();
+    let report = p.build();
+    assert!(report.contains("read again whole"), "the feeds' digests come from their files:\n{report}");
+    assert_eq!(std::fs::read(p.path("out/feed.json")).unwrap(), feed);
+    assert!(p.out() == p.built_from_scratch(), "the feeds written again differ from a build from scratch");
+
+    // The email preview of an issue held light, and `check`, say what a project without a cache says.
+    let (ok, cached_preview) = p.run(&["preview", "--week", "2023-07-17"]);
+    assert!(ok, "preview failed:\n{cached_preview}");
+    let with_cache = files_if_any(&p.path("drafts/preview"));
+    assert!(with_cache.values().any(|html| String::from_utf8_lossy(html).contains("The Evolution of")), "the preview shows the digests");
+    std::fs::remove_dir_all(p.path("drafts")).unwrap();
+    std::fs::remove_dir_all(p.path(".gazette-cache")).unwrap();
+    let (ok, fresh_preview) = p.run(&["preview", "--week", "2023-07-17"]);
+    assert!(ok, "preview failed:\n{fresh_preview}");
+    assert_eq!(cached_preview, fresh_preview);
+    assert!(files_if_any(&p.path("drafts/preview")) == with_cache, "the preview of a light issue differs from one read whole");
+}

@@ -54,7 +54,7 @@ fn report(project: &Project, w: &Written, what: &str) {
     crate::project::warn_email(w);
     let drafts = project.drafts().len();
     say!(
-        "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build",
+        "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build{}",
         w.folder.display(),
         w.total,
         w.changed,
@@ -63,7 +63,11 @@ fn report(project: &Project, w: &Written, what: &str) {
         if w.pages == 1 { "" } else { "s" },
         w.rendered,
         w.theme_feeds,
-        project.digests_parsed
+        project.digests_parsed,
+        match project.digests_reread() {
+            0 => String::new(),
+            n => format!("; {n} unchanged one(s) read again whole for what was rendered"),
+        }
     );
     if drafts > 0 && w.folder == project.config.paths.out {
         say!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());

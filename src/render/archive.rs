@@ -1,6 +1,8 @@
 //! The web archive: `index.html`, one page per issue, and the feeds, as a list of files for the
 //! caller to write. Issues render independently, so they are spread over the cores.
 
+use std::collections::BTreeMap;
+
 use minijinja::context;
 use minijinja::value::{Serde, Value};
 
@@ -94,6 +96,11 @@ pub fn render_issue_content(config: &Config, templates: &Templates, issue: &Issu
 
 /// The front page; `issues` in any order (they are listed newest first).
 pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<String, RenderError> {
+    render_index_with(config, templates, issues, &feeds::theme_feed_plan(config, issues))
+}
+
+/// As `render_index`, with the issues' theme feeds planned already (`theme_feed_plan`).
+pub fn render_index_with(config: &Config, templates: &Templates, issues: &[Issue], themes: &[feeds::ThemeFeed]) -> Result<String, RenderError> {
     let mut listed: Vec<Value> = issues
         .iter()
         .map(|i| {
@@ -101,11 +108,9 @@ pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) ->
         })
         .collect();
     listed.reverse();
-    let themes: Vec<Value> = feeds::theme_index(issues)
-        .into_values()
-        .map(|t| {
-            context! { name => t.name, url => urls::theme_feed(&config.site, &t.slug), count => t.digests.len() }
-        })
+    let themes: Vec<Value> = themes
+        .iter()
+        .map(|t| context! { name => t.name.clone(), url => urls::theme_feed(&config.site, &t.slug), count => t.count })
         .collect();
     let ctx = context! {
         site => Value::from(Serde(&config.site)),
@@ -144,7 +149,7 @@ pub fn render_feeds(config: &Config, templates: &Templates, issues: &[Issue]) ->
     for (issue, content) in newest.into_iter().zip(contents) {
         items.push(FeedItem { issue, content_html: content? });
     }
-    render_feeds_of(config, templates, issues, &items)
+    render_feeds_of(config, templates, &items, &feeds::theme_feed_plan(config, issues), &BTreeMap::new())
 }
 
 /// The issues the feeds carry: the newest `[feeds] items`, newest first.
@@ -153,14 +158,21 @@ pub fn feed_issues<'a>(config: &Config, issues: &'a [Issue]) -> Vec<&'a Issue> {
 }
 
 /// As `render_feeds`, with the items' content given (`feed_issues`, each with its
-/// `render_issue_content`).
-pub fn render_feeds_of(config: &Config, templates: &Templates, issues: &[Issue], items: &[FeedItem]) -> Result<Vec<OutputFile>, RenderError> {
+/// `render_issue_content`), the theme feeds planned (`theme_feed_plan`), and the digests they
+/// need whole (see `theme_feeds`).
+pub fn render_feeds_of(
+    config: &Config,
+    templates: &Templates,
+    items: &[FeedItem],
+    plan: &[feeds::ThemeFeed],
+    whole: &BTreeMap<String, crate::digest::Digest>,
+) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![
         OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, items)? },
         OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, items)? },
         OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, items)? },
     ];
-    files.extend(feeds::theme_feeds(config, templates, issues)?);
+    files.extend(feeds::theme_feeds(config, templates, plan, whole)?);
     Ok(files)
 }
 

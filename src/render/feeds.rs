@@ -228,36 +228,75 @@ pub(crate) struct Theme<'a> {
 /// punctuation share a slug, and so a feed).
 pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
     let mut themes: BTreeMap<String, Theme> = BTreeMap::new();
+    // Few names, many digests: each name's slug is made once.
+    let mut slugs: foldhash::HashMap<&str, String> = Default::default();
+    for name in issues.iter().flat_map(|i| i.digests()).flat_map(|d| &d.themes) {
+        if !slugs.contains_key(name.as_str()) {
+            slugs.insert(name, slug(name));
+        }
+    }
     for issue in issues {
         for d in issue.digests() {
-            let mut seen: Vec<String> = Vec::new();
-            for name in &d.themes {
-                let slug = slug(name);
-                if seen.contains(&slug) {
+            for (k, name) in d.themes.iter().enumerate() {
+                let slug = &slugs[name.as_str()];
+                // A digest counts once for each slug, whatever names it gives the theme.
+                if d.themes[..k].iter().any(|earlier| slugs[earlier.as_str()] == *slug) {
                     continue;
                 }
-                themes
-                    .entry(slug.clone())
-                    .or_insert_with(|| Theme { name: name.clone(), slug: slug.clone(), digests: Vec::new() })
-                    .digests
-                    .push((issue, d));
-                seen.push(slug);
+                match themes.get_mut(slug.as_str()) {
+                    Some(theme) => theme.digests.push((issue, d)),
+                    None => {
+                        themes.insert(slug.clone(), Theme { name: name.clone(), slug: slug.clone(), digests: vec![(issue, d)] });
+                    }
+                }
             }
         }
     }
     themes
 }
 
-/// `themes/<slug>/atom.xml` for every theme: its newest `[feeds] items` digests, each with its card.
-pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<Vec<OutputFile>, RenderError> {
+/// One theme's feed, before it is rendered: what it is made from.
+pub struct ThemeFeed<'a> {
+    pub name: String,
+    pub slug: String,
+    /// `themes/<slug>/atom.xml`.
+    pub path: String,
+    /// The year of the theme's oldest digest: part of the feed's id, which never changes.
+    pub oldest_year: i32,
+    /// How many digests carry the theme.
+    pub count: usize,
+    /// The newest `[feeds] items` digests carrying the theme, newest first, each with its issue.
+    pub shown: Vec<(&'a Issue, &'a Digest)>,
+}
+
+/// Every theme's feed, in slug order.
+pub fn theme_feed_plan<'a>(config: &Config, issues: &'a [Issue]) -> Vec<ThemeFeed<'a>> {
+    theme_index(issues)
+        .into_values()
+        .map(|theme| ThemeFeed {
+            oldest_year: theme.digests.first().map(|(_, d)| d.date.year()).unwrap_or(2023),
+            count: theme.digests.len(),
+            shown: theme.digests.iter().rev().take(config.feeds.items).copied().collect(),
+            path: urls::theme_feed_file(&theme.slug),
+            name: theme.name,
+            slug: theme.slug,
+        })
+        .collect()
+}
+
+/// `themes/<slug>/atom.xml` for every theme of `plan` (`theme_feed_plan`): its newest digests, each
+/// with its card. `whole` holds, by digest id, the whole form of every digest shown that is light
+/// (see `Digest::light`).
+pub fn theme_feeds(config: &Config, templates: &Templates, plan: &[ThemeFeed], whole: &BTreeMap<String, Digest>) -> Result<Vec<OutputFile>, RenderError> {
     let site = Value::from(Serde(&config.site));
     let mut files = Vec::new();
-    for theme in theme_index(issues).into_values() {
-        let oldest_year = theme.digests.first().map(|(_, d)| d.date.year()).unwrap_or(2023);
-        let newest: Vec<_> = theme.digests.iter().rev().take(config.feeds.items).collect();
+    for theme in plan {
+        let newest = &theme.shown;
         let mut entries = Vec::with_capacity(newest.len());
-        for (issue, d) in &newest {
-            let card = templates.render("_digest.html", &context! { d => Value::from(Serde(*d)), site => site.clone() })?;
+        for &(issue, d) in newest {
+            let d = if d.light { whole.get(&d.id).unwrap_or(d) } else { d };
+            assert!(!d.light, "digest {} of issue {} is light: theme_feeds needs it whole", d.id, issue.id);
+            let card = templates.render("_digest.html", &context! { d => Value::from(Serde(d)), site => site.clone() })?;
             entries.push(atom::Entry {
                 title: atom::Text::plain(d.title.clone()),
                 id: tag_uri(config, d.date.year(), &format!("digest-{}", d.id)),
@@ -274,7 +313,7 @@ pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> 
         }
         let feed = atom::Feed {
             title: atom::Text::plain(format!("{}: {}", config.site.title, theme.name)),
-            id: tag_uri(config, oldest_year, &format!("theme-{}", theme.slug)),
+            id: tag_uri(config, theme.oldest_year, &format!("theme-{}", theme.slug)),
             updated: fixed(newest.first().map(|(_, d)| day_start(d.date)).unwrap_or(DateTime::UNIX_EPOCH)),
             authors: vec![atom_author(config)],
             lang: Some(config.site.language.clone()),
@@ -285,8 +324,7 @@ pub fn theme_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> 
             entries,
             ..Default::default()
         };
-        let path = urls::theme_feed_file(&theme.slug);
-        files.push(OutputFile { contents: atom_string(&feed, &path)?, path });
+        files.push(OutputFile { contents: atom_string(&feed, &theme.path)?, path: theme.path.clone() });
     }
     Ok(files)
 }

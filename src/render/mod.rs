@@ -10,13 +10,13 @@ mod pages;
 mod templates;
 
 pub use archive::{
-    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_issue_content, render_issue_page, render_site,
+    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with, render_issue_content, render_issue_page, render_site,
 };
 pub use email::{
     EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email,
     render_email_at,
 };
-pub use feeds::{FeedItem, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feeds};
+pub use feeds::{FeedItem, atom_feed, issue_date, json_feed, rss_feed, slug, ThemeFeed, theme_feed_plan, theme_feeds};
 pub use pages::{Page, PageForm, PageLink, render_page};
 pub use templates::{BUILTIN, TemplateFile, Templates};
 
@@ -50,6 +50,7 @@ fn feeds_value(config: &Config) -> Value {
 
 /// What every issue template sees: `site`, `issue`, `count`, `issue_url`, `feeds`.
 fn issue_context(config: &Config, issue: &Issue) -> Value {
+    issue.assert_whole();
     context! {
         site => Value::from(Serde(&config.site)),
         issue => Value::from(Serde(issue)),
@@ -113,6 +114,7 @@ pub(crate) mod testing {
                     target: Some(ClosestTarget { digest_id: "bbbb".into(), issue_id: "2023-07-17".into() }),
                 },
             ],
+            light: false,
         }
     }
 
