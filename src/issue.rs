@@ -296,13 +296,17 @@ impl Homes {
     /// Fills in (or clears) `target` of every closest entry of `d`.
     pub fn resolve_digest(&self, d: &mut Digest) {
         for c in &mut d.closest {
-            c.target = self
-                .id_lengths
-                .iter()
-                .filter_map(|&n| c.reference.get(..n))
-                .find_map(|prefix| self.home.get(prefix).map(|issue_id| (prefix, issue_id)))
-                .map(|(prefix, issue_id)| ClosestTarget { digest_id: prefix.to_string(), issue_id: issue_id.clone() });
+            c.target = self.target(&c.reference).map(|(digest_id, issue_id)| ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() });
         }
+    }
+
+    /// Where a closest `reference` leads: the id of the digest it names and the id of that
+    /// digest's issue, when it names a linkable one.
+    pub fn target<'a>(&'a self, reference: &'a str) -> Option<(&'a str, &'a str)> {
+        self.id_lengths
+            .iter()
+            .filter_map(|&n| reference.get(..n))
+            .find_map(|prefix| self.home.get(prefix).map(|issue_id| (prefix, issue_id.as_str())))
     }
 }
 

@@ -162,8 +162,8 @@ impl Project {
         }
         let published: BTreeSet<String> = self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
         let homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
-        // A light draft is resolved when it is read whole (`whole`), or by the drafts' build.
-        self.issues.iter_mut().filter(|i| published.contains(&i.id) || !i.is_light()).for_each(|issue| homes.resolve(issue));
+        // A light issue's links are resolved when it is read whole (`whole`).
+        self.issues.iter_mut().filter(|i| !i.is_light()).for_each(|issue| homes.resolve(issue));
         self.homes = homes;
     }
 
@@ -221,7 +221,13 @@ impl Project {
     /// As `whole`, resolving closest links against `homes`.
     fn whole_linked<'a>(&self, issue: &'a Issue, homes: &issue::Homes) -> anyhow::Result<Cow<'a, Issue>> {
         if !issue.is_light() {
-            return Ok(Cow::Borrowed(issue));
+            // Linked against the project's homes already (`refresh`).
+            if std::ptr::eq(homes, &self.homes) {
+                return Ok(Cow::Borrowed(issue));
+            }
+            let mut linked = issue.clone();
+            homes.resolve(&mut linked);
+            return Ok(Cow::Owned(linked));
         }
         let paths: Vec<PathBuf> = issue.digests().map(|d| d.path.clone()).collect();
         self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
@@ -389,11 +395,8 @@ impl Project {
             }
             Site::Drafts => {
                 // Drafts link to each other too.
-                let mut all = self.issues.clone();
-                drafts_homes = issue::Homes::of(&all, |_| true);
-                all.iter_mut().for_each(|issue| drafts_homes.resolve(issue));
-                owned = all;
-                (&self.config.paths.drafts, &owned, &drafts_homes)
+                drafts_homes = issue::Homes::of(&self.issues, |_| true);
+                (&self.config.paths.drafts, &self.issues[..], &drafts_homes)
             }
         };
         let (config, templates) = (&self.config, &self.templates);
@@ -417,7 +420,7 @@ impl Project {
         };
         let inputs = Fingerprint::of(&[&format!("{config:?}"), templates.fingerprint()]);
         let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
-        let key_of = |issue: &Issue| -> anyhow::Result<String> { Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?)) };
+        let key_of = |issue: &Issue| -> anyhow::Result<String> { Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?, homes)) };
 
         // 1. Pages: those whose inputs or file changed. The email size is checked for the issues
         // that may still be sent (the one asked for, or the newest `[feeds] items`): compiling

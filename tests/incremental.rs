@@ -334,3 +334,46 @@ fn what_shows_an_unchanged_issue_reads_it_whole_and_equals_a_project_without_a_c
     assert_eq!(cached_preview, fresh_preview);
     assert!(files_if_any(&p.path("drafts/preview")) == with_cache, "the preview of a light issue differs from one read whole");
 }
+
+#[test]
+fn the_drafts_built_from_the_cache_link_every_week_as_a_build_from_scratch_does() {
+    let p = Project::new();
+    // Drafts link to every week, the published archive only to published ones: at this time most
+    // weeks are not due yet, so the two differ.
+    let drafts = |config: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .arg("--config")
+            .arg(config)
+            .args(["build", "--drafts", "--now", "2023-07-12T00:00:00Z"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "build --drafts failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    std::thread::sleep(SETTLE);
+    assert_work(&drafts(&p.path("publish.toml")), 10, 61);
+    let first = files(&p.path("drafts"));
+    // From the cache: every digest light, nothing rendered, nothing changed.
+    assert_work(&drafts(&p.path("publish.toml")), 0, 0);
+    // Two pages deleted: rendered again from their files, linked as before.
+    std::fs::remove_file(p.path("drafts/issues/2023-07-17/index.html")).unwrap();
+    std::fs::remove_file(p.path("drafts/issues/2023-07-24/index.html")).unwrap();
+    let report = drafts(&p.path("publish.toml"));
+    assert_rendered(&report, 2);
+    assert!(report.contains("read again whole"), "{report}");
+    let again = files(&p.path("drafts"));
+    assert!(again == first, "the drafts rendered from the cache differ from the first build");
+    let page = String::from_utf8_lossy(&again[Path::new("issues/2023-07-24/index.html")]).into_owned();
+    assert!(page.contains("/issues/2023-07-17/#d-"), "a draft links a digest of another draft week:\n{page}");
+
+    // And a build without any cache writes the same drafts.
+    let scratch = p.path("scratch-drafts.toml");
+    std::fs::write(
+        &scratch,
+        "[site]\nbase_url = \"https://signals.example.org\"\n[paths]\ndigests = \"digests\"\ntemplates = \"templates\"\nout = \"scratch\"\ndrafts = \"scratch-drafts\"\ncache = \"scratch-cache\"\n",
+    )
+    .unwrap();
+    assert_work(&drafts(&scratch), 10, 61);
+    assert!(files(&p.path("scratch-drafts")) == first, "the drafts built with the cache differ from drafts built from scratch");
+}

@@ -28,15 +28,18 @@ pub fn render_issue_page(config: &Config, templates: &Templates, issues: &[Issue
 
 /// A hash of what `render_issue_page` makes `issue`'s page from, besides the configuration and
 /// the templates: what the issue says (`content_hash`, its `Issue::content_hash`), its number and
-/// revision, where its closest links lead, and its neighbours. Equal keys render equal pages.
-pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str) -> String {
+/// revision, where its closest links lead (by `homes`, which the page is rendered with), and its
+/// neighbours. Equal keys render equal pages.
+pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str, homes: &crate::issue::Homes) -> String {
     let mut key = crate::fingerprint::Fingerprint::default();
     key.text(content_hash).text(&issue.id).text(&issue.number.to_string()).text(&issue.label);
     key.text(&issue.revised.map(|t| t.to_rfc3339()).unwrap_or_default());
     for d in issue.digests() {
         for c in &d.closest {
-            let target = c.target.as_ref().map(|t| format!("{}#{}", t.issue_id, t.digest_id)).unwrap_or_default();
-            key.text(&target);
+            match homes.target(&c.reference) {
+                Some((digest_id, issue_id)) => key.text(issue_id).text(digest_id),
+                None => key.text("-"),
+            };
         }
     }
     let (previous, next) = neighbours(issues, issue);
