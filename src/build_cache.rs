@@ -265,9 +265,18 @@ impl Bucket {
     /// The bucket at `path`, for the digests in `dir`: `None` when it is missing, corrupt, or made
     /// for another key.
     fn load(path: &Path, key: &str, dir: &Path) -> Option<Bucket> {
+        use std::io::Read as _;
+        thread_local! {
+            /// One buffer a thread for the bucket files it reads: fresh memory for each costs a
+            /// page fault every 4 KiB.
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let written = written_at(&std::fs::metadata(path).ok()?);
-        let bytes = std::fs::read(path).ok()?;
-        let decoded = Reader::new(&bytes).bucket(key, dir);
+        let decoded = BYTES.with_borrow_mut(|bytes| {
+            bytes.clear();
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(bytes)).ok()?;
+            Reader::new(bytes).bucket(key, dir)
+        });
         if decoded.is_none() {
             tracing::debug!("the digest cache {} is not usable: ignored", path.display());
         }

@@ -71,7 +71,8 @@ pub struct Signals {
 pub struct Closest {
     pub title: String,
     pub reference: String,
-    pub target: Option<ClosestTarget>,
+    /// Boxed, so that the many entries of a large archive stay small.
+    pub target: Option<Box<ClosestTarget>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -296,7 +296,7 @@ impl Homes {
     /// Fills in (or clears) `target` of every closest entry of `d`.
     pub fn resolve_digest(&self, d: &mut Digest) {
         for c in &mut d.closest {
-            c.target = self.target(&c.reference).map(|(digest_id, issue_id)| ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() });
+            c.target = self.target(&c.reference).map(|(digest_id, issue_id)| Box::new(ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() }));
         }
     }
 
@@ -427,7 +427,7 @@ mod tests {
         ];
         let issues = group_into_issues(vec![a, b], &MONDAY, &PinnedNumbers::new());
         let c = &issues[0].days[0].digests[0].closest;
-        assert_eq!(c[0].target, Some(ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() }));
+        assert_eq!(c[0].target.as_deref(), Some(&ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() }));
         assert_eq!(c[1].target, None);
         assert_eq!(c[1].title, "Elsewhere");
     }
