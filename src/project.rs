@@ -60,6 +60,9 @@ pub struct Project {
     cache_use: CacheUse,
     /// Digest files read again by `whole`.
     reread: std::sync::atomic::AtomicUsize,
+    /// Light issues read whole to compute their hash, kept for the page that is rendered next:
+    /// an edited week is read once for both.
+    wholes: std::sync::Mutex<HashMap<String, Issue>>,
 }
 
 /// Which site to write.
@@ -135,6 +138,7 @@ impl Project {
             homes: Default::default(),
             cache_use,
             reread: Default::default(),
+            wholes: Default::default(),
         };
         project.refresh();
         Ok(project)
@@ -186,8 +190,15 @@ impl Project {
         let recorded = if issue.is_light() { self.weeks.get(issue) } else { None };
         let hash = match recorded {
             Some(hash) => hash,
+            None if issue.is_light() => {
+                let whole = self.read_whole(issue)?;
+                let hash = whole.content_hash();
+                self.weeks.record(issue, &hash);
+                self.wholes.lock().expect("not poisoned").insert(issue.id.clone(), whole);
+                hash
+            }
             None => {
-                let hash = self.whole(issue)?.content_hash();
+                let hash = issue.content_hash();
                 self.weeks.record(issue, &hash);
                 hash
             }
@@ -218,6 +229,18 @@ impl Project {
         Ok(whole)
     }
 
+    /// A light `issue`'s digests read again from their files, as an issue of their week (its
+    /// number, note and links left for `whole_linked`; `content_hash` needs none of them but the note).
+    fn read_whole(&self, issue: &Issue) -> anyhow::Result<Issue> {
+        let paths: Vec<PathBuf> = issue.digests().map(|d| d.path.clone()).collect();
+        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
+        let digests = issue.digests().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut weeks = issue::group_by_week(digests, &self.rule());
+        let mut whole = weeks.pop().expect("the digests of one week");
+        whole.note = issue.note.clone();
+        Ok(whole)
+    }
+
     /// As `whole`, resolving closest links against `homes`.
     fn whole_linked<'a>(&self, issue: &'a Issue, homes: &issue::Homes) -> anyhow::Result<Cow<'a, Issue>> {
         if !issue.is_light() {
@@ -229,11 +252,12 @@ impl Project {
             homes.resolve(&mut linked);
             return Ok(Cow::Owned(linked));
         }
-        let paths: Vec<PathBuf> = issue.digests().map(|d| d.path.clone()).collect();
-        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
-        let digests = issue.digests().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut weeks = issue::group_by_week(digests, &self.rule());
-        let mut whole = weeks.pop().expect("the digests of one week");
+        let kept = self.wholes.lock().expect("not poisoned").remove(&issue.id);
+        let mut whole = match kept {
+            Some(whole) => whole,
+            None => self.read_whole(issue)?,
+        };
+        // As the project holds the issue now: publishing may have numbered it or moved links.
         (whole.number, whole.revised, whole.note) = (issue.number, issue.revised, issue.note.clone());
         homes.resolve(&mut whole);
         Ok(Cow::Owned(whole))
