@@ -148,7 +148,7 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
         let url = unsubscribe_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
         let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
-        match transmit(&mut connection, &message, &message_id, None, &StopFlag::default()).await {
+        match transmit(&mut connection, &message, &message_id, None, &StopFlag::default(), std::future::ready(true)).await {
             Err(e) if e.is_configuration() => return Err(crate::config::ConfigError(e.to_string()).into()),
             Err(e) if e.stops_the_send() => anyhow::bail!("{e}"),
             result => results.push((mailbox.to_string(), result.map_err(|e| e.to_string()))),
@@ -162,19 +162,21 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
 /// over a connection of its own. The error says what the server answered.
 pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
     let mut connection = transport.open();
-    let result = transmit(&mut connection, &Built::from(message), message_id, None, &StopFlag::default()).await;
+    let result = transmit(&mut connection, &Built::from(message), message_id, None, &StopFlag::default(), std::future::ready(true)).await;
     connection.close().await;
     result.map_err(|e| e.to_string())
 }
 
 /// Puts one built message on its way over `connection`, from `return_path` when given (else
 /// from the message's From address).
+/// `gate`: see `Connection::send_gated`.
 pub(crate) async fn transmit(
     connection: &mut impl Connection,
     message: &Built,
     message_id: &str,
     return_path: Option<ReturnPath>,
     stop: &StopFlag,
+    gate: impl Future<Output = bool> + Send,
 ) -> Result<(), SendError> {
     let envelope = message.envelope();
     let (Some(from), Some(to)) = (envelope.from(), envelope.to().first()) else {
@@ -184,7 +186,7 @@ pub(crate) async fn transmit(
         Some(r) => Envelope { from: r.sender, to: to.clone(), dsn_envid: Some(r.envid) },
         None => Envelope { from: from.clone(), to: to.clone(), dsn_envid: None },
     };
-    connection.send(&envelope, message.bytes(), message_id, stop).await
+    connection.send_gated(&envelope, message.bytes(), message_id, stop, gate).await
 }
 
 /// Builds every message the send would produce, without connecting: the recipients and sizes.

@@ -1,9 +1,10 @@
 //! The send loop of one issue: claims batches of deliveries (marking them `sending` before any
 //! message goes out), hands them to one worker per connection, and records each outcome as soon as
-//! the server has answered it. Outcomes that arrive together share a commit, and a worker puts its
-//! next message on the wire only once its last outcome is committed, so a crash (kill -9) leaves at
-//! most one message per connection that the server may have taken unrecorded; the next run puts
-//! those back to pending and resends them with the same Message-ID.
+//! the server has answered it. Outcomes that arrive together share a commit. A worker offers its
+//! next message's envelope (MAIL, RCPT, DATA) while its last outcome is being committed, and sends
+//! the message itself only once that commit is done, so a crash (kill -9) leaves at most one
+//! message per connection that the server may have taken unrecorded; the next run puts those back
+//! to pending and resends them with the same Message-ID.
 //!
 //! On SQLite a lease in the database keeps a second sender of the same issue out. On PostgreSQL
 //! several senders (on several hosts) share an issue: each holds a lease of its own, renewed while
@@ -520,16 +521,26 @@ impl<C: Connection> WorkerContext<C> {
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
         let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
-        // Built while the last outcome was being committed; sent once it is.
-        if let Some(done) = recorded.take()
-            && done.await.is_err()
-        {
-            // The loop could not record it and has given up: send nothing more.
+        self.limiter.wait().await;
+        // Built, and its envelope offered, while the last outcome was being committed; the message
+        // itself goes out once that commit is done.
+        let last = recorded.take();
+        let gate_closed = std::sync::atomic::AtomicBool::new(false);
+        let gate = async {
+            let open = match last {
+                Some(done) => done.await.is_ok(),
+                None => true,
+            };
+            gate_closed.store(!open, std::sync::atomic::Ordering::Relaxed);
+            open
+        };
+        let sent = super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop, gate).await;
+        if gate_closed.load(std::sync::atomic::Ordering::Relaxed) {
+            // The loop could not record the last outcome and has given up: send nothing more.
             self.stop.stop();
             return Outcome::Unclaimed;
         }
-        self.limiter.wait().await;
-        match super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop).await {
+        match sent {
             Ok(()) => Outcome::Sent,
             Err(e) if e.stops_the_send() => {
                 let _ = self.results.send(WorkerEvent::Fatal(e));

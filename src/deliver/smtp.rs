@@ -316,6 +316,13 @@ impl SmtpSession {
     /// request goes out only to a server that offers DSN (RFC 3461 §4: a client must not send
     /// the parameters otherwise).
     pub async fn transmit(&mut self, envelope: &Envelope, message: &[u8]) -> Attempt {
+        self.transmit_gated(envelope, message, std::future::ready(true)).await
+    }
+
+    /// As `transmit`, sending the message itself only once `gate` says yes: the envelope's round
+    /// trip overlaps whatever the caller waits for. When `gate` says no, the transaction is
+    /// abandoned with the connection (without the message's end the server delivers nothing).
+    pub async fn transmit_gated(&mut self, envelope: &Envelope, message: &[u8], gate: impl Future<Output = bool>) -> Attempt {
         let (from, to) = (&envelope.from, &envelope.to);
         if let Some(limit) = self.facts.size_limit.filter(|l| message.len() as u64 > *l) {
             return Attempt::TooLarge(format!(
@@ -382,6 +389,10 @@ impl SmtpSession {
             if let Err(e) = within(t, self.conn.command(Data)).await {
                 return self.refused(e, false).await;
             }
+        }
+        if !gate.await {
+            self.broken = true;
+            return Attempt::Deferred(super::transport::GATE_CLOSED.into());
         }
         let t = self.timeout * END_OF_DATA;
         let sent = match std::str::from_utf8(message) {
@@ -508,12 +519,17 @@ mod tests {
                 "DATA" if !rcpt_ok => b"554 5.5.1 No valid recipients\r\n",
                 "DATA" => {
                     write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
-                    let mut message = Vec::new();
+                    let (mut message, mut ended) = (Vec::new(), false);
                     while let Some(l) = lines.next_line().await.unwrap() {
                         if l == "." {
+                            ended = true;
                             break;
                         }
                         message.push(l.strip_prefix('.').map(str::to_owned).unwrap_or(l));
+                    }
+                    if !ended {
+                        // The client went away without the message's end: nothing is delivered.
+                        break;
                     }
                     accepted.push(message.join("\n"));
                     b"250 2.0.0 Queued\r\n"
@@ -539,6 +555,31 @@ mod tests {
     fn local(port: u16, timeout: Duration) -> ServerSpec {
         let hello = "client.example.org".into();
         ServerSpec { host: "127.0.0.1".into(), port, tls: Tls::None, login: None, trust: Trust::default(), hello, timeout }
+    }
+
+    #[tokio::test]
+    async fn a_closed_gate_sends_no_message_end_and_gives_the_connection_up() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(scripted_server(listener));
+        let mut s = SmtpSession::connect(&local(port, Duration::from_secs(5))).await.unwrap();
+        let from: Address = "news@example.org".parse().unwrap();
+        let body = b"Subject: x\r\n\r\nbody\r\n";
+        // An open gate is waited for after the envelope: the message goes out.
+        let opened = std::sync::atomic::AtomicBool::new(false);
+        let gate = async {
+            opened.store(true, std::sync::atomic::Ordering::SeqCst);
+            true
+        };
+        assert_eq!(s.transmit_gated(&envelope(&from, "first@example.org"), body, gate).await, Attempt::Accepted);
+        assert!(opened.load(std::sync::atomic::Ordering::SeqCst));
+        // A closed one: the transaction is abandoned with the connection.
+        let attempt = s.transmit_gated(&envelope(&from, "second@example.org"), body, std::future::ready(false)).await;
+        assert_eq!(attempt, Attempt::Deferred(super::super::transport::GATE_CLOSED.into()));
+        assert!(s.is_broken(), "a connection in the middle of DATA cannot be used again");
+        drop(s);
+        let accepted = server.await.unwrap();
+        assert_eq!(accepted, vec!["Subject: x\n\nbody".to_string()], "only the first message was delivered");
     }
 
     #[tokio::test]

@@ -106,9 +106,31 @@ pub trait Connector: Clone + Send + Sync + 'static {
 pub trait Connection: Send + 'static {
     /// Puts one message on its way: `Ok` once the other side has taken it.
     fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// As `send`, going only as far as it can without delivering the message until `gate` says
+    /// yes: an SMTP connection offers the envelope and waits to send the message's end; anything
+    /// else waits before it starts. When `gate` says no, nothing is delivered (an SMTP
+    /// transaction is abandoned with its connection) and the error is transient.
+    fn send_gated<G: Future<Output = bool> + Send>(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        message_id: &str,
+        stop: &StopFlag,
+        gate: G,
+    ) -> impl Future<Output = Result<(), SendError>> + Send {
+        async move {
+            if !gate.await {
+                return Err(SendError::transient(GATE_CLOSED));
+            }
+            self.send(envelope, message, message_id, stop).await
+        }
+    }
     /// Says goodbye (SMTP QUIT), within a short deadline.
     fn close(self) -> impl Future<Output = ()> + Send;
 }
+
+/// Why a message `send_gated` held back was not sent.
+pub const GATE_CLOSED: &str = "not sent: the send stopped before this message could go out";
 
 /// Where messages go, as configured.
 #[derive(Debug, Clone)]
@@ -146,14 +168,30 @@ pub enum TransportConnection {
 
 impl Connection for TransportConnection {
     async fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
+        self.send_gated(envelope, message, message_id, stop, std::future::ready(true)).await
+    }
+
+    async fn send_gated<G: Future<Output = bool> + Send>(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        message_id: &str,
+        stop: &StopFlag,
+        gate: G,
+    ) -> Result<(), SendError> {
         match self {
-            TransportConnection::Outbox(dir) => write_eml(dir, message_id, message),
+            TransportConnection::Outbox(dir) => {
+                if !gate.await {
+                    return Err(SendError::transient(GATE_CLOSED));
+                }
+                write_eml(dir, message_id, message)
+            }
             TransportConnection::Smtp { spec, session } => {
                 if session.as_ref().is_none_or(|s| s.is_broken()) {
                     *session = Some(connect_with_retries(spec, stop).await?);
                 }
                 let s = session.as_mut().expect("connected above");
-                match s.transmit(envelope, message).await {
+                match s.transmit_gated(envelope, message, gate).await {
                     Attempt::Accepted => Ok(()),
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
                     Attempt::Bounced(e) => Err(SendError::mailbox_gone(e)),
