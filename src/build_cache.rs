@@ -110,9 +110,10 @@ pub enum CacheUse {
 }
 
 /// Reads `[paths] digests` as `digest::read_folder` does, parsing only the files whose stamp is not
-/// the one recorded in `cache_dir` with their parsed digest (or problems); records the rest there.
-/// The cache is best effort: when it cannot be read or written, every file is simply parsed. With
-/// `CacheUse::Read` nothing is written.
+/// the one recorded in `cache_dir` with their light digest (or problems), and records those there.
+/// A digest from the cache is light (`Digest::light`); a parsed one is whole. The cache is best
+/// effort: when it cannot be read or written, every file is simply parsed. With `CacheUse::Read`
+/// nothing is written. Also gives every file's stamp, for `WeekHashes`.
 pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<(Corpus, Stamps)> {
     let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
     let folder = cache_dir.join("digests");
