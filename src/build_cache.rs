@@ -83,6 +83,12 @@ fn binary_identity() -> String {
     format!("{} {FORMAT} {exe:?}", env!("CARGO_PKG_VERSION"))
 }
 
+/// What the digest cache and the week record of the digests in `dir` are made for: this binary
+/// and that folder.
+fn digests_key(dir: &Path) -> String {
+    Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()])
+}
+
 /// Writes `bytes` to `path` through a temporary file of this process renamed into place, so that
 /// another Gazette reading it never sees half a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -115,7 +121,7 @@ pub enum CacheUse {
 /// effort: when it cannot be read or written, every file is simply parsed. With `CacheUse::Read`
 /// nothing is written. Also gives every file's stamp, for `WeekHashes`.
 pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<(Corpus, Stamps)> {
-    let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
+    let key = digests_key(dir);
     let folder = cache_dir.join("digests");
     let buckets: Vec<usize> = (0..BUCKETS).collect();
     let files = list_stamped(dir)?;
@@ -542,7 +548,7 @@ impl WeekHashes {
     /// The record in `cache_dir` for the digests of `dir`, as `stamps` lists them now.
     pub fn open(cache_dir: &Path, dir: &Path, stamps: Stamps) -> WeekHashes {
         let path = cache_dir.join("weeks.json");
-        let key = Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()]);
+        let key = digests_key(dir);
         let read = std::fs::metadata(&path).ok().and_then(|m| {
             let file: WeeksFile = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
             (file.format == FORMAT && file.key == key).then(|| (file.weeks, written_at(&m)))
@@ -847,7 +853,7 @@ mod tests {
         // A file changed just now, as the cache was written: read again, even with its stamp unchanged.
         std::fs::write(&file, digest_text("Recent")).unwrap();
         assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Recent");
-        let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
+        let key = digests_key(&digests);
         let bucket = Bucket::load(&bucket_path(&cache.join("digests"), bucket_of("001_aa.txt")), &key, &digests).unwrap();
         assert!(bucket.entries.is_empty() && bucket.untrusted, "a fresh entry is kept but not trusted");
     }
@@ -866,7 +872,7 @@ mod tests {
         assert_eq!(after.parsed, 0, "every file left is found in the cache");
         let kept: Vec<Digest> = fresh.digests.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
         assert_eq!(after.digests, kept);
-        let key = Fingerprint::of(&[&binary_identity(), &digests.to_string_lossy()]);
+        let key = digests_key(&digests);
         let entries: usize = (0..BUCKETS).filter_map(|b| Bucket::load(&bucket_path(&cache.join("digests"), b), &key, &digests)).map(|b| b.entries.len()).sum();
         assert_eq!(entries, kept.len(), "the buckets were rewritten without the files that are gone");
     }

@@ -218,24 +218,26 @@ impl Project {
     /// The digests `light` (of this project's issues) read again whole, by id, their closest
     /// links resolved against `homes`.
     fn whole_digests(&self, light: &[&digest::Digest], homes: &issue::Homes) -> anyhow::Result<BTreeMap<String, digest::Digest>> {
-        let paths: Vec<PathBuf> = light.iter().map(|d| d.path.clone()).collect();
-        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
         let mut whole = BTreeMap::new();
-        for (was, read) in light.iter().zip(digest::read_files(&paths)) {
-            let mut d = read_again(was, read)?;
+        for mut d in self.read_digests_again(light)? {
             homes.resolve_digest(&mut d);
             whole.insert(d.id.clone(), d);
         }
         Ok(whole)
     }
 
+    /// `light` digests read again from their files (counted in `digests_reread`), in their order.
+    fn read_digests_again(&self, light: &[&digest::Digest]) -> anyhow::Result<Vec<digest::Digest>> {
+        let paths: Vec<PathBuf> = light.iter().map(|d| d.path.clone()).collect();
+        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
+        light.iter().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect()
+    }
+
     /// A light `issue`'s digests read again from their files, as an issue of their week (its
     /// number, note and links left for `whole_linked`; `content_hash` needs none of them but the note).
     fn read_whole(&self, issue: &Issue) -> anyhow::Result<Issue> {
-        let paths: Vec<PathBuf> = issue.digests().map(|d| d.path.clone()).collect();
-        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
-        let digests = issue.digests().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect::<anyhow::Result<Vec<_>>>()?;
-        let mut weeks = issue::group_by_week(digests, &self.rule());
+        let light: Vec<&digest::Digest> = issue.digests().collect();
+        let mut weeks = issue::group_by_week(self.read_digests_again(&light)?, &self.rule());
         let mut whole = weeks.pop().expect("the digests of one week");
         whole.note = issue.note.clone();
         Ok(whole)

@@ -68,15 +68,7 @@ impl Project {
 
     /// `gazette build --all` with `config`: its report line.
     fn build_with(&self, config: &Path) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .arg("--config")
-            .arg(config)
-            .args(["build", "--all", "--now", "2024-01-01T00:00:00Z"])
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        succeed(config, &["build", "--all", "--now", "2024-01-01T00:00:00Z"])
     }
 
     fn build(&self) -> String {
@@ -96,6 +88,13 @@ impl Project {
     fn out(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         files(&self.path("out"))
     }
+}
+
+/// Runs `gazette --config CONFIG ARGS`, which must succeed: its standard output.
+fn succeed(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_gazette")).arg("--config").arg(config).args(args).env("RUST_LOG", "warn").output().unwrap();
+    assert!(out.status.success(), "gazette {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -340,17 +339,7 @@ fn the_drafts_built_from_the_cache_link_every_week_as_a_build_from_scratch_does(
     let p = Project::new();
     // Drafts link to every week, the published archive only to published ones: at this time most
     // weeks are not due yet, so the two differ.
-    let drafts = |config: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
-            .arg("--config")
-            .arg(config)
-            .args(["build", "--drafts", "--now", "2023-07-12T00:00:00Z"])
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "build --drafts failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let drafts = |config: &Path| succeed(config, &["build", "--drafts", "--now", "2023-07-12T00:00:00Z"]);
     std::thread::sleep(SETTLE);
     assert_work(&drafts(&p.path("publish.toml")), 10, 61);
     let first = files(&p.path("drafts"));

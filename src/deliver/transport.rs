@@ -119,9 +119,7 @@ pub trait Connection: Send + 'static {
         gate: G,
     ) -> impl Future<Output = Result<(), SendError>> + Send {
         async move {
-            if !gate.await {
-                return Err(SendError::transient(GATE_CLOSED));
-            }
+            through(gate).await?;
             self.send(envelope, message, message_id, stop).await
         }
     }
@@ -131,6 +129,11 @@ pub trait Connection: Send + 'static {
 
 /// Why a message `send_gated` held back was not sent.
 pub const GATE_CLOSED: &str = "not sent: the send stopped before this message could go out";
+
+/// Waits for a `send_gated` gate: an error (`GATE_CLOSED`) when it says no.
+async fn through(gate: impl Future<Output = bool>) -> Result<(), SendError> {
+    if gate.await { Ok(()) } else { Err(SendError::transient(GATE_CLOSED)) }
+}
 
 /// Where messages go, as configured.
 #[derive(Debug, Clone)]
@@ -181,9 +184,7 @@ impl Connection for TransportConnection {
     ) -> Result<(), SendError> {
         match self {
             TransportConnection::Outbox(dir) => {
-                if !gate.await {
-                    return Err(SendError::transient(GATE_CLOSED));
-                }
+                through(gate).await?;
                 write_eml(dir, message_id, message)
             }
             TransportConnection::Smtp { spec, session } => {
