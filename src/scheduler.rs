@@ -180,6 +180,9 @@ async fn send(project: &Project, store: &Store, transport: &Transport, stop: &St
     match project.send(store, issue, transport, stop, &crate::deliver::LogProgress::default()).await {
         Ok(report) => {
             let c = &report.counts;
+            if report.recovered > 0 {
+                tracing::warn!("{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again", report.recovered);
+            }
             tracing::info!("issue #{} ({}): {} sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
             c.pending == 0 && !report.interrupted
         }

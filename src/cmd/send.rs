@@ -18,7 +18,10 @@ pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: b
     // Addresses are checked before anything else happens.
     let test_to = test_recipients(&config, &test)?;
     let transport = Transport::from_config(&config)?;
-    super::runtime()?.block_on(async {
+    // A DKIM signature is CPU work for every message (an RSA one especially): signed messages are
+    // built on every core. Otherwise the send waits on the network and on SQLite, best on one thread.
+    let runtime = if config.dkim.is_some() { super::runtime()? } else { super::runtime_on_this_thread()? };
+    runtime.block_on(async {
         let store = Store::open_for_sending(&config.paths.database).await?;
         let result = send(&store, config, week, &test_to, dry_run, &transport, now).await;
         store.close().await;
@@ -90,6 +93,9 @@ async fn send(
     };
     let report = project.send(store, &issue, transport, &stop, progress).await?;
     let c = &report.counts;
+    if report.recovered > 0 {
+        say!("{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again", report.recovered);
+    }
     if report.sent_now == 0 && c.is_finished() && !report.started_now {
         say!(
             "issue #{} ({}) was already sent: {} sent, {} failed, {} bounced, {} skipped; nothing to do",

@@ -1,10 +1,13 @@
 //! The send loop of one issue: claims batches of deliveries (marking them `sending` before any
-//! message goes out), hands them to one worker per connection, and records each outcome as soon as
-//! the server has answered it. Outcomes that arrive together share a commit. A worker offers its
-//! next message's envelope (MAIL, RCPT, DATA) while its last outcome is being committed, and sends
-//! the message itself only once that commit is done, so a crash (kill -9) leaves at most one
-//! message per connection that the server may have taken unrecorded; the next run puts those back
-//! to pending and resends them with the same Message-ID.
+//! message goes out), hands them to one worker per connection, and keeps each outcome as soon as
+//! the server has answered it (`Recorder`): on SQLite an accepted message is a line appended to the
+//! send's journal (`store::journal`), folded into the ledger every 200 ms; any other outcome, and
+//! every outcome on PostgreSQL, is a commit. Outcomes that arrive together are kept together. A
+//! worker offers its next message's envelope (MAIL, RCPT, DATA) while its last outcome is being
+//! kept, and sends the message itself only once it is, so a crash (kill -9) leaves at most one
+//! message per connection that the server may have taken unrecorded; the next run reads the
+//! journal into the ledger, puts the rest of what was in flight back to pending and resends it with
+//! the same Message-ID.
 //!
 //! On SQLite a lease in the database keeps a second sender of the same issue out. On PostgreSQL
 //! several senders (on several hosts) share an issue: each holds a lease of its own, renewed while
@@ -22,6 +25,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
+use crate::store::journal::{self, SentJournal};
 use crate::store::ledger::{self, Claimed, Counts, Outcome};
 use crate::store::{Store, TokenKey};
 
@@ -46,6 +50,9 @@ pub struct SendReport {
     pub started_now: bool,
     /// Deliveries found `sending` (a crashed run's) and put back to pending.
     pub requeued: u64,
+    /// Deliveries a crashed run's sent journal shows the server accepted: recorded sent by this
+    /// run, not sent again.
+    pub recovered: u64,
     pub sent_now: u64,
     pub counts: Counts,
     pub interrupted: bool,
@@ -257,6 +264,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let domain = config.email.from.email.domain().to_string();
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
+    // Before the deliveries in flight go back to pending: those a journal says were accepted.
+    let (mut recorder, recovered) = Recorder::open(store, issue_id).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
     if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
         // The only sender (on SQLite, always): the retries of earlier runs start afresh.
@@ -267,8 +276,9 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     }
     let before = ledger::counts(pool, issue_id).await?;
     if before.is_finished() {
+        recorder.finish().await?;
         ledger::finish_if_done(pool, issue_id, clock()).await?;
-        return Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now: 0, counts: before, interrupted: false });
+        return Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, recovered, sent_now: 0, counts: before, interrupted: false });
     }
 
     let key = Arc::new(store.token_key().await?);
@@ -303,7 +313,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let mut in_flight = 0usize;
     let mut exhausted = false;
     let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
-    // The workers waiting for their outcomes to be committed.
+    // The workers waiting for their outcomes to be kept.
     let mut acks: Vec<Recorded> = Vec::new();
     let mut last_renew = Instant::now();
     let mut sent_now = 0u64;
@@ -343,7 +353,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             let error = "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
             unrecorded.extend(pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })));
             tracing::warn!("{error}: the deliveries in flight go back to pending");
-            flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
+            recorder.flush(&mut unrecorded, &mut acks).await?;
             break;
         }
         if !stopping && !exhausted && in_flight < window / 2 {
@@ -362,7 +372,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             }
         }
         if in_flight == 0 {
-            flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
+            recorder.flush(&mut unrecorded, &mut acks).await?;
+            recorder.fold().await?;
             if stopping {
                 break;
             }
@@ -393,7 +404,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         tokio::select! {
             event = results_rx.recv() => {
                 let Some(event) = event else { anyhow::bail!("every send worker stopped unexpectedly") };
-                // This event and every other that has arrived meanwhile, recorded in one commit.
+                // This event and every other that has arrived meanwhile, kept together.
                 let mut next = Some(event);
                 while let Some(event) = next.take() {
                     match event {
@@ -429,7 +440,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             _ = tokio::time::sleep(TICK) => {}
         }
         // As soon as the server has answered: what a crash can resend is only what is on the wire.
-        flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
+        recorder.flush(&mut unrecorded, &mut acks).await?;
         fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
     }
     drop(jobs_tx);
@@ -440,7 +451,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
         workers.abort_all();
     }
-    flush(pool, issue_id, &mut unrecorded, &mut acks).await?;
+    recorder.flush(&mut unrecorded, &mut acks).await?;
+    recorder.finish().await?;
     progress.finish();
     ledger::finish_if_done(pool, issue_id, clock()).await?;
     let counts = ledger::counts(pool, issue_id).await?;
@@ -459,22 +471,88 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             counts.pending
         );
     }
-    Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, sent_now, counts, interrupted })
+    Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, recovered, sent_now, counts, interrupted })
 }
 
-/// Commits the outcomes not yet recorded (one transaction), then tells their workers they may go on.
-async fn flush(pool: &crate::store::Pool, issue_id: &str, unrecorded: &mut Vec<(i64, Outcome)>, acks: &mut Vec<Recorded>) -> anyhow::Result<()> {
-    if !unrecorded.is_empty() {
-        ledger::record(pool, issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?;
-        unrecorded.clear();
-    }
-    for ack in acks.drain(..) {
-        let _ = ack.send(());
-    }
-    Ok(())
+/// Keeps each outcome before its worker may send again. On SQLite, when every outcome that
+/// arrived together is an accepted message (nearly always), their ids are appended to the send's
+/// journal (`store::journal`: one system call) and folded into the ledger every `FOLD_EVERY`; any
+/// other outcome, and every outcome on PostgreSQL, is committed to the ledger at once.
+struct Recorder<'a> {
+    pool: &'a crate::store::Pool,
+    issue_id: &'a str,
+    journal: Option<SentJournal>,
+    last_fold: Instant,
 }
 
-/// Sent to a worker once its outcome is committed.
+/// How often the journal's ids are committed to the ledger (and so seen by `gazette status`).
+const FOLD_EVERY: Duration = Duration::from_millis(200);
+
+impl<'a> Recorder<'a> {
+    /// For a send on SQLite, first reads into the ledger what an earlier run's journal holds
+    /// (those messages were accepted), then starts the journal afresh.
+    async fn open(store: &'a Store, issue_id: &'a str) -> anyhow::Result<(Recorder<'a>, u64)> {
+        let pool = store.pool();
+        let mut recovered = 0;
+        let journal = match store.location() {
+            crate::config::Database::Sqlite(database) => {
+                let path = journal::path_of(database, issue_id);
+                let ids = journal::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                if !ids.is_empty() {
+                    recovered = ledger::replay_sent(pool, issue_id, &ids, clock()).await?;
+                }
+                Some(SentJournal::create(database, issue_id).with_context(|| format!("cannot write {}", path.display()))?)
+            }
+            crate::config::Database::Postgres(_) => None,
+        };
+        Ok((Recorder { pool, issue_id, journal, last_fold: Instant::now() }, recovered))
+    }
+
+    /// Keeps the outcomes not yet kept, then tells their workers they may go on.
+    async fn flush(&mut self, unrecorded: &mut Vec<(i64, Outcome)>, acks: &mut Vec<Recorded>) -> anyhow::Result<()> {
+        if !unrecorded.is_empty() {
+            match &mut self.journal {
+                Some(journal) if unrecorded.iter().all(|(_, o)| matches!(o, Outcome::Sent)) => {
+                    let ids: Vec<i64> = unrecorded.iter().map(|(id, _)| *id).collect();
+                    journal.append(&ids).with_context(|| format!("cannot write {}", journal.path().display()))?;
+                }
+                _ => ledger::record(self.pool, self.issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?,
+            }
+            unrecorded.clear();
+        }
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+        if self.last_fold.elapsed() >= FOLD_EVERY {
+            self.fold().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the journal's ids to the ledger, and empties it.
+    async fn fold(&mut self) -> anyhow::Result<()> {
+        self.last_fold = Instant::now();
+        let Some(journal) = &mut self.journal else { return Ok(()) };
+        if journal.unfolded().is_empty() {
+            return Ok(());
+        }
+        let sent: Vec<(i64, Outcome)> = journal.unfolded().iter().map(|id| (*id, Outcome::Sent)).collect();
+        ledger::record(self.pool, self.issue_id, &sent, clock()).await.context("recording delivery outcomes")?;
+        journal.folded().with_context(|| format!("cannot empty {}", journal.path().display()))
+    }
+
+    /// The send is over: everything into the ledger, and the journal goes.
+    async fn finish(mut self) -> anyhow::Result<()> {
+        self.fold().await?;
+        if let Some(journal) = self.journal {
+            let path = journal.path().to_path_buf();
+            journal.remove().with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Sent to a worker once its outcome is kept (journal or ledger).
 type Recorded = oneshot::Sender<()>;
 
 enum WorkerEvent {
@@ -497,9 +575,9 @@ struct WorkerContext<C> {
 
 impl<C: Connection> WorkerContext<C> {
     async fn run(mut self) {
-        // The commit of this connection's last outcome, awaited before the next message goes on the
-        // wire: at any instant, at most one message of this connection has an outcome the ledger
-        // does not hold.
+        // The keeping of this connection's last outcome (`Recorder::flush`), awaited before the next
+        // message goes on the wire: at any instant, at most one message of this connection has an
+        // outcome that neither the ledger nor the journal holds.
         let mut recorded: Option<oneshot::Receiver<()>> = None;
         loop {
             let job = { self.jobs.lock().await.recv().await };
@@ -522,8 +600,8 @@ impl<C: Connection> WorkerContext<C> {
         };
         let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
         self.limiter.wait().await;
-        // Built, and its envelope offered, while the last outcome was being committed; the message
-        // itself goes out once that commit is done.
+        // Built, and its envelope offered, while the last outcome was being kept; the message
+        // itself goes out once it is.
         let last = recorded.take();
         let gate_closed = std::sync::atomic::AtomicBool::new(false);
         let gate = async {

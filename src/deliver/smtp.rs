@@ -160,30 +160,22 @@ pub struct SmtpSession {
     pipelining: bool,
 }
 
-/// Text written to the server as it is (commands already joined, or a message already stuffed).
-struct Raw<'a>(&'a str);
-
-impl std::fmt::Display for Raw<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
 /// The message as DATA content: lines starting with a dot get another (RFC 5321 §4.5.2), then the
-/// terminating `.` line. One pass over the text, instead of lettre's byte-by-byte codec.
+/// terminating `.` line. One pass over the text (`memmem` finds the line starts with a dot), instead
+/// of lettre's byte-by-byte codec. The text is given to lettre as a `&str`, which it copies once
+/// (for any other `Display` type it would grow a `String` by doubling).
 fn dot_stuffed(message: &str) -> String {
     let mut out = String::with_capacity(message.len() + 64);
     if message.starts_with('.') {
         out.push('.');
     }
-    // Written straight into `out`, without `replace`'s intermediate copy of the whole message.
-    let mut rest = message;
-    while let Some(at) = rest.find("\n.") {
-        out.push_str(&rest[..at + 2]);
+    let mut from = 0;
+    for at in memchr::memmem::find_iter(message.as_bytes(), b"\n.") {
+        out.push_str(&message[from..at + 2]);
         out.push('.');
-        rest = &rest[at + 2..];
+        from = at + 2;
     }
-    out.push_str(rest);
+    out.push_str(&message[from..]);
     out.push_str(if out.ends_with("\r\n") { ".\r\n" } else { "\r\n.\r\n" });
     out
 }
@@ -356,7 +348,7 @@ impl SmtpSession {
             let commands = format!("{mail}{rcpt}{Data}");
             let t = self.timeout;
             // Once one reply is missing, the others will not come either.
-            let first = match within(t, self.conn.command(Raw(&commands))).await {
+            let first = match within(t, self.conn.command(commands.as_str())).await {
                 Err(Silent::TimedOut(d)) => return self.lost(Silent::TimedOut(d)),
                 first => first,
             };
@@ -372,7 +364,7 @@ impl SmtpSession {
                 (None, Err(e)) => return self.refused(e, false).await,
                 (Some((e, at_rcpt)), data) => {
                     // A server that took DATA after all gets an empty message's end, then RSET.
-                    if data.is_ok() && within(self.timeout, self.conn.command(Raw(".\r\n"))).await.is_err() {
+                    if data.is_ok() && within(self.timeout, self.conn.command(".\r\n")).await.is_err() {
                         self.broken = true;
                     }
                     return self.refused(e, at_rcpt).await;
@@ -396,7 +388,7 @@ impl SmtpSession {
         }
         let t = self.timeout * END_OF_DATA;
         let sent = match std::str::from_utf8(message) {
-            Ok(text) => within(t, self.conn.command(Raw(&dot_stuffed(text)))).await,
+            Ok(text) => within(t, self.conn.command(dot_stuffed(text).as_str())).await,
             Err(_) => within(t, self.conn.message(message)).await,
         };
         match sent {
@@ -647,5 +639,7 @@ mod tests {
         assert_eq!(dot_stuffed(".a\r\nb\r\n.c\r\n..d\r\n"), "..a\r\nb\r\n..c\r\n...d\r\n.\r\n");
         assert_eq!(dot_stuffed("no final break"), "no final break\r\n.\r\n");
         assert_eq!(dot_stuffed("a.b\r\n"), "a.b\r\n.\r\n");
+        // Lines of a lone dot one after another: each is found, none is stuffed twice.
+        assert_eq!(dot_stuffed("x\r\n.\r\n.\r\n..\r\n"), "x\r\n..\r\n..\r\n...\r\n.\r\n");
     }
 }

@@ -496,6 +496,29 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
     })
 }
 
+/// Marks sent the deliveries of `ids` that are still in flight: what the sent journal of a run
+/// that stopped without folding it says the server accepted (`store::journal`). Deliveries in any
+/// other state are left as they are. Returns how many were marked. SQLite's only: on PostgreSQL
+/// a send commits every outcome at once and keeps no journal.
+pub async fn replay_sent(pool: &Pool, issue_id: &str, ids: &[i64], now: i64) -> Result<u64> {
+    let mut marked = 0;
+    let Pool::Sqlite(p) = pool else { return Ok(0) };
+    {
+        let mut tx = p.begin_write().await?;
+        for chunk in ids.chunks(RECORD_CHUNK) {
+            let sql = format!(
+                "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
+                 WHERE issue_id = $3 AND state = $4 AND subscriber_id IN ({})",
+                id_list(5, chunk.len())
+            );
+            let query = chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id).bind(Sending), |q, id| q.bind(*id));
+            marked += query.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+    }
+    Ok(marked)
+}
+
 /// Ids per `IN (…)` list: SQLite allows 32,766 variables; statements stay short.
 const RECORD_CHUNK: usize = 300;
 
@@ -630,5 +653,22 @@ mod tests {
             let c = counts(pool, "2023-07-17").await.unwrap();
             assert_eq!((c.total, c.sent), (5, 1));
         }
+    }
+
+    #[tokio::test]
+    async fn a_journal_replayed_marks_sent_only_what_is_still_in_flight() {
+        // The journal is SQLite's: the first of the test stores.
+        let store = stores().await.swap_remove(0);
+        let pool = store.pool();
+        audience(&store, 4).await;
+        start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap();
+        let claimed: Vec<i64> = claim(pool, "2023-07-17", "a", 3, 10).await.unwrap().iter().map(|c| c.subscriber_id).collect();
+        record(pool, "2023-07-17", &[(claimed[0], Outcome::Failed("550".into()))], 20).await.unwrap();
+        let unclaimed = (1..=4).find(|id| !claimed.contains(id)).unwrap();
+        // The journal names a failed delivery, two in flight, a pending one and one of nobody's.
+        let marked = replay_sent(pool, "2023-07-17", &[claimed[0], claimed[1], claimed[2], unclaimed, 99], 30).await.unwrap();
+        assert_eq!(marked, 2, "only the two in flight");
+        let c = counts(pool, "2023-07-17").await.unwrap();
+        assert_eq!((c.sent, c.failed, c.pending, c.sending), (2, 1, 1, 0));
     }
 }

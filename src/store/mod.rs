@@ -54,6 +54,7 @@ pub mod bounces;
 mod confirmations;
 pub mod copy;
 mod import;
+pub mod journal;
 pub mod ledger;
 pub mod publications;
 mod subscribers;

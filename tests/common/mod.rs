@@ -51,6 +51,11 @@ macro_rules! on_both_stores {
     };
 }
 
+/// True when this test's projects keep their data in SQLite.
+pub fn on_sqlite() -> bool {
+    STORE.get() == Store::Sqlite
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
