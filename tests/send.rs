@@ -37,6 +37,8 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
     };
     let expected: &[&str] = if common::on_sqlite() { &["gazette.db.sent-2023-07-17"] } else { &[] };
     assert_eq!(journals(), expected, "the journal of the issue's send (named by its id), on SQLite only");
+    let journaled = expected.first().map_or(0, |name| std::fs::read_to_string(p.path("db").join(name)).unwrap().lines().count());
+    assert_eq!(before["journaled"].as_u64(), Some(journaled as u64), "status counts what the journal holds: {before}");
 
     let out = p.expect(0, &["send", "--week", WEEK]);
     assert_eq!(journals(), Vec::<String>::new(), "a send that ends removes its journal");
@@ -50,6 +52,8 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
     };
     let (recovered, sent_now) = (number_before(" messages that a stopped run had sent"), number_before(" messages sent now"));
     assert_eq!(recovered + sent_now, n as i64 - before["sent"].as_i64().unwrap(), "{out}");
+    assert!(recovered <= journaled as i64, "only what the journal held is recovered: {recovered} of {journaled}");
+    assert_eq!(s["journaled"].as_u64(), Some(0), "{s}");
     resent
 }
 

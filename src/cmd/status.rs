@@ -44,6 +44,15 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     let counts = ledger::counts(pool, &issue.id).await?;
     let problems = ledger::problems(pool, &issue.id, 1000).await?;
     let returned = store.returned(&issue.id).await?;
+    // On SQLite, what a send in progress or stopped has kept in its journal and not yet in the ledger.
+    let journaled = match store.location() {
+        crate::config::Database::Sqlite(database) => {
+            let path = crate::store::journal::path_of(database, &issue.id);
+            let ids = crate::store::journal::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            ids.len()
+        }
+        crate::config::Database::Postgres(_) => 0,
+    };
     let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
     if json {
         let value = serde_json::json!({
@@ -58,6 +67,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
             "sent": counts.sent,
             "pending": counts.pending,
             "sending": counts.sending,
+            "journaled": journaled,
             "failed": counts.failed,
             "bounced": counts.bounced,
             "skipped": counts.skipped,
@@ -103,6 +113,11 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
         ("total", counts.total),
     ] {
         say!("{name:<10} {n:>9}");
+    }
+    if journaled > 0 {
+        say!(
+            "{journaled} of those sending were accepted by the server: the send's journal beside the database holds them, and the send records them as sent when it runs again (or within a second while it runs)"
+        );
     }
     say!();
     say!("came back after the send (`gazette bounces import`, [bounces] mailbox):");
