@@ -34,7 +34,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// A runtime on the calling thread alone, for work that waits rather than computes: a send's
 /// connections wait on their servers and its records on SQLite's own thread, and without the
-/// hand-offs between worker threads a send took about a fifth less CPU (BENCHMARKS.md).
+/// hand-offs between worker threads a send took about a tenth less CPU (BENCHMARKS.md).
 pub fn runtime_on_this_thread() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

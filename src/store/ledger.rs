@@ -501,21 +501,19 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
 /// other state are left as they are. Returns how many were marked. SQLite's only: on PostgreSQL
 /// a send commits every outcome at once and keeps no journal.
 pub async fn replay_sent(pool: &Pool, issue_id: &str, ids: &[i64], now: i64) -> Result<u64> {
-    let mut marked = 0;
     let Pool::Sqlite(p) = pool else { return Ok(0) };
-    {
-        let mut tx = p.begin_write().await?;
-        for chunk in ids.chunks(RECORD_CHUNK) {
-            let sql = format!(
-                "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
-                 WHERE issue_id = $3 AND state = $4 AND subscriber_id IN ({})",
-                id_list(5, chunk.len())
-            );
-            let query = chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id).bind(Sending), |q, id| q.bind(*id));
-            marked += query.execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
+    let mut marked = 0;
+    let mut tx = p.begin_write().await?;
+    for chunk in ids.chunks(RECORD_CHUNK) {
+        let sql = format!(
+            "UPDATE deliveries SET state = $1, sent_at = $2, updated_at = $2, last_error = NULL
+             WHERE issue_id = $3 AND state = $4 AND subscriber_id IN ({})",
+            id_list(5, chunk.len())
+        );
+        let query = chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id).bind(Sending), |q, id| q.bind(*id));
+        marked += query.execute(&mut *tx).await?.rows_affected();
     }
+    tx.commit().await?;
     Ok(marked)
 }
 
