@@ -42,7 +42,10 @@ pub fn run(config: &Config, command: StoreCommand) -> anyhow::Result<ExitCode> {
         let copied = crate::store::copy::copy(&source, &target).await;
         source.close().await;
         target.close().await;
-        let copied = copied?;
+        let (copied, recovered) = copied?;
+        if recovered > 0 {
+            say!("{recovered} messages that a stopped send had sent were first recorded from its journal, so that they are not sent again");
+        }
         let rows: Vec<String> = copied.iter().map(|(table, n)| format!("{n} {table}")).collect();
         say!("copied {from} into {to}: {}", rows.join(", "));
         say!("point [paths] database at {to} in publish.toml; an unfinished send resumes there with `gazette send --week <week>`");

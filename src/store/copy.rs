@@ -86,8 +86,10 @@ enum Value {
 pub type Copied = Vec<(&'static str, u64)>;
 
 /// Copies every table of `from` into `to`, in one transaction on the target: on any error the
-/// target is left as empty as it was.
-pub async fn copy(from: &Store, to: &Store) -> Result<Copied, StoreError> {
+/// target is left as empty as it was. A SQLite source's send that stopped with accepted messages
+/// in its journal has them recorded first (`ledger::replay_journals`), so that the send resumes on
+/// the target without sending them again; the second value is how many.
+pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError> {
     let mut present = Vec::new();
     for (table, _) in TABLES {
         let n: i64 = with_pool!(to.pool(), p => sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(p).await?);
@@ -102,6 +104,10 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied, StoreError> {
             present.join(", ")
         )));
     }
+    let recovered = match from.location() {
+        super::Database::Sqlite(database) => super::ledger::replay_journals(from.pool(), database).await?,
+        super::Database::Postgres(_) => 0,
+    };
     let mut copied = Vec::new();
     with_pool!(to.pool(), target => {
         let mut tx = target.begin().await?;
@@ -159,5 +165,5 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied, StoreError> {
         }
         tx.commit().await?;
     });
-    Ok(copied)
+    Ok((copied, recovered))
 }
