@@ -84,8 +84,9 @@ fn binary_identity() -> String {
 }
 
 /// What the digest cache and the week record of the digests in `dir` are made for: this binary
-/// and that folder.
+/// and that folder, however it is spelled (relative or absolute).
 fn digests_key(dir: &Path) -> String {
+    let dir = crate::config::one_spelling(dir);
     Fingerprint::of(&[&binary_identity(), &dir.to_string_lossy()])
 }
 

@@ -430,11 +430,61 @@ impl Config {
         check(raw, &base, Some(path))
     }
 
+    /// The configuration with every path spelled one way (`one_spelling`): what the build cache's
+    /// keys are made from, so that `--config publish.toml`, `--config ./publish.toml` and
+    /// `--config /srv/news/publish.toml` use the same cache.
+    pub fn with_absolute_paths(&self) -> Config {
+        let absolute = |p: &Path| one_spelling(p);
+        let mut config = self.clone();
+        config.source = self.source.as_deref().map(absolute);
+        let paths = &mut config.paths;
+        for p in [&mut paths.digests, &mut paths.notes, &mut paths.templates, &mut paths.out, &mut paths.drafts, &mut paths.cache] {
+            *p = absolute(p);
+        }
+        if let Database::Sqlite(file) = &mut paths.database {
+            *file = absolute(file);
+        }
+        if let SmtpTarget::Outbox(folder) = &mut config.smtp.target {
+            *folder = absolute(folder);
+        }
+        for file in [&mut config.smtp.ca_file, &mut config.bounces.ca_file].into_iter().flatten() {
+            *file = absolute(file);
+        }
+        if let Some(BounceMailbox::Maildir(folder)) = &mut config.bounces.mailbox {
+            *folder = absolute(folder);
+        }
+        if let Some(dkim) = &mut config.dkim {
+            dkim.private_key = absolute(&dkim.private_key);
+        }
+        config
+    }
+
     /// Where this configuration came from, for messages.
     pub fn describe_source(&self) -> String {
         match &self.source {
             Some(p) => p.display().to_string(),
             None => "the embedded defaults (no publish.toml found)".into(),
+        }
+    }
+}
+
+/// One spelling of a path however it was given: absolute, with links and `..` resolved as the
+/// system finds them for the part that exists (a folder not made yet keeps its last names).
+pub fn one_spelling(path: &Path) -> PathBuf {
+    let Ok(absolute) = std::path::absolute(path) else { return path.to_path_buf() };
+    let mut missing = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(mut found) = std::fs::canonicalize(at) {
+            found.extend(missing.iter().rev());
+            return found;
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name);
+                at = parent;
+            }
+            _ => return absolute,
         }
     }
 }
@@ -802,6 +852,22 @@ pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_has_one_spelling_whether_or_not_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(real.join("a")).unwrap();
+        let name = real.file_name().unwrap().to_string_lossy().into_owned();
+        // An existing folder, through `..`; one that does not exist yet, through `..` too.
+        assert_eq!(one_spelling(&real.join("a/..").join("a")), real.join("a"));
+        assert_eq!(one_spelling(&real.join(format!("a/../../{name}/notes/x"))), real.join("notes/x"));
+        // A link is followed where it exists.
+        std::os::unix::fs::symlink(real.join("a"), real.join("link")).unwrap();
+        assert_eq!(one_spelling(&real.join("link/new")), real.join("a/new"));
+        // A relative path is taken from the current folder.
+        assert_eq!(one_spelling(Path::new("no-such-folder-here")), std::env::current_dir().unwrap().canonicalize().unwrap().join("no-such-folder-here"));
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/srv/news/publish.toml"))

@@ -178,6 +178,27 @@ fn an_edit_of_one_digest_renders_its_issue_only_and_equals_a_build_built_from_sc
 }
 
 #[test]
+fn the_cache_serves_the_configuration_however_its_path_is_spelled() {
+    let p = Project::new();
+    std::thread::sleep(SETTLE);
+    assert_work(&p.build(), 10, 61); // `--config /tmp/.../publish.toml`
+    let folder = p.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    // A crontab names the file in full, an editor in the folder names it as it is: one cache.
+    for spelling in ["publish.toml", "./publish.toml", &format!("../{folder}/publish.toml")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .current_dir(p.dir.path())
+            .args(["--config", spelling, "build", "--all", "--now", "2024-01-01T00:00:00Z"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = String::from_utf8(out.stdout).unwrap();
+        assert_work(&report, 0, 0);
+        assert!(report.contains("(0 changed)"), "--config {spelling}: {report}");
+    }
+}
+
+#[test]
 fn a_template_change_renders_every_page_and_a_corrupt_cache_is_rebuilt() {
     let p = Project::new();
     std::thread::sleep(SETTLE);
