@@ -433,28 +433,27 @@ impl Config {
     /// The configuration with every path spelled one way (`one_spelling`): what the build cache's
     /// keys are made from, so that `--config publish.toml`, `--config ./publish.toml` and
     /// `--config /srv/news/publish.toml` use the same cache.
-    pub fn with_absolute_paths(&self) -> Config {
-        let absolute = |p: &Path| one_spelling(p);
+    pub fn with_paths_in_one_spelling(&self) -> Config {
         let mut config = self.clone();
-        config.source = self.source.as_deref().map(absolute);
+        config.source = self.source.as_deref().map(one_spelling);
         let paths = &mut config.paths;
         for p in [&mut paths.digests, &mut paths.notes, &mut paths.templates, &mut paths.out, &mut paths.drafts, &mut paths.cache] {
-            *p = absolute(p);
+            *p = one_spelling(p);
         }
         if let Database::Sqlite(file) = &mut paths.database {
-            *file = absolute(file);
+            *file = one_spelling(file);
         }
         if let SmtpTarget::Outbox(folder) = &mut config.smtp.target {
-            *folder = absolute(folder);
+            *folder = one_spelling(folder);
         }
         for file in [&mut config.smtp.ca_file, &mut config.bounces.ca_file].into_iter().flatten() {
-            *file = absolute(file);
+            *file = one_spelling(file);
         }
         if let Some(BounceMailbox::Maildir(folder)) = &mut config.bounces.mailbox {
-            *folder = absolute(folder);
+            *folder = one_spelling(folder);
         }
         if let Some(dkim) = &mut config.dkim {
-            dkim.private_key = absolute(&dkim.private_key);
+            dkim.private_key = one_spelling(&dkim.private_key);
         }
         config
     }

@@ -444,7 +444,7 @@ impl Project {
             Site::Published => "published",
             Site::Drafts => "drafts",
         };
-        let inputs = Fingerprint::of(&[&format!("{:?}", config.with_absolute_paths()), templates.fingerprint()]);
+        let inputs = Fingerprint::of(&[&format!("{:?}", config.with_paths_in_one_spelling()), templates.fingerprint()]);
         let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
         let key_of = |issue: &Issue| -> anyhow::Result<String> { Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?, homes)) };
 
