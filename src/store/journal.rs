@@ -53,7 +53,11 @@ pub fn read(path: &Path) -> std::io::Result<Vec<i64>> {
         match std::str::from_utf8(line).ok().and_then(|s| s.parse::<i64>().ok()) {
             Some(id) if !line.is_empty() && line.iter().all(u8::is_ascii_digit) => ids.push(id),
             _ => {
-                tracing::warn!("{}: an unreadable line after {} ids; the rest is not used", path.display(), ids.len());
+                tracing::warn!(
+                    "{}: line {} is not a subscriber id; it and the lines after it are not used (those messages are sent again)",
+                    path.display(),
+                    ids.len() + 1
+                );
                 break;
             }
         }
