@@ -496,11 +496,8 @@ impl<'a> Recorder<'a> {
         let mut recovered = 0;
         let journal = match store.location() {
             crate::config::Database::Sqlite(database) => {
+                recovered = ledger::replay_journal(pool, database, issue_id, clock()).await?;
                 let path = journal::path_of(database, issue_id);
-                let ids = journal::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                if !ids.is_empty() {
-                    recovered = ledger::replay_sent(pool, issue_id, &ids, clock()).await?;
-                }
                 Some(SentJournal::create(database, issue_id).with_context(|| format!("cannot write {}", path.display()))?)
             }
             crate::config::Database::Postgres(_) => None,

@@ -517,20 +517,27 @@ pub async fn replay_sent(pool: &Pool, issue_id: &str, ids: &[i64], now: i64) -> 
     Ok(marked)
 }
 
-/// `replay_sent` for every unfinished send of the SQLite database at `database` that left a
-/// journal: what its next run would do first, for whatever takes the ledger elsewhere before that
-/// run (`store copy`). The journals stay: a rerun finds their ids sent already. Returns how many
-/// deliveries were marked sent.
+/// `replay_sent` for what the journal of `issue_id`'s send beside the SQLite database at
+/// `database` holds (nothing when there is none). Returns how many deliveries were marked sent.
+pub async fn replay_journal(pool: &Pool, database: &std::path::Path, issue_id: &str, now: i64) -> std::result::Result<u64, super::StoreError> {
+    let path = super::journal::path_of(database, issue_id);
+    let ids = super::journal::read(&path).map_err(|e| super::StoreError::Refused(format!("cannot read {}: {e}", path.display())))?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(replay_sent(pool, issue_id, &ids, now).await?)
+}
+
+/// `replay_journal` for every unfinished send of the SQLite database at `database`: what its next
+/// run would do first, for whatever takes the ledger elsewhere before that run (`store copy`).
+/// The journals stay: a rerun finds their ids sent already. Returns how many deliveries were
+/// marked sent.
 pub async fn replay_journals(pool: &Pool, database: &std::path::Path) -> std::result::Result<u64, super::StoreError> {
     let Pool::Sqlite(p) = pool else { return Ok(0) };
     let unfinished: Vec<String> = sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL").fetch_all(p).await?;
     let mut marked = 0;
     for issue_id in unfinished {
-        let path = super::journal::path_of(database, &issue_id);
-        let ids = super::journal::read(&path).map_err(|e| super::StoreError::Refused(format!("cannot read {}: {e}", path.display())))?;
-        if !ids.is_empty() {
-            marked += replay_sent(pool, &issue_id, &ids, super::now()).await?;
-        }
+        marked += replay_journal(pool, database, &issue_id, super::now()).await?;
     }
     Ok(marked)
 }
