@@ -4,7 +4,7 @@
 //! was made from is unchanged, and a cache that is missing, unreadable, corrupt or written by another
 //! Gazette binary is ignored and rewritten. Deleting the folder is always safe.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,21 +12,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chrono::{Datelike as _, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Closest, Corpus, Digest, FileResult, ParseError, Signals};
+use crate::digest::{self, Closest, Digest, FileResult, ParseError, Signals};
+use crate::issue::WeekRule;
 use crate::fingerprint::{self, Fingerprint};
 
 /// Bumped whenever what is stored changes shape or meaning.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// A file whose times are this close to (or after) the moment its cache entry was written may have
 /// changed again within the same tick of the file system's clock (FAT keeps 2 s): it is not trusted
 /// by its times alone. Git's "racily clean" entries, with a margin for coarse clocks.
 const SETTLE: Duration = if cfg!(test) { Duration::from_millis(300) } else { Duration::from_secs(2) };
 
-/// The digest cache is split into this many files by a hash of the file name, so that one edited
-/// digest rewrites a small part of it.
+/// The digest cache is split into this many files, each holding whole weeks (`bucket_of_week`),
+/// so that one edited digest rewrites a small part of it.
 const BUCKETS: usize = 64;
-const _: () = assert!(BUCKETS <= 256, "a file's bucket is kept in a byte");
 
 /// What identifies a file's version without reading it: size, modification and change times in
 /// nanoseconds, inode. An edit that keeps the size still moves the times; a file replaced by
@@ -116,100 +116,319 @@ pub enum CacheUse {
     Update,
 }
 
-/// Reads `[paths] digests` as `digest::read_folder` does, parsing only the files whose stamp is not
-/// the one recorded in `cache_dir` with their light digest (or problems), and records those there.
-/// A digest from the cache is light (`Digest::light`); a parsed one is whole. The cache is best
-/// effort: when it cannot be read or written, every file is simply parsed. With `CacheUse::Read`
-/// nothing is written. Also gives every file's stamp, for `WeekHashes`.
-pub fn read_digests(dir: &Path, cache_dir: &Path, cache_use: CacheUse) -> std::io::Result<(Corpus, Stamps)> {
-    let key = digests_key(dir);
+/// The digests of one week, as `read_digests` gives them: its days that have digests, oldest
+/// first, each with its digests in file-name order.
+#[derive(Debug)]
+pub struct WeekDigests {
+    pub start: NaiveDate,
+    pub days: Vec<(NaiveDate, Vec<Digest>)>,
+}
+
+/// What `read_digests` gives: every digest, grouped by week (oldest first), and every problem.
+#[derive(Debug, Default)]
+pub struct Digests {
+    pub weeks: Vec<WeekDigests>,
+    pub problems: Vec<ParseError>,
+    /// How many digests there are in `weeks`.
+    pub count: usize,
+    /// How many files were read and parsed; the others' results came from the cache.
+    pub parsed: usize,
+}
+
+impl Digests {
+    /// Every digest, week by week, day by day, file by file.
+    pub fn iter(&self) -> impl Iterator<Item = &Digest> + Clone {
+        self.weeks.iter().flat_map(|w| w.days.iter().flat_map(|(_, day)| day.iter()))
+    }
+}
+
+/// Reads `[paths] digests` as `digest::read_folder` does, grouped into the weeks of `rule`,
+/// parsing only the files whose stamp is not the one recorded in `cache_dir` with their light
+/// digest (or problems), and records those there. A digest from the cache is light
+/// (`Digest::light`); a parsed one is whole. The cache is best effort: when it cannot be read or
+/// written, every file is simply parsed. With `CacheUse::Read` nothing is written. Also gives
+/// every file's stamp, for `WeekHashes`.
+///
+/// The cache keeps each week's files together, in the order the week shows them, so that a
+/// build decodes them straight into their days: with 100,000 digests, sorting and grouping them
+/// again cost as much as decoding them.
+pub fn read_digests(dir: &Path, cache_dir: &Path, rule: &WeekRule, cache_use: CacheUse) -> std::io::Result<(Digests, Stamps)> {
+    let key = cache_key(dir, rule);
     let folder = cache_dir.join("digests");
+    let files = Stamps::of(list_stamped(dir)?);
     let buckets: Vec<usize> = (0..BUCKETS).collect();
-    let files = list_stamped(dir)?;
-    let cached: Vec<Option<Bucket>> = crate::render::par_map(&buckets, |&b| Bucket::load(&bucket_path(&folder, b), &key, dir));
+    let mut loaded: Vec<Loaded> = crate::render::par_map(&buckets, |&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files));
 
-    // Each bucket's files, in name order, each with its result from the bucket when the stamps match.
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); BUCKETS];
-    let bucket_of_file: Vec<u8> = files.iter().map(|(name, _)| bucket_of(name) as u8).collect();
-    for (k, &b) in bucket_of_file.iter().enumerate() {
-        members[b as usize].push(k);
+    // Which listed files the cache has as they are now. A file found twice means a cache that
+    // contradicts itself: none of it is used.
+    let mut found = vec![false; files.len()];
+    let mut consistent = true;
+    for &k in loaded.iter().flat_map(|l| l.found.iter()) {
+        consistent &= !std::mem::replace(&mut found[k], true);
     }
-    struct Part {
-        index: usize,
-        bucket: Option<Bucket>,
-        members: Vec<usize>,
-        results: Vec<Option<FileResult>>,
-        dirty: bool,
+    if !consistent {
+        tracing::debug!("the digest cache in {} lists a file twice: ignored", folder.display());
+        found.fill(false);
+        loaded.iter_mut().for_each(|l| *l = Loaded::unusable());
     }
-    let mut parts: Vec<Part> =
-        cached.into_iter().zip(members).enumerate().map(|(index, (bucket, members))| Part { index, bucket, members, results: Vec::new(), dirty: false }).collect();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    std::thread::scope(|s| {
-        for chunk in parts.chunks_mut(BUCKETS.div_ceil(workers)) {
-            let files = &files;
-            s.spawn(move || {
-                for part in chunk {
-                    part.results = part.members.iter().map(|&k| part.bucket.as_mut().and_then(|b| b.take(&files[k].0, &files[k].1))).collect();
-                    // Entries of files that are gone, and buckets that could not be used, are rewritten too.
-                    part.dirty = part.results.iter().any(Option::is_none) || part.bucket.as_ref().is_none_or(Bucket::needs_rewrite);
-                    part.bucket = None;
-                }
-            });
+
+    // The other files are read and parsed, each into its week's bucket and group.
+    let misses: Vec<&str> = (0..files.len()).filter(|&k| !found[k]).map(|k| files.names[k].as_str()).collect();
+    let paths: Vec<PathBuf> = misses.iter().map(|name| dir.join(name)).collect();
+    let mut ids: Vec<u64> = Vec::new();
+    for (&name, result) in misses.iter().zip(digest::read_files(&paths)) {
+        if let Ok(d) = &result {
+            ids.push(name_hash(&d.id));
         }
-    });
-
-    // The files not found in the cache are read and parsed.
-    let misses: Vec<(usize, usize)> =
-        parts.iter().enumerate().flat_map(|(b, part)| part.results.iter().enumerate().filter(|(_, r)| r.is_none()).map(move |(j, _)| (b, j))).collect();
-    let paths: Vec<PathBuf> = misses.iter().map(|&(b, j)| dir.join(&files[parts[b].members[j]].0)).collect();
-    for ((b, j), r) in misses.into_iter().zip(digest::read_files(&paths)) {
-        parts[b].results[j] = Some(r);
+        let week = week_of(&result, rule);
+        let bucket = &mut loaded[bucket_of_week(week)];
+        bucket.dirty = true;
+        let at = match bucket.groups.binary_search_by(|g| g.week.cmp(&week)) {
+            Ok(at) => at,
+            Err(at) => {
+                bucket.groups.insert(at, Group { week, ..Group::default() });
+                at
+            }
+        };
+        bucket.groups[at].add(result.map_err(|problems| (name.to_string(), problems)));
     }
+    // Parsed digests went to the end of their day (and a cache could be out of order).
+    loaded.iter_mut().flat_map(|l| l.groups.iter_mut()).for_each(Group::sort_days);
 
     // Buckets are encoded and written on all cores: a first build writes all of them.
     if cache_use == CacheUse::Update {
-        let rewrite: Vec<&Part> = parts.iter().filter(|p| p.dirty).collect();
-        crate::render::par_map(&rewrite, |part| {
-            let mut w = Writer::header(&key);
-            for (&k, result) in part.members.iter().zip(&part.results) {
-                w.entry(&files[k].0, &files[k].1, result.as_ref().expect("every file is read or cached"));
-            }
-            let path = bucket_path(&folder, part.index);
-            if let Err(e) = write_atomically(&path, &w.finish()) {
+        let rewrite: Vec<(usize, &Loaded)> = loaded.iter().enumerate().filter(|(_, l)| l.dirty).collect();
+        crate::render::par_map(&rewrite, |&(b, bucket)| {
+            let path = bucket_path(&folder, b);
+            if let Err(e) = write_atomically(&path, &bucket.encode(&key, &files)) {
                 tracing::debug!("cannot write the digest cache {}: {e}", path.display());
             }
         });
     }
-    // Back into file-name order: digests are grouped by date and then name, which is then a
-    // sorted list to check rather than to sort.
-    let mut next: Vec<std::vec::IntoIter<Option<FileResult>>> = parts.into_iter().map(|p| p.results.into_iter()).collect();
-    let ordered = bucket_of_file.iter().map(|&b| next[b as usize].next().flatten().expect("every file is read or cached"));
-    let mut corpus = Corpus::from_results(files.len(), ordered);
-    corpus.parsed = paths.len();
-    Ok((corpus, Stamps(files)))
+
+    // Ids used twice are looked for by their hashes first, taken as each digest was decoded: a
+    // map of 100,000 ids all over the heap took 30 ms and more of every build.
+    ids.extend(loaded.iter().flat_map(|l| l.ids.iter().copied()));
+    ids.sort_unstable();
+    let same_hash = ids.windows(2).any(|pair| pair[0] == pair[1]);
+    let mut groups: Vec<Group> = loaded.into_iter().flat_map(|l| l.groups).collect();
+    groups.sort_by_key(|g| g.week);
+    let mut digests = Digests { parsed: paths.len(), ..Digests::default() };
+    for g in groups {
+        digests.problems.extend(g.broken.into_iter().flat_map(|(_, problems)| problems));
+        match g.week {
+            Some(start) if !g.days.is_empty() => digests.weeks.push(WeekDigests { start, days: g.days }),
+            _ => {}
+        }
+    }
+    digests.count = ids.len();
+    if same_hash {
+        digests.remove_duplicate_ids();
+    }
+    Ok((digests, files))
+}
+
+impl Digests {
+    /// Two files with the same id would make closest links ambiguous: the first by file name is
+    /// kept, each other one is reported and left out.
+    fn remove_duplicate_ids(&mut self) {
+        let Some((keep, mut problems)) = digest::duplicate_ids(self.iter(), self.count) else { return };
+        let mut keep = keep.into_iter();
+        for week in &mut self.weeks {
+            for (_, day) in &mut week.days {
+                day.retain(|_| keep.next().expect("one flag a digest"));
+            }
+            week.days.retain(|(_, day)| !day.is_empty());
+        }
+        self.weeks.retain(|w| !w.days.is_empty());
+        self.count -= problems.len();
+        self.problems.append(&mut problems);
+    }
+}
+
+/// What the digest cache of `dir` is made for: this binary, that folder, and weeks by `rule`.
+fn cache_key(dir: &Path, rule: &WeekRule) -> String {
+    Fingerprint::of(&[&digests_key(dir), &format!("weeks from {}", rule.starts)])
+}
+
+/// The week a file's result belongs to: its digest's, or its problems' (`None` when its date
+/// could not be read).
+fn week_of(result: &FileResult, rule: &WeekRule) -> Option<NaiveDate> {
+    match result {
+        Ok(d) => Some(rule.week_start(d.date)),
+        Err(problems) => problems.iter().find_map(|p| p.date).map(|d| rule.week_start(d)),
+    }
+}
+
+/// Consecutive weeks go to consecutive buckets, and one edit rewrites one bucket.
+fn bucket_of_week(week: Option<NaiveDate>) -> usize {
+    week.map_or(0, |w| (w.num_days_from_ce().max(0) as usize / 7) % BUCKETS)
+}
+
+/// What one file gives, as the cache keeps it: its digest, or its name and problems.
+type Entry = Result<Digest, (String, Vec<ParseError>)>;
+
+/// The cached files of one week, or of no week (files whose date could not be read).
+#[derive(Debug, Default)]
+struct Group {
+    week: Option<NaiveDate>,
+    /// Days with digests, by date; each day's digests by file name.
+    days: Vec<(NaiveDate, Vec<Digest>)>,
+    /// The files that could not be read, each with its problems.
+    broken: Vec<(String, Vec<ParseError>)>,
+}
+
+impl Group {
+    /// Adds a file's digest to the end of its day (`sort_days` puts it in place), or its name and
+    /// problems.
+    fn add(&mut self, result: Entry) {
+        match result {
+            Ok(d) => {
+                match self.days.last_mut() {
+                    Some((date, day)) if *date == d.date => day.push(d),
+                    Some((date, _)) if *date > d.date => match self.days.binary_search_by(|(date, _)| date.cmp(&d.date)) {
+                        Ok(at) => self.days[at].1.push(d),
+                        Err(at) => self.days.insert(at, (d.date, vec![d])),
+                    },
+                    _ => self.days.push((d.date, vec![d])),
+                }
+            }
+            Err(broken) => self.broken.push(broken),
+        }
+    }
+
+    /// Each day's digests by file name.
+    fn sort_days(&mut self) {
+        for (_, day) in &mut self.days {
+            if !day.is_sorted_by(|a, b| a.file_name <= b.file_name) {
+                day.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+            }
+        }
+    }
+}
+
+/// One bucket of the digest cache as read: the groups of its weeks, holding only the files that
+/// are listed with the stamp recorded, and which of the listed files those are.
+struct Loaded {
+    groups: Vec<Group>,
+    /// Indices into the listing.
+    found: Vec<usize>,
+    /// `name_hash` of each digest's id.
+    ids: Vec<u64>,
+    /// The bucket is not as it should be written now: an entry was left out (its file changed, or
+    /// is gone, or was too recent to trust), or a file was added, or it could not be read.
+    dirty: bool,
+}
+
+impl Loaded {
+    fn unusable() -> Loaded {
+        Loaded { groups: Vec::new(), found: Vec::new(), ids: Vec::new(), dirty: true }
+    }
+
+    /// The bucket at `path`, for the digests in `dir` listed as `files`: unusable when it is
+    /// missing, corrupt, or made for another key.
+    fn read(path: &Path, key: &str, dir: &Path, files: &Stamps) -> Loaded {
+        use std::io::Read as _;
+        thread_local! {
+            /// One buffer a thread for the bucket files it reads: fresh memory for each costs a
+            /// page fault every 4 KiB.
+            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let Some(written) = std::fs::metadata(path).ok().map(|m| written_at(&m)) else { return Loaded::unusable() };
+        let decoded = BYTES.with_borrow_mut(|bytes| {
+            bytes.clear();
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(bytes)).ok()?;
+            Reader::new(bytes).bucket(key, dir, files, written)
+        });
+        decoded.unwrap_or_else(|| {
+            tracing::debug!("the digest cache {} is not usable: ignored", path.display());
+            Loaded::unusable()
+        })
+    }
+
+    /// The bytes of this bucket's cache file. Each file's stamp is the one it was listed with.
+    fn encode(&self, key: &str, files: &Stamps) -> Vec<u8> {
+        let stamp = |name: &str| files.get(name);
+        let mut w = Writer::header(key);
+        // A group: its week, its days (each a date, a count and its digests), then its broken files.
+        for g in &self.groups {
+            w.date(g.week);
+            w.u64(g.days.len() as u64);
+            for (date, day) in &g.days {
+                let entries: Vec<(&Digest, Stamp)> = day.iter().filter_map(|d| Some((d, stamp(&d.file_name)?))).collect();
+                w.date(Some(*date));
+                w.u64(entries.len() as u64);
+                for (d, stamp) in entries {
+                    w.entry(&d.file_name, &stamp, Ok(d));
+                }
+            }
+            let broken: Vec<(&str, Stamp, &Vec<ParseError>)> = g.broken.iter().filter_map(|(name, problems)| Some((name.as_str(), stamp(name)?, problems))).collect();
+            w.u64(broken.len() as u64);
+            for (name, stamp, problems) in broken {
+                w.entry(name, &stamp, Err(problems));
+            }
+        }
+        w.finish()
+    }
 }
 
 /// The stamp of every digest file as it was listed, by name.
 #[derive(Debug, Default)]
-pub struct Stamps(Vec<(String, Stamp)>);
+pub struct Stamps {
+    /// Each file's place in `names` and its stamp, by `name_hash` of its name (`None` for a hash
+    /// two names share: those files are never found). The cache's entries come in week order, and
+    /// looking each up by its name, all over the heap, took several cache misses an entry.
+    ///
+    /// Names are not compared: a cache entry is used when its name's 64-bit hash and its stamp
+    /// (which holds the inode and the change time, moved by every rename and link) are those of a
+    /// listed file, which two different files do not share.
+    index: foldhash::HashMap<u64, Option<(usize, Stamp)>>,
+    names: Vec<String>,
+}
 
 impl Stamps {
-    pub fn get(&self, name: &str) -> Option<&Stamp> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok().map(|k| &self.0[k].1)
+    fn of(files: Vec<(String, Stamp, u64)>) -> Stamps {
+        let mut index = foldhash::HashMap::with_capacity_and_hasher(files.len(), Default::default());
+        let mut names = Vec::with_capacity(files.len());
+        for (name, stamp, hash) in files {
+            index.entry(hash).and_modify(|at| *at = None).or_insert(Some((names.len(), stamp)));
+            names.push(name);
+        }
+        Stamps { index, names }
+    }
+
+    fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The place and stamp of the file `name`.
+    fn find(&self, name: &str) -> Option<(usize, Stamp)> {
+        *self.index.get(&name_hash(name))?
+    }
+
+    pub fn get(&self, name: &str) -> Option<Stamp> {
+        self.find(name).map(|(_, stamp)| stamp)
     }
 }
 
-/// The `*.txt` files of `dir` (as `digest::files_with_extension` lists them), by name, each with its stamp.
-fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp)>> {
+/// FNV-1a, the same in every build.
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The `*.txt` files of `dir` (as `digest::files_with_extension` lists them), each with its
+/// stamp, in the folder's order.
+fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
     // The folder is listed on this thread while another stats what is listed so far; once the
     // listing is done this thread stats too. Most of the time is the kernel's, one call a file.
     const CHUNK: usize = 2048;
-    fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp)>) {
+    fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp, u64)>) {
         for (name, e) in chunk {
             // A symbolic link is read through, as `Path::is_file` does.
             let meta = e.metadata().ok().and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
             if let Some(meta) = meta.filter(|m| m.is_file()) {
-                out.push((name, Stamp::of(&meta)));
+                let hash = name_hash(&name);
+                out.push((name, Stamp::of(&meta), hash));
             }
         }
     }
@@ -217,7 +436,7 @@ fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp)>> {
     let (sender, receiver) = std::sync::mpsc::channel::<Vec<(String, std::fs::DirEntry)>>();
     let receiver = std::sync::Mutex::new(receiver);
     let next = || receiver.lock().expect("not poisoned").recv().ok();
-    let mut files = std::thread::scope(|s| {
+    let files = std::thread::scope(|s| {
         let helper = s.spawn(|| {
             let mut out = Vec::new();
             while let Some(chunk) = next() {
@@ -244,82 +463,11 @@ fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp)>> {
         out.extend(helper.join().expect("the stat helper panicked"));
         out
     });
-    // Names are unique: an unstable sort gives the one order.
-    files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
-}
-
-fn bucket_of(name: &str) -> usize {
-    // FNV-1a: stable across Rust versions, unlike the standard library's hasher.
-    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    (hash % BUCKETS as u64) as usize
 }
 
 fn bucket_path(folder: &Path, b: usize) -> PathBuf {
     folder.join(format!("{b:02x}.bin"))
-}
-
-/// One cache file of parsed digests, sorted by file name: the files are asked for in that order,
-/// so each is found by walking forward instead of hashing 100,000 names.
-struct Bucket {
-    entries: VecDeque<(String, Stamp, FileResult)>,
-    /// Some entry was too recent to trust by its stamp: the bucket is rewritten once it is re-read.
-    untrusted: bool,
-    /// Some entry's file was not asked for (it is gone): the bucket is rewritten without it.
-    passed_over: bool,
-}
-
-impl Bucket {
-    /// The bucket at `path`, for the digests in `dir`: `None` when it is missing, corrupt, or made
-    /// for another key.
-    fn load(path: &Path, key: &str, dir: &Path) -> Option<Bucket> {
-        use std::io::Read as _;
-        thread_local! {
-            /// One buffer a thread for the bucket files it reads: fresh memory for each costs a
-            /// page fault every 4 KiB.
-            static BYTES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        let written = written_at(&std::fs::metadata(path).ok()?);
-        let decoded = BYTES.with_borrow_mut(|bytes| {
-            bytes.clear();
-            std::fs::File::open(path).and_then(|mut f| f.read_to_end(bytes)).ok()?;
-            Reader::new(bytes).bucket(key, dir)
-        });
-        if decoded.is_none() {
-            tracing::debug!("the digest cache {} is not usable: ignored", path.display());
-        }
-        let mut entries = decoded?;
-        if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let count = entries.len();
-        entries.retain(|(_, stamp, _)| stamp.settled_before(written));
-        Some(Bucket { untrusted: entries.len() < count, entries: entries.into(), passed_over: false })
-    }
-
-    /// The result recorded for `name`, if it was made from the file as `stamp` describes it.
-    /// Names are asked for in sorted order: the entries before `name` are of files that are gone.
-    fn take(&mut self, name: &str, stamp: &Stamp) -> Option<FileResult> {
-        while let Some((first, _, _)) = self.entries.front() {
-            match first.as_str().cmp(name) {
-                std::cmp::Ordering::Less => {
-                    self.entries.pop_front();
-                    self.passed_over = true;
-                }
-                std::cmp::Ordering::Equal => {
-                    let (_, recorded, result) = self.entries.pop_front().expect("just seen");
-                    return (recorded == *stamp).then_some(result);
-                }
-                std::cmp::Ordering::Greater => return None,
-            }
-        }
-        None
-    }
-
-    /// Whether the bucket holds anything but the files just read, each as recorded.
-    fn needs_rewrite(&self) -> bool {
-        self.untrusted || self.passed_over || !self.entries.is_empty()
-    }
 }
 
 /// The digest cache's encoding: integers as LEB128 varints, strings as a length and UTF-8 bytes.
@@ -371,7 +519,7 @@ impl Writer {
         self.u64(d.map_or(0, |d| d.num_days_from_ce() as i64 as u64));
     }
 
-    fn entry(&mut self, name: &str, stamp: &Stamp, result: &FileResult) {
+    fn entry(&mut self, name: &str, stamp: &Stamp, result: Result<&Digest, &Vec<ParseError>>) {
         self.str(name);
         self.u64(stamp.len);
         self.i128(stamp.mtime);
@@ -460,9 +608,19 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
     }
 
-    fn strings(&mut self) -> Option<Vec<String>> {
+    /// `count` items read by `item`, into a vector of that size (collecting `Option`s gives no
+    /// size, and each growth is one more allocation and copy, for each of 100,000 digests).
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         let n = self.count()?;
-        (0..n).map(|_| self.str()).collect()
+        let mut list = Vec::with_capacity(n);
+        for _ in 0..n {
+            list.push(item(self)?);
+        }
+        Some(list)
+    }
+
+    fn strings(&mut self) -> Option<Vec<String>> {
+        self.list(Self::str)
     }
 
     fn date(&mut self) -> Option<Option<NaiveDate>> {
@@ -472,30 +630,76 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A whole bucket made for `key`, its paths under `dir`: every entry, or `None`.
-    fn bucket(mut self, key: &str, dir: &Path) -> Option<Vec<(String, Stamp, FileResult)>> {
+    /// A whole bucket made for `key`, its paths under `dir`, written at `written`, keeping only
+    /// the entries of files listed in `files` with the stamp recorded; `None` at the first thing
+    /// out of place.
+    fn bucket(mut self, key: &str, dir: &Path, files: &Stamps, written: i128) -> Option<Loaded> {
         if self.take(MAGIC.len())? != MAGIC || self.u64()? != FORMAT as u64 || self.str()? != key {
             return None;
         }
-        let mut entries = Vec::new();
+        let mut loaded = Loaded { groups: Vec::new(), found: Vec::new(), ids: Vec::new(), dirty: false };
+        // Only a file listed with the stamp recorded, which had settled before the cache was
+        // written, is trusted by its stamp; the others are left out, to be read again.
+        let trusted = |name: &str, stamp: Stamp| -> Option<usize> {
+            files.find(name).filter(|&(_, listed)| listed == stamp && stamp.settled_before(written)).map(|(k, _)| k)
+        };
         while self.bytes.len() - self.at > MAGIC.len() {
-            entries.push(self.entry(dir)?);
+            let mut group = Group { week: self.date()?, ..Group::default() };
+            let days = self.count()?;
+            group.days.reserve_exact(days);
+            for _ in 0..days {
+                let date = self.date()??;
+                // Days come in date order, as `Group::add` keeps them.
+                if group.days.last().is_some_and(|(last, _)| *last >= date) {
+                    return None;
+                }
+                let count = self.count()?;
+                let mut day = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let (stamp, Ok(d)) = self.entry(dir)? else { return None };
+                    if d.date != date {
+                        return None;
+                    }
+                    match trusted(&d.file_name, stamp) {
+                        Some(k) => {
+                            loaded.found.push(k);
+                            loaded.ids.push(name_hash(&d.id));
+                            day.push(d);
+                        }
+                        None => loaded.dirty = true,
+                    }
+                }
+                if !day.is_empty() {
+                    group.days.push((date, day));
+                }
+            }
+            for _ in 0..self.count()? {
+                let (stamp, Err(broken)) = self.entry(dir)? else { return None };
+                match trusted(&broken.0, stamp) {
+                    Some(k) => {
+                        loaded.found.push(k);
+                        group.broken.push(broken);
+                    }
+                    None => loaded.dirty = true,
+                }
+            }
+            loaded.groups.push(group);
         }
-        (self.take(MAGIC.len())? == MAGIC).then_some(entries)
+        (self.take(MAGIC.len())? == MAGIC).then_some(loaded)
     }
 
-    fn entry(&mut self, dir: &Path) -> Option<(String, Stamp, FileResult)> {
+    /// One file's stamp and light digest, or its name and problems.
+    fn entry(&mut self, dir: &Path) -> Option<(Stamp, Entry)> {
         let name = self.str()?;
         let stamp = Stamp { len: self.u64()?, mtime: self.i128()?, ctime: self.i128()?, inode: self.u64()? };
         let path = dir.join(&name);
         let result = match self.u64()? {
             0 => {
                 let (id, title, date, themes) = (self.str()?, self.str()?, self.date()??, self.strings()?);
-                let closest =
-                    (0..self.count()?).map(|_| Some(Closest { title: String::new(), reference: self.str()?, target: None })).collect::<Option<Vec<_>>>()?;
+                let closest = self.list(|r| Some(Closest { title: String::new(), reference: r.str()?, target: None }))?;
                 Ok(Digest {
                     id,
-                    file_name: name.clone(),
+                    file_name: name,
                     path,
                     title,
                     date,
@@ -513,11 +717,11 @@ impl<'a> Reader<'a> {
                 let problems = (0..self.count()?)
                     .map(|_| Some(ParseError { path: path.clone(), line: usize::try_from(self.u64()?).ok()?, message: self.str()?, date: self.date()? }))
                     .collect::<Option<Vec<_>>>()?;
-                Err(problems)
+                Err((name, problems))
             }
             _ => return None,
         };
-        Some((name, stamp, result))
+        Some((stamp, result))
     }
 }
 
@@ -788,6 +992,30 @@ mod tests {
         files
     }
 
+    fn rule() -> WeekRule {
+        WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC }
+    }
+
+    fn read(digests: &Path, cache: &Path) -> Digests {
+        read_digests(digests, cache, &rule(), CacheUse::Update).unwrap().0
+    }
+
+    fn all(d: &Digests) -> Vec<Digest> {
+        d.iter().cloned().collect()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// Whether every bucket of the cache holds exactly the files listed now, each as it is.
+    fn buckets_as_listed(digests: &Path, cache: &Path) -> bool {
+        let (key, files) = (cache_key(digests, &rule()), Stamps::of(list_stamped(digests).unwrap()));
+        let loaded: Vec<Loaded> = (0..BUCKETS).map(|b| Loaded::read(&bucket_path(&cache.join("digests"), b), &key, digests, &files)).collect();
+        let found: usize = loaded.iter().map(|l| l.found.len()).sum();
+        found == files.len() && loaded.iter().all(|l| !l.dirty || l.groups.is_empty() && l.found.is_empty())
+    }
+
     #[test]
     fn the_encoding_gives_back_what_the_parser_gave() {
         let dir = tempfile::tempdir().unwrap();
@@ -795,27 +1023,37 @@ mod tests {
         std::fs::write(&good, digest_text("Good")).unwrap();
         let bad = dir.path().join("002_bb.txt");
         std::fs::write(&bad, "# __Bad__, from ([20231399](https://example.org/c).)\n").unwrap();
-        let parsed = digest::read_files(&[good.clone(), bad.clone()]);
-        assert!(parsed[0].is_ok() && parsed[1].is_err());
-        let stamp = Stamp::of(&std::fs::metadata(&good).unwrap());
-        let mut w = Writer::header("k");
-        w.entry("001_aa.txt", &stamp, &parsed[0]);
-        w.entry("002_bb.txt", &stamp, &parsed[1]);
-        let bytes = w.finish();
-        let back = Reader::new(&bytes).bucket("k", dir.path()).unwrap();
+        let mut parsed = digest::read_files(&[good.clone(), bad.clone()]);
+        let problems = parsed.pop().unwrap().unwrap_err();
+        let digest = parsed.pop().unwrap().unwrap();
+        let files = Stamps::of(list_stamped(dir.path()).unwrap());
+        let groups = vec![
+            Group { week: None, days: Vec::new(), broken: vec![("002_bb.txt".to_string(), problems.clone())] },
+            Group { week: Some(date("2023-07-17")), days: vec![(date("2023-07-18"), vec![digest.clone()])], broken: Vec::new() },
+        ];
+        let bytes = Loaded { groups, found: Vec::new(), ids: Vec::new(), dirty: true }.encode("k", &files);
+        let later = system_nanos(SystemTime::now() + Duration::from_secs(10));
+        let back = Reader::new(&bytes).bucket("k", dir.path(), &files, later).unwrap();
+        assert!(!back.dirty);
+        assert_eq!(back.found.len(), 2);
         // The digest in its light form (`Digest::lightened`); problems whole.
-        let light = parsed[0].as_ref().unwrap().lightened();
+        let light = digest.lightened();
         assert!(light.summary.is_empty() && light.closest.iter().all(|c| c.title.is_empty() && !c.reference.is_empty()));
-        assert_eq!(back.iter().map(|e| e.2.clone()).collect::<Vec<_>>(), vec![Ok(light), parsed[1].clone()]);
-        assert_eq!(back[0].1, stamp);
-        // Another key, a cut-off file, or a byte changed in a length: not used at all.
-        assert!(Reader::new(&bytes).bucket("other", dir.path()).is_none());
+        assert_eq!(back.groups[0].broken, vec![("002_bb.txt".to_string(), problems)]);
+        assert_eq!((back.groups[1].week, &back.groups[1].days), (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![light])]));
+        // Written as the files were: they may have changed again within the clock's tick, so
+        // neither is trusted, and the bucket is to be written again.
+        let same_tick = Stamp::of(&std::fs::metadata(&good).unwrap()).mtime;
+        let back = Reader::new(&bytes).bucket("k", dir.path(), &files, same_tick).unwrap();
+        assert!(back.dirty && back.found.is_empty() && back.groups.iter().all(|g| g.days.is_empty() && g.broken.is_empty()));
+        // Another key, a cut-off file, or another end: not used at all.
+        assert!(Reader::new(&bytes).bucket("other", dir.path(), &files, later).is_none());
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
-            assert!(Reader::new(&bytes[..cut]).bucket("k", dir.path()).is_none(), "cut at {cut}");
+            assert!(Reader::new(&bytes[..cut]).bucket("k", dir.path(), &files, later).is_none(), "cut at {cut}");
         }
         let mut flipped = bytes.clone();
-        flipped[MAGIC.len() + 1 + 2] ^= 0x40; // the first entry's name length (after the format and the key "k")
-        assert!(Reader::new(&flipped).bucket("k", dir.path()).is_none());
+        *flipped.last_mut().unwrap() ^= 0x40;
+        assert!(Reader::new(&flipped).bucket("k", dir.path(), &files, later).is_none());
     }
 
     #[test]
@@ -842,21 +1080,23 @@ mod tests {
         let file = digests.join("001_aa.txt");
         std::fs::write(&file, digest_text("Before")).unwrap();
         age(&file);
-        let title = |c: &Corpus| c.digests[0].title.clone();
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Before");
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Before", "from the cache");
+        // Its change time is now: only a file older than the settling margin is trusted.
+        std::thread::sleep(SETTLE + Duration::from_millis(50));
+        let title = |d: &Digests| d.iter().next().unwrap().title.clone();
+        assert_eq!(title(&read(&digests, &cache)), "Before");
+        let cached = read(&digests, &cache);
+        assert_eq!((title(&cached), cached.parsed), ("Before".to_string(), 0), "from the cache");
 
         // Same size, and the same (old) modification time: the change time still moves.
         std::fs::write(&file, digest_text("Change")).unwrap();
         age(&file);
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Change");
+        assert_eq!(title(&read(&digests, &cache)), "Change");
 
         // A file changed just now, as the cache was written: read again, even with its stamp unchanged.
         std::fs::write(&file, digest_text("Recent")).unwrap();
-        assert_eq!(title(&read_digests(&digests, &cache, CacheUse::Update).unwrap().0), "Recent");
-        let key = digests_key(&digests);
-        let bucket = Bucket::load(&bucket_path(&cache.join("digests"), bucket_of("001_aa.txt")), &key, &digests).unwrap();
-        assert!(bucket.entries.is_empty() && bucket.untrusted, "a fresh entry is kept but not trusted");
+        assert_eq!(title(&read(&digests, &cache)), "Recent");
+        let again = read(&digests, &cache);
+        assert_eq!((title(&again), again.parsed), ("Recent".to_string(), 1), "a fresh entry is kept but not trusted");
     }
 
     #[test]
@@ -867,22 +1107,95 @@ mod tests {
         let files = old_digests(&digests, 200);
         // The change times are now: only files older than the settling margin are trusted.
         std::thread::sleep(SETTLE + Duration::from_millis(50));
-        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
+        let fresh = all(&read(&digests, &cache));
         files.iter().step_by(3).for_each(|f| std::fs::remove_file(f).unwrap());
-        let after = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
+        let after = read(&digests, &cache);
         assert_eq!(after.parsed, 0, "every file left is found in the cache");
-        let kept: Vec<Digest> = fresh.digests.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
-        assert_eq!(after.digests, kept);
-        let key = digests_key(&digests);
-        let entries: usize = (0..BUCKETS).filter_map(|b| Bucket::load(&bucket_path(&cache.join("digests"), b), &key, &digests)).map(|b| b.entries.len()).sum();
-        assert_eq!(entries, kept.len(), "the buckets were rewritten without the files that are gone");
+        let kept: Vec<Digest> = fresh.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
+        assert_eq!((all(&after), after.count), (kept.clone(), kept.len()));
+        assert!(buckets_as_listed(&digests, &cache), "the buckets were rewritten without the files that are gone");
+    }
+
+    #[test]
+    fn a_digest_moved_to_another_week_leaves_its_old_week_and_days_stay_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
+        // The week of 17 July 2023: Tuesday 18 and Thursday 20; each day's files out of name order on disk.
+        let on = |day: &str, title: &str| digest_text(title).replace("20230718", day);
+        let files = [("004_dd.txt", "20230720"), ("001_aa.txt", "20230718"), ("003_cc.txt", "20230718"), ("002_bb.txt", "20230720")];
+        std::fs::create_dir_all(&digests).unwrap();
+        for (name, day) in files {
+            std::fs::write(digests.join(name), on(day, name)).unwrap();
+            age(&digests.join(name));
+        }
+        std::thread::sleep(SETTLE + Duration::from_millis(50));
+        type Shape = Vec<(NaiveDate, Vec<(NaiveDate, Vec<String>)>)>;
+        let shape = |d: &Digests| -> Shape {
+            d.weeks.iter().map(|w| (w.start, w.days.iter().map(|(day, ds)| (*day, ds.iter().map(|d| d.file_name.clone()).collect())).collect())).collect()
+        };
+        let first = read(&digests, &cache);
+        let cached = read(&digests, &cache);
+        assert_eq!(cached.parsed, 0);
+        let expected = vec![(
+            date("2023-07-17"),
+            vec![(date("2023-07-18"), vec!["001_aa.txt".to_string(), "003_cc.txt".into()]), (date("2023-07-20"), vec!["002_bb.txt".to_string(), "004_dd.txt".into()])],
+        )];
+        assert_eq!((shape(&first), shape(&cached)), (expected.clone(), expected));
+
+        // 003 moves to Monday 24 July (the next week), keeping its size; 005 arrives on Wednesday 19.
+        std::fs::write(digests.join("003_cc.txt"), on("20230724", "003_cc.txt")).unwrap();
+        age(&digests.join("003_cc.txt"));
+        std::fs::write(digests.join("005_ee.txt"), on("20230719", "005_ee.txt")).unwrap();
+        age(&digests.join("005_ee.txt"));
+        let moved = read(&digests, &cache);
+        assert_eq!(moved.parsed, 2);
+        let expected = vec![
+            (
+                date("2023-07-17"),
+                vec![
+                    (date("2023-07-18"), vec!["001_aa.txt".to_string()]),
+                    (date("2023-07-19"), vec!["005_ee.txt".to_string()]),
+                    (date("2023-07-20"), vec!["002_bb.txt".to_string(), "004_dd.txt".into()]),
+                ],
+            ),
+            (date("2023-07-24"), vec![(date("2023-07-24"), vec!["003_cc.txt".to_string()])]),
+        ];
+        assert_eq!(shape(&moved), expected);
+        // As a build without a cache reads them, and so again from the cache once the files settle.
+        assert_eq!(shape(&read(&digests, &dir.path().join("no cache"))), expected);
+        std::thread::sleep(SETTLE + Duration::from_millis(50));
+        let _ = read(&digests, &cache);
+        let settled = read(&digests, &cache);
+        assert_eq!((shape(&settled), settled.parsed), (expected, 0));
+        assert!(buckets_as_listed(&digests, &cache), "each file in one bucket, as it is now");
+    }
+
+    #[test]
+    fn an_id_used_twice_is_a_problem_whether_the_files_are_parsed_or_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
+        std::fs::create_dir_all(&digests).unwrap();
+        // The same id in two weeks (so two buckets): the first by file name is kept.
+        for (name, day) in [("001_00ff.txt", "20230725"), ("002_00ff.txt", "20230718"), ("003_0abc.txt", "20230718")] {
+            std::fs::write(digests.join(name), digest_text(name).replace("20230718", day)).unwrap();
+            age(&digests.join(name));
+        }
+        std::thread::sleep(SETTLE + Duration::from_millis(50));
+        for pass in ["parsed", "cached"] {
+            let d = read(&digests, &cache);
+            assert_eq!(d.parsed, if pass == "parsed" { 3 } else { 0 });
+            let names: Vec<&str> = d.iter().map(|d| d.file_name.as_str()).collect();
+            assert_eq!((names, d.count), (vec!["003_0abc.txt", "001_00ff.txt"], 2), "{pass}");
+            assert_eq!(d.problems.len(), 1, "{pass}");
+            let problem = d.problems[0].to_string();
+            assert!(problem.contains("002_00ff.txt:0: id `00ff` is already used by") && problem.contains("001_00ff.txt"), "{pass}: {problem}");
+        }
     }
 
     /// The week of the digests in `dir` (all of one week), as a project loads it, with the stamps.
     fn week(dir: &Path, cache: &Path, note: Option<&str>) -> (crate::issue::Issue, Stamps) {
-        let (corpus, stamps) = read_digests(dir, cache, CacheUse::Update).unwrap();
-        let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
-        let mut weeks = crate::issue::group_by_week(corpus.digests, &rule);
+        let (digests, stamps) = read_digests(dir, cache, &rule(), CacheUse::Update).unwrap();
+        let mut weeks: Vec<crate::issue::Issue> = digests.weeks.into_iter().map(|w| crate::issue::Issue::of_week(w.start, w.days)).collect();
         assert_eq!(weeks.len(), 1);
         weeks[0].note = note.map(str::to_string);
         (weeks.pop().unwrap(), stamps)
@@ -931,16 +1244,16 @@ mod tests {
         let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
         old_digests(&digests, 20);
         std::fs::write(digests.join("020_bad.txt"), "nothing").unwrap();
-        let fresh = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
+        let fresh = read(&digests, &cache);
         for e in std::fs::read_dir(cache.join("digests")).unwrap() {
             let path = e.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
             std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         }
-        let again = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
-        assert_eq!((again.digests, again.problems), (fresh.digests.clone(), fresh.problems.clone()));
+        let again = read(&digests, &cache);
+        assert_eq!((all(&again), &again.problems, again.parsed), (all(&fresh), &fresh.problems, 21));
         std::fs::remove_dir_all(&cache).unwrap();
-        let third = read_digests(&digests, &cache, CacheUse::Update).unwrap().0;
-        assert_eq!((third.digests, third.problems), (fresh.digests, fresh.problems));
+        let third = read(&digests, &cache);
+        assert_eq!((all(&third), &third.problems), (all(&fresh), &fresh.problems));
     }
 }

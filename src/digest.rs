@@ -143,47 +143,52 @@ impl Corpus {
                 Err(mut errs) => corpus.problems.append(&mut errs),
             }
         }
-        // Two files with the same id would make closest links ambiguous: keep the first by file
-        // name, report the rest.
-        let mut first: foldhash::HashMap<&str, usize> = foldhash::HashMap::with_capacity_and_hasher(corpus.digests.len(), Default::default());
-        let mut twice = false;
-        for (k, d) in corpus.digests.iter().enumerate() {
-            match first.get_mut(d.id.as_str()) {
-                Some(at) => {
-                    twice = true;
-                    if d.file_name < corpus.digests[*at].file_name {
-                        *at = k;
-                    }
-                }
-                None => {
-                    first.insert(&d.id, k);
-                }
-            }
-        }
-        if twice {
-            let mut duplicates = Vec::new();
-            for (k, d) in corpus.digests.iter().enumerate() {
-                let at = first[d.id.as_str()];
-                if at != k {
-                    duplicates.push(ParseError {
-                        path: d.path.clone(),
-                        line: 0,
-                        message: format!(
-                            "id `{}` is already used by {}; ids (the hex part of the file name) must be unique",
-                            d.id,
-                            corpus.digests[at].path.display()
-                        ),
-                        date: Some(d.date),
-                    });
-                }
-            }
-            let keep: Vec<bool> = corpus.digests.iter().enumerate().map(|(k, d)| first[d.id.as_str()] == k).collect();
+        if let Some((keep, mut duplicates)) = duplicate_ids(corpus.digests.iter(), corpus.digests.len()) {
             let mut keep = keep.into_iter();
             corpus.digests.retain(|_| keep.next().expect("one flag a digest"));
             corpus.problems.append(&mut duplicates);
         }
         corpus
     }
+}
+
+/// Two files with the same id would make closest links ambiguous: the first by file name is kept
+/// and each other one is a problem. `None` when every id is used once (the usual case); else
+/// whether to keep each digest, in the order given, and the problems.
+pub fn duplicate_ids<'a>(digests: impl Iterator<Item = &'a Digest> + Clone, count: usize) -> Option<(Vec<bool>, Vec<ParseError>)> {
+    let mut first: foldhash::HashMap<&str, (usize, &Digest)> = foldhash::HashMap::with_capacity_and_hasher(count, Default::default());
+    let mut twice = false;
+    for (k, d) in digests.clone().enumerate() {
+        match first.get_mut(d.id.as_str()) {
+            Some(at) => {
+                twice = true;
+                if d.file_name < at.1.file_name {
+                    *at = (k, d);
+                }
+            }
+            None => {
+                first.insert(&d.id, (k, d));
+            }
+        }
+    }
+    if !twice {
+        return None;
+    }
+    let mut duplicates = Vec::new();
+    let mut keep = Vec::new();
+    for (k, d) in digests.enumerate() {
+        let (at, kept) = first[d.id.as_str()];
+        keep.push(at == k);
+        if at != k {
+            duplicates.push(ParseError {
+                path: d.path.clone(),
+                line: 0,
+                message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, kept.path.display()),
+                date: Some(d.date),
+            });
+        }
+    }
+    Some((keep, duplicates))
 }
 
 /// The files of `dir` whose name ends in `.extension`, sorted by name: not hidden ones, not

@@ -218,25 +218,25 @@ pub fn group_by_week(digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
         day.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     }
 
-    weeks
-        .into_iter()
-        .map(|(start, days)| {
-            let end = start + Duration::days(6);
-            Issue {
-                label: week_label(start, end),
-                id: start.format("%Y-%m-%d").to_string(),
-                number: 0,
-                start,
-                end,
-                days: days
-                    .into_iter()
-                    .map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests })
-                    .collect(),
-                note: None,
-                revised: None,
-            }
-        })
-        .collect()
+    weeks.into_iter().map(|(start, days)| Issue::of_week(start, days.into_iter().collect())).collect()
+}
+
+impl Issue {
+    /// The issue of the week starting on `start`, with these days (each with digests, in date
+    /// order, each day's digests by file name); not yet numbered (0) nor linked.
+    pub fn of_week(start: NaiveDate, days: Vec<(NaiveDate, Vec<Digest>)>) -> Issue {
+        let end = start + Duration::days(6);
+        Issue {
+            label: week_label(start, end),
+            id: start.format("%Y-%m-%d").to_string(),
+            number: 0,
+            start,
+            end,
+            days: days.into_iter().map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests }).collect(),
+            note: None,
+            revised: None,
+        }
+    }
 }
 
 /// Numbers `issues` (oldest first). An issue whose number is recorded (it was published) keeps it;

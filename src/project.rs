@@ -18,7 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::build_cache::{self, CacheUse, SiteCache, WeekHashes};
 use crate::config::{Config, ConfigError};
 use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
-use crate::digest::{self, Corpus, ParseError};
+use crate::digest::{self, ParseError};
 use crate::fingerprint::Fingerprint;
 use crate::issue::{self, Issue, WeekRule, WeekSpec};
 use crate::render::{self, EmailBody, FeedItem, RenderError, TemplateFile, Templates};
@@ -109,16 +109,16 @@ impl Project {
     /// `load` or `load_to_build`, as `cache_use` says.
     pub async fn load_with(config: Config, store: Option<&Store>, now: DateTime<Utc>, cache_use: CacheUse) -> anyhow::Result<Project> {
         let templates = load_templates(&config)?;
-        let (Corpus { digests, problems, parsed: digests_parsed }, stamps) = read_digests(&config, cache_use)?;
+        let rule = week_rule(&config);
+        let (digests, stamps) = read_digests(&config, &rule, cache_use)?;
+        let (digest_count, digests_parsed, problems) = (digests.count, digests.parsed, digests.problems);
         let weeks = WeekHashes::open(&config.paths.cache, &config.paths.digests, stamps);
         let record = match store {
             Some(store) => publications::read(store.pool()).await?,
             None => PublicationRecord::default(),
         };
-        let rule = week_rule(&config);
-        let digest_count = digests.len();
         // Numbered and linked by `refresh`, which knows what is published.
-        let mut issues = issue::group_by_week(digests, &rule);
+        let mut issues: Vec<Issue> = digests.weeks.into_iter().map(|w| Issue::of_week(w.start, w.days)).collect();
         let mut problems = problems;
         problems.extend(attach_notes(&config, &rule, &mut issues)?);
         problems.sort();
@@ -665,16 +665,17 @@ pub fn week_rule(config: &Config) -> WeekRule {
     WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
 }
 
-/// Reads `[paths] digests`: every digest, and every problem, sorted, with each file's stamp. Files
-/// unchanged since the build cache recorded them are not read again, and their digests are light
-/// (`Digest::light`); with `CacheUse::Update` the cache is brought up to date.
-pub fn read_digests(config: &Config, cache_use: CacheUse) -> Result<(Corpus, build_cache::Stamps), ConfigError> {
+/// Reads `[paths] digests`: every digest, grouped into the weeks of `rule`, and every problem,
+/// sorted, with each file's stamp. Files unchanged since the build cache recorded them are not
+/// read again, and their digests are light (`Digest::light`); with `CacheUse::Update` the cache
+/// is brought up to date.
+pub fn read_digests(config: &Config, rule: &WeekRule, cache_use: CacheUse) -> Result<(build_cache::Digests, build_cache::Stamps), ConfigError> {
     let dir = &config.paths.digests;
-    let (mut corpus, stamps) = build_cache::read_digests(dir, &config.paths.cache, cache_use).map_err(|e| {
+    let (mut digests, stamps) = build_cache::read_digests(dir, &config.paths.cache, rule, cache_use).map_err(|e| {
         ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
     })?;
-    corpus.problems.sort();
-    Ok((corpus, stamps))
+    digests.problems.sort();
+    Ok((digests, stamps))
 }
 
 /// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:

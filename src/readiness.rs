@@ -65,7 +65,7 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     // are listed all the same, and an unreadable folder is an error.
     let problems = match &loaded {
         Ok(project) => project.problems.clone(),
-        Err(_) => project::read_digests(config, CacheUse::Read)?.0.problems,
+        Err(_) => project::read_digests(config, &project::week_rule(config), CacheUse::Read)?.0.problems,
     };
     let mut files: Vec<_> = problems.iter().map(|p| &p.path).collect();
     files.dedup();
