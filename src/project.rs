@@ -161,14 +161,19 @@ impl Project {
     /// Numbers from the record, revision times, and closest links that lead only to published issues.
     fn refresh(&mut self) {
         issue::number_issues(&mut self.issues, &self.record.numbers());
-        for issue in &mut self.issues {
-            issue.revised = self.record.get(&issue.id).and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
-        }
+        self.set_revised();
         let published: BTreeSet<String> = self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
         let homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
         // A light issue's links are resolved when it is read whole (`whole`).
         self.issues.iter_mut().filter(|i| !i.is_light()).for_each(|issue| homes.resolve(issue));
         self.homes = homes;
+    }
+
+    /// Each issue's revision time, from the record.
+    fn set_revised(&mut self) {
+        for issue in &mut self.issues {
+            issue.revised = self.record.get(&issue.id).and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
+        }
     }
 
     /// How many digest files `whole` has read again so far.
@@ -370,7 +375,13 @@ impl Project {
         }
         if !changes.is_empty() {
             self.record = publications::publish(store.pool(), &changes, self.now.timestamp()).await?;
-            self.refresh();
+            if new.is_empty() {
+                // Only revisions: the numbers, what is published and so where links lead are as
+                // they were (rebuilding the links took 40 ms of a build over 100,000 digests).
+                self.set_revised();
+            } else {
+                self.refresh();
+            }
         }
         Ok(new)
     }

@@ -227,32 +227,37 @@ pub(crate) struct Theme<'a> {
 /// Themes by slug, built in one pass over the archive (themes that differ only in case or
 /// punctuation share a slug, and so a feed).
 pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
-    let mut themes: BTreeMap<String, Theme> = BTreeMap::new();
-    // Few names, many digests: each name's slug is made once.
-    let mut slugs: foldhash::HashMap<&str, String> = Default::default();
-    for name in issues.iter().flat_map(|i| i.digests()).flat_map(|d| &d.themes) {
-        if !slugs.contains_key(name.as_str()) {
-            slugs.insert(name, slug(name));
-        }
-    }
+    // Few names, many digests: each name is hashed once a digest to find its slug's place, and
+    // each slug is made once. A theme's name is the first that gave its slug.
+    let mut place_of_name: foldhash::HashMap<&str, usize> = Default::default();
+    let mut place_of_slug: foldhash::HashMap<String, usize> = Default::default();
+    let mut themes: Vec<Theme> = Vec::new();
+    let mut seen: Vec<usize> = Vec::new();
     for issue in issues {
         for d in issue.digests() {
-            for (k, name) in d.themes.iter().enumerate() {
-                let slug = &slugs[name.as_str()];
-                // A digest counts once for each slug, whatever names it gives the theme.
-                if d.themes[..k].iter().any(|earlier| slugs[earlier.as_str()] == *slug) {
-                    continue;
-                }
-                match themes.get_mut(slug.as_str()) {
-                    Some(theme) => theme.digests.push((issue, d)),
+            seen.clear();
+            for name in &d.themes {
+                let place = match place_of_name.get(name.as_str()) {
+                    Some(&place) => place,
                     None => {
-                        themes.insert(slug.clone(), Theme { name: name.clone(), slug: slug.clone(), digests: vec![(issue, d)] });
+                        let slug = slug(name);
+                        let place = *place_of_slug.entry(slug.clone()).or_insert_with(|| {
+                            themes.push(Theme { name: name.clone(), slug, digests: Vec::new() });
+                            themes.len() - 1
+                        });
+                        place_of_name.insert(name, place);
+                        place
                     }
+                };
+                // A digest counts once for each slug, whatever names it gives the theme.
+                if !seen.contains(&place) {
+                    seen.push(place);
+                    themes[place].digests.push((issue, d));
                 }
             }
         }
     }
-    themes
+    themes.into_iter().map(|t| (t.slug.clone(), t)).collect()
 }
 
 /// One theme's feed, before it is rendered: what it is made from.
@@ -386,6 +391,23 @@ mod tests {
         assert_eq!(json["items"][1]["date_published"], "2023-07-23T00:00:00Z");
         let parsed = feed_rs::parser::parse(files["feed.json"].as_bytes()).unwrap();
         assert_eq!(parsed.entries.len(), 2);
+    }
+
+    #[test]
+    fn themes_sharing_a_slug_are_one_named_as_first_seen_and_count_a_digest_once() {
+        let mut issues = testing::issues();
+        let mut all: Vec<&mut Digest> = issues.iter_mut().flat_map(|i| i.days.iter_mut().flat_map(|d| d.digests.iter_mut())).collect();
+        assert!(all.len() >= 3);
+        all[0].themes = vec!["Open Models".into(), "open models!".into(), "Safety".into()];
+        all[1].themes = vec!["OPEN  models".into()];
+        all.iter_mut().skip(2).for_each(|d| d.themes.clear());
+        let ids: Vec<String> = all.iter().take(2).map(|d| d.id.clone()).collect();
+        let index = theme_index(&issues);
+        assert_eq!(index.keys().map(String::as_str).collect::<Vec<_>>(), ["open-models", "safety"]);
+        let open = &index["open-models"];
+        assert_eq!(open.name, "Open Models");
+        assert_eq!(open.digests.iter().map(|(_, d)| d.id.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(index["safety"].digests.iter().map(|(_, d)| d.id.clone()).collect::<Vec<_>>(), ids[..1]);
     }
 
     #[test]
