@@ -478,6 +478,25 @@ mod tests {
         assert_eq!(applied as usize, SQLITE_MIGRATIONS.iter().count());
     }
 
+    /// `.cargo/config.toml` builds SQLite without the extensions the store never uses (a shorter
+    /// clean build); this fails if that setting stops reaching the C compile, and if something the
+    /// store needs goes with them.
+    #[tokio::test]
+    async fn sqlite_is_built_without_the_unused_extensions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("gazette.db")).await.unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool().sqlite()).await.unwrap();
+        for gone in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB", "SOUNDEX"] {
+            assert!(!options.iter().any(|o| o == gone), "{gone} is still compiled in: {options:?}");
+        }
+        for kept in ["ENABLE_COLUMN_METADATA", "DEFAULT_FOREIGN_KEYS", "THREADSAFE=1"] {
+            assert!(options.iter().any(|o| o == kept), "{kept} is missing: {options:?}");
+        }
+        let json: String = sqlx::query_scalar("SELECT json_extract('{\"a\":[1,2]}', '$.a')").fetch_one(store.pool().sqlite()).await.unwrap();
+        assert_eq!(json, "[1,2]");
+        store.close().await;
+    }
+
     #[test]
     fn the_compiled_in_migrations_are_the_folders_files_with_sqlxs_checksums() {
         for (backend, migrator) in [("sqlite", &*SQLITE_MIGRATIONS), ("postgres", &*POSTGRES_MIGRATIONS)] {
