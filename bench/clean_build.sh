@@ -13,7 +13,7 @@ BASE=$1 ROUNDS=${2:-2} WORK=${3:-/tmp/gazette-clean-build}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$WORK"
 rm -rf "$WORK/base"
-git -C "$ROOT" worktree add --force --detach "$WORK/base" "$BASE" >/dev/null
+git -C "$ROOT" worktree add --quiet --force --detach "$WORK/base" "$BASE" >/dev/null
 trap 'git -C "$ROOT" worktree remove --force "$WORK/base"' EXIT
 
 # The longest units of a cargo timing report (its UNIT_DATA), with their share of the units' time.
