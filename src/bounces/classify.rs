@@ -5,6 +5,8 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders};
 
+use super::reason::{Reason, Scope, reason_of};
+
 /// What kind of message it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -21,11 +23,22 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub address: String,
-    /// A 5.x.x status, or a report that gives up: do not mail again. Otherwise a 4.x.x or a
-    /// delay: the server is still trying, or may accept it later.
-    pub permanent: bool,
+    /// Why it failed, which decides what it does to the reader (`Reason::scope`).
+    pub reason: Reason,
     /// The status and the server's words, for the record.
-    pub reason: String,
+    pub detail: String,
+}
+
+impl Failure {
+    /// Whose problem it is.
+    pub fn scope(&self) -> Scope {
+        self.reason.scope()
+    }
+
+    /// Only a failure of the address itself is permanent.
+    pub fn is_permanent(&self) -> bool {
+        self.scope() == Scope::Address
+    }
 }
 
 /// What a message says, and the clues to whom it is about.
@@ -56,12 +69,19 @@ impl Report {
         }
     }
 
+    /// Failures of the address: the reader is bounced.
     pub fn permanent(&self) -> impl Iterator<Item = &Failure> {
-        self.failures.iter().filter(|f| f.permanent)
+        self.failures.iter().filter(|f| f.scope() == Scope::Address)
     }
 
+    /// Failures of the mailbox or the mail system: counted against the reader as temporary.
     pub fn temporary(&self) -> impl Iterator<Item = &Failure> {
-        self.failures.iter().filter(|f| !f.permanent)
+        self.failures.iter().filter(|f| f.scope() == Scope::Mailbox)
+    }
+
+    /// Refusals of the message or the sender: never the reader's fault.
+    pub fn refused(&self) -> impl Iterator<Item = &Failure> {
+        self.failures.iter().filter(|f| f.scope() == Scope::Sender)
     }
 }
 
@@ -128,13 +148,13 @@ fn delivery_status(message: &Message) -> Report {
         if reason.is_empty() {
             reason = action.clone();
         }
-        failures.push(Failure { address, permanent, reason });
+        failures.push(Draft { address, permanent, reason });
     }
     if failures.is_empty() {
         let said = if actions.is_empty() { "no recipient".to_string() } else { actions.join(", ") };
         return Report::ignored(format!("a delivery status notification that reports no failure ({said})"));
     }
-    Report { kind: Kind::Bounce, failures, ..Report::ignored("") }
+    Report { kind: Kind::Bounce, failures: failures.into_iter().map(Draft::into_failure).collect(), ..Report::ignored("") }
 }
 
 /// `rfc822; reader@example.org` → `reader@example.org`, with RFC 3461's xtext (`+2B`) decoded.
@@ -233,7 +253,7 @@ fn legacy(message: &Message) -> Option<Report> {
     if failures.is_empty() {
         return None;
     }
-    Some(Report { kind: Kind::Bounce, failures, ..Report::ignored("") })
+    Some(Report { kind: Kind::Bounce, failures: failures.into_iter().map(Draft::into_failure).collect(), ..Report::ignored("") })
 }
 
 /// Sent by a mail server rather than a person: the null return path, a mailer-daemon or
@@ -267,7 +287,7 @@ fn from_mail_system(message: &Message) -> bool {
 
 /// qmail ("Hi. This is the qmail-send program at …"), and Yahoo's mail servers, which write the
 /// same layout: `<address>:` then the reason, up to "--- Below this line is a copy of the message."
-fn qmail(body: &str) -> Option<Vec<Failure>> {
+fn qmail(body: &str) -> Option<Vec<Draft>> {
     let starts = ["This is the qmail-send program", "Sorry, we were unable to deliver your message to the following address"];
     let start = starts.iter().filter_map(|s| body.find(s)).min()?;
     let section = before_copy(&body[start..]);
@@ -280,7 +300,7 @@ fn qmail(body: &str) -> Option<Vec<Failure>> {
         let following: Vec<&str> = lines[i + 1..].iter().map(|l| l.trim()).take_while(|l| !l.is_empty() && !l.starts_with('<')).collect();
         let reason = std::iter::once(same_line).chain(following).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
         let permanent = !is_temporary(&reason);
-        failures.push(Failure { address: address.to_string(), permanent, reason: shorten(&reason) });
+        failures.push(Draft { address: address.to_string(), permanent, reason: shorten(&reason) });
     }
     Some(failures)
 }
@@ -288,7 +308,7 @@ fn qmail(body: &str) -> Option<Vec<Failure>> {
 /// Postfix's report without the machine-readable part: "This is the mail system at host …" (or,
 /// from older versions, "This is the Postfix program at host …"), then `<address>: reason`.
 /// "THIS IS A WARNING ONLY" marks a delay.
-fn postfix_text(body: &str) -> Option<Vec<Failure>> {
+fn postfix_text(body: &str) -> Option<Vec<Draft>> {
     let start = ["This is the mail system at host", "This is the Postfix program at host"].iter().filter_map(|s| body.find(s)).min()?;
     let section = before_copy(&body[start..]);
     let warning = section.contains("THIS IS A WARNING ONLY");
@@ -302,7 +322,7 @@ fn postfix_text(body: &str) -> Option<Vec<Failure>> {
         let following = lines[i + 1..].iter().take_while(|l| l.starts_with([' ', '\t'])).map(|l| l.trim());
         let reason = std::iter::once(reason.trim()).chain(following).collect::<Vec<_>>().join(" ");
         let permanent = !warning && !is_temporary(&reason);
-        failures.push(Failure { address: address.trim().to_string(), permanent, reason: shorten(&reason) });
+        failures.push(Draft { address: address.trim().to_string(), permanent, reason: shorten(&reason) });
     }
     Some(failures)
 }
@@ -310,7 +330,7 @@ fn postfix_text(body: &str) -> Option<Vec<Failure>> {
 /// Sendmail (and AOL's servers, which were Sendmail's): "----- The following addresses had
 /// permanent fatal errors -----" or "… transient non-fatal errors -----", then one `<address>`
 /// a line, each perhaps with "(reason: …)" below.
-fn sendmail(body: &str) -> Option<Vec<Failure>> {
+fn sendmail(body: &str) -> Option<Vec<Draft>> {
     let markers = [("had permanent fatal errors", true), ("had transient non-fatal errors", false)];
     let mut failures = Vec::new();
     let mut found = false;
@@ -318,7 +338,7 @@ fn sendmail(body: &str) -> Option<Vec<Failure>> {
         let Some(at) = body.find(marker) else { continue };
         found = true;
         let section = body[at..].lines().skip(1);
-        let mut current: Option<Failure> = None;
+        let mut current: Option<Draft> = None;
         for line in section {
             let line = line.trim();
             if line.is_empty() || line.starts_with("-----") {
@@ -326,7 +346,7 @@ fn sendmail(body: &str) -> Option<Vec<Failure>> {
             }
             if let Some(address) = line.strip_prefix('<').and_then(|l| l.split('>').next()) {
                 failures.extend(current.take());
-                current = Some(Failure { address: address.trim().to_string(), permanent, reason: String::new() });
+                current = Some(Draft { address: address.trim().to_string(), permanent, reason: String::new() });
             } else if let Some(f) = current.as_mut() {
                 let reason = line.trim_start_matches("(reason:").trim_end_matches(')').trim();
                 f.reason = if f.reason.is_empty() { reason.to_string() } else { format!("{} {reason}", f.reason) };
@@ -353,7 +373,7 @@ fn sendmail(body: &str) -> Option<Vec<Failure>> {
 /// Exchange's and Outlook's non-delivery notices without a machine-readable part: "The following
 /// recipient(s) cannot be reached:" (or "could not be reached", "Delivery has failed to these
 /// recipients or groups:"), then the recipients, each with an `#5.1.1`-style status.
-fn exchange(body: &str) -> Option<Vec<Failure>> {
+fn exchange(body: &str) -> Option<Vec<Draft>> {
     let markers = [
         "The following recipient(s) cannot be reached:",
         "The following recipient(s) could not be reached:",
@@ -369,14 +389,14 @@ fn exchange(body: &str) -> Option<Vec<Failure>> {
         .unwrap_or(section.len());
     // Exchange names the recipient and puts the status on the following lines: a status applies
     // to the addresses above it that have none yet.
-    let mut failures: Vec<Failure> = Vec::new();
+    let mut failures: Vec<Draft> = Vec::new();
     let mut open = 0;
     for line in section[..end].lines().map(str::trim).filter(|l| !l.is_empty()) {
         let addresses = addresses_in(line);
         if !addresses.is_empty() && !line.starts_with('<') {
             for address in addresses {
                 if !failures.iter().any(|f| f.address.eq_ignore_ascii_case(&address)) {
-                    failures.push(Failure { address, permanent: true, reason: String::new() });
+                    failures.push(Draft { address, permanent: true, reason: String::new() });
                 }
             }
             continue;
@@ -399,7 +419,7 @@ fn exchange(body: &str) -> Option<Vec<Failure>> {
 
 /// Lotus Notes (Domino): "Your message … was not delivered to: <address> because: <reason>";
 /// a "DELIVERY DELAY NOTIFICATION" is temporary.
-fn lotus(body: &str, subject: &str) -> Option<Vec<Failure>> {
+fn lotus(body: &str, subject: &str) -> Option<Vec<Draft>> {
     let (marker, permanent) = [("was not delivered to:", true), ("has not been delivered to:", false)]
         .into_iter()
         .find(|(m, _)| body.contains(m))?;
@@ -408,7 +428,7 @@ fn lotus(body: &str, subject: &str) -> Option<Vec<Failure>> {
     let reason = why.lines().map(str::trim).skip_while(|l| l.is_empty()).take_while(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
     let permanent = permanent && !subject.to_ascii_uppercase().contains("DELAY") && !is_temporary(&reason);
     let reason = shorten(if reason.is_empty() { "not delivered" } else { &reason });
-    Some(addresses_in(who).into_iter().map(|address| Failure { address, permanent, reason: reason.clone() }).collect())
+    Some(addresses_in(who).into_iter().map(|address| Draft { address, permanent, reason: reason.clone() }).collect())
 }
 
 /// The part of a report before the returned copy of the message: addresses in the copy are the
@@ -449,6 +469,24 @@ fn first_status(text: &str) -> Option<String> {
         let reply = w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(w.as_bytes()[0], b'4' | b'5');
         (enhanced || reply).then(|| w.to_string())
     })
+}
+
+/// A failure as the format readers find it, before its reason is read.
+struct Draft {
+    address: String,
+    permanent: bool,
+    reason: String,
+}
+
+impl Draft {
+    fn into_failure(self) -> Failure {
+        let status = first_status(&self.reason);
+        let mut reason = reason_of(status.as_deref().filter(|s| s.contains('.')), None, &self.reason);
+        if reason == Reason::Undefined && self.permanent {
+            reason = Reason::UserUnknown;
+        }
+        Failure { address: self.address, reason, detail: self.reason }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

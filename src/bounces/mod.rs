@@ -6,11 +6,13 @@
 
 pub mod classify;
 pub mod mailbox;
+pub mod reason;
 pub mod source;
 
 use sha2::Digest;
 
 pub use classify::{Failure, Kind, Report, classify};
+pub use reason::{Reason, Scope, reason_of};
 
 use crate::config::Config;
 use crate::store::bounces::{BounceEvent, Effect, EventKind};
@@ -130,7 +132,7 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
         let (kind, address, reason) = match report.kind {
             Kind::Complaint => (EventKind::Complaint, report.complained.first().cloned(), format!("{} report", report.note)),
             _ => match report.permanent().next().or_else(|| report.temporary().next()) {
-                Some(f) => (if f.permanent { EventKind::Permanent } else { EventKind::Temporary }, Some(f.address.clone()), f.reason.clone()),
+                Some(f) => (if f.is_permanent() { EventKind::Permanent } else { EventKind::Temporary }, Some(f.address.clone()), f.detail.clone()),
                 None => return Ok(Vec::new()),
             },
         };
@@ -143,7 +145,7 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
         _ => report
             .failures
             .iter()
-            .map(|f| (f.address.clone(), if f.permanent { EventKind::Permanent } else { EventKind::Temporary }, f.reason.clone()))
+            .map(|f| (f.address.clone(), if f.is_permanent() { EventKind::Permanent } else { EventKind::Temporary }, f.detail.clone()))
             .collect(),
     };
     let mut targets: Vec<Target> = Vec::new();
@@ -168,7 +170,7 @@ pub fn describe(p: &Processed) -> String {
         Kind::Bounce => r
             .failures
             .iter()
-            .map(|f| format!("{} failure for {} ({})", if f.permanent { "permanent" } else { "temporary" }, f.address, f.reason))
+            .map(|f| format!("{} failure for {} ({}: {})", if f.is_permanent() { "permanent" } else { "temporary" }, f.address, f.reason, f.detail))
             .collect::<Vec<_>>()
             .join("; "),
     };
