@@ -10,7 +10,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::reason::{Reason, Scope, first_enhanced_status, reason_of};
+use super::reason::{Reason, Scope, Stage, first_enhanced_status, reason_at, stage_in};
 
 /// What kind of message it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -138,6 +138,8 @@ impl Report {
 /// Reads `raw`. `bounce_address` is `[email] bounce_address`, whose `local+token@domain` forms
 /// are looked for anywhere in the message.
 pub fn classify(raw: &[u8], bounce_address: Option<&lettre::Address>) -> Report {
+    // Some notices arrive with empty lines before their headers.
+    let raw = raw.trim_ascii_start();
     let message = match MessageParser::default().parse(raw) {
         Some(m) if m.headers().iter().any(|h| !matches!(h.name, mail_parser::HeaderName::Other(_))) || raw.starts_with(b"From ") => m,
         _ => return Report::ignored(Ignored::NotAMessage, "not an email message (no headers)"),
@@ -212,6 +214,8 @@ impl Notice {
             text.push('\n');
         }
         let end = copy_starts(&text);
+        // A copy returned inline: its headers name the original's sender, never a recipient.
+        let inline_copy: String = text[end..].lines().skip(1).skip_while(|l| l.trim().is_empty()).take_while(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("\n");
         text.truncate(end);
         let subject = message.subject().unwrap_or("").to_string();
         let mut own: Vec<String> = Vec::new();
@@ -223,11 +227,16 @@ impl Notice {
             }
         };
         header_addresses(message, &["From", "To", "Cc", "Sender", "Reply-To", "Return-Path", "Delivered-To", "X-Original-To", "Envelope-To"], &mut own);
-        let returned = returned_headers(message);
+        let mut returned = returned_headers(message);
+        if !inline_copy.is_empty() {
+            returned.push(inline_copy);
+        }
         for block in &returned {
+            // A forged message may come "from" its recipient: the recipient stays a recipient.
+            let to: Vec<String> = ["To", "Cc"].iter().filter_map(|n| header(block, n)).flat_map(|v| addresses_in(&v)).map(|a| a.to_lowercase()).collect();
             for name in ["From", "Sender", "Reply-To", "Return-Path"] {
                 if let Some(v) = header(block, name) {
-                    own.extend(addresses_in(&v));
+                    own.extend(addresses_in(&v).into_iter().filter(|a| !to.contains(&a.to_lowercase())));
                 }
             }
         }
@@ -246,6 +255,11 @@ impl Notice {
     fn is_own(&self, address: &str) -> bool {
         let a = address.to_lowercase();
         self.own.contains(&a) || is_system_address(&a)
+    }
+
+    /// The step of the dialogue the lines naming `address` say (a transcript's `>>> RCPT To:<a>`).
+    fn stage_of(&self, address: &str) -> Stage {
+        self.text.lines().filter(|l| l.to_lowercase().contains(address)).map(stage_in).find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown)
     }
 
     /// The failed recipients the notice names, each with the words about it.
@@ -301,10 +315,17 @@ impl Notice {
     /// A failure for `address`: the reason from `near` (the words about that address) where they
     /// name one, else from the whole notice.
     fn failure(&self, address: String, original: Option<String>, status: Option<&str>, near: &str) -> Failure {
-        let mut reason = reason_of(status, None, near);
+        self.failure_at(Stage::Unknown, address, original, status, near)
+    }
+
+    /// The same, with the step of the dialogue if the caller knows it; otherwise the words near
+    /// the address say it, or the whole notice.
+    fn failure_at(&self, stage: Stage, address: String, original: Option<String>, status: Option<&str>, near: &str) -> Failure {
+        let stage = [stage, stage_in(near), self.stage_of(&address), stage_in(&self.text)].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
+        let mut reason = reason_at(stage, status, None, near);
         let mut detail = near.to_string();
-        if reason == Reason::Undefined || (status.is_none() && first_enhanced_status(near).is_none() && reason_is_vague(reason)) {
-            let whole = reason_of(status, None, &self.text);
+        if reason == Reason::Undefined {
+            let whole = reason_at(stage, status, None, &self.text);
             if whole != Reason::Undefined {
                 reason = whole;
                 if detail.is_empty() {
@@ -550,8 +571,8 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
             continue;
         }
         let final_recipient = record.get("final-recipient").map(|v| typed_address(v));
-        let original = record.get("original-recipient").map(|v| typed_address(v)).filter(|a| plausible_address(a));
-        let address = match final_recipient.filter(|a| plausible_address(a)).or_else(|| original.clone()) {
+        let original = record.get("original-recipient").map(|v| typed_address(v)).filter(|a| named_address(a));
+        let address = match final_recipient.filter(|a| named_address(a)).or_else(|| original.clone()) {
             Some(a) => a,
             // "Final-Recipient: LOCAL; user": the address is in the text or the headers.
             None => match notice.failed_header.first().cloned().or_else(|| notice.returned_to.clone()) {
@@ -559,18 +580,28 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
                 None => continue,
             },
         };
+        // Exim names the address an alias led to, "(generated from <the address sent to>)",
+        // and reports the latter: the failed address is the former.
+        let (address, original) = match generated_from(&lines, &address) {
+            Some(generated) => (generated, Some(address)),
+            None => (address, original),
+        };
         let original = original.filter(|o| *o != address);
         if failures.iter().any(|f| f.address == address) {
             continue;
         }
         let diagnostic = record.get("diagnostic-code").map(|d| d.split_once(';').map_or(d.as_str(), |(_, text)| text).trim().to_string()).unwrap_or_default();
         // The fields first; where they say nothing specific, the words of the notice about
-        // this recipient, then the whole notice.
-        let mut reason = reason_of(status.as_deref(), None, &diagnostic);
+        // this recipient, then the whole notice. The step of the dialogue is often said only
+        // in the notice ("in reply to RCPT TO command").
+        let near = lines.iter().position(|l| l.to_lowercase().contains(&address)).map(|i| words_about(&lines, i, &address, &[])).unwrap_or_default();
+        let stage = [stage_in(&diagnostic), stage_in(&near), notice.stage_of(&address)].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
+        // A specific status in the server's own words outranks the report's summary of it.
+        let status = first_enhanced_status(&diagnostic).filter(|s| is_specific_status(s)).or(status);
+        let mut reason = reason_at(stage, status.as_deref(), None, &diagnostic);
         let mut detail = [status.clone().unwrap_or_default(), diagnostic.clone()].join(" ").trim().to_string();
         if reason == Reason::Undefined || (diagnostic.is_empty() && reason_is_vague(reason)) || (reason == Reason::UserUnknown && diagnostic.is_empty()) {
-            let near = lines.iter().position(|l| l.to_lowercase().contains(&address)).map(|i| words_about(&lines, i, &address, &[])).unwrap_or_default();
-            let from_notice = notice.failure(address.clone(), None, status.as_deref(), &near);
+            let from_notice = notice.failure_at(stage, address.clone(), None, status.as_deref(), &near);
             if from_notice.reason != Reason::Undefined && !(reason == Reason::UserUnknown && reason_is_vague(from_notice.reason)) {
                 reason = from_notice.reason;
             }
@@ -589,27 +620,56 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
     Some(Report::bounce(failures))
 }
 
-/// The per-recipient records of a delivery-status body: fields unfolded, names lowercased. A
-/// record begins at each recipient field (servers do not all leave the empty line between
-/// records that RFC 3464 asks for); the fields about the message come before the first.
+/// The address on the line above "(generated from `address`)", if the notice has one.
+fn generated_from(lines: &[&str], address: &str) -> Option<String> {
+    let at = lines.iter().position(|l| {
+        let l = l.to_lowercase();
+        l.contains("generated from") && l.contains(address)
+    })?;
+    let above = lines[..at].iter().rev().find(|l| !l.trim().is_empty())?;
+    addresses_in(above).into_iter().next().map(|a| a.to_lowercase()).filter(|a| a != address)
+}
+
+/// `5.7.1` but not `5.0.0` or `5.1.10`: a class, a subject and a detail, each one digit, neither 0.
+fn is_specific_status(status: &str) -> bool {
+    let b = status.as_bytes();
+    b.len() == 5 && matches!(b[0], b'4' | b'5') && b[1] == b'.' && (b'1'..=b'9').contains(&b[2]) && b[3] == b'.' && (b'1'..=b'9').contains(&b[4])
+}
+
+/// The per-recipient records of a delivery-status body: fields unfolded, names lowercased. The
+/// records are the blocks between empty lines that name a recipient (RFC 3464 §2.1); a block that
+/// names several (servers do not all leave the empty line) is cut at each Final-Recipient.
 fn recipient_records(text: &str) -> Vec<std::collections::HashMap<String, String>> {
-    let mut records: Vec<std::collections::HashMap<String, String>> = Vec::new();
-    let mut current: Option<std::collections::HashMap<String, String>> = None;
-    for (name, value) in fields(text) {
-        let starts = match name.as_str() {
-            "final-recipient" => current.as_ref().is_none_or(|c| c.contains_key("final-recipient")),
-            "original-recipient" => current.as_ref().is_none_or(|c| c.contains_key("original-recipient") || c.contains_key("final-recipient")),
-            _ => false,
-        };
-        if starts {
-            records.extend(current.take());
-            current = Some(std::collections::HashMap::new());
+    let mut records = Vec::new();
+    let text = text.replace("\r\n", "\n");
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let fields = fields(block);
+        let recipients = fields.iter().filter(|(k, _)| k == "final-recipient").count();
+        if recipients == 0 && !fields.iter().any(|(k, _)| k == "original-recipient") {
+            continue;
         }
-        if let Some(record) = current.as_mut() {
-            record.entry(name).or_insert(value);
+        if recipients <= 1 {
+            let mut record = std::collections::HashMap::new();
+            for (k, v) in fields {
+                record.entry(k).or_insert(v);
+            }
+            records.push(record);
+            continue;
         }
+        let mut current: Option<std::collections::HashMap<String, String>> = None;
+        for (name, value) in fields {
+            let starts = match name.as_str() {
+                "final-recipient" => current.as_ref().is_none_or(|c| c.contains_key("final-recipient")),
+                "original-recipient" => current.as_ref().is_none_or(|c| c.contains_key("original-recipient") || c.contains_key("final-recipient")),
+                _ => false,
+            };
+            if starts {
+                records.extend(current.take());
+            }
+            current.get_or_insert_with(std::collections::HashMap::new).entry(name).or_insert(value);
+        }
+        records.extend(current);
     }
-    records.extend(current);
     records
 }
 
@@ -910,6 +970,12 @@ fn addresses_in(text: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// What a delivery status field names as an address: something on both sides of an `@` and no
+/// space (the report says it is an address; its domain may be one no resolver would take).
+fn named_address(text: &str) -> bool {
+    text.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !text.contains(char::is_whitespace))
 }
 
 /// One `@` with something on both sides, and a dot in a domain of letters, digits, dots and hyphens.

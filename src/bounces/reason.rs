@@ -212,14 +212,38 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The step of the SMTP dialogue a server refused at, where it is known: a refusal of the
+/// recipient's address means more at RCPT TO than after the message was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The connection, its greeting, HELO/EHLO or MAIL FROM: before any recipient was named.
+    Session,
+    /// RCPT TO: the recipient was refused.
+    Recipient,
+    /// DATA or its end: the message was refused.
+    Message,
+    /// Not said.
+    Unknown,
+}
+
 /// The reason for what a server said: `status` an enhanced status code (`5.1.1`) if one was given
 /// apart from the text (a DSN's Status field), `reply` a reply code (`550`) likewise, and `text`
-/// the server's words, which may hold either code too.
+/// the server's words, which may hold either code too, and may say at which step it refused
+/// ("in reply to RCPT TO command").
+pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
+    let said = normalize(text);
+    reason_at(stage_in(&said), status, reply, &said)
+}
+
+/// The reason for a server's reply at a known step of the dialogue (the send's own replies).
 ///
 /// Words that name a cause outrank a code ("mailbox full" under a 5.1.1 is a full mailbox; "user
 /// unknown" under a 5.7.1 is an unknown user), in the order of [`FIRST`]; a code that names a
-/// cause outranks vaguer words ([`SECOND`]); then the class of the code.
-pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
+/// cause outranks vaguer words ([`SECOND`]); then the class of the code. Words that say the
+/// address is unknown make it unknown only with a status that says so or at RCPT TO: after the
+/// message was sent, or where the step is not said, they are as often a filter's refusal that
+/// borrows the words, and count as `Filtered` (Sisimai reads them the same way).
+pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
     let said = normalize(text);
     let status = status.and_then(enhanced_status).or_else(|| first_enhanced_status(&said));
     let reply = reply.or_else(|| first_reply_code(&said));
@@ -230,12 +254,21 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
 
     let mut reason = None;
     for r in FIRST {
-        if says(r) {
-            reason = Some(r);
-            break;
-        }
-        // A status that says the address is unknown yields to words naming another cause.
-        if by_status == Some(r) && !(r == Reason::UserUnknown && OVERRIDE_UNKNOWN.iter().any(|o| says(*o))) {
+        let by_words = says(r);
+        let decided = match r {
+            Reason::UserUnknown => {
+                (by_status == Some(r) && !OVERRIDE_UNKNOWN.iter().any(|o| says(*o)))
+                    || (by_words && stage == Stage::Recipient)
+                    || directory_says_unknown().is_match(&said)
+            }
+            Reason::Filtered => {
+                by_status == Some(r) || (!matches!(stage, Stage::Session | Stage::Recipient) && (by_words || says(Reason::UserUnknown)))
+            }
+            // A status that says the domain is unknown yields to words of a network failure.
+            Reason::HostUnknown => by_words || (by_status == Some(r) && !says(Reason::NetworkError)),
+            _ => by_words || by_status == Some(r),
+        };
+        if decided {
             reason = Some(r);
             break;
         }
@@ -243,7 +276,7 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
     let reason = reason
         .or_else(|| SECOND.into_iter().find(|r| says(*r)))
         .or(by_status)
-        .or_else(|| match status.as_deref().map(|s| &s[..3.min(s.len())]) {
+        .or_else(|| match status.as_deref().map(|s| s.get(..3).unwrap_or(s)) {
             Some("5.6" | "4.6") => Some(Reason::ContentError),
             Some("5.7" | "4.7") => Some(Reason::SecurityError),
             _ => None,
@@ -251,6 +284,33 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
         .unwrap_or(Reason::Undefined);
     // A null MX is for good; "not accepting mail" with a 4xx is the system's state for now.
     if reason == Reason::NotAccept && temporary { Reason::SystemError } else { reason }
+}
+
+/// The step a server's words say it refused at: "in reply to RCPT TO command" (Postfix), "after
+/// RCPT TO:" (Exim), ">>> RCPT To:" (Sendmail's transcript), "end of DATA".
+pub fn stage_in(text: &str) -> Stage {
+    const WORDS: [(Stage, &[&str]); 3] = [
+        (Stage::Recipient, &["rcpt to", "rcpt command", ">>> rcpt", "after rcpt", "recipient address rejected", "does not like recipient", "(state 14)"]),
+        (Stage::Message, &["end of data", "after data", "data command", ">>> data", "in reply to data", "message body", "after end of", "after i sent the message", "(state 17)", "(state 18)"]),
+        (Stage::Session, &["mail from", "helo", "ehlo", "initial connection", "greeting", "banner", "(state 13)"]),
+    ];
+    // A transcript may name several steps: the last one named is where it stopped.
+    let said = normalize(text);
+    WORDS
+        .iter()
+        .filter_map(|(stage, words)| words.iter().filter_map(|w| said.rfind(w)).max().map(|at| (at, *stage)))
+        .max_by_key(|(at, _)| *at)
+        .map_or(Stage::Unknown, |(_, stage)| stage)
+}
+
+/// The words of a server that looked the address up in its own directory and did not find it
+/// (Domino, Exchange): unknown at whatever step, as they are no filter's.
+fn directory_says_unknown() -> &'static regex::Regex {
+    static WORDS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"not listed in (the )?([a-z]+ )?(public )?(address book|directory)|recipient name is not recognized|unknown recipient|recipient address not found in directory|no such recipient in (the )?directory")
+            .expect("a valid regular expression")
+    });
+    &WORDS
 }
 
 /// Reasons whose words are looked for first, and which a status code alone may also decide.
@@ -274,7 +334,7 @@ const FIRST: [Reason; 13] = [
 const OVERRIDE_UNKNOWN: [Reason; 6] = [Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept];
 
 /// Reasons found by their words only, after the status code had its say.
-const SECOND: [Reason; 12] = [
+const SECOND: [Reason; 11] = [
     Reason::PolicyViolation,
     Reason::VirusDetected,
     Reason::SecurityError,
@@ -286,7 +346,6 @@ const SECOND: [Reason; 12] = [
     Reason::NotAccept,
     Reason::MailerError,
     Reason::SyntaxError,
-    Reason::Undefined,
 ];
 
 /// What each enhanced status code (RFC 3463) says by itself, where it says something specific.
@@ -388,13 +447,13 @@ const PATTERNS: &[(Reason, &str)] = &[
     // Relaying.
     (Reason::NoRelaying, r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|(unable|not allowed|not permitted) to relay|relaying mail to|not an open relay|not a gateway|not local host|this system is not configured to relay|we don'?t handle mail for|requires authentication when attempting to send to a non-local|isn'?t in my list of allowed rcpthosts|cannot relay|relay not authorized"),
     // The address does not exist.
-    (Reason::UserUnknown, r"(user|recipient|mailbox|address|account|addressee)( name)? (is )?(unknown|not known|not found|not exist|does not exist|doesn'?t exist|not listed|invalid|unavailable|not recognized|not present)|unknown (user|recipient|mailbox|local[- ]part|e-?mail address|address|account)|no (such|valid) (user|recipient|mailbox|address|person|account)|invalid (recipient|mailbox|address|user)|bad[-_ ]?(destination )?(recipient|mailbox|address)|non[- ]?existent (user|address|recipient|mailbox)|does not exist|doesn'?t exist|not a valid (recipient|user|mailbox|address)|is not a (known user|valid mailbox)|no mailbox (here|by that name|found)|mailbox not available|requested action not taken: mailbox unavailable|mailbox unavailable|user not (found|active|exist|known)|not our customer|no account by that name|addressee unknown|recipient not (found|ok)|recipient (is )?not local|unrouteable address in domain|utilisateur inconnu|nessun utente|no existe|no one at this address|no longer (valid|accepts mail|in use)|account (has been )?(closed|expired|deleted|removed)|user doesn'?t have an? .+ account|resolver\.adr\.recip(ient)? ?notfound|recipnotfound|badrcptto|not in my validrcptto|email account that you tried to reach does not exist|does not have an account|address rejected: (user unknown|unknown user|invalid user)|user unknown|mailbox name not allowed|not listed in (the )?(domino )?directory|recipient name is not recognized|unknown recipient"),
+    (Reason::UserUnknown, r"(user|recipient|mailbox|address|account|addressee)( name)? (is )?(unknown|not known|not found|not exist|does not exist|doesn'?t exist|not listed|invalid|unavailable|not recognized|not present)|unknown (user|recipient|mailbox|local[- ]part|e-?mail address|address|account)|no (such|valid) (user|recipient|mailbox|address|person|account)|invalid (recipient|mailbox|address|user)|bad[-_ ]?(destination )?(recipient|mailbox|address)|non[- ]?existent (user|address|recipient|mailbox)|does not exist|doesn'?t exist|not a valid (recipient|user|mailbox|address)|is not a (known user|valid mailbox)|no mailbox (here|by that name|found)|requested action not taken: mailbox unavailable|mailbox unavailable|no mail ?box available|not an active address|user not (found|active|exist|known)|not our customer|no account by that name|addressee unknown|recipient not (found|ok)|recipient (is )?not local|unrouteable address in domain|utilisateur inconnu|nessun utente|no existe|no one at this address|no longer (valid|accepts mail|in use)|account (has been )?(closed|expired|deleted|removed)|user doesn'?t have an? .+ account|resolver\.adr\.recip(ient)? ?notfound|recipnotfound|badrcptto|not in my validrcptto|email account that you tried to reach does not exist|does not have an account|address rejected: (user unknown|unknown user|invalid user)|user unknown|mailbox name not allowed|not listed in (the )?(domino )?directory|recipient name is not recognized|unknown recipient"),
     // The recipient's own filter.
     (Reason::Filtered, r"rejected due to user rules|refused due to recipient preferences|user reject|you have been blocked by the recipient|is not accepting (any )?mail|not currently being accepted for this mailbox|this account is protected by|resolver\.rst\.notauthorized|restricted sms e-mail|refuse to receive mail|domain filter|rejected by (the )?recipient'?s? (mail )?(filter|settings|rules)"),
     // The sender's address refused.
     (Reason::Rejected, r"sender (address |email address |domain )?(rejected|denied|blacklisted|not (allowed|accepted|pre-approved))|(invalid|bad|unknown|unroutable|bogus) (sender|mail from)|sender verify failed|sender (domain )?(must exist|is empty)|domain of sender address|mail from not owned|empty envelope senders? not allowed|null sender is not allowed|no third-party dsns|batv (failed|validation|defense)|not on the recipient's list of senders|sender is (in my black list|spammer)|access denied \(sender blacklisted\)|administrative prohibition|emetteur invalide|fully qualified email address required|you are not allowed to post to this mailing list|does not accept mail from|in reply to mail from command"),
     // No such domain.
-    (Reason::HostUnknown, r"host (or domain name )?(unknown|not found)|unknown (host|domain)|no such (domain|host)|domain (name )?(not found|does not exist|must exist|unknown)|name or service not known|unrout(e)?able (mail )?domain|host unreachable|(the )?account or domain may not exist|mail domain mentioned in email address is unknown|recipient domain must exist|no mx (record|host)|unrout(e)?able address|nxdomain|dns error.*(does not exist|not found)"),
+    (Reason::HostUnknown, r"host (or domain name )?(unknown|not found)|unknown (host|domain)|no such (domain|host)|domain (name )?(not found|does not exist|must exist|unknown)|name or service not known|host unreachable|couldn't find any host|could not find any host|no host (found|by that name)|(the )?account or domain may not exist|mail domain mentioned in email address is unknown|recipient domain must exist|no mx (record|host)|unrout(e)?able address|nxdomain|dns error.*(does not exist|not found)"),
     // Spam.
     (Reason::SpamDetected, r"\bspam\b|unsolicited|bulk (e-?mail|mail|advertising)|junk mail|spamassassin|spam-?like|content filter rejection|rejecting (banned|mail) content|mail content denied|high probability of|message (content )?(rejected|filtered)( for policy reasons| because of unacceptable content)?|blacklisted url|uribl|message looks like|mass mailer|recurrent pattern detection|rated as junk|spambouncer|greylisted"),
     // Too many.
@@ -406,7 +465,7 @@ const PATTERNS: &[(Reason, &str)] = &[
     (Reason::VirusDetected, r"virus|malware|infected|trojan|worm detected"),
     (Reason::SecurityError, r"authenticat(ion|e)|\bspf\b|\bdkim\b|starttls|\btls\b|encryption|not authorized to send|insecure mail relay|verification fail|unauthenticated senders|access denied"),
     (Reason::SystemError, r"system (error|config)|configuration error|local error|internal (server )?error|server error|mail loop|loops back to myself|loop was found|queue file write error|interrupted system call|error while being processed|misconfigured|service (currently )?unavailable|temporary local problem|timeout waiting for input|transaction failed|could not load|i/o error|out of memory|remote server is misconfigured"),
-    (Reason::NetworkError, r"no route to host|host is unreachable|network (is )?unreachable|name ?server|dns (lookup|failure|error|timeout)|host name lookup failure|host not found, try again|routing loop|forwarding loop|hop count exceeded|too many hops|message looping|unable to resolve route|connection (timed out|refused|lost|closed)|could not (connect|initiate smtp conversation)|lost connection|timed out while"),
+    (Reason::NetworkError, r"unrout(e)?able mail domain|malformed (or unexpected )?name server reply|no route to host|host is unreachable|network (is )?unreachable|name ?server|dns (lookup|failure|error|timeout)|host name lookup failure|host not found, try again|routing loop|forwarding loop|hop count exceeded|too many hops|message looping|unable to resolve route|connection (timed out|refused|lost|closed)|could not (connect|initiate smtp conversation)|lost connection|timed out while"),
     (Reason::Expired, r"delivery time expired|expired after|message expired|timed? ?out|giving up on|have been failing for a long time|retry time not reached|been in the queue too long|not (been )?(delivered|reachable) (with)?in|could not be delivered for more than|unable to deliver message after multiple retries|delivery attempts will continue|has been delayed|server did not respond|failed to deliver to domain|not collected after"),
     (Reason::ContentError, r"mime|improperly[- ]formatted|invalid (header|content)|malformed (message|header)|8-?bit|base64|binary content|message header size|too many received"),
     (Reason::SystemFull, r"(mail )?system (is )?full|insufficient system storage|disk full|no space left|congestion"),
