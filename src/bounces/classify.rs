@@ -755,7 +755,15 @@ fn complaint(message: &Message) -> Option<Report> {
     if feedback_type == "not-spam" {
         return Some(Report::ignored(Ignored::NotAComplaint, format!("a feedback report of type `{feedback_type}`, not a spam complaint")));
     }
-    let mut complained: Vec<String> = field("original-rcpt-to").into_iter().chain(field("removal-recipient")).map(|a| typed_address(&a)).collect();
+    // `rfc822; a@b`, or a name and the address in angle brackets ("undisclosed recipient <a@b>").
+    let mut complained: Vec<String> = field("original-rcpt-to")
+        .into_iter()
+        .chain(field("removal-recipient"))
+        .map(|v| {
+            let typed = typed_address(&v);
+            if plausible_address(&typed) { typed } else { addresses_in(&v).into_iter().next().unwrap_or(typed).to_lowercase() }
+        })
+        .collect();
     if complained.is_empty() {
         // The returned message's headers, when the provider did not redact them.
         for block in &returned {
@@ -904,6 +912,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn header(headers: &str, name: &str) -> Option<String> {
     let mut lines = headers.lines().peekable();
     while let Some(line) = lines.next() {
+        // A continuation line is part of the field above (a DKIM signature's `h=To: From:`).
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
         let Some((k, v)) = line.split_once(':') else { continue };
         if k.trim().eq_ignore_ascii_case(name) && !k.contains(' ') {
             let mut value = v.trim().to_string();
@@ -983,6 +995,7 @@ fn plausible_address(word: &str) -> bool {
     match word.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
+                && !local.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '[' | ']'))
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
