@@ -501,3 +501,173 @@ fn reports_in_an_imap_mailbox_on_dovecot_stop_the_next_issue_to_the_bounced_and_
     assert!(String::from_utf8_lossy(&out.stderr).contains("bounce mailbox: 0 read"), "{}", String::from_utf8_lossy(&out.stderr));
     check_policy_and_next_issue(&p, &sink, &readers, &[("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Messages that cannot be read: set aside in the mailbox's Unreadable folder, named in the log,
+// counted by `status`, and the round goes on to publish and send.
+// ---------------------------------------------------------------------------------------------
+
+/// A message with a 20 MB attachment (base64, so about 27 MB): twice the limit.
+fn with_huge_attachment() -> String {
+    let line = "A".repeat(76);
+    let lines = 20 * 1024 * 1024 / 57 + 1;
+    let mut m = String::with_capacity(lines * 78 + 1000);
+    m.push_str(
+        "From: someone@example.com\r\nTo: bounces@signals.example.org\r\nSubject: the slides\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"M0\"\r\n\r\n--M0\r\nContent-Type: text/plain\r\n\r\nAttached.\r\n\r\n\
+         --M0\r\nContent-Type: application/octet-stream; name=\"slides.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+    );
+    for _ in 0..lines {
+        m.push_str(&line);
+        m.push_str("\r\n");
+    }
+    m.push_str("--M0--\r\n");
+    m
+}
+
+/// The mailbox of the issue's "Done when", by a name for each: a real failure notice for the
+/// second reader that the classifier panics on (the test hook of debug builds, which the
+/// integration tests run), an empty message, one with a 20 MB attachment, and a real permanent
+/// failure for the first reader.
+fn unreadable_and_a_bounce(sink: &Sink, readers: &[String]) -> Vec<(&'static str, String)> {
+    let sent = sent_to(sink);
+    let (verp0, id0) = &sent[&readers[0]];
+    let (verp1, id1) = &sent[&readers[1]];
+    let panicking = dsn(verp1, &readers[1], id1, "failed", "5.1.1", "550 5.1.1 User unknown");
+    vec![
+        ("1690000001.M1P1.panic", format!("X-Gazette-Test: panic\r\n{panicking}")),
+        ("1690000002.M2P1.empty", String::new()),
+        ("1690000003.M3P1.huge", with_huge_attachment()),
+        ("1690000004.M4P1.bounce", dsn(verp0, &readers[0], id0, "failed", "5.1.1", "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown")),
+    ]
+}
+
+/// After the round at 2023-07-31 08:05 that read `unreadable_and_a_bounce` (three readers): it
+/// went on, the three bad messages are named in the log with why (`sources`: the panicking,
+/// the empty and the huge one) and counted by `status`, the bounce is applied, and issue #8 went
+/// to the other two.
+fn check_set_aside(p: &Project, sink: &Sink, readers: &[String], (code, log): (i32, String), sources: [&str; 3]) {
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("bounce mailbox: 4 read: 1 bounces, 0 complaints, 0 ignored, 0 about no known subscriber, 3 unreadable"), "{log}");
+    for (source, why) in sources.iter().zip(["reading it made Gazette panic", "it is empty", "MB, over the 10 MB"]) {
+        let line = log.lines().find(|l| l.contains(&format!("{source}: moved to the Unreadable folder"))).unwrap_or_else(|| panic!("{source} is not named: {log}"));
+        assert!(line.contains("WARN") && line.contains(why), "{line}");
+    }
+    assert!(log.contains("X-Gazette-Test: panic") && log.contains("this is a bug in Gazette"), "{log}");
+    assert!(!log.contains("panicked at"), "the caught panic is logged once, not printed by the default panic hook too: {log}");
+
+    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    let status_of = |who: &str| list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string();
+    assert_eq!(status_of(&readers[0]), "bounced", "the real bounce is applied: {list}");
+    assert_eq!(status_of(&readers[1]), "active", "the notice the classifier panicked on changed nothing: {list}");
+
+    // The round published the next issue and sent it to the two still active.
+    let mut next: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    next.sort();
+    assert_eq!(next, [readers[1].clone(), readers[2].clone()], "{log}");
+    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-24", "--json"])).unwrap();
+    assert_eq!((status["number"].as_i64(), status["sent"].as_i64()), (Some(8), Some(2)), "{status}");
+    assert_eq!(status["unreadable"]["count"], 3, "{status}");
+    let mut named: Vec<&str> = status["unreadable"]["newest"].as_array().unwrap().iter().map(|u| u["source"].as_str().unwrap()).collect();
+    named.sort();
+    let mut wanted = sources.to_vec();
+    wanted.sort();
+    assert_eq!(named, wanted, "{status}");
+    assert!(status["unreadable"]["newest"].as_array().unwrap().iter().all(|u| !u["why"].as_str().unwrap().is_empty()), "{status}");
+    let text = p.expect(0, &["status", "--week", "2023-07-24"]);
+    assert!(text.contains("3 messages of the bounce mailbox could not be read and were moved into its Unreadable folder"), "{text}");
+    for (source, why) in sources.iter().zip(["reading it made Gazette panic", "it is empty", "MB, over the 10 MB"]) {
+        assert!(text.lines().any(|l| l.contains(source) && l.contains(why)), "{source}: {text}");
+    }
+}
+
+#[test]
+fn unreadable_messages_in_a_maildir_are_set_aside_and_the_round_publishes_and_sends() {
+    let sink = Sink::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n", sink.smtp_config(), maildir.display().to_string()));
+    let readers = p.import_readers(3);
+    let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
+    assert_eq!((code, sink.messages().len()), (0, 3), "{log}");
+
+    let messages = unreadable_and_a_bounce(&sink, &readers);
+    for (name, text) in &messages {
+        std::fs::write(maildir.join("new").join(name), text).unwrap();
+    }
+    let source = |i: usize| maildir.join("new").join(messages[i].0).display().to_string();
+    let round = once(&p, "2023-07-31T08:05:00+01:00");
+    check_set_aside(&p, &sink, &readers, round, [&source(0), &source(1), &source(2)]);
+
+    // On disk: the three in .Unreadable/cur (whole, seen), the bounce in .Processed/cur, none left.
+    let names = |folder: &str| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(maildir.join(folder)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names("new"), Vec::<String>::new());
+    assert_eq!(names("cur"), Vec::<String>::new());
+    assert_eq!(names(".Unreadable/cur"), messages[..3].iter().map(|(n, _)| format!("{n}:2,S")).collect::<Vec<_>>());
+    assert_eq!(names(".Processed/cur"), [format!("{}:2,S", messages[3].0)]);
+    let huge = std::fs::metadata(maildir.join(".Unreadable/cur").join(format!("{}:2,S", messages[2].0))).unwrap().len();
+    assert_eq!(huge, messages[2].1.len() as u64, "moved as it was");
+
+    // The next round reads nothing again.
+    let (code, log) = once(&p, "2023-07-31T12:00:00+01:00");
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("bounce mailbox: 0 read") && !log.contains("Unreadable folder"), "{log}");
+}
+
+#[test]
+fn unreadable_messages_in_an_imap_mailbox_on_dovecot_are_set_aside_and_the_round_publishes_and_sends() {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!(
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n",
+        sink.smtp_config(),
+        dovecot.port,
+        dovecot.cert().display().to_string()
+    ));
+    let env = [("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)];
+    let readers = p.import_readers(3);
+    let (code, log) = once_with(&p, "2023-07-24T08:05:00+01:00", &env);
+    assert_eq!((code, sink.messages().len()), (0, 3), "{log}");
+
+    let messages = unreadable_and_a_bounce(&sink, &readers);
+    // Dovecot refuses to APPEND an empty message, so that one arrives as a delivery agent would
+    // bring it, last. The server numbers them in the order they came: the panicking one is UID 1,
+    // the huge one 2, the bounce 3, the empty one 4.
+    dovecot.append(&[messages[0].1.clone(), messages[2].1.clone(), messages[3].1.clone()]);
+    dovecot.deliver(messages[1].0, &messages[1].1);
+    assert_eq!(dovecot.count("INBOX"), 4);
+    let source = |uid: usize| format!("imaps://bounces@127.0.0.1:{}/INBOX;UID={uid}", dovecot.port);
+    let round = once_with(&p, "2023-07-31T08:05:00+01:00", &env);
+    check_set_aside(&p, &sink, &readers, round, [&source(1), &source(4), &source(2)]);
+    assert_eq!((dovecot.count("INBOX"), dovecot.count("Unreadable"), dovecot.count("Processed")), (0, 3, 1), "moved, not deleted");
+    // The huge one was never downloaded: Dovecot logs what each session sent (`out=` bytes).
+    let dovecot_log = std::fs::read_to_string(dovecot.dir.path().join("dovecot.log")).unwrap();
+    let sent: Vec<u64> = dovecot_log.split(" out=").skip(1).map(|s| s.split(' ').next().unwrap().trim().parse().unwrap()).collect();
+    assert!(!sent.is_empty() && sent.iter().all(|&n| n < 1024 * 1024), "{dovecot_log}");
+
+    // The next round reads nothing again.
+    let (code, log) = once_with(&p, "2023-07-31T12:00:00+01:00", &env);
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("bounce mailbox: 0 read") && !log.contains("Unreadable folder"), "{log}");
+}
+
+impl Dovecot {
+    /// Puts a message into the account's INBOX as a delivery agent does: written into the maildir's
+    /// `tmp/`, then moved into `new/`, owned by the account's user.
+    fn deliver(&self, name: &str, text: &str) {
+        use std::os::unix::fs::MetadataExt;
+        let maildir = self.dir.path().join("home/bounces/Maildir");
+        let owner = std::fs::metadata(maildir.join("new")).unwrap();
+        let tmp = maildir.join("tmp").join(name);
+        std::fs::write(&tmp, text).unwrap();
+        std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid())).unwrap();
+        std::fs::rename(&tmp, maildir.join("new").join(name)).unwrap();
+    }
+}

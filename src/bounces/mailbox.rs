@@ -1,8 +1,10 @@
 //! `[bounces] mailbox`, read by the scheduler every round and after each send: a maildir on this
 //! machine or an IMAP mailbox (`imaps://`). Each message is processed, then moved into the
 //! `[bounces] processed` folder, so that nothing is read twice and nothing is deleted. A message
-//! whose processing fails stays where it was, and is read again next time (recording it twice
-//! records it once).
+//! that cannot be read or classified (`unreadable`) is moved into the `Unreadable` folder instead,
+//! so that it stops neither this round nor the next. A message whose recording fails (the store
+//! is unreachable) stays where it was, and is read again next time (recording it twice records
+//! it once).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use anyhow::Context;
 use futures_util::TryStreamExt;
 use tokio_rustls::rustls;
 
-use super::{Kind, Processed, process};
+use super::unreadable;
+use super::{Kind, Processed, process_report};
 use crate::config::{Auth, BounceMailbox, Config, ConfigError};
 use crate::deliver::smtp::Secret;
 use crate::store::Store;
@@ -32,6 +35,8 @@ pub struct Polled {
     pub ignored: usize,
     /// Reports attributed to no known subscriber.
     pub unattributed: usize,
+    /// Messages that could not be read or classified, moved into the `Unreadable` folder.
+    pub unreadable: usize,
 }
 
 impl Polled {
@@ -47,14 +52,20 @@ impl Polled {
             self.unattributed += 1;
         }
     }
+
+    /// Counts one message set aside as unreadable.
+    pub fn add_unreadable(&mut self) {
+        self.read += 1;
+        self.unreadable += 1;
+    }
 }
 
 impl std::fmt::Display for Polled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber",
-            self.read, self.bounces, self.complaints, self.ignored, self.unattributed
+            "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber, {} unreadable",
+            self.read, self.bounces, self.complaints, self.ignored, self.unattributed, self.unreadable
         )
     }
 }
@@ -75,32 +86,56 @@ pub async fn poll(config: &Config, store: &Store) -> anyhow::Result<Option<Polle
 // ---------------------------------------------------------------------------------------------
 
 /// A maildir's `new/` and `cur/`, each message moved into the Maildir++ sub-folder
-/// `.<processed>/cur/` once recorded (the layout Dovecot and Courier use for a folder of that name).
+/// `.<processed>/cur/` once recorded (the layout Dovecot and Courier use for a folder of that name),
+/// or into `.Unreadable/cur/` when it cannot be read.
 async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Result<Polled> {
     if !super::source::is_maildir(dir) {
         anyhow::bail!("{} is not a maildir (a folder with cur/, new/ and tmp/ in it)", dir.display());
     }
     let key = store.token_key().await?;
-    let done = dir.join(format!(".{}", config.bounces.processed));
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(done.join(sub)).with_context(|| format!("cannot create {}", done.join(sub).display()))?;
-    }
+    let done = maildir_folder(dir, &config.bounces.processed)?;
     let mut polled = Polled::default();
     for sub in ["new", "cur"] {
         for file in super::source::files_in(&dir.join(sub))? {
-            // Another reader may have moved it meanwhile.
-            let Ok(bytes) = std::fs::read(&file) else { continue };
-            let processed = process(store, &key, config, &bytes, &file.display().to_string(), false).await?;
-            log(&file.display().to_string(), &processed);
-            polled.add_processed(&processed);
+            let source = file.display().to_string();
+            let outcome = match unreadable::read_file(&file) {
+                // Another reader moved it meanwhile.
+                Ok(None) => continue,
+                Ok(Some(bytes)) => match unreadable::read(&bytes, config.email.bounce_address.as_ref()) {
+                    Ok(report) => Ok(process_report(store, &key, config, report, &bytes, &source, false).await?),
+                    Err(why) => Err((why, Some(bytes))),
+                },
+                Err(why) => Err((why, None)),
+            };
+            let folder = match outcome {
+                Ok(processed) => {
+                    log(&source, &processed);
+                    polled.add_processed(&processed);
+                    done.clone()
+                }
+                Err((why, bytes)) => {
+                    unreadable::record(store, &source, &why, bytes.as_deref()).await?;
+                    polled.add_unreadable();
+                    maildir_folder(dir, unreadable::FOLDER)?
+                }
+            };
             let name = file.file_name().expect("a file has a name").to_string_lossy().into_owned();
             // A message taken from new/ is now seen (maildir's info suffix, ":2," and flags).
             let name = if name.contains(":2,") { name } else { format!("{name}:2,S") };
-            let target = done.join("cur").join(&name);
+            let target = folder.join("cur").join(&name);
             std::fs::rename(&file, &target).with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
         }
     }
     Ok(polled)
+}
+
+/// The Maildir++ sub-folder `.<name>` of `dir`, made when missing.
+fn maildir_folder(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let folder = dir.join(format!(".{name}"));
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(folder.join(sub)).with_context(|| format!("cannot create {}", folder.join(sub).display()))?;
+    }
+    Ok(folder)
 }
 
 fn log(source: &str, processed: &Processed) {
@@ -130,7 +165,8 @@ impl async_imap::Authenticator for &XOAuth2 {
 }
 
 /// The folder on the server, its messages fetched, processed and moved one by one (UID MOVE,
-/// RFC 6851; or COPY, then flag and expunge only that UID where MOVE is not offered).
+/// RFC 6851; or COPY, then flag and expunge only that UID where MOVE is not offered), into
+/// `[bounces] processed` or, when one cannot be read, `Unreadable`.
 async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: &str, folder: &str) -> anyhow::Result<Polled> {
     let whom = format!("imaps://{user}@{host}:{port}");
     let secret = match &config.bounces.password_command {
@@ -162,19 +198,55 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
     uids.sort_unstable();
     let key = store.token_key().await?;
     let mut polled = Polled::default();
+    let mut made_unreadable = false;
     for uid in uids {
-        let fetched: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect::<Vec<_>>().await }, &whom, "send a message")
-            .await?
-            .with_context(|| format!("{whom}: cannot fetch message UID {uid}"))?;
-        let Some(bytes) = fetched.iter().find_map(|f| f.body()).map(<[u8]>::to_vec) else { continue };
         let source = format!("{whom}/{folder};UID={uid}");
-        let processed = process(store, &key, config, &bytes, &source, false).await?;
-        log(&source, &processed);
-        polled.add_processed(&processed);
+        // Its size first, so that a message over the limit is never downloaded.
+        let sized: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "RFC822.SIZE").await?.try_collect::<Vec<_>>().await }, &whom, "give a message's size")
+            .await?
+            .with_context(|| format!("{whom}: cannot fetch the size of message UID {uid}"))?;
+        if sized.is_empty() {
+            // Another reader moved it meanwhile.
+            continue;
+        }
+        let outcome = match unreadable::check_size(sized.iter().find_map(|f| f.size).map_or(0, u64::from)) {
+            Err(why) => Err((why, None)),
+            Ok(()) => {
+                let fetched: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect::<Vec<_>>().await }, &whom, "send a message")
+                    .await?
+                    .with_context(|| format!("{whom}: cannot fetch message UID {uid}"))?;
+                if fetched.is_empty() {
+                    continue;
+                }
+                // A message with no body at all is an empty one, not one to fetch again next time.
+                let bytes = fetched.iter().find_map(|f| f.body()).map(<[u8]>::to_vec).unwrap_or_default();
+                match unreadable::read(&bytes, config.email.bounce_address.as_ref()) {
+                    Ok(report) => Ok(process_report(store, &key, config, report, &bytes, &source, false).await?),
+                    Err(why) => Err((why, Some(bytes))),
+                }
+            }
+        };
+        let target = match outcome {
+            Ok(processed) => {
+                log(&source, &processed);
+                polled.add_processed(&processed);
+                processed_folder.as_str()
+            }
+            Err((why, bytes)) => {
+                unreadable::record(store, &source, &why, bytes.as_deref()).await?;
+                polled.add_unreadable();
+                if !made_unreadable {
+                    // As for the processed folder: CREATE fails when it exists already.
+                    let _ = within(session.create(unreadable::FOLDER), &whom, "create a folder").await?;
+                    made_unreadable = true;
+                }
+                unreadable::FOLDER
+            }
+        };
         if can_move {
-            within(session.uid_mv(uid.to_string(), processed_folder), &whom, "move a message").await??;
+            within(session.uid_mv(uid.to_string(), target), &whom, "move a message").await??;
         } else {
-            within(session.uid_copy(uid.to_string(), processed_folder), &whom, "copy a message").await??;
+            within(session.uid_copy(uid.to_string(), target), &whom, "copy a message").await??;
             within(async { session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await }, &whom, "flag a message")
                 .await??;
             within(async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await }, &whom, "expunge").await??;

@@ -8,6 +8,7 @@ pub mod classify;
 pub mod mailbox;
 pub mod reason;
 pub mod source;
+pub mod unreadable;
 
 use sha2::Digest;
 
@@ -99,6 +100,20 @@ pub fn message_key(bytes: &[u8]) -> String {
 /// was read, for the record.
 pub async fn process(store: &Store, key: &TokenKey, config: &Config, bytes: &[u8], source: &str, dry_run: bool) -> Result<Processed, StoreError> {
     let report = classify(bytes, config.email.bounce_address.as_ref());
+    process_report(store, key, config, report, bytes, source, dry_run).await
+}
+
+/// The second half of `process`, for a message already classified (`unreadable::read` classifies
+/// without letting one message stop the rest): attributes `report` and unless `dry_run` records it.
+pub async fn process_report(
+    store: &Store,
+    key: &TokenKey,
+    config: &Config,
+    report: Report,
+    bytes: &[u8],
+    source: &str,
+    dry_run: bool,
+) -> Result<Processed, StoreError> {
     let targets = attribute(store, key, &report).await?;
     let message_key = message_key(bytes);
     let mut done = Vec::new();

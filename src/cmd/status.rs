@@ -1,4 +1,5 @@
-//! `gazette status`: how far a week's send got, from the delivery ledger.
+//! `gazette status`: how far a week's send got, from the delivery ledger, what came back after it,
+//! and the messages of the bounce mailbox set aside as unreadable.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,11 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::project::Project;
+use crate::store::unreadable::Unreadable;
 use crate::store::{Store, ledger};
+
+/// How many of the messages set aside as unreadable are named, newest first.
+const UNREADABLE_NAMED: usize = 5;
 
 /// The issue a status is about: its id, number and label.
 struct About {
@@ -44,6 +49,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     let counts = ledger::counts(pool, &issue.id).await?;
     let problems = ledger::problems(pool, &issue.id, 1000).await?;
     let returned = store.returned(&issue.id).await?;
+    let unreadable = store.unreadable(UNREADABLE_NAMED).await?;
     // On SQLite, what a send in progress or stopped has kept in its journal and not yet in the ledger.
     let journaled = match store.location() {
         crate::config::Database::Sqlite(database) => {
@@ -72,6 +78,12 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
             "bounced": counts.bounced,
             "skipped": counts.skipped,
             "returned": returned,
+            "unreadable": {
+                "count": unreadable.count,
+                "newest": unreadable.newest.iter().map(|u| serde_json::json!({
+                    "source": u.source, "why": u.why, "at": time(u.at)
+                })).collect::<Vec<_>>(),
+            },
             "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
                 "email": email, "state": state, "attempts": attempts, "error": error
             })).collect::<Vec<_>>(),
@@ -91,6 +103,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
                     say!("  {p}");
                 }
             }
+            say_unreadable(&unreadable, time);
             return Ok(ExitCode::SUCCESS);
         }
         Some(r) => {
@@ -131,5 +144,25 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
             say!("{email:<40} {state:<8} {attempts:>8}  {error}");
         }
     }
+    say_unreadable(&unreadable, time);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The messages of the bounce mailbox that could not be read, when there are any: they were
+/// moved aside for the editor to look at, and a count here is where the editor learns of them.
+fn say_unreadable(unreadable: &Unreadable, time: impl Fn(i64) -> String) {
+    if unreadable.count == 0 {
+        return;
+    }
+    say!();
+    let (messages, were) = if unreadable.count == 1 { ("message", "was") } else { ("messages", "were") };
+    say!(
+        "{} {messages} of the bounce mailbox could not be read and {were} moved into its {} folder{}:",
+        unreadable.count,
+        crate::bounces::unreadable::FOLDER,
+        if unreadable.count > unreadable.newest.len() as i64 { format!(" (the newest {})", unreadable.newest.len()) } else { String::new() }
+    );
+    for u in &unreadable.newest {
+        say!("  {}  {}: {}", time(u.at), u.source, u.why);
+    }
 }

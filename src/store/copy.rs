@@ -2,8 +2,8 @@
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
 //! the new database where it stopped, with the same Message-IDs), confirmations, the publication
-//! record and bounce reports. Leases are not: they belong to processes of the old database. The
-//! target must be empty, so nothing there is ever overwritten.
+//! record, bounce reports and the messages set aside as unreadable. Leases are not: they belong to
+//! processes of the old database. The target must be empty, so nothing there is ever overwritten.
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
@@ -71,6 +71,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("received_at", Int),
         ],
     ),
+    ("unreadable_messages", &[("id", Int), ("source", Text), ("why", Text), ("message_key", Text), ("set_aside_at", Int)]),
 ];
 
 /// Rows per INSERT: 13 columns at most, well under both backends' limits on parameters.
@@ -155,7 +156,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError>
         }
         if let Pool::Postgres(_) = to.pool() {
             // Ids were copied as they were: the next new row takes the id after the highest.
-            for table in ["subscribers", "bounce_events"] {
+            for table in ["subscribers", "bounce_events", "unreadable_messages"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
                 )))

@@ -58,6 +58,7 @@ pub mod journal;
 pub mod ledger;
 pub mod publications;
 mod subscribers;
+pub mod unreadable;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -94,10 +95,15 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0003_confirmations.sql", include_str!("../../subscribers/migrations/sqlite/0003_confirmations.sql")),
         ("0004_publications.sql", include_str!("../../subscribers/migrations/sqlite/0004_publications.sql")),
         ("0005_bounces.sql", include_str!("../../subscribers/migrations/sqlite/0005_bounces.sql")),
+        ("0006_unreadable.sql", include_str!("../../subscribers/migrations/sqlite/0006_unreadable.sql")),
     ])
 });
-static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
-    LazyLock::new(|| migrator(&[("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql"))]));
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    migrator(&[
+        ("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql")),
+        ("0002_unreadable.sql", include_str!("../../subscribers/migrations/postgres/0002_unreadable.sql")),
+    ])
+});
 
 /// A migrator of `(file name, SQL)` pairs, read as sqlx reads a folder: `<version>_<description>.sql`,
 /// the checksum over the SQL as it is (so databases migrated by earlier versions agree).
@@ -462,7 +468,7 @@ mod tests {
                 .fetch_all(store.pool().sqlite())
                 .await
                 .unwrap();
-        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
+        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers", "unreadable_messages"]);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool().sqlite()).await.unwrap();
