@@ -44,7 +44,21 @@ async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_r
     let (mut bounced, mut complained) = (0, 0);
     for message in &found {
         let label = message.label();
-        let processed = bounces::process(store, &key, config, &message.bytes, &label, dry_run).await?;
+        // A message that cannot be read is said, and the others are still read.
+        let report = match bounces::unreadable::read(&message.bytes, config.email.bounce_address.as_ref()) {
+            Ok(report) => report,
+            Err(why) => {
+                if json {
+                    let line = serde_json::json!({"source": message.path.display().to_string(), "index": message.index, "kind": "ignored", "why": "unreadable", "detail": why.to_string()});
+                    say!("{line}");
+                } else {
+                    say!("{label}: unreadable: {why}");
+                }
+                tally.add_unreadable();
+                continue;
+            }
+        };
+        let processed = bounces::process_report(store, &key, config, report, &message.bytes, &label, dry_run).await?;
         if json {
             let a = processed.addresses();
             let line = JsonLine {
