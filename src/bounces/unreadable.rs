@@ -85,7 +85,8 @@ pub fn read(bytes: &[u8], bounce_address: Option<&lettre::Address>) -> Result<Re
 /// line as a header (a line of binary junk becomes a field with that name and no value), so a
 /// name of printable ASCII without spaces (RFC 5322 §3.6.8) is asked for too.
 fn has_header_block(bytes: &[u8]) -> bool {
-    let Some(message) = MessageParser::default().parse_headers(bytes) else { return false };
+    // Some notices arrive with empty lines before their headers; the classifier skips them too.
+    let Some(message) = MessageParser::default().parse_headers(bytes.trim_ascii_start()) else { return false };
     message.headers().iter().any(|h| {
         let name = h.name.as_str();
         !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
