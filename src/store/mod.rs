@@ -94,10 +94,15 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0003_confirmations.sql", include_str!("../../subscribers/migrations/sqlite/0003_confirmations.sql")),
         ("0004_publications.sql", include_str!("../../subscribers/migrations/sqlite/0004_publications.sql")),
         ("0005_bounces.sql", include_str!("../../subscribers/migrations/sqlite/0005_bounces.sql")),
+        ("0007_refusals.sql", include_str!("../../subscribers/migrations/sqlite/0007_refusals.sql")),
     ])
 });
-static POSTGRES_MIGRATIONS: LazyLock<Migrator> =
-    LazyLock::new(|| migrator(&[("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql"))]));
+static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
+    migrator(&[
+        ("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql")),
+        ("0003_refusals.sql", include_str!("../../subscribers/migrations/postgres/0003_refusals.sql")),
+    ])
+});
 
 /// A migrator of `(file name, SQL)` pairs, read as sqlx reads a folder: `<version>_<description>.sql`,
 /// the checksum over the SQL as it is (so databases migrated by earlier versions agree).
@@ -462,7 +467,7 @@ mod tests {
                 .fetch_all(store.pool().sqlite())
                 .await
                 .unwrap();
-        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers"]);
+        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "refusals", "send_leases", "sends", "settings", "subscribers"]);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool().sqlite()).await.unwrap();
