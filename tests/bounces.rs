@@ -592,3 +592,38 @@ fn reports_of_spam_a_full_mailbox_and_an_unknown_user_each_do_what_the_policy_sa
     let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
     assert_eq!(status["deliverability"][0]["messages"], 1, "{status}");
 }
+
+/// The README's list of reasons names each of `Reason::ALL` once, under what its scope does to a
+/// reader: a reason added, renamed or moved to another scope must be said there too.
+#[test]
+fn the_readme_lists_every_reason_under_what_it_does() {
+    use gazette::bounces::{Reason, Scope};
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let start = readme.find("**The reasons.**").expect("README.md has a paragraph `**The reasons.**`");
+    // Its bullets, each with its continuation lines.
+    let mut bullets: Vec<String> = Vec::new();
+    for line in readme[start..].lines().skip(1) {
+        if let Some(bullet) = line.strip_prefix("- ") {
+            bullets.push(bullet.to_string());
+        } else if let (Some(more), Some(last)) = (line.strip_prefix("  "), bullets.last_mut()) {
+            last.push(' ');
+            last.push_str(more);
+        } else {
+            break;
+        }
+    }
+    let headings = [(Scope::Address, "**Stop the mail at once**"), (Scope::Mailbox, "**Count as temporary**"), (Scope::Sender, "**The sender's problem")];
+    assert_eq!(bullets.len(), headings.len(), "one bullet per scope: {bullets:#?}");
+    for bullet in &bullets {
+        let (scope, _) = headings.iter().find(|(_, h)| bullet.starts_with(h)).unwrap_or_else(|| panic!("a bullet that does not say what its reasons do: {bullet}"));
+        // Every code span without a space is a reason's name (`gazette status` is not one).
+        let mut named: Vec<&str> = bullet.split('`').skip(1).step_by(2).filter(|span| !span.contains(' ')).collect();
+        for name in &named {
+            assert!(Reason::parse(name).is_some(), "README: `{name}` is not a reason");
+        }
+        named.sort();
+        let mut expected: Vec<&str> = Reason::ALL.iter().filter(|r| r.scope() == *scope).map(|r| r.as_str()).collect();
+        expected.sort();
+        assert_eq!(named, expected, "the reasons of {scope:?} scope, each once: {bullet}");
+    }
+}
