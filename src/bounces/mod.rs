@@ -62,18 +62,34 @@ pub struct Processed {
 }
 
 impl Processed {
-    /// The addresses for the JSON line: what the report names, or for a complaint that names
-    /// none (providers redact it), the subscriber it was attributed to.
-    pub fn addresses(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+    /// The addresses for the JSON line, by what they do to the reader: the address failed, the
+    /// mailbox failed for now, the message or sender was refused, the reader complained. For a
+    /// complaint that names no address (providers redact it), the subscriber it was attributed to.
+    pub fn addresses(&self) -> Addresses {
         let r = &self.report;
-        let permanent = r.permanent().map(|f| f.address.clone()).collect();
-        let temporary = r.temporary().map(|f| f.address.clone()).collect();
+        let list = |it: &mut dyn Iterator<Item = &Failure>| it.map(|f| f.address.clone()).collect::<Vec<_>>();
         let mut complained = r.complained.clone();
         if r.kind == Kind::Complaint && complained.is_empty() {
             complained.extend(self.targets.iter().map(|(t, _)| t.email.clone()));
         }
-        (permanent, temporary, complained)
+        Addresses {
+            permanent: list(&mut r.permanent()),
+            temporary: list(&mut r.temporary()),
+            refused: list(&mut r.refused()),
+            complained,
+            reasons: r.failures.iter().map(|f| (f.address.clone(), f.reason)).collect(),
+        }
     }
+}
+
+/// A report's addresses, sorted by what they do to the reader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Addresses {
+    pub permanent: Vec<String>,
+    pub temporary: Vec<String>,
+    pub refused: Vec<String>,
+    pub complained: Vec<String>,
+    pub reasons: std::collections::BTreeMap<String, Reason>,
 }
 
 /// The SHA-256 of a message, hex: the same message read twice is recorded once.

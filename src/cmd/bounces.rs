@@ -46,14 +46,17 @@ async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_r
         let label = message.label();
         let processed = bounces::process(store, &key, config, &message.bytes, &label, dry_run).await?;
         if json {
-            let (permanent, temporary, complained) = processed.addresses();
+            let a = processed.addresses();
             let line = JsonLine {
                 source: message.path.display().to_string(),
                 index: message.index,
                 kind: processed.report.kind,
-                permanent,
-                temporary,
-                complained,
+                why: processed.report.why.map(|w| w.as_str()),
+                permanent: a.permanent,
+                temporary: a.temporary,
+                refused: a.refused,
+                complained: a.complained,
+                reasons: a.reasons,
             };
             say!("{}", serde_json::to_string(&line)?);
         } else {
@@ -83,7 +86,16 @@ struct JsonLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
     kind: bounces::classify::Kind,
+    /// Why an ignored message is ignored: `auto-reply`, `delivered`, `not-a-report`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<&'static str>,
+    /// Address failures: the reader is bounced.
     permanent: Vec<String>,
+    /// Mailbox failures: counted as temporary.
     temporary: Vec<String>,
+    /// The message or the sender was refused: never counted against the reader.
+    refused: Vec<String>,
     complained: Vec<String>,
+    /// Each failed address's reason.
+    reasons: std::collections::BTreeMap<String, bounces::Reason>,
 }
