@@ -13,7 +13,8 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter, RcptParameter};
 
 use super::transport::Envelope;
-use crate::bounces::{Reason, Scope, reason_of};
+use crate::bounces::reason::{Stage, reason_at};
+use crate::bounces::{Reason, Scope};
 use crate::config::{Auth, Tls};
 use crate::store::bounces::Refusal;
 
@@ -357,13 +358,13 @@ impl SmtpSession {
             let replies = [first, within(t, self.conn.read_response()).await, within(t, self.conn.read_response()).await];
             let [mail_reply, rcpt_reply, data_reply] = replies;
             let refusal = match (mail_reply, rcpt_reply) {
-                (Err(e), _) => Some((e, Step::Mail)),
-                (Ok(_), Err(e)) => Some((e, Step::Rcpt)),
+                (Err(e), _) => Some((e, Stage::Session)),
+                (Ok(_), Err(e)) => Some((e, Stage::Recipient)),
                 (Ok(_), Ok(_)) => None,
             };
             match (refusal, data_reply) {
                 (None, Ok(_)) => {}
-                (None, Err(e)) => return self.refused(e, Step::Data).await,
+                (None, Err(e)) => return self.refused(e, Stage::Message).await,
                 (Some((e, step)), data) => {
                     // A server that took DATA after all gets an empty message's end, then RSET.
                     if data.is_ok() && within(self.timeout, self.conn.command(".\r\n")).await.is_err() {
@@ -375,13 +376,13 @@ impl SmtpSession {
         } else {
             let t = self.timeout;
             if let Err(e) = within(t, self.conn.command(mail)).await {
-                return self.refused(e, Step::Mail).await;
+                return self.refused(e, Stage::Session).await;
             }
             if let Err(e) = within(t, self.conn.command(rcpt)).await {
-                return self.refused(e, Step::Rcpt).await;
+                return self.refused(e, Stage::Recipient).await;
             }
             if let Err(e) = within(t, self.conn.command(Data)).await {
-                return self.refused(e, Step::Data).await;
+                return self.refused(e, Stage::Message).await;
             }
         }
         if !gate.await {
@@ -396,13 +397,13 @@ impl SmtpSession {
         match sent {
             Ok(_) => Attempt::Accepted,
             // After the final dot the transaction is over either way: no RSET needed.
-            Err(Silent::Error(e)) => classify(&e, Step::Data, &mut self.broken),
+            Err(Silent::Error(e)) => classify(&e, Stage::Message, &mut self.broken),
             Err(silent) => self.lost(silent),
         }
     }
 
     /// A refusal before the message went out: classify it and reset the transaction.
-    async fn refused(&mut self, e: Silent, step: Step) -> Attempt {
+    async fn refused(&mut self, e: Silent, step: Stage) -> Attempt {
         let e = match e {
             Silent::Error(e) => e,
             silent => return self.lost(silent),
@@ -469,17 +470,7 @@ fn certificate_problem(whom: &str, host: &str, error: &str) -> String {
     )
 }
 
-/// The step of a transaction a reply answers, which bounds what a refusal can say of the reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// MAIL FROM: the only address in question is the sender's.
-    Mail,
-    Rcpt,
-    /// DATA, or the end of the message: the message was refused.
-    Data,
-}
-
-fn classify(e: &lettre::transport::smtp::Error, step: Step, broken: &mut bool) -> Attempt {
+fn classify(e: &lettre::transport::smtp::Error, step: Stage, broken: &mut bool) -> Attempt {
     let text = e.to_string().replace(['\r', '\n'], " ");
     if e.is_transient() {
         // 421 means the server is closing the connection.
@@ -499,29 +490,21 @@ fn classify(e: &lettre::transport::smtp::Error, step: Step, broken: &mut bool) -
     }
 }
 
-/// Why a 5xx reply (`code`, and the server's `words`) refused a message at `step`, and whose
-/// problem the send takes it to be. The reason is `reason_of`'s, given the enhanced status code
-/// (RFC 3463) that opens the words (RFC 2034 §3). Its scope stands, except that only RCPT can show
-/// that an address does not work: at DATA such a refusal counts as the mailbox's (temporary, so
-/// that a reader is bounced only by `[bounces] temporary_limit` of them in a row), and a refusal of
-/// MAIL FROM is the sender's, whatever it says, since our own address is the one refused.
-fn refusal_of(code: Option<u16>, words: &str, step: Step) -> Refusal {
-    let status = words.split_whitespace().next().filter(|w| is_enhanced_status(w));
-    let reason = reason_of(status, code, words);
+/// Why a 5xx reply (`code`, and the server's `words`, which open with the enhanced status code)
+/// refused a message at `step` (`Session`: MAIL FROM; `Recipient`; `Message`: DATA or its end), and
+/// whose problem the send takes it to be. The reason is the classifier's (`reason_at`), and its
+/// scope stands, except that only RCPT can show that an address does not work: after DATA such a
+/// refusal counts as the mailbox's (temporary, so that a reader is bounced only by `[bounces]
+/// temporary_limit` of them in a row), and a refusal of MAIL FROM is the sender's, whatever it
+/// says, since our own address is the one refused.
+fn refusal_of(code: Option<u16>, words: &str, step: Stage) -> Refusal {
+    let reason = reason_at(step, None, code, words);
     match (step, reason.scope()) {
-        (Step::Mail, Scope::Sender) => Refusal { reason, scope: Scope::Sender },
-        (Step::Mail, _) => Refusal { reason: Reason::Rejected, scope: Scope::Sender },
-        (Step::Data, Scope::Address) => Refusal { reason, scope: Scope::Mailbox },
+        (Stage::Session, Scope::Sender) => Refusal { reason, scope: Scope::Sender },
+        (Stage::Session, _) => Refusal { reason: Reason::Rejected, scope: Scope::Sender },
+        (Stage::Message | Stage::Unknown, Scope::Address) => Refusal { reason, scope: Scope::Mailbox },
         (_, scope) => Refusal { reason, scope },
     }
-}
-
-/// `5.1.1`, `4.7.0`: class, subject and detail (RFC 3463 §2), each at most three digits.
-fn is_enhanced_status(word: &str) -> bool {
-    let parts: Vec<&str> = word.split('.').collect();
-    matches!(parts.as_slice(), [class, subject, detail]
-        if matches!(*class, "2" | "4" | "5")
-            && [subject, detail].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 #[cfg(test)]
@@ -677,29 +660,24 @@ mod tests {
     #[test]
     fn only_a_refusal_of_rcpt_can_say_that_the_address_does_not_work() {
         let unknown = "5.1.1 <x@example.org>: Recipient address rejected: User unknown";
-        assert_eq!(refusal_of(Some(550), unknown, Step::Rcpt), Refusal { reason: Reason::UserUnknown, scope: Scope::Address });
+        assert_eq!(refusal_of(Some(550), unknown, Stage::Recipient), Refusal { reason: Reason::UserUnknown, scope: Scope::Address });
         // After DATA: counted as the mailbox's, so three issues in a row are needed.
-        assert_eq!(refusal_of(Some(550), unknown, Step::Data), Refusal { reason: Reason::UserUnknown, scope: Scope::Mailbox });
+        assert_ne!(refusal_of(Some(550), unknown, Stage::Message).scope, Scope::Address);
         // MAIL FROM refused: our own address is the one in question.
-        assert_eq!(refusal_of(Some(553), "5.1.1 <bounces@signals.example.org>: unknown", Step::Mail), Refusal { reason: Reason::Rejected, scope: Scope::Sender });
+        assert_eq!(
+            refusal_of(Some(553), "5.1.1 <bounces@signals.example.org>: Sender address rejected: User unknown", Stage::Session),
+            Refusal { reason: Reason::Rejected, scope: Scope::Sender }
+        );
         // The enhanced status that opens the reply reaches the classifier.
-        assert_eq!(refusal_of(Some(552), "5.2.2 <x@example.org>: over quota", Step::Rcpt).reason, Reason::MailboxFull);
+        assert_eq!(refusal_of(Some(552), "5.2.2 <x@example.org>: over quota", Stage::Recipient).reason, Reason::MailboxFull);
+        let spam = "5.7.1 [203.0.113.5] Our system has detected that this message is likely unsolicited mail.";
+        assert_eq!(refusal_of(Some(550), spam, Stage::Recipient), Refusal { reason: Reason::SpamDetected, scope: Scope::Sender });
         // Whatever the classifier reads, RCPT keeps its scope, MAIL makes it the sender's, DATA never the address's.
         for words in ["5.7.1 Message rejected as spam", "5.2.2 Mailbox full", "Service unavailable; client host blocked using zen.spamhaus.org", "5.1.2 Host unknown"] {
-            let reason = reason_of(words.split_whitespace().next().filter(|w| is_enhanced_status(w)), Some(550), words);
-            assert_eq!(refusal_of(Some(550), words, Step::Rcpt), Refusal { reason, scope: reason.scope() }, "{words}");
-            assert_eq!(refusal_of(Some(550), words, Step::Mail).scope, Scope::Sender, "{words}");
-            assert_ne!(refusal_of(Some(550), words, Step::Data).scope, Scope::Address, "{words}");
-        }
-    }
-
-    #[test]
-    fn an_enhanced_status_is_three_numbers_of_a_failure_class() {
-        for yes in ["5.1.1", "4.7.0", "5.1.10", "2.0.0", "5.200.999"] {
-            assert!(is_enhanced_status(yes), "{yes}");
-        }
-        for no in ["550", "5.1", "5.1.1.1", "3.1.1", "5.a.1", "5.1.1000", "5..1", "<x@y>:", ""] {
-            assert!(!is_enhanced_status(no), "{no}");
+            let reason = reason_at(Stage::Recipient, None, Some(550), words);
+            assert_eq!(refusal_of(Some(550), words, Stage::Recipient), Refusal { reason, scope: reason.scope() }, "{words}");
+            assert_eq!(refusal_of(Some(550), words, Stage::Session).scope, Scope::Sender, "{words}");
+            assert_ne!(refusal_of(Some(550), words, Stage::Message).scope, Scope::Address, "{words}");
         }
     }
 
