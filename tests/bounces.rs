@@ -671,3 +671,129 @@ impl Dovecot {
         std::fs::rename(&tmp, maildir.join("new").join(name)).unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The policy by reason: only an address that does not work stops the mail at once; a full mailbox
+// counts as temporary; a refusal of the message or the sender is never the reader's fault, and is
+// counted for the issue and the provider instead. At sending (a relay refusing RCPT) and after it
+// (reports that came back). The spam cases need the classifier to read `5.7.1 ... spam` as
+// `spamdetected`.
+// ---------------------------------------------------------------------------------------------
+
+/// Every subscriber's status and reason, by address, from `subscribers list --format json`.
+fn statuses(p: &Project) -> std::collections::BTreeMap<String, (String, serde_json::Value)> {
+    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    list.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap().to_string(), (s["status"].as_str().unwrap().to_string(), s["reason"].clone()))).collect()
+}
+
+#[test]
+fn refusals_at_rcpt_bounce_only_the_address_that_does_not_work() {
+    use common::relay::{Mode, Relay, SECRET as SMTP_SECRET, TestCa, USER};
+    if !common::relay::available() {
+        return;
+    }
+    let ca = TestCa::new();
+    let spam = "ada@gmail.com=550 5.7.1 [203.0.113.5] Our system has detected that this message is likely unsolicited mail. To reduce the amount of spam sent to Gmail, this message has been blocked.";
+    let unknown = "bob@example.net=550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown in virtual mailbox table";
+    let full = "cy@example.com=552 5.2.2 <cy@example.com>: Mailbox full";
+    let relay = Relay::start(Mode::StartTls, &ca.localhost, &["--refuse", spam, "--refuse", unknown, "--refuse", full]);
+    let p = Project::new(&format!("[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\ntimeout = \"10s\"\nca_file = {:?}\n", relay.url(), ca.ca.display().to_string()));
+    for a in ["ada@gmail.com", "bob@example.net", "cy@example.com", "dee@gmail.com"] {
+        p.expect(0, &["subscribers", "add", a]);
+    }
+    let out = p.command(&["send", "--week", WEEK]).env("GAZETTE_SMTP_PASSWORD", SMTP_SECRET).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}\nrelay:\n{}", String::from_utf8_lossy(&out.stderr), relay.log());
+    let delivered: Vec<Vec<String>> = relay.messages().into_iter().map(|m| m.rcpt_tos).collect();
+    assert_eq!(delivered, [["dee@gmail.com"]]);
+
+    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
+    assert_eq!((status["sent"].as_i64(), status["bounced"].as_i64(), status["failed"].as_i64()), (Some(1), Some(1), Some(2)), "{status}");
+    assert_eq!(status["deliverability"], serde_json::json!([{"provider": "gmail.com", "reason": "spamdetected", "messages": 1}]), "{status}");
+    let text = p.expect(0, &["status", "--week", WEEK]);
+    assert!(text.contains("gmail.com refused 1 message as spam (spamdetected)"), "{text}");
+    let active = serde_json::Value::Null;
+    let expected = [
+        ("ada@gmail.com", ("active", active.clone())),
+        ("bob@example.net", ("bounced", serde_json::json!("userunknown"))),
+        ("cy@example.com", ("active", active.clone())),
+        ("dee@gmail.com", ("active", active)),
+    ];
+    let expected: std::collections::BTreeMap<String, (String, serde_json::Value)> = expected.into_iter().map(|(a, (s, r))| (a.to_string(), (s.to_string(), r))).collect();
+    assert_eq!(statuses(&p), expected);
+}
+
+#[test]
+fn reports_of_spam_a_full_mailbox_and_an_unknown_user_each_do_what_the_policy_says() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}", sink.smtp_config()));
+    let readers = p.import_readers(3);
+    p.expect(0, &["send", "--week", WEEK]);
+    let sent = sent_to(&sink);
+    let report = |i: usize, status: &str, diagnostic: &str| dsn(&sent[&readers[i]].0, &readers[i], &sent[&readers[i]].1, "failed", status, diagnostic);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1-spam.eml"), report(0, "5.7.1", "550 5.7.1 Message rejected as spam: likely unsolicited mail")).unwrap();
+    std::fs::write(dir.path().join("2-full.eml"), report(1, "5.2.2", "552 5.2.2 Mailbox full")).unwrap();
+    std::fs::write(dir.path().join("3-unknown.eml"), report(2, "5.1.1", "550 5.1.1 <reader0002@example.org>: User unknown")).unwrap();
+    let out = p.expect(0, &["bounces", "import", dir.path().to_str().unwrap()]);
+    let line = |name: &str| out.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no line for {name}:\n{out}")).to_string();
+    let spam = line("1-spam.eml");
+    assert!(spam.contains("refused as spam (spamdetected) for reader0000@example.org") && spam.contains("not counted against the reader"), "{spam}");
+    assert!(line("2-full.eml").contains("temporary failure counted (1 of 3 issues in a row)"), "{out}");
+    assert!(line("3-unknown.eml").contains("now bounced"), "{out}");
+    assert!(out.contains("1 subscribers now bounced"), "{out}");
+
+    let expected: std::collections::BTreeMap<String, (String, serde_json::Value)> = [
+        (readers[0].clone(), ("active".to_string(), serde_json::Value::Null)),
+        (readers[1].clone(), ("active".to_string(), serde_json::Value::Null)),
+        (readers[2].clone(), ("bounced".to_string(), serde_json::json!("userunknown"))),
+    ]
+    .into();
+    assert_eq!(statuses(&p), expected);
+    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
+    assert_eq!(status["returned"], serde_json::json!({"permanent": 1, "temporary": 1, "complaints": 0}), "{status}");
+    assert_eq!(status["deliverability"], serde_json::json!([{"provider": "example.org", "reason": "spamdetected", "messages": 1}]), "{status}");
+    // The refused message did not arrive: failed; the full mailbox's stays sent (a report of it may be temporary).
+    assert_eq!((status["sent"].as_i64(), status["failed"].as_i64(), status["bounced"].as_i64()), (Some(1), Some(1), Some(1)), "{status}");
+    let text = p.expect(0, &["status", "--week", WEEK]);
+    assert!(text.contains("example.org refused 1 message as spam (spamdetected)"), "{text}");
+    // Read again, the same reports record nothing new.
+    let again = p.expect(0, &["bounces", "import", dir.path().to_str().unwrap()]);
+    assert_eq!(again.matches("read before: nothing new").count(), 3, "{again}");
+    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
+    assert_eq!(status["deliverability"][0]["messages"], 1, "{status}");
+}
+
+/// The README's list of reasons names each of `Reason::ALL` once, under what its scope does to a
+/// reader: a reason added, renamed or moved to another scope must be said there too.
+#[test]
+fn the_readme_lists_every_reason_under_what_it_does() {
+    use gazette::bounces::{Reason, Scope};
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let start = readme.find("**The reasons.**").expect("README.md has a paragraph `**The reasons.**`");
+    // Its bullets, each with its continuation lines.
+    let mut bullets: Vec<String> = Vec::new();
+    for line in readme[start..].lines().skip(1) {
+        if let Some(bullet) = line.strip_prefix("- ") {
+            bullets.push(bullet.to_string());
+        } else if let (Some(more), Some(last)) = (line.strip_prefix("  "), bullets.last_mut()) {
+            last.push(' ');
+            last.push_str(more);
+        } else {
+            break;
+        }
+    }
+    let headings = [(Scope::Address, "**Stop the mail at once**"), (Scope::Mailbox, "**Count as temporary**"), (Scope::Sender, "**The sender's problem")];
+    assert_eq!(bullets.len(), headings.len(), "one bullet per scope: {bullets:#?}");
+    for bullet in &bullets {
+        let (scope, _) = headings.iter().find(|(_, h)| bullet.starts_with(h)).unwrap_or_else(|| panic!("a bullet that does not say what its reasons do: {bullet}"));
+        // Every code span without a space is a reason's name (`gazette status` is not one).
+        let mut named: Vec<&str> = bullet.split('`').skip(1).step_by(2).filter(|span| !span.contains(' ')).collect();
+        for name in &named {
+            assert!(Reason::parse(name).is_some(), "README: `{name}` is not a reason");
+        }
+        named.sort();
+        let mut expected: Vec<&str> = Reason::ALL.iter().filter(|r| r.scope() == *scope).map(|r| r.as_str()).collect();
+        expected.sort();
+        assert_eq!(named, expected, "the reasons of {scope:?} scope, each once: {bullet}");
+    }
+}

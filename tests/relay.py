@@ -4,7 +4,8 @@
 TLS is either STARTTLS, required before AUTH and MAIL (`--mode starttls`, the submission port's way),
 or TLS from the first byte (`--mode implicit`, smtps). AUTH is required before MAIL, over TLS only,
 with the mechanisms given (PLAIN, LOGIN, XOAUTH2), for one user and secret. An optional SIZE limit
-(RFC 1870) is announced and enforced.
+(RFC 1870) is announced and enforced. RCPT TO chosen addresses can be answered with a chosen reply
+(`--refuse ADDRESS=REPLY`, repeatable), as a provider refuses spam or an unknown user.
 
 What it saw goes into the `--dump` folder:
   message-000001.json  each accepted message, written whole (tmp file, then rename), with the facts
@@ -46,6 +47,8 @@ class Relay:
         self.dump.mkdir(parents=True, exist_ok=True)
         self.journal = open(self.dump / "journal.jsonl", "a", buffering=1)
         self.pipelining = not args.no_pipelining
+        # RCPT TO an address named here gets the reply given (`--refuse ADDRESS=REPLY`).
+        self.refusals = {a.lower(): reply for a, reply in args.refuse}
         self.connections = 0
         self.messages = 0
 
@@ -103,6 +106,13 @@ class Relay:
             # aiosmtpd reads one command after another, so pipelined commands (RFC 2920) just work.
             responses.insert(-1, "250-PIPELINING")
         return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.refusals.get(address.lower())
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
         self.messages += 1
@@ -180,9 +190,18 @@ def parse_args(argv):
     p.add_argument("--size", type=int, default=33554432, help="the SIZE limit in bytes; 0 for none")
     p.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
     p.add_argument("--dump", required=True, help="folder for the messages and the journal")
+    p.add_argument("--refuse", action="append", default=[], metavar="ADDRESS=REPLY",
+                   help="answer RCPT TO:<ADDRESS> with REPLY (`550 5.7.1 ...`); repeatable")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd's log on stderr")
     args = p.parse_args(argv)
     args.mechanisms = [m.strip().upper() for m in args.mechanisms.split(",") if m.strip()]
+    refuse = []
+    for r in args.refuse:
+        address, _, reply = r.partition("=")
+        if not address or not reply[:1] in ("4", "5"):
+            p.error(f"--refuse wants ADDRESS=REPLY with a 4xx or 5xx reply, not {r!r}")
+        refuse.append((address, reply))
+    args.refuse = refuse
     unknown = [m for m in args.mechanisms if m not in MECHANISMS]
     if unknown:
         p.error(f"unknown mechanism {unknown[0]}; choose from {', '.join(MECHANISMS)}")

@@ -214,8 +214,60 @@ print('ok', m['Subject'])
         let s = status(&p);
         assert_eq!((s["bounced"].as_i64(), s["sent"].as_i64(), s["pending"].as_i64()), (Some(3), Some(0), Some(0)), "{s}");
         assert!(s["problems"][0]["error"].as_str().unwrap().contains("5.1.1"), "{s}");
+        assert_eq!(s["deliverability"], serde_json::json!([]), "an address that does not work is not the sender's problem: {s}");
         let bounced = p.expect(0, &["subscribers", "list", "--status", "bounced", "--format", "csv"]);
         assert_eq!(bounced.lines().filter(|l| l.contains("@example.org")).count(), 3, "{bounced}");
+        // The reason is kept: by name in the JSON, and first in the table's REASON with the server's words.
+        let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--status", "bounced", "--format", "json"])).unwrap();
+        for reader in list.as_array().unwrap() {
+            assert_eq!(reader["reason"], "userunknown", "{reader}");
+            assert!(reader["status_reason"].as_str().unwrap().starts_with("userunknown: permanent error (550): 5.1.1 No such user"), "{reader}");
+        }
+        let table = p.expect(0, &["subscribers", "list", "--status", "bounced"]);
+        assert!(table.contains("REASON") && table.contains("userunknown: permanent error (550): 5.1.1 No such user"), "{table}");
+    }
+
+    // Needs the classifier to read `550 5.7.1 ... spam` as spamdetected (a refusal of the sender).
+    fn a_refusal_as_spam_at_rcpt_keeps_the_reader_and_is_counted_for_the_issue_and_provider() {
+        let spam = Sink::start(&["-f", "rcpt", "-B", "550 5.7.1 Message rejected as spam"]);
+        let p = Project::new(&spam.smtp_config());
+        let readers = p.import_readers(3);
+        p.expect(0, &["send", "--week", WEEK]);
+        let s = status(&p);
+        assert_eq!((s["failed"].as_i64(), s["bounced"].as_i64(), s["sent"].as_i64()), (Some(3), Some(0), Some(0)), "{s}");
+        assert_eq!(s["deliverability"], serde_json::json!([{"provider": "example.org", "reason": "spamdetected", "messages": 3}]), "{s}");
+        assert_eq!(s["returned"], serde_json::json!({"permanent": 0, "temporary": 0, "complaints": 0}), "refused at sending, not after: {s}");
+        let text = p.expect(0, &["status", "--week", WEEK]);
+        assert!(text.contains("example.org refused 3 messages as spam (spamdetected)"), "{text}");
+        let active = p.expect(0, &["subscribers", "list", "--status", "active", "--format", "csv"]);
+        assert_eq!(active.lines().filter(|l| l.contains("@example.org")).count(), 3, "no reader pays for the sender's refusal: {active}");
+        // The next issue goes to all of them.
+        let good = Sink::start(&[]);
+        p.move_smtp(&spam, &good);
+        p.expect(0, &["send", "--week", "2023-07-30"]);
+        let mut got: Vec<String> = good.messages().into_iter().map(|m| m.rcpt).collect();
+        got.sort();
+        assert_eq!(got, readers);
+    }
+
+    fn a_full_mailbox_at_rcpt_counts_as_temporary_and_bounces_only_on_three_issues_in_a_row() {
+        let sink = Sink::start(&["-f", "rcpt", "-B", "552 5.2.2 Mailbox full"]);
+        let p = Project::new(&sink.smtp_config());
+        p.import_readers(2);
+        // Three weeks with digests, sent one after another, each refused.
+        for (i, week) in ["2023-07-05", "2023-07-16", WEEK].iter().enumerate() {
+            p.expect(0, &["send", "--week", week]);
+            let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+            let statuses: Vec<&str> = list.as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+            let expected = if i < 2 { "active" } else { "bounced" };
+            assert_eq!(statuses, [expected, expected], "after {} issues refused: {list}", i + 1);
+        }
+        let s = status(&p);
+        assert_eq!((s["failed"].as_i64(), s["bounced"].as_i64()), (Some(2), Some(0)), "the deliveries failed, the readers bounced: {s}");
+        assert_eq!(s["deliverability"], serde_json::json!([]), "a full mailbox is not the sender's problem: {s}");
+        let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--status", "bounced", "--format", "json"])).unwrap();
+        assert_eq!(list[0]["reason"], "mailboxfull", "{list}");
+        assert!(list[0]["status_reason"].as_str().unwrap().ends_with("(temporary failures on 3 issues in a row)"), "{list}");
     }
 
     fn other_permanent_refusals_fail_the_delivery_without_touching_the_subscriber() {

@@ -48,6 +48,8 @@ pub struct Target {
     pub issue_id: Option<String>,
     pub by: By,
     pub kind: EventKind,
+    /// Why it failed (`None` for a complaint); its scope chose `kind`.
+    pub code: Option<Reason>,
     /// The address the report named (the subscriber's when it named none).
     pub address: String,
     pub reason: String,
@@ -125,6 +127,7 @@ pub async fn process_report(
                 subscriber_id: target.subscriber_id,
                 issue_id: target.issue_id.as_deref(),
                 kind: target.kind,
+                code: target.code,
                 address: &target.address,
                 reason: &target.reason,
                 source,
@@ -160,34 +163,31 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
     }
     if let Some((id, issue, by)) = delivery {
         let Some(subscriber) = store.subscriber_by_id(id).await? else { return Ok(Vec::new()) };
-        let (kind, address, reason) = match report.kind {
-            Kind::Complaint => (EventKind::Complaint, report.complained.first().cloned(), format!("{} report", report.note)),
-            _ => match report.permanent().next().or_else(|| report.temporary().next()) {
-                Some(f) => (if f.is_permanent() { EventKind::Permanent } else { EventKind::Temporary }, Some(f.address.clone()), f.detail.clone()),
+        let (kind, code, address, reason) = match report.kind {
+            Kind::Complaint => (EventKind::Complaint, None, report.complained.first().cloned(), format!("{} report", report.note)),
+            // The failure that weighs most on the reader: the address's, the mailbox's, else a refusal.
+            _ => match report.permanent().next().or_else(|| report.temporary().next()).or_else(|| report.refused().next()) {
+                Some(f) => (EventKind::of(f.scope()), Some(f.reason), Some(f.address.clone()), f.detail.clone()),
                 None => return Ok(Vec::new()),
             },
         };
         let address = address.unwrap_or_else(|| subscriber.email.clone());
-        return Ok(vec![Target { subscriber_id: id, email: subscriber.email, issue_id: Some(issue), by, kind, address, reason }]);
+        return Ok(vec![Target { subscriber_id: id, email: subscriber.email, issue_id: Some(issue), by, kind, code, address, reason }]);
     }
     // Only the addresses are left: each one that is a subscriber's.
-    let named: Vec<(String, EventKind, String)> = match report.kind {
-        Kind::Complaint => report.complained.iter().map(|a| (a.clone(), EventKind::Complaint, format!("{} report", report.note))).collect(),
-        _ => report
-            .failures
-            .iter()
-            .map(|f| (f.address.clone(), if f.is_permanent() { EventKind::Permanent } else { EventKind::Temporary }, f.detail.clone()))
-            .collect(),
+    let named: Vec<(String, EventKind, Option<Reason>, String)> = match report.kind {
+        Kind::Complaint => report.complained.iter().map(|a| (a.clone(), EventKind::Complaint, None, format!("{} report", report.note))).collect(),
+        _ => report.failures.iter().map(|f| (f.address.clone(), EventKind::of(f.scope()), Some(f.reason), f.detail.clone())).collect(),
     };
     let mut targets: Vec<Target> = Vec::new();
-    for (address, kind, reason) in named {
+    for (address, kind, code, reason) in named {
         let Ok(email) = SubscriberEmail::parse(&address) else { continue };
         let Some(subscriber) = store.subscriber_by_email(&email).await? else { continue };
         if targets.iter().any(|t| t.subscriber_id == subscriber.id) {
             continue;
         }
         let issue_id = store.latest_delivery(subscriber.id).await?;
-        targets.push(Target { subscriber_id: subscriber.id, email: subscriber.email, issue_id, by: By::Address, kind, address, reason });
+        targets.push(Target { subscriber_id: subscriber.id, email: subscriber.email, issue_id, by: By::Address, kind, code, address, reason });
     }
     Ok(targets)
 }
@@ -201,7 +201,11 @@ pub fn describe(p: &Processed) -> String {
         Kind::Bounce => r
             .failures
             .iter()
-            .map(|f| format!("{} failure for {} ({}: {})", if f.is_permanent() { "permanent" } else { "temporary" }, f.address, f.reason, f.detail))
+            .map(|f| match f.scope() {
+                Scope::Address => format!("permanent failure for {} ({}: {})", f.address, f.reason, f.detail),
+                Scope::Mailbox => format!("temporary failure for {} ({}: {})", f.address, f.reason, f.detail),
+                Scope::Sender => format!("refused{} ({}) for {} ({})", refused_words(f.reason), f.reason, f.address, f.detail),
+            })
             .collect::<Vec<_>>()
             .join("; "),
     };
@@ -217,6 +221,7 @@ pub fn describe(p: &Processed) -> String {
                 None => "dry run: nothing changed".to_string(),
                 Some(Effect::Became(s)) => format!("now {s}"),
                 Some(Effect::Counted { count, limit }) => format!("temporary failure counted ({count} of {limit} issues in a row)"),
+                Some(Effect::Refused { provider }) => format!("not counted against the reader; kept as a refusal by {provider}"),
                 Some(Effect::Unchanged(s)) => format!("recorded; already {s}"),
                 Some(Effect::Duplicate) => "read before: nothing new".to_string(),
             };
@@ -224,4 +229,13 @@ pub fn describe(p: &Processed) -> String {
         })
         .collect();
     format!("{what} -> {}", outcomes.join("; "))
+}
+
+/// What a refusal of the message or the sender says after "refused": ` as spam`, ` by the
+/// receiving site's policy`, or `: the sending server is blocked`.
+pub fn refused_words(reason: Reason) -> String {
+    match reason.describe().strip_prefix("refused ") {
+        Some(rest) => format!(" {rest}"),
+        None => format!(": {}", reason.describe()),
+    }
 }

@@ -9,6 +9,8 @@ use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::project::Project;
 use crate::store::unreadable::Unreadable;
+use crate::bounces::Reason;
+use crate::store::bounces::ProviderRefusals;
 use crate::store::{Store, ledger};
 
 /// How many of the messages set aside as unreadable are named, newest first.
@@ -50,6 +52,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     let problems = ledger::problems(pool, &issue.id, 1000).await?;
     let returned = store.returned(&issue.id).await?;
     let unreadable = store.unreadable(UNREADABLE_NAMED).await?;
+    let refusals = store.refusals(&issue.id).await?;
     // On SQLite, what a send in progress or stopped has kept in its journal and not yet in the ledger.
     let journaled = match store.location() {
         crate::config::Database::Sqlite(database) => {
@@ -84,6 +87,7 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
                     "source": u.source, "why": u.why, "at": time(u.at)
                 })).collect::<Vec<_>>(),
             },
+            "deliverability": refusals,
             "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
                 "email": email, "state": state, "attempts": attempts, "error": error
             })).collect::<Vec<_>>(),
@@ -137,6 +141,13 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     for (name, n) in [("permanent failures", returned.permanent), ("temporary failures", returned.temporary), ("complaints", returned.complaints)] {
         say!("  {name:<20} {n:>7}");
     }
+    if !refusals.is_empty() {
+        say!();
+        say!("deliverability: refused as the sender's problem, at sending or after (not counted against the readers):");
+        for r in &refusals {
+            say!("  {}", refusal_line(r));
+        }
+    }
     if !problems.is_empty() {
         say!();
         say!("{:<40} {:<8} {:>8}  last error", "address", "state", "attempts");
@@ -164,5 +175,27 @@ fn say_unreadable(unreadable: &Unreadable, time: impl Fn(i64) -> String) {
     );
     for u in &unreadable.newest {
         say!("  {}  {}: {}", time(u.at), u.source, u.why);
+    }
+}
+
+/// `gmail.com refused 3 messages as spam (spamdetected)`.
+fn refusal_line(r: &ProviderRefusals) -> String {
+    let messages = if r.messages == 1 { "1 message".to_string() } else { format!("{} messages", r.messages) };
+    // A reason from a newer Gazette than this one is shown by its name alone.
+    let words = Reason::parse(&r.reason).map(crate::bounces::refused_words).unwrap_or_default();
+    format!("{} refused {messages}{words} ({})", r.provider, r.reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_line_says_who_refused_how_many_and_why() {
+        let line = |provider: &str, reason: &str, messages| refusal_line(&ProviderRefusals { provider: provider.into(), reason: reason.into(), messages });
+        assert_eq!(line("gmail.com", "spamdetected", 1240), "gmail.com refused 1240 messages as spam (spamdetected)");
+        assert_eq!(line("example.org", "blocked", 1), "example.org refused 1 message: the sending server is blocked (blocked)");
+        assert_eq!(line("example.org", "policyviolation", 2), "example.org refused 2 messages by the receiving site's policy (policyviolation)");
+        assert_eq!(line("example.org", "someday", 2), "example.org refused 2 messages (someday)");
     }
 }

@@ -26,6 +26,7 @@ use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
 use crate::store::journal::{self, SentJournal};
+use crate::store::bounces::RefusedAtSending;
 use crate::store::ledger::{self, Claimed, Counts, Outcome};
 use crate::store::{Store, TokenKey};
 
@@ -265,7 +266,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
     let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
     // Before the deliveries in flight go back to pending: those a journal says were accepted.
-    let (mut recorder, recovered) = Recorder::open(store, issue_id).await?;
+    let (mut recorder, recovered) = Recorder::open(store, issue_id, config.bounces.temporary_limit).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
     if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
         // The only sender (on SQLite, always): the retries of earlier runs start afresh.
@@ -479,8 +480,11 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
 /// journal (`store::journal`: one system call) and folded into the ledger every `FOLD_EVERY`; any
 /// other outcome, and every outcome on PostgreSQL, is committed to the ledger at once.
 struct Recorder<'a> {
+    store: &'a Store,
     pool: &'a crate::store::Pool,
     issue_id: &'a str,
+    /// `[bounces] temporary_limit`, for the refusals that count as temporary failures.
+    temporary_limit: u32,
     journal: Option<SentJournal>,
     last_fold: Instant,
 }
@@ -491,7 +495,7 @@ const FOLD_EVERY: Duration = Duration::from_millis(200);
 impl<'a> Recorder<'a> {
     /// For a send on SQLite, first reads into the ledger what an earlier run's journal holds
     /// (those messages were accepted), then starts the journal afresh.
-    async fn open(store: &'a Store, issue_id: &'a str) -> anyhow::Result<(Recorder<'a>, u64)> {
+    async fn open(store: &'a Store, issue_id: &'a str, temporary_limit: u32) -> anyhow::Result<(Recorder<'a>, u64)> {
         let pool = store.pool();
         let mut recovered = 0;
         let journal = match store.location() {
@@ -502,7 +506,7 @@ impl<'a> Recorder<'a> {
             }
             crate::config::Database::Postgres(_) => None,
         };
-        Ok((Recorder { pool, issue_id, journal, last_fold: Instant::now() }, recovered))
+        Ok((Recorder { store, pool, issue_id, temporary_limit, journal, last_fold: Instant::now() }, recovered))
     }
 
     /// Keeps the outcomes not yet kept, then tells their workers they may go on.
@@ -513,7 +517,21 @@ impl<'a> Recorder<'a> {
                     let ids: Vec<i64> = unrecorded.iter().map(|(id, _)| *id).collect();
                     journal.append(&ids).with_context(|| format!("cannot write {}", journal.path().display()))?;
                 }
-                _ => ledger::record(self.pool, self.issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?,
+                _ => {
+                    // What refusals do to their readers first: should the outcomes then be lost
+                    // (a crash), the deliveries are sent again, and a refusal again is known.
+                    let refused: Vec<RefusedAtSending> = unrecorded
+                        .iter()
+                        .filter_map(|(id, o)| match o {
+                            Outcome::Refused { error, refusal } => Some(RefusedAtSending { subscriber_id: *id, refusal: *refusal, detail: error.clone() }),
+                            _ => None,
+                        })
+                        .collect();
+                    if !refused.is_empty() {
+                        self.store.record_refused_at_sending(self.issue_id, &refused, self.temporary_limit).await.context("recording refusals")?;
+                    }
+                    ledger::record(self.pool, self.issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?
+                }
             }
             unrecorded.clear();
         }
@@ -629,12 +647,11 @@ impl<C: Connection> WorkerContext<C> {
 
 /// What a refusal means for the delivery. The send loop sets when a deferred one is retried.
 fn outcome_of(e: SendError) -> Outcome {
-    if e.is_mailbox_gone() {
-        Outcome::Bounced(e.to_string())
-    } else if e.is_permanent() {
-        Outcome::Failed(e.to_string())
-    } else {
-        Outcome::Deferred { error: e.to_string(), retry_at: 0 }
+    match e.refusal() {
+        Some(r) if e.is_bounce() => Outcome::Bounced { error: e.to_string(), reason: r.reason },
+        Some(refusal) => Outcome::Refused { error: e.to_string(), refusal },
+        None if e.is_permanent() => Outcome::Failed(e.to_string()),
+        None => Outcome::Deferred { error: e.to_string(), retry_at: 0 },
     }
 }
 
@@ -698,15 +715,27 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_are_sorted_into_sent_bounced_failed_and_retried() {
-        let (_dir, store, config, email) = setup(&["a@example.org", "gone@example.org", "spam@example.org", "later@example.org"]).await;
+        let addresses = ["a@example.org", "gone@example.org", "spam@example.org", "later@example.org", "full@example.org"];
+        let (_dir, store, config, email) = setup(&addresses).await;
         let memory = Memory::default();
         let report =
             send_issue(&store, &config, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
         assert_eq!(memory.recipients(), ["a@example.org", "later@example.org"], "each once; the deferred one on its retry");
         let c = &report.counts;
-        assert_eq!((c.sent, c.bounced, c.failed, c.pending, c.sending), (2, 1, 1, 0, 0));
-        assert_eq!(store.subscriber_by_email(&"gone@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Bounced);
-        assert_eq!(store.subscriber_by_email(&"spam@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Active);
+        assert_eq!((c.sent, c.bounced, c.failed, c.pending, c.sending), (2, 1, 2, 0, 0));
+        let subscriber = async |a: &str| store.subscriber_by_email(&a.parse().unwrap()).await.unwrap().unwrap();
+        // The address does not work: bounced, the reason named first.
+        let gone = subscriber("gone@example.org").await;
+        assert_eq!((gone.status, gone.reason), (Status::Bounced, Some(crate::bounces::Reason::UserUnknown)));
+        assert!(gone.status_reason.as_deref().is_some_and(|r| r.starts_with("userunknown: 550 5.1.1")), "{gone:?}");
+        // The sender's problem: the reader stays, and the refusal is counted for the provider.
+        assert_eq!(subscriber("spam@example.org").await.status, Status::Active);
+        let refusals = store.refusals("2023-07-17").await.unwrap();
+        assert_eq!(refusals.iter().map(|r| (r.provider.as_str(), r.reason.as_str(), r.messages)).collect::<Vec<_>>(), [("example.org", "spamdetected", 1)]);
+        // The mailbox's: still active, one temporary failure counted for the issue.
+        assert_eq!(subscriber("full@example.org").await.status, Status::Active);
+        let events: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, reason_code FROM bounce_events").fetch_all(store.pool().sqlite()).await.unwrap();
+        assert_eq!(events, [("temporary".to_string(), Some("mailboxfull".to_string()))]);
         // A second run finds nothing to do, and the lease was given back.
         let again = Memory::default();
         let report = send_issue(&store, &config, "2023-07-17", 1, setup_email(&config), &again, &StopFlag::default(), &LogProgress::default())

@@ -13,7 +13,10 @@ use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter, RcptParameter};
 
 use super::transport::Envelope;
+use crate::bounces::reason::{Stage, reason_at};
+use crate::bounces::{Reason, Scope};
 use crate::config::{Auth, Tls};
+use crate::store::bounces::Refusal;
 
 /// Where to connect and how.
 #[derive(Debug, Clone)]
@@ -142,9 +145,9 @@ pub enum Attempt {
     Accepted,
     /// 4xx, or the connection was lost: try again later.
     Deferred(String),
-    /// 5xx to RCPT for the mailbox (550, 551, 553, or 5.1.x): the address is gone.
-    Bounced(String),
-    /// Any other 5xx: do not retry as it is.
+    /// A 5xx: not again as it is. `refusal` says why, and whose problem it is (`refusal_of`).
+    Refused { error: String, refusal: Refusal },
+    /// Refused before it was offered, with no reply to read (no SMTPUTF8 for a non-ASCII address).
     Rejected(String),
     /// Larger than the server's declared SIZE: not offered at all.
     TooLarge(String),
@@ -355,31 +358,31 @@ impl SmtpSession {
             let replies = [first, within(t, self.conn.read_response()).await, within(t, self.conn.read_response()).await];
             let [mail_reply, rcpt_reply, data_reply] = replies;
             let refusal = match (mail_reply, rcpt_reply) {
-                (Err(e), _) => Some((e, false)),
-                (Ok(_), Err(e)) => Some((e, true)),
+                (Err(e), _) => Some((e, Stage::Session)),
+                (Ok(_), Err(e)) => Some((e, Stage::Recipient)),
                 (Ok(_), Ok(_)) => None,
             };
             match (refusal, data_reply) {
                 (None, Ok(_)) => {}
-                (None, Err(e)) => return self.refused(e, false).await,
-                (Some((e, at_rcpt)), data) => {
+                (None, Err(e)) => return self.refused(e, Stage::Message).await,
+                (Some((e, step)), data) => {
                     // A server that took DATA after all gets an empty message's end, then RSET.
                     if data.is_ok() && within(self.timeout, self.conn.command(".\r\n")).await.is_err() {
                         self.broken = true;
                     }
-                    return self.refused(e, at_rcpt).await;
+                    return self.refused(e, step).await;
                 }
             }
         } else {
             let t = self.timeout;
             if let Err(e) = within(t, self.conn.command(mail)).await {
-                return self.refused(e, false).await;
+                return self.refused(e, Stage::Session).await;
             }
             if let Err(e) = within(t, self.conn.command(rcpt)).await {
-                return self.refused(e, true).await;
+                return self.refused(e, Stage::Recipient).await;
             }
             if let Err(e) = within(t, self.conn.command(Data)).await {
-                return self.refused(e, false).await;
+                return self.refused(e, Stage::Message).await;
             }
         }
         if !gate.await {
@@ -394,18 +397,18 @@ impl SmtpSession {
         match sent {
             Ok(_) => Attempt::Accepted,
             // After the final dot the transaction is over either way: no RSET needed.
-            Err(Silent::Error(e)) => classify(&e, false, &mut self.broken),
+            Err(Silent::Error(e)) => classify(&e, Stage::Message, &mut self.broken),
             Err(silent) => self.lost(silent),
         }
     }
 
     /// A refusal before the message went out: classify it and reset the transaction.
-    async fn refused(&mut self, e: Silent, at_rcpt: bool) -> Attempt {
+    async fn refused(&mut self, e: Silent, step: Stage) -> Attempt {
         let e = match e {
             Silent::Error(e) => e,
             silent => return self.lost(silent),
         };
-        let attempt = classify(&e, at_rcpt, &mut self.broken);
+        let attempt = classify(&e, step, &mut self.broken);
         if !self.broken && within(self.timeout, self.conn.command(Rset)).await.is_err() {
             self.broken = true;
         }
@@ -467,7 +470,7 @@ fn certificate_problem(whom: &str, host: &str, error: &str) -> String {
     )
 }
 
-fn classify(e: &lettre::transport::smtp::Error, at_rcpt: bool, broken: &mut bool) -> Attempt {
+fn classify(e: &lettre::transport::smtp::Error, step: Stage, broken: &mut bool) -> Attempt {
     let text = e.to_string().replace(['\r', '\n'], " ");
     if e.is_transient() {
         // 421 means the server is closing the connection.
@@ -476,13 +479,31 @@ fn classify(e: &lettre::transport::smtp::Error, at_rcpt: bool, broken: &mut bool
         }
         Attempt::Deferred(text)
     } else if e.is_permanent() {
-        let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-        let mailbox_gone = matches!(code.as_str(), "550" | "551" | "553") || text.contains(" 5.1.");
-        if at_rcpt && mailbox_gone { Attempt::Bounced(text) } else { Attempt::Rejected(text) }
+        // Read only here, on a refusal: an accepted message costs nothing of this.
+        let words = std::error::Error::source(e).map(|w| w.to_string()).unwrap_or_default();
+        let code = e.status().and_then(|c| c.to_string().parse().ok());
+        Attempt::Refused { refusal: refusal_of(code, &words, step), error: text }
     } else {
         // The connection broke, timed out or answered nonsense: the outcome is unknown, try again.
         *broken = true;
         Attempt::Deferred(format!("connection lost: {text}"))
+    }
+}
+
+/// Why a 5xx reply (`code`, and the server's `words`, which open with the enhanced status code)
+/// refused a message at `step` (`Session`: MAIL FROM; `Recipient`; `Message`: DATA or its end), and
+/// whose problem the send takes it to be. The reason is the classifier's (`reason_at`), and its
+/// scope stands, except that only RCPT can show that an address does not work: after DATA such a
+/// refusal counts as the mailbox's (temporary, so that a reader is bounced only by `[bounces]
+/// temporary_limit` of them in a row), and a refusal of MAIL FROM is the sender's, whatever it
+/// says, since our own address is the one refused.
+fn refusal_of(code: Option<u16>, words: &str, step: Stage) -> Refusal {
+    let reason = reason_at(step, None, code, words);
+    match (step, reason.scope()) {
+        (Stage::Session, Scope::Sender) => Refusal { reason, scope: Scope::Sender },
+        (Stage::Session, _) => Refusal { reason: Reason::Rejected, scope: Scope::Sender },
+        (Stage::Message | Stage::Unknown, Scope::Address) => Refusal { reason, scope: Scope::Mailbox },
+        (_, scope) => Refusal { reason, scope },
     }
 }
 
@@ -584,7 +605,9 @@ mod tests {
         let from: Address = "news@example.org".parse().unwrap();
         let body = b"Subject: x\r\n\r\n.leading dot\r\nend\r\n";
         assert_eq!(s.transmit(&envelope(&from, "ok@example.org"), body).await, Attempt::Accepted);
-        assert!(matches!(s.transmit(&envelope(&from, "gone@example.org"), body).await, Attempt::Bounced(e) if e.contains("5.1.1")));
+        let gone = s.transmit(&envelope(&from, "gone@example.org"), body).await;
+        let user_unknown = Refusal { reason: Reason::UserUnknown, scope: Scope::Address };
+        assert!(matches!(&gone, Attempt::Refused { error, refusal } if error.contains("5.1.1") && *refusal == user_unknown), "{gone:?}");
         assert!(matches!(s.transmit(&envelope(&from, "later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450")));
         assert_eq!(s.transmit(&envelope(&from, "ok2@example.org"), body).await, Attempt::Accepted);
         assert!(!s.is_broken());
@@ -632,6 +655,30 @@ mod tests {
         assert!(matches!(&attempt, Attempt::Deferred(e) if e.contains("no reply within 900ms")), "{attempt:?}");
         assert!(s.is_broken());
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn only_a_refusal_of_rcpt_can_say_that_the_address_does_not_work() {
+        let unknown = "5.1.1 <x@example.org>: Recipient address rejected: User unknown";
+        assert_eq!(refusal_of(Some(550), unknown, Stage::Recipient), Refusal { reason: Reason::UserUnknown, scope: Scope::Address });
+        // After DATA: counted as the mailbox's, so three issues in a row are needed.
+        assert_ne!(refusal_of(Some(550), unknown, Stage::Message).scope, Scope::Address);
+        // MAIL FROM refused: our own address is the one in question.
+        assert_eq!(
+            refusal_of(Some(553), "5.1.1 <bounces@signals.example.org>: Sender address rejected: User unknown", Stage::Session),
+            Refusal { reason: Reason::Rejected, scope: Scope::Sender }
+        );
+        // The enhanced status that opens the reply reaches the classifier.
+        assert_eq!(refusal_of(Some(552), "5.2.2 <x@example.org>: over quota", Stage::Recipient).reason, Reason::MailboxFull);
+        let spam = "5.7.1 [203.0.113.5] Our system has detected that this message is likely unsolicited mail.";
+        assert_eq!(refusal_of(Some(550), spam, Stage::Recipient), Refusal { reason: Reason::SpamDetected, scope: Scope::Sender });
+        // Whatever the classifier reads, RCPT keeps its scope, MAIL makes it the sender's, DATA never the address's.
+        for words in ["5.7.1 Message rejected as spam", "5.2.2 Mailbox full", "Service unavailable; client host blocked using zen.spamhaus.org", "5.1.2 Host unknown"] {
+            let reason = reason_at(Stage::Recipient, None, Some(550), words);
+            assert_eq!(refusal_of(Some(550), words, Stage::Recipient), Refusal { reason, scope: reason.scope() }, "{words}");
+            assert_eq!(refusal_of(Some(550), words, Stage::Session).scope, Scope::Sender, "{words}");
+            assert_ne!(refusal_of(Some(550), words, Stage::Message).scope, Scope::Address, "{words}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@ use lettre::Address;
 
 use super::StopFlag;
 use super::smtp::{Attempt, ConnectError, ServerSpec, SmtpSession};
+use crate::bounces::Scope;
+use crate::store::bounces::Refusal;
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,11 +25,11 @@ pub struct SendError {
 enum ErrorKind {
     /// 4xx, a lost connection or a missed deadline: try again later.
     Transient,
-    /// 5xx: not as it is, ever.
+    /// Not as it is, ever, and no server's reply says why (a message that cannot be built).
     Permanent,
-    /// 5xx to RCPT saying the mailbox does not exist (550 5.1.1 and kin): permanent, and the
-    /// address should not be mailed again.
-    MailboxGone,
+    /// A server's 5xx: permanent, and what it does to the reader depends on whose problem it is
+    /// (`Refusal`): an address that does not work is not mailed again.
+    Refused(Refusal),
     /// The server cannot be reached at all: the send stops instead of failing every delivery.
     Unreachable,
     /// The server refuses the configuration (the login, the certificate): the send stops, and
@@ -44,8 +46,8 @@ impl SendError {
     pub fn permanent(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Permanent, message: message.into() }
     }
-    pub fn mailbox_gone(message: impl Into<String>) -> SendError {
-        SendError { kind: ErrorKind::MailboxGone, message: message.into() }
+    pub fn refused(message: impl Into<String>, refusal: Refusal) -> SendError {
+        SendError { kind: ErrorKind::Refused(refusal), message: message.into() }
     }
     pub fn unreachable(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Unreachable, message: message.into() }
@@ -62,11 +64,18 @@ impl SendError {
     }
     /// Not worth trying again as it is (a 5xx).
     pub fn is_permanent(&self) -> bool {
-        matches!(self.kind, ErrorKind::Permanent | ErrorKind::MailboxGone)
+        matches!(self.kind, ErrorKind::Permanent | ErrorKind::Refused(_))
     }
-    /// The recipient's mailbox does not exist: a bounce.
-    pub fn is_mailbox_gone(&self) -> bool {
-        self.kind == ErrorKind::MailboxGone
+    /// A server's 5xx: why, and whose problem it is.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.kind {
+            ErrorKind::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+    /// The recipient's address does not work: a bounce.
+    pub fn is_bounce(&self) -> bool {
+        self.refusal().is_some_and(|r| r.scope == Scope::Address)
     }
     /// Nothing can be sent through this transport now.
     pub fn is_unreachable(&self) -> bool {
@@ -195,7 +204,7 @@ impl Connection for TransportConnection {
                 match s.transmit_gated(envelope, message, gate).await {
                     Attempt::Accepted => Ok(()),
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
-                    Attempt::Bounced(e) => Err(SendError::mailbox_gone(e)),
+                    Attempt::Refused { error, refusal } => Err(SendError::refused(error, refusal)),
                     Attempt::Rejected(e) => Err(SendError::permanent(e)),
                     Attempt::TooLarge(e) => Err(SendError::too_large(e)),
                 }
@@ -286,18 +295,22 @@ pub mod memory {
     }
 
     impl Connection for Memory {
-        /// `gone` in the address: 550 5.1.1; `spam`: 554; `later`: 450 the first time it is tried;
-        /// `hang`: no answer at all.
+        /// `gone` in the address: 550 5.1.1 (the address); `full`: 552 5.2.2 (the mailbox); `spam`:
+        /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `hang`: no answer at all.
         async fn send(&mut self, envelope: &Envelope, _message: &[u8], message_id: &str, _stop: &StopFlag) -> Result<(), SendError> {
             let to = envelope.to.to_string();
             if to.contains("hang") {
                 std::future::pending::<()>().await;
             }
+            use crate::bounces::Reason;
             if to.contains("gone") {
-                return Err(SendError::mailbox_gone("550 5.1.1 no such user"));
+                return Err(SendError::refused("550 5.1.1 no such user", Refusal { reason: Reason::UserUnknown, scope: Scope::Address }));
+            }
+            if to.contains("full") {
+                return Err(SendError::refused("552 5.2.2 mailbox full", Refusal { reason: Reason::MailboxFull, scope: Scope::Mailbox }));
             }
             if to.contains("spam") {
-                return Err(SendError::permanent("554 5.7.1 rejected"));
+                return Err(SendError::refused("554 5.7.1 rejected as spam", Refusal { reason: Reason::SpamDetected, scope: Scope::Sender }));
             }
             if to.contains("later") {
                 let mut deferred = self.deferred.lock().unwrap();

@@ -1,25 +1,48 @@
-//! What came back after a send, and what it does to a subscriber. The policy, in one place:
-//! - a permanent failure marks the delivery and the subscriber `bounced`;
-//! - temporary failures are counted: on `temporary_limit` distinct issues in a row (no issue
+//! What a failed delivery does to a subscriber, whether it came back after the send (a report
+//! read by `gazette bounces import` or from the mailbox) or was refused at sending. The policy, in
+//! one place, decided by whose problem the failure is (`Reason::scope`):
+//! - a failure of the address (user unknown, host unknown, has moved, a null MX) marks the
+//!   delivery and the subscriber `bounced`;
+//! - a failure of the mailbox or the mail system (full, suspended, expired, a system error, no
+//!   reason given) is temporary: on `temporary_limit` distinct issues in a row (no issue
 //!   delivered without a failure coming back between them) the subscriber becomes `bounced`;
+//! - a refusal of the message or the sender (spam, a blocklist, a policy, the content, the size,
+//!   authentication) is never the reader's fault: it is kept in `refusals`, for the issue and the
+//!   provider (the recipient's domain), changes no status and counts in no streak;
 //! - a complaint marks the subscriber `complained`.
 //!
-//! All three are sticky like an unsubscribe (only `subscribers add --reactivate` undoes them), and
-//! record when (`bounced_at`, `complained_at`) and why (`status_reason`). Every report attributed
-//! to a subscriber is kept in `bounce_events`; reading the same message twice records it once.
+//! `bounced` and `complained` are sticky like an unsubscribe (only `subscribers add --reactivate`
+//! undoes them), and record when (`bounced_at`, `complained_at`) and why (`status_reason`, which
+//! starts with the reason's name: `userunknown: 550 5.1.1 ...`). Every report attributed to a
+//! subscriber is kept (`bounce_events`, or `refusals`); reading the same message twice records it once.
 
 use super::ledger::DeliveryState;
 use super::{Backend, Status, Store, StoreError, now};
+use crate::bounces::{Reason, Scope};
 
-/// What a report says about one subscriber (`bounce_events.kind`).
+/// What a report says about one subscriber: `bounce_events.kind`, or a refusal (kept in the
+/// `refusals` table instead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     Permanent,
     Temporary,
     Complaint,
+    /// The message or the sender was refused: never counted against the reader.
+    Refused,
 }
 
-text_enum!(EventKind { Permanent => "permanent", Temporary => "temporary", Complaint => "complaint" });
+text_enum!(EventKind { Permanent => "permanent", Temporary => "temporary", Complaint => "complaint", Refused => "refused" });
+
+impl EventKind {
+    /// What a failure whose problem is `scope`'s is recorded as.
+    pub fn of(scope: Scope) -> EventKind {
+        match scope {
+            Scope::Address => EventKind::Permanent,
+            Scope::Mailbox => EventKind::Temporary,
+            Scope::Sender => EventKind::Refused,
+        }
+    }
+}
 
 /// One report, attributed to a subscriber (and, when it could be told, an issue).
 #[derive(Debug, Clone)]
@@ -27,14 +50,22 @@ pub struct BounceEvent<'a> {
     pub subscriber_id: i64,
     pub issue_id: Option<&'a str>,
     pub kind: EventKind,
+    /// Why it failed; `None` for a complaint.
+    pub code: Option<Reason>,
     /// The address the report named.
     pub address: &'a str,
+    /// The status and the server's words (for a complaint, its feedback type).
     pub reason: &'a str,
-    /// Where it was read, for people: a file, an mbox and the message's index, a mailbox's UID.
+    /// Where it was read, for people: a file, an mbox and the message's index, a mailbox's UID;
+    /// `AT_SENDING` for a refusal at sending.
     pub source: &'a str,
-    /// SHA-256 of the message, hex.
+    /// SHA-256 of the message, hex (`smtp:<issue>.<subscriber>` at sending).
     pub message_key: &'a str,
 }
+
+/// The `source` of what a server refused at sending (in `bounce_events` and `refusals`): not
+/// something that came back after the send.
+pub const AT_SENDING: &str = "smtp reply";
 
 /// What recording a report did.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,10 +74,32 @@ pub enum Effect {
     Became(Status),
     /// A temporary failure, counted: `count` issues in a row of the `limit` that make an address bounced.
     Counted { count: u32, limit: u32 },
+    /// A refusal of the message or the sender, kept for the issue and `provider`; the reader is
+    /// left as they were.
+    Refused { provider: String },
     /// Recorded; the subscriber was already this (unsubscribed, bounced, complained) and stays so.
     Unchanged(Status),
     /// This message was read before: nothing new.
     Duplicate,
+}
+
+/// A server's permanent refusal of one delivery at sending: why (`reason_of` on its reply), and
+/// whose problem the send takes it to be (the reason's own scope, narrowed by the step of the
+/// dialogue it came at: see `deliver::smtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub scope: Scope,
+}
+
+/// A refusal at sending of a mailbox's or the sender's (an address's is a bounce, which the
+/// ledger records), for `Store::record_refused_at_sending`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedAtSending {
+    pub subscriber_id: i64,
+    pub refusal: Refusal,
+    /// The server's reply.
+    pub detail: String,
 }
 
 /// What came back for one issue, counted by subscriber.
@@ -55,6 +108,35 @@ pub struct Returned {
     pub permanent: i64,
     pub temporary: i64,
     pub complaints: i64,
+}
+
+/// How many messages of an issue one provider refused for one reason (each subscriber once).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProviderRefusals {
+    pub provider: String,
+    /// The reason's name (`spamdetected`).
+    pub reason: String,
+    pub messages: i64,
+}
+
+/// `subscribers.status_reason` for a failure: the reason's name, then the server's words
+/// (`userunknown: 550 5.1.1 <x@y>: user unknown`); the words alone without a reason.
+pub fn status_reason(reason: Option<Reason>, words: &str) -> String {
+    match reason {
+        Some(r) => format!("{r}: {words}"),
+        None => words.to_string(),
+    }
+}
+
+/// The reason a `status_reason` starts with, if it names one (older rows and complaints do not).
+pub fn reason_in(status_reason: &str) -> Option<Reason> {
+    Reason::parse(status_reason.split_once(": ")?.0)
+}
+
+/// The provider a refusal is counted for: the domain of the refused address, in lower case.
+fn provider_of(address: &str) -> String {
+    let domain = address.trim().trim_end_matches('>').rsplit_once('@').map_or("", |(_, d)| d).trim();
+    if domain.is_empty() { "(no domain)".to_string() } else { domain.to_ascii_lowercase() }
 }
 
 /// How many issues in a row, ending with `issue_id`, came back with a temporary failure for this
@@ -83,6 +165,123 @@ macro_rules! temporary_streak {
                 .await?;
                 streak(&rows, issue_id)
             }
+        }
+    };
+}
+
+/// Records one report in the write transaction `$tx` (either backend's) and applies the policy
+/// (see the module's comment): the `Effect`, or `?` on errors. A macro for the same reason as
+/// `temporary_streak!`.
+macro_rules! apply_event {
+    ($tx:ident, $event:expr, $temporary_limit:expr, $at:expr) => {
+        'apply: {
+            let event: &BounceEvent<'_> = $event;
+            let (temporary_limit, at): (u32, i64) = ($temporary_limit, $at);
+            if event.kind == EventKind::Refused {
+                let provider = provider_of(event.address);
+                let code = event.code.unwrap_or(Reason::Undefined);
+                let inserted = sqlx::query(
+                    "INSERT INTO refusals (subscriber_id, issue_id, provider, reason_code, detail, address, source, message_key, received_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                )
+                .bind(event.subscriber_id)
+                .bind(event.issue_id)
+                .bind(provider.as_str())
+                .bind(code.as_str())
+                .bind(event.reason)
+                .bind(event.address)
+                .bind(event.source)
+                .bind(event.message_key)
+                .bind(at)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    break 'apply Effect::Duplicate;
+                }
+                if let Some(issue_id) = event.issue_id {
+                    // Refused after the relay took it: the message did not arrive. Not a success,
+                    // so it neither counts in a streak of temporary failures nor ends one.
+                    sqlx::query(
+                        "UPDATE deliveries SET state = $3, last_error = $4, updated_at = $5 WHERE issue_id = $1 AND subscriber_id = $2 AND state = $6",
+                    )
+                    .bind(issue_id)
+                    .bind(event.subscriber_id)
+                    .bind(DeliveryState::Failed)
+                    .bind(format!("refused after the send: {}", status_reason(Some(code), event.reason)))
+                    .bind(at)
+                    .bind(DeliveryState::Sent)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+                break 'apply Effect::Refused { provider };
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO bounce_events (subscriber_id, issue_id, kind, address, reason, source, message_key, received_at, reason_code)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            )
+            .bind(event.subscriber_id)
+            .bind(event.issue_id)
+            .bind(event.kind)
+            .bind(event.address)
+            .bind(event.reason)
+            .bind(event.source)
+            .bind(event.message_key)
+            .bind(at)
+            .bind(event.code.map(Reason::as_str))
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                break 'apply Effect::Duplicate;
+            }
+            let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1").bind(event.subscriber_id).fetch_one(&mut *$tx).await?;
+            let status: Status = status.parse().map_err(|_| StoreError::Corrupt(format!("subscriber {} has an unknown status", event.subscriber_id)))?;
+            if event.kind == EventKind::Permanent
+                && let Some(issue_id) = event.issue_id
+            {
+                sqlx::query(
+                    "UPDATE deliveries SET state = $3, last_error = $4, updated_at = $5 WHERE issue_id = $1 AND subscriber_id = $2 AND state = $6",
+                )
+                .bind(issue_id)
+                .bind(event.subscriber_id)
+                .bind(DeliveryState::Bounced)
+                .bind(format!("bounced after the send: {}", status_reason(event.code, event.reason)))
+                .bind(at)
+                .bind(DeliveryState::Sent)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            // Only an address that is being mailed changes: an unsubscribe, bounce or complaint stays.
+            if !matches!(status, Status::Active | Status::Pending) {
+                break 'apply Effect::Unchanged(status);
+            }
+            let (new, why) = match event.kind {
+                EventKind::Permanent => (Status::Bounced, status_reason(event.code, event.reason)),
+                EventKind::Complaint => (Status::Complained, format!("complaint: {}", event.reason)),
+                EventKind::Temporary => {
+                    let count = temporary_streak!(&mut *$tx, event.subscriber_id, event.issue_id);
+                    if count < temporary_limit {
+                        break 'apply Effect::Counted { count, limit: temporary_limit };
+                    }
+                    let issues = if count == 1 { "1 issue".to_string() } else { format!("{count} issues") };
+                    (Status::Bounced, status_reason(event.code, &format!("{} (temporary failures on {issues} in a row)", event.reason)))
+                }
+                EventKind::Refused => unreachable!("refusals are recorded above"),
+            };
+            sqlx::query(
+                "UPDATE subscribers SET status = $2, status_changed_at = $3, status_reason = $4,
+                 bounced_at = CASE $2 WHEN 'bounced' THEN $3 ELSE bounced_at END,
+                 complained_at = CASE $2 WHEN 'complained' THEN $3 ELSE complained_at END
+                 WHERE id = $1",
+            )
+            .bind(event.subscriber_id)
+            .bind(new.as_str())
+            .bind(at)
+            .bind(why)
+            .execute(&mut *$tx)
+            .await?;
+            Effect::Became(new)
         }
     };
 }
@@ -124,81 +323,50 @@ impl Store {
         let at = now();
         with_pool!(&self.pool, p => {
             let mut tx = p.begin_write().await?;
-            let inserted = sqlx::query(
-                "INSERT INTO bounce_events (subscriber_id, issue_id, kind, address, reason, source, message_key, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            )
-            .bind(event.subscriber_id)
-            .bind(event.issue_id)
-            .bind(event.kind)
-            .bind(event.address)
-            .bind(event.reason)
-            .bind(event.source)
-            .bind(event.message_key)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                tx.commit().await?;
-                return Ok(Effect::Duplicate);
-            }
-            let status: String = sqlx::query_scalar("SELECT status FROM subscribers WHERE id = $1").bind(event.subscriber_id).fetch_one(&mut *tx).await?;
-            let status: Status = status.parse().map_err(|_| StoreError::Corrupt(format!("subscriber {} has an unknown status", event.subscriber_id)))?;
-            if event.kind == EventKind::Permanent
-                && let Some(issue_id) = event.issue_id
-            {
-                sqlx::query(
-                    "UPDATE deliveries SET state = $3, last_error = $4, updated_at = $5 WHERE issue_id = $1 AND subscriber_id = $2 AND state = $6",
-                )
-                .bind(issue_id)
-                .bind(event.subscriber_id)
-                .bind(DeliveryState::Bounced)
-                .bind(format!("bounced after the send: {}", event.reason))
-                .bind(at)
-                .bind(DeliveryState::Sent)
-                .execute(&mut *tx)
-                .await?;
-            }
-            // Only an address that is being mailed changes: an unsubscribe, bounce or complaint stays.
-            if !matches!(status, Status::Active | Status::Pending) {
-                tx.commit().await?;
-                return Ok(Effect::Unchanged(status));
-            }
-            let (new, reason) = match event.kind {
-                EventKind::Permanent => (Status::Bounced, event.reason.to_string()),
-                EventKind::Complaint => (Status::Complained, format!("complaint: {}", event.reason)),
-                EventKind::Temporary => {
-                    let count = temporary_streak!(&mut *tx, event.subscriber_id, event.issue_id);
-                    if count < temporary_limit {
-                        tx.commit().await?;
-                        return Ok(Effect::Counted { count, limit: temporary_limit });
-                    }
-                    (Status::Bounced, format!("temporary failures on {count} issues in a row; the last: {}", event.reason))
-                }
-            };
-            sqlx::query(
-                "UPDATE subscribers SET status = $2, status_changed_at = $3, status_reason = $4,
-                 bounced_at = CASE $2 WHEN 'bounced' THEN $3 ELSE bounced_at END,
-                 complained_at = CASE $2 WHEN 'complained' THEN $3 ELSE complained_at END
-                 WHERE id = $1",
-            )
-            .bind(event.subscriber_id)
-            .bind(new.as_str())
-            .bind(at)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
+            let effect = apply_event!(tx, event, temporary_limit, at);
             tx.commit().await?;
-            Ok(Effect::Became(new))
+            Ok(effect)
         })
     }
 
-    /// What came back after the send of `issue_id`, counted by subscriber.
+    /// Applies the policy to refusals at sending of `issue_id`'s deliveries, in one transaction: a
+    /// mailbox's counts as a temporary failure of the issue for the reader, a sender's is kept for
+    /// the issue and the provider. Each is keyed by its delivery, so a delivery sent again after a
+    /// crash and refused again is recorded once. A subscriber that is gone is passed over.
+    pub async fn record_refused_at_sending(&self, issue_id: &str, refused: &[RefusedAtSending], temporary_limit: u32) -> Result<Vec<Effect>, StoreError> {
+        let at = now();
+        let mut effects = Vec::with_capacity(refused.len());
+        with_pool!(&self.pool, p => {
+            let mut tx = p.begin_write().await?;
+            for r in refused {
+                let email: Option<String> =
+                    sqlx::query_scalar("SELECT email FROM subscribers WHERE id = $1").bind(r.subscriber_id).fetch_optional(&mut *tx).await?;
+                let Some(email) = email else { continue };
+                let key = format!("smtp:{issue_id}.{}", r.subscriber_id);
+                let event = BounceEvent {
+                    subscriber_id: r.subscriber_id,
+                    issue_id: Some(issue_id),
+                    kind: EventKind::of(r.refusal.scope),
+                    code: Some(r.refusal.reason),
+                    address: &email,
+                    reason: &r.detail,
+                    source: AT_SENDING,
+                    message_key: &key,
+                };
+                effects.push(apply_event!(tx, &event, temporary_limit, at));
+            }
+            tx.commit().await?;
+        });
+        Ok(effects)
+    }
+
+    /// What came back after the send of `issue_id`, counted by subscriber (refusals at sending
+    /// are the send's own: `status` counts them by state).
     pub async fn returned(&self, issue_id: &str) -> Result<Returned, StoreError> {
         let rows: Vec<(EventKind, i64)> = with_pool!(&self.pool, p => {
-            sqlx::query_as("SELECT kind, COUNT(DISTINCT subscriber_id) FROM bounce_events WHERE issue_id = $1 GROUP BY kind")
+            sqlx::query_as("SELECT kind, COUNT(DISTINCT subscriber_id) FROM bounce_events WHERE issue_id = $1 AND source <> $2 GROUP BY kind")
                 .bind(issue_id)
+                .bind(AT_SENDING)
                 .fetch_all(p)
                 .await?
         });
@@ -208,12 +376,28 @@ impl Store {
                 EventKind::Permanent => r.permanent = n,
                 EventKind::Temporary => r.temporary = n,
                 EventKind::Complaint => r.complaints = n,
+                // Never a `bounce_events.kind`: refusals are counted by `refusals`.
+                EventKind::Refused => {}
             }
         }
         Ok(r)
     }
-}
 
+    /// The refusals of the message or the sender for `issue_id`, at sending and after it: by
+    /// provider and reason, each subscriber once, the most first.
+    pub async fn refusals(&self, issue_id: &str) -> Result<Vec<ProviderRefusals>, StoreError> {
+        let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT provider, reason_code, COUNT(DISTINCT subscriber_id) FROM refusals WHERE issue_id = $1
+                 GROUP BY provider, reason_code ORDER BY 3 DESC, 1, 2",
+            )
+            .bind(issue_id)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows.into_iter().map(|(provider, reason, messages)| ProviderRefusals { provider, reason, messages }).collect())
+    }
+}
 
 /// The count `temporary_streak!` returns, from the subscriber's deliveries (issue, state, whether a
 /// temporary failure came back for it), latest first.
@@ -261,7 +445,13 @@ mod tests {
     }
 
     fn event<'a>(subscriber_id: i64, issue: &'a str, kind: EventKind, key: &'a str) -> BounceEvent<'a> {
-        BounceEvent { subscriber_id, issue_id: Some(issue), kind, address: "x@example.org", reason: "452 4.2.2 mailbox full", source: "test", message_key: key }
+        let code = match kind {
+            EventKind::Permanent => Some(Reason::UserUnknown),
+            EventKind::Temporary => Some(Reason::MailboxFull),
+            EventKind::Refused => Some(Reason::SpamDetected),
+            EventKind::Complaint => None,
+        };
+        BounceEvent { subscriber_id, issue_id: Some(issue), kind, code, address: "x@example.org", reason: "452 4.2.2 mailbox full", source: "test", message_key: key }
     }
 
     #[tokio::test]
@@ -288,7 +478,7 @@ mod tests {
             let s = store.subscriber_by_id(a).await.unwrap().unwrap();
             assert_eq!(s.status, Status::Bounced);
             assert!(s.bounced_at.is_some());
-            assert_eq!(s.status_reason.as_deref(), Some("temporary failures on 3 issues in a row; the last: 452 4.2.2 mailbox full"));
+            assert_eq!(s.status_reason.as_deref(), Some("mailboxfull: 452 4.2.2 mailbox full (temporary failures on 3 issues in a row)"));
             // Sticky: a permanent failure later changes nothing, and the delivery is marked.
             assert_eq!(store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(), Effect::Unchanged(Status::Bounced));
             assert_eq!(ledger::counts(store.pool(), "2023-07-24").await.unwrap().bounced, 1);
@@ -302,6 +492,82 @@ mod tests {
             assert_eq!(store.subscriber_by_id(a).await.unwrap().unwrap().status_reason, None);
             assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(), Effect::Counted { count: 0, limit: 3 });
         }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_sender_is_kept_for_the_provider_and_never_counted_against_the_reader() {
+        for store in crate::store::testing::stores().await {
+            let ids = add(&store, &["a@example.org"]).await;
+            let t = now() - 1000;
+            with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
+            for (i, issue) in ["2023-07-03", "2023-07-10", "2023-07-17"].iter().enumerate() {
+                sent(&store, issue, i as u32 + 1, t + i as i64).await;
+            }
+            let a = ids[0];
+            assert_eq!(store.record_bounce(&event(a, "2023-07-03", EventKind::Temporary, "m1"), 2).await.unwrap(), Effect::Counted { count: 1, limit: 2 });
+            // Refused as spam by the reader's provider: kept under its domain, in lower case.
+            let spam = BounceEvent { address: "A@Mail.Example.COM", reason: "550 5.7.1 likely unsolicited mail", ..event(a, "2023-07-10", EventKind::Refused, "m2") };
+            assert_eq!(store.record_bounce(&spam, 2).await.unwrap(), Effect::Refused { provider: "mail.example.com".into() });
+            assert_eq!(store.record_bounce(&spam, 2).await.unwrap(), Effect::Duplicate);
+            let s = store.subscriber_by_id(a).await.unwrap().unwrap();
+            assert_eq!((s.status, s.status_reason), (Status::Active, None), "a refusal changes nothing of the reader's");
+            // Its delivery did not arrive: failed, which neither counts in the streak nor ends it as a success would.
+            let c = ledger::counts(store.pool(), "2023-07-10").await.unwrap();
+            assert_eq!((c.sent, c.failed), (0, 1));
+            assert_eq!(store.record_bounce(&event(a, "2023-07-17", EventKind::Temporary, "m3"), 2).await.unwrap(), Effect::Became(Status::Bounced));
+            assert_eq!(
+                store.refusals("2023-07-10").await.unwrap(),
+                [ProviderRefusals { provider: "mail.example.com".into(), reason: "spamdetected".into(), messages: 1 }]
+            );
+            assert_eq!(store.returned("2023-07-10").await.unwrap(), Returned::default(), "a refusal is not a failure of the reader's");
+            assert!(store.refusals("2023-07-17").await.unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn refusals_at_sending_follow_the_policy_once_per_delivery() {
+        for store in crate::store::testing::stores().await {
+            let ids = add(&store, &["a@gmail.com", "b@gmail.com", "c@example.org"]).await;
+            let t = now() - 1000;
+            with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
+            assert!(ledger::start_send(store.pool(), "2023-07-17", 1, "s", "signals.example.org", "n0nce", t).await.unwrap());
+            ledger::claim(store.pool(), "2023-07-17", "test", 10, t).await.unwrap();
+            let refused = |id: i64, reason: Reason, scope: Scope, detail: &str| RefusedAtSending { subscriber_id: id, refusal: Refusal { reason, scope }, detail: detail.into() };
+            let batch = [
+                refused(ids[0], Reason::SpamDetected, Scope::Sender, "550 5.7.1 spam"),
+                refused(ids[1], Reason::SpamDetected, Scope::Sender, "550 5.7.1 spam"),
+                refused(ids[2], Reason::MailboxFull, Scope::Mailbox, "552 5.2.2 mailbox full"),
+            ];
+            let effects = store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap();
+            let gmail = Effect::Refused { provider: "gmail.com".into() };
+            assert_eq!(effects, [gmail.clone(), gmail, Effect::Became(Status::Bounced)]);
+            // The same refusals again (a delivery sent again after a crash): nothing new.
+            assert_eq!(store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap(), [Effect::Duplicate, Effect::Duplicate, Effect::Duplicate]);
+            assert_eq!(
+                store.refusals("2023-07-17").await.unwrap(),
+                [ProviderRefusals { provider: "gmail.com".into(), reason: "spamdetected".into(), messages: 2 }]
+            );
+            for id in &ids[..2] {
+                assert_eq!(store.subscriber_by_id(*id).await.unwrap().unwrap().status, Status::Active);
+            }
+            let c = store.subscriber_by_id(ids[2]).await.unwrap().unwrap();
+            assert_eq!(c.status_reason.as_deref(), Some("mailboxfull: 552 5.2.2 mailbox full (temporary failures on 1 issue in a row)"));
+            assert_eq!(c.reason, Some(Reason::MailboxFull));
+            assert_eq!(store.returned("2023-07-17").await.unwrap(), Returned::default(), "refused at sending is not what came back after it");
+        }
+    }
+
+    #[test]
+    fn a_status_reason_names_its_reason_first() {
+        for r in Reason::ALL {
+            assert_eq!(reason_in(&status_reason(Some(r), "550 5.1.1 <x@y>: user unknown")), Some(r));
+        }
+        assert_eq!(status_reason(Some(Reason::UserUnknown), "550 5.1.1 <x@y>: user unknown"), "userunknown: 550 5.1.1 <x@y>: user unknown");
+        // Older rows, reasons without a name, complaints.
+        for old in ["550 5.1.1 <x@y>: user unknown", "complaint: abuse report", "refused at sending: permanent error (550): 5.1.1 no"] {
+            assert_eq!(reason_in(old), None, "{old}");
+        }
+        assert_eq!(status_reason(None, "552 full"), "552 full");
     }
 
     #[tokio::test]

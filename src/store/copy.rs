@@ -2,8 +2,8 @@
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
 //! the new database where it stopped, with the same Message-IDs), confirmations, the publication
-//! record, bounce reports and the messages set aside as unreadable. Leases are not: they belong to
-//! processes of the old database. The target must be empty, so nothing there is ever overwritten.
+//! record, bounce reports, refusals and the messages set aside as unreadable. Leases are not: they
+//! belong to processes of the old database. The target must be empty, so nothing there is ever overwritten.
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
@@ -66,6 +66,22 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("kind", Text),
             ("address", Text),
             ("reason", Text),
+            ("source", Text),
+            ("message_key", Text),
+            ("received_at", Int),
+            ("reason_code", Text),
+        ],
+    ),
+    (
+        "refusals",
+        &[
+            ("id", Int),
+            ("subscriber_id", Int),
+            ("issue_id", Text),
+            ("provider", Text),
+            ("reason_code", Text),
+            ("detail", Text),
+            ("address", Text),
             ("source", Text),
             ("message_key", Text),
             ("received_at", Int),
@@ -156,7 +172,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError>
         }
         if let Pool::Postgres(_) = to.pool() {
             // Ids were copied as they were: the next new row takes the id after the highest.
-            for table in ["subscribers", "bounce_events", "unreadable_messages"] {
+            for table in ["subscribers", "bounce_events", "unreadable_messages", "refusals"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
                 )))

@@ -3,14 +3,18 @@
 //! ```text
 //! pending --claim--> sending --250 after DATA--> sent
 //!    ^                  |--4xx / connection lost--> pending (attempts+1, next_attempt_at later)
-//!    |                  |--5xx to RCPT (mailbox)--> bounced (and the subscriber: bounced)
-//!    |                  '--other 5xx-------------> failed
+//!    |                  |--5xx to RCPT, the address does not work--> bounced (and the subscriber: bounced)
+//!    |                  '--other 5xx-------------> failed (a mailbox's refusal counts as temporary
+//!    |                                              for the reader, a sender's is kept for the
+//!    |                                              provider: store::bounces)
 //!    '-- on resume: rows left in `sending` by a crash go back to pending (outcome unknown;
 //!        the resend carries the same Message-ID)
 //! claim of a row whose subscriber is no longer active --> skipped
 //! ```
 
+use super::bounces::{Refusal, status_reason};
 use super::{Backend, Pool};
+use crate::bounces::Reason;
 use crate::store::Status;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
@@ -47,7 +51,12 @@ pub enum Outcome {
     Sent,
     /// Try again at `retry_at` (unix seconds); it stays pending.
     Deferred { error: String, retry_at: i64 },
-    Bounced(String),
+    /// 5xx to RCPT saying the address does not work: the delivery and the subscriber `bounced`.
+    Bounced { error: String, reason: Reason },
+    /// A 5xx that is the mailbox's or the sender's problem: the delivery `failed`. What it does to
+    /// the reader is recorded apart, by the bounce policy (`Store::record_refused_at_sending`).
+    Refused { error: String, refusal: Refusal },
+    /// Any other permanent failure (a message that could not be built, a server without SMTPUTF8).
     Failed(String),
     /// Claimed but not attempted (the send was stopped): back to pending, attempt not counted.
     Unclaimed,
@@ -429,7 +438,8 @@ fn id_list(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(",")
 }
 
-/// Records a batch of outcomes in one transaction. A bounce also marks the subscriber bounced.
+/// Records a batch of outcomes in one transaction. A bounce also marks the subscriber bounced
+/// (`status_reason` naming the reason first, as `store::bounces` does).
 /// The send loop records every few outcomes (as soon as the server answers), so the common case,
 /// a few messages sent, is one statement: its own transaction, one round trip to the database
 /// instead of three (BEGIN, UPDATE, COMMIT).
@@ -460,8 +470,8 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
             let (state, error, retry_at) = match outcome {
                 Outcome::Sent => continue,
                 Outcome::Deferred { error, retry_at } => (Pending, Some(error.as_str()), *retry_at),
-                Outcome::Bounced(e) => (Bounced, Some(e.as_str()), 0),
-                Outcome::Failed(e) => (Failed, Some(e.as_str()), 0),
+                Outcome::Bounced { error, .. } => (Bounced, Some(error.as_str()), 0),
+                Outcome::Refused { error, .. } | Outcome::Failed(error) => (Failed, Some(error.as_str()), 0),
                 Outcome::Unclaimed => (Pending, None, 0),
             };
             let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
@@ -478,7 +488,7 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            if let Outcome::Bounced(why) = outcome {
+            if let Outcome::Bounced { error, reason } = outcome {
                 sqlx::query(
                     "UPDATE subscribers SET status = $3, bounced_at = $2, status_changed_at = $2, status_reason = $5 WHERE id = $1 AND status = $4",
                 )
@@ -486,7 +496,7 @@ pub async fn record(pool: &Pool, issue_id: &str, outcomes: &[(i64, Outcome)], no
                 .bind(now)
                 .bind(Status::Bounced.as_str())
                 .bind(Status::Active.as_str())
-                .bind(format!("refused at sending: {why}"))
+                .bind(status_reason(Some(*reason), &format!("{error} (refused at sending)")))
                 .execute(&mut *tx)
                 .await?;
             }

@@ -96,12 +96,14 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0004_publications.sql", include_str!("../../subscribers/migrations/sqlite/0004_publications.sql")),
         ("0005_bounces.sql", include_str!("../../subscribers/migrations/sqlite/0005_bounces.sql")),
         ("0006_unreadable.sql", include_str!("../../subscribers/migrations/sqlite/0006_unreadable.sql")),
+        ("0007_refusals.sql", include_str!("../../subscribers/migrations/sqlite/0007_refusals.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
     migrator(&[
         ("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql")),
         ("0002_unreadable.sql", include_str!("../../subscribers/migrations/postgres/0002_unreadable.sql")),
+        ("0003_refusals.sql", include_str!("../../subscribers/migrations/postgres/0003_refusals.sql")),
     ])
 });
 
@@ -468,7 +470,7 @@ mod tests {
                 .fetch_all(store.pool().sqlite())
                 .await
                 .unwrap();
-        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "send_leases", "sends", "settings", "subscribers", "unreadable_messages"]);
+        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "refusals", "send_leases", "sends", "settings", "subscribers", "unreadable_messages"]);
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool().sqlite()).await.unwrap();

@@ -321,8 +321,12 @@ pub struct Subscriber {
     pub unsubscribed_at: Option<chrono::DateTime<chrono::Utc>>,
     pub bounced_at: Option<chrono::DateTime<chrono::Utc>>,
     pub complained_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Why a report made it bounced or complained ("550 5.1.1 user unknown"); `None` otherwise.
+    /// Why a report made it bounced or complained ("userunknown: 550 5.1.1 user unknown"); `None` otherwise.
     pub status_reason: Option<String>,
+    /// Why a bounced subscriber's mail failed, as `status_reason` names it (`userunknown`,
+    /// `mailboxfull`); `None` for any other status, and for reasons recorded before Gazette
+    /// named them.
+    pub reason: Option<crate::bounces::Reason>,
 }
 
 impl Subscriber {
@@ -393,6 +397,7 @@ impl TryFrom<SubscriberRow> for Subscriber {
             unsubscribed_at: maybe(r.unsubscribed_at)?,
             bounced_at: maybe(r.bounced_at)?,
             complained_at: maybe(r.complained_at)?,
+            reason: r.status_reason.as_deref().filter(|_| r.status == Status::Bounced.as_str()).and_then(super::bounces::reason_in),
             status_reason: r.status_reason,
         })
     }
