@@ -107,10 +107,13 @@ const FIXTURES: &[Fixture] = &[
     fixture("postfix-dsn-delayed.eml", None, "bounce", &[], &["lena.brandt@example.com"], &[]),
     fixture("postfix-dsn-permanent.eml", None, "bounce", &["m.okafor@example.net"], &[], &[]),
     fixture("qmail-failure", None, "bounce", &["j.ferreira@example.net"], &[], &[]),
-    fixture("returned.mbox", Some(1), "bounce", &["k.oduya@example.org"], &[], &[]),
+    // 5.2.1 "Mailbox disabled": the mailbox, not the address, so temporary.
+    fixture("returned.mbox", Some(1), "bounce", &[], &["k.oduya@example.org"], &[]),
     fixture("returned.mbox", Some(2), "ignored", &[], &[], &[]),
     fixture("sendmail-warning.eml", None, "bounce", &[], &["o.adeyemi@example.edu"], &[]),
-    fixture("yahoo.eml", None, "bounce", &["sam.whitfield@yahoo.com"], &[], &[]),
+    // "This user doesn't have a yahoo.com account" after the message was sent, with no status
+    // that says the address is unknown: a filter's refusal as often as not (Sisimai: filtered).
+    fixture("yahoo.eml", None, "bounce", &[], &["sam.whitfield@yahoo.com"], &[]),
 ];
 
 fn expect_fixture(line: &serde_json::Value, f: &Fixture) {
@@ -121,10 +124,19 @@ fn expect_fixture(line: &serde_json::Value, f: &Fixture) {
     assert_eq!(line["permanent"], serde_json::json!(f.permanent), "{}: {line}", f.file);
     assert_eq!(line["temporary"], serde_json::json!(f.temporary), "{}: {line}", f.file);
     assert_eq!(line["complained"], serde_json::json!(f.complained), "{}: {line}", f.file);
+    // Every failed address has its reason, and only those.
+    let mut failed: Vec<&str> = f.permanent.iter().chain(f.temporary).copied().collect();
+    failed.sort();
+    let reasons: Vec<&str> = line["reasons"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(reasons, failed, "{}: {line}", f.file);
+    assert_eq!(line["refused"], serde_json::json!([]), "{}: {line}", f.file);
     let mut keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut wanted = vec!["complained", "kind", "permanent", "source", "temporary"];
+    let mut wanted = vec!["complained", "kind", "permanent", "reasons", "refused", "source", "temporary"];
     if f.index.is_some() {
         wanted.push("index");
+    }
+    if f.kind == "ignored" {
+        wanted.push("why");
     }
     wanted.sort();
     keys.sort();

@@ -10,7 +10,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::reason::{Reason, Scope, Stage, first_enhanced_status, reason_at, stage_in};
+use super::reason::{Reason, Scope, Stage, reason_at, stage_in};
 
 /// What kind of message it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -596,8 +596,6 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
         // in the notice ("in reply to RCPT TO command").
         let near = lines.iter().position(|l| l.to_lowercase().contains(&address)).map(|i| words_about(&lines, i, &address, &[])).unwrap_or_default();
         let stage = [stage_in(&diagnostic), stage_in(&near), notice.stage_of(&address)].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
-        // A specific status in the server's own words outranks the report's summary of it.
-        let status = first_enhanced_status(&diagnostic).filter(|s| is_specific_status(s)).or(status);
         let mut reason = reason_at(stage, status.as_deref(), None, &diagnostic);
         let mut detail = [status.clone().unwrap_or_default(), diagnostic.clone()].join(" ").trim().to_string();
         if reason == Reason::Undefined || (diagnostic.is_empty() && reason_is_vague(reason)) || (reason == Reason::UserUnknown && diagnostic.is_empty()) {
@@ -628,12 +626,6 @@ fn generated_from(lines: &[&str], address: &str) -> Option<String> {
     })?;
     let above = lines[..at].iter().rev().find(|l| !l.trim().is_empty())?;
     addresses_in(above).into_iter().next().map(|a| a.to_lowercase()).filter(|a| a != address)
-}
-
-/// `5.7.1` but not `5.0.0` or `5.1.10`: a class, a subject and a detail, each one digit, neither 0.
-fn is_specific_status(status: &str) -> bool {
-    let b = status.as_bytes();
-    b.len() == 5 && matches!(b[0], b'4' | b'5') && b[1] == b'.' && (b'1'..=b'9').contains(&b[2]) && b[3] == b'.' && (b'1'..=b'9').contains(&b[4])
 }
 
 /// The per-recipient records of a delivery-status body: fields unfolded, names lowercased. The

@@ -245,7 +245,9 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
 /// borrows the words, and count as `Filtered` (Sisimai reads them the same way).
 pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
     let said = normalize(text);
-    let status = status.and_then(enhanced_status).or_else(|| first_enhanced_status(&said));
+    // A specific status in the server's own words outranks one given apart (a report's summary).
+    let in_words = first_enhanced_status(&said);
+    let status = in_words.clone().filter(|s| is_specific_status(s)).or_else(|| status.and_then(enhanced_status)).or(in_words);
     let reply = reply.or_else(|| first_reply_code(&said));
     let matched = patterns().matches(&said);
     let says = |r: Reason| matched.iter().any(|i| PATTERNS[i].0 == r);
@@ -385,6 +387,12 @@ fn status_reason(status: &str) -> Option<Reason> {
     })
 }
 
+/// `5.7.1` but not `5.0.0` or `5.1.10`: a class, a subject and a detail, each one digit, neither 0.
+fn is_specific_status(status: &str) -> bool {
+    let b = status.as_bytes();
+    b.len() == 5 && matches!(b[0], b'4' | b'5') && b[1] == b'.' && (b'1'..=b'9').contains(&b[2]) && b[3] == b'.' && (b'1'..=b'9').contains(&b[4])
+}
+
 /// `5.1.1`, `#5.1.1` or `5.1.1.` as the canonical `5.1.1`, if it is one.
 fn enhanced_status(word: &str) -> Option<String> {
     let w = word.trim().trim_start_matches('#').trim_end_matches(['.', ',', ')', ':', ';']);
@@ -507,7 +515,14 @@ mod tests {
         assert_eq!(reason_of(Some("5.1.1"), None, "550 5.1.1 relaying denied"), Reason::NoRelaying);
         assert_eq!(reason_of(None, None, "552 Message size exceeds fixed maximum message size"), Reason::MesgTooBig);
         assert_eq!(reason_of(None, None, "550 Unrouteable address"), Reason::HostUnknown);
-        assert_eq!(reason_of(None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"), Reason::UserUnknown);
+        // "No such user" words make the address unknown at RCPT TO; after the message was sent,
+        // or where the step is not said, a filter may be using them.
+        assert_eq!(reason_at(Stage::Recipient, None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"), Reason::UserUnknown);
+        assert_eq!(reason_of(None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"), Reason::Filtered);
+        assert_eq!(reason_of(None, None, "said: 550 User unknown (in reply to RCPT TO command)"), Reason::UserUnknown);
+        assert_eq!(reason_of(None, None, "said: 550 User unknown (in reply to end of DATA command)"), Reason::Filtered);
+        // A directory lookup that failed is the address's, whatever the step.
+        assert_eq!(reason_of(None, None, "User x (x@example.net) not listed in Domino Directory"), Reason::UserUnknown);
         assert_eq!(reason_of(Some("5.0.0"), None, "Sorry, no mailbox here by that name. (#5.1.1)"), Reason::UserUnknown);
         // A 4xx "not accepting messages" is the system's state, not a null MX.
         assert_eq!(reason_of(Some("4.3.2"), None, "not accepting messages"), Reason::SystemError);
