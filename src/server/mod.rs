@@ -28,6 +28,7 @@ use crate::render::{Page, Templates, render_page};
 use crate::store::{Store, TokenKey};
 pub use connections::serve;
 pub use limit::Rate;
+pub use subscribe::{Refusal, read_subscribe_request};
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;

@@ -79,21 +79,10 @@ pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: 
         response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
         return response;
     }
-    let form = if json {
-        Json::<SubscribeForm>::from_request(request, &()).await.map(|j| j.0).map_err(IntoResponse::into_response)
-    } else {
-        Form::<SubscribeForm>::from_request(request, &()).await.map(|f| f.0).map_err(IntoResponse::into_response)
-    };
-    let form = match form {
-        Ok(f) => f,
-        Err(rejection) => return rejection,
-    };
-    let checked = SubscriberEmail::parse(&form.email)
-        .map_err(|e| e.to_string())
-        .and_then(|email| Ok((email, clean_name(form.name.as_deref().unwrap_or(""))?)));
-    let (email, name) = match checked {
+    let (email, name) = match read_subscribe_request(request, json).await {
         Ok(c) => c,
-        Err(why) => return answer(StatusCode::BAD_REQUEST, subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form)),
+        Err(Refusal::Undecodable(rejection)) => return rejection,
+        Err(Refusal::Invalid(page)) => return answer(StatusCode::BAD_REQUEST, *page),
     };
     if let Err(e) = register(&app, &email, name).await {
         return app.unavailable(format!("subscribe: {e}"));
@@ -104,6 +93,29 @@ pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: 
         format!("Open that link to start receiving {}. If nothing arrives within a few minutes, look in the spam folder.", app.config.site.title),
     ];
     answer(StatusCode::OK, Page { title: "Check your inbox".into(), lines, ..Page::default() })
+}
+
+/// Why a subscribe request is not taken.
+pub enum Refusal {
+    /// The body is not a form (or not JSON, for a JSON request): the extractor's own answer.
+    Undecodable(Response),
+    /// The address or the name is refused: the form again, filled in as sent, saying why.
+    Invalid(Box<Page>),
+}
+
+/// The body of a `POST /subscribe`, a form or JSON (`json`), decoded and checked: the address and
+/// the name to register. Public for the property tests, which feed it hostile bodies.
+pub async fn read_subscribe_request(request: Request, json: bool) -> Result<(SubscriberEmail, Option<String>), Refusal> {
+    let form = if json {
+        Json::<SubscribeForm>::from_request(request, &()).await.map(|j| j.0).map_err(IntoResponse::into_response)
+    } else {
+        Form::<SubscribeForm>::from_request(request, &()).await.map(|f| f.0).map_err(IntoResponse::into_response)
+    };
+    let form = form.map_err(Refusal::Undecodable)?;
+    let checked = SubscriberEmail::parse(&form.email)
+        .map_err(|e| e.to_string())
+        .and_then(|email| Ok((email, clean_name(form.name.as_deref().unwrap_or(""))?)));
+    checked.map_err(|why| Refusal::Invalid(Box::new(subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form))))
 }
 
 /// Records the sign-up and, when one is due, sends the confirmation mail in the background (so the

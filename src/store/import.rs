@@ -225,6 +225,8 @@ fn parse_rows<R: Read>(
     let mut chunk = Chunk::default();
     let mut record = csv::ByteRecord::new();
     loop {
+        // The line the reader is at: the record's first, or a blank line skipped before it.
+        let before = csv.position().line();
         let more = match csv.read_byte_record(&mut record) {
             Ok(more) => more,
             Err(e) => match e.kind() {
@@ -245,8 +247,12 @@ fn parse_rows<R: Read>(
             match check_row(&record, columns) {
                 Ok((email, name, status)) => chunk.rows.push(Row { email, name, status }),
                 Err(reason) => {
+                    // A quote left open at the end of the file takes the final '\n' into its
+                    // field: the record then ends on its last line, not after it. `before`
+                    // keeps it from being named at the line above (the header, for the first
+                    // row); after blank lines, it is named at the last of them.
                     let breaks = record.as_slice().iter().filter(|b| **b == b'\n').count() as u64;
-                    let line = csv.position().line() - 1 - breaks;
+                    let line = csv.position().line().saturating_sub(1 + breaks).max(before);
                     chunk.invalid.push(InvalidRow { line, reason });
                 }
             }
@@ -631,6 +637,18 @@ mod tests {
             assert_eq!(store.subscriber_by_email(&"r7@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Unsubscribed);
             let (again, _) = import(&store, file.as_bytes()).await;
             assert_eq!(again.unwrap(), ImportReport { added: 0, unchanged: 996, skipped: 4, invalid: 0 });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quote_left_open_at_the_end_is_named_at_its_own_line() {
+        for store in crate::store::testing::stores().await {
+            // Found by tests/hostile_input.rs: this row was named at line 1, the header.
+            let (r, invalid) = import(&store, b"email,name\nbad,\"Ada").await;
+            assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [2], "{invalid:?}");
+            assert_eq!(r.unwrap().invalid, 1);
+            let (_, invalid) = import(&store, b"email,name\nada@example.org,Ada\nbad,\"Multi\nline").await;
+            assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [3], "{invalid:?}");
         }
     }
 
