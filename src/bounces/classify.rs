@@ -162,6 +162,9 @@ fn read(message: &Message) -> Report {
     if let Some(report) = complaint(message) {
         return report;
     }
+    if let Some(report) = ses_notification(message) {
+        return report;
+    }
     let notice = Notice::new(message);
     if let Some(report) = delivery_status(message, &notice) {
         return report;
@@ -471,7 +474,18 @@ fn notice_parts<'m>(message: &'m Message) -> impl Iterator<Item = &'m mail_parse
 
 /// Where a copy of the returned message starts in a notice's text (its length when none does).
 fn copy_starts(text: &str) -> usize {
-    const MARKERS: [&str; 22] = [
+    const MARKERS: [&str; 33] = [
+        "-------original message",
+        "-------original mail info",
+        "the attachment contains the original mail headers",
+        "----- no message was collected -----",
+        "------- returned message --------",
+        "included is a copy of the message header",
+        "original mail as follows:",
+        "below is a copy of the original message:",
+        "en-têtes de message d'origine",
+        "intestazioni originali del messaggio",
+        "content-type: text/rfc822-headers",
         "------ this is a copy of the message",
         "--- below this line is a copy of the message",
         "--- enclosed are the original headers",
@@ -772,6 +786,75 @@ fn complaint(message: &Message) -> Option<Report> {
     complained.retain(|a| plausible_address(a));
     complained.dedup();
     Some(Report { kind: Kind::Complaint, complained, why: None, ..Report::ignored(Ignored::NotAReport, feedback_type) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Amazon SES: its notifications, mailed as JSON (directly, or inside an SNS envelope).
+// ---------------------------------------------------------------------------------------------
+
+/// An Amazon SES bounce or complaint notification: a text part that is a JSON object with
+/// `notificationType` (or `eventType`) `Bounce` or `Complaint`, possibly as the `Message` string of
+/// an SNS notification. `None` for anything else, including a delivery notification.
+fn ses_notification(message: &Message) -> Option<Report> {
+    let text = notice_parts(message).filter_map(|p| p.text_contents()).find(|t| t.trim_start().starts_with('{'))?;
+    let outer: serde_json::Value = serde_json::from_str(text.trim()).ok()?;
+    let inner = match outer.get("Message").and_then(|m| m.as_str()) {
+        Some(m) => serde_json::from_str(m).ok()?,
+        None => outer,
+    };
+    let kind = inner.get("notificationType").or_else(|| inner.get("eventType"))?.as_str()?.to_ascii_lowercase();
+    fn addresses(list: Option<&serde_json::Value>) -> Vec<(String, &serde_json::Value)> {
+        list.and_then(|l| l.as_array())
+            .map(|l| l.iter().filter_map(|r| Some((addresses_in(r.get("emailAddress")?.as_str()?).into_iter().next()?.to_lowercase(), r))).collect())
+            .unwrap_or_default()
+    }
+    match kind.as_str() {
+        "bounce" => {
+            let bounce = inner.get("bounce")?;
+            let bounce_type = bounce.get("bounceType").and_then(|t| t.as_str()).unwrap_or("");
+            let sub_type = bounce.get("bounceSubType").and_then(|t| t.as_str()).unwrap_or("");
+            let failures: Vec<Failure> = addresses(bounce.get("bouncedRecipients"))
+                .into_iter()
+                .map(|(address, r)| {
+                    let status = r.get("status").and_then(|s| s.as_str());
+                    let diagnostic = r.get("diagnosticCode").and_then(|d| d.as_str()).unwrap_or("");
+                    let mut reason = reason_of_words(status, diagnostic);
+                    // SES's own verdicts where the server's words say nothing more.
+                    if reason == Reason::Undefined {
+                        reason = match (bounce_type, sub_type) {
+                            ("Permanent", "General" | "NoEmail") => Reason::UserUnknown,
+                            ("Permanent", "Suppressed" | "OnAccountSuppressionList") => Reason::Suspend,
+                            ("Permanent", "UnsubscribedRecipient") => Reason::Filtered,
+                            ("Transient", "MailboxFull") => Reason::MailboxFull,
+                            ("Transient", "MessageTooLarge") => Reason::MesgTooBig,
+                            ("Transient", "ContentRejected") => Reason::ContentError,
+                            ("Transient", "AttachmentRejected") => Reason::PolicyViolation,
+                            _ => Reason::Undefined,
+                        };
+                    }
+                    let detail = [status.unwrap_or(""), diagnostic, bounce_type, sub_type].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+                    Failure { address, original: None, reason, detail: shorten(&detail) }
+                })
+                .collect();
+            (!failures.is_empty()).then(|| Report::bounce(failures))
+        }
+        "complaint" => {
+            let complaint = inner.get("complaint")?;
+            let feedback = complaint.get("complaintFeedbackType").and_then(|t| t.as_str()).unwrap_or("abuse").to_ascii_lowercase();
+            if feedback == "not-spam" {
+                return Some(Report::ignored(Ignored::NotAComplaint, "an Amazon SES notification of type not-spam"));
+            }
+            let complained = addresses(complaint.get("complainedRecipients")).into_iter().map(|(a, _)| a).collect();
+            Some(Report { kind: Kind::Complaint, complained, why: None, ..Report::ignored(Ignored::NotAReport, feedback) })
+        }
+        "delivery" => Some(Report::ignored(Ignored::Delivered, "an Amazon SES delivery notification")),
+        _ => None,
+    }
+}
+
+/// `reason_at` for words whose step is not said.
+fn reason_of_words(status: Option<&str>, words: &str) -> Reason {
+    reason_at(stage_in(words), status, None, words)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1091,6 +1174,23 @@ mod tests {
                    I am away until Monday; in urgent cases write to bob@example.com.\n";
         let r = classify(raw.as_bytes(), None);
         assert_eq!((r.kind, r.why), (Kind::Ignored, Some(Ignored::AutoReply)), "{r:?}");
+    }
+
+    #[test]
+    fn amazon_ses_notifications_are_read_inside_their_sns_envelope() {
+        let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"Gone <gone@example.com>","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"},{"emailAddress":"spam@example.net","status":"5.7.1","diagnosticCode":"smtp; 554 5.7.1 Message rejected as spam"}]},"mail":{"messageId":"x"}}"#;
+        let sns = serde_json::json!({"Type": "Notification", "Message": bounce}).to_string();
+        let raw = format!("From: AWS Notifications <no-reply@sns.amazonaws.com>\nSubject: AWS Notification Message\nContent-Type: text/plain; charset=UTF-8\n\n{sns}\n");
+        let r = classify(raw.as_bytes(), None);
+        let got: Vec<(&str, Reason)> = r.failures.iter().map(|f| (f.address.as_str(), f.reason)).collect();
+        assert_eq!(got, [("gone@example.com", Reason::UserUnknown), ("spam@example.net", Reason::SpamDetected)], "{r:?}");
+        let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"ada@example.org"}],"complaintFeedbackType":"abuse"}}"#;
+        let raw = format!("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\n\n{complaint}\n");
+        let r = classify(raw.as_bytes(), None);
+        assert_eq!((r.kind, r.complained.as_slice()), (Kind::Complaint, ["ada@example.org".to_string()].as_slice()));
+        let delivery = r#"{"notificationType":"Delivery","delivery":{"recipients":["ada@example.org"]}}"#;
+        let raw = format!("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\n\n{delivery}\n");
+        assert_eq!(classify(raw.as_bytes(), None).why, Some(Ignored::Delivered));
     }
 
     #[test]
