@@ -809,3 +809,21 @@ fn the_readme_lists_every_reason_under_what_it_does() {
         assert_eq!(named, expected, "the reasons of {scope:?} scope, each once: {bullet}");
     }
 }
+
+/// A reader whose address forwards elsewhere: the notice names the address that failed, and the
+/// one Gazette sent to only as the Original-Recipient. The reader is found by either.
+#[test]
+fn a_failure_at_a_forwarding_address_is_attributed_to_the_reader_it_was_sent_to() {
+    let p = Project::new(BOUNCE_ADDRESS);
+    p.expect(0, &["subscribers", "add", "ada@example.org"]);
+    p.expect(0, &["subscribers", "add", "bob@example.org"]);
+    let dir = tempfile::tempdir().unwrap();
+    let forwarded = dsn("news@signals.example.org", "ada.lovelace@forwarded.example.net", "<x@y>", "failed", "5.1.1", "550 5.1.1 User unknown (in reply to RCPT TO command)")
+        .replace("Final-Recipient: rfc822; ada.lovelace@forwarded.example.net\r\n", "Final-Recipient: rfc822; ada.lovelace@forwarded.example.net\r\nOriginal-Recipient: rfc822; ada@example.org\r\n");
+    std::fs::write(dir.path().join("forwarded.eml"), forwarded).unwrap();
+    let out = p.expect(0, &["bounces", "import", &dir.path().join("forwarded.eml").display().to_string()]);
+    assert!(out.contains("ada@example.org (by the address") && out.contains("now bounced"), "{out}");
+    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    let status = |who: &str| list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string();
+    assert_eq!((status("ada@example.org").as_str(), status("bob@example.org").as_str()), ("bounced", "active"), "{list}");
+}

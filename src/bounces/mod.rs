@@ -175,14 +175,28 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
         return Ok(vec![Target { subscriber_id: id, email: subscriber.email, issue_id: Some(issue), by, kind, code, address, reason }]);
     }
     // Only the addresses are left: each one that is a subscriber's.
-    let named: Vec<(String, EventKind, Option<Reason>, String)> = match report.kind {
-        Kind::Complaint => report.complained.iter().map(|a| (a.clone(), EventKind::Complaint, None, format!("{} report", report.note))).collect(),
-        _ => report.failures.iter().map(|f| (f.address.clone(), EventKind::of(f.scope()), Some(f.reason), f.detail.clone())).collect(),
+    // A failure names the address that failed and, apart, the one it was sent to when they
+    // differ (a forwarding address): either may be the subscriber's.
+    let named: Vec<(Vec<String>, EventKind, Option<Reason>, String)> = match report.kind {
+        Kind::Complaint => report.complained.iter().map(|a| (vec![a.clone()], EventKind::Complaint, None, format!("{} report", report.note))).collect(),
+        _ => report
+            .failures
+            .iter()
+            .map(|f| (std::iter::once(f.address.clone()).chain(f.original.clone()).collect(), EventKind::of(f.scope()), Some(f.reason), f.detail.clone()))
+            .collect(),
     };
     let mut targets: Vec<Target> = Vec::new();
-    for (address, kind, code, reason) in named {
-        let Ok(email) = SubscriberEmail::parse(&address) else { continue };
-        let Some(subscriber) = store.subscriber_by_email(&email).await? else { continue };
+    for (addresses, kind, code, reason) in named {
+        let mut found = None;
+        for a in &addresses {
+            let Ok(email) = SubscriberEmail::parse(a) else { continue };
+            if let Some(subscriber) = store.subscriber_by_email(&email).await? {
+                found = Some(subscriber);
+                break;
+            }
+        }
+        let Some(subscriber) = found else { continue };
+        let address = addresses[0].clone();
         if targets.iter().any(|t| t.subscriber_id == subscriber.id) {
             continue;
         }
