@@ -478,16 +478,21 @@ impl Drop for Dovecot {
     }
 }
 
-#[test]
-fn reports_in_an_imap_mailbox_on_dovecot_stop_the_next_issue_to_the_bounced_and_the_complaining() {
-    let Some(dovecot) = Dovecot::start() else { return };
-    let sink = Sink::start(&[]);
-    let p = Project::new(&format!(
+/// A project sending through `sink` whose bounce mailbox is Dovecot's INBOX.
+fn imap_project(dovecot: &Dovecot, sink: &Sink) -> Project {
+    Project::new(&format!(
         "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n",
         sink.smtp_config(),
         dovecot.port,
         dovecot.cert().display().to_string()
-    ));
+    ))
+}
+
+#[test]
+fn reports_in_an_imap_mailbox_on_dovecot_stop_the_next_issue_to_the_bounced_and_the_complaining() {
+    let Some(dovecot) = Dovecot::start() else { return };
+    let sink = Sink::start(&[]);
+    let p = imap_project(&dovecot, &sink);
     let readers = p.import_readers(4);
     // Without the password, the round says which variable to set and still sends.
     let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
@@ -637,12 +642,7 @@ fn unreadable_messages_in_a_maildir_are_set_aside_and_the_round_publishes_and_se
 fn unreadable_messages_in_an_imap_mailbox_on_dovecot_are_set_aside_and_the_round_publishes_and_sends() {
     let Some(dovecot) = Dovecot::start() else { return };
     let sink = Sink::start(&[]);
-    let p = Project::new(&format!(
-        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n",
-        sink.smtp_config(),
-        dovecot.port,
-        dovecot.cert().display().to_string()
-    ));
+    let p = imap_project(&dovecot, &sink);
     let env = [("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)];
     let readers = p.import_readers(3);
     let (code, log) = once_with(&p, "2023-07-24T08:05:00+01:00", &env);
