@@ -203,7 +203,16 @@ struct Notice {
     returned_to: Option<String>,
     /// The notice says the server is still trying.
     delay: bool,
+    /// The step of the dialogue the whole notice names last.
+    whole_stage: Stage,
 }
+
+/// The most of a notice's text that is read, in bytes.
+const MAX_NOTICE_TEXT: usize = 256 * 1024;
+
+/// The most recipients read from one message: Gazette sends each message to one reader, and a
+/// notice that names hundreds is no notice about its mail.
+const MAX_RECIPIENTS: usize = 50;
 
 impl Notice {
     fn new(message: &Message) -> Notice {
@@ -215,6 +224,15 @@ impl Notice {
                 _ => continue,
             }
             text.push('\n');
+        }
+        // A notice's own words are a few KB; past this it is something else, and reading it
+        // whole for every address it names would let one message take seconds.
+        if text.len() > MAX_NOTICE_TEXT {
+            let mut cut = MAX_NOTICE_TEXT;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
         }
         let end = copy_starts(&text);
         // A copy returned inline: its headers name the original's sender, never a recipient.
@@ -252,7 +270,8 @@ impl Notice {
             || ["this is a warning message only", "warning only", "will be retried", "will continue to try", "still trying", "has been delayed", "not yet been delivered", "delivery attempts will continue", "message will be retried", "is delayed", "temporary failure"]
                 .iter()
                 .any(|w| lower.contains(w));
-        Notice { text, subject, own: own.into_iter().map(|a| a.to_lowercase()).collect(), failed_header, returned_to, delay }
+        let whole_stage = stage_in(&text);
+        Notice { text, subject, own: own.into_iter().map(|a| a.to_lowercase()).collect(), failed_header, returned_to, delay, whole_stage }
     }
 
     fn is_own(&self, address: &str) -> bool {
@@ -277,13 +296,16 @@ impl Notice {
             if lower.trim_start().starts_with("message-id") || lower.contains("message-id:") || lower.trim_start().starts_with("references:") {
                 continue;
             }
+            if named.len() >= MAX_RECIPIENTS {
+                break;
+            }
             for address in addresses_in(line) {
                 if self.is_own(&address) || looks_like_message_id(line, &address) {
                     continue;
                 }
                 let a = address.to_lowercase();
                 let list = if stands_as_recipient(line, &address) { &mut named } else { &mut mentioned };
-                if !list.iter().any(|(x, _)| *x == a) {
+                if list.len() < MAX_RECIPIENTS && !list.iter().any(|(x, _)| *x == a) {
                     list.push((a, i));
                 }
             }
@@ -305,6 +327,7 @@ impl Notice {
         {
             named.push((to.to_lowercase(), usize::MAX));
         }
+        named.truncate(MAX_RECIPIENTS);
         let addresses: Vec<&str> = named.iter().map(|(a, _)| a.as_str()).collect();
         named
             .iter()
@@ -324,7 +347,7 @@ impl Notice {
     /// The same, with the step of the dialogue if the caller knows it; otherwise the words near
     /// the address say it, or the whole notice.
     fn failure_at(&self, stage: Stage, address: String, original: Option<String>, status: Option<&str>, near: &str) -> Failure {
-        let stage = [stage, stage_in(near), self.stage_of(&address), stage_in(&self.text)].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
+        let stage = [stage, stage_in(near), self.stage_of(&address), self.whole_stage].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
         let mut reason = reason_at(stage, status, None, near);
         let mut detail = near.to_string();
         if reason == Reason::Undefined {
@@ -572,7 +595,7 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
     let lines: Vec<&str> = notice.text.lines().collect();
     let mut failures: Vec<Failure> = Vec::new();
     let mut actions: Vec<String> = Vec::new();
-    for record in &records {
+    for record in records.iter().take(MAX_RECIPIENTS) {
         let status = record.get("status").map(|s| s.split_whitespace().next().unwrap_or("").to_string()).filter(|s| !s.is_empty());
         let action = record.get("action").map(|a| a.trim().to_lowercase()).unwrap_or_else(|| match status.as_deref().map(|s| s.as_bytes()[0]) {
             Some(b'2') => "delivered".into(),

@@ -212,6 +212,9 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The most of a text that `reason_at` reads, in bytes.
+const MAX_WORDS: usize = 16 * 1024;
+
 /// The step of the SMTP dialogue a server refused at, where it is known: a refusal of the
 /// recipient's address means more at RCPT TO than after the message was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +247,15 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
 /// message was sent, or where the step is not said, they are as often a filter's refusal that
 /// borrows the words, and count as `Filtered` (Sisimai reads them the same way).
 pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
-    let said = normalize(text);
+    let mut said = normalize(text);
+    // What a server says of one failure is a few lines; a longer text is read from its start.
+    if said.len() > MAX_WORDS {
+        let mut cut = MAX_WORDS;
+        while !said.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        said.truncate(cut);
+    }
     // A specific status in the server's own words outranks one given apart (a report's summary).
     let in_words = first_enhanced_status(&said);
     let status = in_words.clone().filter(|s| is_specific_status(s)).or_else(|| status.and_then(enhanced_status)).or(in_words);
@@ -435,7 +446,11 @@ fn normalize(text: &str) -> String {
 
 fn patterns() -> &'static regex::RegexSet {
     static SET: std::sync::LazyLock<regex::RegexSet> =
-        std::sync::LazyLock::new(|| regex::RegexSet::new(PATTERNS.iter().map(|(_, p)| *p)).expect("the reason patterns are valid regular expressions"));
+        // ASCII word boundaries: a Unicode `\b` would keep the fast automaton off any text with a
+        // non-ASCII letter in it, and a long notice would take seconds.
+        std::sync::LazyLock::new(|| {
+            regex::RegexSet::new(PATTERNS.iter().map(|(_, p)| p.replace(r"\b", r"(?-u:\b)"))).expect("the reason patterns are valid regular expressions")
+        });
     &SET
 }
 

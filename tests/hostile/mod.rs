@@ -122,6 +122,11 @@ pub fn run_cases(parser: &str, seeds: &[Seed], mut check: impl FnMut(&[u8], &mut
         let at = Instant::now();
         let mut rng = StdRng::seed_from_u64(base ^ fnv(parser.as_bytes()) ^ number.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (seed, input, how) = make_case(number, seeds, &mut rng);
+        if only.is_some() {
+            // A case replayed alone is kept, to look at or to time outside the test.
+            std::fs::create_dir_all(&saved_in).unwrap();
+            std::fs::write(saved_in.join(format!("case-{number}.bin")), &input).unwrap();
+        }
         let mut case = Case { seed, unchanged: (number as usize) < seeds.len(), rng };
         IN_CASE.set(true);
         let outcome = catch_unwind(AssertUnwindSafe(|| check(&input, &mut case)));
