@@ -391,6 +391,8 @@ fn subscribe_mails_a_confirmation_link_that_activates_the_reader() {
     let m = &mail[0];
     assert!(m.subject.contains("Confirm your subscription to Signals Weekly"), "{}", m.subject);
     assert!(header(&m.raw, "To").is_some_and(|t| t.contains("Ada Reader")), "{}", m.raw);
+    // RFC 2045 §4: a message that declares a Content-Type says which MIME it is.
+    assert_eq!(header(&m.raw, "MIME-Version"), Some("1.0"), "{}", m.raw);
     let link = confirm_path(m);
 
     // Opening the link changes nothing; pressing its button confirms.
@@ -556,6 +558,11 @@ fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(status_of_cli(&p, &readers[1]).contains("unsubscribed"));
     assert!(status_of_cli(&p, &readers[0]).contains("active"));
+    // A sign-up and its confirmation, which the log tells as the unsubscribe is.
+    assert_eq!(post_form(addr, "/subscribe", "email=newcomer%40example.org", &[]).status, 200);
+    let link = confirm_path(&wait_for_mail(&sink, "newcomer@example.org", 1)[0]);
+    assert_eq!(post_form(addr, &link, "", &[]).status, 200);
+    assert!(status_of_cli(&p, "newcomer@example.org").contains("active"));
 
     // SIGTERM: a graceful stop, exit 0, and the log has one line per request without the token.
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -565,6 +572,15 @@ fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_
     assert!(log.contains("POST /unsubscribe/{token} 200"), "{log}");
     let token = path.rsplit('/').next().unwrap();
     assert!(!log.contains(token), "the token is not logged: {log}");
+    let id = |who: &str| -> i64 {
+        let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+        list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["id"].as_i64().unwrap()
+    };
+    let newcomer = id("newcomer@example.org");
+    assert!(log.contains(&format!("subscriber {newcomer} asked to subscribe (pending): confirmation mail on its way")), "{log}");
+    assert!(log.contains(&format!("subscriber {newcomer} confirmed: active")), "{log}");
+    assert!(log.contains(&format!("subscriber {} unsubscribed", id(&readers[1]))), "{log}");
+    assert!(!log.contains("newcomer@example.org"), "ids, not addresses, are logged: {log}");
 
     p.expect(0, &["send", "--week", "2023-07-30"]);
     let week2: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();

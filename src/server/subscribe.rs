@@ -128,9 +128,18 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
     };
     // Active: nothing to confirm. Bounced or complained: never mailed again from a web form.
     if !matches!(subscriber.status, Status::Pending | Status::Unsubscribed) {
+        tracing::info!("subscriber {} asked to subscribe; already {}: nothing sent", subscriber.id, subscriber.status);
         return Ok(());
     }
-    if app.store.request_confirmation(subscriber.id, chrono::Utc::now(), app.options.resend_after).await? {
+    let due = app.store.request_confirmation(subscriber.id, chrono::Utc::now(), app.options.resend_after).await?;
+    // Ids, not addresses: the log should not become a list of readers.
+    tracing::info!(
+        "subscriber {} asked to subscribe ({}): {}",
+        subscriber.id,
+        subscriber.status,
+        if due { "confirmation mail on its way" } else { "a confirmation mail went out recently; not again yet" }
+    );
+    if due {
         let app = app.clone();
         app.mails_in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -163,6 +172,9 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
         .to(recipient_mailbox(subscriber.name.as_deref(), subscriber.email.parse()?))
         .subject(format!("Confirm your subscription to {title}"))
         .message_id(Some(message_id.clone()))
+        // lettre writes MIME-Version itself only for multipart bodies; RFC 2045 §4 wants it on
+        // any message that declares a Content-Type.
+        .header(lettre::message::header::MIME_VERSION_1_0)
         .header(ContentType::TEXT_PLAIN);
     if let Some(reply_to) = &config.email.reply_to {
         builder = builder.reply_to(reply_to.clone());
@@ -210,7 +222,11 @@ pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Respo
         Err(r) => return r,
     };
     match app.store.confirm_request(s.id, chrono::Utc::now(), app.options.confirm_within).await {
-        Ok(ConfirmOutcome::Confirmed(s) | ConfirmOutcome::AlreadyActive(s)) => app.page(StatusCode::OK, &subscribed_page(&app, &s)),
+        Ok(ConfirmOutcome::Confirmed(s)) => {
+            tracing::info!("subscriber {} confirmed: active", s.id);
+            app.page(StatusCode::OK, &subscribed_page(&app, &s))
+        }
+        Ok(ConfirmOutcome::AlreadyActive(s)) => app.page(StatusCode::OK, &subscribed_page(&app, &s)),
         Ok(ConfirmOutcome::Refused(s)) => {
             let lines = vec![
                 format!("This confirmation link no longer works for {}.", s.email),
