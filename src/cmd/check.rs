@@ -16,7 +16,7 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     for f in &r.findings {
         say!("{}", f.text);
     }
-    for line in &r.shortened {
+    for line in r.shortened.iter().chain(&r.notes) {
         say!("{line}");
     }
     let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
