@@ -30,7 +30,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Act as if it were this moment (RFC 3339): which weeks are due, and so published, depends on it
-    #[arg(long, global = true, value_name = "RFC3339")]
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
     pub now: Option<DateTime<FixedOffset>>,
 
     #[command(subcommand)]
@@ -43,7 +43,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  gazette init\n  gazette init my-newsletter")]
     Init {
         /// The folder to write into (created when missing) [default: the current folder]
-        #[arg(default_value = ".")]
+        #[arg(default_value = ".", hide_default_value = true)]
         dir: PathBuf,
     },
 
@@ -69,7 +69,7 @@ pub enum Command {
         drafts: bool,
     },
 
-    /// Write one week's email (HTML and text, for a sample subscriber) into <out>/preview/.
+    /// Write one week's email (HTML and text, for a sample subscriber) into <[paths] drafts>/preview/.
     #[command(after_help = "Example:\n  gazette preview --week 2023-07-23")]
     Preview {
         /// Any date inside the week or an ISO week [default: the last complete week]
@@ -229,6 +229,25 @@ fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
         Command::Store(sub) => cmd::store::run(&config, sub),
     }
+}
+
+/// Parses `--now`: a whole RFC 3339 moment. A date alone is refused rather than guessed (midnight
+/// where?), with an example that works.
+pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    const EXAMPLE: &str = "--now 2026-12-14T08:00:00+00:00";
+    DateTime::parse_from_rfc3339(s.trim()).map_err(|_| {
+        let s = s.trim();
+        let why = if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+            "a date alone is not enough: give the time of day and its offset from UTC too".to_string()
+        } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
+            || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
+        {
+            "the offset from UTC is missing: add +00:00 (or Z), +01:00 ...".to_string()
+        } else {
+            "this is not an RFC 3339 moment (a date, a time and an offset from UTC)".to_string()
+        };
+        format!("`{s}`: {why}, as in {EXAMPLE}")
+    })
 }
 
 /// Parses `--week` values for clap.

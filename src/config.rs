@@ -501,6 +501,9 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigEr
         .map(str::trim)
         .find(|l| l.starts_with('[') && l.ends_with(']'))
         .map(str::to_owned);
+    if let Some(e) = unknown_section(&message, text, span.start, line, path) {
+        return e;
+    }
     let hint = if message.starts_with("unknown field") {
         match &section {
             Some(s) => format!(" in {s}"),
@@ -510,6 +513,30 @@ fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> ConfigEr
         String::new()
     };
     ConfigError(format!("{}:{line}: {message}{hint}", path.display()))
+}
+
+/// An unknown field that is the header of a table (`[feed]`): serde calls it a field, and the
+/// last header before it would name the section before. Says it is an unknown section, with the
+/// sections there are (serde's list, made from `RawConfig`).
+fn unknown_section(message: &str, text: &str, at: usize, line: usize, path: &Path) -> Option<ConfigError> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let at = at.min(text.len());
+    let header = text[text[..at].rfind('\n').map_or(0, |i| i + 1)..].lines().next()?.trim();
+    let name = header.strip_prefix("[[").or_else(|| header.strip_prefix('['))?;
+    let first = name.split(['.', ']']).next()?.trim().trim_matches('"');
+    if first != field {
+        return None;
+    }
+    let sections: Vec<&str> = rest.split_once("expected one of ")?.1.split(", ").map(|s| s.trim_matches('`')).collect();
+    let near = sections.iter().find(|s| s.starts_with(field) || field.starts_with(**s)).map(|s| format!(" (did you mean [{s}]?)"));
+    let list: Vec<String> = sections.iter().map(|s| format!("[{s}]")).collect();
+    Some(ConfigError(format!(
+        "{}:{line}: unknown section [{field}]{}; the sections are {}",
+        path.display(),
+        near.unwrap_or_default(),
+        list.join(", ")
+    )))
 }
 
 /// The range of `[email] max_html_kb`: below 20 KB not even a short issue's frame fits; above
@@ -550,10 +577,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let cron = match cron::Schedule::from_str(&cron_text) {
         Ok(c) => Some(c),
         Err(e) => {
-            bad(
-                "[schedule] cron",
-                format!("`{}` is not a cron expression ({e}); it has six fields, seconds first: \"0 0 8 * * Mon\"", cron_text),
-            );
+            bad("[schedule] cron", explain_cron(&cron_text, &e.to_string()));
             None
         }
     };
@@ -743,6 +767,84 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     })
 }
 
+/// A cron field: its name, what its values are called, and its range (the cron crate's).
+struct CronField {
+    name: &'static str,
+    values: &'static str,
+    min: u32,
+    max: u32,
+    /// Names it takes besides numbers, lower case, in order from `min`.
+    names: &'static [&'static str],
+}
+
+const CRON_FIELDS: [CronField; 7] = [
+    CronField { name: "second", values: "seconds are 0 to 59", min: 0, max: 59, names: &[] },
+    CronField { name: "minute", values: "minutes are 0 to 59", min: 0, max: 59, names: &[] },
+    CronField { name: "hour", values: "hours are 0 to 23", min: 0, max: 23, names: &[] },
+    CronField { name: "day-of-month", values: "days of the month are 1 to 31", min: 1, max: 31, names: &[] },
+    CronField {
+        name: "month",
+        values: "months are 1 to 12 or Jan to Dec",
+        min: 1,
+        max: 12,
+        names: &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    },
+    CronField {
+        name: "day-of-week",
+        values: "days of the week are Sun to Sat (or 1 to 7, where 1 is Sunday)",
+        min: 1,
+        max: 7,
+        names: &["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+    },
+    CronField { name: "year", values: "years are 1970 to 2100", min: 1970, max: 2100, names: &[] },
+];
+
+/// Says which field of a bad `[schedule] cron` is wrong and what it takes. The cron crate's own
+/// text can mislead ("Hours must be less than 23", of 25, when 23 is valid), so it is only
+/// quoted when no field can be blamed.
+fn explain_cron(text: &str, crate_says: &str) -> String {
+    const SHAPE: &str = "six fields, seconds first, as in \"0 0 8 * * Mon\" (Mondays at 08:00), and an optional year";
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if !(6..=7).contains(&fields.len()) {
+        return format!("`{text}` has {} fields; a schedule has {SHAPE}", fields.len());
+    }
+    for (value, field) in fields.iter().zip(&CRON_FIELDS) {
+        if let Some(why) = cron_field_problem(value, field) {
+            return format!("`{text}`: the {} field {why}; {}", field.name, field.values);
+        }
+    }
+    format!("`{text}` is not a schedule Gazette can read ({crate_says}); it has {SHAPE}")
+}
+
+/// What is wrong with one field's text, if a value in it is out of range or not a value at all.
+fn cron_field_problem(text: &str, field: &CronField) -> Option<String> {
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if let Some(step) = step
+            && step.parse::<u32>().map_or(true, |n| n == 0)
+        {
+            return Some(format!("has the step `/{step}`; a step is a whole number of 1 or more"));
+        }
+        if range == "*" || range == "?" {
+            continue;
+        }
+        let ends: Vec<&str> = range.splitn(2, '-').collect();
+        for end in ends {
+            if let Ok(n) = end.parse::<u32>() {
+                if n < field.min || n > field.max {
+                    return Some(format!("is {n}"));
+                }
+            } else if !field.names.iter().any(|name| end.to_ascii_lowercase().starts_with(name)) {
+                return Some(format!("is `{end}`, which is not one of its values"));
+            }
+        }
+    }
+    None
+}
+
 pub fn parse_weekday(s: &str) -> Option<Weekday> {
     match s.trim().to_ascii_lowercase().as_str() {
         "monday" | "mon" => Some(Weekday::Mon),
@@ -899,6 +1001,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_section_is_called_a_section_not_a_field_of_the_one_before() {
+        let err = parse("[site]\ntitle = \"x\"\n\n[bounces]\ntemporary_limit = 3\n\n[feed]\nitems = 3\n").unwrap_err().0;
+        assert!(err.starts_with("/srv/news/publish.toml:7: unknown section [feed] (did you mean [feeds]?)"), "{err}");
+        assert!(err.contains("[site], [paths], [schedule]") && err.contains("[dkim]"), "{err}");
+        assert!(!err.contains("[bounces]\n") && !err.contains("in [bounces]") && !err.contains("field"), "{err}");
+        // A key outside any section is still a key.
+        let err = parse("title = \"x\"\n[site]\n").unwrap_err().0;
+        assert!(err.contains("keys belong in a [section]"), "{err}");
+    }
+
+    #[test]
     fn every_bad_value_is_listed() {
         let err = parse(
             "[site]\nbase_url = \"signals.example.org\"\n[schedule]\ntimezone = \"Mars/Olympus\"\ncron = \"every monday\"\nweek_starts = \"caturday\"\n[email]\nfrom = \"not an address\"\n",
@@ -981,6 +1094,25 @@ mod tests {
             assert!(err.contains(key), "missing {key} in:\n{err}");
         }
         assert!(parse("[email]\nbounce_address = \"b+x@example.org\"\n").unwrap_err().0.contains("already has a `+`"));
+    }
+
+    #[test]
+    fn a_bad_cron_field_is_named_with_its_range() {
+        let err = |cron: &str| parse(&format!("[schedule]\ncron = \"{cron}\"\n")).unwrap_err().0;
+        let e = err("0 0 25 * * Mon");
+        assert!(e.contains("[schedule] cron") && e.contains("the hour field is 25; hours are 0 to 23"), "{e}");
+        assert!(err("0 60 8 * * Mon").contains("the minute field is 60; minutes are 0 to 59"));
+        assert!(err("0 0 8 0 * *").contains("the day-of-month field is 0; days of the month are 1 to 31"));
+        assert!(err("0 0 8 * 13 *").contains("the month field is 13; months are 1 to 12"));
+        let e = err("0 0 8 * * Mun");
+        assert!(e.contains("the day-of-week field is `Mun`") && e.contains("Sun to Sat"), "{e}");
+        assert!(err("0 0 8 * * 0-8").contains("the day-of-week field is 0;"));
+        assert!(err("0 */0 8 * * Mon").contains("the minute field has the step `/0`"));
+        let e = err("0 8 * * 1");
+        assert!(e.contains("has 5 fields") && e.contains("seconds first"), "{e}");
+        // The edges of each range are valid.
+        assert!(parse("[schedule]\ncron = \"59 59 23 31 12 Sat\"\n").is_ok());
+        assert!(parse("[schedule]\ncron = \"0 0 0 1 1 1-7\"\n").is_ok());
     }
 
     #[test]

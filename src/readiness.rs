@@ -1,12 +1,13 @@
 //! `gazette check`'s question: would `build`, `preview`, `send` and `run` go through? Everything
 //! they would refuse is found here, each as one line naming the file, line or key to fix:
 //! digest problems, template errors (a required placeholder included), emails Gmail would clip,
-//! the DKIM key, the token secret, the SMTP password.
+//! the DKIM key, the token secret, the SMTP password, and (with a real relay) the placeholders of
+//! `gazette init` that must not reach readers. `send` and `run` ask `ready_for_readers`, the same rule.
 
 use chrono::{DateTime, Utc};
 
 use crate::build_cache::CacheUse;
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SmtpTarget};
 use crate::deliver::{self, Transport};
 use crate::project::{self, Project};
 use crate::render;
@@ -39,6 +40,8 @@ pub struct Readiness {
     /// Issues whose email had to be shortened to fit `[email] max_html_kb`, each with how: not
     /// problems, but an editor wants to know what readers of the email miss.
     pub shortened: Vec<String>,
+    /// Other things to know before going on, not problems.
+    pub notes: Vec<String>,
 }
 
 impl Readiness {
@@ -76,7 +79,12 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     }
     match loaded {
         Err(e) => r.add(Severity::Config, format!("{e:#}")),
-        Ok(project) => check_rendering(&project, &mut r),
+        Ok(project) => {
+            check_rendering(&project, &mut r);
+            if r.published == 0 {
+                r.notes.push(feed_id_note(config));
+            }
+        }
     }
     check_sending(config, &mut r);
     Ok(r)
@@ -128,6 +136,16 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     }
 }
 
+/// Feed entry ids are tag URIs made from `base_url`'s host (`render::feeds`). They stay as they
+/// are: changing how they are made would show every issue twice to the feed readers of projects
+/// that already publish. So, before the first publication, the editor is told to fix the host now.
+fn feed_id_note(config: &Config) -> String {
+    format!(
+        "nothing is published yet: feed entry ids are made from the host of [site] base_url ({}), so set it to its final          value before the first publication; changing the host later makes feed readers show every issue twice",
+        config.site.host()
+    )
+}
+
 /// What `check --smtp` found.
 pub enum SmtpCheck {
     /// No server: messages go to this folder.
@@ -171,4 +189,122 @@ fn check_sending(config: &Config, r: &mut Readiness) {
     if let Err(e) = Transport::from_config(config) {
         r.add(Severity::Config, format!("{e:#}"));
     }
+    if through_relay(config) && !placeholders_allowed() {
+        for p in placeholders(config) {
+            r.add(Severity::Config, format!("{}: {p}", config.describe_source()));
+        }
+    }
+}
+
+/// Lets a rehearsal through a local test relay (a mail catcher) send with the example values:
+/// the refusal becomes a warning. Never set it where readers are mailed.
+pub const ALLOW_PLACEHOLDERS_VAR: &str = "GAZETTE_ALLOW_PLACEHOLDERS";
+
+fn placeholders_allowed() -> bool {
+    std::env::var_os(ALLOW_PLACEHOLDERS_VAR).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// True when messages go to an SMTP server rather than into the outbox folder.
+pub fn through_relay(config: &Config) -> bool {
+    matches!(config.smtp.target, SmtpTarget::Server { .. })
+}
+
+/// A key still holding a value that only works on this machine or in an example (what
+/// `gazette init` writes): readers' links, replies or bounces would go nowhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placeholder {
+    pub key: &'static str,
+    pub value: String,
+    /// Why, as a phrase: "is a loopback address".
+    pub why: String,
+}
+
+impl std::fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let fix = match self.key {
+            "[site] base_url" => "readers' links and List-Unsubscribe would point there; set it to the newsletter's public https:// address",
+            "[email] editor" => "test copies would go nowhere; use the editor's real address",
+            "[email] bounce_address" => "failure notices would go nowhere; use an address at your own domain",
+            _ => "readers' replies would go nowhere; use an address at your own domain",
+        };
+        write!(f, "{}: `{}` {}: {fix}", self.key, self.value, self.why)
+    }
+}
+
+/// Every placeholder in the configuration, in the order of the file.
+pub fn placeholders(config: &Config) -> Vec<Placeholder> {
+    let mut found = Vec::new();
+    if let Some(why) = url::Url::parse(&config.site.base_url).ok().and_then(|u| u.host().and_then(|h| placeholder_host(&h)))
+    {
+        found.push(Placeholder { key: "[site] base_url", value: config.site.base_url.clone(), why });
+    }
+    let email = &config.email;
+    let addresses = [
+        ("[email] from", Some(email.from.email.clone())),
+        ("[email] reply_to", email.reply_to.as_ref().map(|m| m.email.clone())),
+        ("[email] editor", email.editor.as_ref().map(|m| m.email.clone())),
+        ("[email] bounce_address", email.bounce_address.clone()),
+    ];
+    for (key, address) in addresses {
+        if let Some(address) = address
+            && let Some(why) = example_domain(address.domain())
+        {
+            found.push(Placeholder { key, value: address.to_string(), why });
+        }
+    }
+    found
+}
+
+/// Why a host cannot be the public address of a newsletter, if it cannot.
+fn placeholder_host(host: &url::Host<&str>) -> Option<String> {
+    use std::net::IpAddr;
+    let ip = match host {
+        url::Host::Domain(name) => return example_domain(name),
+        url::Host::Ipv4(a) => IpAddr::V4(*a),
+        url::Host::Ipv6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(*a)),
+    };
+    let why = match ip {
+        IpAddr::V4(a) if a.is_loopback() => "is a loopback address (this machine only)",
+        IpAddr::V4(a) if a.is_private() => "is a private address (RFC 1918), not reachable from readers' machines",
+        IpAddr::V4(a) if a.is_link_local() => "is a link-local address, not reachable from readers' machines",
+        IpAddr::V4(a) if a.is_unspecified() => "is the unspecified address",
+        IpAddr::V6(a) if a.is_loopback() => "is a loopback address (this machine only)",
+        IpAddr::V6(a) if a.is_unspecified() => "is the unspecified address",
+        // fc00::/7, unique local; fe80::/10, link-local.
+        IpAddr::V6(a) if a.segments()[0] & 0xfe00 == 0xfc00 => "is a private address (fc00::/7), not reachable from readers' machines",
+        IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => "is a link-local address, not reachable from readers' machines",
+        _ => return None,
+    };
+    Some(why.into())
+}
+
+/// Why a domain is reserved for examples or for this machine (RFC 2606, RFC 6761), if it is.
+fn example_domain(domain: &str) -> Option<String> {
+    let d = domain.trim_end_matches('.').to_ascii_lowercase();
+    let under = |suffix: &str| d == suffix || d.ends_with(&format!(".{suffix}"));
+    if under("localhost") {
+        return Some("names this machine (localhost)".into());
+    }
+    let reserved = ["example.com", "example.net", "example.org", "example", "test", "invalid"];
+    reserved.iter().find(|r| under(r)).map(|r| format!("is at {d}, a domain reserved for examples ({r}, RFC 2606)"))
+}
+
+/// The rule for sending to readers: through a relay, no placeholder may be left (each is named,
+/// exit 2). The outbox folder is a rehearsal and always allowed.
+pub fn ready_for_readers(config: &Config) -> Result<(), ConfigError> {
+    let found = if through_relay(config) { placeholders(config) } else { Vec::new() };
+    if found.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = found.iter().map(|p| format!("{}: {p}", config.describe_source())).collect();
+    if placeholders_allowed() {
+        tracing::warn!("{ALLOW_PLACEHOLDERS_VAR} is set: sending to readers with example values:\n{}", list.join("\n"));
+        return Ok(());
+    }
+    Err(ConfigError(format!(
+        "{}\nnot sending to readers through {} with these example values; fix them in {} (`gazette send --test` to the editor works meanwhile)",
+        list.join("\n"),
+        config.smtp.url,
+        config.describe_source()
+    )))
 }

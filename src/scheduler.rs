@@ -24,6 +24,8 @@ const LAST_ROUND: &str = "scheduler.last_round";
 pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> anyhow::Result<bool> {
     let store = Store::open_for_sending(&config.paths.database).await?;
     let transport = Transport::from_config(config)?;
+    // Every round may send to readers: placeholders are refused before anything is published.
+    crate::readiness::ready_for_readers(config)?;
     let stop = StopFlag::default();
     stop.on_signals();
     let rule = crate::project::week_rule(config);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
+use crate::config::{Config, SmtpTarget, Tls};
 use crate::readiness::{self, Severity, SmtpCheck};
 
 pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
@@ -16,7 +16,7 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     for f in &r.findings {
         say!("{}", f.text);
     }
-    for line in &r.shortened {
+    for line in r.shortened.iter().chain(&r.notes) {
         say!("{line}");
     }
     let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
@@ -42,10 +42,15 @@ fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SmtpCheck::Ready { server, facts } => {
-            say!("{server}: ready to send");
+            // What was verified depends on the connection: a plain one has no certificate at all.
+            let tls = match &config.smtp.target {
+                SmtpTarget::Server { tls: Tls::None, .. } => "none: the connection is not encrypted (tls=none), so no certificate was checked".to_string(),
+                _ => format!("{}, certificate verified", facts.tls),
+            };
+            say!("{server}: connected; ready to send");
             say!("server     {}", facts.name);
-            say!("TLS        {}, certificate verified", facts.tls);
-            say!("login      {}", facts.mechanism.as_deref().unwrap_or("none (no [smtp] username)"));
+            say!("TLS        {tls}");
+            say!("login      {}", facts.mechanism.as_deref().map(|m| format!("{m} as `{}`, accepted", config.smtp.username.as_deref().unwrap_or_default())).unwrap_or_else(|| "none (no [smtp] username)".into()));
             say!("size limit {}", facts.size_limit.map(|n| format!("{n} bytes")).unwrap_or_else(|| "none declared".into()));
             say!("pipelining {}", if facts.pipelining { "yes" } else { "no" });
             Ok(ExitCode::SUCCESS)

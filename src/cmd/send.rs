@@ -18,6 +18,17 @@ pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: b
     // Addresses are checked before anything else happens.
     let test_to = test_recipients(&config, &test)?;
     let transport = Transport::from_config(&config)?;
+    if test_to.is_empty() && !dry_run {
+        crate::readiness::ready_for_readers(&config)?;
+    } else if !test_to.is_empty() && crate::readiness::through_relay(&config) {
+        let keys: Vec<&str> = crate::readiness::placeholders(&config).iter().map(|p| p.key).collect();
+        if !keys.is_empty() {
+            tracing::warn!(
+                "{} still hold example values (see `gazette check`): a test copy goes out, but a send to readers is refused until they are fixed",
+                keys.join(", ")
+            );
+        }
+    }
     // A DKIM signature is CPU work for every message (an RSA one especially): signed messages are
     // built on every core. Otherwise the send waits on the network and on SQLite, best on one thread.
     let runtime = if config.dkim.is_some() { super::runtime()? } else { super::runtime_on_this_thread()? };
