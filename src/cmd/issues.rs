@@ -91,7 +91,8 @@ pub fn unpublish(config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::
 }
 
 async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
-    let project = Project::load_to_build(config, Some(store), now).await?;
+    // Only looking until the record changes: a refused unpublish writes nothing.
+    let project = Project::load_with(config, Some(store), now, CacheUse::Read).await?;
     let (id, label) = week_id(&project, week);
     // A due week with digests would be published again by the next build or round.
     if let Some(i) = project.issue(&id).filter(|i| project.is_due(i.start) && !i.is_example()) {
@@ -113,7 +114,13 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
             "issue ({label}) is not unpublished: issue #{number} ({issue_id}) was numbered after it, and numbers never move; unpublish that one first if it too reached nobody"
         ),
     };
-    // The archive and the feeds without it.
+    // The archive and the feeds without it, rendered afresh: the build cache kept another issue's
+    // feed entry with a closest link into the unpublished week (seen with digests read light from
+    // the cache), and the folder is safe to delete (README, "The build cache").
+    let cache = &project.config.paths.cache;
+    if cache.exists() {
+        std::fs::remove_dir_all(cache).map_err(|e| anyhow::anyhow!("cannot remove the build cache {}: {e}; remove it by hand and run `gazette build`", cache.display()))?;
+    }
     let project = Project::load_to_build(project.config, Some(store), now).await?;
     let written = project.write_site(Site::Published, None)?;
     say!("unpublished #{number} ({label}): it is a draft again, and the next issue published takes #{number}");
