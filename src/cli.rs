@@ -15,21 +15,16 @@ use crate::config::{self, Config, ConfigError};
 use crate::issue::WeekSpec;
 use crate::project::UsageError;
 
-/// A new project's first path, after `gazette init`: what `--help` and `init` both say. The example
-/// digest is never published, so nothing here takes issue #1 (`issue::EXAMPLE_ID`).
-pub const FIRST_STEPS: &str = "gazette check, gazette build --drafts and open drafts/index.html, \
-    then write your own digests and delete the example (it is never published, so your first issue is #1), \
-    gazette send --test, then gazette run to publish and send each week when it is due";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "gazette",
     version,
     about = "Turns a folder of article digests into a weekly newsletter: email, web archive and feeds.",
     after_help = format!(
-        "First steps: gazette init DIR, then in DIR: {FIRST_STEPS}.\n\
+        "First steps: gazette init DIR, then in DIR: {}.\n\
          The configuration is ./publish.toml, or the file named by --config or GAZETTE_CONFIG;\n\
-         without one, Gazette runs on its embedded defaults."
+         without one, Gazette runs on its embedded defaults.",
+        crate::project::FIRST_STEPS
     )
 )]
 pub struct Cli {

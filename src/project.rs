@@ -660,6 +660,12 @@ pub fn warn_large(too_large: &[(String, usize)]) {
     }
 }
 
+/// A new project's first path, after `gazette init`: what `--help` and `init` both say. The example
+/// digest is never published, so nothing here takes issue #1 (`issue::EXAMPLE_ID`).
+pub const FIRST_STEPS: &str = "gazette check, gazette build --drafts and open drafts/index.html, \
+    then write your own digests and delete the example (it is never published, so your first issue is #1), \
+    gazette send --test, then gazette run to publish and send each week when it is due";
+
 /// The example digest `init` writes: the format, by example. Its id is `issue::EXAMPLE_ID`, so it
 /// is never published (a project's first real issue is #1).
 const EXAMPLE_DIGEST: (&str, &str) = ("000_0000000000000000.txt", include_str!("../digests/000_86102eed948879ef.txt"));

@@ -39,8 +39,11 @@ impl PublicationRecord {
     }
 }
 
+/// issue_id, number, published_at, content_hash, revised_at, skipped_at.
+type PublicationRow = (String, i64, i64, String, Option<i64>, Option<i64>);
+
 pub async fn read(pool: &Pool) -> Result<PublicationRecord> {
-    let rows: Vec<(String, i64, i64, String, Option<i64>, Option<i64>)> = with_pool!(pool, p => {
+    let rows: Vec<PublicationRow> = with_pool!(pool, p => {
         sqlx::query_as("SELECT issue_id, number, published_at, content_hash, revised_at, skipped_at FROM publications").fetch_all(p).await?
     });
     Ok(PublicationRecord(
