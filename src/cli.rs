@@ -20,9 +20,12 @@ use crate::project::UsageError;
     name = "gazette",
     version,
     about = "Turns a folder of article digests into a weekly newsletter: email, web archive and feeds.",
-    after_help = "Start with `gazette check`, then `gazette build --all` and `gazette send --test`.\n\
-                  The configuration is ./publish.toml, or the file named by --config or GAZETTE_CONFIG;\n\
-                  without one, Gazette runs on its embedded defaults."
+    after_help = format!(
+        "First steps: gazette init DIR, then in DIR: {}.\n\
+         The configuration is ./publish.toml, or the file named by --config or GAZETTE_CONFIG;\n\
+         without one, Gazette runs on its embedded defaults.",
+        crate::project::FIRST_STEPS
+    )
 )]
 pub struct Cli {
     /// The configuration file [default: ./publish.toml, or the embedded defaults when it is absent]
@@ -138,6 +141,30 @@ pub enum Command {
     Completions {
         shell: clap_complete::Shell,
     },
+
+    /// List every issue, one a line: number, week, title, when it was published, and its state.
+    #[command(after_help = "States: draft, example (never published), due (the next round sends it), published (not sent:\n                            not due yet, or too late to be sent on its own), held back (digests to fix), sending n/m, sent n,\n                            skipped (`gazette skip`).\n\nExamples:\n  gazette issues\n  gazette issues --json")]
+    Issues {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Take back an issue published by mistake that reached nobody: its number is free again.
+    #[command(after_help = "Refused (exit 1), with the reason, once its send has started or a later issue is numbered\n                            after it, or while its week is due and has digests (the next build would publish it again).\n\n                            Example:\n  gazette unpublish --week 2023-07-17")]
+    Unpublish {
+        /// Any date inside the week or an ISO week
+        #[arg(long, value_parser = parse_week)]
+        week: WeekSpec,
+    },
+
+    /// Choose not to send a published issue: the scheduler leaves it and stops reminding of it.
+    #[command(after_help = "`gazette send --week W` still sends it by hand. Refused (exit 1) once its send has started.\n\n                            Example:\n  gazette skip --week 2023-07-17")]
+    Skip {
+        /// Any date inside the week or an ISO week
+        #[arg(long, value_parser = parse_week)]
+        week: WeekSpec,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -228,6 +255,9 @@ fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
         Command::Store(sub) => cmd::store::run(&config, sub),
+        Command::Issues { json } => cmd::issues::list(config, json, now),
+        Command::Unpublish { week } => cmd::issues::unpublish(config, week, now),
+        Command::Skip { week } => cmd::issues::skip(config, week, now),
     }
 }
 

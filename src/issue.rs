@@ -114,7 +114,17 @@ pub struct Day {
     pub digests: Vec<Digest>,
 }
 
+/// The id of the example digest `gazette init` writes (`digests/000_0000000000000000.txt`). A
+/// week that holds nothing else is an example: shown in drafts and previews, never published nor
+/// numbered, so that a new project's first real issue is #1.
+pub const EXAMPLE_ID: &str = "0000000000000000";
+
 impl Issue {
+    /// Every digest of the week is the example `init` wrote (see `EXAMPLE_ID`).
+    pub fn is_example(&self) -> bool {
+        self.digests().all(|d| d.id == EXAMPLE_ID) && self.digest_count() > 0
+    }
+
     pub fn digests(&self) -> impl Iterator<Item = &Digest> {
         self.days.iter().flat_map(|d| d.digests.iter())
     }
@@ -249,6 +259,8 @@ pub fn number_issues(issues: &mut [Issue], pinned: &PinnedNumbers) {
     for issue in issues {
         issue.number = match pinned.get(&issue.id) {
             Some(&n) => n,
+            // The example takes no number a real issue will want (it shows as #0 in drafts).
+            None if issue.is_example() => 0,
             None => {
                 next += 1;
                 next - 1

@@ -15,6 +15,7 @@ pub mod deliver;
 pub mod digest;
 pub mod fingerprint;
 pub mod issue;
+pub mod issue_state;
 pub mod notes;
 pub mod project;
 pub mod readiness;

@@ -284,8 +284,19 @@ impl Project {
     }
 
     /// Recorded as published, or due by the schedule (and so published by the next `publish`).
+    /// The example `init` writes is never due (`Issue::is_example`).
     pub fn is_published(&self, issue: &Issue) -> bool {
-        self.record.get(&issue.id).is_some() || self.is_due(issue.start)
+        self.record.get(&issue.id).is_some() || (self.is_due(issue.start) && !issue.is_example())
+    }
+
+    /// What the publication record holds for the issue `id`, if it was published.
+    pub fn publication(&self, id: &str) -> Option<&publications::Publication> {
+        self.record.get(id)
+    }
+
+    /// The publication record, every published issue by id (some may have lost their digests).
+    pub fn record(&self) -> &PublicationRecord {
+        &self.record
     }
 
     /// Whether the week starting on `week` is due by the schedule.
@@ -349,6 +360,15 @@ impl Project {
     /// content of every published issue, so that an edit becomes a revision in the feeds. Returns
     /// the issues published by this call.
     pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
+        if let Some(example) = explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none()) {
+            return Err(UsageError(format!(
+                "the week of {} holds only the example digest `gazette init` wrote (id {}), which is never published; \
+                 write a digest of your own and delete the example",
+                example.label,
+                issue::EXAMPLE_ID
+            ))
+            .into());
+        }
         let mut changes = Vec::new();
         let mut new = Vec::new();
         let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
@@ -640,8 +660,20 @@ pub fn warn_large(too_large: &[(String, usize)]) {
     }
 }
 
-/// The example digest `init` writes: the format, by example.
-const EXAMPLE_DIGEST: (&str, &str) = ("000_86102eed948879ef.txt", include_str!("../digests/000_86102eed948879ef.txt"));
+/// A new project's first path, after `gazette init`: what `--help` and `init` both say. The example
+/// digest is never published, so nothing here takes issue #1 (`issue::EXAMPLE_ID`).
+pub const FIRST_STEPS: &str = "gazette check, gazette build --drafts and open drafts/index.html, \
+    then write your own digests and delete the example (it is never published, so your first issue is #1), \
+    gazette send --test, then gazette run to publish and send each week when it is due";
+
+/// The example digest `init` writes: the format, by example. Its id is `issue::EXAMPLE_ID`, so it
+/// is never published (a project's first real issue is #1).
+const EXAMPLE_DIGEST: (&str, &str) = ("000_0000000000000000.txt", include_str!("../digests/000_86102eed948879ef.txt"));
+
+/// The example digest's path inside a project, as `init` names it.
+pub fn example_digest_file() -> &'static str {
+    EXAMPLE_DIGEST.0
+}
 
 /// Writes a new project into `dir`: `publish.toml` with every key at its default (commented), an
 /// example digest in `digests/`, and the built-in templates in `templates/` to edit. Refuses,

@@ -78,14 +78,32 @@ fn fire_times(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>, last_r
 /// `now` is for. An issue is due from the first fire time after its week has ended, so every week
 /// up to this one is due. `None` when the schedule has never fired in the last hundred years.
 pub fn due_through(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>) -> Option<NaiveDate> {
+    latest_fire(cron, rule, now).map(|latest| rule.last_complete_week(latest))
+}
+
+/// The latest fire time at or before `now`, if the schedule fired in the last hundred years.
+pub fn latest_fire(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     // Widening windows: a schedule that fires every minute is found in the first, a yearly one later.
     for days in [1, 8, 64, 512, 4096, 36_600] {
         let floor = now - chrono::Duration::days(days);
         if let Some(latest) = fires_after(cron, rule, floor).take_while(|t| *t <= now).last() {
-            return Some(rule.last_complete_week(latest));
+            return Some(latest);
         }
     }
     None
+}
+
+/// When the issue of the week starting on `week` falls due: the first fire time at or after the
+/// week's end. `None` when the schedule never fires again.
+pub fn due_at(cron: &cron::Schedule, rule: &WeekRule, week: NaiveDate) -> Option<DateTime<Utc>> {
+    fires_after(cron, rule, rule.week_ends_at(week) - chrono::Duration::seconds(1)).next()
+}
+
+/// Whether a round at `now` sends the issue of `week` (not sent yet) on its own: it is the week of
+/// the latest fire time, and that fire time is at most `max_lateness` ago (as `decide` says).
+pub fn sends_on_its_own(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>, max_lateness: Duration, week: NaiveDate) -> bool {
+    let lateness = chrono::Duration::from_std(max_lateness).unwrap_or(chrono::Duration::MAX);
+    latest_fire(cron, rule, now).is_some_and(|fire| rule.last_complete_week(fire) == week && now - fire <= lateness)
 }
 
 /// The next fire time after `now`, and the week it will be due for.
@@ -238,6 +256,19 @@ mod tests {
         assert_eq!(due_through(&cron("0 0 9 * * Thu"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2023-07-17")));
         // A yearly schedule still finds its last fire time.
         assert_eq!(due_through(&cron("0 0 8 1 Jan *"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2022-12-19")));
+    }
+
+    #[test]
+    fn a_week_falls_due_at_the_first_fire_after_it_ends_and_is_sent_on_its_own_until_late() {
+        let c = cron("0 0 8 * * Mon");
+        assert_eq!(due_at(&c, &LONDON, day("2023-07-17")), Some(at("2023-07-24T08:00:00+01:00")));
+        // A fire at the very end of the week (midnight) is that week's.
+        assert_eq!(due_at(&cron("0 0 0 * * Mon"), &LONDON, day("2023-07-17")), Some(at("2023-07-24T00:00:00+01:00")));
+        let sends = |now: &str, week: &str| sends_on_its_own(&c, &LONDON, at(now), SIX_HOURS, day(week));
+        assert!(sends("2023-07-24T13:59:00+01:00", "2023-07-17"));
+        assert!(!sends("2023-07-24T14:01:00+01:00", "2023-07-17"), "more than six hours late");
+        assert!(!sends("2023-07-24T09:00:00+01:00", "2023-07-10"), "an older week is never sent on its own");
+        assert!(!sends("2023-07-24T07:59:00+01:00", "2023-07-17"), "not due yet");
     }
 
     #[test]

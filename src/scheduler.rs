@@ -116,9 +116,12 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
 
     let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
     let started = ledger::started_sends(pool).await?;
+    let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
     let rule = project.rule();
+    // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
     let decisions = schedule::decide(&config.schedule.cron, &rule, now, last_round, config.schedule.max_lateness, |week| {
-        started.contains(&week.format("%Y-%m-%d").to_string())
+        let id = week.format("%Y-%m-%d").to_string();
+        started.contains(&id) || skipped(&id)
     });
     if decisions.is_empty() {
         tracing::info!("nothing is due at {now}");
@@ -133,19 +136,12 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
             continue;
         };
         match decision {
-            Decision::AlreadySent { .. } => tracing::info!("issue #{} ({}) was already sent; nothing to do", issue.number, issue.label),
-            Decision::Missed { fire, .. } => {
-                let fix = hold_back_note(&project, &issue);
-                tracing::warn!(
-                    "issue #{} ({}) was due at {} and is more than {} late; not sending it by surprise. {fix}\
-                     Send it with `gazette send --week {}` if it should still go out",
-                    issue.number,
-                    issue.label,
-                    local(fire),
-                    humantime::format_duration(config.schedule.max_lateness),
-                    issue.id
-                );
+            Decision::AlreadySent { .. } if skipped(&issue.id) => {
+                tracing::info!("issue #{} ({}) was skipped (`gazette skip`); not sending it", issue.number, issue.label)
             }
+            Decision::AlreadySent { .. } => tracing::info!("issue #{} ({}) was already sent; nothing to do", issue.number, issue.label),
+            // Reminded of below, with every other issue that will not be sent on its own.
+            Decision::Missed { .. } => {}
             Decision::Send { fire, .. } => {
                 if let Err(e) = project.ready_to_send(&issue) {
                     tracing::error!("{e}\nthe next round sends it once they are fixed");
@@ -158,8 +154,22 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
             }
         }
     }
+    remind_of_unsent(&project, store).await?;
     store.set_setting(LAST_ROUND, &now.to_rfc3339()).await?;
     Ok(ok)
+}
+
+/// Logs every published issue that is due, unsent and will not be sent on its own (more than
+/// `max_lateness` late, or held back), every round until it is sent or skipped: a published issue
+/// nobody got must not be forgotten.
+async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()> {
+    let sends = ledger::send_progress(store.pool()).await?;
+    for row in crate::issue_state::rows(project, &sends) {
+        if let Some(line) = crate::issue_state::reminder(&row, project) {
+            tracing::warn!("{line}");
+        }
+    }
+    Ok(())
 }
 
 /// Reads `[bounces] mailbox`, if there is one. A mailbox that cannot be read is logged and does
@@ -170,12 +180,6 @@ async fn read_bounces(config: &Config, store: &Store) {
         Ok(Some(polled)) => tracing::info!("bounce mailbox: {polled}"),
         Err(e) => tracing::error!("{e:#}"),
     }
-}
-
-/// "Fix these digests first." when `issue` is held back, so the advice that follows would work.
-fn hold_back_note(project: &Project, issue: &Issue) -> String {
-    let held: Vec<String> = project.held_back_by(issue).iter().map(ToString::to_string).collect();
-    if held.is_empty() { String::new() } else { format!("First fix its digests:\n{}\n", held.join("\n")) }
 }
 
 async fn send(project: &Project, store: &Store, transport: &Transport, stop: &StopFlag, issue: &Issue) -> bool {

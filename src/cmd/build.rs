@@ -52,7 +52,8 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
 
 fn report(project: &Project, w: &Written, what: &str) {
     crate::project::warn_email(w);
-    let drafts = project.drafts().len();
+    let (examples, drafts): (Vec<&crate::issue::Issue>, Vec<&crate::issue::Issue>) = project.drafts().into_iter().partition(|i| i.is_example());
+    let drafts = drafts.len();
     say!(
         "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build{}",
         w.folder.display(),
@@ -71,5 +72,13 @@ fn report(project: &Project, w: &Written, what: &str) {
     );
     if drafts > 0 && w.folder == project.config.paths.out {
         say!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());
+    }
+    if w.folder == project.config.paths.out {
+        for i in examples {
+            say!(
+                "the week of {} holds only the example digest `gazette init` wrote: it is never published; `gazette build --drafts` shows it",
+                i.label
+            );
+        }
     }
 }

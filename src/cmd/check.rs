@@ -19,7 +19,8 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     for line in r.shortened.iter().chain(&r.notes) {
         say!("{line}");
     }
-    let drafts = if r.drafts > 0 { format!(" ({} published, {} not due yet)", r.published, r.drafts) } else { String::new() };
+    // Drafts: weeks not due yet, and the example `init` wrote, which is never published.
+    let drafts = if r.drafts > 0 { format!(" ({} published, {})", r.published, counted(r.drafts, "draft")) } else { String::new() };
     let files = if r.broken_files > 0 { format!(" ({} in {} digest files)", r.digest_problems, r.broken_files) } else { String::new() };
     say!("{}, {}{drafts}, {}{files}", counted(r.digests, "digest"), counted(r.issues, "issue"), counted(r.findings.len(), "problem"));
     Ok(match r.worst() {

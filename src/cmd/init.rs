@@ -9,6 +9,6 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         say!("wrote {}", path.display());
     }
     let cd = if dir == Path::new(".") { String::new() } else { format!("cd {} && ", dir.display()) };
-    say!("next: {cd}gazette check, then gazette build --drafts and open drafts/index.html");
+    say!("next: {cd}{}", crate::project::FIRST_STEPS);
     Ok(ExitCode::SUCCESS)
 }

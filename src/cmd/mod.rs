@@ -17,6 +17,7 @@ pub mod build;
 pub mod check;
 pub mod completions;
 pub mod init;
+pub mod issues;
 pub mod preview;
 pub mod run;
 pub mod send;

@@ -56,7 +56,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("confirmations", &[("subscriber_id", Int), ("requested_at", Int), ("sent_at", Int)]),
-    ("publications", &[("issue_id", Text), ("number", Int), ("published_at", Int), ("content_hash", Text), ("revised_at", Int)]),
+    ("publications", &[("issue_id", Text), ("number", Int), ("published_at", Int), ("content_hash", Text), ("revised_at", Int), ("skipped_at", Int)]),
     (
         "bounce_events",
         &[

@@ -631,6 +631,30 @@ pub async fn unfinished_sends(pool: &Pool) -> Result<Vec<String>> {
     with_pool!(pool, p => sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(p).await)
 }
 
+/// How far a send got, for the list of every issue (`gazette issues`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendProgress {
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// The subscribers it was for.
+    pub audience: i64,
+    /// The messages accepted so far.
+    pub sent: i64,
+}
+
+/// Every send that has started, by issue id.
+pub async fn send_progress(pool: &Pool) -> Result<std::collections::BTreeMap<String, SendProgress>> {
+    let rows: Vec<(String, i64, Option<i64>, i64, i64)> = with_pool!(pool, p => sqlx::query_as(
+        "SELECT s.issue_id, s.started_at, s.finished_at, s.audience,
+                (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = s.issue_id AND d.state = $1)
+         FROM sends s",
+    )
+    .bind(Sent)
+    .fetch_all(p)
+    .await?);
+    Ok(rows.into_iter().map(|(id, started_at, finished_at, audience, sent)| (id, SendProgress { started_at, finished_at, audience, sent })).collect())
+}
+
 /// Issues whose send has started (finished or not): the scheduler never starts them again.
 pub async fn started_sends(pool: &Pool) -> Result<std::collections::HashSet<String>> {
     Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?).into_iter().collect())

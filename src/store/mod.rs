@@ -97,6 +97,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0005_bounces.sql", include_str!("../../subscribers/migrations/sqlite/0005_bounces.sql")),
         ("0006_unreadable.sql", include_str!("../../subscribers/migrations/sqlite/0006_unreadable.sql")),
         ("0007_refusals.sql", include_str!("../../subscribers/migrations/sqlite/0007_refusals.sql")),
+        ("0008_skips.sql", include_str!("../../subscribers/migrations/sqlite/0008_skips.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -104,6 +105,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0001_store.sql", include_str!("../../subscribers/migrations/postgres/0001_store.sql")),
         ("0002_unreadable.sql", include_str!("../../subscribers/migrations/postgres/0002_unreadable.sql")),
         ("0003_refusals.sql", include_str!("../../subscribers/migrations/postgres/0003_refusals.sql")),
+        ("0004_skips.sql", include_str!("../../subscribers/migrations/postgres/0004_skips.sql")),
     ])
 });
 

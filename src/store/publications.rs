@@ -21,6 +21,8 @@ pub struct Publication {
     pub content_hash: String,
     /// When its content last changed after it was first published (Unix seconds).
     pub revised_at: Option<i64>,
+    /// When the editor chose not to send it (`gazette skip`; Unix seconds).
+    pub skipped_at: Option<i64>,
 }
 
 /// Published issues by issue id.
@@ -37,17 +39,93 @@ impl PublicationRecord {
     }
 }
 
+/// issue_id, number, published_at, content_hash, revised_at, skipped_at.
+type PublicationRow = (String, i64, i64, String, Option<i64>, Option<i64>);
+
 pub async fn read(pool: &Pool) -> Result<PublicationRecord> {
-    let rows: Vec<(String, i64, i64, String, Option<i64>)> = with_pool!(pool, p => {
-        sqlx::query_as("SELECT issue_id, number, published_at, content_hash, revised_at FROM publications").fetch_all(p).await?
+    let rows: Vec<PublicationRow> = with_pool!(pool, p => {
+        sqlx::query_as("SELECT issue_id, number, published_at, content_hash, revised_at, skipped_at FROM publications").fetch_all(p).await?
     });
     Ok(PublicationRecord(
         rows.into_iter()
-            .map(|(id, number, published_at, content_hash, revised_at)| {
-                (id, Publication { number: number as u32, published_at, content_hash, revised_at })
+            .map(|(id, number, published_at, content_hash, revised_at, skipped_at)| {
+                (id, Publication { number: number as u32, published_at, content_hash, revised_at, skipped_at })
             })
             .collect(),
     ))
+}
+
+/// Why an issue cannot be taken back or skipped, or that it was.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Done: the issue's number (free again after an unpublish).
+    Done { number: u32 },
+    /// The issue is not in the record.
+    NotPublished,
+    /// Its send has started (Unix seconds), and this many messages were accepted.
+    SendStarted { started_at: i64, sent: i64 },
+    /// Another issue was numbered after it: taking it back would leave a gap in the numbers.
+    NumberedAfter { issue_id: String, number: u32 },
+}
+
+/// Takes `issue_id` out of the record, freeing its number for the next publication, unless a
+/// message of it may have reached anyone (its send started) or a later issue is numbered after it.
+/// The checks and the removal are one write transaction, so a send cannot start in between.
+pub async fn unpublish(pool: &Pool, issue_id: &str) -> Result<Change> {
+    with_pool!(pool, p => {
+        let mut tx = p.begin_write().await?;
+        let number: Option<i64> = sqlx::query_scalar("SELECT number FROM publications WHERE issue_id = $1").bind(issue_id).fetch_optional(&mut *tx).await?;
+        let Some(number) = number else { return Ok(Change::NotPublished) };
+        if let Some(started) = send_started(&mut tx, issue_id).await? {
+            return Ok(started);
+        }
+        let later: Option<(String, i64)> = sqlx::query_as("SELECT issue_id, number FROM publications WHERE number > $1 ORDER BY number LIMIT 1")
+            .bind(number)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some((issue_id, number)) = later {
+            return Ok(Change::NumberedAfter { issue_id, number: number as u32 });
+        }
+        sqlx::query("DELETE FROM publications WHERE issue_id = $1").bind(issue_id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Change::Done { number: number as u32 })
+    })
+}
+
+/// Records that `issue_id` is not to be sent (`gazette skip`) at `now`, unless its send has
+/// started. Skipping it again keeps the first time.
+pub async fn skip(pool: &Pool, issue_id: &str, now: i64) -> Result<Change> {
+    with_pool!(pool, p => {
+        let mut tx = p.begin_write().await?;
+        let number: Option<i64> = sqlx::query_scalar("SELECT number FROM publications WHERE issue_id = $1").bind(issue_id).fetch_optional(&mut *tx).await?;
+        let Some(number) = number else { return Ok(Change::NotPublished) };
+        if let Some(started) = send_started(&mut tx, issue_id).await? {
+            return Ok(started);
+        }
+        sqlx::query("UPDATE publications SET skipped_at = COALESCE(skipped_at, $2) WHERE issue_id = $1").bind(issue_id).bind(now).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Change::Done { number: number as u32 })
+    })
+}
+
+/// `Change::SendStarted` when the send of `issue_id` has started, or any delivery of it is sent.
+async fn send_started<DB>(tx: &mut sqlx::Transaction<'static, DB>, issue_id: &str) -> Result<Option<Change>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> super::ledger::DeliveryState: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let started: Option<(i64,)> = sqlx::query_as("SELECT started_at FROM sends WHERE issue_id = $1").bind(issue_id).fetch_optional(&mut **tx).await?;
+    let (sent,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE issue_id = $1 AND state = $2")
+        .bind(issue_id)
+        .bind(super::ledger::DeliveryState::Sent)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((started.is_some() || sent > 0).then(|| Change::SendStarted { started_at: started.map_or(0, |(t,)| t), sent }))
 }
 
 /// Records `issues` (issue id and content hash, oldest week first) as published at `now`, in one
@@ -142,7 +220,7 @@ mod tests {
                 .unwrap()
                 .rows_affected());
             let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
-            assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None });
+            assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None, skipped_at: None });
             assert_eq!(r.get("2023-07-10").unwrap().number, 8);
         }
     }
