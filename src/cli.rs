@@ -111,6 +111,9 @@ pub enum Command {
         /// Do one round and exit (for cron or a systemd timer)
         #[arg(long)]
         once: bool,
+        /// With --once: say what the round would read, publish and send, and change nothing
+        #[arg(long, requires = "once")]
+        dry_run: bool,
     },
 
     /// Serve the archive and feeds over HTTP, with subscribe, confirm and one-click unsubscribe.
@@ -250,7 +253,7 @@ fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>
         Command::Preview { week } => cmd::preview::run(config, week, now),
         Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),
         Command::Status { week, json } => cmd::status::run(config, week, json, now),
-        Command::Run { once } => cmd::run::run(&config, once, at.map(|t| t.with_timezone(&chrono::Utc))),
+        Command::Run { once, dry_run } => cmd::run::run(&config, once, dry_run, at.map(|t| t.with_timezone(&chrono::Utc))),
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),

@@ -369,20 +369,7 @@ impl Project {
             ))
             .into());
         }
-        let mut changes = Vec::new();
-        let mut new = Vec::new();
-        let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
-        let hashes = render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
-        for (issue, hash) in wanted.into_iter().zip(hashes) {
-            match self.record.get(&issue.id) {
-                Some(p) if p.content_hash == hash => {}
-                Some(_) => changes.push((issue.id.clone(), hash)),
-                None => {
-                    new.push(issue.id.clone());
-                    changes.push((issue.id.clone(), hash));
-                }
-            }
-        }
+        let (new, changes) = self.publication_changes(explicit)?;
         if let Some(id) = explicit {
             let skipped: Vec<String> =
                 self.issues.iter().filter(|i| i.id.as_str() < id && !self.is_published(i)).map(|i| i.label.clone()).collect();
@@ -404,6 +391,27 @@ impl Project {
             }
         }
         Ok(new)
+    }
+
+    /// What `publish(store, explicit)` would record, recording nothing: the ids of the issues it
+    /// would publish, and every (id, content hash) it would write (those and the revised ones).
+    /// `run --once --dry-run` asks this, so it says what the round would do.
+    pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<(Vec<String>, Vec<(String, String)>)> {
+        let mut changes = Vec::new();
+        let mut new = Vec::new();
+        let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
+        let hashes = render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
+        for (issue, hash) in wanted.into_iter().zip(hashes) {
+            match self.record.get(&issue.id) {
+                Some(p) if p.content_hash == hash => {}
+                Some(_) => changes.push((issue.id.clone(), hash)),
+                None => {
+                    new.push(issue.id.clone());
+                    changes.push((issue.id.clone(), hash));
+                }
+            }
+        }
+        Ok((new, changes))
     }
 
     /// The email of `issue`, common to every reader (placeholders for their own fields).

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Config;
-use crate::deliver::{StopFlag, Transport};
+use anyhow::Context;
+
+use crate::build_cache::CacheUse;
+use crate::config::{BounceMailbox, Config};
+use crate::deliver::{SendPlan, StopFlag, Transport};
 use crate::issue::Issue;
 use crate::project::{Project, Site};
 use crate::schedule::{self, Decision};
@@ -114,15 +117,8 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
         read_bounces(config, store).await;
     }
 
-    let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
-    let started = ledger::started_sends(pool).await?;
+    let decisions = decisions(config, &project, store, now).await?;
     let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
-    let rule = project.rule();
-    // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
-    let decisions = schedule::decide(&config.schedule.cron, &rule, now, last_round, config.schedule.max_lateness, |week| {
-        let id = week.format("%Y-%m-%d").to_string();
-        started.contains(&id) || skipped(&id)
-    });
     if decisions.is_empty() {
         tracing::info!("nothing is due at {now}");
     }
@@ -157,6 +153,83 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
     remind_of_unsent(&project, store).await?;
     store.set_setting(LAST_ROUND, &now.to_rfc3339()).await?;
     Ok(ok)
+}
+
+/// What is due at `now`, given the last round and the sends that started.
+async fn decisions(config: &Config, project: &Project, store: &Store, now: DateTime<Utc>) -> anyhow::Result<Vec<Decision>> {
+    let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
+    let started = ledger::started_sends(store.pool()).await?;
+    let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
+    // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
+    Ok(schedule::decide(&config.schedule.cron, &project.rule(), now, last_round, config.schedule.max_lateness, |week| {
+        let id = week.format("%Y-%m-%d").to_string();
+        started.contains(&id) || skipped(&id)
+    }))
+}
+
+/// `run --once --dry-run`: what one round at `now` would read, publish and send, as lines for
+/// the editor, from the same decisions the round makes. Writes nothing: no database row (not even
+/// the round's time), no file (no pages, no build cache), no message moved in the bounce mailbox.
+pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+    let mut lines = vec![format!("dry run of one round at {}: nothing is read, written or sent", now.with_timezone(&config.schedule.timezone).to_rfc3339())];
+    lines.push(match &config.bounces.mailbox {
+        None => "bounce mailbox: not configured ([bounces] mailbox)".to_string(),
+        Some(BounceMailbox::Maildir(dir)) => {
+            let mut count = 0;
+            for sub in ["new", "cur"] {
+                count += crate::bounces::source::files_in(&dir.join(sub)).with_context(|| format!("reading the bounce mailbox {}", dir.display()))?.len();
+            }
+            format!("bounce mailbox {}: would read {count} message(s) (left where they are)", dir.display())
+        }
+        // Connecting would be a network round trip and a login: a dry run only says it would.
+        Some(imap @ BounceMailbox::Imap { .. }) => format!("bounce mailbox {imap}: would be read (a dry run does not connect to it)"),
+    });
+
+    let project = Project::load_with(config.clone(), Some(store), now, CacheUse::Read).await?;
+    let (new, changes) = project.publication_changes(None)?;
+    for id in &new {
+        let i = project.issue(id).expect("an issue to publish exists");
+        lines.push(format!("would publish issue #{} ({}, week {})", i.number, i.label, i.id));
+    }
+    for (id, _) in changes.iter().filter(|(id, _)| !new.contains(id)) {
+        let i = project.issue(id).expect("a revised issue exists");
+        lines.push(format!("would record a revision of issue #{} ({}): its digests changed", i.number, i.label));
+    }
+    if changes.is_empty() {
+        lines.push("nothing new to publish".into());
+    }
+    if !project.problems.is_empty() {
+        lines.push(format!("{} digest(s) cannot be read and would be left out (`gazette check` lists them)", project.problems.len()));
+    }
+    lines.push(format!("would bring the archive in {} up to date", config.paths.out.display()));
+
+    let mut sends = 0;
+    for issue_id in ledger::unfinished_sends(store.pool()).await? {
+        let Some(issue) = project.issue(&issue_id) else {
+            lines.push(format!("the send of issue {issue_id} is unfinished but that week has no digests any more: it could not be resumed"));
+            continue;
+        };
+        let plan = SendPlan::of(store, &issue.id).await?;
+        lines.push(format!("would resume the send of issue #{} ({}): {} message(s) to go via {}", issue.number, issue.label, plan.to_send(), transport.describe()));
+        sends += 1;
+    }
+    for decision in decisions(config, &project, store, now).await? {
+        let Decision::Send { week, .. } = decision else { continue };
+        let Some(issue) = project.issues().iter().find(|i| i.start == week) else { continue };
+        if let Err(e) = project.ready_to_send(issue) {
+            lines.push(format!("{e}\nit would not be sent"));
+            continue;
+        }
+        let plan = SendPlan::of(store, &issue.id).await?;
+        lines.push(format!("would send issue #{} ({}) to {} subscriber(s) via {}", issue.number, issue.label, plan.to_send(), transport.describe()));
+        sends += 1;
+    }
+    // The round's reminders, in the log as the round logs them.
+    remind_of_unsent(&project, store).await?;
+    if sends == 0 {
+        lines.push(format!("nothing would be sent at {now}"));
+    }
+    Ok(lines)
 }
 
 /// Logs every published issue that is due, unsent and will not be sent on its own (more than

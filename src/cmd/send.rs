@@ -18,7 +18,8 @@ pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: b
     // Addresses are checked before anything else happens.
     let test_to = test_recipients(&config, &test)?;
     let transport = Transport::from_config(&config)?;
-    if test_to.is_empty() && !dry_run {
+    // A dry run answers as the send to readers would, refusals included.
+    if test_to.is_empty() {
         crate::readiness::ready_for_readers(&config)?;
     } else if !test_to.is_empty() && crate::readiness::through_relay(&config) {
         let keys: Vec<&str> = crate::readiness::placeholders(&config).iter().map(|p| p.key).collect();
@@ -72,17 +73,7 @@ async fn send(
     }
 
     if dry_run {
-        let email = project.prepare_email(&issue, false)?;
-        let (count, bytes, sample) = deliver::dry_run(store, &project.config, &email).await?;
-        say!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
-        say!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
-        for address in &sample {
-            say!("  {address}");
-        }
-        if count > sample.len() as u64 {
-            say!("  ... and {} more", count - sample.len() as u64);
-        }
-        return Ok(ExitCode::SUCCESS);
+        return dry_run_send(store, &project, &issue, transport).await;
     }
 
     // The issue is published before its first message goes out, so its "view in browser"
@@ -108,10 +99,7 @@ async fn send(
         say!("{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again", report.recovered);
     }
     if report.sent_now == 0 && c.is_finished() && !report.started_now {
-        say!(
-            "issue #{} ({}) was already sent: {} sent, {} failed, {} bounced, {} skipped; nothing to do",
-            issue.number, issue.label, c.sent, c.failed, c.bounced, c.skipped
-        );
+        say!("{}", deliver::already_sent_line(issue.number, &issue.label, c));
         return Ok(ExitCode::SUCCESS);
     }
     say!("issue #{} ({}): {} messages sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
@@ -128,6 +116,39 @@ async fn send(
     }
     if c.failed > 0 || c.bounced > 0 {
         say!("`gazette status --week {}` lists the failed and bounced addresses", issue.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the send would do, from the same `SendPlan` the send follows, with nothing written: the
+/// messages of a send not yet started are built (their sizes are real), a resumed send counts
+/// only what is still to go.
+async fn dry_run_send(store: &Store, project: &Project, issue: &crate::issue::Issue, transport: &Transport) -> anyhow::Result<ExitCode> {
+    let plan = deliver::SendPlan::of(store, &issue.id).await?;
+    if let deliver::SendPlan::AlreadySent(c) = &plan {
+        say!("{}", deliver::already_sent_line(issue.number, &issue.label, c));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let email = project.prepare_email(issue, false)?;
+    say!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
+    if project.publication(&issue.id).is_none() {
+        say!("it is not published yet: the send would publish it as #{} first", issue.number);
+    }
+    match plan {
+        deliver::SendPlan::Resume { to_send, counts } => {
+            say!("would resume its send: {to_send} of {} messages still to send via {}; nothing was sent", counts.total, transport.describe());
+            say!("so far: {counts}");
+        }
+        _ => {
+            let (count, bytes, sample) = deliver::dry_run(store, &project.config, &email).await?;
+            say!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
+            for address in &sample {
+                say!("  {address}");
+            }
+            if count > sample.len() as u64 {
+                say!("  ... and {} more", count - sample.len() as u64);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

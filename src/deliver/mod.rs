@@ -212,3 +212,56 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
     Ok((count, bytes, sample))
 }
 
+
+/// What a send of one issue would do now, read from the ledger without changing it. The real
+/// send and its dry run both say what this says, so a dry run cannot tell another story.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendPlan {
+    /// Not started: one message to each active subscriber.
+    Start { audience: u64 },
+    /// Started and unfinished: `to_send` messages are still to go (pending ones, and those a
+    /// stopped run left in flight, less those its journal shows the server took).
+    Resume { to_send: u64, counts: ledger::Counts },
+    /// Every delivery has its outcome: nothing is sent.
+    AlreadySent(ledger::Counts),
+}
+
+impl SendPlan {
+    pub async fn of(store: &Store, issue_id: &str) -> anyhow::Result<SendPlan> {
+        let pool = store.pool();
+        if ledger::send_record(pool, issue_id).await?.is_none() {
+            return Ok(SendPlan::Start { audience: ledger::active_count(pool).await? });
+        }
+        let counts = ledger::counts(pool, issue_id).await?;
+        // A stopped run's journal (SQLite only) names messages the server took before the ledger
+        // heard of them: the next run records them sent instead of sending them again.
+        // Only its ids still `sending` count: the rest were folded into the ledger already.
+        let recovered = match store.location() {
+            crate::store::Database::Sqlite(path) => {
+                let journal: std::collections::HashSet<i64> =
+                    crate::store::journal::read(&crate::store::journal::path_of(path, issue_id))?.into_iter().collect();
+                ledger::sending_ids(pool, issue_id).await?.iter().filter(|id| journal.contains(id)).count() as i64
+            }
+            _ => 0,
+        };
+        let to_send = (counts.pending + counts.sending - recovered).max(0) as u64;
+        Ok(if to_send == 0 { SendPlan::AlreadySent(counts) } else { SendPlan::Resume { to_send, counts } })
+    }
+
+    /// How many messages the send would put on their way.
+    pub fn to_send(&self) -> u64 {
+        match self {
+            SendPlan::Start { audience } => *audience,
+            SendPlan::Resume { to_send, .. } => *to_send,
+            SendPlan::AlreadySent(_) => 0,
+        }
+    }
+}
+
+/// The line both the send and its dry run print for an issue whose send is over.
+pub fn already_sent_line(number: u32, label: &str, c: &ledger::Counts) -> String {
+    format!(
+        "issue #{number} ({label}) was already sent: {} sent, {} failed, {} bounced, {} skipped; nothing to do",
+        c.sent, c.failed, c.bounced, c.skipped
+    )
+}

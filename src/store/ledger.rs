@@ -626,6 +626,25 @@ pub async fn active_after(pool: &Pool, after_id: i64, limit: i64) -> Result<Vec<
         .await)
 }
 
+/// How many deliveries a send started now would fix: the active subscribers.
+pub async fn active_count(pool: &Pool) -> Result<u64> {
+    let n: i64 = with_pool!(pool, p => sqlx::query_scalar("SELECT COUNT(*) FROM subscribers WHERE status = $1")
+        .bind(Status::Active.as_str())
+        .fetch_one(p)
+        .await?);
+    Ok(n as u64)
+}
+
+/// The subscribers whose delivery of `issue_id` is `sending` (in flight, or left so by a run that
+/// died): few, a batch's worth per connection.
+pub async fn sending_ids(pool: &Pool, issue_id: &str) -> Result<Vec<i64>> {
+    with_pool!(pool, p => sqlx::query_scalar("SELECT subscriber_id FROM deliveries WHERE issue_id = $1 AND state = $2")
+        .bind(issue_id)
+        .bind(Sending)
+        .fetch_all(p)
+        .await)
+}
+
 /// Issues whose send started and has not finished.
 pub async fn unfinished_sends(pool: &Pool) -> Result<Vec<String>> {
     with_pool!(pool, p => sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(p).await)
