@@ -171,7 +171,7 @@ async fn decisions(config: &Config, project: &Project, store: &Store, now: DateT
 /// the editor, from the same decisions the round makes. Writes nothing: no database row (not even
 /// the round's time), no file (no pages, no build cache), no message moved in the bounce mailbox.
 pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-    let mut lines = vec![format!("dry run of one round at {}: nothing is read, written or sent", now.with_timezone(&config.schedule.timezone).to_rfc3339())];
+    let mut lines = vec![format!("dry run of one round at {}: nothing is changed or sent", now.with_timezone(&config.schedule.timezone).to_rfc3339())];
     lines.push(match &config.bounces.mailbox {
         None => "bounce mailbox: not configured ([bounces] mailbox)".to_string(),
         Some(BounceMailbox::Maildir(dir)) => {

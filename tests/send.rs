@@ -327,7 +327,7 @@ print('ok', m['Subject'])
         assert_eq!(files.len(), 7);
         assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "eml")));
         let dry = p.expect(0, &["send", "--week", WEEK, "--dry-run"]);
-        assert!(dry.contains("would send 7 messages"), "{dry}");
+        assert!(dry.contains("was already sent: 7 sent") && !dry.contains("would send"), "the send is over: {dry}");
         assert_eq!(std::fs::read_dir(p.path("outbox")).unwrap().count(), 7, "a dry run writes nothing");
     }
 
