@@ -65,6 +65,9 @@ pub struct Project {
     wholes: std::sync::Mutex<HashMap<String, Issue>>,
 }
 
+/// What a publication would record: the new issues' ids, and every (id, content hash) written.
+pub type PublicationChanges = (Vec<String>, Vec<(String, String)>);
+
 /// Which site to write.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Site {
@@ -396,7 +399,7 @@ impl Project {
     /// What `publish(store, explicit)` would record, recording nothing: the ids of the issues it
     /// would publish, and every (id, content hash) it would write (those and the revised ones).
     /// `run --once --dry-run` asks this, so it says what the round would do.
-    pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<(Vec<String>, Vec<(String, String)>)> {
+    pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<PublicationChanges> {
         let mut changes = Vec::new();
         let mut new = Vec::new();
         let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
