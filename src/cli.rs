@@ -89,7 +89,7 @@ pub enum Command {
         /// Send only to these addresses, with [TEST] in the subject; without ADDR, to [email] editor
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
         test: Vec<String>,
-        /// Render every message and report what would be sent, without connecting
+        /// Say what the send would do (already sent, held back, how many messages still to go, through which relay), without connecting
         #[arg(long)]
         dry_run: bool,
     },
@@ -106,7 +106,7 @@ pub enum Command {
     },
 
     /// The scheduler: publish and send each week's issue when [schedule] cron says it is due.
-    #[command(after_help = "Examples:\n  gazette run\n  gazette run --once\n  gazette run --once --now 2023-07-24T08:05:00+01:00")]
+    #[command(after_help = "Examples:\n  gazette run\n  gazette run --once\n  gazette run --once --now 2023-07-24T08:05:00+01:00\n  gazette run --once --dry-run")]
     Run {
         /// Do one round and exit (for cron or a systemd timer)
         #[arg(long)]
