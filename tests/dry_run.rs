@@ -94,6 +94,26 @@ fn send_dry_run_is_refused_for_placeholders_as_the_send_is() {
 }
 
 #[test]
+fn send_dry_run_of_a_week_held_back_is_refused_as_the_send_is() {
+    let sink = Sink::start(&[]);
+    let p = Project::with_own_digests(&sink.smtp_config());
+    p.import_readers(2);
+    // A digest of the week of 10 July 2023 that cannot be read.
+    std::fs::write(p.path("digests/500_bad0bad0bad0bad0.txt"), "# __Broken__, from ([20230712](https://example.org/c).)\n\nno link, no summary\n").unwrap();
+    let answer = |args: &[&str]| {
+        let out = p.run(args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let dry = answer(&["send", "--week", "2023-07-12", "--dry-run"]);
+    let real = answer(&["send", "--week", "2023-07-12"]);
+    assert!(dry.2.contains("is held back: 2 digest problem(s)") && dry.2.contains("500_bad0bad0bad0bad0.txt"), "{dry:?}");
+    assert_eq!(dry.0, real.0, "the same exit code: {dry:?} {real:?}");
+    assert!(real.2.contains("is held back: 2 digest problem(s)"), "{real:?}");
+    assert!(!dry.1.contains("would send"), "{dry:?}");
+    assert_eq!(sink.count(), 0);
+}
+
+#[test]
 fn run_once_dry_run_changes_nothing_and_the_round_then_does_what_it_said() {
     let sink = Sink::start(&[]);
     let p = Project::new(&format!("{}\n[bounces]\nmailbox = \"Maildir\"\n", sink.smtp_config()));
