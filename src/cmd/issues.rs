@@ -94,6 +94,14 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     // Only looking until the record changes: a refused unpublish writes nothing.
     let project = Project::load_with(config, Some(store), now, CacheUse::Read).await?;
     let (id, label) = week_id(&project, week);
+    // What readers got is the first reason to refuse, and the one to name.
+    if let Some(send) = ledger::send_progress(store.pool()).await?.get(&id) {
+        anyhow::bail!(
+            "issue ({label}) is not unpublished: its send started at {} and {} message(s) went out; what readers got cannot be taken back",
+            DateTime::from_timestamp(send.started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
+            send.sent
+        );
+    }
     // A due week with digests would be published again by the next build or round.
     if let Some(i) = project.issue(&id).filter(|i| project.is_due(i.start) && !i.is_example()) {
         anyhow::bail!(
