@@ -317,10 +317,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         ),
     }
 
-    // Characters no mail, page or feed can carry.
+    // Characters no mail, page or feed can carry, and `gazette new`'s placeholders, which must
+    // never reach readers.
     for &(n, line) in &lines {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
             problem(n, format!("the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it", c as u32));
+        }
+        if line.contains(PLACEHOLDER) {
+            problem(n, format!("`{PLACEHOLDER}` is still here: write what it asks for in its place, or delete the line"));
         }
     }
 
@@ -438,6 +442,59 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         closest,
         light: false,
     })
+}
+
+/// What `gazette new` writes where the editor has text to write: `check` reports every line that
+/// still holds it, so a skeleton is never published as it is.
+pub const PLACEHOLDER: &str = "TODO(gazette new)";
+
+/// A digest's id made from its article's link: the first 16 hex digits of its SHA-256. The same
+/// link gives the same id (a second digest of one article is refused before, by its link), and
+/// the example's id (`issue::EXAMPLE_ID`) is never made.
+pub fn id_for_link(link: &str) -> String {
+    let hash = crate::fingerprint::Fingerprint::of(&[link]);
+    let id = hash[..16].to_string();
+    if id == crate::issue::EXAMPLE_ID { hash[16..32].to_string() } else { id }
+}
+
+/// The sequence number of a digest's file name (`012_...` -> 12), when it has one. It only orders
+/// the files; the id after `_` is what names the digest.
+pub fn sequence_of_file_name(name: &str) -> Option<u32> {
+    let (nnn, _) = name.split_once('_')?;
+    (!nnn.is_empty() && nnn.bytes().all(|b| b.is_ascii_digit())).then(|| nnn.parse().ok()).flatten()
+}
+
+/// The article link of a digest's text (its `__[External link](url)__` line), read without
+/// parsing the rest: a broken digest still has its link counted as used.
+pub fn link_of_text(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")).map(str::trim))
+}
+
+/// Whether `url` can be a digest's link (an http(s) URL with a host); the reason when not.
+pub fn check_link(url: &str) -> Result<(), String> {
+    check_http_url(url)
+}
+
+/// The text of a new digest: every section of the format, with `PLACEHOLDER` where the editor has
+/// something to write (or to delete: only the summary is required).
+pub fn skeleton(title: &str, date: NaiveDate, source_url: &str, link: &str) -> String {
+    format!(
+        "# __{title}__, from ([{date}]({source_url}).)\n\n\
+         __[External link]({link})__\n\n\
+         ## Summary\n\n\
+         {PLACEHOLDER}: what the article says, in a few sentences.\n\n\
+         ## Keywords\n\n\
+         * {PLACEHOLDER}: one keyword a bullet (or delete this section)\n\n\
+         ## Themes\n\n\
+         * {PLACEHOLDER}: one theme a bullet (or delete this section)\n\n\
+         ## Signals\n\n\
+         | Signal | Change | 10y horizon | Driving force |\n\
+         |:-------|:-------|:------------|:--------------|\n\
+         | {PLACEHOLDER}: one signal a row (or delete this section) | | | |\n\n\
+         ## Closest\n\n\
+         * [{PLACEHOLDER}: the title of a related digest (or delete this section)](its-id)\n",
+        date = date.format("%Y%m%d"),
+    )
 }
 
 /// `# __Title__, from ([YYYYMMDD](source-url).)` -> (title, date text, source url).
