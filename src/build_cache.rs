@@ -416,7 +416,7 @@ fn name_hash(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// The `*.txt` files of `dir` (as `digest::files_with_extension` lists them), each with its
+/// The digest files of `dir` (as `digest::read_folder` reads them), each with its
 /// stamp, in the folder's order.
 fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
     // The folder is listed on this thread while another stats what is listed so far; once the
@@ -447,7 +447,7 @@ fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
         let mut chunk = Vec::with_capacity(CHUNK);
         for e in entries.filter_map(|e| e.ok()) {
             let Ok(name) = e.file_name().into_string() else { continue };
-            if !name.starts_with('.') && name.ends_with(".txt") && name.len() > 4 {
+            if !name.starts_with('.') && digest::is_digest_name(&name) {
                 chunk.push((name, e));
                 if chunk.len() == CHUNK {
                     let _ = sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
@@ -1188,7 +1188,7 @@ mod tests {
             assert_eq!((names, d.count), (vec!["003_0abc.txt", "001_00ff.txt"], 2), "{pass}");
             assert_eq!(d.problems.len(), 1, "{pass}");
             let problem = d.problems[0].to_string();
-            assert!(problem.contains("002_00ff.txt:0: id `00ff` is already used by") && problem.contains("001_00ff.txt"), "{pass}: {problem}");
+            assert!(problem.contains("002_00ff.txt: id `00ff` is already used by") && problem.contains("001_00ff.txt"), "{pass}: {problem}");
         }
     }
 

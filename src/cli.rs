@@ -50,6 +50,26 @@ pub enum Command {
         dir: PathBuf,
     },
 
+    /// Write a new digest, named and laid out as the format wants, with placeholders to write over.
+    #[command(after_help = "The file is <[paths] digests>/NNN_<id>.txt: NNN the next sequence number of the folder (it only\n\
+                            orders the files), the id 16 hex digits made from the link. Every placeholder line is a problem\n\
+                            for `gazette check` until it is written over or deleted.\n\n\
+                            Examples:\n  gazette new \"Open weights are not open source\" --link https://example.com/article\n  \
+                            gazette new \"A title\" --link https://example.com/a --date 2023-07-23 --source https://example.com/")]
+    New {
+        /// The article's title
+        title: String,
+        /// The article's address (http or https); one digest a link
+        #[arg(long, value_name = "URL")]
+        link: String,
+        /// When the article was collected, as 2023-07-23 [default: today in [schedule] timezone]
+        #[arg(long, value_name = "DATE")]
+        date: Option<String>,
+        /// Where the article was collected from, linked from the date [default: the link]
+        #[arg(long, value_name = "URL")]
+        source: Option<String>,
+    },
+
     /// Validate everything a build or a send needs; list every problem. Exit 0 ready, 1 content problems, 2 configuration.
     #[command(after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette --config /srv/news/publish.toml check")]
     Check {
@@ -248,6 +268,7 @@ fn name_the_database(e: anyhow::Error, database: &crate::config::Database) -> an
 fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>, at: Option<DateTime<FixedOffset>>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
+        Command::New { title, link, date, source } => cmd::new::run(&config, &title, &link, source.as_deref(), date.as_deref(), now),
         Command::Check { smtp } => cmd::check::run(&config, smtp, now),
         Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
         Command::Preview { week } => cmd::preview::run(config, week, now),

@@ -94,7 +94,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+        // A problem of the whole file (line 0) names the file alone: there is no line 0 to look at.
+        match self.line {
+            0 => write!(f, "{}: {}", self.path.display(), self.message),
+            line => write!(f, "{}:{line}: {}", self.path.display(), self.message),
+        }
     }
 }
 
@@ -109,10 +113,12 @@ pub struct Corpus {
     pub parsed: usize,
 }
 
-/// Reads every `*.txt` file of `dir` (not hidden ones, not subfolders), sorted by file name.
-/// Only an unreadable folder is an `Err`; problems with single files are collected in `problems`.
+/// Reads every digest file of `dir` (`*.txt` named with an id, see `is_digest_name`; not hidden
+/// ones, not subfolders), sorted by file name. Only an unreadable folder is an `Err`; problems with
+/// single files are collected in `problems`.
 pub fn read_folder(dir: &Path) -> std::io::Result<Corpus> {
-    let paths = files_with_extension(dir, "txt")?;
+    let mut paths = files_with_extension(dir, "txt")?;
+    paths.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_digest_name));
     Ok(Corpus::from_results(paths.len(), read_files(&paths)))
 }
 
@@ -229,6 +235,34 @@ pub fn forbidden(c: char) -> bool {
     (c.is_control() && c != '\t') || (0xFDD0..=0xFDEF).contains(&u) || (u & 0xFFFE) == 0xFFFE
 }
 
+/// Whether the folder's reader reads a file of this name as a digest: a `.txt` name that gives an
+/// id (`id_from_file_name`). Other files are not read; `unread_files` says why, for `check`.
+pub fn is_digest_name(name: &str) -> bool {
+    name.ends_with(".txt") && name.len() > 4 && id_from_file_name(name).is_some()
+}
+
+/// The files of the digests folder that are not read as digests, each with why and what to do:
+/// an editor who saved `notes.md` or `001_draft.txt` there is told, not silently ignored. Hidden
+/// files and subfolders are left out, as the reader leaves them.
+pub fn unread_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut unread = Vec::new();
+    for e in std::fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !path.is_file() || is_digest_name(&name) {
+            continue;
+        }
+        let why = if !name.ends_with(".txt") {
+            "only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)".to_string()
+        } else {
+            format!("the name `{name}` has no hex id after its `_`; name it like 001_86102eed948879ef.txt (gazette new makes one)")
+        };
+        unread.push((path, why));
+    }
+    unread.sort();
+    Ok(unread)
+}
+
 /// The id a file name gives: the hex after the last `_` of the stem (or the whole stem).
 pub fn id_from_file_name(name: &str) -> Option<String> {
     let stem = name.strip_suffix(".txt").unwrap_or(name);
@@ -317,10 +351,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         ),
     }
 
-    // Characters no mail, page or feed can carry.
+    // Characters no mail, page or feed can carry, and `gazette new`'s placeholders, which must
+    // never reach readers.
     for &(n, line) in &lines {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
             problem(n, format!("the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it", c as u32));
+        }
+        if line.contains(PLACEHOLDER) {
+            problem(n, format!("`{PLACEHOLDER}` is still here: write what it asks for in its place, or delete the line"));
         }
     }
 
@@ -440,14 +478,78 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     })
 }
 
+/// What `gazette new` writes where the editor has text to write: `check` reports every line that
+/// still holds it, so a skeleton is never published as it is.
+pub const PLACEHOLDER: &str = "TODO(gazette new)";
+
+/// A digest's id made from its article's link: the first 16 hex digits of its SHA-256. The same
+/// link gives the same id (a second digest of one article is refused before, by its link), and
+/// the example's id (`issue::EXAMPLE_ID`) is never made.
+pub fn id_for_link(link: &str) -> String {
+    let hash = crate::fingerprint::Fingerprint::of(&[link]);
+    let id = hash[..16].to_string();
+    if id == crate::issue::EXAMPLE_ID { hash[16..32].to_string() } else { id }
+}
+
+/// The sequence number of a digest's file name (`012_...` -> 12), when it has one. It only orders
+/// the files; the id after `_` is what names the digest.
+pub fn sequence_of_file_name(name: &str) -> Option<u32> {
+    let (nnn, _) = name.split_once('_')?;
+    (!nnn.is_empty() && nnn.bytes().all(|b| b.is_ascii_digit())).then(|| nnn.parse().ok()).flatten()
+}
+
+/// The article link of a digest's text (its `__[External link](url)__` line), read without
+/// parsing the rest: a broken digest still has its link counted as used.
+pub fn link_of_text(text: &str) -> Option<&str> {
+    text.lines().find_map(|l| l.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")).map(str::trim))
+}
+
+/// Whether `url` can be a digest's link (an http(s) URL with a host); the reason when not.
+pub fn check_link(url: &str) -> Result<(), String> {
+    check_http_url(url)
+}
+
+/// The text of a new digest: every section of the format, with `PLACEHOLDER` where the editor has
+/// something to write (or to delete: only the summary is required).
+pub fn skeleton(title: &str, date: NaiveDate, source_url: &str, link: &str) -> String {
+    format!(
+        "# __{title}__, from ([{date}]({source_url}).)\n\n\
+         __[External link]({link})__\n\n\
+         ## Summary\n\n\
+         {PLACEHOLDER}: what the article says, in a few sentences.\n\n\
+         ## Keywords\n\n\
+         * {PLACEHOLDER}: one keyword a bullet (or delete this section)\n\n\
+         ## Themes\n\n\
+         * {PLACEHOLDER}: one theme a bullet (or delete this section)\n\n\
+         ## Signals\n\n\
+         | Signal | Change | 10y horizon | Driving force |\n\
+         |:-------|:-------|:------------|:--------------|\n\
+         | {PLACEHOLDER}: one signal a row (or delete this section) | | | |\n\n\
+         ## Closest\n\n\
+         * [{PLACEHOLDER}: the title of a related digest (or delete this section)](its-id)\n",
+        date = date.format("%Y%m%d"),
+    )
+}
+
 /// `# __Title__, from ([YYYYMMDD](source-url).)` -> (title, date text, source url).
 fn parse_heading(line: &str) -> Result<(&str, &str, &str), String> {
     const SHAPE: &str = "expected the heading `# __Title__, from ([YYYYMMDD](https://source).)`";
     let rest = line.trim().strip_prefix("# __").ok_or_else(|| format!("{SHAPE}, found `{}`", clip(line)))?;
     // The title may itself contain underscores, brackets and commas: cut at the last separator.
-    let cut = rest.rfind("__, from (").ok_or_else(|| format!("{SHAPE}, found `{}`", clip(line)))?;
+    const DATE: &str = "write the date the article was collected as a link to where it was, `, from ([20230723](https://source).)`";
+    let Some(cut) = rest.rfind("__, from (") else {
+        // A title closed by its underscores and nothing after it: what is missing is the date.
+        return Err(match rest.trim_end().strip_suffix("__") {
+            Some(_) => format!("the date is missing after the title; {DATE}"),
+            None => format!("{SHAPE}, found `{}`", clip(line)),
+        });
+    };
     let title = &rest[..cut];
     let tail = &rest[cut + "__, from (".len()..];
+    // The date wrapper `[YYYYMMDD](url)` must come first: without it, say so before the ending.
+    if !tail.trim_start().starts_with('[') || tail.trim_start().starts_with("[]") {
+        return Err(format!("the date is missing: found `from ({}`; {DATE}", clip(tail)));
+    }
     let tail = tail.strip_suffix(".)").or_else(|| tail.strip_suffix(')')).ok_or_else(|| format!("{SHAPE}: the line must end with `.)`"))?;
     let (date, url) = parse_link(tail).ok_or_else(|| format!("{SHAPE}: the date must be a link `[YYYYMMDD](url)`"))?;
     Ok((title, date, url))
@@ -538,6 +640,55 @@ mod tests {
         assert!(m[0].1.contains("nests") && m[0].1.contains("at most 16"), "{m:?}");
         // Ordinary emphasis is fine.
         assert!(p(&SEED.replacen("The text discusses", "*The* **text** [discusses](https://x.org)", 1)).is_ok());
+    }
+
+    #[test]
+    fn a_heading_without_its_date_says_the_date_is_missing() {
+        for heading in [
+            "# __T__, from (https://x.org/p/1).",
+            "# __T__, from (https://x.org/p/1).)",
+            "# __T__, from ([](https://x.org/p/1).)",
+            "# __T__",
+        ] {
+            let m = messages(&SEED.replacen(SEED.lines().next().unwrap(), heading, 1));
+            assert_eq!(m.len(), 1, "{heading}: {m:?}");
+            assert_eq!(m[0].0, 1, "{heading}");
+            assert!(m[0].1.starts_with("the date is missing") && m[0].1.contains("([20230723](https://source).)"), "{heading}: {m:?}");
+        }
+    }
+
+    #[test]
+    fn files_not_read_as_digests_are_listed_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["001_86102eed948879ef.txt", "notes.md", "001_xyz.txt", ".hidden.txt"] {
+            std::fs::write(dir.path().join(name), SEED).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("old")).unwrap();
+        let unread = unread_files(dir.path()).unwrap();
+        let names: Vec<_> = unread.iter().map(|(p, _)| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["001_xyz.txt", "notes.md"]);
+        assert!(unread[0].1.contains("`001_xyz.txt` has no hex id"), "{unread:?}");
+        assert!(unread[1].1.contains("only `.txt` files are digests"), "{unread:?}");
+        // And the reader reads the digest alone.
+        let corpus = read_folder(dir.path()).unwrap();
+        assert_eq!((corpus.digests.len(), corpus.problems.len()), (1, 0), "{:?}", corpus.problems);
+    }
+
+    #[test]
+    fn a_problem_of_the_whole_file_names_no_line() {
+        let e = parse(Path::new("digests/notes.txt"), SEED).unwrap_err();
+        assert_eq!(e[0].to_string(), "digests/notes.txt: the file name `notes.txt` has no hex id; name it like 000_86102eed948879ef.txt");
+    }
+
+    #[test]
+    fn a_new_skeleton_reads_with_its_placeholders_alone_as_problems() {
+        let text = skeleton("T", NaiveDate::from_ymd_opt(2023, 7, 19).unwrap(), "https://x.org/", "https://x.org/a");
+        let m = messages(&text);
+        assert_eq!(m.len(), 5, "{m:?}");
+        assert!(m.iter().all(|(_, why)| why.contains(PLACEHOLDER)), "{m:?}");
+        let filled: String = text.lines().filter(|l| !l.contains(PLACEHOLDER)).collect::<Vec<_>>().join("\n").replace("## Summary", "## Summary\n\nWritten.");
+        let d = p(&filled).unwrap();
+        assert_eq!((d.title.as_str(), d.date.to_string().as_str(), d.link.as_str(), d.summary.as_str()), ("T", "2023-07-19", "https://x.org/a", "Written."));
     }
 
     #[test]

@@ -103,6 +103,10 @@ pub struct Issue {
     /// feeds' `updated`. `None` while they never have.
     #[serde(skip)]
     pub revised: Option<DateTime<Utc>>,
+    /// When it was published, from the publication record: its date in the feeds. `None` for a
+    /// draft.
+    #[serde(skip)]
+    pub published: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -245,6 +249,7 @@ impl Issue {
             days: days.into_iter().map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests }).collect(),
             note: None,
             revised: None,
+            published: None,
         }
     }
 }

@@ -80,7 +80,7 @@ mod tests {
         let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{texts:?}");
         assert!(texts[0].ends_with("2023-07-24.md:2: holds the control character U+0007, which no reader can see; remove it"), "{texts:?}");
-        assert!(texts[1].contains("july.md:0: `july` is not the first day of a week"), "{texts:?}");
+        assert!(texts[1].contains("july.md: `july` is not the first day of a week"), "{texts:?}");
         assert!(read_folder(&dir.path().join("missing")).unwrap().0.is_empty());
     }
 }

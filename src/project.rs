@@ -172,10 +172,21 @@ impl Project {
         self.homes = homes;
     }
 
-    /// Each issue's revision time, from the record.
+    /// Each issue's publication and revision times, from the record. Issues published at one
+    /// moment (a first build publishes every due week) are dated a second apart, the highest number
+    /// at that moment, so that feed readers, which sort by date, keep them in order.
     fn set_revised(&mut self) {
+        let mut together: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+        for p in self.record.0.values() {
+            together.entry(p.published_at).or_default().push(p.number);
+        }
         for issue in &mut self.issues {
-            issue.revised = self.record.get(&issue.id).and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
+            let recorded = self.record.get(&issue.id);
+            issue.published = recorded.and_then(|p| {
+                let later = together[&p.published_at].iter().filter(|&&n| n > p.number).count();
+                DateTime::from_timestamp(p.published_at - later as i64, 0)
+            });
+            issue.revised = recorded.and_then(|p| p.revised_at).and_then(|t| DateTime::from_timestamp(t, 0));
         }
     }
 
@@ -268,7 +279,7 @@ impl Project {
             None => self.read_whole(issue)?,
         };
         // As the project holds the issue now: publishing may have numbered it or moved links.
-        (whole.number, whole.revised, whole.note) = (issue.number, issue.revised, issue.note.clone());
+        (whole.number, whole.revised, whole.published, whole.note) = (issue.number, issue.revised, issue.published, issue.note.clone());
         homes.resolve(&mut whole);
         Ok(Cow::Owned(whole))
     }
@@ -880,7 +891,7 @@ mod tests {
         let written = p.write_site(Site::Published, None).unwrap();
         assert_eq!(written.pages, 2);
         assert!(!config.paths.out.join("issues/2023-07-24").exists());
-        assert!(!std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap().contains("2023-07-24"));
+        assert!(!std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap().contains("issue-2023-07-24"), "the draft week of the 24th is in no feed");
 
         // A week later, the week of the 24th is due: number 3.
         let mut p = Project::load(config.clone(), Some(&store), at("2023-07-31T09:00:00+01:00")).await.unwrap();
@@ -914,6 +925,7 @@ mod tests {
         p.write_site(Site::Published, None).unwrap();
         let atom = std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap();
         assert!(atom.contains("<updated>2023-07-12T10:00:00+00:00</updated>"), "{atom}");
-        assert!(atom.contains("<published>2023-07-04T00:00:00+00:00</published>"), "{atom}");
+        // Published when it was first published, not when its digest was dated.
+        assert!(atom.contains("<published>2023-07-10T09:00:00+00:00</published>"), "{atom}");
     }
 }

@@ -42,6 +42,9 @@ pub struct Readiness {
     pub shortened: Vec<String>,
     /// Other things to know before going on, not problems.
     pub notes: Vec<String>,
+    /// Files of the digests folder that are not read as digests, each with why: not problems (the
+    /// folder may hold other files), but a digest saved under a wrong name would be missed.
+    pub unread: Vec<String>,
 }
 
 impl Readiness {
@@ -77,6 +80,12 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
     for p in problems {
         r.add(Severity::Content, p.to_string());
     }
+    // The folder was read above: listing it again cannot fail but for a race; then say nothing.
+    r.unread = crate::digest::unread_files(&config.paths.digests)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(path, why)| format!("warning: {} is not read: {why}", path.display()))
+        .collect();
     match loaded {
         Err(e) => r.add(Severity::Config, format!("{e:#}")),
         Ok(project) => {

@@ -69,8 +69,34 @@ fn broken_digests_are_all_named_with_lines_and_the_good_ones_still_counted() {
     assert!(lines.iter().any(|l| l.starts_with(&format!("{}:3: the external link", name("002_2222222222222222.txt")))), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7: unknown section `## Abstract`", name("003_3333333333333333.txt")))), "{stdout}");
     assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7:", name("004_4444444444444444.txt"))) && l.contains("UTF-8")), "{stdout}");
-    assert!(!stdout.contains("README.md"), "only .txt files are digests:\n{stdout}");
+    // Other files are not digests: each is named, as a warning that counts as no problem.
+    assert!(lines.contains(&format!("warning: {} is not read: only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)", name("README.md")).as_str()), "{stdout}");
     assert_eq!(*lines.last().unwrap(), "1 digest, 1 issue, 5 problems (5 in 4 digest files)", "{stdout}");
+}
+
+#[test]
+fn files_not_read_and_a_missing_date_are_said_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = std::fs::read_to_string(repo().join("digests/000_86102eed948879ef.txt")).unwrap();
+    let d = dir.path().join("digests");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::write(d.join("000_86102eed948879ef.txt"), &seed).unwrap();
+    std::fs::write(d.join("notes.md"), &seed).unwrap();
+    std::fs::write(d.join("001_xyz.txt"), &seed).unwrap();
+    std::fs::write(d.join("002_2222222222222222.txt"), seed.replacen("from ([20230723](https://kghosh.substack.com/p/20230723).)", "from (https://kghosh.substack.com/p/20230723).", 1)).unwrap();
+    let p = project(&d);
+    let out = gazette(&p.path().join("publish.toml"), &["check"]);
+    let (stdout, stderr) = text(&out);
+    let name = |f: &str| d.join(f).display().to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    // The misnamed files: warnings, not problems, and never at a "line 0".
+    assert!(lines.contains(&format!("warning: {} is not read: the name `001_xyz.txt` has no hex id after its `_`; name it like 001_86102eed948879ef.txt (gazette new makes one)", name("001_xyz.txt")).as_str()), "{stdout}");
+    assert!(lines.contains(&format!("warning: {} is not read: only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)", name("notes.md")).as_str()), "{stdout}");
+    assert!(!stdout.contains(":0:"), "{stdout}");
+    // The heading without its date wrapper: the date is what is missing.
+    assert!(lines.contains(&format!("{}:1: the date is missing: found `from (https://kghosh.substack.com/p/20230723).`; write the date the article was collected as a link to where it was, `, from ([20230723](https://source).)`", name("002_2222222222222222.txt")).as_str()), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(*lines.last().unwrap(), "1 digest, 1 issue, 1 problem (1 in 1 digest files)", "{stdout}");
 }
 
 #[test]

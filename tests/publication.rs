@@ -106,21 +106,22 @@ fn a_digest_added_to_an_old_empty_week_gets_the_next_free_number() {
 #[test]
 fn an_edit_to_a_published_issue_updates_its_feed_entry_not_its_number() {
     let p = Project::with_own_digests("");
-    p.expect(0, &["build"]);
+    // Publishes all ten weeks at once: #7 is dated 3 s before the moment, as #8, #9 and #10 follow it.
+    p.expect(0, &["build", "--now", "2024-01-01T00:00:00Z"]);
     let entry = |atom: &str| -> String {
         let id = atom.find("issue-2023-07-17").unwrap();
         let start = atom[..id].rfind("<entry>").unwrap();
         atom[start..].split("</entry>").next().unwrap().to_string()
     };
     let before = entry(&std::fs::read_to_string(p.path("out/atom.xml")).unwrap());
-    assert!(before.contains("<updated>2023-07-23T00:00:00+00:00</updated>"), "{before}");
+    assert!(before.contains("<updated>2023-12-31T23:59:57+00:00</updated>"), "{before}");
     let path = p.path("digests/000_86102eed948879ef.txt");
     let seed = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, seed.replacen("## Summary\n\n", "## Summary\n\nCorrected: ", 1)).unwrap();
     p.expect(0, &["build", "--now", "2026-01-05T10:00:00Z"]);
     let after = entry(&std::fs::read_to_string(p.path("out/atom.xml")).unwrap());
     assert!(after.contains("<updated>2026-01-05T10:00:00+00:00</updated>"), "{after}");
-    assert!(after.contains("<published>2023-07-23T00:00:00+00:00</published>"), "{after}");
+    assert!(after.contains("<published>2023-12-31T23:59:57+00:00</published>"), "{after}");
     assert!(after.contains("Signals Weekly #7: 17–23 July 2023"), "{after}");
     assert_numbered_in_week_order(&p);
 }
@@ -284,4 +285,42 @@ fn serve_points_links_at_itself_unless_behind_a_proxy() {
     }
     // The files on disk keep the public address.
     assert!(std::fs::read_to_string(p.path("out/index.html")).unwrap().contains("https://signals.example.org/issues/2023-07-17/"));
+}
+
+#[test]
+fn an_issues_feed_date_is_the_moment_it_was_published() {
+    let p = Project::new("");
+    // The first build publishes every week due at 08:05 London time on 24 July (up to 17–23 July);
+    // the second, a week later, publishes the week of 24 July alone.
+    p.expect(0, &["build", "--now", "2023-07-24T08:05:00+01:00"]);
+    p.expect(0, &["build", "--now", "2023-07-31T08:05:00+01:00"]);
+    let (first, second) = ("2023-07-24T07:05:00+00:00", "2023-07-31T07:05:00+00:00");
+
+    let rss = std::fs::read_to_string(p.path("out/rss.xml")).unwrap();
+    let rss = feed_rs::parser::parse(rss.as_bytes()).unwrap();
+    let atom = feed_rs::parser::parse(std::fs::read_to_string(p.path("out/atom.xml")).unwrap().as_bytes()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.path("out/feed.json")).unwrap()).unwrap();
+    // The issues published together by the first build are a second apart, in number order, so
+    // that feed readers keep their order: #7 (17 July) at the moment itself, #6 a second before...
+    let weeks = ["2023-06-05", "2023-06-12", "2023-06-19", "2023-06-26", "2023-07-03", "2023-07-10", "2023-07-17"];
+    let at = |t: &str, before: i64| (chrono::DateTime::parse_from_rfc3339(t).unwrap() - chrono::Duration::seconds(before)).to_rfc3339();
+    let when = |id: &str| match weeks.iter().position(|w| id.ends_with(&format!("issue-{w}"))) {
+        Some(k) => at(first, (weeks.len() - 1 - k) as i64),
+        None if id.ends_with("issue-2023-07-24") => second.to_string(),
+        None => panic!("an unexpected issue {id}"),
+    };
+    assert_eq!(when("issue-2023-07-17"), first);
+    assert!(rss.entries.len() >= 2 && rss.entries.iter().any(|e| e.id.ends_with("issue-2023-07-24")), "{:?}", rss.entries.iter().map(|e| &e.id).collect::<Vec<_>>());
+    for e in &rss.entries {
+        assert_eq!(e.published.unwrap().to_rfc3339(), when(&e.id), "RSS pubDate of {}", e.id);
+    }
+    for e in &atom.entries {
+        assert_eq!(e.published.unwrap().to_rfc3339(), when(&e.id), "Atom published of {}", e.id);
+        assert_eq!(e.updated.unwrap().to_rfc3339(), when(&e.id), "Atom updated of {}", e.id);
+    }
+    for item in json["items"].as_array().unwrap() {
+        let id = item["id"].as_str().unwrap();
+        assert_eq!(item["date_published"].as_str().unwrap(), when(id).replace("+00:00", "Z"), "JSON Feed date_published of {id}");
+    }
+    assert_eq!(atom.updated.unwrap().to_rfc3339(), second, "the feed's own date is its newest issue's");
 }

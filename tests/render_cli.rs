@@ -208,7 +208,7 @@ fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
     let out = site.run(&["check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("2023-07-18.md:0: issues are named after the first day of their week: rename this note 2023-07-17.md"), "{stdout}");
+    assert!(stdout.contains("2023-07-18.md: issues are named after the first day of their week: rename this note 2023-07-17.md"), "{stdout}");
     let out = site.ok(&["preview", "--week", "2023-07-23"]);
     let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
     assert!(!html.contains("A word from the editor"));

@@ -667,3 +667,49 @@ fn the_readme_states_the_connection_limits_in_force() {
         assert!(readme.contains(&stated), "README.md does not say {stated:?}");
     }
 }
+
+/// A `Running` service whose relay is `port`, with `serve`'s confirmation retries every 200 ms.
+fn retrying(port: u16) -> (Project, Running) {
+    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{port}?tls=none\"\n"));
+    let s = Running::start(&p, Options { retry_confirmations_every: Duration::from_millis(200), ..Options::default() });
+    s.rt.spawn(server::retry_confirmations(s.app.clone()));
+    (p, s)
+}
+
+#[test]
+fn a_confirmation_the_relay_could_not_take_is_sent_again_in_the_background() {
+    let port = common::free_port();
+    // The relay answers 450 to every recipient: try later.
+    let busy = Sink::start_on(port, &["-r", "rcpt"]);
+    let (_p, s) = retrying(port);
+    assert_eq!(post_form(s.addr, "/subscribe", "email=later%40example.org", &[]).status, 200);
+    s.rt.block_on(s.app.finish_mails(Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(500)); // rounds that meet the 450 too
+    assert_eq!(busy.count(), 0);
+    drop(busy);
+    // The relay takes mail again, on the same port: the next round sends it, with no new subscribe.
+    let sink = Sink::start_on(port, &[]);
+    let got = wait_for_mail(&sink, "later@example.org", 1);
+    assert_eq!(got.len(), 1, "the confirmation mail was sent again");
+    assert_eq!(post_form(s.addr, &confirm_path(&got[0]), "", &[]).status, 200);
+    assert_eq!(s.status_of("later@example.org"), Some(Status::Active));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(wait_for_mail(&sink, "later@example.org", 1).len(), 1, "sent once, not again each round");
+}
+
+#[test]
+fn a_confirmation_the_relay_refused_is_not_retried() {
+    let port = common::free_port();
+    // The relay answers 500 to every recipient: a refusal that the same mail would meet again.
+    let refusing = Sink::start_on(port, &["-f", "rcpt"]);
+    let (_p, s) = retrying(port);
+    assert_eq!(post_form(s.addr, "/subscribe", "email=refused%40example.org", &[]).status, 200);
+    s.rt.block_on(s.app.finish_mails(Duration::from_secs(20)));
+    drop(refusing);
+    let sink = Sink::start_on(port, &[]);
+    std::thread::sleep(Duration::from_millis(1200)); // several rounds
+    assert_eq!(sink.count(), 0, "a refused confirmation is sent again only when asked again");
+    // Asked again, it is sent.
+    assert_eq!(post_form(s.addr, "/subscribe", "email=refused%40example.org", &[]).status, 200);
+    assert_eq!(wait_for_mail(&sink, "refused@example.org", 1).len(), 1);
+}

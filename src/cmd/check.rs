@@ -16,7 +16,7 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     for f in &r.findings {
         say!("{}", f.text);
     }
-    for line in r.shortened.iter().chain(&r.notes) {
+    for line in r.unread.iter().chain(&r.shortened).chain(&r.notes) {
         say!("{line}");
     }
     // Drafts: weeks not due yet, and the example `init` wrote, which is never published.

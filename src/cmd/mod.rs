@@ -18,6 +18,7 @@ pub mod check;
 pub mod completions;
 pub mod init;
 pub mod issues;
+pub mod new;
 pub mod preview;
 pub mod run;
 pub mod send;

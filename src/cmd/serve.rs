@@ -36,7 +36,10 @@ pub fn run(config: Config, listen: Option<std::net::SocketAddr>, behind_proxy: b
             UsageError(format!("cannot listen on {addr}: {e}; pick another address with --listen or [server] listen"))
         })?;
         tracing::info!("serving {} on http://{origin} (subscribe form: http://{origin}/subscribe)", config.paths.out.display());
+        // Stopped when serving ends: a mail cut short then counts as sent, and a next subscribe sends it.
+        let retries = tokio::spawn(server::retry_confirmations(app.clone()));
         server::serve(listener, server::router(app.clone()), server::shutdown_signal()).await?;
+        retries.abort();
         app.finish_mails(std::time::Duration::from_secs(30)).await;
         app.store().clone().close().await;
         Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! RSS 2.0, Atom 1.0 and JSON Feed 1.1 of the newest issues, and an Atom feed per theme.
-//! Ids are tag URIs (RFC 4151) that never change. Every date comes from the digests, or for an
-//! issue edited after it was published from the revision time in the publication record, never
-//! from the clock: the same archive and record always give the same bytes.
+//! Ids are tag URIs (RFC 4151) that never change. Every date comes from the publication record
+//! (when an issue was published, and revised after) or, for a draft, from the digests; never from
+//! the clock: the same archive and record always give the same bytes.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +24,11 @@ pub struct FeedItem<'a> {
     pub content_html: String,
 }
 
-/// An issue's date in the feeds: the day of its newest digest, at midnight UTC.
+/// An issue's date in the feeds: when it was published (the publication record's time), which is
+/// when readers could first see it. A draft, never published, has the day of its newest digest at
+/// midnight UTC.
 pub fn issue_date(issue: &Issue) -> DateTime<Utc> {
-    day_start(issue.days.last().map(|d| d.date).unwrap_or(issue.end))
+    issue.published.unwrap_or_else(|| day_start(issue.days.last().map(|d| d.date).unwrap_or(issue.end)))
 }
 
 /// When an issue last changed: its date, or later when its digests were edited after it was

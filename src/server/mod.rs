@@ -28,7 +28,7 @@ use crate::render::{Page, Templates, render_page};
 use crate::store::{Store, TokenKey};
 pub use connections::serve;
 pub use limit::Rate;
-pub use subscribe::{Refusal, read_subscribe_request};
+pub use subscribe::{Refusal, read_subscribe_request, retry_confirmations, retry_confirmations_once};
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -55,6 +55,8 @@ pub struct Options {
     /// Where the service is reached when no reverse proxy serves `[site] base_url`
     /// (`http://127.0.0.1:8080`): links in the pages, feeds and mails it serves point there.
     pub local_origin: Option<String>,
+    /// How often `serve` sends again the confirmation mails that did not go out (`retry_confirmations`).
+    pub retry_confirmations_every: Duration,
 }
 
 impl Default for Options {
@@ -65,6 +67,7 @@ impl Default for Options {
             resend_after: chrono::Duration::hours(1),
             confirm_within: chrono::Duration::days(7),
             local_origin: None,
+            retry_confirmations_every: Duration::from_secs(300),
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::{App, ClientIp, retry_after};
 use crate::deliver::message::recipient_mailbox;
+use crate::deliver::{Built, Connection as _, Connector as _, SendError};
 use crate::render::{Page, PageForm, PageLink};
 use crate::urls;
 use crate::store::{
@@ -143,16 +144,59 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
         let app = app.clone();
         app.mails_in_flight.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            if let Err(e) = send_confirmation(&app, &subscriber).await {
-                tracing::error!("cannot send the confirmation mail to {}: {e:#}; the next subscribe with this address tries again", subscriber.email);
-                if let Err(e) = app.store.confirmation_not_sent(subscriber.id).await {
-                    tracing::error!("{e}");
-                }
-            }
+            deliver_confirmation(&app, &subscriber).await;
             app.mails_in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
     Ok(())
+}
+
+/// Sends `subscriber`'s confirmation mail; when it does not go out, records so: for a passing
+/// reason (4xx, the server unreachable) `retry_confirmations` tries again, for a refusal (5xx)
+/// only a new subscribe does.
+async fn deliver_confirmation(app: &App, subscriber: &Subscriber) {
+    let Err(e) = send_confirmation(app, subscriber).await else { return };
+    let permanent = e.downcast_ref::<SendError>().is_some_and(SendError::is_permanent);
+    let next = if permanent { "refused for good: the next subscribe with this address tries again" } else { "tried again in the background" };
+    tracing::error!("cannot send the confirmation mail to subscriber {}: {e:#}; {next}", subscriber.id);
+    if let Err(e) = app.store.confirmation_not_sent(subscriber.id, permanent).await {
+        tracing::error!("{e}");
+    }
+}
+
+/// Confirmation mails a round of `retry_confirmations` sends at most: the relay was down for all
+/// of them alike, and the rest follow in the next rounds.
+const RETRIES_PER_ROUND: i64 = 50;
+
+/// One round: sends again the confirmation mails that did not go out for a passing reason, while
+/// their request is younger than `Options::confirm_within` (after that the reader has moved on).
+/// Returns how many it tried.
+pub async fn retry_confirmations_once(app: &App, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<usize> {
+    let ids = app.store.confirmations_to_retry(now - app.options.confirm_within, now, RETRIES_PER_ROUND).await?;
+    for id in &ids {
+        match app.store.subscriber_by_id(*id).await? {
+            // Confirmed, or stopped by a bounce, meanwhile: nothing to send.
+            Some(s) if matches!(s.status, Status::Pending | Status::Unsubscribed) => {
+                tracing::info!("sending again the confirmation mail of subscriber {id}, which did not go out");
+                deliver_confirmation(app, &s).await;
+            }
+            _ => {}
+        }
+    }
+    Ok(ids.len())
+}
+
+/// `serve`'s background task: a round of `retry_confirmations_once` every
+/// `Options::retry_confirmations_every`, until the task is dropped.
+pub async fn retry_confirmations(app: App) {
+    let mut every = tokio::time::interval(app.options.retry_confirmations_every);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if let Err(e) = retry_confirmations_once(&app, chrono::Utc::now()).await {
+            tracing::error!("cannot retry the confirmation mails that did not go out: {e:#}; trying again in the next round");
+        }
+    }
 }
 
 async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result<()> {
@@ -180,7 +224,12 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
         builder = builder.reply_to(reply_to.clone());
     }
     let message = builder.body(body)?;
-    crate::deliver::send_single(&app.transport, &message, &message_id).await.map_err(anyhow::Error::msg)
+    // As `deliver::send_single`, keeping the typed error: a refusal is not retried.
+    let mut connection = app.transport.open();
+    let stop = crate::deliver::StopFlag::default();
+    let result = crate::deliver::transmit(&mut connection, &Built::from(&message), &message_id, None, &stop, std::future::ready(true)).await;
+    connection.close().await;
+    Ok(result?)
 }
 
 /// The subscriber a link names, or the answer to give instead (404: forged, altered, for the

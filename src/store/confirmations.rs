@@ -17,6 +17,12 @@ pub enum ConfirmOutcome {
     NotFound,
 }
 
+/// `sent_at` of a confirmation mail that did not go out and is to be retried.
+const NOT_SENT: i64 = 0;
+/// `sent_at` of one the server refused for good: sent again only when asked again. Both are long
+/// past, so a next request always sends at once.
+const REFUSED: i64 = -1;
+
 impl Store {
     /// Records that subscriber `id` asked for a confirmation mail at `now`. True when the mail is to
     /// be sent (none was sent within `min_interval`); it is then counted as sent.
@@ -41,16 +47,42 @@ impl Store {
         Ok(due)
     }
 
-    /// Forgets that subscriber `id`'s confirmation mail went out (the server refused it), so the
-    /// next request sends it again at once.
-    pub async fn confirmation_not_sent(&self, id: i64) -> Result<(), StoreError> {
+    /// Forgets that subscriber `id`'s confirmation mail went out (the server could not take it),
+    /// so the next request sends it again at once, and `serve` retries it meanwhile
+    /// (`confirmations_to_retry`). With `permanent` (the server refused the address), only a next
+    /// request sends it again: retrying would get the same answer.
+    pub async fn confirmation_not_sent(&self, id: i64, permanent: bool) -> Result<(), StoreError> {
         with_pool!(&self.pool, p => sqlx::query("UPDATE confirmations SET sent_at = $2 WHERE subscriber_id = $1")
             .bind(id)
-            .bind(0_i64)
+            .bind(if permanent { REFUSED } else { NOT_SENT })
             .execute(p)
             .await?
             .rows_affected());
         Ok(())
+    }
+
+    /// Up to `limit` subscribers whose confirmation mail did not go out for a passing reason and
+    /// was asked for at `since` or later (older links are no longer worth a mail), oldest first.
+    /// Each is counted as sent at `now` (as `request_confirmation` does), so that a subscribe
+    /// meanwhile does not send it twice; a failure puts it back with `confirmation_not_sent`.
+    pub async fn confirmations_to_retry(&self, since: DateTime<Utc>, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+        let ids = with_pool!(&self.pool, p => {
+            let mut tx = p.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "SELECT subscriber_id FROM confirmations WHERE sent_at = $1 AND requested_at >= $2 ORDER BY requested_at, subscriber_id LIMIT $3",
+            )
+            .bind(NOT_SENT)
+            .bind(since.timestamp())
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in &ids {
+                sqlx::query("UPDATE confirmations SET sent_at = $2 WHERE subscriber_id = $1").bind(id).bind(now.timestamp()).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            ids
+        });
+        Ok(ids)
     }
 
     /// Confirms subscriber `id` from its confirmation link. A pending subscriber becomes active; an
@@ -107,8 +139,35 @@ mod tests {
             assert!(!s.request_confirmation(p.id, t0 + chrono::Duration::minutes(59), hour).await.unwrap());
             assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
             assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
-            s.confirmation_not_sent(p.id).await.unwrap();
+            s.confirmation_not_sent(p.id, false).await.unwrap();
             assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+            s.confirmation_not_sent(p.id, true).await.unwrap();
+            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a refused one too, when asked again");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_confirmations_that_failed_for_a_passing_reason_and_are_still_valid_are_retried() {
+        for s in crate::store::testing::stores().await {
+            let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            let hour = chrono::Duration::hours(1);
+            let (passing, refused, sent, old) =
+                (pending(&s, "a@example.org").await, pending(&s, "b@example.org").await, pending(&s, "c@example.org").await, pending(&s, "d@example.org").await);
+            s.request_confirmation(old.id, t0 - hour * 48, hour).await.unwrap();
+            for p in [&passing, &refused, &sent] {
+                s.request_confirmation(p.id, t0, hour).await.unwrap();
+            }
+            for p in [&passing, &old] {
+                s.confirmation_not_sent(p.id, false).await.unwrap();
+            }
+            s.confirmation_not_sent(refused.id, true).await.unwrap();
+            let since = t0 - hour * 24;
+            assert_eq!(s.confirmations_to_retry(since, t0 + hour, 10).await.unwrap(), [passing.id]);
+            // Taken: not handed out again until it fails again.
+            assert!(s.confirmations_to_retry(since, t0 + hour, 10).await.unwrap().is_empty());
+            assert!(!s.request_confirmation(passing.id, t0 + hour, hour).await.unwrap(), "counted as sent when taken");
+            s.confirmation_not_sent(passing.id, false).await.unwrap();
+            assert_eq!(s.confirmations_to_retry(since, t0 + hour, 10).await.unwrap(), [passing.id]);
         }
     }
 

@@ -167,6 +167,11 @@ pub fn everyone_once_per_message_id(got: &[Received], readers: &[String]) -> usi
     got.len() - readers.len()
 }
 
+/// A loopback port nothing listens on (now).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A running smtp-sink on a free loopback port; killed when dropped.
 pub struct Sink {
     child: Child,
@@ -177,8 +182,12 @@ pub struct Sink {
 impl Sink {
     /// `options` are smtp-sink's own, such as `["-r", "rcpt"]`.
     pub fn start(options: &[&str]) -> Sink {
+        Sink::start_on(free_port(), options)
+    }
+
+    /// As `start`, on `port` (a server that comes back where it was).
+    pub fn start_on(port: u16, options: &[&str]) -> Sink {
         let dump = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let tool = repo().join("../shared/tools/smtp-sink");
         let child = Command::new(&tool)
             .args(options)
