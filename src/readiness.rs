@@ -150,7 +150,7 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
 /// that already publish. So, before the first publication, the editor is told to fix the host now.
 fn feed_id_note(config: &Config) -> String {
     format!(
-        "nothing is published yet: feed entry ids are made from the host of [site] base_url ({}), so set it to its final          value before the first publication; changing the host later makes feed readers show every issue twice",
+        "nothing is published yet: feed entry ids are made from the host of [site] base_url ({}), so set it to its final value before the first publication; changing the host later makes feed readers show every issue twice",
         config.site.host()
     )
 }

@@ -72,7 +72,13 @@ fn check_with_a_relay_names_every_placeholder_of_init_and_passes_once_they_are_f
     let out = check(dir.path());
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(!KEYS.iter().any(|k| stdout.contains(k)), "{stdout}");
+    assert!(!KEYS.iter().any(|k| problems(&stdout).contains(k)), "{stdout}");
+}
+
+/// `check`'s output without its note on feed ids (which names `[site] base_url` before anything
+/// is published, whatever its value): the problems.
+fn problems(stdout: &str) -> String {
+    stdout.lines().filter(|l| !l.starts_with("nothing is published yet")).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -99,7 +105,7 @@ fn private_and_reserved_hosts_are_placeholders_public_ones_are_not() {
         std::fs::write(dir.path().join("publish.toml"), fixed.replace("http://127.0.0.1:8080", base_url)).unwrap();
         let out = check(dir.path());
         let (stdout, _) = text(&out);
-        assert_eq!(stdout.contains("[site] base_url"), placeholder, "{base_url}:\n{stdout}");
+        assert_eq!(problems(&stdout).contains("[site] base_url"), placeholder, "{base_url}:\n{stdout}");
         assert_eq!(out.status.code(), Some(if placeholder { 2 } else { 0 }), "{base_url}:\n{stdout}");
     }
 }
