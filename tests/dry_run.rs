@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 
 use common::{Project, Sink};
 
@@ -14,25 +12,6 @@ const MONDAY: &str = "2023-07-24T08:05:00+01:00";
 
 fn status(p: &Project) -> serde_json::Value {
     serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap()
-}
-
-/// Every file under `dir` with its bytes and modification time.
-fn tree(dir: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
-    let mut files = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-            } else {
-                let name = e.path().strip_prefix(dir).unwrap().display().to_string();
-                files.insert(name, (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()));
-            }
-        }
-    }
-    files
 }
 
 /// The number in `out` just before `tail` ("12 messages sent now" gives 12).
@@ -125,9 +104,9 @@ fn run_once_dry_run_changes_nothing_and_the_round_then_does_what_it_said() {
 
     let issues_before = p.expect(0, &["issues", "--json"]);
     let subscribers_before = p.expect(0, &["subscribers", "list", "--format", "json"]);
-    let files_before = tree(p.dir.path());
+    let files_before = common::tree(p.dir.path());
     let dry = p.expect(0, &["run", "--once", "--dry-run", "--now", MONDAY]);
-    assert_eq!(tree(p.dir.path()), files_before, "no file written, moved or touched (database included):\n{dry}");
+    assert_eq!(common::tree(p.dir.path()), files_before, "no file written, moved or touched (database included):\n{dry}");
     assert_eq!(p.expect(0, &["issues", "--json"]), issues_before);
     assert_eq!(p.expect(0, &["subscribers", "list", "--format", "json"]), subscribers_before);
     assert!(!p.path("out").exists(), "no archive");

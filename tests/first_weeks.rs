@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
@@ -35,27 +34,6 @@ fn expect(code: i32, args: &[&str], cwd: &Path) -> String {
     let out = gazette(args, cwd);
     assert_eq!(out.status.code(), Some(code), "gazette {args:?}:\n{}", text(&out));
     text(&out)
-}
-
-/// Every file under `dir` with its size and modification time, and the database's bytes: what
-/// "nothing changed" is checked against.
-fn snapshot(dir: &Path) -> BTreeMap<String, (u64, std::time::SystemTime, Option<Vec<u8>>)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(e.path());
-                continue;
-            }
-            let name = e.path().strip_prefix(dir).unwrap().display().to_string();
-            let bytes = name.contains("subscribers/").then(|| std::fs::read(e.path()).unwrap());
-            out.insert(name, (meta.len(), meta.modified().unwrap(), bytes));
-        }
-    }
-    out
 }
 
 fn digest(title: &str, yyyymmdd: &str, link: &str) -> String {
@@ -118,10 +96,10 @@ fn an_editors_first_weeks_from_init_to_the_first_issue_sent_once() {
     let csv = p.join("readers.csv");
     std::fs::write(&csv, "email,name\nada@readers-one.net,Ada\nbob@readers-two.net,Bob\ncy@readers-three.net,Cy\n").unwrap();
     expect(0, &["subscribers", "import", csv.to_str().unwrap()], p);
-    let before = snapshot(p);
+    let before = common::tree(p);
     let dry = expect(0, &["run", "--once", "--dry-run", "--now", NOW], p);
     assert!(dry.contains("#1") && dry.contains('3'), "the dry run says it would publish #1 and send to 3: {dry}");
-    assert_eq!(snapshot(p), before, "a dry run writes nothing");
+    assert_eq!(common::tree(p), before, "a dry run writes nothing");
     assert_eq!(sink.count(), 1, "a dry run sends nothing");
 
     // The round: published as #1, sent to each reader once.

@@ -227,13 +227,7 @@ impl Notice {
         }
         // A notice's own words are a few KB; past this it is something else, and reading it
         // whole for every address it names would let one message take seconds.
-        if text.len() > MAX_NOTICE_TEXT {
-            let mut cut = MAX_NOTICE_TEXT;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
+        text.truncate(text.floor_char_boundary(MAX_NOTICE_TEXT));
         let end = copy_starts(&text);
         // A copy returned inline: its headers name the original's sender, never a recipient.
         let inline_copy: String = text[end..].lines().skip(1).skip_while(|l| l.trim().is_empty()).take_while(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("\n");

@@ -249,13 +249,7 @@ pub fn reason_of(status: Option<&str>, reply: Option<u16>, text: &str) -> Reason
 pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &str) -> Reason {
     let mut said = normalize(text);
     // What a server says of one failure is a few lines; a longer text is read from its start.
-    if said.len() > MAX_WORDS {
-        let mut cut = MAX_WORDS;
-        while !said.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        said.truncate(cut);
-    }
+    said.truncate(said.floor_char_boundary(MAX_WORDS));
     // A specific status in the server's own words outranks one given apart (a report's summary).
     let in_words = first_enhanced_status(&said);
     let status = in_words.clone().filter(|s| is_specific_status(s)).or_else(|| status.and_then(enhanced_status)).or(in_words);

@@ -292,3 +292,23 @@ pub fn python_with(modules: &[&str]) -> Option<&'static str> {
     let ok = Command::new("python3").args(["-c", &check]).output().map(|o| o.status.success()).unwrap_or(false);
     if ok { Some("python3") } else { None }
 }
+
+/// Every file under `dir` with its bytes and modification time: what "a dry run writes nothing"
+/// is checked against.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else {
+                let name = e.path().strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, (std::fs::read(e.path()).unwrap(), meta.modified().unwrap()));
+            }
+        }
+    }
+    files
+}
