@@ -151,7 +151,7 @@ pub enum Command {
     #[command(subcommand)]
     Subscribers(SubscribersCommand),
 
-    /// Read failure notices and complaints that came back after a send, and stop mailing those addresses.
+    /// Read failure notices and complaints that came back after a send: stop mailing addresses that do not work, never readers for the sender's faults.
     #[command(subcommand)]
     Bounces(BouncesCommand),
 

@@ -11,7 +11,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BouncesCommand {
-    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and stop mailing those addresses.
+    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each.
     #[command(after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json")]
     Import {
         /// A maildir (a folder with cur/ and new/), any other folder (read file by file), an mbox file or one message
