@@ -10,7 +10,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::reason::{Reason, Scope, Stage, reason_at, stage_in};
+use super::reason::{Reason, Scope, Stage, reason_at, reason_of, stage_in};
 
 /// What kind of message it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -349,7 +349,7 @@ impl Notice {
             if whole != Reason::Undefined {
                 reason = whole;
                 if detail.is_empty() {
-                    detail = summary(&self.text);
+                    detail = shorten(&self.text);
                 }
             }
         }
@@ -835,7 +835,7 @@ fn ses_notification(message: &Message) -> Option<Report> {
                 .map(|(address, r)| {
                     let status = r.get("status").and_then(|s| s.as_str());
                     let diagnostic = r.get("diagnosticCode").and_then(|d| d.as_str()).unwrap_or("");
-                    let mut reason = reason_of_words(status, diagnostic);
+                    let mut reason = reason_of(status, None, diagnostic);
                     // SES's own verdicts where the server's words say nothing more.
                     if reason == Reason::Undefined {
                         reason = match (bounce_type, sub_type) {
@@ -867,11 +867,6 @@ fn ses_notification(message: &Message) -> Option<Report> {
         "delivery" => Some(Report::ignored(Ignored::Delivered, "an Amazon SES delivery notification")),
         _ => None,
     }
-}
-
-/// `reason_at` for words whose step is not said.
-fn reason_of_words(status: Option<&str>, words: &str) -> Reason {
-    reason_at(stage_in(words), status, None, words)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1104,11 +1099,6 @@ fn starts_with_ci(text: &str, prefix: &str) -> bool {
 
 fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     if starts_with_ci(text, prefix) { text.get(prefix.len()..) } else { None }
-}
-
-/// The notice's words in one line, short: for a failure whose own words are elsewhere.
-fn summary(text: &str) -> String {
-    shorten(text)
 }
 
 /// A text cut to a length a table and a database column hold comfortably.

@@ -90,20 +90,25 @@ pub fn unpublish(config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::
     })
 }
 
+/// The refusal of an unpublish whose send started: what readers got cannot be taken back.
+fn went_out(label: &str, started_at: i64, sent: i64) -> anyhow::Error {
+    anyhow::anyhow!(
+        "issue ({label}) is not unpublished: its send started at {} and {sent} message(s) went out; what readers got cannot be taken back",
+        DateTime::from_timestamp(started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+    )
+}
+
 async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     // Only looking until the record changes: a refused unpublish writes nothing.
     let project = Project::load_with(config, Some(store), now, CacheUse::Read).await?;
     let (id, label) = week_id(&project, week);
-    // What readers got is the first reason to refuse, and the one to name.
-    if let Some(send) = ledger::send_progress(store.pool()).await?.get(&id) {
-        anyhow::bail!(
-            "issue ({label}) is not unpublished: its send started at {} and {} message(s) went out; what readers got cannot be taken back",
-            DateTime::from_timestamp(send.started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
-            send.sent
-        );
-    }
-    // A due week with digests would be published again by the next build or round.
+    // A due week with digests would be published again by the next build or round. The store
+    // refuses a week whose send started (below, in its transaction); when both hold, what readers
+    // got is the reason to name, so the send is looked up first in that case only.
     if let Some(i) = project.issue(&id).filter(|i| project.is_due(i.start) && !i.is_example()) {
+        if let Some(send) = ledger::send_progress(store.pool()).await?.get(&id) {
+            return Err(went_out(&label, send.started_at, send.sent));
+        }
         anyhow::bail!(
             "issue #{} ({label}) is not unpublished: its week is due by the schedule, so the next `gazette build` or round would publish it again; \
              move its digests out of {} first if it should not be an issue at all",
@@ -114,10 +119,7 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     let number = match publications::unpublish(store.pool(), &id).await? {
         Change::Done { number } => number,
         Change::NotPublished => return Err(UsageError(format!("the week of {label} is not published; there is nothing to unpublish (`gazette issues` lists what is)")).into()),
-        Change::SendStarted { started_at, sent } => anyhow::bail!(
-            "issue ({label}) is not unpublished: its send started at {} and {sent} message(s) went out; what readers got cannot be taken back",
-            DateTime::from_timestamp(started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
-        ),
+        Change::SendStarted { started_at, sent } => return Err(went_out(&label, started_at, sent)),
         Change::NumberedAfter { issue_id, number } => anyhow::bail!(
             "issue ({label}) is not unpublished: issue #{number} ({issue_id}) was numbered after it, and numbers never move; unpublish that one first if it too reached nobody"
         ),
