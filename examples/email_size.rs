@@ -42,7 +42,9 @@ fn main() -> anyhow::Result<()> {
         );
         let config = Config::parse(&toml, &dir.path().join("publish.toml"))?;
         let project = runtime.block_on(gazette::project::Project::load(config.clone(), None, chrono::Utc::now()))?;
-        let [issue] = project.issues() else { anyhow::bail!("{}: the copies make more than one issue", Path::new(digest).display()) };
+        let [issue] = project.issues() else {
+            anyhow::bail!("{}: the copies make more than one issue", Path::new(digest).display())
+        };
         anyhow::ensure!(issue.digest_count() == copies);
         let mut row = Vec::new();
         for (_, step) in steps {

@@ -28,14 +28,22 @@ fn main() -> anyhow::Result<()> {
     let iterations: u32 = rest.first().map(|n| n.parse()).transpose()?.unwrap_or(200);
     let config = Config::load(Path::new(config))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let project = runtime.block_on(gazette::project::Project::load_if_recorded(config.clone(), chrono::Utc::now(), gazette::build_cache::CacheUse::Read))?;
+    let project = runtime.block_on(gazette::project::Project::load_if_recorded(
+        config.clone(),
+        chrono::Utc::now(),
+        gazette::build_cache::CacheUse::Read,
+    ))?;
     let issue = &*project.whole(project.select(Some(week.parse().map_err(anyhow::Error::msg)?))?)?;
     let templates = &project.templates;
 
     let mjml = render::email_mjml(&config, templates, issue)?;
     std::fs::write(mjml_out, &mjml)?;
     let body = render::render_email(&config, templates, issue)?;
-    assert_eq!(render::compile_email_mjml(&mjml).map_err(anyhow::Error::msg)?, body.html, "the dumped MJML is what the email is compiled from");
+    assert_eq!(
+        render::compile_email_mjml(&mjml).map_err(anyhow::Error::msg)?,
+        body.html,
+        "the dumped MJML is what the email is compiled from"
+    );
 
     // One MJML compile.
     let compile = || render::compile_email_mjml(std::hint::black_box(&mjml)).expect("compiles");
@@ -54,7 +62,8 @@ fn main() -> anyhow::Result<()> {
     let mut bytes = 0usize;
     let fill = |i: u32| -> anyhow::Result<usize> {
         let address = format!("reader.{i}@example{}.org", i % 97);
-        let url = gazette::urls::unsubscribe(&config.site, &format!("{i}.0123456789abcdef0123456789abcdef0123456789abcdef"));
+        let url =
+            gazette::urls::unsubscribe(&config.site, &format!("{i}.0123456789abcdef0123456789abcdef0123456789abcdef"));
         let message_id = format!("<2023-07-17.{i}.0123456789ab@example.org>");
         // The address parsed as the send loop does (`deliver::mailbox`).
         let mailbox = lettre::message::Mailbox::new(None, address.parse::<lettre::Address>()?);
@@ -73,7 +82,8 @@ fn main() -> anyhow::Result<()> {
     // Only the placeholders filled into the encoded bodies (no address parsing, headers or formatting).
     let start = Instant::now();
     for i in 0..fills {
-        let url = gazette::urls::unsubscribe(&config.site, &format!("{i}.0123456789abcdef0123456789abcdef0123456789abcdef"));
+        let url =
+            gazette::urls::unsubscribe(&config.site, &format!("{i}.0123456789abcdef0123456789abcdef0123456789abcdef"));
         std::hint::black_box(email.fill_bodies(&url, "reader.1@example1.org"));
     }
     let bodies_s = start.elapsed().as_secs_f64() / f64::from(fills);

@@ -13,8 +13,8 @@ use chrono::{Datelike as _, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{self, Closest, Digest, FileResult, ParseError, Signals};
-use crate::issue::WeekRule;
 use crate::fingerprint::{self, Fingerprint};
+use crate::issue::WeekRule;
 
 /// Bumped whenever what is stored changes shape or meaning.
 const FORMAT: u32 = 4;
@@ -152,12 +152,18 @@ impl Digests {
 /// The cache keeps each week's files together, in the order the week shows them, so that a
 /// build decodes them straight into their days: with 100,000 digests, sorting and grouping them
 /// again cost as much as decoding them.
-pub fn read_digests(dir: &Path, cache_dir: &Path, rule: &WeekRule, cache_use: CacheUse) -> std::io::Result<(Digests, Stamps)> {
+pub fn read_digests(
+    dir: &Path,
+    cache_dir: &Path,
+    rule: &WeekRule,
+    cache_use: CacheUse,
+) -> std::io::Result<(Digests, Stamps)> {
     let key = cache_key(dir, rule);
     let folder = cache_dir.join("digests");
     let files = Stamps::of(list_stamped(dir)?);
     let buckets: Vec<usize> = (0..BUCKETS).collect();
-    let mut loaded: Vec<Loaded> = crate::render::par_map(&buckets, |&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files));
+    let mut loaded: Vec<Loaded> =
+        crate::render::par_map(&buckets, |&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files));
 
     // Which listed files the cache has as they are now. A file found twice means a cache that
     // contradicts itself: none of it is used.
@@ -283,16 +289,14 @@ impl Group {
     /// problems.
     fn add(&mut self, result: Entry) {
         match result {
-            Ok(d) => {
-                match self.days.last_mut() {
-                    Some((date, day)) if *date == d.date => day.push(d),
-                    Some((date, _)) if *date > d.date => match self.days.binary_search_by(|(date, _)| date.cmp(&d.date)) {
-                        Ok(at) => self.days[at].1.push(d),
-                        Err(at) => self.days.insert(at, (d.date, vec![d])),
-                    },
-                    _ => self.days.push((d.date, vec![d])),
-                }
-            }
+            Ok(d) => match self.days.last_mut() {
+                Some((date, day)) if *date == d.date => day.push(d),
+                Some((date, _)) if *date > d.date => match self.days.binary_search_by(|(date, _)| date.cmp(&d.date)) {
+                    Ok(at) => self.days[at].1.push(d),
+                    Err(at) => self.days.insert(at, (d.date, vec![d])),
+                },
+                _ => self.days.push((d.date, vec![d])),
+            },
             Err(broken) => self.broken.push(broken),
         }
     }
@@ -355,14 +359,16 @@ impl Loaded {
             w.date(g.week);
             w.u64(g.days.len() as u64);
             for (date, day) in &g.days {
-                let entries: Vec<(&Digest, Stamp)> = day.iter().filter_map(|d| Some((d, stamp(&d.file_name)?))).collect();
+                let entries: Vec<(&Digest, Stamp)> =
+                    day.iter().filter_map(|d| Some((d, stamp(&d.file_name)?))).collect();
                 w.date(Some(*date));
                 w.u64(entries.len() as u64);
                 for (d, stamp) in entries {
                     w.entry(&d.file_name, &stamp, Ok(d));
                 }
             }
-            let broken: Vec<(&str, Stamp, &Vec<ParseError>)> = g.broken.iter().filter_map(|(name, problems)| Some((name.as_str(), stamp(name)?, problems))).collect();
+            let broken: Vec<(&str, Stamp, &Vec<ParseError>)> =
+                g.broken.iter().filter_map(|(name, problems)| Some((name.as_str(), stamp(name)?, problems))).collect();
             w.u64(broken.len() as u64);
             for (name, stamp, problems) in broken {
                 w.entry(name, &stamp, Err(problems));
@@ -425,7 +431,10 @@ fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
     fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp, u64)>) {
         for (name, e) in chunk {
             // A symbolic link is read through, as `Path::is_file` does.
-            let meta = e.metadata().ok().and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
+            let meta = e
+                .metadata()
+                .ok()
+                .and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
             if let Some(meta) = meta.filter(|m| m.is_file()) {
                 let hash = name_hash(&name);
                 out.push((name, Stamp::of(&meta), hash));
@@ -554,7 +563,6 @@ impl Writer {
         self.0
     }
 }
-
 
 /// Reads what `Writer` wrote; `None` at the first thing out of place.
 struct Reader<'a> {
@@ -696,7 +704,8 @@ impl<'a> Reader<'a> {
         let result = match self.u64()? {
             0 => {
                 let (id, title, date, themes) = (self.str()?, self.str()?, self.date()??, self.strings()?);
-                let closest = self.list(|r| Some(Closest { title: String::new(), reference: r.str()?, target: None }))?;
+                let closest =
+                    self.list(|r| Some(Closest { title: String::new(), reference: r.str()?, target: None }))?;
                 Ok(Digest {
                     id,
                     file_name: name,
@@ -715,7 +724,14 @@ impl<'a> Reader<'a> {
             }
             1 => {
                 let problems = (0..self.count()?)
-                    .map(|_| Some(ParseError { path: path.clone(), line: usize::try_from(self.u64()?).ok()?, message: self.str()?, date: self.date()? }))
+                    .map(|_| {
+                        Some(ParseError {
+                            path: path.clone(),
+                            line: usize::try_from(self.u64()?).ok()?,
+                            message: self.str()?,
+                            date: self.date()?,
+                        })
+                    })
                     .collect::<Option<Vec<_>>>()?;
                 Err((name, problems))
             }
@@ -772,7 +788,10 @@ impl WeekHashes {
             let s = self.stamps.get(&d.file_name)?;
             settled &= s.settled_before(self.written);
             f.text(&d.file_name);
-            f.bytes(&s.len.to_le_bytes()).bytes(&s.mtime.to_le_bytes()).bytes(&s.ctime.to_le_bytes()).bytes(&s.inode.to_le_bytes());
+            f.bytes(&s.len.to_le_bytes())
+                .bytes(&s.mtime.to_le_bytes())
+                .bytes(&s.ctime.to_le_bytes())
+                .bytes(&s.inode.to_le_bytes());
         }
         match &issue.note {
             Some(note) => f.text("note").text(note),
@@ -870,7 +889,10 @@ impl SiteCache {
         let (old, written) = match read {
             Some((file, written)) if file.format == FORMAT && file.key == key => (file.pages, written),
             Some(_) => {
-                tracing::debug!("the page record {} is for other templates, configuration or Gazette: every page is rendered", path.display());
+                tracing::debug!(
+                    "the page record {} is for other templates, configuration or Gazette: every page is rendered",
+                    path.display()
+                );
                 Default::default()
             }
             None => Default::default(),
@@ -898,7 +920,13 @@ impl SiteCache {
         let Some(stamp) = Stamp::of_path(file) else { return };
         let email = self.old.get(id).filter(|e| e.fingerprint == fingerprint).and_then(|e| e.email.clone());
         let content = self.old.get(id).filter(|e| e.fingerprint == fingerprint).and_then(|e| e.content.clone());
-        let entry = PageEntry { fingerprint: fingerprint.to_string(), stamp, hash: fingerprint::of_bytes(contents.as_bytes()), email, content };
+        let entry = PageEntry {
+            fingerprint: fingerprint.to_string(),
+            stamp,
+            hash: fingerprint::of_bytes(contents.as_bytes()),
+            email,
+            content,
+        };
         self.new.insert(id.to_string(), entry);
     }
 
@@ -1011,7 +1039,9 @@ mod tests {
     /// Whether every bucket of the cache holds exactly the files listed now, each as it is.
     fn buckets_as_listed(digests: &Path, cache: &Path) -> bool {
         let (key, files) = (cache_key(digests, &rule()), Stamps::of(list_stamped(digests).unwrap()));
-        let loaded: Vec<Loaded> = (0..BUCKETS).map(|b| Loaded::read(&bucket_path(&cache.join("digests"), b), &key, digests, &files)).collect();
+        let loaded: Vec<Loaded> = (0..BUCKETS)
+            .map(|b| Loaded::read(&bucket_path(&cache.join("digests"), b), &key, digests, &files))
+            .collect();
         let found: usize = loaded.iter().map(|l| l.found.len()).sum();
         found == files.len() && loaded.iter().all(|l| !l.dirty || l.groups.is_empty() && l.found.is_empty())
     }
@@ -1029,7 +1059,11 @@ mod tests {
         let files = Stamps::of(list_stamped(dir.path()).unwrap());
         let groups = vec![
             Group { week: None, days: Vec::new(), broken: vec![("002_bb.txt".to_string(), problems.clone())] },
-            Group { week: Some(date("2023-07-17")), days: vec![(date("2023-07-18"), vec![digest.clone()])], broken: Vec::new() },
+            Group {
+                week: Some(date("2023-07-17")),
+                days: vec![(date("2023-07-18"), vec![digest.clone()])],
+                broken: Vec::new(),
+            },
         ];
         let bytes = Loaded { groups, found: Vec::new(), ids: Vec::new(), dirty: true }.encode("k", &files);
         let later = system_nanos(SystemTime::now() + Duration::from_secs(10));
@@ -1038,14 +1072,21 @@ mod tests {
         assert_eq!(back.found.len(), 2);
         // The digest in its light form (`Digest::lightened`); problems whole.
         let light = digest.lightened();
-        assert!(light.summary.is_empty() && light.closest.iter().all(|c| c.title.is_empty() && !c.reference.is_empty()));
+        assert!(
+            light.summary.is_empty() && light.closest.iter().all(|c| c.title.is_empty() && !c.reference.is_empty())
+        );
         assert_eq!(back.groups[0].broken, vec![("002_bb.txt".to_string(), problems)]);
-        assert_eq!((back.groups[1].week, &back.groups[1].days), (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![light])]));
+        assert_eq!(
+            (back.groups[1].week, &back.groups[1].days),
+            (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![light])])
+        );
         // Written as the files were: they may have changed again within the clock's tick, so
         // neither is trusted, and the bucket is to be written again.
         let same_tick = Stamp::of(&std::fs::metadata(&good).unwrap()).mtime;
         let back = Reader::new(&bytes).bucket("k", dir.path(), &files, same_tick).unwrap();
-        assert!(back.dirty && back.found.is_empty() && back.groups.iter().all(|g| g.days.is_empty() && g.broken.is_empty()));
+        assert!(
+            back.dirty && back.found.is_empty() && back.groups.iter().all(|g| g.days.is_empty() && g.broken.is_empty())
+        );
         // Another key, a cut-off file, or another end: not used at all.
         assert!(Reader::new(&bytes).bucket("other", dir.path(), &files, later).is_none());
         for cut in [0, 10, bytes.len() / 2, bytes.len() - 1] {
@@ -1111,7 +1152,8 @@ mod tests {
         files.iter().step_by(3).for_each(|f| std::fs::remove_file(f).unwrap());
         let after = read(&digests, &cache);
         assert_eq!(after.parsed, 0, "every file left is found in the cache");
-        let kept: Vec<Digest> = fresh.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
+        let kept: Vec<Digest> =
+            fresh.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
         assert_eq!((all(&after), after.count), (kept.clone(), kept.len()));
         assert!(buckets_as_listed(&digests, &cache), "the buckets were rewritten without the files that are gone");
     }
@@ -1122,7 +1164,12 @@ mod tests {
         let (digests, cache) = (dir.path().join("digests"), dir.path().join("cache"));
         // The week of 17 July 2023: Tuesday 18 and Thursday 20; each day's files out of name order on disk.
         let on = |day: &str, title: &str| digest_text(title).replace("20230718", day);
-        let files = [("004_dd.txt", "20230720"), ("001_aa.txt", "20230718"), ("003_cc.txt", "20230718"), ("002_bb.txt", "20230720")];
+        let files = [
+            ("004_dd.txt", "20230720"),
+            ("001_aa.txt", "20230718"),
+            ("003_cc.txt", "20230718"),
+            ("002_bb.txt", "20230720"),
+        ];
         std::fs::create_dir_all(&digests).unwrap();
         for (name, day) in files {
             std::fs::write(digests.join(name), on(day, name)).unwrap();
@@ -1131,14 +1178,28 @@ mod tests {
         std::thread::sleep(SETTLE + Duration::from_millis(50));
         type Shape = Vec<(NaiveDate, Vec<(NaiveDate, Vec<String>)>)>;
         let shape = |d: &Digests| -> Shape {
-            d.weeks.iter().map(|w| (w.start, w.days.iter().map(|(day, ds)| (*day, ds.iter().map(|d| d.file_name.clone()).collect())).collect())).collect()
+            d.weeks
+                .iter()
+                .map(|w| {
+                    (
+                        w.start,
+                        w.days
+                            .iter()
+                            .map(|(day, ds)| (*day, ds.iter().map(|d| d.file_name.clone()).collect()))
+                            .collect(),
+                    )
+                })
+                .collect()
         };
         let first = read(&digests, &cache);
         let cached = read(&digests, &cache);
         assert_eq!(cached.parsed, 0);
         let expected = vec![(
             date("2023-07-17"),
-            vec![(date("2023-07-18"), vec!["001_aa.txt".to_string(), "003_cc.txt".into()]), (date("2023-07-20"), vec!["002_bb.txt".to_string(), "004_dd.txt".into()])],
+            vec![
+                (date("2023-07-18"), vec!["001_aa.txt".to_string(), "003_cc.txt".into()]),
+                (date("2023-07-20"), vec!["002_bb.txt".to_string(), "004_dd.txt".into()]),
+            ],
         )];
         assert_eq!((shape(&first), shape(&cached)), (expected.clone(), expected));
 
@@ -1188,14 +1249,18 @@ mod tests {
             assert_eq!((names, d.count), (vec!["003_0abc.txt", "001_00ff.txt"], 2), "{pass}");
             assert_eq!(d.problems.len(), 1, "{pass}");
             let problem = d.problems[0].to_string();
-            assert!(problem.contains("002_00ff.txt: id `00ff` is already used by") && problem.contains("001_00ff.txt"), "{pass}: {problem}");
+            assert!(
+                problem.contains("002_00ff.txt: id `00ff` is already used by") && problem.contains("001_00ff.txt"),
+                "{pass}: {problem}"
+            );
         }
     }
 
     /// The week of the digests in `dir` (all of one week), as a project loads it, with the stamps.
     fn week(dir: &Path, cache: &Path, note: Option<&str>) -> (crate::issue::Issue, Stamps) {
         let (digests, stamps) = read_digests(dir, cache, &rule(), CacheUse::Update).unwrap();
-        let mut weeks: Vec<crate::issue::Issue> = digests.weeks.into_iter().map(|w| crate::issue::Issue::of_week(w.start, w.days)).collect();
+        let mut weeks: Vec<crate::issue::Issue> =
+            digests.weeks.into_iter().map(|w| crate::issue::Issue::of_week(w.start, w.days)).collect();
         assert_eq!(weeks.len(), 1);
         weeks[0].note = note.map(str::to_string);
         (weeks.pop().unwrap(), stamps)
@@ -1235,7 +1300,11 @@ mod tests {
         weeks.record(&after, &hash);
         weeks.save(std::iter::empty());
         let (next, stamps) = week(&digests, &cache, None);
-        assert_eq!(WeekHashes::open(&cache, &digests, stamps).get(&next), None, "the file changed too recently to be trusted by its stamp");
+        assert_eq!(
+            WeekHashes::open(&cache, &digests, stamps).get(&next),
+            None,
+            "the file changed too recently to be trusted by its stamp"
+        );
     }
 
     #[test]

@@ -51,11 +51,13 @@ pub enum Command {
     },
 
     /// Write a new digest, named and laid out as the format wants, with placeholders to write over.
-    #[command(after_help = "The file is <[paths] digests>/NNN_<id>.txt: NNN the next sequence number of the folder (it only\n\
+    #[command(
+        after_help = "The file is <[paths] digests>/NNN_<id>.txt: NNN the next sequence number of the folder (it only\n\
                             orders the files), the id 16 hex digits made from the link. Every placeholder line is a problem\n\
                             for `gazette check` until it is written over or deleted.\n\n\
                             Examples:\n  gazette new \"Open weights are not open source\" --link https://example.com/article\n  \
-                            gazette new \"A title\" --link https://example.com/a --date 2023-07-23 --source https://example.com/")]
+                            gazette new \"A title\" --link https://example.com/a --date 2023-07-23 --source https://example.com/"
+    )]
     New {
         /// The article's title
         title: String,
@@ -71,7 +73,9 @@ pub enum Command {
     },
 
     /// Validate everything a build or a send needs; list every problem. Exit 0 ready, 1 content problems, 2 configuration.
-    #[command(after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette --config /srv/news/publish.toml check")]
+    #[command(
+        after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette --config /srv/news/publish.toml check"
+    )]
     Check {
         /// Connect to the [smtp] server as a send would (TLS, login), send nothing, and say what it offers
         #[arg(long)]
@@ -79,7 +83,9 @@ pub enum Command {
     },
 
     /// Publish what is due and write the archive and the RSS, Atom and JSON feeds into [paths] out.
-    #[command(after_help = "Examples:\n  gazette build\n  gazette build --week 2023-07-23     publishes that week now, due or not\n  gazette build --drafts              every week, into [paths] drafts")]
+    #[command(
+        after_help = "Examples:\n  gazette build\n  gazette build --week 2023-07-23     publishes that week now, due or not\n  gazette build --drafts              every week, into [paths] drafts"
+    )]
     Build {
         /// Publish this week by hand (any date inside it, or an ISO week such as 2023-W29) and write its page
         #[arg(long, value_parser = parse_week, conflicts_with = "all")]
@@ -101,7 +107,9 @@ pub enum Command {
     },
 
     /// Send a week's issue to every active subscriber, exactly once each, or a test copy.
-    #[command(after_help = "Examples:\n  gazette send --test --week 2023-07-23        a copy to [email] editor\n  gazette send --test me@example.org --week 2023-W29\n  gazette send --week 2023-07-23 --dry-run\n  gazette send --week 2023-07-23")]
+    #[command(
+        after_help = "Examples:\n  gazette send --test --week 2023-07-23        a copy to [email] editor\n  gazette send --test me@example.org --week 2023-W29\n  gazette send --week 2023-07-23 --dry-run\n  gazette send --week 2023-07-23"
+    )]
     Send {
         /// Any date inside the week or an ISO week [default: the last complete week]
         #[arg(long, value_parser = parse_week)]
@@ -126,7 +134,9 @@ pub enum Command {
     },
 
     /// The scheduler: publish and send each week's issue when [schedule] cron says it is due.
-    #[command(after_help = "Examples:\n  gazette run\n  gazette run --once\n  gazette run --once --now 2023-07-24T08:05:00+01:00\n  gazette run --once --dry-run")]
+    #[command(
+        after_help = "Examples:\n  gazette run\n  gazette run --once\n  gazette run --once --now 2023-07-24T08:05:00+01:00\n  gazette run --once --dry-run"
+    )]
     Run {
         /// Do one round and exit (for cron or a systemd timer)
         #[arg(long)]
@@ -137,7 +147,9 @@ pub enum Command {
     },
 
     /// Serve the archive and feeds over HTTP, with subscribe, confirm and one-click unsubscribe.
-    #[command(after_help = "Examples:\n  gazette serve\n  gazette serve --listen 127.0.0.1:9000\n  gazette serve --behind-proxy")]
+    #[command(
+        after_help = "Examples:\n  gazette serve\n  gazette serve --listen 127.0.0.1:9000\n  gazette serve --behind-proxy"
+    )]
     Serve {
         /// The address to listen on [default: [server] listen]
         #[arg(long, value_name = "ADDR")]
@@ -160,13 +172,15 @@ pub enum Command {
     Store(crate::cmd::store::StoreCommand),
 
     /// Print a completion script for a shell.
-    #[command(after_help = "Examples:\n  gazette completions bash > /etc/bash_completion.d/gazette\n  gazette completions zsh > ~/.zfunc/_gazette")]
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    #[command(
+        after_help = "Examples:\n  gazette completions bash > /etc/bash_completion.d/gazette\n  gazette completions zsh > ~/.zfunc/_gazette"
+    )]
+    Completions { shell: clap_complete::Shell },
 
     /// List every issue, one a line: number, week, title, when it was published, and its state.
-    #[command(after_help = "States: draft, example (never published), due (the next round sends it), published (not sent:\n                            not due yet, or too late to be sent on its own), held back (digests to fix), sending n/m, sent n,\n                            skipped (`gazette skip`).\n\nExamples:\n  gazette issues\n  gazette issues --json")]
+    #[command(
+        after_help = "States: draft, example (never published), due (the next round sends it), published (not sent:\n                            not due yet, or too late to be sent on its own), held back (digests to fix), sending n/m, sent n,\n                            skipped (`gazette skip`).\n\nExamples:\n  gazette issues\n  gazette issues --json"
+    )]
     Issues {
         /// Print JSON instead of a table
         #[arg(long)]
@@ -174,7 +188,9 @@ pub enum Command {
     },
 
     /// Take back an issue published by mistake that reached nobody: its number is free again.
-    #[command(after_help = "Refused (exit 1), with the reason, once its send has started or a later issue is numbered\n                            after it, or while its week is due and has digests (the next build would publish it again).\n\n                            Example:\n  gazette unpublish --week 2023-07-17")]
+    #[command(
+        after_help = "Refused (exit 1), with the reason, once its send has started or a later issue is numbered\n                            after it, or while its week is due and has digests (the next build would publish it again).\n\n                            Example:\n  gazette unpublish --week 2023-07-17"
+    )]
     Unpublish {
         /// Any date inside the week or an ISO week
         #[arg(long, value_parser = parse_week)]
@@ -182,7 +198,9 @@ pub enum Command {
     },
 
     /// Choose not to send a published issue: the scheduler leaves it and stops reminding of it.
-    #[command(after_help = "`gazette send --week W` still sends it by hand. Refused (exit 1) once its send has started.\n\n                            Example:\n  gazette skip --week 2023-07-17")]
+    #[command(
+        after_help = "`gazette send --week W` still sends it by hand. Refused (exit 1) once its send has started.\n\n                            Example:\n  gazette skip --week 2023-07-17"
+    )]
     Skip {
         /// Any date inside the week or an ISO week
         #[arg(long, value_parser = parse_week)]
@@ -212,12 +230,15 @@ fn init_logging() {
     const DEFAULT: &str = "gazette=info,warn";
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) => v.parse::<Targets>().unwrap_or_else(|e| {
-            eprintln!("RUST_LOG={v}: {e}; it takes target=level directives such as gazette=debug,warn, so {DEFAULT} is used");
+            eprintln!(
+                "RUST_LOG={v}: {e}; it takes target=level directives such as gazette=debug,warn, so {DEFAULT} is used"
+            );
             DEFAULT.parse().expect("the default filter parses")
         }),
         Err(_) => DEFAULT.parse().expect("the default filter parses"),
     };
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr)
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
@@ -250,10 +271,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// A database error says which file, and that running the command again is safe.
 fn name_the_database(e: anyhow::Error, database: &crate::config::Database) -> anyhow::Error {
-    let sql = e.chain().find_map(|c| c.downcast_ref::<sqlx::Error>().map(ToString::to_string).or_else(|| match c.downcast_ref::<crate::store::StoreError>() {
-        Some(crate::store::StoreError::Database(inner)) => Some(inner.to_string()),
-        _ => None,
-    }));
+    let sql = e.chain().find_map(|c| {
+        c.downcast_ref::<sqlx::Error>().map(ToString::to_string).or_else(|| {
+            match c.downcast_ref::<crate::store::StoreError>() {
+                Some(crate::store::StoreError::Database(inner)) => Some(inner.to_string()),
+                _ => None,
+            }
+        })
+    });
     let Some(sql) = sql else { return e };
     let busy = if sql.contains("locked") || sql.contains("busy") {
         " (another Gazette command held it for longer than the 10 s it waits)"
@@ -265,16 +290,25 @@ fn name_the_database(e: anyhow::Error, database: &crate::config::Database) -> an
     ))
 }
 
-fn dispatch(command: Command, config: Config, now: chrono::DateTime<chrono::Utc>, at: Option<DateTime<FixedOffset>>) -> anyhow::Result<ExitCode> {
+fn dispatch(
+    command: Command,
+    config: Config,
+    now: chrono::DateTime<chrono::Utc>,
+    at: Option<DateTime<FixedOffset>>,
+) -> anyhow::Result<ExitCode> {
     match command {
         Command::Init { .. } | Command::Completions { .. } => unreachable!("handled above"),
-        Command::New { title, link, date, source } => cmd::new::run(&config, &title, &link, source.as_deref(), date.as_deref(), now),
+        Command::New { title, link, date, source } => {
+            cmd::new::run(&config, &title, &link, source.as_deref(), date.as_deref(), now)
+        }
         Command::Check { smtp } => cmd::check::run(&config, smtp, now),
         Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
         Command::Preview { week } => cmd::preview::run(config, week, now),
         Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),
         Command::Status { week, json } => cmd::status::run(config, week, json, now),
-        Command::Run { once, dry_run } => cmd::run::run(&config, once, dry_run, at.map(|t| t.with_timezone(&chrono::Utc))),
+        Command::Run { once, dry_run } => {
+            cmd::run::run(&config, once, dry_run, at.map(|t| t.with_timezone(&chrono::Utc)))
+        }
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
@@ -308,4 +342,3 @@ pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
 pub fn parse_week(s: &str) -> Result<WeekSpec, String> {
     s.parse()
 }
-

@@ -268,9 +268,12 @@ pub fn parse_database(text: &str, base: &Path) -> Result<Database, String> {
         return Ok(Database::Sqlite(if path.is_absolute() { path } else { base.join(path) }));
     };
     if !matches!(scheme, "postgres" | "postgresql") {
-        return Err(format!("`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL"));
+        return Err(format!(
+            "`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL"
+        ));
     }
-    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); use postgres://user@host:5432/database"))?;
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("`{text}` is not a URL ({e}); use postgres://user@host:5432/database"))?;
     if url.password().is_some() {
         return Err("the password does not belong in publish.toml: put it in the GAZETTE_DATABASE_PASSWORD environment variable \
                     or in ~/.pgpass"
@@ -280,7 +283,10 @@ pub fn parse_database(text: &str, base: &Path) -> Result<Database, String> {
         return Err(format!("`{text}` names no host; use postgres://user@host:5432/database"));
     }
     if url.path().trim_start_matches('/').is_empty() {
-        return Err(format!("`{text}` names no database; add it after the host, as in postgres://gazette@{}/gazette", url.host_str().unwrap_or("localhost")));
+        return Err(format!(
+            "`{text}` names no database; add it after the host, as in postgres://gazette@{}/gazette",
+            url.host_str().unwrap_or("localhost")
+        ));
     }
     Ok(Database::Postgres(url))
 }
@@ -322,7 +328,11 @@ pub enum Tls {
 pub enum SmtpTarget {
     /// Write each message as a `.eml` file into this folder instead of sending it.
     Outbox(PathBuf),
-    Server { host: String, port: u16, tls: Tls },
+    Server {
+        host: String,
+        port: u16,
+        tls: Tls,
+    },
 }
 
 /// A login mechanism (RFC 4954 AUTH).
@@ -437,7 +447,14 @@ impl Config {
         let mut config = self.clone();
         config.source = self.source.as_deref().map(one_spelling);
         let paths = &mut config.paths;
-        for p in [&mut paths.digests, &mut paths.notes, &mut paths.templates, &mut paths.out, &mut paths.drafts, &mut paths.cache] {
+        for p in [
+            &mut paths.digests,
+            &mut paths.notes,
+            &mut paths.templates,
+            &mut paths.out,
+            &mut paths.drafts,
+            &mut paths.cache,
+        ] {
             *p = one_spelling(p);
         }
         if let Database::Sqlite(file) = &mut paths.database {
@@ -529,7 +546,10 @@ fn unknown_section(message: &str, text: &str, at: usize, line: usize, path: &Pat
         return None;
     }
     let sections: Vec<&str> = rest.split_once("expected one of ")?.1.split(", ").map(|s| s.trim_matches('`')).collect();
-    let near = sections.iter().find(|s| s.starts_with(field) || field.starts_with(**s)).map(|s| format!(" (did you mean [{s}]?)"));
+    let near = sections
+        .iter()
+        .find(|s| s.starts_with(field) || field.starts_with(**s))
+        .map(|s| format!(" (did you mean [{s}]?)"));
     let list: Vec<String> = sections.iter().map(|s| format!("[{s}]")).collect();
     Some(ConfigError(format!(
         "{}:{line}: unknown section [{field}]{}; the sections are {}",
@@ -548,12 +568,19 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
     let raw = raw.with_defaults();
     const SET: &str = "src/publish.default.toml sets every key";
-    let (site, paths, schedule, email, smtp, server, feeds) = (raw.site, raw.paths, raw.schedule, raw.email, raw.smtp, raw.server, raw.feeds);
+    let (site, paths, schedule, email, smtp, server, feeds) =
+        (raw.site, raw.paths, raw.schedule, raw.email, raw.smtp, raw.server, raw.feeds);
     let (title, raw_base_url) = (site.title.expect(SET), site.base_url.expect(SET));
-    let (cron_text, zone, week_start_text, lateness) =
-        (schedule.cron.expect(SET), schedule.timezone.expect(SET), schedule.week_starts.expect(SET), schedule.max_lateness.expect(SET));
-    let (from_text, subject, max_html_kb) = (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
-    let (smtp_url, concurrency, timeout_text) = (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
+    let (cron_text, zone, week_start_text, lateness) = (
+        schedule.cron.expect(SET),
+        schedule.timezone.expect(SET),
+        schedule.week_starts.expect(SET),
+        schedule.max_lateness.expect(SET),
+    );
+    let (from_text, subject, max_html_kb) =
+        (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
+    let (smtp_url, concurrency, timeout_text) =
+        (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
     let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
     let bounces = raw.bounces;
     let (processed, temporary_limit) = (bounces.processed.expect(SET), bounces.temporary_limit.expect(SET));
@@ -565,7 +592,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     match url::Url::parse(&base_url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
         _ => {
-            bad("[site] base_url", format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw_base_url));
+            bad(
+                "[site] base_url",
+                format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw_base_url),
+            );
             base_url = "http://localhost".into();
         }
     }
@@ -591,7 +621,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let week_starts = match parse_weekday(&week_start_text) {
         Some(d) => d,
         None => {
-            bad("[schedule] week_starts", format!("`{}` is not a day of the week; use monday, ..., sunday", week_start_text));
+            bad(
+                "[schedule] week_starts",
+                format!("`{}` is not a day of the week; use monday, ..., sunday", week_start_text),
+            );
             Weekday::Mon
         }
     };
@@ -627,7 +660,9 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     if !(MIN_HTML_KB..=MAX_HTML_KB).contains(&max_html_kb) {
         bad(
             "[email] max_html_kb",
-            format!("{max_html_kb} is out of range; use {MIN_HTML_KB} to {MAX_HTML_KB} (Gmail clips an email's HTML past about 102 KB)"),
+            format!(
+                "{max_html_kb} is out of range; use {MIN_HTML_KB} to {MAX_HTML_KB} (Gmail clips an email's HTML past about 102 KB)"
+            ),
         );
     }
 
@@ -655,7 +690,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         Some("login") => Some(Auth::Login),
         Some("xoauth2") => Some(Auth::Xoauth2),
         Some(other) => {
-            bad("[smtp] auth", format!("`{other}` is not a login mechanism Gazette speaks; use plain, login or xoauth2"));
+            bad(
+                "[smtp] auth",
+                format!("`{other}` is not a login mechanism Gazette speaks; use plain, login or xoauth2"),
+            );
             None
         }
     };
@@ -665,7 +703,10 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     if let Some(r) = smtp.rate_per_second
         && !(r > 0.0 && r.is_finite())
     {
-        bad("[smtp] rate_per_second", format!("{r} must be a positive number of messages per second (leave it out for no limit)"));
+        bad(
+            "[smtp] rate_per_second",
+            format!("{r} must be a positive number of messages per second (leave it out for no limit)"),
+        );
     }
 
     // [server]
@@ -694,18 +735,27 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         None | Some("plain") => None,
         Some("xoauth2") => Some(Auth::Xoauth2),
         Some(other) => {
-            bad("[bounces] auth", format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"));
+            bad(
+                "[bounces] auth",
+                format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"),
+            );
             None
         }
     };
     if bounce_auth == Some(Auth::Xoauth2) && bounces.password_command.is_none() {
-        bad("[bounces] auth", "xoauth2 needs [bounces] password_command, a command that prints a fresh access token".into());
+        bad(
+            "[bounces] auth",
+            "xoauth2 needs [bounces] password_command, a command that prints a fresh access token".into(),
+        );
     }
     if processed.trim().is_empty() || processed.contains(['/', '\\', '\r', '\n', '"', '*', '%']) {
         bad("[bounces] processed", format!("`{processed}` is not a folder name; use a plain name such as Processed"));
     }
     if temporary_limit == 0 {
-        bad("[bounces] temporary_limit", "must be at least 1 (temporary failures on that many issues make an address bounced)".into());
+        bad(
+            "[bounces] temporary_limit",
+            "must be at least 1 (temporary failures on that many issues make an address bounced)".into(),
+        );
     }
 
     let database = parse_database(&paths.database.clone().expect(SET), base).unwrap_or_else(|why| {
@@ -741,7 +791,14 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
             week_starts,
             max_lateness,
         },
-        email: Email { from: from.expect("checked above"), reply_to, editor, subject, max_html_bytes: max_html_kb * 1024, bounce_address },
+        email: Email {
+            from: from.expect("checked above"),
+            reply_to,
+            editor,
+            subject,
+            max_html_bytes: max_html_kb * 1024,
+            bounce_address,
+        },
         smtp: Smtp {
             url: smtp_url,
             target: target.expect("checked above"),
@@ -870,7 +927,9 @@ fn check_bounce_address(text: &str) -> Result<lettre::Address, String> {
         .map_err(|e| format!("`{text}` is not a bare email address such as bounces@signals.example.org ({e})"))?;
     let local = address.user();
     if local.contains('+') {
-        return Err(format!("`{text}` already has a `+` in it; Gazette adds `+` and a token to it, so give the address without one"));
+        return Err(format!(
+            "`{text}` already has a `+` in it; Gazette adds `+` and a token to it, so give the address without one"
+        ));
     }
     if local.len() + VERP_SUFFIX_LEN > 64 {
         return Err(format!(
@@ -893,16 +952,22 @@ pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, St
         let path = PathBuf::from(text);
         return Ok(BounceMailbox::Maildir(if path.is_absolute() { path } else { base.join(path) }));
     }
-    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e}); use imaps://user@host/INBOX or a maildir folder"))?;
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("`{text}` is not a URL ({e}); use imaps://user@host/INBOX or a maildir folder"))?;
     match url.scheme() {
         "imaps" => {}
         "imap" => return Err(format!("`{text}` would send the password in clear; use imaps:// (TLS, port 993)")),
-        other => return Err(format!("`{text}`: unknown scheme `{other}`; use imaps://user@host/INBOX or a maildir folder")),
+        other => {
+            return Err(format!("`{text}`: unknown scheme `{other}`; use imaps://user@host/INBOX or a maildir folder"));
+        }
     }
     let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`{text}` names no host"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if url.password().is_some() {
-        return Err("the password does not belong in the URL: put it in the GAZETTE_BOUNCES_PASSWORD environment variable".into());
+        return Err(
+            "the password does not belong in the URL: put it in the GAZETTE_BOUNCES_PASSWORD environment variable"
+                .into(),
+        );
     }
     let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     let user = decode(url.username());
@@ -967,7 +1032,10 @@ mod tests {
         std::os::unix::fs::symlink(real.join("a"), real.join("link")).unwrap();
         assert_eq!(one_spelling(&real.join("link/new")), real.join("a/new"));
         // A relative path is taken from the current folder.
-        assert_eq!(one_spelling(Path::new("no-such-folder-here")), std::env::current_dir().unwrap().canonicalize().unwrap().join("no-such-folder-here"));
+        assert_eq!(
+            one_spelling(Path::new("no-such-folder-here")),
+            std::env::current_dir().unwrap().canonicalize().unwrap().join("no-such-folder-here")
+        );
     }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -988,7 +1056,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_the_key_the_section_and_the_line() {
-        let err = parse("[site]\ntitle = \"x\"\n\n[schedule]\ntimezone = \"UTC\"\ncorn = \"0 0 8 * * Mon\"\n").unwrap_err().0;
+        let err =
+            parse("[site]\ntitle = \"x\"\n\n[schedule]\ntimezone = \"UTC\"\ncorn = \"0 0 8 * * Mon\"\n").unwrap_err().0;
         assert!(err.starts_with("/srv/news/publish.toml:6:"), "{err}");
         assert!(err.contains("corn"), "{err}");
         assert!(err.contains("[schedule]"), "{err}");
@@ -1002,7 +1071,8 @@ mod tests {
 
     #[test]
     fn an_unknown_section_is_called_a_section_not_a_field_of_the_one_before() {
-        let err = parse("[site]\ntitle = \"x\"\n\n[bounces]\ntemporary_limit = 3\n\n[feed]\nitems = 3\n").unwrap_err().0;
+        let err =
+            parse("[site]\ntitle = \"x\"\n\n[bounces]\ntemporary_limit = 3\n\n[feed]\nitems = 3\n").unwrap_err().0;
         assert!(err.starts_with("/srv/news/publish.toml:7: unknown section [feed] (did you mean [feeds]?)"), "{err}");
         assert!(err.contains("[site], [paths], [schedule]") && err.contains("[dkim]"), "{err}");
         assert!(!err.contains("[bounces]\n") && !err.contains("in [bounces]") && !err.contains("field"), "{err}");
@@ -1018,7 +1088,9 @@ mod tests {
         )
         .unwrap_err()
         .0;
-        for key in ["[site] base_url", "[schedule] timezone", "[schedule] cron", "[schedule] week_starts", "[email] from"] {
+        for key in
+            ["[site] base_url", "[schedule] timezone", "[schedule] cron", "[schedule] week_starts", "[email] from"]
+        {
             assert!(err.contains(key), "missing {key} in:\n{err}");
         }
     }
@@ -1028,12 +1100,17 @@ mod tests {
         let b = Path::new("/srv/news");
         assert_eq!(parse_database("data/g.db", b).unwrap(), Database::Sqlite(PathBuf::from("/srv/news/data/g.db")));
         assert_eq!(parse_database("/var/lib/g.db", b).unwrap(), Database::Sqlite(PathBuf::from("/var/lib/g.db")));
-        for url in ["postgres://gazette@db.example.org/news", "postgresql://gazette@db.example.org:6432/news?sslmode=require"] {
+        for url in
+            ["postgres://gazette@db.example.org/news", "postgresql://gazette@db.example.org:6432/news?sslmode=require"]
+        {
             assert_eq!(parse_database(url, b).unwrap().to_string(), url);
         }
         let err = |text: &str| parse_database(text, b).unwrap_err();
         assert!(err("postgres://gazette:hunter2@db.example.org/news").contains("GAZETTE_DATABASE_PASSWORD"));
-        assert!(!err("postgres://gazette:hunter2@db.example.org/news").contains("hunter2"), "the password is not repeated");
+        assert!(
+            !err("postgres://gazette:hunter2@db.example.org/news").contains("hunter2"),
+            "the password is not repeated"
+        );
         assert!(err("mysql://gazette@db.example.org/news").contains("unknown scheme `mysql`"));
         assert!(err("postgres://gazette@db.example.org").contains("names no database"));
         assert!(err("postgres:///news").contains("names no host"));
@@ -1076,7 +1153,12 @@ mod tests {
         let b = Path::new("/x");
         assert_eq!(
             parse_bounce_mailbox("imaps://bounces%40signals.example.org@mail.example.org/Bounces/2023", b).unwrap(),
-            BounceMailbox::Imap { host: "mail.example.org".into(), port: 993, user: "bounces@signals.example.org".into(), folder: "Bounces/2023".into() }
+            BounceMailbox::Imap {
+                host: "mail.example.org".into(),
+                port: 993,
+                user: "bounces@signals.example.org".into(),
+                folder: "Bounces/2023".into()
+            }
         );
         assert_eq!(
             parse_bounce_mailbox("imaps://u@127.0.0.1:10993", b).unwrap(),

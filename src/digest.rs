@@ -53,7 +53,11 @@ impl Digest {
             keywords: Vec::new(),
             themes: self.themes.clone(),
             signals: Signals::default(),
-            closest: self.closest.iter().map(|c| Closest { title: String::new(), reference: c.reference.clone(), target: None }).collect(),
+            closest: self
+                .closest
+                .iter()
+                .map(|c| Closest { title: String::new(), reference: c.reference.clone(), target: None })
+                .collect(),
             light: true,
         }
     }
@@ -161,8 +165,12 @@ impl Corpus {
 /// Two files with the same id would make closest links ambiguous: the first by file name is kept
 /// and each other one is a problem. `None` when every id is used once (the usual case); else
 /// whether to keep each digest, in the order given, and the problems.
-pub fn duplicate_ids<'a>(digests: impl Iterator<Item = &'a Digest> + Clone, count: usize) -> Option<(Vec<bool>, Vec<ParseError>)> {
-    let mut first: foldhash::HashMap<&str, (usize, &Digest)> = foldhash::HashMap::with_capacity_and_hasher(count, Default::default());
+pub fn duplicate_ids<'a>(
+    digests: impl Iterator<Item = &'a Digest> + Clone,
+    count: usize,
+) -> Option<(Vec<bool>, Vec<ParseError>)> {
+    let mut first: foldhash::HashMap<&str, (usize, &Digest)> =
+        foldhash::HashMap::with_capacity_and_hasher(count, Default::default());
     let mut twice = false;
     for (k, d) in digests.clone().enumerate() {
         match first.get_mut(d.id.as_str()) {
@@ -189,7 +197,11 @@ pub fn duplicate_ids<'a>(digests: impl Iterator<Item = &'a Digest> + Clone, coun
             duplicates.push(ParseError {
                 path: d.path.clone(),
                 line: 0,
-                message: format!("id `{}` is already used by {}; ids (the hex part of the file name) must be unique", d.id, kept.path.display()),
+                message: format!(
+                    "id `{}` is already used by {}; ids (the hex part of the file name) must be unique",
+                    d.id,
+                    kept.path.display()
+                ),
                 date: Some(d.date),
             });
         }
@@ -224,7 +236,8 @@ pub fn read_text(path: &Path) -> Result<String, (usize, String)> {
 
 /// Reads and parses one file.
 pub fn read_file(path: &Path) -> Result<Digest, Vec<ParseError>> {
-    let text = read_text(path).map_err(|(line, message)| vec![ParseError { path: path.to_path_buf(), line, message, date: None }])?;
+    let text = read_text(path)
+        .map_err(|(line, message)| vec![ParseError { path: path.to_path_buf(), line, message, date: None }])?;
     parse(path, &text)
 }
 
@@ -253,9 +266,12 @@ pub fn unread_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
             continue;
         }
         let why = if !name.ends_with(".txt") {
-            "only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)".to_string()
+            "only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)"
+                .to_string()
         } else {
-            format!("the name `{name}` has no hex id after its `_`; name it like 001_86102eed948879ef.txt (gazette new makes one)")
+            format!(
+                "the name `{name}` has no hex id after its `_`; name it like 001_86102eed948879ef.txt (gazette new makes one)"
+            )
         };
         unread.push((path, why));
     }
@@ -295,7 +311,9 @@ impl Section {
 /// Parses the text of one digest. `path` is used for the id and for messages.
 pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     let mut problems = Vec::new();
-    let mut problem = |line: usize, message: String| problems.push(ParseError { path: path.to_path_buf(), line, message, date: None });
+    let mut problem = |line: usize, message: String| {
+        problems.push(ParseError { path: path.to_path_buf(), line, message, date: None })
+    };
 
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
     let id = id_from_file_name(&file_name);
@@ -318,7 +336,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         Some((n, line)) => match parse_heading(line) {
             Ok((t, d, s)) => {
                 if t.trim().is_empty() {
-                    problem(n, "the title is empty; write it between the double underscores: `# __Title__, from ...`".into());
+                    problem(
+                        n,
+                        "the title is empty; write it between the double underscores: `# __Title__, from ...`".into(),
+                    );
                 } else {
                     title = Some(t.trim().to_string());
                 }
@@ -342,7 +363,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
                     Ok(()) => link = Some(url.to_string()),
                     Err(why) => problem(n, format!("the external link {why}")),
                 },
-                None => problem(n, format!("expected the external link line `__[External link](https://...)__`, found `{}`", clip(line))),
+                None => problem(
+                    n,
+                    format!(
+                        "expected the external link line `__[External link](https://...)__`, found `{}`",
+                        clip(line)
+                    ),
+                ),
             }
         }
         other => problem(
@@ -355,10 +382,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     // never reach readers.
     for &(n, line) in &lines {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
-            problem(n, format!("the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it", c as u32));
+            problem(
+                n,
+                format!(
+                    "the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it",
+                    c as u32
+                ),
+            );
         }
         if line.contains(PLACEHOLDER) {
-            problem(n, format!("`{PLACEHOLDER}` is still here: write what it asks for in its place, or delete the line"));
+            problem(
+                n,
+                format!("`{PLACEHOLDER}` is still here: write what it asks for in its place, or delete the line"),
+            );
         }
     }
 
@@ -387,7 +423,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
                     summary_seen |= s == Section::Summary;
                 }
                 None => {
-                    problem(n, format!("unknown section `## {}`; expected Summary, Keywords, Themes, Signals or Closest", name.trim()));
+                    problem(
+                        n,
+                        format!(
+                            "unknown section `## {}`; expected Summary, Keywords, Themes, Signals or Closest",
+                            name.trim()
+                        ),
+                    );
                     current = None;
                 }
             }
@@ -405,13 +447,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
             _ if trimmed.is_empty() => {}
             Section::Keywords | Section::Themes => match bullet(trimmed) {
                 Some(item) if !item.is_empty() => {
-                    if section == Section::Keywords { keywords.push(item.to_string()) } else { themes.push(item.to_string()) }
+                    if section == Section::Keywords {
+                        keywords.push(item.to_string())
+                    } else {
+                        themes.push(item.to_string())
+                    }
                 }
-                _ => problem(n, format!("expected a bullet such as `* item` in `## {section:?}`, found `{}`", clip(trimmed))),
+                _ => problem(
+                    n,
+                    format!("expected a bullet such as `* item` in `## {section:?}`, found `{}`", clip(trimmed)),
+                ),
             },
             Section::Signals => {
                 if !trimmed.starts_with('|') {
-                    problem(n, format!("expected a table row starting with `|` in `## Signals`, found `{}`", clip(trimmed)));
+                    problem(
+                        n,
+                        format!("expected a table row starting with `|` in `## Signals`, found `{}`", clip(trimmed)),
+                    );
                     continue;
                 }
                 let cells = split_row(trimmed);
@@ -420,10 +472,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
                     signals.columns = cells;
                 } else if table_line == 2 {
                     if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))) {
-                        problem(n, "expected the table's separator row, such as `|:---|:---|`, after its header row".into());
+                        problem(
+                            n,
+                            "expected the table's separator row, such as `|:---|:---|`, after its header row".into(),
+                        );
                     }
                 } else if cells.len() != signals.columns.len() {
-                    problem(n, format!("this row has {} cells but the header names {} columns", cells.len(), signals.columns.len()));
+                    problem(
+                        n,
+                        format!(
+                            "this row has {} cells but the header names {} columns",
+                            cells.len(),
+                            signals.columns.len()
+                        ),
+                    );
                 } else {
                     signals.rows.push(cells);
                 }
@@ -451,7 +513,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     if !summary_seen {
         problem(lines.len(), "the `## Summary` section is missing; every digest needs a summary".into());
     } else if summary.is_empty() {
-        let n = lines.iter().find(|(_, l)| l.starts_with("## ") && l[3..].trim().eq_ignore_ascii_case("summary")).map(|x| x.0);
+        let n = lines
+            .iter()
+            .find(|(_, l)| l.starts_with("## ") && l[3..].trim().eq_ignore_ascii_case("summary"))
+            .map(|x| x.0);
         problem(n.unwrap_or(0), "the summary is empty; write at least one sentence under `## Summary`".into());
     }
 
@@ -501,7 +566,8 @@ pub fn sequence_of_file_name(name: &str) -> Option<u32> {
 /// The article link of a digest's text (its `__[External link](url)__` line), read without
 /// parsing the rest: a broken digest still has its link counted as used.
 pub fn link_of_text(text: &str) -> Option<&str> {
-    text.lines().find_map(|l| l.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")).map(str::trim))
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")).map(str::trim))
 }
 
 /// Whether `url` can be a digest's link (an http(s) URL with a host); the reason when not.
@@ -536,7 +602,8 @@ fn parse_heading(line: &str) -> Result<(&str, &str, &str), String> {
     const SHAPE: &str = "expected the heading `# __Title__, from ([YYYYMMDD](https://source).)`";
     let rest = line.trim().strip_prefix("# __").ok_or_else(|| format!("{SHAPE}, found `{}`", clip(line)))?;
     // The title may itself contain underscores, brackets and commas: cut at the last separator.
-    const DATE: &str = "write the date the article was collected as a link to where it was, `, from ([20230723](https://source).)`";
+    const DATE: &str =
+        "write the date the article was collected as a link to where it was, `, from ([20230723](https://source).)`";
     let Some(cut) = rest.rfind("__, from (") else {
         // A title closed by its underscores and nothing after it: what is missing is the date.
         return Err(match rest.trim_end().strip_suffix("__") {
@@ -550,7 +617,10 @@ fn parse_heading(line: &str) -> Result<(&str, &str, &str), String> {
     if !tail.trim_start().starts_with('[') || tail.trim_start().starts_with("[]") {
         return Err(format!("the date is missing: found `from ({}`; {DATE}", clip(tail)));
     }
-    let tail = tail.strip_suffix(".)").or_else(|| tail.strip_suffix(')')).ok_or_else(|| format!("{SHAPE}: the line must end with `.)`"))?;
+    let tail = tail
+        .strip_suffix(".)")
+        .or_else(|| tail.strip_suffix(')'))
+        .ok_or_else(|| format!("{SHAPE}: the line must end with `.)`"))?;
     let (date, url) = parse_link(tail).ok_or_else(|| format!("{SHAPE}: the date must be a link `[YYYYMMDD](url)`"))?;
     Ok((title, date, url))
 }
@@ -591,7 +661,9 @@ fn split_row(row: &str) -> Vec<String> {
 
 fn check_http_url(url: &str) -> Result<(), String> {
     match url::Url::parse(url) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some_and(|h| !h.is_empty()) => {
+            Ok(())
+        }
         Ok(u) => Err(format!("`{url}` must be an http(s) URL, not `{}:`", u.scheme())),
         Err(e) => Err(format!("`{url}` is not a valid URL ({e})")),
     }
@@ -618,7 +690,17 @@ mod tests {
 
     #[test]
     fn control_characters_and_noncharacters_are_problems_with_their_line() {
-        for (c, code) in [('\u{1}', "U+0001"), ('\u{b}', "U+000B"), ('\u{c}', "U+000C"), ('\u{1b}', "U+001B"), ('\0', "U+0000"), ('\u{fffe}', "U+FFFE"), ('\u{85}', "U+0085"), ('\u{fdd0}', "U+FDD0"), ('\u{1ffff}', "U+1FFFF")] {
+        for (c, code) in [
+            ('\u{1}', "U+0001"),
+            ('\u{b}', "U+000B"),
+            ('\u{c}', "U+000C"),
+            ('\u{1b}', "U+001B"),
+            ('\0', "U+0000"),
+            ('\u{fffe}', "U+FFFE"),
+            ('\u{85}', "U+0085"),
+            ('\u{fdd0}', "U+FDD0"),
+            ('\u{1ffff}', "U+1FFFF"),
+        ] {
             let text = SEED.replacen("The Evolution", &format!("The{c}Evolution"), 1);
             let m = messages(&text);
             assert_eq!(m.len(), 1, "{code}: {m:?}");
@@ -626,7 +708,9 @@ mod tests {
             assert!(m[0].1.contains(code), "{m:?}");
         }
         // Tabs, CRLF and a BOM stay fine.
-        assert!(p(&format!("\u{feff}{}", SEED.replace('\n', "\r\n").replacen("open source", "open\tsource", 1))).is_ok());
+        assert!(
+            p(&format!("\u{feff}{}", SEED.replace('\n', "\r\n").replacen("open source", "open\tsource", 1))).is_ok()
+        );
     }
 
     #[test]
@@ -653,7 +737,10 @@ mod tests {
             let m = messages(&SEED.replacen(SEED.lines().next().unwrap(), heading, 1));
             assert_eq!(m.len(), 1, "{heading}: {m:?}");
             assert_eq!(m[0].0, 1, "{heading}");
-            assert!(m[0].1.starts_with("the date is missing") && m[0].1.contains("([20230723](https://source).)"), "{heading}: {m:?}");
+            assert!(
+                m[0].1.starts_with("the date is missing") && m[0].1.contains("([20230723](https://source).)"),
+                "{heading}: {m:?}"
+            );
         }
     }
 
@@ -677,7 +764,10 @@ mod tests {
     #[test]
     fn a_problem_of_the_whole_file_names_no_line() {
         let e = parse(Path::new("digests/notes.txt"), SEED).unwrap_err();
-        assert_eq!(e[0].to_string(), "digests/notes.txt: the file name `notes.txt` has no hex id; name it like 000_86102eed948879ef.txt");
+        assert_eq!(
+            e[0].to_string(),
+            "digests/notes.txt: the file name `notes.txt` has no hex id; name it like 000_86102eed948879ef.txt"
+        );
     }
 
     #[test]
@@ -686,9 +776,17 @@ mod tests {
         let m = messages(&text);
         assert_eq!(m.len(), 5, "{m:?}");
         assert!(m.iter().all(|(_, why)| why.contains(PLACEHOLDER)), "{m:?}");
-        let filled: String = text.lines().filter(|l| !l.contains(PLACEHOLDER)).collect::<Vec<_>>().join("\n").replace("## Summary", "## Summary\n\nWritten.");
+        let filled: String = text
+            .lines()
+            .filter(|l| !l.contains(PLACEHOLDER))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("## Summary", "## Summary\n\nWritten.");
         let d = p(&filled).unwrap();
-        assert_eq!((d.title.as_str(), d.date.to_string().as_str(), d.link.as_str(), d.summary.as_str()), ("T", "2023-07-19", "https://x.org/a", "Written."));
+        assert_eq!(
+            (d.title.as_str(), d.date.to_string().as_str(), d.link.as_str(), d.summary.as_str()),
+            ("T", "2023-07-19", "https://x.org/a", "Written.")
+        );
     }
 
     #[test]
@@ -704,12 +802,18 @@ mod tests {
         assert_eq!(d.keywords.len(), 10);
         assert_eq!(d.keywords[0], "open source");
         assert_eq!(d.keywords[9], "open weights");
-        assert_eq!(d.themes, vec!["evolution of open source", "restrictions on open source", "open source in the AI community"]);
+        assert_eq!(
+            d.themes,
+            vec!["evolution of open source", "restrictions on open source", "open source in the AI community"]
+        );
         assert_eq!(d.signals.columns, vec!["Signal", "Change", "10y horizon", "Driving force"]);
         assert_eq!(d.signals.rows.len(), 1);
         assert_eq!(d.signals.rows[0][1], "Change in definition of \"open source\"");
         assert_eq!(d.closest.len(), 4);
-        assert_eq!(d.closest[0].title, "Open-Source AI Stakeholders Call for Protection of Open Source Innovation in EU AI Act");
+        assert_eq!(
+            d.closest[0].title,
+            "Open-Source AI Stakeholders Call for Protection of Open Source Innovation in EU AI Act"
+        );
         assert_eq!(d.closest[0].reference, "11bd695b887aa09dca79341f91ce6b82");
         // The last line has no final newline and must still be read.
         assert_eq!(d.closest[3].reference, "9787333cafcd0252d71a9bff845ad093");
@@ -744,7 +848,11 @@ mod tests {
 
     #[test]
     fn titles_with_markup_brackets_and_underscores_are_kept_verbatim() {
-        let text = SEED.replacen("The Evolution of \"Open Source\" in AI Models", "Underscores __inside__ <script>x</script> [in] (it)", 1);
+        let text = SEED.replacen(
+            "The Evolution of \"Open Source\" in AI Models",
+            "Underscores __inside__ <script>x</script> [in] (it)",
+            1,
+        );
         assert_eq!(p(&text).unwrap().title, "Underscores __inside__ <script>x</script> [in] (it)");
     }
 

@@ -146,7 +146,11 @@ impl Issue {
     /// Stops anything that shows the issue's digests from showing a light one's empty fields: that
     /// would be a bug in how it was loaded, and publishing it would lose what the digests say.
     pub fn assert_whole(&self) {
-        assert!(!self.is_light(), "issue {} holds light digests from the build cache; Project::whole gives it whole", self.id);
+        assert!(
+            !self.is_light(),
+            "issue {} holds light digests from the build cache; Project::whole gives it whole",
+            self.id
+        );
     }
 
     /// A hash of what the issue says: its digests as read (not the links resolved between them,
@@ -246,7 +250,10 @@ impl Issue {
             number: 0,
             start,
             end,
-            days: days.into_iter().map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests }).collect(),
+            days: days
+                .into_iter()
+                .map(|(date, digests)| Day { date, label: date.format("%A %-d %B %Y").to_string(), digests })
+                .collect(),
             note: None,
             revised: None,
             published: None,
@@ -299,7 +306,8 @@ impl Homes {
     pub fn of(issues: &[Issue], linkable: impl Fn(&Issue) -> bool) -> Homes {
         let linked: Vec<&Issue> = issues.iter().filter(|i| linkable(i)).collect();
         let count = linked.iter().map(|i| i.digest_count()).sum();
-        let mut homes = Homes { home: foldhash::HashMap::with_capacity_and_hasher(count, Default::default()), ..Homes::default() };
+        let mut homes =
+            Homes { home: foldhash::HashMap::with_capacity_and_hasher(count, Default::default()), ..Homes::default() };
         for (place, issue) in linked.into_iter().enumerate() {
             let place = u32::try_from(place).expect("fewer than 2^32 issues");
             homes.issue_ids.push(issue.id.clone());
@@ -321,7 +329,9 @@ impl Homes {
     /// Fills in (or clears) `target` of every closest entry of `d`.
     pub fn resolve_digest(&self, d: &mut Digest) {
         for c in &mut d.closest {
-            c.target = self.target(&c.reference).map(|(digest_id, issue_id)| Box::new(ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() }));
+            c.target = self.target(&c.reference).map(|(digest_id, issue_id)| {
+                Box::new(ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() })
+            });
         }
     }
 
@@ -405,7 +415,11 @@ mod tests {
         let shape: Vec<(String, u32, Vec<Vec<&str>>)> = issues
             .iter()
             .map(|i| {
-                (i.id.clone(), i.number, i.days.iter().map(|d| d.digests.iter().map(|x| x.file_name.as_str()).collect()).collect())
+                (
+                    i.id.clone(),
+                    i.number,
+                    i.days.iter().map(|d| d.digests.iter().map(|x| x.file_name.as_str()).collect()).collect(),
+                )
             })
             .collect();
         assert_eq!(
@@ -452,7 +466,10 @@ mod tests {
         ];
         let issues = group_into_issues(vec![a, b], &MONDAY, &PinnedNumbers::new());
         let c = &issues[0].days[0].digests[0].closest;
-        assert_eq!(c[0].target.as_deref(), Some(&ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() }));
+        assert_eq!(
+            c[0].target.as_deref(),
+            Some(&ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() })
+        );
         assert_eq!(c[1].target, None);
         assert_eq!(c[1].title, "Elsewhere");
     }

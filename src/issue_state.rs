@@ -85,7 +85,11 @@ pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Ro
         let due_at = schedule::due_at(cron, &rule, week);
         let published = publication.is_some() || issue.is_some_and(|i| project.is_published(i));
         let state = if let Some(s) = sends.get(id) {
-            if s.finished_at.is_some() { State::Sent { sent: s.sent, audience: s.audience } } else { State::Sending { sent: s.sent, audience: s.audience } }
+            if s.finished_at.is_some() {
+                State::Sent { sent: s.sent, audience: s.audience }
+            } else {
+                State::Sending { sent: s.sent, audience: s.audience }
+            }
         } else if let Some(at) = publication.and_then(|p| p.skipped_at).and_then(time) {
             State::Skipped { at, due_at }
         } else if !published {
@@ -93,20 +97,33 @@ pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Ro
         } else {
             let on_its_own = schedule::sends_on_its_own(cron, &rule, now, config.schedule.max_lateness, week);
             let late = !on_its_own && due_at.is_some_and(|d| d <= now);
-            let held: Vec<String> = issue.map(|i| project.held_back_by(i).iter().map(ToString::to_string).collect()).unwrap_or_default();
+            let held: Vec<String> =
+                issue.map(|i| project.held_back_by(i).iter().map(ToString::to_string).collect()).unwrap_or_default();
             if let Some(first) = held.first() {
-                let why = if held.len() == 1 { first.clone() } else { format!("{first} (and {} more digest problems)", held.len() - 1) };
+                let why = if held.len() == 1 {
+                    first.clone()
+                } else {
+                    format!("{first} (and {} more digest problems)", held.len() - 1)
+                };
                 State::HeldBack { why, due_at, late }
             } else if issue.is_none() {
                 // Its digests are gone: nothing can be sent until they are back.
-                State::HeldBack { why: format!("the week has no digests any more; restore them into {}", config.paths.digests.display()), due_at, late }
+                State::HeldBack {
+                    why: format!(
+                        "the week has no digests any more; restore them into {}",
+                        config.paths.digests.display()
+                    ),
+                    due_at,
+                    late,
+                }
             } else if on_its_own {
                 State::Due { fire: schedule::latest_fire(cron, &rule, now).unwrap_or(now) }
             } else {
                 State::Published { due_at, late }
             }
         };
-        let label = issue.map(|i| i.label.clone()).unwrap_or_else(|| issue::week_label(week, week + chrono::Duration::days(6)));
+        let label =
+            issue.map(|i| i.label.clone()).unwrap_or_else(|| issue::week_label(week, week + chrono::Duration::days(6)));
         rows.push(Row {
             id: id.to_string(),
             number: publication.map(|p| p.number).or(issue.map(|i| i.number)).unwrap_or(0),
@@ -123,7 +140,9 @@ pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Ro
 pub fn describe(row: &Row, project: &Project) -> String {
     let config = &project.config;
     let local = |t: &DateTime<Utc>| t.with_timezone(&config.schedule.timezone).format("%Y-%m-%d %H:%M %Z").to_string();
-    let due = |d: &Option<DateTime<Utc>>| d.as_ref().map(local).unwrap_or_else(|| "never (the schedule does not fire again)".into());
+    let due = |d: &Option<DateTime<Utc>>| {
+        d.as_ref().map(local).unwrap_or_else(|| "never (the schedule does not fire again)".into())
+    };
     let lateness = humantime::format_duration(config.schedule.max_lateness);
     match &row.state {
         State::Draft => "draft".into(),
@@ -131,11 +150,16 @@ pub fn describe(row: &Row, project: &Project) -> String {
         State::Due { fire } => format!("due at {}: the next round sends it", local(fire)),
         State::Published { due_at, late: false } => format!("published, not sent yet: due at {}", due(due_at)),
         State::Published { due_at, late: true } => {
-            format!("published, not sent: due at {} and more than {lateness} late, so it is not sent on its own", due(due_at))
+            format!(
+                "published, not sent: due at {} and more than {lateness} late, so it is not sent on its own",
+                due(due_at)
+            )
         }
         State::HeldBack { why, .. } => format!("held back: {why}"),
         State::Sending { sent, audience } => format!("sending {sent}/{audience}"),
-        State::Sent { sent, audience } => format!("sent {sent}{}", if sent == audience { String::new() } else { format!(" (of {audience})") }),
+        State::Sent { sent, audience } => {
+            format!("sent {sent}{}", if sent == audience { String::new() } else { format!(" (of {audience})") })
+        }
         State::Skipped { at, due_at } => format!("skipped as late since {} (on {})", due(due_at), local(at)),
     }
 }

@@ -38,16 +38,29 @@ pub fn read_folder(dir: &Path) -> std::io::Result<(BTreeMap<NaiveDate, Note>, Ve
 }
 
 fn read_file(path: &Path) -> Result<(NaiveDate, Note), ParseError> {
-    let problem = |line: usize, message: String, date: Option<NaiveDate>| ParseError { path: path.to_path_buf(), line, message, date };
+    let problem = |line: usize, message: String, date: Option<NaiveDate>| ParseError {
+        path: path.to_path_buf(),
+        line,
+        message,
+        date,
+    };
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
     let week = NaiveDate::parse_from_str(stem, "%Y-%m-%d").map_err(|_| {
-        problem(0, format!("`{stem}` is not the first day of a week; name a note after its issue, such as 2023-07-17.md"), None)
+        problem(
+            0,
+            format!("`{stem}` is not the first day of a week; name a note after its issue, such as 2023-07-17.md"),
+            None,
+        )
     })?;
     let text = read_text(path).map_err(|(line, message)| problem(line, message, Some(week)))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text).replace("\r\n", "\n");
     for (n, line) in text.lines().enumerate() {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
-            return Err(problem(n + 1, format!("holds the control character U+{:04X}, which no reader can see; remove it", c as u32), Some(week)));
+            return Err(problem(
+                n + 1,
+                format!("holds the control character U+{:04X}, which no reader can see; remove it", c as u32),
+                Some(week),
+            ));
         }
     }
     if let (_, Some(at)) = markdown::nesting(&text) {
@@ -69,7 +82,8 @@ mod tests {
     #[test]
     fn notes_are_read_by_week_and_bad_ones_named() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("2023-07-17.md"), "\u{feff}Hello *readers*.\r\n\r\nSecond paragraph.\r\n").unwrap();
+        std::fs::write(dir.path().join("2023-07-17.md"), "\u{feff}Hello *readers*.\r\n\r\nSecond paragraph.\r\n")
+            .unwrap();
         std::fs::write(dir.path().join("july.md"), "x").unwrap();
         std::fs::write(dir.path().join("2023-07-24.md"), "fine\nbell \u{7} here\n").unwrap();
         std::fs::write(dir.path().join("2023-07-31.txt"), "not a note").unwrap();
@@ -79,7 +93,11 @@ mod tests {
         assert_eq!(notes[&week].markdown, "Hello *readers*.\n\nSecond paragraph.");
         let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert_eq!(problems.len(), 2, "{texts:?}");
-        assert!(texts[0].ends_with("2023-07-24.md:2: holds the control character U+0007, which no reader can see; remove it"), "{texts:?}");
+        assert!(
+            texts[0]
+                .ends_with("2023-07-24.md:2: holds the control character U+0007, which no reader can see; remove it"),
+            "{texts:?}"
+        );
         assert!(texts[1].contains("july.md: `july` is not the first day of a week"), "{texts:?}");
         assert!(read_folder(&dir.path().join("missing")).unwrap().0.is_empty());
     }

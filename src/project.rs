@@ -110,7 +110,12 @@ impl Project {
     }
 
     /// `load` or `load_to_build`, as `cache_use` says.
-    pub async fn load_with(config: Config, store: Option<&Store>, now: DateTime<Utc>, cache_use: CacheUse) -> anyhow::Result<Project> {
+    pub async fn load_with(
+        config: Config,
+        store: Option<&Store>,
+        now: DateTime<Utc>,
+        cache_use: CacheUse,
+    ) -> anyhow::Result<Project> {
         let templates = load_templates(&config)?;
         let rule = week_rule(&config);
         let (digests, stamps) = read_digests(&config, &rule, cache_use)?;
@@ -165,7 +170,8 @@ impl Project {
     fn refresh(&mut self) {
         issue::number_issues(&mut self.issues, &self.record.numbers());
         self.set_revised();
-        let published: BTreeSet<String> = self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
+        let published: BTreeSet<String> =
+            self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
         let homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
         // A light issue's links are resolved when it is read whole (`whole`).
         self.issues.iter_mut().filter(|i| !i.is_light()).for_each(|issue| homes.resolve(issue));
@@ -236,7 +242,11 @@ impl Project {
 
     /// The digests `light` (of this project's issues) read again whole, by id, their closest
     /// links resolved against `homes`.
-    fn whole_digests(&self, light: &[&digest::Digest], homes: &issue::Homes) -> anyhow::Result<BTreeMap<String, digest::Digest>> {
+    fn whole_digests(
+        &self,
+        light: &[&digest::Digest],
+        homes: &issue::Homes,
+    ) -> anyhow::Result<BTreeMap<String, digest::Digest>> {
         let mut whole = BTreeMap::new();
         for mut d in self.read_digests_again(light)? {
             homes.resolve_digest(&mut d);
@@ -279,7 +289,8 @@ impl Project {
             None => self.read_whole(issue)?,
         };
         // As the project holds the issue now: publishing may have numbered it or moved links.
-        (whole.number, whole.revised, whole.published, whole.note) = (issue.number, issue.revised, issue.published, issue.note.clone());
+        (whole.number, whole.revised, whole.published, whole.note) =
+            (issue.number, issue.revised, issue.published, issue.note.clone());
         homes.resolve(&mut whole);
         Ok(Cow::Owned(whole))
     }
@@ -340,9 +351,16 @@ impl Project {
         let label = issue::week_label(start, start + chrono::Duration::days(6));
         let before = self.issues.iter().rev().find(|i| i.start < start);
         let after = self.issues.iter().find(|i| i.start > start);
-        let nearest: Vec<String> =
-            [before, after].into_iter().flatten().map(|i| format!("#{} {} (--week {})", i.number, i.label, i.id)).collect();
-        let hint = if nearest.is_empty() { "there are no issues at all; add digests first".to_string() } else { format!("the nearest issues: {}", nearest.join(", ")) };
+        let nearest: Vec<String> = [before, after]
+            .into_iter()
+            .flatten()
+            .map(|i| format!("#{} {} (--week {})", i.number, i.label, i.id))
+            .collect();
+        let hint = if nearest.is_empty() {
+            "there are no issues at all; add digests first".to_string()
+        } else {
+            format!("the nearest issues: {}", nearest.join(", "))
+        };
         let which = if default { " (the last complete week; name another with --week)" } else { "" };
         Err(UsageError(format!("the week of {label}{which} has no digests, so there is no issue for it; {hint}")))
     }
@@ -374,7 +392,9 @@ impl Project {
     /// content of every published issue, so that an edit becomes a revision in the feeds. Returns
     /// the issues published by this call.
     pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
-        if let Some(example) = explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none()) {
+        if let Some(example) =
+            explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none())
+        {
             return Err(UsageError(format!(
                 "the week of {} holds only the example digest `gazette init` wrote (id {}), which is never published; \
                  write a digest of your own and delete the example",
@@ -385,8 +405,12 @@ impl Project {
         }
         let (new, changes) = self.publication_changes(explicit)?;
         if let Some(id) = explicit {
-            let skipped: Vec<String> =
-                self.issues.iter().filter(|i| i.id.as_str() < id && !self.is_published(i)).map(|i| i.label.clone()).collect();
+            let skipped: Vec<String> = self
+                .issues
+                .iter()
+                .filter(|i| i.id.as_str() < id && !self.is_published(i))
+                .map(|i| i.label.clone())
+                .collect();
             if !skipped.is_empty() {
                 tracing::warn!(
                     "publishing {id} by hand before the earlier weeks {}: they are still drafts, and will be numbered after it when they are published",
@@ -413,8 +437,10 @@ impl Project {
     pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<PublicationChanges> {
         let mut changes = Vec::new();
         let mut new = Vec::new();
-        let wanted: Vec<&Issue> = self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
-        let hashes = render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
+        let wanted: Vec<&Issue> =
+            self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
+        let hashes =
+            render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
         for (issue, hash) in wanted.into_iter().zip(hashes) {
             match self.record.get(&issue.id) {
                 Some(p) if p.content_hash == hash => {}
@@ -444,8 +470,19 @@ impl Project {
 
     /// Sends `issue` to every active subscriber, exactly once each (resuming an earlier run). The
     /// issue must be published first: its number is the recorded one.
-    pub async fn send(&self, store: &Store, issue: &Issue, transport: &Transport, stop: &StopFlag, progress: &dyn Progress) -> anyhow::Result<SendReport> {
-        anyhow::ensure!(self.record.get(&issue.id).is_some(), "internal error: issue {} is sent before it is published", issue.id);
+    pub async fn send(
+        &self,
+        store: &Store,
+        issue: &Issue,
+        transport: &Transport,
+        stop: &StopFlag,
+        progress: &dyn Progress,
+    ) -> anyhow::Result<SendReport> {
+        anyhow::ensure!(
+            self.record.get(&issue.id).is_some(),
+            "internal error: issue {} is sent before it is published",
+            issue.id
+        );
         let email = std::sync::Arc::new(self.prepare_email(issue, false)?);
         deliver::send_issue(store, &self.config, &issue.id, issue.number, email, transport, stop, progress).await
     }
@@ -499,7 +536,9 @@ impl Project {
         };
         let inputs = Fingerprint::of(&[&format!("{:?}", config.with_paths_in_one_spelling()), templates.fingerprint()]);
         let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
-        let key_of = |issue: &Issue| -> anyhow::Result<String> { Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?, homes)) };
+        let key_of = |issue: &Issue| -> anyhow::Result<String> {
+            Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?, homes))
+        };
 
         // 1. Pages: those whose inputs or file changed. The email size is checked for the issues
         // that may still be sent (the one asked for, or the newest `[feeds] items`): compiling
@@ -512,22 +551,37 @@ impl Project {
         };
         let recent_from = issues.len().saturating_sub(config.feeds.items);
         let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
-        let keys: Vec<String> = render::par_map(&pages, |issue| key_of(issue)).into_iter().collect::<anyhow::Result<_>>()?;
-        let stale: Vec<bool> =
-            pages.iter().zip(&keys).map(|(i, key)| !cache.page_is_current(&i.id, key, &folder.join(urls::issue_file(&i.id)))).collect();
-        let wanted: Vec<bool> = pages.iter().map(|i| only.is_some_and(|id| id == i.id) || recent.contains(i.id.as_str())).collect();
+        let keys: Vec<String> =
+            render::par_map(&pages, |issue| key_of(issue)).into_iter().collect::<anyhow::Result<_>>()?;
+        let stale: Vec<bool> = pages
+            .iter()
+            .zip(&keys)
+            .map(|(i, key)| !cache.page_is_current(&i.id, key, &folder.join(urls::issue_file(&i.id))))
+            .collect();
+        let wanted: Vec<bool> =
+            pages.iter().map(|i| only.is_some_and(|id| id == i.id) || recent.contains(i.id.as_str())).collect();
         // Each wanted email's size (or why it fails), as recorded or else checked below.
-        let mut emails: Vec<Option<Result<usize, String>>> =
-            pages.iter().zip(&keys).zip(&wanted).map(|((i, key), &w)| if w { cache.email_check(&i.id, key) } else { None }).collect();
+        let mut emails: Vec<Option<Result<usize, String>>> = pages
+            .iter()
+            .zip(&keys)
+            .zip(&wanted)
+            .map(|((i, key), &w)| if w { cache.email_check(&i.id, key) } else { None })
+            .collect();
         let unchecked: Vec<bool> = (0..pages.len()).map(|k| wanted[k] && emails[k].is_none()).collect();
         let work: Vec<usize> = (0..pages.len()).filter(|&k| stale[k] || unchecked[k]).collect();
         for batch in work.chunks(BATCH) {
             let rendered = render::par_map(batch, |&k| -> anyhow::Result<_> {
                 // What shows an issue's digests needs it whole (see `Project::whole`).
                 let issue = &self.whole_linked(pages[k], homes)?;
-                let page = if stale[k] { Some(render::render_issue_page(config, templates, issues, issue).map_err(template_error)?) } else { None };
+                let page = if stale[k] {
+                    Some(render::render_issue_page(config, templates, issues, issue).map_err(template_error)?)
+                } else {
+                    None
+                };
                 let email = unchecked[k].then(|| {
-                    render::email_html_size(config, templates, issue).map(|(bytes, _)| bytes).map_err(|e| email_failure(issue, e).0)
+                    render::email_html_size(config, templates, issue)
+                        .map(|(bytes, _)| bytes)
+                        .map_err(|e| email_failure(issue, e).0)
                 });
                 Ok((page, email))
             });
@@ -551,7 +605,9 @@ impl Project {
             }
             // One week's email that fails is reported, and the archive is written all the same.
             match emails[k].take() {
-                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => written.too_large.push((issue.id.clone(), bytes)),
+                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => {
+                    written.too_large.push((issue.id.clone(), bytes))
+                }
                 Some(Err(e)) => written.email_failures.push(e),
                 _ => {}
             }
@@ -568,7 +624,8 @@ impl Project {
         // newest issues (each by its page's key, which covers what its content is made from),
         // and each theme's name, oldest year and newest digests (by their issues' keys).
         let newest = render::feed_issues(config, issues);
-        let mut known: HashMap<&str, &str> = pages.iter().zip(&keys).map(|(i, k)| (i.id.as_str(), k.as_str())).collect();
+        let mut known: HashMap<&str, &str> =
+            pages.iter().zip(&keys).map(|(i, k)| (i.id.as_str(), k.as_str())).collect();
         let mut computed: Vec<(String, String)> = Vec::new();
         for issue in newest.iter().copied().chain(plan.iter().flat_map(|t| t.shown.iter().map(|(i, _)| *i))) {
             if !known.contains_key(issue.id.as_str()) && !computed.iter().any(|(id, _)| *id == issue.id) {
@@ -587,7 +644,11 @@ impl Project {
             }
         }
         let feeds_key = fingerprint.finish();
-        let paths: Vec<String> = ["rss.xml", "atom.xml", "feed.json"].into_iter().map(String::from).chain(plan.iter().map(|t| t.path.clone())).collect();
+        let paths: Vec<String> = ["rss.xml", "atom.xml", "feed.json"]
+            .into_iter()
+            .map(String::from)
+            .chain(plan.iter().map(|t| t.path.clone()))
+            .collect();
         let record_id = |path: &str| format!("file:{path}");
         written.theme_feeds = plan.len();
         if paths.iter().all(|p| cache.page_is_current(&record_id(p), &feeds_key, &folder.join(p))) {
@@ -595,10 +656,12 @@ impl Project {
                 write(p, None, &mut written)?;
             }
         } else {
-            let kept_contents: Vec<Option<String>> = newest.iter().map(|i| cache.feed_content(&i.id, known[i.id.as_str()])).collect();
+            let kept_contents: Vec<Option<String>> =
+                newest.iter().map(|i| cache.feed_content(&i.id, known[i.id.as_str()])).collect();
             let missing: Vec<usize> = (0..newest.len()).filter(|&k| kept_contents[k].is_none()).collect();
             let mut rendered = render::par_map(&missing, |&k| -> anyhow::Result<String> {
-                Ok(render::render_issue_content(config, templates, &*self.whole_linked(newest[k], homes)?).map_err(template_error)?)
+                Ok(render::render_issue_content(config, templates, &*self.whole_linked(newest[k], homes)?)
+                    .map_err(template_error)?)
             })
             .into_iter();
             let mut items = Vec::with_capacity(newest.len());
@@ -613,8 +676,11 @@ impl Project {
                 };
                 items.push(FeedItem { issue, content_html });
             }
-            let shown: BTreeMap<&str, &digest::Digest> =
-                plan.iter().flat_map(|t| t.shown.iter().map(|(_, d)| (d.id.as_str(), *d))).filter(|(_, d)| d.light).collect();
+            let shown: BTreeMap<&str, &digest::Digest> = plan
+                .iter()
+                .flat_map(|t| t.shown.iter().map(|(_, d)| (d.id.as_str(), *d)))
+                .filter(|(_, d)| d.light)
+                .collect();
             let shown: Vec<&digest::Digest> = shown.into_values().collect();
             let whole_shown = self.whole_digests(&shown, homes)?;
             for f in render::render_feeds_of(config, templates, &items, &plan, &whole_shown).map_err(template_error)? {
@@ -658,7 +724,8 @@ fn read_again(was: &digest::Digest, read: digest::FileResult) -> anyhow::Result<
         Ok(d) if d.date == was.date && d.id == was.id => Ok(d),
         Ok(_) => anyhow::bail!("{}: its date {changed}", was.path.display()),
         Err(problems) => {
-            let first = problems.first().map_or_else(|| format!("{}: cannot be read", was.path.display()), ToString::to_string);
+            let first =
+                problems.first().map_or_else(|| format!("{}: cannot be read", was.path.display()), ToString::to_string);
             anyhow::bail!("{first}: the file {changed}")
         }
     }
@@ -706,7 +773,8 @@ pub fn scaffold(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         (dir.join("digests").join(EXAMPLE_DIGEST.0), EXAMPLE_DIGEST.1),
     ];
     files.extend(render::BUILTIN.iter().map(|(name, source)| (dir.join("templates").join(name), *source)));
-    let existing: Vec<String> = files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
+    let existing: Vec<String> =
+        files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
     if !existing.is_empty() {
         return Err(UsageError(format!(
             "{} already holds a project; nothing was written. These files exist: {}",
@@ -734,10 +802,18 @@ pub fn week_rule(config: &Config) -> WeekRule {
 /// sorted, with each file's stamp. Files unchanged since the build cache recorded them are not
 /// read again, and their digests are light (`Digest::light`); with `CacheUse::Update` the cache
 /// is brought up to date.
-pub fn read_digests(config: &Config, rule: &WeekRule, cache_use: CacheUse) -> Result<(build_cache::Digests, build_cache::Stamps), ConfigError> {
+pub fn read_digests(
+    config: &Config,
+    rule: &WeekRule,
+    cache_use: CacheUse,
+) -> Result<(build_cache::Digests, build_cache::Stamps), ConfigError> {
     let dir = &config.paths.digests;
     let (mut digests, stamps) = build_cache::read_digests(dir, &config.paths.cache, rule, cache_use).map_err(|e| {
-        ConfigError(format!("cannot read the digests folder {}: {e}; set [paths] digests in {}", dir.display(), config.describe_source()))
+        ConfigError(format!(
+            "cannot read the digests folder {}: {e}; set [paths] digests in {}",
+            dir.display(),
+            config.describe_source()
+        ))
     })?;
     digests.problems.sort();
     Ok((digests, stamps))
@@ -747,8 +823,13 @@ pub fn read_digests(config: &Config, rule: &WeekRule, cache_use: CacheUse) -> Re
 /// one named after a day inside a week says which name it needs.
 fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [Issue]) -> Result<Vec<ParseError>, ConfigError> {
     let dir = &config.paths.notes;
-    let (notes, mut problems) = crate::notes::read_folder(dir)
-        .map_err(|e| ConfigError(format!("cannot read the notes folder {}: {e}; set [paths] notes in {}", dir.display(), config.describe_source())))?;
+    let (notes, mut problems) = crate::notes::read_folder(dir).map_err(|e| {
+        ConfigError(format!(
+            "cannot read the notes folder {}: {e}; set [paths] notes in {}",
+            dir.display(),
+            config.describe_source()
+        ))
+    })?;
     for (week, note) in notes {
         if let Some(issue) = issues.iter_mut().find(|i| i.start == week) {
             issue.note = Some(note.markdown);
@@ -758,7 +839,10 @@ fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [Issue]) -> Resul
         let message = if start != week {
             format!("issues are named after the first day of their week: rename this note {start}.md")
         } else {
-            format!("the week of {} has no digests, so there is no issue to show this note with", issue::week_label(start, start + chrono::Duration::days(6)))
+            format!(
+                "the week of {} has no digests, so there is no issue to show this note with",
+                issue::week_label(start, start + chrono::Duration::days(6))
+            )
         };
         problems.push(ParseError { path: note.path, line: 0, message, date: Some(week) });
     }
@@ -771,11 +855,14 @@ pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
     let dir = &config.paths.templates;
     let mut files = Vec::new();
     if dir.is_dir() {
-        let entries = std::fs::read_dir(dir).map_err(|e| ConfigError(format!("cannot read the templates folder {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| ConfigError(format!("cannot read the templates folder {}: {e}", dir.display())))?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
         paths.sort();
         for path in paths {
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.')) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).filter(|n| !n.starts_with('.')) else {
+                continue;
+            };
             let source = std::fs::read_to_string(&path)
                 .map_err(|e| ConfigError(format!("{}: cannot read the template: {e}", path.display())))?;
             files.push(TemplateFile { name: name.to_string(), path: path.clone(), source });
@@ -811,10 +898,12 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create the folder {}", dir.display()))?;
     // The process's own temporary name: two processes writing the same archive (a build beside a
     // running scheduler, two schedulers sharing a folder) each move a whole file into place.
-    let tmp = dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
-    let written = std::fs::write(&tmp, contents)
-        .with_context(|| format!("cannot write {}", tmp.display()))
-        .and_then(|_| std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display())));
+    let tmp =
+        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let written =
+        std::fs::write(&tmp, contents).with_context(|| format!("cannot write {}", tmp.display())).and_then(|_| {
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+        });
     if written.is_err() {
         // Nothing half-done stays behind in a served folder.
         let _ = std::fs::remove_file(&tmp);
@@ -881,7 +970,10 @@ mod tests {
     async fn only_due_weeks_are_published_and_numbers_stay_put() {
         let dir = tempfile::tempdir().unwrap();
         // Weeks of 3, 10 (empty), 17 and 24 July 2023 (Mondays).
-        let config = project_in(dir.path(), &[("001_aa.txt", "20230704"), ("002_bb.txt", "20230719"), ("003_cc.txt", "20230725")]);
+        let config = project_in(
+            dir.path(),
+            &[("001_aa.txt", "20230704"), ("002_bb.txt", "20230719"), ("003_cc.txt", "20230725")],
+        );
         let store = Store::open(&config.paths.database).await.unwrap();
         // Monday 24 July, 08:05 in London: the week of the 17th is due, the week of the 24th is not.
         let mut p = Project::load(config.clone(), Some(&store), at("2023-07-24T08:05:00+01:00")).await.unwrap();
@@ -891,7 +983,10 @@ mod tests {
         let written = p.write_site(Site::Published, None).unwrap();
         assert_eq!(written.pages, 2);
         assert!(!config.paths.out.join("issues/2023-07-24").exists());
-        assert!(!std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap().contains("issue-2023-07-24"), "the draft week of the 24th is in no feed");
+        assert!(
+            !std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap().contains("issue-2023-07-24"),
+            "the draft week of the 24th is in no feed"
+        );
 
         // A week later, the week of the 24th is due: number 3.
         let mut p = Project::load(config.clone(), Some(&store), at("2023-07-31T09:00:00+01:00")).await.unwrap();
@@ -917,7 +1012,11 @@ mod tests {
         p.publish(&store, None).await.unwrap();
         assert_eq!(p.issues()[0].revised, None);
         let path = config.paths.digests.join("001_aa.txt");
-        std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("Something happened.", "Something else happened.")).unwrap();
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&path).unwrap().replace("Something happened.", "Something else happened."),
+        )
+        .unwrap();
         let mut p = Project::load(config.clone(), Some(&store), at("2023-07-12T10:00:00Z")).await.unwrap();
         p.publish(&store, None).await.unwrap();
         assert_eq!(p.issues()[0].number, 1);

@@ -114,7 +114,12 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
         if let Ok((bytes, shortened)) = &size
             && let Some(report) = shortened.report(config.email.max_html_bytes, issue.digest_count())
         {
-            r.shortened.push(format!("issue #{} ({}): the email ({} KB) is {report}", issue.number, issue.id, bytes.div_ceil(1024)));
+            r.shortened.push(format!(
+                "issue #{} ({}): the email ({} KB) is {report}",
+                issue.number,
+                issue.id,
+                bytes.div_ceil(1024)
+            ));
         }
         match size {
             Err(e) => r.add(Severity::Config, e.to_string()),
@@ -131,7 +136,8 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
         }
     }
     // Whole, as `check` reads every digest anyway (the emails above).
-    let published: anyhow::Result<Vec<_>> = project.published().into_iter().map(|i| project.whole(i).map(|w| w.into_owned())).collect();
+    let published: anyhow::Result<Vec<_>> =
+        project.published().into_iter().map(|i| project.whole(i).map(|w| w.into_owned())).collect();
     let published = match published {
         Ok(published) => published,
         Err(e) => return r.add(Severity::Content, format!("{e:#}")),
@@ -190,7 +196,10 @@ fn check_sending(config: &Config, r: &mut Readiness) {
         r.add(Severity::Config, format!("{e:#}"));
     }
     if let Some(secret) = std::env::var_os(SECRET_VAR) {
-        let checked = secret.into_string().map_err(|_| "is not valid UTF-8".to_string()).and_then(|s| TokenKey::new(s.into_bytes()));
+        let checked = secret
+            .into_string()
+            .map_err(|_| "is not valid UTF-8".to_string())
+            .and_then(|s| TokenKey::new(s.into_bytes()));
         if let Err(e) = checked {
             r.add(Severity::Config, format!("{SECRET_VAR}: {e}"));
         }
@@ -231,7 +240,9 @@ pub struct Placeholder {
 impl std::fmt::Display for Placeholder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let fix = match self.key {
-            "[site] base_url" => "readers' links and List-Unsubscribe would point there; set it to the newsletter's public https:// address",
+            "[site] base_url" => {
+                "readers' links and List-Unsubscribe would point there; set it to the newsletter's public https:// address"
+            }
             "[email] editor" => "test copies would go nowhere; use the editor's real address",
             "[email] bounce_address" => "failure notices would go nowhere; use an address at your own domain",
             _ => "readers' replies would go nowhere; use an address at your own domain",
@@ -243,7 +254,8 @@ impl std::fmt::Display for Placeholder {
 /// Every placeholder in the configuration, in the order of the file.
 pub fn placeholders(config: &Config) -> Vec<Placeholder> {
     let mut found = Vec::new();
-    if let Some(why) = url::Url::parse(&config.site.base_url).ok().and_then(|u| u.host().and_then(|h| placeholder_host(&h)))
+    if let Some(why) =
+        url::Url::parse(&config.site.base_url).ok().and_then(|u| u.host().and_then(|h| placeholder_host(&h)))
     {
         found.push(Placeholder { key: "[site] base_url", value: config.site.base_url.clone(), why });
     }
@@ -280,8 +292,12 @@ fn placeholder_host(host: &url::Host<&str>) -> Option<String> {
         IpAddr::V6(a) if a.is_loopback() => "is a loopback address (this machine only)",
         IpAddr::V6(a) if a.is_unspecified() => "is the unspecified address",
         // fc00::/7, unique local; fe80::/10, link-local.
-        IpAddr::V6(a) if a.segments()[0] & 0xfe00 == 0xfc00 => "is a private address (fc00::/7), not reachable from readers' machines",
-        IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => "is a link-local address, not reachable from readers' machines",
+        IpAddr::V6(a) if a.segments()[0] & 0xfe00 == 0xfc00 => {
+            "is a private address (fc00::/7), not reachable from readers' machines"
+        }
+        IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80 => {
+            "is a link-local address, not reachable from readers' machines"
+        }
         _ => return None,
     };
     Some(why.into())

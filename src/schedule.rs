@@ -60,7 +60,12 @@ pub fn decide(
 
 /// Fire times this round is responsible for, oldest first: those after the last round, and always
 /// the latest one at or before `now`.
-fn fire_times(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>, last_round: Option<DateTime<Utc>>) -> Vec<DateTime<Utc>> {
+fn fire_times(
+    cron: &cron::Schedule,
+    rule: &WeekRule,
+    now: DateTime<Utc>,
+    last_round: Option<DateTime<Utc>>,
+) -> Vec<DateTime<Utc>> {
     let floor = now - chrono::Duration::days(LOOKBACK_DAYS);
     let all: Vec<DateTime<Utc>> = fires_after(cron, rule, floor).take_while(|t| *t <= now).take(100_000).collect();
     let Some(&latest) = all.last() else { return Vec::new() };
@@ -101,7 +106,13 @@ pub fn due_at(cron: &cron::Schedule, rule: &WeekRule, week: NaiveDate) -> Option
 
 /// Whether a round at `now` sends the issue of `week` (not sent yet) on its own: it is the week of
 /// the latest fire time, and that fire time is at most `max_lateness` ago (as `decide` says).
-pub fn sends_on_its_own(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>, max_lateness: Duration, week: NaiveDate) -> bool {
+pub fn sends_on_its_own(
+    cron: &cron::Schedule,
+    rule: &WeekRule,
+    now: DateTime<Utc>,
+    max_lateness: Duration,
+    week: NaiveDate,
+) -> bool {
     let lateness = chrono::Duration::from_std(max_lateness).unwrap_or(chrono::Duration::MAX);
     latest_fire(cron, rule, now).is_some_and(|fire| rule.last_complete_week(fire) == week && now - fire <= lateness)
 }
@@ -116,7 +127,11 @@ pub fn next_fire(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>) -> 
 /// a zone, skips a time that a clock change removes (01:30 on the last Sunday of March in London),
 /// which would lose that week's issue; here such a time fires at the first instant after the gap.
 /// A wall-clock time that happens twice (clocks going back) fires once, at its first occurrence.
-fn fires_after<'a>(cron: &'a cron::Schedule, rule: &WeekRule, from: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + 'a {
+fn fires_after<'a>(
+    cron: &'a cron::Schedule,
+    rule: &WeekRule,
+    from: DateTime<Utc>,
+) -> impl Iterator<Item = DateTime<Utc>> + 'a {
     let tz = rule.timezone;
     let wall = from.with_timezone(&tz).naive_local() - chrono::Duration::hours(3);
     cron.after(&Utc.from_utc_datetime(&wall)).map(move |w| to_instant(tz, w.naive_utc())).filter(move |t| *t > from)
@@ -170,7 +185,9 @@ mod tests {
 
     #[test]
     fn a_sent_week_is_not_sent_again() {
-        let d = decide(&cron("0 0 8 * * Mon"), &LONDON, at("2023-07-24T08:05:00+01:00"), None, SIX_HOURS, |w| w == day("2023-07-17"));
+        let d = decide(&cron("0 0 8 * * Mon"), &LONDON, at("2023-07-24T08:05:00+01:00"), None, SIX_HOURS, |w| {
+            w == day("2023-07-17")
+        });
         assert_eq!(d, vec![Decision::AlreadySent { week: day("2023-07-17") }]);
     }
 
@@ -194,7 +211,14 @@ mod tests {
     #[test]
     fn weeks_missed_while_down_are_reported_and_only_the_latest_is_sent() {
         let c = cron("0 0 8 * * Mon");
-        let d = decide(&c, &LONDON, at("2023-07-24T09:00:00+01:00"), Some(at("2023-07-03T09:00:00+01:00")), SIX_HOURS, |_| false);
+        let d = decide(
+            &c,
+            &LONDON,
+            at("2023-07-24T09:00:00+01:00"),
+            Some(at("2023-07-03T09:00:00+01:00")),
+            SIX_HOURS,
+            |_| false,
+        );
         assert_eq!(
             d,
             vec![
@@ -253,9 +277,15 @@ mod tests {
         // Mid-week, the week in progress is never due.
         assert_eq!(due_through(&c, &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2023-07-17")));
         // A schedule that fires mid-week (Thursday) publishes the last complete week then, not the current one.
-        assert_eq!(due_through(&cron("0 0 9 * * Thu"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2023-07-17")));
+        assert_eq!(
+            due_through(&cron("0 0 9 * * Thu"), &LONDON, at("2023-07-27T12:00:00+01:00")),
+            Some(day("2023-07-17"))
+        );
         // A yearly schedule still finds its last fire time.
-        assert_eq!(due_through(&cron("0 0 8 1 Jan *"), &LONDON, at("2023-07-27T12:00:00+01:00")), Some(day("2022-12-19")));
+        assert_eq!(
+            due_through(&cron("0 0 8 1 Jan *"), &LONDON, at("2023-07-27T12:00:00+01:00")),
+            Some(day("2022-12-19"))
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> any
     );
     loop {
         let ok = round(config, &store, &transport, &stop, at).await?;
-        let Some((next, week)) = schedule::next_fire(&config.schedule.cron, &rule, if once { at } else { Utc::now() }) else {
+        let Some((next, week)) = schedule::next_fire(&config.schedule.cron, &rule, if once { at } else { Utc::now() })
+        else {
             tracing::warn!("`{}` never fires again; nothing more to schedule", config.schedule.cron_text);
             return Ok(ok);
         };
@@ -73,7 +74,13 @@ pub async fn run(config: &Config, once: bool, now: Option<DateTime<Utc>>) -> any
 }
 
 /// One round at `now`. Returns false when something due could not be sent.
-pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: &StopFlag, now: DateTime<Utc>) -> anyhow::Result<bool> {
+pub async fn round(
+    config: &Config,
+    store: &Store,
+    transport: &Transport,
+    stop: &StopFlag,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
     let pool = store.pool();
     read_bounces(config, store).await;
     let mut project = Project::load_to_build(config.clone(), Some(store), now).await?;
@@ -87,7 +94,11 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
     }
     if !project.problems.is_empty() {
         let list: Vec<String> = project.problems.iter().map(ToString::to_string).collect();
-        tracing::error!("{} digest(s) cannot be read and are left out; the sends of their weeks wait until they are fixed:\n{}", list.len(), list.join("\n"));
+        tracing::error!(
+            "{} digest(s) cannot be read and are left out; the sends of their weeks wait until they are fixed:\n{}",
+            list.len(),
+            list.join("\n")
+        );
     }
     let site = project.write_site(Site::Published, None)?;
     crate::project::warn_email(&site);
@@ -135,7 +146,9 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
             Decision::AlreadySent { .. } if skipped(&issue.id) => {
                 tracing::info!("issue #{} ({}) was skipped (`gazette skip`); not sending it", issue.number, issue.label)
             }
-            Decision::AlreadySent { .. } => tracing::info!("issue #{} ({}) was already sent; nothing to do", issue.number, issue.label),
+            Decision::AlreadySent { .. } => {
+                tracing::info!("issue #{} ({}) was already sent; nothing to do", issue.number, issue.label)
+            }
             // Reminded of below, with every other issue that will not be sent on its own.
             Decision::Missed { .. } => {}
             Decision::Send { fire, .. } => {
@@ -156,33 +169,61 @@ pub async fn round(config: &Config, store: &Store, transport: &Transport, stop: 
 }
 
 /// What is due at `now`, given the last round and the sends that started.
-async fn decisions(config: &Config, project: &Project, store: &Store, now: DateTime<Utc>) -> anyhow::Result<Vec<Decision>> {
-    let last_round = store.setting(LAST_ROUND).await?.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc));
+async fn decisions(
+    config: &Config,
+    project: &Project,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Decision>> {
+    let last_round = store
+        .setting(LAST_ROUND)
+        .await?
+        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc));
     let started = ledger::started_sends(store.pool()).await?;
     let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
     // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
-    Ok(schedule::decide(&config.schedule.cron, &project.rule(), now, last_round, config.schedule.max_lateness, |week| {
-        let id = week.format("%Y-%m-%d").to_string();
-        started.contains(&id) || skipped(&id)
-    }))
+    Ok(schedule::decide(
+        &config.schedule.cron,
+        &project.rule(),
+        now,
+        last_round,
+        config.schedule.max_lateness,
+        |week| {
+            let id = week.format("%Y-%m-%d").to_string();
+            started.contains(&id) || skipped(&id)
+        },
+    ))
 }
 
 /// `run --once --dry-run`: what one round at `now` would read, publish and send, as lines for
 /// the editor, from the same decisions the round makes. Writes nothing: no database row (not even
 /// the round's time), no file (no pages, no build cache), no message moved in the bounce mailbox.
-pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-    let mut lines = vec![format!("dry run of one round at {}: nothing is changed or sent", now.with_timezone(&config.schedule.timezone).to_rfc3339())];
+pub async fn dry_round(
+    config: &Config,
+    store: &Store,
+    transport: &Transport,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<String>> {
+    let mut lines = vec![format!(
+        "dry run of one round at {}: nothing is changed or sent",
+        now.with_timezone(&config.schedule.timezone).to_rfc3339()
+    )];
     lines.push(match &config.bounces.mailbox {
         None => "bounce mailbox: not configured ([bounces] mailbox)".to_string(),
         Some(BounceMailbox::Maildir(dir)) => {
             let mut count = 0;
             for sub in ["new", "cur"] {
-                count += crate::bounces::source::files_in(&dir.join(sub)).with_context(|| format!("reading the bounce mailbox {}", dir.display()))?.len();
+                count += crate::bounces::source::files_in(&dir.join(sub))
+                    .with_context(|| format!("reading the bounce mailbox {}", dir.display()))?
+                    .len();
             }
             format!("bounce mailbox {}: would read {count} message(s) (left where they are)", dir.display())
         }
         // Connecting would be a network round trip and a login: a dry run only says it would.
-        Some(imap @ BounceMailbox::Imap { .. }) => format!("bounce mailbox {imap}: would be read (a dry run does not connect to it)"),
+        Some(imap @ BounceMailbox::Imap { .. }) => {
+            format!("bounce mailbox {imap}: would be read (a dry run does not connect to it)")
+        }
     });
 
     let project = Project::load_with(config.clone(), Some(store), now, CacheUse::Read).await?;
@@ -199,7 +240,10 @@ pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, no
         lines.push("nothing new to publish".into());
     }
     if !project.problems.is_empty() {
-        lines.push(format!("{} digest(s) cannot be read and would be left out (`gazette check` lists them)", project.problems.len()));
+        lines.push(format!(
+            "{} digest(s) cannot be read and would be left out (`gazette check` lists them)",
+            project.problems.len()
+        ));
     }
     lines.push(format!("would bring the archive in {} up to date", config.paths.out.display()));
 
@@ -210,7 +254,13 @@ pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, no
             continue;
         };
         let plan = SendPlan::of(store, &issue.id).await?;
-        lines.push(format!("would resume the send of issue #{} ({}): {} message(s) to go via {}", issue.number, issue.label, plan.to_send(), transport.describe()));
+        lines.push(format!(
+            "would resume the send of issue #{} ({}): {} message(s) to go via {}",
+            issue.number,
+            issue.label,
+            plan.to_send(),
+            transport.describe()
+        ));
         sends += 1;
     }
     for decision in decisions(config, &project, store, now).await? {
@@ -221,7 +271,13 @@ pub async fn dry_round(config: &Config, store: &Store, transport: &Transport, no
             continue;
         }
         let plan = SendPlan::of(store, &issue.id).await?;
-        lines.push(format!("would send issue #{} ({}) to {} subscriber(s) via {}", issue.number, issue.label, plan.to_send(), transport.describe()));
+        lines.push(format!(
+            "would send issue #{} ({}) to {} subscriber(s) via {}",
+            issue.number,
+            issue.label,
+            plan.to_send(),
+            transport.describe()
+        ));
         sends += 1;
     }
     // The round's reminders, in the log as the round logs them.
@@ -260,9 +316,18 @@ async fn send(project: &Project, store: &Store, transport: &Transport, stop: &St
         Ok(report) => {
             let c = &report.counts;
             if report.recovered > 0 {
-                tracing::warn!("{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again", report.recovered);
+                tracing::warn!(
+                    "{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again",
+                    report.recovered
+                );
             }
-            tracing::info!("issue #{} ({}): {} sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
+            tracing::info!(
+                "issue #{} ({}): {} sent now via {}; in all {c}",
+                issue.number,
+                issue.label,
+                report.sent_now,
+                transport.describe()
+            );
             c.pending == 0 && !report.interrupted
         }
         Err(e) => {

@@ -201,7 +201,11 @@ mod tests {
         let k = key("a secret of sufficient length");
         let t = bounce_token(&k, 4711, "2023-07-17");
         assert_eq!(verify_bounce_token(&k, &t), Some((4711, "2023-07-17".to_string())));
-        assert_eq!(verify_bounce_token(&k, &t.to_ascii_uppercase()), Some((4711, "2023-07-17".to_string())), "case is ignored");
+        assert_eq!(
+            verify_bounce_token(&k, &t.to_ascii_uppercase()),
+            Some((4711, "2023-07-17".to_string())),
+            "case is ignored"
+        );
         assert!(t.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'-'), "{t}");
         assert!(format!("bounces+{}", bounce_token(&k, 9_999_999, "2023-07-17")).len() <= 64);
         // Another issue, subscriber or key; the unsubscribe MAC; a cut or flipped tag: refused.

@@ -33,7 +33,8 @@ fn the_development_corpus_meets_the_goals_against_sisimai() {
     };
     let p = Project::new("");
     // Each source's folder, as an operator would name them: `import` reads a folder file by file.
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(corpus.join("messages")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut folders: Vec<PathBuf> =
+        std::fs::read_dir(corpus.join("messages")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     folders.sort();
     let mut args = vec!["bounces".to_string(), "import".into(), "--dry-run".into(), "--format".into(), "json".into()];
     args.extend(folders.iter().map(|f| f.display().to_string()));
@@ -60,12 +61,21 @@ fn the_development_corpus_meets_the_goals_against_sisimai() {
     assert_eq!(share("autoreplies"), 1.0, "every auto-reply left alone: {}", misses("autoreplies"));
     let fp = &score["false_permanent"];
     let false_share = fp["count"].as_f64().unwrap() / fp["permanent_emitted"].as_f64().unwrap();
-    assert!(false_share <= 0.01, "false permanent {false_share:.3}: {}", serde_json::to_string_pretty(&fp["misses"]).unwrap());
+    assert!(
+        false_share <= 0.01,
+        "false permanent {false_share:.3}: {}",
+        serde_json::to_string_pretty(&fp["misses"]).unwrap()
+    );
 
     // Complaints: Sisimai's placeholder aside, 95% named.
     let complaints = &score["complaints"];
-    let placeholders = complaints["misses"].as_array().unwrap().iter().filter(|m| m["recipient"] == UNDISCLOSED).count() as f64;
-    assert!(placeholders <= 2.0, "only the two reports that name no recipient are counted out: {}", misses("complaints"));
+    let placeholders =
+        complaints["misses"].as_array().unwrap().iter().filter(|m| m["recipient"] == UNDISCLOSED).count() as f64;
+    assert!(
+        placeholders <= 2.0,
+        "only the two reports that name no recipient are counted out: {}",
+        misses("complaints")
+    );
     let named = complaints["ok"].as_f64().unwrap() / (complaints["n"].as_f64().unwrap() - placeholders);
     assert!(named >= 0.95, "complaints {named:.3}: {}", misses("complaints"));
 }

@@ -17,8 +17,13 @@ fn key() -> gazette::token::TokenKey {
 
 /// The subscribers' ids by address, from `subscribers list --format json`.
 fn ids(p: &Project) -> std::collections::HashMap<String, i64> {
-    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
-    list.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap().to_string(), s["id"].as_i64().unwrap())).collect()
+    let list: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["email"].as_str().unwrap().to_string(), s["id"].as_i64().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -36,7 +41,10 @@ fn each_delivery_goes_out_from_its_own_verp_address_asking_for_failure_notices_o
         let mail = header(&m.raw, "X-Mail-Args").unwrap();
         let mut words = mail.split_whitespace();
         let sender = words.next().unwrap().trim_matches(['<', '>']);
-        let token = sender.strip_prefix("bounces+").and_then(|t| t.strip_suffix("@signals.example.org")).unwrap_or_else(|| panic!("{mail}"));
+        let token = sender
+            .strip_prefix("bounces+")
+            .and_then(|t| t.strip_suffix("@signals.example.org"))
+            .unwrap_or_else(|| panic!("{mail}"));
         assert_eq!(gazette::token::verify_bounce_token(&key(), token), Some((id, ISSUE.to_string())), "{mail}");
         assert!(sender.split('@').next().unwrap().len() <= 64, "RFC 5321 local part: {sender}");
         let params: Vec<&str> = words.collect();
@@ -48,7 +56,10 @@ fn each_delivery_goes_out_from_its_own_verp_address_asking_for_failure_notices_o
         let from = header(&m.raw, "From").unwrap();
         assert!(from.ends_with("<newsletter@signals.example.org>") && !from.contains("bounces"), "{from}");
     }
-    assert_eq!(got.iter().map(|m| header(&m.raw, "X-Mail-Args").unwrap()).collect::<std::collections::HashSet<_>>().len(), readers.len());
+    assert_eq!(
+        got.iter().map(|m| header(&m.raw, "X-Mail-Args").unwrap()).collect::<std::collections::HashSet<_>>().len(),
+        readers.len()
+    );
 
     // A server that does not offer DSN gets the VERP sender and no DSN parameters (RFC 3461 §4).
     let no_dsn = Sink::start(&["-N"]);
@@ -78,7 +89,9 @@ fn import_json(p: &Project, paths: &[&std::path::Path]) -> Vec<serde_json::Value
     let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     args.extend(paths.iter().map(String::as_str));
     let out = p.expect(0, &args);
-    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}"))).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {l}")))
+        .collect()
 }
 
 /// What the import must find in one message of tests/bounces.
@@ -92,7 +105,14 @@ struct Fixture {
     complained: &'static [&'static str],
 }
 
-const fn fixture(file: &'static str, index: Option<u64>, kind: &'static str, permanent: &'static [&'static str], temporary: &'static [&'static str], complained: &'static [&'static str]) -> Fixture {
+const fn fixture(
+    file: &'static str,
+    index: Option<u64>,
+    kind: &'static str,
+    permanent: &'static [&'static str],
+    temporary: &'static [&'static str],
+    complained: &'static [&'static str],
+) -> Fixture {
     Fixture { file, index, kind, permanent, temporary, complained }
 }
 
@@ -158,7 +178,13 @@ fn a_folder_of_real_world_reports_is_read_whatever_the_file_names_and_nothing_ch
         expect_fixture(line, fixture);
     }
     let list = p.expect(0, &["subscribers", "list", "--status", "active"]);
-    assert!(list.contains(&format!("{} subscribers", FIXTURES.iter().map(|f| f.permanent.len() + f.temporary.len() + f.complained.len()).sum::<usize>())), "{list}");
+    assert!(
+        list.contains(&format!(
+            "{} subscribers",
+            FIXTURES.iter().map(|f| f.permanent.len() + f.temporary.len() + f.complained.len()).sum::<usize>()
+        )),
+        "{list}"
+    );
 }
 
 /// One test per format: each file alone, as a single message whatever its name ends with.
@@ -243,7 +269,13 @@ fn sent_to(sink: &Sink) -> std::collections::HashMap<String, (String, String)> {
     sink.messages()
         .into_iter()
         .map(|m| {
-            let sender = header(&m.raw, "X-Mail-Args").unwrap().split_whitespace().next().unwrap().trim_matches(['<', '>']).to_string();
+            let sender = header(&m.raw, "X-Mail-Args")
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches(['<', '>'])
+                .to_string();
             (m.rcpt.clone(), (sender, m.message_id.clone()))
         })
         .collect()
@@ -285,7 +317,14 @@ fn reports(sink: &Sink, readers: &[String]) -> Vec<String> {
     let (verp1, id1) = &sent[&readers[1]];
     let (verp2, id2) = &sent[&readers[2]];
     vec![
-        dsn(verp0, &readers[0], id0, "failed", "5.1.1", "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown"),
+        dsn(
+            verp0,
+            &readers[0],
+            id0,
+            "failed",
+            "5.1.1",
+            "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown",
+        ),
         dsn(verp1, &readers[1], id1, "delayed", "4.2.2", "452 4.2.2 Mailbox full"),
         arf(verp2, id2),
         format!(
@@ -300,12 +339,18 @@ fn reports(sink: &Sink, readers: &[String]) -> Vec<String> {
 /// issue goes only to the second and fourth.
 fn check_policy_and_next_issue(p: &Project, sink: &Sink, readers: &[String], env: &[(&str, &str)]) {
     let bounced = p.expect(0, &["subscribers", "list", "--status", "bounced"]);
-    assert!(bounced.contains(&readers[0]) && bounced.contains("REASON") && bounced.contains("5.1.1 550 5.1.1"), "{bounced}");
+    assert!(
+        bounced.contains(&readers[0]) && bounced.contains("REASON") && bounced.contains("5.1.1 550 5.1.1"),
+        "{bounced}"
+    );
     assert!(bounced.contains("1 subscriber"), "{bounced}");
     let complained = p.expect(0, &["subscribers", "list", "--status", "complained"]);
     assert!(complained.contains(&readers[2]) && complained.contains("complaint: abuse report"), "{complained}");
     let active = p.expect(0, &["subscribers", "list", "--status", "active"]);
-    assert!(active.contains(&readers[1]) && active.contains(&readers[3]) && active.contains("2 subscribers"), "{active}");
+    assert!(
+        active.contains(&readers[1]) && active.contains(&readers[3]) && active.contains("2 subscribers"),
+        "{active}"
+    );
 
     let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
     assert_eq!(status["returned"], serde_json::json!({"permanent": 1, "temporary": 1, "complaints": 1}), "{status}");
@@ -317,7 +362,8 @@ fn check_policy_and_next_issue(p: &Project, sink: &Sink, readers: &[String], env
     let before = sink.messages().len();
     let (code, log) = once_with(p, "2023-07-31T08:05:00+01:00", env);
     assert_eq!(code, 0, "{log}");
-    let mut next: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    let mut next: Vec<String> =
+        sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
     next.sort();
     assert_eq!(next, [readers[1].clone(), readers[3].clone()], "{log}");
     assert_eq!(sink.messages().len(), before + 2);
@@ -329,8 +375,16 @@ fn once(p: &Project, now: &str) -> (i32, String) {
 
 /// `gazette run --once --now NOW` with these variables set; its exit code and its log.
 fn once_with(p: &Project, now: &str, env: &[(&str, &str)]) -> (i32, String) {
-    let out = p.command(&["run", "--once", "--now", now]).env("RUST_LOG", "gazette=debug").envs(env.iter().copied()).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = p
+        .command(&["run", "--once", "--now", now])
+        .env("RUST_LOG", "gazette=debug")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 #[test]
@@ -338,12 +392,19 @@ fn reports_in_a_maildir_stop_the_next_issue_to_the_bounced_and_the_complaining()
     let sink = Sink::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
-    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n", sink.smtp_config(), maildir.display().to_string()));
+    let p = Project::new(&format!(
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n",
+        sink.smtp_config(),
+        maildir.display().to_string()
+    ));
     let readers = p.import_readers(4);
     // A mailbox that is not there is said, and does not hold the send back.
     let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains(&format!("{} is not a maildir", maildir.display())) && log.contains("[bounces] mailbox"), "{log}");
+    assert!(
+        log.contains(&format!("{} is not a maildir", maildir.display())) && log.contains("[bounces] mailbox"),
+        "{log}"
+    );
     assert_eq!(sink.messages().len(), 4);
 
     for sub in ["cur", "new", "tmp"] {
@@ -355,9 +416,15 @@ fn reports_in_a_maildir_stop_the_next_issue_to_the_bounced_and_the_complaining()
     // A round with nothing due reads the mailbox.
     let (code, log) = once(&p, "2023-07-26T12:00:00+01:00");
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"), "{log}");
+    assert!(
+        log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"),
+        "{log}"
+    );
     assert!(common::read_messages(&maildir.join("new")).is_empty(), "nothing is left to read twice");
-    let moved: Vec<_> = std::fs::read_dir(maildir.join(".Processed/cur")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let moved: Vec<_> = std::fs::read_dir(maildir.join(".Processed/cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     assert_eq!(moved.len(), 4, "nothing is deleted: {moved:?}");
     assert!(moved.iter().all(|n| n.ends_with(":2,S")), "{moved:?}");
     check_policy_and_next_issue(&p, &sink, &readers, &[]);
@@ -381,8 +448,13 @@ impl Dovecot {
     fn start() -> Option<Dovecot> {
         let openssl = std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
         if !std::path::Path::new(DOVECOT).exists() || !openssl || common::python_with(&["imaplib", "ssl"]).is_none() {
-            assert!(std::env::var_os("CI").is_none(), "{DOVECOT}, openssl or python3 is missing; .ci/run installs dovecot-imapd");
-            eprintln!("SKIPPED: {DOVECOT} (Debian's dovecot-imapd), openssl or python3 is missing; the IMAP test did not run");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{DOVECOT}, openssl or python3 is missing; .ci/run installs dovecot-imapd"
+            );
+            eprintln!(
+                "SKIPPED: {DOVECOT} (Debian's dovecot-imapd), openssl or python3 is missing; the IMAP test did not run"
+            );
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -398,9 +470,19 @@ impl Dovecot {
         std::fs::create_dir_all(d.join("home")).unwrap();
         // Dovecot's login processes refuse to run as root, and so does mail access: as root, its
         // own users; as anyone else, that user throughout.
-        let me = |flag: &str| String::from_utf8(std::process::Command::new("id").arg(flag).output().unwrap().stdout).unwrap().trim().to_string();
+        let me = |flag: &str| {
+            String::from_utf8(std::process::Command::new("id").arg(flag).output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
         let root = me("-u") == "0";
-        let id_of = |flag: &str, user: &str| String::from_utf8(std::process::Command::new("id").args([flag, user]).output().unwrap().stdout).unwrap().trim().to_string();
+        let id_of = |flag: &str, user: &str| {
+            String::from_utf8(std::process::Command::new("id").args([flag, user]).output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
         let (internal, login, uid, gid) = if root {
             ("dovecot".to_string(), "dovenull".to_string(), id_of("-u", "dovecot"), id_of("-g", "dovecot"))
         } else {
@@ -432,10 +514,15 @@ impl Dovecot {
             home = p("home"),
         );
         std::fs::write(d.join("dovecot.conf"), conf).unwrap();
-        let child = std::process::Command::new(DOVECOT).arg("-F").arg("-c").arg(d.join("dovecot.conf")).spawn().unwrap();
+        let child =
+            std::process::Command::new(DOVECOT).arg("-F").arg("-c").arg(d.join("dovecot.conf")).spawn().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "dovecot did not listen: {}", std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dovecot did not listen: {}",
+                std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Some(Dovecot { child, port, dir, ca })
@@ -459,7 +546,15 @@ impl Dovecot {
             std::fs::write(&path, text).unwrap();
             files.push(path);
         }
-        let out = std::process::Command::new("python3").arg("-c").arg(script).arg(self.port.to_string()).arg(self.cert()).arg(IMAP_PASSWORD).args(&files).output().unwrap();
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(self.port.to_string())
+            .arg(self.cert())
+            .arg(IMAP_PASSWORD)
+            .args(&files)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "imaplib: {}", String::from_utf8_lossy(&out.stderr));
     }
 
@@ -503,19 +598,38 @@ fn reports_in_an_imap_mailbox_on_dovecot_stop_the_next_issue_to_the_bounced_and_
     dovecot.append(&reports(&sink, &readers));
     assert_eq!(dovecot.count("INBOX"), 4);
     // A wrong password is refused and named.
-    let out = p.command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", "wrong").output().unwrap();
+    let out = p
+        .command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"])
+        .env("GAZETTE_BOUNCES_PASSWORD", "wrong")
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("refused the login of `bounces`"), "{log}");
     assert_eq!(dovecot.count("INBOX"), 4, "nothing read");
 
-    let out = p.command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD).output().unwrap();
+    let out = p
+        .command(&["run", "--once", "--now", "2023-07-26T12:00:00+01:00"])
+        .env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)
+        .output()
+        .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
-    assert!(log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"), "{log}");
+    assert!(
+        log.contains("bounce mailbox: 4 read: 2 bounces, 1 complaints, 1 ignored, 0 about no known subscriber"),
+        "{log}"
+    );
     assert_eq!((dovecot.count("INBOX"), dovecot.count("Processed")), (0, 4), "moved, not deleted");
     // The next round finds nothing new to read.
-    let out = p.command(&["run", "--once", "--now", "2023-07-27T12:00:00+01:00"]).env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bounce mailbox: 0 read"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = p
+        .command(&["run", "--once", "--now", "2023-07-27T12:00:00+01:00"])
+        .env("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bounce mailbox: 0 read"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     check_policy_and_next_issue(&p, &sink, &readers, &[("GAZETTE_BOUNCES_PASSWORD", IMAP_PASSWORD)]);
 }
 
@@ -555,7 +669,17 @@ fn unreadable_and_a_bounce(sink: &Sink, readers: &[String]) -> Vec<(&'static str
         ("1690000001.M1P1.panic", format!("X-Gazette-Test: panic\r\n{panicking}")),
         ("1690000002.M2P1.empty", String::new()),
         ("1690000003.M3P1.huge", with_huge_attachment()),
-        ("1690000004.M4P1.bounce", dsn(verp0, &readers[0], id0, "failed", "5.1.1", "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown")),
+        (
+            "1690000004.M4P1.bounce",
+            dsn(
+                verp0,
+                &readers[0],
+                id0,
+                "failed",
+                "5.1.1",
+                "550 5.1.1 <reader0000@example.org>: Recipient address rejected: User unknown",
+            ),
+        ),
     ]
 }
 
@@ -565,34 +689,57 @@ fn unreadable_and_a_bounce(sink: &Sink, readers: &[String]) -> Vec<(&'static str
 /// to the other two.
 fn check_set_aside(p: &Project, sink: &Sink, readers: &[String], (code, log): (i32, String), sources: [&str; 3]) {
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("bounce mailbox: 4 read: 1 bounces, 0 complaints, 0 ignored, 0 about no known subscriber, 3 unreadable"), "{log}");
+    assert!(
+        log.contains(
+            "bounce mailbox: 4 read: 1 bounces, 0 complaints, 0 ignored, 0 about no known subscriber, 3 unreadable"
+        ),
+        "{log}"
+    );
     for (source, why) in sources.iter().zip(["reading it made Gazette panic", "it is empty", "MB, over the 10 MB"]) {
-        let line = log.lines().find(|l| l.contains(&format!("{source}: moved to the Unreadable folder"))).unwrap_or_else(|| panic!("{source} is not named: {log}"));
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("{source}: moved to the Unreadable folder")))
+            .unwrap_or_else(|| panic!("{source} is not named: {log}"));
         assert!(line.contains("WARN") && line.contains(why), "{line}");
     }
     assert!(log.contains("X-Gazette-Test: panic") && log.contains("this is a bug in Gazette"), "{log}");
-    assert!(!log.contains("panicked at"), "the caught panic is logged once, not printed by the default panic hook too: {log}");
+    assert!(
+        !log.contains("panicked at"),
+        "the caught panic is logged once, not printed by the default panic hook too: {log}"
+    );
 
-    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
-    let status_of = |who: &str| list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string();
+    let list: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    let status_of = |who: &str| {
+        list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string()
+    };
     assert_eq!(status_of(&readers[0]), "bounced", "the real bounce is applied: {list}");
     assert_eq!(status_of(&readers[1]), "active", "the notice the classifier panicked on changed nothing: {list}");
 
     // The round published the next issue and sent it to the two still active.
-    let mut next: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    let mut next: Vec<String> =
+        sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
     next.sort();
     assert_eq!(next, [readers[1].clone(), readers[2].clone()], "{log}");
-    let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-24", "--json"])).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-24", "--json"])).unwrap();
     assert_eq!((status["number"].as_i64(), status["sent"].as_i64()), (Some(8), Some(2)), "{status}");
     assert_eq!(status["unreadable"]["count"], 3, "{status}");
-    let mut named: Vec<&str> = status["unreadable"]["newest"].as_array().unwrap().iter().map(|u| u["source"].as_str().unwrap()).collect();
+    let mut named: Vec<&str> =
+        status["unreadable"]["newest"].as_array().unwrap().iter().map(|u| u["source"].as_str().unwrap()).collect();
     named.sort();
     let mut wanted = sources.to_vec();
     wanted.sort();
     assert_eq!(named, wanted, "{status}");
-    assert!(status["unreadable"]["newest"].as_array().unwrap().iter().all(|u| !u["why"].as_str().unwrap().is_empty()), "{status}");
+    assert!(
+        status["unreadable"]["newest"].as_array().unwrap().iter().all(|u| !u["why"].as_str().unwrap().is_empty()),
+        "{status}"
+    );
     let text = p.expect(0, &["status", "--week", "2023-07-24"]);
-    assert!(text.contains("3 messages of the bounce mailbox could not be read and were moved into its Unreadable folder"), "{text}");
+    assert!(
+        text.contains("3 messages of the bounce mailbox could not be read and were moved into its Unreadable folder"),
+        "{text}"
+    );
     for (source, why) in sources.iter().zip(["reading it made Gazette panic", "it is empty", "MB, over the 10 MB"]) {
         assert!(text.lines().any(|l| l.contains(source) && l.contains(why)), "{source}: {text}");
     }
@@ -606,7 +753,11 @@ fn unreadable_messages_in_a_maildir_are_set_aside_and_the_round_publishes_and_se
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(maildir.join(sub)).unwrap();
     }
-    let p = Project::new(&format!("{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n", sink.smtp_config(), maildir.display().to_string()));
+    let p = Project::new(&format!(
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n",
+        sink.smtp_config(),
+        maildir.display().to_string()
+    ));
     let readers = p.import_readers(3);
     let (code, log) = once(&p, "2023-07-24T08:05:00+01:00");
     assert_eq!((code, sink.messages().len()), (0, 3), "{log}");
@@ -621,7 +772,10 @@ fn unreadable_messages_in_a_maildir_are_set_aside_and_the_round_publishes_and_se
 
     // On disk: the three in .Unreadable/cur (whole, seen), the bounce in .Processed/cur, none left.
     let names = |folder: &str| -> Vec<String> {
-        let mut n: Vec<String> = std::fs::read_dir(maildir.join(folder)).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut n: Vec<String> = std::fs::read_dir(maildir.join(folder))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         n.sort();
         n
     };
@@ -658,10 +812,15 @@ fn unreadable_messages_in_an_imap_mailbox_on_dovecot_are_set_aside_and_the_round
     let source = |uid: usize| format!("imaps://bounces@127.0.0.1:{}/INBOX;UID={uid}", dovecot.port);
     let round = once_with(&p, "2023-07-31T08:05:00+01:00", &env);
     check_set_aside(&p, &sink, &readers, round, [&source(1), &source(4), &source(2)]);
-    assert_eq!((dovecot.count("INBOX"), dovecot.count("Unreadable"), dovecot.count("Processed")), (0, 3, 1), "moved, not deleted");
+    assert_eq!(
+        (dovecot.count("INBOX"), dovecot.count("Unreadable"), dovecot.count("Processed")),
+        (0, 3, 1),
+        "moved, not deleted"
+    );
     // The huge one was never downloaded: Dovecot logs what each session sent (`out=` bytes).
     let dovecot_log = std::fs::read_to_string(dovecot.dir.path().join("dovecot.log")).unwrap();
-    let sent: Vec<u64> = dovecot_log.split(" out=").skip(1).map(|s| s.split(' ').next().unwrap().trim().parse().unwrap()).collect();
+    let sent: Vec<u64> =
+        dovecot_log.split(" out=").skip(1).map(|s| s.split(' ').next().unwrap().trim().parse().unwrap()).collect();
     assert!(!sent.is_empty() && sent.iter().all(|&n| n < 1024 * 1024), "{dovecot_log}");
 
     // The next round reads nothing again.
@@ -694,8 +853,15 @@ impl Dovecot {
 
 /// Every subscriber's status and reason, by address, from `subscribers list --format json`.
 fn statuses(p: &Project) -> std::collections::BTreeMap<String, (String, serde_json::Value)> {
-    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
-    list.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap().to_string(), (s["status"].as_str().unwrap().to_string(), s["reason"].clone()))).collect()
+    let list: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (s["email"].as_str().unwrap().to_string(), (s["status"].as_str().unwrap().to_string(), s["reason"].clone()))
+        })
+        .collect()
 }
 
 #[test]
@@ -709,7 +875,11 @@ fn refusals_at_rcpt_bounce_only_the_address_that_does_not_work() {
     let unknown = "bob@example.net=550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown in virtual mailbox table";
     let full = "cy@example.com=552 5.2.2 <cy@example.com>: Mailbox full";
     let relay = Relay::start(Mode::StartTls, &ca.localhost, &["--refuse", spam, "--refuse", unknown, "--refuse", full]);
-    let p = Project::new(&format!("[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\ntimeout = \"10s\"\nca_file = {:?}\n", relay.url(), ca.ca.display().to_string()));
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\ntimeout = \"10s\"\nca_file = {:?}\n",
+        relay.url(),
+        ca.ca.display().to_string()
+    ));
     for a in ["ada@gmail.com", "bob@example.net", "cy@example.com", "dee@gmail.com"] {
         p.expect(0, &["subscribers", "add", a]);
     }
@@ -719,8 +889,16 @@ fn refusals_at_rcpt_bounce_only_the_address_that_does_not_work() {
     assert_eq!(delivered, [["dee@gmail.com"]]);
 
     let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
-    assert_eq!((status["sent"].as_i64(), status["bounced"].as_i64(), status["failed"].as_i64()), (Some(1), Some(1), Some(2)), "{status}");
-    assert_eq!(status["deliverability"], serde_json::json!([{"provider": "gmail.com", "reason": "spamdetected", "messages": 1}]), "{status}");
+    assert_eq!(
+        (status["sent"].as_i64(), status["bounced"].as_i64(), status["failed"].as_i64()),
+        (Some(1), Some(1), Some(2)),
+        "{status}"
+    );
+    assert_eq!(
+        status["deliverability"],
+        serde_json::json!([{"provider": "gmail.com", "reason": "spamdetected", "messages": 1}]),
+        "{status}"
+    );
     let text = p.expect(0, &["status", "--week", WEEK]);
     assert!(text.contains("gmail.com refused 1 message as spam (spamdetected)"), "{text}");
     let active = serde_json::Value::Null;
@@ -730,7 +908,8 @@ fn refusals_at_rcpt_bounce_only_the_address_that_does_not_work() {
         ("cy@example.com", ("active", active.clone())),
         ("dee@gmail.com", ("active", active)),
     ];
-    let expected: std::collections::BTreeMap<String, (String, serde_json::Value)> = expected.into_iter().map(|(a, (s, r))| (a.to_string(), (s.to_string(), r))).collect();
+    let expected: std::collections::BTreeMap<String, (String, serde_json::Value)> =
+        expected.into_iter().map(|(a, (s, r))| (a.to_string(), (s.to_string(), r))).collect();
     assert_eq!(statuses(&p), expected);
 }
 
@@ -741,15 +920,31 @@ fn reports_of_spam_a_full_mailbox_and_an_unknown_user_each_do_what_the_policy_sa
     let readers = p.import_readers(3);
     p.expect(0, &["send", "--week", WEEK]);
     let sent = sent_to(&sink);
-    let report = |i: usize, status: &str, diagnostic: &str| dsn(&sent[&readers[i]].0, &readers[i], &sent[&readers[i]].1, "failed", status, diagnostic);
+    let report = |i: usize, status: &str, diagnostic: &str| {
+        dsn(&sent[&readers[i]].0, &readers[i], &sent[&readers[i]].1, "failed", status, diagnostic)
+    };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("1-spam.eml"), report(0, "5.7.1", "550 5.7.1 Message rejected as spam: likely unsolicited mail")).unwrap();
+    std::fs::write(
+        dir.path().join("1-spam.eml"),
+        report(0, "5.7.1", "550 5.7.1 Message rejected as spam: likely unsolicited mail"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("2-full.eml"), report(1, "5.2.2", "552 5.2.2 Mailbox full")).unwrap();
-    std::fs::write(dir.path().join("3-unknown.eml"), report(2, "5.1.1", "550 5.1.1 <reader0002@example.org>: User unknown")).unwrap();
+    std::fs::write(
+        dir.path().join("3-unknown.eml"),
+        report(2, "5.1.1", "550 5.1.1 <reader0002@example.org>: User unknown"),
+    )
+    .unwrap();
     let out = p.expect(0, &["bounces", "import", dir.path().to_str().unwrap()]);
-    let line = |name: &str| out.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no line for {name}:\n{out}")).to_string();
+    let line = |name: &str| {
+        out.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("no line for {name}:\n{out}")).to_string()
+    };
     let spam = line("1-spam.eml");
-    assert!(spam.contains("refused as spam (spamdetected) for reader0000@example.org") && spam.contains("not counted against the reader"), "{spam}");
+    assert!(
+        spam.contains("refused as spam (spamdetected) for reader0000@example.org")
+            && spam.contains("not counted against the reader"),
+        "{spam}"
+    );
     assert!(line("2-full.eml").contains("temporary failure counted (1 of 3 issues in a row)"), "{out}");
     assert!(line("3-unknown.eml").contains("now bounced"), "{out}");
     assert!(out.contains("1 subscribers now bounced"), "{out}");
@@ -763,9 +958,17 @@ fn reports_of_spam_a_full_mailbox_and_an_unknown_user_each_do_what_the_policy_sa
     assert_eq!(statuses(&p), expected);
     let status: serde_json::Value = serde_json::from_str(&p.expect(0, &["status", "--week", WEEK, "--json"])).unwrap();
     assert_eq!(status["returned"], serde_json::json!({"permanent": 1, "temporary": 1, "complaints": 0}), "{status}");
-    assert_eq!(status["deliverability"], serde_json::json!([{"provider": "example.org", "reason": "spamdetected", "messages": 1}]), "{status}");
+    assert_eq!(
+        status["deliverability"],
+        serde_json::json!([{"provider": "example.org", "reason": "spamdetected", "messages": 1}]),
+        "{status}"
+    );
     // The refused message did not arrive: failed; the full mailbox's stays sent (a report of it may be temporary).
-    assert_eq!((status["sent"].as_i64(), status["failed"].as_i64(), status["bounced"].as_i64()), (Some(1), Some(1), Some(1)), "{status}");
+    assert_eq!(
+        (status["sent"].as_i64(), status["failed"].as_i64(), status["bounced"].as_i64()),
+        (Some(1), Some(1), Some(1)),
+        "{status}"
+    );
     let text = p.expect(0, &["status", "--week", WEEK]);
     assert!(text.contains("example.org refused 1 message as spam (spamdetected)"), "{text}");
     // Read again, the same reports record nothing new.
@@ -794,10 +997,17 @@ fn the_readme_lists_every_reason_under_what_it_does() {
             break;
         }
     }
-    let headings = [(Scope::Address, "**Stop the mail at once**"), (Scope::Mailbox, "**Count as temporary**"), (Scope::Sender, "**The sender's problem")];
+    let headings = [
+        (Scope::Address, "**Stop the mail at once**"),
+        (Scope::Mailbox, "**Count as temporary**"),
+        (Scope::Sender, "**The sender's problem"),
+    ];
     assert_eq!(bullets.len(), headings.len(), "one bullet per scope: {bullets:#?}");
     for bullet in &bullets {
-        let (scope, _) = headings.iter().find(|(_, h)| bullet.starts_with(h)).unwrap_or_else(|| panic!("a bullet that does not say what its reasons do: {bullet}"));
+        let (scope, _) = headings
+            .iter()
+            .find(|(_, h)| bullet.starts_with(h))
+            .unwrap_or_else(|| panic!("a bullet that does not say what its reasons do: {bullet}"));
         // Every code span without a space is a reason's name (`gazette status` is not one).
         let mut named: Vec<&str> = bullet.split('`').skip(1).step_by(2).filter(|span| !span.contains(' ')).collect();
         for name in &named {
@@ -823,7 +1033,14 @@ fn a_failure_at_a_forwarding_address_is_attributed_to_the_reader_it_was_sent_to(
     std::fs::write(dir.path().join("forwarded.eml"), forwarded).unwrap();
     let out = p.expect(0, &["bounces", "import", &dir.path().join("forwarded.eml").display().to_string()]);
     assert!(out.contains("ada@example.org (by the address") && out.contains("now bounced"), "{out}");
-    let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
-    let status = |who: &str| list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string();
-    assert_eq!((status("ada@example.org").as_str(), status("bob@example.org").as_str()), ("bounced", "active"), "{list}");
+    let list: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    let status = |who: &str| {
+        list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["status"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        (status("ada@example.org").as_str(), status("bob@example.org").as_str()),
+        ("bounced", "active"),
+        "{list}"
+    );
 }

@@ -27,7 +27,10 @@ fn project(digests: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("publish.toml"),
-        format!("[paths]\ndigests = {:?}\nout = \"out\"\ndatabase = \"db/gazette.db\"\n", digests.display().to_string()),
+        format!(
+            "[paths]\ndigests = {:?}\nout = \"out\"\ndatabase = \"db/gazette.db\"\n",
+            digests.display().to_string()
+        ),
     )
     .unwrap();
     dir
@@ -38,9 +41,9 @@ fn the_example_corpus_is_clean_and_counted() {
     let out = gazette(&repo().join("publish.toml"), &["check"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    let files = std::fs::read_dir(repo().join("digests")).unwrap().filter(|e| {
-        e.as_ref().unwrap().path().extension().is_some_and(|x| x == "txt")
-    });
+    let files = std::fs::read_dir(repo().join("digests"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "txt"));
     let count = files.count();
     assert!(count >= 60, "the example corpus has about 60 digests, found {count}");
     // The generator spreads its digests over 12 weeks from 5 June 2023; 10 of them have digests.
@@ -55,9 +58,17 @@ fn broken_digests_are_all_named_with_lines_and_the_good_ones_still_counted() {
     std::fs::create_dir(&d).unwrap();
     std::fs::write(d.join("000_86102eed948879ef.txt"), &seed).unwrap();
     std::fs::write(d.join("001_1111111111111111.txt"), seed.replacen("[20230723]", "[20230732]", 1)).unwrap();
-    std::fs::write(d.join("002_2222222222222222.txt"), seed.replacen("(https://www.alessio", "(javascript:alert(1)//www.alessio", 1)).unwrap();
+    std::fs::write(
+        d.join("002_2222222222222222.txt"),
+        seed.replacen("(https://www.alessio", "(javascript:alert(1)//www.alessio", 1),
+    )
+    .unwrap();
     std::fs::write(d.join("003_3333333333333333.txt"), seed.replacen("## Summary", "## Abstract", 1)).unwrap();
-    std::fs::write(d.join("004_4444444444444444.txt"), b"# __T__, from ([20230723](https://x.org).)\n\n__[External link](https://x.org)__\n\n## Summary\n\n\xff\xfe\n").unwrap();
+    std::fs::write(
+        d.join("004_4444444444444444.txt"),
+        b"# __T__, from ([20230723](https://x.org).)\n\n__[External link](https://x.org)__\n\n## Summary\n\n\xff\xfe\n",
+    )
+    .unwrap();
     std::fs::write(d.join("README.md"), "not a digest").unwrap();
     let p = project(&d);
     let out = gazette(&p.path().join("publish.toml"), &["check"]);
@@ -65,10 +76,26 @@ fn broken_digests_are_all_named_with_lines_and_the_good_ones_still_counted() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     let name = |f: &str| d.join(f).display().to_string();
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:1: `20230732` is not a valid date", name("001_1111111111111111.txt")))), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:3: the external link", name("002_2222222222222222.txt")))), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7: unknown section `## Abstract`", name("003_3333333333333333.txt")))), "{stdout}");
-    assert!(lines.iter().any(|l| l.starts_with(&format!("{}:7:", name("004_4444444444444444.txt"))) && l.contains("UTF-8")), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{}:1: `20230732` is not a valid date", name("001_1111111111111111.txt")))),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{}:3: the external link", name("002_2222222222222222.txt")))),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{}:7: unknown section `## Abstract`", name("003_3333333333333333.txt")))),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!("{}:7:", name("004_4444444444444444.txt"))) && l.contains("UTF-8")),
+        "{stdout}"
+    );
     // Other files are not digests: each is named, as a warning that counts as no problem.
     assert!(lines.contains(&format!("warning: {} is not read: only `.txt` files are digests; if this is one, rename it NNN_<16 hex digits>.txt (gazette new makes one)", name("README.md")).as_str()), "{stdout}");
     assert_eq!(*lines.last().unwrap(), "1 digest, 1 issue, 5 problems (5 in 4 digest files)", "{stdout}");
@@ -83,7 +110,15 @@ fn files_not_read_and_a_missing_date_are_said_as_such() {
     std::fs::write(d.join("000_86102eed948879ef.txt"), &seed).unwrap();
     std::fs::write(d.join("notes.md"), &seed).unwrap();
     std::fs::write(d.join("001_xyz.txt"), &seed).unwrap();
-    std::fs::write(d.join("002_2222222222222222.txt"), seed.replacen("from ([20230723](https://kghosh.substack.com/p/20230723).)", "from (https://kghosh.substack.com/p/20230723).", 1)).unwrap();
+    std::fs::write(
+        d.join("002_2222222222222222.txt"),
+        seed.replacen(
+            "from ([20230723](https://kghosh.substack.com/p/20230723).)",
+            "from (https://kghosh.substack.com/p/20230723).",
+            1,
+        ),
+    )
+    .unwrap();
     let p = project(&d);
     let out = gazette(&p.path().join("publish.toml"), &["check"]);
     let (stdout, stderr) = text(&out);
@@ -111,7 +146,8 @@ fn the_nasty_corpus_is_read_without_problems() {
     };
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     // The generator really did write the hard cases.
-    let all: String = std::fs::read_dir(&d).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    let all: String =
+        std::fs::read_dir(&d).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
     assert!(all.contains("\r\n") && all.contains('\u{feff}') && all.contains("\\|") && all.contains("<script>"));
     let p = project(&d);
     let out = gazette(&p.path().join("publish.toml"), &["check"]);
@@ -119,9 +155,13 @@ fn the_nasty_corpus_is_read_without_problems() {
     // 300 digests in 12 weeks (about 25 a week, with long summaries) make emails that would pass
     // the size budget whole: they are shortened to fit, which check reports without calling it a
     // problem. No digest has a problem.
-    let (summary, findings) = stdout.trim_end().rsplit_once('\n').map(|(f, s)| (s, f)).unwrap_or((stdout.trim_end(), ""));
+    let (summary, findings) =
+        stdout.trim_end().rsplit_once('\n').map(|(f, s)| (s, f)).unwrap_or((stdout.trim_end(), ""));
     for line in findings.lines() {
-        assert!(line.starts_with("issue #") && line.contains("shortened to fit [email] max_html_kb = 90"), "not a size note: {line}\n{stderr}");
+        assert!(
+            line.starts_with("issue #") && line.contains("shortened to fit [email] max_html_kb = 90"),
+            "not a size note: {line}\n{stderr}"
+        );
     }
     assert!(!findings.is_empty(), "some weeks of the nasty corpus are heavy: {stdout}");
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");

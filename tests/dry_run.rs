@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use common::{Project, Sink};
 
 const WEEK: &str = "2023-07-23";
@@ -38,9 +37,17 @@ fn send_dry_run_on_a_sent_issue_says_already_sent_as_the_send_does() {
 #[test]
 fn send_dry_run_of_a_stopped_send_counts_only_what_is_still_to_go() {
     let sink = Sink::start(&[]);
-    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n", sink.port));
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n",
+        sink.port
+    ));
     p.import_readers(40);
-    let mut child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .command(&["send", "--week", WEEK])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     sink.wait_for(5);
     child.kill().unwrap(); // SIGKILL: the send is left unfinished
     child.wait().unwrap();
@@ -50,13 +57,18 @@ fn send_dry_run_of_a_stopped_send_counts_only_what_is_still_to_go() {
     assert!(n("sent") + n("journaled") > 0 && n("pending") + n("sending") > 0, "stopped part-way: {before}");
 
     let dry = p.expect(0, &["send", "--week", WEEK, "--dry-run"]);
-    let to_go = number_before(&dry, " of 40 messages still to send").unwrap_or_else(|| panic!("a resumed send's count: {dry}"));
+    let to_go =
+        number_before(&dry, " of 40 messages still to send").unwrap_or_else(|| panic!("a resumed send's count: {dry}"));
     assert!(to_go < 40, "not every subscriber: {dry}");
     assert!(dry.contains(&format!("via smtp://127.0.0.1:{}", sink.port)), "the relay: {dry}");
     assert_eq!(status(&p), before, "a dry run changes nothing in the ledger");
 
     let real = p.expect(0, &["send", "--week", WEEK]);
-    assert_eq!(number_before(&real, " messages sent now"), Some(to_go), "the send sent what the dry run said:\n{dry}\n{real}");
+    assert_eq!(
+        number_before(&real, " messages sent now"),
+        Some(to_go),
+        "the send sent what the dry run said:\n{dry}\n{real}"
+    );
 }
 
 #[test]
@@ -65,7 +77,8 @@ fn send_dry_run_is_refused_for_placeholders_as_the_send_is() {
     let p = Project::new(&sink.smtp_config());
     p.import_readers(2);
     // Without the tests' allowance, signals.example.org is a placeholder and smtp-sink a relay.
-    let out = p.command(&["send", "--week", WEEK, "--dry-run"]).env_remove("GAZETTE_ALLOW_PLACEHOLDERS").output().unwrap();
+    let out =
+        p.command(&["send", "--week", WEEK, "--dry-run"]).env_remove("GAZETTE_ALLOW_PLACEHOLDERS").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("[site] base_url"), "names the key: {stderr}");
@@ -78,14 +91,25 @@ fn send_dry_run_of_a_week_held_back_is_refused_as_the_send_is() {
     let p = Project::with_own_digests(&sink.smtp_config());
     p.import_readers(2);
     // A digest of the week of 10 July 2023 that cannot be read.
-    std::fs::write(p.path("digests/500_bad0bad0bad0bad0.txt"), "# __Broken__, from ([20230712](https://example.org/c).)\n\nno link, no summary\n").unwrap();
+    std::fs::write(
+        p.path("digests/500_bad0bad0bad0bad0.txt"),
+        "# __Broken__, from ([20230712](https://example.org/c).)\n\nno link, no summary\n",
+    )
+    .unwrap();
     let answer = |args: &[&str]| {
         let out = p.run(args);
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let dry = answer(&["send", "--week", "2023-07-12", "--dry-run"]);
     let real = answer(&["send", "--week", "2023-07-12"]);
-    assert!(dry.2.contains("is held back: 2 digest problem(s)") && dry.2.contains("500_bad0bad0bad0bad0.txt"), "{dry:?}");
+    assert!(
+        dry.2.contains("is held back: 2 digest problem(s)") && dry.2.contains("500_bad0bad0bad0bad0.txt"),
+        "{dry:?}"
+    );
     assert_eq!(dry.0, real.0, "the same exit code: {dry:?} {real:?}");
     assert!(real.2.contains("is held back: 2 digest problem(s)"), "{real:?}");
     assert!(!dry.1.contains("would send"), "{dry:?}");
@@ -106,7 +130,11 @@ fn run_once_dry_run_changes_nothing_and_the_round_then_does_what_it_said() {
     let subscribers_before = p.expect(0, &["subscribers", "list", "--format", "json"]);
     let files_before = common::tree(p.dir.path());
     let dry = p.expect(0, &["run", "--once", "--dry-run", "--now", MONDAY]);
-    assert_eq!(common::tree(p.dir.path()), files_before, "no file written, moved or touched (database included):\n{dry}");
+    assert_eq!(
+        common::tree(p.dir.path()),
+        files_before,
+        "no file written, moved or touched (database included):\n{dry}"
+    );
     assert_eq!(p.expect(0, &["issues", "--json"]), issues_before);
     assert_eq!(p.expect(0, &["subscribers", "list", "--format", "json"]), subscribers_before);
     assert!(!p.path("out").exists(), "no archive");
@@ -115,8 +143,17 @@ fn run_once_dry_run_changes_nothing_and_the_round_then_does_what_it_said() {
     assert!(dry.contains("Maildir: would read 1 message(s) (left where they are)"), "{dry}");
     let published: Vec<&str> = dry.lines().filter(|l| l.starts_with("would publish issue #")).collect();
     assert_eq!(published.len(), 7, "the example weeks due by 24 July: {dry}");
-    assert!(published.last().unwrap().starts_with("would publish issue #7 (17–23 July 2023, week 2023-07-17)"), "{dry}");
-    assert!(dry.contains(&format!("would send issue #7 (17–23 July 2023) to 12 subscriber(s) via smtp://127.0.0.1:{}", sink.port)), "{dry}");
+    assert!(
+        published.last().unwrap().starts_with("would publish issue #7 (17–23 July 2023, week 2023-07-17)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!(
+            "would send issue #7 (17–23 July 2023) to 12 subscriber(s) via smtp://127.0.0.1:{}",
+            sink.port
+        )),
+        "{dry}"
+    );
 
     // The real round does what the dry run said.
     let out = p.run(&["run", "--once", "--now", MONDAY]);
@@ -133,7 +170,10 @@ fn run_once_dry_run_changes_nothing_and_the_round_then_does_what_it_said() {
         .collect();
     assert!(numbered.contains(&("2023-07-17".to_string(), 7)), "published as the dry run numbered it: {issues}");
     assert_eq!(numbered.len(), 7, "{issues}");
-    assert!(std::fs::read_dir(p.path("Maildir/new")).unwrap().next().is_none(), "the round read the message the dry run counted");
+    assert!(
+        std::fs::read_dir(p.path("Maildir/new")).unwrap().next().is_none(),
+        "the round read the message the dry run counted"
+    );
 }
 
 #[test]

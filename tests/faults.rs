@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::{Project, Sink};
 
-
 #[test]
 fn hostile_digests_in_an_old_week_are_named_and_hold_back_nothing_else() {
     let sink = Sink::start(&[]);
@@ -41,7 +40,8 @@ fn hostile_digests_in_an_old_week_are_named_and_hold_back_nothing_else() {
     let out = p.run(&["run", "--once", "--now", "2023-07-24T08:05:00+01:00"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
-    let mut got: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-17.")).map(|m| m.rcpt).collect();
+    let mut got: Vec<String> =
+        sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-17.")).map(|m| m.rcpt).collect();
     got.sort();
     assert_eq!(got, readers, "{log}");
     assert!(p.path("out/issues/2023-07-17/index.html").exists());
@@ -129,7 +129,9 @@ fn silent_server() -> (u16, std::thread::JoinHandle<()>) {
 #[test]
 fn a_server_that_never_answers_ends_the_send_with_deliveries_pending() {
     let (port, _server) = silent_server();
-    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{port}?tls=none\"\nconcurrency = 2\ntimeout = \"2s\"\n"));
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"smtp://127.0.0.1:{port}?tls=none\"\nconcurrency = 2\ntimeout = \"2s\"\n"
+    ));
     p.import_readers(3);
     let started = Instant::now();
     let out = p.run(&["send", "--week", "2023-07-17"]);
@@ -139,7 +141,8 @@ fn a_server_that_never_answers_ends_the_send_with_deliveries_pending() {
     // Three connection attempts, each given up after the 2 s deadline, with waits of 1 and 2 s between.
     assert!(took < Duration::from_secs(15), "took {took:?}:\n{text}");
     assert!(text.contains("did not greet within 2s") || text.contains("within 2s"), "{text}");
-    let status: serde_json::Value = serde_json::from_slice(&p.run(&["status", "--week", "2023-07-17", "--json"]).stdout).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_slice(&p.run(&["status", "--week", "2023-07-17", "--json"]).stdout).unwrap();
     assert_eq!((status["pending"].as_i64(), status["sent"].as_i64()), (Some(3), Some(0)), "{status}");
 }
 
@@ -148,7 +151,12 @@ fn sigterm_ends_a_send_stuck_on_a_silent_server_within_5_seconds() {
     let (port, _server) = silent_server();
     let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{port}?tls=none\"\nconcurrency = 2\n"));
     p.import_readers(3);
-    let mut child = p.command(&["send", "--week", "2023-07-17"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = p
+        .command(&["send", "--week", "2023-07-17"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let signalled = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
@@ -160,14 +168,20 @@ fn sigterm_ends_a_send_stuck_on_a_silent_server_within_5_seconds() {
         assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let status: serde_json::Value = serde_json::from_slice(&p.run(&["status", "--week", "2023-07-17", "--json"]).stdout).unwrap();
-    assert_eq!((status["pending"].as_i64(), status["sending"].as_i64()), (Some(3), Some(0)), "every delivery recorded: {status}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&p.run(&["status", "--week", "2023-07-17", "--json"]).stdout).unwrap();
+    assert_eq!(
+        (status["pending"].as_i64(), status["sending"].as_i64()),
+        (Some(3), Some(0)),
+        "every delivery recorded: {status}"
+    );
 }
 
 #[test]
 fn an_idle_scheduler_stops_within_a_second_of_sigterm() {
     let p = Project::new("");
-    let mut child = p.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        p.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     // Wait until it is idle: its first round has written the archive.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !p.path("out/index.html").exists() {
@@ -191,8 +205,14 @@ fn an_idle_scheduler_stops_within_a_second_of_sigterm() {
 fn a_closed_pipe_ends_a_command_quietly() {
     let p = Project::new("");
     p.import_readers(300);
-    for args in [&["status", "--week", "2023-07-17"][..], &["subscribers", "list"][..], &["subscribers", "export"][..], &["check"][..]] {
-        let mut child = p.command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    for args in [
+        &["status", "--week", "2023-07-17"][..],
+        &["subscribers", "list"][..],
+        &["subscribers", "export"][..],
+        &["check"][..],
+    ] {
+        let mut child =
+            p.command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         // As `| head -0`: the reader is gone before the first line is written.
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();

@@ -61,8 +61,16 @@ fn an_editors_first_weeks_from_init_to_the_first_issue_sent_once() {
     for e in std::fs::read_dir(p.join("digests")).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
-    std::fs::write(p.join("digests/001_1a2b3c4d5e6f7a8b.txt"), digest("Tides of the north", "20261201", "https://tides.example-news.net/a")).unwrap();
-    std::fs::write(p.join("digests/002_2b3c4d5e6f7a8b9c.txt"), digest("Quiet harbours", "20261203", "https://harbours.example-news.net/b")).unwrap();
+    std::fs::write(
+        p.join("digests/001_1a2b3c4d5e6f7a8b.txt"),
+        digest("Tides of the north", "20261201", "https://tides.example-news.net/a"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("digests/002_2b3c4d5e6f7a8b9c.txt"),
+        digest("Quiet harbours", "20261203", "https://harbours.example-news.net/b"),
+    )
+    .unwrap();
 
     // A real relay with init's placeholders: refused, each key named.
     let toml = std::fs::read_to_string(p.join("publish.toml")).unwrap();
@@ -94,7 +102,8 @@ fn an_editors_first_weeks_from_init_to_the_first_issue_sent_once() {
 
     // Readers, then a dry run of the round: it says what it would do and changes nothing.
     let csv = p.join("readers.csv");
-    std::fs::write(&csv, "email,name\nada@readers-one.net,Ada\nbob@readers-two.net,Bob\ncy@readers-three.net,Cy\n").unwrap();
+    std::fs::write(&csv, "email,name\nada@readers-one.net,Ada\nbob@readers-two.net,Bob\ncy@readers-three.net,Cy\n")
+        .unwrap();
     expect(0, &["subscribers", "import", csv.to_str().unwrap()], p);
     let before = common::tree(p);
     let dry = expect(0, &["run", "--once", "--dry-run", "--now", NOW], p);
@@ -113,7 +122,8 @@ fn an_editors_first_weeks_from_init_to_the_first_issue_sent_once() {
     assert_eq!(sink.count(), 4, "a second round sends nothing again");
 
     // Every issue accounted for; a dry run of the send tells the truth; an unpublish is refused.
-    let issues: Vec<serde_json::Value> = serde_json::from_str(&expect(0, &["issues", "--json", "--now", NOW], p)).unwrap();
+    let issues: Vec<serde_json::Value> =
+        serde_json::from_str(&expect(0, &["issues", "--json", "--now", NOW], p)).unwrap();
     let first = issues.iter().find(|i| i["week"] == WEEK).unwrap_or_else(|| panic!("{issues:?}"));
     assert_eq!((first["number"].as_i64(), first["state"].as_str()), (Some(1), Some("sent")), "{first}");
     let dry_send = expect(0, &["send", "--week", WEEK, "--dry-run", "--now", NOW], p);

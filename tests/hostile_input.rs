@@ -44,8 +44,10 @@ fn messages() -> Vec<Seed> {
 }
 
 fn files_or_dirs(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<PathBuf> =
-        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     paths
 }
@@ -76,12 +78,21 @@ fn digest_seeds() -> Vec<Seed> {
     }
     let generated = tempfile::tempdir().unwrap();
     let script = repo().join("../shared/corpus/gen_digests.py");
-    let run = std::process::Command::new("python3").arg(&script).arg(generated.path()).args(["--count", "60", "--nasty", "--seed", "27"]).output();
+    let run = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(generated.path())
+        .args(["--count", "60", "--nasty", "--seed", "27"])
+        .output();
     match run {
-        Ok(out) if out.status.success() => seeds.extend(files_or_dirs(generated.path()).iter().map(|f| Seed::from_file(f))),
+        Ok(out) if out.status.success() => {
+            seeds.extend(files_or_dirs(generated.path()).iter().map(|f| Seed::from_file(f)))
+        }
         other => {
             assert!(std::env::var_os("CI").is_none(), "{} did not run under CI: {other:?}", script.display());
-            eprintln!("SKIPPED: the generated nasty digests (python3 or {} is missing); the other seeds still run", script.display());
+            eprintln!(
+                "SKIPPED: the generated nasty digests (python3 or {} is missing); the other seeds still run",
+                script.display()
+            );
         }
     }
     seeds
@@ -97,15 +108,25 @@ fn digest_reader_never_panics_and_names_file_and_line() {
         put(&path, input);
         match gazette::digest::read_file(&path) {
             Ok(d) => {
-                check(!d.title.is_empty() && d.title == d.title.trim(), format!("a parsed digest has the title {:?}", d.title))?;
-                check(Some(d.id.as_str()) == gazette::digest::id_from_file_name(&seed.name).as_deref(), "the id is the file name's")?;
-                let link = url::Url::parse(&d.link).map_err(|e| format!("the link {:?} does not parse: {e}", d.link))?;
+                check(
+                    !d.title.is_empty() && d.title == d.title.trim(),
+                    format!("a parsed digest has the title {:?}", d.title),
+                )?;
+                check(
+                    Some(d.id.as_str()) == gazette::digest::id_from_file_name(&seed.name).as_deref(),
+                    "the id is the file name's",
+                )?;
+                let link =
+                    url::Url::parse(&d.link).map_err(|e| format!("the link {:?} does not parse: {e}", d.link))?;
                 check(matches!(link.scheme(), "http" | "https"), format!("the link {:?} is not http(s)", d.link))?;
                 check(!d.summary.trim().is_empty(), "a parsed digest has a summary")?;
                 // What a reader gets of the summary: only links and emphasis survive as markup.
                 use gazette::render::markdown;
                 let html = markdown::to_html(&d.summary);
-                check(!html.contains("<script") && !html.contains("href=\"javascript"), format!("markup got through: {html}"))?;
+                check(
+                    !html.contains("<script") && !html.contains("href=\"javascript"),
+                    format!("markup got through: {html}"),
+                )?;
                 markdown::to_text(&d.summary);
                 markdown::excerpt(&d.summary, 300);
                 markdown::first_line(&d.summary, 120);
@@ -119,7 +140,10 @@ fn digest_reader_never_panics_and_names_file_and_line() {
                     check(p.path == path, format!("a problem names another file: {p}"))?;
                     check(p.line <= lines, format!("a problem names line {} of a file of {lines} lines: {p}", p.line))?;
                     let text = p.to_string();
-                    check(text.starts_with(&format!("{}:{}: ", path.display(), p.line)) && !p.message.is_empty(), format!("not `path:line: what`: {text}"))?;
+                    check(
+                        text.starts_with(&format!("{}:{}: ", path.display(), p.line)) && !p.message.is_empty(),
+                        format!("not `path:line: what`: {text}"),
+                    )?;
                 }
                 Ok("refused")
             }
@@ -173,25 +197,42 @@ fn csv_import_never_panics_and_reports_every_row_it_leaves_out() {
     let store = runtime.block_on(Store::open(&dir.path().join("gazette.db"))).unwrap();
     let outcomes = run_cases("csv", &csv_seeds(), |input, _| {
         let mut invalid: Vec<InvalidRow> = Vec::new();
-        let result = runtime.block_on(store.import_reader(Cursor::new(input.to_vec()), Path::new("list.csv"), |row| invalid.push(row.clone())));
+        let result =
+            runtime
+                .block_on(store.import_reader(Cursor::new(input.to_vec()), Path::new("list.csv"), |row| {
+                    invalid.push(row.clone())
+                }));
         let lines = line_count(input) as u64;
         match result {
             Ok(report) => {
-                check(report.invalid == invalid.len() as u64, format!("{} rows counted invalid, {} reported", report.invalid, invalid.len()))?;
+                check(
+                    report.invalid == invalid.len() as u64,
+                    format!("{} rows counted invalid, {} reported", report.invalid, invalid.len()),
+                )?;
                 for row in &invalid {
-                    check((2..=lines).contains(&row.line), format!("a row left out at line {} of {lines}: {row}", row.line))?;
+                    check(
+                        (2..=lines).contains(&row.line),
+                        format!("a row left out at line {} of {lines}: {row}", row.line),
+                    )?;
                     check(!row.reason.is_empty(), "a row left out without a reason")?;
                 }
                 // Every data row takes a line of its own after the header.
                 let rows = report.added + report.unchanged + report.skipped + report.invalid;
                 check(rows < lines, format!("{rows} rows counted in {lines} lines: {report:?}"))?;
-                Ok(if report.added + report.unchanged + report.skipped > 0 { "rows imported" } else { "no row imported" })
+                Ok(if report.added + report.unchanged + report.skipped > 0 {
+                    "rows imported"
+                } else {
+                    "no row imported"
+                })
             }
             Err(e) => {
                 let text = e.to_string();
                 // A reading thread that panicked comes back as an I/O error saying so.
                 check(!text.contains("panicked"), format!("the reader panicked: {text}"))?;
-                check(matches!(e, ImportError::Refused { .. }), format!("a file in memory is refused as a whole only for what it holds: {text}"))?;
+                check(
+                    matches!(e, ImportError::Refused { .. }),
+                    format!("a file in memory is refused as a whole only for what it holds: {text}"),
+                )?;
                 check(text.starts_with("list.csv: "), format!("the error does not name the file: {text}"))?;
                 Ok("file refused")
             }
@@ -223,7 +264,9 @@ fn form_seeds() -> Vec<Seed> {
     ]
     .into_iter()
     .enumerate()
-    .map(|(i, (kind, body))| Seed::new(&format!("{i:02}.{}", if kind == json { "json" } else { "form" }), body.as_bytes().to_vec()))
+    .map(|(i, (kind, body))| {
+        Seed::new(&format!("{i:02}.{}", if kind == json { "json" } else { "form" }), body.as_bytes().to_vec())
+    })
     .collect()
 }
 
@@ -236,7 +279,8 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let config = gazette::Config::embedded_defaults(Path::new("."));
     let templates = gazette::project::load_templates(&config).unwrap();
-    let content_types = ["application/x-www-form-urlencoded", "application/json", "application/json; charset=utf-8", "text/plain", ""];
+    let content_types =
+        ["application/x-www-form-urlencoded", "application/json", "application/json; charset=utf-8", "text/plain", ""];
     let outcomes = run_cases("subscribe", &form_seeds(), |input, case| {
         // Mostly the seed's own content type; sometimes another, as a careless client sends.
         let content_type = if case.rng.random_ratio(1, 8) {
@@ -247,10 +291,12 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
             "application/x-www-form-urlencoded"
         };
         let json = content_type.starts_with("application/json");
-        let request = Request::post("/subscribe").header("content-type", content_type).body(Body::from(input.to_vec())).unwrap();
+        let request =
+            Request::post("/subscribe").header("content-type", content_type).body(Body::from(input.to_vec())).unwrap();
         match runtime.block_on(read_subscribe_request(request, json)) {
             Ok((email, name)) => {
-                let again = SubscriberEmail::parse(email.as_str()).map_err(|e| format!("{email} was taken but does not parse again: {e}"))?;
+                let again = SubscriberEmail::parse(email.as_str())
+                    .map_err(|e| format!("{email} was taken but does not parse again: {e}"))?;
                 check(again == email, format!("{email} parses again as {again}"))?;
                 if let Some(name) = name {
                     check(!name.is_empty() && name == name.trim(), format!("the name {name:?} is not trimmed"))?;
@@ -259,13 +305,16 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
                 }
                 Ok("taken")
             }
-            Err(Refusal::Undecodable(response)) => {
-                check(response.status().is_client_error(), format!("an undecodable body is answered {}", response.status())).map(|_| "not decodable")
-            }
+            Err(Refusal::Undecodable(response)) => check(
+                response.status().is_client_error(),
+                format!("an undecodable body is answered {}", response.status()),
+            )
+            .map(|_| "not decodable"),
             Err(Refusal::Invalid(page)) => {
                 check(page.error.as_deref().is_some_and(|e| !e.is_empty()), "a refused form says why")?;
                 // The form comes back filled in as sent: nothing sent may become markup.
-                let html = gazette::render::render_page(&config, &templates, &page).map_err(|e| format!("the page does not render: {e}"))?;
+                let html = gazette::render::render_page(&config, &templates, &page)
+                    .map_err(|e| format!("the page does not render: {e}"))?;
                 check(!html.contains("<script"), "markup from the form got into the page")?;
                 Ok("refused with the form again")
             }
@@ -294,15 +343,24 @@ fn tokens_never_panic_and_no_altered_one_verifies() {
         let verified = match case.seed.name.as_str() {
             "bounce" => {
                 let named = verify_bounce_token(&key, &token);
-                check(named.is_none() || token.to_ascii_lowercase() == original, format!("an altered bounce token names {named:?}"))?;
+                check(
+                    named.is_none() || token.to_ascii_lowercase() == original,
+                    format!("an altered bounce token names {named:?}"),
+                )?;
                 named.is_some()
             }
             purpose => {
-                let (right, wrong) =
-                    if purpose == "confirm" { (Purpose::Confirm, Purpose::Unsubscribe) } else { (Purpose::Unsubscribe, Purpose::Confirm) };
+                let (right, wrong) = if purpose == "confirm" {
+                    (Purpose::Confirm, Purpose::Unsubscribe)
+                } else {
+                    (Purpose::Unsubscribe, Purpose::Confirm)
+                };
                 let named = verify_token(&key, &token, right);
                 // Hex digits in either case spell the same MAC: such a token is the same token.
-                check(named.is_none() || token.to_ascii_lowercase() == original, format!("an altered token names subscriber {named:?}"))?;
+                check(
+                    named.is_none() || token.to_ascii_lowercase() == original,
+                    format!("an altered token names subscriber {named:?}"),
+                )?;
                 check(verify_token(&key, &token, wrong).is_none(), "a token verifies for the other purpose")?;
                 named.is_some()
             }
@@ -317,8 +375,11 @@ fn tokens_never_panic_and_no_altered_one_verifies() {
 // mbox splitting and reading paths
 
 /// Separator lines as mail programs write them.
-const SEPARATORS: [&[u8]; 3] =
-    [b"From MAILER-DAEMON Mon Jul 17 09:00:00 2023\n", b"From bounce@example.org  Tue Jul 18 10:00:00 2023\r\n", b"From - \n"];
+const SEPARATORS: [&[u8]; 3] = [
+    b"From MAILER-DAEMON Mon Jul 17 09:00:00 2023\n",
+    b"From bounce@example.org  Tue Jul 18 10:00:00 2023\r\n",
+    b"From - \n",
+];
 
 /// `messages` as an mboxrd: each after a `From ` line, lines that start with `>*From ` quoted
 /// with one more `>`, and an empty line (in the message's own line ending) between messages.
@@ -362,7 +423,13 @@ fn mbox_splitting_gives_back_every_message_whole() {
         let split = split_mbox(&mbox);
         if split != messages {
             let lengths = |v: &[Vec<u8>]| v.iter().map(Vec::len).collect::<Vec<_>>();
-            return Err(format!("{} messages written ({:?} bytes), {} read back ({:?} bytes)", messages.len(), lengths(&messages), split.len(), lengths(&split)));
+            return Err(format!(
+                "{} messages written ({:?} bytes), {} read back ({:?} bytes)",
+                messages.len(),
+                lengths(&messages),
+                split.len(),
+                lengths(&split)
+            ));
         }
         // The input itself read as an mbox (a damaged one, most of the time): it loses bytes
         // (separators, quotes) but never makes any up.
@@ -391,7 +458,8 @@ fn maildirs_folders_and_mboxes_are_read_without_losing_a_message() {
     std::fs::write(folder.join("c"), b"").unwrap();
     let single = dir.path().join("single.msg");
     let nowhere = dir.path().join("nowhere");
-    let [new, cur, tmp] = ["new/1689584400.M1P2.host", "cur/1689584401.M3P4.host:2,S", "tmp/1689584402.M5P6.host"].map(|f| maildir.join(f));
+    let [new, cur, tmp] = ["new/1689584400.M1P2.host", "cur/1689584401.M3P4.host:2,S", "tmp/1689584402.M5P6.host"]
+        .map(|f| maildir.join(f));
 
     let outcomes = run_cases("paths", &seeds, |input, case| {
         let other = seeds[case.rng.random_range(0..seeds.len())].bytes.clone();
@@ -410,7 +478,11 @@ fn maildirs_folders_and_mboxes_are_read_without_losing_a_message() {
 
         let found = match read_paths(&paths) {
             Err(e) if missing => {
-                return check(e.to_string().starts_with(&format!("{}: cannot read", nowhere.display())), format!("{e}")).map(|_| "missing path named");
+                return check(
+                    e.to_string().starts_with(&format!("{}: cannot read", nowhere.display())),
+                    format!("{e}"),
+                )
+                .map(|_| "missing path named");
             }
             Err(e) => return Err(format!("reading failed: {e}")),
             Ok(_) if missing => return Err("a missing path is not an error".into()),
@@ -430,10 +502,13 @@ fn maildirs_folders_and_mboxes_are_read_without_losing_a_message() {
         expected.extend(mbox.into_iter().enumerate().map(|(i, m)| (folder.join("b.mbox"), Some(i + 1), m)));
         expected.push((folder.join("c"), None, Vec::new()));
         expected.extend(as_file(&single));
-        let got: Vec<(PathBuf, Option<usize>, Vec<u8>)> = found.into_iter().map(|Found { path, index, bytes }| (path, index, bytes)).collect();
+        let got: Vec<(PathBuf, Option<usize>, Vec<u8>)> =
+            found.into_iter().map(|Found { path, index, bytes }| (path, index, bytes)).collect();
         if got != expected {
             let labels = |v: &[(PathBuf, Option<usize>, Vec<u8>)]| {
-                v.iter().map(|(p, i, b)| format!("{}#{i:?} ({} bytes)", p.file_name().unwrap().to_string_lossy(), b.len())).collect::<Vec<_>>()
+                v.iter()
+                    .map(|(p, i, b)| format!("{}#{i:?} ({} bytes)", p.file_name().unwrap().to_string_lossy(), b.len()))
+                    .collect::<Vec<_>>()
             };
             return Err(format!("expected {:?}\n got {:?}", labels(&expected), labels(&got)));
         }

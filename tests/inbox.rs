@@ -66,7 +66,21 @@ fn signing_project(key: Key, reply_to: bool) -> Option<(Project, PathBuf)> {
         // lettre reads an Ed25519 key as the base64 of its 32 bytes: the end of the PKCS#8 DER.
         Key::Ed25519 => {
             let ok = openssl(&["genpkey", "-algorithm", "ed25519", "-outform", "DER", "-out", "ed25519.der"], dir)
-                && openssl(&["pkey", "-inform", "DER", "-in", "ed25519.der", "-pubout", "-outform", "DER", "-out", "dkim.pub.der"], dir);
+                && openssl(
+                    &[
+                        "pkey",
+                        "-inform",
+                        "DER",
+                        "-in",
+                        "ed25519.der",
+                        "-pubout",
+                        "-outform",
+                        "DER",
+                        "-out",
+                        "dkim.pub.der",
+                    ],
+                    dir,
+                );
             ok && {
                 let der = std::fs::read(p.path("ed25519.der")).unwrap();
                 std::fs::write(p.path("ed25519.raw"), &der[der.len() - 32..]).unwrap();
@@ -166,7 +180,10 @@ fn dkimpy_verdict(message: &Path, public: &Path, kind: &str) -> Option<serde_jso
 /// The verdicts every signed issue must get, whatever the key.
 fn assert_signature_holds(v: &serde_json::Value, algorithm: &str) {
     assert_eq!(v["a"], algorithm, "{v}");
-    assert_eq!(v["asked"][0], "gazette._domainkey.signals.example.org.", "the key is looked up at selector._domainkey.domain: {v}");
+    assert_eq!(
+        v["asked"][0], "gazette._domainkey.signals.example.org.",
+        "the key is looked up at selector._domainkey.domain: {v}"
+    );
     let signed: Vec<&str> = v["h"].as_array().unwrap().iter().map(|h| h.as_str().unwrap()).collect();
     for h in MUST_SIGN {
         assert!(signed.iter().any(|s| s.eq_ignore_ascii_case(h)), "h= lists {h}: {signed:?}");
@@ -221,11 +238,16 @@ fn spamassassin_scores_a_full_issue_at_zero_or_less_without_low_contrast_text() 
     // Unfolded; SpamAssassin folds the list of rules after a comma.
     let head = head.replace(",\n\t", ",").replace("\n\t", " ").replace("\n ", " ");
     let status = head.lines().find(|l| l.starts_with("X-Spam-Status:")).expect("an X-Spam-Status header");
-    let field = |tag: &str| status.split_once(tag).and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or_default().to_string();
+    let field = |tag: &str| {
+        status.split_once(tag).and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or_default().to_string()
+    };
     let score: f64 = field("score=").parse().unwrap_or_else(|e| panic!("{e}: {status}"));
     let rules: Vec<String> = field("tests=").split(',').filter(|r| !r.is_empty()).map(str::to_string).collect();
     let details = text.find("Content analysis details").map_or(status, |at| &text[at..]);
     assert!(rules.iter().any(|r| r == "HTML_MESSAGE"), "the rules hit are read from {status}");
     assert!(score <= 0.0, "SpamAssassin scores the issue {score} (rules hit: {rules:?}):\n{details}");
-    assert!(!rules.iter().any(|r| r == "HTML_FONT_LOW_CONTRAST"), "text in the colour of its background (rules hit: {rules:?}):\n{details}");
+    assert!(
+        !rules.iter().any(|r| r == "HTML_FONT_LOW_CONTRAST"),
+        "text in the colour of its background (rules hit: {rules:?}):\n{details}"
+    );
 }

@@ -59,7 +59,10 @@ impl Project {
             .env("RUST_LOG", "warn")
             .output()
             .unwrap();
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -92,7 +95,13 @@ impl Project {
 
 /// Runs `gazette --config CONFIG ARGS`, which must succeed: its standard output.
 fn succeed(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_gazette")).arg("--config").arg(config).args(args).env("RUST_LOG", "warn").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "gazette {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -155,11 +164,16 @@ fn an_edit_of_one_digest_renders_its_issue_only_and_equals_a_build_built_from_sc
     let changes = changed(&first, &after);
     assert!(changes.contains(&"issues/2023-07-17/index.html".to_string()), "{changes:?}");
     for c in &changes {
-        let expected = ["issues/2023-07-17/index.html", "index.html", "rss.xml", "atom.xml", "feed.json"].contains(&c.as_str()) || c.starts_with("themes/");
+        let expected = ["issues/2023-07-17/index.html", "index.html", "rss.xml", "atom.xml", "feed.json"]
+            .contains(&c.as_str())
+            || c.starts_with("themes/");
         assert!(expected, "{c} changed, though only a digest of the week of 17 July did: {changes:?}");
     }
     assert!(String::from_utf8_lossy(&after[Path::new("issues/2023-07-17/index.html")]).contains("The EVOLUTION of"));
-    assert!(String::from_utf8_lossy(&after[Path::new("feed.json")]).contains("The EVOLUTION of"), "the feeds carry the edit");
+    assert!(
+        String::from_utf8_lossy(&after[Path::new("feed.json")]).contains("The EVOLUTION of"),
+        "the feeds carry the edit"
+    );
     assert!(after == p.built_from_scratch(), "the incremental build differs from a build from scratch");
 
     // A page deleted from the output is written again, the same. (The digest just edited may be
@@ -211,7 +225,10 @@ fn a_template_change_renders_every_page_and_a_corrupt_cache_is_rebuilt() {
     assert_work(&report, 10, 0);
     let built = p.out();
     assert!(built.iter().filter(|(path, bytes)| path.starts_with("issues") && String::from_utf8_lossy(bytes).contains("data-edited")).count() == 10);
-    assert!(built == p.built_from_scratch(), "after a template change, the incremental build differs from a build from scratch");
+    assert!(
+        built == p.built_from_scratch(),
+        "after a template change, the incremental build differs from a build from scratch"
+    );
 
     // Every cache file spoiled (cut short, or garbage): ignored, then rewritten.
     let mut spoiled = 0;
@@ -297,23 +314,33 @@ fn a_digest_moved_to_another_week_or_deleted_and_a_configuration_change_equal_a_
     let report = p.build();
     assert!(report.contains("; 1 digest file(s) read"), "{report}");
     let title = "<article id=\"d-86102eed948879ef\">";
-    let page = |week: &str| String::from_utf8_lossy(&p.out()[Path::new(&format!("issues/{week}/index.html"))]).into_owned();
+    let page =
+        |week: &str| String::from_utf8_lossy(&p.out()[Path::new(&format!("issues/{week}/index.html"))]).into_owned();
     assert!(page("2023-07-03").contains(title) && !page("2023-07-17").contains(title), "the digest moved weeks");
-    assert!(p.out() == p.built_from_scratch(), "after a digest moved, the incremental build differs from a build from scratch");
+    assert!(
+        p.out() == p.built_from_scratch(),
+        "after a digest moved, the incremental build differs from a build from scratch"
+    );
 
     // A digest deleted.
     std::fs::remove_file(&digest).unwrap();
     let report = p.build();
     assert!(report.contains("; 0 digest file(s) read"), "{report}");
     assert!(!page("2023-07-03").contains(title), "the deleted digest is gone from its page");
-    assert!(p.out() == p.built_from_scratch(), "after a digest was deleted, the incremental build differs from a build from scratch");
+    assert!(
+        p.out() == p.built_from_scratch(),
+        "after a digest was deleted, the incremental build differs from a build from scratch"
+    );
 
     // The configuration changed: every page again.
     p.configure("title = \"Signals Elsewhere\"");
     let report = p.build();
     assert_rendered(&report, 10);
     assert!(page("2023-07-24").contains("Signals Elsewhere"));
-    assert!(p.out() == p.built_from_scratch(), "after a configuration change, the incremental build differs from a build from scratch");
+    assert!(
+        p.out() == p.built_from_scratch(),
+        "after a configuration change, the incremental build differs from a build from scratch"
+    );
 }
 
 /// Every file under `dir`, by path relative to it (none when it does not exist).
@@ -346,13 +373,19 @@ fn what_shows_an_unchanged_issue_reads_it_whole_and_equals_a_project_without_a_c
     let (ok, cached_preview) = p.run(&["preview", "--week", "2023-07-17"]);
     assert!(ok, "preview failed:\n{cached_preview}");
     let with_cache = files_if_any(&p.path("drafts/preview"));
-    assert!(with_cache.values().any(|html| String::from_utf8_lossy(html).contains("The Evolution of")), "the preview shows the digests");
+    assert!(
+        with_cache.values().any(|html| String::from_utf8_lossy(html).contains("The Evolution of")),
+        "the preview shows the digests"
+    );
     std::fs::remove_dir_all(p.path("drafts")).unwrap();
     std::fs::remove_dir_all(p.path(".gazette-cache")).unwrap();
     let (ok, fresh_preview) = p.run(&["preview", "--week", "2023-07-17"]);
     assert!(ok, "preview failed:\n{fresh_preview}");
     assert_eq!(cached_preview, fresh_preview);
-    assert!(files_if_any(&p.path("drafts/preview")) == with_cache, "the preview of a light issue differs from one read whole");
+    assert!(
+        files_if_any(&p.path("drafts/preview")) == with_cache,
+        "the preview of a light issue differs from one read whole"
+    );
 }
 
 #[test]
@@ -385,5 +418,8 @@ fn the_drafts_built_from_the_cache_link_every_week_as_a_build_from_scratch_does(
     )
     .unwrap();
     assert_work(&drafts(&scratch), 10, 61);
-    assert!(files(&p.path("scratch-drafts")) == first, "the drafts built with the cache differ from drafts built from scratch");
+    assert!(
+        files(&p.path("scratch-drafts")) == first,
+        "the drafts built with the cache differ from drafts built from scratch"
+    );
 }

@@ -19,7 +19,12 @@ fn digest(title: &str, yyyymmdd: &str) -> String {
 }
 
 fn gazette(args: &[&str], cwd: &Path) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_gazette")).args(args).current_dir(cwd).env_remove("GAZETTE_CONFIG").output().unwrap()
+    std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("GAZETTE_CONFIG")
+        .output()
+        .unwrap()
 }
 
 fn stdout(out: &Output) -> String {
@@ -38,7 +43,11 @@ fn the_example_never_becomes_an_issue_and_the_first_real_week_is_number_one() {
     let init = ok(gazette(&["init", project.to_str().unwrap()], dir.path()));
     // init's last line and --help give one first path.
     let next = init.lines().last().unwrap();
-    let steps = next.strip_prefix("next: cd ").and_then(|s| s.split_once(" && ")).map(|(_, steps)| steps).unwrap_or_else(|| panic!("{init}"));
+    let steps = next
+        .strip_prefix("next: cd ")
+        .and_then(|s| s.split_once(" && "))
+        .map(|(_, steps)| steps)
+        .unwrap_or_else(|| panic!("{init}"));
     let help = ok(gazette(&["--help"], dir.path())).replace('\n', " ");
     assert!(help.contains(steps), "--help does not give init's first path `{steps}`:\n{help}");
     assert!(steps.contains("gazette build --drafts") && !steps.contains("--all"), "{steps}");
@@ -58,7 +67,11 @@ fn the_example_never_becomes_an_issue_and_the_first_real_week_is_number_one() {
     // Publishing it by hand is refused, naming why.
     let by_hand = gazette(&["build", "--week", "2023-07-17", "--now", now], &project);
     assert_eq!(by_hand.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&by_hand.stderr).contains("only the example digest"), "{}", String::from_utf8_lossy(&by_hand.stderr));
+    assert!(
+        String::from_utf8_lossy(&by_hand.stderr).contains("only the example digest"),
+        "{}",
+        String::from_utf8_lossy(&by_hand.stderr)
+    );
 
     // The example goes, a real digest comes: its week is #1.
     std::fs::remove_file(project.join("digests/000_0000000000000000.txt")).unwrap();
@@ -71,11 +84,14 @@ fn the_example_never_becomes_an_issue_and_the_first_real_week_is_number_one() {
 fn states(p: &Project, now: &str) -> Vec<(String, String, serde_json::Value)> {
     let out = p.expect(0, &["issues", "--json", "--now", now]);
     let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    list.into_iter().map(|v| (v["week"].as_str().unwrap().to_string(), v["state"].as_str().unwrap().to_string(), v)).collect()
+    list.into_iter()
+        .map(|v| (v["week"].as_str().unwrap().to_string(), v["state"].as_str().unwrap().to_string(), v))
+        .collect()
 }
 
 fn state_of(list: &[(String, String, serde_json::Value)], week: &str) -> (String, serde_json::Value) {
-    let (_, state, v) = list.iter().find(|(w, _, _)| w == week).unwrap_or_else(|| panic!("{week} is not listed: {list:?}"));
+    let (_, state, v) =
+        list.iter().find(|(w, _, _)| w == week).unwrap_or_else(|| panic!("{week} is not listed: {list:?}"));
     (state.clone(), v.clone())
 }
 
@@ -100,11 +116,19 @@ fn issues_lists_every_issue_with_its_state_after_a_real_send() {
     // One published ahead by hand, one skipped, one held back by a digest that cannot be read.
     p.expect(0, &["build", "--week", "2023-08-14", "--now", MONDAY]);
     p.expect(0, &["skip", "--week", "2023-06-05", "--now", MONDAY]);
-    std::fs::write(p.path("digests/500_bad0bad0bad0bad0.txt"), "# __Broken__, from ([20230712](https://example.org/c).)\n\nno link, no summary\n").unwrap();
+    std::fs::write(
+        p.path("digests/500_bad0bad0bad0bad0.txt"),
+        "# __Broken__, from ([20230712](https://example.org/c).)\n\nno link, no summary\n",
+    )
+    .unwrap();
 
     let after = states(&p, MONDAY);
     let (sent, v) = state_of(&after, "2023-07-17");
-    assert_eq!((sent.as_str(), v["sent"].as_i64(), v["audience"].as_i64(), v["number"].as_u64()), ("sent", Some(3), Some(3), Some(7)), "{v}");
+    assert_eq!(
+        (sent.as_str(), v["sent"].as_i64(), v["audience"].as_i64(), v["number"].as_u64()),
+        ("sent", Some(3), Some(3), Some(7)),
+        "{v}"
+    );
     assert!(v["published_at"].as_str().unwrap().starts_with("2023-07-24T08:05:00"), "{v}");
     assert_eq!(v["title"], "Why Carbon Removal Is Reshaping Media");
     let (skipped, v) = state_of(&after, "2023-06-05");
@@ -121,7 +145,13 @@ fn issues_lists_every_issue_with_its_state_after_a_real_send() {
 
     // The table says the same, one line an issue.
     let table = p.expect(0, &["issues", "--now", MONDAY]);
-    let line = |week: &str| table.lines().find(|l| l.split_whitespace().nth(1) == Some(week)).unwrap_or_else(|| panic!("{table}")).to_string();
+    let line = |week: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(week))
+            .unwrap_or_else(|| panic!("{table}"))
+            .to_string()
+    };
     assert!(line("2023-07-17").trim_start().starts_with("7 ") && line("2023-07-17").ends_with("sent 3"), "{table}");
     assert!(line("2023-06-05").contains("skipped as late since 2023-06-12 08:00"), "{table}");
     assert!(line("2023-07-10").contains("held back: "), "{table}");
@@ -153,7 +183,11 @@ fn unpublish_frees_the_number_of_an_issue_that_reached_nobody_and_refuses_otherw
     assert!(out.contains("unpublished #9 (14–20 August 2023)"), "{out}");
     assert!(!p.path("out/issues/2023-08-14").exists());
     let atom = std::fs::read_to_string(p.path("out/atom.xml")).unwrap();
-    assert!(!atom.contains("issues/2023-08-14/"), "{}", &atom[atom.find("issues/2023-08-14/").unwrap().saturating_sub(300)..][..400]);
+    assert!(
+        !atom.contains("issues/2023-08-14/"),
+        "{}",
+        &atom[atom.find("issues/2023-08-14/").unwrap().saturating_sub(300)..][..400]
+    );
     refused("2023-08-14", 2, "is not published");
     // Its number is free: the next publication takes it.
     assert!(p.expect(0, &["build", "--week", "2023-07-24", "--now", MONDAY]).contains("published #9 24–30 July 2023"));
@@ -172,7 +206,9 @@ fn a_late_issue_is_reminded_of_every_round_until_it_is_skipped() {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let reminded = |log: &str, week: &str| log.lines().any(|l| l.contains("WARN") && l.contains("is unsent") && l.contains(&format!("--week {week}`")));
+    let reminded = |log: &str, week: &str| {
+        log.lines().any(|l| l.contains("WARN") && l.contains("is unsent") && l.contains(&format!("--week {week}`")))
+    };
     // The first round sends the week of 17 July; the week of 10 July was published with it, a week late.
     let first = round(MONDAY);
     assert!(reminded(&first, "2023-07-10"), "{first}");
@@ -192,5 +228,9 @@ fn a_late_issue_is_reminded_of_every_round_until_it_is_skipped() {
     // Skipping is for what was not sent.
     let out = p.run(&["skip", "--week", "2023-07-17", "--now", "2023-07-24T10:05:00+01:00"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("its send started"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its send started"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

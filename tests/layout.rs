@@ -20,8 +20,12 @@ fn the_library_never_reaches_into_the_commands_and_no_command_into_another() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let cmd = src.join("cmd");
-    let commands: Vec<String> =
-        files.iter().filter(|f| f.parent() == Some(cmd.as_path())).map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).filter(|n| n != "mod").collect();
+    let commands: Vec<String> = files
+        .iter()
+        .filter(|f| f.parent() == Some(cmd.as_path()))
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|n| n != "mod")
+        .collect();
     assert!(commands.len() >= 8, "{commands:?}");
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -72,8 +76,12 @@ fn released_migrations_are_never_edited() {
     for name in &files {
         let sum = hex::encode(Sha256::digest(std::fs::read(root.join("migrations").join(name)).unwrap()));
         match released.get(name.as_str()) {
-            Some(listed) => assert_eq!(*listed, sum, "{name} was edited after its release: put the change in a new migration"),
-            None => panic!("{name} is not in subscribers/released-migrations.sha256: add `{sum}  {name}` when it ships"),
+            Some(listed) => {
+                assert_eq!(*listed, sum, "{name} was edited after its release: put the change in a new migration")
+            }
+            None => {
+                panic!("{name} is not in subscribers/released-migrations.sha256: add `{sum}  {name}` when it ships")
+            }
         }
     }
     for name in released.keys() {

@@ -28,7 +28,10 @@ fn an_unknown_section_is_called_a_section_with_the_valid_ones() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(stderr.contains("unknown section [feed] (did you mean [feeds]?)"), "{stderr}");
-    assert!(stderr.contains("[site], [paths], [schedule], [email], [smtp], [server], [feeds], [bounces], [dkim]"), "{stderr}");
+    assert!(
+        stderr.contains("[site], [paths], [schedule], [email], [smtp], [server], [feeds], [bounces], [dkim]"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("in [bounces]") && !stderr.contains("unknown field"), "{stderr}");
 }
 
@@ -38,12 +41,18 @@ fn a_bad_now_shows_an_example_and_says_what_is_missing() {
     let out = p.run(&["check", "--now", "2026-12-14"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("a date alone is not enough") && stderr.contains("--now 2026-12-14T08:00:00+00:00"), "{stderr}");
+    assert!(
+        stderr.contains("a date alone is not enough") && stderr.contains("--now 2026-12-14T08:00:00+00:00"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("premature end of input"), "{stderr}");
     let out = p.run(&["check", "--now", "2026-12-14T08:00:00"]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("offset from UTC is missing") && stderr.contains("--now 2026-12-14T08:00:00+00:00"), "{stderr}");
+    assert!(
+        stderr.contains("offset from UTC is missing") && stderr.contains("--now 2026-12-14T08:00:00+00:00"),
+        "{stderr}"
+    );
     // The example itself works.
     p.expect(0, &["check", "--now", "2026-12-14T08:00:00+00:00"]);
 }
@@ -54,7 +63,12 @@ fn check_smtp_on_a_plain_connection_does_not_claim_a_verified_certificate() {
     let p = Project::new(&sink.smtp_config());
     let stdout = p.expect(0, &["check", "--smtp"]);
     assert!(!stdout.contains("certificate verified"), "{stdout}");
-    assert!(stdout.contains("connected") && stdout.contains("not encrypted (tls=none)") && stdout.contains("no certificate was checked"), "{stdout}");
+    assert!(
+        stdout.contains("connected")
+            && stdout.contains("not encrypted (tls=none)")
+            && stdout.contains("no certificate was checked"),
+        "{stdout}"
+    );
     assert!(stdout.contains("login      none"), "{stdout}");
     assert_eq!(sink.count(), 0, "check sends nothing");
 }

@@ -6,7 +6,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn gazette(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gazette")).args(args).current_dir(dir).env_remove("GAZETTE_CONFIG").output().expect("gazette runs")
+    Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GAZETTE_CONFIG")
+        .output()
+        .expect("gazette runs")
 }
 
 /// Runs and requires exit code `code`; returns stdout and stderr together.
@@ -29,15 +34,33 @@ const NOW: &str = "--now=2023-07-20T09:00:00+00:00";
 fn new_writes_a_named_skeleton_that_check_flags_until_it_is_filled_in_then_shows_in_its_week() {
     let project = initialized();
     let dir = project.path();
-    let out = expect(dir, 0, &["new", "Open weights are not open source", "--link", "https://example.com/open-weights", "--date", "2023-07-19", NOW]);
-    let name = out.lines().next().unwrap().strip_prefix("wrote digests/").unwrap_or_else(|| panic!("{out}")).to_string();
+    let out = expect(
+        dir,
+        0,
+        &[
+            "new",
+            "Open weights are not open source",
+            "--link",
+            "https://example.com/open-weights",
+            "--date",
+            "2023-07-19",
+            NOW,
+        ],
+    );
+    let name =
+        out.lines().next().unwrap().strip_prefix("wrote digests/").unwrap_or_else(|| panic!("{out}")).to_string();
     // NNN: the next sequence number after the example's 000; the id: 16 hex digits, not the example's.
     let (nnn, id) = name.strip_suffix(".txt").unwrap().split_once('_').unwrap();
     assert_eq!(nnn, "001", "{name}");
     assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && id != "0000000000000000", "{name}");
     let path = dir.join("digests").join(&name);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("# __Open weights are not open source__, from ([20230719](https://example.com/open-weights).)\n"), "{text}");
+    assert!(
+        text.starts_with(
+            "# __Open weights are not open source__, from ([20230719](https://example.com/open-weights).)\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("\n__[External link](https://example.com/open-weights)__\n"), "{text}");
     for section in ["Summary", "Keywords", "Themes", "Signals", "Closest"] {
         assert!(text.contains(&format!("\n## {section}\n")), "{section}: {text}");
@@ -47,14 +70,21 @@ fn new_writes_a_named_skeleton_that_check_flags_until_it_is_filled_in_then_shows
     let check = expect(dir, 1, &["check", NOW]);
     let flagged: Vec<&str> = check.lines().filter(|l| l.contains("`TODO(gazette new)` is still here")).collect();
     assert_eq!(flagged.len(), 5, "{check}");
-    let summary_line = text.lines().position(|l| l.starts_with("TODO(gazette new): what the article says")).unwrap() + 1;
+    let summary_line =
+        text.lines().position(|l| l.starts_with("TODO(gazette new): what the article says")).unwrap() + 1;
     assert!(flagged[0].starts_with(&format!("digests/{name}:{summary_line}: ")), "{check}");
 
     // Written over: the summary in, the optional sections' placeholders deleted.
     let filled: String = text
         .lines()
         .filter(|l| !l.contains("TODO(gazette new)") || l.starts_with("TODO(gazette new): what"))
-        .map(|l| if l.starts_with("TODO(gazette new): what") { "Open weights let anyone run a model, not rebuild it." } else { l })
+        .map(|l| {
+            if l.starts_with("TODO(gazette new): what") {
+                "Open weights let anyone run a model, not rebuild it."
+            } else {
+                l
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&path, filled).unwrap();
@@ -84,7 +114,8 @@ fn new_refuses_a_bad_link_a_bad_date_and_a_link_already_used() {
     assert!(out.contains("--date `2023-02-30` is not a date; give it as 2023-07-23"), "{out}");
     // The example's own link is used already, by the example.
     let example = std::fs::read_to_string(dir.join("digests/000_0000000000000000.txt")).unwrap();
-    let link = example.lines().find_map(|l| l.strip_prefix("__[External link](")?.strip_suffix(")__")).unwrap().to_string();
+    let link =
+        example.lines().find_map(|l| l.strip_prefix("__[External link](")?.strip_suffix(")__")).unwrap().to_string();
     let out = expect(dir, 2, &["new", "T", "--link", &link, NOW]);
     assert!(out.contains(&format!("digests/000_0000000000000000.txt is already the digest of {link}")), "{out}");
     assert_eq!(std::fs::read_dir(dir.join("digests")).unwrap().count(), before, "nothing was written");

@@ -17,7 +17,11 @@ fn project(cluster: &Cluster, name: &str, extra: &str) -> Project {
     let p = Project::new(extra);
     let url = cluster.database(name);
     let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-    std::fs::write(p.path("publish.toml"), toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\""))).unwrap();
+    std::fs::write(
+        p.path("publish.toml"),
+        toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\"")),
+    )
+    .unwrap();
     p
 }
 
@@ -28,7 +32,8 @@ fn gazette(p: &Project, args: &[&str]) -> std::process::Command {
 
 fn expect(p: &Project, code: i32, args: &[&str]) -> String {
     let out = gazette(p, args).output().unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert_eq!(out.status.code(), Some(code), "gazette {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     stdout
 }
@@ -39,7 +44,9 @@ fn status(p: &Project) -> serde_json::Value {
 
 fn import_readers(p: &Project, n: usize) -> Vec<String> {
     let emails: Vec<String> = (0..n).map(|i| format!("reader{i:04}@example.org")).collect();
-    let csv: String = std::iter::once("email,name\n".to_string()).chain(emails.iter().enumerate().map(|(i, e)| format!("{e},Reader {i}\n"))).collect();
+    let csv: String = std::iter::once("email,name\n".to_string())
+        .chain(emails.iter().enumerate().map(|(i, e)| format!("{e},Reader {i}\n")))
+        .collect();
     std::fs::write(p.path("readers.csv"), csv).unwrap();
     let out = expect(p, 0, &["subscribers", "import", p.path("readers.csv").to_str().unwrap()]);
     assert!(out.contains(&format!("added {n},")), "{out}");
@@ -61,12 +68,23 @@ fn subscribers_and_their_statuses_work_as_on_sqlite() {
     let out = p.command(&["subscribers", "list"]).env_remove("GAZETTE_DATABASE_PASSWORD").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("cannot open the subscriber database postgres://gazette@127.0.0.1") && stderr.contains("password authentication failed") && stderr.contains("GAZETTE_DATABASE_PASSWORD"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open the subscriber database postgres://gazette@127.0.0.1")
+            && stderr.contains("password authentication failed")
+            && stderr.contains("GAZETTE_DATABASE_PASSWORD"),
+        "{stderr}"
+    );
     // A password file in libpq's format does instead (here named by PGPASSFILE rather than ~/.pgpass).
     let pgpass = p.path("pgpass");
-    std::fs::write(&pgpass, format!("127.0.0.1:{}:subscribers:gazette:{}\n", cluster.port, postgres::PASSWORD)).unwrap();
+    std::fs::write(&pgpass, format!("127.0.0.1:{}:subscribers:gazette:{}\n", cluster.port, postgres::PASSWORD))
+        .unwrap();
     std::fs::set_permissions(&pgpass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let out = p.command(&["subscribers", "list"]).env_remove("GAZETTE_DATABASE_PASSWORD").env("PGPASSFILE", &pgpass).output().unwrap();
+    let out = p
+        .command(&["subscribers", "list"])
+        .env_remove("GAZETTE_DATABASE_PASSWORD")
+        .env("PGPASSFILE", &pgpass)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     import_readers(&p, 300);
@@ -130,7 +148,11 @@ fn three_senders_share_one_issue_and_the_two_left_finish_what_a_killed_one_had()
     eprintln!("received twice after the kill: {twice}");
     assert!(twice <= 4, "{twice} duplicates; only the killed sender's messages in flight may be");
     let s = status(&p);
-    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(n as i64), Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()),
+        (Some(n as i64), Some(0), Some(0)),
+        "{s}"
+    );
 }
 
 #[test]
@@ -167,7 +189,10 @@ fn store_copy_moves_a_half_finished_send_and_postgres_finishes_it() {
     let sink = Sink::start(&[]);
     // A SQLite project whose send was killed part-way: some accepted messages are only in the
     // send's journal beside the database.
-    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 2\nrate_per_second = 100\n", sink.port));
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 2\nrate_per_second = 100\n",
+        sink.port
+    ));
     p.import_readers(400);
     expect(&p, 0, &["subscribers", "remove", "reader0003@example.org"]);
     let mut child = p.command(&["send", "--week", WEEK]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -182,7 +207,11 @@ fn store_copy_moves_a_half_finished_send_and_postgres_finishes_it() {
     let out = expect(&p, 0, &["store", "copy", "--to", &url]);
     assert!(out.contains("400 subscribers") && out.contains("399 deliveries") && out.contains("1 sends"), "{out}");
     // What the journal held is recorded before the copy, so it is not sent again from PostgreSQL.
-    let recovered: i64 = out.split(" messages that a stopped send had sent").next().filter(|s| s.len() < out.len()).map_or(0, |s| s.trim().parse().unwrap());
+    let recovered: i64 = out
+        .split(" messages that a stopped send had sent")
+        .next()
+        .filter(|s| s.len() < out.len())
+        .map_or(0, |s| s.trim().parse().unwrap());
     assert!(recovered <= journaled, "{out}");
     // Copying again is refused: the target is not empty any more.
     let again = gazette(&p, &["store", "copy", "--to", &url]).output().unwrap();
@@ -192,9 +221,17 @@ fn store_copy_moves_a_half_finished_send_and_postgres_finishes_it() {
 
     // Point the project at PostgreSQL: the send resumes there, and nobody gets it twice.
     let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-    std::fs::write(p.path("publish.toml"), toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\""))).unwrap();
+    std::fs::write(
+        p.path("publish.toml"),
+        toml.replace("database = \"db/gazette.db\"", &format!("database = \"{url}\"")),
+    )
+    .unwrap();
     let s = status(&p);
-    assert_eq!((s["sent"].as_i64(), s["number"].as_i64()), (Some(sent_before + recovered), before["number"].as_i64()), "the ledger came along: {s}");
+    assert_eq!(
+        (s["sent"].as_i64(), s["number"].as_i64()),
+        (Some(sent_before + recovered), before["number"].as_i64()),
+        "the ledger came along: {s}"
+    );
     expect(&p, 0, &["send", "--week", WEEK]);
     let got = sink.messages();
     let rcpts: HashSet<&str> = got.iter().map(|m| m.rcpt.as_str()).collect();

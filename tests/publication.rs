@@ -25,10 +25,19 @@ fn index_numbers(p: &Project) -> Vec<(u32, String)> {
     out
 }
 
-
 /// Every week of the repository's digests, in week order.
-const WEEKS: [&str; 10] =
-    ["2023-06-05", "2023-06-12", "2023-06-19", "2023-06-26", "2023-07-03", "2023-07-10", "2023-07-17", "2023-07-24", "2023-08-07", "2023-08-14"];
+const WEEKS: [&str; 10] = [
+    "2023-06-05",
+    "2023-06-12",
+    "2023-06-19",
+    "2023-06-26",
+    "2023-07-03",
+    "2023-07-10",
+    "2023-07-17",
+    "2023-07-24",
+    "2023-08-07",
+    "2023-08-14",
+];
 
 fn assert_numbered_in_week_order(p: &Project) {
     let expected: Vec<(u32, String)> = WEEKS.iter().enumerate().map(|(i, w)| (i as u32 + 1, w.to_string())).collect();
@@ -64,7 +73,10 @@ fn a_round_publishes_only_the_weeks_that_are_due() {
     let out = p.run(&["run", "--once", "--now", "2023-07-24T08:05:00+01:00"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     // Due: every week up to that of 17 July (its fire time was 08:00). Not due: 24 July onwards.
-    assert_eq!(index_numbers(&p), WEEKS[..7].iter().enumerate().map(|(i, w)| (i as u32 + 1, w.to_string())).collect::<Vec<_>>());
+    assert_eq!(
+        index_numbers(&p),
+        WEEKS[..7].iter().enumerate().map(|(i, w)| (i as u32 + 1, w.to_string())).collect::<Vec<_>>()
+    );
     for week in &WEEKS[7..] {
         assert!(!p.path(&format!("out/issues/{week}")).exists(), "{week} is not due");
     }
@@ -98,7 +110,8 @@ fn a_digest_added_to_an_old_empty_week_gets_the_next_free_number() {
     std::fs::write(p.path("digests/099_abcdefabcdefabcd.txt"), seed.replacen("[20230723]", "[20230802]", 1)).unwrap();
     let out = p.expect(0, &["build"]);
     assert!(out.contains("published #11 31 July – 6 August 2023"), "{out}");
-    let mut expected: Vec<(u32, String)> = WEEKS.iter().enumerate().map(|(i, w)| (i as u32 + 1, w.to_string())).collect();
+    let mut expected: Vec<(u32, String)> =
+        WEEKS.iter().enumerate().map(|(i, w)| (i as u32 + 1, w.to_string())).collect();
     expected.insert(8, (11, "2023-07-31".into()));
     assert_eq!(index_numbers(&p), expected);
 }
@@ -169,7 +182,9 @@ fn check_finds_what_send_would_refuse() {
     check_and_send_refuse(&p, &[], 2, "email.txt: the unsubscribe link is missing");
 
     // A DKIM key that cannot be read.
-    let p = Project::new("[dkim]\ndomain = \"signals.example.org\"\nselector = \"gazette\"\nprivate_key = \"missing.pem\"\n");
+    let p = Project::new(
+        "[dkim]\ndomain = \"signals.example.org\"\nselector = \"gazette\"\nprivate_key = \"missing.pem\"\n",
+    );
     p.import_readers(1);
     check_and_send_refuse(&p, &[], 2, "[dkim] private_key: cannot read");
 
@@ -198,7 +213,12 @@ fn init_writes_a_project_that_checks_clean_and_states_every_default() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("letters");
     let run = |args: &[&str], cwd: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_gazette")).args(args).current_dir(cwd).env_remove("GAZETTE_CONFIG").output().unwrap()
+        std::process::Command::new(env!("CARGO_BIN_EXE_gazette"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("GAZETTE_CONFIG")
+            .output()
+            .unwrap()
     };
     let out = run(&["init", target.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -208,18 +228,29 @@ fn init_writes_a_project_that_checks_clean_and_states_every_default() {
     assert_eq!(written, defaults);
     assert_eq!(std::fs::read_to_string(common::repo().join("publish.toml")).unwrap(), defaults);
     let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
-    let indented: String = defaults.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
-    assert!(readme.contains(&indented), "README.md's publish.toml section is not src/publish.default.toml indented by four spaces");
+    let indented: String =
+        defaults.lines().map(|l| if l.is_empty() { "\n".to_string() } else { format!("    {l}\n") }).collect();
+    assert!(
+        readme.contains(&indented),
+        "README.md's publish.toml section is not src/publish.default.toml indented by four spaces"
+    );
     // Every key is stated: the file and no file at all configure the same thing.
     let from_file = gazette::Config::load(&target.join("publish.toml")).unwrap();
     let embedded = gazette::Config::embedded_defaults(&target);
     assert_eq!(format!("{:?}", gazette::Config { source: None, ..from_file }), format!("{embedded:?}"));
-    for template in ["email.mjml", "email.txt", "issue.html", "index.html", "_layout.html", "_digest.html", "page.html"] {
+    for template in ["email.mjml", "email.txt", "issue.html", "index.html", "_layout.html", "_digest.html", "page.html"]
+    {
         assert!(target.join("templates").join(template).is_file(), "{template}");
     }
     // It checks clean as it is, and builds its example issue.
     let out = run(&["check"], &target);
-    assert_eq!(out.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The example is a draft, never published (tests/issues.rs follows it further).
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 digest, 1 issue (0 published, 1 draft), 0 problems"));
     // A second init writes nothing over the editor's files.
@@ -236,7 +267,8 @@ fn completions_cover_every_command() {
     assert_eq!(out.status.code(), Some(0));
     let script = String::from_utf8_lossy(&out.stdout);
     assert!(script.contains("complete -F _gazette"), "{script}");
-    for command in ["init", "check", "build", "preview", "send", "status", "run", "serve", "subscribers", "completions"] {
+    for command in ["init", "check", "build", "preview", "send", "status", "run", "serve", "subscribers", "completions"]
+    {
         assert!(script.contains(&format!("gazette,{command})")), "{command} is missing");
     }
     assert!(script.contains("--drafts") && script.contains("--behind-proxy"));
@@ -269,7 +301,8 @@ fn serve_points_links_at_itself_unless_behind_a_proxy() {
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["serve", "--listen", &listen];
         args.extend_from_slice(flags);
-        let mut child = p.command(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child =
+            p.command(&args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
         let index = fetch(port, "/");
         let atom = fetch(port, "/atom.xml");
         child.kill().unwrap();
@@ -284,7 +317,11 @@ fn serve_points_links_at_itself_unless_behind_a_proxy() {
         assert!(atom.contains("<id>tag:signals.example.org,2023:issue-2023-07-17</id>"), "{atom}");
     }
     // The files on disk keep the public address.
-    assert!(std::fs::read_to_string(p.path("out/index.html")).unwrap().contains("https://signals.example.org/issues/2023-07-17/"));
+    assert!(
+        std::fs::read_to_string(p.path("out/index.html"))
+            .unwrap()
+            .contains("https://signals.example.org/issues/2023-07-17/")
+    );
 }
 
 #[test]
@@ -299,18 +336,25 @@ fn an_issues_feed_date_is_the_moment_it_was_published() {
     let rss = std::fs::read_to_string(p.path("out/rss.xml")).unwrap();
     let rss = feed_rs::parser::parse(rss.as_bytes()).unwrap();
     let atom = feed_rs::parser::parse(std::fs::read_to_string(p.path("out/atom.xml")).unwrap().as_bytes()).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p.path("out/feed.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("out/feed.json")).unwrap()).unwrap();
     // The issues published together by the first build are a second apart, in number order, so
     // that feed readers keep their order: #7 (17 July) at the moment itself, #6 a second before...
     let weeks = ["2023-06-05", "2023-06-12", "2023-06-19", "2023-06-26", "2023-07-03", "2023-07-10", "2023-07-17"];
-    let at = |t: &str, before: i64| (chrono::DateTime::parse_from_rfc3339(t).unwrap() - chrono::Duration::seconds(before)).to_rfc3339();
+    let at = |t: &str, before: i64| {
+        (chrono::DateTime::parse_from_rfc3339(t).unwrap() - chrono::Duration::seconds(before)).to_rfc3339()
+    };
     let when = |id: &str| match weeks.iter().position(|w| id.ends_with(&format!("issue-{w}"))) {
         Some(k) => at(first, (weeks.len() - 1 - k) as i64),
         None if id.ends_with("issue-2023-07-24") => second.to_string(),
         None => panic!("an unexpected issue {id}"),
     };
     assert_eq!(when("issue-2023-07-17"), first);
-    assert!(rss.entries.len() >= 2 && rss.entries.iter().any(|e| e.id.ends_with("issue-2023-07-24")), "{:?}", rss.entries.iter().map(|e| &e.id).collect::<Vec<_>>());
+    assert!(
+        rss.entries.len() >= 2 && rss.entries.iter().any(|e| e.id.ends_with("issue-2023-07-24")),
+        "{:?}",
+        rss.entries.iter().map(|e| &e.id).collect::<Vec<_>>()
+    );
     for e in &rss.entries {
         assert_eq!(e.published.unwrap().to_rfc3339(), when(&e.id), "RSS pubDate of {}", e.id);
     }
@@ -320,7 +364,11 @@ fn an_issues_feed_date_is_the_moment_it_was_published() {
     }
     for item in json["items"].as_array().unwrap() {
         let id = item["id"].as_str().unwrap();
-        assert_eq!(item["date_published"].as_str().unwrap(), when(id).replace("+00:00", "Z"), "JSON Feed date_published of {id}");
+        assert_eq!(
+            item["date_published"].as_str().unwrap(),
+            when(id).replace("+00:00", "Z"),
+            "JSON Feed date_published of {id}"
+        );
     }
     assert_eq!(atom.updated.unwrap().to_rfc3339(), second, "the feed's own date is its newest issue's");
 }

@@ -90,13 +90,19 @@ fn problems(overflow: &Value, axe: &Value) -> Vec<String> {
     let mut found = Vec::new();
     let (width, scroll) = (overflow["width"].as_u64().unwrap(), overflow["scroll_width"].as_u64().unwrap());
     if scroll > width {
-        found.push(format!("the page is {scroll} px wide on a {width} px screen (viewport meta: {})", overflow["viewport_meta"]));
+        found.push(format!(
+            "the page is {scroll} px wide on a {width} px screen (viewport meta: {})",
+            overflow["viewport_meta"]
+        ));
     }
     for e in overflow["offenders"].as_array().unwrap() {
         found.push(format!("passes the right edge: {}", e.as_str().unwrap()));
     }
     for v in axe.as_array().expect("axe-core ran") {
-        found.push(format!("axe {} ({}): {}; {} element(s), the first: {}", v["id"], v["impact"], v["help"], v["nodes"], v["why"]));
+        found.push(format!(
+            "axe {} ({}): {}; {} element(s), the first: {}",
+            v["id"], v["impact"], v["help"], v["nodes"], v["why"]
+        ));
         for (target, html) in v["targets"].as_array().unwrap().iter().zip(v["html"].as_array().unwrap()) {
             found.push(format!("    {target}\n      {html}"));
         }
@@ -120,7 +126,8 @@ impl Served {
     fn start(p: &Project) -> Served {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
-        let child = p.command(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let child =
+            p.command(&["serve", "--listen", &addr]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let mut served = Served { child, base: format!("http://{addr}") };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(&addr).is_err() {
@@ -168,7 +175,10 @@ fn the_archive_pages_fit_a_phone_and_pass_axe() {
     // The right pages, styled: the checks below are about them.
     assert!(index[0].as_str().unwrap().contains("#7: 17–23 July 2023"), "{}", index[0]);
     let text = issue[0].as_str().unwrap();
-    assert!(text.contains("#7: 17–23 July 2023") && text.contains("Previous: #6") && text.contains("Next: #8"), "{text}");
+    assert!(
+        text.contains("#7: 17–23 July 2023") && text.contains("Previous: #6") && text.contains("Next: #8"),
+        "{text}"
+    );
     assert!(subscribe[0].as_str().unwrap().contains("Email address"), "{}", subscribe[0]);
     for (page, checks) in [("index", index), ("issue page", issue), ("subscribe page", subscribe)] {
         let found = problems(&checks[1], &checks[2]);
@@ -247,14 +257,20 @@ fn a_reader_goes_to_the_next_issue_and_subscribes_from_its_page() {
     let answer = out[1].as_str().unwrap();
     assert!(answer.contains("Check your inbox") && answer.contains("phone.reader@example.org"), "{answer}");
     let list = p.expect(0, &["subscribers", "export"]);
-    let row = list.lines().find(|l| l.starts_with("phone.reader@example.org,")).unwrap_or_else(|| panic!("not subscribed: {list}"));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("phone.reader@example.org,"))
+        .unwrap_or_else(|| panic!("not subscribed: {list}"));
     assert!(row.contains(",pending,web,"), "{row}");
 }
 
 #[test]
 fn axe_core_is_looked_for_where_ci_installs_it() {
     let run = std::fs::read_to_string(common::repo().join(".ci/run")).unwrap();
-    assert!(run.contains(r#"npm install --prefix "${XDG_CACHE_HOME:-$HOME/.cache}/gazette-npm""#), ".ci/run installs axe-core elsewhere");
+    assert!(
+        run.contains(r#"npm install --prefix "${XDG_CACHE_HOME:-$HOME/.cache}/gazette-npm""#),
+        ".ci/run installs axe-core elsewhere"
+    );
     if std::env::var_os("AXE_CORE_JS").is_none() {
         assert!(axe_path().ends_with(Path::new("gazette-npm/node_modules/axe-core/axe.min.js")));
     }

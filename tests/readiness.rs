@@ -21,7 +21,12 @@ fn text(out: &Output) -> (String, String) {
 /// `bounce_address` uncommented as init suggests them.
 fn initialised(smtp_url: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_gazette")).arg("init").arg(dir.path()).env_remove("GAZETTE_CONFIG").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gazette"))
+        .arg("init")
+        .arg(dir.path())
+        .env_remove("GAZETTE_CONFIG")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let toml = std::fs::read_to_string(dir.path().join("publish.toml")).unwrap();
     let toml = toml
@@ -43,7 +48,8 @@ fn check(dir: &std::path::Path) -> Output {
         .unwrap()
 }
 
-const KEYS: [&str; 5] = ["[site] base_url", "[email] from", "[email] reply_to", "[email] editor", "[email] bounce_address"];
+const KEYS: [&str; 5] =
+    ["[site] base_url", "[email] from", "[email] reply_to", "[email] editor", "[email] bounce_address"];
 
 #[test]
 fn check_with_a_relay_names_every_placeholder_of_init_and_passes_once_they_are_fixed() {
@@ -114,7 +120,10 @@ fn private_and_reserved_hosts_are_placeholders_public_ones_are_not() {
 fn before_the_first_publication_check_says_that_the_feed_ids_come_from_the_host() {
     let p = Project::new("");
     let before = p.expect(0, &["check", "--now", "2023-06-01T00:00:00Z"]);
-    assert!(before.contains("feed entry ids") && before.contains("signals.example.org") && before.contains("twice"), "{before}");
+    assert!(
+        before.contains("feed entry ids") && before.contains("signals.example.org") && before.contains("twice"),
+        "{before}"
+    );
     let after = p.expect(0, &["check", "--now", "2023-07-24T09:00:00+01:00"]);
     assert!(!after.contains("feed entry ids"), "{after}");
 }
@@ -145,7 +154,10 @@ fn a_send_to_readers_through_a_relay_is_refused_while_placeholders_remain() {
     let out = strict(&p, &["send", "--test", "--week", "2023-07-23"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stderr.contains("[site] base_url") && stderr.contains("[email] from"), "the warning names the keys: {stderr}");
+    assert!(
+        stderr.contains("[site] base_url") && stderr.contains("[email] from"),
+        "the warning names the keys: {stderr}"
+    );
     sink.wait_for(1);
     let got = sink.messages();
     assert_eq!(got.len(), 1);
@@ -153,7 +165,9 @@ fn a_send_to_readers_through_a_relay_is_refused_while_placeholders_remain() {
 
     // Fixed, the real send goes out.
     let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-    let fixed = toml.replace("signals.example.org", "acme-letters.net").replace("editor@example.org", "editor@acme-letters.net");
+    let fixed = toml
+        .replace("signals.example.org", "acme-letters.net")
+        .replace("editor@example.org", "editor@acme-letters.net");
     std::fs::write(p.path("publish.toml"), fixed).unwrap();
     let out = strict(&p, &["send", "--week", "2023-07-23"]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));

@@ -31,7 +31,10 @@ impl Ran {
     }
 
     fn describe(&self, args: &[&str]) -> String {
-        format!("gazette {args:?} exited {:?} after {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.took, self.stdout, self.stderr)
+        format!(
+            "gazette {args:?} exited {:?} after {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.took, self.stdout, self.stderr
+        )
     }
 }
 
@@ -56,7 +59,10 @@ const PASSWORD: [(&str, &str); 1] = [("GAZETTE_SMTP_PASSWORD", SECRET)];
 
 /// `[smtp]` for `relay` as `USER`, plus `more` keys (ca_file, auth, password_command).
 fn smtp(relay: &Relay, concurrency: u32, more: &str) -> String {
-    format!("[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\nconcurrency = {concurrency}\ntimeout = \"10s\"\n{more}", relay.url())
+    format!(
+        "[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\nconcurrency = {concurrency}\ntimeout = \"10s\"\n{more}",
+        relay.url()
+    )
 }
 
 fn ca_file(ca: &TestCa) -> String {
@@ -83,7 +89,11 @@ fn assert_delivered_over_tls_after_login(relay: &Relay, readers: &[String], mech
     for m in &got {
         assert!(m.tls.is_some(), "the message to {:?} came in clear", m.rcpt_tos);
         assert_eq!(m.user.as_deref(), Some(USER), "the message to {:?} came without the login", m.rcpt_tos);
-        assert!(m.mechanism.as_deref().is_some_and(|x| mechanisms.contains(&x)), "{:?} is not one of {mechanisms:?}", m.mechanism);
+        assert!(
+            m.mechanism.as_deref().is_some_and(|x| mechanisms.contains(&x)),
+            "{:?} is not one of {mechanisms:?}",
+            m.mechanism
+        );
         assert_eq!(m.rcpt_tos.len(), 1, "one recipient per message: {:?}", m.rcpt_tos);
         assert!(m.message.contains("\nSubject: ") || m.message.starts_with("Subject: "), "a whole message");
     }
@@ -93,10 +103,15 @@ fn assert_delivered_over_tls_after_login(relay: &Relay, readers: &[String], mech
     assert!(in_clear.is_empty(), "commands sent in clear: {in_clear:?}");
 }
 
-
 // The relay and the test CA themselves, with lettre's client (rustls, the CA added as a root).
 
-fn lettre_send(relay: &Relay, ca: &TestCa, mechanism: lettre::transport::smtp::authentication::Mechanism, secret: &str, to: &str) -> Result<(), String> {
+fn lettre_send(
+    relay: &Relay,
+    ca: &TestCa,
+    mechanism: lettre::transport::smtp::authentication::Mechanism,
+    secret: &str,
+    to: &str,
+) -> Result<(), String> {
     use lettre::Transport;
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -109,8 +124,12 @@ fn lettre_send(relay: &Relay, ca: &TestCa, mechanism: lettre::transport::smtp::a
         .authentication(vec![mechanism])
         .timeout(Some(Duration::from_secs(10)))
         .build();
-    let envelope = lettre::address::Envelope::new(Some("editor@example.org".parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
-    transport.send_raw(&envelope, b"Subject: relay check\r\n\r\nhello\r\n").map(|_| ()).map_err(|e| format!("{e} ({e:?})"))
+    let envelope =
+        lettre::address::Envelope::new(Some("editor@example.org".parse().unwrap()), vec![to.parse().unwrap()]).unwrap();
+    transport
+        .send_raw(&envelope, b"Subject: relay check\r\n\r\nhello\r\n")
+        .map(|_| ())
+        .map_err(|e| format!("{e} ({e:?})"))
 }
 
 #[test]
@@ -124,13 +143,22 @@ fn the_relay_takes_tls_logins_and_the_test_certificates_fail_as_intended() {
         let relay = Relay::start(mode, &ca.localhost, &["--mechanisms", "PLAIN,LOGIN,XOAUTH2"]);
         let readers: Vec<String> = (0..3).map(|i| format!("reader{i}@example.org")).collect();
         for (mechanism, to) in [Mechanism::Plain, Mechanism::Login, Mechanism::Xoauth2].into_iter().zip(&readers) {
-            lettre_send(&relay, &ca, mechanism, SECRET, to).unwrap_or_else(|e| panic!("{mode:?} {mechanism}: {e}\n{}", relay.log()));
+            lettre_send(&relay, &ca, mechanism, SECRET, to)
+                .unwrap_or_else(|e| panic!("{mode:?} {mechanism}: {e}\n{}", relay.log()));
         }
         assert_delivered_over_tls_after_login(&relay, &readers, &["PLAIN", "LOGIN", "XOAUTH2"]);
-        let how: Vec<_> = relay.messages().into_iter().map(|m| (m.rcpt_tos[0].clone(), m.mechanism.unwrap(), m.tls.unwrap())).collect();
+        let how: Vec<_> = relay
+            .messages()
+            .into_iter()
+            .map(|m| (m.rcpt_tos[0].clone(), m.mechanism.unwrap(), m.tls.unwrap()))
+            .collect();
         assert!(how.iter().all(|(.., tls)| tls.starts_with("TLSv1.")), "{how:?}");
         let mechanisms: Vec<_> = how.iter().map(|(to, mechanism, _)| (to.as_str(), mechanism.as_str())).collect();
-        assert_eq!(mechanisms, [(&*readers[0], "PLAIN"), (&*readers[1], "LOGIN"), (&*readers[2], "XOAUTH2")], "{mode:?}");
+        assert_eq!(
+            mechanisms,
+            [(&*readers[0], "PLAIN"), (&*readers[1], "LOGIN"), (&*readers[2], "XOAUTH2")],
+            "{mode:?}"
+        );
         assert_eq!(relay.connections(), 3, "{mode:?}: one connection per send");
 
         let refused = lettre_send(&relay, &ca, Mechanism::Plain, "wrong", "reader9@example.org").unwrap_err();
@@ -237,7 +265,10 @@ fn a_certificate_from_an_unknown_issuer_stops_the_send_before_any_login() {
     for mode in [Mode::StartTls, Mode::Implicit] {
         let relay = Relay::start(mode, &ca.stranger, &[]);
         let out = refused_before_login(&relay, &ca, &format!("{mode:?}"));
-        assert!(out.to_lowercase().contains("unknown issuer") && out.contains("ca_file"), "{mode:?}: names the problem and ca_file: {out}");
+        assert!(
+            out.to_lowercase().contains("unknown issuer") && out.contains("ca_file"),
+            "{mode:?}: names the problem and ca_file: {out}"
+        );
     }
 }
 
@@ -275,22 +306,32 @@ fn xoauth2_with_a_password_command_logs_in_with_a_fresh_token_per_connection() {
     }
     const TOKEN: &str = "ya29.test-token-0123456789";
     let ca = TestCa::new();
-    let relay = Relay::start(Mode::StartTls, &ca.localhost, &["--mechanisms", "PLAIN,LOGIN,XOAUTH2", "--secret", TOKEN]);
+    let relay =
+        Relay::start(Mode::StartTls, &ca.localhost, &["--mechanisms", "PLAIN,LOGIN,XOAUTH2", "--secret", TOKEN]);
     let runs_dir = tempfile::tempdir().unwrap();
     let runs = runs_dir.path().join("token-command-runs.txt");
     // A trailing newline, as a real token helper prints: the secret is the trimmed output.
     let command = format!("echo ran >> '{}'; printf '%s\\n' '{TOKEN}'", runs.display());
-    let p = Project::new(&smtp(&relay, 2, &format!("{}auth = \"xoauth2\"\npassword_command = {command:?}\n", ca_file(&ca))));
+    let p = Project::new(&smtp(
+        &relay,
+        2,
+        &format!("{}auth = \"xoauth2\"\npassword_command = {command:?}\n", ca_file(&ca)),
+    ));
     let readers = p.import_readers(20);
     let args = ["send", "--week", WEEK];
     let ran = run(&p, &args, &[]); // no GAZETTE_SMTP_PASSWORD: the command is the only source
     assert_eq!(ran.code, Some(0), "{}\nrelay:\n{}", ran.describe(&args), relay.log());
     assert_delivered_over_tls_after_login(&relay, &readers, &["XOAUTH2"]);
 
-    let connections: HashSet<u64> = relay.logins().iter().filter(|l| l.ok == Some(true)).filter_map(|l| l.conn).collect();
+    let connections: HashSet<u64> =
+        relay.logins().iter().filter(|l| l.ok == Some(true)).filter_map(|l| l.conn).collect();
     let ran_times = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
     assert!(connections.len() >= 2, "concurrency = 2 opens two connections: {:?}", relay.logins());
-    assert!(ran_times >= connections.len(), "the command runs for each connection: {ran_times} runs, {} connections", connections.len());
+    assert!(
+        ran_times >= connections.len(),
+        "the command runs for each connection: {ran_times} runs, {} connections",
+        connections.len()
+    );
 }
 
 #[test]
@@ -312,7 +353,10 @@ fn a_refused_login_is_a_configuration_error_and_nobody_is_marked() {
         let mechanism = logins[i].mechanism.clone().unwrap();
         let out = ran.output();
         for needed in ["localhost", USER, mechanism.as_str(), "535", "GAZETTE_SMTP_PASSWORD"] {
-            assert!(out.contains(needed), "the message names {needed:?} (server, user, mechanism, reply, secret's source): {what}");
+            assert!(
+                out.contains(needed),
+                "the message names {needed:?} (server, user, mechanism, reply, secret's source): {what}"
+            );
         }
     }
     assert!(relay.messages().is_empty());
@@ -338,7 +382,11 @@ fn check_smtp_logs_in_without_sending_and_reports_tls_and_the_mechanism() {
     assert!(ran.stdout.contains("STARTTLS, certificate verified"), "stdout says TLS is on: {}", ran.describe(&args));
     assert!(ran.stdout.contains(&mechanism), "stdout names the mechanism ({mechanism}): {}", ran.describe(&args));
     assert!(relay.messages().is_empty(), "check sends nothing");
-    assert!(relay.commands().iter().all(|c| c.verb.as_deref() != Some("MAIL")), "not even a MAIL: {:?}", relay.commands());
+    assert!(
+        relay.commands().iter().all(|c| c.verb.as_deref() != Some("MAIL")),
+        "not even a MAIL: {:?}",
+        relay.commands()
+    );
 
     let wrong = run(&p, &args, &[("GAZETTE_SMTP_PASSWORD", "not-the-secret")]);
     assert_eq!(wrong.code, Some(2), "{}", wrong.describe(&args));
@@ -349,7 +397,8 @@ fn message_sizes(n: usize) -> (u64, u64) {
     let p = Project::new("[smtp]\nurl = \"file://outbox\"\n");
     p.import_readers(n);
     p.expect(0, &["send", "--week", WEEK]);
-    let sizes: Vec<u64> = std::fs::read_dir(p.path("outbox")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).collect();
+    let sizes: Vec<u64> =
+        std::fs::read_dir(p.path("outbox")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).collect();
     (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap())
 }
 
@@ -371,7 +420,10 @@ fn a_message_over_the_servers_size_limit_is_never_offered() {
     assert!(numbers.contains(&10000), "names the limit in bytes: {what}");
     let (smallest, largest) = message_sizes(5);
     let near = |n: u64| n * 100 >= smallest * 95 && n * 100 <= largest * 105;
-    assert!(numbers.iter().any(|&n| n != u64::from(relay.port) && near(n)), "names the message's size in bytes ({smallest} to {largest}): {what}");
+    assert!(
+        numbers.iter().any(|&n| n != u64::from(relay.port) && near(n)),
+        "names the message's size in bytes ({smallest} to {largest}): {what}"
+    );
     assert!(relay.messages().is_empty());
     let mails: Vec<_> = relay.commands().into_iter().filter(|c| c.verb.as_deref() == Some("MAIL")).collect();
     assert!(mails.is_empty(), "never offered, not even a MAIL FROM: {mails:?}");

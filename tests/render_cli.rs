@@ -64,7 +64,11 @@ fn all_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() { stack.push(p) } else { files.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()); }
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                files.insert(p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap());
+            }
         }
     }
     files
@@ -95,9 +99,18 @@ fn build_writes_the_archive_and_feeds_and_is_reproducible() {
         if path.extension().is_some_and(|e| e == "html") {
             let doc = Html::parse_document(std::str::from_utf8(bytes).unwrap());
             let types: Vec<_> = doc.select(&alt).filter_map(|l| l.value().attr("type")).collect();
-            assert_eq!(types, ["application/rss+xml", "application/atom+xml", "application/feed+json"], "{}", path.display());
+            assert_eq!(
+                types,
+                ["application/rss+xml", "application/atom+xml", "application/feed+json"],
+                "{}",
+                path.display()
+            );
             for el in doc.select(&Selector::parse("article[id]").unwrap()) {
-                anchors.insert(format!("https://signals.example.org/{}#{}", path.parent().unwrap().display(), el.value().attr("id").unwrap()));
+                anchors.insert(format!(
+                    "https://signals.example.org/{}#{}",
+                    path.parent().unwrap().display(),
+                    el.value().attr("id").unwrap()
+                ));
             }
             for el in doc.select(&a) {
                 let href = el.value().attr("href").unwrap();
@@ -135,13 +148,19 @@ fn build_one_week_and_unknown_weeks() {
     for week in ["2023-07-10", "2023-07-17", "2023-07-24"] {
         assert!(site.out().join(format!("issues/{week}/index.html")).exists(), "{week}");
     }
-    assert!(site.read("issues/2023-07-10/index.html").contains("href=\"https://signals.example.org/issues/2023-07-17/\" rel=\"next\""));
+    assert!(
+        site.read("issues/2023-07-10/index.html")
+            .contains("href=\"https://signals.example.org/issues/2023-07-17/\" rel=\"next\"")
+    );
     assert!(!site.out().join("issues/2023-07-03/index.html").exists());
 
     let bad = site.run(&["build", "--week", "2023-01-01"]);
     assert_eq!(bad.status.code(), Some(2));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("26 December 2022 – 1 January 2023 has no digests") && err.contains("--week 2023-06-05"), "{err}");
+    assert!(
+        err.contains("26 December 2022 – 1 January 2023 has no digests") && err.contains("--week 2023-06-05"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -150,7 +169,10 @@ fn preview_writes_a_filled_in_email() {
     let out = site.ok(&["preview", "--week", "2023-07-23"]);
     let paths: Vec<&str> = out.lines().filter(|l| !l.starts_with("Subject:") && !l.starts_with("HTML:")).collect();
     assert_eq!(paths.len(), 2, "{out}");
-    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("HTML: ") && l.ends_with(" KB")), "a whole email, and its size: {out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("HTML: ") && l.ends_with(" KB")),
+        "a whole email, and its size: {out}"
+    );
     assert!(out.starts_with("Subject: Signals Weekly #7: 17–23 July 2023\n"), "{out}");
     let html = std::fs::read_to_string(paths[0]).unwrap();
     let text = std::fs::read_to_string(paths[1]).unwrap();
@@ -173,7 +195,10 @@ fn preview_writes_a_filled_in_email() {
     let preview_link = format!("https://signals.example.org/unsubscribe/0.{}", "0".repeat(64));
     assert_eq!(unsub.value().attr("href"), Some(preview_link.as_str()));
     assert!(!html.contains("%%") && !text.contains("%%"));
-    assert!(text.contains(SEED_TITLE) && text.contains(&format!("Unsubscribe with one click:\n{preview_link}\n")), "{text}");
+    assert!(
+        text.contains(SEED_TITLE) && text.contains(&format!("Unsubscribe with one click:\n{preview_link}\n")),
+        "{text}"
+    );
     // The preheader is there, hidden.
     assert!(html.contains("display:none") || html.contains("display: none"));
 }
@@ -185,14 +210,23 @@ fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
     let site = Site::repo();
     let notes = site.dir.path().join("notes");
     std::fs::create_dir(&notes).unwrap();
-    std::fs::write(notes.join("2023-07-17.md"), "A word from the editor: *welcome* to [our site](https://signals.example.org/about).\r\n").unwrap();
+    std::fs::write(
+        notes.join("2023-07-17.md"),
+        "A word from the editor: *welcome* to [our site](https://signals.example.org/about).\r\n",
+    )
+    .unwrap();
     let out = site.ok(&["preview", "--week", "2023-07-23"]);
     let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
     let text = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".txt")).unwrap()).unwrap();
-    let note = html.find("A word from the editor: <em>welcome</em> to <a href=\"https://signals.example.org/about\">our site</a>.").expect(&html);
+    let note = html
+        .find("A word from the editor: <em>welcome</em> to <a href=\"https://signals.example.org/about\">our site</a>.")
+        .expect(&html);
     assert!(note < html.find("The Evolution of").unwrap());
     // Wrapped at 72 columns, the link's URL after its text.
-    assert!(text.contains("\n\nA word from the editor: welcome to our site\n<https://signals.example.org/about>.\n"), "{text}");
+    assert!(
+        text.contains("\n\nA word from the editor: welcome to our site\n<https://signals.example.org/about>.\n"),
+        "{text}"
+    );
     assert_eq!(site.run(&["check"]).status.code(), Some(0));
     // The web page and the feeds carry it too, above the digests.
     site.ok(&["build", "--all"]);
@@ -200,7 +234,8 @@ fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
     let note_html = "<p>A word from the editor: <em>welcome</em> to <a href=\"https://signals.example.org/about\">our site</a>.</p>";
     assert!(page.find(note_html).expect(&page) < page.find("id=\"d-").unwrap());
     let feed: serde_json::Value = serde_json::from_str(&site.read("feed.json")).unwrap();
-    let item = feed["items"].as_array().unwrap().iter().find(|i| i["url"].as_str().unwrap().contains("2023-07-17")).unwrap();
+    let item =
+        feed["items"].as_array().unwrap().iter().find(|i| i["url"].as_str().unwrap().contains("2023-07-17")).unwrap();
     assert!(item["content_html"].as_str().unwrap().contains(note_html), "{item}");
     assert!(site.read("atom.xml").contains("A word from the editor: &lt;em&gt;welcome&lt;/em&gt;"));
 
@@ -208,7 +243,12 @@ fn the_editors_note_leads_the_email_and_a_misnamed_one_is_reported() {
     let out = site.run(&["check"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("2023-07-18.md: issues are named after the first day of their week: rename this note 2023-07-17.md"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "2023-07-18.md: issues are named after the first day of their week: rename this note 2023-07-17.md"
+        ),
+        "{stdout}"
+    );
     let out = site.ok(&["preview", "--week", "2023-07-23"]);
     let html = std::fs::read_to_string(out.lines().find(|l| l.ends_with(".html")).unwrap()).unwrap();
     assert!(!html.contains("A word from the editor"));
@@ -242,7 +282,10 @@ fn a_broken_template_is_reported_with_file_and_line() {
 fn an_override_replaces_one_template_and_keeps_the_others() {
     let site = Site::new(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("digests"),
-        &[("index.html", "{% extends \"_layout.html\" %}{% block content %}<p id=\"custom\">{{ issues | length }} issues</p>{% endblock %}")],
+        &[(
+            "index.html",
+            "{% extends \"_layout.html\" %}{% block content %}<p id=\"custom\">{{ issues | length }} issues</p>{% endblock %}",
+        )],
     );
     site.ok(&["build", "--all"]);
     let index = site.read("index.html");
@@ -285,8 +328,11 @@ fn generated(args: &[&str]) -> Option<tempfile::TempDir> {
 /// digest whole. The weeks: 80 digests in one week, 60 in two weeks, and 60 hostile ones in two.
 #[test]
 fn heavy_weeks_fit_the_inbox_and_their_web_pages_keep_everything() {
-    let cases: [&[&str]; 3] =
-        [&["--count", "80", "--days", "7"], &["--count", "60", "--days", "14"], &["--count", "60", "--days", "14", "--nasty"]];
+    let cases: [&[&str]; 3] = [
+        &["--count", "80", "--days", "7"],
+        &["--count", "60", "--days", "14"],
+        &["--count", "60", "--days", "14", "--nasty"],
+    ];
     let mut shortened_weeks = 0;
     for args in cases {
         let Some(corpus) = generated(args) else { return };
@@ -294,8 +340,10 @@ fn heavy_weeks_fit_the_inbox_and_their_web_pages_keep_everything() {
         site.ok(&["build", "--all"]);
         let digests = gazette::digest::read_folder(corpus.path()).unwrap();
         assert!(digests.problems.is_empty(), "{:?}", digests.problems);
-        let weeks: Vec<String> =
-            std::fs::read_dir(site.out().join("issues")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let weeks: Vec<String> = std::fs::read_dir(site.out().join("issues"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         assert_eq!(weeks.len(), if args[1] == "80" { 1 } else { 2 }, "{args:?}");
         for week in weeks {
             let out = site.ok(&["preview", "--week", &week]);
@@ -314,12 +362,22 @@ fn heavy_weeks_fit_the_inbox_and_their_web_pages_keep_everything() {
             // The web page: every digest of the week, its summary whole, its signals table.
             let page = site.read(&format!("issues/{week}/index.html"));
             use chrono::Datelike;
-            let monday = |d: chrono::NaiveDate| (d - chrono::Duration::days(d.weekday().num_days_from_monday().into())).to_string();
+            let monday = |d: chrono::NaiveDate| {
+                (d - chrono::Duration::days(d.weekday().num_days_from_monday().into())).to_string()
+            };
             let in_week: Vec<_> = digests.digests.iter().filter(|d| monday(d.date) == week).collect();
             assert!(in_week.len() >= 20, "{args:?} week {week}: {} digests", in_week.len());
             for d in &in_week {
-                assert!(page.contains(&format!("id=\"d-{}\"", d.id)), "{args:?} week {week}: {} is missing on the web", d.id);
-                assert!(page.contains(&gazette::render::markdown::to_html(&d.summary)), "{args:?} week {week}: {} is cut on the web", d.id);
+                assert!(
+                    page.contains(&format!("id=\"d-{}\"", d.id)),
+                    "{args:?} week {week}: {} is missing on the web",
+                    d.id
+                );
+                assert!(
+                    page.contains(&gazette::render::markdown::to_html(&d.summary)),
+                    "{args:?} week {week}: {} is cut on the web",
+                    d.id
+                );
             }
         }
     }
@@ -366,7 +424,13 @@ for path, version in [(sys.argv[1], "rss20"), (sys.argv[2], "atom10")]:
         assert e.title and e.link and e.published_parsed, e
 print("OK", len(d.entries))
 "#;
-    let out = match Command::new("python3").arg("-c").arg(script).arg(site.out().join("rss.xml")).arg(site.out().join("atom.xml")).output() {
+    let out = match Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(site.out().join("rss.xml"))
+        .arg(site.out().join("atom.xml"))
+        .output()
+    {
         Ok(o) => o,
         Err(_) => return eprintln!("SKIPPED: python3 is missing; feedparser was not run"),
     };

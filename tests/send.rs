@@ -22,7 +22,12 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
     let sink = Sink::start(&[]);
     let p = Project::new(&sink.smtp_config());
     let readers = p.import_readers(n);
-    let mut child = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = p
+        .command(&["send", "--week", WEEK])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     sink.wait_for(kill_at);
     child.kill().unwrap(); // SIGKILL: no chance to clean up
     child.wait().unwrap();
@@ -32,25 +37,36 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
     assert!(before["sent"].as_i64().unwrap() > 0, "outcomes were recorded before the kill: {before}");
     // On SQLite the accepted messages not yet folded into the ledger are in the send's journal.
     let journals = || -> Vec<String> {
-        let names = std::fs::read_dir(p.path("db")).map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect());
-        names.unwrap_or_else(|_| Vec::new()).into_iter().filter(|n: &String| n.starts_with("gazette.db.sent-")).collect()
+        let names = std::fs::read_dir(p.path("db"))
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect());
+        names
+            .unwrap_or_else(|_| Vec::new())
+            .into_iter()
+            .filter(|n: &String| n.starts_with("gazette.db.sent-"))
+            .collect()
     };
     let expected: &[&str] = if common::on_sqlite() { &["gazette.db.sent-2023-07-17"] } else { &[] };
     assert_eq!(journals(), expected, "the journal of the issue's send (named by its id), on SQLite only");
-    let journaled = expected.first().map_or(0, |name| std::fs::read_to_string(p.path("db").join(name)).unwrap().lines().count());
+    let journaled =
+        expected.first().map_or(0, |name| std::fs::read_to_string(p.path("db").join(name)).unwrap().lines().count());
     assert_eq!(before["journaled"].as_u64(), Some(journaled as u64), "status counts what the journal holds: {before}");
 
     let out = p.expect(0, &["send", "--week", WEEK]);
     assert_eq!(journals(), Vec::<String>::new(), "a send that ends removes its journal");
     let resent = common::everyone_once_per_message_id(&sink.whole_messages(), &readers);
     let s = status(&p);
-    assert_eq!((s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()), (Some(n as i64), Some(0), Some(0)), "{s}");
+    assert_eq!(
+        (s["sent"].as_i64(), s["pending"].as_i64(), s["sending"].as_i64()),
+        (Some(n as i64), Some(0), Some(0)),
+        "{s}"
+    );
     // The rerun sends what was recorded neither in the ledger nor in the journal.
     let number_before = |tail: &str| -> i64 {
         let at = out.find(tail).map(|i| out[..i].trim_end()).unwrap_or("");
         at.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse().ok()).unwrap_or(0)
     };
-    let (recovered, sent_now) = (number_before(" messages that a stopped run had sent"), number_before(" messages sent now"));
+    let (recovered, sent_now) =
+        (number_before(" messages that a stopped run had sent"), number_before(" messages sent now"));
     assert_eq!(recovered + sent_now, n as i64 - before["sent"].as_i64().unwrap(), "{out}");
     assert!(recovered <= journaled as i64, "only what the journal held is recovered: {recovered} of {journaled}");
     assert_eq!(s["journaled"].as_u64(), Some(0), "{s}");
@@ -61,9 +77,17 @@ fn resends_after_kill_9(n: usize, kill_at: usize) -> usize {
 #[test]
 fn on_sqlite_a_second_sender_for_the_same_issue_is_refused() {
     let sink = Sink::start(&[]);
-    let p = Project::new(&format!("[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n", sink.port));
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"smtp://127.0.0.1:{}?tls=none\"\nconcurrency = 1\nrate_per_second = 20\n",
+        sink.port
+    ));
     p.import_readers(60);
-    let mut first = p.command(&["send", "--week", WEEK]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = p
+        .command(&["send", "--week", WEEK])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     sink.wait_for(1);
     let second = p.run(&["send", "--week", WEEK]);
     let stderr = String::from_utf8_lossy(&second.stderr);

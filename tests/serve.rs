@@ -152,7 +152,8 @@ fn status_of_cli(p: &Project, email: &str) -> String {
 fn feeds_and_pages_have_their_content_types_and_validators() {
     let p = Project::new("");
     let s = Running::start(&p, Options::default());
-    let theme = std::fs::read_dir(p.path("out/themes")).unwrap().next().unwrap().unwrap().file_name().into_string().unwrap();
+    let theme =
+        std::fs::read_dir(p.path("out/themes")).unwrap().next().unwrap().unwrap().file_name().into_string().unwrap();
     let theme_feed = format!("/themes/{theme}/atom.xml");
     for (path, ty) in [
         ("/", "text/html; charset=utf-8"),
@@ -168,7 +169,11 @@ fn feeds_and_pages_have_their_content_types_and_validators() {
         assert_eq!((r.status, r.header("content-type")), (200, Some(ty)), "{path}");
         assert!(!r.body.is_empty(), "{path}");
         if path != "/subscribe" {
-            assert!(r.header("etag").is_some_and(|e| e.starts_with('"') && e.ends_with('"')), "{path}: {:?}", r.headers);
+            assert!(
+                r.header("etag").is_some_and(|e| e.starts_with('"') && e.ends_with('"')),
+                "{path}: {:?}",
+                r.headers
+            );
             assert!(r.header("last-modified").is_some_and(|d| d.ends_with(" GMT")), "{path}");
             assert!(r.header("cache-control").is_some_and(|c| c.contains("max-age=")), "{path}");
         }
@@ -242,7 +247,9 @@ fn closed_by_server(mut s: TcpStream, deadline: Instant) -> Option<String> {
         match s.read(&mut buf) {
             Ok(0) => return Some(String::from_utf8_lossy(&got).into_owned()),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(String::from_utf8_lossy(&got).into_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(String::from_utf8_lossy(&got).into_owned());
+            }
             Err(_) if Instant::now() >= deadline => return None,
             Err(e) => panic!("{e}"),
         }
@@ -258,7 +265,10 @@ fn silent_slow_and_idle_connections_are_dropped_and_healthz_answers_meanwhile() 
     let started = Instant::now();
     let silent: Vec<TcpStream> = (0..300).map(|_| connect(s.addr, b"")).collect();
     let slow_head = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", s.addr).as_bytes());
-    let head = format!("POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n", s.addr);
+    let head = format!(
+        "POST /subscribe HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n",
+        s.addr
+    );
     let slow_body = connect(s.addr, format!("{head}email=ada").as_bytes());
     let mut idle = connect(s.addr, format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes());
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -273,7 +283,11 @@ fn silent_slow_and_idle_connections_are_dropped_and_healthz_answers_meanwhile() 
     let asked = Instant::now();
     let r = get(s.addr, "/healthz");
     assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
-    assert!(asked.elapsed() < Duration::from_secs(1), "/healthz took {:?} beside 300 silent connections", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "/healthz took {:?} beside 300 silent connections",
+        asked.elapsed()
+    );
 
     let deadline = started + server::HEADER_READ_TIMEOUT.max(server::BODY_READ_TIMEOUT) + Duration::from_secs(3);
     for (i, c) in silent.into_iter().enumerate() {
@@ -306,7 +320,8 @@ fn a_body_declared_too_large_is_refused_before_it_is_sent() {
         s.addr,
         big.len()
     );
-    let answer = closed_by_server(connect(s.addr, chunked.as_bytes()), Instant::now() + Duration::from_secs(5)).unwrap();
+    let answer =
+        closed_by_server(connect(s.addr, chunked.as_bytes()), Instant::now() + Duration::from_secs(5)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     assert_eq!(s.status_of("x@example.org"), None);
 }
@@ -329,7 +344,10 @@ fn archive_pages_and_feeds_carry_the_security_headers() {
         assert!(!csp.contains("script-src"), "{path}: {csp}");
         if path.ends_with('/') {
             assert!(r.body.contains("<style>"), "{path}");
-            assert!(directives.iter().any(|d| d.starts_with("style-src") && d.contains("'unsafe-inline'")), "{path}: {csp}");
+            assert!(
+                directives.iter().any(|d| d.starts_with("style-src") && d.contains("'unsafe-inline'")),
+                "{path}: {csp}"
+            );
         }
     }
 }
@@ -378,7 +396,9 @@ fn subscribe_mails_a_confirmation_link_that_activates_the_reader() {
 
     let form = get(s.addr, "/subscribe");
     assert!(form.body.contains(r#"<form method="post">"#), "{}", form.body);
-    assert!(form.body.contains(r#"<label for="email">"#) && form.body.contains(r#"name="email" type="email" required"#));
+    assert!(
+        form.body.contains(r#"<label for="email">"#) && form.body.contains(r#"name="email" type="email" required"#)
+    );
     assert_eq!(form.header("cache-control"), Some("no-store"));
 
     let r = post_form(s.addr, "/subscribe", "email=ada%40example.org&name=Ada+Reader", &[]);
@@ -407,12 +427,22 @@ fn subscribe_mails_a_confirmation_link_that_activates_the_reader() {
     assert_eq!(post_form(s.addr, &link, "", &[]).status, 200, "confirming twice is fine");
 
     // JSON works too; bad input is named; a large body is refused.
-    let r = http(s.addr, "POST", "/subscribe", &[("Content-Type", "application/json")], br#"{"email": "bob@example.org"}"#);
+    let r =
+        http(s.addr, "POST", "/subscribe", &[("Content-Type", "application/json")], br#"{"email": "bob@example.org"}"#);
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.header("content-type").unwrap().starts_with("application/json") && r.body.contains("bob@example.org"), "{}", r.body);
+    assert!(
+        r.header("content-type").unwrap().starts_with("application/json") && r.body.contains("bob@example.org"),
+        "{}",
+        r.body
+    );
     let r = post_form(s.addr, "/subscribe", "email=not-an-address", &[]);
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("`not-an-address` is not a valid email address") && r.body.contains(r#"value="not-an-address""#), "{}", r.body);
+    assert!(
+        r.body.contains("`not-an-address` is not a valid email address")
+            && r.body.contains(r#"value="not-an-address""#),
+        "{}",
+        r.body
+    );
     let big = format!("email=x%40example.org&name={}", "a".repeat(8000));
     assert_eq!(post_form(s.addr, "/subscribe", &big, &[("X-Forwarded-For", "192.0.2.99")]).status, 413);
     assert_eq!(wait_for_mail(&sink, "bob@example.org", 1).len(), 1);
@@ -436,8 +466,12 @@ fn a_subscribe_answers_alike_for_every_address_and_resends_sparingly() {
 
     let answer = |email: &str| {
         let r = post_form(s.addr, "/subscribe", &format!("email={}", email.replace('@', "%40")), &[]);
-        let mut headers: Vec<String> =
-            r.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("date") && !k.eq_ignore_ascii_case("content-length")).map(|(k, v)| format!("{k}: {v}")).collect();
+        let mut headers: Vec<String> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("date") && !k.eq_ignore_ascii_case("content-length"))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
         headers.sort();
         (r.status, headers, r.body.replace(email, "ADDRESS"))
     };
@@ -466,9 +500,15 @@ fn a_subscribe_answers_alike_for_every_address_and_resends_sparingly() {
 fn subscribes_are_limited_per_client_and_overall() {
     let p = Project::new("");
     let minute = Duration::from_secs(60);
-    let options = Options { per_client: Rate { burst: 2, every: minute }, overall: Rate { burst: 4, every: minute }, ..Options::default() };
+    let options = Options {
+        per_client: Rate { burst: 2, every: minute },
+        overall: Rate { burst: 4, every: minute },
+        ..Options::default()
+    };
     let s = Running::start(&p, options);
-    let from = |ip: &str, n: usize| post_form(s.addr, "/subscribe", &format!("email=r{n}%40example.org"), &[("X-Forwarded-For", ip)]);
+    let from = |ip: &str, n: usize| {
+        post_form(s.addr, "/subscribe", &format!("email=r{n}%40example.org"), &[("X-Forwarded-For", ip)])
+    };
     assert_eq!(from("192.0.2.1", 1).status, 200);
     assert_eq!(from("192.0.2.1", 2).status, 200);
     let r = from("192.0.2.1", 3);
@@ -494,7 +534,10 @@ fn one_click_unsubscribe_changes_only_on_post_and_only_with_a_genuine_token() {
     let page = get(s.addr, &path);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("ada@example.org"), "{}", page.body);
-    assert!(page.body.contains(r#"<form method="post">"#) && page.body.contains(r#"name="List-Unsubscribe" value="One-Click""#));
+    assert!(
+        page.body.contains(r#"<form method="post">"#)
+            && page.body.contains(r#"name="List-Unsubscribe" value="One-Click""#)
+    );
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(s.status_of("ada@example.org"), Some(Status::Active), "a GET changes nothing");
 
@@ -512,7 +555,13 @@ fn one_click_unsubscribe_changes_only_on_post_and_only_with_a_genuine_token() {
         format!("{token}%00"),
     ] {
         for method in ["GET", "POST"] {
-            let r = http(s.addr, method, &format!("/unsubscribe/{forged}"), &[("Content-Type", "application/x-www-form-urlencoded")], b"List-Unsubscribe=One-Click");
+            let r = http(
+                s.addr,
+                method,
+                &format!("/unsubscribe/{forged}"),
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                b"List-Unsubscribe=One-Click",
+            );
             assert!(r.status == 400 || r.status == 404, "{method} {forged}: {}", r.status);
         }
     }
@@ -548,7 +597,8 @@ fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = p.command(&["serve", "--listen", &addr.to_string()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child =
+        p.command(&["serve", "--listen", &addr.to_string()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline && child.try_wait().unwrap().is_none(), "gazette serve did not start");
@@ -563,7 +613,10 @@ fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_
     // `serve` without behind_proxy writes its links for the address it listens on: the path is what counts.
     let mail = wait_for_mail(&sink, "newcomer@example.org", 1);
     let raw = mail[0].raw.replace("=\r\n", "").replace("=\n", "");
-    let link: String = raw[raw.find("/confirm/").unwrap_or_else(|| panic!("no confirm link in {raw}"))..].chars().take_while(|c| !c.is_whitespace()).collect();
+    let link: String = raw[raw.find("/confirm/").unwrap_or_else(|| panic!("no confirm link in {raw}"))..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     assert_eq!(post_form(addr, &link, "", &[]).status, 200);
     assert!(status_of_cli(&p, "newcomer@example.org").contains("active"));
 
@@ -576,17 +629,22 @@ fn the_list_unsubscribe_url_of_a_sent_message_works_and_the_next_send_skips_the_
     let token = path.rsplit('/').next().unwrap();
     assert!(!log.contains(token), "the token is not logged: {log}");
     let id = |who: &str| -> i64 {
-        let list: serde_json::Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+        let list: serde_json::Value =
+            serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
         list.as_array().unwrap().iter().find(|s| s["email"] == who).unwrap()["id"].as_i64().unwrap()
     };
     let newcomer = id("newcomer@example.org");
-    assert!(log.contains(&format!("subscriber {newcomer} asked to subscribe (pending): confirmation mail on its way")), "{log}");
+    assert!(
+        log.contains(&format!("subscriber {newcomer} asked to subscribe (pending): confirmation mail on its way")),
+        "{log}"
+    );
     assert!(log.contains(&format!("subscriber {newcomer} confirmed: active")), "{log}");
     assert!(log.contains(&format!("subscriber {} unsubscribed", id(&readers[1]))), "{log}");
     assert!(!log.contains("newcomer@example.org"), "ids, not addresses, are logged: {log}");
 
     p.expect(0, &["send", "--week", "2023-07-30"]);
-    let week2: Vec<String> = sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
+    let week2: Vec<String> =
+        sink.messages().into_iter().filter(|m| m.message_id.starts_with("<2023-07-24.")).map(|m| m.rcpt).collect();
     assert_eq!(week2.len(), 3, "the next week goes to the two readers still subscribed and the newcomer: {week2:?}");
     assert!(week2.iter().any(|r| r == "newcomer@example.org"), "{week2:?}");
     assert!(!week2.contains(&readers[1]), "{week2:?}");

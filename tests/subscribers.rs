@@ -96,7 +96,11 @@ fn add_remove_and_list() {
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", r.stdout);
     assert!(lines[0].split_whitespace().eq(["ID", "EMAIL", "NAME", "STATUS", "SOURCE", "SINCE"]), "{}", lines[0]);
-    assert!(lines[1].contains("Ada@Example.org") && lines[1].contains("Ada Lovelace") && lines[1].contains("active"), "{}", lines[1]);
+    assert!(
+        lines[1].contains("Ada@Example.org") && lines[1].contains("Ada Lovelace") && lines[1].contains("active"),
+        "{}",
+        lines[1]
+    );
     assert_eq!(lines[3], "2 subscribers");
 
     let r = site.run(&["remove", "ADA@example.org"]);
@@ -159,7 +163,10 @@ fn unsubscribes_stick_through_add_and_import_until_reactivated() {
 
     let file = site.write("again.csv", b"email,name\nADA@example.org,Ada\nbob@example.org,Bob\ncy@example.org,Cy\n");
     let r = site.run(&["import", &file]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "added 1, unchanged 1, skipped 1 (unsubscribed or bounced), invalid 0\n"));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 1, unchanged 1, skipped 1 (unsubscribed or bounced), invalid 0\n")
+    );
     assert_eq!(site.statuses(), ["ada@example.org,unsubscribed", "bob@example.org,active", "cy@example.org,active"]);
 
     let r = site.run(&["add", "ada@example.org", "--reactivate", "--name", "Ada L."]);
@@ -191,19 +198,28 @@ fn import_reports_every_row_and_reimport_changes_nothing() {
     let file = site.write("mixed.csv", MIXED);
     let r = site.run(&["import", &file]);
     let expected = [
-        format!("{file}:4: `not-an-address` is not a valid email address: it needs a name, an @ and a domain, as in reader@example.org"),
+        format!(
+            "{file}:4: `not-an-address` is not a valid email address: it needs a name, an @ and a domain, as in reader@example.org"
+        ),
         format!("{file}:7: is not UTF-8 (byte 0xE9 in the `email` column)"),
         format!("{file}:8: is not UTF-8 (byte 0xEB in the `name` column)"),
         format!("{file}:9: has no email address"),
-        format!("{file}:10: `asleep` is not a subscriber status; use pending, active, unsubscribed, bounced or complained (for eve@example.org)"),
-        format!("{file}:11: the name \"Multi\\nLine\" contains a line break or another control character (for multi@example.org)"),
+        format!(
+            "{file}:10: `asleep` is not a subscriber status; use pending, active, unsubscribed, bounced or complained (for eve@example.org)"
+        ),
+        format!(
+            "{file}:11: the name \"Multi\\nLine\" contains a line break or another control character (for multi@example.org)"
+        ),
         "added 4, unchanged 1, skipped 0 (unsubscribed or bounced), invalid 6".to_string(),
     ];
     assert_eq!(r.stdout.lines().collect::<Vec<_>>(), expected, "{}", r.stdout);
     assert_eq!(r.code, 1, "invalid rows make the exit code 1 (the valid rows are imported)");
     let before = site.statuses();
     // An import's rows are stored in address order (each transaction's rows are sorted by key).
-    assert_eq!(before, ["ada@example.org,active", "grace@example.org,active", "ok@example.org,active", "old@example.org,unsubscribed"]);
+    assert_eq!(
+        before,
+        ["ada@example.org,active", "grace@example.org,active", "ok@example.org,active", "old@example.org,unsubscribed"]
+    );
     // Of two rows for one address, the first in the file is the one kept.
     let json: serde_json::Value = serde_json::from_str(&site.run(&["list", "--format", "json"]).stdout).unwrap();
     assert_eq!(json[1]["email"], "grace@example.org");
@@ -212,7 +228,10 @@ fn import_reports_every_row_and_reimport_changes_nothing() {
     let export_before = site.run(&["export"]).stdout;
 
     let r = site.run(&["import", &file]);
-    assert_eq!(r.stdout.lines().last().unwrap(), "added 0, unchanged 4, skipped 1 (unsubscribed or bounced), invalid 6");
+    assert_eq!(
+        r.stdout.lines().last().unwrap(),
+        "added 0, unchanged 4, skipped 1 (unsubscribed or bounced), invalid 6"
+    );
     assert_eq!(site.run(&["export"]).stdout, export_before, "a re-import must change nothing");
 }
 
@@ -250,20 +269,28 @@ fn only_sendable_addresses_and_bounded_names_are_stored() {
     ];
     assert_eq!(refused.len(), expected.len(), "{}", r.stdout);
     for (line, (number, reason)) in refused.iter().zip(expected) {
-        assert!(line.starts_with(&format!("{file}:{number}: ")) && line.contains(reason), "expected line {number}: {reason}\n got: {line}");
+        assert!(
+            line.starts_with(&format!("{file}:{number}: ")) && line.contains(reason),
+            "expected line {number}: {reason}\n got: {line}"
+        );
         assert!(line.len() < file.len() + 250, "a refusal stays short: {line}");
     }
 
     // The names are stored cut to 100 characters; nothing unsendable is stored.
     let json: serde_json::Value = serde_json::from_str(&site.run(&["list", "--format", "json"]).stdout).unwrap();
-    let stored: Vec<(&str, &str)> = json.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
+    let stored: Vec<(&str, &str)> =
+        json.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap(), s["name"].as_str().unwrap())).collect();
     let grace = format!("Grace {}", &long[..94]);
     assert_eq!(stored, [("ada@example.org", &long[..100]), ("grace+news@mail.example.org", grace.as_str())]);
 
     // `add` holds to the same rules.
     let r = site.run(&["add", "x@[127.0.0.1]"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("`x@[127.0.0.1]` is not a valid email address: `[127.0.0.1]` is an IP address"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`x@[127.0.0.1]` is not a valid email address: `[127.0.0.1]` is an IP address"),
+        "{}",
+        r.stderr
+    );
     let r = site.run(&["add", "li@h"]);
     assert_eq!(r.code, 2);
     let r = site.run(&["add", "cy@example.org", "--name", &long]);
@@ -278,7 +305,11 @@ fn unusable_files_are_refused_before_anything_is_written() {
     let site = Site::new();
     site.run(&["add", "keep@example.org"]);
     let cases: [(&str, &[u8], &str); 5] = [
-        ("names.csv", b"name,address\nAda,ada@example.org\n", "the header row has no `email` column (found `name`, `address`)"),
+        (
+            "names.csv",
+            b"name,address\nAda,ada@example.org\n",
+            "the header row has no `email` column (found `name`, `address`)",
+        ),
         ("list.txt", b"ada@example.org\nbob@example.org\n", "no `email` column (found `ada@example.org`)"),
         ("latin1.csv", b"n\xF6m,email\nx,ada@example.org\n", "the header row is not UTF-8"),
         ("book.xlsx", b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00", "this is not a CSV file"),
@@ -306,7 +337,10 @@ fn export_reads_back_into_a_fresh_database_with_statuses_kept() {
 
     let other = Site::new();
     let r = other.run(&["import", &file]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "added 2, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n"));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 2, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n")
+    );
     assert_eq!(other.statuses(), ["ada@example.org,active", "bob@example.org,unsubscribed"]);
     let json: serde_json::Value = serde_json::from_str(&other.run(&["list", "--format", "json"]).stdout).unwrap();
     assert_eq!(json[0]["name"], "Ada, Countess of Lovelace");
@@ -320,7 +354,10 @@ fn the_example_file_imports() {
     let site = Site::new();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("subscribers/example.csv");
     let r = site.run(&["import", example.to_str().unwrap()]);
-    assert_eq!((r.code, r.stdout.as_str()), (0, "added 5, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n"));
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 5, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n")
+    );
 }
 
 fn big_csv(prefix: &str, n: usize) -> Vec<u8> {
@@ -339,7 +376,11 @@ fn concurrent_writers_all_succeed() {
     let a = site.write("a.csv", &big_csv("a", 120_000));
     let b = site.write("b.csv", &big_csv("b", 120_000));
     let spawn = |file: &str| {
-        site.command(&["import", file]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        site.command(&["import", file])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let import_a = spawn(&a);
     let import_b = spawn(&b);
@@ -347,7 +388,11 @@ fn concurrent_writers_all_succeed() {
     let ra = finish(import_a.wait_with_output().unwrap());
     let rb = finish(import_b.wait_with_output().unwrap());
     for (r, what) in [(&ra, "import a"), (&rb, "import b")] {
-        assert_eq!((r.code, r.stdout.as_str(), r.stderr.as_str()), (0, "added 120000, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n", ""), "{what}");
+        assert_eq!(
+            (r.code, r.stdout.as_str(), r.stderr.as_str()),
+            (0, "added 120000, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n", ""),
+            "{what}"
+        );
     }
     for r in &adds {
         assert_eq!(r.code, 0, "{}", r.stderr);

@@ -141,7 +141,12 @@ pub fn classify(raw: &[u8], bounce_address: Option<&lettre::Address>) -> Report 
     // Some notices arrive with empty lines before their headers.
     let raw = raw.trim_ascii_start();
     let message = match MessageParser::default().parse(raw) {
-        Some(m) if m.headers().iter().any(|h| !matches!(h.name, mail_parser::HeaderName::Other(_))) || raw.starts_with(b"From ") => m,
+        Some(m)
+            if m.headers().iter().any(|h| !matches!(h.name, mail_parser::HeaderName::Other(_)))
+                || raw.starts_with(b"From ") =>
+        {
+            m
+        }
         _ => return Report::ignored(Ignored::NotAMessage, "not an email message (no headers)"),
     };
     let mut report = read(&message);
@@ -170,10 +175,16 @@ fn read(message: &Message) -> Report {
         return report;
     }
     if is_auto_reply(message) && notice.failed_header.is_empty() {
-        return Report::ignored(Ignored::AutoReply, "an automatic reply (out of office or similar), not a failure report");
+        return Report::ignored(
+            Ignored::AutoReply,
+            "an automatic reply (out of office or similar), not a failure report",
+        );
     }
     if let Some(kind) = other_report(message) {
-        return Report::ignored(Ignored::OtherReport, format!("a report of type `{kind}`, not a delivery failure or a complaint"));
+        return Report::ignored(
+            Ignored::OtherReport,
+            format!("a report of type `{kind}`, not a delivery failure or a complaint"),
+        );
     }
     if !from_mail_system(message) {
         return Report::ignored(Ignored::NotAReport, "not a failure report or a complaint");
@@ -230,7 +241,13 @@ impl Notice {
         text.truncate(text.floor_char_boundary(MAX_NOTICE_TEXT));
         let end = copy_starts(&text);
         // A copy returned inline: its headers name the original's sender, never a recipient.
-        let inline_copy: String = text[end..].lines().skip(1).skip_while(|l| l.trim().is_empty()).take_while(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("\n");
+        let inline_copy: String = text[end..]
+            .lines()
+            .skip(1)
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
         text.truncate(end);
         let subject = message.subject().unwrap_or("").to_string();
         let mut own: Vec<String> = Vec::new();
@@ -241,14 +258,23 @@ impl Notice {
                 }
             }
         };
-        header_addresses(message, &["From", "To", "Cc", "Sender", "Reply-To", "Return-Path", "Delivered-To", "X-Original-To", "Envelope-To"], &mut own);
+        header_addresses(
+            message,
+            &["From", "To", "Cc", "Sender", "Reply-To", "Return-Path", "Delivered-To", "X-Original-To", "Envelope-To"],
+            &mut own,
+        );
         let mut returned = returned_headers(message);
         if !inline_copy.is_empty() {
             returned.push(inline_copy);
         }
         for block in &returned {
             // A forged message may come "from" its recipient: the recipient stays a recipient.
-            let to: Vec<String> = ["To", "Cc"].iter().filter_map(|n| header(block, n)).flat_map(|v| addresses_in(&v)).map(|a| a.to_lowercase()).collect();
+            let to: Vec<String> = ["To", "Cc"]
+                .iter()
+                .filter_map(|n| header(block, n))
+                .flat_map(|v| addresses_in(&v))
+                .map(|a| a.to_lowercase())
+                .collect();
             for name in ["From", "Sender", "Reply-To", "Return-Path"] {
                 if let Some(v) = header(block, name) {
                     own.extend(addresses_in(&v).into_iter().filter(|a| !to.contains(&a.to_lowercase())));
@@ -257,15 +283,40 @@ impl Notice {
         }
         let mut failed_header = Vec::new();
         header_addresses(message, &["X-Failed-Recipients"], &mut failed_header);
-        let returned_to = returned.iter().find_map(|b| header(b, "To")).map(|to| addresses_in(&to)).filter(|a| a.len() == 1).and_then(|a| a.into_iter().next());
+        let returned_to = returned
+            .iter()
+            .find_map(|b| header(b, "To"))
+            .map(|to| addresses_in(&to))
+            .filter(|a| a.len() == 1)
+            .and_then(|a| a.into_iter().next());
         let lower_subject = subject.to_lowercase();
         let lower = text.to_lowercase();
         let delay = DELAY_WORDS.iter().any(|w| lower_subject.contains(w))
-            || ["this is a warning message only", "warning only", "will be retried", "will continue to try", "still trying", "has been delayed", "not yet been delivered", "delivery attempts will continue", "message will be retried", "is delayed", "temporary failure"]
-                .iter()
-                .any(|w| lower.contains(w));
+            || [
+                "this is a warning message only",
+                "warning only",
+                "will be retried",
+                "will continue to try",
+                "still trying",
+                "has been delayed",
+                "not yet been delivered",
+                "delivery attempts will continue",
+                "message will be retried",
+                "is delayed",
+                "temporary failure",
+            ]
+            .iter()
+            .any(|w| lower.contains(w));
         let whole_stage = stage_in(&text);
-        Notice { text, subject, own: own.into_iter().map(|a| a.to_lowercase()).collect(), failed_header, returned_to, delay, whole_stage }
+        Notice {
+            text,
+            subject,
+            own: own.into_iter().map(|a| a.to_lowercase()).collect(),
+            failed_header,
+            returned_to,
+            delay,
+            whole_stage,
+        }
     }
 
     fn is_own(&self, address: &str) -> bool {
@@ -275,7 +326,12 @@ impl Notice {
 
     /// The step of the dialogue the lines naming `address` say (a transcript's `>>> RCPT To:<a>`).
     fn stage_of(&self, address: &str) -> Stage {
-        self.text.lines().filter(|l| l.to_lowercase().contains(address)).map(stage_in).find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown)
+        self.text
+            .lines()
+            .filter(|l| l.to_lowercase().contains(address))
+            .map(stage_in)
+            .find(|s| *s != Stage::Unknown)
+            .unwrap_or(Stage::Unknown)
     }
 
     /// The failed recipients the notice names, each with the words about it.
@@ -287,7 +343,10 @@ impl Notice {
         let mut mentioned: Vec<(String, usize)> = Vec::new();
         for (i, line) in lines.iter().enumerate() {
             let lower = line.to_lowercase();
-            if lower.trim_start().starts_with("message-id") || lower.contains("message-id:") || lower.trim_start().starts_with("references:") {
+            if lower.trim_start().starts_with("message-id")
+                || lower.contains("message-id:")
+                || lower.trim_start().starts_with("references:")
+            {
                 continue;
             }
             if named.len() >= MAX_RECIPIENTS {
@@ -326,7 +385,8 @@ impl Notice {
         named
             .iter()
             .map(|(address, line)| {
-                let near = if *line == usize::MAX { String::new() } else { words_about(&lines, *line, address, &addresses) };
+                let near =
+                    if *line == usize::MAX { String::new() } else { words_about(&lines, *line, address, &addresses) };
                 self.failure(address.clone(), None, None, &near)
             })
             .collect()
@@ -340,8 +400,18 @@ impl Notice {
 
     /// The same, with the step of the dialogue if the caller knows it; otherwise the words near
     /// the address say it, or the whole notice.
-    fn failure_at(&self, stage: Stage, address: String, original: Option<String>, status: Option<&str>, near: &str) -> Failure {
-        let stage = [stage, stage_in(near), self.stage_of(&address), self.whole_stage].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
+    fn failure_at(
+        &self,
+        stage: Stage,
+        address: String,
+        original: Option<String>,
+        status: Option<&str>,
+        near: &str,
+    ) -> Failure {
+        let stage = [stage, stage_in(near), self.stage_of(&address), self.whole_stage]
+            .into_iter()
+            .find(|s| *s != Stage::Unknown)
+            .unwrap_or(Stage::Unknown);
         let mut reason = reason_at(stage, status, None, near);
         let mut detail = near.to_string();
         if reason == Reason::Undefined {
@@ -369,12 +439,15 @@ fn reason_is_vague(reason: Reason) -> bool {
 }
 
 /// Words in a subject that mean "still trying".
-const DELAY_WORDS: [&str; 7] = ["delay", "warning:", "warning message", "still being retried", "deferred", "not yet delivered", "(delay)"];
+const DELAY_WORDS: [&str; 7] =
+    ["delay", "warning:", "warning message", "still being retried", "deferred", "not yet delivered", "(delay)"];
 
 /// The address stands as the subject of its line: first on it (after spaces, quotes, angle
 /// brackets or a bullet), or after a label that names a recipient.
 fn stands_as_recipient(line: &str, address: &str) -> bool {
-    let trimmed = line.trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '<' | '"' | '\'' | '*' | '-' | '•' | '>' | '[' | '('));
+    let trimmed = line.trim_start_matches(|c: char| {
+        c.is_whitespace() || matches!(c, '<' | '"' | '\'' | '*' | '-' | '•' | '>' | '[' | '(')
+    });
     if starts_with_ci(trimmed, address) {
         return true;
     }
@@ -540,13 +613,30 @@ fn copy_starts(text: &str) -> usize {
 /// run of letters and digits before the `@` on a line that says so.
 fn looks_like_message_id(line: &str, address: &str) -> bool {
     let local = address.split('@').next().unwrap_or("");
-    local.contains('$') || local.contains('%') || (local.len() > 30 && local.bytes().filter(u8::is_ascii_digit).count() > 8 && line.contains(&format!("<{address}>")) && !line.to_lowercase().contains("rcpt"))
+    local.contains('$')
+        || local.contains('%')
+        || (local.len() > 30
+            && local.bytes().filter(u8::is_ascii_digit).count() > 8
+            && line.contains(&format!("<{address}>"))
+            && !line.to_lowercase().contains("rcpt"))
 }
 
 /// Mail systems' own addresses: never a failed recipient.
 fn is_system_address(address: &str) -> bool {
     let local = address.split('@').next().unwrap_or("");
-    matches!(local, "mailer-daemon" | "postmaster" | "mail-daemon" | "mailerdaemon" | "root" | "abuse" | "noreply" | "no-reply" | "nobody" | "daemon")
+    matches!(
+        local,
+        "mailer-daemon"
+            | "postmaster"
+            | "mail-daemon"
+            | "mailerdaemon"
+            | "root"
+            | "abuse"
+            | "noreply"
+            | "no-reply"
+            | "nobody"
+            | "daemon"
+    )
 }
 
 /// HTML to the text a reader sees, roughly: enough to find addresses and words in.
@@ -577,7 +667,9 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
     let parts: Vec<_> = message
         .parts
         .iter()
-        .filter(|p| p.is_content_type("message", "delivery-status") || p.is_content_type("message", "global-delivery-status"))
+        .filter(|p| {
+            p.is_content_type("message", "delivery-status") || p.is_content_type("message", "global-delivery-status")
+        })
         .collect();
     let mut records = Vec::new();
     for part in parts {
@@ -590,15 +682,22 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
     let mut failures: Vec<Failure> = Vec::new();
     let mut actions: Vec<String> = Vec::new();
     for record in records.iter().take(MAX_RECIPIENTS) {
-        let status = record.get("status").map(|s| s.split_whitespace().next().unwrap_or("").to_string()).filter(|s| !s.is_empty());
-        let action = record.get("action").map(|a| a.trim().to_lowercase()).unwrap_or_else(|| match status.as_deref().map(|s| s.as_bytes()[0]) {
-            Some(b'2') => "delivered".into(),
-            Some(b'4') => "delayed".into(),
-            _ => "failed".into(),
+        let status = record
+            .get("status")
+            .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
+            .filter(|s| !s.is_empty());
+        let action = record.get("action").map(|a| a.trim().to_lowercase()).unwrap_or_else(|| {
+            match status.as_deref().map(|s| s.as_bytes()[0]) {
+                Some(b'2') => "delivered".into(),
+                Some(b'4') => "delayed".into(),
+                _ => "failed".into(),
+            }
         });
         actions.push(action.clone());
         let action_word = action.split_whitespace().next().unwrap_or("");
-        if !matches!(action_word, "failed" | "delayed" | "failure" | "expired") || status.as_deref().is_some_and(|s| s.starts_with('2')) {
+        if !matches!(action_word, "failed" | "delayed" | "failure" | "expired")
+            || status.as_deref().is_some_and(|s| s.starts_with('2'))
+        {
             continue;
         }
         let final_recipient = record.get("final-recipient").map(|v| typed_address(v));
@@ -621,17 +720,32 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
         if failures.iter().any(|f| f.address == address) {
             continue;
         }
-        let diagnostic = record.get("diagnostic-code").map(|d| d.split_once(';').map_or(d.as_str(), |(_, text)| text).trim().to_string()).unwrap_or_default();
+        let diagnostic = record
+            .get("diagnostic-code")
+            .map(|d| d.split_once(';').map_or(d.as_str(), |(_, text)| text).trim().to_string())
+            .unwrap_or_default();
         // The fields first; where they say nothing specific, the words of the notice about
         // this recipient, then the whole notice. The step of the dialogue is often said only
         // in the notice ("in reply to RCPT TO command").
-        let near = lines.iter().position(|l| l.to_lowercase().contains(&address)).map(|i| words_about(&lines, i, &address, &[])).unwrap_or_default();
-        let stage = [stage_in(&diagnostic), stage_in(&near), notice.stage_of(&address)].into_iter().find(|s| *s != Stage::Unknown).unwrap_or(Stage::Unknown);
+        let near = lines
+            .iter()
+            .position(|l| l.to_lowercase().contains(&address))
+            .map(|i| words_about(&lines, i, &address, &[]))
+            .unwrap_or_default();
+        let stage = [stage_in(&diagnostic), stage_in(&near), notice.stage_of(&address)]
+            .into_iter()
+            .find(|s| *s != Stage::Unknown)
+            .unwrap_or(Stage::Unknown);
         let mut reason = reason_at(stage, status.as_deref(), None, &diagnostic);
         let mut detail = [status.clone().unwrap_or_default(), diagnostic.clone()].join(" ").trim().to_string();
-        if reason == Reason::Undefined || (diagnostic.is_empty() && reason_is_vague(reason)) || (reason == Reason::UserUnknown && diagnostic.is_empty()) {
+        if reason == Reason::Undefined
+            || (diagnostic.is_empty() && reason_is_vague(reason))
+            || (reason == Reason::UserUnknown && diagnostic.is_empty())
+        {
             let from_notice = notice.failure_at(stage, address.clone(), None, status.as_deref(), &near);
-            if from_notice.reason != Reason::Undefined && !(reason == Reason::UserUnknown && reason_is_vague(from_notice.reason)) {
+            if from_notice.reason != Reason::Undefined
+                && !(reason == Reason::UserUnknown && reason_is_vague(from_notice.reason))
+            {
                 reason = from_notice.reason;
             }
             if diagnostic.is_empty() {
@@ -641,10 +755,18 @@ fn delivery_status(message: &Message, notice: &Notice) -> Option<Report> {
         if reason == Reason::Undefined && action_word != "failed" {
             reason = Reason::Expired;
         }
-        failures.push(Failure { address, original, reason, detail: shorten(if detail.is_empty() { &action } else { &detail }) });
+        failures.push(Failure {
+            address,
+            original,
+            reason,
+            detail: shorten(if detail.is_empty() { &action } else { &detail }),
+        });
     }
     if failures.is_empty() {
-        return Some(Report::ignored(Ignored::Delivered, format!("a delivery status notification that reports no failure ({})", actions.join(", "))));
+        return Some(Report::ignored(
+            Ignored::Delivered,
+            format!("a delivery status notification that reports no failure ({})", actions.join(", ")),
+        ));
     }
     Some(Report::bounce(failures))
 }
@@ -683,7 +805,9 @@ fn recipient_records(text: &str) -> Vec<std::collections::HashMap<String, String
         for (name, value) in fields {
             let starts = match name.as_str() {
                 "final-recipient" => current.as_ref().is_none_or(|c| c.contains_key("final-recipient")),
-                "original-recipient" => current.as_ref().is_none_or(|c| c.contains_key("original-recipient") || c.contains_key("final-recipient")),
+                "original-recipient" => current
+                    .as_ref()
+                    .is_none_or(|c| c.contains_key("original-recipient") || c.contains_key("final-recipient")),
                 _ => false,
             };
             if starts {
@@ -750,7 +874,8 @@ fn typed_address(value: &str) -> String {
 /// message from ..."). `None` when the message is none of these.
 fn complaint(message: &Message) -> Option<Report> {
     let arf_part = message.parts.iter().find(|p| p.is_content_type("message", "feedback-report"));
-    let report_type = message.content_type().and_then(|c| c.attribute("report-type")).unwrap_or("").to_ascii_lowercase();
+    let report_type =
+        message.content_type().and_then(|c| c.attribute("report-type")).unwrap_or("").to_ascii_lowercase();
     let fields_text = match arf_part {
         Some(part) => Some(String::from_utf8_lossy(part.contents()).into_owned()),
         None => {
@@ -764,19 +889,33 @@ fn complaint(message: &Message) -> Option<Report> {
         let from = message.from().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or("").to_lowercase();
         let subject = message.subject().unwrap_or("").to_lowercase();
         if from.starts_with("staff@hotmail.com") || subject.starts_with("complaint about message from") {
-            let complained: Vec<String> = returned.iter().filter_map(|h| header(h, "X-HmXmrOriginalRecipient")).flat_map(|v| addresses_in(&v)).map(|a| a.to_lowercase()).collect();
+            let complained: Vec<String> = returned
+                .iter()
+                .filter_map(|h| header(h, "X-HmXmrOriginalRecipient"))
+                .flat_map(|v| addresses_in(&v))
+                .map(|a| a.to_lowercase())
+                .collect();
             if !complained.is_empty() || subject.starts_with("complaint about message from") {
-                return Some(Report { kind: Kind::Complaint, complained, why: None, ..Report::ignored(Ignored::NotAReport, "abuse") });
+                return Some(Report {
+                    kind: Kind::Complaint,
+                    complained,
+                    why: None,
+                    ..Report::ignored(Ignored::NotAReport, "abuse")
+                });
             }
         }
         return None;
     };
     let fields = fields(&fields_text);
-    let field = |name: &str| -> Vec<String> { fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect() };
+    let field =
+        |name: &str| -> Vec<String> { fields.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect() };
     let feedback_type = field("feedback-type").first().map_or("abuse".to_string(), |t| t.trim().to_ascii_lowercase());
     // RFC 6650's not-spam is the opposite of a complaint.
     if feedback_type == "not-spam" {
-        return Some(Report::ignored(Ignored::NotAComplaint, format!("a feedback report of type `{feedback_type}`, not a spam complaint")));
+        return Some(Report::ignored(
+            Ignored::NotAComplaint,
+            format!("a feedback report of type `{feedback_type}`, not a spam complaint"),
+        ));
     }
     // `rfc822; a@b`, or a name and the address in angle brackets ("undisclosed recipient <a@b>").
     let mut complained: Vec<String> = field("original-rcpt-to")
@@ -784,7 +923,11 @@ fn complaint(message: &Message) -> Option<Report> {
         .chain(field("removal-recipient"))
         .map(|v| {
             let typed = typed_address(&v);
-            if plausible_address(&typed) { typed } else { addresses_in(&v).into_iter().next().unwrap_or(typed).to_lowercase() }
+            if plausible_address(&typed) {
+                typed
+            } else {
+                addresses_in(&v).into_iter().next().unwrap_or(typed).to_lowercase()
+            }
         })
         .collect();
     if complained.is_empty() {
@@ -822,7 +965,13 @@ fn ses_notification(message: &Message) -> Option<Report> {
     let kind = inner.get("notificationType").or_else(|| inner.get("eventType"))?.as_str()?.to_ascii_lowercase();
     fn addresses(list: Option<&serde_json::Value>) -> Vec<(String, &serde_json::Value)> {
         list.and_then(|l| l.as_array())
-            .map(|l| l.iter().filter_map(|r| Some((addresses_in(r.get("emailAddress")?.as_str()?).into_iter().next()?.to_lowercase(), r))).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|r| {
+                        Some((addresses_in(r.get("emailAddress")?.as_str()?).into_iter().next()?.to_lowercase(), r))
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
     match kind.as_str() {
@@ -849,7 +998,12 @@ fn ses_notification(message: &Message) -> Option<Report> {
                             _ => Reason::Undefined,
                         };
                     }
-                    let detail = [status.unwrap_or(""), diagnostic, bounce_type, sub_type].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+                    let detail = [status.unwrap_or(""), diagnostic, bounce_type, sub_type]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     Failure { address, original: None, reason, detail: shorten(&detail) }
                 })
                 .collect();
@@ -857,12 +1011,18 @@ fn ses_notification(message: &Message) -> Option<Report> {
         }
         "complaint" => {
             let complaint = inner.get("complaint")?;
-            let feedback = complaint.get("complaintFeedbackType").and_then(|t| t.as_str()).unwrap_or("abuse").to_ascii_lowercase();
+            let feedback =
+                complaint.get("complaintFeedbackType").and_then(|t| t.as_str()).unwrap_or("abuse").to_ascii_lowercase();
             if feedback == "not-spam" {
                 return Some(Report::ignored(Ignored::NotAComplaint, "an Amazon SES notification of type not-spam"));
             }
             let complained = addresses(complaint.get("complainedRecipients")).into_iter().map(|(a, _)| a).collect();
-            Some(Report { kind: Kind::Complaint, complained, why: None, ..Report::ignored(Ignored::NotAReport, feedback) })
+            Some(Report {
+                kind: Kind::Complaint,
+                complained,
+                why: None,
+                ..Report::ignored(Ignored::NotAReport, feedback)
+            })
         }
         "delivery" => Some(Report::ignored(Ignored::Delivered, "an Amazon SES delivery notification")),
         _ => None,
@@ -883,12 +1043,32 @@ fn is_auto_reply(message: &Message) -> bool {
             || k.eq_ignore_ascii_case("X-Autogenerated") && v.contains("reply")
             || (k.eq_ignore_ascii_case("Precedence") && v == "auto_reply")
             || (k.eq_ignore_ascii_case("X-Auto-Response-Suppress") && !from_daemon(message))
-            || (k.eq_ignore_ascii_case("Auto-Submitted") && v.starts_with("auto-replied") && !from_daemon(message) && !failure_subject(message))
+            || (k.eq_ignore_ascii_case("Auto-Submitted")
+                && v.starts_with("auto-replied")
+                && !from_daemon(message)
+                && !failure_subject(message))
     });
     let subject = message.subject().unwrap_or("").trim().to_lowercase();
-    let said_by_subject = ["auto:", "automatic reply", "autoreply", "auto-reply", "auto reply", "out of office", "out of the office", "(automatic response)", "away from", "vacation", "abwesenheit", "réponse automatique", "respuesta automática", "risposta automatica", "automatisch antwoord", "autosvar"]
-        .iter()
-        .any(|w| subject.contains(w));
+    let said_by_subject = [
+        "auto:",
+        "automatic reply",
+        "autoreply",
+        "auto-reply",
+        "auto reply",
+        "out of office",
+        "out of the office",
+        "(automatic response)",
+        "away from",
+        "vacation",
+        "abwesenheit",
+        "réponse automatique",
+        "respuesta automática",
+        "risposta automatica",
+        "automatisch antwoord",
+        "autosvar",
+    ]
+    .iter()
+    .any(|w| subject.contains(w));
     (said_by_headers || said_by_subject) && !failure_subject(message)
 }
 
@@ -898,14 +1078,23 @@ fn other_report(message: &Message) -> Option<String> {
     if message.parts.iter().any(|p| p.is_content_type("message", "disposition-notification")) {
         return Some("disposition-notification".into());
     }
-    let report_type = message.content_type().filter(|c| c.ctype().eq_ignore_ascii_case("multipart") && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report")))?.attribute("report-type")?.to_ascii_lowercase();
-    (!matches!(report_type.as_str(), "delivery-status" | "global-delivery-status" | "feedback-report")).then_some(report_type)
+    let report_type = message
+        .content_type()
+        .filter(|c| {
+            c.ctype().eq_ignore_ascii_case("multipart") && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
+        })?
+        .attribute("report-type")?
+        .to_ascii_lowercase();
+    (!matches!(report_type.as_str(), "delivery-status" | "global-delivery-status" | "feedback-report"))
+        .then_some(report_type)
 }
 
 /// Sent by a mail server rather than a person: the null return path, a mailer-daemon or
 /// postmaster sender, or the subject line of a failure notice.
 fn from_mail_system(message: &Message) -> bool {
-    let null_sender = message.headers_raw().any(|(k, v)| k.eq_ignore_ascii_case("Return-Path") && matches!(v.trim(), "<>" | "" | "<MAILER-DAEMON>"));
+    let null_sender = message
+        .headers_raw()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Return-Path") && matches!(v.trim(), "<>" | "" | "<MAILER-DAEMON>"));
     let failed = message.headers_raw().any(|(k, _)| k.eq_ignore_ascii_case("X-Failed-Recipients"));
     null_sender || failed || from_daemon(message) || failure_subject(message)
 }
@@ -914,10 +1103,34 @@ fn from_daemon(message: &Message) -> bool {
     let from = message.from().and_then(|a| a.first());
     let local = from.and_then(|a| a.address()).and_then(|a| a.split('@').next()).unwrap_or("").to_ascii_lowercase();
     let name = from.and_then(|a| a.name()).unwrap_or("").to_ascii_lowercase();
-    ["mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mdaemon", "mail.delivery", "maildelivery", "bounce", "nobody"].iter().any(|d| local.starts_with(d))
-        || ["mail delivery", "mail administrator", "mailer-daemon", "mailer daemon", "postmaster", "mail system", "mail router", "delivery subsystem", "system administrator", "delivery failure", "delivery status"]
-            .iter()
-            .any(|n| name.contains(n))
+    [
+        "mailer-daemon",
+        "mailerdaemon",
+        "mail-daemon",
+        "postmaster",
+        "mdaemon",
+        "mail.delivery",
+        "maildelivery",
+        "bounce",
+        "nobody",
+    ]
+    .iter()
+    .any(|d| local.starts_with(d))
+        || [
+            "mail delivery",
+            "mail administrator",
+            "mailer-daemon",
+            "mailer daemon",
+            "postmaster",
+            "mail system",
+            "mail router",
+            "delivery subsystem",
+            "system administrator",
+            "delivery failure",
+            "delivery status",
+        ]
+        .iter()
+        .any(|n| name.contains(n))
 }
 
 fn failure_subject(message: &Message) -> bool {
@@ -1049,7 +1262,8 @@ fn verp_tokens(message: &Message, bounce: &lettre::Address) -> Vec<String> {
     let mut from = 0;
     while let Some(at) = text[from..].find(&prefix) {
         let start = from + at + prefix.len();
-        let token: String = text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-').collect();
+        let token: String =
+            text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '-').collect();
         if text[start + token.len()..].starts_with(&suffix) && !token.is_empty() && !out.contains(&token) {
             out.push(token.clone());
         }
@@ -1061,7 +1275,9 @@ fn verp_tokens(message: &Message, bounce: &lettre::Address) -> Vec<String> {
 /// Every address-looking word in `text`, in order, without angle brackets, quotes or brackets.
 fn addresses_in(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for word in text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | '\'' | '"' | ',' | ';' | '[' | ']' | '{' | '}' | '|')) {
+    for word in text.split(|c: char| {
+        c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | '\'' | '"' | ',' | ';' | '[' | ']' | '{' | '}' | '|')
+    }) {
         let word = word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?' | '=' | '*'));
         let word = strip_prefix_ci(word, "mailto:").or_else(|| strip_prefix_ci(word, "rfc822:")).unwrap_or(word);
         if plausible_address(word) && !out.iter().any(|a| a.eq_ignore_ascii_case(word)) {
@@ -1074,7 +1290,8 @@ fn addresses_in(text: &str) -> Vec<String> {
 /// What a delivery status field names as an address: something on both sides of an `@` and no
 /// space (the report says it is an address; its domain may be one no resolver would take).
 fn named_address(text: &str) -> bool {
-    text.rsplit_once('@').is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !text.contains(char::is_whitespace))
+    text.rsplit_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !text.contains(char::is_whitespace))
 }
 
 /// One `@` with something on both sides, and a dot in a domain of letters, digits, dots and hyphens.
@@ -1082,7 +1299,8 @@ fn plausible_address(word: &str) -> bool {
     match word.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty()
-                && !local.contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '[' | ']'))
+                && !local
+                    .contains(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '[' | ']'))
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
@@ -1187,10 +1405,16 @@ mod tests {
     fn amazon_ses_notifications_are_read_inside_their_sns_envelope() {
         let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"Gone <gone@example.com>","action":"failed","status":"5.1.1","diagnosticCode":"smtp; 550 5.1.1 user unknown"},{"emailAddress":"spam@example.net","status":"5.7.1","diagnosticCode":"smtp; 554 5.7.1 Message rejected as spam"}]},"mail":{"messageId":"x"}}"#;
         let sns = serde_json::json!({"Type": "Notification", "Message": bounce}).to_string();
-        let raw = format!("From: AWS Notifications <no-reply@sns.amazonaws.com>\nSubject: AWS Notification Message\nContent-Type: text/plain; charset=UTF-8\n\n{sns}\n");
+        let raw = format!(
+            "From: AWS Notifications <no-reply@sns.amazonaws.com>\nSubject: AWS Notification Message\nContent-Type: text/plain; charset=UTF-8\n\n{sns}\n"
+        );
         let r = classify(raw.as_bytes(), None);
         let got: Vec<(&str, Reason)> = r.failures.iter().map(|f| (f.address.as_str(), f.reason)).collect();
-        assert_eq!(got, [("gone@example.com", Reason::UserUnknown), ("spam@example.net", Reason::SpamDetected)], "{r:?}");
+        assert_eq!(
+            got,
+            [("gone@example.com", Reason::UserUnknown), ("spam@example.net", Reason::SpamDetected)],
+            "{r:?}"
+        );
         let complaint = r#"{"notificationType":"Complaint","complaint":{"complainedRecipients":[{"emailAddress":"ada@example.org"}],"complaintFeedbackType":"abuse"}}"#;
         let raw = format!("From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\n\n{complaint}\n");
         let r = classify(raw.as_bytes(), None);

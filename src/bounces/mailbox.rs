@@ -123,7 +123,8 @@ async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Res
             // A message taken from new/ is now seen (maildir's info suffix, ":2," and flags).
             let name = if name.contains(":2,") { name } else { format!("{name}:2,S") };
             let target = folder.join("cur").join(&name);
-            std::fs::rename(&file, &target).with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
+            std::fs::rename(&file, &target)
+                .with_context(|| format!("cannot move {} to {}", file.display(), target.display()))?;
         }
     }
     Ok(polled)
@@ -133,7 +134,8 @@ async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Res
 fn maildir_folder(dir: &Path, name: &str) -> anyhow::Result<std::path::PathBuf> {
     let folder = dir.join(format!(".{name}"));
     for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(folder.join(sub)).with_context(|| format!("cannot create {}", folder.join(sub).display()))?;
+        std::fs::create_dir_all(folder.join(sub))
+            .with_context(|| format!("cannot create {}", folder.join(sub).display()))?;
     }
     Ok(folder)
 }
@@ -167,7 +169,14 @@ impl async_imap::Authenticator for &XOAuth2 {
 /// The folder on the server, its messages fetched, processed and moved one by one (UID MOVE,
 /// RFC 6851; or COPY, then flag and expunge only that UID where MOVE is not offered), into
 /// `[bounces] processed` or, when one cannot be read, `Unreadable`.
-async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: &str, folder: &str) -> anyhow::Result<Polled> {
+async fn poll_imap(
+    config: &Config,
+    store: &Store,
+    host: &str,
+    port: u16,
+    user: &str,
+    folder: &str,
+) -> anyhow::Result<Polled> {
     let whom = format!("imaps://{user}@{host}:{port}");
     let secret = match &config.bounces.password_command {
         Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
@@ -185,11 +194,20 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
         .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
     let secret = secret.get().await.map_err(anyhow::Error::msg)?;
     let login = match config.bounces.auth {
-        Some(Auth::Xoauth2) => within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), &whom, "log in").await?,
+        Some(Auth::Xoauth2) => {
+            within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), &whom, "log in")
+                .await?
+        }
         _ => within(client.login(user, &secret), &whom, "log in").await?,
     };
-    let mut session = login.map_err(|(e, _)| ConfigError(format!("{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth")))?;
-    within(session.select(folder), &whom, "open the folder").await?.with_context(|| format!("{whom}: cannot open the folder `{folder}`"))?;
+    let mut session = login.map_err(|(e, _)| {
+        ConfigError(format!(
+            "{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth"
+        ))
+    })?;
+    within(session.select(folder), &whom, "open the folder")
+        .await?
+        .with_context(|| format!("{whom}: cannot open the folder `{folder}`"))?;
     let processed_folder = &config.bounces.processed;
     // CREATE fails when it exists already, which is the usual case.
     let _ = within(session.create(processed_folder), &whom, "create a folder").await?;
@@ -202,9 +220,13 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
     for uid in uids {
         let source = format!("{whom}/{folder};UID={uid}");
         // Its size first, so that a message over the limit is never downloaded.
-        let sized: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "RFC822.SIZE").await?.try_collect::<Vec<_>>().await }, &whom, "give a message's size")
-            .await?
-            .with_context(|| format!("{whom}: cannot fetch the size of message UID {uid}"))?;
+        let sized: Vec<_> = within(
+            async { session.uid_fetch(uid.to_string(), "RFC822.SIZE").await?.try_collect::<Vec<_>>().await },
+            &whom,
+            "give a message's size",
+        )
+        .await?
+        .with_context(|| format!("{whom}: cannot fetch the size of message UID {uid}"))?;
         if sized.is_empty() {
             // Another reader moved it meanwhile.
             continue;
@@ -212,9 +234,13 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
         let outcome = match unreadable::check_size(sized.iter().find_map(|f| f.size).map_or(0, u64::from)) {
             Err(why) => Err((why, None)),
             Ok(()) => {
-                let fetched: Vec<_> = within(async { session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect::<Vec<_>>().await }, &whom, "send a message")
-                    .await?
-                    .with_context(|| format!("{whom}: cannot fetch message UID {uid}"))?;
+                let fetched: Vec<_> = within(
+                    async { session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?.try_collect::<Vec<_>>().await },
+                    &whom,
+                    "send a message",
+                )
+                .await?
+                .with_context(|| format!("{whom}: cannot fetch message UID {uid}"))?;
                 if fetched.is_empty() {
                     continue;
                 }
@@ -247,9 +273,20 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
             within(session.uid_mv(uid.to_string(), target), &whom, "move a message").await??;
         } else {
             within(session.uid_copy(uid.to_string(), target), &whom, "copy a message").await??;
-            within(async { session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await }, &whom, "flag a message")
-                .await??;
-            within(async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await }, &whom, "expunge").await??;
+            within(
+                async {
+                    session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await
+                },
+                &whom,
+                "flag a message",
+            )
+            .await??;
+            within(
+                async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await },
+                &whom,
+                "expunge",
+            )
+            .await??;
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
@@ -258,14 +295,21 @@ async fn poll_imap(config: &Config, store: &Store, host: &str, port: u16, user: 
 
 /// `op`, given up after `IMAP_TIMEOUT`: a server that stops answering is an error, not a hang.
 async fn within<T>(op: impl Future<Output = T>, whom: &str, doing: &str) -> anyhow::Result<T> {
-    tokio::time::timeout(IMAP_TIMEOUT, op)
-        .await
-        .map_err(|_| anyhow::anyhow!("{whom} did not answer within {} (waiting to {doing})", humantime::format_duration(IMAP_TIMEOUT)))
+    tokio::time::timeout(IMAP_TIMEOUT, op).await.map_err(|_| {
+        anyhow::anyhow!(
+            "{whom} did not answer within {} (waiting to {doing})",
+            humantime::format_duration(IMAP_TIMEOUT)
+        )
+    })
 }
 
 /// TLS from the first byte, verified against the system's store (the roots built into Gazette
 /// where it has none) and `[bounces] ca_file`.
-async fn connect_tls(config: &Config, host: &str, port: u16) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+async fn connect_tls(
+    config: &Config,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     let whom = format!("{host}:{port}");
@@ -277,8 +321,10 @@ async fn connect_tls(config: &Config, host: &str, port: u16) -> anyhow::Result<t
         roots.add_parsable_certificates(native);
     }
     if let Some(path) = &config.bounces.ca_file {
-        let pem = std::fs::read(path).map_err(|e| ConfigError(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
-        let certs: Vec<CertificateDer> = CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap_or_default();
+        let pem = std::fs::read(path)
+            .map_err(|e| ConfigError(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
+        let certs: Vec<CertificateDer> =
+            CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap_or_default();
         if certs.is_empty() {
             return Err(ConfigError(format!("[bounces] ca_file: {} holds no PEM certificate", path.display())).into());
         }
@@ -290,14 +336,19 @@ async fn connect_tls(config: &Config, host: &str, port: u16) -> anyhow::Result<t
         .context("TLS setup")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::try_from(host.to_string()).map_err(|e| ConfigError(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| ConfigError(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
     let tcp = tokio::time::timeout(IMAP_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
         .await
-        .map_err(|_| anyhow::anyhow!("cannot connect to {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT)))?
+        .map_err(|_| {
+            anyhow::anyhow!("cannot connect to {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT))
+        })?
         .with_context(|| format!("cannot connect to {whom}"))?;
     let stream = tokio::time::timeout(IMAP_TIMEOUT, tokio_rustls::TlsConnector::from(Arc::new(tls)).connect(name, tcp))
         .await
-        .map_err(|_| anyhow::anyhow!("TLS with {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT)))?;
+        .map_err(|_| {
+            anyhow::anyhow!("TLS with {whom}: no answer within {}", humantime::format_duration(IMAP_TIMEOUT))
+        })?;
     stream.map_err(|e| {
         let text = e.to_string();
         if text.contains("certificate") || text.contains("UnknownIssuer") {

@@ -100,7 +100,14 @@ pub fn message_key(bytes: &[u8]) -> String {
 
 /// Classifies one message, attributes it, and unless `dry_run` records it. `source` says where it
 /// was read, for the record.
-pub async fn process(store: &Store, key: &TokenKey, config: &Config, bytes: &[u8], source: &str, dry_run: bool) -> Result<Processed, StoreError> {
+pub async fn process(
+    store: &Store,
+    key: &TokenKey,
+    config: &Config,
+    bytes: &[u8],
+    source: &str,
+    dry_run: bool,
+) -> Result<Processed, StoreError> {
     let report = classify(bytes, config.email.bounce_address.as_ref());
     process_report(store, key, config, report, bytes, source, dry_run).await
 }
@@ -164,25 +171,52 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
     if let Some((id, issue, by)) = delivery {
         let Some(subscriber) = store.subscriber_by_id(id).await? else { return Ok(Vec::new()) };
         let (kind, code, address, reason) = match report.kind {
-            Kind::Complaint => (EventKind::Complaint, None, report.complained.first().cloned(), format!("{} report", report.note)),
+            Kind::Complaint => {
+                (EventKind::Complaint, None, report.complained.first().cloned(), format!("{} report", report.note))
+            }
             // The failure that weighs most on the reader: the address's, the mailbox's, else a refusal.
-            _ => match report.permanent().next().or_else(|| report.temporary().next()).or_else(|| report.refused().next()) {
+            _ => match report
+                .permanent()
+                .next()
+                .or_else(|| report.temporary().next())
+                .or_else(|| report.refused().next())
+            {
                 Some(f) => (EventKind::of(f.scope()), Some(f.reason), Some(f.address.clone()), f.detail.clone()),
                 None => return Ok(Vec::new()),
             },
         };
         let address = address.unwrap_or_else(|| subscriber.email.clone());
-        return Ok(vec![Target { subscriber_id: id, email: subscriber.email, issue_id: Some(issue), by, kind, code, address, reason }]);
+        return Ok(vec![Target {
+            subscriber_id: id,
+            email: subscriber.email,
+            issue_id: Some(issue),
+            by,
+            kind,
+            code,
+            address,
+            reason,
+        }]);
     }
     // Only the addresses are left: each one that is a subscriber's.
     // A failure names the address that failed and, apart, the one it was sent to when they
     // differ (a forwarding address): either may be the subscriber's.
     let named: Vec<(Vec<String>, EventKind, Option<Reason>, String)> = match report.kind {
-        Kind::Complaint => report.complained.iter().map(|a| (vec![a.clone()], EventKind::Complaint, None, format!("{} report", report.note))).collect(),
+        Kind::Complaint => report
+            .complained
+            .iter()
+            .map(|a| (vec![a.clone()], EventKind::Complaint, None, format!("{} report", report.note)))
+            .collect(),
         _ => report
             .failures
             .iter()
-            .map(|f| (std::iter::once(f.address.clone()).chain(f.original.clone()).collect(), EventKind::of(f.scope()), Some(f.reason), f.detail.clone()))
+            .map(|f| {
+                (
+                    std::iter::once(f.address.clone()).chain(f.original.clone()).collect(),
+                    EventKind::of(f.scope()),
+                    Some(f.reason),
+                    f.detail.clone(),
+                )
+            })
             .collect(),
     };
     let mut targets: Vec<Target> = Vec::new();
@@ -201,7 +235,16 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
             continue;
         }
         let issue_id = store.latest_delivery(subscriber.id).await?;
-        targets.push(Target { subscriber_id: subscriber.id, email: subscriber.email, issue_id, by: By::Address, kind, code, address, reason });
+        targets.push(Target {
+            subscriber_id: subscriber.id,
+            email: subscriber.email,
+            issue_id,
+            by: By::Address,
+            kind,
+            code,
+            address,
+            reason,
+        });
     }
     Ok(targets)
 }
@@ -211,14 +254,19 @@ pub fn describe(p: &Processed) -> String {
     let r = &p.report;
     let what = match r.kind {
         Kind::Ignored => return format!("ignored: {}", r.note),
-        Kind::Complaint => format!("complaint ({})", if r.complained.is_empty() { "address not given".into() } else { r.complained.join(", ") }),
+        Kind::Complaint => format!(
+            "complaint ({})",
+            if r.complained.is_empty() { "address not given".into() } else { r.complained.join(", ") }
+        ),
         Kind::Bounce => r
             .failures
             .iter()
             .map(|f| match f.scope() {
                 Scope::Address => format!("permanent failure for {} ({}: {})", f.address, f.reason, f.detail),
                 Scope::Mailbox => format!("temporary failure for {} ({}: {})", f.address, f.reason, f.detail),
-                Scope::Sender => format!("refused{} ({}) for {} ({})", refused_words(f.reason), f.reason, f.address, f.detail),
+                Scope::Sender => {
+                    format!("refused{} ({}) for {} ({})", refused_words(f.reason), f.reason, f.address, f.detail)
+                }
             })
             .collect::<Vec<_>>()
             .join("; "),
@@ -234,8 +282,12 @@ pub fn describe(p: &Processed) -> String {
             let result = match effect {
                 None => "dry run: nothing changed".to_string(),
                 Some(Effect::Became(s)) => format!("now {s}"),
-                Some(Effect::Counted { count, limit }) => format!("temporary failure counted ({count} of {limit} issues in a row)"),
-                Some(Effect::Refused { provider }) => format!("not counted against the reader; kept as a refusal by {provider}"),
+                Some(Effect::Counted { count, limit }) => {
+                    format!("temporary failure counted ({count} of {limit} issues in a row)")
+                }
+                Some(Effect::Refused { provider }) => {
+                    format!("not counted against the reader; kept as a refusal by {provider}")
+                }
                 Some(Effect::Unchanged(s)) => format!("recorded; already {s}"),
                 Some(Effect::Duplicate) => "read before: nothing new".to_string(),
             };

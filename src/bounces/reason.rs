@@ -252,7 +252,8 @@ pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &
     said.truncate(said.floor_char_boundary(MAX_WORDS));
     // A specific status in the server's own words outranks one given apart (a report's summary).
     let in_words = first_enhanced_status(&said);
-    let status = in_words.clone().filter(|s| is_specific_status(s)).or_else(|| status.and_then(enhanced_status)).or(in_words);
+    let status =
+        in_words.clone().filter(|s| is_specific_status(s)).or_else(|| status.and_then(enhanced_status)).or(in_words);
     let reply = reply.or_else(|| first_reply_code(&said));
     let matched = patterns().matches(&said);
     let says = |r: Reason| matched.iter().any(|i| PATTERNS[i].0 == r);
@@ -269,7 +270,8 @@ pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &
                     || directory_says_unknown().is_match(&said)
             }
             Reason::Filtered => {
-                by_status == Some(r) || (!matches!(stage, Stage::Session | Stage::Recipient) && (by_words || says(Reason::UserUnknown)))
+                by_status == Some(r)
+                    || (!matches!(stage, Stage::Session | Stage::Recipient) && (by_words || says(Reason::UserUnknown)))
             }
             // A status that says the domain is unknown yields to words of a network failure.
             Reason::HostUnknown => by_words || (by_status == Some(r) && !says(Reason::NetworkError)),
@@ -297,8 +299,33 @@ pub fn reason_at(stage: Stage, status: Option<&str>, reply: Option<u16>, text: &
 /// RCPT TO:" (Exim), ">>> RCPT To:" (Sendmail's transcript), "end of DATA".
 pub fn stage_in(text: &str) -> Stage {
     const WORDS: [(Stage, &[&str]); 3] = [
-        (Stage::Recipient, &["rcpt to", "rcpt command", ">>> rcpt", "after rcpt", "recipient address rejected", "does not like recipient", "(state 14)"]),
-        (Stage::Message, &["end of data", "after data", "data command", ">>> data", "in reply to data", "message body", "after end of", "after i sent the message", "(state 17)", "(state 18)"]),
+        (
+            Stage::Recipient,
+            &[
+                "rcpt to",
+                "rcpt command",
+                ">>> rcpt",
+                "after rcpt",
+                "recipient address rejected",
+                "does not like recipient",
+                "(state 14)",
+            ],
+        ),
+        (
+            Stage::Message,
+            &[
+                "end of data",
+                "after data",
+                "data command",
+                ">>> data",
+                "in reply to data",
+                "message body",
+                "after end of",
+                "after i sent the message",
+                "(state 17)",
+                "(state 18)",
+            ],
+        ),
         (Stage::Session, &["mail from", "helo", "ehlo", "initial connection", "greeting", "banner", "(state 13)"]),
     ];
     // A transcript may name several steps: the last one named is where it stopped.
@@ -338,7 +365,8 @@ const FIRST: [Reason; 13] = [
 ];
 
 /// Words that make a "user unknown" status mean something else.
-const OVERRIDE_UNKNOWN: [Reason; 6] = [Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept];
+const OVERRIDE_UNKNOWN: [Reason; 6] =
+    [Reason::NoRelaying, Reason::Blocked, Reason::MailboxFull, Reason::HasMoved, Reason::Rejected, Reason::NotAccept];
 
 /// Reasons found by their words only, after the status code had its say.
 const SECOND: [Reason; 11] = [
@@ -395,14 +423,22 @@ fn status_reason(status: &str) -> Option<Reason> {
 /// `5.7.1` but not `5.0.0` or `5.1.10`: a class, a subject and a detail, each one digit, neither 0.
 fn is_specific_status(status: &str) -> bool {
     let b = status.as_bytes();
-    b.len() == 5 && matches!(b[0], b'4' | b'5') && b[1] == b'.' && (b'1'..=b'9').contains(&b[2]) && b[3] == b'.' && (b'1'..=b'9').contains(&b[4])
+    b.len() == 5
+        && matches!(b[0], b'4' | b'5')
+        && b[1] == b'.'
+        && (b'1'..=b'9').contains(&b[2])
+        && b[3] == b'.'
+        && (b'1'..=b'9').contains(&b[4])
 }
 
 /// `5.1.1`, `#5.1.1` or `5.1.1.` as the canonical `5.1.1`, if it is one.
 fn enhanced_status(word: &str) -> Option<String> {
     let w = word.trim().trim_start_matches('#').trim_end_matches(['.', ',', ')', ':', ';']);
     let mut parts = w.split('.');
-    let (Some(class), Some(subject), Some(detail), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return None };
+    let (Some(class), Some(subject), Some(detail), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
     let digits = |p: &str, most: usize| !p.is_empty() && p.len() <= most && p.bytes().all(|b| b.is_ascii_digit());
     (matches!(class, "2" | "4" | "5") && digits(subject, 3) && digits(detail, 3)).then(|| w.to_string())
 }
@@ -417,13 +453,17 @@ pub fn first_enhanced_status(text: &str) -> Option<String> {
 pub fn first_reply_code(text: &str) -> Option<u16> {
     words(text).find_map(|w| {
         let w = w.trim_end_matches(['-', '.', ':']);
-        (w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(w.as_bytes()[0], b'4' | b'5')).then(|| w.parse().ok()).flatten()
+        (w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(w.as_bytes()[0], b'4' | b'5'))
+            .then(|| w.parse().ok())
+            .flatten()
     })
 }
 
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\'' | '='))
-        .filter(|w| !w.is_empty())
+    text.split(|c: char| {
+        c.is_whitespace() || matches!(c, '(' | ')' | ';' | ',' | '[' | ']' | '<' | '>' | '"' | '\'' | '=')
+    })
+    .filter(|w| !w.is_empty())
 }
 
 /// Lowercase, one space for any run of whitespace: what the patterns are written against.
@@ -443,7 +483,8 @@ fn patterns() -> &'static regex::RegexSet {
         // ASCII word boundaries: a Unicode `\b` would keep the fast automaton off any text with a
         // non-ASCII letter in it, and a long notice would take seconds.
         std::sync::LazyLock::new(|| {
-            regex::RegexSet::new(PATTERNS.iter().map(|(_, p)| p.replace(r"\b", r"(?-u:\b)"))).expect("the reason patterns are valid regular expressions")
+            regex::RegexSet::new(PATTERNS.iter().map(|(_, p)| p.replace(r"\b", r"(?-u:\b)")))
+                .expect("the reason patterns are valid regular expressions")
         });
     &SET
 }
@@ -452,43 +493,112 @@ fn patterns() -> &'static regex::RegexSet {
 /// read by one `RegexSet`: adding a server's wording is adding a line.
 const PATTERNS: &[(Reason, &str)] = &[
     // A full mailbox.
-    (Reason::MailboxFull, r"mailbox (is )?full|full mailbox|mailfolder is full|mailbox (is )?over (its )?quota|over (the )?(allowed |disk |storage )?quota|quota (exceeded|violation)|exceeded (its |the )?(mailbox |storage )?quota|exceeding its mailbox quota|(disc|disk) quota exceeded|quota usage exceeded|userdisk quota|domaindisk quota"),
-    (Reason::MailboxFull, r"not enough (storage )?space|does not have enough space|insufficient (disk|system) (space|storage)|mailbox size limit exceeded|mailbox exceeded the local limit|exceeded (its )?(disk space|storage) (limit|allocation)|mailbox would exceed|user mailbox exceeds allowed size|mailbox has exceeded|space has been used up|too many messages (on the server|in (this|the) mailbox)|too much mail data|boite du destinataire pleine|(recipient|user)('s)? (mailbox )?(is )?over( the)? quota|reached disk quota|quota (full|exceeded)|mail file size exceeds"),
+    (
+        Reason::MailboxFull,
+        r"mailbox (is )?full|full mailbox|mailfolder is full|mailbox (is )?over (its )?quota|over (the )?(allowed |disk |storage )?quota|quota (exceeded|violation)|exceeded (its |the )?(mailbox |storage )?quota|exceeding its mailbox quota|(disc|disk) quota exceeded|quota usage exceeded|userdisk quota|domaindisk quota",
+    ),
+    (
+        Reason::MailboxFull,
+        r"not enough (storage )?space|does not have enough space|insufficient (disk|system) (space|storage)|mailbox size limit exceeded|mailbox exceeded the local limit|exceeded (its )?(disk space|storage) (limit|allocation)|mailbox would exceed|user mailbox exceeds allowed size|mailbox has exceeded|space has been used up|too many messages (on the server|in (this|the) mailbox)|too much mail data|boite du destinataire pleine|(recipient|user)('s)? (mailbox )?(is )?over( the)? quota|reached disk quota|quota (full|exceeded)|mail file size exceeds",
+    ),
     // Too big for the server, or for the mailbox.
-    (Reason::MesgTooBig, r"message (file )?(is )?too (big|large)|max(imum)? message size exceeded|message (length|size) exceeds|size (exceeds|limit)|exceeds (the )?(maximum|fixed) (message )?size|message too big|taille limite du message"),
-    (Reason::ExceedLimit, r"message (length )?exceeds (the )?(local|recipient's|mailbox) (size )?limit|exceeds the (mailbox|recipient's) size limit"),
+    (
+        Reason::MesgTooBig,
+        r"message (file )?(is )?too (big|large)|max(imum)? message size exceeded|message (length|size) exceeds|size (exceeds|limit)|exceeds (the )?(maximum|fixed) (message )?size|message too big|taille limite du message",
+    ),
+    (
+        Reason::ExceedLimit,
+        r"message (length )?exceeds (the )?(local|recipient's|mailbox) (size )?limit|exceeds the (mailbox|recipient's) size limit",
+    ),
     // The mailbox disabled.
-    (Reason::Suspend, r"(mailbox|account|user|address) (is |has been |currently )?(suspended|disabled|deactivated|frozen|locked|inactive|archived)|has been suspended|this mailbox is disabled|invalid/inactive user|deactivated mailbox|temporarily inactive|suspend(ed)? the service|boite du destinataire archivee|account has been disabled|account that you tried to reach is disabled|mailbox unavailable or access denied|account is locked"),
+    (
+        Reason::Suspend,
+        r"(mailbox|account|user|address) (is |has been |currently )?(suspended|disabled|deactivated|frozen|locked|inactive|archived)|has been suspended|this mailbox is disabled|invalid/inactive user|deactivated mailbox|temporarily inactive|suspend(ed)? the service|boite du destinataire archivee|account has been disabled|account that you tried to reach is disabled|mailbox unavailable or access denied|account is locked",
+    ),
     // Moved.
-    (Reason::HasMoved, r"has been replaced by |address (has )?moved|no longer (at|with) this (address|company)|changed (his|her|their) (e-?mail )?address"),
+    (
+        Reason::HasMoved,
+        r"has been replaced by |address (has )?moved|no longer (at|with) this (address|company)|changed (his|her|their) (e-?mail )?address",
+    ),
     // Relaying.
-    (Reason::NoRelaying, r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|(unable|not allowed|not permitted) to relay|relaying mail to|not an open relay|not a gateway|not local host|this system is not configured to relay|we don'?t handle mail for|requires authentication when attempting to send to a non-local|isn'?t in my list of allowed rcpthosts|cannot relay|relay not authorized"),
+    (
+        Reason::NoRelaying,
+        r"relay(ing)? (access )?(denied|not permitted|prohibited|not allowed)|(unable|not allowed|not permitted) to relay|relaying mail to|not an open relay|not a gateway|not local host|this system is not configured to relay|we don'?t handle mail for|requires authentication when attempting to send to a non-local|isn'?t in my list of allowed rcpthosts|cannot relay|relay not authorized",
+    ),
     // The address does not exist.
-    (Reason::UserUnknown, r"(user|recipient|mailbox|address|account|addressee)( name)? (is )?(unknown|not known|not found|not exist|does not exist|doesn'?t exist|not listed|invalid|unavailable|not recognized|not present)|unknown (user|recipient|mailbox|local[- ]part|e-?mail address|address|account)|no (such|valid) (user|recipient|mailbox|address|person|account)|invalid (recipient|mailbox|address|user)|bad[-_ ]?(destination )?(recipient|mailbox|address)|non[- ]?existent (user|address|recipient|mailbox)|does not exist|doesn'?t exist|not a valid (recipient|user|mailbox|address)|is not a (known user|valid mailbox)|no mailbox (here|by that name|found)|requested action not taken: mailbox unavailable|mailbox unavailable|no mail ?box available|not an active address|user not (found|active|exist|known)|not our customer|no account by that name|addressee unknown|recipient not (found|ok)|recipient (is )?not local|unrouteable address in domain|utilisateur inconnu|nessun utente|no existe|no one at this address|no longer (valid|accepts mail|in use)|account (has been )?(closed|expired|deleted|removed)|user doesn'?t have an? .+ account|resolver\.adr\.recip(ient)? ?notfound|recipnotfound|badrcptto|not in my validrcptto|email account that you tried to reach does not exist|does not have an account|address rejected: (user unknown|unknown user|invalid user)|user unknown|mailbox name not allowed|not listed in (the )?(domino )?directory|recipient name is not recognized|unknown recipient"),
+    (
+        Reason::UserUnknown,
+        r"(user|recipient|mailbox|address|account|addressee)( name)? (is )?(unknown|not known|not found|not exist|does not exist|doesn'?t exist|not listed|invalid|unavailable|not recognized|not present)|unknown (user|recipient|mailbox|local[- ]part|e-?mail address|address|account)|no (such|valid) (user|recipient|mailbox|address|person|account)|invalid (recipient|mailbox|address|user)|bad[-_ ]?(destination )?(recipient|mailbox|address)|non[- ]?existent (user|address|recipient|mailbox)|does not exist|doesn'?t exist|not a valid (recipient|user|mailbox|address)|is not a (known user|valid mailbox)|no mailbox (here|by that name|found)|requested action not taken: mailbox unavailable|mailbox unavailable|no mail ?box available|not an active address|user not (found|active|exist|known)|not our customer|no account by that name|addressee unknown|recipient not (found|ok)|recipient (is )?not local|unrouteable address in domain|utilisateur inconnu|nessun utente|no existe|no one at this address|no longer (valid|accepts mail|in use)|account (has been )?(closed|expired|deleted|removed)|user doesn'?t have an? .+ account|resolver\.adr\.recip(ient)? ?notfound|recipnotfound|badrcptto|not in my validrcptto|email account that you tried to reach does not exist|does not have an account|address rejected: (user unknown|unknown user|invalid user)|user unknown|mailbox name not allowed|not listed in (the )?(domino )?directory|recipient name is not recognized|unknown recipient",
+    ),
     // The recipient's own filter.
-    (Reason::Filtered, r"rejected due to user rules|refused due to recipient preferences|user reject|you have been blocked by the recipient|is not accepting (any )?mail|not currently being accepted for this mailbox|this account is protected by|resolver\.rst\.notauthorized|restricted sms e-mail|refuse to receive mail|domain filter|rejected by (the )?recipient'?s? (mail )?(filter|settings|rules)"),
+    (
+        Reason::Filtered,
+        r"rejected due to user rules|refused due to recipient preferences|user reject|you have been blocked by the recipient|is not accepting (any )?mail|not currently being accepted for this mailbox|this account is protected by|resolver\.rst\.notauthorized|restricted sms e-mail|refuse to receive mail|domain filter|rejected by (the )?recipient'?s? (mail )?(filter|settings|rules)",
+    ),
     // The sender's address refused.
-    (Reason::Rejected, r"sender (address |email address |domain )?(rejected|denied|blacklisted|not (allowed|accepted|pre-approved))|(invalid|bad|unknown|unroutable|bogus) (sender|mail from)|sender verify failed|sender (domain )?(must exist|is empty)|domain of sender address|mail from not owned|empty envelope senders? not allowed|null sender is not allowed|no third-party dsns|batv (failed|validation|defense)|not on the recipient's list of senders|sender is (in my black list|spammer)|access denied \(sender blacklisted\)|administrative prohibition|emetteur invalide|fully qualified email address required|you are not allowed to post to this mailing list|does not accept mail from|in reply to mail from command"),
+    (
+        Reason::Rejected,
+        r"sender (address |email address |domain )?(rejected|denied|blacklisted|not (allowed|accepted|pre-approved))|(invalid|bad|unknown|unroutable|bogus) (sender|mail from)|sender verify failed|sender (domain )?(must exist|is empty)|domain of sender address|mail from not owned|empty envelope senders? not allowed|null sender is not allowed|no third-party dsns|batv (failed|validation|defense)|not on the recipient's list of senders|sender is (in my black list|spammer)|access denied \(sender blacklisted\)|administrative prohibition|emetteur invalide|fully qualified email address required|you are not allowed to post to this mailing list|does not accept mail from|in reply to mail from command",
+    ),
     // No such domain.
-    (Reason::HostUnknown, r"host (or domain name )?(unknown|not found)|unknown (host|domain)|no such (domain|host)|domain (name )?(not found|does not exist|must exist|unknown)|name or service not known|host unreachable|couldn't find any host|could not find any host|no host (found|by that name)|(the )?account or domain may not exist|mail domain mentioned in email address is unknown|recipient domain must exist|no mx (record|host)|unrout(e)?able address|nxdomain|dns error.*(does not exist|not found)"),
+    (
+        Reason::HostUnknown,
+        r"host (or domain name )?(unknown|not found)|unknown (host|domain)|no such (domain|host)|domain (name )?(not found|does not exist|must exist|unknown)|name or service not known|host unreachable|couldn't find any host|could not find any host|no host (found|by that name)|(the )?account or domain may not exist|mail domain mentioned in email address is unknown|recipient domain must exist|no mx (record|host)|unrout(e)?able address|nxdomain|dns error.*(does not exist|not found)",
+    ),
     // Spam.
-    (Reason::SpamDetected, r"\bspam\b|unsolicited|bulk (e-?mail|mail|advertising)|junk mail|spamassassin|spam-?like|content filter rejection|rejecting (banned|mail) content|mail content denied|high probability of|message (content )?(rejected|filtered)( for policy reasons| because of unacceptable content)?|blacklisted url|uribl|message looks like|mass mailer|recurrent pattern detection|rated as junk|spambouncer|greylisted"),
+    (
+        Reason::SpamDetected,
+        r"\bspam\b|unsolicited|bulk (e-?mail|mail|advertising)|junk mail|spamassassin|spam-?like|content filter rejection|rejecting (banned|mail) content|mail content denied|high probability of|message (content )?(rejected|filtered)( for policy reasons| because of unacceptable content)?|blacklisted url|uribl|message looks like|mass mailer|recurrent pattern detection|rated as junk|spambouncer|greylisted",
+    ),
     // Too many.
-    (Reason::TooManyConn, r"too many (connections|concurrent|smtp sessions|errors from your ip|recipients)|connection limit|max(imum)? (emails|messages) per (hour|day)|maximum sending rate exceeded|daily message quota exceeded|rate limit(ed)?|throttl|trop de connexions"),
+    (
+        Reason::TooManyConn,
+        r"too many (connections|concurrent|smtp sessions|errors from your ip|recipients)|connection limit|max(imum)? (emails|messages) per (hour|day)|maximum sending rate exceeded|daily message quota exceeded|rate limit(ed)?|throttl|trop de connexions",
+    ),
     // The sending host refused.
-    (Reason::Blocked, r"blocked (using|by|for abuse)|black ?list(ed)?|block ?list(ed)?|\bdnsbl\b|\brbl\b|spamhaus|spamcop|barracuda|sorbs|reverse dns|rdns|ptr record|no ptr|cannot (find|resolve) your (hostname|address)|client host .*(blocked|rejected)|(ip|host|server|address|network) (\S+ )?(is |was |has been )?(blocked|banned|listed|not allowed)|your (ip|host|network)|poor (email )?reputation|reputation (problem|score)|dynamic ip|dial-?up|residential|open proxy|helo command rejected|access denied\. ip name lookup failed|connection (refused|dropped|reset) by|not currently accepting mail from your ip|go away|service refused|confirm this mail server|mismatches client ip|esmtp not accepting connections"),
+    (
+        Reason::Blocked,
+        r"blocked (using|by|for abuse)|black ?list(ed)?|block ?list(ed)?|\bdnsbl\b|\brbl\b|spamhaus|spamcop|barracuda|sorbs|reverse dns|rdns|ptr record|no ptr|cannot (find|resolve) your (hostname|address)|client host .*(blocked|rejected)|(ip|host|server|address|network) (\S+ )?(is |was |has been )?(blocked|banned|listed|not allowed)|your (ip|host|network)|poor (email )?reputation|reputation (problem|score)|dynamic ip|dial-?up|residential|open proxy|helo command rejected|access denied\. ip name lookup failed|connection (refused|dropped|reset) by|not currently accepting mail from your ip|go away|service refused|confirm this mail server|mismatches client ip|esmtp not accepting connections",
+    ),
     // The site's policy.
-    (Reason::PolicyViolation, r"polic(y|ies) (violation|reasons|restrictions)|(denied|rejected|blocked|refused) (by|due to|for) (local |organi[sz]ation(al)? |security )?(policy|policies|settings)|dmarc|local policy|members-only list|closed mailing list|not subscribed to this group|header (error|are not accepted)|protocol violation|multiple addresses|we do not accept messages containing|organizational settings|rejected by organization policy|low priority|prohibited attachment|illegal attachment|attachment (is )?not allowed"),
+    (
+        Reason::PolicyViolation,
+        r"polic(y|ies) (violation|reasons|restrictions)|(denied|rejected|blocked|refused) (by|due to|for) (local |organi[sz]ation(al)? |security )?(policy|policies|settings)|dmarc|local policy|members-only list|closed mailing list|not subscribed to this group|header (error|are not accepted)|protocol violation|multiple addresses|we do not accept messages containing|organizational settings|rejected by organization policy|low priority|prohibited attachment|illegal attachment|attachment (is )?not allowed",
+    ),
     (Reason::VirusDetected, r"virus|malware|infected|trojan|worm detected"),
-    (Reason::SecurityError, r"authenticat(ion|e)|\bspf\b|\bdkim\b|starttls|\btls\b|encryption|not authorized to send|insecure mail relay|verification fail|unauthenticated senders|access denied"),
-    (Reason::SystemError, r"system (error|config)|configuration error|local error|internal (server )?error|server error|mail loop|loops back to myself|loop was found|queue file write error|interrupted system call|error while being processed|misconfigured|service (currently )?unavailable|temporary local problem|timeout waiting for input|transaction failed|could not load|i/o error|out of memory|remote server is misconfigured"),
-    (Reason::NetworkError, r"unrout(e)?able mail domain|malformed (or unexpected )?name server reply|no route to host|host is unreachable|network (is )?unreachable|name ?server|dns (lookup|failure|error|timeout)|host name lookup failure|host not found, try again|routing loop|forwarding loop|hop count exceeded|too many hops|message looping|unable to resolve route|connection (timed out|refused|lost|closed)|could not (connect|initiate smtp conversation)|lost connection|timed out while"),
-    (Reason::Expired, r"delivery time expired|expired after|message expired|timed? ?out|giving up on|have been failing for a long time|retry time not reached|been in the queue too long|not (been )?(delivered|reachable) (with)?in|could not be delivered for more than|unable to deliver message after multiple retries|delivery attempts will continue|has been delayed|server did not respond|failed to deliver to domain|not collected after"),
-    (Reason::ContentError, r"mime|improperly[- ]formatted|invalid (header|content)|malformed (message|header)|8-?bit|base64|binary content|message header size|too many received"),
+    (
+        Reason::SecurityError,
+        r"authenticat(ion|e)|\bspf\b|\bdkim\b|starttls|\btls\b|encryption|not authorized to send|insecure mail relay|verification fail|unauthenticated senders|access denied",
+    ),
+    (
+        Reason::SystemError,
+        r"system (error|config)|configuration error|local error|internal (server )?error|server error|mail loop|loops back to myself|loop was found|queue file write error|interrupted system call|error while being processed|misconfigured|service (currently )?unavailable|temporary local problem|timeout waiting for input|transaction failed|could not load|i/o error|out of memory|remote server is misconfigured",
+    ),
+    (
+        Reason::NetworkError,
+        r"unrout(e)?able mail domain|malformed (or unexpected )?name server reply|no route to host|host is unreachable|network (is )?unreachable|name ?server|dns (lookup|failure|error|timeout)|host name lookup failure|host not found, try again|routing loop|forwarding loop|hop count exceeded|too many hops|message looping|unable to resolve route|connection (timed out|refused|lost|closed)|could not (connect|initiate smtp conversation)|lost connection|timed out while",
+    ),
+    (
+        Reason::Expired,
+        r"delivery time expired|expired after|message expired|timed? ?out|giving up on|have been failing for a long time|retry time not reached|been in the queue too long|not (been )?(delivered|reachable) (with)?in|could not be delivered for more than|unable to deliver message after multiple retries|delivery attempts will continue|has been delayed|server did not respond|failed to deliver to domain|not collected after",
+    ),
+    (
+        Reason::ContentError,
+        r"mime|improperly[- ]formatted|invalid (header|content)|malformed (message|header)|8-?bit|base64|binary content|message header size|too many received",
+    ),
     (Reason::SystemFull, r"(mail )?system (is )?full|insufficient system storage|disk full|no space left|congestion"),
-    (Reason::NotAccept, r"null mx|does not accept mail|accepts no mail|host does not accept|no mx record found|not accepting (network )?messages|no route for current request"),
-    (Reason::MailerError, r"x-unix|mailer error|command (failed|died|output)|pipe to \||exit (code|status)? ?\d+|procmail|local delivery failed|unknown mailer|mail program"),
-    (Reason::SyntaxError, r"syntax error|command unrecognized|bad sequence of commands|unrecognized command|line too long|parameter not implemented"),
+    (
+        Reason::NotAccept,
+        r"null mx|does not accept mail|accepts no mail|host does not accept|no mx record found|not accepting (network )?messages|no route for current request",
+    ),
+    (
+        Reason::MailerError,
+        r"x-unix|mailer error|command (failed|died|output)|pipe to \||exit (code|status)? ?\d+|procmail|local delivery failed|unknown mailer|mail program",
+    ),
+    (
+        Reason::SyntaxError,
+        r"syntax error|command unrecognized|bad sequence of commands|unrecognized command|line too long|parameter not implemented",
+    ),
 ];
 
 #[cfg(test)]
@@ -519,20 +629,41 @@ mod tests {
     fn words_that_name_a_cause_outrank_the_code() {
         // The sender's problem, whatever the status says.
         assert_eq!(reason_of(Some("5.7.1"), Some(550), "550 5.7.1 Message rejected as spam"), Reason::SpamDetected);
-        assert_eq!(reason_of(None, None, "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"), Reason::Blocked);
+        assert_eq!(
+            reason_of(
+                None,
+                None,
+                "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org"
+            ),
+            Reason::Blocked
+        );
         assert_eq!(reason_of(Some("5.1.1"), None, "552 5.1.1 mailbox full"), Reason::MailboxFull);
         assert_eq!(reason_of(Some("5.1.1"), None, "550 5.1.1 relaying denied"), Reason::NoRelaying);
         assert_eq!(reason_of(None, None, "552 Message size exceeds fixed maximum message size"), Reason::MesgTooBig);
         assert_eq!(reason_of(None, None, "550 Unrouteable address"), Reason::HostUnknown);
         // "No such user" words make the address unknown at RCPT TO; after the message was sent,
         // or where the step is not said, a filter may be using them.
-        assert_eq!(reason_at(Stage::Recipient, None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"), Reason::UserUnknown);
-        assert_eq!(reason_of(None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"), Reason::Filtered);
+        assert_eq!(
+            reason_at(
+                Stage::Recipient,
+                None,
+                None,
+                "554 delivery error: dd This user doesn't have a yahoo.com account"
+            ),
+            Reason::UserUnknown
+        );
+        assert_eq!(
+            reason_of(None, None, "554 delivery error: dd This user doesn't have a yahoo.com account"),
+            Reason::Filtered
+        );
         assert_eq!(reason_of(None, None, "said: 550 User unknown (in reply to RCPT TO command)"), Reason::UserUnknown);
         assert_eq!(reason_of(None, None, "said: 550 User unknown (in reply to end of DATA command)"), Reason::Filtered);
         // A directory lookup that failed is the address's, whatever the step.
         assert_eq!(reason_of(None, None, "User x (x@example.net) not listed in Domino Directory"), Reason::UserUnknown);
-        assert_eq!(reason_of(Some("5.0.0"), None, "Sorry, no mailbox here by that name. (#5.1.1)"), Reason::UserUnknown);
+        assert_eq!(
+            reason_of(Some("5.0.0"), None, "Sorry, no mailbox here by that name. (#5.1.1)"),
+            Reason::UserUnknown
+        );
         // A 4xx "not accepting messages" is the system's state, not a null MX.
         assert_eq!(reason_of(Some("4.3.2"), None, "not accepting messages"), Reason::SystemError);
     }
@@ -541,7 +672,14 @@ mod tests {
     fn each_reason_has_one_scope_and_only_address_failures_are_permanent() {
         let address: Vec<Reason> = Reason::ALL.into_iter().filter(|r| r.scope() == Scope::Address).collect();
         assert_eq!(address, [Reason::UserUnknown, Reason::HostUnknown, Reason::HasMoved, Reason::NotAccept]);
-        for r in [Reason::SpamDetected, Reason::Blocked, Reason::PolicyViolation, Reason::ContentError, Reason::MesgTooBig, Reason::SecurityError] {
+        for r in [
+            Reason::SpamDetected,
+            Reason::Blocked,
+            Reason::PolicyViolation,
+            Reason::ContentError,
+            Reason::MesgTooBig,
+            Reason::SecurityError,
+        ] {
             assert_eq!(r.scope(), Scope::Sender, "{r}");
         }
         for r in [Reason::MailboxFull, Reason::Suspend, Reason::Expired] {
@@ -551,7 +689,8 @@ mod tests {
 
     #[test]
     fn no_text_makes_it_panic() {
-        for text in ["", "5.", "5.1.", "#", "é5.1.1", "５５０ ５.１.１", "\u{0}\u{ffff}", "4.4.7.", "550-5.1.1"] {
+        for text in ["", "5.", "5.1.", "#", "é5.1.1", "５５０ ５.１.１", "\u{0}\u{ffff}", "4.4.7.", "550-5.1.1"]
+        {
             let _ = reason_of(None, None, text);
             let _ = reason_of(Some(text), Some(0), text);
         }

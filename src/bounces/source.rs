@@ -139,7 +139,10 @@ mod tests {
                      From MAILER-DAEMON Mon Jul 17 09:05:00 2023\nSubject: two\n\nbody\n";
         let messages = split_mbox(mbox);
         assert_eq!(messages.len(), 2);
-        assert_eq!(String::from_utf8_lossy(&messages[0]), "Subject: one\n\nbody\nFrom here on, a body line.\nFrom quoted\n");
+        assert_eq!(
+            String::from_utf8_lossy(&messages[0]),
+            "Subject: one\n\nbody\nFrom here on, a body line.\nFrom quoted\n"
+        );
         assert_eq!(String::from_utf8_lossy(&messages[1]), "Subject: two\n\nbody\n");
     }
 
@@ -156,7 +159,11 @@ mod tests {
         std::fs::write(maildir.join(".Processed/cur/4.host:2,S"), "Subject: done\n\nx\n").unwrap();
         let folder = dir.path().join("folder");
         std::fs::create_dir(&folder).unwrap();
-        std::fs::write(folder.join("box.txt"), "From x Mon Jul 17 09:00:00 2023\nSubject: c\n\nx\n\nFrom y Mon Jul 17 09:00:00 2023\nSubject: d\n\ny\n").unwrap();
+        std::fs::write(
+            folder.join("box.txt"),
+            "From x Mon Jul 17 09:00:00 2023\nSubject: c\n\nx\n\nFrom y Mon Jul 17 09:00:00 2023\nSubject: d\n\ny\n",
+        )
+        .unwrap();
         std::fs::write(folder.join("single.msg"), "Subject: e\n\nx\n").unwrap();
         let found = read_paths(&[maildir, folder.clone(), folder.join("single.msg")]).unwrap();
         let labels: Vec<String> = found.iter().map(|f| f.label().rsplit('/').next().unwrap().to_string()).collect();

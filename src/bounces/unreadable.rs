@@ -107,7 +107,9 @@ pub async fn record(store: &Store, source: &str, why: &Unreadable, bytes: Option
 fn panic_if_asked(bytes: &[u8]) {
     let asked = MessageParser::default()
         .parse_headers(bytes)
-        .and_then(|m| m.header("X-Gazette-Test").and_then(|v| v.as_text()).map(|v| v.trim().eq_ignore_ascii_case("panic")))
+        .and_then(|m| {
+            m.header("X-Gazette-Test").and_then(|v| v.as_text()).map(|v| v.trim().eq_ignore_ascii_case("panic"))
+        })
         .unwrap_or(false);
     if asked {
         panic!("X-Gazette-Test: panic, the test hook of debug builds");
@@ -180,7 +182,9 @@ mod tests {
     #[test]
     fn a_panic_in_the_classifier_is_caught_and_named() {
         let message = b"From: someone@example.org\r\nX-Gazette-Test: panic\r\nSubject: x\r\n\r\nbody\r\n";
-        let Err(Unreadable::Panicked { message, place }) = read(message, None) else { panic!("the test hook did not panic") };
+        let Err(Unreadable::Panicked { message, place }) = read(message, None) else {
+            panic!("the test hook did not panic")
+        };
         assert!(message.contains("X-Gazette-Test"), "{message}");
         assert!(place.as_deref().is_some_and(|p| p.starts_with("src/bounces/unreadable.rs:")), "{place:?}");
         // The next message on the same thread is read as usual, and a panic elsewhere still panics.

@@ -12,7 +12,9 @@ use crate::store::Store;
 #[derive(Debug, clap::Subcommand)]
 pub enum BouncesCommand {
     /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each.
-    #[command(after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json")]
+    #[command(
+        after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json"
+    )]
     Import {
         /// A maildir (a folder with cur/ and new/), any other folder (read file by file), an mbox file or one message
         #[arg(required = true, value_name = "PATH")]
@@ -38,7 +40,13 @@ pub fn run(config: &Config, command: BouncesCommand) -> anyhow::Result<ExitCode>
     })
 }
 
-async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+async fn import(
+    config: &Config,
+    store: &Store,
+    found: Vec<source::Found>,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let key = store.token_key().await?;
     let mut tally = bounces::mailbox::Polled::default();
     let (mut bounced, mut complained) = (0, 0);
@@ -86,7 +94,11 @@ async fn import(config: &Config, store: &Store, found: Vec<source::Found>, dry_r
         tally.add_processed(&processed);
     }
     if !json {
-        let changed = if dry_run { "dry run: nothing was changed".to_string() } else { format!("{bounced} subscribers now bounced, {complained} complained") };
+        let changed = if dry_run {
+            "dry run: nothing was changed".to_string()
+        } else {
+            format!("{bounced} subscribers now bounced, {complained} complained")
+        };
         say!("{tally}; {changed}");
     }
     Ok(ExitCode::SUCCESS)

@@ -40,7 +40,10 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
             eprintln!("{p}");
         }
         if !project.problems.is_empty() {
-            eprintln!("{} digest problem(s): those files were left out; `gazette check` lists every problem", project.problems.len());
+            eprintln!(
+                "{} digest problem(s): those files were left out; `gazette check` lists every problem",
+                project.problems.len()
+            );
         }
         let complete = project.problems.is_empty() && written.email_failures.is_empty();
         // The process ends next: freeing every digest one by one took 0.3 s of a 100,000-digest
@@ -52,7 +55,8 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
 
 fn report(project: &Project, w: &Written, what: &str) {
     crate::project::warn_email(w);
-    let (examples, drafts): (Vec<&crate::issue::Issue>, Vec<&crate::issue::Issue>) = project.drafts().into_iter().partition(|i| i.is_example());
+    let (examples, drafts): (Vec<&crate::issue::Issue>, Vec<&crate::issue::Issue>) =
+        project.drafts().into_iter().partition(|i| i.is_example());
     let drafts = drafts.len();
     say!(
         "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build{}",
@@ -71,7 +75,10 @@ fn report(project: &Project, w: &Written, what: &str) {
         }
     );
     if drafts > 0 && w.folder == project.config.paths.out {
-        say!("{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}", project.config.paths.drafts.display());
+        say!(
+            "{drafts} week(s) not due yet stay drafts: `gazette build --drafts` writes them into {}",
+            project.config.paths.drafts.display()
+        );
     }
     if w.folder == project.config.paths.out {
         for i in examples {

@@ -20,9 +20,22 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
         say!("{line}");
     }
     // Drafts: weeks not due yet, and the example `init` wrote, which is never published.
-    let drafts = if r.drafts > 0 { format!(" ({} published, {})", r.published, counted(r.drafts, "draft")) } else { String::new() };
-    let files = if r.broken_files > 0 { format!(" ({} in {} digest files)", r.digest_problems, r.broken_files) } else { String::new() };
-    say!("{}, {}{drafts}, {}{files}", counted(r.digests, "digest"), counted(r.issues, "issue"), counted(r.findings.len(), "problem"));
+    let drafts = if r.drafts > 0 {
+        format!(" ({} published, {})", r.published, counted(r.drafts, "draft"))
+    } else {
+        String::new()
+    };
+    let files = if r.broken_files > 0 {
+        format!(" ({} in {} digest files)", r.digest_problems, r.broken_files)
+    } else {
+        String::new()
+    };
+    say!(
+        "{}, {}{drafts}, {}{files}",
+        counted(r.digests, "digest"),
+        counted(r.issues, "issue"),
+        counted(r.findings.len(), "problem")
+    );
     Ok(match r.worst() {
         None => ExitCode::SUCCESS,
         Some(Severity::Content) => ExitCode::from(1),
@@ -45,14 +58,26 @@ fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
         SmtpCheck::Ready { server, facts } => {
             // What was verified depends on the connection: a plain one has no certificate at all.
             let tls = match &config.smtp.target {
-                SmtpTarget::Server { tls: Tls::None, .. } => "none: the connection is not encrypted (tls=none), so no certificate was checked".to_string(),
+                SmtpTarget::Server { tls: Tls::None, .. } => {
+                    "none: the connection is not encrypted (tls=none), so no certificate was checked".to_string()
+                }
                 _ => format!("{}, certificate verified", facts.tls),
             };
             say!("{server}: connected; ready to send");
             say!("server     {}", facts.name);
             say!("TLS        {tls}");
-            say!("login      {}", facts.mechanism.as_deref().map(|m| format!("{m} as `{}`, accepted", config.smtp.username.as_deref().unwrap_or_default())).unwrap_or_else(|| "none (no [smtp] username)".into()));
-            say!("size limit {}", facts.size_limit.map(|n| format!("{n} bytes")).unwrap_or_else(|| "none declared".into()));
+            say!(
+                "login      {}",
+                facts
+                    .mechanism
+                    .as_deref()
+                    .map(|m| format!("{m} as `{}`, accepted", config.smtp.username.as_deref().unwrap_or_default()))
+                    .unwrap_or_else(|| "none (no [smtp] username)".into())
+            );
+            say!(
+                "size limit {}",
+                facts.size_limit.map(|n| format!("{n} bytes")).unwrap_or_else(|| "none declared".into())
+            );
             say!("pipelining {}", if facts.pipelining { "yes" } else { "no" });
             Ok(ExitCode::SUCCESS)
         }

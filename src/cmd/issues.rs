@@ -42,10 +42,18 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                     });
                     let extra = match &r.state {
                         State::Due { fire } => serde_json::json!({ "due_at": time(fire) }),
-                        State::Published { due_at, late } => serde_json::json!({ "due_at": due_at.as_ref().map(time), "late": late }),
-                        State::HeldBack { why, due_at, late } => serde_json::json!({ "why": why, "due_at": due_at.as_ref().map(time), "late": late }),
-                        State::Sending { sent, audience } | State::Sent { sent, audience } => serde_json::json!({ "sent": sent, "audience": audience }),
-                        State::Skipped { at, due_at } => serde_json::json!({ "skipped_at": time(at), "due_at": due_at.as_ref().map(time) }),
+                        State::Published { due_at, late } => {
+                            serde_json::json!({ "due_at": due_at.as_ref().map(time), "late": late })
+                        }
+                        State::HeldBack { why, due_at, late } => {
+                            serde_json::json!({ "why": why, "due_at": due_at.as_ref().map(time), "late": late })
+                        }
+                        State::Sending { sent, audience } | State::Sent { sent, audience } => {
+                            serde_json::json!({ "sent": sent, "audience": audience })
+                        }
+                        State::Skipped { at, due_at } => {
+                            serde_json::json!({ "skipped_at": time(at), "due_at": due_at.as_ref().map(time) })
+                        }
                         State::Draft | State::Example => serde_json::json!({}),
                     };
                     v.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
@@ -62,9 +70,17 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
         say!("{:>4}  {:<10}  {:<16}  {:<40}  state", "#", "week", "published", "title");
         for r in &rows {
             let number = if r.number == 0 { "-".to_string() } else { r.number.to_string() };
-            let published = r.published_at.map(|t| t.with_timezone(&project.config.schedule.timezone).format("%Y-%m-%d %H:%M").to_string());
+            let published = r
+                .published_at
+                .map(|t| t.with_timezone(&project.config.schedule.timezone).format("%Y-%m-%d %H:%M").to_string());
             let title = r.title.as_deref().unwrap_or("(no digests)");
-            say!("{number:>4}  {:<10}  {:<16}  {:<40}  {}", r.id, published.as_deref().unwrap_or("-"), shorten(title, 40), issue_state::describe(r, &project));
+            say!(
+                "{number:>4}  {:<10}  {:<16}  {:<40}  {}",
+                r.id,
+                published.as_deref().unwrap_or("-"),
+                shorten(title, 40),
+                issue_state::describe(r, &project)
+            );
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -72,7 +88,11 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
 
 /// `text` cut to `width` characters, an ellipsis marking the cut.
 fn shorten(text: &str, width: usize) -> String {
-    if text.chars().count() <= width { text.to_string() } else { format!("{}…", text.chars().take(width - 1).collect::<String>()) }
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(width - 1).collect::<String>())
+    }
 }
 
 /// The id of the week `spec` names: the first day of its week (it may have no digests any more).
@@ -118,7 +138,12 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     }
     let number = match publications::unpublish(store.pool(), &id).await? {
         Change::Done { number } => number,
-        Change::NotPublished => return Err(UsageError(format!("the week of {label} is not published; there is nothing to unpublish (`gazette issues` lists what is)")).into()),
+        Change::NotPublished => {
+            return Err(UsageError(format!(
+                "the week of {label} is not published; there is nothing to unpublish (`gazette issues` lists what is)"
+            ))
+            .into());
+        }
         Change::SendStarted { started_at, sent } => return Err(went_out(&label, started_at, sent)),
         Change::NumberedAfter { issue_id, number } => anyhow::bail!(
             "issue ({label}) is not unpublished: issue #{number} ({issue_id}) was numbered after it, and numbers never move; unpublish that one first if it too reached nobody"
@@ -129,12 +154,23 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     // the cache), and the folder is safe to delete (README, "The build cache").
     let cache = &project.config.paths.cache;
     if cache.exists() {
-        std::fs::remove_dir_all(cache).map_err(|e| anyhow::anyhow!("cannot remove the build cache {}: {e}; remove it by hand and run `gazette build`", cache.display()))?;
+        std::fs::remove_dir_all(cache).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot remove the build cache {}: {e}; remove it by hand and run `gazette build`",
+                cache.display()
+            )
+        })?;
     }
     let project = Project::load_to_build(project.config, Some(store), now).await?;
     let written = project.write_site(Site::Published, None)?;
     say!("unpublished #{number} ({label}): it is a draft again, and the next issue published takes #{number}");
-    say!("{}: {} files ({} changed, {} stale removed)", written.folder.display(), written.total, written.changed, written.removed);
+    say!(
+        "{}: {} files ({} changed, {} stale removed)",
+        written.folder.display(),
+        written.total,
+        written.changed,
+        written.removed
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,12 +199,16 @@ async fn skip_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Ut
     }
     match publications::skip(store.pool(), &id, now.timestamp()).await? {
         Change::Done { number } => {
-            say!("skipped #{number} ({label}): it is not sent, and rounds no longer remind of it; `gazette send --week {id}` still sends it by hand");
+            say!(
+                "skipped #{number} ({label}): it is not sent, and rounds no longer remind of it; `gazette send --week {id}` still sends it by hand"
+            );
             Ok(ExitCode::SUCCESS)
         }
         Change::NotPublished => unreachable!("published above"),
         Change::SendStarted { sent, .. } => {
-            anyhow::bail!("issue ({label}) is not skipped: its send started ({sent} message(s) went out); `gazette status --week {id}` shows how far it got")
+            anyhow::bail!(
+                "issue ({label}) is not skipped: its send started ({sent} message(s) went out); `gazette status --week {id}` shows how far it got"
+            )
         }
         Change::NumberedAfter { .. } => unreachable!("skip does not look at later issues"),
     }

@@ -45,4 +45,3 @@ pub fn runtime_on_this_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn moment(now: Option<DateTime<chrono::FixedOffset>>) -> DateTime<Utc> {
     now.map(|t| t.with_timezone(&Utc)).unwrap_or_else(Utc::now)
 }
-

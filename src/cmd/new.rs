@@ -11,20 +11,42 @@ use crate::config::Config;
 use crate::digest::{self, PLACEHOLDER};
 use crate::project::UsageError;
 
-pub fn run(config: &Config, title: &str, link: &str, source: Option<&str>, date: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: &Config,
+    title: &str,
+    link: &str,
+    source: Option<&str>,
+    date: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
     let path = write(config, title, link, source, date, now)?;
     say!("wrote {}", path.display());
-    say!("next: write the summary and the other sections in place of `{PLACEHOLDER}` (or delete those you do not need), then gazette check");
+    say!(
+        "next: write the summary and the other sections in place of `{PLACEHOLDER}` (or delete those you do not need), then gazette check"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the skeleton and returns its path. Refuses what would make a digest `check` cannot read
 /// (a bad link or date, a title that breaks the heading) and a link another digest already has.
-pub fn write(config: &Config, title: &str, link: &str, source: Option<&str>, date: Option<&str>, now: DateTime<Utc>) -> anyhow::Result<PathBuf> {
+pub fn write(
+    config: &Config,
+    title: &str,
+    link: &str,
+    source: Option<&str>,
+    date: Option<&str>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<PathBuf> {
     let link = link.trim();
-    digest::check_link(link).map_err(|why| UsageError(format!("--link: the link {why}; give the article's address, such as https://example.com/article")))?;
+    digest::check_link(link).map_err(|why| {
+        UsageError(format!("--link: the link {why}; give the article's address, such as https://example.com/article"))
+    })?;
     let source = source.map(str::trim).unwrap_or(link);
-    digest::check_link(source).map_err(|why| UsageError(format!("--source: the link {why}; give where the article was collected, such as https://example.com/")))?;
+    digest::check_link(source).map_err(|why| {
+        UsageError(format!(
+            "--source: the link {why}; give where the article was collected, such as https://example.com/"
+        ))
+    })?;
     let date = match date {
         Some(d) => parse_date(d)?,
         // Today where the newsletter is reckoned, so the digest lands in this week's issue.
@@ -32,18 +54,29 @@ pub fn write(config: &Config, title: &str, link: &str, source: Option<&str>, dat
     };
     let title = title.trim();
     if title.is_empty() || title.contains(['\n', '\r']) {
-        return Err(UsageError("the title must be one line of text, such as \"Open weights are not open source\"".into()).into());
+        return Err(UsageError(
+            "the title must be one line of text, such as \"Open weights are not open source\"".into(),
+        )
+        .into());
     }
 
     let dir = &config.paths.digests;
     let files = digest::files_with_extension(dir, "txt").map_err(|e| {
-        UsageError(format!("cannot read the digests folder {}: {e}; create it or set [paths] digests in {}", dir.display(), config.describe_source()))
+        UsageError(format!(
+            "cannot read the digests folder {}: {e}; create it or set [paths] digests in {}",
+            dir.display(),
+            config.describe_source()
+        ))
     })?;
     let id = digest::id_for_link(link);
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         if digest::link_of_text(&text) == Some(link) {
-            return Err(UsageError(format!("{} is already the digest of {link}; edit that one instead", path.display())).into());
+            return Err(UsageError(format!(
+                "{} is already the digest of {link}; edit that one instead",
+                path.display()
+            ))
+            .into());
         }
     }
     let mut next = 0;
@@ -53,7 +86,11 @@ pub fn write(config: &Config, title: &str, link: &str, source: Option<&str>, dat
             next = next.max(n + 1);
         }
         if digest::id_from_file_name(name).as_deref() == Some(id.as_str()) {
-            return Err(UsageError(format!("{} already has the id {id} that this link gives; rename that file or give the link another spelling", path.display())).into());
+            return Err(UsageError(format!(
+                "{} already has the id {id} that this link gives; rename that file or give the link another spelling",
+                path.display()
+            ))
+            .into());
         }
     }
     let path = dir.join(format!("{next:03}_{id}.txt"));

@@ -18,7 +18,11 @@ pub fn run(config: Config, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow
         crate::project::warn_large(&[(issue.id.clone(), email.html.len())]);
     }
     if !project.is_published(issue) {
-        say!("issue #{} ({}) is a draft: its week is not due yet, and the number may still change", issue.number, issue.label);
+        say!(
+            "issue #{} ({}) is a draft: its week is not due yet, and the number may still change",
+            issue.number,
+            issue.label
+        );
     }
     for p in project.held_back_by(issue) {
         eprintln!("{p}");

@@ -14,7 +14,13 @@ use crate::issue::WeekSpec;
 use crate::project::{Project, Site, UsageError};
 use crate::store::Store;
 
-pub fn run(config: Config, week: Option<WeekSpec>, test: Vec<String>, dry_run: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Config,
+    week: Option<WeekSpec>,
+    test: Vec<String>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
     // Addresses are checked before anything else happens.
     let test_to = test_recipients(&config, &test)?;
     let transport = Transport::from_config(&config)?;
@@ -62,7 +68,12 @@ async fn send(
         let mut failed = 0;
         for (to, result) in &results {
             match result {
-                Ok(()) => say!("test copy of issue #{} ({}) sent to {to} via {}", issue.number, issue.label, transport.describe()),
+                Ok(()) => say!(
+                    "test copy of issue #{} ({}) sent to {to} via {}",
+                    issue.number,
+                    issue.label,
+                    transport.describe()
+                ),
                 Err(e) => {
                     failed += 1;
                     say!("test copy to {to} was not accepted: {e}");
@@ -96,13 +107,22 @@ async fn send(
     let report = project.send(store, &issue, transport, &stop, progress).await?;
     let c = &report.counts;
     if report.recovered > 0 {
-        say!("{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again", report.recovered);
+        say!(
+            "{} messages that a stopped run had sent are now recorded (from its journal); they were not sent again",
+            report.recovered
+        );
     }
     if report.sent_now == 0 && c.is_finished() && !report.started_now {
         say!("{}", deliver::already_sent_line(issue.number, &issue.label, c));
         return Ok(ExitCode::SUCCESS);
     }
-    say!("issue #{} ({}): {} messages sent now via {}; in all {c}", issue.number, issue.label, report.sent_now, transport.describe());
+    say!(
+        "issue #{} ({}): {} messages sent now via {}; in all {c}",
+        issue.number,
+        issue.label,
+        report.sent_now,
+        transport.describe()
+    );
     if report.interrupted {
         say!("stopped before the end; run `gazette send --week {}` to resume", issue.id);
         return Ok(ExitCode::from(1));
@@ -110,7 +130,8 @@ async fn send(
     if c.pending > 0 {
         say!(
             "{} deliveries are still pending after temporary errors; run `gazette send --week {}` again later (`gazette status` shows why)",
-            c.pending, issue.id
+            c.pending,
+            issue.id
         );
         return Ok(ExitCode::from(1));
     }
@@ -123,7 +144,12 @@ async fn send(
 /// What the send would do, from the same `SendPlan` the send follows, with nothing written: the
 /// messages of a send not yet started are built (their sizes are real), a resumed send counts
 /// only what is still to go.
-async fn dry_run_send(store: &Store, project: &Project, issue: &crate::issue::Issue, transport: &Transport) -> anyhow::Result<ExitCode> {
+async fn dry_run_send(
+    store: &Store,
+    project: &Project,
+    issue: &crate::issue::Issue,
+    transport: &Transport,
+) -> anyhow::Result<ExitCode> {
     let plan = deliver::SendPlan::of(store, &issue.id).await?;
     if let deliver::SendPlan::AlreadySent(c) = &plan {
         say!("{}", deliver::already_sent_line(issue.number, &issue.label, c));
@@ -136,12 +162,20 @@ async fn dry_run_send(store: &Store, project: &Project, issue: &crate::issue::Is
     }
     match plan {
         deliver::SendPlan::Resume { to_send, counts } => {
-            say!("would resume its send: {to_send} of {} messages still to send via {}; nothing was sent", counts.total, transport.describe());
+            say!(
+                "would resume its send: {to_send} of {} messages still to send via {}; nothing was sent",
+                counts.total,
+                transport.describe()
+            );
             say!("so far: {counts}");
         }
         _ => {
             let (count, bytes, sample) = deliver::dry_run(store, &project.config, &email).await?;
-            say!("would send {count} messages ({} KB in all) via {}; nothing was sent", bytes / 1024, transport.describe());
+            say!(
+                "would send {count} messages ({} KB in all) via {}; nothing was sent",
+                bytes / 1024,
+                transport.describe()
+            );
             for address in &sample {
                 say!("  {address}");
             }
@@ -161,7 +195,10 @@ impl Bar {
         use std::io::IsTerminal;
         std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, {eta} left").expect("valid template"));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sent, {per_sec}, {eta} left")
+                    .expect("valid template"),
+            );
             Bar(bar)
         })
     }
@@ -186,7 +223,11 @@ fn test_recipients(config: &Config, test: &[String]) -> anyhow::Result<Vec<Mailb
         .map(|t| {
             if t.is_empty() {
                 config.email.editor.clone().ok_or_else(|| {
-                    UsageError(format!("--test without an address needs [email] editor in {}", config.describe_source())).into()
+                    UsageError(format!(
+                        "--test without an address needs [email] editor in {}",
+                        config.describe_source()
+                    ))
+                    .into()
                 })
             } else {
                 t.parse::<Mailbox>().map_err(|e| UsageError(format!("--test {t}: not an email address ({e})")).into())

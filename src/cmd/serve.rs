@@ -10,7 +10,12 @@ use crate::project::{Project, Site, UsageError};
 use crate::server;
 use crate::store::Store;
 
-pub fn run(config: Config, listen: Option<std::net::SocketAddr>, behind_proxy: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: Config,
+    listen: Option<std::net::SocketAddr>,
+    behind_proxy: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
     let addr = listen.unwrap_or(config.server.listen);
     super::runtime()?.block_on(async {
         if !config.paths.out.join("index.html").is_file() {

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
+use crate::bounces::Reason;
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::project::Project;
-use crate::store::unreadable::Unreadable;
-use crate::bounces::Reason;
 use crate::store::bounces::ProviderRefusals;
+use crate::store::unreadable::Unreadable;
 use crate::store::{Store, ledger};
 
 /// How many of the messages set aside as unreadable are named, newest first.
@@ -32,17 +32,26 @@ pub fn run(config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc
     })
 }
 
-async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+async fn status(
+    store: &Store,
+    config: Config,
+    week: Option<WeekSpec>,
+    json: bool,
+    now: DateTime<Utc>,
+) -> anyhow::Result<ExitCode> {
     let pool = store.pool();
     let project = Project::load(config, Some(store), now).await?;
     let issue = match project.select(week) {
         Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
         Err(e) => {
             // A send whose digests are gone still has its ledger.
-            let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
+            let start =
+                project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
             let id = start.format("%Y-%m-%d").to_string();
             match ledger::send_record(pool, &id).await? {
-                Some(r) => About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) },
+                Some(r) => {
+                    About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) }
+                }
                 None => return Err(e.into()),
             }
         }
@@ -57,7 +66,8 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     let journaled = match store.location() {
         crate::config::Database::Sqlite(database) => {
             let path = crate::store::journal::path_of(database, &issue.id);
-            let ids = crate::store::journal::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            let ids = crate::store::journal::read(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             ids.len()
         }
         crate::config::Database::Postgres(_) => 0,
@@ -138,7 +148,11 @@ async fn status(store: &Store, config: Config, week: Option<WeekSpec>, json: boo
     }
     say!();
     say!("came back after the send (`gazette bounces import`, [bounces] mailbox):");
-    for (name, n) in [("permanent failures", returned.permanent), ("temporary failures", returned.temporary), ("complaints", returned.complaints)] {
+    for (name, n) in [
+        ("permanent failures", returned.permanent),
+        ("temporary failures", returned.temporary),
+        ("complaints", returned.complaints),
+    ] {
         say!("  {name:<20} {n:>7}");
     }
     if !refusals.is_empty() {
@@ -171,7 +185,11 @@ fn say_unreadable(unreadable: &Unreadable, time: impl Fn(i64) -> String) {
         "{} {messages} of the bounce mailbox could not be read and {were} moved into its {} folder{}:",
         unreadable.count,
         crate::bounces::unreadable::FOLDER,
-        if unreadable.count > unreadable.newest.len() as i64 { format!(" (the newest {})", unreadable.newest.len()) } else { String::new() }
+        if unreadable.count > unreadable.newest.len() as i64 {
+            format!(" (the newest {})", unreadable.newest.len())
+        } else {
+            String::new()
+        }
     );
     for u in &unreadable.newest {
         say!("  {}  {}: {}", time(u.at), u.source, u.why);
@@ -192,10 +210,18 @@ mod tests {
 
     #[test]
     fn a_refusal_line_says_who_refused_how_many_and_why() {
-        let line = |provider: &str, reason: &str, messages| refusal_line(&ProviderRefusals { provider: provider.into(), reason: reason.into(), messages });
+        let line = |provider: &str, reason: &str, messages| {
+            refusal_line(&ProviderRefusals { provider: provider.into(), reason: reason.into(), messages })
+        };
         assert_eq!(line("gmail.com", "spamdetected", 1240), "gmail.com refused 1240 messages as spam (spamdetected)");
-        assert_eq!(line("example.org", "blocked", 1), "example.org refused 1 message: the sending server is blocked (blocked)");
-        assert_eq!(line("example.org", "policyviolation", 2), "example.org refused 2 messages by the receiving site's policy (policyviolation)");
+        assert_eq!(
+            line("example.org", "blocked", 1),
+            "example.org refused 1 message: the sending server is blocked (blocked)"
+        );
+        assert_eq!(
+            line("example.org", "policyviolation", 2),
+            "example.org refused 2 messages by the receiving site's policy (policyviolation)"
+        );
         assert_eq!(line("example.org", "someday", 2), "example.org refused 2 messages (someday)");
     }
 }

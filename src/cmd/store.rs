@@ -8,7 +8,9 @@ use crate::store::Store;
 #[derive(Debug, clap::Subcommand)]
 pub enum StoreCommand {
     /// Copy subscribers, sends and their deliveries, confirmations, the publication record and the token secret into an empty database.
-    #[command(after_help = "Examples:\n  gazette store copy --to postgres://gazette@db.example.org/gazette\n  gazette store copy --from old/gazette.db --to postgres://gazette@localhost/gazette")]
+    #[command(
+        after_help = "Examples:\n  gazette store copy --to postgres://gazette@db.example.org/gazette\n  gazette store copy --from old/gazette.db --to postgres://gazette@localhost/gazette"
+    )]
     Copy {
         /// The database to copy from: a SQLite file or a postgres:// URL [default: [paths] database]
         #[arg(long, value_name = "DATABASE")]
@@ -22,7 +24,9 @@ pub enum StoreCommand {
 pub fn run(config: &Config, command: StoreCommand) -> anyhow::Result<ExitCode> {
     let StoreCommand::Copy { from, to } = command;
     let here = std::env::current_dir()?;
-    let parse = |flag: &str, text: &str| parse_database(text, &here).map_err(|why| crate::project::UsageError(format!("--{flag}: {why}")));
+    let parse = |flag: &str, text: &str| {
+        parse_database(text, &here).map_err(|why| crate::project::UsageError(format!("--{flag}: {why}")))
+    };
     let from = match from {
         Some(text) => parse("from", &text)?,
         None => config.paths.database.clone(),

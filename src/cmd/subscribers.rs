@@ -7,9 +7,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::project::UsageError;
 use crate::config::Config;
-use crate::store::{AddOutcome, NewSubscriber, RemoveOutcome, Source, Status, Store, Subscriber, SubscriberEmail, clean_name};
+use crate::project::UsageError;
+use crate::store::{
+    AddOutcome, NewSubscriber, RemoveOutcome, Source, Status, Store, Subscriber, SubscriberEmail, clean_name,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SubscribersCommand {
@@ -27,7 +29,9 @@ pub enum SubscribersCommand {
     #[command(after_help = "Example:\n  gazette subscribers remove reader@example.org")]
     Remove { email: String },
     /// List subscribers.
-    #[command(after_help = "Examples:\n  gazette subscribers list\n  gazette subscribers list --status active --format csv")]
+    #[command(
+        after_help = "Examples:\n  gazette subscribers list\n  gazette subscribers list --status active --format csv"
+    )]
     List {
         /// pending, active, unsubscribed, bounced or complained
         #[arg(long)]
@@ -100,7 +104,8 @@ impl Checked {
     fn from(command: SubscribersCommand) -> Result<Checked, CheckError> {
         let email = |s: &str| s.parse::<SubscriberEmail>().map_err(|e| CheckError::Usage(UsageError(e.to_string())));
         let status = |s: Option<String>| {
-            s.map(|s| s.parse::<Status>().map_err(|e| CheckError::Usage(UsageError(format!("--status: {e}"))))).transpose()
+            s.map(|s| s.parse::<Status>().map_err(|e| CheckError::Usage(UsageError(format!("--status: {e}")))))
+                .transpose()
         };
         Ok(match command {
             SubscribersCommand::Add { email: e, name, reactivate } => Checked::Add {
@@ -130,7 +135,12 @@ impl Checked {
     }
 }
 
-async fn add(store: &Store, email: SubscriberEmail, name: Option<String>, reactivate: bool) -> anyhow::Result<ExitCode> {
+async fn add(
+    store: &Store,
+    email: SubscriberEmail,
+    name: Option<String>,
+    reactivate: bool,
+) -> anyhow::Result<ExitCode> {
     let new = NewSubscriber { email, name, status: Status::Active, source: Source::Cli };
     Ok(match store.add(&new, reactivate).await? {
         AddOutcome::Added(s) => {
@@ -183,7 +193,10 @@ async fn import(store: &Store, file: &std::path::Path, opened: std::fs::File) ->
     let report = store.import_reader(opened, file, |row| say!("{shown}:{}: {}", row.line, row.reason)).await?;
     say!(
         "added {}, unchanged {}, skipped {} (unsubscribed or bounced), invalid {}",
-        report.added, report.unchanged, report.skipped, report.invalid
+        report.added,
+        report.unchanged,
+        report.skipped,
+        report.invalid
     );
     Ok(if report.invalid > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -238,15 +251,28 @@ async fn list(store: &Store, status: Option<Status>, format: Format) -> anyhow::
                     Some(w) => w,
                     None => {
                         let email_w = page.iter().map(|s| s.email.chars().count()).max().unwrap_or(0).max(5);
-                        let name_w = page.iter().map(|s| s.name.as_deref().unwrap_or("").chars().count()).max().unwrap_or(0).max(4);
+                        let name_w = page
+                            .iter()
+                            .map(|s| s.name.as_deref().unwrap_or("").chars().count())
+                            .max()
+                            .unwrap_or(0)
+                            .max(4);
                         // SINCE is always 20 characters wide (an RFC 3339 time in UTC).
                         let since = if with_reason { format!("{:20}  REASON", "SINCE") } else { "SINCE".to_string() };
-                        writeln!(out, "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {since}", "ID", "EMAIL", "NAME", "STATUS", "SOURCE")?;
+                        writeln!(
+                            out,
+                            "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {since}",
+                            "ID", "EMAIL", "NAME", "STATUS", "SOURCE"
+                        )?;
                         *widths.insert([email_w, name_w])
                     }
                 };
                 for s in page {
-                    let reason = if with_reason { format!("  {}", s.status_reason.as_deref().unwrap_or("-")) } else { String::new() };
+                    let reason = if with_reason {
+                        format!("  {}", s.status_reason.as_deref().unwrap_or("-"))
+                    } else {
+                        String::new()
+                    };
                     writeln!(
                         out,
                         "{:>7}  {:email_w$}  {:name_w$}  {:12}  {:6}  {}{reason}",

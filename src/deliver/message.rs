@@ -14,10 +14,12 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use lettre::address::Envelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0, To};
-use lettre::message::{Body, Mailbox, Mailboxes, MultiPart, SinglePart};
 use lettre::Message;
+use lettre::address::Envelope;
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, Headers, MIME_VERSION_1_0, To,
+};
+use lettre::message::{Body, Mailbox, Mailboxes, MultiPart, SinglePart};
 
 use crate::config::Config;
 use crate::render::markdown::escaped;
@@ -77,14 +79,24 @@ impl EncodedBody {
     fn values<'a>(&self, unsubscribe_url: &'a str, email: &'a str) -> (Cow<'a, str>, Cow<'a, str>) {
         let encode = |value: &'a str| {
             // Most values need neither escaping nor encoding: no copy then.
-            let value = if self.html && value.contains(['&', '<', '>', '"', '\'', '%']) { Cow::Owned(escaped(value)) } else { Cow::Borrowed(value) };
-            if value.len() <= 75 && value.bytes().all(|b| b.is_ascii_graphic() && b != b'=') { value } else { Cow::Owned(qp(&value)) }
+            let value = if self.html && value.contains(['&', '<', '>', '"', '\'', '%']) {
+                Cow::Owned(escaped(value))
+            } else {
+                Cow::Borrowed(value)
+            };
+            if value.len() <= 75 && value.bytes().all(|b| b.is_ascii_graphic() && b != b'=') {
+                value
+            } else {
+                Cow::Owned(qp(&value))
+            }
         };
         (encode(unsubscribe_url), encode(email))
     }
 
     fn len_with(&self, values: &(Cow<str>, Cow<str>)) -> usize {
-        self.pieces.iter().map(String::len).sum::<usize>() + self.slots.len() * (values.0.len().max(values.1.len()) + 3) + 3 * self.pieces.len()
+        self.pieces.iter().map(String::len).sum::<usize>()
+            + self.slots.len() * (values.0.len().max(values.1.len()) + 3)
+            + 3 * self.pieces.len()
     }
 
     fn fill(&self, unsubscribe_url: &str, email: &str) -> Vec<u8> {
@@ -172,7 +184,12 @@ impl Skeleton {
         ];
         let mut found = Vec::new();
         for (marker, field) in markers {
-            let at: Vec<usize> = formatted.windows(marker.len()).enumerate().filter(|(_, w)| *w == marker.as_bytes()).map(|(i, _)| i).collect();
+            let at: Vec<usize> = formatted
+                .windows(marker.len())
+                .enumerate()
+                .filter(|(_, w)| *w == marker.as_bytes())
+                .map(|(i, _)| i)
+                .collect();
             let [at] = at.as_slice() else { return None };
             found.push((*at, marker.len(), field));
         }
@@ -290,12 +307,21 @@ pub struct PreparedEmail {
 impl PreparedEmail {
     /// `subject`, `html` and `text` come from the renderer, with the placeholders above in them.
     /// `test` puts `[TEST]` before the subject. `date` is the Date header of every copy.
-    pub fn new(config: &Config, subject: &str, html: &str, text: &str, test: bool, date: SystemTime) -> anyhow::Result<PreparedEmail> {
+    pub fn new(
+        config: &Config,
+        subject: &str,
+        html: &str,
+        text: &str,
+        test: bool,
+        date: SystemTime,
+    ) -> anyhow::Result<PreparedEmail> {
         // A digest title can never add a header: the subject is one line, whatever it was made from.
-        let subject: String = subject.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+        let subject: String =
+            subject.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
         let subject = if test { format!("[TEST] {subject}") } else { subject };
         let list_domain = config.email.from.email.domain().to_string();
-        let list_name: String = config.site.title.chars().filter(|c| !matches!(c, '<' | '>' | '"' | '\r' | '\n')).collect();
+        let list_name: String =
+            config.site.title.chars().filter(|c| !matches!(c, '<' | '>' | '"' | '\r' | '\n')).collect();
         let dkim = match &config.dkim {
             Some(d) => Some(load_dkim(d)?),
             None => None,
@@ -313,8 +339,14 @@ impl PreparedEmail {
         };
         if email.dkim.is_none() {
             let marker: lettre::Address = TO_MARKER.parse().expect("the marker is an address");
-            let to = Recipient { mailbox: Mailbox::new(None, marker), unsubscribe_url: UNSUBSCRIBE_MARKER, message_id: MESSAGE_ID_MARKER };
-            let marker_body = |marker: &str| Body::dangerous_pre_encoded(marker.as_bytes().to_vec(), ContentTransferEncoding::QuotedPrintable);
+            let to = Recipient {
+                mailbox: Mailbox::new(None, marker),
+                unsubscribe_url: UNSUBSCRIBE_MARKER,
+                message_id: MESSAGE_ID_MARKER,
+            };
+            let marker_body = |marker: &str| {
+                Body::dangerous_pre_encoded(marker.as_bytes().to_vec(), ContentTransferEncoding::QuotedPrintable)
+            };
             let copy = email.lettre_message(&to, marker_body(TEXT_MARKER), marker_body(HTML_MARKER))?;
             email.skeleton = Skeleton::new(&copy.formatted());
         }
@@ -346,8 +378,14 @@ impl PreparedEmail {
     /// The whole message for one recipient built by lettre, and signed when DKIM is configured.
     pub fn build_with_lettre(&self, to: &Recipient) -> anyhow::Result<Message> {
         let email = to.mailbox.email.to_string();
-        let text = Body::dangerous_pre_encoded(self.text.fill(to.unsubscribe_url, &email), ContentTransferEncoding::QuotedPrintable);
-        let html = Body::dangerous_pre_encoded(self.html.fill(to.unsubscribe_url, &email), ContentTransferEncoding::QuotedPrintable);
+        let text = Body::dangerous_pre_encoded(
+            self.text.fill(to.unsubscribe_url, &email),
+            ContentTransferEncoding::QuotedPrintable,
+        );
+        let html = Body::dangerous_pre_encoded(
+            self.html.fill(to.unsubscribe_url, &email),
+            ContentTransferEncoding::QuotedPrintable,
+        );
         let mut message = self.lettre_message(to, text, html)?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
@@ -436,7 +474,9 @@ const SIGNED_HEADERS: [&str; 11] = [
 ];
 
 pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
-    use lettre::message::dkim::{DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+    use lettre::message::dkim::{
+        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+    };
     let pem = std::fs::read_to_string(&d.private_key)
         .map_err(|e| anyhow::anyhow!("[dkim] private_key: cannot read {}: {e}", d.private_key.display()))?;
     // lettre reads RSA keys as PKCS#1 PEM and Ed25519 keys as the base64 of their 32 bytes.
@@ -463,7 +503,11 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::parse("[site]\ntitle = \"Signals Weekly\"\nbase_url = \"https://signals.example.org\"\n", std::path::Path::new("publish.toml")).unwrap()
+        Config::parse(
+            "[site]\ntitle = \"Signals Weekly\"\nbase_url = \"https://signals.example.org\"\n",
+            std::path::Path::new("publish.toml"),
+        )
+        .unwrap()
     }
 
     fn decode(body: &[u8]) -> String {
@@ -489,7 +533,15 @@ mod tests {
     #[test]
     fn the_message_has_every_header_a_list_mail_needs() {
         let c = config();
-        let p = PreparedEmail::new(&c, "Signals #3: naïve\r\nBcc: evil@example.org", "<p>x {SUB}</p>", "x", true, SystemTime::UNIX_EPOCH).unwrap();
+        let p = PreparedEmail::new(
+            &c,
+            "Signals #3: naïve\r\nBcc: evil@example.org",
+            "<p>x {SUB}</p>",
+            "x",
+            true,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
         let m = p
             .build(&Recipient {
                 mailbox: "Ada <ada@example.org>".parse().unwrap(),
@@ -571,11 +623,22 @@ mod tests {
         let toml = "[site]\ntitle = \"Signals Weekly\"\nbase_url = \"https://signals.example.org\"\n\
                     [email]\nfrom = \"Signals Wéekly <newsletter@signals.example.org>\"\nreply_to = \"Ed <ed@example.org>\"\n";
         let with_reply_to = Config::parse(toml, std::path::Path::new("publish.toml")).unwrap();
-        let long_text = format!("{}\nUnsubscribe: {UNSUBSCRIBE_URL}\n{SUBSCRIBER_EMAIL}\n.leading dot\n", "naïve words ".repeat(40));
+        let long_text = format!(
+            "{}\nUnsubscribe: {UNSUBSCRIBE_URL}\n{SUBSCRIBER_EMAIL}\n.leading dot\n",
+            "naïve words ".repeat(40)
+        );
         let html = format!("<p>{}</p><a href=\"{UNSUBSCRIBE_URL}\">x</a>{SUBSCRIBER_EMAIL}<br>\n=", "é".repeat(120));
         let prepared = [
             PreparedEmail::new(&config(), "Signals #3", &html, &long_text, false, SystemTime::UNIX_EPOCH).unwrap(),
-            PreparedEmail::new(&with_reply_to, "Signals #4: naïve\r\nand a long subject that has to be folded by lettre somewhere", &html, &format!("x {UNSUBSCRIBE_URL}"), true, SystemTime::now()).unwrap(),
+            PreparedEmail::new(
+                &with_reply_to,
+                "Signals #4: naïve\r\nand a long subject that has to be folded by lettre somewhere",
+                &html,
+                &format!("x {UNSUBSCRIBE_URL}"),
+                true,
+                SystemTime::now(),
+            )
+            .unwrap(),
         ];
         let names = [
             None,
@@ -588,7 +651,8 @@ mod tests {
             Some("Tab\there"),
             Some("  "),
         ];
-        let urls = ["https://signals.example.org/unsubscribe/AbC_123-xyz", "https://signals.example.org/unsubscribe/a&b=c?d"];
+        let urls =
+            ["https://signals.example.org/unsubscribe/AbC_123-xyz", "https://signals.example.org/unsubscribe/a&b=c?d"];
         for (n, email) in prepared.iter().enumerate() {
             assert!(email.skeleton.is_some(), "without DKIM the one-pass path is taken");
             let mut boundaries = std::collections::HashSet::new();
@@ -596,7 +660,11 @@ mod tests {
                 for url in urls {
                     let address = if i % 2 == 0 { "ada@example.org" } else { "o.neil+news@example.co.uk" };
                     let message_id = format!("<2023-07-17.{i}.abc@signals.example.org>");
-                    let to = Recipient { mailbox: crate::deliver::mailbox(address, *name).unwrap(), unsubscribe_url: url, message_id: &message_id };
+                    let to = Recipient {
+                        mailbox: crate::deliver::mailbox(address, *name).unwrap(),
+                        unsubscribe_url: url,
+                        message_id: &message_id,
+                    };
                     let fast = email.build(&to).unwrap();
                     let slow = email.build_with_lettre(&to).unwrap();
                     assert_eq!(fast.envelope(), slow.envelope());
@@ -606,7 +674,8 @@ mod tests {
                     assert_eq!(fast_parsed.parts.len(), 2);
                     assert!(fast_parsed.parts[0].1.contains(url) && fast_parsed.parts[1].1.contains(&escaped(url)));
                     // And byte for byte, but for the boundary lettre draws for each multipart.
-                    let fast_raw = String::from_utf8(fast.bytes().to_vec()).unwrap().replace(&fast_boundary, "BOUNDARY");
+                    let fast_raw =
+                        String::from_utf8(fast.bytes().to_vec()).unwrap().replace(&fast_boundary, "BOUNDARY");
                     let slow_raw = String::from_utf8(slow.formatted()).unwrap().replace(&slow_boundary, "BOUNDARY");
                     assert_eq!(fast_raw, slow_raw);
                     boundaries.insert(fast_boundary);
@@ -616,18 +685,40 @@ mod tests {
         }
         // A value lettre would fold or encode: the copy comes from lettre, still equal.
         let email = &prepared[0];
-        let to = Recipient { mailbox: "ada@example.org".parse().unwrap(), unsubscribe_url: "https://x.example/u", message_id: "<a b@example.org>" };
+        let to = Recipient {
+            mailbox: "ada@example.org".parse().unwrap(),
+            unsubscribe_url: "https://x.example/u",
+            message_id: "<a b@example.org>",
+        };
         assert!(email.skeleton.as_ref().unwrap().write(email, &to, "ada@example.org").is_none());
-        assert_eq!(parse(email.build(&to).unwrap().bytes()).0, parse(&email.build_with_lettre(&to).unwrap().formatted()).0);
+        assert_eq!(
+            parse(email.build(&to).unwrap().bytes()).0,
+            parse(&email.build_with_lettre(&to).unwrap().formatted()).0
+        );
     }
 
     #[test]
     fn a_subject_that_quotes_a_marker_leaves_every_copy_to_lettre() {
-        let email = PreparedEmail::new(&config(), &format!("About {TEXT_MARKER}"), "<p>x</p>", "x", false, SystemTime::UNIX_EPOCH).unwrap();
+        let email = PreparedEmail::new(
+            &config(),
+            &format!("About {TEXT_MARKER}"),
+            "<p>x</p>",
+            "x",
+            false,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
         assert!(email.skeleton.is_none());
-        let to = Recipient { mailbox: "ada@example.org".parse().unwrap(), unsubscribe_url: "https://x.example/u", message_id: "<a@example.org>" };
+        let to = Recipient {
+            mailbox: "ada@example.org".parse().unwrap(),
+            unsubscribe_url: "https://x.example/u",
+            message_id: "<a@example.org>",
+        };
         let raw = String::from_utf8(email.build(&to).unwrap().bytes().to_vec()).unwrap();
-        assert!(raw.contains(&format!("Subject: About {TEXT_MARKER}")) && raw.contains("To: ada@example.org\r\n"), "{raw}");
+        assert!(
+            raw.contains(&format!("Subject: About {TEXT_MARKER}")) && raw.contains("To: ada@example.org\r\n"),
+            "{raw}"
+        );
     }
 
     #[test]
@@ -637,7 +728,11 @@ mod tests {
         assert_eq!(to(" Ada Lovelace "), Some("Ada Lovelace".to_string()));
         assert_eq!(to("Ada\r\nBcc: x@example.org"), Some("Ada  Bcc: x@example.org".to_string()));
         assert_eq!(to("\r\n\t\u{85}"), None);
-        assert_eq!(to(&"é".repeat(10_000)), Some("é".repeat(crate::store::Subscriber::MAX_NAME_CHARS)), "cut at a character boundary");
+        assert_eq!(
+            to(&"é".repeat(10_000)),
+            Some("é".repeat(crate::store::Subscriber::MAX_NAME_CHARS)),
+            "cut at a character boundary"
+        );
         assert_eq!(recipient_mailbox(None, address.clone()), Mailbox::new(None, address));
     }
 
@@ -670,7 +765,11 @@ mod tests {
             assert!(name.as_ref().unwrap().chars().count() > 9_000);
             // The mailbox as the send loop makes it from the stored row.
             let mailbox = crate::deliver::mailbox(&email, name.as_deref()).unwrap();
-            let recipient = Recipient { mailbox, unsubscribe_url: "https://signals.example.org/unsubscribe/tok", message_id: "<t@signals.example.org>" };
+            let recipient = Recipient {
+                mailbox,
+                unsubscribe_url: "https://signals.example.org/unsubscribe/tok",
+                message_id: "<t@signals.example.org>",
+            };
             let m = p.build(&recipient).unwrap();
             assert_eq!(m.envelope().to(), [email.parse::<lettre::Address>().unwrap()]);
             let raw = String::from_utf8(m.bytes().to_vec()).unwrap();
@@ -683,7 +782,11 @@ mod tests {
             let to = unfolded.split("\r\n").find(|l| l.starts_with("To: ")).unwrap();
             assert!(to.ends_with(&format!(" <{email}>")), "{to}");
             if email == "reader0@example.org" {
-                assert_eq!(to, format!("To: {} <{email}>", "a".repeat(crate::store::Subscriber::MAX_NAME_CHARS)), "the name is cut");
+                assert_eq!(
+                    to,
+                    format!("To: {} <{email}>", "a".repeat(crate::store::Subscriber::MAX_NAME_CHARS)),
+                    "the name is cut"
+                );
             }
         }
     }

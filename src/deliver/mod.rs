@@ -91,7 +91,8 @@ impl StopFlag {
     pub fn on_signals(&self) {
         let flag = self.clone();
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -134,7 +135,13 @@ fn mailbox(email: &str, name: Option<&str>) -> anyhow::Result<Mailbox> {
 }
 
 /// Sends a copy to each address in `to`: `[TEST]` subject, never recorded in the ledger.
-pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, transport: &Transport, to: &[Mailbox]) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+pub async fn send_test(
+    store: &Store,
+    config: &Config,
+    email: &PreparedEmail,
+    transport: &Transport,
+    to: &[Mailbox],
+) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
     let key = store.token_key().await?;
     let mut connection = transport.open();
     let mut results = Vec::new();
@@ -147,8 +154,11 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
         };
         let url = unsubscribe_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
-        let message = email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
-        match transmit(&mut connection, &message, &message_id, None, &StopFlag::default(), std::future::ready(true)).await {
+        let message =
+            email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
+        match transmit(&mut connection, &message, &message_id, None, &StopFlag::default(), std::future::ready(true))
+            .await
+        {
             Err(e) if e.is_configuration() => return Err(crate::config::ConfigError(e.to_string()).into()),
             Err(e) if e.stops_the_send() => anyhow::bail!("{e}"),
             result => results.push((mailbox.to_string(), result.map_err(|e| e.to_string()))),
@@ -162,7 +172,15 @@ pub async fn send_test(store: &Store, config: &Config, email: &PreparedEmail, tr
 /// over a connection of its own. The error says what the server answered.
 pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
     let mut connection = transport.open();
-    let result = transmit(&mut connection, &Built::from(message), message_id, None, &StopFlag::default(), std::future::ready(true)).await;
+    let result = transmit(
+        &mut connection,
+        &Built::from(message),
+        message_id,
+        None,
+        &StopFlag::default(),
+        std::future::ready(true),
+    )
+    .await;
     connection.close().await;
     result.map_err(|e| e.to_string())
 }
@@ -201,7 +219,11 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
         for (id, address, name) in batch {
             let url = unsubscribe_url(config, &key, id);
             let message_id = format!("<dry-run.{id}@{}>", config.email.from.email.domain());
-            let m = email.build(&Recipient { mailbox: mailbox(&address, name.as_deref())?, unsubscribe_url: &url, message_id: &message_id })?;
+            let m = email.build(&Recipient {
+                mailbox: mailbox(&address, name.as_deref())?,
+                unsubscribe_url: &url,
+                message_id: &message_id,
+            })?;
             count += 1;
             bytes += m.bytes().len() as u64;
             if sample.len() < 10 {
@@ -211,7 +233,6 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
     }
     Ok((count, bytes, sample))
 }
-
 
 /// What a send of one issue would do now, read from the ledger without changing it. The real
 /// send and its dry run both say what this says, so a dry run cannot tell another story.

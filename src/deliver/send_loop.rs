@@ -25,8 +25,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
-use crate::store::journal::{self, SentJournal};
 use crate::store::bounces::RefusedAtSending;
+use crate::store::journal::{self, SentJournal};
 use crate::store::ledger::{self, Claimed, Counts, Outcome};
 use crate::store::{Store, TokenKey};
 
@@ -158,7 +158,8 @@ impl Drop for Lease {
         if self.released {
             return;
         }
-        let (store, issue_id, holder) = (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
+        let (store, issue_id, holder) =
+            (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = ledger::release_lease(store.pool(), &issue_id, &holder).await {
@@ -222,13 +223,20 @@ async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyho
 /// Renews this sender's lease once a quarter of its time has passed since `last_renew`; on
 /// PostgreSQL, also takes over what senders that died had in flight. The error to stop with when
 /// the lease was lost (it expired and someone else took it or ended it).
-async fn tend_lease(pool: &crate::store::Pool, issue_id: &str, holder: &str, last_renew: &mut Instant) -> anyhow::Result<Option<SendError>> {
+async fn tend_lease(
+    pool: &crate::store::Pool,
+    issue_id: &str,
+    holder: &str,
+    last_renew: &mut Instant,
+) -> anyhow::Result<Option<SendError>> {
     if last_renew.elapsed() < Duration::from_secs((LEASE_TTL / 4) as u64) {
         return Ok(None);
     }
     *last_renew = Instant::now();
     if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
-        return Ok(Some(SendError::unreachable(format!("lost the lease on issue {issue_id} to another sender; stopping"))));
+        return Ok(Some(SendError::unreachable(format!(
+            "lost the lease on issue {issue_id} to another sender; stopping"
+        ))));
     }
     if pool.is_postgres() {
         take_over(pool, issue_id).await?;
@@ -242,7 +250,9 @@ async fn take_over(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<
     expire_dead_holders(pool, issue_id).await?;
     let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
     if requeued > 0 {
-        tracing::warn!("took over {requeued} deliveries of issue {issue_id} that a sender that is gone had in flight; they go again with the same Message-ID");
+        tracing::warn!(
+            "took over {requeued} deliveries of issue {issue_id} that a sender that is gone had in flight; they go again with the same Message-ID"
+        );
     }
     Ok(())
 }
@@ -273,13 +283,23 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         ledger::retry_now(pool, issue_id).await?;
     }
     if requeued > 0 {
-        tracing::warn!("{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID");
+        tracing::warn!(
+            "{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID"
+        );
     }
     let before = ledger::counts(pool, issue_id).await?;
     if before.is_finished() {
         recorder.finish().await?;
         ledger::finish_if_done(pool, issue_id, clock()).await?;
-        return Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, recovered, sent_now: 0, counts: before, interrupted: false });
+        return Ok(SendReport {
+            issue_id: issue_id.into(),
+            started_now,
+            requeued,
+            recovered,
+            sent_now: 0,
+            counts: before,
+            interrupted: false,
+        });
     }
 
     let key = Arc::new(store.token_key().await?);
@@ -351,8 +371,11 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
                 pending_outcome.remove(&job.subscriber_id);
                 unrecorded.push((job.subscriber_id, Outcome::Unclaimed));
             }
-            let error = "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
-            unrecorded.extend(pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })));
+            let error =
+                "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
+            unrecorded.extend(
+                pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })),
+            );
             tracing::warn!("{error}: the deliveries in flight go back to pending");
             recorder.flush(&mut unrecorded, &mut acks).await?;
             break;
@@ -502,7 +525,10 @@ impl<'a> Recorder<'a> {
             crate::config::Database::Sqlite(database) => {
                 recovered = ledger::replay_journal(pool, database, issue_id, clock()).await?;
                 let path = journal::path_of(database, issue_id);
-                Some(SentJournal::create(database, issue_id).with_context(|| format!("cannot write {}", path.display()))?)
+                Some(
+                    SentJournal::create(database, issue_id)
+                        .with_context(|| format!("cannot write {}", path.display()))?,
+                )
             }
             crate::config::Database::Postgres(_) => None,
         };
@@ -523,14 +549,21 @@ impl<'a> Recorder<'a> {
                     let refused: Vec<RefusedAtSending> = unrecorded
                         .iter()
                         .filter_map(|(id, o)| match o {
-                            Outcome::Refused { error, refusal } => Some(RefusedAtSending { subscriber_id: *id, refusal: *refusal, detail: error.clone() }),
+                            Outcome::Refused { error, refusal } => {
+                                Some(RefusedAtSending { subscriber_id: *id, refusal: *refusal, detail: error.clone() })
+                            }
                             _ => None,
                         })
                         .collect();
                     if !refused.is_empty() {
-                        self.store.record_refused_at_sending(self.issue_id, &refused, self.temporary_limit).await.context("recording refusals")?;
+                        self.store
+                            .record_refused_at_sending(self.issue_id, &refused, self.temporary_limit)
+                            .await
+                            .context("recording refusals")?;
                     }
-                    ledger::record(self.pool, self.issue_id, unrecorded, clock()).await.context("recording delivery outcomes")?
+                    ledger::record(self.pool, self.issue_id, unrecorded, clock())
+                        .await
+                        .context("recording delivery outcomes")?
                 }
             }
             unrecorded.clear();
@@ -597,7 +630,8 @@ impl<C: Connection> WorkerContext<C> {
         loop {
             let job = { self.jobs.lock().await.recv().await };
             let Some(job) = job else { break };
-            let outcome = if self.stop.is_stopped() { Outcome::Unclaimed } else { self.deliver(&job, &mut recorded).await };
+            let outcome =
+                if self.stop.is_stopped() { Outcome::Unclaimed } else { self.deliver(&job, &mut recorded).await };
             let (ack, done) = oneshot::channel();
             recorded = Some(done);
             let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome, ack));
@@ -627,7 +661,8 @@ impl<C: Connection> WorkerContext<C> {
             gate_closed.store(!open, std::sync::atomic::Ordering::Relaxed);
             open
         };
-        let sent = super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop, gate).await;
+        let sent =
+            super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop, gate).await;
         if gate_closed.load(std::sync::atomic::Ordering::Relaxed) {
             // The loop could not record the last outcome and has given up: send nothing more.
             self.stop.stop();
@@ -703,24 +738,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.db")).await.unwrap();
         for a in addresses {
-            let new = NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            let new =
+                NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
             store.add(&new, false).await.unwrap();
         }
         let config = Config::parse("[smtp]\nconcurrency = 2\n", &dir.path().join("publish.toml")).unwrap();
         let html = format!("<p>Hello {SUBSCRIBER_EMAIL}</p><a href=\"{UNSUBSCRIBE_URL}\">unsubscribe</a>");
         let text = format!("Hello\nUnsubscribe: {UNSUBSCRIBE_URL}\n");
-        let email = Arc::new(PreparedEmail::new(&config, "Issue #1", &html, &text, false, std::time::SystemTime::now()).unwrap());
+        let email = Arc::new(
+            PreparedEmail::new(&config, "Issue #1", &html, &text, false, std::time::SystemTime::now()).unwrap(),
+        );
         (dir, store, config, email)
     }
 
     #[tokio::test]
     async fn refusals_are_sorted_into_sent_bounced_failed_and_retried() {
-        let addresses = ["a@example.org", "gone@example.org", "spam@example.org", "later@example.org", "full@example.org"];
+        let addresses =
+            ["a@example.org", "gone@example.org", "spam@example.org", "later@example.org", "full@example.org"];
         let (_dir, store, config, email) = setup(&addresses).await;
         let memory = Memory::default();
         let report =
-            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
-        assert_eq!(memory.recipients(), ["a@example.org", "later@example.org"], "each once; the deferred one on its retry");
+            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default())
+                .await
+                .unwrap();
+        assert_eq!(
+            memory.recipients(),
+            ["a@example.org", "later@example.org"],
+            "each once; the deferred one on its retry"
+        );
         let c = &report.counts;
         assert_eq!((c.sent, c.bounced, c.failed, c.pending, c.sending), (2, 1, 2, 0, 0));
         let subscriber = async |a: &str| store.subscriber_by_email(&a.parse().unwrap()).await.unwrap().unwrap();
@@ -731,23 +776,41 @@ mod tests {
         // The sender's problem: the reader stays, and the refusal is counted for the provider.
         assert_eq!(subscriber("spam@example.org").await.status, Status::Active);
         let refusals = store.refusals("2023-07-17").await.unwrap();
-        assert_eq!(refusals.iter().map(|r| (r.provider.as_str(), r.reason.as_str(), r.messages)).collect::<Vec<_>>(), [("example.org", "spamdetected", 1)]);
+        assert_eq!(
+            refusals.iter().map(|r| (r.provider.as_str(), r.reason.as_str(), r.messages)).collect::<Vec<_>>(),
+            [("example.org", "spamdetected", 1)]
+        );
         // The mailbox's: still active, one temporary failure counted for the issue.
         assert_eq!(subscriber("full@example.org").await.status, Status::Active);
-        let events: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, reason_code FROM bounce_events").fetch_all(store.pool().sqlite()).await.unwrap();
+        let events: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, reason_code FROM bounce_events")
+            .fetch_all(store.pool().sqlite())
+            .await
+            .unwrap();
         assert_eq!(events, [("temporary".to_string(), Some("mailboxfull".to_string()))]);
         // A second run finds nothing to do, and the lease was given back.
         let again = Memory::default();
-        let report = send_issue(&store, &config, "2023-07-17", 1, setup_email(&config), &again, &StopFlag::default(), &LogProgress::default())
-            .await
-            .unwrap();
+        let report = send_issue(
+            &store,
+            &config,
+            "2023-07-17",
+            1,
+            setup_email(&config),
+            &again,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
         assert_eq!(ledger::lease_holder(store.pool(), "2023-07-17").await.unwrap(), None);
         // A send whose future is dropped half-way gives the lease back too.
         let hang = setup_hang(&store).await;
         let (stop, progress) = (StopFlag::default(), LogProgress::default());
         let send = send_issue(&store, &config, "2023-07-24", 2, setup_email(&config), &hang, &stop, &progress);
-        assert!(tokio::time::timeout(Duration::from_millis(300), send).await.is_err(), "the send hangs on its only recipient");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), send).await.is_err(),
+            "the send hangs on its only recipient"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(ledger::lease_holder(store.pool(), "2023-07-24").await.unwrap(), None);
     }
@@ -756,14 +819,35 @@ mod tests {
     async fn with_a_bounce_address_each_delivery_has_its_own_signed_envelope_sender() {
         let (dir, store, plain, email) = setup(&["a@example.org", "b@example.org"]).await;
         let memory = Memory::default();
-        send_issue(&store, &plain, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
+        send_issue(&store, &plain, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default())
+            .await
+            .unwrap();
         for e in memory.envelopes.lock().unwrap().iter() {
-            assert_eq!((e.from.to_string().as_str(), &e.dsn_envid), ("newsletter@signals.example.org", &None), "without bounce_address nothing changes");
+            assert_eq!(
+                (e.from.to_string().as_str(), &e.dsn_envid),
+                ("newsletter@signals.example.org", &None),
+                "without bounce_address nothing changes"
+            );
         }
 
-        let config = Config::parse("[email]\nbounce_address = \"bounces@signals.example.org\"\n", &dir.path().join("publish.toml")).unwrap();
+        let config = Config::parse(
+            "[email]\nbounce_address = \"bounces@signals.example.org\"\n",
+            &dir.path().join("publish.toml"),
+        )
+        .unwrap();
         let memory = Memory::default();
-        send_issue(&store, &config, "2023-07-24", 2, setup_email(&config), &memory, &StopFlag::default(), &LogProgress::default()).await.unwrap();
+        send_issue(
+            &store,
+            &config,
+            "2023-07-24",
+            2,
+            setup_email(&config),
+            &memory,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
         let key = store.token_key().await.unwrap();
         let envelopes = memory.envelopes.lock().unwrap().clone();
         assert_eq!(envelopes.len(), 2);
@@ -785,18 +869,27 @@ mod tests {
         for s in store.list_page(None, 0, 100).await.unwrap() {
             store.unsubscribe_by_id(s.id).await.unwrap();
         }
-        let new = NewSubscriber { email: "hang@example.org".parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+        let new = NewSubscriber {
+            email: "hang@example.org".parse().unwrap(),
+            name: None,
+            status: Status::Active,
+            source: Source::Cli,
+        };
         store.add(&new, false).await.unwrap();
         Memory::default()
     }
 
     fn setup_email(config: &Config) -> Arc<PreparedEmail> {
-        Arc::new(PreparedEmail::new(config, "x", UNSUBSCRIBE_URL, UNSUBSCRIBE_URL, false, std::time::SystemTime::now()).unwrap())
+        Arc::new(
+            PreparedEmail::new(config, "x", UNSUBSCRIBE_URL, UNSUBSCRIBE_URL, false, std::time::SystemTime::now())
+                .unwrap(),
+        )
     }
 
     #[tokio::test]
     async fn a_stop_ends_the_send_within_the_grace_whatever_the_server_does() {
-        let (_dir, store, config, email) = setup(&["a@example.org", "hang1@example.org", "hang2@example.org", "b@example.org"]).await;
+        let (_dir, store, config, email) =
+            setup(&["a@example.org", "hang1@example.org", "hang2@example.org", "b@example.org"]).await;
         let memory = Memory::default();
         let stop = StopFlag::default();
         let stopper = stop.clone();
@@ -805,7 +898,8 @@ mod tests {
             stopper.stop();
         });
         let started = Instant::now();
-        let report = send_issue(&store, &config, "2023-07-17", 1, email, &memory, &stop, &LogProgress::default()).await.unwrap();
+        let report =
+            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &stop, &LogProgress::default()).await.unwrap();
         assert!(started.elapsed() < STOP_GRACE + Duration::from_secs(1), "{:?}", started.elapsed());
         assert!(report.interrupted);
         let c = &report.counts;
@@ -814,6 +908,11 @@ mod tests {
         assert_eq!(c.sent + c.pending, 4, "{c:?}");
         assert_eq!(c.sent as usize, memory.recipients().len());
         let problems = ledger::problems(store.pool(), "2023-07-17", 10).await.unwrap();
-        assert!(problems.iter().any(|(email, state, _, error)| email.starts_with("hang") && state == "pending" && error.contains("outcome is unknown")), "{problems:?}");
+        assert!(
+            problems.iter().any(|(email, state, _, error)| email.starts_with("hang")
+                && state == "pending"
+                && error.contains("outcome is unknown")),
+            "{problems:?}"
+        );
     }
 }

@@ -90,7 +90,11 @@ impl Secret {
                     .await
                     .map_err(|e| format!("{key} `{command}` could not be run: {e}"))?;
                 if !out.status.success() {
-                    return Err(format!("{key} `{command}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()));
+                    return Err(format!(
+                        "{key} `{command}` failed ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
                 }
                 let secret = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 if secret.is_empty() {
@@ -184,7 +188,10 @@ fn dot_stuffed(message: &str) -> String {
 }
 
 /// `op`, given up after `limit`: a silent peer is a lost connection, not a reason to wait forever.
-async fn within<T>(limit: Duration, op: impl Future<Output = Result<T, lettre::transport::smtp::Error>>) -> Result<T, Silent> {
+async fn within<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, Silent> {
     match tokio::time::timeout(limit, op).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Silent::Error(e)),
@@ -216,26 +223,43 @@ impl SmtpSession {
         let whom = format!("{}:{}", spec.host, spec.port);
         let limit = spec.timeout;
         let tls_failed = |e: Silent| match e {
-            Silent::Error(e) if e.to_string().contains("certificate") => Refused(certificate_problem(&whom, &spec.host, &e.to_string())),
+            Silent::Error(e) if e.to_string().contains("certificate") => {
+                Refused(certificate_problem(&whom, &spec.host, &e.to_string()))
+            }
             e => Unreachable(format!("TLS with {whom} failed: {e}")),
         };
         let mut conn = match spec.tls {
             Tls::Implicit => {
                 let tls = tls_parameters(spec)?;
                 // Connecting, the TLS handshake and the greeting, each within the deadline.
-                let connect = AsyncSmtpConnection::connect_tokio1((spec.host.as_str(), spec.port), Some(limit), &hello, Some(tls), None);
+                let connect = AsyncSmtpConnection::connect_tokio1(
+                    (spec.host.as_str(), spec.port),
+                    Some(limit),
+                    &hello,
+                    Some(tls),
+                    None,
+                );
                 within(limit * 3, connect).await.map_err(tls_failed)?
             }
             Tls::StartTls | Tls::None => {
                 let tcp = tokio::time::timeout(limit, tokio::net::TcpStream::connect((spec.host.as_str(), spec.port)))
                     .await
-                    .map_err(|_| Unreachable(format!("cannot connect to {whom}: no answer within {}", humantime::format_duration(limit))))?
+                    .map_err(|_| {
+                        Unreachable(format!(
+                            "cannot connect to {whom}: no answer within {}",
+                            humantime::format_duration(limit)
+                        ))
+                    })?
                     .map_err(|e| Unreachable(format!("cannot connect to {whom}: {e}")))?;
                 tcp.set_nodelay(true).map_err(|e| Unreachable(format!("{whom}: {e}")))?;
-                let mut conn = within(limit, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)).await.map_err(|e| match e {
-                    Silent::TimedOut(d) => Unreachable(format!("{whom} did not greet within {}", humantime::format_duration(d))),
-                    e => Unreachable(format!("{whom} did not greet: {e}")),
-                })?;
+                let mut conn = within(limit, AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello))
+                    .await
+                    .map_err(|e| match e {
+                        Silent::TimedOut(d) => {
+                            Unreachable(format!("{whom} did not greet within {}", humantime::format_duration(d)))
+                        }
+                        e => Unreachable(format!("{whom} did not greet: {e}")),
+                    })?;
                 if spec.tls == Tls::StartTls {
                     if !conn.can_starttls() {
                         return Err(Refused(format!(
@@ -249,7 +273,9 @@ impl SmtpSession {
             }
         };
         // lettre keeps only the extensions it knows; ask again to learn about PIPELINING and SIZE.
-        let ehlo = within(limit, conn.command(Ehlo::new(hello.clone()))).await.map_err(|e| Unreachable(format!("{whom} refused EHLO: {e}")))?;
+        let ehlo = within(limit, conn.command(Ehlo::new(hello.clone())))
+            .await
+            .map_err(|e| Unreachable(format!("{whom} refused EHLO: {e}")))?;
         let mut facts = ServerFacts {
             name: conn.server_info().name().to_string(),
             tls: match spec.tls {
@@ -296,7 +322,9 @@ impl SmtpSession {
                         e.to_string().replace(['\r', '\n'], " ")
                     )));
                 }
-                Err(e) => return Err(Unreachable(format!("{whom}: the login of `{}` did not go through: {e}", login.user))),
+                Err(e) => {
+                    return Err(Unreachable(format!("{whom}: the login of `{}` did not go through: {e}", login.user)));
+                }
             }
         }
         Ok(SmtpSession { conn, broken: false, pipelining: facts.pipelining, timeout: limit, facts })
@@ -317,7 +345,12 @@ impl SmtpSession {
     /// As `transmit`, sending the message itself only once `gate` says yes: the envelope's round
     /// trip overlaps whatever the caller waits for. When `gate` says no, the transaction is
     /// abandoned with the connection (without the message's end the server delivers nothing).
-    pub async fn transmit_gated(&mut self, envelope: &Envelope, message: &[u8], gate: impl Future<Output = bool>) -> Attempt {
+    pub async fn transmit_gated(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        gate: impl Future<Output = bool>,
+    ) -> Attempt {
         let (from, to) = (&envelope.from, &envelope.to);
         if let Some(limit) = self.facts.size_limit.filter(|l| message.len() as u64 > *l) {
             return Attempt::TooLarge(format!(
@@ -328,17 +361,21 @@ impl SmtpSession {
         let mut params = Vec::new();
         if !to.to_string().is_ascii() {
             if !self.conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-                return Attempt::Rejected(format!("the server does not accept non-ASCII addresses (no SMTPUTF8) for {to}"));
+                return Attempt::Rejected(format!(
+                    "the server does not accept non-ASCII addresses (no SMTPUTF8) for {to}"
+                ));
             }
             params.push(MailParameter::SmtpUtfEight);
         }
         let mut rcpt_params = Vec::new();
         if let Some(envid) = envelope.dsn_envid.as_ref().filter(|_| self.facts.dsn) {
             // lettre writes the values as xtext (RFC 3461 §4).
-            let other = |keyword: &str, value: String| MailParameter::Other { keyword: keyword.into(), value: Some(value) };
+            let other =
+                |keyword: &str, value: String| MailParameter::Other { keyword: keyword.into(), value: Some(value) };
             params.push(other("RET", "HDRS".into()));
             params.push(other("ENVID", envid.clone()));
-            let notify = |keyword: &str, value: String| RcptParameter::Other { keyword: keyword.into(), value: Some(value) };
+            let notify =
+                |keyword: &str, value: String| RcptParameter::Other { keyword: keyword.into(), value: Some(value) };
             rcpt_params.push(notify("NOTIFY", "FAILURE".into()));
             if to.to_string().is_ascii() {
                 rcpt_params.push(notify("ORCPT", format!("rfc822;{to}")));
@@ -355,7 +392,8 @@ impl SmtpSession {
                 Err(Silent::TimedOut(d)) => return self.lost(Silent::TimedOut(d)),
                 first => first,
             };
-            let replies = [first, within(t, self.conn.read_response()).await, within(t, self.conn.read_response()).await];
+            let replies =
+                [first, within(t, self.conn.read_response()).await, within(t, self.conn.read_response()).await];
             let [mail_reply, rcpt_reply, data_reply] = replies;
             let refusal = match (mail_reply, rcpt_reply) {
                 (Err(e), _) => Some((e, Stage::Session)),
@@ -446,7 +484,8 @@ fn tls_parameters(spec: &ServerSpec) -> Result<TlsParameters, ConnectError> {
 /// cloned, so the text is kept and parsed for each connection (`Transport::from_config` parses it
 /// once first, to refuse a bad file before anything is sent).
 pub fn ca_certificate(path: &std::path::Path, pem: &[u8]) -> Result<Certificate, String> {
-    Certificate::from_pem(pem).map_err(|e| format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
+    Certificate::from_pem(pem)
+        .map_err(|e| format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
 }
 
 /// A certificate that was not accepted, said so that the editor knows what to change.
@@ -567,7 +606,15 @@ mod tests {
     /// A server on this machine, in clear, without a login.
     fn local(port: u16, timeout: Duration) -> ServerSpec {
         let hello = "client.example.org".into();
-        ServerSpec { host: "127.0.0.1".into(), port, tls: Tls::None, login: None, trust: Trust::default(), hello, timeout }
+        ServerSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Tls::None,
+            login: None,
+            trust: Trust::default(),
+            hello,
+            timeout,
+        }
     }
 
     #[tokio::test]
@@ -607,8 +654,13 @@ mod tests {
         assert_eq!(s.transmit(&envelope(&from, "ok@example.org"), body).await, Attempt::Accepted);
         let gone = s.transmit(&envelope(&from, "gone@example.org"), body).await;
         let user_unknown = Refusal { reason: Reason::UserUnknown, scope: Scope::Address };
-        assert!(matches!(&gone, Attempt::Refused { error, refusal } if error.contains("5.1.1") && *refusal == user_unknown), "{gone:?}");
-        assert!(matches!(s.transmit(&envelope(&from, "later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450")));
+        assert!(
+            matches!(&gone, Attempt::Refused { error, refusal } if error.contains("5.1.1") && *refusal == user_unknown),
+            "{gone:?}"
+        );
+        assert!(
+            matches!(s.transmit(&envelope(&from, "later@example.org"), body).await, Attempt::Deferred(e) if e.contains("450"))
+        );
         assert_eq!(s.transmit(&envelope(&from, "ok2@example.org"), body).await, Attempt::Accepted);
         assert!(!s.is_broken());
         s.quit().await;
@@ -660,22 +712,44 @@ mod tests {
     #[test]
     fn only_a_refusal_of_rcpt_can_say_that_the_address_does_not_work() {
         let unknown = "5.1.1 <x@example.org>: Recipient address rejected: User unknown";
-        assert_eq!(refusal_of(Some(550), unknown, Stage::Recipient), Refusal { reason: Reason::UserUnknown, scope: Scope::Address });
+        assert_eq!(
+            refusal_of(Some(550), unknown, Stage::Recipient),
+            Refusal { reason: Reason::UserUnknown, scope: Scope::Address }
+        );
         // After DATA: counted as the mailbox's, so three issues in a row are needed.
         assert_ne!(refusal_of(Some(550), unknown, Stage::Message).scope, Scope::Address);
         // MAIL FROM refused: our own address is the one in question.
         assert_eq!(
-            refusal_of(Some(553), "5.1.1 <bounces@signals.example.org>: Sender address rejected: User unknown", Stage::Session),
+            refusal_of(
+                Some(553),
+                "5.1.1 <bounces@signals.example.org>: Sender address rejected: User unknown",
+                Stage::Session
+            ),
             Refusal { reason: Reason::Rejected, scope: Scope::Sender }
         );
         // The enhanced status that opens the reply reaches the classifier.
-        assert_eq!(refusal_of(Some(552), "5.2.2 <x@example.org>: over quota", Stage::Recipient).reason, Reason::MailboxFull);
+        assert_eq!(
+            refusal_of(Some(552), "5.2.2 <x@example.org>: over quota", Stage::Recipient).reason,
+            Reason::MailboxFull
+        );
         let spam = "5.7.1 [203.0.113.5] Our system has detected that this message is likely unsolicited mail.";
-        assert_eq!(refusal_of(Some(550), spam, Stage::Recipient), Refusal { reason: Reason::SpamDetected, scope: Scope::Sender });
+        assert_eq!(
+            refusal_of(Some(550), spam, Stage::Recipient),
+            Refusal { reason: Reason::SpamDetected, scope: Scope::Sender }
+        );
         // Whatever the classifier reads, RCPT keeps its scope, MAIL makes it the sender's, DATA never the address's.
-        for words in ["5.7.1 Message rejected as spam", "5.2.2 Mailbox full", "Service unavailable; client host blocked using zen.spamhaus.org", "5.1.2 Host unknown"] {
+        for words in [
+            "5.7.1 Message rejected as spam",
+            "5.2.2 Mailbox full",
+            "Service unavailable; client host blocked using zen.spamhaus.org",
+            "5.1.2 Host unknown",
+        ] {
             let reason = reason_at(Stage::Recipient, None, Some(550), words);
-            assert_eq!(refusal_of(Some(550), words, Stage::Recipient), Refusal { reason, scope: reason.scope() }, "{words}");
+            assert_eq!(
+                refusal_of(Some(550), words, Stage::Recipient),
+                Refusal { reason, scope: reason.scope() },
+                "{words}"
+            );
             assert_eq!(refusal_of(Some(550), words, Stage::Session).scope, Scope::Sender, "{words}");
             assert_ne!(refusal_of(Some(550), words, Stage::Message).scope, Scope::Address, "{words}");
         }

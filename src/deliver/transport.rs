@@ -114,7 +114,13 @@ pub trait Connector: Clone + Send + Sync + 'static {
 /// A connection of one worker: messages one after another.
 pub trait Connection: Send + 'static {
     /// Puts one message on its way: `Ok` once the other side has taken it.
-    fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> impl Future<Output = Result<(), SendError>> + Send;
+    fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        message_id: &str,
+        stop: &StopFlag,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
     /// As `send`, going only as far as it can without delivering the message until `gate` says
     /// yes: an SMTP connection offers the envelope and waits to send the message's end; anything
     /// else waits before it starts. When `gate` says no, nothing is delivered (an SMTP
@@ -175,11 +181,20 @@ impl Connector for Transport {
 pub enum TransportConnection {
     Outbox(PathBuf),
     /// Connected on first use, and again after the connection broke.
-    Smtp { spec: ServerSpec, session: Option<SmtpSession> },
+    Smtp {
+        spec: ServerSpec,
+        session: Option<SmtpSession>,
+    },
 }
 
 impl Connection for TransportConnection {
-    async fn send(&mut self, envelope: &Envelope, message: &[u8], message_id: &str, stop: &StopFlag) -> Result<(), SendError> {
+    async fn send(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        message_id: &str,
+        stop: &StopFlag,
+    ) -> Result<(), SendError> {
         self.send_gated(envelope, message, message_id, stop, std::future::ready(true)).await
     }
 
@@ -251,7 +266,9 @@ fn write_eml(dir: &Path, message_id: &str, bytes: &[u8]) -> Result<(), SendError
     let path = dir.join(format!("{name}.eml"));
     // This process's own temporary name: senders sharing the outbox never move each other's files.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, bytes)).and_then(|_| std::fs::rename(&tmp, &path));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, bytes))
+        .and_then(|_| std::fs::rename(&tmp, &path));
     result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         SendError::transient(format!("cannot write {}: {e}", path.display()))
@@ -297,20 +314,35 @@ pub mod memory {
     impl Connection for Memory {
         /// `gone` in the address: 550 5.1.1 (the address); `full`: 552 5.2.2 (the mailbox); `spam`:
         /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `hang`: no answer at all.
-        async fn send(&mut self, envelope: &Envelope, _message: &[u8], message_id: &str, _stop: &StopFlag) -> Result<(), SendError> {
+        async fn send(
+            &mut self,
+            envelope: &Envelope,
+            _message: &[u8],
+            message_id: &str,
+            _stop: &StopFlag,
+        ) -> Result<(), SendError> {
             let to = envelope.to.to_string();
             if to.contains("hang") {
                 std::future::pending::<()>().await;
             }
             use crate::bounces::Reason;
             if to.contains("gone") {
-                return Err(SendError::refused("550 5.1.1 no such user", Refusal { reason: Reason::UserUnknown, scope: Scope::Address }));
+                return Err(SendError::refused(
+                    "550 5.1.1 no such user",
+                    Refusal { reason: Reason::UserUnknown, scope: Scope::Address },
+                ));
             }
             if to.contains("full") {
-                return Err(SendError::refused("552 5.2.2 mailbox full", Refusal { reason: Reason::MailboxFull, scope: Scope::Mailbox }));
+                return Err(SendError::refused(
+                    "552 5.2.2 mailbox full",
+                    Refusal { reason: Reason::MailboxFull, scope: Scope::Mailbox },
+                ));
             }
             if to.contains("spam") {
-                return Err(SendError::refused("554 5.7.1 rejected as spam", Refusal { reason: Reason::SpamDetected, scope: Scope::Sender }));
+                return Err(SendError::refused(
+                    "554 5.7.1 rejected as spam",
+                    Refusal { reason: Reason::SpamDetected, scope: Scope::Sender },
+                ));
             }
             if to.contains("later") {
                 let mut deferred = self.deferred.lock().unwrap();

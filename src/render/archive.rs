@@ -8,9 +8,9 @@ use minijinja::value::{Serde, Value};
 
 use super::feeds::{self, FeedItem};
 use super::{RenderError, Templates, feeds_value, issue_context, par_map};
-use crate::urls;
 use crate::config::Config;
 use crate::issue::Issue;
+use crate::urls;
 
 /// A file of the archive: its path relative to `[paths] out` (with `/`), and its contents.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,7 +21,12 @@ pub struct OutputFile {
 
 /// `issue`'s page, with links to the issues before and after it in `issues` (the archive in week
 /// order, as grouped), a summary for search results and link previews, and the subscribe box.
-pub fn render_issue_page(config: &Config, templates: &Templates, issues: &[Issue], issue: &Issue) -> Result<String, RenderError> {
+pub fn render_issue_page(
+    config: &Config,
+    templates: &Templates,
+    issues: &[Issue],
+    issue: &Issue,
+) -> Result<String, RenderError> {
     let (previous, next) = neighbours(issues, issue);
     templates.render("issue.html", &page_context(config, issue, previous, next))
 }
@@ -54,7 +59,9 @@ pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str, homes
 
 /// What `issue.html` sees: the issue's context, and what the page shows around the content.
 fn page_context(config: &Config, issue: &Issue, previous: Option<&Issue>, next: Option<&Issue>) -> Value {
-    let link = |i: Option<&Issue>| i.map(|i| context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id) });
+    let link = |i: Option<&Issue>| {
+        i.map(|i| context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id) })
+    };
     context! {
         previous => link(previous),
         next => link(next),
@@ -103,7 +110,12 @@ pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) ->
 }
 
 /// As `render_index`, with the issues' theme feeds planned already (`theme_feed_plan`).
-pub fn render_index_with(config: &Config, templates: &Templates, issues: &[Issue], themes: &[feeds::ThemeFeed]) -> Result<String, RenderError> {
+pub fn render_index_with(
+    config: &Config,
+    templates: &Templates,
+    issues: &[Issue],
+    themes: &[feeds::ThemeFeed],
+) -> Result<String, RenderError> {
     let mut listed: Vec<Value> = issues
         .iter()
         .map(|i| {
@@ -200,7 +212,11 @@ mod tests {
         let config = testing::config();
         let templates = Templates::builtin(&config.email.subject).unwrap();
         let issues = testing::issues();
-        let files = render_site(&config, &templates, &issues, None).unwrap().into_iter().map(|f| (f.path, f.contents)).collect();
+        let files = render_site(&config, &templates, &issues, None)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.contents))
+            .collect();
         (config, issues, files)
     }
 
@@ -210,10 +226,16 @@ mod tests {
         assert_eq!(issues.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["2023-07-17", "2023-07-24"]);
         let first = Html::parse_document(&files["issues/2023-07-17/index.html"]);
         assert_eq!(attr(&first, "nav a[rel=prev]", "href"), None);
-        assert_eq!(attr(&first, "nav a[rel=next]", "href").as_deref(), Some("https://signals.example.org/issues/2023-07-24/"));
+        assert_eq!(
+            attr(&first, "nav a[rel=next]", "href").as_deref(),
+            Some("https://signals.example.org/issues/2023-07-24/")
+        );
         assert_eq!(texts(&first, "nav a[rel=next]"), ["Next: #2, 24–30 July 2023 →"]);
         let last = Html::parse_document(&files["issues/2023-07-24/index.html"]);
-        assert_eq!(attr(&last, "nav a[rel=prev]", "href").as_deref(), Some("https://signals.example.org/issues/2023-07-17/"));
+        assert_eq!(
+            attr(&last, "nav a[rel=prev]", "href").as_deref(),
+            Some("https://signals.example.org/issues/2023-07-17/")
+        );
         assert_eq!(attr(&last, "nav a[rel=next]", "href"), None);
     }
 
@@ -244,7 +266,10 @@ mod tests {
         assert_eq!(attr(&doc, "meta[property='og:url']", "content").as_deref(), Some(url));
         assert_eq!(attr(&doc, "meta[property='og:type']", "content").as_deref(), Some("article"));
         assert_eq!(attr(&doc, "meta[property='og:site_name']", "content").as_deref(), Some("Signals Weekly"));
-        assert_eq!(attr(&doc, "meta[property='og:title']", "content").as_deref(), Some("Signals Weekly #1: 17–23 July 2023"));
+        assert_eq!(
+            attr(&doc, "meta[property='og:title']", "content").as_deref(),
+            Some("Signals Weekly #1: 17–23 July 2023")
+        );
         let description = "2 digests: The Evolution of \"Open Source\" in AI Models; Tags like <script>alert('x')</script> & other \"markup\"";
         assert_eq!(attr(&doc, "meta[property='og:description']", "content").as_deref(), Some(description));
         assert_eq!(attr(&doc, "meta[name=description]", "content").as_deref(), Some(description));
@@ -259,19 +284,26 @@ mod tests {
 
         let content = render_issue_content(&config, &Templates::builtin("x").unwrap(), &issues[0]).unwrap();
         assert!(content.contains(r#"<article id="d-aaaa">"#), "{content}");
-        for page_only in ["<form", "rel=\"prev\"", "rel=\"next\"", "Other issues", "subscribe-title", "<footer", "og:"] {
+        for page_only in ["<form", "rel=\"prev\"", "rel=\"next\"", "Other issues", "subscribe-title", "<footer", "og:"]
+        {
             assert!(!content.contains(page_only), "the feeds carry {page_only}: {content}");
         }
     }
 
     #[test]
     fn the_summary_counts_the_digests_and_names_the_first_three() {
-        let ds: Vec<_> = (1..=5).map(|k| testing::digest(&format!("00{k}_{k}{k}{k}{k}.txt"), "2023-07-18", &format!("Title {k}"))).collect();
+        let ds: Vec<_> = (1..=5)
+            .map(|k| testing::digest(&format!("00{k}_{k}{k}{k}{k}.txt"), "2023-07-18", &format!("Title {k}")))
+            .collect();
         let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
         let issues = crate::issue::group_into_issues(ds, &rule, &crate::issue::PinnedNumbers::new());
         let titles: Vec<String> = issues[0].digests().map(|d| d.title.clone()).collect();
         assert_eq!(summary(&issues[0]), format!("5 digests: {}; {}; {}; and 2 more", titles[0], titles[1], titles[2]));
-        let one = crate::issue::group_into_issues(vec![testing::digest("001_aaaa.txt", "2023-07-18", "Alone")], &rule, &crate::issue::PinnedNumbers::new());
+        let one = crate::issue::group_into_issues(
+            vec![testing::digest("001_aaaa.txt", "2023-07-18", "Alone")],
+            &rule,
+            &crate::issue::PinnedNumbers::new(),
+        );
         assert_eq!(summary(&one[0]), "1 digest: Alone");
     }
 
@@ -283,7 +315,10 @@ mod tests {
         assert_eq!(attr(&doc, "meta[property='og:url']", "content").as_deref(), Some("https://signals.example.org/"));
         assert_eq!(attr(&doc, "meta[property='og:type']", "content").as_deref(), Some("website"));
         assert_eq!(attr(&doc, "meta[property='og:title']", "content").as_deref(), Some("Signals Weekly"));
-        assert_eq!(attr(&doc, "meta[property='og:description']", "content").as_deref(), Some("A weekly digest of the articles worth your time."));
+        assert_eq!(
+            attr(&doc, "meta[property='og:description']", "content").as_deref(),
+            Some("A weekly digest of the articles worth your time.")
+        );
         let footer = texts(&doc, "footer").concat();
         assert_eq!(
             footer,
@@ -297,9 +332,11 @@ mod tests {
         let doc = Html::parse_document(&files["issues/2023-07-17/index.html"]);
         let card = Selector::parse("article#d-aaaa").unwrap();
         let card = doc.select(&card).next().unwrap();
-        let items: Vec<String> = card.select(&Selector::parse("ul.tags > li").unwrap()).map(|e| e.text().collect()).collect();
+        let items: Vec<String> =
+            card.select(&Selector::parse("ul.tags > li").unwrap()).map(|e| e.text().collect()).collect();
         assert_eq!(items, ["Theme: evolution of open source", "open source", "<kw>"]);
-        let headers: Vec<String> = card.select(&Selector::parse("table.signals th[scope=row]").unwrap()).map(|e| e.text().collect()).collect();
+        let headers: Vec<String> =
+            card.select(&Selector::parse("table.signals th[scope=row]").unwrap()).map(|e| e.text().collect()).collect();
         assert_eq!(headers, ["Signal", "Change"]);
         assert_eq!(card.select(&Selector::parse("table.signals td").unwrap()).count(), 2, "one value cell a row");
     }

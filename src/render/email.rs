@@ -65,10 +65,15 @@ impl Shortening {
         Some(match self {
             Shortening::Whole => return None,
             Shortening::Summaries => "A busy week: long summaries are shortened here.".to_string(),
-            Shortening::Details => "A busy week: long summaries are shortened, and signals are on the web page.".to_string(),
+            Shortening::Details => {
+                "A busy week: long summaries are shortened, and signals are on the web page.".to_string()
+            }
             Shortening::Lines { cards } => {
                 let brief = total - cards.min(total);
-                format!("A busy week: summaries are shortened, and the last {brief} digest{} are listed in brief.", s(brief))
+                format!(
+                    "A busy week: summaries are shortened, and the last {brief} digest{} are listed in brief.",
+                    s(brief)
+                )
             }
             Shortening::Listed { listed } => {
                 format!("A very busy week: this email lists {} of the {total} digests in brief.", listed.min(total))
@@ -79,7 +84,8 @@ impl Shortening {
     /// What an editor is told by `check` and `preview` about an issue of `total` digests whose
     /// email had to fit `budget` bytes; `None` when nothing was cut.
     pub fn report(self, budget: usize, total: usize) -> Option<String> {
-        (self != Shortening::Whole).then(|| format!("shortened to fit [email] max_html_kb = {}: {}", budget / 1024, self.describe(total)))
+        (self != Shortening::Whole)
+            .then(|| format!("shortened to fit [email] max_html_kb = {}: {}", budget / 1024, self.describe(total)))
     }
 
     /// The cut, for an issue of `total` digests.
@@ -92,7 +98,10 @@ impl Shortening {
                 format!("summaries shortened, {} of {total} digests as one-line entries", total - cards.min(total))
             }
             Shortening::Listed { listed } => {
-                format!("only {} of {total} digests listed, as one-line entries; the rest only on the web page", listed.min(total))
+                format!(
+                    "only {} of {total} digests listed, as one-line entries; the rest only on the web page",
+                    listed.min(total)
+                )
             }
         }
     }
@@ -113,7 +122,8 @@ pub struct EmailBody {
 impl EmailBody {
     /// Fills the per-subscriber placeholders; cheap (no template engine, no MJML).
     pub fn fill(&self, unsubscribe_url: &str, address: &str) -> (String, String) {
-        let html = self.html.replace(UNSUBSCRIBE_URL, &escaped(unsubscribe_url)).replace(SUBSCRIBER_EMAIL, &escaped(address));
+        let html =
+            self.html.replace(UNSUBSCRIBE_URL, &escaped(unsubscribe_url)).replace(SUBSCRIBER_EMAIL, &escaped(address));
         let text = self.text.replace(UNSUBSCRIBE_URL, unsubscribe_url).replace(SUBSCRIBER_EMAIL, address);
         (html, text)
     }
@@ -131,7 +141,11 @@ pub fn render_email(config: &Config, templates: &Templates, issue: &Issue) -> Re
 }
 
 /// The size of the issue's email HTML and how it was shortened, without rendering the text part.
-pub fn email_html_size(config: &Config, templates: &Templates, issue: &Issue) -> Result<(usize, Shortening), RenderError> {
+pub fn email_html_size(
+    config: &Config,
+    templates: &Templates,
+    issue: &Issue,
+) -> Result<(usize, Shortening), RenderError> {
     render_parts(config, templates, issue, false).map(|e| (e.html.len(), e.shortened))
 }
 
@@ -147,7 +161,12 @@ pub fn email_mjml(config: &Config, templates: &Templates, issue: &Issue) -> Resu
 /// The email of `issue` at exactly the step `shortened`, with no budget: for measuring what each
 /// step costs (`examples/email_size.rs`).
 #[doc(hidden)]
-pub fn render_email_at(config: &Config, templates: &Templates, issue: &Issue, shortened: Shortening) -> Result<EmailBody, RenderError> {
+pub fn render_email_at(
+    config: &Config,
+    templates: &Templates,
+    issue: &Issue,
+    shortened: Shortening,
+) -> Result<EmailBody, RenderError> {
     let base = BaseContext::new(config, templates, issue)?;
     let ctx = base.with(config, issue, shortened);
     let html = compile(templates, &ctx)?;
@@ -161,7 +180,12 @@ pub fn compile_email_mjml(mjml: &str) -> Result<String, String> {
     compile_mjml(mjml)
 }
 
-fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text: bool) -> Result<EmailBody, RenderError> {
+fn render_parts(
+    config: &Config,
+    templates: &Templates,
+    issue: &Issue,
+    with_text: bool,
+) -> Result<EmailBody, RenderError> {
     let base = BaseContext::new(config, templates, issue)?;
     let total = issue.digest_count();
     let budget = config.email.max_html_bytes;
@@ -191,14 +215,18 @@ fn render_parts(config: &Config, templates: &Templates, issue: &Issue, with_text
             chosen = whole.map(|html| (Shortening::Whole, html));
         } else {
             chosen = Some(if fits(&html) {
-            most_that_fit(total, (lines(0), html), |n| html_at(lines(n)), &fits)?
-        } else {
-            most_that_fit(total, (listed(0), html_at(listed(0))?), |n| html_at(listed(n)), &fits)?
+                most_that_fit(total, (lines(0), html), |n| html_at(lines(n)), &fits)?
+            } else {
+                most_that_fit(total, (listed(0), html_at(listed(0))?), |n| html_at(listed(n)), &fits)?
             });
         }
     }
     let (shortened, html) = chosen.expect("a step was chosen");
-    let text = if with_text { templates.render("email.txt", &base.with(config, issue, shortened))? } else { UNSUBSCRIBE_URL.to_string() };
+    let text = if with_text {
+        templates.render("email.txt", &base.with(config, issue, shortened))?
+    } else {
+        UNSUBSCRIBE_URL.to_string()
+    };
     for (part, name) in [(&html, "email.mjml"), (&text, "email.txt")] {
         if !part.contains(UNSUBSCRIBE_URL) {
             return Err(RenderError::NoUnsubscribe { file: templates.origin(name) });
@@ -377,7 +405,10 @@ mod tests {
         let (html, text) = e.fill("https://signals.example.org/unsubscribe?token=a&b", "ada@example.org");
         let doc = Html::parse_document(&html);
         let a = Selector::parse("a").unwrap();
-        for title in ["The Evolution of \"Open Source\" in AI Models", "Tags like <script>alert('x')</script> & other \"markup\""] {
+        for title in [
+            "The Evolution of \"Open Source\" in AI Models",
+            "Tags like <script>alert('x')</script> & other \"markup\"",
+        ] {
             let n = doc.select(&a).filter(|el| el.text().collect::<String>() == title).count();
             assert_eq!(n, 1, "{title} appears {n} times as a link");
         }
@@ -385,7 +416,10 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert("));
         for el in doc.select(&a) {
             let href = el.value().attr("href").unwrap();
-            assert!(href.starts_with("https://") || href.starts_with("http://") || href.starts_with("mailto:"), "{href}");
+            assert!(
+                href.starts_with("https://") || href.starts_with("http://") || href.starts_with("mailto:"),
+                "{href}"
+            );
         }
         let unsub: Vec<_> = doc.select(&a).filter(|el| el.text().collect::<String>() == "Unsubscribe").collect();
         assert_eq!(unsub.len(), 1);
@@ -408,7 +442,12 @@ mod tests {
         let (html, text) = e.fill("https://u", "a@b");
         assert!(text.contains("Sneaky %\u{200b}%\u{200b}UNSUBSCRIBE_URL"));
         let doc = Html::parse_document(&html);
-        assert!(doc.root_element().text().collect::<String>().contains("Sneaky %%UNSUBSCRIBE_URL%% and %%SUBSCRIBER_EMAIL%%"));
+        assert!(
+            doc.root_element()
+                .text()
+                .collect::<String>()
+                .contains("Sneaky %%UNSUBSCRIBE_URL%% and %%SUBSCRIBER_EMAIL%%")
+        );
     }
 
     /// A week of `n` digests with long summaries, and a config whose budget is `kb`.
@@ -420,8 +459,10 @@ mod tests {
         .unwrap();
         let digests = (0..n)
             .map(|i| {
-                let mut d = testing::digest(&format!("{i:03}_{:016x}.txt", i + 1), "2023-07-18", &format!("Digest number {i}"));
-                d.summary = (1..=16).map(|k| format!("Sentence {k} of digest {i} says something worth a read. ")).collect();
+                let mut d =
+                    testing::digest(&format!("{i:03}_{:016x}.txt", i + 1), "2023-07-18", &format!("Digest number {i}"));
+                d.summary =
+                    (1..=16).map(|k| format!("Sentence {k} of digest {i} says something worth a read. ")).collect();
                 d
             })
             .collect();
@@ -437,7 +478,8 @@ mod tests {
             let (config, issue) = heavy(n, 20);
             let templates = Templates::builtin(&config.email.subject).unwrap();
             let e = render_email(&config, &templates, &issue).unwrap();
-            let (html, text) = e.fill(&format!("https://signals.example.org/unsubscribe/1.{}", "a".repeat(64)), "a.reader@example.org");
+            let (html, text) = e
+                .fill(&format!("https://signals.example.org/unsubscribe/1.{}", "a".repeat(64)), "a.reader@example.org");
             assert!(html.len() <= 20 * 1024, "{n} digests: {} bytes at {:?}", html.len(), e.shortened);
             assert!(html.contains("Unsubscribe</a>") && text.contains("Unsubscribe with one click:"));
             let doc = Html::parse_document(&html);
@@ -456,11 +498,19 @@ mod tests {
                     // Every summary is cut, at a sentence, and links to its card on the web page.
                     assert_eq!(continue_links.len(), n, "{:?}", e.shortened);
                     assert_eq!(continue_links[1], "https://signals.example.org/issues/2023-07-17/#d-0000000000000002");
-                    assert!(!html.contains("Sentence 16 of") && html.contains("Sentence 6 of digest 0 says something worth a read.</p>"));
+                    assert!(
+                        !html.contains("Sentence 16 of")
+                            && html.contains("Sentence 6 of digest 0 says something worth a read.</p>")
+                    );
                     assert_eq!(count("table.sig"), if e.shortened == Shortening::Summaries { n } else { 0 });
                     assert!(html.contains("A busy week: long summaries are shortened"));
                     let continued = text.replace("\n  https://", " https://");
-                    assert_eq!(continued.matches("Continue reading on the web: https://signals.example.org/issues/2023-07-17/#d-").count(), n);
+                    assert_eq!(
+                        continued
+                            .matches("Continue reading on the web: https://signals.example.org/issues/2023-07-17/#d-")
+                            .count(),
+                        n
+                    );
                 }
                 Shortening::Lines { cards } => {
                     assert!(cards < n);
@@ -489,7 +539,11 @@ mod tests {
     fn a_template_that_ignores_the_steps_is_sent_whole_and_not_said_to_be_shortened() {
         let (config, issue) = heavy(40, 20);
         let own = "<mjml><mj-body><mj-section><mj-column><mj-text>{% for day in issue.days %}{% for d in day.digests %}<p>{{ d.summary }}</p>{% endfor %}{% endfor %}<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></mj-text></mj-column></mj-section></mj-body></mjml>";
-        let files = vec![crate::render::TemplateFile { name: "email.mjml".into(), path: "/srv/news/templates/email.mjml".into(), source: own.into() }];
+        let files = vec![crate::render::TemplateFile {
+            name: "email.mjml".into(),
+            path: "/srv/news/templates/email.mjml".into(),
+            source: own.into(),
+        }];
         let templates = Templates::new(&config.email.subject, files).unwrap();
         let e = render_email(&config, &templates, &issue).unwrap();
         assert_eq!(e.shortened, Shortening::Whole);

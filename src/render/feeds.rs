@@ -13,10 +13,10 @@ use sha2::{Digest as _, Sha256};
 
 use super::archive::OutputFile;
 use super::{RenderError, Templates};
-use crate::urls;
 use crate::config::Config;
 use crate::digest::Digest;
 use crate::issue::Issue;
+use crate::urls;
 
 /// One issue in a feed, with its HTML (the web version's content).
 pub struct FeedItem<'a> {
@@ -73,10 +73,14 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
     use rss::extension::Extension;
     let self_link = Extension {
         name: "atom:link".into(),
-        attrs: [("href", urls::file(&config.site, "rss.xml")), ("rel", "self".into()), ("type", "application/rss+xml".into())]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        attrs: [
+            ("href", urls::file(&config.site, "rss.xml")),
+            ("rel", "self".into()),
+            ("type", "application/rss+xml".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         ..Default::default()
     };
     let mut extensions = rss::extension::ExtensionMap::default();
@@ -155,7 +159,11 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
                     updated: fixed(issue_updated(issue)),
                     published: Some(fixed(issue_date(issue))),
                     links: vec![atom_link(urls::issue(&config.site, &issue.id), "alternate", "text/html")],
-                    categories: issue.themes().into_iter().map(|t| atom::Category { term: t, ..Default::default() }).collect(),
+                    categories: issue
+                        .themes()
+                        .into_iter()
+                        .map(|t| atom::Category { term: t, ..Default::default() })
+                        .collect(),
                     content: Some(atom::Content {
                         value: Some(item.content_html.clone()),
                         content_type: Some("html".into()),
@@ -294,7 +302,12 @@ pub fn theme_feed_plan<'a>(config: &Config, issues: &'a [Issue]) -> Vec<ThemeFee
 /// `themes/<slug>/atom.xml` for every theme of `plan` (`theme_feed_plan`): its newest digests, each
 /// with its card. `whole` holds, by digest id, the whole form of every digest shown that is light
 /// (see `Digest::light`).
-pub fn theme_feeds(config: &Config, templates: &Templates, plan: &[ThemeFeed], whole: &BTreeMap<String, Digest>) -> Result<Vec<OutputFile>, RenderError> {
+pub fn theme_feeds(
+    config: &Config,
+    templates: &Templates,
+    plan: &[ThemeFeed],
+    whole: &BTreeMap<String, Digest>,
+) -> Result<Vec<OutputFile>, RenderError> {
     let site = Value::from(Serde(&config.site));
     let mut files = Vec::new();
     for theme in plan {
@@ -303,7 +316,8 @@ pub fn theme_feeds(config: &Config, templates: &Templates, plan: &[ThemeFeed], w
         for &(issue, d) in newest {
             let d = if d.light { whole.get(&d.id).unwrap_or(d) } else { d };
             assert!(!d.light, "digest {} of issue {} is light: theme_feeds needs it whole", d.id, issue.id);
-            let card = templates.render("_digest.html", &context! { d => Value::from(Serde(d)), site => site.clone() })?;
+            let card =
+                templates.render("_digest.html", &context! { d => Value::from(Serde(d)), site => site.clone() })?;
             entries.push(atom::Entry {
                 title: atom::Text::plain(d.title.clone()),
                 id: tag_uri(config, d.date.year(), &format!("digest-{}", d.id)),
@@ -314,7 +328,11 @@ pub fn theme_feeds(config: &Config, templates: &Templates, plan: &[ThemeFeed], w
                     atom::Link { href: d.link.clone(), rel: "related".into(), ..Default::default() },
                 ],
                 categories: d.themes.iter().map(|t| atom::Category { term: t.clone(), ..Default::default() }).collect(),
-                content: Some(atom::Content { value: Some(card), content_type: Some("html".into()), ..Default::default() }),
+                content: Some(atom::Content {
+                    value: Some(card),
+                    content_type: Some("html".into()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             });
         }
@@ -344,7 +362,11 @@ mod tests {
     fn site() -> BTreeMap<String, String> {
         let config = testing::config();
         let templates = Templates::builtin(&config.email.subject).unwrap();
-        render_site(&config, &templates, &testing::issues(), None).unwrap().into_iter().map(|f| (f.path, f.contents)).collect()
+        render_site(&config, &templates, &testing::issues(), None)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.contents))
+            .collect()
     }
 
     #[test]
@@ -361,8 +383,15 @@ mod tests {
     fn rss_parses_back_with_ids_dates_and_self_link() {
         let files = site();
         let rss = &files["rss.xml"];
-        assert!(rss.contains(r#"<atom:link href="https://signals.example.org/rss.xml" rel="self" type="application/rss+xml">"#), "{rss}");
-        assert!(rss.contains("<description><![CDATA[The Evolution of &quot;Open Source&quot; in AI Models · Tags like &lt;script&gt;"));
+        assert!(
+            rss.contains(
+                r#"<atom:link href="https://signals.example.org/rss.xml" rel="self" type="application/rss+xml">"#
+            ),
+            "{rss}"
+        );
+        assert!(rss.contains(
+            "<description><![CDATA[The Evolution of &quot;Open Source&quot; in AI Models · Tags like &lt;script&gt;"
+        ));
         assert!(rss.contains(r#"xmlns:atom="http://www.w3.org/2005/Atom""#));
         assert!(rss.contains(r#"<guid isPermaLink="false">tag:signals.example.org,2023:issue-2023-07-24</guid>"#));
         assert!(rss.contains("<pubDate>Sun, 23 Jul 2023 00:00:00 +0000</pubDate>"), "{rss}");
@@ -382,7 +411,10 @@ mod tests {
         let feed = feed_rs::parser::parse(files["atom.xml"].as_bytes()).unwrap();
         assert_eq!(feed.id, "tag:signals.example.org,2023:feed");
         assert_eq!(feed.updated.unwrap().to_rfc3339(), "2023-07-25T00:00:00+00:00");
-        assert_eq!(feed.links.iter().find(|l| l.rel.as_deref() == Some("self")).unwrap().href, "https://signals.example.org/atom.xml");
+        assert_eq!(
+            feed.links.iter().find(|l| l.rel.as_deref() == Some("self")).unwrap().href,
+            "https://signals.example.org/atom.xml"
+        );
         assert_eq!(feed.entries[1].title.as_ref().unwrap().content, "Signals Weekly #1: 17–23 July 2023");
         assert_eq!(feed.entries[1].categories[0].term, "evolution of open source");
 
@@ -398,7 +430,8 @@ mod tests {
     #[test]
     fn themes_sharing_a_slug_are_one_named_as_first_seen_and_count_a_digest_once() {
         let mut issues = testing::issues();
-        let mut all: Vec<&mut Digest> = issues.iter_mut().flat_map(|i| i.days.iter_mut().flat_map(|d| d.digests.iter_mut())).collect();
+        let mut all: Vec<&mut Digest> =
+            issues.iter_mut().flat_map(|i| i.days.iter_mut().flat_map(|d| d.digests.iter_mut())).collect();
         assert!(all.len() >= 3);
         all[0].themes = vec!["Open Models".into(), "open models!".into(), "Safety".into()];
         all[1].themes = vec!["OPEN  models".into()];
@@ -419,7 +452,11 @@ mod tests {
         let ids: Vec<_> = feed.entries.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["tag:signals.example.org,2023:digest-cccc", "tag:signals.example.org,2023:digest-bbbb", "tag:signals.example.org,2023:digest-aaaa"]
+            [
+                "tag:signals.example.org,2023:digest-cccc",
+                "tag:signals.example.org,2023:digest-bbbb",
+                "tag:signals.example.org,2023:digest-aaaa"
+            ]
         );
         assert_eq!(feed.entries[1].links[0].href, "https://signals.example.org/issues/2023-07-17/#d-bbbb");
     }

@@ -129,12 +129,18 @@ impl Writer {
 
     fn event(&mut self, ev: Event<'_>) {
         match ev {
-            Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::InlineMath(t) | Event::DisplayMath(t) => self.text(&t),
+            Event::Text(t) | Event::Code(t) | Event::InlineHtml(t) | Event::InlineMath(t) | Event::DisplayMath(t) => {
+                self.text(&t)
+            }
             // Raw HTML blocks come line by line: shown as text, joined like soft breaks.
             Event::Html(t) => self.text(t.trim_end_matches('\n')),
             Event::SoftBreak => self.text(" "),
             Event::HardBreak => {
-                if self.html { self.tag("<br>") } else { self.text("\n") }
+                if self.html {
+                    self.tag("<br>")
+                } else {
+                    self.text("\n")
+                }
             }
             Event::Start(Tag::Emphasis) => self.open_mark("<em>"),
             Event::End(TagEnd::Emphasis) => self.close_mark("</em>"),
@@ -237,7 +243,9 @@ pub fn excerpt(markdown: &str, max: usize) -> Option<String> {
     for (ev, range) in Parser::new(markdown).into_offset_iter() {
         match ev {
             Event::Start(Tag::Paragraph) | Event::Start(Tag::Item) | Event::Start(Tag::List(_)) => {}
-            Event::End(TagEnd::Paragraph | TagEnd::Item) if range.end <= max && inline_depth == 0 => best = Some(range.end),
+            Event::End(TagEnd::Paragraph | TagEnd::Item) if range.end <= max && inline_depth == 0 => {
+                best = Some(range.end)
+            }
             Event::End(TagEnd::Paragraph | TagEnd::Item | TagEnd::List(_)) => {}
             Event::Start(_) => inline_depth += 1,
             Event::End(_) => inline_depth = inline_depth.saturating_sub(1),
@@ -269,11 +277,7 @@ pub fn excerpt(markdown: &str, max: usize) -> Option<String> {
 pub fn first_line(markdown: &str, max: usize) -> String {
     let text = to_plain(markdown);
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let sentence = flat
-        .match_indices(". ")
-        .map(|(i, _)| &flat[..=i])
-        .next()
-        .unwrap_or(&flat);
+    let sentence = flat.match_indices(". ").map(|(i, _)| &flat[..=i]).next().unwrap_or(&flat);
     if sentence.chars().count() <= max {
         return sentence.to_string();
     }
@@ -372,7 +376,10 @@ mod tests {
     #[test]
     fn text_keeps_urls_after_link_text() {
         let md = "See [the report](https://example.org/r) or <https://example.org/x>; *really*.\n\nSecond paragraph.";
-        assert_eq!(to_text(md), "See the report <https://example.org/r> or https://example.org/x; really.\n\nSecond paragraph.");
+        assert_eq!(
+            to_text(md),
+            "See the report <https://example.org/r> or https://example.org/x; really.\n\nSecond paragraph."
+        );
     }
 
     #[test]
@@ -395,7 +402,10 @@ mod tests {
         assert_eq!(to_html(&e).matches("<a ").count(), 1);
         // Decimal points and versions are not sentence ends.
         let md = "Version 2.5 costs 3.50 dollars and ships today without any further delay at all. Then more text comes here.";
-        assert_eq!(excerpt(md, 80).unwrap(), "Version 2.5 costs 3.50 dollars and ships today without any further delay at all.");
+        assert_eq!(
+            excerpt(md, 80).unwrap(),
+            "Version 2.5 costs 3.50 dollars and ships today without any further delay at all."
+        );
         // No sentence end in reach: cut at a word, as escaped plain text.
         let md = format!("*{}end* tail", "word ".repeat(60));
         let e = excerpt(&md, 50).unwrap();

@@ -10,13 +10,14 @@ mod pages;
 mod templates;
 
 pub use archive::{
-    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with, render_issue_content, render_issue_page, render_site,
+    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with,
+    render_issue_content, render_issue_page, render_site,
 };
 pub use email::{
-    EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size, email_mjml, render_email,
-    render_email_at,
+    EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size,
+    email_mjml, render_email, render_email_at,
 };
-pub use feeds::{FeedItem, atom_feed, issue_date, json_feed, rss_feed, slug, ThemeFeed, theme_feed_plan, theme_feeds};
+pub use feeds::{FeedItem, ThemeFeed, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feed_plan, theme_feeds};
 pub use pages::{Page, PageForm, PageLink, render_page};
 pub use templates::{BUILTIN, TemplateFile, Templates};
 
@@ -34,7 +35,9 @@ pub enum RenderError {
     Template { file: String, line: Option<usize>, message: String },
     #[error("{file}: the MJML it produced does not compile: {message}")]
     Mjml { file: String, message: String },
-    #[error("{file}: the unsubscribe link is missing; the template must print {{{{ unsubscribe_url }}}} (mail providers require a visible one)")]
+    #[error(
+        "{file}: the unsubscribe link is missing; the template must print {{{{ unsubscribe_url }}}} (mail providers require a visible one)"
+    )]
     NoUnsubscribe { file: String },
     #[error("cannot write a feed: {0}")]
     Feed(String),
@@ -69,7 +72,8 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
     let chunk = items.len().div_ceil(workers);
     std::thread::scope(|s| {
         let f = &f;
-        let handles: Vec<_> = items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
         handles.into_iter().flat_map(|h| h.join().expect("rendering panicked")).collect()
     })
 }

@@ -60,7 +60,12 @@ impl Templates {
     pub fn new(subject: &str, files: Vec<TemplateFile>) -> Result<Templates, RenderError> {
         let mut env = Environment::new();
         env.set_syntax(
-            SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).keep_trailing_newline(true).build().expect("valid syntax"),
+            SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .keep_trailing_newline(true)
+                .build()
+                .expect("valid syntax"),
         );
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|name| {

@@ -16,7 +16,11 @@ use tower::ServiceExt as _;
 use super::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
-pub async fn serve(mut listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    mut listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use super::App;
 
 /// What a path segment keeps unencoded in a redirect (RFC 3986 unreserved characters).
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Feed readers poll; five minutes of freshness, then a cheap revalidation.
 const CACHE_CONTROL: &str = "public, max-age=300";
@@ -47,7 +48,10 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
     let modified = file.modified.min(SystemTime::now());
     let validators = [
         (header::ETAG, HeaderValue::from_str(etag).expect("hex is a valid header")),
-        (header::LAST_MODIFIED, HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("a date is a valid header")),
+        (
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("a date is a valid header"),
+        ),
         (header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL)),
     ];
     let content_type = content_type(&path);
@@ -63,8 +67,7 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
 /// The archive's pages keep their inline styles and show images from anywhere on the web (an issue
 /// can picture what it links to; an image runs nothing) and the archive's own files; nothing runs
 /// scripts, and no other site frames them. Linked sites learn the archive's origin, not the page.
-const PAGE_POLICY: &str =
-    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const PAGE_POLICY: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' https: data:; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 /// Feeds and other files a browser could show as a document (XML, JSON, SVG) load and run nothing.
 const DOCUMENT_POLICY: &str = "default-src 'none'; frame-ancestors 'none'";
 
@@ -222,7 +225,16 @@ mod tests {
     fn paths_that_could_leave_out_or_show_dotfiles_are_refused() {
         assert_eq!(safe_relative_path("/issues/2023-07-17/"), Some(PathBuf::from("issues/2023-07-17")));
         assert_eq!(safe_relative_path("/"), Some(PathBuf::new()));
-        for bad in ["/../publish.toml", "/%2e%2e/publish.toml", "/a/%2E%2E%2fpublish.toml", "/.hidden", "/a/.git/config", "/a%5c..%5cb", "/%00", "/%ff"] {
+        for bad in [
+            "/../publish.toml",
+            "/%2e%2e/publish.toml",
+            "/a/%2E%2E%2fpublish.toml",
+            "/.hidden",
+            "/a/.git/config",
+            "/a%5c..%5cb",
+            "/%00",
+            "/%ff",
+        ] {
             assert_eq!(safe_relative_path(bad), None, "{bad}");
         }
     }
@@ -242,7 +254,10 @@ mod tests {
         assert!(not_modified(&h(&[(header::IF_NONE_MATCH, "*")]), etag, t));
         assert!(!not_modified(&h(&[(header::IF_NONE_MATCH, "\"x\"")]), etag, t));
         let date = httpdate::fmt_http_date(t);
-        assert!(not_modified(&h(&[(header::IF_MODIFIED_SINCE, &date)]), etag, t), "the same second, milliseconds aside");
+        assert!(
+            not_modified(&h(&[(header::IF_MODIFIED_SINCE, &date)]), etag, t),
+            "the same second, milliseconds aside"
+        );
         let earlier = httpdate::fmt_http_date(t - std::time::Duration::from_secs(1));
         assert!(!not_modified(&h(&[(header::IF_MODIFIED_SINCE, &earlier)]), etag, t));
         // A non-matching tag wins over a matching date.

@@ -54,7 +54,12 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(per_client: Rate, overall: Rate) -> Limiter {
-        Limiter { per_client, overall, clients: Mutex::new(HashMap::new()), all: Mutex::new(Bucket::full(overall, Instant::now())) }
+        Limiter {
+            per_client,
+            overall,
+            clients: Mutex::new(HashMap::new()),
+            all: Mutex::new(Bucket::full(overall, Instant::now())),
+        }
     }
 
     /// Counts a request from `ip`; `Err` holds how long the client should wait (`Retry-After`).
@@ -69,7 +74,10 @@ impl Limiter {
                     b.tokens < rate.burst as f64
                 });
             }
-            clients.entry(network(ip)).or_insert_with(|| Bucket::full(self.per_client, now)).take(self.per_client, now)?;
+            clients
+                .entry(network(ip))
+                .or_insert_with(|| Bucket::full(self.per_client, now))
+                .take(self.per_client, now)?;
         }
         self.all.lock().expect("limiter lock").take(self.overall, now)
     }

@@ -104,14 +104,18 @@ impl App {
     /// rendered once, so a broken `page.html` stops the start) and the mail transport.
     pub async fn new(config: &Config, options: Options) -> anyhow::Result<App> {
         let mut config = config.clone();
-        let rewrite = options.local_origin.clone().filter(|o| *o != config.site.base_url).map(|to| files::Rewrite {
-            from: std::mem::replace(&mut config.site.base_url, to.clone()),
-            to,
-        });
+        let rewrite = options
+            .local_origin
+            .clone()
+            .filter(|o| *o != config.site.base_url)
+            .map(|to| files::Rewrite { from: std::mem::replace(&mut config.site.base_url, to.clone()), to });
         let config = &config;
         let out = &config.paths.out;
         let root = out.canonicalize().with_context(|| {
-            format!("cannot serve {}: the folder is missing or unreadable; run `gazette build` or set [paths] out", out.display())
+            format!(
+                "cannot serve {}: the folder is missing or unreadable; run `gazette build` or set [paths] out",
+                out.display()
+            )
         })?;
         let store = Store::open(&config.paths.database).await?;
         let key = store.token_key().await?;
@@ -156,7 +160,10 @@ impl App {
                     (header::CACHE_CONTROL, "no-store"),
                     (header::REFERRER_POLICY, "no-referrer"),
                     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+                    ),
                 ],
                 Html(html),
             )
@@ -238,7 +245,9 @@ async fn read_body_first(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(body)) => next.run(Request::from_parts(parts, body.into())).await,
-        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => too_large(),
+        Ok(Err(e)) if std::error::Error::source(&e).is_some_and(|e| e.is::<http_body_util::LengthLimitError>()) => {
+            too_large()
+        }
         // The client went away or broke the framing; it hardly reads the answer.
         Ok(Err(_)) => (StatusCode::BAD_REQUEST, "the request body could not be read\n").into_response(),
         Err(_) => {
@@ -249,7 +258,12 @@ async fn read_body_first(request: Request, next: Next) -> Response {
 }
 
 fn too_large() -> Response {
-    (StatusCode::PAYLOAD_TOO_LARGE, [(header::CONNECTION, "close")], format!("the request body is over the limit of {MAX_BODY} bytes\n")).into_response()
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        format!("the request body is over the limit of {MAX_BODY} bytes\n"),
+    )
+        .into_response()
 }
 
 /// One line per request: method, path (tokens replaced by `{token}`), status, time taken.

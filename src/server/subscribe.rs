@@ -15,11 +15,11 @@ use super::{App, ClientIp, retry_after};
 use crate::deliver::message::recipient_mailbox;
 use crate::deliver::{Built, Connection as _, Connector as _, SendError};
 use crate::render::{Page, PageForm, PageLink};
-use crate::urls;
 use crate::store::{
-    AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail, clean_name, sign_token,
-    verify_token,
+    AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail,
+    clean_name, sign_token, verify_token,
 };
+use crate::urls;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct SubscribeForm {
@@ -64,7 +64,11 @@ pub async fn form(State(app): State<App>) -> Response {
 
 /// `POST /subscribe`, a form or JSON (`{"email": …, "name": …}`), answered in kind.
 pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: Request) -> Response {
-    let json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
     let answer = |status: StatusCode, page: Page| {
         if json {
             let message = page.error.clone().unwrap_or_else(|| page.lines.join(" "));
@@ -75,7 +79,11 @@ pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: 
     };
     if let Err(wait) = app.limiter.check(ip) {
         tracing::warn!("subscribe requests from {ip} (or from everyone) are over the limit");
-        let page = Page { title: "Too many requests".into(), lines: vec!["Too many sign-ups at once. Please try again in a few minutes.".into()], ..Page::default() };
+        let page = Page {
+            title: "Too many requests".into(),
+            lines: vec!["Too many sign-ups at once. Please try again in a few minutes.".into()],
+            ..Page::default()
+        };
         let mut response = answer(StatusCode::TOO_MANY_REQUESTS, page);
         response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
         return response;
@@ -91,7 +99,10 @@ pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: 
     // The same words for a new, pending, active or unsubscribed address.
     let lines = vec![
         format!("If {email} can receive mail, a message with a confirmation link is on its way to it."),
-        format!("Open that link to start receiving {}. If nothing arrives within a few minutes, look in the spam folder.", app.config.site.title),
+        format!(
+            "Open that link to start receiving {}. If nothing arrives within a few minutes, look in the spam folder.",
+            app.config.site.title
+        ),
     ];
     answer(StatusCode::OK, Page { title: "Check your inbox".into(), lines, ..Page::default() })
 }
@@ -106,7 +117,10 @@ pub enum Refusal {
 
 /// The body of a `POST /subscribe`, a form or JSON (`json`), decoded and checked: the address and
 /// the name to register. Public for the property tests, which feed it hostile bodies.
-pub async fn read_subscribe_request(request: Request, json: bool) -> Result<(SubscriberEmail, Option<String>), Refusal> {
+pub async fn read_subscribe_request(
+    request: Request,
+    json: bool,
+) -> Result<(SubscriberEmail, Option<String>), Refusal> {
     let form = if json {
         Json::<SubscribeForm>::from_request(request, &()).await.map(|j| j.0).map_err(IntoResponse::into_response)
     } else {
@@ -116,7 +130,9 @@ pub async fn read_subscribe_request(request: Request, json: bool) -> Result<(Sub
     let checked = SubscriberEmail::parse(&form.email)
         .map_err(|e| e.to_string())
         .and_then(|email| Ok((email, clean_name(form.name.as_deref().unwrap_or(""))?)));
-    checked.map_err(|why| Refusal::Invalid(Box::new(subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form))))
+    checked.map_err(|why| {
+        Refusal::Invalid(Box::new(subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form)))
+    })
 }
 
 /// Records the sign-up and, when one is due, sends the confirmation mail in the background (so the
@@ -157,7 +173,11 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
 async fn deliver_confirmation(app: &App, subscriber: &Subscriber) {
     let Err(e) = send_confirmation(app, subscriber).await else { return };
     let permanent = e.downcast_ref::<SendError>().is_some_and(SendError::is_permanent);
-    let next = if permanent { "refused for good: the next subscribe with this address tries again" } else { "tried again in the background" };
+    let next = if permanent {
+        "refused for good: the next subscribe with this address tries again"
+    } else {
+        "tried again in the background"
+    };
     tracing::error!("cannot send the confirmation mail to subscriber {}: {e:#}; {next}", subscriber.id);
     if let Err(e) = app.store.confirmation_not_sent(subscriber.id, permanent).await {
         tracing::error!("{e}");
@@ -194,7 +214,9 @@ pub async fn retry_confirmations(app: App) {
     loop {
         every.tick().await;
         if let Err(e) = retry_confirmations_once(&app, chrono::Utc::now()).await {
-            tracing::error!("cannot retry the confirmation mails that did not go out: {e:#}; trying again in the next round");
+            tracing::error!(
+                "cannot retry the confirmation mails that did not go out: {e:#}; trying again in the next round"
+            );
         }
     }
 }
@@ -203,7 +225,8 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
     let config = &app.config;
     let title = &config.site.title;
     let url = urls::confirm(&config.site, &sign_token(&app.key, subscriber.id, Purpose::Confirm));
-    let message_id = format!("<confirm.{}.{:016x}@{}>", subscriber.id, rand::random::<u64>(), config.email.from.email.domain());
+    let message_id =
+        format!("<confirm.{}.{:016x}@{}>", subscriber.id, rand::random::<u64>(), config.email.from.email.domain());
     let body = format!(
         "Hello,\n\nSomeone, probably you, asked to receive {title} at {email}.\n\
          To confirm, open this link and press the button on the page:\n\n{url}\n\n\
@@ -227,7 +250,15 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
     // As `deliver::send_single`, keeping the typed error: a refusal is not retried.
     let mut connection = app.transport.open();
     let stop = crate::deliver::StopFlag::default();
-    let result = crate::deliver::transmit(&mut connection, &Built::from(&message), &message_id, None, &stop, std::future::ready(true)).await;
+    let result = crate::deliver::transmit(
+        &mut connection,
+        &Built::from(&message),
+        &message_id,
+        None,
+        &stop,
+        std::future::ready(true),
+    )
+    .await;
     connection.close().await;
     Ok(result?)
 }
@@ -262,7 +293,10 @@ pub async fn confirm_page(State(app): State<App>, Path(token): Path<String>) -> 
     }
     let lines = vec![format!("Press the button to start receiving {title} at {}.", s.email)];
     let form = PageForm { button: "Confirm my subscription".into(), ..PageForm::default() };
-    app.page(StatusCode::OK, &Page { title: "Confirm your subscription".into(), lines, form: Some(form), ..Page::default() })
+    app.page(
+        StatusCode::OK,
+        &Page { title: "Confirm your subscription".into(), lines, form: Some(form), ..Page::default() },
+    )
 }
 
 pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Response {
@@ -277,11 +311,13 @@ pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Respo
         }
         Ok(ConfirmOutcome::AlreadyActive(s)) => app.page(StatusCode::OK, &subscribed_page(&app, &s)),
         Ok(ConfirmOutcome::Refused(s)) => {
-            let lines = vec![
-                format!("This confirmation link no longer works for {}.", s.email),
-            ];
-            let link = PageLink { href: urls::subscribe(&app.config.site), text: "Subscribe again for a new link".into() };
-            app.page(StatusCode::GONE, &Page { title: "Link expired".into(), lines, link: Some(link), ..Page::default() })
+            let lines = vec![format!("This confirmation link no longer works for {}.", s.email)];
+            let link =
+                PageLink { href: urls::subscribe(&app.config.site), text: "Subscribe again for a new link".into() };
+            app.page(
+                StatusCode::GONE,
+                &Page { title: "Link expired".into(), lines, link: Some(link), ..Page::default() },
+            )
         }
         Ok(ConfirmOutcome::NotFound) => invalid_link(&app, Purpose::Confirm),
         Err(e) => app.unavailable(e),
@@ -329,9 +365,7 @@ pub async fn unsubscribe(State(app): State<App>, Path(token): Path<String>) -> R
 }
 
 fn unsubscribed_page(app: &App, s: &Subscriber) -> Page {
-    let lines = vec![
-        format!("{} will not be sent to {} any more.", app.config.site.title, s.email),
-    ];
+    let lines = vec![format!("{} will not be sent to {} any more.", app.config.site.title, s.email)];
     let link = PageLink { href: urls::subscribe(&app.config.site), text: "Changed your mind? Subscribe again".into() };
     Page { title: "You are unsubscribed".into(), lines, link: Some(link), ..Page::default() }
 }

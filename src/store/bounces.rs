@@ -292,7 +292,9 @@ impl Store {
     pub async fn delivery_by_message_id(&self, message_id: &str) -> Result<Option<(String, i64)>, StoreError> {
         let local = message_id.trim().trim_start_matches('<').split('@').next().unwrap_or("");
         let mut parts = local.rsplitn(3, '.');
-        let (Some(_nonce), Some(subscriber), Some(issue)) = (parts.next(), parts.next(), parts.next()) else { return Ok(None) };
+        let (Some(_nonce), Some(subscriber), Some(issue)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
         let Ok(subscriber_id) = subscriber.parse::<i64>() else { return Ok(None) };
         let found: Option<i64> = with_pool!(&self.pool, p => {
             sqlx::query_scalar("SELECT subscriber_id FROM deliveries WHERE issue_id = $1 AND subscriber_id = $2 AND message_id = $3")
@@ -333,7 +335,12 @@ impl Store {
     /// mailbox's counts as a temporary failure of the issue for the reader, a sender's is kept for
     /// the issue and the provider. Each is keyed by its delivery, so a delivery sent again after a
     /// crash and refused again is recorded once. A subscriber that is gone is passed over.
-    pub async fn record_refused_at_sending(&self, issue_id: &str, refused: &[RefusedAtSending], temporary_limit: u32) -> Result<Vec<Effect>, StoreError> {
+    pub async fn record_refused_at_sending(
+        &self,
+        issue_id: &str,
+        refused: &[RefusedAtSending],
+        temporary_limit: u32,
+    ) -> Result<Vec<Effect>, StoreError> {
         let at = now();
         let mut effects = Vec::with_capacity(refused.len());
         with_pool!(&self.pool, p => {
@@ -395,7 +402,10 @@ impl Store {
             .fetch_all(p)
             .await?
         });
-        Ok(rows.into_iter().map(|(provider, reason, messages)| ProviderRefusals { provider, reason, messages }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(provider, reason, messages)| ProviderRefusals { provider, reason, messages })
+            .collect())
     }
 }
 
@@ -429,7 +439,8 @@ mod tests {
     async fn add(store: &Store, addresses: &[&str]) -> Vec<i64> {
         let mut ids = Vec::new();
         for a in addresses {
-            let new = NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            let new =
+                NewSubscriber { email: a.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
             let crate::store::AddOutcome::Added(s) = store.add(&new, false).await.unwrap() else { panic!() };
             ids.push(s.id);
         }
@@ -438,7 +449,9 @@ mod tests {
 
     /// Starts and finishes the send of `issue` to everyone active: every delivery `sent`.
     async fn sent(store: &Store, issue: &str, number: u32, at: i64) {
-        assert!(ledger::start_send(store.pool(), issue, number, "s", "signals.example.org", "n0nce", at).await.unwrap());
+        assert!(
+            ledger::start_send(store.pool(), issue, number, "s", "signals.example.org", "n0nce", at).await.unwrap()
+        );
         let claimed = ledger::claim(store.pool(), issue, "test", 1000, at).await.unwrap();
         let outcomes: Vec<_> = claimed.iter().map(|c| (c.subscriber_id, ledger::Outcome::Sent)).collect();
         ledger::record(store.pool(), issue, &outcomes, at).await.unwrap();
@@ -451,7 +464,16 @@ mod tests {
             EventKind::Refused => Some(Reason::SpamDetected),
             EventKind::Complaint => None,
         };
-        BounceEvent { subscriber_id, issue_id: Some(issue), kind, code, address: "x@example.org", reason: "452 4.2.2 mailbox full", source: "test", message_key: key }
+        BounceEvent {
+            subscriber_id,
+            issue_id: Some(issue),
+            kind,
+            code,
+            address: "x@example.org",
+            reason: "452 4.2.2 mailbox full",
+            source: "test",
+            message_key: key,
+        }
     }
 
     #[tokio::test]
@@ -467,30 +489,65 @@ mod tests {
             let (a, b) = (ids[0], ids[1]);
             use EventKind::Temporary;
             // a: two failures for the same issue count once; the same message read twice counts nothing.
-            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
-            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(), Effect::Duplicate);
-            assert_eq!(store.record_bounce(&event(a, "2023-07-03", Temporary, "m2"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(),
+                Effect::Counted { count: 1, limit: 3 }
+            );
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(),
+                Effect::Duplicate
+            );
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-03", Temporary, "m2"), 3).await.unwrap(),
+                Effect::Counted { count: 1, limit: 3 }
+            );
             // 07-10 was delivered without a failure: a success between, so 07-17 starts a new run.
-            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m3"), 3).await.unwrap(), Effect::Counted { count: 1, limit: 3 });
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-17", Temporary, "m3"), 3).await.unwrap(),
+                Effect::Counted { count: 1, limit: 3 }
+            );
             // The report of 07-10 arrives late: now 07-03, 07-10 and 07-17 are in a row.
-            assert_eq!(store.record_bounce(&event(a, "2023-07-10", Temporary, "m4"), 3).await.unwrap(), Effect::Counted { count: 2, limit: 3 });
-            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m5"), 3).await.unwrap(), Effect::Became(Status::Bounced));
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-10", Temporary, "m4"), 3).await.unwrap(),
+                Effect::Counted { count: 2, limit: 3 }
+            );
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-17", Temporary, "m5"), 3).await.unwrap(),
+                Effect::Became(Status::Bounced)
+            );
             let s = store.subscriber_by_id(a).await.unwrap().unwrap();
             assert_eq!(s.status, Status::Bounced);
             assert!(s.bounced_at.is_some());
-            assert_eq!(s.status_reason.as_deref(), Some("mailboxfull: 452 4.2.2 mailbox full (temporary failures on 3 issues in a row)"));
+            assert_eq!(
+                s.status_reason.as_deref(),
+                Some("mailboxfull: 452 4.2.2 mailbox full (temporary failures on 3 issues in a row)")
+            );
             // Sticky: a permanent failure later changes nothing, and the delivery is marked.
-            assert_eq!(store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(), Effect::Unchanged(Status::Bounced));
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(),
+                Effect::Unchanged(Status::Bounced)
+            );
             assert_eq!(ledger::counts(store.pool(), "2023-07-24").await.unwrap().bounced, 1);
             // b: a complaint.
-            assert_eq!(store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(), Effect::Became(Status::Complained));
+            assert_eq!(
+                store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(),
+                Effect::Became(Status::Complained)
+            );
             let r = store.returned("2023-07-24").await.unwrap();
             assert_eq!(r, Returned { permanent: 1, temporary: 0, complaints: 1 });
             // Reactivation starts afresh: old failures do not count again.
-            let again = NewSubscriber { email: "a@example.org".parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            let again = NewSubscriber {
+                email: "a@example.org".parse().unwrap(),
+                name: None,
+                status: Status::Active,
+                source: Source::Cli,
+            };
             assert!(matches!(store.add(&again, true).await.unwrap(), crate::store::AddOutcome::Reactivated { .. }));
             assert_eq!(store.subscriber_by_id(a).await.unwrap().unwrap().status_reason, None);
-            assert_eq!(store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(), Effect::Counted { count: 0, limit: 3 });
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(),
+                Effect::Counted { count: 0, limit: 3 }
+            );
         }
     }
 
@@ -504,22 +561,43 @@ mod tests {
                 sent(&store, issue, i as u32 + 1, t + i as i64).await;
             }
             let a = ids[0];
-            assert_eq!(store.record_bounce(&event(a, "2023-07-03", EventKind::Temporary, "m1"), 2).await.unwrap(), Effect::Counted { count: 1, limit: 2 });
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-03", EventKind::Temporary, "m1"), 2).await.unwrap(),
+                Effect::Counted { count: 1, limit: 2 }
+            );
             // Refused as spam by the reader's provider: kept under its domain, in lower case.
-            let spam = BounceEvent { address: "A@Mail.Example.COM", reason: "550 5.7.1 likely unsolicited mail", ..event(a, "2023-07-10", EventKind::Refused, "m2") };
-            assert_eq!(store.record_bounce(&spam, 2).await.unwrap(), Effect::Refused { provider: "mail.example.com".into() });
+            let spam = BounceEvent {
+                address: "A@Mail.Example.COM",
+                reason: "550 5.7.1 likely unsolicited mail",
+                ..event(a, "2023-07-10", EventKind::Refused, "m2")
+            };
+            assert_eq!(
+                store.record_bounce(&spam, 2).await.unwrap(),
+                Effect::Refused { provider: "mail.example.com".into() }
+            );
             assert_eq!(store.record_bounce(&spam, 2).await.unwrap(), Effect::Duplicate);
             let s = store.subscriber_by_id(a).await.unwrap().unwrap();
-            assert_eq!((s.status, s.status_reason), (Status::Active, None), "a refusal changes nothing of the reader's");
+            assert_eq!(
+                (s.status, s.status_reason),
+                (Status::Active, None),
+                "a refusal changes nothing of the reader's"
+            );
             // Its delivery did not arrive: failed, which neither counts in the streak nor ends it as a success would.
             let c = ledger::counts(store.pool(), "2023-07-10").await.unwrap();
             assert_eq!((c.sent, c.failed), (0, 1));
-            assert_eq!(store.record_bounce(&event(a, "2023-07-17", EventKind::Temporary, "m3"), 2).await.unwrap(), Effect::Became(Status::Bounced));
+            assert_eq!(
+                store.record_bounce(&event(a, "2023-07-17", EventKind::Temporary, "m3"), 2).await.unwrap(),
+                Effect::Became(Status::Bounced)
+            );
             assert_eq!(
                 store.refusals("2023-07-10").await.unwrap(),
                 [ProviderRefusals { provider: "mail.example.com".into(), reason: "spamdetected".into(), messages: 1 }]
             );
-            assert_eq!(store.returned("2023-07-10").await.unwrap(), Returned::default(), "a refusal is not a failure of the reader's");
+            assert_eq!(
+                store.returned("2023-07-10").await.unwrap(),
+                Returned::default(),
+                "a refusal is not a failure of the reader's"
+            );
             assert!(store.refusals("2023-07-17").await.unwrap().is_empty());
         }
     }
@@ -530,9 +608,17 @@ mod tests {
             let ids = add(&store, &["a@gmail.com", "b@gmail.com", "c@example.org"]).await;
             let t = now() - 1000;
             with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
-            assert!(ledger::start_send(store.pool(), "2023-07-17", 1, "s", "signals.example.org", "n0nce", t).await.unwrap());
+            assert!(
+                ledger::start_send(store.pool(), "2023-07-17", 1, "s", "signals.example.org", "n0nce", t)
+                    .await
+                    .unwrap()
+            );
             ledger::claim(store.pool(), "2023-07-17", "test", 10, t).await.unwrap();
-            let refused = |id: i64, reason: Reason, scope: Scope, detail: &str| RefusedAtSending { subscriber_id: id, refusal: Refusal { reason, scope }, detail: detail.into() };
+            let refused = |id: i64, reason: Reason, scope: Scope, detail: &str| RefusedAtSending {
+                subscriber_id: id,
+                refusal: Refusal { reason, scope },
+                detail: detail.into(),
+            };
             let batch = [
                 refused(ids[0], Reason::SpamDetected, Scope::Sender, "550 5.7.1 spam"),
                 refused(ids[1], Reason::SpamDetected, Scope::Sender, "550 5.7.1 spam"),
@@ -542,7 +628,10 @@ mod tests {
             let gmail = Effect::Refused { provider: "gmail.com".into() };
             assert_eq!(effects, [gmail.clone(), gmail, Effect::Became(Status::Bounced)]);
             // The same refusals again (a delivery sent again after a crash): nothing new.
-            assert_eq!(store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap(), [Effect::Duplicate, Effect::Duplicate, Effect::Duplicate]);
+            assert_eq!(
+                store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap(),
+                [Effect::Duplicate, Effect::Duplicate, Effect::Duplicate]
+            );
             assert_eq!(
                 store.refusals("2023-07-17").await.unwrap(),
                 [ProviderRefusals { provider: "gmail.com".into(), reason: "spamdetected".into(), messages: 2 }]
@@ -551,9 +640,16 @@ mod tests {
                 assert_eq!(store.subscriber_by_id(*id).await.unwrap().unwrap().status, Status::Active);
             }
             let c = store.subscriber_by_id(ids[2]).await.unwrap().unwrap();
-            assert_eq!(c.status_reason.as_deref(), Some("mailboxfull: 552 5.2.2 mailbox full (temporary failures on 1 issue in a row)"));
+            assert_eq!(
+                c.status_reason.as_deref(),
+                Some("mailboxfull: 552 5.2.2 mailbox full (temporary failures on 1 issue in a row)")
+            );
             assert_eq!(c.reason, Some(Reason::MailboxFull));
-            assert_eq!(store.returned("2023-07-17").await.unwrap(), Returned::default(), "refused at sending is not what came back after it");
+            assert_eq!(
+                store.returned("2023-07-17").await.unwrap(),
+                Returned::default(),
+                "refused at sending is not what came back after it"
+            );
         }
     }
 
@@ -562,9 +658,16 @@ mod tests {
         for r in Reason::ALL {
             assert_eq!(reason_in(&status_reason(Some(r), "550 5.1.1 <x@y>: user unknown")), Some(r));
         }
-        assert_eq!(status_reason(Some(Reason::UserUnknown), "550 5.1.1 <x@y>: user unknown"), "userunknown: 550 5.1.1 <x@y>: user unknown");
+        assert_eq!(
+            status_reason(Some(Reason::UserUnknown), "550 5.1.1 <x@y>: user unknown"),
+            "userunknown: 550 5.1.1 <x@y>: user unknown"
+        );
         // Older rows, reasons without a name, complaints.
-        for old in ["550 5.1.1 <x@y>: user unknown", "complaint: abuse report", "refused at sending: permanent error (550): 5.1.1 no"] {
+        for old in [
+            "550 5.1.1 <x@y>: user unknown",
+            "complaint: abuse report",
+            "refused at sending: permanent error (550): 5.1.1 no",
+        ] {
             assert_eq!(reason_in(old), None, "{old}");
         }
         assert_eq!(status_reason(None, "552 full"), "552 full");
@@ -575,15 +678,21 @@ mod tests {
         for store in crate::store::testing::stores().await {
             let ids = add(&store, &["a@example.org", "b@example.org"]).await;
             sent(&store, "2023-07-17", 1, now()).await;
-            let message_ids: Vec<String> =
-                with_pool!(store.pool(), p => sqlx::query_scalar("SELECT message_id FROM deliveries ORDER BY subscriber_id").fetch_all(p).await.unwrap());
+            let message_ids: Vec<String> = with_pool!(store.pool(), p => sqlx::query_scalar("SELECT message_id FROM deliveries ORDER BY subscriber_id").fetch_all(p).await.unwrap());
             let id = &message_ids[0];
             assert_eq!(store.delivery_by_message_id(id).await.unwrap(), Some(("2023-07-17".to_string(), ids[0])));
-            assert_eq!(store.delivery_by_message_id(&id.replace("n0nce", "other")).await.unwrap(), None, "the whole id must match");
+            assert_eq!(
+                store.delivery_by_message_id(&id.replace("n0nce", "other")).await.unwrap(),
+                None,
+                "the whole id must match"
+            );
             // Each delivery's id has a random part of its own: b, knowing theirs, cannot spell a's.
             let prefix = |i: usize| format!("<2023-07-17.{}.n0nce", ids[i]);
             let (a_random, b_random) = (&message_ids[0][prefix(0).len()..], &message_ids[1][prefix(1).len()..]);
-            assert!(message_ids[0].starts_with(&prefix(0)) && message_ids[1].starts_with(&prefix(1)), "{message_ids:?}");
+            assert!(
+                message_ids[0].starts_with(&prefix(0)) && message_ids[1].starts_with(&prefix(1)),
+                "{message_ids:?}"
+            );
             assert_ne!(a_random, b_random);
             assert_eq!(a_random.len(), "0123456789abcdef@signals.example.org>".len(), "{a_random}");
             let forged = format!("{}{b_random}", prefix(0));

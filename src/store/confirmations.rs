@@ -26,7 +26,12 @@ const REFUSED: i64 = -1;
 impl Store {
     /// Records that subscriber `id` asked for a confirmation mail at `now`. True when the mail is to
     /// be sent (none was sent within `min_interval`); it is then counted as sent.
-    pub async fn request_confirmation(&self, id: i64, now: DateTime<Utc>, min_interval: chrono::Duration) -> Result<bool, StoreError> {
+    pub async fn request_confirmation(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        min_interval: chrono::Duration,
+    ) -> Result<bool, StoreError> {
         let due = with_pool!(&self.pool, p => {
             let mut tx = p.begin_write().await?;
             let last: Option<i64> =
@@ -65,7 +70,12 @@ impl Store {
     /// was asked for at `since` or later (older links are no longer worth a mail), oldest first.
     /// Each is counted as sent at `now` (as `request_confirmation` does), so that a subscribe
     /// meanwhile does not send it twice; a failure puts it back with `confirmation_not_sent`.
-    pub async fn confirmations_to_retry(&self, since: DateTime<Utc>, now: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
+    pub async fn confirmations_to_retry(
+        &self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<i64>, StoreError> {
         let ids = with_pool!(&self.pool, p => {
             let mut tx = p.begin_write().await?;
             let ids: Vec<i64> = sqlx::query_scalar(
@@ -88,7 +98,12 @@ impl Store {
     /// Confirms subscriber `id` from its confirmation link. A pending subscriber becomes active; an
     /// unsubscribed one only when it asked again (`request_confirmation`) after unsubscribing and
     /// within `valid_for` of `now`. Anything else is left alone.
-    pub async fn confirm_request(&self, id: i64, now: DateTime<Utc>, valid_for: chrono::Duration) -> Result<ConfirmOutcome, StoreError> {
+    pub async fn confirm_request(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        valid_for: chrono::Duration,
+    ) -> Result<ConfirmOutcome, StoreError> {
         let Some(s) = self.subscriber_by_id(id).await? else { return Ok(ConfirmOutcome::NotFound) };
         let from = match s.status {
             Status::Active => return Ok(ConfirmOutcome::AlreadyActive(s)),
@@ -99,7 +114,8 @@ impl Store {
                 });
                 let requested = requested.and_then(|at| DateTime::<Utc>::from_timestamp(at, 0));
                 // Whole seconds on both sides: a request in the same second as the unsubscribe counts.
-                let fresh = requested.is_some_and(|at| s.unsubscribed_at.is_none_or(|u| at >= u) && now - at <= valid_for);
+                let fresh =
+                    requested.is_some_and(|at| s.unsubscribed_at.is_none_or(|u| at >= u) && now - at <= valid_for);
                 if !fresh {
                     return Ok(ConfirmOutcome::Refused(s));
                 }
@@ -124,7 +140,8 @@ mod tests {
     use crate::store::{AddOutcome, NewSubscriber, Source};
 
     async fn pending(s: &Store, email: &str) -> Subscriber {
-        let new = NewSubscriber { email: email.parse().unwrap(), name: None, status: Status::Pending, source: Source::Web };
+        let new =
+            NewSubscriber { email: email.parse().unwrap(), name: None, status: Status::Pending, source: Source::Web };
         let AddOutcome::Added(p) = s.add(&new, false).await.unwrap() else { panic!() };
         p
     }
@@ -140,9 +157,15 @@ mod tests {
             assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
             assert!(!s.request_confirmation(p.id, t0 + hour, hour).await.unwrap());
             s.confirmation_not_sent(p.id, false).await.unwrap();
-            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a mail that did not go out is sent again");
+            assert!(
+                s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(),
+                "a mail that did not go out is sent again"
+            );
             s.confirmation_not_sent(p.id, true).await.unwrap();
-            assert!(s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(), "a refused one too, when asked again");
+            assert!(
+                s.request_confirmation(p.id, t0 + hour, hour).await.unwrap(),
+                "a refused one too, when asked again"
+            );
         }
     }
 
@@ -151,8 +174,12 @@ mod tests {
         for s in crate::store::testing::stores().await {
             let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
             let hour = chrono::Duration::hours(1);
-            let (passing, refused, sent, old) =
-                (pending(&s, "a@example.org").await, pending(&s, "b@example.org").await, pending(&s, "c@example.org").await, pending(&s, "d@example.org").await);
+            let (passing, refused, sent, old) = (
+                pending(&s, "a@example.org").await,
+                pending(&s, "b@example.org").await,
+                pending(&s, "c@example.org").await,
+                pending(&s, "d@example.org").await,
+            );
             s.request_confirmation(old.id, t0 - hour * 48, hour).await.unwrap();
             for p in [&passing, &refused, &sent] {
                 s.request_confirmation(p.id, t0, hour).await.unwrap();
@@ -177,16 +204,28 @@ mod tests {
             let week = chrono::Duration::days(7);
             let p = pending(&s, "web@example.org").await;
             s.request_confirmation(p.id, Utc::now(), chrono::Duration::hours(1)).await.unwrap();
-            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
-            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::AlreadyActive(_)));
+            assert!(
+                matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active)
+            );
+            assert!(matches!(
+                s.confirm_request(p.id, Utc::now(), week).await.unwrap(),
+                ConfirmOutcome::AlreadyActive(_)
+            ));
             s.unsubscribe_by_id(p.id).await.unwrap();
             // The old link alone does nothing.
-            assert!(matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed));
+            assert!(
+                matches!(s.confirm_request(p.id, Utc::now(), week).await.unwrap(), ConfirmOutcome::Refused(u) if u.status == Status::Unsubscribed)
+            );
             // A request after the unsubscribe, confirmed in time, does; a stale one does not.
             let now = Utc::now();
             s.request_confirmation(p.id, now, chrono::Duration::hours(1)).await.unwrap();
-            assert!(matches!(s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(), ConfirmOutcome::Refused(_)));
-            assert!(matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active));
+            assert!(matches!(
+                s.confirm_request(p.id, now + week + chrono::Duration::seconds(1), week).await.unwrap(),
+                ConfirmOutcome::Refused(_)
+            ));
+            assert!(
+                matches!(s.confirm_request(p.id, now, week).await.unwrap(), ConfirmOutcome::Confirmed(a) if a.status == Status::Active)
+            );
             assert_eq!(s.confirm_request(999, now, week).await.unwrap(), ConfirmOutcome::NotFound);
         }
     }

@@ -40,7 +40,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("settings", &[("name", Text), ("value", Text)]),
-    ("sends", &[("issue_id", Text), ("number", Int), ("subject", Text), ("audience", Int), ("started_at", Int), ("finished_at", Int)]),
+    (
+        "sends",
+        &[
+            ("issue_id", Text),
+            ("number", Int),
+            ("subject", Text),
+            ("audience", Int),
+            ("started_at", Int),
+            ("finished_at", Int),
+        ],
+    ),
     (
         "deliveries",
         &[
@@ -56,7 +66,17 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("confirmations", &[("subscriber_id", Int), ("requested_at", Int), ("sent_at", Int)]),
-    ("publications", &[("issue_id", Text), ("number", Int), ("published_at", Int), ("content_hash", Text), ("revised_at", Int), ("skipped_at", Int)]),
+    (
+        "publications",
+        &[
+            ("issue_id", Text),
+            ("number", Int),
+            ("published_at", Int),
+            ("content_hash", Text),
+            ("revised_at", Int),
+            ("skipped_at", Int),
+        ],
+    ),
     (
         "bounce_events",
         &[
@@ -87,7 +107,10 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("received_at", Int),
         ],
     ),
-    ("unreadable_messages", &[("id", Int), ("source", Text), ("why", Text), ("message_key", Text), ("set_aside_at", Int)]),
+    (
+        "unreadable_messages",
+        &[("id", Int), ("source", Text), ("why", Text), ("message_key", Text), ("set_aside_at", Int)],
+    ),
 ];
 
 /// Rows per INSERT: 13 columns at most, well under both backends' limits on parameters.

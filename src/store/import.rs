@@ -94,7 +94,11 @@ struct Row {
 impl Store {
     /// Imports the CSV file at `path`; see the module documentation. `on_invalid` hears about each
     /// row left out, as it is found.
-    pub async fn import_csv(&self, path: &Path, on_invalid: impl FnMut(&InvalidRow)) -> Result<ImportReport, ImportError> {
+    pub async fn import_csv(
+        &self,
+        path: &Path,
+        on_invalid: impl FnMut(&InvalidRow),
+    ) -> Result<ImportReport, ImportError> {
         let file = std::fs::File::open(path).map_err(|e| ImportError::Io { path: path.to_path_buf(), cause: e })?;
         self.import_reader(file, path, on_invalid).await
     }
@@ -136,7 +140,8 @@ impl Store {
         let pool = match &self.pool {
             Pool::Sqlite(pool) => pool.clone(),
             Pool::Postgres(pool) => {
-                let written = write_postgres(pool, &mut parsed, at, &mut report, &mut on_invalid).await.map_err(store_err);
+                let written =
+                    write_postgres(pool, &mut parsed, at, &mut report, &mut on_invalid).await.map_err(store_err);
                 drop(parsed);
                 written?;
                 parser.await.map_err(|e| io(std::io::Error::other(e)))?.map_err(io)?;
@@ -320,7 +325,8 @@ fn read_header<R: Read>(csv: &mut csv::Reader<R>) -> Result<Columns, String> {
 /// Checks one data row: UTF-8 throughout, a valid address, a name without control characters, a
 /// known status (`active` when absent or empty).
 fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<(SubscriberEmail, Option<String>, Status), String> {
-    let column = |i: usize| columns.names.get(i).map_or_else(|| format!("column {}", i + 1), |n| format!("`{n}` column"));
+    let column =
+        |i: usize| columns.names.get(i).map_or_else(|| format!("column {}", i + 1), |n| format!("`{n}` column"));
     if std::str::from_utf8(record.as_slice()).is_err() {
         for (i, field) in record.iter().enumerate() {
             if let Err(e) = std::str::from_utf8(field) {
@@ -348,7 +354,12 @@ fn check_row(record: &csv::ByteRecord, columns: &Columns) -> Result<(SubscriberE
 /// Writes one batch, sorted by address key: inserts the rows whose address is new, in one statement, then counts each
 /// row. Only when some address was already there does it look up their statuses. Runs inside a
 /// `BEGIN IMMEDIATE` transaction, so the ids of the rows just inserted are the last ones.
-async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: i64, report: &mut ImportReport) -> Result<(), StoreError> {
+async fn write_batch(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &[Row],
+    at: i64,
+    report: &mut ImportReport,
+) -> Result<(), StoreError> {
     let (first, distinct) = dedupe(batch);
 
     // A plain multi-row VALUES list with three anonymous parameters per row (SQLite finds a
@@ -393,7 +404,10 @@ async fn write_batch(conn: &mut sqlx::SqliteConnection, batch: &[Row], at: i64, 
     if inserted < distinct.len() as u64 {
         // Rows get ids above every existing one, so the new ones are the last `inserted`.
         let first_new_id = if inserted == 0 { i64::MAX } else { done.last_insert_rowid() - inserted as i64 + 1 };
-        let sql = format!("SELECT email_key, status FROM subscribers WHERE id < ? AND email_key IN ({})", placeholders(distinct.len(), "?"));
+        let sql = format!(
+            "SELECT email_key, status FROM subscribers WHERE id < ? AND email_key IN ({})",
+            placeholders(distinct.len(), "?")
+        );
         let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql)).bind(first_new_id);
         for r in &distinct {
             q = q.bind(r.email.key());
@@ -478,7 +492,10 @@ async fn write_postgres(
         sqlx::query("TRUNCATE import_rows").execute(&mut *tx).await?;
         let mut data = Vec::with_capacity(distinct.len() * 64);
         for r in &distinct {
-            for (i, field) in [Some(r.email.as_str()), Some(r.email.key()), r.name.as_deref(), Some(r.status.as_str())].into_iter().enumerate() {
+            for (i, field) in [Some(r.email.as_str()), Some(r.email.key()), r.name.as_deref(), Some(r.status.as_str())]
+                .into_iter()
+                .enumerate()
+            {
                 if i > 0 {
                     data.push(b'\t');
                 }
@@ -506,10 +523,11 @@ async fn write_postgres(
         let mut existing: HashMap<String, Status> = HashMap::new();
         if inserted.len() < distinct.len() {
             let new: std::collections::HashSet<String> = inserted.into_iter().collect();
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT s.email_key, s.status FROM subscribers s JOIN import_rows i ON i.email_key = s.email_key")
-                    .fetch_all(&mut *tx)
-                    .await?;
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT s.email_key, s.status FROM subscribers s JOIN import_rows i ON i.email_key = s.email_key",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
             for (key, status) in rows.into_iter().filter(|(key, _)| !new.contains(key)) {
                 let status = status.parse().map_err(|_| StoreError::Corrupt(format!("{key} has an unknown status")))?;
                 existing.insert(key, status);
@@ -552,7 +570,9 @@ mod tests {
 
     async fn import(store: &Store, bytes: &[u8]) -> (Result<ImportReport, ImportError>, Vec<InvalidRow>) {
         let mut invalid = Vec::new();
-        let r = store.import_reader(std::io::Cursor::new(bytes.to_vec()), Path::new("list.csv"), |row| invalid.push(row.clone())).await;
+        let r = store
+            .import_reader(std::io::Cursor::new(bytes.to_vec()), Path::new("list.csv"), |row| invalid.push(row.clone()))
+            .await;
         (r, invalid)
     }
 
@@ -577,7 +597,10 @@ mod tests {
                 let err = r.unwrap_err();
                 assert!(err.is_input_problem());
                 let msg = err.to_string();
-                assert!(msg.starts_with("list.csv: ") && msg.contains(expected) && msg.ends_with("nothing was imported"), "{msg}");
+                assert!(
+                    msg.starts_with("list.csv: ") && msg.contains(expected) && msg.ends_with("nothing was imported"),
+                    "{msg}"
+                );
                 assert!(invalid.is_empty());
             }
             assert_eq!(store.list_page(None, 0, 10).await.unwrap(), vec![]);
@@ -613,8 +636,17 @@ mod tests {
     async fn duplicates_across_statements_and_existing_rows_are_counted_exactly() {
         use crate::store::{NewSubscriber, Source};
         for store in crate::store::testing::stores().await {
-            for (addr, status) in [("r7@example.org", Status::Unsubscribed), ("r8@example.org", Status::Bounced), ("r9@example.org", Status::Active)] {
-                let new = NewSubscriber { email: addr.parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            for (addr, status) in [
+                ("r7@example.org", Status::Unsubscribed),
+                ("r8@example.org", Status::Bounced),
+                ("r9@example.org", Status::Active),
+            ] {
+                let new = NewSubscriber {
+                    email: addr.parse().unwrap(),
+                    name: None,
+                    status: Status::Active,
+                    source: Source::Cli,
+                };
                 let id = match store.add(&new, false).await.unwrap() {
                     crate::store::AddOutcome::Added(s) => s.id,
                     other => panic!("{other:?}"),
@@ -634,7 +666,10 @@ mod tests {
             assert_eq!(r.unwrap(), ImportReport { added: 497, unchanged: 499, skipped: 4, invalid: 0 });
             let r12 = store.subscriber_by_email(&"R12@EXAMPLE.ORG".parse().unwrap()).await.unwrap().unwrap();
             assert_eq!((r12.email.as_str(), r12.name.as_deref()), ("r12@example.org", Some("Reader 12")));
-            assert_eq!(store.subscriber_by_email(&"r7@example.org".parse().unwrap()).await.unwrap().unwrap().status, Status::Unsubscribed);
+            assert_eq!(
+                store.subscriber_by_email(&"r7@example.org".parse().unwrap()).await.unwrap().unwrap().status,
+                Status::Unsubscribed
+            );
             let (again, _) = import(&store, file.as_bytes()).await;
             assert_eq!(again.unwrap(), ImportReport { added: 0, unchanged: 996, skipped: 4, invalid: 0 });
         }
@@ -655,7 +690,8 @@ mod tests {
     #[tokio::test]
     async fn crlf_files_and_a_missing_final_line_break_keep_line_numbers() {
         for store in crate::store::testing::stores().await {
-            let file: &[u8] = b"name,email\r\nAda,ada@example.org\r\n\r\n,,\r\nBob,bob@\r\n\"Zoe\",zoe@example.org\r\nEve,eve@";
+            let file: &[u8] =
+                b"name,email\r\nAda,ada@example.org\r\n\r\n,,\r\nBob,bob@\r\n\"Zoe\",zoe@example.org\r\nEve,eve@";
             let (r, invalid) = import(&store, file).await;
             assert_eq!(invalid.iter().map(|i| i.line).collect::<Vec<_>>(), [5, 7]);
             assert_eq!(r.unwrap(), ImportReport { added: 2, unchanged: 0, skipped: 0, invalid: 2 });

@@ -50,12 +50,21 @@ pub struct Claimed {
 pub enum Outcome {
     Sent,
     /// Try again at `retry_at` (unix seconds); it stays pending.
-    Deferred { error: String, retry_at: i64 },
+    Deferred {
+        error: String,
+        retry_at: i64,
+    },
     /// 5xx to RCPT saying the address does not work: the delivery and the subscriber `bounced`.
-    Bounced { error: String, reason: Reason },
+    Bounced {
+        error: String,
+        reason: Reason,
+    },
     /// A 5xx that is the mailbox's or the sender's problem: the delivery `failed`. What it does to
     /// the reader is recorded apart, by the bounce policy (`Store::record_refused_at_sending`).
-    Refused { error: String, refusal: Refusal },
+    Refused {
+        error: String,
+        refusal: Refusal,
+    },
     /// Any other permanent failure (a message that could not be built, a server without SMTPUTF8).
     Failed(String),
     /// Claimed but not attempted (the send was stopped): back to pending, attempt not counted.
@@ -134,7 +143,13 @@ pub async fn acquire_lease(pool: &Pool, issue_id: &str, holder: &str, now: i64, 
 
 /// Takes over the lease of `issue_id` from `previous`, if it is still theirs (their process is gone).
 /// SQLite's single lease only; on PostgreSQL a dead sender's lease is ended with `expire_lease`.
-pub async fn take_over_lease(pool: &Pool, issue_id: &str, previous: &str, holder: &str, expires_at: i64) -> Result<bool> {
+pub async fn take_over_lease(
+    pool: &Pool,
+    issue_id: &str,
+    previous: &str,
+    holder: &str,
+    expires_at: i64,
+) -> Result<bool> {
     let done = with_pool!(pool, p => sqlx::query("UPDATE send_leases SET holder = $3, expires_at = $4 WHERE issue_id = $1 AND holder = $2")
         .bind(issue_id)
         .bind(previous)
@@ -195,7 +210,14 @@ pub async fn send_record(pool: &Pool, issue_id: &str) -> Result<Option<SendRecor
     .bind(issue_id)
     .fetch_optional(p)
     .await?);
-    Ok(row.map(|(issue_id, number, subject, audience, started_at, finished_at)| SendRecord { issue_id, number, subject, audience, started_at, finished_at }))
+    Ok(row.map(|(issue_id, number, subject, audience, started_at, finished_at)| SendRecord {
+        issue_id,
+        number,
+        subject,
+        audience,
+        started_at,
+        finished_at,
+    }))
 }
 
 /// Fixes the audience of a send: a pending delivery for every active subscriber, in one transaction,
@@ -261,13 +283,14 @@ pub async fn start_send(
 pub async fn requeue_in_flight(pool: &Pool, issue_id: &str, now: i64) -> Result<u64> {
     match pool {
         Pool::Sqlite(p) => {
-            let done = sqlx::query("UPDATE deliveries SET state = $3, updated_at = $2 WHERE issue_id = $1 AND state = $4")
-                .bind(issue_id)
-                .bind(now)
-                .bind(Pending)
-                .bind(Sending)
-                .execute(p)
-                .await?;
+            let done =
+                sqlx::query("UPDATE deliveries SET state = $3, updated_at = $2 WHERE issue_id = $1 AND state = $4")
+                    .bind(issue_id)
+                    .bind(now)
+                    .bind(Pending)
+                    .bind(Sending)
+                    .execute(p)
+                    .await?;
             Ok(done.rows_affected())
         }
         Pool::Postgres(p) => {
@@ -283,7 +306,11 @@ pub async fn requeue_in_flight(pool: &Pool, issue_id: &str, now: i64) -> Result<
             .bind(Sending)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM send_leases WHERE issue_id = $1 AND expires_at < $2").bind(issue_id).bind(now).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM send_leases WHERE issue_id = $1 AND expires_at < $2")
+                .bind(issue_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(done.rows_affected())
         }
@@ -406,7 +433,13 @@ fn split_claims(rows: Vec<ClaimRow>) -> (Vec<Claimed>, Vec<(i64, String)>) {
 }
 
 /// Marks the deliveries of `skipped` skipped, with why, taking `uncount` off their attempts.
-async fn mark_skipped<DB>(tx: &mut sqlx::Transaction<'static, DB>, issue_id: &str, skipped: &[(i64, String)], uncount: i64, now: i64) -> Result<()>
+async fn mark_skipped<DB>(
+    tx: &mut sqlx::Transaction<'static, DB>,
+    issue_id: &str,
+    skipped: &[(i64, String)],
+    uncount: i64,
+    now: i64,
+) -> Result<()>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -428,7 +461,7 @@ where
         .bind(Skipped)
         .bind(uncount)
         .execute(&mut **tx)
-            .await?;
+        .await?;
     }
     Ok(())
 }
@@ -520,7 +553,11 @@ pub async fn replay_sent(pool: &Pool, issue_id: &str, ids: &[i64], now: i64) -> 
              WHERE issue_id = $3 AND state = $4 AND subscriber_id IN ({})",
             id_list(5, chunk.len())
         );
-        let query = chunk.iter().fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id).bind(Sending), |q, id| q.bind(*id));
+        let query = chunk
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(Sent).bind(now).bind(issue_id).bind(Sending), |q, id| {
+                q.bind(*id)
+            });
         marked += query.execute(&mut *tx).await?.rows_affected();
     }
     tx.commit().await?;
@@ -529,9 +566,15 @@ pub async fn replay_sent(pool: &Pool, issue_id: &str, ids: &[i64], now: i64) -> 
 
 /// `replay_sent` for what the journal of `issue_id`'s send beside the SQLite database at
 /// `database` holds (nothing when there is none). Returns how many deliveries were marked sent.
-pub async fn replay_journal(pool: &Pool, database: &std::path::Path, issue_id: &str, now: i64) -> std::result::Result<u64, super::StoreError> {
+pub async fn replay_journal(
+    pool: &Pool,
+    database: &std::path::Path,
+    issue_id: &str,
+    now: i64,
+) -> std::result::Result<u64, super::StoreError> {
     let path = super::journal::path_of(database, issue_id);
-    let ids = super::journal::read(&path).map_err(|e| super::StoreError::Refused(format!("cannot read {}: {e}", path.display())))?;
+    let ids = super::journal::read(&path)
+        .map_err(|e| super::StoreError::Refused(format!("cannot read {}: {e}", path.display())))?;
     if ids.is_empty() {
         return Ok(0);
     }
@@ -544,7 +587,8 @@ pub async fn replay_journal(pool: &Pool, database: &std::path::Path, issue_id: &
 /// marked sent.
 pub async fn replay_journals(pool: &Pool, database: &std::path::Path) -> std::result::Result<u64, super::StoreError> {
     let Pool::Sqlite(p) = pool else { return Ok(0) };
-    let unfinished: Vec<String> = sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL").fetch_all(p).await?;
+    let unfinished: Vec<String> =
+        sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL").fetch_all(p).await?;
     let mut marked = 0;
     for issue_id in unfinished {
         marked += replay_journal(pool, database, &issue_id, super::now()).await?;
@@ -671,12 +715,19 @@ pub async fn send_progress(pool: &Pool) -> Result<std::collections::BTreeMap<Str
     .bind(Sent)
     .fetch_all(p)
     .await?);
-    Ok(rows.into_iter().map(|(id, started_at, finished_at, audience, sent)| (id, SendProgress { started_at, finished_at, audience, sent })).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(id, started_at, finished_at, audience, sent)| {
+            (id, SendProgress { started_at, finished_at, audience, sent })
+        })
+        .collect())
 }
 
 /// Issues whose send has started (finished or not): the scheduler never starts them again.
 pub async fn started_sends(pool: &Pool) -> Result<std::collections::HashSet<String>> {
-    Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?).into_iter().collect())
+    Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?)
+        .into_iter()
+        .collect())
 }
 
 #[cfg(test)]
@@ -687,7 +738,12 @@ mod tests {
 
     async fn audience(store: &Store, n: usize) {
         for i in 0..n {
-            let new = NewSubscriber { email: format!("r{i}@example.org").parse().unwrap(), name: None, status: Status::Active, source: Source::Cli };
+            let new = NewSubscriber {
+                email: format!("r{i}@example.org").parse().unwrap(),
+                name: None,
+                status: Status::Active,
+                source: Source::Cli,
+            };
             store.add(&new, false).await.unwrap();
         }
     }
@@ -720,7 +776,10 @@ mod tests {
                 assert!(!renew_lease(pool, "2023-07-17", "a", 300).await.unwrap(), "a lost its lease");
                 let again = claim(pool, "2023-07-17", "b", 10, 200).await.unwrap();
                 assert_eq!(ids(&again), ids(&a));
-                assert!(again.iter().all(|c| c.attempts == 1 && a.iter().any(|x| x.message_id == c.message_id)), "same Message-ID");
+                assert!(
+                    again.iter().all(|c| c.attempts == 1 && a.iter().any(|x| x.message_id == c.message_id)),
+                    "same Message-ID"
+                );
             } else {
                 // SQLite's single sender: everything in flight belongs to the run that died.
                 assert_eq!(requeue_in_flight(pool, "2023-07-17", 50).await.unwrap(), 4);
@@ -738,11 +797,13 @@ mod tests {
         let pool = store.pool();
         audience(&store, 4).await;
         start_send(pool, "2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap();
-        let claimed: Vec<i64> = claim(pool, "2023-07-17", "a", 3, 10).await.unwrap().iter().map(|c| c.subscriber_id).collect();
+        let claimed: Vec<i64> =
+            claim(pool, "2023-07-17", "a", 3, 10).await.unwrap().iter().map(|c| c.subscriber_id).collect();
         record(pool, "2023-07-17", &[(claimed[0], Outcome::Failed("550".into()))], 20).await.unwrap();
         let unclaimed = (1..=4).find(|id| !claimed.contains(id)).unwrap();
         // The journal names a failed delivery, two in flight, a pending one and one of nobody's.
-        let marked = replay_sent(pool, "2023-07-17", &[claimed[0], claimed[1], claimed[2], unclaimed, 99], 30).await.unwrap();
+        let marked =
+            replay_sent(pool, "2023-07-17", &[claimed[0], claimed[1], claimed[2], unclaimed, 99], 30).await.unwrap();
         assert_eq!(marked, 2, "only the two in flight");
         let c = counts(pool, "2023-07-17").await.unwrap();
         assert_eq!((c.sent, c.failed, c.pending, c.sending), (2, 1, 1, 0));

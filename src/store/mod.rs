@@ -70,10 +70,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqlitePool};
 
 pub use crate::config::Database;
-pub use confirmations::ConfirmOutcome;
 pub use crate::token::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
+pub use confirmations::ConfirmOutcome;
 pub use import::{ImportError, ImportReport, InvalidRow};
-pub use subscribers::{clean_name, AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber, SubscriberEmail};
+pub use subscribers::{
+    AddOutcome, InvalidEmail, NewSubscriber, RemoveOutcome, Source, Status, StatusParseError, Subscriber,
+    SubscriberEmail, clean_name,
+};
 
 /// The environment variable holding the token secret; without it, a random secret is kept in the database.
 pub const SECRET_VAR: &str = "GAZETTE_SECRET";
@@ -115,7 +118,10 @@ fn migrator(files: &[(&str, &'static str)]) -> Migrator {
     let migrations = files
         .iter()
         .map(|(name, sql)| {
-            let (version, description) = name.trim_end_matches(".sql").split_once('_').expect("migration files are named <version>_<description>.sql");
+            let (version, description) = name
+                .trim_end_matches(".sql")
+                .split_once('_')
+                .expect("migration files are named <version>_<description>.sql");
             sqlx::migrate::Migration::new(
                 version.parse().expect("a migration's version is a number"),
                 description.replace('_', " ").into(),
@@ -213,7 +219,9 @@ pub enum StoreError {
 fn what_to_check(location: &Database) -> &'static str {
     match location {
         Database::Sqlite(_) => "[paths] database in publish.toml",
-        Database::Postgres(_) => "[paths] database in publish.toml, and the password in GAZETTE_DATABASE_PASSWORD or ~/.pgpass",
+        Database::Postgres(_) => {
+            "[paths] database in publish.toml, and the password in GAZETTE_DATABASE_PASSWORD or ~/.pgpass"
+        }
     }
 }
 
@@ -259,7 +267,10 @@ impl Store {
         password: Option<std::ffi::OsString>,
         flush_commits: bool,
     ) -> Result<Store, StoreError> {
-        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open { path: Box::new(location.clone()), cause: e };
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Open {
+            path: Box::new(location.clone()),
+            cause: e,
+        };
         let pool = match location {
             Database::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -281,9 +292,12 @@ impl Store {
                 Pool::Sqlite(pool.map_err(|e| open_err(Box::new(e)))?)
             }
             Database::Postgres(url) => {
-                let mut options: PgConnectOptions = url.as_str().parse().map_err(|e: sqlx::Error| open_err(Box::new(e)))?;
+                let mut options: PgConnectOptions =
+                    url.as_str().parse().map_err(|e: sqlx::Error| open_err(Box::new(e)))?;
                 if let Some(password) = password {
-                    let password = password.into_string().map_err(|_| open_err(format!("{DATABASE_PASSWORD_VAR} is not valid UTF-8").into()))?;
+                    let password = password
+                        .into_string()
+                        .map_err(|_| open_err(format!("{DATABASE_PASSWORD_VAR} is not valid UTF-8").into()))?;
                     options = options.password(&password);
                 }
                 options = options.application_name("gazette");
@@ -312,7 +326,8 @@ impl Store {
     /// Applies pending migrations inside one write transaction: two processes opening a fresh
     /// database at once then take turns instead of both creating tables.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: Box::new(self.location.clone()), cause: e };
+        let migrate_err =
+            |e: sqlx::migrate::MigrateError| StoreError::Migrate { path: Box::new(self.location.clone()), cause: e };
         match &self.pool {
             Pool::Sqlite(pool) => {
                 let mut conn = pool.acquire().await?;
@@ -333,7 +348,9 @@ impl Store {
 
     /// A small named value the application keeps for itself (such as the scheduler's last round).
     pub async fn setting(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(with_pool!(&self.pool, p => sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(p).await?))
+        Ok(
+            with_pool!(&self.pool, p => sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(p).await?),
+        )
     }
 
     pub async fn set_setting(&self, name: &str, value: &str) -> Result<(), StoreError> {
@@ -408,7 +425,9 @@ impl Store {
 
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` values each: the VALUES of a multi-row insert.
 fn values_list(rows: usize, columns: usize) -> String {
-    let row = |r: usize| format!("({})", (1..=columns).map(|c| format!("${}", r * columns + c)).collect::<Vec<_>>().join(", "));
+    let row = |r: usize| {
+        format!("({})", (1..=columns).map(|c| format!("${}", r * columns + c)).collect::<Vec<_>>().join(", "))
+    };
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
@@ -467,12 +486,27 @@ mod tests {
         let path = dir.path().join("nested/folder/gazette.db");
         let store = Store::open(&path).await.unwrap();
         assert!(path.exists());
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name")
-                .fetch_all(store.pool().sqlite())
-                .await
-                .unwrap();
-        assert_eq!(tables, ["bounce_events", "confirmations", "deliveries", "publications", "refusals", "send_leases", "sends", "settings", "subscribers", "unreadable_messages"]);
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY name",
+        )
+        .fetch_all(store.pool().sqlite())
+        .await
+        .unwrap();
+        assert_eq!(
+            tables,
+            [
+                "bounce_events",
+                "confirmations",
+                "deliveries",
+                "publications",
+                "refusals",
+                "send_leases",
+                "sends",
+                "settings",
+                "subscribers",
+                "unreadable_messages"
+            ]
+        );
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
         assert_eq!(mode, "wal");
         let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(store.pool().sqlite()).await.unwrap();
@@ -484,7 +518,8 @@ mod tests {
         store.close().await;
         // A second open finds everything applied.
         let again = Store::open(&path).await.unwrap();
-        let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool().sqlite()).await.unwrap();
+        let applied: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations").fetch_one(again.pool().sqlite()).await.unwrap();
         assert_eq!(applied as usize, SQLITE_MIGRATIONS.iter().count());
     }
 
@@ -495,14 +530,18 @@ mod tests {
     async fn sqlite_is_built_without_the_unused_extensions() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("gazette.db")).await.unwrap();
-        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool().sqlite()).await.unwrap();
+        let options: Vec<String> =
+            sqlx::query_scalar("PRAGMA compile_options").fetch_all(store.pool().sqlite()).await.unwrap();
         for gone in ["ENABLE_FTS3", "ENABLE_FTS5", "ENABLE_RTREE", "ENABLE_DBSTAT_VTAB", "SOUNDEX"] {
             assert!(!options.iter().any(|o| o == gone), "{gone} is still compiled in: {options:?}");
         }
         for kept in ["ENABLE_COLUMN_METADATA", "DEFAULT_FOREIGN_KEYS", "THREADSAFE=1"] {
             assert!(options.iter().any(|o| o == kept), "{kept} is missing: {options:?}");
         }
-        let json: String = sqlx::query_scalar("SELECT json_extract('{\"a\":[1,2]}', '$.a')").fetch_one(store.pool().sqlite()).await.unwrap();
+        let json: String = sqlx::query_scalar("SELECT json_extract('{\"a\":[1,2]}', '$.a')")
+            .fetch_one(store.pool().sqlite())
+            .await
+            .unwrap();
         assert_eq!(json, "[1,2]");
         store.close().await;
     }
@@ -511,12 +550,19 @@ mod tests {
     fn the_compiled_in_migrations_are_the_folders_files_with_sqlxs_checksums() {
         for (backend, migrator) in [("sqlite", &*SQLITE_MIGRATIONS), ("postgres", &*POSTGRES_MIGRATIONS)] {
             let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("subscribers/migrations").join(backend);
-            let mut files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            let mut files: Vec<String> =
+                std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
             files.sort();
-            let listed: Vec<String> = migrator.iter().map(|m| format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"))).collect();
+            let listed: Vec<String> =
+                migrator.iter().map(|m| format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_"))).collect();
             assert_eq!(listed, files, "list every file of {} in store/mod.rs", dir.display());
             for m in migrator.iter() {
-                let sql = std::fs::read_to_string(dir.join(format!("{:04}_{}.sql", m.version, m.description.replace(' ', "_")))).unwrap();
+                let sql = std::fs::read_to_string(dir.join(format!(
+                    "{:04}_{}.sql",
+                    m.version,
+                    m.description.replace(' ', "_")
+                )))
+                .unwrap();
                 assert_eq!(m.sql.as_str(), sql);
                 // What sqlx's migrate! would have recorded: SHA-384 of the file as it is.
                 use sha2::Digest;

@@ -119,7 +119,10 @@ where
     i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let started: Option<(i64,)> = sqlx::query_as("SELECT started_at FROM sends WHERE issue_id = $1").bind(issue_id).fetch_optional(&mut **tx).await?;
+    let started: Option<(i64,)> = sqlx::query_as("SELECT started_at FROM sends WHERE issue_id = $1")
+        .bind(issue_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     let (sent,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE issue_id = $1 AND state = $2")
         .bind(issue_id)
         .bind(super::ledger::DeliveryState::Sent)
@@ -183,9 +186,14 @@ mod tests {
         for store in crate::store::testing::stores().await {
             let pool = store.pool();
             let r = publish(pool, &items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
-            assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]);
+            assert_eq!(
+                r.numbers().into_iter().collect::<Vec<_>>(),
+                vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]
+            );
             // An old week published later gets the next number; nobody else's moves; an edit is a revision.
-            let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200).await.unwrap();
+            let r = publish(pool, &items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200)
+                .await
+                .unwrap();
             assert_eq!(r.get("2023-07-10").unwrap().number, 3);
             assert_eq!(r.get("2023-07-17").unwrap().number, 2);
             assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
@@ -220,7 +228,16 @@ mod tests {
                 .unwrap()
                 .rows_affected());
             let r = publish(pool, &items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
-            assert_eq!(r.get("2023-07-17").unwrap(), &Publication { number: 7, published_at: 5, content_hash: "y".into(), revised_at: None, skipped_at: None });
+            assert_eq!(
+                r.get("2023-07-17").unwrap(),
+                &Publication {
+                    number: 7,
+                    published_at: 5,
+                    content_hash: "y".into(),
+                    revised_at: None,
+                    skipped_at: None
+                }
+            );
             assert_eq!(r.get("2023-07-10").unwrap().number, 8);
         }
     }

@@ -88,7 +88,11 @@ fn check_address(address: &str) -> Result<(), String> {
         return Err("it is empty".into());
     }
     if address.len() > SubscriberEmail::MAX_LEN {
-        return Err(format!("it is {} bytes long, and mail servers take at most {} (RFC 5321)", address.len(), SubscriberEmail::MAX_LEN));
+        return Err(format!(
+            "it is {} bytes long, and mail servers take at most {} (RFC 5321)",
+            address.len(),
+            SubscriberEmail::MAX_LEN
+        ));
     }
     if address.chars().any(char::is_control) {
         return Err("it contains a line break or another control character".into());
@@ -97,7 +101,9 @@ fn check_address(address: &str) -> Result<(), String> {
         return Err("it needs a name, an @ and a domain, as in reader@example.org".into());
     };
     if local.starts_with('"') || local.ends_with('"') {
-        return Err("the part before the @ is in quotes, which most mail servers refuse; give an address without quotes".into());
+        return Err(
+            "the part before the @ is in quotes, which most mail servers refuse; give an address without quotes".into(),
+        );
     }
     if address.contains(['<', '>']) {
         return Err("give the address alone, without a name or angle brackets, as in reader@example.org".into());
@@ -131,7 +137,9 @@ fn check_address(address: &str) -> Result<(), String> {
 fn check_domain(domain: &str) -> Result<(), String> {
     let named = shown(domain, 80);
     if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!("`{named}` is an IP address, not a domain name; mail goes to an address at a domain, as in reader@example.org"));
+        return Err(format!(
+            "`{named}` is an IP address, not a domain name; mail goes to an address at a domain, as in reader@example.org"
+        ));
     }
     let labels: Vec<&str> = domain.split('.').collect();
     if labels.len() < 2 {
@@ -144,12 +152,21 @@ fn check_domain(domain: &str) -> Result<(), String> {
             return Err(format!("the domain `{named}` has an empty part (a dot at either end, or two in a row)"));
         }
         let Some(ascii) = ascii_label(label) else {
-            return Err(format!("`{}` in the domain `{named}` is not a valid internationalized domain label", shown(label, 80)));
+            return Err(format!(
+                "`{}` in the domain `{named}` is not a valid internationalized domain label",
+                shown(label, 80)
+            ));
         };
         if ascii.len() > 63 {
-            return Err(format!("`{}` in the domain `{named}` is longer than the 63 characters a domain label can have", shown(label, 80)));
+            return Err(format!(
+                "`{}` in the domain `{named}` is longer than the 63 characters a domain label can have",
+                shown(label, 80)
+            ));
         }
-        if !ascii.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') || ascii.starts_with('-') || ascii.ends_with('-') {
+        if !ascii.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || ascii.starts_with('-')
+            || ascii.ends_with('-')
+        {
             return Err(format!(
                 "`{}` in the domain `{named}` is not a valid domain label: letters, digits and hyphens, with no hyphen at either end",
                 shown(label, 80)
@@ -215,7 +232,8 @@ fn cut(text: &str, max: usize) -> &str {
 pub fn clean_name(name: &str) -> Result<Option<String>, String> {
     let name = name.trim();
     if name.chars().any(char::is_control) {
-        let quoted = if name.chars().nth(40).is_some() { format!("{:?}…", cut(name, 40)) } else { format!("{name:?}") };
+        let quoted =
+            if name.chars().nth(40).is_some() { format!("{:?}…", cut(name, 40)) } else { format!("{name:?}") };
         return Err(format!("the name {quoted} contains a line break or another control character"));
     }
     let name = cut(name, Subscriber::MAX_NAME_CHARS);
@@ -238,7 +256,8 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 5] = [Status::Pending, Status::Active, Status::Unsubscribed, Status::Bounced, Status::Complained];
+    pub const ALL: [Status; 5] =
+        [Status::Pending, Status::Active, Status::Unsubscribed, Status::Bounced, Status::Complained];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -271,7 +290,10 @@ pub struct StatusParseError(pub String);
 impl FromStr for Status {
     type Err = StatusParseError;
     fn from_str(s: &str) -> Result<Status, StatusParseError> {
-        Status::ALL.into_iter().find(|st| st.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| StatusParseError(s.to_string()))
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| StatusParseError(s.to_string()))
     }
 }
 
@@ -353,15 +375,40 @@ struct SubscriberRow {
 }
 
 /// `COLUMNS`' types, in order.
-type Columns = (i64, String, Option<String>, String, String, i64, i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>, Option<String>);
+type Columns = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for SubscriberRow
 where
     Columns: sqlx::FromRow<'r, R>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        let (id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason) =
-            Columns::from_row(row)?;
+        let (
+            id,
+            email,
+            name,
+            status,
+            source,
+            created_at,
+            status_changed_at,
+            confirmed_at,
+            unsubscribed_at,
+            bounced_at,
+            complained_at,
+            status_reason,
+        ) = Columns::from_row(row)?;
         Ok(SubscriberRow {
             id,
             email,
@@ -383,7 +430,10 @@ impl TryFrom<SubscriberRow> for Subscriber {
     type Error = StoreError;
     fn try_from(r: SubscriberRow) -> Result<Subscriber, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("subscriber {} has an unknown {what}", r.id));
-        let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).ok_or_else(|| StoreError::Corrupt(format!("subscriber {} has a time out of range", r.id)));
+        let time = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .ok_or_else(|| StoreError::Corrupt(format!("subscriber {} has a time out of range", r.id)))
+        };
         let maybe = |t: Option<i64>| t.map(time).transpose();
         Ok(Subscriber {
             status: r.status.parse().map_err(|_| corrupt("status"))?,
@@ -397,7 +447,11 @@ impl TryFrom<SubscriberRow> for Subscriber {
             unsubscribed_at: maybe(r.unsubscribed_at)?,
             bounced_at: maybe(r.bounced_at)?,
             complained_at: maybe(r.complained_at)?,
-            reason: r.status_reason.as_deref().filter(|_| r.status == Status::Bounced.as_str()).and_then(super::bounces::reason_in),
+            reason: r
+                .status_reason
+                .as_deref()
+                .filter(|_| r.status == Status::Bounced.as_str())
+                .and_then(super::bounces::reason_in),
             status_reason: r.status_reason,
         })
     }
@@ -438,8 +492,7 @@ pub enum RemoveOutcome {
     NotFound,
 }
 
-const COLUMNS: &str =
-    "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason";
+const COLUMNS: &str = "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason";
 
 // Moves the matching row to status $1 at time $2, stamping that status's own column and clearing
 // the reason a bounce report gave. Callers append the WHERE clause; the parameters after $2 are theirs.
@@ -471,8 +524,7 @@ fn status_set(statuses: &[Status]) -> String {
 
 impl Store {
     pub async fn subscriber_by_id(&self, id: i64) -> Result<Option<Subscriber>, StoreError> {
-        let row: Option<SubscriberRow> =
-            with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id = $1")))
+        let row: Option<SubscriberRow> = with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id = $1")))
                 .bind(id)
                 .fetch_optional(p)
                 .await)?;
@@ -480,8 +532,7 @@ impl Store {
     }
 
     pub async fn subscriber_by_email(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>, StoreError> {
-        let row: Option<SubscriberRow> =
-            with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE email_key = $1")))
+        let row: Option<SubscriberRow> = with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE email_key = $1")))
                 .bind(email.key())
                 .fetch_optional(p)
                 .await)?;
@@ -545,7 +596,12 @@ impl Store {
 
     /// Moves subscriber `id` to `to` if its status is one of `from`; returns it as changed, or
     /// `None` when it is missing or was not in `from`.
-    pub(super) async fn transition(&self, id: i64, to: Status, from: &[Status]) -> Result<Option<Subscriber>, StoreError> {
+    pub(super) async fn transition(
+        &self,
+        id: i64,
+        to: Status,
+        from: &[Status],
+    ) -> Result<Option<Subscriber>, StoreError> {
         let row: Option<SubscriberRow> = with_pool!(&self.pool, p => sqlx::query_as(transition_sql!("WHERE id = $3 AND $4 LIKE ('%,' || status || ',%')"))
             .bind(to.as_str())
             .bind(now())
@@ -597,18 +653,21 @@ impl Store {
 
     /// Up to `limit` subscribers with an id above `after_id`, by id, optionally of one status: page
     /// through everyone with the last id of each page, in flat memory.
-    pub async fn list_page(&self, status: Option<Status>, after_id: i64, limit: u32) -> Result<Vec<Subscriber>, StoreError> {
+    pub async fn list_page(
+        &self,
+        status: Option<Status>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Subscriber>, StoreError> {
         let rows: Vec<SubscriberRow> = match status {
-            Some(st) => {
-                with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            Some(st) => with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM subscribers WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3"
                 )))
                 .bind(st.as_str())
                 .bind(after_id)
                 .bind(i64::from(limit))
                 .fetch_all(p)
-                .await)?
-            }
+                .await)?,
             None => {
                 with_pool!(&self.pool, p => sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2")))
                     .bind(after_id)
@@ -622,8 +681,7 @@ impl Store {
 
     /// How many subscribers have each status (every status listed, zeros included).
     pub async fn count_by_status(&self) -> Result<Vec<(Status, i64)>, StoreError> {
-        let rows: Vec<(String, i64)> =
-            with_pool!(&self.pool, p => sqlx::query_as("SELECT status, count(*) FROM subscribers GROUP BY status").fetch_all(p).await)?;
+        let rows: Vec<(String, i64)> = with_pool!(&self.pool, p => sqlx::query_as("SELECT status, count(*) FROM subscribers GROUP BY status").fetch_all(p).await)?;
         Ok(Status::ALL
             .into_iter()
             .map(|st| (st, rows.iter().find(|(s, _)| s == st.as_str()).map_or(0, |(_, n)| *n)))
@@ -642,7 +700,17 @@ mod tests {
         assert_eq!(e.key(), "ada.reader@example.org");
         let u: SubscriberEmail = "ÉLODIE@exemple.fr".parse().unwrap();
         assert_eq!(u.key(), "élodie@exemple.fr");
-        for bad in ["", "   ", "reader", "reader@", "@example.org", "a b@example.org", "Ada <ada@example.org>", "a@b@", "x@-bad-.org"] {
+        for bad in [
+            "",
+            "   ",
+            "reader",
+            "reader@",
+            "@example.org",
+            "a b@example.org",
+            "Ada <ada@example.org>",
+            "a@b@",
+            "x@-bad-.org",
+        ] {
             assert!(bad.parse::<SubscriberEmail>().is_err(), "{bad:?} should be refused");
         }
         let err = "reader@".parse::<SubscriberEmail>().unwrap_err().to_string();
@@ -665,7 +733,11 @@ mod tests {
             "user@例え.テスト",
             &longest_local,
         ] {
-            assert!(good.parse::<SubscriberEmail>().is_ok(), "{good:?} should be accepted: {:?}", good.parse::<SubscriberEmail>());
+            assert!(
+                good.parse::<SubscriberEmail>().is_ok(),
+                "{good:?} should be accepted: {:?}",
+                good.parse::<SubscriberEmail>()
+            );
         }
     }
 
@@ -706,7 +778,10 @@ mod tests {
             assert_eq!(err.input, bad);
             let message = err.to_string();
             assert!(message.contains(why), "{bad:?}: {message}");
-            assert!(message.starts_with(&format!("`{}` is not a valid email address: ", shown(bad, 80))), "the address is named: {message}");
+            assert!(
+                message.starts_with(&format!("`{}` is not a valid email address: ", shown(bad, 80))),
+                "the address is named: {message}"
+            );
             assert!(!message.contains(['\r', '\n']), "{message:?}");
         }
         // A line of junk is named, but cut short.
@@ -723,7 +798,11 @@ mod tests {
         let long = clean_name(&"é".repeat(10_000)).unwrap().unwrap();
         assert_eq!(long, "é".repeat(Subscriber::MAX_NAME_CHARS), "cut at a character boundary");
         let words = clean_name(&"Ada ".repeat(50)).unwrap().unwrap();
-        assert_eq!(words.chars().count(), Subscriber::MAX_NAME_CHARS - 1, "no space left at the end of a cut: {words:?}");
+        assert_eq!(
+            words.chars().count(),
+            Subscriber::MAX_NAME_CHARS - 1,
+            "no space left at the end of a cut: {words:?}"
+        );
         for bad in ["Two\nLines", "Cr\rLf", "Tab\there", "Nul\0", "C1\u{85}x"] {
             let err = clean_name(bad).unwrap_err();
             assert!(err.contains("control character"), "{err}");
@@ -747,7 +826,9 @@ mod tests {
     #[tokio::test]
     async fn add_is_unique_case_insensitively_including_non_ascii() {
         for s in crate::store::testing::stores().await {
-            let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else { panic!() };
+            let AddOutcome::Added(a) = s.add(&new("Élodie@Example.org", Status::Active), false).await.unwrap() else {
+                panic!()
+            };
             assert_eq!(a.email, "Élodie@Example.org");
             assert_eq!(a.status, Status::Active);
             assert!(a.confirmed_at.is_some());
@@ -762,18 +843,34 @@ mod tests {
     #[tokio::test]
     async fn unsubscribes_stick_until_reactivated() {
         for s in crate::store::testing::stores().await {
-            let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else { panic!() };
-            let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap() else { panic!() };
+            let AddOutcome::Added(a) = s.add(&new("ada@example.org", Status::Active), false).await.unwrap() else {
+                panic!()
+            };
+            let RemoveOutcome::Unsubscribed(u) = s.unsubscribe(&"ADA@example.org".parse().unwrap()).await.unwrap()
+            else {
+                panic!()
+            };
             assert_eq!(u.status, Status::Unsubscribed);
             assert!(u.unsubscribed_at.is_some());
             assert!(matches!(s.unsubscribe_by_id(a.id).await.unwrap(), RemoveOutcome::AlreadyInactive(_)));
             assert_eq!(s.unsubscribe(&"nobody@example.org".parse().unwrap()).await.unwrap(), RemoveOutcome::NotFound);
             // A repeated add, even from the web form, and a confirmation link leave it unsubscribed.
-            assert!(matches!(s.add(&new("ada@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
-            assert!(matches!(s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert!(matches!(
+                s.add(&new("ada@example.org", Status::Active), false).await.unwrap(),
+                AddOutcome::Suppressed(_)
+            ));
+            assert!(matches!(
+                s.add(&new("ada@example.org", Status::Pending), false).await.unwrap(),
+                AddOutcome::Suppressed(_)
+            ));
             assert_eq!(s.confirm(a.id).await.unwrap().unwrap().status, Status::Unsubscribed);
-            let AddOutcome::Reactivated { previous, subscriber } =
-                s.add(&NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) }, true).await.unwrap()
+            let AddOutcome::Reactivated { previous, subscriber } = s
+                .add(
+                    &NewSubscriber { name: Some("Ada Lovelace".into()), ..new("ada@example.org", Status::Active) },
+                    true,
+                )
+                .await
+                .unwrap()
             else {
                 panic!()
             };
@@ -787,7 +884,9 @@ mod tests {
     #[tokio::test]
     async fn pending_subscribers_are_confirmed_and_bounces_recorded() {
         for s in crate::store::testing::stores().await {
-            let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else { panic!() };
+            let AddOutcome::Added(p) = s.add(&new("web@example.org", Status::Pending), false).await.unwrap() else {
+                panic!()
+            };
             assert_eq!(p.status, Status::Pending);
             assert_eq!(p.confirmed_at, None);
             let c = s.confirm(p.id).await.unwrap().unwrap();
@@ -796,7 +895,10 @@ mod tests {
             let b = s.set_status(p.id, Status::Bounced).await.unwrap().unwrap();
             assert_eq!(b.status, Status::Bounced);
             assert!(b.bounced_at.is_some());
-            assert!(matches!(s.add(&new("web@example.org", Status::Active), false).await.unwrap(), AddOutcome::Suppressed(_)));
+            assert!(matches!(
+                s.add(&new("web@example.org", Status::Active), false).await.unwrap(),
+                AddOutcome::Suppressed(_)
+            ));
             assert_eq!(s.set_status(12345, Status::Bounced).await.unwrap(), None);
             let counts = s.count_by_status().await.unwrap();
             assert_eq!(counts.iter().find(|(st, _)| *st == Status::Bounced).unwrap().1, 1);
@@ -808,7 +910,12 @@ mod tests {
     async fn list_pages_through_everyone_in_id_order() {
         for s in crate::store::testing::stores().await {
             for i in 0..25 {
-                s.add(&new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }), false).await.unwrap();
+                s.add(
+                    &new(&format!("r{i}@example.org"), if i % 5 == 0 { Status::Pending } else { Status::Active }),
+                    false,
+                )
+                .await
+                .unwrap();
             }
             let mut seen = Vec::new();
             let mut after = 0;
@@ -822,7 +929,10 @@ mod tests {
             assert_eq!(seen[0], "r0@example.org");
             assert_eq!(seen[24], "r24@example.org");
             let pending = s.list_page(Some(Status::Pending), 0, 100).await.unwrap();
-            assert_eq!(pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(), ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]);
+            assert_eq!(
+                pending.iter().map(|s| s.email.as_str()).collect::<Vec<_>>(),
+                ["r0@example.org", "r5@example.org", "r10@example.org", "r15@example.org", "r20@example.org"]
+            );
         }
     }
 }

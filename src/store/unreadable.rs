@@ -27,7 +27,12 @@ pub struct Unreadable {
 impl Store {
     /// Records that the message read at `source` was set aside, and why. The same message read
     /// from the same place again (its move failed, say) is recorded once.
-    pub async fn record_unreadable(&self, source: &str, why: &str, message_key: Option<&str>) -> Result<(), StoreError> {
+    pub async fn record_unreadable(
+        &self,
+        source: &str,
+        why: &str,
+        message_key: Option<&str>,
+    ) -> Result<(), StoreError> {
         with_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO unreadable_messages (source, why, message_key, set_aside_at)
@@ -55,7 +60,8 @@ impl Store {
                 .fetch_all(p)
                 .await?
         });
-        let newest = rows.into_iter().map(|(source, why, message_key, at)| SetAside { source, why, message_key, at }).collect();
+        let newest =
+            rows.into_iter().map(|(source, why, message_key, at)| SetAside { source, why, message_key, at }).collect();
         Ok(Unreadable { count, newest })
     }
 }

@@ -96,8 +96,10 @@ impl Project {
             std::fs::copy(e.path(), digests.join(e.file_name())).unwrap();
         }
         let toml = std::fs::read_to_string(p.path("publish.toml")).unwrap();
-        let toml: Vec<String> =
-            toml.lines().map(|l| if l.starts_with("digests = ") { "digests = \"digests\"".to_string() } else { l.to_string() }).collect();
+        let toml: Vec<String> = toml
+            .lines()
+            .map(|l| if l.starts_with("digests = ") { "digests = \"digests\"".to_string() } else { l.to_string() })
+            .collect();
         std::fs::write(p.path("publish.toml"), toml.join("\n")).unwrap();
         p
     }
@@ -108,7 +110,11 @@ impl Project {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_gazette"));
-        c.arg("--config").arg(self.path("publish.toml")).args(args).current_dir(self.dir.path()).env_remove("GAZETTE_CONFIG");
+        c.arg("--config")
+            .arg(self.path("publish.toml"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("GAZETTE_CONFIG");
         c.env("GAZETTE_SECRET", "test-secret-0123456789abcdef0123456789");
         // These projects use signals.example.org and relay to smtp-sink: a rehearsal, which the
         // placeholder rule lets through only when told (tests/readiness.rs tests the rule itself).
@@ -218,7 +224,10 @@ impl Sink {
 
     /// How many messages have arrived (or are arriving) so far, without reading them.
     pub fn count(&self) -> usize {
-        std::fs::read_dir(self.dump.path()).unwrap().filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))).count()
+        std::fs::read_dir(self.dump.path())
+            .unwrap()
+            .filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.')))
+            .count()
     }
 
     /// Waits (60 s at most) until `n` messages have arrived: a send is under way.

@@ -34,7 +34,8 @@ fn bin_dir() -> Option<PathBuf> {
             return Some(dir);
         }
     }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
+    let mut versions: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path().join("bin"))).collect();
     versions.sort();
     versions.into_iter().rev().find(|d| d.join("initdb").exists())
 }
@@ -65,13 +66,21 @@ impl Cluster {
         static N: AtomicUsize = AtomicUsize::new(0);
         let bin = bin_dir().expect("PostgreSQL is installed");
         let run_as = is_root().then_some("postgres");
-        let dir = std::env::temp_dir().join(format!("gazette-pg-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "gazette-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, PASSWORD).unwrap();
         if let Some(user) = run_as {
-            assert!(Command::new("chown").arg("-R").arg(user).arg(&dir).status().unwrap().success(), "chown {}", dir.display());
+            assert!(
+                Command::new("chown").arg("-R").arg(user).arg(&dir).status().unwrap().success(),
+                "chown {}",
+                dir.display()
+            );
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cluster = Cluster { dir, bin, port, run_as };
@@ -92,8 +101,21 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        let options = format!("-h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100", cluster.dir.display());
-        cluster.run("pg_ctl", &["-D", data.to_str().unwrap(), "-l", cluster.dir.join("log").to_str().unwrap(), "-o", &options, "-w", "start"]);
+        let options =
+            format!("-h 127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100", cluster.dir.display());
+        cluster.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                cluster.dir.join("log").to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
         cluster
     }
 
@@ -147,8 +169,12 @@ impl Cluster {
 
     /// Runs one of PostgreSQL's programs, as the cluster's user.
     fn run(&self, program: &str, args: &[&str]) {
-        let out = self.program(program)
-            .args(args).current_dir(&self.dir).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+        let out = self
+            .program(program)
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
         assert!(
             out.status.success(),
             "{program} {args:?} failed:\n{}{}\n{}",
@@ -161,7 +187,11 @@ impl Cluster {
     /// A new, empty database of this cluster; its URL carries no password.
     pub fn database(&self, name: &str) -> String {
         let host = self.dir.to_str().unwrap();
-        let out = self.program("createdb").args(["-h", host, "-p", &self.port.to_string(), "-U", USER, name]).output().unwrap();
+        let out = self
+            .program("createdb")
+            .args(["-h", host, "-p", &self.port.to_string(), "-U", USER, name])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "createdb {name}: {}", String::from_utf8_lossy(&out.stderr));
         self.url(name)
     }

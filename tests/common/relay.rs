@@ -107,11 +107,20 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A new P-256 key, unencrypted, and our openssl.cnf.
-const NEW_KEY: [&str; 7] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-config", "openssl.cnf"];
+const NEW_KEY: [&str; 7] =
+    ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-config", "openssl.cnf"];
 
 fn make_ca(dir: &Path, name: &str, cn: &str) -> Cert {
     let (pem, key, subject) = (format!("{name}.pem"), format!("{name}.key"), format!("/CN={cn}"));
-    openssl(dir, &[&["req", "-x509", "-new"], &NEW_KEY[..], &["-extensions", "ext_ca", "-days", "2", "-subj", &subject, "-keyout", &key, "-out", &pem]].concat());
+    openssl(
+        dir,
+        &[
+            &["req", "-x509", "-new"],
+            &NEW_KEY[..],
+            &["-extensions", "ext_ca", "-days", "2", "-subj", &subject, "-keyout", &key, "-out", &pem],
+        ]
+        .concat(),
+    );
     Cert { pem: dir.join(pem), key: dir.join(key) }
 }
 
@@ -121,8 +130,30 @@ fn make_cert(dir: &Path, name: &str, dns_name: &str, issuer: &str, section: &str
     let subject = format!("/CN={dns_name}");
     openssl(dir, &[&["req", "-new"], &NEW_KEY[..], &["-subj", &subject, "-keyout", &key, "-out", &csr]].concat());
     let (ca_pem, ca_key, serial) = (format!("{issuer}.pem"), format!("{issuer}.key"), format!("{issuer}.srl"));
-    openssl(dir, &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAserial", &serial, "-CAcreateserial",
-        "-days", "2", "-extfile", "openssl.cnf", "-extensions", section, "-out", &pem]);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAserial",
+            &serial,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "openssl.cnf",
+            "-extensions",
+            section,
+            "-out",
+            &pem,
+        ],
+    );
     Cert { pem: dir.join(pem), key: dir.join(key) }
 }
 
@@ -240,12 +271,18 @@ impl Relay {
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.dump.path())
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("message-") && p.extension().is_some_and(|e| e == "json"))
+            .filter(|p| {
+                p.file_name().unwrap().to_string_lossy().starts_with("message-")
+                    && p.extension().is_some_and(|e| e == "json")
+            })
             .collect();
         files.sort();
         files
             .iter()
-            .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+            .map(|f| {
+                serde_json::from_str(&std::fs::read_to_string(f).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()))
+            })
             .collect()
     }
 

@@ -102,7 +102,11 @@ impl Outcomes {
 /// Runs `check` on the cases of `parser`: first every seed as it is, then mutated seeds and
 /// random bytes. A case fails when `check` panics or returns why its property does not hold;
 /// otherwise it names its outcome. Every failure is saved and reported together at the end.
-pub fn run_cases(parser: &str, seeds: &[Seed], mut check: impl FnMut(&[u8], &mut Case) -> Result<&'static str, String>) -> Outcomes {
+pub fn run_cases(
+    parser: &str,
+    seeds: &[Seed],
+    mut check: impl FnMut(&[u8], &mut Case) -> Result<&'static str, String>,
+) -> Outcomes {
     record_case_panics();
     let cases = env_u64("GAZETTE_PROPERTY_CASES").unwrap_or(DEFAULT_CASES);
     let base = env_u64("GAZETTE_PROPERTY_SEED").unwrap_or(DEFAULT_SEED);
@@ -143,7 +147,8 @@ pub fn run_cases(parser: &str, seeds: &[Seed], mut check: impl FnMut(&[u8], &mut
         std::fs::create_dir_all(&saved_in).unwrap();
         let saved = saved_in.join(format!("case-{number}.bin"));
         std::fs::write(&saved, &input).unwrap();
-        let preview = input.iter().take(400).flat_map(|b| std::ascii::escape_default(*b)).map(char::from).collect::<String>();
+        let preview =
+            input.iter().take(400).flat_map(|b| std::ascii::escape_default(*b)).map(char::from).collect::<String>();
         failures.push(Failure { number, seed: seed.name.clone(), how, what, saved, preview });
     }
 
@@ -251,12 +256,80 @@ fn random_bytes(rng: &mut StdRng) -> Vec<u8> {
 /// Bytes that mean something to one of the formats read (separators, quoting, markup, escapes),
 /// controls, and UTF-8 that is multi-byte, astral, a BOM, a noncharacter or broken.
 const SPICE: &[&[u8]] = &[
-    b"\0", b"\xff", b"\xfe", b"\r", b"\n", b"\r\n", b"\n\n", b"\t", b" ", b"|", b"\\|", b"\\", b"#", b"# __", b"## ", b"__", b"* ",
-    b"[", b"](", b")", b".)", b"<", b">", b"</", b"<script>", b"=", b"&", b"%", b"%zz", b"%C3", b"%00", b"+", b"\"", b"\"\"", b"'",
-    b",", b";", b"@", b":", b".", b"From ", b">From ", b"--", b"--boundary", b"=?utf-8?b?", b"=?iso-2022-jp?q?=1B", b"?=", b"=\r\n",
-    b"{", b"}", b"\\u0000", b"\\ud800", b"Content-Type: multipart/report; boundary=x\r\n", b"5.1.1", b"550 ", b"Final-Recipient: rfc822;",
-    b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9d\x84\x9e", b"\xef\xbb\xbf", b"\xef\xbf\xbe", b"\xef\xb7\x90", b"\xe2\x80\xa2", b"\xd0\xaf",
-    b"\xe3\x81\x82", b"\xe2\x82", b"\xc3", b"\x80", b"\xbf", b"\xf4\x90\x80\x80", b"\xed\xa0\x80", b"\xc0\xaf", b"\x1b$B", b"\x7f",
+    b"\0",
+    b"\xff",
+    b"\xfe",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\n\n",
+    b"\t",
+    b" ",
+    b"|",
+    b"\\|",
+    b"\\",
+    b"#",
+    b"# __",
+    b"## ",
+    b"__",
+    b"* ",
+    b"[",
+    b"](",
+    b")",
+    b".)",
+    b"<",
+    b">",
+    b"</",
+    b"<script>",
+    b"=",
+    b"&",
+    b"%",
+    b"%zz",
+    b"%C3",
+    b"%00",
+    b"+",
+    b"\"",
+    b"\"\"",
+    b"'",
+    b",",
+    b";",
+    b"@",
+    b":",
+    b".",
+    b"From ",
+    b">From ",
+    b"--",
+    b"--boundary",
+    b"=?utf-8?b?",
+    b"=?iso-2022-jp?q?=1B",
+    b"?=",
+    b"=\r\n",
+    b"{",
+    b"}",
+    b"\\u0000",
+    b"\\ud800",
+    b"Content-Type: multipart/report; boundary=x\r\n",
+    b"5.1.1",
+    b"550 ",
+    b"Final-Recipient: rfc822;",
+    b"\xc3\xa9",
+    b"\xe2\x82\xac",
+    b"\xf0\x9d\x84\x9e",
+    b"\xef\xbb\xbf",
+    b"\xef\xbf\xbe",
+    b"\xef\xb7\x90",
+    b"\xe2\x80\xa2",
+    b"\xd0\xaf",
+    b"\xe3\x81\x82",
+    b"\xe2\x82",
+    b"\xc3",
+    b"\x80",
+    b"\xbf",
+    b"\xf4\x90\x80\x80",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\x1b$B",
+    b"\x7f",
 ];
 
 /// Positions just after a line break (and 0): where lines start.
@@ -328,7 +401,11 @@ fn mutate(data: &mut Vec<u8>, other: &[u8], rng: &mut StdRng) -> String {
         5 => {
             let piece = SPICE[rng.random_range(0..SPICE.len())];
             let starts = line_starts(data);
-            let at = if rng.random_bool(0.5) { starts[rng.random_range(0..starts.len())] } else { rng.random_range(0..=len) };
+            let at = if rng.random_bool(0.5) {
+                starts[rng.random_range(0..starts.len())]
+            } else {
+                rng.random_range(0..=len)
+            };
             let times = if rng.random_ratio(1, 8) { rng.random_range(2..200) } else { 1 };
             let bytes = piece.repeat(times);
             data.splice(at..at, bytes);
@@ -408,12 +485,27 @@ fn mutate(data: &mut Vec<u8>, other: &[u8], rng: &mut StdRng) -> String {
                 }
                 n => {
                     let little = n != 3;
-                    let mut out = if n == 4 { Vec::new() } else if little { vec![0xFF, 0xFE] } else { vec![0xFE, 0xFF] };
+                    let mut out = if n == 4 {
+                        Vec::new()
+                    } else if little {
+                        vec![0xFF, 0xFE]
+                    } else {
+                        vec![0xFE, 0xFF]
+                    };
                     for unit in text.encode_utf16() {
                         out.extend_from_slice(&if little { unit.to_le_bytes() } else { unit.to_be_bytes() });
                     }
                     *data = out;
-                    format!("re-encoded as UTF-16{}", if n == 4 { "LE without a BOM" } else if little { "LE" } else { "BE" })
+                    format!(
+                        "re-encoded as UTF-16{}",
+                        if n == 4 {
+                            "LE without a BOM"
+                        } else if little {
+                            "LE"
+                        } else {
+                            "BE"
+                        }
+                    )
                 }
             }
         }
