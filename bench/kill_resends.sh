@@ -5,6 +5,8 @@
 #
 #   bench/kill_resends.sh [GAZETTE_BINARY]     (default: target/release/gazette)
 set -euo pipefail
+# example.org addresses into a local sink: a rehearsal the placeholder rule lets through when asked.
+export GAZETTE_ALLOW_PLACEHOLDERS=1
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=${SHARED:-$(cd "$ROOT/.." && pwd)/shared}

@@ -9,6 +9,9 @@
 #   KEEP=1 bench/run.sh               keep the work folder (inputs, databases, logs) and print it
 #   GAZETTE_BIN=/path/gazette RENDER_BENCH_BIN=/path/render_bench bench/run.sh
 #                                     measure those binaries (another commit's) instead of building
+#   BASELINE_BIN=/path/gazette bench/run.sh
+#                                     also runs that binary (another commit's) in the send and the
+#                                     incremental build, alternating with this one, and prints the ratio
 #
 # It builds the release binary and the render_bench example, installs what it needs (wrk, nginx,
 # GNU time, sqlite3 and node from Debian; the `mjml` npm package into a temporary folder), generates
@@ -30,6 +33,9 @@ BUILD_SIZES=${BUILD_SIZES:-1000 10000 100000}
 MESSAGE_BYTES=${MESSAGE_BYTES:-30000}
 WEEK=2023-07-23 # the sending issue's week: 17-23 July 2023
 STARTED=$(date +%s)
+# The benchmark's projects use example.org addresses and a local sink: a rehearsal, which the
+# placeholder rule lets through only when asked (README, GAZETTE_ALLOW_PLACEHOLDERS).
+export GAZETTE_ALLOW_PLACEHOLDERS=1
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 wanted() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -216,7 +222,7 @@ if wanted send; then
     mkdir -p "$dir"
     gen_csv "$SEND_SUBSCRIBERS" "$dir/subscribers.csv"
     import_db "$dir/subscribers.csv" "$dir/base.db"
-    g_rates=() s_rates=()
+    g_rates=() s_rates=() b_rates=()
     for run in $(seq "$RUNS"); do
         rm -f "$dir"/run.db*
         cp "$dir/base.db" "$dir/run.db"
@@ -232,10 +238,25 @@ if wanted send; then
         t1=$(now)
         s_rates+=("$(calc "$SEND_SUBSCRIBERS / ($t1 - $t0)" 0)")
         log "send run $run: gazette ${g_rates[-1]}/s, smtp-source ${s_rates[-1]}/s"
+        if [ -n "${BASELINE_BIN:-}" ]; then
+            rm -f "$dir"/run.db*
+            cp "$dir/base.db" "$dir/run.db"
+            t0=$(now)
+            "$BASELINE_BIN" --config "$dir/publish.toml" send --week "$WEEK" >"$dir/baseline-send-$run.txt"
+            t1=$(now)
+            b_rates+=("$(calc "$SEND_SUBSCRIBERS / ($t1 - $t0)" 0)")
+            log "send run $run: baseline ${b_rates[-1]}/s"
+        fi
     done
     g=$(median "${g_rates[@]}") s=$(median "${s_rates[@]}")
     ratio=$(calc "$g / $s")
     result "Send $(thousands "$SEND_SUBSCRIBERS") messages (msg/s)" "$(thousands "$g")" "smtp-source: $(thousands "$s")" "$ratio" ">= 1.0" "$(met "$ratio >= 1.0")"
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        b=$(median "${b_rates[@]}")
+        ratio=$(calc "$g / $b")
+        result "Send, this build vs BASELINE_BIN (msg/s)" "$(thousands "$g")" "baseline: $(thousands "$b")" "$ratio" ">= 0.95" "$(met "$ratio >= 0.95")"
+        note "Send, baseline $BASELINE_BIN: runs ${b_rates[*]}/s."
+    fi
     note "Send: $CONCURRENCY connections, wall clock of the whole command (start, render, fixing the audience, sending, recording); gazette runs ${g_rates[*]}/s, smtp-source -d -s $CONCURRENCY -l $MESSAGE_BYTES runs ${s_rates[*]}/s."
 fi
 
@@ -368,10 +389,30 @@ if wanted build; then
     done
     # The incremental build (issue 16): the largest corpus, one digest edited in place.
     n=${BUILD_SIZES##* }
-    "$ROOT/bench/incremental.sh" "$BIN" "$WORK/build-$n/digests" "$WORK/incremental" "$RUNS" >"$WORK/incremental.txt"
+    if [ -n "${BASELINE_BIN:-}" ]; then
+        # Both binaries, one run each in turn, so that the machine's load falls on both alike.
+        : >"$WORK/incremental.txt"
+        : >"$WORK/incremental-baseline.txt"
+        for run in $(seq "$RUNS"); do
+            "$ROOT/bench/incremental.sh" "$BIN" "$WORK/build-$n/digests" "$WORK/incremental" 1 >>"$WORK/incremental.txt"
+            "$ROOT/bench/incremental.sh" "$BASELINE_BIN" "$WORK/build-$n/digests" "$WORK/incremental-baseline" 1 >>"$WORK/incremental-baseline.txt"
+        done
+        for what in unchanged edited; do
+            # shellcheck disable=SC2207
+            mine=($(awk -v w="$what" '$1 == w && $2 ~ /^[0-9.]+$/ { print $2 }' "$WORK/incremental.txt"))
+            # shellcheck disable=SC2207
+            theirs=($(awk -v w="$what" '$1 == w && $2 ~ /^[0-9.]+$/ { print $2 }' "$WORK/incremental-baseline.txt"))
+            t=$(median "${mine[@]}") b=$(median "${theirs[@]}")
+            ratio=$(calc "$b / $t")
+            result "Build, cache, $what, vs BASELINE_BIN (s)" "$(calc "$t" 2)" "baseline: $(calc "$b" 2)" "$ratio" ">= 0.95" "$(met "$ratio >= 0.95")"
+            note "Incremental build, $what, baseline $BASELINE_BIN: runs ${theirs[*]} s"
+        done
+    else
+        "$ROOT/bench/incremental.sh" "$BIN" "$WORK/build-$n/digests" "$WORK/incremental" "$RUNS" >"$WORK/incremental.txt"
+    fi
     for what in full unchanged edited; do
         # shellcheck disable=SC2207
-        runs=($(awk -v w="$what" '$1 == w { print $2 }' "$WORK/incremental.txt"))
+        runs=($(awk -v w="$what" '$1 == w && $2 ~ /^[0-9.]+$/ { print $2 }' "$WORK/incremental.txt"))
         t=$(median "${runs[@]}")
         case $what in
             full) result "Build, no cache, $(thousands "$n") digests (s)" "$(calc "$t" 2)" "-" "-" "-" "-" ;;
