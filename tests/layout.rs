@@ -456,7 +456,7 @@ fn use_tree(t: &[Token], mut k: usize, prefix: &[String], out: &mut Vec<(Vec<Str
             return k + 1;
         } else if tok.is_ident() {
             // `self` inside braces is the path so far: `feeds::{self, FeedItem}`.
-            if !(tok.is("self") && !path.is_empty()) {
+            if !tok.is("self") || path.is_empty() {
                 path.push(tok.text.clone());
             }
             if t.get(k + 1).is_some_and(|n| n.is("::")) {
