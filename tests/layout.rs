@@ -1,5 +1,8 @@
-//! The shape of the code that the design depends on: commands only parse arguments and print, so
-//! the library never reaches into `cmd`, and no command reaches into another.
+//! The shape of the code that the design depends on (ARCHITECTURE.md): commands only parse
+//! arguments and print, so the library never reaches into `cmd` and no command reaches into
+//! another; no function in src/ is longer than 120 lines; no two modules import each other; data
+//! flows one way (digests come before rendering, rendering is pure). Released migrations stay as
+//! they were released.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -364,7 +367,10 @@ fn functions(text: &str) -> Vec<Function> {
             "}" => {
                 blocks.pop();
             }
-            "impl" | "trait" => {
+            // An `impl` block or a trait, not `impl Trait` in a signature.
+            "impl" | "trait"
+                if t[k].is("trait") || k == 0 || ["}", ";", "{", "]", "unsafe"].contains(&t[k - 1].text.as_str()) =>
+            {
                 let end = header_end(&t, k + 1);
                 if t[end].is("{") {
                     owner_at = Some((end, owner_name(&t, k, end)));
@@ -433,8 +439,8 @@ fn resolve(
     (0..=full.len()).rev().map(|n| full[..n].to_vec()).find(|m| modules.contains(m))
 }
 
-/// The paths a `use` tree starting at `k` spells out, each with its line; returns them and the
-/// index after the tree.
+/// Adds to `out` the paths that the `use` tree starting at `k` spells out, each with its line;
+/// returns the index after the tree.
 fn use_tree(t: &[Token], mut k: usize, prefix: &[String], out: &mut Vec<(Vec<String>, usize)>) -> usize {
     let mut path = prefix.to_vec();
     if t.get(k).is_some_and(|tok| tok.is("::")) {
@@ -476,6 +482,8 @@ fn use_tree(t: &[Token], mut k: usize, prefix: &[String], out: &mut Vec<(Vec<Str
     k
 }
 
+/// What `source` imports of the other `modules` of src/: the paths of its `use` trees and of its
+/// code, outside comments and literals, that name one of them.
 fn imports(source: &Source, modules: &BTreeSet<Vec<String>>) -> Vec<Import> {
     let t = tokens(&source.text);
     let file_module = source.module();
@@ -686,6 +694,10 @@ mod tests {
     fn r#match() {
     }
 }
+fn make(x: impl Into<u8>) -> impl Iterator<Item = u8> {
+    fn helper() {}
+    std::iter::once(x.into())
+}
 "#;
         assert_eq!(lines_of(source, "Holder::outer"), (2, 7));
         assert_eq!(lines_of(source, "inner"), (3, 5));
@@ -693,7 +705,7 @@ mod tests {
         assert_eq!(lines_of(source, "Holder::fmt"), (16, 18));
         assert_eq!(lines_of(source, "match"), (23, 24));
         let names: Vec<String> = functions(source).into_iter().map(|f| f.name).collect();
-        assert_eq!(names, ["Holder::outer", "inner", "Speak::default_say", "Holder::fmt", "match"]);
+        assert_eq!(names, ["Holder::outer", "inner", "Speak::default_say", "Holder::fmt", "match", "make", "helper"]);
     }
 
     #[test]
