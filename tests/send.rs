@@ -148,10 +148,7 @@ on_both_stores! {
     }
 
     fn the_mime_tree_parses_back_with_pythons_email_package() {
-        let Some(python) = common::python_with(&["email"]) else {
-            eprintln!("skipped: python3 is not installed");
-            return;
-        };
+        let Some(python) = common::needs_python(&["email"]) else { return };
         let sink = Sink::start(&[]);
         let p = Project::new(&sink.smtp_config());
         p.import_readers(1);
@@ -362,8 +359,7 @@ print('ok', m['Subject'])
             .arg(p.path("dkim.pem"))
             .arg("1024")
             .output();
-        if !made.as_ref().is_ok_and(|o| o.status.success()) {
-            eprintln!("skipped: openssl cannot make an RSA key here");
+        if !common::needs(made.as_ref().is_ok_and(|o| o.status.success()), "openssl that makes an RSA key (genrsa)") {
             return;
         }
         p.import_readers(2);

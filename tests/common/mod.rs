@@ -297,9 +297,45 @@ pub fn read_messages(dir: &Path) -> Vec<Received> {
 
 /// Python with the given modules, if the machine has it (CI installs them).
 pub fn python_with(modules: &[&str]) -> Option<&'static str> {
-    let check = format!("import {}", modules.join(", "));
+    let check = if modules.is_empty() { "pass".to_string() } else { format!("import {}", modules.join(", ")) };
     let ok = Command::new("python3").args(["-c", &check]).output().map(|o| o.status.success()).unwrap_or(false);
     if ok { Some("python3") } else { None }
+}
+
+/// Whether a test can use a tool it needs: `present` as given, after saying the test skipped when
+/// it is false. When `CI` is set a missing tool is a failure instead, since .ci/run installs every
+/// tool the tests use: a test that needs one never passes there without running.
+pub fn needs(present: bool, what: &str) -> bool {
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "{what} is needed for this test; .ci/run installs it");
+        eprintln!("skipped: {what} is missing");
+    }
+    present
+}
+
+/// Python with the given modules, through `needs`: `None` (after saying so) when it is missing.
+pub fn needs_python(modules: &[&str]) -> Option<&'static str> {
+    let python = python_with(modules);
+    let what = match modules {
+        [] => "python3".to_string(),
+        _ => format!("python3 with {}", modules.join(", ")),
+    };
+    needs(python.is_some(), &what).then_some("python3")
+}
+
+/// The shared script that writes a digest corpus (../shared/corpus/gen_digests.py), run into a
+/// fresh folder with `args`. `None` (after saying so) without python3 or the script; once both
+/// are there the generator must succeed.
+pub fn generated_corpus(args: &[&str]) -> Option<tempfile::TempDir> {
+    let script = repo().join("../shared/corpus/gen_digests.py");
+    if !needs(script.is_file(), &script.display().to_string()) {
+        return None;
+    }
+    let python = needs_python(&[])?;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(python).arg(&script).arg(dir.path()).args(args).output().expect("python3 runs");
+    assert!(out.status.success(), "{} {args:?} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    Some(dir)
 }
 
 /// Every file under `dir` with its bytes and modification time: what "a dry run writes nothing"
