@@ -1,6 +1,6 @@
 //! The command line: argument parsing, loading the configuration once, and the one place that
-//! prints errors and picks exit codes (0 fine, 1 the input has problems or the job failed,
-//! 2 usage or configuration error).
+//! prints errors and ends with the exit code each carries from where it was made (`error::Exit`:
+//! 0 fine, 1 the input has problems or the job failed, 2 usage or configuration error).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -403,6 +403,28 @@ mod tests {
             err(" monday "),
             "`monday`: this is not an RFC 3339 moment (a date, a time and an offset from UTC), as in --now 2026-12-14T08:00:00+00:00"
         );
+    }
+
+    #[tokio::test]
+    async fn a_database_held_by_another_connection_is_told_by_sqlites_code() {
+        use sqlx::ConnectOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("held.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (x)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.unwrap_err();
+        assert!(held_by_another(&busy), "{busy}");
+        let wrapped = anyhow::Error::from(crate::store::StoreError::Database(busy)).context("adding a subscriber");
+        let said = name_the_database(wrapped, &crate::config::Database::Sqlite("db/gazette.db".into())).to_string();
+        assert!(said.contains("db/gazette.db could not be used (another Gazette command held it"), "{said}");
+        let other_error = sqlx::query("SELECT * FROM no_such_table").execute(&mut holder).await.unwrap_err();
+        assert!(!held_by_another(&other_error), "{other_error}");
+        assert!(!held_by_another(&sqlx::Error::RowNotFound));
     }
 
     #[test]

@@ -70,7 +70,11 @@ async fn status(
 async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow::Result<About> {
     let e = match project.select(week) {
         Ok(i) => {
-            return Ok(About { id: IssueId::from_week_start(i.start), number: i.number.into(), label: i.label.clone() });
+            return Ok(About {
+                id: IssueId::from_week_start(i.start),
+                number: i.number.into(),
+                label: i.label.clone(),
+            });
         }
         Err(e) => e,
     };
