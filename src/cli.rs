@@ -350,7 +350,7 @@ fn dispatch(
 
 /// Why `--now` is not a moment, with an example that works.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum NowError {
+pub enum ParseNowError {
     #[error("`{0}`: a date alone is not enough: give the time of day and its offset from UTC too, as in {NOW_EXAMPLE}")]
     DateAlone(String),
     #[error("`{0}`: the offset from UTC is missing: add +00:00 (or Z), +01:00 ..., as in {NOW_EXAMPLE}")]
@@ -363,17 +363,17 @@ const NOW_EXAMPLE: &str = "--now 2026-12-14T08:00:00+00:00";
 
 /// Parses `--now`: a whole RFC 3339 moment. A date alone is refused rather than guessed (midnight
 /// where?).
-pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, NowError> {
+pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, ParseNowError> {
     let s = s.trim();
     DateTime::parse_from_rfc3339(s).map_err(|_| {
         if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-            NowError::DateAlone(s.into())
+            ParseNowError::DateAlone(s.into())
         } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
             || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
         {
-            NowError::NoOffset(s.into())
+            ParseNowError::NoOffset(s.into())
         } else {
-            NowError::NotAMoment(s.into())
+            ParseNowError::NotAMoment(s.into())
         }
     })
 }

@@ -268,7 +268,7 @@ impl std::fmt::Display for Database {
 
 /// Why `[paths] database` (or `store copy --from/--to`) names no database Gazette can use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DatabaseError {
+pub enum ParseDatabaseError {
     #[error("is empty; give a SQLite file such as subscribers/gazette.db, or a postgres:// URL")]
     Empty,
     #[error("`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL")]
@@ -287,27 +287,27 @@ pub enum DatabaseError {
 }
 
 /// `[paths] database`: a `postgres://` (or `postgresql://`) URL, or else a SQLite file's path.
-pub fn parse_database(text: &str, base: &Path) -> Result<Database, DatabaseError> {
+pub fn parse_database(text: &str, base: &Path) -> Result<Database, ParseDatabaseError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(DatabaseError::Empty);
+        return Err(ParseDatabaseError::Empty);
     }
     let Some((scheme, _)) = text.split_once("://") else {
         return Ok(Database::Sqlite(resolve(base, PathBuf::from(text))));
     };
     if !matches!(scheme, "postgres" | "postgresql") {
-        return Err(DatabaseError::UnknownScheme { text: text.into(), scheme: scheme.into() });
+        return Err(ParseDatabaseError::UnknownScheme { text: text.into(), scheme: scheme.into() });
     }
-    let url = url::Url::parse(text).map_err(|why| DatabaseError::NotAUrl { text: text.into(), why })?;
+    let url = url::Url::parse(text).map_err(|why| ParseDatabaseError::NotAUrl { text: text.into(), why })?;
     if url.password().is_some() {
-        return Err(DatabaseError::Password);
+        return Err(ParseDatabaseError::Password);
     }
     if url.host_str().is_none_or(str::is_empty) && !url.query_pairs().any(|(k, _)| k == "host") {
-        return Err(DatabaseError::NoHost { text: text.into() });
+        return Err(ParseDatabaseError::NoHost { text: text.into() });
     }
     if url.path().trim_start_matches('/').is_empty() {
         let host = url.host_str().unwrap_or("localhost").into();
-        return Err(DatabaseError::NoDatabase { text: text.into(), host });
+        return Err(ParseDatabaseError::NoDatabase { text: text.into(), host });
     }
     Ok(Database::Postgres(url))
 }
@@ -1011,7 +1011,7 @@ fn check_bounce_address(text: &str) -> Result<lettre::Address, BounceAddressErro
 
 /// Why `[bounces] mailbox` names no mailbox Gazette can read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BounceMailboxError {
+pub enum ParseBounceMailboxError {
     #[error("is empty; give an imaps:// URL or a maildir folder, or leave the key out")]
     Empty,
     #[error("`{text}` is not a URL ({why}); use imaps://user@host/INBOX or a maildir folder")]
@@ -1029,30 +1029,32 @@ pub enum BounceMailboxError {
 }
 
 /// `imaps://user@host[:port]/FOLDER` (the folder defaults to INBOX), or a maildir folder.
-pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, BounceMailboxError> {
+pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, ParseBounceMailboxError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(BounceMailboxError::Empty);
+        return Err(ParseBounceMailboxError::Empty);
     }
     if !text.contains("://") {
         return Ok(BounceMailbox::Maildir(resolve(base, PathBuf::from(text))));
     }
-    let url = url::Url::parse(text).map_err(|why| BounceMailboxError::NotAUrl { text: text.into(), why })?;
+    let url = url::Url::parse(text).map_err(|why| ParseBounceMailboxError::NotAUrl { text: text.into(), why })?;
     match url.scheme() {
         "imaps" => {}
-        "imap" => return Err(BounceMailboxError::Plain { text: text.into() }),
-        other => return Err(BounceMailboxError::UnknownScheme { text: text.into(), scheme: other.into() }),
+        "imap" => return Err(ParseBounceMailboxError::Plain { text: text.into() }),
+        other => return Err(ParseBounceMailboxError::UnknownScheme { text: text.into(), scheme: other.into() }),
     }
-    let host =
-        url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| BounceMailboxError::NoHost { text: text.into() })?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ParseBounceMailboxError::NoHost { text: text.into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if url.password().is_some() {
-        return Err(BounceMailboxError::Password);
+        return Err(ParseBounceMailboxError::Password);
     }
     let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     let user = decode(url.username());
     if user.is_empty() {
-        return Err(BounceMailboxError::NoAccount { text: text.into(), host });
+        return Err(ParseBounceMailboxError::NoAccount { text: text.into(), host });
     }
     let folder = decode(url.path().trim_start_matches('/'));
     let folder = if folder.is_empty() { "INBOX".to_string() } else { folder };
@@ -1061,7 +1063,7 @@ pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, Bo
 
 /// Why `[smtp] url` names no server or outbox Gazette can send to.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SmtpUrlError {
+pub enum ParseSmtpUrlError {
     #[error("`file://` needs a folder, such as file://outbox")]
     NoFolder,
     #[error("`{text}` is not a URL ({why}); use smtp://host:587, smtps://host:465 or file://outbox")]
@@ -1081,25 +1083,26 @@ pub enum SmtpUrlError {
 }
 
 /// `file://DIR`, `smtp://host[:port][?tls=none]` (STARTTLS unless told otherwise), `smtps://host[:port]`.
-pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, SmtpUrlError> {
+pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, ParseSmtpUrlError> {
     if let Some(dir) = text.strip_prefix("file://") {
         if dir.is_empty() {
-            return Err(SmtpUrlError::NoFolder);
+            return Err(ParseSmtpUrlError::NoFolder);
         }
         return Ok(SmtpTarget::Outbox(resolve(base, PathBuf::from(dir))));
     }
-    let url = url::Url::parse(text).map_err(|why| SmtpUrlError::NotAUrl { text: text.into(), why })?;
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| SmtpUrlError::NoHost { text: text.into() })?;
+    let url = url::Url::parse(text).map_err(|why| ParseSmtpUrlError::NotAUrl { text: text.into(), why })?;
+    let host =
+        url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| ParseSmtpUrlError::NoHost { text: text.into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(SmtpUrlError::Credentials);
+        return Err(ParseSmtpUrlError::Credentials);
     }
     let mut tls_none = false;
     for (k, v) in url.query_pairs() {
         match (k.as_ref(), v.as_ref()) {
             ("tls", "none") => tls_none = true,
             ("tls", "starttls") | ("tls", "required") => {}
-            _ => return Err(SmtpUrlError::UnknownOption { text: text.into(), key: k.into(), value: v.into() }),
+            _ => return Err(ParseSmtpUrlError::UnknownOption { text: text.into(), key: k.into(), value: v.into() }),
         }
     }
     match url.scheme() {
@@ -1108,9 +1111,9 @@ pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, SmtpUrlErro
             port: url.port().unwrap_or(587),
             tls: if tls_none { Tls::None } else { Tls::StartTls },
         }),
-        "smtps" if tls_none => Err(SmtpUrlError::TlsNone),
+        "smtps" if tls_none => Err(ParseSmtpUrlError::TlsNone),
         "smtps" => Ok(SmtpTarget::Server { host, port: url.port().unwrap_or(465), tls: Tls::Implicit }),
-        other => Err(SmtpUrlError::UnknownScheme { scheme: other.into() }),
+        other => Err(ParseSmtpUrlError::UnknownScheme { scheme: other.into() }),
     }
 }
 

@@ -18,7 +18,7 @@ pub struct IssueId(String);
 /// Text that is not an issue's id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an issue's id; an issue is named by the first day of its week, as 2023-07-17")]
-pub struct BadIssueId(pub String);
+pub struct ParseIssueIdError(pub String);
 
 impl IssueId {
     /// The id of the issue of the week that starts on `start`.
@@ -39,12 +39,12 @@ impl IssueId {
 /// Only the spelling `from_week_start` makes: `2023-7-17` or ` 2023-07-17` would name the same
 /// week with another text, and the text is what the store and the tokens compare.
 impl FromStr for IssueId {
-    type Err = BadIssueId;
+    type Err = ParseIssueIdError;
 
-    fn from_str(s: &str) -> Result<IssueId, BadIssueId> {
+    fn from_str(s: &str) -> Result<IssueId, ParseIssueIdError> {
         match NaiveDate::parse_from_str(s, FORMAT) {
             Ok(date) if date.format(FORMAT).to_string() == s => Ok(IssueId(s.to_string())),
-            _ => Err(BadIssueId(s.to_string())),
+            _ => Err(ParseIssueIdError(s.to_string())),
         }
     }
 }
@@ -151,7 +151,7 @@ mod tests {
         for bad in
             ["2023-7-17", " 2023-07-17", "2023-07-17 ", "2023-02-30", "17/07/2023", "2023-W29", "", "0000000000000000"]
         {
-            assert_eq!(bad.parse::<IssueId>(), Err(BadIssueId(bad.to_string())), "{bad}");
+            assert_eq!(bad.parse::<IssueId>(), Err(ParseIssueIdError(bad.to_string())), "{bad}");
         }
         let e = "2023-7-17".parse::<IssueId>().unwrap_err().to_string();
         assert_eq!(
@@ -174,6 +174,19 @@ mod tests {
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"2023-07-17\"");
         assert_eq!(serde_json::from_str::<IssueId>("\"2023-07-17\"").unwrap(), id);
         assert!(serde_json::from_str::<IssueId>("\"2023-7-17\"").is_err());
+    }
+
+    #[test]
+    fn both_backends_store_it_as_their_text_type() {
+        fn stored_as_text<DB: sqlx::Database>() -> bool
+        where
+            IssueId: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB> + for<'r> sqlx::Decode<'r, DB>,
+            String: sqlx::Type<DB>,
+        {
+            <IssueId as sqlx::Type<DB>>::type_info() == <String as sqlx::Type<DB>>::type_info()
+        }
+        assert!(stored_as_text::<sqlx::Sqlite>());
+        assert!(stored_as_text::<sqlx::Postgres>());
     }
 
     #[tokio::test]
