@@ -1,6 +1,6 @@
 //! The command line: argument parsing, loading the configuration once, and the one place that
-//! prints errors and picks exit codes (0 fine, 1 the input has problems or the job failed,
-//! 2 usage or configuration error).
+//! prints errors and ends with the exit code each carries from where it was made (`error::Exit`:
+//! 0 fine, 1 the input has problems or the job failed, 2 usage or configuration error).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +12,7 @@ use crate::cmd;
 use crate::cmd::bounces::BouncesCommand;
 use crate::cmd::subscribers::SubscribersCommand;
 use crate::config::{self, Config, ConfigError};
+use crate::error::{self, Exit, ExitError};
 use crate::issue::WeekSpec;
 use crate::project::UsageError;
 
@@ -218,9 +219,19 @@ pub fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if e.is::<ConfigError>() || e.is::<UsageError>() { ExitCode::from(2) } else { ExitCode::from(1) }
+            exit_code(&e).into()
         }
     }
+}
+
+/// The exit code an error ends Gazette with: the one attached where it was made, else 1.
+fn exit_code(e: &anyhow::Error) -> Exit {
+    error::attached(e).unwrap_or_else(|| {
+        // Until their construction sites attach a code themselves (issue 29), `ConfigError` made
+        // outside `config` and `UsageError` (in `project`, `deliver`, `bounces::mailbox` and the
+        // commands `new`, `send`, `run`, `serve`, `issues`) mean 2, as they always have.
+        if e.is::<ConfigError>() || e.is::<UsageError>() { Exit::Unusable } else { Exit::Failure }
+    })
 }
 
 fn init_logging() {
@@ -264,7 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { shell } => return cmd::completions::run(shell, &mut Cli::command()),
         _ => {}
     }
-    let config = load_config(cli.config.as_ref())?;
+    let config = load_config(cli.config.as_ref()).map_err(ExitError::from)?;
     let database = config.paths.database.clone();
     dispatch(cli.command, config, now, cli.now).map_err(|e| name_the_database(e, &database))
 }
@@ -272,22 +283,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// A database error says which file, and that running the command again is safe.
 fn name_the_database(e: anyhow::Error, database: &crate::config::Database) -> anyhow::Error {
     let sql = e.chain().find_map(|c| {
-        c.downcast_ref::<sqlx::Error>().map(ToString::to_string).or_else(|| {
-            match c.downcast_ref::<crate::store::StoreError>() {
-                Some(crate::store::StoreError::Database(inner)) => Some(inner.to_string()),
-                _ => None,
-            }
+        c.downcast_ref::<sqlx::Error>().or_else(|| match c.downcast_ref::<crate::store::StoreError>() {
+            Some(crate::store::StoreError::Database(inner)) => Some(inner),
+            _ => None,
         })
     });
     let Some(sql) = sql else { return e };
-    let busy = if sql.contains("locked") || sql.contains("busy") {
-        " (another Gazette command held it for longer than the 10 s it waits)"
-    } else {
-        ""
-    };
+    let busy =
+        if held_by_another(sql) { " (another Gazette command held it for longer than the 10 s it waits)" } else { "" };
     e.context(format!(
         "the database {database} could not be used{busy}; what was recorded before is kept: run the command again (a send resumes where it stopped)"
     ))
+}
+
+/// Whether SQLite answered that another connection holds the database: `SQLITE_BUSY` ("database
+/// is locked", once the wait is over) or `SQLITE_LOCKED`, with any of their extended codes, and
+/// also while migrating.
+fn held_by_another(e: &sqlx::Error) -> bool {
+    use sqlx::error::DatabaseError;
+    // https://www.sqlite.org/rescode.html: the primary code is the extended code's low byte.
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .and_then(|s| s.code()?.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
+        sqlx::Error::Migrate(m) => match &**m {
+            sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
+                held_by_another(e)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 fn dispatch(
@@ -319,26 +348,91 @@ fn dispatch(
     }
 }
 
+/// Why `--now` is not a moment, with an example that works.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseNowError {
+    #[error("`{0}`: a date alone is not enough: give the time of day and its offset from UTC too, as in {NOW_EXAMPLE}")]
+    DateAlone(String),
+    #[error("`{0}`: the offset from UTC is missing: add +00:00 (or Z), +01:00 ..., as in {NOW_EXAMPLE}")]
+    NoOffset(String),
+    #[error("`{0}`: this is not an RFC 3339 moment (a date, a time and an offset from UTC), as in {NOW_EXAMPLE}")]
+    NotAMoment(String),
+}
+
+const NOW_EXAMPLE: &str = "--now 2026-12-14T08:00:00+00:00";
+
 /// Parses `--now`: a whole RFC 3339 moment. A date alone is refused rather than guessed (midnight
-/// where?), with an example that works.
-pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, String> {
-    const EXAMPLE: &str = "--now 2026-12-14T08:00:00+00:00";
-    DateTime::parse_from_rfc3339(s.trim()).map_err(|_| {
-        let s = s.trim();
-        let why = if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-            "a date alone is not enough: give the time of day and its offset from UTC too".to_string()
+/// where?).
+pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, ParseNowError> {
+    let s = s.trim();
+    DateTime::parse_from_rfc3339(s).map_err(|_| {
+        if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
+            ParseNowError::DateAlone(s.into())
         } else if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").is_ok()
             || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").is_ok()
         {
-            "the offset from UTC is missing: add +00:00 (or Z), +01:00 ...".to_string()
+            ParseNowError::NoOffset(s.into())
         } else {
-            "this is not an RFC 3339 moment (a date, a time and an offset from UTC)".to_string()
-        };
-        format!("`{s}`: {why}, as in {EXAMPLE}")
+            ParseNowError::NotAMoment(s.into())
+        }
     })
 }
 
 /// Parses `--week` values for clap.
 pub fn parse_week(s: &str) -> Result<WeekSpec, String> {
     s.parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_says_what_is_missing() {
+        assert!(parse_now(" 2026-12-14T08:00:00+01:00 ").is_ok());
+        let err = |s: &str| parse_now(s).unwrap_err().to_string();
+        assert_eq!(
+            err("2026-12-14"),
+            "`2026-12-14`: a date alone is not enough: give the time of day and its offset from UTC too, as in --now 2026-12-14T08:00:00+00:00"
+        );
+        assert_eq!(
+            err("2026-12-14T08:00"),
+            "`2026-12-14T08:00`: the offset from UTC is missing: add +00:00 (or Z), +01:00 ..., as in --now 2026-12-14T08:00:00+00:00"
+        );
+        assert_eq!(
+            err(" monday "),
+            "`monday`: this is not an RFC 3339 moment (a date, a time and an offset from UTC), as in --now 2026-12-14T08:00:00+00:00"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_held_by_another_connection_is_told_by_sqlites_code() {
+        use sqlx::ConnectOptions;
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("held.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut holder = options.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (x)").execute(&mut holder).await.unwrap();
+        sqlx::query("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+        let mut other = options.connect().await.unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES (1)").execute(&mut other).await.unwrap_err();
+        assert!(held_by_another(&busy), "{busy}");
+        let wrapped = anyhow::Error::from(crate::store::StoreError::Database(busy)).context("adding a subscriber");
+        let said = name_the_database(wrapped, &crate::config::Database::Sqlite("db/gazette.db".into())).to_string();
+        assert!(said.contains("db/gazette.db could not be used (another Gazette command held it"), "{said}");
+        let other_error = sqlx::query("SELECT * FROM no_such_table").execute(&mut holder).await.unwrap_err();
+        assert!(!held_by_another(&other_error), "{other_error}");
+        assert!(!held_by_another(&sqlx::Error::RowNotFound));
+    }
+
+    #[test]
+    fn the_exit_code_is_attached_or_else_1_and_the_old_error_types_still_mean_2() {
+        assert_eq!(exit_code(&anyhow::anyhow!("the send failed")), Exit::Failure);
+        assert_eq!(exit_code(&ExitError::unusable("--week: no issue").into()), Exit::Unusable);
+        assert_eq!(exit_code(&ConfigError("[smtp] ca_file: cannot read".into()).into()), Exit::Unusable);
+        let usage = anyhow::Error::from(UsageError("--link: not a URL".into())).context("outer");
+        assert_eq!(exit_code(&usage), Exit::Unusable);
+    }
 }

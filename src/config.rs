@@ -11,6 +11,8 @@ use chrono_tz::Tz;
 use lettre::message::Mailbox;
 use serde::Deserialize;
 
+use crate::error::{Exit, ExitError};
+
 /// The file name looked for in the current folder when neither `--config` nor `GAZETTE_CONFIG` is given.
 pub const DEFAULT_FILE: &str = "publish.toml";
 
@@ -18,6 +20,13 @@ pub const DEFAULT_FILE: &str = "publish.toml";
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+/// Nothing runs on a broken configuration: exit 2.
+impl From<ConfigError> for ExitError {
+    fn from(e: ConfigError) -> ExitError {
+        ExitError::new(Exit::Unusable, e)
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The file as written. Every table rejects unknown keys; a key left out takes its value from the
@@ -257,36 +266,48 @@ impl std::fmt::Display for Database {
     }
 }
 
+/// Why `[paths] database` (or `store copy --from/--to`) names no database Gazette can use.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseDatabaseError {
+    #[error("is empty; give a SQLite file such as subscribers/gazette.db, or a postgres:// URL")]
+    Empty,
+    #[error("`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL")]
+    UnknownScheme { text: String, scheme: String },
+    #[error("`{text}` is not a URL ({why}); use postgres://user@host:5432/database")]
+    NotAUrl { text: String, why: url::ParseError },
+    #[error(
+        "the password does not belong in publish.toml: put it in the GAZETTE_DATABASE_PASSWORD environment variable \
+         or in ~/.pgpass"
+    )]
+    Password,
+    #[error("`{text}` names no host; use postgres://user@host:5432/database")]
+    NoHost { text: String },
+    #[error("`{text}` names no database; add it after the host, as in postgres://gazette@{host}/gazette")]
+    NoDatabase { text: String, host: String },
+}
+
 /// `[paths] database`: a `postgres://` (or `postgresql://`) URL, or else a SQLite file's path.
-pub fn parse_database(text: &str, base: &Path) -> Result<Database, String> {
+pub fn parse_database(text: &str, base: &Path) -> Result<Database, ParseDatabaseError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("is empty; give a SQLite file such as subscribers/gazette.db, or a postgres:// URL".into());
+        return Err(ParseDatabaseError::Empty);
     }
     let Some((scheme, _)) = text.split_once("://") else {
-        let path = PathBuf::from(text);
-        return Ok(Database::Sqlite(if path.is_absolute() { path } else { base.join(path) }));
+        return Ok(Database::Sqlite(resolve(base, PathBuf::from(text))));
     };
     if !matches!(scheme, "postgres" | "postgresql") {
-        return Err(format!(
-            "`{text}`: unknown scheme `{scheme}`; give a SQLite file's path or a postgres://user@host/database URL"
-        ));
+        return Err(ParseDatabaseError::UnknownScheme { text: text.into(), scheme: scheme.into() });
     }
-    let url = url::Url::parse(text)
-        .map_err(|e| format!("`{text}` is not a URL ({e}); use postgres://user@host:5432/database"))?;
+    let url = url::Url::parse(text).map_err(|why| ParseDatabaseError::NotAUrl { text: text.into(), why })?;
     if url.password().is_some() {
-        return Err("the password does not belong in publish.toml: put it in the GAZETTE_DATABASE_PASSWORD environment variable \
-                    or in ~/.pgpass"
-            .into());
+        return Err(ParseDatabaseError::Password);
     }
     if url.host_str().is_none_or(str::is_empty) && !url.query_pairs().any(|(k, _)| k == "host") {
-        return Err(format!("`{text}` names no host; use postgres://user@host:5432/database"));
+        return Err(ParseDatabaseError::NoHost { text: text.into() });
     }
     if url.path().trim_start_matches('/').is_empty() {
-        return Err(format!(
-            "`{text}` names no database; add it after the host, as in postgres://gazette@{}/gazette",
-            url.host_str().unwrap_or("localhost")
-        ));
+        let host = url.host_str().unwrap_or("localhost").into();
+        return Err(ParseDatabaseError::NoDatabase { text: text.into(), host });
     }
     Ok(Database::Postgres(url))
 }
@@ -564,35 +585,74 @@ fn unknown_section(message: &str, text: &str, at: usize, line: usize, path: &Pat
 const MIN_HTML_KB: usize = 20;
 const MAX_HTML_KB: usize = 1024;
 
-fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, ConfigError> {
-    let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
-    let raw = raw.with_defaults();
-    const SET: &str = "src/publish.default.toml sets every key";
-    let (site, paths, schedule, email, smtp, server, feeds) =
-        (raw.site, raw.paths, raw.schedule, raw.email, raw.smtp, raw.server, raw.feeds);
-    let (title, raw_base_url) = (site.title.expect(SET), site.base_url.expect(SET));
-    let (cron_text, zone, week_start_text, lateness) = (
-        schedule.cron.expect(SET),
-        schedule.timezone.expect(SET),
-        schedule.week_starts.expect(SET),
-        schedule.max_lateness.expect(SET),
-    );
-    let (from_text, subject, max_html_kb) =
-        (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
-    let (smtp_url, concurrency, timeout_text) =
-        (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
-    let (listen_text, items) = (server.listen.expect(SET), feeds.items.expect(SET));
-    let bounces = raw.bounces;
-    let (processed, temporary_limit) = (bounces.processed.expect(SET), bounces.temporary_limit.expect(SET));
-    let mut problems: Vec<String> = Vec::new();
-    let mut bad = |key: &str, why: String| problems.push(format!("{file}: {key}: {why}"));
+/// The problems found in a configuration, each as `FILE: [section] key: why`, in the order of
+/// the file's sections: all of them are listed in the one error.
+struct Problems {
+    file: String,
+    found: Vec<String>,
+}
 
-    // [site]
+impl Problems {
+    fn new(source: Option<&Path>) -> Problems {
+        let file = source.map(|p| p.display().to_string()).unwrap_or_else(|| "embedded defaults".into());
+        Problems { file, found: Vec::new() }
+    }
+
+    fn bad(&mut self, key: &str, why: impl std::fmt::Display) {
+        self.found.push(format!("{}: {key}: {why}", self.file));
+    }
+}
+
+/// Every key left out was filled from `src/publish.default.toml`.
+const SET: &str = "src/publish.default.toml sets every key";
+/// A section is built whole once none of its keys had a problem.
+const CHECKED: &str = "checked above";
+
+/// Checks every section (each adds its problems), then builds the configuration when none has one.
+fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, ConfigError> {
+    let raw = raw.with_defaults();
+    let mut problems = Problems::new(source);
+    let site = check_site(raw.site, &mut problems);
+    let schedule = check_schedule(raw.schedule, &mut problems);
+    let email = check_email(raw.email, &mut problems);
+    let smtp = check_smtp(raw.smtp, base, &mut problems);
+    let server = check_server(raw.server, &mut problems);
+    let feeds = check_feeds(raw.feeds, &mut problems);
+    let bounces = check_bounces(raw.bounces, base, &mut problems);
+    let paths = check_paths(raw.paths, base, &mut problems);
+    if !problems.found.is_empty() {
+        return Err(ConfigError(problems.found.join("\n")));
+    }
+    Ok(Config {
+        source: source.map(Path::to_path_buf),
+        site,
+        paths,
+        schedule: schedule.expect(CHECKED),
+        email: email.expect(CHECKED),
+        smtp: smtp.expect(CHECKED),
+        server: server.expect(CHECKED),
+        feeds,
+        bounces,
+        dkim: raw.dkim.map(|d| Dkim {
+            domain: d.domain,
+            selector: d.selector,
+            private_key: resolve(base, d.private_key),
+        }),
+    })
+}
+
+/// A path of the configuration, taken from the folder holding `publish.toml` unless absolute.
+fn resolve(base: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() { path } else { base.join(path) }
+}
+
+fn check_site(site: RawSite, problems: &mut Problems) -> Site {
+    let (title, raw_base_url) = (site.title.expect(SET), site.base_url.expect(SET));
     let mut base_url = raw_base_url.trim().trim_end_matches('/').to_string();
     match url::Url::parse(&base_url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
         _ => {
-            bad(
+            problems.bad(
                 "[site] base_url",
                 format!("`{}` is not an absolute http(s) URL such as https://signals.example.org", raw_base_url),
             );
@@ -600,47 +660,65 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         }
     }
     if title.trim().is_empty() {
-        bad("[site] title", "must not be empty".into());
+        problems.bad("[site] title", "must not be empty");
     }
+    Site {
+        title,
+        base_url,
+        description: site.description.expect(SET),
+        author: site.author.expect(SET),
+        language: site.language.expect(SET),
+    }
+}
 
-    // [schedule]
+fn check_schedule(schedule: RawSchedule, problems: &mut Problems) -> Option<Schedule> {
+    let (cron_text, zone, week_start_text, lateness) = (
+        schedule.cron.expect(SET),
+        schedule.timezone.expect(SET),
+        schedule.week_starts.expect(SET),
+        schedule.max_lateness.expect(SET),
+    );
     let cron = match cron::Schedule::from_str(&cron_text) {
         Ok(c) => Some(c),
         Err(e) => {
-            bad("[schedule] cron", explain_cron(&cron_text, &e.to_string()));
+            problems.bad("[schedule] cron", explain_cron(&cron_text, &e.to_string()));
             None
         }
     };
     let timezone = match zone.parse::<Tz>() {
         Ok(tz) => Some(tz),
         Err(_) => {
-            bad("[schedule] timezone", format!("`{}` is not an IANA time zone such as Europe/London or UTC", zone));
+            problems.bad(
+                "[schedule] timezone",
+                format!("`{}` is not an IANA time zone such as Europe/London or UTC", zone),
+            );
             None
         }
     };
-    let week_starts = match parse_weekday(&week_start_text) {
-        Some(d) => d,
-        None => {
-            bad(
-                "[schedule] week_starts",
-                format!("`{}` is not a day of the week; use monday, ..., sunday", week_start_text),
-            );
-            Weekday::Mon
-        }
-    };
-    let max_lateness = match humantime::parse_duration(&lateness) {
-        Ok(d) => d,
-        Err(e) => {
-            bad("[schedule] max_lateness", format!("`{}` is not a duration such as 6h or 90m ({e})", lateness));
-            Duration::ZERO
-        }
-    };
+    let week_starts = parse_weekday(&week_start_text).unwrap_or_else(|| {
+        problems.bad(
+            "[schedule] week_starts",
+            format!("`{}` is not a day of the week; use monday, ..., sunday", week_start_text),
+        );
+        Weekday::Mon
+    });
+    let max_lateness = humantime::parse_duration(&lateness).unwrap_or_else(|e| {
+        problems.bad("[schedule] max_lateness", format!("`{}` is not a duration such as 6h or 90m ({e})", lateness));
+        Duration::ZERO
+    });
+    Some(Schedule { cron: cron?, cron_text, timezone: timezone?, week_starts, max_lateness })
+}
 
-    // [email]
+fn check_email(email: RawEmail, problems: &mut Problems) -> Option<Email> {
+    let (from_text, subject, max_html_kb) =
+        (email.from.expect(SET), email.subject.expect(SET), email.max_html_kb.expect(SET));
     let mut mailbox = |key: &str, value: &str| match value.parse::<Mailbox>() {
         Ok(m) => Some(m),
         Err(e) => {
-            bad(key, format!("`{value}` is not an email address such as \"Signals Weekly <news@example.org>\" ({e})"));
+            problems.bad(
+                key,
+                format!("`{value}` is not an email address such as \"Signals Weekly <news@example.org>\" ({e})"),
+            );
             None
         }
     };
@@ -648,39 +726,46 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let reply_to = email.reply_to.as_deref().and_then(|v| mailbox("[email] reply_to", v));
     let editor = email.editor.as_deref().and_then(|v| mailbox("[email] editor", v));
     if subject.contains(['\r', '\n']) {
-        bad("[email] subject", "must be a single line".into());
+        problems.bad("[email] subject", "must be a single line");
     }
     let bounce_address = email.bounce_address.as_deref().and_then(|text| match check_bounce_address(text) {
         Ok(a) => Some(a),
         Err(why) => {
-            bad("[email] bounce_address", why);
+            problems.bad("[email] bounce_address", why);
             None
         }
     });
     if !(MIN_HTML_KB..=MAX_HTML_KB).contains(&max_html_kb) {
-        bad(
+        problems.bad(
             "[email] max_html_kb",
             format!(
                 "{max_html_kb} is out of range; use {MIN_HTML_KB} to {MAX_HTML_KB} (Gmail clips an email's HTML past about 102 KB)"
             ),
         );
     }
+    Some(Email { from: from?, reply_to, editor, subject, max_html_bytes: max_html_kb * 1024, bounce_address })
+}
 
-    // [smtp]
-    let target = match parse_smtp_url(&smtp_url, base) {
+fn check_smtp(smtp: RawSmtp, base: &Path, problems: &mut Problems) -> Option<Smtp> {
+    let (url, concurrency, timeout_text) =
+        (smtp.url.expect(SET), smtp.concurrency.expect(SET), smtp.timeout.expect(SET));
+    let target = match parse_smtp_url(&url, base) {
         Ok(t) => Some(t),
         Err(why) => {
-            bad("[smtp] url", why);
+            problems.bad("[smtp] url", why);
             None
         }
     };
     if concurrency == 0 || concurrency > 256 {
-        bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", concurrency));
+        problems.bad("[smtp] concurrency", format!("{} is out of range; use 1 to 256 connections", concurrency));
     }
     let timeout = match humantime::parse_duration(&timeout_text) {
         Ok(d) if d >= Duration::from_secs(1) => d,
         _ => {
-            bad("[smtp] timeout", format!("`{timeout_text}` is not a duration of a second or more, such as 60s or 5m"));
+            problems.bad(
+                "[smtp] timeout",
+                format!("`{timeout_text}` is not a duration of a second or more, such as 60s or 5m"),
+            );
             Duration::from_secs(60)
         }
     };
@@ -690,7 +775,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         Some("login") => Some(Auth::Login),
         Some("xoauth2") => Some(Auth::Xoauth2),
         Some(other) => {
-            bad(
+            problems.bad(
                 "[smtp] auth",
                 format!("`{other}` is not a login mechanism Gazette speaks; use plain, login or xoauth2"),
             );
@@ -698,130 +783,113 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         }
     };
     if smtp.username.is_none() && (smtp.password_command.is_some() || auth.is_some()) {
-        bad("[smtp] username", "is needed with [smtp] auth or password_command: the account to log in as".into());
+        problems.bad("[smtp] username", "is needed with [smtp] auth or password_command: the account to log in as");
     }
     if let Some(r) = smtp.rate_per_second
         && !(r > 0.0 && r.is_finite())
     {
-        bad(
+        problems.bad(
             "[smtp] rate_per_second",
             format!("{r} must be a positive number of messages per second (leave it out for no limit)"),
         );
     }
+    Some(Smtp {
+        url,
+        target: target?,
+        username: smtp.username,
+        password_command: smtp.password_command,
+        auth,
+        ca_file: smtp.ca_file.map(|p| resolve(base, p)),
+        concurrency,
+        timeout,
+        rate_per_second: smtp.rate_per_second,
+    })
+}
 
-    // [server]
+fn check_server(server: RawServer, problems: &mut Problems) -> Option<Server> {
+    let listen_text = server.listen.expect(SET);
     let listen = match listen_text.parse::<std::net::SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            bad("[server] listen", format!("`{}` is not an address and port such as 127.0.0.1:8080", listen_text));
+            problems
+                .bad("[server] listen", format!("`{}` is not an address and port such as 127.0.0.1:8080", listen_text));
             None
         }
     };
+    Some(Server { listen: listen?, behind_proxy: server.behind_proxy.expect(SET) })
+}
 
-    // [feeds]
+fn check_feeds(feeds: RawFeeds, problems: &mut Problems) -> Feeds {
+    let items = feeds.items.expect(SET);
     if items == 0 {
-        bad("[feeds] items", "must be at least 1".into());
+        problems.bad("[feeds] items", "must be at least 1");
     }
+    Feeds { items }
+}
 
-    // [bounces]
+fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> Bounces {
+    let (processed, temporary_limit) = (bounces.processed.expect(SET), bounces.temporary_limit.expect(SET));
     let mailbox = bounces.mailbox.as_deref().and_then(|text| match parse_bounce_mailbox(text, base) {
         Ok(m) => Some(m),
         Err(why) => {
-            bad("[bounces] mailbox", why);
+            problems.bad("[bounces] mailbox", why);
             None
         }
     });
-    let bounce_auth = match bounces.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let auth = match bounces.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
         None | Some("plain") => None,
         Some("xoauth2") => Some(Auth::Xoauth2),
         Some(other) => {
-            bad(
+            problems.bad(
                 "[bounces] auth",
                 format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"),
             );
             None
         }
     };
-    if bounce_auth == Some(Auth::Xoauth2) && bounces.password_command.is_none() {
-        bad(
+    if auth == Some(Auth::Xoauth2) && bounces.password_command.is_none() {
+        problems.bad(
             "[bounces] auth",
-            "xoauth2 needs [bounces] password_command, a command that prints a fresh access token".into(),
+            "xoauth2 needs [bounces] password_command, a command that prints a fresh access token",
         );
     }
     if processed.trim().is_empty() || processed.contains(['/', '\\', '\r', '\n', '"', '*', '%']) {
-        bad("[bounces] processed", format!("`{processed}` is not a folder name; use a plain name such as Processed"));
-    }
-    if temporary_limit == 0 {
-        bad(
-            "[bounces] temporary_limit",
-            "must be at least 1 (temporary failures on that many issues make an address bounced)".into(),
+        problems.bad(
+            "[bounces] processed",
+            format!("`{processed}` is not a folder name; use a plain name such as Processed"),
         );
     }
+    if temporary_limit == 0 {
+        problems.bad(
+            "[bounces] temporary_limit",
+            "must be at least 1 (temporary failures on that many issues make an address bounced)",
+        );
+    }
+    Bounces {
+        mailbox,
+        password_command: bounces.password_command,
+        auth,
+        ca_file: bounces.ca_file.map(|p| resolve(base, p)),
+        processed,
+        temporary_limit,
+    }
+}
 
-    let database = parse_database(&paths.database.clone().expect(SET), base).unwrap_or_else(|why| {
-        bad("[paths] database", why);
+/// The paths, resolved against `base`; only the database can be wrong.
+fn check_paths(paths: RawPaths, base: &Path, problems: &mut Problems) -> Paths {
+    let database = parse_database(&paths.database.expect(SET), base).unwrap_or_else(|why| {
+        problems.bad("[paths] database", why);
         Database::Sqlite(PathBuf::new())
     });
-    if !problems.is_empty() {
-        return Err(ConfigError(problems.join("\n")));
+    Paths {
+        digests: resolve(base, paths.digests.expect(SET)),
+        notes: resolve(base, paths.notes.expect(SET)),
+        templates: resolve(base, paths.templates.expect(SET)),
+        out: resolve(base, paths.out.expect(SET)),
+        drafts: resolve(base, paths.drafts.expect(SET)),
+        cache: resolve(base, paths.cache.expect(SET)),
+        database,
     }
-    let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-    Ok(Config {
-        source: source.map(Path::to_path_buf),
-        site: Site {
-            title,
-            base_url,
-            description: site.description.expect(SET),
-            author: site.author.expect(SET),
-            language: site.language.expect(SET),
-        },
-        paths: Paths {
-            digests: resolve(paths.digests.expect(SET)),
-            notes: resolve(paths.notes.expect(SET)),
-            templates: resolve(paths.templates.expect(SET)),
-            out: resolve(paths.out.expect(SET)),
-            drafts: resolve(paths.drafts.expect(SET)),
-            cache: resolve(paths.cache.expect(SET)),
-            database,
-        },
-        schedule: Schedule {
-            cron: cron.expect("checked above"),
-            cron_text,
-            timezone: timezone.expect("checked above"),
-            week_starts,
-            max_lateness,
-        },
-        email: Email {
-            from: from.expect("checked above"),
-            reply_to,
-            editor,
-            subject,
-            max_html_bytes: max_html_kb * 1024,
-            bounce_address,
-        },
-        smtp: Smtp {
-            url: smtp_url,
-            target: target.expect("checked above"),
-            username: smtp.username,
-            password_command: smtp.password_command,
-            auth,
-            ca_file: smtp.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) }),
-            concurrency,
-            timeout,
-            rate_per_second: smtp.rate_per_second,
-        },
-        server: Server { listen: listen.expect("checked above"), behind_proxy: server.behind_proxy.expect(SET) },
-        feeds: Feeds { items },
-        bounces: Bounces {
-            mailbox,
-            password_command: bounces.password_command,
-            auth: bounce_auth,
-            ca_file: bounces.ca_file.map(|p| if p.is_absolute() { p } else { base.join(p) }),
-            processed,
-            temporary_limit,
-        },
-        dkim: raw.dkim.map(|d| Dkim { domain: d.domain, selector: d.selector, private_key: resolve(d.private_key) }),
-    })
 }
 
 /// A cron field: its name, what its values are called, and its range (the cron crate's).
@@ -902,105 +970,139 @@ fn cron_field_problem(text: &str, field: &CronField) -> Option<String> {
     None
 }
 
+/// `[schedule] week_starts`: a day's English name or its first three letters, in any case, with
+/// spaces around ignored (chrono's `Weekday: FromStr`, which takes exactly those).
 pub fn parse_weekday(s: &str) -> Option<Weekday> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "monday" | "mon" => Some(Weekday::Mon),
-        "tuesday" | "tue" => Some(Weekday::Tue),
-        "wednesday" | "wed" => Some(Weekday::Wed),
-        "thursday" | "thu" => Some(Weekday::Thu),
-        "friday" | "fri" => Some(Weekday::Fri),
-        "saturday" | "sat" => Some(Weekday::Sat),
-        "sunday" | "sun" => Some(Weekday::Sun),
-        _ => None,
-    }
+    s.trim().parse().ok()
 }
 
 /// The longest bounce token (`bounce_token` for a 7-digit subscriber id) and its `+`: the bounce
 /// address's local part must leave room for it within RFC 5321's 64 octets.
 const VERP_SUFFIX_LEN: usize = "+1234567.2023-07-17.".len() + 20;
 
+/// Why `[email] bounce_address` cannot be a bounce address.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BounceAddressError {
+    #[error("`{text}` is not a bare email address such as bounces@signals.example.org ({why})")]
+    NotAnAddress { text: String, why: lettre::address::AddressError },
+    #[error("`{text}` already has a `+` in it; Gazette adds `+` and a token to it, so give the address without one")]
+    HasPlus { text: String },
+    #[error(
+        "the part before the @ of `{text}` is {length} characters; with the token Gazette adds it would pass the 64 that mail \
+         servers take (RFC 5321): use at most {}",
+        64 - VERP_SUFFIX_LEN
+    )]
+    TooLong { text: String, length: usize },
+}
+
 /// `[email] bounce_address`: a bare address whose local part leaves room for a bounce token.
-fn check_bounce_address(text: &str) -> Result<lettre::Address, String> {
-    let address: lettre::Address = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("`{text}` is not a bare email address such as bounces@signals.example.org ({e})"))?;
+fn check_bounce_address(text: &str) -> Result<lettre::Address, BounceAddressError> {
+    let address: lettre::Address =
+        text.trim().parse().map_err(|why| BounceAddressError::NotAnAddress { text: text.into(), why })?;
     let local = address.user();
     if local.contains('+') {
-        return Err(format!(
-            "`{text}` already has a `+` in it; Gazette adds `+` and a token to it, so give the address without one"
-        ));
+        return Err(BounceAddressError::HasPlus { text: text.into() });
     }
     if local.len() + VERP_SUFFIX_LEN > 64 {
-        return Err(format!(
-            "the part before the @ of `{text}` is {} characters; with the token Gazette adds it would pass the 64 that mail \
-             servers take (RFC 5321): use at most {}",
-            local.len(),
-            64 - VERP_SUFFIX_LEN
-        ));
+        return Err(BounceAddressError::TooLong { text: text.into(), length: local.len() });
     }
     Ok(address)
 }
 
+/// Why `[bounces] mailbox` names no mailbox Gazette can read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseBounceMailboxError {
+    #[error("is empty; give an imaps:// URL or a maildir folder, or leave the key out")]
+    Empty,
+    #[error("`{text}` is not a URL ({why}); use imaps://user@host/INBOX or a maildir folder")]
+    NotAUrl { text: String, why: url::ParseError },
+    #[error("`{text}` would send the password in clear; use imaps:// (TLS, port 993)")]
+    Plain { text: String },
+    #[error("`{text}`: unknown scheme `{scheme}`; use imaps://user@host/INBOX or a maildir folder")]
+    UnknownScheme { text: String, scheme: String },
+    #[error("`{text}` names no host")]
+    NoHost { text: String },
+    #[error("the password does not belong in the URL: put it in the GAZETTE_BOUNCES_PASSWORD environment variable")]
+    Password,
+    #[error("`{text}` names no account; write it before the host, as in imaps://bounces@{host}/INBOX")]
+    NoAccount { text: String, host: String },
+}
+
 /// `imaps://user@host[:port]/FOLDER` (the folder defaults to INBOX), or a maildir folder.
-pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, String> {
+pub fn parse_bounce_mailbox(text: &str, base: &Path) -> Result<BounceMailbox, ParseBounceMailboxError> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("is empty; give an imaps:// URL or a maildir folder, or leave the key out".into());
+        return Err(ParseBounceMailboxError::Empty);
     }
     if !text.contains("://") {
-        let path = PathBuf::from(text);
-        return Ok(BounceMailbox::Maildir(if path.is_absolute() { path } else { base.join(path) }));
+        return Ok(BounceMailbox::Maildir(resolve(base, PathBuf::from(text))));
     }
-    let url = url::Url::parse(text)
-        .map_err(|e| format!("`{text}` is not a URL ({e}); use imaps://user@host/INBOX or a maildir folder"))?;
+    let url = url::Url::parse(text).map_err(|why| ParseBounceMailboxError::NotAUrl { text: text.into(), why })?;
     match url.scheme() {
         "imaps" => {}
-        "imap" => return Err(format!("`{text}` would send the password in clear; use imaps:// (TLS, port 993)")),
-        other => {
-            return Err(format!("`{text}`: unknown scheme `{other}`; use imaps://user@host/INBOX or a maildir folder"));
-        }
+        "imap" => return Err(ParseBounceMailboxError::Plain { text: text.into() }),
+        other => return Err(ParseBounceMailboxError::UnknownScheme { text: text.into(), scheme: other.into() }),
     }
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`{text}` names no host"))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| ParseBounceMailboxError::NoHost { text: text.into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if url.password().is_some() {
-        return Err(
-            "the password does not belong in the URL: put it in the GAZETTE_BOUNCES_PASSWORD environment variable"
-                .into(),
-        );
+        return Err(ParseBounceMailboxError::Password);
     }
     let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
     let user = decode(url.username());
     if user.is_empty() {
-        return Err(format!("`{text}` names no account; write it before the host, as in imaps://bounces@{host}/INBOX"));
+        return Err(ParseBounceMailboxError::NoAccount { text: text.into(), host });
     }
     let folder = decode(url.path().trim_start_matches('/'));
     let folder = if folder.is_empty() { "INBOX".to_string() } else { folder };
     Ok(BounceMailbox::Imap { host, port: url.port().unwrap_or(993), user, folder })
 }
 
+/// Why `[smtp] url` names no server or outbox Gazette can send to.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseSmtpUrlError {
+    #[error("`file://` needs a folder, such as file://outbox")]
+    NoFolder,
+    #[error("`{text}` is not a URL ({why}); use smtp://host:587, smtps://host:465 or file://outbox")]
+    NotAUrl { text: String, why: url::ParseError },
+    #[error("`{text}` names no host")]
+    NoHost { text: String },
+    #[error(
+        "credentials do not belong in the URL: set [smtp] username and the GAZETTE_SMTP_PASSWORD environment variable"
+    )]
+    Credentials,
+    #[error("`{text}`: unknown option `{key}={value}`; the only option is tls=none")]
+    UnknownOption { text: String, key: String, value: String },
+    #[error("smtps:// is TLS from the start; `tls=none` contradicts it")]
+    TlsNone,
+    #[error("unknown scheme `{scheme}`; use smtp://, smtps:// or file://")]
+    UnknownScheme { scheme: String },
+}
+
 /// `file://DIR`, `smtp://host[:port][?tls=none]` (STARTTLS unless told otherwise), `smtps://host[:port]`.
-pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, String> {
+pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, ParseSmtpUrlError> {
     if let Some(dir) = text.strip_prefix("file://") {
         if dir.is_empty() {
-            return Err("`file://` needs a folder, such as file://outbox".into());
+            return Err(ParseSmtpUrlError::NoFolder);
         }
-        let dir = PathBuf::from(dir);
-        return Ok(SmtpTarget::Outbox(if dir.is_absolute() { dir } else { base.join(dir) }));
+        return Ok(SmtpTarget::Outbox(resolve(base, PathBuf::from(dir))));
     }
-    let url = url::Url::parse(text)
-        .map_err(|e| format!("`{text}` is not a URL ({e}); use smtp://host:587, smtps://host:465 or file://outbox"))?;
-    let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| format!("`{text}` names no host"))?;
+    let url = url::Url::parse(text).map_err(|why| ParseSmtpUrlError::NotAUrl { text: text.into(), why })?;
+    let host =
+        url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| ParseSmtpUrlError::NoHost { text: text.into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("credentials do not belong in the URL: set [smtp] username and the GAZETTE_SMTP_PASSWORD environment variable".into());
+        return Err(ParseSmtpUrlError::Credentials);
     }
     let mut tls_none = false;
     for (k, v) in url.query_pairs() {
         match (k.as_ref(), v.as_ref()) {
             ("tls", "none") => tls_none = true,
             ("tls", "starttls") | ("tls", "required") => {}
-            _ => return Err(format!("`{text}`: unknown option `{k}={v}`; the only option is tls=none")),
+            _ => return Err(ParseSmtpUrlError::UnknownOption { text: text.into(), key: k.into(), value: v.into() }),
         }
     }
     match url.scheme() {
@@ -1009,9 +1111,9 @@ pub fn parse_smtp_url(text: &str, base: &Path) -> Result<SmtpTarget, String> {
             port: url.port().unwrap_or(587),
             tls: if tls_none { Tls::None } else { Tls::StartTls },
         }),
-        "smtps" if tls_none => Err("smtps:// is TLS from the start; `tls=none` contradicts it".into()),
+        "smtps" if tls_none => Err(ParseSmtpUrlError::TlsNone),
         "smtps" => Ok(SmtpTarget::Server { host, port: url.port().unwrap_or(465), tls: Tls::Implicit }),
-        other => Err(format!("unknown scheme `{other}`; use smtp://, smtps:// or file://")),
+        other => Err(ParseSmtpUrlError::UnknownScheme { scheme: other.into() }),
     }
 }
 
@@ -1105,7 +1207,7 @@ mod tests {
         {
             assert_eq!(parse_database(url, b).unwrap().to_string(), url);
         }
-        let err = |text: &str| parse_database(text, b).unwrap_err();
+        let err = |text: &str| parse_database(text, b).unwrap_err().to_string();
         assert!(err("postgres://gazette:hunter2@db.example.org/news").contains("GAZETTE_DATABASE_PASSWORD"));
         assert!(
             !err("postgres://gazette:hunter2@db.example.org/news").contains("hunter2"),
@@ -1135,7 +1237,7 @@ mod tests {
             parse_smtp_url("smtp://127.0.0.1:2525?tls=none", b).unwrap(),
             SmtpTarget::Server { host: "127.0.0.1".into(), port: 2525, tls: Tls::None }
         );
-        assert!(parse_smtp_url("smtp://user:pw@host", b).unwrap_err().contains("GAZETTE_SMTP_PASSWORD"));
+        assert!(parse_smtp_url("smtp://user:pw@host", b).unwrap_err().to_string().contains("GAZETTE_SMTP_PASSWORD"));
         assert!(parse_smtp_url("http://host", b).is_err());
         assert!(parse_smtp_url("smtp://host?tls=maybe", b).is_err());
     }
@@ -1164,9 +1266,14 @@ mod tests {
             parse_bounce_mailbox("imaps://u@127.0.0.1:10993", b).unwrap(),
             BounceMailbox::Imap { host: "127.0.0.1".into(), port: 10993, user: "u".into(), folder: "INBOX".into() }
         );
-        assert!(parse_bounce_mailbox("imap://u@host/INBOX", b).unwrap_err().contains("imaps://"));
-        assert!(parse_bounce_mailbox("imaps://u:pw@host/INBOX", b).unwrap_err().contains("GAZETTE_BOUNCES_PASSWORD"));
-        assert!(parse_bounce_mailbox("imaps://host/INBOX", b).unwrap_err().contains("names no account"));
+        assert!(parse_bounce_mailbox("imap://u@host/INBOX", b).unwrap_err().to_string().contains("imaps://"));
+        assert!(
+            parse_bounce_mailbox("imaps://u:pw@host/INBOX", b)
+                .unwrap_err()
+                .to_string()
+                .contains("GAZETTE_BOUNCES_PASSWORD")
+        );
+        assert!(parse_bounce_mailbox("imaps://host/INBOX", b).unwrap_err().to_string().contains("names no account"));
         let err = parse(
             "[email]\nbounce_address = \"a-very-long-bounce-address-name@example.org\"\n[bounces]\nauth = \"xoauth2\"\ntemporary_limit = 0\nmailbox = \"pop3://x@y\"\n",
         )
@@ -1195,6 +1302,52 @@ mod tests {
         // The edges of each range are valid.
         assert!(parse("[schedule]\ncron = \"59 59 23 31 12 Sat\"\n").is_ok());
         assert!(parse("[schedule]\ncron = \"0 0 0 1 1 1-7\"\n").is_ok());
+    }
+
+    #[test]
+    fn week_starts_takes_the_spellings_it_always_took() {
+        // The hand-written parser chrono's `Weekday: FromStr` replaced.
+        fn before(s: &str) -> Option<Weekday> {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "monday" | "mon" => Some(Weekday::Mon),
+                "tuesday" | "tue" => Some(Weekday::Tue),
+                "wednesday" | "wed" => Some(Weekday::Wed),
+                "thursday" | "thu" => Some(Weekday::Thu),
+                "friday" | "fri" => Some(Weekday::Fri),
+                "saturday" | "sat" => Some(Weekday::Sat),
+                "sunday" | "sun" => Some(Weekday::Sun),
+                _ => None,
+            }
+        }
+        let names = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+        let mut inputs: Vec<String> =
+            ["", " ", "mo", "mond", "tues", "thurs", "weds", "sundays", "monday,", "mon day", "m\u{f6}n"]
+                .map(String::from)
+                .to_vec();
+        for name in names {
+            for text in [name.to_string(), name[..3].to_string()] {
+                // Every casing of every letter, and spaces around.
+                for mask in 0..(1u32 << text.len()) {
+                    let cased: String = text
+                        .chars()
+                        .enumerate()
+                        .map(|(i, c)| if mask & (1 << i) != 0 { c.to_ascii_uppercase() } else { c })
+                        .collect();
+                    inputs.push(format!(" {cased}\t"));
+                    inputs.push(cased);
+                }
+                inputs.push(format!("{text}x"));
+                inputs.push(text[1..].to_string());
+            }
+        }
+        for text in &inputs {
+            assert_eq!(parse_weekday(text), before(text), "{text:?}");
+        }
+        let err = parse("[schedule]\nweek_starts = \"caturday\"\n").unwrap_err().0;
+        assert!(
+            err.ends_with("[schedule] week_starts: `caturday` is not a day of the week; use monday, ..., sunday"),
+            "{err}"
+        );
     }
 
     #[test]

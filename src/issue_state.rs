@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::issue;
+use crate::issue_id::IssueId;
 use crate::project::Project;
 use crate::schedule;
 use crate::store::ledger::SendProgress;
@@ -74,7 +75,7 @@ pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Ro
     let (cron, rule, now) = (&config.schedule.cron, project.rule(), project.now());
     let time = |t: i64| DateTime::from_timestamp(t, 0);
     let mut rows: Vec<Row> = Vec::new();
-    let week_of = |id: &str| id.parse::<NaiveDate>().ok();
+    let week_of = |id: &str| id.parse::<IssueId>().ok().map(|id| id.week_start());
     let mut ids: Vec<&str> = project.issues().iter().map(|i| i.id.as_str()).collect();
     ids.extend(project.record().0.keys().map(String::as_str).filter(|id| project.issue(id).is_none()));
     ids.sort_unstable();

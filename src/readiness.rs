@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::build_cache::CacheUse;
-use crate::config::{Config, ConfigError, SmtpTarget};
+use crate::config::{Config, SmtpTarget};
 use crate::deliver::{self, Transport};
+use crate::error::ExitError;
 use crate::project::{self, Project};
 use crate::render;
 use crate::store::{SECRET_VAR, TokenKey};
@@ -196,12 +197,12 @@ fn check_sending(config: &Config, r: &mut Readiness) {
         r.add(Severity::Config, format!("{e:#}"));
     }
     if let Some(secret) = std::env::var_os(SECRET_VAR) {
-        let checked = secret
-            .into_string()
-            .map_err(|_| "is not valid UTF-8".to_string())
-            .and_then(|s| TokenKey::new(s.into_bytes()));
-        if let Err(e) = checked {
-            r.add(Severity::Config, format!("{SECRET_VAR}: {e}"));
+        let why = match secret.into_string() {
+            Err(_) => Some("is not valid UTF-8".to_string()),
+            Ok(s) => TokenKey::from_secret(s.into_bytes()).err().map(|e| e.to_string()),
+        };
+        if let Some(why) = why {
+            r.add(Severity::Config, format!("{SECRET_VAR}: {why}"));
         }
     }
     if let Err(e) = Transport::from_config(config) {
@@ -316,7 +317,7 @@ fn example_domain(domain: &str) -> Option<String> {
 
 /// The rule for sending to readers: through a relay, no placeholder may be left (each is named,
 /// exit 2). The outbox folder is a rehearsal and always allowed.
-pub fn ready_for_readers(config: &Config) -> Result<(), ConfigError> {
+pub fn ready_for_readers(config: &Config) -> Result<(), ExitError> {
     let found = if through_relay(config) { placeholders(config) } else { Vec::new() };
     if found.is_empty() {
         return Ok(());
@@ -326,7 +327,7 @@ pub fn ready_for_readers(config: &Config) -> Result<(), ConfigError> {
         tracing::warn!("{ALLOW_PLACEHOLDERS_VAR} is set: sending to readers with example values:\n{}", list.join("\n"));
         return Ok(());
     }
-    Err(ConfigError(format!(
+    Err(ExitError::unusable(format!(
         "{}\nnot sending to readers through {} with these example values; fix them in {} (`gazette send --test` to the editor works meanwhile)",
         list.join("\n"),
         config.smtp.url,

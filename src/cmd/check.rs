@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, SmtpTarget, Tls};
+use crate::error::Exit;
 use crate::readiness::{self, Severity, SmtpCheck};
 
 pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
@@ -36,11 +37,12 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
         counted(r.issues, "issue"),
         counted(r.findings.len(), "problem")
     );
-    Ok(match r.worst() {
-        None => ExitCode::SUCCESS,
-        Some(Severity::Content) => ExitCode::from(1),
-        Some(Severity::Config) => ExitCode::from(2),
-    })
+    let exit = match r.worst() {
+        None => Exit::Success,
+        Some(Severity::Content) => Exit::Failure,
+        Some(Severity::Config) => Exit::Unusable,
+    };
+    Ok(exit.into())
 }
 
 /// "1 digest", "2 digests".
@@ -53,7 +55,7 @@ fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
     match super::runtime()?.block_on(readiness::check_smtp(config))? {
         SmtpCheck::Outbox(dir) => {
             say!("no SMTP server is configured: messages are written into {} ([smtp] url)", dir.display());
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success.into())
         }
         SmtpCheck::Ready { server, facts } => {
             // What was verified depends on the connection: a plain one has no certificate at all.
@@ -79,11 +81,11 @@ fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
                 facts.size_limit.map(|n| format!("{n} bytes")).unwrap_or_else(|| "none declared".into())
             );
             say!("pipelining {}", if facts.pipelining { "yes" } else { "no" });
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success.into())
         }
         SmtpCheck::Refused(why) => {
             say!("{why}");
-            Ok(ExitCode::from(2))
+            Ok(Exit::Unusable.into())
         }
     }
 }

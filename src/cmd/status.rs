@@ -8,8 +8,10 @@ use chrono::{DateTime, Utc};
 use crate::bounces::Reason;
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
+use crate::issue_id::IssueId;
 use crate::project::Project;
-use crate::store::bounces::ProviderRefusals;
+use crate::store::bounces::{ProviderRefusals, Returned};
+use crate::store::ledger::{Counts, SendRecord};
 use crate::store::unreadable::Unreadable;
 use crate::store::{Store, ledger};
 
@@ -18,9 +20,22 @@ const UNREADABLE_NAMED: usize = 5;
 
 /// The issue a status is about: its id, number and label.
 struct About {
-    id: String,
+    id: IssueId,
     number: i64,
     label: String,
+}
+
+/// What the store knows of an issue's send and of what came back after it.
+struct Report {
+    record: Option<SendRecord>,
+    counts: Counts,
+    /// The deliveries with an error: address, state, attempts, last error.
+    problems: Vec<(String, String, i64, String)>,
+    returned: Returned,
+    unreadable: Unreadable,
+    refusals: Vec<ProviderRefusals>,
+    /// On SQLite, what a send in progress or stopped has kept in its journal and not yet in the ledger.
+    journaled: usize,
 }
 
 pub fn run(config: Config, week: Option<WeekSpec>, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
@@ -39,95 +54,127 @@ async fn status(
     json: bool,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let pool = store.pool();
     let project = Project::load(config, Some(store), now).await?;
-    let issue = match project.select(week) {
-        Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
-        Err(e) => {
-            // A send whose digests are gone still has its ledger.
-            let start =
-                project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
-            let id = start.format("%Y-%m-%d").to_string();
-            match ledger::send_record(pool, &id).await? {
-                Some(r) => {
-                    About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) }
-                }
-                None => return Err(e.into()),
-            }
-        }
-    };
-    let record = ledger::send_record(pool, &issue.id).await?;
-    let counts = ledger::counts(pool, &issue.id).await?;
-    let problems = ledger::problems(pool, &issue.id, 1000).await?;
-    let returned = store.returned(&issue.id).await?;
-    let unreadable = store.unreadable(UNREADABLE_NAMED).await?;
-    let refusals = store.refusals(&issue.id).await?;
-    // On SQLite, what a send in progress or stopped has kept in its journal and not yet in the ledger.
-    let journaled = match store.location() {
-        crate::config::Database::Sqlite(database) => {
-            let path = crate::store::journal::path_of(database, &issue.id);
-            let ids = crate::store::journal::read(&path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            ids.len()
-        }
-        crate::config::Database::Postgres(_) => 0,
-    };
-    let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+    let issue = about(store, &project, week, now).await?;
+    let report = read_report(store, &issue.id).await?;
     if json {
-        let value = serde_json::json!({
-            "issue": issue.id,
-            "number": issue.number,
-            "label": issue.label,
-            "started": record.is_some(),
-            "started_at": record.as_ref().map(|r| time(r.started_at)),
-            "finished_at": record.as_ref().and_then(|r| r.finished_at).map(time),
-            "audience": record.as_ref().map(|r| r.audience).unwrap_or(0),
-            "total": counts.total,
-            "sent": counts.sent,
-            "pending": counts.pending,
-            "sending": counts.sending,
-            "journaled": journaled,
-            "failed": counts.failed,
-            "bounced": counts.bounced,
-            "skipped": counts.skipped,
-            "returned": returned,
-            "unreadable": {
-                "count": unreadable.count,
-                "newest": unreadable.newest.iter().map(|u| serde_json::json!({
-                    "source": u.source, "why": u.why, "at": time(u.at)
-                })).collect::<Vec<_>>(),
-            },
-            "deliverability": refusals,
-            "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
-                "email": email, "state": state, "attempts": attempts, "error": error
-            })).collect::<Vec<_>>(),
-        });
-        say!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(ExitCode::SUCCESS);
+        say!("{}", serde_json::to_string_pretty(&as_json(&issue, &report))?);
+    } else {
+        say_report(&project, &issue, &report);
     }
-    say!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
-    match &record {
-        None => {
-            let held = project.issue(&issue.id).map(|i| project.held_back_by(i)).unwrap_or_default();
-            if held.is_empty() {
-                say!("not sent yet; `gazette send --week {}` sends it", issue.id);
-            } else {
-                say!("not sent yet, and held back until these digests are fixed (`gazette check` lists them all):");
-                for p in held {
-                    say!("  {p}");
-                }
-            }
-            say_unreadable(&unreadable, time);
-            return Ok(ExitCode::SUCCESS);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The issue of `week` (the last complete week when `None`); a send whose digests are gone from
+/// the folder still has its ledger, and is found by its week.
+async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: DateTime<Utc>) -> anyhow::Result<About> {
+    let e = match project.select(week) {
+        Ok(i) => {
+            return Ok(About {
+                id: IssueId::from_week_start(i.start),
+                number: i.number.into(),
+                label: i.label.clone(),
+            });
         }
+        Err(e) => e,
+    };
+    let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
+    let id = IssueId::from_week_start(start);
+    match ledger::send_record(store.pool(), id.as_str()).await? {
         Some(r) => {
-            say!("started   {}", time(r.started_at));
-            match r.finished_at {
-                Some(f) => say!("finished  {}", time(f)),
-                None => say!("finished  not yet: `gazette send --week {}` resumes it", issue.id),
+            Ok(About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) })
+        }
+        None => Err(e.into()),
+    }
+}
+
+async fn read_report(store: &Store, id: &IssueId) -> anyhow::Result<Report> {
+    let (pool, id) = (store.pool(), id.as_str());
+    Ok(Report {
+        record: ledger::send_record(pool, id).await?,
+        counts: ledger::counts(pool, id).await?,
+        problems: ledger::problems(pool, id, 1000).await?,
+        returned: store.returned(id).await?,
+        unreadable: store.unreadable(UNREADABLE_NAMED).await?,
+        refusals: store.refusals(id).await?,
+        journaled: match store.location() {
+            crate::config::Database::Sqlite(database) => {
+                let path = crate::store::journal::path_of(database, id);
+                let ids = crate::store::journal::read(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                ids.len()
+            }
+            crate::config::Database::Postgres(_) => 0,
+        },
+    })
+}
+
+/// A moment of the store, as RFC 3339.
+fn time(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+/// `status --json`: the keys in the documented order.
+fn as_json(issue: &About, report: &Report) -> serde_json::Value {
+    let Report { record, counts, problems, returned, unreadable, refusals, journaled } = report;
+    serde_json::json!({
+        "issue": issue.id,
+        "number": issue.number,
+        "label": issue.label,
+        "started": record.is_some(),
+        "started_at": record.as_ref().map(|r| time(r.started_at)),
+        "finished_at": record.as_ref().and_then(|r| r.finished_at).map(time),
+        "audience": record.as_ref().map(|r| r.audience).unwrap_or(0),
+        "total": counts.total,
+        "sent": counts.sent,
+        "pending": counts.pending,
+        "sending": counts.sending,
+        "journaled": journaled,
+        "failed": counts.failed,
+        "bounced": counts.bounced,
+        "skipped": counts.skipped,
+        "returned": returned,
+        "unreadable": {
+            "count": unreadable.count,
+            "newest": unreadable.newest.iter().map(|u| serde_json::json!({
+                "source": u.source, "why": u.why, "at": time(u.at)
+            })).collect::<Vec<_>>(),
+        },
+        "deliverability": refusals,
+        "problems": problems.iter().map(|(email, state, attempts, error)| serde_json::json!({
+            "email": email, "state": state, "attempts": attempts, "error": error
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `status` for people: where the send is, its deliveries by state, what came back after it.
+fn say_report(project: &Project, issue: &About, report: &Report) {
+    say!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
+    let Some(r) = &report.record else {
+        let held = project.issue(issue.id.as_str()).map(|i| project.held_back_by(i)).unwrap_or_default();
+        if held.is_empty() {
+            say!("not sent yet; `gazette send --week {}` sends it", issue.id);
+        } else {
+            say!("not sent yet, and held back until these digests are fixed (`gazette check` lists them all):");
+            for p in held {
+                say!("  {p}");
             }
         }
+        say_unreadable(&report.unreadable);
+        return;
+    };
+    say!("started   {}", time(r.started_at));
+    match r.finished_at {
+        Some(f) => say!("finished  {}", time(f)),
+        None => say!("finished  not yet: `gazette send --week {}` resumes it", issue.id),
     }
+    say_deliveries(&report.counts, report.journaled);
+    say_returned(report);
+    say_unreadable(&report.unreadable);
+}
+
+/// The deliveries, counted by state.
+fn say_deliveries(counts: &Counts, journaled: usize) {
     say!();
     say!("{:<10} {:>9}", "state", "count");
     for (name, n) in [
@@ -146,6 +193,11 @@ async fn status(
             "{journaled} of those sending were accepted by the server: the send's journal beside the database holds them, and the send records them as sent when it runs again (or within a second while it runs)"
         );
     }
+}
+
+/// What came back after the send, the providers' refusals, and each delivery's last error.
+fn say_returned(report: &Report) {
+    let returned = &report.returned;
     say!();
     say!("came back after the send (`gazette bounces import`, [bounces] mailbox):");
     for (name, n) in [
@@ -155,27 +207,25 @@ async fn status(
     ] {
         say!("  {name:<20} {n:>7}");
     }
-    if !refusals.is_empty() {
+    if !report.refusals.is_empty() {
         say!();
         say!("deliverability: refused as the sender's problem, at sending or after (not counted against the readers):");
-        for r in &refusals {
+        for r in &report.refusals {
             say!("  {}", refusal_line(r));
         }
     }
-    if !problems.is_empty() {
+    if !report.problems.is_empty() {
         say!();
         say!("{:<40} {:<8} {:>8}  last error", "address", "state", "attempts");
-        for (email, state, attempts, error) in &problems {
+        for (email, state, attempts, error) in &report.problems {
             say!("{email:<40} {state:<8} {attempts:>8}  {error}");
         }
     }
-    say_unreadable(&unreadable, time);
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The messages of the bounce mailbox that could not be read, when there are any: they were
 /// moved aside for the editor to look at, and a count here is where the editor learns of them.
-fn say_unreadable(unreadable: &Unreadable, time: impl Fn(i64) -> String) {
+fn say_unreadable(unreadable: &Unreadable) {
     if unreadable.count == 0 {
         return;
     }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use crate::config::{Config, Database, parse_database};
+use crate::error::ExitError;
 use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
@@ -25,7 +26,7 @@ pub fn run(config: &Config, command: StoreCommand) -> anyhow::Result<ExitCode> {
     let StoreCommand::Copy { from, to } = command;
     let here = std::env::current_dir()?;
     let parse = |flag: &str, text: &str| {
-        parse_database(text, &here).map_err(|why| crate::project::UsageError(format!("--{flag}: {why}")))
+        parse_database(text, &here).map_err(|why| ExitError::unusable(format!("--{flag}: {why}")))
     };
     let from = match from {
         Some(text) => parse("from", &text)?,
@@ -33,12 +34,12 @@ pub fn run(config: &Config, command: StoreCommand) -> anyhow::Result<ExitCode> {
     };
     let to = parse("to", &to)?;
     if from == to {
-        return Err(crate::project::UsageError(format!("--from and --to are the same database ({from})")).into());
+        return Err(ExitError::unusable(format!("--from and --to are the same database ({from})")).into());
     }
     if let Database::Sqlite(path) = &from
         && !path.exists()
     {
-        return Err(crate::project::UsageError(format!("--from: {} does not exist", path.display())).into());
+        return Err(ExitError::unusable(format!("--from: {} does not exist", path.display())).into());
     }
     super::runtime()?.block_on(async {
         let source = Store::open(&from).await?;

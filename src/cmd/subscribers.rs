@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Config;
-use crate::project::UsageError;
+use crate::error::{Exit, ExitError};
 use crate::store::{
     AddOutcome, NewSubscriber, RemoveOutcome, Source, Status, Store, Subscriber, SubscriberEmail, clean_name,
 };
@@ -77,20 +77,6 @@ enum Format {
     Json,
 }
 
-enum CheckError {
-    Usage(UsageError),
-    Input(anyhow::Error),
-}
-
-impl From<CheckError> for anyhow::Error {
-    fn from(e: CheckError) -> anyhow::Error {
-        match e {
-            CheckError::Usage(u) => u.into(),
-            CheckError::Input(i) => i,
-        }
-    }
-}
-
 /// The command with its arguments parsed.
 enum Checked {
     Add { email: SubscriberEmail, name: Option<String>, reactivate: bool },
@@ -101,17 +87,16 @@ enum Checked {
 }
 
 impl Checked {
-    fn from(command: SubscribersCommand) -> Result<Checked, CheckError> {
-        let email = |s: &str| s.parse::<SubscriberEmail>().map_err(|e| CheckError::Usage(UsageError(e.to_string())));
+    fn from(command: SubscribersCommand) -> Result<Checked, ExitError> {
+        let email = |s: &str| s.parse::<SubscriberEmail>().map_err(|e| ExitError::unusable(e.to_string()));
         let status = |s: Option<String>| {
-            s.map(|s| s.parse::<Status>().map_err(|e| CheckError::Usage(UsageError(format!("--status: {e}")))))
-                .transpose()
+            s.map(|s| s.parse::<Status>().map_err(|e| ExitError::unusable(format!("--status: {e}")))).transpose()
         };
         Ok(match command {
             SubscribersCommand::Add { email: e, name, reactivate } => Checked::Add {
                 email: email(&e)?,
                 name: match name {
-                    Some(n) => clean_name(&n).map_err(|e| CheckError::Usage(UsageError(format!("--name: {e}"))))?,
+                    Some(n) => clean_name(&n).map_err(|e| ExitError::unusable(format!("--name: {e}")))?,
                     None => None,
                 },
                 reactivate,
@@ -128,7 +113,7 @@ impl Checked {
             SubscribersCommand::Import { file } => match std::fs::File::open(&file) {
                 Ok(opened) => Checked::Import { file, opened },
                 // Not a usage error: the file named is the input, and it is missing or unreadable.
-                Err(e) => return Err(CheckError::Input(anyhow::anyhow!("{}: cannot read: {e}", file.display()))),
+                Err(e) => return Err(ExitError::failure(format!("{}: cannot read: {e}", file.display()))),
             },
             SubscribersCommand::Export { status: s } => Checked::Export { status: status(s)? },
         })
@@ -166,7 +151,7 @@ async fn add(
                 s.status,
                 s.status_changed_at.format("%Y-%m-%d")
             );
-            ExitCode::from(1)
+            Exit::Failure.into()
         }
     })
 }
@@ -183,7 +168,7 @@ async fn remove(store: &Store, email: &SubscriberEmail) -> anyhow::Result<ExitCo
         }
         RemoveOutcome::NotFound => {
             say!("no subscriber has the address {email}; nothing changed");
-            ExitCode::from(1)
+            Exit::Failure.into()
         }
     })
 }
@@ -198,7 +183,7 @@ async fn import(store: &Store, file: &std::path::Path, opened: std::fs::File) ->
         report.skipped,
         report.invalid
     );
-    Ok(if report.invalid > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.invalid > 0 { Exit::Failure } else { Exit::Success }.into())
 }
 
 /// Calls `each` with every subscriber (of `status`), a page at a time.
