@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike as _, NaiveDate};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{self, Closest, Digest, FileResult, ParseError, Signals};
@@ -163,7 +164,7 @@ pub fn read_digests(
     let files = Stamps::of(list_stamped(dir)?);
     let buckets: Vec<usize> = (0..BUCKETS).collect();
     let mut loaded: Vec<Loaded> =
-        crate::render::par_map(&buckets, |&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files));
+        buckets.par_iter().map(|&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files)).collect();
 
     // Which listed files the cache has as they are now. A file found twice means a cache that
     // contradicts itself: none of it is used.
@@ -204,7 +205,7 @@ pub fn read_digests(
     // Buckets are encoded and written on all cores: a first build writes all of them.
     if cache_use == CacheUse::Update {
         let rewrite: Vec<(usize, &Loaded)> = loaded.iter().enumerate().filter(|(_, l)| l.dirty).collect();
-        crate::render::par_map(&rewrite, |&(b, bucket)| {
+        rewrite.par_iter().for_each(|&(b, bucket)| {
             let path = bucket_path(&folder, b);
             if let Err(e) = write_atomically(&path, &bucket.encode(&key, &files)) {
                 tracing::debug!("cannot write the digest cache {}: {e}", path.display());
@@ -425,54 +426,27 @@ fn name_hash(name: &str) -> u64 {
 /// The digest files of `dir` (as `digest::read_folder` reads them), each with its
 /// stamp, in the folder's order.
 fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
-    // The folder is listed on this thread while another stats what is listed so far; once the
-    // listing is done this thread stats too. Most of the time is the kernel's, one call a file.
-    const CHUNK: usize = 2048;
-    fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp, u64)>) {
-        for (name, e) in chunk {
+    // Most of the time is the kernel's, one call a file: the listed files are stat'ed on all cores.
+    let listed: Vec<(String, std::fs::DirEntry)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            (!name.starts_with('.') && digest::is_digest_name(&name)).then_some((name, e))
+        })
+        .collect();
+    Ok(listed
+        .into_par_iter()
+        .filter_map(|(name, e)| {
             // A symbolic link is read through, as `Path::is_file` does.
             let meta = e
                 .metadata()
                 .ok()
-                .and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
-            if let Some(meta) = meta.filter(|m| m.is_file()) {
-                let hash = name_hash(&name);
-                out.push((name, Stamp::of(&meta), hash));
-            }
-        }
-    }
-    let entries = std::fs::read_dir(dir)?;
-    let (sender, receiver) = std::sync::mpsc::channel::<Vec<(String, std::fs::DirEntry)>>();
-    let receiver = std::sync::Mutex::new(receiver);
-    let next = || receiver.lock().expect("not poisoned").recv().ok();
-    let files = std::thread::scope(|s| {
-        let helper = s.spawn(|| {
-            let mut out = Vec::new();
-            while let Some(chunk) = next() {
-                stamp(chunk, &mut out);
-            }
-            out
-        });
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for e in entries.filter_map(|e| e.ok()) {
-            let Ok(name) = e.file_name().into_string() else { continue };
-            if !name.starts_with('.') && digest::is_digest_name(&name) {
-                chunk.push((name, e));
-                if chunk.len() == CHUNK {
-                    let _ = sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-                }
-            }
-        }
-        let _ = sender.send(chunk);
-        drop(sender);
-        let mut out = Vec::new();
-        while let Some(chunk) = next() {
-            stamp(chunk, &mut out);
-        }
-        out.extend(helper.join().expect("the stat helper panicked"));
-        out
-    });
-    Ok(files)
+                .and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) })
+                .filter(|m| m.is_file())?;
+            let hash = name_hash(&name);
+            Some((name, Stamp::of(&meta), hash))
+        })
+        .collect())
 }
 
 fn bucket_path(folder: &Path, b: usize) -> PathBuf {

@@ -7,17 +7,11 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 
 use super::feeds::{self, FeedItem};
+use super::output::OutputFile;
 use super::{RenderError, Templates, feeds_value, issue_context, par_map};
 use crate::config::Config;
 use crate::issue::Issue;
 use crate::urls;
-
-/// A file of the archive: its path relative to `[paths] out` (with `/`), and its contents.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutputFile {
-    pub path: String,
-    pub contents: String,
-}
 
 /// `issue`'s page, with links to the issues before and after it in `issues` (the archive in week
 /// order, as grouped), a summary for search results and link previews, and the subscribe box.
@@ -134,7 +128,7 @@ pub fn render_index_with(
         themes,
         feeds => feeds_value(config),
     };
-    templates.render("index.html", &ctx)
+    templates.render(urls::INDEX, &ctx)
 }
 
 /// Everything `build` writes: the index, the pages of the issues `only` selects (every issue when
@@ -146,7 +140,7 @@ pub fn render_site(
     issues: &[Issue],
     only: Option<&str>,
 ) -> Result<Vec<OutputFile>, RenderError> {
-    let mut files = vec![OutputFile { path: "index.html".into(), contents: render_index(config, templates, issues)? }];
+    let mut files = vec![OutputFile { path: urls::INDEX.into(), contents: render_index(config, templates, issues)? }];
     let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
     for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, issues, i))) {
         files.push(OutputFile { path: urls::issue_file(&issue.id), contents: page? });
@@ -183,9 +177,9 @@ pub fn render_feeds_of(
     whole: &BTreeMap<String, crate::digest::Digest>,
 ) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![
-        OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, items)? },
-        OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, items)? },
-        OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, items)? },
+        OutputFile { path: urls::RSS.into(), contents: feeds::rss_feed(config, items)? },
+        OutputFile { path: urls::ATOM.into(), contents: feeds::atom_feed(config, items)? },
+        OutputFile { path: urls::JSON_FEED.into(), contents: feeds::json_feed(config, items)? },
     ];
     files.extend(feeds::theme_feeds(config, templates, plan, whole)?);
     Ok(files)

@@ -11,7 +11,7 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::archive::OutputFile;
+use super::output::OutputFile;
 use super::{RenderError, Templates};
 use crate::config::Config;
 use crate::digest::Digest;
@@ -74,7 +74,7 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
     let self_link = Extension {
         name: "atom:link".into(),
         attrs: [
-            ("href", urls::file(&config.site, "rss.xml")),
+            ("href", urls::file(&config.site, urls::RSS)),
             ("rel", "self".into()),
             ("type", "application/rss+xml".into()),
         ]
@@ -114,7 +114,8 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
             .collect(),
         ..Default::default()
     };
-    let bytes = channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| RenderError::Feed(format!("rss.xml: {e}")))?;
+    let bytes =
+        channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| RenderError::Feed(format!("{}: {e}", urls::RSS)))?;
     Ok(String::from_utf8(bytes).expect("the rss crate writes UTF-8") + "\n")
 }
 
@@ -146,7 +147,7 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
         subtitle: Some(atom::Text::plain(config.site.description.clone())),
         lang: Some(config.site.language.clone()),
         links: vec![
-            atom_link(urls::file(&config.site, "atom.xml"), "self", "application/atom+xml"),
+            atom_link(urls::file(&config.site, urls::ATOM), "self", "application/atom+xml"),
             atom_link(urls::home(&config.site), "alternate", "text/html"),
         ],
         entries: items
@@ -175,7 +176,7 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
             .collect(),
         ..Default::default()
     };
-    atom_string(&feed, "atom.xml")
+    atom_string(&feed, urls::ATOM)
 }
 
 /// JSON Feed 1.1, `items` newest first.
@@ -185,7 +186,7 @@ pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
         "version": "https://jsonfeed.org/version/1.1",
         "title": config.site.title,
         "home_page_url": urls::home(&config.site),
-        "feed_url": urls::file(&config.site, "feed.json"),
+        "feed_url": urls::file(&config.site, urls::JSON_FEED),
         "description": config.site.description,
         "language": config.site.language,
         "authors": authors,
@@ -203,7 +204,8 @@ pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
             })
         }).collect::<Vec<_>>(),
     });
-    let mut s = serde_json::to_string_pretty(&feed).map_err(|e| RenderError::Feed(format!("feed.json: {e}")))?;
+    let mut s =
+        serde_json::to_string_pretty(&feed).map_err(|e| RenderError::Feed(format!("{}: {e}", urls::JSON_FEED)))?;
     s.push('\n');
     Ok(s)
 }
