@@ -30,37 +30,95 @@ pub struct Digest {
     pub themes: Vec<String>,
     pub signals: Signals,
     pub closest: Vec<Closest>,
-    /// Read from the build cache, which keeps only what the index, the numbering and the links
-    /// need: the id, file, title, date, themes and each closest entry's reference. The source,
-    /// link, summary, keywords, signals and closest titles are empty; `Project::whole` reads the
-    /// file again for whatever shows them.
-    #[serde(skip)]
-    pub light: bool,
 }
 
-impl Digest {
-    /// What the build cache keeps of this digest (see `light`), for tests that compare the two.
-    #[cfg(test)]
-    pub(crate) fn lightened(&self) -> Digest {
-        Digest {
-            id: self.id.clone(),
-            file_name: self.file_name.clone(),
-            path: self.path.clone(),
-            title: self.title.clone(),
-            date: self.date,
-            source_url: String::new(),
-            link: String::new(),
-            summary: String::new(),
-            keywords: Vec::new(),
-            themes: self.themes.clone(),
-            signals: Signals::default(),
-            closest: self
-                .closest
-                .iter()
-                .map(|c| Closest { title: String::new(), reference: c.reference.clone(), target: None })
-                .collect(),
-            light: true,
+/// What every build needs of every digest, and what the build cache keeps of it: enough to
+/// group, number, list and link the digests (the index, the theme feeds' plan, the publication
+/// record), not to show them. Showing a digest takes the `Digest` read whole from its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub file_name: String,
+    pub path: PathBuf,
+    pub title: String,
+    pub date: NaiveDate,
+    pub themes: Vec<String>,
+    /// The reference of each entry of its `## Closest`, in order.
+    pub references: Vec<String>,
+}
+
+impl CatalogEntry {
+    /// What the catalog keeps of `d`.
+    pub fn of(d: &Digest) -> CatalogEntry {
+        CatalogEntry {
+            id: d.id.clone(),
+            file_name: d.file_name.clone(),
+            path: d.path.clone(),
+            title: d.title.clone(),
+            date: d.date,
+            themes: d.themes.clone(),
+            references: d.closest.iter().map(|c| c.reference.clone()).collect(),
         }
+    }
+}
+
+/// What lists, groups and links digests: what a `CatalogEntry` and a whole `Digest` both have.
+pub trait Listed {
+    fn id(&self) -> &str;
+    fn file_name(&self) -> &str;
+    fn path(&self) -> &Path;
+    fn title(&self) -> &str;
+    fn date(&self) -> NaiveDate;
+    fn themes(&self) -> &[String];
+    /// The reference of each closest entry, in order.
+    fn references(&self) -> impl Iterator<Item = &str>;
+}
+
+impl Listed for Digest {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file_name(&self) -> &str {
+        &self.file_name
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn title(&self) -> &str {
+        &self.title
+    }
+    fn date(&self) -> NaiveDate {
+        self.date
+    }
+    fn themes(&self) -> &[String] {
+        &self.themes
+    }
+    fn references(&self) -> impl Iterator<Item = &str> {
+        self.closest.iter().map(|c| c.reference.as_str())
+    }
+}
+
+impl Listed for CatalogEntry {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file_name(&self) -> &str {
+        &self.file_name
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn title(&self) -> &str {
+        &self.title
+    }
+    fn date(&self) -> NaiveDate {
+        self.date
+    }
+    fn themes(&self) -> &[String] {
+        &self.themes
+    }
+    fn references(&self) -> impl Iterator<Item = &str> {
+        self.references.iter().map(String::as_str)
     }
 }
 
@@ -159,23 +217,23 @@ impl Corpus {
 /// Two files with the same id would make closest links ambiguous: the first by file name is kept
 /// and each other one is a problem. `None` when every id is used once (the usual case); else
 /// whether to keep each digest, in the order given, and the problems.
-pub fn duplicate_ids<'a>(
-    digests: impl Iterator<Item = &'a Digest> + Clone,
+pub fn duplicate_ids<'a, D: Listed + 'a>(
+    digests: impl Iterator<Item = &'a D> + Clone,
     count: usize,
 ) -> Option<(Vec<bool>, Vec<ParseError>)> {
-    let mut first: foldhash::HashMap<&str, (usize, &Digest)> =
+    let mut first: foldhash::HashMap<&str, (usize, &D)> =
         foldhash::HashMap::with_capacity_and_hasher(count, Default::default());
     let mut twice = false;
     for (k, d) in digests.clone().enumerate() {
-        match first.get_mut(d.id.as_str()) {
+        match first.get_mut(d.id()) {
             Some(at) => {
                 twice = true;
-                if d.file_name < at.1.file_name {
+                if d.file_name() < at.1.file_name() {
                     *at = (k, d);
                 }
             }
             None => {
-                first.insert(&d.id, (k, d));
+                first.insert(d.id(), (k, d));
             }
         }
     }
@@ -185,18 +243,18 @@ pub fn duplicate_ids<'a>(
     let mut duplicates = Vec::new();
     let mut keep = Vec::new();
     for (k, d) in digests.enumerate() {
-        let (at, kept) = first[d.id.as_str()];
+        let (at, kept) = first[d.id()];
         keep.push(at == k);
         if at != k {
             duplicates.push(ParseError {
-                path: d.path.clone(),
+                path: d.path().to_path_buf(),
                 line: 0,
                 message: format!(
                     "id `{}` is already used by {}; ids (the hex part of the file name) must be unique",
-                    d.id,
-                    kept.path.display()
+                    d.id(),
+                    kept.path().display()
                 ),
-                date: Some(d.date),
+                date: Some(d.date()),
             });
         }
     }
@@ -341,7 +399,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
         themes: sections.themes,
         signals: sections.signals,
         closest: sections.closest,
-        light: false,
     })
 }
 

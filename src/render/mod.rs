@@ -27,7 +27,7 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 
 use crate::config::Config;
-use crate::issue::Issue;
+use crate::issue::WholeIssue;
 use crate::urls;
 
 /// Something that stops an issue from rendering; each names the template (or part) at fault.
@@ -54,8 +54,7 @@ fn feeds_value(config: &Config) -> Value {
 }
 
 /// What every issue template sees: `site`, `issue`, `count`, `issue_url`, `feeds`.
-fn issue_context(config: &Config, issue: &Issue) -> Value {
-    issue.assert_whole();
+fn issue_context(config: &Config, issue: &WholeIssue) -> Value {
     context! {
         site => Value::from(Serde(&config.site)),
         issue => Value::from(Serde(issue)),
@@ -111,7 +110,6 @@ pub(crate) mod testing {
                     target: Some(Box::new(ClosestTarget { digest_id: "bbbb".into(), issue_id: "2023-07-17".into() })),
                 },
             ],
-            light: false,
         }
     }
 
