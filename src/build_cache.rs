@@ -1037,12 +1037,12 @@ mod tests {
         assert!(!back.dirty);
         assert_eq!(back.found.len(), 2);
         // The digest's catalog entry; problems whole.
-        let light = CatalogEntry::of(&digest);
-        assert_eq!(light.references, ["00ff"]);
+        let entry = CatalogEntry::of(&digest);
+        assert_eq!(entry.references, ["00ff"]);
         assert_eq!(back.groups[0].broken, vec![("002_bb.txt".to_string(), problems)]);
         assert_eq!(
             (back.groups[1].week, &back.groups[1].days),
-            (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![light])])
+            (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![entry])])
         );
         // Written as the files were: they may have changed again within the clock's tick, so
         // neither is trusted, and the bucket is to be written again.
@@ -1246,10 +1246,10 @@ mod tests {
         weeks.record(&whole, &hash);
         weeks.save(std::iter::empty());
         // The record was written after the files settled: trusted.
-        let (light, stamps, parsed) = week(&digests, &cache, None);
+        let (cached, stamps, parsed) = week(&digests, &cache, None);
         assert_eq!(parsed, 0, "read from the digest cache");
         let weeks = WeekHashes::open(&cache, &digests, stamps);
-        assert_eq!(weeks.get(&light), Some(hash.clone()));
+        assert_eq!(weeks.get(&cached), Some(hash.clone()));
         // The same files with a note: another hash.
         let (noted, stamps, _) = week(&digests, &cache, Some("A word first."));
         assert_eq!(WeekHashes::open(&cache, &digests, stamps).get(&noted), None);

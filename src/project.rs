@@ -195,9 +195,8 @@ impl Project {
     /// `issue`'s digests whole, in its order, and how many files were read again for them: the
     /// digests this load parsed when it has all of them, or else every file of the issue read again.
     pub(crate) fn read_digests_of(&self, issue: &CatalogIssue) -> anyhow::Result<(Vec<Digest>, usize)> {
-        let parsed: Option<Vec<Digest>> = issue.digests().map(|e| self.parsed.get(&e.file_name).cloned()).collect();
-        if let Some(digests) = parsed {
-            return Ok((digests, 0));
+        if issue.digests().all(|e| self.parsed.contains_key(&e.file_name)) {
+            return Ok((issue.digests().map(|e| self.parsed[&e.file_name].clone()).collect(), 0));
         }
         let entries: Vec<&CatalogEntry> = issue.digests().collect();
         let read = self.read_files_again(&entries)?;
@@ -577,10 +576,10 @@ pub fn week_rule(config: &Config) -> WeekRule {
     WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
 }
 
-/// Reads `[paths] digests`: every digest, grouped into the weeks of `rule`, and every problem,
-/// sorted, with each file's stamp. Files unchanged since the build cache recorded them are not
-/// read again, and their digests are light (`Digest::light`); with `CacheUse::Update` the cache
-/// is brought up to date.
+/// Reads `[paths] digests`: every digest's catalog entry, grouped into the weeks of `rule`, and
+/// every problem, sorted, with each file's stamp. Files unchanged since the build cache recorded
+/// them are not read again (their entries come from the cache); the others are given whole too
+/// (`Digests::parsed_whole`). With `CacheUse::Update` the cache is brought up to date.
 pub fn read_digests(
     config: &Config,
     rule: &WeekRule,

@@ -372,8 +372,8 @@ impl Project {
         }
         let items = self.feed_items(site, out, &newest, &known)?;
         // The theme feeds' digests, each once, whole. Their closest links lead into the published
-        // archive, in the drafts too: that is what Gazette has always written for digests it
-        // parsed (see the report of issue 29).
+        // archive, in the drafts too (whose pages link every week): what Gazette has always
+        // written for the digests it parsed, kept byte for byte.
         let mut shown: BTreeMap<&str, &CatalogEntry> = BTreeMap::new();
         for (_, d) in plan.iter().flat_map(|t| t.shown.iter()) {
             shown.insert(d.id.as_str(), d);

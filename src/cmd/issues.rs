@@ -151,8 +151,8 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
         ),
     };
     // The archive and the feeds without it, rendered afresh: the build cache kept another issue's
-    // feed entry with a closest link into the unpublished week (seen with digests read light from
-    // the cache), and the folder is safe to delete (README, "The build cache").
+    // feed entry with a closest link into the unpublished week (seen with digests whose entries
+    // came from the cache), and the folder is safe to delete (README, "The build cache").
     let cache = &project.config.paths.cache;
     if cache.exists() {
         std::fs::remove_dir_all(cache).map_err(|e| {
