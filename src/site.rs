@@ -15,7 +15,7 @@ use crate::digest::{CatalogEntry, Digest};
 use crate::fingerprint::Fingerprint;
 use crate::issue::{CatalogIssue, Homes, WholeIssue};
 use crate::project::{Hashed, Project, WholeDigests, email_failure, template_error, write_if_changed};
-use crate::render::{self, FeedItem};
+use crate::render::{self, FeedItem, ThemeFeed};
 use crate::store::Store;
 use crate::urls;
 
@@ -153,11 +153,13 @@ impl Project {
         out.wholes = wholes;
         out.report.reread = reread;
         let keys = self.write_pages(&site, &mut out, plan.only.as_deref())?;
-        self.write_index(&site, &mut out)?;
-        self.write_feeds(&site, &mut out, keys)?;
+        let themes = render::theme_feed_plan(&self.config, &site.issues);
+        self.write_index(&site, &themes, &mut out)?;
+        self.write_feeds(&site, &themes, &mut out, keys)?;
         if plan.only.is_none() {
             out.report.removed = prune(site.folder, &out.kept)?;
         }
+        drop(themes);
         drop(site);
         let Output { cache, hashed, mut report, .. } = out;
         cache.save();
@@ -320,10 +322,14 @@ impl Project {
     }
 
     /// The `index` step: the front page, listing every issue and theme feed.
-    fn write_index(&self, site: &SiteInput, out: &mut Output) -> anyhow::Result<()> {
-        let plan = render::theme_feed_plan(&self.config, &site.issues);
+    fn write_index(
+        &self,
+        site: &SiteInput,
+        themes: &[ThemeFeed<CatalogEntry>],
+        out: &mut Output,
+    ) -> anyhow::Result<()> {
         let index =
-            render::render_index_with(&self.config, &self.templates, &site.issues, &plan).map_err(template_error)?;
+            render::render_index_with(&self.config, &self.templates, &site.issues, themes).map_err(template_error)?;
         out.write(urls::INDEX, Some(&index))
     }
 
@@ -331,9 +337,14 @@ impl Project {
     /// are made from changed or one of their files did: the newest issues (each by its page's key,
     /// which covers what its content is made from), and each theme's name, oldest year and newest
     /// digests (by their issues' keys). `keys` are the pages' keys by issue id.
-    fn write_feeds(&self, site: &SiteInput, out: &mut Output, keys: Vec<(String, String)>) -> anyhow::Result<()> {
+    fn write_feeds(
+        &self,
+        site: &SiteInput,
+        plan: &[ThemeFeed<CatalogEntry>],
+        out: &mut Output,
+        keys: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
         let (config, templates) = (&self.config, &self.templates);
-        let plan = render::theme_feed_plan(config, &site.issues);
         let newest = render::feed_issues(config, &site.issues);
         let mut known: HashMap<String, String> = keys.into_iter().collect();
         let mut missing: Vec<&str> = Vec::new();
@@ -353,7 +364,7 @@ impl Project {
         for issue in &newest {
             fingerprint.text(&issue.id).text(&known[&issue.id]);
         }
-        for theme in &plan {
+        for theme in plan {
             fingerprint.text(&theme.name).text(&theme.slug).text(&theme.oldest_year.to_string());
             for (issue_id, d) in &theme.shown {
                 fingerprint.text(issue_id).text(&d.id).text(&known[*issue_id]);
@@ -383,8 +394,7 @@ impl Project {
         out.report.reread += reread;
         digests.iter_mut().for_each(|d| self.homes().resolve_digest(d));
         let whole: BTreeMap<&str, &Digest> = shown.iter().map(|e| e.id.as_str()).zip(&digests).collect();
-        let plan: Vec<render::ThemeFeed<Digest>> =
-            plan.iter().map(|t| t.with_digests(|e| whole[e.id.as_str()])).collect();
+        let plan: Vec<ThemeFeed<Digest>> = plan.iter().map(|t| t.with_digests(|e| whole[e.id.as_str()])).collect();
         for f in render::render_feeds_of(config, templates, &items, &plan).map_err(template_error)? {
             out.write(&f.path, Some(&f.contents))?;
             out.cache.page_written(&record_id(&f.path), &feeds_key, &site.folder.join(&f.path), &f.contents);
