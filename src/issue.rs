@@ -189,11 +189,19 @@ impl WholeIssue {
     /// which change as other weeks are published). The publication record keeps it, so that an
     /// edit to a published issue is noticed.
     pub fn content_hash(&self) -> String {
-        let mut hasher = crate::fingerprint::Fingerprint::default();
-        let mut text = |s: &str| {
-            hasher.text(s);
-        };
-        for d in self.digests() {
+        content_hash(self.digests(), self.note.as_deref())
+    }
+}
+
+/// The content hash (`WholeIssue::content_hash`) of an issue of `digests`, in its order, with
+/// `note`.
+pub fn content_hash<'a>(digests: impl Iterator<Item = &'a Digest>, note: Option<&str>) -> String {
+    let mut hasher = crate::fingerprint::Fingerprint::default();
+    let mut text = |s: &str| {
+        hasher.text(s);
+    };
+    {
+        for d in digests {
             for field in [&d.file_name, &d.title, &d.source_url, &d.link, &d.summary] {
                 text(field);
             }
@@ -215,12 +223,12 @@ impl WholeIssue {
         }
         // Only a note that exists counts, so that issues without one keep the hash they were
         // published with before notes existed.
-        if let Some(note) = &self.note {
+        if let Some(note) = note {
             text("note");
             text(note);
         }
-        hasher.hex(16)
     }
+    hasher.hex(16)
 }
 
 impl<D: Listed> fmt::Display for Issue<D> {

@@ -192,15 +192,11 @@ impl Project {
         &self.homes
     }
 
-    /// `issue`'s digests whole, in its order, and how many files were read again for them: the
-    /// digests this load parsed when it has all of them, or else every file of the issue read again.
+    /// `issue`'s digests whole, in its order, and how many files were read again for them (those
+    /// this load did not parse).
     pub(crate) fn read_digests_of(&self, issue: &CatalogIssue) -> anyhow::Result<(Vec<Digest>, usize)> {
-        if issue.digests().all(|e| self.parsed.contains_key(&e.file_name)) {
-            return Ok((issue.digests().map(|e| self.parsed[&e.file_name].clone()).collect(), 0));
-        }
         let entries: Vec<&CatalogEntry> = issue.digests().collect();
-        let read = self.read_files_again(&entries)?;
-        Ok((read, entries.len()))
+        self.read_entries(&entries)
     }
 
     /// `entries` whole: parsed by this load, or read again from their files; and how many were
@@ -244,14 +240,15 @@ impl Project {
         if let Some(hash) = self.hashes.get(&issue.id) {
             return Ok(Hashed { hash: hash.clone(), computed: false, digests: None, reread: 0 });
         }
-        let all_parsed = issue.digests().all(|e| self.parsed.contains_key(&e.file_name));
-        if !all_parsed && let Some(hash) = self.weeks.get(issue) {
+        if issue.digests().all(|e| self.parsed.contains_key(&e.file_name)) {
+            let hash = issue::content_hash(issue.digests().map(|e| &self.parsed[&e.file_name]), issue.note.as_deref());
+            return Ok(Hashed { hash, computed: true, digests: None, reread: 0 });
+        }
+        if let Some(hash) = self.weeks.get(issue) {
             return Ok(Hashed { hash, computed: false, digests: None, reread: 0 });
         }
         let (digests, reread) = self.read_digests_of(issue)?;
-        let whole = issue.with_digests(digests);
-        let hash = whole.content_hash();
-        let digests = whole.days.into_iter().flat_map(|d| d.digests).collect();
+        let hash = issue::content_hash(digests.iter(), issue.note.as_deref());
         Ok(Hashed { hash, computed: true, digests: Some(digests), reread })
     }
 
