@@ -465,3 +465,70 @@ fn prune(folder: &Path, kept: &BTreeSet<String>) -> anyhow::Result<usize> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::config::Config;
+
+    /// Two digests a week apart, each the other's closest, sharing a theme.
+    fn project_in(dir: &Path) -> Config {
+        let d = dir.join("digests");
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, date, other) in [("001_aaaa.txt", "20230704", "bbbb"), ("002_bbbb.txt", "20230711", "aaaa")] {
+            let text = format!(
+                "# __Title {name}__, from ([{date}](https://example.org/c).)\n\n__[External link](https://example.org/{name})__\n\n\
+                 ## Summary\n\nSomething happened.\n\n## Themes\n\n* shared\n\n## Closest\n\n* [The other]({other})\n"
+            );
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        std::fs::write(dir.join("publish.toml"), "[site]\nbase_url = \"https://signals.example.org\"\n").unwrap();
+        Config::load(&dir.join("publish.toml")).unwrap()
+    }
+
+    fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else {
+                    out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_drafts_are_the_same_whether_the_digests_are_parsed_or_come_from_the_catalog_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = project_in(dir.path());
+        // The week of 3 July is due, the week of 10 July is a draft.
+        let now: DateTime<Utc> = "2023-07-12T09:00:00Z".parse().unwrap();
+        // The files settle before the cache records them, so that the next load trusts it.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let mut parsed = Project::load_to_build(config.clone(), None, now).await.unwrap();
+        assert_eq!(parsed.digests_parsed, 2);
+        let first = parsed.build(BuildPlan::site(Site::Drafts)).await.unwrap();
+        assert_eq!((first.pages, first.rendered, first.reread), (2, 2, 0));
+        let from_files = files(&config.paths.drafts);
+
+        std::fs::remove_dir_all(&config.paths.drafts).unwrap();
+        std::fs::remove_dir_all(config.paths.cache.join("drafts")).unwrap();
+        let mut cached = Project::load_to_build(config.clone(), None, now).await.unwrap();
+        assert_eq!(cached.digests_parsed, 0, "every entry from the cache");
+        let second = cached.build(BuildPlan::site(Site::Drafts)).await.unwrap();
+        assert!(second.reread > 0, "what was shown was read whole again");
+        assert!(files(&config.paths.drafts) == from_files, "the drafts depend on the cache");
+        // Drafts link each other on their pages.
+        let page = String::from_utf8(from_files[Path::new("issues/2023-07-03/index.html")].clone()).unwrap();
+        assert!(page.contains("issues/2023-07-10/#d-bbbb"), "{page}");
+    }
+}
