@@ -633,10 +633,11 @@ fn read_summary(
     summary
 }
 
-/// How deep markup may nest: emphasis in a link in strong text is 3. Past it, inner markup is
-/// shown as plain text: MJML's compiler recurses once per level, and a summary of 20,000 nested
-/// `*` would overflow its stack. The digest reader reports such a summary as a problem (see
-/// `nesting`); this cap is what guarantees that no content reaches the compiler that deep.
+/// How deep a summary's markup may nest: emphasis in a link in strong text is 3. MJML's compiler
+/// recurses once per level, and a summary of 20,000 nested `*` would overflow its stack: the
+/// reader reports a deeper summary as a problem (see `nesting`), and the renderer
+/// (`render::markdown`) shows inner markup past this depth as plain text, which is what
+/// guarantees that no content reaches the compiler that deep.
 pub const MAX_NESTING: usize = 16;
 
 /// The deepest nesting of `markdown`'s elements (blocks and inline markup alike), and the byte
