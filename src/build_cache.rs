@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::{Datelike as _, NaiveDate};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Closest, Digest, FileResult, ParseError, Signals};
+use crate::digest::{self, CatalogEntry, Digest, FileResult, Listed, ParseError};
 use crate::fingerprint::{self, Fingerprint};
 use crate::issue::WeekRule;
 
@@ -121,13 +122,17 @@ pub enum CacheUse {
 #[derive(Debug)]
 pub struct WeekDigests {
     pub start: NaiveDate,
-    pub days: Vec<(NaiveDate, Vec<Digest>)>,
+    pub days: Vec<(NaiveDate, Vec<CatalogEntry>)>,
 }
 
-/// What `read_digests` gives: every digest, grouped by week (oldest first), and every problem.
+/// What `read_digests` gives: every digest's catalog entry, grouped by week (oldest first), every
+/// problem, and the digests parsed whole by this read.
 #[derive(Debug, Default)]
 pub struct Digests {
     pub weeks: Vec<WeekDigests>,
+    /// The digests of the files read and parsed (the others' entries came from the cache), whole,
+    /// in no particular order; a duplicate id left out of `weeks` may be among them.
+    pub parsed_whole: Vec<Digest>,
     pub problems: Vec<ParseError>,
     /// How many digests there are in `weeks`.
     pub count: usize,
@@ -136,16 +141,16 @@ pub struct Digests {
 }
 
 impl Digests {
-    /// Every digest, week by week, day by day, file by file.
-    pub fn iter(&self) -> impl Iterator<Item = &Digest> + Clone {
+    /// Every digest's entry, week by week, day by day, file by file.
+    pub fn iter(&self) -> impl Iterator<Item = &CatalogEntry> + Clone {
         self.weeks.iter().flat_map(|w| w.days.iter().flat_map(|(_, day)| day.iter()))
     }
 }
 
 /// Reads `[paths] digests` as `digest::read_folder` does, grouped into the weeks of `rule`,
-/// parsing only the files whose stamp is not the one recorded in `cache_dir` with their light
-/// digest (or problems), and records those there. A digest from the cache is light
-/// (`Digest::light`); a parsed one is whole. The cache is best effort: when it cannot be read or
+/// parsing only the files whose stamp is not the one recorded in `cache_dir` with their catalog
+/// entry (or problems), and records those there. Every digest has its entry; a parsed one is also
+/// given whole (`Digests::parsed_whole`). The cache is best effort: when it cannot be read or
 /// written, every file is simply parsed. With `CacheUse::Read` nothing is written. Also gives
 /// every file's stamp, for `WeekHashes`.
 ///
@@ -163,7 +168,7 @@ pub fn read_digests(
     let files = Stamps::of(list_stamped(dir)?);
     let buckets: Vec<usize> = (0..BUCKETS).collect();
     let mut loaded: Vec<Loaded> =
-        crate::render::par_map(&buckets, |&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files));
+        buckets.par_iter().map(|&b| Loaded::read(&bucket_path(&folder, b), &key, dir, &files)).collect();
 
     // Which listed files the cache has as they are now. A file found twice means a cache that
     // contradicts itself: none of it is used.
@@ -182,11 +187,17 @@ pub fn read_digests(
     let misses: Vec<&str> = (0..files.len()).filter(|&k| !found[k]).map(|k| files.names[k].as_str()).collect();
     let paths: Vec<PathBuf> = misses.iter().map(|name| dir.join(name)).collect();
     let mut ids: Vec<u64> = Vec::new();
+    let mut parsed_whole = Vec::new();
     for (&name, result) in misses.iter().zip(digest::read_files(&paths)) {
         if let Ok(d) = &result {
             ids.push(name_hash(&d.id));
         }
         let week = week_of(&result, rule);
+        let result = result.map(|d| {
+            let entry = CatalogEntry::of(&d);
+            parsed_whole.push(d);
+            entry
+        });
         let bucket = &mut loaded[bucket_of_week(week)];
         bucket.dirty = true;
         let at = match bucket.groups.binary_search_by(|g| g.week.cmp(&week)) {
@@ -204,7 +215,7 @@ pub fn read_digests(
     // Buckets are encoded and written on all cores: a first build writes all of them.
     if cache_use == CacheUse::Update {
         let rewrite: Vec<(usize, &Loaded)> = loaded.iter().enumerate().filter(|(_, l)| l.dirty).collect();
-        crate::render::par_map(&rewrite, |&(b, bucket)| {
+        rewrite.par_iter().for_each(|&(b, bucket)| {
             let path = bucket_path(&folder, b);
             if let Err(e) = write_atomically(&path, &bucket.encode(&key, &files)) {
                 tracing::debug!("cannot write the digest cache {}: {e}", path.display());
@@ -219,7 +230,7 @@ pub fn read_digests(
     let same_hash = ids.windows(2).any(|pair| pair[0] == pair[1]);
     let mut groups: Vec<Group> = loaded.into_iter().flat_map(|l| l.groups).collect();
     groups.sort_by_key(|g| g.week);
-    let mut digests = Digests { parsed: paths.len(), ..Digests::default() };
+    let mut digests = Digests { parsed: paths.len(), parsed_whole, ..Digests::default() };
     for g in groups {
         digests.problems.extend(g.broken.into_iter().flat_map(|(_, problems)| problems));
         match g.week {
@@ -271,15 +282,15 @@ fn bucket_of_week(week: Option<NaiveDate>) -> usize {
     week.map_or(0, |w| (w.num_days_from_ce().max(0) as usize / 7) % BUCKETS)
 }
 
-/// What one file gives, as the cache keeps it: its digest, or its name and problems.
-type Entry = Result<Digest, (String, Vec<ParseError>)>;
+/// What one file gives, as the cache keeps it: its catalog entry, or its name and problems.
+type Cached = Result<CatalogEntry, (String, Vec<ParseError>)>;
 
 /// The cached files of one week, or of no week (files whose date could not be read).
 #[derive(Debug, Default)]
 struct Group {
     week: Option<NaiveDate>,
     /// Days with digests, by date; each day's digests by file name.
-    days: Vec<(NaiveDate, Vec<Digest>)>,
+    days: Vec<(NaiveDate, Vec<CatalogEntry>)>,
     /// The files that could not be read, each with its problems.
     broken: Vec<(String, Vec<ParseError>)>,
 }
@@ -287,7 +298,7 @@ struct Group {
 impl Group {
     /// Adds a file's digest to the end of its day (`sort_days` puts it in place), or its name and
     /// problems.
-    fn add(&mut self, result: Entry) {
+    fn add(&mut self, result: Cached) {
         match result {
             Ok(d) => match self.days.last_mut() {
                 Some((date, day)) if *date == d.date => day.push(d),
@@ -359,7 +370,7 @@ impl Loaded {
             w.date(g.week);
             w.u64(g.days.len() as u64);
             for (date, day) in &g.days {
-                let entries: Vec<(&Digest, Stamp)> =
+                let entries: Vec<(&CatalogEntry, Stamp)> =
                     day.iter().filter_map(|d| Some((d, stamp(&d.file_name)?))).collect();
                 w.date(Some(*date));
                 w.u64(entries.len() as u64);
@@ -425,54 +436,27 @@ fn name_hash(name: &str) -> u64 {
 /// The digest files of `dir` (as `digest::read_folder` reads them), each with its
 /// stamp, in the folder's order.
 fn list_stamped(dir: &Path) -> std::io::Result<Vec<(String, Stamp, u64)>> {
-    // The folder is listed on this thread while another stats what is listed so far; once the
-    // listing is done this thread stats too. Most of the time is the kernel's, one call a file.
-    const CHUNK: usize = 2048;
-    fn stamp(chunk: Vec<(String, std::fs::DirEntry)>, out: &mut Vec<(String, Stamp, u64)>) {
-        for (name, e) in chunk {
+    // Most of the time is the kernel's, one call a file: the listed files are stat'ed on all cores.
+    let listed: Vec<(String, std::fs::DirEntry)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            (!name.starts_with('.') && digest::is_digest_name(&name)).then_some((name, e))
+        })
+        .collect();
+    Ok(listed
+        .into_par_iter()
+        .filter_map(|(name, e)| {
             // A symbolic link is read through, as `Path::is_file` does.
             let meta = e
                 .metadata()
                 .ok()
-                .and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) });
-            if let Some(meta) = meta.filter(|m| m.is_file()) {
-                let hash = name_hash(&name);
-                out.push((name, Stamp::of(&meta), hash));
-            }
-        }
-    }
-    let entries = std::fs::read_dir(dir)?;
-    let (sender, receiver) = std::sync::mpsc::channel::<Vec<(String, std::fs::DirEntry)>>();
-    let receiver = std::sync::Mutex::new(receiver);
-    let next = || receiver.lock().expect("not poisoned").recv().ok();
-    let files = std::thread::scope(|s| {
-        let helper = s.spawn(|| {
-            let mut out = Vec::new();
-            while let Some(chunk) = next() {
-                stamp(chunk, &mut out);
-            }
-            out
-        });
-        let mut chunk = Vec::with_capacity(CHUNK);
-        for e in entries.filter_map(|e| e.ok()) {
-            let Ok(name) = e.file_name().into_string() else { continue };
-            if !name.starts_with('.') && digest::is_digest_name(&name) {
-                chunk.push((name, e));
-                if chunk.len() == CHUNK {
-                    let _ = sender.send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)));
-                }
-            }
-        }
-        let _ = sender.send(chunk);
-        drop(sender);
-        let mut out = Vec::new();
-        while let Some(chunk) = next() {
-            stamp(chunk, &mut out);
-        }
-        out.extend(helper.join().expect("the stat helper panicked"));
-        out
-    });
-    Ok(files)
+                .and_then(|m| if m.file_type().is_symlink() { std::fs::metadata(e.path()).ok() } else { Some(m) })
+                .filter(|m| m.is_file())?;
+            let hash = name_hash(&name);
+            Some((name, Stamp::of(&meta), hash))
+        })
+        .collect())
 }
 
 fn bucket_path(folder: &Path, b: usize) -> PathBuf {
@@ -528,7 +512,7 @@ impl Writer {
         self.u64(d.map_or(0, |d| d.num_days_from_ce() as i64 as u64));
     }
 
-    fn entry(&mut self, name: &str, stamp: &Stamp, result: Result<&Digest, &Vec<ParseError>>) {
+    fn entry(&mut self, name: &str, stamp: &Stamp, result: Result<&CatalogEntry, &Vec<ParseError>>) {
         self.str(name);
         self.u64(stamp.len);
         self.i128(stamp.mtime);
@@ -536,14 +520,13 @@ impl Writer {
         self.u64(stamp.inode);
         match result {
             Ok(d) => {
-                // Only the light form (`Digest::light`): what every build needs of every digest.
+                // The catalog entry: what every build needs of every digest.
                 self.u64(0);
                 self.str(&d.id);
                 self.str(&d.title);
                 self.date(Some(d.date));
                 self.strings(&d.themes);
-                self.u64(d.closest.len() as u64);
-                d.closest.iter().for_each(|c| self.str(&c.reference));
+                self.strings(&d.references);
             }
             Err(problems) => {
                 self.u64(1);
@@ -696,31 +679,16 @@ impl<'a> Reader<'a> {
         (self.take(MAGIC.len())? == MAGIC).then_some(loaded)
     }
 
-    /// One file's stamp and light digest, or its name and problems.
-    fn entry(&mut self, dir: &Path) -> Option<(Stamp, Entry)> {
+    /// One file's stamp and catalog entry, or its name and problems.
+    fn entry(&mut self, dir: &Path) -> Option<(Stamp, Cached)> {
         let name = self.str()?;
         let stamp = Stamp { len: self.u64()?, mtime: self.i128()?, ctime: self.i128()?, inode: self.u64()? };
         let path = dir.join(&name);
         let result = match self.u64()? {
             0 => {
                 let (id, title, date, themes) = (self.str()?, self.str()?, self.date()??, self.strings()?);
-                let closest =
-                    self.list(|r| Some(Closest { title: String::new(), reference: r.str()?, target: None }))?;
-                Ok(Digest {
-                    id,
-                    file_name: name,
-                    path,
-                    title,
-                    date,
-                    source_url: String::new(),
-                    link: String::new(),
-                    summary: String::new(),
-                    keywords: Vec::new(),
-                    themes,
-                    signals: Signals::default(),
-                    closest,
-                    light: true,
-                })
+                let references = self.strings()?;
+                Ok(CatalogEntry { id, file_name: name, path, title, date, themes, references })
             }
             1 => {
                 let problems = (0..self.count()?)
@@ -753,8 +721,8 @@ struct WeeksFile {
 }
 
 /// Each issue's content hash (`Issue::content_hash`), recorded with the stamps of the digest files
-/// and the note it was computed from: an issue whose digests are light (read from the digest
-/// cache) has its hash from here while its files are as they were, so that no build reads every
+/// and the note it was computed from: an issue whose digests come from the digest cache (as
+/// catalog entries) has its hash from here while its files are as they were, so that no build reads every
 /// digest again to compare what is published with the publication record.
 pub struct WeekHashes {
     path: PathBuf,
@@ -762,7 +730,7 @@ pub struct WeekHashes {
     stamps: Stamps,
     old: BTreeMap<String, (String, String)>,
     written: i128,
-    new: std::sync::Mutex<BTreeMap<String, (String, String)>>,
+    new: BTreeMap<String, (String, String)>,
 }
 
 impl WeekHashes {
@@ -775,19 +743,19 @@ impl WeekHashes {
             (file.format == FORMAT && file.key == key).then(|| (file.weeks, written_at(&m)))
         });
         let (old, written) = read.unwrap_or_default();
-        WeekHashes { path, key, stamps, old, written, new: Default::default() }
+        WeekHashes { path, key, stamps, old, written, new: BTreeMap::new() }
     }
 
     /// What `issue`'s hash is computed from: each file's name and stamp, and the note; and
     /// whether every file had settled before the record was written. `None` when a file was not
     /// listed.
-    fn fingerprint(&self, issue: &crate::issue::Issue) -> Option<(String, bool)> {
+    fn fingerprint<D: Listed>(&self, issue: &crate::issue::Issue<D>) -> Option<(String, bool)> {
         let mut f = Fingerprint::default();
         let mut settled = true;
         for d in issue.digests() {
-            let s = self.stamps.get(&d.file_name)?;
+            let s = self.stamps.get(d.file_name())?;
             settled &= s.settled_before(self.written);
-            f.text(&d.file_name);
+            f.text(d.file_name());
             f.bytes(&s.len.to_le_bytes())
                 .bytes(&s.mtime.to_le_bytes())
                 .bytes(&s.ctime.to_le_bytes())
@@ -802,26 +770,24 @@ impl WeekHashes {
 
     /// `issue`'s content hash as recorded, when its files (each settled before the record was
     /// written) and its note are as they were.
-    pub fn get(&self, issue: &crate::issue::Issue) -> Option<String> {
+    pub fn get<D: Listed>(&self, issue: &crate::issue::Issue<D>) -> Option<String> {
         let (fingerprint, hash) = self.old.get(&issue.id)?;
         let (now, settled) = self.fingerprint(issue)?;
         (settled && now == *fingerprint).then(|| hash.clone())
     }
 
     /// Records `hash` as `issue`'s content hash, read from its files as they are listed.
-    pub fn record(&self, issue: &crate::issue::Issue, hash: &str) {
+    pub fn record<D: Listed>(&mut self, issue: &crate::issue::Issue<D>, hash: &str) {
         if let Some((fingerprint, _)) = self.fingerprint(issue) {
-            self.new.lock().expect("not poisoned").insert(issue.id.clone(), (fingerprint, hash.to_string()));
+            self.new.insert(issue.id.clone(), (fingerprint, hash.to_string()));
         }
     }
 
     /// Writes the record: the hashes recorded, and those of `ids` as they were (issues whose hash
     /// was still current). Failing to is only logged.
     pub fn save<'a>(&self, ids: impl Iterator<Item = &'a str>) {
-        let new = self.new.lock().expect("not poisoned");
-        let recorded = !new.is_empty();
-        let mut weeks = new.clone();
-        drop(new);
+        let recorded = !self.new.is_empty();
+        let mut weeks = self.new.clone();
         for id in ids {
             if let Some(old) = self.old.get(id) {
                 weeks.entry(id.to_string()).or_insert_with(|| old.clone());
@@ -1028,7 +994,7 @@ mod tests {
         read_digests(digests, cache, &rule(), CacheUse::Update).unwrap().0
     }
 
-    fn all(d: &Digests) -> Vec<Digest> {
+    fn all(d: &Digests) -> Vec<CatalogEntry> {
         d.iter().cloned().collect()
     }
 
@@ -1061,7 +1027,7 @@ mod tests {
             Group { week: None, days: Vec::new(), broken: vec![("002_bb.txt".to_string(), problems.clone())] },
             Group {
                 week: Some(date("2023-07-17")),
-                days: vec![(date("2023-07-18"), vec![digest.clone()])],
+                days: vec![(date("2023-07-18"), vec![CatalogEntry::of(&digest)])],
                 broken: Vec::new(),
             },
         ];
@@ -1070,15 +1036,13 @@ mod tests {
         let back = Reader::new(&bytes).bucket("k", dir.path(), &files, later).unwrap();
         assert!(!back.dirty);
         assert_eq!(back.found.len(), 2);
-        // The digest in its light form (`Digest::lightened`); problems whole.
-        let light = digest.lightened();
-        assert!(
-            light.summary.is_empty() && light.closest.iter().all(|c| c.title.is_empty() && !c.reference.is_empty())
-        );
+        // The digest's catalog entry; problems whole.
+        let entry = CatalogEntry::of(&digest);
+        assert_eq!(entry.references, ["00ff"]);
         assert_eq!(back.groups[0].broken, vec![("002_bb.txt".to_string(), problems)]);
         assert_eq!(
             (back.groups[1].week, &back.groups[1].days),
-            (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![light])])
+            (Some(date("2023-07-17")), &vec![(date("2023-07-18"), vec![entry])])
         );
         // Written as the files were: they may have changed again within the clock's tick, so
         // neither is trusted, and the bucket is to be written again.
@@ -1152,8 +1116,8 @@ mod tests {
         files.iter().step_by(3).for_each(|f| std::fs::remove_file(f).unwrap());
         let after = read(&digests, &cache);
         assert_eq!(after.parsed, 0, "every file left is found in the cache");
-        let kept: Vec<Digest> =
-            fresh.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d.lightened()).collect();
+        let kept: Vec<CatalogEntry> =
+            fresh.into_iter().enumerate().filter(|(k, _)| k % 3 != 0).map(|(_, d)| d).collect();
         assert_eq!((all(&after), after.count), (kept.clone(), kept.len()));
         assert!(buckets_as_listed(&digests, &cache), "the buckets were rewritten without the files that are gone");
     }
@@ -1256,14 +1220,15 @@ mod tests {
         }
     }
 
-    /// The week of the digests in `dir` (all of one week), as a project loads it, with the stamps.
-    fn week(dir: &Path, cache: &Path, note: Option<&str>) -> (crate::issue::Issue, Stamps) {
+    /// The week of the digests in `dir` (all of one week), as a project loads it, with the stamps
+    /// and how many files were parsed.
+    fn week(dir: &Path, cache: &Path, note: Option<&str>) -> (crate::issue::CatalogIssue, Stamps, usize) {
         let (digests, stamps) = read_digests(dir, cache, &rule(), CacheUse::Update).unwrap();
-        let mut weeks: Vec<crate::issue::Issue> =
+        let mut weeks: Vec<crate::issue::CatalogIssue> =
             digests.weeks.into_iter().map(|w| crate::issue::Issue::of_week(w.start, w.days)).collect();
         assert_eq!(weeks.len(), 1);
         weeks[0].note = note.map(str::to_string);
-        (weeks.pop().unwrap(), stamps)
+        (weeks.pop().unwrap(), stamps, digests.parsed)
     }
 
     #[test]
@@ -1273,33 +1238,33 @@ mod tests {
         let files = old_digests(&digests, 3);
         // Their change times are now: only files older than the settling margin are trusted.
         std::thread::sleep(SETTLE + Duration::from_millis(50));
-        let (whole, stamps) = week(&digests, &cache, None);
-        assert!(!whole.is_light(), "read from the files the first time");
-        let hash = whole.content_hash();
-        let weeks = WeekHashes::open(&cache, &digests, stamps);
+        let (whole, stamps, parsed) = week(&digests, &cache, None);
+        assert_eq!(parsed, 3, "read from the files the first time");
+        let hash = "the week's hash".to_string();
+        let mut weeks = WeekHashes::open(&cache, &digests, stamps);
         assert_eq!(weeks.get(&whole), None, "nothing recorded yet");
         weeks.record(&whole, &hash);
         weeks.save(std::iter::empty());
         // The record was written after the files settled: trusted.
-        let (light, stamps) = week(&digests, &cache, None);
-        assert!(light.is_light(), "read from the digest cache");
+        let (cached, stamps, parsed) = week(&digests, &cache, None);
+        assert_eq!(parsed, 0, "read from the digest cache");
         let weeks = WeekHashes::open(&cache, &digests, stamps);
-        assert_eq!(weeks.get(&light), Some(hash.clone()));
+        assert_eq!(weeks.get(&cached), Some(hash.clone()));
         // The same files with a note: another hash.
-        let (noted, stamps) = week(&digests, &cache, Some("A word first."));
+        let (noted, stamps, _) = week(&digests, &cache, Some("A word first."));
         assert_eq!(WeekHashes::open(&cache, &digests, stamps).get(&noted), None);
 
         // One file rewritten with the same bytes: its stamp moved, so the hash is not trusted.
         std::fs::write(&files[1], std::fs::read(&files[1]).unwrap()).unwrap();
         age(&files[1]);
-        let (after, stamps) = week(&digests, &cache, None);
-        let weeks = WeekHashes::open(&cache, &digests, stamps);
+        let (after, stamps, _) = week(&digests, &cache, None);
+        let mut weeks = WeekHashes::open(&cache, &digests, stamps);
         assert_eq!(weeks.get(&after), None);
         // Recorded again now, while the rewritten file is recent (its change time is now): not
         // trusted by the next run until the file has settled before a later record.
         weeks.record(&after, &hash);
         weeks.save(std::iter::empty());
-        let (next, stamps) = week(&digests, &cache, None);
+        let (next, stamps, _) = week(&digests, &cache, None);
         assert_eq!(
             WeekHashes::open(&cache, &digests, stamps).get(&next),
             None,

@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
+use pulldown_cmark::{Event, Parser};
 use serde::Serialize;
 
 /// One article digest, as read from its file. Text is kept as written: nothing here is HTML.
@@ -29,37 +30,95 @@ pub struct Digest {
     pub themes: Vec<String>,
     pub signals: Signals,
     pub closest: Vec<Closest>,
-    /// Read from the build cache, which keeps only what the index, the numbering and the links
-    /// need: the id, file, title, date, themes and each closest entry's reference. The source,
-    /// link, summary, keywords, signals and closest titles are empty; `Project::whole` reads the
-    /// file again for whatever shows them.
-    #[serde(skip)]
-    pub light: bool,
 }
 
-impl Digest {
-    /// What the build cache keeps of this digest (see `light`), for tests that compare the two.
-    #[cfg(test)]
-    pub(crate) fn lightened(&self) -> Digest {
-        Digest {
-            id: self.id.clone(),
-            file_name: self.file_name.clone(),
-            path: self.path.clone(),
-            title: self.title.clone(),
-            date: self.date,
-            source_url: String::new(),
-            link: String::new(),
-            summary: String::new(),
-            keywords: Vec::new(),
-            themes: self.themes.clone(),
-            signals: Signals::default(),
-            closest: self
-                .closest
-                .iter()
-                .map(|c| Closest { title: String::new(), reference: c.reference.clone(), target: None })
-                .collect(),
-            light: true,
+/// What every build needs of every digest, and what the build cache keeps of it: enough to
+/// group, number, list and link the digests (the index, the theme feeds' plan, the publication
+/// record), not to show them. Showing a digest takes the `Digest` read whole from its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub file_name: String,
+    pub path: PathBuf,
+    pub title: String,
+    pub date: NaiveDate,
+    pub themes: Vec<String>,
+    /// The reference of each entry of its `## Closest`, in order.
+    pub references: Vec<String>,
+}
+
+impl CatalogEntry {
+    /// What the catalog keeps of `d`.
+    pub fn of(d: &Digest) -> CatalogEntry {
+        CatalogEntry {
+            id: d.id.clone(),
+            file_name: d.file_name.clone(),
+            path: d.path.clone(),
+            title: d.title.clone(),
+            date: d.date,
+            themes: d.themes.clone(),
+            references: d.closest.iter().map(|c| c.reference.clone()).collect(),
         }
+    }
+}
+
+/// What lists, groups and links digests: what a `CatalogEntry` and a whole `Digest` both have.
+pub trait Listed {
+    fn id(&self) -> &str;
+    fn file_name(&self) -> &str;
+    fn path(&self) -> &Path;
+    fn title(&self) -> &str;
+    fn date(&self) -> NaiveDate;
+    fn themes(&self) -> &[String];
+    /// The reference of each closest entry, in order.
+    fn references(&self) -> impl Iterator<Item = &str>;
+}
+
+impl Listed for Digest {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file_name(&self) -> &str {
+        &self.file_name
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn title(&self) -> &str {
+        &self.title
+    }
+    fn date(&self) -> NaiveDate {
+        self.date
+    }
+    fn themes(&self) -> &[String] {
+        &self.themes
+    }
+    fn references(&self) -> impl Iterator<Item = &str> {
+        self.closest.iter().map(|c| c.reference.as_str())
+    }
+}
+
+impl Listed for CatalogEntry {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn file_name(&self) -> &str {
+        &self.file_name
+    }
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn title(&self) -> &str {
+        &self.title
+    }
+    fn date(&self) -> NaiveDate {
+        self.date
+    }
+    fn themes(&self) -> &[String] {
+        &self.themes
+    }
+    fn references(&self) -> impl Iterator<Item = &str> {
+        self.references.iter().map(String::as_str)
     }
 }
 
@@ -132,15 +191,8 @@ pub type FileResult = Result<Digest, Vec<ParseError>>;
 /// Reads and parses `paths`, in their order.
 pub fn read_files(paths: &[PathBuf]) -> Vec<FileResult> {
     // Parsing is independent per file: spread it over the cores for large folders.
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    let chunk = paths.len().div_ceil(workers).max(256);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = paths
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|p| read_file(p)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("digest reader panicked")).collect()
-    })
+    use rayon::prelude::*;
+    paths.par_iter().map(|p| read_file(p)).collect()
 }
 
 impl Corpus {
@@ -165,23 +217,23 @@ impl Corpus {
 /// Two files with the same id would make closest links ambiguous: the first by file name is kept
 /// and each other one is a problem. `None` when every id is used once (the usual case); else
 /// whether to keep each digest, in the order given, and the problems.
-pub fn duplicate_ids<'a>(
-    digests: impl Iterator<Item = &'a Digest> + Clone,
+pub fn duplicate_ids<'a, D: Listed + 'a>(
+    digests: impl Iterator<Item = &'a D> + Clone,
     count: usize,
 ) -> Option<(Vec<bool>, Vec<ParseError>)> {
-    let mut first: foldhash::HashMap<&str, (usize, &Digest)> =
+    let mut first: foldhash::HashMap<&str, (usize, &D)> =
         foldhash::HashMap::with_capacity_and_hasher(count, Default::default());
     let mut twice = false;
     for (k, d) in digests.clone().enumerate() {
-        match first.get_mut(d.id.as_str()) {
+        match first.get_mut(d.id()) {
             Some(at) => {
                 twice = true;
-                if d.file_name < at.1.file_name {
+                if d.file_name() < at.1.file_name() {
                     *at = (k, d);
                 }
             }
             None => {
-                first.insert(&d.id, (k, d));
+                first.insert(d.id(), (k, d));
             }
         }
     }
@@ -191,18 +243,18 @@ pub fn duplicate_ids<'a>(
     let mut duplicates = Vec::new();
     let mut keep = Vec::new();
     for (k, d) in digests.enumerate() {
-        let (at, kept) = first[d.id.as_str()];
+        let (at, kept) = first[d.id()];
         keep.push(at == k);
         if at != k {
             duplicates.push(ParseError {
-                path: d.path.clone(),
+                path: d.path().to_path_buf(),
                 line: 0,
                 message: format!(
                     "id `{}` is already used by {}; ids (the hex part of the file name) must be unique",
-                    d.id,
-                    kept.path.display()
+                    d.id(),
+                    kept.path().display()
                 ),
-                date: Some(d.date),
+                date: Some(d.date()),
             });
         }
     }
@@ -310,15 +362,11 @@ impl Section {
 
 /// Parses the text of one digest. `path` is used for the id and for messages.
 pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
-    let mut problems = Vec::new();
-    let mut problem = |line: usize, message: String| {
-        problems.push(ParseError { path: path.to_path_buf(), line, message, date: None })
-    };
-
+    let mut problems = Problems { path, found: Vec::new() };
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
     let id = id_from_file_name(&file_name);
     if id.is_none() {
-        problem(0, format!("the file name `{file_name}` has no hex id; name it like 000_86102eed948879ef.txt"));
+        problems.add(0, format!("the file name `{file_name}` has no hex id; name it like 000_86102eed948879ef.txt"));
     }
 
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -326,44 +374,97 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
     let lines: Vec<(usize, &str)> =
         text.split('\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l))).collect();
     let mut it = lines.iter().copied().filter(|(_, l)| !l.trim().is_empty()).peekable();
+    let heading = read_heading_line(it.next(), &mut problems);
+    let link = read_link_line(&mut it, lines.len(), &mut problems);
+    check_characters(&lines, &mut problems);
+    let sections = read_sections(&lines, &mut problems);
 
-    // The heading: # __Title__, from ([YYYYMMDD](source-url).)
-    let mut title = None;
-    let mut date = None;
-    let mut source_url = String::new();
-    match it.next() {
-        None => problem(1, "the file is empty; a digest starts with `# __Title__, from ([YYYYMMDD](url).)`".into()),
-        Some((n, line)) => match parse_heading(line) {
-            Ok((t, d, s)) => {
-                if t.trim().is_empty() {
-                    problem(
-                        n,
-                        "the title is empty; write it between the double underscores: `# __Title__, from ...`".into(),
-                    );
-                } else {
-                    title = Some(t.trim().to_string());
-                }
-                match NaiveDate::parse_from_str(d, "%Y%m%d") {
-                    Ok(d) if d.to_string().len() == 10 => date = Some(d),
-                    _ => problem(n, format!("`{d}` is not a valid date; expected YYYYMMDD, such as 20230723")),
-                }
-                source_url = s.to_string();
-            }
-            Err(why) => problem(n, why),
-        },
+    if !problems.found.is_empty() {
+        let mut found = problems.found;
+        for p in &mut found {
+            p.date = heading.date;
+        }
+        return Err(found);
     }
+    Ok(Digest {
+        id: id.expect("checked"),
+        file_name,
+        path: path.to_path_buf(),
+        title: heading.title.expect("checked"),
+        date: heading.date.expect("checked"),
+        source_url: heading.source_url,
+        link: link.expect("checked"),
+        summary: sections.summary,
+        keywords: sections.keywords,
+        themes: sections.themes,
+        signals: sections.signals,
+        closest: sections.closest,
+    })
+}
 
-    // The external link: __[External link](url)__
-    let mut link = None;
+/// The problems of the file being parsed, as they are found.
+struct Problems<'a> {
+    path: &'a Path,
+    found: Vec<ParseError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, line: usize, message: String) {
+        self.found.push(ParseError { path: self.path.to_path_buf(), line, message, date: None });
+    }
+}
+
+/// What the heading gives, each part `None` (or empty) when it could not be read.
+#[derive(Default)]
+struct Heading {
+    title: Option<String>,
+    date: Option<NaiveDate>,
+    source_url: String,
+}
+
+/// The heading, the first line that is not blank: `# __Title__, from ([YYYYMMDD](source-url).)`.
+fn read_heading_line(first: Option<(usize, &str)>, problems: &mut Problems) -> Heading {
+    let mut heading = Heading::default();
+    let Some((n, line)) = first else {
+        problems.add(1, "the file is empty; a digest starts with `# __Title__, from ([YYYYMMDD](url).)`".into());
+        return heading;
+    };
+    match parse_heading(line) {
+        Ok((t, d, s)) => {
+            if t.trim().is_empty() {
+                problems.add(
+                    n,
+                    "the title is empty; write it between the double underscores: `# __Title__, from ...`".into(),
+                );
+            } else {
+                heading.title = Some(t.trim().to_string());
+            }
+            match NaiveDate::parse_from_str(d, "%Y%m%d") {
+                Ok(d) if d.to_string().len() == 10 => heading.date = Some(d),
+                _ => problems.add(n, format!("`{d}` is not a valid date; expected YYYYMMDD, such as 20230723")),
+            }
+            heading.source_url = s.to_string();
+        }
+        Err(why) => problems.add(n, why),
+    }
+    heading
+}
+
+/// The external link, the line after the heading: `__[External link](url)__`.
+fn read_link_line<'a>(
+    it: &mut std::iter::Peekable<impl Iterator<Item = (usize, &'a str)>>,
+    line_count: usize,
+    problems: &mut Problems,
+) -> Option<String> {
     match it.peek().copied() {
         Some((n, line)) if !line.starts_with("## ") => {
             it.next();
             match line.trim().strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")) {
                 Some(url) => match check_http_url(url) {
-                    Ok(()) => link = Some(url.to_string()),
-                    Err(why) => problem(n, format!("the external link {why}")),
+                    Ok(()) => return Some(url.to_string()),
+                    Err(why) => problems.add(n, format!("the external link {why}")),
                 },
-                None => problem(
+                None => problems.add(
                     n,
                     format!(
                         "expected the external link line `__[External link](https://...)__`, found `{}`",
@@ -372,17 +473,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
                 ),
             }
         }
-        other => problem(
-            other.map(|(n, _)| n).unwrap_or(lines.len()),
+        other => problems.add(
+            other.map(|(n, _)| n).unwrap_or(line_count),
             "the external link line `__[External link](https://...)__` is missing after the heading".into(),
         ),
     }
+    None
+}
 
-    // Characters no mail, page or feed can carry, and `gazette new`'s placeholders, which must
-    // never reach readers.
-    for &(n, line) in &lines {
+/// Characters no mail, page or feed can carry, and `gazette new`'s placeholders, which must
+/// never reach readers.
+fn check_characters(lines: &[(usize, &str)], problems: &mut Problems) {
+    for &(n, line) in lines {
         if let Some(c) = line.chars().find(|&c| forbidden(c)) {
-            problem(
+            problems.add(
                 n,
                 format!(
                     "the line holds the character U+{:04X}, which mail, pages and feeds cannot carry; delete it",
@@ -391,156 +495,169 @@ pub fn parse(path: &Path, text: &str) -> Result<Digest, Vec<ParseError>> {
             );
         }
         if line.contains(PLACEHOLDER) {
-            problem(
+            problems.add(
                 n,
                 format!("`{PLACEHOLDER}` is still here: write what it asks for in its place, or delete the line"),
             );
         }
     }
+}
 
-    // The sections.
-    let mut summary_lines: Vec<&str> = Vec::new();
-    let mut summary_first_line = 0usize;
-    let mut summary_seen = false;
-    let mut keywords = Vec::new();
-    let mut themes = Vec::new();
-    let mut signals = Signals::default();
-    let mut closest = Vec::new();
+/// What the `##` sections give.
+#[derive(Default)]
+struct Sections {
+    summary: String,
+    keywords: Vec<String>,
+    themes: Vec<String>,
+    signals: Signals,
+    closest: Vec<Closest>,
+}
+
+/// The sections, line by line: each `## Name` starts one, and its lines are read as that section's.
+fn read_sections(lines: &[(usize, &str)], problems: &mut Problems) -> Sections {
+    let mut sections = Sections::default();
+    let mut summary_lines: Vec<(usize, &str)> = Vec::new();
     let mut current: Option<Section> = None;
     let mut seen: Vec<Section> = Vec::new();
     let mut table_line = 0usize; // rows of the signals table read so far
 
-    for &(n, line) in &lines {
+    for &(n, line) in lines {
         if let Some(name) = line.strip_prefix("## ") {
-            match Section::from_heading(name) {
+            current = match Section::from_heading(name) {
                 Some(s) if seen.contains(&s) => {
-                    problem(n, format!("the section `## {}` appears twice", name.trim()));
-                    current = None;
+                    problems.add(n, format!("the section `## {}` appears twice", name.trim()));
+                    None
                 }
                 Some(s) => {
                     seen.push(s);
-                    current = Some(s);
-                    summary_seen |= s == Section::Summary;
+                    Some(s)
                 }
                 None => {
-                    problem(
+                    problems.add(
                         n,
                         format!(
                             "unknown section `## {}`; expected Summary, Keywords, Themes, Signals or Closest",
                             name.trim()
                         ),
                     );
-                    current = None;
+                    None
                 }
-            }
+            };
             continue;
         }
         let Some(section) = current else { continue };
         let trimmed = line.trim();
         match section {
-            Section::Summary => {
-                if summary_first_line == 0 && !trimmed.is_empty() {
-                    summary_first_line = n;
-                }
-                summary_lines.push(line)
-            }
+            Section::Summary => summary_lines.push((n, line)),
             _ if trimmed.is_empty() => {}
             Section::Keywords | Section::Themes => match bullet(trimmed) {
                 Some(item) if !item.is_empty() => {
-                    if section == Section::Keywords {
-                        keywords.push(item.to_string())
-                    } else {
-                        themes.push(item.to_string())
-                    }
+                    let list = if section == Section::Keywords { &mut sections.keywords } else { &mut sections.themes };
+                    list.push(item.to_string());
                 }
-                _ => problem(
+                _ => problems.add(
                     n,
                     format!("expected a bullet such as `* item` in `## {section:?}`, found `{}`", clip(trimmed)),
                 ),
             },
-            Section::Signals => {
-                if !trimmed.starts_with('|') {
-                    problem(
-                        n,
-                        format!("expected a table row starting with `|` in `## Signals`, found `{}`", clip(trimmed)),
-                    );
-                    continue;
-                }
-                let cells = split_row(trimmed);
-                table_line += 1;
-                if table_line == 1 {
-                    signals.columns = cells;
-                } else if table_line == 2 {
-                    if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))) {
-                        problem(
-                            n,
-                            "expected the table's separator row, such as `|:---|:---|`, after its header row".into(),
-                        );
-                    }
-                } else if cells.len() != signals.columns.len() {
-                    problem(
-                        n,
-                        format!(
-                            "this row has {} cells but the header names {} columns",
-                            cells.len(),
-                            signals.columns.len()
-                        ),
-                    );
-                } else {
-                    signals.rows.push(cells);
-                }
-            }
+            Section::Signals => read_signals_row(n, trimmed, &mut table_line, &mut sections.signals, problems),
             Section::Closest => match bullet(trimmed).and_then(parse_link) {
-                Some((t, r)) if !r.is_empty() => {
-                    closest.push(Closest { title: t.to_string(), reference: r.to_ascii_lowercase(), target: None })
-                }
-                _ => problem(n, format!("expected `* [Title](digest-id)` in `## Closest`, found `{}`", clip(trimmed))),
+                Some((t, r)) if !r.is_empty() => sections.closest.push(Closest {
+                    title: t.to_string(),
+                    reference: r.to_ascii_lowercase(),
+                    target: None,
+                }),
+                _ => problems
+                    .add(n, format!("expected `* [Title](digest-id)` in `## Closest`, found `{}`", clip(trimmed))),
             },
         }
     }
+    sections.summary = read_summary(lines, &summary_lines, seen.contains(&Section::Summary), problems);
+    sections
+}
 
-    let summary = summary_lines.join("\n").trim().to_string();
-    if let (depth, Some(offset)) = crate::render::markdown::nesting(&summary) {
+/// One line of `## Signals`: the header row, the separator row, or a row of as many cells as
+/// the header names columns. `table_line` counts the rows read so far; a line that is not a row
+/// is a problem and does not count.
+fn read_signals_row(n: usize, trimmed: &str, table_line: &mut usize, signals: &mut Signals, problems: &mut Problems) {
+    if !trimmed.starts_with('|') {
+        problems.add(n, format!("expected a table row starting with `|` in `## Signals`, found `{}`", clip(trimmed)));
+        return;
+    }
+    let cells = split_row(trimmed);
+    *table_line += 1;
+    if *table_line == 1 {
+        signals.columns = cells;
+    } else if *table_line == 2 {
+        if !cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| matches!(ch, '-' | ':' | ' '))) {
+            problems.add(n, "expected the table's separator row, such as `|:---|:---|`, after its header row".into());
+        }
+    } else if cells.len() != signals.columns.len() {
+        problems.add(
+            n,
+            format!("this row has {} cells but the header names {} columns", cells.len(), signals.columns.len()),
+        );
+    } else {
+        signals.rows.push(cells);
+    }
+}
+
+/// The summary's text from its lines (each with its number), and its problems: missing, empty,
+/// or nested too deep.
+fn read_summary(
+    lines: &[(usize, &str)],
+    summary_lines: &[(usize, &str)],
+    seen: bool,
+    problems: &mut Problems,
+) -> String {
+    let summary = summary_lines.iter().map(|(_, l)| *l).collect::<Vec<_>>().join("\n").trim().to_string();
+    let first_line = summary_lines.iter().find(|(_, l)| !l.trim().is_empty()).map_or(0, |(n, _)| *n);
+    if let (depth, Some(offset)) = nesting(&summary) {
         // The line: where the summary starts in the file, plus the lines before the offset.
-        problem(
-            summary_first_line + summary[..offset].matches('\n').count(),
+        problems.add(
+            first_line + summary[..offset].matches('\n').count(),
             format!(
-                "the summary's markup nests {depth} levels deep (emphasis, links, quotes or lists inside each other); at most {} are allowed",
-                crate::render::markdown::MAX_NESTING
+                "the summary's markup nests {depth} levels deep (emphasis, links, quotes or lists inside each other); at most {MAX_NESTING} are allowed"
             ),
         );
     }
-    if !summary_seen {
-        problem(lines.len(), "the `## Summary` section is missing; every digest needs a summary".into());
+    if !seen {
+        problems.add(lines.len(), "the `## Summary` section is missing; every digest needs a summary".into());
     } else if summary.is_empty() {
         let n = lines
             .iter()
             .find(|(_, l)| l.starts_with("## ") && l[3..].trim().eq_ignore_ascii_case("summary"))
             .map(|x| x.0);
-        problem(n.unwrap_or(0), "the summary is empty; write at least one sentence under `## Summary`".into());
+        problems.add(n.unwrap_or(0), "the summary is empty; write at least one sentence under `## Summary`".into());
     }
+    summary
+}
 
-    if !problems.is_empty() {
-        for p in &mut problems {
-            p.date = date;
+/// How deep a summary's markup may nest: emphasis in a link in strong text is 3. MJML's compiler
+/// recurses once per level, and a summary of 20,000 nested `*` would overflow its stack: the
+/// reader reports a deeper summary as a problem (see `nesting`), and the renderer
+/// (`render::markdown`) shows inner markup past this depth as plain text, which is what
+/// guarantees that no content reaches the compiler that deep.
+pub const MAX_NESTING: usize = 16;
+
+/// The deepest nesting of `markdown`'s elements (blocks and inline markup alike), and the byte
+/// offset where it first passes `MAX_NESTING`, if it does.
+pub fn nesting(markdown: &str) -> (usize, Option<usize>) {
+    let (mut depth, mut deepest, mut first_over) = (0usize, 0usize, None);
+    for (ev, range) in Parser::new(markdown).into_offset_iter() {
+        match ev {
+            Event::Start(_) => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if depth > MAX_NESTING && first_over.is_none() {
+                    first_over = Some(range.start);
+                }
+            }
+            Event::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        return Err(problems);
     }
-    Ok(Digest {
-        id: id.expect("checked"),
-        file_name,
-        path: path.to_path_buf(),
-        title: title.expect("checked"),
-        date: date.expect("checked"),
-        source_url,
-        link: link.expect("checked"),
-        summary,
-        keywords,
-        themes,
-        signals,
-        closest,
-        light: false,
-    })
+    (deepest, first_over)
 }
 
 /// What `gazette new` writes where the editor has text to write: `check` reports every line that

@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::digest::{ClosestTarget, Digest};
+use crate::digest::{CatalogEntry, ClosestTarget, Digest, Listed};
 
 /// How days are cut into weeks: the configured first day of the week and time zone.
 #[derive(Debug, Clone, Copy)]
@@ -84,9 +84,10 @@ impl std::str::FromStr for WeekSpec {
     }
 }
 
-/// One weekly issue.
+/// One weekly issue, of whole digests (`WholeIssue`, what rendering shows) or of catalog entries
+/// (`CatalogIssue`, what every build lists, numbers and links).
 #[derive(Debug, Clone, Serialize)]
-pub struct Issue {
+pub struct Issue<D = Digest> {
     /// The first day of the week, `2023-07-17`: stable, and the name of its archive folder.
     pub id: String,
     pub number: u32,
@@ -96,7 +97,7 @@ pub struct Issue {
     /// "17–23 July 2023", for people.
     pub label: String,
     /// Days that have digests, in date order.
-    pub days: Vec<Day>,
+    pub days: Vec<Day<D>>,
     /// The editor's note for the issue (markdown), shown above its digests.
     pub note: Option<String>,
     /// When its digests last changed after it was published, from the publication record: the
@@ -109,13 +110,19 @@ pub struct Issue {
     pub published: Option<DateTime<Utc>>,
 }
 
+/// An issue whose every digest was read whole: the only issue rendering takes.
+pub type WholeIssue = Issue<Digest>;
+
+/// An issue as the catalog holds it: listed, numbered and linked, not shown.
+pub type CatalogIssue = Issue<CatalogEntry>;
+
 #[derive(Debug, Clone, Serialize)]
-pub struct Day {
+pub struct Day<D = Digest> {
     pub date: NaiveDate,
     /// "Sunday 23 July 2023".
     pub label: String,
     /// Ordered by file name.
-    pub digests: Vec<Digest>,
+    pub digests: Vec<D>,
 }
 
 /// The id of the example digest `gazette init` writes (`digests/000_0000000000000000.txt`). A
@@ -123,13 +130,13 @@ pub struct Day {
 /// numbered, so that a new project's first real issue is #1.
 pub const EXAMPLE_ID: &str = "0000000000000000";
 
-impl Issue {
+impl<D: Listed> Issue<D> {
     /// Every digest of the week is the example `init` wrote (see `EXAMPLE_ID`).
     pub fn is_example(&self) -> bool {
-        self.digests().all(|d| d.id == EXAMPLE_ID) && self.digest_count() > 0
+        self.digests().all(|d| d.id() == EXAMPLE_ID) && self.digest_count() > 0
     }
 
-    pub fn digests(&self) -> impl Iterator<Item = &Digest> {
+    pub fn digests(&self) -> impl Iterator<Item = &D> {
         self.days.iter().flat_map(|d| d.digests.iter())
     }
 
@@ -137,31 +144,64 @@ impl Issue {
         self.days.iter().map(|d| d.digests.len()).sum()
     }
 
-    /// Whether some of its digests are light (read from the build cache, see `Digest::light`):
-    /// such an issue can be listed, numbered and linked, not shown.
-    pub fn is_light(&self) -> bool {
-        self.digests().any(|d| d.light)
+    /// Every theme of the week's digests, once each, in the order they first appear.
+    pub fn themes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for d in self.digests() {
+            for t in d.themes() {
+                if !out.contains(t) {
+                    out.push(t.clone());
+                }
+            }
+        }
+        out
     }
 
-    /// Stops anything that shows the issue's digests from showing a light one's empty fields: that
-    /// would be a bug in how it was loaded, and publishing it would lose what the digests say.
-    pub fn assert_whole(&self) {
-        assert!(
-            !self.is_light(),
-            "issue {} holds light digests from the build cache; Project::whole gives it whole",
-            self.id
-        );
+    /// This issue (its number, dates and note) with `digests`, the whole form of its own, in its
+    /// order (day by day, file by file).
+    pub fn with_digests(&self, digests: Vec<Digest>) -> WholeIssue {
+        let mut digests = digests.into_iter();
+        let days = self
+            .days
+            .iter()
+            .map(|day| Day {
+                date: day.date,
+                label: day.label.clone(),
+                digests: digests.by_ref().take(day.digests.len()).collect(),
+            })
+            .collect();
+        Issue {
+            id: self.id.clone(),
+            number: self.number,
+            start: self.start,
+            end: self.end,
+            label: self.label.clone(),
+            days,
+            note: self.note.clone(),
+            revised: self.revised,
+            published: self.published,
+        }
     }
+}
 
+impl WholeIssue {
     /// A hash of what the issue says: its digests as read (not the links resolved between them,
     /// which change as other weeks are published). The publication record keeps it, so that an
     /// edit to a published issue is noticed.
     pub fn content_hash(&self) -> String {
-        let mut hasher = crate::fingerprint::Fingerprint::default();
-        let mut text = |s: &str| {
-            hasher.text(s);
-        };
-        for d in self.digests() {
+        content_hash(self.digests(), self.note.as_deref())
+    }
+}
+
+/// The content hash (`WholeIssue::content_hash`) of an issue of `digests`, in its order, with
+/// `note`.
+pub fn content_hash<'a>(digests: impl Iterator<Item = &'a Digest>, note: Option<&str>) -> String {
+    let mut hasher = crate::fingerprint::Fingerprint::default();
+    let mut text = |s: &str| {
+        hasher.text(s);
+    };
+    {
+        for d in digests {
             for field in [&d.file_name, &d.title, &d.source_url, &d.link, &d.summary] {
                 text(field);
             }
@@ -183,28 +223,15 @@ impl Issue {
         }
         // Only a note that exists counts, so that issues without one keep the hash they were
         // published with before notes existed.
-        if let Some(note) = &self.note {
+        if let Some(note) = note {
             text("note");
             text(note);
         }
-        hasher.hex(16)
     }
-
-    /// Every theme of the week's digests, once each, in the order they first appear.
-    pub fn themes(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for d in self.digests() {
-            for t in &d.themes {
-                if !out.contains(t) {
-                    out.push(t.clone());
-                }
-            }
-        }
-        out
-    }
+    hasher.hex(16)
 }
 
-impl fmt::Display for Issue {
+impl<D: Listed> fmt::Display for Issue<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{} {} ({} digests)", self.number, self.label, self.digest_count())
     }
@@ -224,25 +251,25 @@ pub fn group_into_issues(digests: Vec<Digest>, rule: &WeekRule, pinned: &PinnedN
 
 /// Groups digests into weekly issues, oldest first, not yet numbered (0) nor linked: for a caller
 /// that numbers and links them by rules of its own (`Project`).
-pub fn group_by_week(digests: Vec<Digest>, rule: &WeekRule) -> Vec<Issue> {
-    let mut weeks: BTreeMap<NaiveDate, BTreeMap<NaiveDate, Vec<Digest>>> = BTreeMap::new();
+pub fn group_by_week<D: Listed>(digests: Vec<D>, rule: &WeekRule) -> Vec<Issue<D>> {
+    let mut weeks: BTreeMap<NaiveDate, BTreeMap<NaiveDate, Vec<D>>> = BTreeMap::new();
     let mut starts: foldhash::HashMap<NaiveDate, NaiveDate> = Default::default();
     for d in digests {
-        let start = *starts.entry(d.date).or_insert_with(|| rule.week_start(d.date));
-        weeks.entry(start).or_default().entry(d.date).or_default().push(d);
+        let start = *starts.entry(d.date()).or_insert_with(|| rule.week_start(d.date()));
+        weeks.entry(start).or_default().entry(d.date()).or_default().push(d);
     }
     // Each day by file name (digests usually come in that order already, which sorting notices).
     for day in weeks.values_mut().flat_map(|days| days.values_mut()) {
-        day.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        day.sort_by(|a, b| a.file_name().cmp(b.file_name()));
     }
 
     weeks.into_iter().map(|(start, days)| Issue::of_week(start, days.into_iter().collect())).collect()
 }
 
-impl Issue {
+impl<D> Issue<D> {
     /// The issue of the week starting on `start`, with these days (each with digests, in date
     /// order, each day's digests by file name); not yet numbered (0) nor linked.
-    pub fn of_week(start: NaiveDate, days: Vec<(NaiveDate, Vec<Digest>)>) -> Issue {
+    pub fn of_week(start: NaiveDate, days: Vec<(NaiveDate, Vec<D>)>) -> Issue<D> {
         let end = start + Duration::days(6);
         Issue {
             label: week_label(start, end),
@@ -266,7 +293,7 @@ impl Issue {
 /// recorded this is simply 1, 2, 3… over the weeks that have digests. A digest added later to an
 /// old, empty week therefore makes an issue with the next free number instead of renumbering the
 /// issues that followed it.
-pub fn number_issues(issues: &mut [Issue], pinned: &PinnedNumbers) {
+pub fn number_issues<D: Listed>(issues: &mut [Issue<D>], pinned: &PinnedNumbers) {
     let mut next = pinned.values().copied().max().unwrap_or(0) + 1;
     for issue in issues {
         issue.number = match pinned.get(&issue.id) {
@@ -292,7 +319,7 @@ pub fn resolve_closest(issues: &mut [Issue], linkable: impl Fn(&Issue) -> bool) 
 /// Which issue each linkable digest is in, by digest id: what closest references resolve against.
 /// Built on every load over the whole archive (100,000 digests in the benchmark's), so each digest
 /// costs one allocation (its id), and its issue is a place in `issue_ids`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Homes {
     /// By digest id, the place in `issue_ids` of its issue.
     home: foldhash::HashMap<Box<str>, u32>,
@@ -303,8 +330,8 @@ pub struct Homes {
 
 impl Homes {
     /// The digests of the issues of `issues` that `linkable` accepts.
-    pub fn of(issues: &[Issue], linkable: impl Fn(&Issue) -> bool) -> Homes {
-        let linked: Vec<&Issue> = issues.iter().filter(|i| linkable(i)).collect();
+    pub fn of<D: Listed>(issues: &[Issue<D>], linkable: impl Fn(&Issue<D>) -> bool) -> Homes {
+        let linked: Vec<&Issue<D>> = issues.iter().filter(|i| linkable(i)).collect();
         let count = linked.iter().map(|i| i.digest_count()).sum();
         let mut homes =
             Homes { home: foldhash::HashMap::with_capacity_and_hasher(count, Default::default()), ..Homes::default() };
@@ -312,9 +339,9 @@ impl Homes {
             let place = u32::try_from(place).expect("fewer than 2^32 issues");
             homes.issue_ids.push(issue.id.clone());
             for d in issue.digests() {
-                homes.home.insert(d.id.as_str().into(), place);
-                if !homes.id_lengths.contains(&d.id.len()) {
-                    homes.id_lengths.push(d.id.len());
+                homes.home.insert(d.id().into(), place);
+                if !homes.id_lengths.contains(&d.id().len()) {
+                    homes.id_lengths.push(d.id().len());
                 }
             }
         }
@@ -322,7 +349,7 @@ impl Homes {
     }
 
     /// Fills in (or clears) `target` of every closest entry of `issue`.
-    pub fn resolve(&self, issue: &mut Issue) {
+    pub fn resolve(&self, issue: &mut WholeIssue) {
         issue.days.iter_mut().flat_map(|day| day.digests.iter_mut()).for_each(|d| self.resolve_digest(d));
     }
 
@@ -357,7 +384,7 @@ pub fn week_label(start: NaiveDate, end: NaiveDate) -> String {
 }
 
 /// Finds the issue of the week containing `day`.
-pub fn find_week<'a>(issues: &'a [Issue], rule: &WeekRule, day: NaiveDate) -> Option<&'a Issue> {
+pub fn find_week<'a, D>(issues: &'a [Issue<D>], rule: &WeekRule, day: NaiveDate) -> Option<&'a Issue<D>> {
     let start = rule.week_start(day);
     issues.iter().find(|i| i.start == start)
 }
@@ -385,7 +412,6 @@ mod tests {
             themes: vec![],
             signals: Signals::default(),
             closest: vec![],
-            light: false,
         }
     }
 

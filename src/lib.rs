@@ -25,6 +25,7 @@ pub mod render;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;
+pub mod site;
 pub mod store;
 pub mod token;
 pub mod urls;

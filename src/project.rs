@@ -1,5 +1,6 @@
-//! A project: the configuration, the templates, the digests grouped into issues, and the
-//! publication record, loaded once. Every command, the scheduler and the server work through it.
+//! A project: the configuration, the templates, the catalog of digests grouped into issues, and
+//! the publication record, loaded once. Every command, the scheduler and the server work through
+//! it; `site` builds the archive from it.
 //!
 //! Publication is decided here and nowhere else. An issue is *published* when its week is due by
 //! the schedule (the first fire time after the week's end has passed) or when an editor sends or
@@ -7,21 +8,24 @@
 //! hold published issues only. An issue's number is recorded the first time it is published and
 //! never changes; drafts are numbered after the recorded numbers, in week order, which is the
 //! number they will get when published in that order.
+//!
+//! The project holds every issue as the catalog has it (`CatalogIssue`: listed, numbered, linked);
+//! whatever shows an issue asks for it whole (`whole_issue`), made from the digests this load
+//! parsed or else from its files read again.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::build_cache::{self, CacheUse, SiteCache, WeekHashes};
+use crate::build_cache::{self, CacheUse, WeekHashes};
 use crate::config::{Config, ConfigError};
-use crate::deliver::{self, PreparedEmail, Progress, SendReport, StopFlag, Transport};
-use crate::digest::{self, ParseError};
-use crate::fingerprint::Fingerprint;
-use crate::issue::{self, Issue, WeekRule, WeekSpec};
-use crate::render::{self, EmailBody, FeedItem, RenderError, TemplateFile, Templates};
+use crate::deliver::PreparedEmail;
+use crate::digest::{self, CatalogEntry, Digest, Listed, ParseError};
+use crate::issue::{self, CatalogIssue, Issue, WeekRule, WeekSpec, WholeIssue};
+use crate::render::{self, EmailBody, RenderError, TemplateFile, Templates};
 use crate::schedule;
 use crate::store::Store;
 use crate::store::publications::{self, PublicationRecord};
@@ -33,17 +37,14 @@ use crate::urls;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Issues rendered (and held in memory) at a time when writing a site: bounds memory on a large archive.
-const BATCH: usize = 64;
-
 pub struct Project {
     pub config: Config,
     pub templates: Templates,
-    /// Every week that has digests, oldest first.
-    issues: Vec<Issue>,
-    /// How many digests were read whole.
+    /// Every week that has digests, oldest first, as the catalog has it.
+    issues: Vec<CatalogIssue>,
+    /// How many digests there are.
     pub digest_count: usize,
-    /// How many digest files were read and parsed; the others' results came from the build cache.
+    /// How many digest files were read and parsed; the others' entries came from the build cache.
     pub digests_parsed: usize,
     /// Every digest that could not be read, sorted by file and line.
     pub problems: Vec<ParseError>,
@@ -51,49 +52,36 @@ pub struct Project {
     /// The last week whose issue is due by the schedule at `now`, if any is.
     due_through: Option<NaiveDate>,
     now: DateTime<Utc>,
-    /// `Issue::content_hash` by issue id, computed once (it reads every digest of the issue).
-    content_hashes: std::sync::Mutex<HashMap<String, String>>,
-    /// Each week's content hash as the build cache recorded it, for the issues held light.
+    /// The digests this load parsed (their files were not as the build cache recorded them),
+    /// whole, by file name: an issue made only of these is whole without reading its files again.
+    parsed: foldhash::HashMap<String, Digest>,
+    /// Each issue's content hash once computed (by `publish` or a build), by issue id: it does not
+    /// change while the project is loaded.
+    hashes: BTreeMap<String, String>,
+    /// Each week's content hash as the build cache recorded it, and those computed since.
     weeks: WeekHashes,
-    /// Where closest links lead in the published archive: what `whole` resolves them against.
+    /// Where closest links lead in the published archive.
     homes: issue::Homes,
     cache_use: CacheUse,
-    /// Digest files read again by `whole`.
-    reread: std::sync::atomic::AtomicUsize,
-    /// Light issues read whole to compute their hash, kept for the page that is rendered next:
-    /// an edited week is read once for both.
-    wholes: std::sync::Mutex<HashMap<String, Issue>>,
 }
 
 /// What a publication would record: the new issues' ids, and every (id, content hash) written.
 pub type PublicationChanges = (Vec<String>, Vec<(String, String)>);
 
-/// Which site to write.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Site {
-    /// The published issues into `[paths] out`, the folder `serve` publishes.
-    Published,
-    /// Every issue, drafts included, into `[paths] drafts`.
-    Drafts,
+/// An issue's content hash, and how it was found.
+pub(crate) struct Hashed {
+    pub hash: String,
+    /// Computed now from the digests (to record in the build cache), not known before.
+    pub computed: bool,
+    /// The issue's digests whole, when they had to be read for the hash: what shows it next
+    /// need not read them again.
+    pub digests: Option<Vec<Digest>>,
+    /// Digest files read again for it.
+    pub reread: usize,
 }
 
-/// What `write_site` wrote.
-#[derive(Debug, Default)]
-pub struct Written {
-    pub folder: PathBuf,
-    pub total: usize,
-    pub changed: usize,
-    pub pages: usize,
-    pub theme_feeds: usize,
-    /// Pages and theme feeds of an earlier build that the site no longer has.
-    pub removed: usize,
-    /// Issues whose email HTML is over the size Gmail clips at, with that size.
-    pub too_large: Vec<(String, usize)>,
-    /// Issues whose email could not be made, each with why.
-    pub email_failures: Vec<String>,
-    /// Issue pages rendered by this build; the others were as the build cache recorded them.
-    pub rendered: usize,
-}
+/// The digests read whole while publishing, by issue id, for the build that follows.
+pub(crate) type WholeDigests = BTreeMap<String, Vec<Digest>>;
 
 impl Project {
     /// Reads the templates and the digests, and the publication record from `store` (none yet
@@ -104,7 +92,7 @@ impl Project {
     }
 
     /// As `load`, bringing the build cache up to date with the digests read: for the commands that
-    /// write the archive (build, run, send, serve when it builds), whose `write_site` records the pages.
+    /// write the archive (build, run, send, serve when it builds), whose `build` records the pages.
     pub async fn load_to_build(config: Config, store: Option<&Store>, now: DateTime<Utc>) -> anyhow::Result<Project> {
         Project::load_with(config, store, now, CacheUse::Update).await
     }
@@ -120,13 +108,15 @@ impl Project {
         let rule = week_rule(&config);
         let (digests, stamps) = read_digests(&config, &rule, cache_use)?;
         let (digest_count, digests_parsed, problems) = (digests.count, digests.parsed, digests.problems);
+        let parsed = digests.parsed_whole.into_iter().map(|d| (d.file_name.clone(), d)).collect();
         let weeks = WeekHashes::open(&config.paths.cache, &config.paths.digests, stamps);
         let record = match store {
             Some(store) => publications::read(store.pool()).await?,
             None => PublicationRecord::default(),
         };
-        // Numbered and linked by `refresh`, which knows what is published.
-        let mut issues: Vec<Issue> = digests.weeks.into_iter().map(|w| Issue::of_week(w.start, w.days)).collect();
+        // Numbered by `refresh`, which knows what is published.
+        let mut issues: Vec<CatalogIssue> =
+            digests.weeks.into_iter().map(|w| Issue::of_week(w.start, w.days)).collect();
         let mut problems = problems;
         problems.extend(attach_notes(&config, &rule, &mut issues)?);
         problems.sort();
@@ -141,12 +131,11 @@ impl Project {
             record,
             due_through,
             now,
-            content_hashes: Default::default(),
+            parsed,
+            hashes: BTreeMap::new(),
             weeks,
             homes: Default::default(),
             cache_use,
-            reread: Default::default(),
-            wholes: Default::default(),
         };
         project.refresh();
         Ok(project)
@@ -166,16 +155,14 @@ impl Project {
         }
     }
 
-    /// Numbers from the record, revision times, and closest links that lead only to published issues.
+    /// Numbers from the record, revision times, and where closest links lead: only to published
+    /// issues.
     fn refresh(&mut self) {
         issue::number_issues(&mut self.issues, &self.record.numbers());
         self.set_revised();
         let published: BTreeSet<String> =
             self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
-        let homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
-        // A light issue's links are resolved when it is read whole (`whole`).
-        self.issues.iter_mut().filter(|i| !i.is_light()).for_each(|issue| homes.resolve(issue));
-        self.homes = homes;
+        self.homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
     }
 
     /// Each issue's publication and revision times, from the record. Issues published at one
@@ -196,103 +183,93 @@ impl Project {
         }
     }
 
-    /// How many digest files `whole` has read again so far.
-    pub fn digests_reread(&self) -> usize {
-        self.reread.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }
 
-    /// `issue.content_hash()`, remembered: it does not change while the project is loaded. An
-    /// issue held light has it from the build cache while its files are unchanged, and is read
-    /// whole otherwise.
-    fn content_hash(&self, issue: &Issue) -> anyhow::Result<String> {
-        if let Some(hash) = self.content_hashes.lock().expect("not poisoned").get(&issue.id) {
-            return Ok(hash.clone());
-        }
-        let recorded = if issue.is_light() { self.weeks.get(issue) } else { None };
-        let hash = match recorded {
-            Some(hash) => hash,
-            None if issue.is_light() => {
-                let whole = self.read_whole(issue)?;
-                let hash = whole.content_hash();
-                self.weeks.record(issue, &hash);
-                self.wholes.lock().expect("not poisoned").insert(issue.id.clone(), whole);
-                hash
-            }
-            None => {
-                let hash = issue.content_hash();
-                self.weeks.record(issue, &hash);
-                hash
-            }
-        };
-        self.content_hashes.lock().expect("not poisoned").insert(issue.id.clone(), hash.clone());
-        Ok(hash)
+    /// Where closest links lead in the published archive.
+    pub(crate) fn homes(&self) -> &issue::Homes {
+        &self.homes
     }
 
-    /// `issue` with every digest whole, its closest links leading into the published archive.
-    /// The project holds an issue light when its files are unchanged since the build cache
-    /// recorded them (see `Digest::light`): whatever shows an issue asks for it whole, and its
-    /// files are read again.
-    pub fn whole<'a>(&self, issue: &'a Issue) -> anyhow::Result<Cow<'a, Issue>> {
-        self.whole_linked(issue, &self.homes)
+    /// `issue`'s digests whole, in its order, and how many files were read again for them (those
+    /// this load did not parse).
+    pub(crate) fn read_digests_of(&self, issue: &CatalogIssue) -> anyhow::Result<(Vec<Digest>, usize)> {
+        let entries: Vec<&CatalogEntry> = issue.digests().collect();
+        self.read_entries(&entries)
     }
 
-    /// The digests `light` (of this project's issues) read again whole, by id, their closest
-    /// links resolved against `homes`.
-    fn whole_digests(
-        &self,
-        light: &[&digest::Digest],
-        homes: &issue::Homes,
-    ) -> anyhow::Result<BTreeMap<String, digest::Digest>> {
-        let mut whole = BTreeMap::new();
-        for mut d in self.read_digests_again(light)? {
-            homes.resolve_digest(&mut d);
-            whole.insert(d.id.clone(), d);
-        }
+    /// `entries` whole: parsed by this load, or read again from their files; and how many were
+    /// read again.
+    pub(crate) fn read_entries(&self, entries: &[&CatalogEntry]) -> anyhow::Result<(Vec<Digest>, usize)> {
+        let again: Vec<&CatalogEntry> =
+            entries.iter().copied().filter(|e| !self.parsed.contains_key(&e.file_name)).collect();
+        let mut read = self.read_files_again(&again)?.into_iter();
+        let digests = entries
+            .iter()
+            .map(|e| match self.parsed.get(&e.file_name) {
+                Some(d) => d.clone(),
+                None => read.next().expect("one read a digest not parsed"),
+            })
+            .collect();
+        Ok((digests, again.len()))
+    }
+
+    /// `entries` read again from their files, in their order.
+    fn read_files_again(&self, entries: &[&CatalogEntry]) -> anyhow::Result<Vec<Digest>> {
+        let paths: Vec<PathBuf> = entries.iter().map(|e| e.path.clone()).collect();
+        entries.iter().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect()
+    }
+
+    /// `issue` whole, its closest links leading into the published archive.
+    pub fn whole_issue(&self, issue: &CatalogIssue) -> anyhow::Result<WholeIssue> {
+        let (digests, _) = self.read_digests_of(issue)?;
+        let mut whole = issue.with_digests(digests);
+        self.homes.resolve(&mut whole);
         Ok(whole)
     }
 
-    /// `light` digests read again from their files (counted in `digests_reread`), in their order.
-    fn read_digests_again(&self, light: &[&digest::Digest]) -> anyhow::Result<Vec<digest::Digest>> {
-        let paths: Vec<PathBuf> = light.iter().map(|d| d.path.clone()).collect();
-        self.reread.fetch_add(paths.len(), std::sync::atomic::Ordering::Relaxed);
-        light.iter().zip(digest::read_files(&paths)).map(|(was, read)| read_again(was, read)).collect()
+    /// As `whole_issue`, for the callers that borrow what it gives.
+    pub fn whole(&self, issue: &CatalogIssue) -> anyhow::Result<Cow<'static, WholeIssue>> {
+        self.whole_issue(issue).map(Cow::Owned)
     }
 
-    /// A light `issue`'s digests read again from their files, as an issue of their week (its
-    /// number, note and links left for `whole_linked`; `content_hash` needs none of them but the note).
-    fn read_whole(&self, issue: &Issue) -> anyhow::Result<Issue> {
-        let light: Vec<&digest::Digest> = issue.digests().collect();
-        let mut weeks = issue::group_by_week(self.read_digests_again(&light)?, &self.rule());
-        let mut whole = weeks.pop().expect("the digests of one week");
-        whole.note = issue.note.clone();
-        Ok(whole)
-    }
-
-    /// As `whole`, resolving closest links against `homes`.
-    fn whole_linked<'a>(&self, issue: &'a Issue, homes: &issue::Homes) -> anyhow::Result<Cow<'a, Issue>> {
-        if !issue.is_light() {
-            // Linked against the project's homes already (`refresh`).
-            if std::ptr::eq(homes, &self.homes) {
-                return Ok(Cow::Borrowed(issue));
-            }
-            let mut linked = issue.clone();
-            homes.resolve(&mut linked);
-            return Ok(Cow::Owned(linked));
+    /// `issue`'s content hash (`WholeIssue::content_hash`): computed already, recorded by the build
+    /// cache while its files are unchanged, or else computed from its digests whole.
+    pub(crate) fn hash_of(&self, issue: &CatalogIssue) -> anyhow::Result<Hashed> {
+        if let Some(hash) = self.hashes.get(&issue.id) {
+            return Ok(Hashed { hash: hash.clone(), computed: false, digests: None, reread: 0 });
         }
-        let kept = self.wholes.lock().expect("not poisoned").remove(&issue.id);
-        let mut whole = match kept {
-            Some(whole) => whole,
-            None => self.read_whole(issue)?,
-        };
-        // As the project holds the issue now: publishing may have numbered it or moved links.
-        (whole.number, whole.revised, whole.published, whole.note) =
-            (issue.number, issue.revised, issue.published, issue.note.clone());
-        homes.resolve(&mut whole);
-        Ok(Cow::Owned(whole))
+        if issue.digests().all(|e| self.parsed.contains_key(&e.file_name)) {
+            let hash = issue::content_hash(issue.digests().map(|e| &self.parsed[&e.file_name]), issue.note.as_deref());
+            return Ok(Hashed { hash, computed: true, digests: None, reread: 0 });
+        }
+        if let Some(hash) = self.weeks.get(issue) {
+            return Ok(Hashed { hash, computed: false, digests: None, reread: 0 });
+        }
+        let (digests, reread) = self.read_digests_of(issue)?;
+        let hash = issue::content_hash(digests.iter(), issue.note.as_deref());
+        Ok(Hashed { hash, computed: true, digests: Some(digests), reread })
+    }
+
+    /// Remembers the hashes of `hashed` (by issue id), and records those computed in the build
+    /// cache's week record.
+    pub(crate) fn remember_hashes<'a>(&mut self, hashed: impl IntoIterator<Item = (&'a str, &'a Hashed)>) {
+        for (id, h) in hashed {
+            if h.computed
+                && let Some(issue) = self.issues.iter().find(|i| i.id == id)
+            {
+                self.weeks.record(issue, &h.hash);
+            }
+            self.hashes.insert(id.to_string(), h.hash.clone());
+        }
+    }
+
+    /// Writes the build cache's week record, when this project may bring the cache up to date.
+    pub(crate) fn save_week_hashes(&self) {
+        if self.cache_use == CacheUse::Update {
+            self.weeks.save(self.issues.iter().map(|i| i.id.as_str()));
+        }
     }
 
     pub fn rule(&self) -> WeekRule {
@@ -300,17 +277,17 @@ impl Project {
     }
 
     /// Every week that has digests, published or not, oldest first.
-    pub fn issues(&self) -> &[Issue] {
+    pub fn issues(&self) -> &[CatalogIssue] {
         &self.issues
     }
 
-    pub fn issue(&self, id: &str) -> Option<&Issue> {
+    pub fn issue(&self, id: &str) -> Option<&CatalogIssue> {
         self.issues.iter().find(|i| i.id == id)
     }
 
     /// Recorded as published, or due by the schedule (and so published by the next `publish`).
     /// The example `init` writes is never due (`Issue::is_example`).
-    pub fn is_published(&self, issue: &Issue) -> bool {
+    pub fn is_published<D: Listed>(&self, issue: &Issue<D>) -> bool {
         self.record.get(&issue.id).is_some() || (self.is_due(issue.start) && !issue.is_example())
     }
 
@@ -329,16 +306,16 @@ impl Project {
         self.due_through.is_some_and(|d| week <= d)
     }
 
-    pub fn published(&self) -> Vec<&Issue> {
+    pub fn published(&self) -> Vec<&CatalogIssue> {
         self.issues.iter().filter(|i| self.is_published(i)).collect()
     }
 
-    pub fn drafts(&self) -> Vec<&Issue> {
+    pub fn drafts(&self) -> Vec<&CatalogIssue> {
         self.issues.iter().filter(|i| !self.is_published(i)).collect()
     }
 
     /// The issue a command is about: the week named by `--week`, or else the last complete week.
-    pub fn select(&self, week: Option<WeekSpec>) -> Result<&Issue, UsageError> {
+    pub fn select(&self, week: Option<WeekSpec>) -> Result<&CatalogIssue, UsageError> {
         let rule = self.rule();
         let (day, default) = match week {
             Some(spec) => (spec.0, false),
@@ -367,13 +344,13 @@ impl Project {
 
     /// The digest problems that hold back the send of `issue`: those of its week, and those of
     /// files whose date could not be read (they may belong to any week).
-    pub fn held_back_by(&self, issue: &Issue) -> Vec<&ParseError> {
+    pub fn held_back_by<D>(&self, issue: &Issue<D>) -> Vec<&ParseError> {
         let rule = self.rule();
         self.problems.iter().filter(|p| p.date.is_none_or(|d| rule.week_start(d) == issue.start)).collect()
     }
 
     /// Refuses to send `issue` while a digest of its week is broken, naming each.
-    pub fn ready_to_send(&self, issue: &Issue) -> anyhow::Result<()> {
+    pub fn ready_to_send<D>(&self, issue: &Issue<D>) -> anyhow::Result<()> {
         let held: Vec<String> = self.held_back_by(issue).iter().map(ToString::to_string).collect();
         if held.is_empty() {
             return Ok(());
@@ -392,6 +369,17 @@ impl Project {
     /// content of every published issue, so that an edit becomes a revision in the feeds. Returns
     /// the issues published by this call.
     pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let (new, _) = self.publish_keeping(store, explicit).await?;
+        Ok(new)
+    }
+
+    /// As `publish`, giving back too the digests read whole to hash the issues (and how many files
+    /// that read again), for the build that follows.
+    pub(crate) async fn publish_keeping(
+        &mut self,
+        store: &Store,
+        explicit: Option<&str>,
+    ) -> anyhow::Result<(Vec<String>, (WholeDigests, usize))> {
         if let Some(example) =
             explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none())
         {
@@ -403,7 +391,10 @@ impl Project {
             ))
             .into());
         }
-        let (new, changes) = self.publication_changes(explicit)?;
+        let (new, changes, hashed) = self.changes_with_hashes(explicit)?;
+        self.remember_hashes(hashed.iter().map(|(id, h)| (id.as_str(), h)));
+        let reread = hashed.iter().map(|(_, h)| h.reread).sum();
+        let kept: WholeDigests = hashed.into_iter().filter_map(|(id, h)| Some((id, h.digests?))).collect();
         if let Some(id) = explicit {
             let skipped: Vec<String> = self
                 .issues
@@ -428,281 +419,60 @@ impl Project {
                 self.refresh();
             }
         }
-        Ok(new)
+        Ok((new, (kept, reread)))
     }
 
     /// What `publish(store, explicit)` would record, recording nothing: the ids of the issues it
     /// would publish, and every (id, content hash) it would write (those and the revised ones).
     /// `run --once --dry-run` asks this, so it says what the round would do.
     pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<PublicationChanges> {
+        let (new, changes, _) = self.changes_with_hashes(explicit)?;
+        Ok((new, changes))
+    }
+
+    /// `publication_changes`, with the hash of every issue it looked at.
+    #[allow(clippy::type_complexity)]
+    fn changes_with_hashes(
+        &self,
+        explicit: Option<&str>,
+    ) -> anyhow::Result<(Vec<String>, Vec<(String, String)>, Vec<(String, Hashed)>)> {
         let mut changes = Vec::new();
         let mut new = Vec::new();
-        let wanted: Vec<&Issue> =
+        let wanted: Vec<&CatalogIssue> =
             self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
-        let hashes =
-            render::par_map(&wanted, |i| self.content_hash(i)).into_iter().collect::<anyhow::Result<Vec<String>>>()?;
-        for (issue, hash) in wanted.into_iter().zip(hashes) {
+        let hashed = render::par_map(&wanted, |i| self.hash_of(i)).into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        for (issue, h) in wanted.iter().zip(&hashed) {
             match self.record.get(&issue.id) {
-                Some(p) if p.content_hash == hash => {}
-                Some(_) => changes.push((issue.id.clone(), hash)),
+                Some(p) if p.content_hash == h.hash => {}
+                Some(_) => changes.push((issue.id.clone(), h.hash.clone())),
                 None => {
                     new.push(issue.id.clone());
-                    changes.push((issue.id.clone(), hash));
+                    changes.push((issue.id.clone(), h.hash.clone()));
                 }
             }
         }
-        Ok((new, changes))
+        let hashed = wanted.iter().map(|i| i.id.clone()).zip(hashed).collect();
+        Ok((new, changes, hashed))
     }
 
     /// The email of `issue`, common to every reader (placeholders for their own fields).
     /// An error compiling the MJML names the issue and its digests: the template is fine for other
     /// weeks, so something in this one's content is the likely cause.
-    pub fn email(&self, issue: &Issue) -> Result<EmailBody, ConfigError> {
-        let issue = self.whole(issue).map_err(|e| ConfigError(format!("{e:#}")))?;
+    pub fn email(&self, issue: &CatalogIssue) -> Result<EmailBody, ConfigError> {
+        let issue = self.whole_issue(issue).map_err(|e| ConfigError(format!("{e:#}")))?;
         render::render_email(&self.config, &self.templates, &issue).map_err(|e| email_failure(&issue, e))
     }
 
-    /// `issue`'s email made ready to address: `test` copies say so in the subject.
-    pub fn prepare_email(&self, issue: &Issue, test: bool) -> anyhow::Result<PreparedEmail> {
+    /// `issue`'s email made ready to address, what `deliver` sends: `test` copies say so in the
+    /// subject.
+    pub fn prepare_email(&self, issue: &CatalogIssue, test: bool) -> anyhow::Result<PreparedEmail> {
         let body = self.email(issue)?;
         PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, test, std::time::SystemTime::now())
     }
 
-    /// Sends `issue` to every active subscriber, exactly once each (resuming an earlier run). The
-    /// issue must be published first: its number is the recorded one.
-    pub async fn send(
-        &self,
-        store: &Store,
-        issue: &Issue,
-        transport: &Transport,
-        stop: &StopFlag,
-        progress: &dyn Progress,
-    ) -> anyhow::Result<SendReport> {
-        anyhow::ensure!(
-            self.record.get(&issue.id).is_some(),
-            "internal error: issue {} is sent before it is published",
-            issue.id
-        );
-        let email = std::sync::Arc::new(self.prepare_email(issue, false)?);
-        deliver::send_issue(store, &self.config, &issue.id, issue.number, email, transport, stop, progress).await
-    }
-
-    /// Writes the site: the published issues into `[paths] out`, or every issue into `[paths] drafts`.
-    /// `only` limits the pages written to one issue and its neighbours, whose previous and next
-    /// links lead to it (the index and feeds are always written).
-    ///
-    /// The steps, in order: each issue's page (with its email's size for the issues that may still
-    /// be sent); the index; the feeds; and, for a whole build, removing the pages and theme feeds
-    /// an earlier build wrote that the site no longer has. A file whose contents did not change is
-    /// left alone.
-    pub fn write_site(&self, site: Site, only: Option<&str>) -> anyhow::Result<Written> {
-        let owned: Vec<Issue>;
-        let drafts_homes: issue::Homes;
-        let (folder, issues, homes): (&Path, &[Issue], &issue::Homes) = match site {
-            Site::Published => {
-                // Usually the published issues are the oldest ones, and need no copy.
-                let prefix = self.issues.iter().take_while(|i| self.is_published(i)).count();
-                if prefix == self.published().len() {
-                    (&self.config.paths.out, &self.issues[..prefix], &self.homes)
-                } else {
-                    owned = self.published().into_iter().cloned().collect();
-                    (&self.config.paths.out, &owned, &self.homes)
-                }
-            }
-            Site::Drafts => {
-                // Drafts link to each other too.
-                drafts_homes = issue::Homes::of(&self.issues, |_| true);
-                (&self.config.paths.drafts, &self.issues[..], &drafts_homes)
-            }
-        };
-        let (config, templates) = (&self.config, &self.templates);
-        let mut written = Written { folder: folder.to_path_buf(), ..Written::default() };
-        let mut kept: BTreeSet<String> = BTreeSet::new();
-        // Writes a file (unless it holds `contents` already), or with `None` keeps one that is current.
-        let mut write = |path: &str, contents: Option<&str>, written: &mut Written| -> anyhow::Result<()> {
-            written.total += 1;
-            if let Some(contents) = contents {
-                written.changed += usize::from(write_if_changed(&folder.join(path), contents.as_bytes())?);
-            }
-            kept.insert(path.to_string());
-            Ok(())
-        };
-
-        // What every page depends on; with it, the build cache's record of each page says which
-        // pages are as they would be rendered now.
-        let site_name = match site {
-            Site::Published => "published",
-            Site::Drafts => "drafts",
-        };
-        let inputs = Fingerprint::of(&[&format!("{:?}", config.with_paths_in_one_spelling()), templates.fingerprint()]);
-        let mut cache = SiteCache::open(&config.paths.cache, site_name, &inputs);
-        let key_of = |issue: &Issue| -> anyhow::Result<String> {
-            Ok(render::issue_page_key(issues, issue, &self.content_hash(issue)?, homes))
-        };
-
-        // 1. Pages: those whose inputs or file changed. The email size is checked for the issues
-        // that may still be sent (the one asked for, or the newest `[feeds] items`): compiling
-        // MJML is most of a build's cost, and `check` covers every issue.
-        let at = only.and_then(|id| issues.iter().position(|i| i.id == id));
-        let pages: Vec<&Issue> = match (only, at) {
-            (None, _) => issues.iter().collect(),
-            (Some(_), Some(at)) => issues[at.saturating_sub(1)..(at + 2).min(issues.len())].iter().collect(),
-            (Some(_), None) => Vec::new(),
-        };
-        let recent_from = issues.len().saturating_sub(config.feeds.items);
-        let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
-        let keys: Vec<String> =
-            render::par_map(&pages, |issue| key_of(issue)).into_iter().collect::<anyhow::Result<_>>()?;
-        let stale: Vec<bool> = pages
-            .iter()
-            .zip(&keys)
-            .map(|(i, key)| !cache.page_is_current(&i.id, key, &folder.join(urls::issue_file(&i.id))))
-            .collect();
-        let wanted: Vec<bool> =
-            pages.iter().map(|i| only.is_some_and(|id| id == i.id) || recent.contains(i.id.as_str())).collect();
-        // Each wanted email's size (or why it fails), as recorded or else checked below.
-        let mut emails: Vec<Option<Result<usize, String>>> = pages
-            .iter()
-            .zip(&keys)
-            .zip(&wanted)
-            .map(|((i, key), &w)| if w { cache.email_check(&i.id, key) } else { None })
-            .collect();
-        let unchecked: Vec<bool> = (0..pages.len()).map(|k| wanted[k] && emails[k].is_none()).collect();
-        let work: Vec<usize> = (0..pages.len()).filter(|&k| stale[k] || unchecked[k]).collect();
-        for batch in work.chunks(BATCH) {
-            let rendered = render::par_map(batch, |&k| -> anyhow::Result<_> {
-                // What shows an issue's digests needs it whole (see `Project::whole`).
-                let issue = &self.whole_linked(pages[k], homes)?;
-                let page = if stale[k] {
-                    Some(render::render_issue_page(config, templates, issues, issue).map_err(template_error)?)
-                } else {
-                    None
-                };
-                let email = unchecked[k].then(|| {
-                    render::email_html_size(config, templates, issue)
-                        .map(|(bytes, _)| bytes)
-                        .map_err(|e| email_failure(issue, e).0)
-                });
-                Ok((page, email))
-            });
-            for (&k, r) in batch.iter().zip(rendered) {
-                let (page, email) = r?;
-                let (issue, path) = (pages[k], urls::issue_file(&pages[k].id));
-                if let Some(page) = page {
-                    write(&path, Some(&page), &mut written)?;
-                    cache.page_written(&issue.id, &keys[k], &folder.join(&path), &page);
-                    written.rendered += 1;
-                }
-                if let Some(email) = email {
-                    cache.set_email_check(&issue.id, email.clone());
-                    emails[k] = Some(email);
-                }
-            }
-        }
-        for (k, issue) in pages.iter().enumerate() {
-            if !stale[k] {
-                write(&urls::issue_file(&issue.id), None, &mut written)?;
-            }
-            // One week's email that fails is reported, and the archive is written all the same.
-            match emails[k].take() {
-                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => {
-                    written.too_large.push((issue.id.clone(), bytes))
-                }
-                Some(Err(e)) => written.email_failures.push(e),
-                _ => {}
-            }
-        }
-        written.pages = pages.len();
-        if only.is_some() {
-            cache.keep_unvisited();
-        }
-        // 2. The index.
-        let plan = render::theme_feed_plan(config, issues);
-        let index = render::render_index_with(config, templates, issues, &plan).map_err(template_error)?;
-        write("index.html", Some(&index), &mut written)?;
-        // 3. The feeds, when what they are made from changed or one of their files did: the
-        // newest issues (each by its page's key, which covers what its content is made from),
-        // and each theme's name, oldest year and newest digests (by their issues' keys).
-        let newest = render::feed_issues(config, issues);
-        let mut known: HashMap<&str, &str> =
-            pages.iter().zip(&keys).map(|(i, k)| (i.id.as_str(), k.as_str())).collect();
-        let mut computed: Vec<(String, String)> = Vec::new();
-        for issue in newest.iter().copied().chain(plan.iter().flat_map(|t| t.shown.iter().map(|(i, _)| *i))) {
-            if !known.contains_key(issue.id.as_str()) && !computed.iter().any(|(id, _)| *id == issue.id) {
-                computed.push((issue.id.clone(), key_of(issue)?));
-            }
-        }
-        known.extend(computed.iter().map(|(id, k)| (id.as_str(), k.as_str())));
-        let mut fingerprint = Fingerprint::default();
-        for issue in &newest {
-            fingerprint.text(&issue.id).text(known[issue.id.as_str()]);
-        }
-        for theme in &plan {
-            fingerprint.text(&theme.name).text(&theme.slug).text(&theme.oldest_year.to_string());
-            for (issue, d) in &theme.shown {
-                fingerprint.text(&issue.id).text(&d.id).text(known[issue.id.as_str()]);
-            }
-        }
-        let feeds_key = fingerprint.finish();
-        let paths: Vec<String> = ["rss.xml", "atom.xml", "feed.json"]
-            .into_iter()
-            .map(String::from)
-            .chain(plan.iter().map(|t| t.path.clone()))
-            .collect();
-        let record_id = |path: &str| format!("file:{path}");
-        written.theme_feeds = plan.len();
-        if paths.iter().all(|p| cache.page_is_current(&record_id(p), &feeds_key, &folder.join(p))) {
-            for p in &paths {
-                write(p, None, &mut written)?;
-            }
-        } else {
-            let kept_contents: Vec<Option<String>> =
-                newest.iter().map(|i| cache.feed_content(&i.id, known[i.id.as_str()])).collect();
-            let missing: Vec<usize> = (0..newest.len()).filter(|&k| kept_contents[k].is_none()).collect();
-            let mut rendered = render::par_map(&missing, |&k| -> anyhow::Result<String> {
-                Ok(render::render_issue_content(config, templates, &*self.whole_linked(newest[k], homes)?)
-                    .map_err(template_error)?)
-            })
-            .into_iter();
-            let mut items = Vec::with_capacity(newest.len());
-            for (issue, content) in newest.iter().zip(kept_contents) {
-                let content_html = match content {
-                    Some(content) => content,
-                    None => {
-                        let content = rendered.next().expect("one a missing content")?;
-                        cache.set_feed_content(&issue.id, &content);
-                        content
-                    }
-                };
-                items.push(FeedItem { issue, content_html });
-            }
-            let shown: BTreeMap<&str, &digest::Digest> = plan
-                .iter()
-                .flat_map(|t| t.shown.iter().map(|(_, d)| (d.id.as_str(), *d)))
-                .filter(|(_, d)| d.light)
-                .collect();
-            let shown: Vec<&digest::Digest> = shown.into_values().collect();
-            let whole_shown = self.whole_digests(&shown, homes)?;
-            for f in render::render_feeds_of(config, templates, &items, &plan, &whole_shown).map_err(template_error)? {
-                write(&f.path, Some(&f.contents), &mut written)?;
-                cache.page_written(&record_id(&f.path), &feeds_key, &folder.join(&f.path), &f.contents);
-            }
-        }
-        // 4. What an earlier build wrote and the site no longer has (a week that lost its digests,
-        // a theme nobody uses any more, a draft an older Gazette published).
-        if only.is_none() {
-            written.removed = remove_stale(folder, &kept)?;
-        }
-        cache.save();
-        if self.cache_use == CacheUse::Update {
-            self.weeks.save(self.issues.iter().map(|i| i.id.as_str()));
-        }
-        Ok(written)
-    }
-
     /// Writes `issue`'s email, filled in for a sample reader, into `[paths] drafts`/preview/.
     /// Returns the subject and the paths of the HTML and text files.
-    pub fn write_preview(&self, issue: &Issue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
+    pub fn write_preview(&self, issue: &CatalogIssue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
         let email = self.email(issue)?;
         let unsubscribe = urls::unsubscribe(&self.config.site, urls::PREVIEW_TOKEN);
         let (html, text) = email.fill(&unsubscribe, SAMPLE_ADDRESS);
@@ -715,10 +485,10 @@ impl Project {
     }
 }
 
-/// A light digest `was` as read again from its file: the same digest, whole, unless the file
-/// changed since it was listed in a way that matters here (it no longer parses, or its date moved
-/// it to another week's issue).
-fn read_again(was: &digest::Digest, read: digest::FileResult) -> anyhow::Result<digest::Digest> {
+/// The digest of catalog entry `was` as read again from its file: whole, unless the file changed
+/// since it was listed in a way that matters here (it no longer parses, or its date moved it to
+/// another week's issue).
+fn read_again(was: &CatalogEntry, read: digest::FileResult) -> anyhow::Result<Digest> {
     let changed = "changed while Gazette was reading the digests; run the command again";
     match read {
         Ok(d) if d.date == was.date && d.id == was.id => Ok(d),
@@ -729,14 +499,6 @@ fn read_again(was: &digest::Digest, read: digest::FileResult) -> anyhow::Result<
             anyhow::bail!("{first}: the file {changed}")
         }
     }
-}
-
-/// Logs the issues whose email Gmail would clip, and those whose email fails.
-pub fn warn_email(written: &Written) {
-    for failure in &written.email_failures {
-        tracing::error!("{failure}");
-    }
-    warn_large(&written.too_large);
 }
 
 /// Logs the issues whose email Gmail would clip.
@@ -751,9 +513,22 @@ pub fn warn_large(too_large: &[(String, usize)]) {
 
 /// A new project's first path, after `gazette init`: what `--help` and `init` both say. The example
 /// digest is never published, so nothing here takes issue #1 (`issue::EXAMPLE_ID`).
-pub const FIRST_STEPS: &str = "gazette check, gazette build --drafts and open drafts/index.html, \
-    then write your own digests and delete the example (it is never published, so your first issue is #1), \
-    gazette send --test, then gazette run to publish and send each week when it is due";
+pub const FIRST_STEPS: FirstSteps = FirstSteps;
+
+/// The text of `FIRST_STEPS`, naming the drafts' front page by its file name in `urls`.
+pub struct FirstSteps;
+
+impl std::fmt::Display for FirstSteps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "gazette check, gazette build --drafts and open drafts/{}, \
+             then write your own digests and delete the example (it is never published, so your first issue is #1), \
+             gazette send --test, then gazette run to publish and send each week when it is due",
+            urls::INDEX
+        )
+    }
+}
 
 /// The example digest `init` writes: the format, by example. Its id is `issue::EXAMPLE_ID`, so it
 /// is never published (a project's first real issue is #1).
@@ -798,10 +573,10 @@ pub fn week_rule(config: &Config) -> WeekRule {
     WeekRule { starts: config.schedule.week_starts, timezone: config.schedule.timezone }
 }
 
-/// Reads `[paths] digests`: every digest, grouped into the weeks of `rule`, and every problem,
-/// sorted, with each file's stamp. Files unchanged since the build cache recorded them are not
-/// read again, and their digests are light (`Digest::light`); with `CacheUse::Update` the cache
-/// is brought up to date.
+/// Reads `[paths] digests`: every digest's catalog entry, grouped into the weeks of `rule`, and
+/// every problem, sorted, with each file's stamp. Files unchanged since the build cache recorded
+/// them are not read again (their entries come from the cache); the others are given whole too
+/// (`Digests::parsed_whole`). With `CacheUse::Update` the cache is brought up to date.
 pub fn read_digests(
     config: &Config,
     rule: &WeekRule,
@@ -821,7 +596,7 @@ pub fn read_digests(
 
 /// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:
 /// one named after a day inside a week says which name it needs.
-fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [Issue]) -> Result<Vec<ParseError>, ConfigError> {
+fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -> Result<Vec<ParseError>, ConfigError> {
     let dir = &config.paths.notes;
     let (notes, mut problems) = crate::notes::read_folder(dir).map_err(|e| {
         ConfigError(format!(
@@ -873,7 +648,7 @@ pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
 
 /// An issue's email that cannot be made, as an error naming the issue (and, when the MJML did not
 /// compile, its digests).
-fn email_failure(issue: &Issue, e: RenderError) -> ConfigError {
+pub(crate) fn email_failure(issue: &WholeIssue, e: RenderError) -> ConfigError {
     match e {
         RenderError::Mjml { .. } => {
             let files: Vec<String> = issue.digests().map(|d| d.path.display().to_string()).collect();
@@ -911,31 +686,10 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
     written.map(|_| true)
 }
 
-/// Removes the issue pages (`issues/<id>/index.html`) and theme feeds (`themes/<slug>/atom.xml`)
-/// under `folder` that are not in `kept`, and the folders they leave empty. Nothing else there is
-/// touched: files of the editor's own stay.
-fn remove_stale(folder: &Path, kept: &BTreeSet<String>) -> anyhow::Result<usize> {
-    let mut removed = 0;
-    for (dir, file) in [("issues", "index.html"), ("themes", "atom.xml")] {
-        let Ok(entries) = std::fs::read_dir(folder.join(dir)) else { continue };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let rel = format!("{dir}/{name}/{file}");
-            let path = entry.path().join(file);
-            if kept.contains(&rel) || !path.is_file() {
-                continue;
-            }
-            std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            let _ = std::fs::remove_dir(entry.path()); // only when empty
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::{BuildPlan, Site};
 
     fn project_in(dir: &Path, digests: &[(&str, &str)]) -> Config {
         let d = dir.join("digests");
@@ -980,7 +734,7 @@ mod tests {
         assert_eq!(p.published().iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["2023-07-03", "2023-07-17"]);
         assert_eq!(p.drafts().iter().map(|i| (i.id.as_str(), i.number)).collect::<Vec<_>>(), [("2023-07-24", 3)]);
         assert_eq!(p.publish(&store, None).await.unwrap(), ["2023-07-03", "2023-07-17"]);
-        let written = p.write_site(Site::Published, None).unwrap();
+        let written = p.build(BuildPlan::site(Site::Published)).await.unwrap();
         assert_eq!(written.pages, 2);
         assert!(!config.paths.out.join("issues/2023-07-24").exists());
         assert!(
@@ -1021,7 +775,7 @@ mod tests {
         p.publish(&store, None).await.unwrap();
         assert_eq!(p.issues()[0].number, 1);
         assert_eq!(p.issues()[0].revised, Some(at("2023-07-12T10:00:00Z")));
-        p.write_site(Site::Published, None).unwrap();
+        p.build(BuildPlan::site(Site::Published)).await.unwrap();
         let atom = std::fs::read_to_string(config.paths.out.join("atom.xml")).unwrap();
         assert!(atom.contains("<updated>2023-07-12T10:00:00+00:00</updated>"), "{atom}");
         // Published when it was first published, not when its digest was dated.

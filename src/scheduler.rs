@@ -13,11 +13,13 @@ use anyhow::Context;
 
 use crate::build_cache::CacheUse;
 use crate::config::{BounceMailbox, Config};
-use crate::deliver::{SendPlan, StopFlag, Transport};
-use crate::issue::Issue;
-use crate::project::{Project, Site};
+use crate::deliver::{self, SendPlan, StopFlag, Transport};
+use crate::issue::CatalogIssue;
+use crate::project::Project;
 use crate::schedule::{self, Decision};
+use crate::site::{BuildPlan, Publish, Site};
 use crate::store::{Store, ledger};
+use crate::urls;
 
 /// The setting that remembers when the last round ran.
 const LAST_ROUND: &str = "scheduler.last_round";
@@ -88,8 +90,10 @@ pub async fn round(
     let mut ok = true;
 
     // What is due is published, whether or not its send goes out this round.
-    for id in project.publish(store, None).await? {
-        let i = project.issue(&id).expect("a published issue exists");
+    let publish = Some(Publish { store, by_hand: None });
+    let site = project.build(BuildPlan { site: Site::Published, publish, only: None }).await?;
+    for id in &site.published {
+        let i = project.issue(id).expect("a published issue exists");
         tracing::info!("published issue #{} ({})", i.number, i.label);
     }
     if !project.problems.is_empty() {
@@ -100,17 +104,17 @@ pub async fn round(
             list.join("\n")
         );
     }
-    let site = project.write_site(Site::Published, None)?;
-    crate::project::warn_email(&site);
+    site.warn_email();
     let out = &config.paths.out;
+    let [rss, atom, json] = urls::FEEDS.map(|f| out.join(f));
     tracing::info!(
         "archive: {} ({} files, {} changed); feeds: {}, {}, {}",
-        out.join("index.html").display(),
+        out.join(urls::INDEX).display(),
         site.total,
         site.changed,
-        out.join("rss.xml").display(),
-        out.join("atom.xml").display(),
-        out.join("feed.json").display()
+        rss.display(),
+        atom.display(),
+        json.display()
     );
 
     // An unfinished send (the process died or was stopped mid-send) is finished first.
@@ -311,8 +315,27 @@ async fn read_bounces(config: &Config, store: &Store) {
     }
 }
 
-async fn send(project: &Project, store: &Store, transport: &Transport, stop: &StopFlag, issue: &Issue) -> bool {
-    match project.send(store, issue, transport, stop, &crate::deliver::LogProgress::default()).await {
+/// Hands `issue`'s email to `deliver`, for every active subscriber exactly once (resuming an
+/// earlier run). The issue is published already: its number is the recorded one.
+async fn deliver_issue(
+    project: &Project,
+    store: &Store,
+    transport: &Transport,
+    stop: &StopFlag,
+    issue: &CatalogIssue,
+) -> anyhow::Result<deliver::SendReport> {
+    anyhow::ensure!(
+        project.publication(&issue.id).is_some(),
+        "internal error: issue {} is sent before it is published",
+        issue.id
+    );
+    let email = std::sync::Arc::new(project.prepare_email(issue, false)?);
+    let progress = deliver::LogProgress::default();
+    deliver::send_issue(store, &project.config, &issue.id, issue.number, email, transport, stop, &progress).await
+}
+
+async fn send(project: &Project, store: &Store, transport: &Transport, stop: &StopFlag, issue: &CatalogIssue) -> bool {
+    match deliver_issue(project, store, transport, stop, issue).await {
         Ok(report) => {
             let c = &report.counts;
             if report.recovered > 0 {

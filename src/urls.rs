@@ -4,6 +4,21 @@
 
 use crate::config::Site;
 
+/// The archive's front page, and the name of each folder's page (`issues/<id>/index.html`).
+pub const INDEX: &str = "index.html";
+/// The RSS 2.0 feed of the newest issues.
+pub const RSS: &str = "rss.xml";
+/// The Atom feed of the newest issues, and the name of each theme's feed (`themes/<slug>/atom.xml`).
+pub const ATOM: &str = "atom.xml";
+/// The JSON Feed of the newest issues.
+pub const JSON_FEED: &str = "feed.json";
+/// The feeds of the newest issues, in the order they are written.
+pub const FEEDS: [&str; 3] = [RSS, ATOM, JSON_FEED];
+/// The folder of the issue pages.
+pub const ISSUES_DIR: &str = "issues";
+/// The folder of the theme feeds.
+pub const THEMES_DIR: &str = "themes";
+
 /// The archive's front page.
 pub fn home(site: &Site) -> String {
     format!("{}/", site.base_url)
@@ -16,7 +31,7 @@ pub fn issue(site: &Site, issue_id: &str) -> String {
 
 /// Where an issue's page is written, relative to the output folder.
 pub fn issue_file(issue_id: &str) -> String {
-    format!("issues/{issue_id}/index.html")
+    format!("{ISSUES_DIR}/{issue_id}/{INDEX}")
 }
 
 /// A digest's card on its issue's page (the anchor `d-<digest id>`).
@@ -24,14 +39,14 @@ pub fn digest(site: &Site, issue_id: &str, digest_id: &str) -> String {
     format!("{}/issues/{issue_id}/#d-{digest_id}", site.base_url)
 }
 
-/// A file at the root of the archive, such as `rss.xml`.
+/// A file at the root of the archive, such as `RSS`.
 pub fn file(site: &Site, path: &str) -> String {
     format!("{}/{path}", site.base_url)
 }
 
 /// Where a theme's Atom feed is written, relative to the output folder.
 pub fn theme_feed_file(slug: &str) -> String {
-    format!("themes/{slug}/atom.xml")
+    format!("{THEMES_DIR}/{slug}/{ATOM}")
 }
 
 pub fn theme_feed(site: &Site, slug: &str) -> String {

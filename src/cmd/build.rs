@@ -9,15 +9,17 @@ use chrono::{DateTime, Utc};
 use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::WeekSpec;
-use crate::project::{Project, Site, Written};
+use crate::project::Project;
+use crate::site::{BuildPlan, BuildReport, Publish, Site};
 use crate::store::Store;
+use crate::urls;
 
 pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let (project, written) = if drafts {
-            let project = Project::load_if_recorded(config, now, CacheUse::Update).await?;
+            let mut project = Project::load_if_recorded(config, now, CacheUse::Update).await?;
             let only = week.map(|w| project.select(Some(w)).map(|i| i.id.clone())).transpose()?;
-            let written = project.write_site(Site::Drafts, only.as_deref())?;
+            let written = project.build(BuildPlan { site: Site::Drafts, publish: None, only }).await?;
             report(&project, &written, "every week, drafts included");
             (project, written)
         } else {
@@ -25,14 +27,9 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
             let store = Store::open(&config.paths.database).await?;
             let mut project = Project::load_to_build(config, Some(&store), now).await?;
             let only = week.map(|w| project.select(Some(w)).map(|i| i.id.clone())).transpose()?;
-            let new = project.publish(&store, only.as_deref()).await?;
+            let publish = Some(Publish { store: &store, by_hand: only.clone() });
+            let written = project.build(BuildPlan { site: Site::Published, publish, only }).await?;
             store.close().await;
-            for id in &new {
-                if let Some(i) = project.issue(id) {
-                    say!("published #{} {}", i.number, i.label);
-                }
-            }
-            let written = project.write_site(Site::Published, only.as_deref())?;
             report(&project, &written, "the published issues");
             (project, written)
         };
@@ -53,13 +50,18 @@ pub fn run(config: Config, week: Option<WeekSpec>, drafts: bool, now: DateTime<U
     })
 }
 
-fn report(project: &Project, w: &Written, what: &str) {
-    crate::project::warn_email(w);
-    let (examples, drafts): (Vec<&crate::issue::Issue>, Vec<&crate::issue::Issue>) =
+fn report(project: &Project, w: &BuildReport, what: &str) {
+    for id in &w.published {
+        if let Some(i) = project.issue(id) {
+            say!("published #{} {}", i.number, i.label);
+        }
+    }
+    w.warn_email();
+    let (examples, drafts): (Vec<&crate::issue::CatalogIssue>, Vec<&crate::issue::CatalogIssue>) =
         project.drafts().into_iter().partition(|i| i.is_example());
     let drafts = drafts.len();
     say!(
-        "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, rss.xml, atom.xml, feed.json and {} theme feeds; {} digest file(s) read, the others unchanged since the last build{}",
+        "{}: {what}: {} files ({} changed{}): {} issue page{} ({} rendered), index, {}, {}, {} and {} theme feeds; {} digest file(s) read, the others unchanged since the last build{}",
         w.folder.display(),
         w.total,
         w.changed,
@@ -67,9 +69,12 @@ fn report(project: &Project, w: &Written, what: &str) {
         w.pages,
         if w.pages == 1 { "" } else { "s" },
         w.rendered,
+        urls::RSS,
+        urls::ATOM,
+        urls::JSON_FEED,
         w.theme_feeds,
         project.digests_parsed,
-        match project.digests_reread() {
+        match w.reread {
             0 => String::new(),
             n => format!("; {n} unchanged one(s) read again whole for what was rendered"),
         }

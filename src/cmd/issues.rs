@@ -9,7 +9,8 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::issue_state::{self, State};
-use crate::project::{Project, Site, UsageError};
+use crate::project::{Project, UsageError};
+use crate::site::{BuildPlan, Site};
 use crate::store::publications::{self, Change};
 use crate::store::{Store, ledger};
 
@@ -150,8 +151,8 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
         ),
     };
     // The archive and the feeds without it, rendered afresh: the build cache kept another issue's
-    // feed entry with a closest link into the unpublished week (seen with digests read light from
-    // the cache), and the folder is safe to delete (README, "The build cache").
+    // feed entry with a closest link into the unpublished week (seen with digests whose entries
+    // came from the cache), and the folder is safe to delete (README, "The build cache").
     let cache = &project.config.paths.cache;
     if cache.exists() {
         std::fs::remove_dir_all(cache).map_err(|e| {
@@ -161,8 +162,8 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
             )
         })?;
     }
-    let project = Project::load_to_build(project.config, Some(store), now).await?;
-    let written = project.write_site(Site::Published, None)?;
+    let mut project = Project::load_to_build(project.config, Some(store), now).await?;
+    let written = project.build(BuildPlan::site(Site::Published)).await?;
     say!("unpublished #{number} ({label}): it is a draft again, and the next issue published takes #{number}");
     say!(
         "{}: {} files ({} changed, {} stale removed)",

@@ -11,7 +11,8 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::deliver::{self, StopFlag, Transport};
 use crate::issue::WeekSpec;
-use crate::project::{Project, Site, UsageError};
+use crate::project::{Project, UsageError};
+use crate::site::{BuildPlan, Publish, Site};
 use crate::store::Store;
 
 pub fn run(
@@ -89,13 +90,21 @@ async fn send(
 
     // The issue is published before its first message goes out, so its "view in browser"
     // link and the feeds are there when readers look.
-    for id in project.publish(store, Some(&issue.id)).await? {
-        let i = project.issue(&id).expect("a published issue exists");
+    let publish = Some(Publish { store, by_hand: Some(issue.id.clone()) });
+    let written = project.build(BuildPlan { site: Site::Published, publish, only: None }).await?;
+    for id in &written.published {
+        let i = project.issue(id).expect("a published issue exists");
         say!("published #{} {}", i.number, i.label);
     }
-    let written = project.write_site(Site::Published, None)?;
-    crate::project::warn_email(&written);
+    written.warn_email();
     let issue = project.issue(&issue.id).expect("the selected issue exists").clone();
+    // Its number is the recorded one now: the email is made, and handed to `deliver`.
+    anyhow::ensure!(
+        project.publication(&issue.id).is_some(),
+        "internal error: issue {} is sent before it is published",
+        issue.id
+    );
+    let email = std::sync::Arc::new(project.prepare_email(&issue, false)?);
 
     let stop = StopFlag::default();
     stop.on_signals();
@@ -104,7 +113,8 @@ async fn send(
         Some(bar) => bar,
         None => &deliver::LogProgress::default(),
     };
-    let report = project.send(store, &issue, transport, &stop, progress).await?;
+    let report =
+        deliver::send_issue(store, &project.config, &issue.id, issue.number, email, transport, &stop, progress).await?;
     let c = &report.counts;
     if report.recovered > 0 {
         say!(
@@ -147,7 +157,7 @@ async fn send(
 async fn dry_run_send(
     store: &Store,
     project: &Project,
-    issue: &crate::issue::Issue,
+    issue: &crate::issue::CatalogIssue,
     transport: &Transport,
 ) -> anyhow::Result<ExitCode> {
     let plan = deliver::SendPlan::of(store, &issue.id).await?;

@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::project::{Project, Site, UsageError};
+use crate::project::{Project, UsageError};
 use crate::server;
+use crate::site::{BuildPlan, Publish, Site};
 use crate::store::Store;
+use crate::urls;
 
 pub fn run(
     config: Config,
@@ -18,12 +20,12 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let addr = listen.unwrap_or(config.server.listen);
     super::runtime()?.block_on(async {
-        if !config.paths.out.join("index.html").is_file() {
-            tracing::info!("{} has no index.html yet; building the archive first", config.paths.out.display());
+        if !config.paths.out.join(urls::INDEX).is_file() {
+            tracing::info!("{} has no {} yet; building the archive first", config.paths.out.display(), urls::INDEX);
             let store = Store::open(&config.paths.database).await?;
             let mut project = Project::load_to_build(config.clone(), Some(&store), now).await?;
-            project.publish(&store, None).await?;
-            project.write_site(Site::Published, None)?;
+            let publish = Some(Publish { store: &store, by_hand: None });
+            project.build(BuildPlan { site: Site::Published, publish, only: None }).await?;
             store.close().await;
         }
         let local = !(behind_proxy || config.server.behind_proxy);

@@ -1,31 +1,24 @@
 //! The web archive: `index.html`, one page per issue, and the feeds, as a list of files for the
 //! caller to write. Issues render independently, so they are spread over the cores.
 
-use std::collections::BTreeMap;
-
 use minijinja::context;
 use minijinja::value::{Serde, Value};
 
 use super::feeds::{self, FeedItem};
+use super::output::OutputFile;
 use super::{RenderError, Templates, feeds_value, issue_context, par_map};
 use crate::config::Config;
-use crate::issue::Issue;
+use crate::digest::{Digest, Listed};
+use crate::issue::{Issue, WholeIssue};
 use crate::urls;
-
-/// A file of the archive: its path relative to `[paths] out` (with `/`), and its contents.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutputFile {
-    pub path: String,
-    pub contents: String,
-}
 
 /// `issue`'s page, with links to the issues before and after it in `issues` (the archive in week
 /// order, as grouped), a summary for search results and link previews, and the subscribe box.
-pub fn render_issue_page(
+pub fn render_issue_page<D>(
     config: &Config,
     templates: &Templates,
-    issues: &[Issue],
-    issue: &Issue,
+    issues: &[Issue<D>],
+    issue: &WholeIssue,
 ) -> Result<String, RenderError> {
     let (previous, next) = neighbours(issues, issue);
     templates.render("issue.html", &page_context(config, issue, previous, next))
@@ -35,13 +28,18 @@ pub fn render_issue_page(
 /// the templates: what the issue says (`content_hash`, its `Issue::content_hash`), its number and
 /// revision, where its closest links lead (by `homes`, which the page is rendered with), and its
 /// neighbours. Equal keys render equal pages.
-pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str, homes: &crate::issue::Homes) -> String {
+pub fn issue_page_key<D: Listed>(
+    issues: &[Issue<D>],
+    issue: &Issue<D>,
+    content_hash: &str,
+    homes: &crate::issue::Homes,
+) -> String {
     let mut key = crate::fingerprint::Fingerprint::default();
     key.text(content_hash).text(&issue.id).text(&issue.number.to_string()).text(&issue.label);
     key.text(&issue.revised.map(|t| t.to_rfc3339()).unwrap_or_default());
     for d in issue.digests() {
-        for c in &d.closest {
-            match homes.target(&c.reference) {
+        for reference in d.references() {
+            match homes.target(reference) {
                 Some((digest_id, issue_id)) => key.text(issue_id).text(digest_id),
                 None => key.text("-"),
             };
@@ -58,8 +56,8 @@ pub fn issue_page_key(issues: &[Issue], issue: &Issue, content_hash: &str, homes
 }
 
 /// What `issue.html` sees: the issue's context, and what the page shows around the content.
-fn page_context(config: &Config, issue: &Issue, previous: Option<&Issue>, next: Option<&Issue>) -> Value {
-    let link = |i: Option<&Issue>| {
+fn page_context<D>(config: &Config, issue: &WholeIssue, previous: Option<&Issue<D>>, next: Option<&Issue<D>>) -> Value {
+    let link = |i: Option<&Issue<D>>| {
         i.map(|i| context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id) })
     };
     context! {
@@ -73,7 +71,7 @@ fn page_context(config: &Config, issue: &Issue, previous: Option<&Issue>, next: 
 
 /// The issues just before and after `issue` in `issues`; none at the ends, or when `issue` is not
 /// there. The archive is in week order, so it is found by its first day; by id should it not be.
-fn neighbours<'a>(issues: &'a [Issue], issue: &Issue) -> (Option<&'a Issue>, Option<&'a Issue>) {
+fn neighbours<'a, D, E>(issues: &'a [Issue<D>], issue: &Issue<E>) -> (Option<&'a Issue<D>>, Option<&'a Issue<D>>) {
     let at = issues
         .binary_search_by(|i| i.start.cmp(&issue.start))
         .ok()
@@ -87,7 +85,7 @@ fn neighbours<'a>(issues: &'a [Issue], issue: &Issue) -> (Option<&'a Issue>, Opt
 
 /// What an issue holds, in one line of plain text for its page's description and `og:description`:
 /// the digest count and the first titles (the template escapes it).
-fn summary(issue: &Issue) -> String {
+fn summary(issue: &WholeIssue) -> String {
     const SHOWN: usize = 3;
     let count = issue.digest_count();
     let titles: Vec<&str> = issue.digests().take(SHOWN).map(|d| d.title.as_str()).collect();
@@ -98,23 +96,27 @@ fn summary(issue: &Issue) -> String {
 
 /// The issue's HTML without the page around it (the `content` block of `issue.html`): what the
 /// feeds carry.
-pub fn render_issue_content(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
+pub fn render_issue_content(config: &Config, templates: &Templates, issue: &WholeIssue) -> Result<String, RenderError> {
     // The page is rendered too (and dropped): the block sees the page's context, whose neighbours
     // it does not show.
-    Ok(templates.render_with_block("issue.html", "content", &page_context(config, issue, None, None))?.1)
+    Ok(templates.render_with_block("issue.html", "content", &page_context::<Digest>(config, issue, None, None))?.1)
 }
 
 /// The front page; `issues` in any order (they are listed newest first).
-pub fn render_index(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<String, RenderError> {
+pub fn render_index<D: Listed>(
+    config: &Config,
+    templates: &Templates,
+    issues: &[Issue<D>],
+) -> Result<String, RenderError> {
     render_index_with(config, templates, issues, &feeds::theme_feed_plan(config, issues))
 }
 
 /// As `render_index`, with the issues' theme feeds planned already (`theme_feed_plan`).
-pub fn render_index_with(
+pub fn render_index_with<D: Listed, E>(
     config: &Config,
     templates: &Templates,
-    issues: &[Issue],
-    themes: &[feeds::ThemeFeed],
+    issues: &[Issue<D>],
+    themes: &[feeds::ThemeFeed<E>],
 ) -> Result<String, RenderError> {
     let mut listed: Vec<Value> = issues
         .iter()
@@ -134,7 +136,7 @@ pub fn render_index_with(
         themes,
         feeds => feeds_value(config),
     };
-    templates.render("index.html", &ctx)
+    templates.render(urls::INDEX, &ctx)
 }
 
 /// Everything `build` writes: the index, the pages of the issues `only` selects (every issue when
@@ -143,11 +145,11 @@ pub fn render_index_with(
 pub fn render_site(
     config: &Config,
     templates: &Templates,
-    issues: &[Issue],
+    issues: &[WholeIssue],
     only: Option<&str>,
 ) -> Result<Vec<OutputFile>, RenderError> {
-    let mut files = vec![OutputFile { path: "index.html".into(), contents: render_index(config, templates, issues)? }];
-    let pages: Vec<&Issue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
+    let mut files = vec![OutputFile { path: urls::INDEX.into(), contents: render_index(config, templates, issues)? }];
+    let pages: Vec<&WholeIssue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
     for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, issues, i))) {
         files.push(OutputFile { path: urls::issue_file(&issue.id), contents: page? });
     }
@@ -157,37 +159,40 @@ pub fn render_site(
 
 /// `rss.xml`, `atom.xml` and `feed.json` with the newest `[feeds] items` issues, and
 /// `themes/<slug>/atom.xml` for every theme.
-pub fn render_feeds(config: &Config, templates: &Templates, issues: &[Issue]) -> Result<Vec<OutputFile>, RenderError> {
+pub fn render_feeds(
+    config: &Config,
+    templates: &Templates,
+    issues: &[WholeIssue],
+) -> Result<Vec<OutputFile>, RenderError> {
     let newest = feed_issues(config, issues);
     let contents = par_map(&newest, |i| render_issue_content(config, templates, i));
     let mut items = Vec::with_capacity(newest.len());
     for (issue, content) in newest.into_iter().zip(contents) {
         items.push(FeedItem { issue, content_html: content? });
     }
-    render_feeds_of(config, templates, &items, &feeds::theme_feed_plan(config, issues), &BTreeMap::new())
+    render_feeds_of(config, templates, &items, &feeds::theme_feed_plan(config, issues))
 }
 
 /// The issues the feeds carry: the newest `[feeds] items`, newest first.
-pub fn feed_issues<'a>(config: &Config, issues: &'a [Issue]) -> Vec<&'a Issue> {
+pub fn feed_issues<'a, D>(config: &Config, issues: &'a [Issue<D>]) -> Vec<&'a Issue<D>> {
     issues.iter().rev().take(config.feeds.items).collect()
 }
 
 /// As `render_feeds`, with the items' content given (`feed_issues`, each with its
-/// `render_issue_content`), the theme feeds planned (`theme_feed_plan`), and the digests they
-/// need whole (see `theme_feeds`).
-pub fn render_feeds_of(
+/// `render_issue_content`), and the theme feeds planned (`theme_feed_plan`) with their digests
+/// whole.
+pub fn render_feeds_of<D: Listed>(
     config: &Config,
     templates: &Templates,
-    items: &[FeedItem],
-    plan: &[feeds::ThemeFeed],
-    whole: &BTreeMap<String, crate::digest::Digest>,
+    items: &[FeedItem<D>],
+    plan: &[feeds::ThemeFeed<Digest>],
 ) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![
-        OutputFile { path: "rss.xml".into(), contents: feeds::rss_feed(config, items)? },
-        OutputFile { path: "atom.xml".into(), contents: feeds::atom_feed(config, items)? },
-        OutputFile { path: "feed.json".into(), contents: feeds::json_feed(config, items)? },
+        OutputFile { path: urls::RSS.into(), contents: feeds::rss_feed(config, items)? },
+        OutputFile { path: urls::ATOM.into(), contents: feeds::atom_feed(config, items)? },
+        OutputFile { path: urls::JSON_FEED.into(), contents: feeds::json_feed(config, items)? },
     ];
-    files.extend(feeds::theme_feeds(config, templates, plan, whole)?);
+    files.extend(feeds::theme_feeds(config, templates, plan)?);
     Ok(files)
 }
 

@@ -11,29 +11,30 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 use sha2::{Digest as _, Sha256};
 
-use super::archive::OutputFile;
+use super::output::OutputFile;
 use super::{RenderError, Templates};
 use crate::config::Config;
-use crate::digest::Digest;
+use crate::digest::{Digest, Listed};
 use crate::issue::Issue;
 use crate::urls;
 
-/// One issue in a feed, with its HTML (the web version's content).
-pub struct FeedItem<'a> {
-    pub issue: &'a Issue,
+/// One issue in a feed, with its HTML (the web version's content, rendered from the issue
+/// whole): the feed's own lines need only what the catalog has of it.
+pub struct FeedItem<'a, D = Digest> {
+    pub issue: &'a Issue<D>,
     pub content_html: String,
 }
 
 /// An issue's date in the feeds: when it was published (the publication record's time), which is
 /// when readers could first see it. A draft, never published, has the day of its newest digest at
 /// midnight UTC.
-pub fn issue_date(issue: &Issue) -> DateTime<Utc> {
+pub fn issue_date<D>(issue: &Issue<D>) -> DateTime<Utc> {
     issue.published.unwrap_or_else(|| day_start(issue.days.last().map(|d| d.date).unwrap_or(issue.end)))
 }
 
 /// When an issue last changed: its date, or later when its digests were edited after it was
 /// published (the publication record's revision time).
-pub fn issue_updated(issue: &Issue) -> DateTime<Utc> {
+pub fn issue_updated<D>(issue: &Issue<D>) -> DateTime<Utc> {
     let date = issue_date(issue);
     issue.revised.map_or(date, |r| r.max(date))
 }
@@ -50,31 +51,31 @@ fn tag_uri(config: &Config, year: i32, specific: &str) -> String {
     format!("tag:{},{year}:{specific}", config.site.host())
 }
 
-fn issue_id_uri(config: &Config, issue: &Issue) -> String {
+fn issue_id_uri<D>(config: &Config, issue: &Issue<D>) -> String {
     tag_uri(config, issue.start.year(), &format!("issue-{}", issue.id))
 }
 
-fn issue_title(config: &Config, issue: &Issue) -> String {
+fn issue_title<D>(config: &Config, issue: &Issue<D>) -> String {
     format!("{} #{}: {}", config.site.title, issue.number, issue.label)
 }
 
 /// The feed's own id: the year of its oldest entry keeps it fixed as new issues arrive.
-fn feed_year(items: &[FeedItem]) -> i32 {
+fn feed_year<D>(items: &[FeedItem<D>]) -> i32 {
     items.last().map(|i| i.issue.start.year()).unwrap_or(2023)
 }
 
 /// The latest change of any item, or the epoch for an empty feed (still no clock).
-fn feed_updated(items: &[FeedItem]) -> DateTime<Utc> {
+fn feed_updated<D>(items: &[FeedItem<D>]) -> DateTime<Utc> {
     items.iter().map(|i| issue_updated(i.issue)).max().unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// `items` newest first.
-pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderError> {
+pub fn rss_feed<D: Listed>(config: &Config, items: &[FeedItem<D>]) -> Result<String, RenderError> {
     use rss::extension::Extension;
     let self_link = Extension {
         name: "atom:link".into(),
         attrs: [
-            ("href", urls::file(&config.site, "rss.xml")),
+            ("href", urls::file(&config.site, urls::RSS)),
             ("rel", "self".into()),
             ("type", "application/rss+xml".into()),
         ]
@@ -99,7 +100,7 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
             .map(|item| {
                 let issue = item.issue;
                 // RSS descriptions are HTML: the titles are escaped.
-                let titles: Vec<String> = issue.digests().map(|d| super::markdown::escaped(&d.title)).collect();
+                let titles: Vec<String> = issue.digests().map(|d| super::markdown::escaped(d.title())).collect();
                 rss::Item {
                     title: Some(issue_title(config, issue)),
                     link: Some(urls::issue(&config.site, &issue.id)),
@@ -114,7 +115,8 @@ pub fn rss_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderErr
             .collect(),
         ..Default::default()
     };
-    let bytes = channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| RenderError::Feed(format!("rss.xml: {e}")))?;
+    let bytes =
+        channel.pretty_write_to(Vec::new(), b' ', 2).map_err(|e| RenderError::Feed(format!("{}: {e}", urls::RSS)))?;
     Ok(String::from_utf8(bytes).expect("the rss crate writes UTF-8") + "\n")
 }
 
@@ -137,7 +139,7 @@ fn fixed(t: DateTime<Utc>) -> atom::FixedDateTime {
 }
 
 /// `items` newest first.
-pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderError> {
+pub fn atom_feed<D: Listed>(config: &Config, items: &[FeedItem<D>]) -> Result<String, RenderError> {
     let feed = atom::Feed {
         title: atom::Text::plain(config.site.title.clone()),
         id: tag_uri(config, feed_year(items), "feed"),
@@ -146,7 +148,7 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
         subtitle: Some(atom::Text::plain(config.site.description.clone())),
         lang: Some(config.site.language.clone()),
         links: vec![
-            atom_link(urls::file(&config.site, "atom.xml"), "self", "application/atom+xml"),
+            atom_link(urls::file(&config.site, urls::ATOM), "self", "application/atom+xml"),
             atom_link(urls::home(&config.site), "alternate", "text/html"),
         ],
         entries: items
@@ -175,17 +177,17 @@ pub fn atom_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
             .collect(),
         ..Default::default()
     };
-    atom_string(&feed, "atom.xml")
+    atom_string(&feed, urls::ATOM)
 }
 
 /// JSON Feed 1.1, `items` newest first.
-pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderError> {
+pub fn json_feed<D: Listed>(config: &Config, items: &[FeedItem<D>]) -> Result<String, RenderError> {
     let authors = serde_json::json!([{ "name": config.site.author, "url": urls::home(&config.site) }]);
     let feed = serde_json::json!({
         "version": "https://jsonfeed.org/version/1.1",
         "title": config.site.title,
         "home_page_url": urls::home(&config.site),
-        "feed_url": urls::file(&config.site, "feed.json"),
+        "feed_url": urls::file(&config.site, urls::JSON_FEED),
         "description": config.site.description,
         "language": config.site.language,
         "authors": authors,
@@ -203,7 +205,8 @@ pub fn json_feed(config: &Config, items: &[FeedItem]) -> Result<String, RenderEr
             })
         }).collect::<Vec<_>>(),
     });
-    let mut s = serde_json::to_string_pretty(&feed).map_err(|e| RenderError::Feed(format!("feed.json: {e}")))?;
+    let mut s =
+        serde_json::to_string_pretty(&feed).map_err(|e| RenderError::Feed(format!("{}: {e}", urls::JSON_FEED)))?;
     s.push('\n');
     Ok(s)
 }
@@ -227,26 +230,26 @@ pub fn slug(theme: &str) -> String {
     if s.is_empty() { hash } else { format!("{s}-{hash}") }
 }
 
-pub(crate) struct Theme<'a> {
+pub(crate) struct Theme<'a, D> {
     pub name: String,
     pub slug: String,
-    /// Every digest carrying the theme, oldest first, with its issue.
-    pub digests: Vec<(&'a Issue, &'a Digest)>,
+    /// Every digest carrying the theme, oldest first, with its issue's id.
+    pub digests: Vec<(&'a str, &'a D)>,
 }
 
 /// Themes by slug, built in one pass over the archive (themes that differ only in case or
 /// punctuation share a slug, and so a feed).
-pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
+pub(crate) fn theme_index<D: Listed>(issues: &[Issue<D>]) -> BTreeMap<String, Theme<'_, D>> {
     // Few names, many digests: each name is hashed once a digest to find its slug's place, and
     // each slug is made once. A theme's name is the first that gave its slug.
     let mut place_of_name: foldhash::HashMap<&str, usize> = Default::default();
     let mut place_of_slug: foldhash::HashMap<String, usize> = Default::default();
-    let mut themes: Vec<Theme> = Vec::new();
+    let mut themes: Vec<Theme<D>> = Vec::new();
     let mut seen: Vec<usize> = Vec::new();
     for issue in issues {
         for d in issue.digests() {
             seen.clear();
-            for name in &d.themes {
+            for name in d.themes() {
                 let place = match place_of_name.get(name.as_str()) {
                     Some(&place) => place,
                     None => {
@@ -262,7 +265,7 @@ pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
                 // A digest counts once for each slug, whatever names it gives the theme.
                 if !seen.contains(&place) {
                     seen.push(place);
-                    themes[place].digests.push((issue, d));
+                    themes[place].digests.push((issue.id.as_str(), d));
                 }
             }
         }
@@ -270,8 +273,9 @@ pub(crate) fn theme_index(issues: &[Issue]) -> BTreeMap<String, Theme<'_>> {
     themes.into_iter().map(|t| (t.slug.clone(), t)).collect()
 }
 
-/// One theme's feed, before it is rendered: what it is made from.
-pub struct ThemeFeed<'a> {
+/// One theme's feed, before it is rendered: what it is made from. Planned over the catalog;
+/// rendered with its shown digests whole (`ThemeFeed<Digest>`).
+pub struct ThemeFeed<'a, D> {
     pub name: String,
     pub slug: String,
     /// `themes/<slug>/atom.xml`.
@@ -280,16 +284,33 @@ pub struct ThemeFeed<'a> {
     pub oldest_year: i32,
     /// How many digests carry the theme.
     pub count: usize,
-    /// The newest `[feeds] items` digests carrying the theme, newest first, each with its issue.
-    pub shown: Vec<(&'a Issue, &'a Digest)>,
+    /// The newest `[feeds] items` digests carrying the theme, newest first, each with its issue's id.
+    pub shown: Vec<(&'a str, &'a D)>,
+}
+
+impl<'a, D> ThemeFeed<'a, D> {
+    /// The same feed showing `whole(d)` for each digest `d` shown.
+    pub fn with_digests<'b, E>(&self, mut whole: impl FnMut(&'a D) -> &'b E) -> ThemeFeed<'b, E>
+    where
+        'a: 'b,
+    {
+        ThemeFeed {
+            name: self.name.clone(),
+            slug: self.slug.clone(),
+            path: self.path.clone(),
+            oldest_year: self.oldest_year,
+            count: self.count,
+            shown: self.shown.iter().map(|&(issue_id, d)| (issue_id, whole(d))).collect(),
+        }
+    }
 }
 
 /// Every theme's feed, in slug order.
-pub fn theme_feed_plan<'a>(config: &Config, issues: &'a [Issue]) -> Vec<ThemeFeed<'a>> {
+pub fn theme_feed_plan<'a, D: Listed>(config: &Config, issues: &'a [Issue<D>]) -> Vec<ThemeFeed<'a, D>> {
     theme_index(issues)
         .into_values()
         .map(|theme| ThemeFeed {
-            oldest_year: theme.digests.first().map(|(_, d)| d.date.year()).unwrap_or(2023),
+            oldest_year: theme.digests.first().map(|(_, d)| d.date().year()).unwrap_or(2023),
             count: theme.digests.len(),
             shown: theme.digests.iter().rev().take(config.feeds.items).copied().collect(),
             path: urls::theme_feed_file(&theme.slug),
@@ -300,22 +321,18 @@ pub fn theme_feed_plan<'a>(config: &Config, issues: &'a [Issue]) -> Vec<ThemeFee
 }
 
 /// `themes/<slug>/atom.xml` for every theme of `plan` (`theme_feed_plan`): its newest digests, each
-/// with its card. `whole` holds, by digest id, the whole form of every digest shown that is light
-/// (see `Digest::light`).
+/// with its card.
 pub fn theme_feeds(
     config: &Config,
     templates: &Templates,
-    plan: &[ThemeFeed],
-    whole: &BTreeMap<String, Digest>,
+    plan: &[ThemeFeed<Digest>],
 ) -> Result<Vec<OutputFile>, RenderError> {
     let site = Value::from(Serde(&config.site));
     let mut files = Vec::new();
     for theme in plan {
         let newest = &theme.shown;
         let mut entries = Vec::with_capacity(newest.len());
-        for &(issue, d) in newest {
-            let d = if d.light { whole.get(&d.id).unwrap_or(d) } else { d };
-            assert!(!d.light, "digest {} of issue {} is light: theme_feeds needs it whole", d.id, issue.id);
+        for &(issue_id, d) in newest {
             let card =
                 templates.render("_digest.html", &context! { d => Value::from(Serde(d)), site => site.clone() })?;
             entries.push(atom::Entry {
@@ -324,7 +341,7 @@ pub fn theme_feeds(
                 updated: fixed(day_start(d.date)),
                 published: Some(fixed(day_start(d.date))),
                 links: vec![
-                    atom_link(urls::digest(&config.site, &issue.id, &d.id), "alternate", "text/html"),
+                    atom_link(urls::digest(&config.site, issue_id, &d.id), "alternate", "text/html"),
                     atom::Link { href: d.link.clone(), rel: "related".into(), ..Default::default() },
                 ],
                 categories: d.themes.iter().map(|t| atom::Category { term: t.clone(), ..Default::default() }).collect(),

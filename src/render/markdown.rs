@@ -4,31 +4,7 @@
 
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 
-/// How deep markup may nest: emphasis in a link in strong text is 3. Past it, inner markup is
-/// shown as plain text: MJML's compiler recurses once per level, and a summary of 20,000 nested
-/// `*` would overflow its stack. The digest reader reports such a summary as a problem (see
-/// `nesting`); this cap is what guarantees that no content reaches the compiler that deep.
-pub const MAX_NESTING: usize = 16;
-
-/// The deepest nesting of `markdown`'s elements (blocks and inline markup alike), and the byte
-/// offset where it first passes `MAX_NESTING`, if it does.
-pub fn nesting(markdown: &str) -> (usize, Option<usize>) {
-    let (mut depth, mut deepest, mut first_over) = (0usize, 0usize, None);
-    for (ev, range) in Parser::new(markdown).into_offset_iter() {
-        match ev {
-            Event::Start(_) => {
-                depth += 1;
-                deepest = deepest.max(depth);
-                if depth > MAX_NESTING && first_over.is_none() {
-                    first_over = Some(range.start);
-                }
-            }
-            Event::End(_) => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    (deepest, first_over)
-}
+pub use crate::digest::{MAX_NESTING, nesting};
 
 /// Escapes text for HTML (element content and quoted attributes). A `%` is escaped too when it
 /// could form `%%`, so that no content can produce a per-subscriber placeholder (see `email`).

@@ -6,18 +6,20 @@ mod archive;
 mod email;
 mod feeds;
 pub mod markdown;
+mod output;
 mod pages;
 mod templates;
 
 pub use archive::{
-    OutputFile, feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with,
-    render_issue_content, render_issue_page, render_site,
+    feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with, render_issue_content,
+    render_issue_page, render_site,
 };
 pub use email::{
     EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size,
     email_mjml, render_email, render_email_at,
 };
 pub use feeds::{FeedItem, ThemeFeed, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feed_plan, theme_feeds};
+pub use output::OutputFile;
 pub use pages::{Page, PageForm, PageLink, render_page};
 pub use templates::{BUILTIN, TemplateFile, Templates};
 
@@ -25,7 +27,7 @@ use minijinja::context;
 use minijinja::value::{Serde, Value};
 
 use crate::config::Config;
-use crate::issue::Issue;
+use crate::issue::WholeIssue;
 use crate::urls;
 
 /// Something that stops an issue from rendering; each names the template (or part) at fault.
@@ -45,15 +47,14 @@ pub enum RenderError {
 
 fn feeds_value(config: &Config) -> Value {
     context! {
-        rss => urls::file(&config.site, "rss.xml"),
-        atom => urls::file(&config.site, "atom.xml"),
-        json => urls::file(&config.site, "feed.json"),
+        rss => urls::file(&config.site, urls::RSS),
+        atom => urls::file(&config.site, urls::ATOM),
+        json => urls::file(&config.site, urls::JSON_FEED),
     }
 }
 
 /// What every issue template sees: `site`, `issue`, `count`, `issue_url`, `feeds`.
-fn issue_context(config: &Config, issue: &Issue) -> Value {
-    issue.assert_whole();
+fn issue_context(config: &Config, issue: &WholeIssue) -> Value {
     context! {
         site => Value::from(Serde(&config.site)),
         issue => Value::from(Serde(issue)),
@@ -64,18 +65,9 @@ fn issue_context(config: &Config, issue: &Issue) -> Value {
 }
 
 /// Maps `f` over `items` on all cores, keeping the order (issues render independently).
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    if workers < 2 || items.len() < 2 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(workers);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> =
-            items.chunks(chunk).map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<_>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("rendering panicked")).collect()
-    })
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync + Send) -> Vec<R> {
+    use rayon::prelude::*;
+    items.par_iter().map(f).collect()
 }
 
 #[cfg(test)]
@@ -118,7 +110,6 @@ pub(crate) mod testing {
                     target: Some(Box::new(ClosestTarget { digest_id: "bbbb".into(), issue_id: "2023-07-17".into() })),
                 },
             ],
-            light: false,
         }
     }
 

@@ -17,7 +17,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("email.mjml", include_str!("../../templates/email.mjml")),
     ("email.txt", include_str!("../../templates/email.txt")),
     ("issue.html", include_str!("../../templates/issue.html")),
-    ("index.html", include_str!("../../templates/index.html")),
+    (crate::urls::INDEX, include_str!("../../templates/index.html")),
     ("_layout.html", include_str!("../../templates/_layout.html")),
     ("_digest.html", include_str!("../../templates/_digest.html")),
     ("page.html", include_str!("../../templates/page.html")),

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::App;
+use crate::urls;
 
 /// What a path segment keeps unencoded in a redirect (RFC 3986 unreserved characters).
 const SEGMENT: &percent_encoding::AsciiSet =
@@ -33,7 +34,7 @@ pub async fn serve_file(State(app): State<App>, uri: Uri, headers: HeaderMap) ->
             let location = format!("{}/", percent_encoding::utf8_percent_encode(last, SEGMENT));
             return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, location)]).into_response();
         }
-        path.push("index.html");
+        path.push(urls::INDEX);
     }
     let Some((path, meta)) = inside(&app.root, &path) else { return app.not_found() };
     let file = match app.files.get(&path, &meta).await {
@@ -193,9 +194,9 @@ fn is_text(content_type: &str) -> bool {
 fn content_type(path: &Path) -> &'static str {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     match name {
-        "rss.xml" => return "application/rss+xml; charset=utf-8",
-        "atom.xml" => return "application/atom+xml; charset=utf-8",
-        "feed.json" => return "application/feed+json; charset=utf-8",
+        urls::RSS => return "application/rss+xml; charset=utf-8",
+        urls::ATOM => return "application/atom+xml; charset=utf-8",
+        urls::JSON_FEED => return "application/feed+json; charset=utf-8",
         _ => {}
     }
     match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
