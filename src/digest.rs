@@ -664,13 +664,17 @@ pub fn nesting(markdown: &str) -> (usize, Option<usize>) {
 /// still holds it, so a skeleton is never published as it is.
 pub const PLACEHOLDER: &str = "TODO(gazette new)";
 
+/// The id of the example digest `gazette init` writes (`digests/000_0000000000000000.txt`). A
+/// week that holds nothing else is an example (`Issue::is_example`), never published nor numbered.
+pub const EXAMPLE_ID: &str = "0000000000000000";
+
 /// A digest's id made from its article's link: the first 16 hex digits of its SHA-256. The same
 /// link gives the same id (a second digest of one article is refused before, by its link), and
-/// the example's id (`issue::EXAMPLE_ID`) is never made.
+/// the example's id (`EXAMPLE_ID`) is never made.
 pub fn id_for_link(link: &str) -> String {
     let hash = crate::fingerprint::Fingerprint::of(&[link]);
     let id = hash[..16].to_string();
-    if id == crate::issue::EXAMPLE_ID { hash[16..32].to_string() } else { id }
+    if id == EXAMPLE_ID { hash[16..32].to_string() } else { id }
 }
 
 /// The sequence number of a digest's file name (`012_...` -> 12), when it has one. It only orders

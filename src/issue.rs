@@ -125,10 +125,10 @@ pub struct Day<D = Digest> {
     pub digests: Vec<D>,
 }
 
-/// The id of the example digest `gazette init` writes (`digests/000_0000000000000000.txt`). A
-/// week that holds nothing else is an example: shown in drafts and previews, never published nor
-/// numbered, so that a new project's first real issue is #1.
-pub const EXAMPLE_ID: &str = "0000000000000000";
+/// The example digest's id (`digest::EXAMPLE_ID`): a week that holds nothing else is an example,
+/// shown in drafts and previews, never published nor numbered, so that a new project's first real
+/// issue is #1.
+pub use crate::digest::EXAMPLE_ID;
 
 impl<D: Listed> Issue<D> {
     /// Every digest of the week is the example `init` wrote (see `EXAMPLE_ID`).

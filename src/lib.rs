@@ -25,7 +25,6 @@ pub mod render;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;
-pub mod site;
 pub mod store;
 pub mod token;
 pub mod urls;

@@ -16,8 +16,8 @@ use crate::config::{BounceMailbox, Config};
 use crate::deliver::{self, SendPlan, StopFlag, Transport};
 use crate::issue::CatalogIssue;
 use crate::project::Project;
+use crate::project::{BuildPlan, Publish, Site};
 use crate::schedule::{self, Decision};
-use crate::site::{BuildPlan, Publish, Site};
 use crate::store::{Store, ledger};
 use crate::urls;
 

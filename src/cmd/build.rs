@@ -10,7 +10,7 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::WeekSpec;
 use crate::project::Project;
-use crate::site::{BuildPlan, BuildReport, Publish, Site};
+use crate::project::{BuildPlan, BuildReport, Publish, Site};
 use crate::store::Store;
 use crate::urls;
 

@@ -9,8 +9,8 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::issue_state::{self, State};
+use crate::project::{BuildPlan, Site};
 use crate::project::{Project, UsageError};
-use crate::site::{BuildPlan, Site};
 use crate::store::publications::{self, Change};
 use crate::store::{Store, ledger};
 

@@ -11,8 +11,8 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::deliver::{self, StopFlag, Transport};
 use crate::issue::WeekSpec;
+use crate::project::{BuildPlan, Publish, Site};
 use crate::project::{Project, UsageError};
-use crate::site::{BuildPlan, Publish, Site};
 use crate::store::Store;
 
 pub fn run(

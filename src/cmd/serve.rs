@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::project::{BuildPlan, Publish, Site};
 use crate::project::{Project, UsageError};
 use crate::server;
-use crate::site::{BuildPlan, Publish, Site};
 use crate::store::Store;
 use crate::urls;
 

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use rayon::prelude::*;
 
+use super::{Hashed, Project, WholeDigests, email_failure, template_error, write_if_changed};
 use crate::build_cache::SiteCache;
 use crate::digest::{CatalogEntry, Digest};
 use crate::fingerprint::Fingerprint;
 use crate::issue::{CatalogIssue, Homes, WholeIssue};
-use crate::project::{Hashed, Project, WholeDigests, email_failure, template_error, write_if_changed};
 use crate::render::{self, FeedItem, ThemeFeed};
 use crate::store::Store;
 use crate::urls;
@@ -82,7 +82,7 @@ impl BuildReport {
         for failure in &self.email_failures {
             tracing::error!("{failure}");
         }
-        crate::project::warn_large(&self.too_large);
+        super::warn_large(&self.too_large);
     }
 }
 

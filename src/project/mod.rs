@@ -1,6 +1,6 @@
 //! A project: the configuration, the templates, the catalog of digests grouped into issues, and
 //! the publication record, loaded once. Every command, the scheduler and the server work through
-//! it; `site` builds the archive from it.
+//! it; `site` builds the archive from it (`Project::build`).
 //!
 //! Publication is decided here and nowhere else. An issue is *published* when its week is due by
 //! the schedule (the first fire time after the week's end has passed) or when an editor sends or
@@ -30,6 +30,9 @@ use crate::schedule;
 use crate::store::Store;
 use crate::store::publications::{self, PublicationRecord};
 use crate::urls;
+
+mod site;
+pub use site::{BuildPlan, BuildReport, Publish, Site};
 
 /// A mistake in how Gazette was called (a week with no issue, a bad address on the command line),
 /// as opposed to a problem in the input or a failure.
@@ -532,7 +535,8 @@ impl std::fmt::Display for FirstSteps {
 
 /// The example digest `init` writes: the format, by example. Its id is `issue::EXAMPLE_ID`, so it
 /// is never published (a project's first real issue is #1).
-const EXAMPLE_DIGEST: (&str, &str) = ("000_0000000000000000.txt", include_str!("../digests/000_86102eed948879ef.txt"));
+const EXAMPLE_DIGEST: (&str, &str) =
+    ("000_0000000000000000.txt", include_str!("../../digests/000_86102eed948879ef.txt"));
 
 /// The example digest's path inside a project, as `init` names it.
 pub fn example_digest_file() -> &'static str {
@@ -688,8 +692,8 @@ pub fn write_if_changed(path: &Path, contents: &[u8]) -> anyhow::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use super::site::{BuildPlan, Site};
     use super::*;
-    use crate::site::{BuildPlan, Site};
 
     fn project_in(dir: &Path, digests: &[(&str, &str)]) -> Config {
         let d = dir.join("digests");
