@@ -14,7 +14,6 @@ use crate::cmd::subscribers::SubscribersCommand;
 use crate::config::{self, Config, ConfigError};
 use crate::error::{self, Exit, ExitError};
 use crate::issue::WeekSpec;
-use crate::project::UsageError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -227,10 +226,9 @@ pub fn main() -> ExitCode {
 /// The exit code an error ends Gazette with: the one attached where it was made, else 1.
 fn exit_code(e: &anyhow::Error) -> Exit {
     error::attached(e).unwrap_or_else(|| {
-        // Until their construction sites attach a code themselves (issue 29), `ConfigError` made
-        // outside `config` and `UsageError` (in `project`, `deliver`, `bounces::mailbox` and the
-        // commands `new`, `send`, `run`, `serve`, `issues`) mean 2, as they always have.
-        if e.is::<ConfigError>() || e.is::<UsageError>() { Exit::Unusable } else { Exit::Failure }
+        // Until their construction sites attach a code themselves (issue 29), a `ConfigError` made
+        // outside `config` (in `deliver` and `bounces::mailbox`) means 2, as it always has.
+        if e.is::<ConfigError>() { Exit::Unusable } else { Exit::Failure }
     })
 }
 
@@ -432,7 +430,7 @@ mod tests {
         assert_eq!(exit_code(&anyhow::anyhow!("the send failed")), Exit::Failure);
         assert_eq!(exit_code(&ExitError::unusable("--week: no issue").into()), Exit::Unusable);
         assert_eq!(exit_code(&ConfigError("[smtp] ca_file: cannot read".into()).into()), Exit::Unusable);
-        let usage = anyhow::Error::from(UsageError("--link: not a URL".into())).context("outer");
+        let usage = anyhow::Error::from(ExitError::unusable("--link: not a URL")).context("outer");
         assert_eq!(exit_code(&usage), Exit::Unusable);
     }
 }

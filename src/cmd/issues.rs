@@ -7,10 +7,11 @@ use chrono::{DateTime, Utc};
 
 use crate::build_cache::CacheUse;
 use crate::config::Config;
+use crate::error::ExitError;
 use crate::issue::{self, WeekSpec};
 use crate::issue_state::{self, State};
+use crate::project::Project;
 use crate::project::{BuildPlan, Site};
-use crate::project::{Project, UsageError};
 use crate::store::publications::{self, Change};
 use crate::store::{Store, ledger};
 
@@ -140,7 +141,7 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     let number = match publications::unpublish(store.pool(), &id).await? {
         Change::Done { number } => number,
         Change::NotPublished => {
-            return Err(UsageError(format!(
+            return Err(ExitError::unusable(format!(
                 "the week of {label} is not published; there is nothing to unpublish (`gazette issues` lists what is)"
             ))
             .into());
@@ -189,7 +190,7 @@ async fn skip_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Ut
     let (id, label) = week_id(&project, week);
     if project.publication(&id).is_none() {
         let Some(issue) = project.issue(&id).filter(|i| project.is_published(i)) else {
-            return Err(UsageError(format!(
+            return Err(ExitError::unusable(format!(
                 "the week of {label} is not published, so no send of it is due; there is nothing to skip (`gazette issues` lists every issue)"
             ))
             .into());

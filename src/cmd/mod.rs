@@ -1,6 +1,6 @@
 //! One module per command of the command line. Each parses nothing more than its own arguments,
 //! calls the project (or the store, the scheduler, the server) and prints what came back; errors
-//! go back to `cli`, which prints them and picks the exit code.
+//! go back to `cli`, which prints them and ends with the exit code chosen where they were made (`error`).
 
 /// `println!` for a command's output that a closed pipe cannot stop (`gazette status | head -1`):
 /// what cannot be written is dropped and the command goes on (a send keeps sending); the exit

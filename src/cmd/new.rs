@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::config::Config;
 use crate::digest::{self, PLACEHOLDER};
-use crate::project::UsageError;
+use crate::error::ExitError;
 
 pub fn run(
     config: &Config,
@@ -39,11 +39,13 @@ pub fn write(
 ) -> anyhow::Result<PathBuf> {
     let link = link.trim();
     digest::check_link(link).map_err(|why| {
-        UsageError(format!("--link: the link {why}; give the article's address, such as https://example.com/article"))
+        ExitError::unusable(format!(
+            "--link: the link {why}; give the article's address, such as https://example.com/article"
+        ))
     })?;
     let source = source.map(str::trim).unwrap_or(link);
     digest::check_link(source).map_err(|why| {
-        UsageError(format!(
+        ExitError::unusable(format!(
             "--source: the link {why}; give where the article was collected, such as https://example.com/"
         ))
     })?;
@@ -54,15 +56,15 @@ pub fn write(
     };
     let title = title.trim();
     if title.is_empty() || title.contains(['\n', '\r']) {
-        return Err(UsageError(
-            "the title must be one line of text, such as \"Open weights are not open source\"".into(),
+        return Err(ExitError::unusable(
+            "the title must be one line of text, such as \"Open weights are not open source\"",
         )
         .into());
     }
 
     let dir = &config.paths.digests;
     let files = digest::files_with_extension(dir, "txt").map_err(|e| {
-        UsageError(format!(
+        ExitError::unusable(format!(
             "cannot read the digests folder {}: {e}; create it or set [paths] digests in {}",
             dir.display(),
             config.describe_source()
@@ -72,7 +74,7 @@ pub fn write(
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         if digest::link_of_text(&text) == Some(link) {
-            return Err(UsageError(format!(
+            return Err(ExitError::unusable(format!(
                 "{} is already the digest of {link}; edit that one instead",
                 path.display()
             ))
@@ -86,7 +88,7 @@ pub fn write(
             next = next.max(n + 1);
         }
         if digest::id_from_file_name(name).as_deref() == Some(id.as_str()) {
-            return Err(UsageError(format!(
+            return Err(ExitError::unusable(format!(
                 "{} already has the id {id} that this link gives; rename that file or give the link another spelling",
                 path.display()
             ))
@@ -100,18 +102,20 @@ pub fn write(
     if let Err(problems) = digest::parse(&path, &text)
         && let Some(p) = problems.iter().find(|p| !p.message.contains(PLACEHOLDER))
     {
-        return Err(UsageError(format!("the title cannot be written as a digest's heading: {}", p.message)).into());
+        return Err(
+            ExitError::unusable(format!("the title cannot be written as a digest's heading: {}", p.message)).into()
+        );
     }
     std::fs::write(&path, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(path)
 }
 
 /// `2023-07-23` or `20230723`, the format's own spelling.
-fn parse_date(d: &str) -> Result<NaiveDate, UsageError> {
+fn parse_date(d: &str) -> Result<NaiveDate, ExitError> {
     let d = d.trim();
     let compact = || (d.len() == 8).then(|| NaiveDate::parse_from_str(d, "%Y%m%d").ok()).flatten();
     NaiveDate::parse_from_str(d, "%Y-%m-%d")
         .ok()
         .or_else(compact)
-        .ok_or_else(|| UsageError(format!("--date `{d}` is not a date; give it as 2023-07-23 (or 20230723)")))
+        .ok_or_else(|| ExitError::unusable(format!("--date `{d}` is not a date; give it as 2023-07-23 (or 20230723)")))
 }

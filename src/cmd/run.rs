@@ -22,7 +22,7 @@ fn dry_run_round(config: &Config, now: DateTime<Utc>) -> anyhow::Result<ExitCode
     if let crate::config::Database::Sqlite(path) = &config.paths.database
         && !path.exists()
     {
-        return Err(crate::project::UsageError(format!(
+        return Err(crate::error::ExitError::unusable(format!(
             "there is no database at {} yet: nothing is published or sent, and there are no subscribers. \
              Import subscribers first (`gazette subscribers import`), then ask again",
             path.display()

@@ -10,9 +10,10 @@ use lettre::message::Mailbox;
 use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::deliver::{self, StopFlag, Transport};
+use crate::error::ExitError;
 use crate::issue::WeekSpec;
+use crate::project::Project;
 use crate::project::{BuildPlan, Publish, Site};
-use crate::project::{Project, UsageError};
 use crate::store::Store;
 
 pub fn run(
@@ -233,14 +234,15 @@ fn test_recipients(config: &Config, test: &[String]) -> anyhow::Result<Vec<Mailb
         .map(|t| {
             if t.is_empty() {
                 config.email.editor.clone().ok_or_else(|| {
-                    UsageError(format!(
+                    ExitError::unusable(format!(
                         "--test without an address needs [email] editor in {}",
                         config.describe_source()
                     ))
                     .into()
                 })
             } else {
-                t.parse::<Mailbox>().map_err(|e| UsageError(format!("--test {t}: not an email address ({e})")).into())
+                t.parse::<Mailbox>()
+                    .map_err(|e| ExitError::unusable(format!("--test {t}: not an email address ({e})")).into())
             }
         })
         .collect()

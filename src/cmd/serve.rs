@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::error::ExitError;
+use crate::project::Project;
 use crate::project::{BuildPlan, Publish, Site};
-use crate::project::{Project, UsageError};
 use crate::server;
 use crate::store::Store;
 use crate::urls;
@@ -40,7 +41,7 @@ pub fn run(
         }
         let app = server::App::new(&config, options).await?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            UsageError(format!("cannot listen on {addr}: {e}; pick another address with --listen or [server] listen"))
+            ExitError::unusable(format!("cannot listen on {addr}: {e}; pick another address with --listen or [server] listen"))
         })?;
         tracing::info!("serving {} on http://{origin} (subscribe form: http://{origin}/subscribe)", config.paths.out.display());
         // Stopped when serving ends: a mail cut short then counts as sent, and a next subscribe sends it.

@@ -21,9 +21,10 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::build_cache::{self, CacheUse, WeekHashes};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::deliver::PreparedEmail;
 use crate::digest::{self, CatalogEntry, Digest, Listed, ParseError};
+use crate::error::ExitError;
 use crate::issue::{self, CatalogIssue, Issue, WeekRule, WeekSpec, WholeIssue};
 use crate::render::{self, EmailBody, RenderError, TemplateFile, Templates};
 use crate::schedule;
@@ -33,12 +34,6 @@ use crate::urls;
 
 mod site;
 pub use site::{BuildPlan, BuildReport, Publish, Site};
-
-/// A mistake in how Gazette was called (a week with no issue, a bad address on the command line),
-/// as opposed to a problem in the input or a failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
 
 pub struct Project {
     pub config: Config,
@@ -318,7 +313,7 @@ impl Project {
     }
 
     /// The issue a command is about: the week named by `--week`, or else the last complete week.
-    pub fn select(&self, week: Option<WeekSpec>) -> Result<&CatalogIssue, UsageError> {
+    pub fn select(&self, week: Option<WeekSpec>) -> Result<&CatalogIssue, ExitError> {
         let rule = self.rule();
         let (day, default) = match week {
             Some(spec) => (spec.0, false),
@@ -342,7 +337,9 @@ impl Project {
             format!("the nearest issues: {}", nearest.join(", "))
         };
         let which = if default { " (the last complete week; name another with --week)" } else { "" };
-        Err(UsageError(format!("the week of {label}{which} has no digests, so there is no issue for it; {hint}")))
+        Err(ExitError::unusable(format!(
+            "the week of {label}{which} has no digests, so there is no issue for it; {hint}"
+        )))
     }
 
     /// The digest problems that hold back the send of `issue`: those of its week, and those of
@@ -386,7 +383,7 @@ impl Project {
         if let Some(example) =
             explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none())
         {
-            return Err(UsageError(format!(
+            return Err(ExitError::unusable(format!(
                 "the week of {} holds only the example digest `gazette init` wrote (id {}), which is never published; \
                  write a digest of your own and delete the example",
                 example.label,
@@ -461,8 +458,8 @@ impl Project {
     /// The email of `issue`, common to every reader (placeholders for their own fields).
     /// An error compiling the MJML names the issue and its digests: the template is fine for other
     /// weeks, so something in this one's content is the likely cause.
-    pub fn email(&self, issue: &CatalogIssue) -> Result<EmailBody, ConfigError> {
-        let issue = self.whole_issue(issue).map_err(|e| ConfigError(format!("{e:#}")))?;
+    pub fn email(&self, issue: &CatalogIssue) -> Result<EmailBody, ExitError> {
+        let issue = self.whole_issue(issue).map_err(|e| ExitError::unusable(format!("{e:#}")))?;
         render::render_email(&self.config, &self.templates, &issue).map_err(|e| email_failure(&issue, e))
     }
 
@@ -555,7 +552,7 @@ pub fn scaffold(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let existing: Vec<String> =
         files.iter().filter(|(p, _)| p.exists()).map(|(p, _)| p.display().to_string()).collect();
     if !existing.is_empty() {
-        return Err(UsageError(format!(
+        return Err(ExitError::unusable(format!(
             "{} already holds a project; nothing was written. These files exist: {}",
             dir.display(),
             existing.join(", ")
@@ -585,10 +582,10 @@ pub fn read_digests(
     config: &Config,
     rule: &WeekRule,
     cache_use: CacheUse,
-) -> Result<(build_cache::Digests, build_cache::Stamps), ConfigError> {
+) -> Result<(build_cache::Digests, build_cache::Stamps), ExitError> {
     let dir = &config.paths.digests;
     let (mut digests, stamps) = build_cache::read_digests(dir, &config.paths.cache, rule, cache_use).map_err(|e| {
-        ConfigError(format!(
+        ExitError::unusable(format!(
             "cannot read the digests folder {}: {e}; set [paths] digests in {}",
             dir.display(),
             config.describe_source()
@@ -600,10 +597,10 @@ pub fn read_digests(
 
 /// Reads `[paths] notes` and gives each issue its note. A note that names no issue is a problem:
 /// one named after a day inside a week says which name it needs.
-fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -> Result<Vec<ParseError>, ConfigError> {
+fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -> Result<Vec<ParseError>, ExitError> {
     let dir = &config.paths.notes;
     let (notes, mut problems) = crate::notes::read_folder(dir).map_err(|e| {
-        ConfigError(format!(
+        ExitError::unusable(format!(
             "cannot read the notes folder {}: {e}; set [paths] notes in {}",
             dir.display(),
             config.describe_source()
@@ -630,12 +627,12 @@ fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -
 
 /// The built-in templates with the files of `[paths] templates` over them. A missing folder is
 /// fine (a fresh project runs on the built-ins); a broken template is a configuration error.
-pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
+pub fn load_templates(config: &Config) -> Result<Templates, ExitError> {
     let dir = &config.paths.templates;
     let mut files = Vec::new();
     if dir.is_dir() {
         let entries = std::fs::read_dir(dir)
-            .map_err(|e| ConfigError(format!("cannot read the templates folder {}: {e}", dir.display())))?;
+            .map_err(|e| ExitError::unusable(format!("cannot read the templates folder {}: {e}", dir.display())))?;
         let mut paths: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
         paths.sort();
         for path in paths {
@@ -643,7 +640,7 @@ pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
                 continue;
             };
             let source = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(format!("{}: cannot read the template: {e}", path.display())))?;
+                .map_err(|e| ExitError::unusable(format!("{}: cannot read the template: {e}", path.display())))?;
             files.push(TemplateFile { name: name.to_string(), path: path.clone(), source });
         }
     }
@@ -652,19 +649,24 @@ pub fn load_templates(config: &Config) -> Result<Templates, ConfigError> {
 
 /// An issue's email that cannot be made, as an error naming the issue (and, when the MJML did not
 /// compile, its digests).
-pub(crate) fn email_failure(issue: &WholeIssue, e: RenderError) -> ConfigError {
+pub(crate) fn email_failure(issue: &WholeIssue, e: RenderError) -> ExitError {
     match e {
         RenderError::Mjml { .. } => {
             let files: Vec<String> = issue.digests().map(|d| d.path.display().to_string()).collect();
-            ConfigError(format!("issue #{} ({}): {e}; its digests: {}", issue.number, issue.label, files.join(", ")))
+            ExitError::unusable(format!(
+                "issue #{} ({}): {e}; its digests: {}",
+                issue.number,
+                issue.label,
+                files.join(", ")
+            ))
         }
         other => template_error(other),
     }
 }
 
 /// Rendering errors are template (or `[email] subject`) errors: the user fixes a file, exit 2.
-pub fn template_error(e: RenderError) -> ConfigError {
-    ConfigError(e.to_string())
+pub fn template_error(e: RenderError) -> ExitError {
+    ExitError::unusable(e.to_string())
 }
 
 /// Writes `contents` to `path` unless it holds them already, through a temporary file renamed

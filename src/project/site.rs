@@ -281,7 +281,7 @@ impl Project {
                     let email = unchecked[p].then(|| {
                         render::email_html_size(config, templates, &issue)
                             .map(|(bytes, _)| bytes)
-                            .map_err(|e| email_failure(&issue, e).0)
+                            .map_err(|e| email_failure(&issue, e).to_string())
                     });
                     Ok((page, email, reread))
                 })
