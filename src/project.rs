@@ -122,7 +122,7 @@ impl Project {
         let (digest_count, digests_parsed, problems) = (digests.count, digests.parsed, digests.problems);
         let weeks = WeekHashes::open(&config.paths.cache, &config.paths.digests, stamps);
         let record = match store {
-            Some(store) => publications::read(store.pool()).await?,
+            Some(store) => store.publications().read().await?,
             None => PublicationRecord::default(),
         };
         // Numbered and linked by `refresh`, which knows what is published.
@@ -419,7 +419,7 @@ impl Project {
             }
         }
         if !changes.is_empty() {
-            self.record = publications::publish(store.pool(), &changes, self.now.timestamp()).await?;
+            self.record = store.publications().publish(&changes, self.now.timestamp()).await?;
             if new.is_empty() {
                 // Only revisions: the numbers, what is published and so where links lead are as
                 // they were (rebuilding the links took 40 ms of a build over 100,000 digests).

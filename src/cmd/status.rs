@@ -9,9 +9,9 @@ use crate::bounces::Reason;
 use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::project::Project;
+use crate::store::Store;
 use crate::store::bounces::ProviderRefusals;
 use crate::store::unreadable::Unreadable;
-use crate::store::{Store, ledger};
 
 /// How many of the messages set aside as unreadable are named, newest first.
 const UNREADABLE_NAMED: usize = 5;
@@ -39,7 +39,7 @@ async fn status(
     json: bool,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ExitCode> {
-    let pool = store.pool();
+    let ledger = store.ledger();
     let project = Project::load(config, Some(store), now).await?;
     let issue = match project.select(week) {
         Ok(i) => About { id: i.id.clone(), number: i.number.into(), label: i.label.clone() },
@@ -48,7 +48,7 @@ async fn status(
             let start =
                 project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
             let id = start.format("%Y-%m-%d").to_string();
-            match ledger::send_record(pool, &id).await? {
+            match ledger.send_record(&id).await? {
                 Some(r) => {
                     About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) }
                 }
@@ -56,9 +56,9 @@ async fn status(
             }
         }
     };
-    let record = ledger::send_record(pool, &issue.id).await?;
-    let counts = ledger::counts(pool, &issue.id).await?;
-    let problems = ledger::problems(pool, &issue.id, 1000).await?;
+    let record = ledger.send_record(&issue.id).await?;
+    let counts = ledger.counts(&issue.id).await?;
+    let problems = ledger.problems(&issue.id, 1000).await?;
     let returned = store.returned(&issue.id).await?;
     let unreadable = store.unreadable(UNREADABLE_NAMED).await?;
     let refusals = store.refusals(&issue.id).await?;

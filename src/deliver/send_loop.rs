@@ -27,7 +27,7 @@ use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url}
 use crate::config::Config;
 use crate::store::bounces::RefusedAtSending;
 use crate::store::journal::{self, SentJournal};
-use crate::store::ledger::{self, Claimed, Counts, Outcome};
+use crate::store::ledger::{Claimed, Counts, Ledger, Outcome};
 use crate::store::{Store, TokenKey};
 
 /// After a stop, how long messages in flight may take before their connections are dropped
@@ -147,7 +147,7 @@ struct Lease {
 impl Lease {
     async fn release(mut self) {
         self.released = true;
-        if let Err(e) = ledger::release_lease(self.store.pool(), &self.issue_id, &self.holder).await {
+        if let Err(e) = self.store.ledger().release_lease(&self.issue_id, &self.holder).await {
             tracing::warn!("could not release the lease on issue {} (it expires by itself): {e}", self.issue_id);
         }
     }
@@ -162,7 +162,7 @@ impl Drop for Lease {
             (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = ledger::release_lease(store.pool(), &issue_id, &holder).await {
+                if let Err(e) = store.ledger().release_lease(&issue_id, &holder).await {
                     tracing::warn!("could not release the lease on issue {issue_id} (it expires by itself): {e}");
                 }
             });
@@ -184,15 +184,15 @@ pub async fn send_issue<T: Connector>(
     stop: &StopFlag,
     progress: &dyn Progress,
 ) -> anyhow::Result<SendReport> {
-    let pool = store.pool();
+    let ledger = store.ledger();
     let holder = holder_id();
     let now = clock();
-    if pool.is_postgres() {
-        expire_dead_holders(pool, issue_id).await?;
+    if ledger.is_postgres() {
+        expire_dead_holders(ledger, issue_id).await?;
     }
-    if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
-        let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
-        if !(holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await?) {
+    if !ledger.acquire_lease(issue_id, &holder, now, now + LEASE_TTL).await? {
+        let (who, until) = ledger.lease_holder(issue_id).await?.unwrap_or_default();
+        if !(holder_is_dead(&who) && ledger.take_over_lease(issue_id, &who, &holder, now + LEASE_TTL).await?) {
             anyhow::bail!(
                 "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
                  If that process is gone, run the send again after that time and it will resume.",
@@ -210,11 +210,11 @@ pub async fn send_issue<T: Connector>(
 
 /// Ends the leases on `issue_id` of senders that ran on this host and are gone, so that their
 /// deliveries in flight are taken over now rather than when their leases would have expired.
-async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
-    for (who, _) in ledger::leases(pool, issue_id).await? {
+async fn expire_dead_holders(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+    for (who, _) in ledger.leases(issue_id).await? {
         if holder_is_dead(&who) {
             tracing::warn!("the sender {who} of issue {issue_id} is gone; taking over what it had in flight");
-            ledger::expire_lease(pool, issue_id, &who).await?;
+            ledger.expire_lease(issue_id, &who).await?;
         }
     }
     Ok(())
@@ -224,7 +224,7 @@ async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyho
 /// PostgreSQL, also takes over what senders that died had in flight. The error to stop with when
 /// the lease was lost (it expired and someone else took it or ended it).
 async fn tend_lease(
-    pool: &crate::store::Pool,
+    ledger: Ledger<'_>,
     issue_id: &str,
     holder: &str,
     last_renew: &mut Instant,
@@ -233,22 +233,22 @@ async fn tend_lease(
         return Ok(None);
     }
     *last_renew = Instant::now();
-    if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+    if !ledger.renew_lease(issue_id, holder, clock() + LEASE_TTL).await? {
         return Ok(Some(SendError::unreachable(format!(
             "lost the lease on issue {issue_id} to another sender; stopping"
         ))));
     }
-    if pool.is_postgres() {
-        take_over(pool, issue_id).await?;
+    if ledger.is_postgres() {
+        take_over(ledger, issue_id).await?;
     }
     Ok(None)
 }
 
 /// PostgreSQL: puts back to pending what senders that died had in flight (their leases expired,
 /// or they ran on this host and are gone), for whoever claims next.
-async fn take_over(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
-    expire_dead_holders(pool, issue_id).await?;
-    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+async fn take_over(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+    expire_dead_holders(ledger, issue_id).await?;
+    let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
     if requeued > 0 {
         tracing::warn!(
             "took over {requeued} deliveries of issue {issue_id} that a sender that is gone had in flight; they go again with the same Message-ID"
@@ -271,26 +271,26 @@ struct SendJob<'a> {
 
 async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Result<SendReport> {
     let SendJob { store, config, issue_id, number, email, stop, progress, holder } = job;
-    let pool = store.pool();
+    let ledger = store.ledger();
     let domain = config.email.from.email.domain().to_string();
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-    let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
+    let started_now = ledger.start_send(issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
     // Before the deliveries in flight go back to pending: those a journal says were accepted.
     let (mut recorder, recovered) = Recorder::open(store, issue_id, config.bounces.temporary_limit).await?;
-    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
-    if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
+    let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
+    if !ledger.is_postgres() || ledger.leases(issue_id).await?.iter().all(|(who, _)| who == holder) {
         // The only sender (on SQLite, always): the retries of earlier runs start afresh.
-        ledger::retry_now(pool, issue_id).await?;
+        ledger.retry_now(issue_id).await?;
     }
     if requeued > 0 {
         tracing::warn!(
             "{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID"
         );
     }
-    let before = ledger::counts(pool, issue_id).await?;
+    let before = ledger.counts(issue_id).await?;
     if before.is_finished() {
         recorder.finish().await?;
-        ledger::finish_if_done(pool, issue_id, clock()).await?;
+        ledger.finish_if_done(issue_id, clock()).await?;
         return Ok(SendReport {
             issue_id: issue_id.into(),
             started_now,
@@ -381,7 +381,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             break;
         }
         if !stopping && !exhausted && in_flight < window / 2 {
-            let batch = ledger::claim(pool, issue_id, holder, (window - in_flight) as i64, clock()).await?;
+            let batch = ledger.claim(issue_id, holder, (window - in_flight) as i64, clock()).await?;
             exhausted = batch.len() < window - in_flight;
             // A safety net: every delivery is tried a bounded number of times per run.
             claims += batch.len() as u64;
@@ -401,7 +401,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
             if stopping {
                 break;
             }
-            match ledger::next_retry_at(pool, issue_id).await? {
+            match ledger.next_retry_at(issue_id).await? {
                 Some(at) if at <= clock() + RETRY_HORIZON => {
                     let wait = (at - clock()).max(0) as u64;
                     for _ in 0..wait * 10 {
@@ -413,12 +413,12 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
                     exhausted = false;
                     continue;
                 }
-                _ if pool.is_postgres() && ledger::in_flight_elsewhere(pool, issue_id, holder).await? > 0 => {
+                _ if ledger.is_postgres() && ledger.in_flight_elsewhere(issue_id, holder).await? > 0 => {
                     // Nothing left to claim, but other senders have deliveries in flight: stay
                     // until they are settled, and take over the claims of a sender that dies.
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
-                    take_over(pool, issue_id).await?;
+                    fatal = fatal.or(tend_lease(ledger, issue_id, holder, &mut last_renew).await?);
+                    take_over(ledger, issue_id).await?;
                     exhausted = false;
                     continue;
                 }
@@ -465,7 +465,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         }
         // As soon as the server has answered: what a crash can resend is only what is on the wire.
         recorder.flush(&mut unrecorded, &mut acks).await?;
-        fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
+        fatal = fatal.or(tend_lease(ledger, issue_id, holder, &mut last_renew).await?);
     }
     drop(jobs_tx);
     worker_stop.stop();
@@ -478,8 +478,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     recorder.flush(&mut unrecorded, &mut acks).await?;
     recorder.finish().await?;
     progress.finish();
-    ledger::finish_if_done(pool, issue_id, clock()).await?;
-    let counts = ledger::counts(pool, issue_id).await?;
+    ledger.finish_if_done(issue_id, clock()).await?;
+    let counts = ledger.counts(issue_id).await?;
     if let Some(why) = fatal {
         if why.is_configuration() {
             // The fix is in publish.toml or the secret: exit 2, like any configuration error.
@@ -504,7 +504,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
 /// other outcome, and every outcome on PostgreSQL, is committed to the ledger at once.
 struct Recorder<'a> {
     store: &'a Store,
-    pool: &'a crate::store::Pool,
+    ledger: Ledger<'a>,
     issue_id: &'a str,
     /// `[bounces] temporary_limit`, for the refusals that count as temporary failures.
     temporary_limit: u32,
@@ -519,11 +519,11 @@ impl<'a> Recorder<'a> {
     /// For a send on SQLite, first reads into the ledger what an earlier run's journal holds
     /// (those messages were accepted), then starts the journal afresh.
     async fn open(store: &'a Store, issue_id: &'a str, temporary_limit: u32) -> anyhow::Result<(Recorder<'a>, u64)> {
-        let pool = store.pool();
+        let ledger = store.ledger();
         let mut recovered = 0;
         let journal = match store.location() {
             crate::config::Database::Sqlite(database) => {
-                recovered = ledger::replay_journal(pool, database, issue_id, clock()).await?;
+                recovered = ledger.replay_journal(database, issue_id, clock()).await?;
                 let path = journal::path_of(database, issue_id);
                 Some(
                     SentJournal::create(database, issue_id)
@@ -532,7 +532,7 @@ impl<'a> Recorder<'a> {
             }
             crate::config::Database::Postgres(_) => None,
         };
-        Ok((Recorder { store, pool, issue_id, temporary_limit, journal, last_fold: Instant::now() }, recovered))
+        Ok((Recorder { store, ledger, issue_id, temporary_limit, journal, last_fold: Instant::now() }, recovered))
     }
 
     /// Keeps the outcomes not yet kept, then tells their workers they may go on.
@@ -561,7 +561,8 @@ impl<'a> Recorder<'a> {
                             .await
                             .context("recording refusals")?;
                     }
-                    ledger::record(self.pool, self.issue_id, unrecorded, clock())
+                    self.ledger
+                        .record(self.issue_id, unrecorded, clock())
                         .await
                         .context("recording delivery outcomes")?
                 }
@@ -585,7 +586,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         }
         let sent: Vec<(i64, Outcome)> = journal.unfolded().iter().map(|id| (*id, Outcome::Sent)).collect();
-        ledger::record(self.pool, self.issue_id, &sent, clock()).await.context("recording delivery outcomes")?;
+        self.ledger.record(self.issue_id, &sent, clock()).await.context("recording delivery outcomes")?;
         journal.folded().with_context(|| format!("cannot empty {}", journal.path().display()))
     }
 
@@ -782,10 +783,8 @@ mod tests {
         );
         // The mailbox's: still active, one temporary failure counted for the issue.
         assert_eq!(subscriber("full@example.org").await.status, Status::Active);
-        let events: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, reason_code FROM bounce_events")
-            .fetch_all(store.pool().sqlite())
-            .await
-            .unwrap();
+        let events: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT kind, reason_code FROM bounce_events").fetch_all(store.sqlite()).await.unwrap();
         assert_eq!(events, [("temporary".to_string(), Some("mailboxfull".to_string()))]);
         // A second run finds nothing to do, and the lease was given back.
         let again = Memory::default();
@@ -802,7 +801,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
-        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-17").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder("2023-07-17").await.unwrap(), None);
         // A send whose future is dropped half-way gives the lease back too.
         let hang = setup_hang(&store).await;
         let (stop, progress) = (StopFlag::default(), LogProgress::default());
@@ -812,7 +811,7 @@ mod tests {
             "the send hangs on its only recipient"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-24").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder("2023-07-24").await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -907,7 +906,7 @@ mod tests {
         assert_eq!(c.sending, 0, "{c:?}");
         assert_eq!(c.sent + c.pending, 4, "{c:?}");
         assert_eq!(c.sent as usize, memory.recipients().len());
-        let problems = ledger::problems(store.pool(), "2023-07-17", 10).await.unwrap();
+        let problems = store.ledger().problems("2023-07-17", 10).await.unwrap();
         assert!(
             problems.iter().any(|(email, state, _, error)| email.starts_with("hang")
                 && state == "pending"

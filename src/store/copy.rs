@@ -145,7 +145,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError>
         )));
     }
     let recovered = match from.location() {
-        super::Database::Sqlite(database) => super::ledger::replay_journals(from.pool(), database).await?,
+        super::Database::Sqlite(database) => from.ledger().replay_journals(database).await?,
         super::Database::Postgres(_) => 0,
     };
     let mut copied = Vec::new();

@@ -341,9 +341,16 @@ impl Store {
         Ok(())
     }
 
-    /// The connection pool, for the store's own modules.
-    pub fn pool(&self) -> &Pool {
+    /// The connection pool, for the store's own modules (private: everything else asks the
+    /// store, or the handles it returns, such as `ledger()`).
+    fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The SQLite pool, for tests that look at the file's tables directly.
+    #[cfg(test)]
+    pub fn sqlite(&self) -> &SqlitePool {
+        self.pool.sqlite()
     }
 
     /// A small named value the application keeps for itself (such as the scheduler's last round).
