@@ -2,6 +2,7 @@
 //! (`send_loop`), through a `transport` (the outbox folder or SMTP, one seam), and the single
 //! messages outside any issue: test copies and confirmation mails.
 
+mod envelope;
 pub mod message;
 pub mod send_loop;
 pub mod smtp;
@@ -13,10 +14,11 @@ use lettre::message::Mailbox;
 use crate::config::{Config, SmtpTarget};
 use crate::store::ledger;
 use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
+pub use envelope::Envelope;
 pub use message::{Built, PreparedEmail, Recipient};
 pub use send_loop::{LogProgress, Progress, SendReport, send_issue};
 use smtp::ServerSpec;
-pub use transport::{Connection, Connector, Envelope, SendError, Transport};
+pub use transport::{Connection, Connector, SendError, Transport};
 
 impl Transport {
     /// Where messages go, for people.

@@ -12,7 +12,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, Certific
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter, RcptParameter};
 
-use super::transport::Envelope;
+use super::envelope::Envelope;
 use crate::bounces::reason::{Stage, reason_at};
 use crate::bounces::{Reason, Scope};
 use crate::config::{Auth, Tls};
