@@ -351,7 +351,12 @@ async fn connect_tls(
         })?;
     stream.map_err(|e| {
         let text = e.to_string();
-        if text.contains("certificate") || text.contains("UnknownIssuer") {
+        // rustls's refusal of the certificate, inside the handshake's I/O error.
+        let refused = e.get_ref().and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>());
+        if refused.is_some_and(|r| {
+            use tokio_rustls::rustls::Error::{InvalidCertRevocationList, InvalidCertificate, NoCertificatesPresented};
+            matches!(r, InvalidCertificate(_) | NoCertificatesPresented | InvalidCertRevocationList(_))
+        }) {
             ConfigError(format!(
                 "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
                  name its certificate in [bounces] ca_file; verification is never turned off"
