@@ -17,7 +17,7 @@ use tokio_rustls::rustls;
 use super::unreadable;
 use super::{Kind, Processed, process_report};
 use crate::config::{Auth, BounceMailbox, Config, ConfigError};
-use crate::deliver::smtp::Secret;
+use crate::deliver::smtp::{Secret, certificate_refusal};
 use crate::store::Store;
 
 /// A logged-in IMAP session over TLS.
@@ -371,11 +371,7 @@ async fn connect_tls(
     stream.map_err(|e| {
         let text = e.to_string();
         // rustls's refusal of the certificate, inside the handshake's I/O error.
-        let refused = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if refused.is_some_and(|r| {
-            use rustls::Error::{InvalidCertRevocationList, InvalidCertificate, NoCertificatesPresented};
-            matches!(r, InvalidCertificate(_) | NoCertificatesPresented | InvalidCertRevocationList(_))
-        }) {
+        if certificate_refusal(&e).is_some() {
             ConfigError(format!(
                 "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
                  name its certificate in [bounces] ca_file; verification is never turned off"

@@ -490,8 +490,9 @@ pub fn ca_certificate(path: &std::path::Path, pem: &[u8]) -> Result<Certificate,
         .map_err(|e| format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
 }
 
-/// The certificate refusal inside a TLS failure, if that is what it was: rustls's error, which
-/// lettre hands on inside the I/O error of the handshake.
+/// The certificate refusal inside a TLS failure, if that is what it was: rustls's error, inside
+/// the handshake's I/O error (tokio-rustls's, which lettre hands on in its own). The bounce
+/// mailbox's IMAP connection asks the same.
 pub(crate) fn certificate_refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut next = Some(e);
     while let Some(err) = next {
@@ -728,6 +729,21 @@ mod tests {
         assert!(matches!(&attempt, Attempt::Deferred(e) if e.contains("no reply within 900ms")), "{attempt:?}");
         assert!(s.is_broken());
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_known_by_rustls_error_not_by_the_words() {
+        use std::io::{Error, ErrorKind::InvalidData};
+        let unknown =
+            Error::new(InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        let found = certificate_refusal(&unknown);
+        assert!(matches!(found, Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))));
+        let text = certificate_problem("mx:465", "mx", found.unwrap(), &unknown.to_string());
+        assert!(text.contains("(unknown issuer)"), "{text}");
+        // Words alone, or another TLS failure, are no certificate refusal.
+        assert!(certificate_refusal(&Error::new(InvalidData, "certificate expired")).is_none());
+        let alert = Error::new(InvalidData, rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure));
+        assert!(certificate_refusal(&alert).is_none());
     }
 
     #[test]
