@@ -15,10 +15,9 @@ use crate::build_cache::CacheUse;
 use crate::config::{BounceMailbox, Config};
 use crate::deliver::{self, SendPlan, StopFlag, Transport};
 use crate::issue::CatalogIssue;
-use crate::project::Project;
-use crate::project::{BuildPlan, Publish, Site};
+use crate::project::{BuildPlan, Project, Publish, Site};
 use crate::schedule::{self, Decision};
-use crate::store::{Store, ledger};
+use crate::store::Store;
 use crate::urls;
 
 /// The setting that remembers when the last round ran.
@@ -83,7 +82,6 @@ pub async fn round(
     stop: &StopFlag,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let pool = store.pool();
     read_bounces(config, store).await;
     let mut project = Project::load_to_build(config.clone(), Some(store), now).await?;
     let local = |t: DateTime<Utc>| t.with_timezone(&config.schedule.timezone).to_rfc3339();
@@ -118,7 +116,7 @@ pub async fn round(
     );
 
     // An unfinished send (the process died or was stopped mid-send) is finished first.
-    for issue_id in ledger::unfinished_sends(pool).await? {
+    for issue_id in store.ledger().unfinished_sends().await? {
         let Some(issue) = project.issue(&issue_id).cloned() else {
             tracing::error!(
                 "the send of issue {issue_id} is unfinished but that week has no digests any more; restore them to finish it \
@@ -184,7 +182,7 @@ async fn decisions(
         .await?
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| t.with_timezone(&Utc));
-    let started = ledger::started_sends(store.pool()).await?;
+    let started = store.ledger().started_sends().await?;
     let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
     // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
     Ok(schedule::decide(
@@ -252,7 +250,7 @@ pub async fn dry_round(
     lines.push(format!("would bring the archive in {} up to date", config.paths.out.display()));
 
     let mut sends = 0;
-    for issue_id in ledger::unfinished_sends(store.pool()).await? {
+    for issue_id in store.ledger().unfinished_sends().await? {
         let Some(issue) = project.issue(&issue_id) else {
             lines.push(format!("the send of issue {issue_id} is unfinished but that week has no digests any more: it could not be resumed"));
             continue;
@@ -296,7 +294,7 @@ pub async fn dry_round(
 /// `max_lateness` late, or held back), every round until it is sent or skipped: a published issue
 /// nobody got must not be forgotten.
 async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()> {
-    let sends = ledger::send_progress(store.pool()).await?;
+    let sends = store.ledger().send_progress().await?;
     for row in crate::issue_state::rows(project, &sends) {
         if let Some(line) = crate::issue_state::reminder(&row, project) {
             tracing::warn!("{line}");

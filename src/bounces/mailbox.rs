@@ -17,8 +17,11 @@ use tokio_rustls::rustls;
 use super::unreadable;
 use super::{Kind, Processed, process_report};
 use crate::config::{Auth, BounceMailbox, Config, ConfigError};
-use crate::deliver::smtp::Secret;
+use crate::deliver::smtp::{Secret, certificate_refusal};
 use crate::store::Store;
+
+/// A logged-in IMAP session over TLS.
+type ImapSession = async_imap::Session<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// The variable holding the mailbox's password (without `[bounces] password_command`).
 pub const PASSWORD_VAR: &str = "GAZETTE_BOUNCES_PASSWORD";
@@ -178,33 +181,7 @@ async fn poll_imap(
     folder: &str,
 ) -> anyhow::Result<Polled> {
     let whom = format!("imaps://{user}@{host}:{port}");
-    let secret = match &config.bounces.password_command {
-        Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
-        None => Secret::Variable { name: PASSWORD_VAR, value: std::env::var(PASSWORD_VAR).map_err(|_| {
-            ConfigError(format!(
-                "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
-            ))
-        })? },
-    };
-    let stream = connect_tls(config, host, port).await?;
-    let mut client = async_imap::Client::new(stream);
-    within(client.read_response(), &whom, "greet")
-        .await?
-        .with_context(|| format!("{whom} did not greet"))?
-        .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
-    let secret = secret.get().await.map_err(anyhow::Error::msg)?;
-    let login = match config.bounces.auth {
-        Some(Auth::Xoauth2) => {
-            within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), &whom, "log in")
-                .await?
-        }
-        _ => within(client.login(user, &secret), &whom, "log in").await?,
-    };
-    let mut session = login.map_err(|(e, _)| {
-        ConfigError(format!(
-            "{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth"
-        ))
-    })?;
+    let mut session = log_in(config, host, port, user, &whom).await?;
     within(session.select(folder), &whom, "open the folder")
         .await?
         .with_context(|| format!("{whom}: cannot open the folder `{folder}`"))?;
@@ -269,28 +246,70 @@ async fn poll_imap(
                 unreadable::FOLDER
             }
         };
-        if can_move {
-            within(session.uid_mv(uid.to_string(), target), &whom, "move a message").await??;
-        } else {
-            within(session.uid_copy(uid.to_string(), target), &whom, "copy a message").await??;
-            within(
-                async {
-                    session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await
-                },
-                &whom,
-                "flag a message",
-            )
-            .await??;
-            within(
-                async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await },
-                &whom,
-                "expunge",
-            )
-            .await??;
-        }
+        file_away(&mut session, uid, target, can_move, &whom).await?;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
     Ok(polled)
+}
+
+/// Connects over TLS, waits for the greeting and logs in as `[bounces]` says.
+async fn log_in(config: &Config, host: &str, port: u16, user: &str, whom: &str) -> anyhow::Result<ImapSession> {
+    let secret = match &config.bounces.password_command {
+        Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
+        None => Secret::Variable { name: PASSWORD_VAR, value: std::env::var(PASSWORD_VAR).map_err(|_| {
+            ConfigError(format!(
+                "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
+            ))
+        })? },
+    };
+    let stream = connect_tls(config, host, port).await?;
+    let mut client = async_imap::Client::new(stream);
+    within(client.read_response(), whom, "greet")
+        .await?
+        .with_context(|| format!("{whom} did not greet"))?
+        .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
+    let secret = secret.get().await.map_err(anyhow::Error::msg)?;
+    let login = match config.bounces.auth {
+        Some(Auth::Xoauth2) => {
+            within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), whom, "log in")
+                .await?
+        }
+        _ => within(client.login(user, &secret), whom, "log in").await?,
+    };
+    login
+        .map_err(|(e, _)| {
+            ConfigError(format!(
+                "{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth"
+            ))
+        })
+        .map_err(Into::into)
+}
+
+/// Moves message `uid` to `target`; without MOVE (RFC 6851), copies it, flags it deleted and
+/// expunges it.
+async fn file_away(
+    session: &mut ImapSession,
+    uid: u32,
+    target: &str,
+    can_move: bool,
+    whom: &str,
+) -> anyhow::Result<()> {
+    if can_move {
+        within(session.uid_mv(uid.to_string(), target), whom, "move a message").await??;
+    } else {
+        within(session.uid_copy(uid.to_string(), target), whom, "copy a message").await??;
+        within(
+            async {
+                session.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Deleted)").await?.try_collect::<Vec<_>>().await
+            },
+            whom,
+            "flag a message",
+        )
+        .await??;
+        within(async { session.uid_expunge(uid.to_string()).await?.try_collect::<Vec<_>>().await }, whom, "expunge")
+            .await??;
+    }
+    Ok(())
 }
 
 /// `op`, given up after `IMAP_TIMEOUT`: a server that stops answering is an error, not a hang.
@@ -351,7 +370,8 @@ async fn connect_tls(
         })?;
     stream.map_err(|e| {
         let text = e.to_string();
-        if text.contains("certificate") || text.contains("UnknownIssuer") {
+        // rustls's refusal of the certificate, inside the handshake's I/O error.
+        if certificate_refusal(&e).is_some() {
             ConfigError(format!(
                 "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
                  name its certificate in [bounces] ca_file; verification is never turned off"

@@ -10,10 +10,9 @@ use crate::config::Config;
 use crate::error::ExitError;
 use crate::issue::{self, WeekSpec};
 use crate::issue_state::{self, State};
-use crate::project::Project;
-use crate::project::{BuildPlan, Site};
-use crate::store::publications::{self, Change};
-use crate::store::{Store, ledger};
+use crate::project::{BuildPlan, Project, Site};
+use crate::store::Store;
+use crate::store::publications::Change;
 
 pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
@@ -21,7 +20,7 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
         let (project, sends) = if config.paths.database.exists() {
             let store = Store::open(&config.paths.database).await?;
             let project = Project::load(config, Some(&store), now).await;
-            let sends = ledger::send_progress(store.pool()).await;
+            let sends = store.ledger().send_progress().await;
             store.close().await;
             (project?, sends?)
         } else {
@@ -128,7 +127,7 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
     // refuses a week whose send started (below, in its transaction); when both hold, what readers
     // got is the reason to name, so the send is looked up first in that case only.
     if let Some(i) = project.issue(&id).filter(|i| project.is_due(i.start) && !i.is_example()) {
-        if let Some(send) = ledger::send_progress(store.pool()).await?.get(&id) {
+        if let Some(send) = store.ledger().send_progress().await?.get(&id) {
             return Err(went_out(&label, send.started_at, send.sent));
         }
         anyhow::bail!(
@@ -138,7 +137,7 @@ async fn unpublish_in(store: &Store, config: Config, week: WeekSpec, now: DateTi
             project.config.paths.digests.display()
         );
     }
-    let number = match publications::unpublish(store.pool(), &id).await? {
+    let number = match store.publications().unpublish(&id).await? {
         Change::Done { number } => number,
         Change::NotPublished => {
             return Err(ExitError::unusable(format!(
@@ -199,7 +198,7 @@ async fn skip_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Ut
         let id = issue.id.clone();
         project.publish(store, Some(&id)).await?;
     }
-    match publications::skip(store.pool(), &id, now.timestamp()).await? {
+    match store.publications().skip(&id, now.timestamp()).await? {
         Change::Done { number } => {
             say!(
                 "skipped #{number} ({label}): it is not sent, and rounds no longer remind of it; `gazette send --week {id}` still sends it by hand"

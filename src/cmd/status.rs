@@ -10,10 +10,10 @@ use crate::config::Config;
 use crate::issue::{self, WeekSpec};
 use crate::issue_id::IssueId;
 use crate::project::Project;
+use crate::store::Store;
 use crate::store::bounces::{ProviderRefusals, Returned};
 use crate::store::ledger::{Counts, SendRecord};
 use crate::store::unreadable::Unreadable;
-use crate::store::{Store, ledger};
 
 /// How many of the messages set aside as unreadable are named, newest first.
 const UNREADABLE_NAMED: usize = 5;
@@ -80,7 +80,7 @@ async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: Da
     };
     let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
     let id = IssueId::from_week_start(start);
-    match ledger::send_record(store.pool(), id.as_str()).await? {
+    match store.ledger().send_record(id.as_str()).await? {
         Some(r) => {
             Ok(About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) })
         }
@@ -89,11 +89,11 @@ async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: Da
 }
 
 async fn read_report(store: &Store, id: &IssueId) -> anyhow::Result<Report> {
-    let (pool, id) = (store.pool(), id.as_str());
+    let (ledger, id) = (store.ledger(), id.as_str());
     Ok(Report {
-        record: ledger::send_record(pool, id).await?,
-        counts: ledger::counts(pool, id).await?,
-        problems: ledger::problems(pool, id, 1000).await?,
+        record: ledger.send_record(id).await?,
+        counts: ledger.counts(id).await?,
+        problems: ledger.problems(id, 1000).await?,
         returned: store.returned(id).await?,
         unreadable: store.unreadable(UNREADABLE_NAMED).await?,
         refusals: store.refusals(id).await?,

@@ -754,12 +754,12 @@ mod tests {
             )
             .bind(format!("reader{i}@example.org"))
             .bind(name)
-            .execute(store.pool().sqlite())
+            .execute(store.sqlite())
             .await
             .unwrap();
         }
         let p = PreparedEmail::new(&config(), "Signals #3", "<p>x</p>", "x", false, SystemTime::UNIX_EPOCH).unwrap();
-        let stored = crate::store::ledger::active_after(store.pool(), 0, 10).await.unwrap();
+        let stored = store.ledger().active_after(0, 10).await.unwrap();
         assert_eq!(stored.len(), names.len());
         for (_, email, name) in stored {
             assert!(name.as_ref().unwrap().chars().count() > 9_000);

@@ -2,6 +2,7 @@
 //! (`send_loop`), through a `transport` (the outbox folder or SMTP, one seam), and the single
 //! messages outside any issue: test copies and confirmation mails.
 
+mod envelope;
 pub mod message;
 pub mod send_loop;
 pub mod smtp;
@@ -13,10 +14,11 @@ use lettre::message::Mailbox;
 use crate::config::{Config, SmtpTarget};
 use crate::store::ledger;
 use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
+pub use envelope::Envelope;
 pub use message::{Built, PreparedEmail, Recipient};
 pub use send_loop::{LogProgress, Progress, SendReport, send_issue};
 use smtp::ServerSpec;
-pub use transport::{Connection, Connector, Envelope, SendError, Transport};
+pub use transport::{Connection, Connector, SendError, Transport};
 
 impl Transport {
     /// Where messages go, for people.
@@ -213,7 +215,7 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
     let (mut count, mut bytes, mut sample) = (0u64, 0u64, Vec::new());
     let mut after = 0i64;
     loop {
-        let batch = ledger::active_after(store.pool(), after, 1000).await?;
+        let batch = store.ledger().active_after(after, 1000).await?;
         let Some(last) = batch.last() else { break };
         after = last.0;
         for (id, address, name) in batch {
@@ -249,11 +251,11 @@ pub enum SendPlan {
 
 impl SendPlan {
     pub async fn of(store: &Store, issue_id: &str) -> anyhow::Result<SendPlan> {
-        let pool = store.pool();
-        if ledger::send_record(pool, issue_id).await?.is_none() {
-            return Ok(SendPlan::Start { audience: ledger::active_count(pool).await? });
+        let ledger = store.ledger();
+        if ledger.send_record(issue_id).await?.is_none() {
+            return Ok(SendPlan::Start { audience: ledger.active_count().await? });
         }
-        let counts = ledger::counts(pool, issue_id).await?;
+        let counts = ledger.counts(issue_id).await?;
         // A stopped run's journal (SQLite only) names messages the server took before the ledger
         // heard of them: the next run records them sent instead of sending them again.
         // Only its ids still `sending` count: the rest were folded into the ledger already.
@@ -261,7 +263,7 @@ impl SendPlan {
             crate::store::Database::Sqlite(path) => {
                 let journal: std::collections::HashSet<i64> =
                     crate::store::journal::read(&crate::store::journal::path_of(path, issue_id))?.into_iter().collect();
-                ledger::sending_ids(pool, issue_id).await?.iter().filter(|id| journal.contains(id)).count() as i64
+                ledger.sending_ids(issue_id).await?.iter().filter(|id| journal.contains(id)).count() as i64
             }
             _ => 0,
         };

@@ -16,6 +16,7 @@
 //! process is gone), and a sender with nothing left to claim stays until the others' deliveries in
 //! flight are settled, so the survivors always finish the issue.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,7 +28,7 @@ use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url}
 use crate::config::Config;
 use crate::store::bounces::RefusedAtSending;
 use crate::store::journal::{self, SentJournal};
-use crate::store::ledger::{self, Claimed, Counts, Outcome};
+use crate::store::ledger::{Claimed, Counts, Ledger, Outcome};
 use crate::store::{Store, TokenKey};
 
 /// After a stop, how long messages in flight may take before their connections are dropped
@@ -147,7 +148,7 @@ struct Lease {
 impl Lease {
     async fn release(mut self) {
         self.released = true;
-        if let Err(e) = ledger::release_lease(self.store.pool(), &self.issue_id, &self.holder).await {
+        if let Err(e) = self.store.ledger().release_lease(&self.issue_id, &self.holder).await {
             tracing::warn!("could not release the lease on issue {} (it expires by itself): {e}", self.issue_id);
         }
     }
@@ -162,7 +163,7 @@ impl Drop for Lease {
             (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = ledger::release_lease(store.pool(), &issue_id, &holder).await {
+                if let Err(e) = store.ledger().release_lease(&issue_id, &holder).await {
                     tracing::warn!("could not release the lease on issue {issue_id} (it expires by itself): {e}");
                 }
             });
@@ -184,15 +185,15 @@ pub async fn send_issue<T: Connector>(
     stop: &StopFlag,
     progress: &dyn Progress,
 ) -> anyhow::Result<SendReport> {
-    let pool = store.pool();
+    let ledger = store.ledger();
     let holder = holder_id();
     let now = clock();
-    if pool.is_postgres() {
-        expire_dead_holders(pool, issue_id).await?;
+    if ledger.is_postgres() {
+        expire_dead_holders(ledger, issue_id).await?;
     }
-    if !ledger::acquire_lease(pool, issue_id, &holder, now, now + LEASE_TTL).await? {
-        let (who, until) = ledger::lease_holder(pool, issue_id).await?.unwrap_or_default();
-        if !(holder_is_dead(&who) && ledger::take_over_lease(pool, issue_id, &who, &holder, now + LEASE_TTL).await?) {
+    if !ledger.acquire_lease(issue_id, &holder, now, now + LEASE_TTL).await? {
+        let (who, until) = ledger.lease_holder(issue_id).await?.unwrap_or_default();
+        if !(holder_is_dead(&who) && ledger.take_over_lease(issue_id, &who, &holder, now + LEASE_TTL).await?) {
             anyhow::bail!(
                 "issue {issue_id} is being sent by another process ({who}); its lease runs until {}. \
                  If that process is gone, run the send again after that time and it will resume.",
@@ -210,11 +211,11 @@ pub async fn send_issue<T: Connector>(
 
 /// Ends the leases on `issue_id` of senders that ran on this host and are gone, so that their
 /// deliveries in flight are taken over now rather than when their leases would have expired.
-async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
-    for (who, _) in ledger::leases(pool, issue_id).await? {
+async fn expire_dead_holders(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+    for (who, _) in ledger.leases(issue_id).await? {
         if holder_is_dead(&who) {
             tracing::warn!("the sender {who} of issue {issue_id} is gone; taking over what it had in flight");
-            ledger::expire_lease(pool, issue_id, &who).await?;
+            ledger.expire_lease(issue_id, &who).await?;
         }
     }
     Ok(())
@@ -224,7 +225,7 @@ async fn expire_dead_holders(pool: &crate::store::Pool, issue_id: &str) -> anyho
 /// PostgreSQL, also takes over what senders that died had in flight. The error to stop with when
 /// the lease was lost (it expired and someone else took it or ended it).
 async fn tend_lease(
-    pool: &crate::store::Pool,
+    ledger: Ledger<'_>,
     issue_id: &str,
     holder: &str,
     last_renew: &mut Instant,
@@ -233,22 +234,22 @@ async fn tend_lease(
         return Ok(None);
     }
     *last_renew = Instant::now();
-    if !ledger::renew_lease(pool, issue_id, holder, clock() + LEASE_TTL).await? {
+    if !ledger.renew_lease(issue_id, holder, clock() + LEASE_TTL).await? {
         return Ok(Some(SendError::unreachable(format!(
             "lost the lease on issue {issue_id} to another sender; stopping"
         ))));
     }
-    if pool.is_postgres() {
-        take_over(pool, issue_id).await?;
+    if ledger.is_postgres() {
+        take_over(ledger, issue_id).await?;
     }
     Ok(None)
 }
 
 /// PostgreSQL: puts back to pending what senders that died had in flight (their leases expired,
 /// or they ran on this host and are gone), for whoever claims next.
-async fn take_over(pool: &crate::store::Pool, issue_id: &str) -> anyhow::Result<()> {
-    expire_dead_holders(pool, issue_id).await?;
-    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
+async fn take_over(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+    expire_dead_holders(ledger, issue_id).await?;
+    let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
     if requeued > 0 {
         tracing::warn!(
             "took over {requeued} deliveries of issue {issue_id} that a sender that is gone had in flight; they go again with the same Message-ID"
@@ -269,233 +270,338 @@ struct SendJob<'a> {
     holder: &'a str,
 }
 
+/// One run of an issue's send: it starts (or resumes) the send, then a `SendRun` drives it.
 async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Result<SendReport> {
-    let SendJob { store, config, issue_id, number, email, stop, progress, holder } = job;
-    let pool = store.pool();
-    let domain = config.email.from.email.domain().to_string();
+    let (store, issue_id) = (job.store, job.issue_id);
+    let ledger = store.ledger();
+    let domain = job.config.email.from.email.domain().to_string();
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-    let started_now = ledger::start_send(pool, issue_id, number, email.subject(), &domain, &nonce, clock()).await?;
+    let started_now = ledger.start_send(issue_id, job.number, job.email.subject(), &domain, &nonce, clock()).await?;
     // Before the deliveries in flight go back to pending: those a journal says were accepted.
-    let (mut recorder, recovered) = Recorder::open(store, issue_id, config.bounces.temporary_limit).await?;
-    let requeued = ledger::requeue_in_flight(pool, issue_id, clock()).await?;
-    if !pool.is_postgres() || ledger::leases(pool, issue_id).await?.iter().all(|(who, _)| who == holder) {
+    let (recorder, recovered) = Recorder::open(store, issue_id, job.config.bounces.temporary_limit).await?;
+    let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
+    if !ledger.is_postgres() || ledger.leases(issue_id).await?.iter().all(|(who, _)| who == job.holder) {
         // The only sender (on SQLite, always): the retries of earlier runs start afresh.
-        ledger::retry_now(pool, issue_id).await?;
+        ledger.retry_now(issue_id).await?;
     }
     if requeued > 0 {
         tracing::warn!(
             "{requeued} deliveries of issue {issue_id} were in flight when an earlier run stopped; sending them again with the same Message-ID"
         );
     }
-    let before = ledger::counts(pool, issue_id).await?;
+    let before = ledger.counts(issue_id).await?;
+    let report = |sent_now, counts, interrupted| SendReport {
+        issue_id: issue_id.into(),
+        started_now,
+        requeued,
+        recovered,
+        sent_now,
+        counts,
+        interrupted,
+    };
     if before.is_finished() {
         recorder.finish().await?;
-        ledger::finish_if_done(pool, issue_id, clock()).await?;
-        return Ok(SendReport {
-            issue_id: issue_id.into(),
-            started_now,
-            requeued,
-            recovered,
-            sent_now: 0,
-            counts: before,
-            interrupted: false,
-        });
+        ledger.finish_if_done(issue_id, clock()).await?;
+        return Ok(report(0, before, false));
     }
 
     let key = Arc::new(store.token_key().await?);
-    let concurrency = config.smtp.concurrency as usize;
-    // Deliveries claimed ahead of the workers. A crash resends none of those that were claimed and
-    // not yet on the wire (the sink never saw them), so the window only trades claim commits
-    // against how late an unsubscribe is noticed.
-    let window = (concurrency * 16).max(32);
-    let (jobs_tx, jobs_rx) = mpsc::channel::<Claimed>(window);
-    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
-    let (results_tx, mut results_rx) = mpsc::unbounded_channel::<WorkerEvent>();
-    let limiter = Arc::new(RateLimiter::new(config.smtp.rate_per_second));
-    let worker_stop = StopFlag::default();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let ctx = WorkerContext {
-            jobs: jobs_rx.clone(),
-            results: results_tx.clone(),
-            email: email.clone(),
-            connection: transport.open(),
-            key: key.clone(),
-            config: Arc::new(config.clone()),
-            issue_id: issue_id.into(),
-            limiter: limiter.clone(),
-            stop: worker_stop.clone(),
-        };
-        workers.spawn(ctx.run());
-    }
-    drop(results_tx);
+    let mut run = SendRun::start(job, transport, recorder, before, key);
+    run.drive().await?;
+    let (sent_now, counts, interrupted) = run.wind_down().await?;
+    Ok(report(sent_now, counts, interrupted))
+}
 
-    progress.start(before.total as u64, (before.total - before.pending - before.sending) as u64);
-    let mut in_flight = 0usize;
-    let mut exhausted = false;
-    let mut unrecorded: Vec<(i64, Outcome)> = Vec::new();
-    // The workers waiting for their outcomes to be kept.
-    let mut acks: Vec<Recorded> = Vec::new();
-    let mut last_renew = Instant::now();
-    let mut sent_now = 0u64;
-    let mut fatal: Option<SendError> = None;
-    let mut interrupted = false;
-    let mut claims = 0u64;
-    let mut deferrals: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    // Claimed and handed to the workers, outcome not known yet.
-    let mut pending_outcome: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    let mut stop_deadline: Option<Instant> = None;
+/// The state of a send between two events: what is claimed and in flight, what the server has
+/// answered and is not kept yet, and whether (and since when) the send is stopping.
+struct SendRun<'a> {
+    job: SendJob<'a>,
+    ledger: Ledger<'a>,
+    recorder: Recorder<'a>,
+    before: Counts,
+    /// Deliveries claimed ahead of the workers. A crash resends none of those that were claimed
+    /// and not yet on the wire (the sink never saw them), so the window only trades claim commits
+    /// against how late an unsubscribe is noticed.
+    window: usize,
+    jobs: async_channel::Sender<Claimed>,
+    /// The workers' queue, read here only to take back what no worker took, after the grace.
+    queued: async_channel::Receiver<Claimed>,
+    results: mpsc::UnboundedReceiver<WorkerEvent>,
+    worker_stop: StopFlag,
+    workers: tokio::task::JoinSet<()>,
+    in_flight: usize,
+    /// The last claim found fewer deliveries than it asked for.
+    exhausted: bool,
+    unrecorded: Vec<(i64, Outcome)>,
+    /// The workers waiting for their outcomes to be kept.
+    acks: Vec<Recorded>,
+    last_renew: Instant,
+    sent_now: u64,
+    fatal: Option<SendError>,
+    interrupted: bool,
+    /// Deliveries claimed by this run, counted for a safety net.
+    claims: u64,
+    deferrals: HashMap<i64, usize>,
+    /// Claimed and handed to the workers, outcome not known yet.
+    pending_outcome: HashSet<i64>,
+    stop_deadline: Option<Instant>,
+}
 
-    loop {
-        let stopping = stop.is_stopped() || fatal.is_some();
-        if stopping && !worker_stop.is_stopped() {
-            interrupted = stop.is_stopped();
-            worker_stop.stop();
-            stop_deadline = Some(Instant::now() + STOP_GRACE);
+impl<'a> SendRun<'a> {
+    /// Opens one connection per worker (`[smtp] concurrency`), each worker taking messages from
+    /// the shared queue.
+    fn start<T: Connector>(
+        job: SendJob<'a>,
+        transport: &T,
+        recorder: Recorder<'a>,
+        before: Counts,
+        key: Arc<TokenKey>,
+    ) -> SendRun<'a> {
+        let concurrency = job.config.smtp.concurrency as usize;
+        let window = (concurrency * 16).max(32);
+        let (jobs, queued) = async_channel::bounded::<Claimed>(window);
+        let (results_tx, results) = mpsc::unbounded_channel::<WorkerEvent>();
+        let limiter = Arc::new(RateLimiter::new(job.config.smtp.rate_per_second));
+        let config = Arc::new(job.config.clone());
+        let worker_stop = StopFlag::default();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let ctx = WorkerContext {
+                jobs: queued.clone(),
+                results: results_tx.clone(),
+                email: job.email.clone(),
+                connection: transport.open(),
+                key: key.clone(),
+                config: config.clone(),
+                issue_id: job.issue_id.into(),
+                limiter: limiter.clone(),
+                stop: worker_stop.clone(),
+            };
+            workers.spawn(ctx.run());
         }
-        if stop_deadline.is_some_and(|d| Instant::now() >= d) && in_flight > 0 {
-            // The server has not answered in time: drop the connections. What was queued for a
-            // worker was never tried; what a worker had on the wire has an unknown outcome, and is
-            // tried again (same Message-ID) by the next run.
-            workers.abort_all();
-            while let Ok(event) = results_rx.try_recv() {
-                if let WorkerEvent::Done(id, outcome, _) = event {
-                    pending_outcome.remove(&id);
-                    if matches!(outcome, Outcome::Sent) {
-                        sent_now += 1;
-                    }
-                    unrecorded.push((id, outcome));
-                }
-            }
-            while let Ok(job) = jobs_rx.lock().await.try_recv() {
-                pending_outcome.remove(&job.subscriber_id);
-                unrecorded.push((job.subscriber_id, Outcome::Unclaimed));
-            }
-            let error =
-                "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
-            unrecorded.extend(
-                pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })),
-            );
-            tracing::warn!("{error}: the deliveries in flight go back to pending");
-            recorder.flush(&mut unrecorded, &mut acks).await?;
-            break;
+        job.progress.start(before.total as u64, (before.total - before.pending - before.sending) as u64);
+        SendRun {
+            ledger: job.store.ledger(),
+            job,
+            recorder,
+            before,
+            window,
+            jobs,
+            queued,
+            results,
+            worker_stop,
+            workers,
+            in_flight: 0,
+            exhausted: false,
+            unrecorded: Vec::new(),
+            acks: Vec::new(),
+            last_renew: Instant::now(),
+            sent_now: 0,
+            fatal: None,
+            interrupted: false,
+            claims: 0,
+            deferrals: HashMap::new(),
+            pending_outcome: HashSet::new(),
+            stop_deadline: None,
         }
-        if !stopping && !exhausted && in_flight < window / 2 {
-            let batch = ledger::claim(pool, issue_id, holder, (window - in_flight) as i64, clock()).await?;
-            exhausted = batch.len() < window - in_flight;
-            // A safety net: every delivery is tried a bounded number of times per run.
-            claims += batch.len() as u64;
-            anyhow::ensure!(
-                claims <= (before.total as u64 + 1) * (RETRY_WAITS.len() as u64 + 2),
-                "internal error: deliveries of issue {issue_id} keep coming back; stopping to avoid sending them again and again"
-            );
-            for job in batch {
-                in_flight += 1;
-                pending_outcome.insert(job.subscriber_id);
-                jobs_tx.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
-            }
-        }
-        if in_flight == 0 {
-            recorder.flush(&mut unrecorded, &mut acks).await?;
-            recorder.fold().await?;
-            if stopping {
-                break;
-            }
-            match ledger::next_retry_at(pool, issue_id).await? {
-                Some(at) if at <= clock() + RETRY_HORIZON => {
-                    let wait = (at - clock()).max(0) as u64;
-                    for _ in 0..wait * 10 {
-                        if stop.is_stopped() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    exhausted = false;
-                    continue;
-                }
-                _ if pool.is_postgres() && ledger::in_flight_elsewhere(pool, issue_id, holder).await? > 0 => {
-                    // Nothing left to claim, but other senders have deliveries in flight: stay
-                    // until they are settled, and take over the claims of a sender that dies.
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
-                    take_over(pool, issue_id).await?;
-                    exhausted = false;
-                    continue;
-                }
-                _ => break,
-            }
-        }
-        tokio::select! {
-            event = results_rx.recv() => {
-                let Some(event) = event else { anyhow::bail!("every send worker stopped unexpectedly") };
-                // This event and every other that has arrived meanwhile, kept together.
-                let mut next = Some(event);
-                while let Some(event) = next.take() {
-                    match event {
-                        WorkerEvent::Done(id, mut outcome, ack) => {
-                            in_flight -= 1;
-                            pending_outcome.remove(&id);
-                            acks.push(ack);
-                            if let Outcome::Deferred { retry_at, .. } = &mut outcome {
-                                // Back off within this run; after the last wait, leave it for the next run.
-                                let n = deferrals.entry(id).or_insert(0usize);
-                                *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
-                                *n += 1;
-                            }
-                            if matches!(outcome, Outcome::Sent) {
-                                sent_now += 1;
-                                progress.sent();
-                            }
-                            if matches!(outcome, Outcome::Deferred { .. }) {
-                                exhausted = false;
-                            }
-                            unrecorded.push((id, outcome));
-                        }
-                        WorkerEvent::Fatal(why) => {
-                            if fatal.is_none() {
-                                tracing::error!("{why}");
-                                fatal = Some(why);
-                            }
-                        }
-                    }
-                    next = results_rx.try_recv().ok();
-                }
-            },
-            _ = tokio::time::sleep(TICK) => {}
-        }
-        // As soon as the server has answered: what a crash can resend is only what is on the wire.
-        recorder.flush(&mut unrecorded, &mut acks).await?;
-        fatal = fatal.or(tend_lease(pool, issue_id, holder, &mut last_renew).await?);
     }
-    drop(jobs_tx);
-    worker_stop.stop();
-    // Workers end when the queue closes, saying QUIT to their servers; a server that does not
-    // answer that either is not waited for long.
-    let grace = stop_deadline.map_or(STOP_GRACE, |d| d.saturating_duration_since(Instant::now()));
-    if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
-        workers.abort_all();
-    }
-    recorder.flush(&mut unrecorded, &mut acks).await?;
-    recorder.finish().await?;
-    progress.finish();
-    ledger::finish_if_done(pool, issue_id, clock()).await?;
-    let counts = ledger::counts(pool, issue_id).await?;
-    if let Some(why) = fatal {
-        if why.is_configuration() {
-            // The fix is in publish.toml or the secret: exit 2, like any configuration error.
-            return Err(crate::config::ConfigError(format!(
-                "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; fix that, then run `gazette send --week {issue_id}`",
-                counts.sent, counts.pending
-            ))
-            .into());
+
+    /// Claims deliveries, hands them to the workers and keeps their outcomes, until nothing is
+    /// left to send, or the send stopped, or the grace after a stop is over.
+    async fn drive(&mut self) -> anyhow::Result<()> {
+        loop {
+            let stopping = self.note_stop();
+            if self.stop_deadline.is_some_and(|d| Instant::now() >= d) && self.in_flight > 0 {
+                return self.abandon_in_flight().await;
+            }
+            if !stopping && !self.exhausted && self.in_flight < self.window / 2 {
+                self.claim_batch().await?;
+            }
+            if self.in_flight == 0 {
+                self.recorder.flush(&mut self.unrecorded, &mut self.acks).await?;
+                self.recorder.fold().await?;
+                if stopping || !self.more_to_come().await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.take_outcomes().await?;
+            // As soon as the server has answered: what a crash can resend is only what is on the wire.
+            self.recorder.flush(&mut self.unrecorded, &mut self.acks).await?;
+            self.tend_lease().await?;
         }
-        anyhow::bail!(
-            "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; run `gazette send --week {issue_id}` again to resume",
-            counts.sent,
-            counts.pending
+    }
+
+    /// Whether the send is stopping (asked to, or something fatal happened); on the first sight
+    /// of it, the workers are told and the grace starts.
+    fn note_stop(&mut self) -> bool {
+        let stopping = self.job.stop.is_stopped() || self.fatal.is_some();
+        if stopping && !self.worker_stop.is_stopped() {
+            self.interrupted = self.job.stop.is_stopped();
+            self.worker_stop.stop();
+            self.stop_deadline = Some(Instant::now() + STOP_GRACE);
+        }
+        stopping
+    }
+
+    /// The server has not answered in time after a stop: drop the connections. What was queued
+    /// for a worker was never tried; what a worker had on the wire has an unknown outcome, and is
+    /// tried again (same Message-ID) by the next run.
+    async fn abandon_in_flight(&mut self) -> anyhow::Result<()> {
+        self.workers.abort_all();
+        while let Ok(event) = self.results.try_recv() {
+            if let WorkerEvent::Done(id, outcome, _) = event {
+                self.pending_outcome.remove(&id);
+                if matches!(outcome, Outcome::Sent) {
+                    self.sent_now += 1;
+                }
+                self.unrecorded.push((id, outcome));
+            }
+        }
+        while let Ok(job) = self.queued.try_recv() {
+            self.pending_outcome.remove(&job.subscriber_id);
+            self.unrecorded.push((job.subscriber_id, Outcome::Unclaimed));
+        }
+        let error =
+            "stopped while the server had not answered; the outcome is unknown, so it is sent again".to_string();
+        self.unrecorded.extend(
+            self.pending_outcome.drain().map(|id| (id, Outcome::Deferred { error: error.clone(), retry_at: 0 })),
         );
+        tracing::warn!("{error}: the deliveries in flight go back to pending");
+        self.recorder.flush(&mut self.unrecorded, &mut self.acks).await
     }
-    Ok(SendReport { issue_id: issue_id.into(), started_now, requeued, recovered, sent_now, counts, interrupted })
+
+    /// Claims deliveries up to the window and queues them for the workers.
+    async fn claim_batch(&mut self) -> anyhow::Result<()> {
+        let (issue_id, room) = (self.job.issue_id, self.window - self.in_flight);
+        let batch = self.ledger.claim(issue_id, self.job.holder, room as i64, clock()).await?;
+        self.exhausted = batch.len() < room;
+        // A safety net: every delivery is tried a bounded number of times per run.
+        self.claims += batch.len() as u64;
+        anyhow::ensure!(
+            self.claims <= (self.before.total as u64 + 1) * (RETRY_WAITS.len() as u64 + 2),
+            "internal error: deliveries of issue {issue_id} keep coming back; stopping to avoid sending them again and again"
+        );
+        for job in batch {
+            self.in_flight += 1;
+            self.pending_outcome.insert(job.subscriber_id);
+            self.jobs.send(job).await.map_err(|_| anyhow::anyhow!("every send worker stopped"))?;
+        }
+        Ok(())
+    }
+
+    /// Nothing is in flight: waits for what may still come (a retry due soon; on PostgreSQL, the
+    /// deliveries other senders have in flight). False when the send is over for this run.
+    async fn more_to_come(&mut self) -> anyhow::Result<bool> {
+        let (issue_id, holder) = (self.job.issue_id, self.job.holder);
+        match self.ledger.next_retry_at(issue_id).await? {
+            Some(at) if at <= clock() + RETRY_HORIZON => {
+                let wait = Duration::from_secs((at - clock()).max(0) as u64);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = self.job.stop.stopped() => {}
+                }
+            }
+            _ if self.ledger.is_postgres() && self.ledger.in_flight_elsewhere(issue_id, holder).await? > 0 => {
+                // Nothing left to claim, but other senders have deliveries in flight: stay
+                // until they are settled, and take over the claims of a sender that dies.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                self.tend_lease().await?;
+                take_over(self.ledger, issue_id).await?;
+            }
+            _ => return Ok(false),
+        }
+        self.exhausted = false;
+        Ok(true)
+    }
+
+    /// Waits a tick for the workers' outcomes; takes the first and every other that has arrived
+    /// meanwhile, to be kept together.
+    async fn take_outcomes(&mut self) -> anyhow::Result<()> {
+        let event = tokio::select! {
+            event = self.results.recv() => event,
+            _ = tokio::time::sleep(TICK) => return Ok(()),
+        };
+        let Some(event) = event else { anyhow::bail!("every send worker stopped unexpectedly") };
+        let mut next = Some(event);
+        while let Some(event) = next.take() {
+            self.take(event);
+            next = self.results.try_recv().ok();
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Done(id, mut outcome, ack) => {
+                self.in_flight -= 1;
+                self.pending_outcome.remove(&id);
+                self.acks.push(ack);
+                if let Outcome::Deferred { retry_at, .. } = &mut outcome {
+                    // Back off within this run; after the last wait, leave it for the next run.
+                    let n = self.deferrals.entry(id).or_insert(0usize);
+                    *retry_at = clock() + RETRY_WAITS.get(*n).copied().unwrap_or(LATER);
+                    *n += 1;
+                }
+                if matches!(outcome, Outcome::Sent) {
+                    self.sent_now += 1;
+                    self.job.progress.sent();
+                }
+                if matches!(outcome, Outcome::Deferred { .. }) {
+                    self.exhausted = false;
+                }
+                self.unrecorded.push((id, outcome));
+            }
+            WorkerEvent::Fatal(why) => {
+                if self.fatal.is_none() {
+                    tracing::error!("{why}");
+                    self.fatal = Some(why);
+                }
+            }
+        }
+    }
+
+    /// Renews the lease when due (`tend_lease`); a lost lease is fatal.
+    async fn tend_lease(&mut self) -> anyhow::Result<()> {
+        let lost = tend_lease(self.ledger, self.job.issue_id, self.job.holder, &mut self.last_renew).await?;
+        self.fatal = self.fatal.take().or(lost);
+        Ok(())
+    }
+
+    /// The queue closes and the workers end, saying QUIT to their servers (a server that does not
+    /// answer that either is not waited for long); the last outcomes are kept. What was sent now,
+    /// the counts, and whether a stop interrupted the send; or why it stopped.
+    async fn wind_down(mut self) -> anyhow::Result<(u64, Counts, bool)> {
+        self.jobs.close();
+        self.worker_stop.stop();
+        let grace = self.stop_deadline.map_or(STOP_GRACE, |d| d.saturating_duration_since(Instant::now()));
+        let workers = &mut self.workers;
+        if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} }).await.is_err() {
+            workers.abort_all();
+        }
+        self.recorder.flush(&mut self.unrecorded, &mut self.acks).await?;
+        self.recorder.finish().await?;
+        self.job.progress.finish();
+        let issue_id = self.job.issue_id;
+        self.ledger.finish_if_done(issue_id, clock()).await?;
+        let counts = self.ledger.counts(issue_id).await?;
+        if let Some(why) = self.fatal {
+            if why.is_configuration() {
+                // The fix is in publish.toml or the secret: exit 2, like any configuration error.
+                return Err(crate::config::ConfigError(format!(
+                    "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; fix that, then run `gazette send --week {issue_id}`",
+                    counts.sent, counts.pending
+                ))
+                .into());
+            }
+            anyhow::bail!(
+                "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; run `gazette send --week {issue_id}` again to resume",
+                counts.sent,
+                counts.pending
+            );
+        }
+        Ok((self.sent_now, counts, self.interrupted))
+    }
 }
 
 /// Keeps each outcome before its worker may send again. On SQLite, when every outcome that
@@ -504,7 +610,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
 /// other outcome, and every outcome on PostgreSQL, is committed to the ledger at once.
 struct Recorder<'a> {
     store: &'a Store,
-    pool: &'a crate::store::Pool,
+    ledger: Ledger<'a>,
     issue_id: &'a str,
     /// `[bounces] temporary_limit`, for the refusals that count as temporary failures.
     temporary_limit: u32,
@@ -519,11 +625,11 @@ impl<'a> Recorder<'a> {
     /// For a send on SQLite, first reads into the ledger what an earlier run's journal holds
     /// (those messages were accepted), then starts the journal afresh.
     async fn open(store: &'a Store, issue_id: &'a str, temporary_limit: u32) -> anyhow::Result<(Recorder<'a>, u64)> {
-        let pool = store.pool();
+        let ledger = store.ledger();
         let mut recovered = 0;
         let journal = match store.location() {
             crate::config::Database::Sqlite(database) => {
-                recovered = ledger::replay_journal(pool, database, issue_id, clock()).await?;
+                recovered = ledger.replay_journal(database, issue_id, clock()).await?;
                 let path = journal::path_of(database, issue_id);
                 Some(
                     SentJournal::create(database, issue_id)
@@ -532,7 +638,7 @@ impl<'a> Recorder<'a> {
             }
             crate::config::Database::Postgres(_) => None,
         };
-        Ok((Recorder { store, pool, issue_id, temporary_limit, journal, last_fold: Instant::now() }, recovered))
+        Ok((Recorder { store, ledger, issue_id, temporary_limit, journal, last_fold: Instant::now() }, recovered))
     }
 
     /// Keeps the outcomes not yet kept, then tells their workers they may go on.
@@ -561,7 +667,8 @@ impl<'a> Recorder<'a> {
                             .await
                             .context("recording refusals")?;
                     }
-                    ledger::record(self.pool, self.issue_id, unrecorded, clock())
+                    self.ledger
+                        .record(self.issue_id, unrecorded, clock())
                         .await
                         .context("recording delivery outcomes")?
                 }
@@ -585,7 +692,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         }
         let sent: Vec<(i64, Outcome)> = journal.unfolded().iter().map(|id| (*id, Outcome::Sent)).collect();
-        ledger::record(self.pool, self.issue_id, &sent, clock()).await.context("recording delivery outcomes")?;
+        self.ledger.record(self.issue_id, &sent, clock()).await.context("recording delivery outcomes")?;
         journal.folded().with_context(|| format!("cannot empty {}", journal.path().display()))
     }
 
@@ -610,7 +717,7 @@ enum WorkerEvent {
 
 /// One worker: one connection, messages one after another from the shared queue.
 struct WorkerContext<C> {
-    jobs: Arc<Mutex<mpsc::Receiver<Claimed>>>,
+    jobs: async_channel::Receiver<Claimed>,
     results: mpsc::UnboundedSender<WorkerEvent>,
     email: Arc<PreparedEmail>,
     connection: C,
@@ -627,9 +734,7 @@ impl<C: Connection> WorkerContext<C> {
         // message goes on the wire: at any instant, at most one message of this connection has an
         // outcome that neither the ledger nor the journal holds.
         let mut recorded: Option<oneshot::Receiver<()>> = None;
-        loop {
-            let job = { self.jobs.lock().await.recv().await };
-            let Some(job) = job else { break };
+        while let Ok(job) = self.jobs.recv().await {
             let outcome =
                 if self.stop.is_stopped() { Outcome::Unclaimed } else { self.deliver(&job, &mut recorded).await };
             let (ack, done) = oneshot::channel();
@@ -782,10 +887,8 @@ mod tests {
         );
         // The mailbox's: still active, one temporary failure counted for the issue.
         assert_eq!(subscriber("full@example.org").await.status, Status::Active);
-        let events: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, reason_code FROM bounce_events")
-            .fetch_all(store.pool().sqlite())
-            .await
-            .unwrap();
+        let events: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT kind, reason_code FROM bounce_events").fetch_all(store.sqlite()).await.unwrap();
         assert_eq!(events, [("temporary".to_string(), Some("mailboxfull".to_string()))]);
         // A second run finds nothing to do, and the lease was given back.
         let again = Memory::default();
@@ -802,7 +905,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
-        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-17").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder("2023-07-17").await.unwrap(), None);
         // A send whose future is dropped half-way gives the lease back too.
         let hang = setup_hang(&store).await;
         let (stop, progress) = (StopFlag::default(), LogProgress::default());
@@ -812,7 +915,7 @@ mod tests {
             "the send hangs on its only recipient"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(ledger::lease_holder(store.pool(), "2023-07-24").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder("2023-07-24").await.unwrap(), None);
     }
 
     #[tokio::test]
@@ -907,7 +1010,7 @@ mod tests {
         assert_eq!(c.sending, 0, "{c:?}");
         assert_eq!(c.sent + c.pending, 4, "{c:?}");
         assert_eq!(c.sent as usize, memory.recipients().len());
-        let problems = ledger::problems(store.pool(), "2023-07-17", 10).await.unwrap();
+        let problems = store.ledger().problems("2023-07-17", 10).await.unwrap();
         assert!(
             problems.iter().any(|(email, state, _, error)| email.starts_with("hang")
                 && state == "pending"

@@ -7,12 +7,14 @@
 
 use std::time::Duration;
 
+use tokio_rustls::rustls;
+
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter, RcptParameter};
 
-use super::transport::Envelope;
+use super::envelope::Envelope;
 use crate::bounces::reason::{Stage, reason_at};
 use crate::bounces::{Reason, Scope};
 use crate::config::{Auth, Tls};
@@ -223,8 +225,8 @@ impl SmtpSession {
         let whom = format!("{}:{}", spec.host, spec.port);
         let limit = spec.timeout;
         let tls_failed = |e: Silent| match e {
-            Silent::Error(e) if e.to_string().contains("certificate") => {
-                Refused(certificate_problem(&whom, &spec.host, &e.to_string()))
+            Silent::Error(ref e) if let Some(refused) = certificate_refusal(e) => {
+                Refused(certificate_problem(&whom, &spec.host, refused, &e.to_string()))
             }
             e => Unreachable(format!("TLS with {whom} failed: {e}")),
         };
@@ -488,20 +490,40 @@ pub fn ca_certificate(path: &std::path::Path, pem: &[u8]) -> Result<Certificate,
         .map_err(|e| format!("[smtp] ca_file: {} holds no usable PEM certificate: {e}", path.display()))
 }
 
+/// The certificate refusal inside a TLS failure, if that is what it was: rustls's error, inside
+/// the handshake's I/O error (tokio-rustls's, which lettre hands on in its own). The bounce
+/// mailbox's IMAP connection asks the same.
+pub(crate) fn certificate_refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let tls = err
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| err.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
+        if let Some(tls) = tls {
+            use rustls::Error::{InvalidCertRevocationList, InvalidCertificate, NoCertificatesPresented};
+            return matches!(tls, InvalidCertificate(_) | NoCertificatesPresented | InvalidCertRevocationList(_))
+                .then_some(tls);
+        }
+        next = err.source();
+    }
+    None
+}
+
 /// A certificate that was not accepted, said so that the editor knows what to change.
-fn certificate_problem(whom: &str, host: &str, error: &str) -> String {
-    // rustls's words, in its Debug and its Display spellings.
-    let said = |words: &[&str]| words.iter().any(|w| error.contains(w));
-    let what = if said(&["UnknownIssuer", "unknown issuer"]) {
-        "is signed by a certificate authority this machine does not trust (unknown issuer)".to_string()
-    } else if said(&["NotValidForName", "not valid for name"]) {
-        format!("is not for the name `{host}` (name mismatch): connect by a name the certificate carries")
-    } else if said(&["Expired", "expired"]) {
-        "has expired".to_string()
-    } else if said(&["NotValidYet", "not valid yet"]) {
-        "is not valid yet (check this machine's clock)".to_string()
-    } else {
-        "was not accepted".to_string()
+fn certificate_problem(whom: &str, host: &str, refused: &rustls::Error, error: &str) -> String {
+    use rustls::CertificateError::*;
+    let what = match refused {
+        rustls::Error::InvalidCertificate(UnknownIssuer) => {
+            "is signed by a certificate authority this machine does not trust (unknown issuer)".to_string()
+        }
+        rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. }) => {
+            format!("is not for the name `{host}` (name mismatch): connect by a name the certificate carries")
+        }
+        rustls::Error::InvalidCertificate(Expired | ExpiredContext { .. }) => "has expired".to_string(),
+        rustls::Error::InvalidCertificate(NotValidYet | NotValidYetContext { .. }) => {
+            "is not valid yet (check this machine's clock)".to_string()
+        }
+        _ => "was not accepted".to_string(),
     };
     format!(
         "the TLS certificate of {whom} {what}. If your organisation runs its own certificate authority, name its \
@@ -707,6 +729,21 @@ mod tests {
         assert!(matches!(&attempt, Attempt::Deferred(e) if e.contains("no reply within 900ms")), "{attempt:?}");
         assert!(s.is_broken());
         assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_known_by_rustls_error_not_by_the_words() {
+        use std::io::{Error, ErrorKind::InvalidData};
+        let unknown =
+            Error::new(InvalidData, rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer));
+        let found = certificate_refusal(&unknown);
+        assert!(matches!(found, Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer))));
+        let text = certificate_problem("mx:465", "mx", found.unwrap(), &unknown.to_string());
+        assert!(text.contains("(unknown issuer)"), "{text}");
+        // Words alone, or another TLS failure, are no certificate refusal.
+        assert!(certificate_refusal(&Error::new(InvalidData, "certificate expired")).is_none());
+        let alert = Error::new(InvalidData, rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure));
+        assert!(certificate_refusal(&alert).is_none());
     }
 
     #[test]

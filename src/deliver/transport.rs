@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::Address;
-
 use super::StopFlag;
+use super::envelope::Envelope;
 use super::smtp::{Attempt, ConnectError, ServerSpec, SmtpSession};
 use crate::bounces::Scope;
 use crate::store::bounces::Refusal;
@@ -89,17 +88,6 @@ impl SendError {
     pub fn stops_the_send(&self) -> bool {
         matches!(self.kind, ErrorKind::Unreachable | ErrorKind::Configuration | ErrorKind::TooLarge)
     }
-}
-
-/// The SMTP envelope of one message (RFC 5321 §3.3), apart from the message itself.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
-    /// Where failure notices go: the From address, or a VERP address naming the delivery.
-    pub from: Address,
-    pub to: Address,
-    /// When set, a server that offers DSN (RFC 3461) is asked for failure notices only
-    /// (`NOTIFY=FAILURE`), carrying the headers only (`RET=HDRS`), with this `ENVID`.
-    pub dsn_envid: Option<String>,
 }
 
 /// Opens connections; cheap to clone, one connection per worker.

@@ -109,7 +109,7 @@ impl Project {
         let parsed = digests.parsed_whole.into_iter().map(|d| (d.file_name.clone(), d)).collect();
         let weeks = WeekHashes::open(&config.paths.cache, &config.paths.digests, stamps);
         let record = match store {
-            Some(store) => publications::read(store.pool()).await?,
+            Some(store) => store.publications().read().await?,
             None => PublicationRecord::default(),
         };
         // Numbered by `refresh`, which knows what is published.
@@ -410,7 +410,7 @@ impl Project {
             }
         }
         if !changes.is_empty() {
-            self.record = publications::publish(store.pool(), &changes, self.now.timestamp()).await?;
+            self.record = store.publications().publish(&changes, self.now.timestamp()).await?;
             if new.is_empty() {
                 // Only revisions: the numbers, what is published and so where links lead are as
                 // they were (rebuilding the links took 40 ms of a build over 100,000 digests).

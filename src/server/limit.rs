@@ -1,10 +1,12 @@
 //! Token buckets for the subscribe form: one per client network and one for everyone, so neither a
 //! single address nor a crowd can turn the form into a mail cannon.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
 /// Up to `burst` requests at once, then one more every `every`.
 #[derive(Debug, Clone, Copy)]
@@ -13,32 +15,13 @@ pub struct Rate {
     pub every: Duration,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: Rate, now: Instant) -> Bucket {
-        Bucket { tokens: rate.burst as f64, at: now }
-    }
-
-    fn refill(&mut self, rate: Rate, now: Instant) {
-        let gained = now.saturating_duration_since(self.at).as_secs_f64() / rate.every.as_secs_f64();
-        self.tokens = (self.tokens + gained).min(rate.burst as f64);
-        self.at = now;
-    }
-
-    /// Takes a token, or says how long until one is there.
-    fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
-        self.refill(rate, now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(rate.every.mul_f64(1.0 - self.tokens))
-        }
+impl Rate {
+    /// governor's quota for this rate: a bucket of `burst`, one more every `every` (at least one of
+    /// each, and a nanosecond, as governor needs).
+    fn quota(self) -> Quota {
+        Quota::with_period(self.every.max(Duration::from_nanos(1)))
+            .expect("a period above zero")
+            .allow_burst(NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN))
     }
 }
 
@@ -46,40 +29,28 @@ impl Bucket {
 const MAX_CLIENTS: usize = 10_000;
 
 pub struct Limiter {
-    per_client: Rate,
-    overall: Rate,
-    clients: Mutex<HashMap<IpAddr, Bucket>>,
-    all: Mutex<Bucket>,
+    clients: DefaultKeyedRateLimiter<IpAddr>,
+    all: DefaultDirectRateLimiter,
+    clock: DefaultClock,
 }
 
 impl Limiter {
     pub fn new(per_client: Rate, overall: Rate) -> Limiter {
         Limiter {
-            per_client,
-            overall,
-            clients: Mutex::new(HashMap::new()),
-            all: Mutex::new(Bucket::full(overall, Instant::now())),
+            clients: DefaultKeyedRateLimiter::keyed(per_client.quota()),
+            all: DefaultDirectRateLimiter::direct(overall.quota()),
+            clock: DefaultClock::default(),
         }
     }
 
     /// Counts a request from `ip`; `Err` holds how long the client should wait (`Retry-After`).
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        {
-            let mut clients = self.clients.lock().expect("limiter lock");
-            if clients.len() >= MAX_CLIENTS {
-                let rate = self.per_client;
-                clients.retain(|_, b| {
-                    b.refill(rate, now);
-                    b.tokens < rate.burst as f64
-                });
-            }
-            clients
-                .entry(network(ip))
-                .or_insert_with(|| Bucket::full(self.per_client, now))
-                .take(self.per_client, now)?;
+        if self.clients.len() >= MAX_CLIENTS {
+            self.clients.retain_recent();
         }
-        self.all.lock().expect("limiter lock").take(self.overall, now)
+        let wait = |n: governor::NotUntil<_>| n.wait_time_from(self.clock.now());
+        self.clients.check_key(&network(ip)).map_err(wait)?;
+        self.all.check().map_err(wait)
     }
 }
 

@@ -449,12 +449,10 @@ mod tests {
 
     /// Starts and finishes the send of `issue` to everyone active: every delivery `sent`.
     async fn sent(store: &Store, issue: &str, number: u32, at: i64) {
-        assert!(
-            ledger::start_send(store.pool(), issue, number, "s", "signals.example.org", "n0nce", at).await.unwrap()
-        );
-        let claimed = ledger::claim(store.pool(), issue, "test", 1000, at).await.unwrap();
+        assert!(store.ledger().start_send(issue, number, "s", "signals.example.org", "n0nce", at).await.unwrap());
+        let claimed = store.ledger().claim(issue, "test", 1000, at).await.unwrap();
         let outcomes: Vec<_> = claimed.iter().map(|c| (c.subscriber_id, ledger::Outcome::Sent)).collect();
-        ledger::record(store.pool(), issue, &outcomes, at).await.unwrap();
+        store.ledger().record(issue, &outcomes, at).await.unwrap();
     }
 
     fn event<'a>(subscriber_id: i64, issue: &'a str, kind: EventKind, key: &'a str) -> BounceEvent<'a> {
@@ -527,7 +525,7 @@ mod tests {
                 store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(),
                 Effect::Unchanged(Status::Bounced)
             );
-            assert_eq!(ledger::counts(store.pool(), "2023-07-24").await.unwrap().bounced, 1);
+            assert_eq!(store.ledger().counts("2023-07-24").await.unwrap().bounced, 1);
             // b: a complaint.
             assert_eq!(
                 store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(),
@@ -583,7 +581,7 @@ mod tests {
                 "a refusal changes nothing of the reader's"
             );
             // Its delivery did not arrive: failed, which neither counts in the streak nor ends it as a success would.
-            let c = ledger::counts(store.pool(), "2023-07-10").await.unwrap();
+            let c = store.ledger().counts("2023-07-10").await.unwrap();
             assert_eq!((c.sent, c.failed), (0, 1));
             assert_eq!(
                 store.record_bounce(&event(a, "2023-07-17", EventKind::Temporary, "m3"), 2).await.unwrap(),
@@ -608,12 +606,8 @@ mod tests {
             let ids = add(&store, &["a@gmail.com", "b@gmail.com", "c@example.org"]).await;
             let t = now() - 1000;
             with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
-            assert!(
-                ledger::start_send(store.pool(), "2023-07-17", 1, "s", "signals.example.org", "n0nce", t)
-                    .await
-                    .unwrap()
-            );
-            ledger::claim(store.pool(), "2023-07-17", "test", 10, t).await.unwrap();
+            assert!(store.ledger().start_send("2023-07-17", 1, "s", "signals.example.org", "n0nce", t).await.unwrap());
+            store.ledger().claim("2023-07-17", "test", 10, t).await.unwrap();
             let refused = |id: i64, reason: Reason, scope: Scope, detail: &str| RefusedAtSending {
                 subscriber_id: id,
                 refusal: Refusal { reason, scope },

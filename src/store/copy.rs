@@ -127,7 +127,7 @@ pub type Copied = Vec<(&'static str, u64)>;
 
 /// Copies every table of `from` into `to`, in one transaction on the target: on any error the
 /// target is left as empty as it was. A SQLite source's send that stopped with accepted messages
-/// in its journal has them recorded first (`ledger::replay_journals`), so that the send resumes on
+/// in its journal has them recorded first (`Ledger::replay_journals`), so that the send resumes on
 /// the target without sending them again; the second value is how many.
 pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError> {
     let mut present = Vec::new();
@@ -145,7 +145,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError>
         )));
     }
     let recovered = match from.location() {
-        super::Database::Sqlite(database) => super::ledger::replay_journals(from.pool(), database).await?,
+        super::Database::Sqlite(database) => from.ledger().replay_journals(database).await?,
         super::Database::Postgres(_) => 0,
     };
     let mut copied = Vec::new();

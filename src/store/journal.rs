@@ -8,7 +8,7 @@
 //! SQLite's thread and a write of whole pages to its WAL; a line appended to this file costs one
 //! system call, and like a commit with `synchronous = NORMAL` it survives the death of the process
 //! (the kernel holds it), not a power cut. The next send of the issue reads what the file holds
-//! into the ledger before anything else (`ledger::requeue_in_flight` would otherwise send those
+//! into the ledger before anything else (`Ledger::requeue_in_flight` would otherwise send those
 //! messages again), and removes it.
 //!
 //! The file is `<database>.sent-<issue id>`, written by the one sender that holds the issue's

@@ -5,6 +5,10 @@
 //! share one database. Each statement is written once and runs on both (`with_pool!`); where the
 //! two dialects differ, `Backend` says how. Migrations (`subscribers/migrations/<backend>/`) are
 //! applied whenever the store is opened.
+//!
+//! One shape of API: the rest of Gazette calls methods of `Store`, or of the handles it returns for
+//! the delivery ledger (`Store::ledger`) and the publication record (`Store::publications`); the
+//! pool itself never leaves this module.
 
 /// Runs `$body` once per backend, with `$p` bound to that backend's pool: one text, type-checked
 /// and compiled for each. `with_pool!(store.pool(), p => sqlx::query("…").execute(p).await)`.
@@ -341,9 +345,16 @@ impl Store {
         Ok(())
     }
 
-    /// The connection pool, for the store's own modules.
-    pub fn pool(&self) -> &Pool {
+    /// The connection pool, for the store's own modules (private: everything else asks the
+    /// store, or the handles it returns, such as `ledger()`).
+    fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The SQLite pool, for tests that look at the file's tables directly.
+    #[cfg(test)]
+    pub fn sqlite(&self) -> &SqlitePool {
+        self.pool.sqlite()
     }
 
     /// A small named value the application keeps for itself (such as the scheduler's last round).

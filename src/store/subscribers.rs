@@ -255,19 +255,17 @@ pub enum Status {
     Complained,
 }
 
+text_enum!(Status {
+    Pending => "pending",
+    Active => "active",
+    Unsubscribed => "unsubscribed",
+    Bounced => "bounced",
+    Complained => "complained",
+});
+
 impl Status {
     pub const ALL: [Status; 5] =
         [Status::Pending, Status::Active, Status::Unsubscribed, Status::Bounced, Status::Complained];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Active => "active",
-            Status::Unsubscribed => "unsubscribed",
-            Status::Bounced => "bounced",
-            Status::Complained => "complained",
-        }
-    }
 
     /// Unsubscribed, bounced and complained addresses stay so: imports and repeated subscribes
     /// leave them alone; only an explicit reactivation changes them.
