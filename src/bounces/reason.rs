@@ -80,6 +80,15 @@ pub enum Scope {
     Sender,
 }
 
+/// A server's permanent refusal of one delivery at sending: why (`reason_of` on its reply), and
+/// whose problem the send takes it to be (the reason's own scope, narrowed by the step of the
+/// dialogue it came at: see `deliver::smtp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub scope: Scope,
+}
+
 impl Reason {
     /// Every reason, in the order of the enum.
     pub const ALL: [Reason; 25] = [

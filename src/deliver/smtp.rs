@@ -144,6 +144,9 @@ pub struct ServerFacts {
 /// message then (content filters, DKIM, queueing).
 pub const END_OF_DATA: u32 = 3;
 
+/// Why a message `transport::send_gated` held back was not sent.
+pub const GATE_CLOSED: &str = "not sent: the send stopped before this message could go out";
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
@@ -427,7 +430,7 @@ impl SmtpSession {
         }
         if !gate.await {
             self.broken = true;
-            return Attempt::Deferred(super::transport::GATE_CLOSED.into());
+            return Attempt::Deferred(GATE_CLOSED.into());
         }
         let t = self.timeout * END_OF_DATA;
         let sent = match std::str::from_utf8(message) {
@@ -657,7 +660,7 @@ mod tests {
         assert!(opened.load(std::sync::atomic::Ordering::SeqCst));
         // A closed one: the transaction is abandoned with the connection.
         let attempt = s.transmit_gated(&envelope(&from, "second@example.org"), body, std::future::ready(false)).await;
-        assert_eq!(attempt, Attempt::Deferred(super::super::transport::GATE_CLOSED.into()));
+        assert_eq!(attempt, Attempt::Deferred(super::GATE_CLOSED.into()));
         assert!(s.is_broken(), "a connection in the middle of DATA cannot be used again");
         drop(s);
         let accepted = server.await.unwrap();

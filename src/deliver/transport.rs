@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::StopFlag;
 use super::envelope::Envelope;
-use super::smtp::{Attempt, ConnectError, ServerSpec, SmtpSession};
+use super::smtp::{Attempt, ConnectError, GATE_CLOSED, ServerSpec, SmtpSession};
 use crate::bounces::Scope;
 use crate::store::bounces::Refusal;
 
@@ -129,9 +129,6 @@ pub trait Connection: Send + 'static {
     /// Says goodbye (SMTP QUIT), within a short deadline.
     fn close(self) -> impl Future<Output = ()> + Send;
 }
-
-/// Why a message `send_gated` held back was not sent.
-pub const GATE_CLOSED: &str = "not sent: the send stopped before this message could go out";
 
 /// Waits for a `send_gated` gate: an error (`GATE_CLOSED`) when it says no.
 async fn through(gate: impl Future<Output = bool>) -> Result<(), SendError> {

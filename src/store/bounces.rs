@@ -16,9 +16,11 @@
 //! starts with the reason's name: `userunknown: 550 5.1.1 ...`). Every report attributed to a
 //! subscriber is kept (`bounce_events`, or `refusals`); reading the same message twice records it once.
 
-use super::ledger::DeliveryState;
+use super::DeliveryState;
 use super::{Backend, Status, Store, StoreError, now};
-use crate::bounces::{Reason, Scope};
+pub use super::{reason_in, status_reason};
+pub use crate::bounces::reason::Refusal;
+use crate::bounces::reason::{Reason, Scope};
 
 /// What a report says about one subscriber: `bounce_events.kind`, or a refusal (kept in the
 /// `refusals` table instead).
@@ -83,15 +85,6 @@ pub enum Effect {
     Duplicate,
 }
 
-/// A server's permanent refusal of one delivery at sending: why (`reason_of` on its reply), and
-/// whose problem the send takes it to be (the reason's own scope, narrowed by the step of the
-/// dialogue it came at: see `deliver::smtp`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: Reason,
-    pub scope: Scope,
-}
-
 /// A refusal at sending of a mailbox's or the sender's (an address's is a bounce, which the
 /// ledger records), for `Store::record_refused_at_sending`.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,20 +110,6 @@ pub struct ProviderRefusals {
     /// The reason's name (`spamdetected`).
     pub reason: String,
     pub messages: i64,
-}
-
-/// `subscribers.status_reason` for a failure: the reason's name, then the server's words
-/// (`userunknown: 550 5.1.1 <x@y>: user unknown`); the words alone without a reason.
-pub fn status_reason(reason: Option<Reason>, words: &str) -> String {
-    match reason {
-        Some(r) => format!("{r}: {words}"),
-        None => words.to_string(),
-    }
-}
-
-/// The reason a `status_reason` starts with, if it names one (older rows and complaints do not).
-pub fn reason_in(status_reason: &str) -> Option<Reason> {
-    Reason::parse(status_reason.split_once(": ")?.0)
 }
 
 /// The provider a refusal is counted for: the domain of the refused address, in lower case.

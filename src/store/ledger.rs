@@ -12,26 +12,15 @@
 //! claim of a row whose subscriber is no longer active --> skipped
 //! ```
 
-use super::bounces::{Refusal, status_reason};
+use super::status_reason;
 use super::{Backend, Pool, Store};
 use crate::bounces::Reason;
+use crate::bounces::reason::Refusal;
 use crate::store::Status;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
 
-/// Where a delivery is (the `deliveries.state` column; the diagram above). Queries bind these
-/// rather than spelling the states out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    Pending,
-    Sending,
-    Sent,
-    Failed,
-    Bounced,
-    Skipped,
-}
-
-text_enum!(DeliveryState { Pending => "pending", Sending => "sending", Sent => "sent", Failed => "failed", Bounced => "bounced", Skipped => "skipped" });
+pub use super::DeliveryState;
 
 use DeliveryState::{Bounced, Failed, Pending, Sending, Sent, Skipped};
 

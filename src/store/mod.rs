@@ -54,6 +54,35 @@ macro_rules! text_enum {
     };
 }
 
+/// Where a delivery is (the `deliveries.state` column; the diagram in `ledger`). Queries bind
+/// these rather than spelling the states out. Here rather than in `ledger`, as the store's
+/// vocabulary: the bounce policy reads the ledger's states too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Bounced,
+    Skipped,
+}
+
+text_enum!(DeliveryState { Pending => "pending", Sending => "sending", Sent => "sent", Failed => "failed", Bounced => "bounced", Skipped => "skipped" });
+
+/// `subscribers.status_reason` for a failure: the reason's name, then the server's words
+/// (`userunknown: 550 5.1.1 <x@y>: user unknown`); the words alone without a reason.
+pub fn status_reason(reason: Option<crate::bounces::reason::Reason>, words: &str) -> String {
+    match reason {
+        Some(r) => format!("{r}: {words}"),
+        None => words.to_string(),
+    }
+}
+
+/// The reason a `status_reason` starts with, if it names one (older rows and complaints do not).
+pub fn reason_in(status_reason: &str) -> Option<crate::bounces::reason::Reason> {
+    crate::bounces::reason::Reason::parse(status_reason.split_once(": ")?.0)
+}
+
 pub mod bounces;
 mod confirmations;
 pub mod copy;
