@@ -225,11 +225,7 @@ pub fn main() -> ExitCode {
 
 /// The exit code an error ends Gazette with: the one attached where it was made, else 1.
 fn exit_code(e: &anyhow::Error) -> Exit {
-    error::attached(e).unwrap_or_else(|| {
-        // Until their construction sites attach a code themselves (issue 29), a `ConfigError` made
-        // outside `config` (in `deliver` and `bounces::mailbox`) means 2, as it always has.
-        if e.is::<ConfigError>() { Exit::Unusable } else { Exit::Failure }
-    })
+    error::attached(e).unwrap_or(Exit::Failure)
 }
 
 fn init_logging() {
@@ -426,10 +422,11 @@ mod tests {
     }
 
     #[test]
-    fn the_exit_code_is_attached_or_else_1_and_the_old_error_types_still_mean_2() {
+    fn the_exit_code_is_the_one_attached_or_else_1() {
         assert_eq!(exit_code(&anyhow::anyhow!("the send failed")), Exit::Failure);
         assert_eq!(exit_code(&ExitError::unusable("--week: no issue").into()), Exit::Unusable);
-        assert_eq!(exit_code(&ConfigError("[smtp] ca_file: cannot read".into()).into()), Exit::Unusable);
+        let config = ExitError::from(ConfigError("[smtp] ca_file: cannot read".into()));
+        assert_eq!(exit_code(&config.into()), Exit::Unusable);
         let usage = anyhow::Error::from(ExitError::unusable("--link: not a URL")).context("outer");
         assert_eq!(exit_code(&usage), Exit::Unusable);
     }

@@ -47,12 +47,6 @@ impl TokenKey {
         Ok(TokenKey(secret))
     }
 
-    /// `from_secret` with the error as text, for `StoreError::Secret(String)` until the store
-    /// takes `ShortSecret` (issue 29).
-    pub fn new(secret: impl Into<Vec<u8>>) -> Result<TokenKey, String> {
-        TokenKey::from_secret(secret).map_err(|e| e.to_string())
-    }
-
     fn mac(&self, subscriber_id: i64, purpose: Purpose) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         // Domain separation: a versioned prefix, the purpose, then the id, with separators that
@@ -241,7 +235,7 @@ mod tests {
             TokenKey::from_secret(b"short".to_vec()).unwrap_err().to_string(),
             "the secret is 5 bytes long; use at least 16 random characters (for example `openssl rand -hex 32`)"
         );
-        assert_eq!(TokenKey::new(b"short".to_vec()).unwrap_err(), ShortSecret { length: 5 }.to_string());
+        assert_eq!(TokenKey::from_secret(b"short".to_vec()).unwrap_err(), ShortSecret { length: 5 });
         assert_eq!(format!("{:?}", key("a secret of sufficient length")), "TokenKey(..)");
     }
 }

@@ -12,7 +12,7 @@ const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 const BOUNCE_ADDRESS: &str = "bounce_address = \"bounces@signals.example.org\"\n";
 
 fn key() -> gazette::token::TokenKey {
-    gazette::token::TokenKey::new(SECRET.as_bytes().to_vec()).unwrap()
+    gazette::token::TokenKey::from_secret(SECRET.as_bytes().to_vec()).unwrap()
 }
 
 /// The subscribers' ids by address, from `subscribers list --format json`.

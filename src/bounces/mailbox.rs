@@ -16,8 +16,9 @@ use tokio_rustls::rustls;
 
 use super::unreadable;
 use super::{Kind, Processed, process_report};
-use crate::config::{Auth, BounceMailbox, Config, ConfigError};
+use crate::config::{Auth, BounceMailbox, Config};
 use crate::deliver::smtp::{Secret, certificate_refusal};
+use crate::error::ExitError;
 use crate::store::Store;
 
 /// A logged-in IMAP session over TLS.
@@ -257,7 +258,7 @@ async fn log_in(config: &Config, host: &str, port: u16, user: &str, whom: &str) 
     let secret = match &config.bounces.password_command {
         Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
         None => Secret::Variable { name: PASSWORD_VAR, value: std::env::var(PASSWORD_VAR).map_err(|_| {
-            ConfigError(format!(
+            ExitError::unusable(format!(
                 "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
             ))
         })? },
@@ -278,7 +279,7 @@ async fn log_in(config: &Config, host: &str, port: u16, user: &str, whom: &str) 
     };
     login
         .map_err(|(e, _)| {
-            ConfigError(format!(
+            ExitError::unusable(format!(
                 "{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth"
             ))
         })
@@ -341,11 +342,13 @@ async fn connect_tls(
     }
     if let Some(path) = &config.bounces.ca_file {
         let pem = std::fs::read(path)
-            .map_err(|e| ConfigError(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
+            .map_err(|e| ExitError::unusable(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
         let certs: Vec<CertificateDer> =
             CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap_or_default();
         if certs.is_empty() {
-            return Err(ConfigError(format!("[bounces] ca_file: {} holds no PEM certificate", path.display())).into());
+            return Err(
+                ExitError::unusable(format!("[bounces] ca_file: {} holds no PEM certificate", path.display())).into()
+            );
         }
         roots.add_parsable_certificates(certs);
     }
@@ -356,7 +359,7 @@ async fn connect_tls(
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::try_from(host.to_string())
-        .map_err(|e| ConfigError(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
+        .map_err(|e| ExitError::unusable(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
     let tcp = tokio::time::timeout(IMAP_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
         .await
         .map_err(|_| {
@@ -372,7 +375,7 @@ async fn connect_tls(
         let text = e.to_string();
         // rustls's refusal of the certificate, inside the handshake's I/O error.
         if certificate_refusal(&e).is_some() {
-            ConfigError(format!(
+            ExitError::unusable(format!(
                 "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
                  name its certificate in [bounces] ca_file; verification is never turned off"
             ))

@@ -36,7 +36,7 @@ impl Transport {
                         let secret = match &config.smtp.password_command {
                             Some(command) => smtp::Secret::Command { key: "[smtp] password_command", command: command.clone() },
                             None => smtp::Secret::Variable { name: "GAZETTE_SMTP_PASSWORD", value: std::env::var("GAZETTE_SMTP_PASSWORD").map_err(|_| {
-                                crate::config::ConfigError(format!(
+                                crate::error::ExitError::unusable(format!(
                                     "[smtp] username is `{user}` but GAZETTE_SMTP_PASSWORD is not set; export the password in that \
                                      variable, or set [smtp] password_command"
                                 ))
@@ -49,9 +49,12 @@ impl Transport {
                 let ca_file = match &config.smtp.ca_file {
                     Some(path) => {
                         let pem = std::fs::read(path).map_err(|e| {
-                            crate::config::ConfigError(format!("[smtp] ca_file: cannot read {}: {e}", path.display()))
+                            crate::error::ExitError::unusable(format!(
+                                "[smtp] ca_file: cannot read {}: {e}",
+                                path.display()
+                            ))
                         })?;
-                        smtp::ca_certificate(path, &pem).map_err(crate::config::ConfigError)?;
+                        smtp::ca_certificate(path, &pem).map_err(crate::error::ExitError::unusable)?;
                         Some((path.clone(), pem))
                     }
                     None => None,
@@ -161,7 +164,7 @@ pub async fn send_test(
         match transmit(&mut connection, &message, &message_id, None, &StopFlag::default(), std::future::ready(true))
             .await
         {
-            Err(e) if e.is_configuration() => return Err(crate::config::ConfigError(e.to_string()).into()),
+            Err(e) if e.is_configuration() => return Err(crate::error::ExitError::unusable(e.to_string()).into()),
             Err(e) if e.stops_the_send() => anyhow::bail!("{e}"),
             result => results.push((mailbox.to_string(), result.map_err(|e| e.to_string()))),
         }

@@ -588,7 +588,7 @@ impl<'a> SendRun<'a> {
         if let Some(why) = self.fatal {
             if why.is_configuration() {
                 // The fix is in publish.toml or the secret: exit 2, like any configuration error.
-                return Err(crate::config::ConfigError(format!(
+                return Err(crate::error::ExitError::unusable(format!(
                     "{why}\nthe send of issue {issue_id} stopped: {} sent so far, {} still pending; fix that, then run `gazette send --week {issue_id}`",
                     counts.sent, counts.pending
                 ))

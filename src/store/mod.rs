@@ -240,8 +240,10 @@ pub enum StoreError {
     Migrate { path: Box<Database>, cause: sqlx::migrate::MigrateError },
     #[error("subscriber database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("{SECRET_VAR}: is not valid UTF-8")]
+    SecretNotText,
     #[error("{SECRET_VAR}: {0}")]
-    Secret(String),
+    Secret(crate::token::ShortSecret),
     #[error("subscriber database: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -440,8 +442,8 @@ impl Store {
     async fn token_key_from(&self, secret: Option<std::ffi::OsString>) -> Result<TokenKey, StoreError> {
         match secret {
             Some(v) => {
-                let v = v.into_string().map_err(|_| StoreError::Secret("is not valid UTF-8".into()))?;
-                TokenKey::new(v.into_bytes()).map_err(StoreError::Secret)
+                let v = v.into_string().map_err(|_| StoreError::SecretNotText)?;
+                TokenKey::from_secret(v.into_bytes()).map_err(StoreError::Secret)
             }
             None => self.stored_token_key().await,
         }
@@ -459,7 +461,7 @@ impl Store {
         });
         let bytes = hex::decode(&stored)
             .map_err(|_| StoreError::Corrupt("the stored token secret (settings.token_secret) is not hex".into()))?;
-        TokenKey::new(bytes).map_err(|e| StoreError::Corrupt(format!("the stored token secret: {e}")))
+        TokenKey::from_secret(bytes).map_err(|e| StoreError::Corrupt(format!("the stored token secret: {e}")))
     }
 }
 
@@ -642,7 +644,7 @@ mod tests {
         assert_eq!(verify_token(&other.token_key_from(None).await.unwrap(), &t, Purpose::Confirm), None);
         // GAZETTE_SECRET wins over the stored secret, and must be long enough.
         let env = reopened.token_key_from(Some("an operator-chosen secret".into())).await.unwrap();
-        assert_eq!(env, TokenKey::new(b"an operator-chosen secret".to_vec()).unwrap());
+        assert_eq!(env, TokenKey::from_secret(b"an operator-chosen secret".to_vec()).unwrap());
         assert_eq!(verify_token(&env, &t, Purpose::Confirm), None);
         let err = reopened.token_key_from(Some("short".into())).await.unwrap_err().to_string();
         assert!(err.starts_with("GAZETTE_SECRET: the secret is 5 bytes long"), "{err}");
