@@ -373,7 +373,7 @@ pub fn parse_now(s: &str) -> Result<DateTime<FixedOffset>, ParseNowError> {
 }
 
 /// Parses `--week` values for clap.
-pub fn parse_week(s: &str) -> Result<WeekSpec, String> {
+pub fn parse_week(s: &str) -> Result<WeekSpec, crate::issue::ParseWeekError> {
     s.parse()
 }
 

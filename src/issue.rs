@@ -65,8 +65,13 @@ fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WeekSpec(pub NaiveDate);
 
+/// A `--week` that names no week.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a week; give a date inside it (2023-07-23) or an ISO week (2023-W29)")]
+pub struct ParseWeekError(String);
+
 impl std::str::FromStr for WeekSpec {
-    type Err = String;
+    type Err = ParseWeekError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
@@ -80,7 +85,7 @@ impl std::str::FromStr for WeekSpec {
                 return Ok(WeekSpec(d));
             }
         }
-        Err(format!("`{s}` is not a week; give a date inside it (2023-07-23) or an ISO week (2023-W29)"))
+        Err(ParseWeekError(s.to_string()))
     }
 }
 
