@@ -610,7 +610,10 @@ fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -
         }
         let start = rule.week_start(week);
         let message = if start != week {
-            format!("issues are named after the first day of their week: rename this note {start}.md")
+            format!(
+                "issues are named after the first day of their week: rename this note {}.md",
+                IssueId::from_week_start(start)
+            )
         } else {
             format!(
                 "the week of {} has no digests, so there is no issue to show this note with",

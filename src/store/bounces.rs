@@ -688,6 +688,9 @@ mod tests {
             let forged = format!("{}{b_random}", prefix(0));
             assert_eq!(store.delivery_by_message_id(&forged).await.unwrap(), None);
             assert_eq!(store.delivery_by_message_id("<CAF=x@mail.gmail.com>").await.unwrap(), None);
+            // An issue part that is not an issue's id is not ours.
+            assert_eq!(store.delivery_by_message_id(&id.replacen("2023-07-17", "2023-7-17", 1)).await.unwrap(), None);
+            assert_eq!(store.delivery_by_message_id("<a b.1.n0nce@signals.example.org>").await.unwrap(), None);
             assert_eq!(store.latest_delivery(ids[0]).await.unwrap(), Some(week("2023-07-17")));
         }
     }
