@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{self, CatalogEntry, Digest, FileResult, Listed, ParseError};
 use crate::fingerprint::{self, Fingerprint};
 use crate::issue::WeekRule;
+use crate::issue_id::IssueId;
 
 /// Bumped whenever what is stored changes shape or meaning.
 const FORMAT: u32 = 4;
@@ -771,7 +772,7 @@ impl WeekHashes {
     /// `issue`'s content hash as recorded, when its files (each settled before the record was
     /// written) and its note are as they were.
     pub fn get<D: Listed>(&self, issue: &crate::issue::Issue<D>) -> Option<String> {
-        let (fingerprint, hash) = self.old.get(&issue.id)?;
+        let (fingerprint, hash) = self.old.get(issue.id.as_str())?;
         let (now, settled) = self.fingerprint(issue)?;
         (settled && now == *fingerprint).then(|| hash.clone())
     }
@@ -779,17 +780,17 @@ impl WeekHashes {
     /// Records `hash` as `issue`'s content hash, read from its files as they are listed.
     pub fn record<D: Listed>(&mut self, issue: &crate::issue::Issue<D>, hash: &str) {
         if let Some((fingerprint, _)) = self.fingerprint(issue) {
-            self.new.insert(issue.id.clone(), (fingerprint, hash.to_string()));
+            self.new.insert(issue.id.to_string(), (fingerprint, hash.to_string()));
         }
     }
 
     /// Writes the record: the hashes recorded, and those of `ids` as they were (issues whose hash
     /// was still current). Failing to is only logged.
-    pub fn save<'a>(&self, ids: impl Iterator<Item = &'a str>) {
+    pub fn save<'a>(&self, ids: impl Iterator<Item = &'a IssueId>) {
         let recorded = !self.new.is_empty();
         let mut weeks = self.new.clone();
         for id in ids {
-            if let Some(old) = self.old.get(id) {
+            if let Some(old) = self.old.get(id.as_str()) {
                 weeks.entry(id.to_string()).or_insert_with(|| old.clone());
             }
         }

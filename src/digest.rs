@@ -9,6 +9,8 @@ use chrono::NaiveDate;
 use pulldown_cmark::{Event, Parser};
 use serde::Serialize;
 
+use crate::issue_id::IssueId;
+
 /// One article digest, as read from its file. Text is kept as written: nothing here is HTML.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Digest {
@@ -142,7 +144,7 @@ pub struct Closest {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClosestTarget {
     pub digest_id: String,
-    pub issue_id: String,
+    pub issue_id: IssueId,
 }
 
 /// A problem in one digest file, at one line (1-based; 0 when it concerns the whole file).

@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::digest::{CatalogEntry, ClosestTarget, Digest, Listed};
+use crate::issue_id::IssueId;
 
 /// How days are cut into weeks: the configured first day of the week and time zone.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +95,7 @@ impl std::str::FromStr for WeekSpec {
 #[derive(Debug, Clone, Serialize)]
 pub struct Issue<D = Digest> {
     /// The first day of the week, `2023-07-17`: stable, and the name of its archive folder.
-    pub id: String,
+    pub id: IssueId,
     pub number: u32,
     pub start: NaiveDate,
     /// The last day of the week (inclusive).
@@ -243,7 +244,7 @@ impl<D: Listed> fmt::Display for Issue<D> {
 }
 
 /// Issue numbers that readers have already seen, by issue id. They never change once given.
-pub type PinnedNumbers = BTreeMap<String, u32>;
+pub type PinnedNumbers = BTreeMap<IssueId, u32>;
 
 /// Groups digests into weekly issues, oldest first, numbers them (`number_issues`) and resolves
 /// closest links across all of them.
@@ -278,7 +279,7 @@ impl<D> Issue<D> {
         let end = start + Duration::days(6);
         Issue {
             label: week_label(start, end),
-            id: start.format("%Y-%m-%d").to_string(),
+            id: IssueId::from_week_start(start),
             number: 0,
             start,
             end,
@@ -328,7 +329,7 @@ pub fn resolve_closest(issues: &mut [Issue], linkable: impl Fn(&Issue) -> bool) 
 pub struct Homes {
     /// By digest id, the place in `issue_ids` of its issue.
     home: foldhash::HashMap<Box<str>, u32>,
-    issue_ids: Vec<String>,
+    issue_ids: Vec<IssueId>,
     /// The lengths of the ids, each once: a reference is matched by its prefixes of these lengths.
     id_lengths: Vec<usize>,
 }
@@ -362,18 +363,18 @@ impl Homes {
     pub fn resolve_digest(&self, d: &mut Digest) {
         for c in &mut d.closest {
             c.target = self.target(&c.reference).map(|(digest_id, issue_id)| {
-                Box::new(ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.into() })
+                Box::new(ClosestTarget { digest_id: digest_id.into(), issue_id: issue_id.clone() })
             });
         }
     }
 
     /// Where a closest `reference` leads: the id of the digest it names and the id of that
     /// digest's issue, when it names a linkable one.
-    pub fn target<'a>(&'a self, reference: &'a str) -> Option<(&'a str, &'a str)> {
+    pub fn target<'a>(&'a self, reference: &'a str) -> Option<(&'a str, &'a IssueId)> {
         self.id_lengths
             .iter()
             .filter_map(|&n| reference.get(..n))
-            .find_map(|prefix| self.home.get(prefix).map(|&place| (prefix, self.issue_ids[place as usize].as_str())))
+            .find_map(|prefix| self.home.get(prefix).map(|&place| (prefix, &self.issue_ids[place as usize])))
     }
 }
 
@@ -447,7 +448,7 @@ mod tests {
             .iter()
             .map(|i| {
                 (
-                    i.id.clone(),
+                    i.id.to_string(),
                     i.number,
                     i.days.iter().map(|d| d.digests.iter().map(|x| x.file_name.as_str()).collect()).collect(),
                 )
@@ -499,7 +500,7 @@ mod tests {
         let c = &issues[0].days[0].digests[0].closest;
         assert_eq!(
             c[0].target.as_deref(),
-            Some(&ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".into() })
+            Some(&ClosestTarget { digest_id: "bbbb000011112222".into(), issue_id: "2023-07-17".parse().unwrap() })
         );
         assert_eq!(c[1].target, None);
         assert_eq!(c[1].title, "Elsewhere");
@@ -518,10 +519,19 @@ mod tests {
             &PinnedNumbers::new(),
         );
         let homes = Homes::of(&issues, |i| i.id != "2023-07-10");
-        assert_eq!(homes.target("aaaa000011112222ffff"), Some(("aaaa000011112222", "2023-07-03")));
+        assert_eq!(
+            homes.target("aaaa000011112222ffff").map(|(d, i)| (d, i.as_str())),
+            Some(("aaaa000011112222", "2023-07-03"))
+        );
         assert_eq!(homes.target("bbbb000011112222ffff"), None, "a digest of an issue left out leads nowhere");
-        assert_eq!(homes.target("cccc000011112222ffff"), Some(("cccc000011112222", "2023-07-17")));
-        assert_eq!(homes.target("dddd000011112222"), Some(("dddd000011112222", "2023-07-17")));
+        assert_eq!(
+            homes.target("cccc000011112222ffff").map(|(d, i)| (d, i.as_str())),
+            Some(("cccc000011112222", "2023-07-17"))
+        );
+        assert_eq!(
+            homes.target("dddd000011112222").map(|(d, i)| (d, i.as_str())),
+            Some(("dddd000011112222", "2023-07-17"))
+        );
         assert_eq!(homes.target("dddd00001111"), None, "shorter than any id");
     }
 

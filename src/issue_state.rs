@@ -59,7 +59,7 @@ impl State {
 /// One issue, as `gazette issues` lists it.
 #[derive(Debug, Clone)]
 pub struct Row {
-    pub id: String,
+    pub id: IssueId,
     pub number: u32,
     pub label: String,
     /// The title of its first digest (`None` when its digests are gone from the folder).
@@ -70,19 +70,18 @@ pub struct Row {
 
 /// Every issue, oldest week first: each week with digests, and each published one whose digests
 /// are gone since. `sends` is `ledger::send_progress`.
-pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Row> {
+pub fn rows(project: &Project, sends: &BTreeMap<IssueId, SendProgress>) -> Vec<Row> {
     let config = &project.config;
     let (cron, rule, now) = (&config.schedule.cron, project.rule(), project.now());
     let time = |t: i64| DateTime::from_timestamp(t, 0);
     let mut rows: Vec<Row> = Vec::new();
-    let week_of = |id: &str| id.parse::<IssueId>().ok().map(|id| id.week_start());
-    let mut ids: Vec<&str> = project.issues().iter().map(|i| i.id.as_str()).collect();
-    ids.extend(project.record().0.keys().map(String::as_str).filter(|id| project.issue(id).is_none()));
+    let mut ids: Vec<&IssueId> = project.issues().iter().map(|i| &i.id).collect();
+    ids.extend(project.record().0.keys().filter(|id| project.issue(id).is_none()));
     ids.sort_unstable();
     for id in ids {
         let issue = project.issue(id);
         let publication = project.publication(id);
-        let Some(week) = issue.map(|i| i.start).or_else(|| week_of(id)) else { continue };
+        let week = issue.map_or_else(|| id.week_start(), |i| i.start);
         let due_at = schedule::due_at(cron, &rule, week);
         let published = publication.is_some() || issue.is_some_and(|i| project.is_published(i));
         let state = if let Some(s) = sends.get(id) {
@@ -126,7 +125,7 @@ pub fn rows(project: &Project, sends: &BTreeMap<String, SendProgress>) -> Vec<Ro
         let label =
             issue.map(|i| i.label.clone()).unwrap_or_else(|| issue::week_label(week, week + chrono::Duration::days(6)));
         rows.push(Row {
-            id: id.to_string(),
+            id: id.clone(),
             number: publication.map(|p| p.number).or(issue.map(|i| i.number)).unwrap_or(0),
             label,
             title: issue.and_then(|i| i.digests().next()).map(|d| d.title.clone()),

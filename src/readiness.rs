@@ -143,8 +143,9 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
         Ok(published) => published,
         Err(e) => return r.add(Severity::Content, format!("{e:#}")),
     };
-    let newest = published.last().map(|i| i.id.clone()).unwrap_or_default();
-    if let Err(e) = render::render_site(config, templates, &published, Some(&newest)) {
+    // The newest page only (none without a published issue): the others render alike.
+    let newest = published.last().map(|i| i.id.clone());
+    if let Err(e) = render::render_site(config, templates, &published, newest.as_ref()) {
         r.add(Severity::Config, e.to_string());
     }
     if let Err(e) = crate::server::check_pages(config, templates) {

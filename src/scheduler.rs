@@ -15,6 +15,7 @@ use crate::build_cache::CacheUse;
 use crate::config::{BounceMailbox, Config};
 use crate::deliver::{self, SendPlan, StopFlag, Transport};
 use crate::issue::CatalogIssue;
+use crate::issue_id::IssueId;
 use crate::project::{BuildPlan, Project, Publish, Site};
 use crate::schedule::{self, Decision};
 use crate::store::Store;
@@ -131,7 +132,7 @@ pub async fn round(
     }
 
     let decisions = decisions(config, &project, store, now).await?;
-    let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
+    let skipped = |id: &IssueId| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
     if decisions.is_empty() {
         tracing::info!("nothing is due at {now}");
     }
@@ -183,7 +184,7 @@ async fn decisions(
         .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
         .map(|t| t.with_timezone(&Utc));
     let started = store.ledger().started_sends().await?;
-    let skipped = |id: &str| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
+    let skipped = |id: &IssueId| project.publication(id).is_some_and(|p| p.skipped_at.is_some());
     // A skipped issue is done with, as a sent one is: the editor said so (`gazette skip`).
     Ok(schedule::decide(
         &config.schedule.cron,
@@ -192,7 +193,7 @@ async fn decisions(
         last_round,
         config.schedule.max_lateness,
         |week| {
-            let id = week.format("%Y-%m-%d").to_string();
+            let id = IssueId::from_week_start(week);
             started.contains(&id) || skipped(&id)
         },
     ))

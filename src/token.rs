@@ -6,6 +6,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use crate::issue_id::IssueId;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The length of the MAC in bytes (the full SHA-256 output), hex-encoded in the token.
@@ -59,10 +61,10 @@ impl TokenKey {
     }
 
     /// The MAC of a bounce token: the subscriber, then the issue.
-    fn bounce_mac(&self, subscriber_id: i64, issue_id: &str) -> HmacSha256 {
+    fn bounce_mac(&self, subscriber_id: i64, issue_id: &IssueId) -> HmacSha256 {
         let mut mac = self.mac(subscriber_id, Purpose::Bounce);
         mac.update(b"\0");
-        mac.update(issue_id.as_bytes());
+        mac.update(issue_id.as_str().as_bytes());
         mac
     }
 }
@@ -111,24 +113,26 @@ const BOUNCE_MAC_LEN: usize = 10;
 /// The token of a VERP envelope sender (`bounces+<token>@domain`): `<subscriber>.<issue>.<MAC>`,
 /// lower-case letters, digits, dots and hyphens only, so that it survives any mail server's
 /// handling of the local part. `issue_id` is an issue's id such as `2023-07-17`.
-pub fn bounce_token(key: &TokenKey, subscriber_id: i64, issue_id: &str) -> String {
+pub fn bounce_token(key: &TokenKey, subscriber_id: i64, issue_id: &IssueId) -> String {
     let tag = key.bounce_mac(subscriber_id, issue_id).finalize().into_bytes();
     format!("{subscriber_id}.{issue_id}.{}", hex::encode(&tag[..BOUNCE_MAC_LEN]))
 }
 
 /// The (subscriber, issue) a bounce token names, if `key` made it. Case is ignored: a few mail
-/// servers change the case of the local part they return mail to.
-pub fn verify_bounce_token(key: &TokenKey, token: &str) -> Option<(i64, String)> {
+/// servers change the case of the local part they return mail to. A token whose issue part is not
+/// an issue's id is not one of ours.
+pub fn verify_bounce_token(key: &TokenKey, token: &str) -> Option<(i64, IssueId)> {
     let token = token.to_ascii_lowercase();
     let (id_text, rest) = token.split_once('.')?;
     let (issue_id, tag_hex) = rest.rsplit_once('.')?;
     let id: i64 = id_text.parse().ok()?;
-    if id.to_string() != id_text || tag_hex.len() != BOUNCE_MAC_LEN * 2 || issue_id.is_empty() {
+    if id.to_string() != id_text || tag_hex.len() != BOUNCE_MAC_LEN * 2 {
         return None;
     }
+    let issue_id: IssueId = issue_id.parse().ok()?;
     let tag = hex::decode(tag_hex).ok()?;
-    key.bounce_mac(id, issue_id).verify_truncated_left(&tag).ok()?;
-    Some((id, issue_id.to_string()))
+    key.bounce_mac(id, &issue_id).verify_truncated_left(&tag).ok()?;
+    Some((id, issue_id))
 }
 
 #[cfg(test)]
@@ -205,15 +209,12 @@ mod tests {
     #[test]
     fn bounce_tokens_name_the_subscriber_and_the_issue_and_fit_an_address() {
         let k = key("a secret of sufficient length");
-        let t = bounce_token(&k, 4711, "2023-07-17");
-        assert_eq!(verify_bounce_token(&k, &t), Some((4711, "2023-07-17".to_string())));
-        assert_eq!(
-            verify_bounce_token(&k, &t.to_ascii_uppercase()),
-            Some((4711, "2023-07-17".to_string())),
-            "case is ignored"
-        );
+        let week: IssueId = "2023-07-17".parse().unwrap();
+        let t = bounce_token(&k, 4711, &week);
+        assert_eq!(verify_bounce_token(&k, &t), Some((4711, week.clone())));
+        assert_eq!(verify_bounce_token(&k, &t.to_ascii_uppercase()), Some((4711, week.clone())), "case is ignored");
         assert!(t.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'-'), "{t}");
-        assert!(format!("bounces+{}", bounce_token(&k, 9_999_999, "2023-07-17")).len() <= 64);
+        assert!(format!("bounces+{}", bounce_token(&k, 9_999_999, &week)).len() <= 64);
         // Another issue, subscriber or key; the unsubscribe MAC; a cut or flipped tag: refused.
         let (_, tag) = t.rsplit_once('.').unwrap();
         assert_eq!(verify_bounce_token(&k, &format!("4711.2023-07-24.{tag}")), None);
@@ -227,6 +228,9 @@ mod tests {
         assert_eq!(verify_bounce_token(&k, &flipped), None);
         assert_eq!(verify_bounce_token(&k, "4711.2023-07-17"), None);
         assert_eq!(verify_bounce_token(&k, ""), None);
+        // An issue part that is not an issue's id is not ours.
+        assert_eq!(verify_bounce_token(&k, &format!("4711.2023-7-17.{tag}")), None);
+        assert_eq!(verify_bounce_token(&k, &format!("4711..{tag}")), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! All of them hang off `[site] base_url`, which never ends with a slash.
 
 use crate::config::Site;
+use crate::issue_id::IssueId;
 
 /// The archive's front page, and the name of each folder's page (`issues/<id>/index.html`).
 pub const INDEX: &str = "index.html";
@@ -25,17 +26,17 @@ pub fn home(site: &Site) -> String {
 }
 
 /// An issue's page.
-pub fn issue(site: &Site, issue_id: &str) -> String {
+pub fn issue(site: &Site, issue_id: &IssueId) -> String {
     format!("{}/issues/{issue_id}/", site.base_url)
 }
 
 /// Where an issue's page is written, relative to the output folder.
-pub fn issue_file(issue_id: &str) -> String {
+pub fn issue_file(issue_id: &IssueId) -> String {
     format!("{ISSUES_DIR}/{issue_id}/{INDEX}")
 }
 
 /// A digest's card on its issue's page (the anchor `d-<digest id>`).
-pub fn digest(site: &Site, issue_id: &str, digest_id: &str) -> String {
+pub fn digest(site: &Site, issue_id: &IssueId, digest_id: &str) -> String {
     format!("{}/issues/{issue_id}/#d-{digest_id}", site.base_url)
 }
 
@@ -73,6 +74,6 @@ pub fn unsubscribe(site: &Site, token: &str) -> String {
 pub const PREVIEW_TOKEN: &str = "0.0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Where a preview of an issue's email is written, relative to the drafts folder.
-pub fn preview_file(issue_id: &str, extension: &str) -> String {
+pub fn preview_file(issue_id: &IssueId, extension: &str) -> String {
     format!("preview/{issue_id}.{extension}")
 }

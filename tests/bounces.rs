@@ -45,7 +45,7 @@ fn each_delivery_goes_out_from_its_own_verp_address_asking_for_failure_notices_o
             .strip_prefix("bounces+")
             .and_then(|t| t.strip_suffix("@signals.example.org"))
             .unwrap_or_else(|| panic!("{mail}"));
-        assert_eq!(gazette::token::verify_bounce_token(&key(), token), Some((id, ISSUE.to_string())), "{mail}");
+        assert_eq!(gazette::token::verify_bounce_token(&key(), token), Some((id, ISSUE.parse().unwrap())), "{mail}");
         assert!(sender.split('@').next().unwrap().len() <= 64, "RFC 5321 local part: {sender}");
         let params: Vec<&str> = words.collect();
         assert!(params.contains(&"RET=HDRS"), "{mail}");

@@ -334,7 +334,7 @@ fn tokens_never_panic_and_no_altered_one_verifies() {
     for id in [1, 7, 1234, i64::MAX] {
         seeds.push(Seed::new("unsubscribe", sign_token(&key, id, Purpose::Unsubscribe).into_bytes()));
         seeds.push(Seed::new("confirm", sign_token(&key, id, Purpose::Confirm).into_bytes()));
-        seeds.push(Seed::new("bounce", bounce_token(&key, id, "2023-07-17").into_bytes()));
+        seeds.push(Seed::new("bounce", bounce_token(&key, id, &"2023-07-17".parse().unwrap()).into_bytes()));
     }
     let outcomes = run_cases("tokens", &seeds, |input, case| {
         // A token arrives as text: a URL's path segment or an address's local part.

@@ -16,6 +16,7 @@ pub use classify::{Failure, Kind, Report, classify};
 pub use reason::{Reason, Scope, reason_of};
 
 use crate::config::Config;
+use crate::issue_id::IssueId;
 use crate::store::bounces::{BounceEvent, Effect, EventKind};
 use crate::store::{Store, StoreError, SubscriberEmail, TokenKey, verify_bounce_token};
 
@@ -45,7 +46,7 @@ impl std::fmt::Display for By {
 pub struct Target {
     pub subscriber_id: i64,
     pub email: String,
-    pub issue_id: Option<String>,
+    pub issue_id: Option<IssueId>,
     pub by: By,
     pub kind: EventKind,
     /// Why it failed (`None` for a complaint); its scope chose `kind`.
@@ -132,7 +133,7 @@ pub async fn process_report(
         } else {
             let event = BounceEvent {
                 subscriber_id: target.subscriber_id,
-                issue_id: target.issue_id.as_deref(),
+                issue_id: target.issue_id.as_ref(),
                 kind: target.kind,
                 code: target.code,
                 address: &target.address,
@@ -153,7 +154,7 @@ pub async fn attribute(store: &Store, key: &TokenKey, report: &Report) -> Result
     if report.kind == Kind::Ignored {
         return Ok(Vec::new());
     }
-    let mut delivery: Option<(i64, String, By)> = None;
+    let mut delivery: Option<(i64, IssueId, By)> = None;
     for token in &report.verp_tokens {
         if let Some((id, issue)) = verify_bounce_token(key, token) {
             delivery = Some((id, issue, By::Verp));
@@ -278,7 +279,7 @@ pub fn describe(p: &Processed) -> String {
         .targets
         .iter()
         .map(|(t, effect)| {
-            let issue = t.issue_id.as_deref().map(|i| format!(", issue {i}")).unwrap_or_default();
+            let issue = t.issue_id.as_ref().map(|i| format!(", issue {i}")).unwrap_or_default();
             let result = match effect {
                 None => "dry run: nothing changed".to_string(),
                 Some(Effect::Became(s)) => format!("now {s}"),

@@ -9,6 +9,7 @@ use crate::build_cache::CacheUse;
 use crate::config::Config;
 use crate::error::ExitError;
 use crate::issue::{self, WeekSpec};
+use crate::issue_id::IssueId;
 use crate::issue_state::{self, State};
 use crate::project::{BuildPlan, Project, Site};
 use crate::store::Store;
@@ -97,9 +98,9 @@ fn shorten(text: &str, width: usize) -> String {
 }
 
 /// The id of the week `spec` names: the first day of its week (it may have no digests any more).
-fn week_id(project: &Project, spec: WeekSpec) -> (String, String) {
+fn week_id(project: &Project, spec: WeekSpec) -> (IssueId, String) {
     let start = project.rule().week_start(spec.0);
-    (start.format("%Y-%m-%d").to_string(), issue::week_label(start, start + chrono::Duration::days(6)))
+    (IssueId::from_week_start(start), issue::week_label(start, start + chrono::Duration::days(6)))
 }
 
 pub fn unpublish(config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {

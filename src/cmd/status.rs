@@ -80,7 +80,7 @@ async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: Da
     };
     let start = project.rule().week_start(week.map(|w| w.0).unwrap_or_else(|| project.rule().last_complete_week(now)));
     let id = IssueId::from_week_start(start);
-    match store.ledger().send_record(id.as_str()).await? {
+    match store.ledger().send_record(&id).await? {
         Some(r) => {
             Ok(About { id, number: r.number, label: issue::week_label(start, start + chrono::Duration::days(6)) })
         }
@@ -89,7 +89,7 @@ async fn about(store: &Store, project: &Project, week: Option<WeekSpec>, now: Da
 }
 
 async fn read_report(store: &Store, id: &IssueId) -> anyhow::Result<Report> {
-    let (ledger, id) = (store.ledger(), id.as_str());
+    let ledger = store.ledger();
     Ok(Report {
         record: ledger.send_record(id).await?,
         counts: ledger.counts(id).await?,
@@ -151,7 +151,7 @@ fn as_json(issue: &About, report: &Report) -> serde_json::Value {
 fn say_report(project: &Project, issue: &About, report: &Report) {
     say!("issue #{} ({}), week {}", issue.number, issue.label, issue.id);
     let Some(r) = &report.record else {
-        let held = project.issue(issue.id.as_str()).map(|i| project.held_back_by(i)).unwrap_or_default();
+        let held = project.issue(&issue.id).map(|i| project.held_back_by(i)).unwrap_or_default();
         if held.is_empty() {
             say!("not sent yet; `gazette send --week {}` sends it", issue.id);
         } else {

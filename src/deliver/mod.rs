@@ -12,6 +12,7 @@ use anyhow::Context;
 use lettre::message::Mailbox;
 
 use crate::config::{Config, SmtpTarget};
+use crate::issue_id::IssueId;
 use crate::store::ledger;
 use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
 pub use envelope::Envelope;
@@ -120,7 +121,7 @@ pub fn unsubscribe_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> S
 /// Where the failure notices of one issue's delivery go, with `[email] bounce_address` set:
 /// `bounces+<token>@domain` (VERP), the token naming the issue and the subscriber, and the DSN
 /// envelope id `<issue>.<subscriber>`. `None` without it: the From address, as it is.
-pub fn return_path(config: &Config, key: &TokenKey, issue_id: &str, subscriber_id: i64) -> Option<ReturnPath> {
+pub fn return_path(config: &Config, key: &TokenKey, issue_id: &IssueId, subscriber_id: i64) -> Option<ReturnPath> {
     let bounce = config.email.bounce_address.as_ref()?;
     let local = format!("{}+{}", bounce.user(), bounce_token(key, subscriber_id, issue_id));
     let sender = lettre::Address::new(local, bounce.domain()).expect("a bounce token is a valid local part");
@@ -253,7 +254,7 @@ pub enum SendPlan {
 }
 
 impl SendPlan {
-    pub async fn of(store: &Store, issue_id: &str) -> anyhow::Result<SendPlan> {
+    pub async fn of(store: &Store, issue_id: &IssueId) -> anyhow::Result<SendPlan> {
         let ledger = store.ledger();
         if ledger.send_record(issue_id).await?.is_none() {
             return Ok(SendPlan::Start { audience: ledger.active_count().await? });

@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
+use crate::issue_id::IssueId;
 use crate::store::bounces::RefusedAtSending;
 use crate::store::journal::{self, SentJournal};
 use crate::store::ledger::{Claimed, Counts, Ledger, Outcome};
@@ -47,7 +48,7 @@ const LATER: i64 = 600;
 /// How a send ended.
 #[derive(Debug)]
 pub struct SendReport {
-    pub issue_id: String,
+    pub issue_id: IssueId,
     /// False when the send had already started before this run (this run resumed it).
     pub started_now: bool,
     /// Deliveries found `sending` (a crashed run's) and put back to pending.
@@ -140,7 +141,7 @@ fn hostname_or_local() -> String {
 /// release is a query.
 struct Lease {
     store: Store,
-    issue_id: String,
+    issue_id: IssueId,
     holder: String,
     released: bool,
 }
@@ -159,8 +160,7 @@ impl Drop for Lease {
         if self.released {
             return;
         }
-        let (store, issue_id, holder) =
-            (self.store.clone(), std::mem::take(&mut self.issue_id), std::mem::take(&mut self.holder));
+        let (store, issue_id, holder) = (self.store.clone(), self.issue_id.clone(), std::mem::take(&mut self.holder));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Err(e) = store.ledger().release_lease(&issue_id, &holder).await {
@@ -178,7 +178,7 @@ impl Drop for Lease {
 pub async fn send_issue<T: Connector>(
     store: &Store,
     config: &Config,
-    issue_id: &str,
+    issue_id: &IssueId,
     number: u32,
     email: Arc<PreparedEmail>,
     transport: &T,
@@ -202,7 +202,7 @@ pub async fn send_issue<T: Connector>(
         }
         tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
     }
-    let lease = Lease { store: store.clone(), issue_id: issue_id.to_string(), holder, released: false };
+    let lease = Lease { store: store.clone(), issue_id: issue_id.clone(), holder, released: false };
     let job = SendJob { store, config, issue_id, number, email, stop, progress, holder: &lease.holder };
     let result = run_send(job, transport).await;
     lease.release().await;
@@ -211,7 +211,7 @@ pub async fn send_issue<T: Connector>(
 
 /// Ends the leases on `issue_id` of senders that ran on this host and are gone, so that their
 /// deliveries in flight are taken over now rather than when their leases would have expired.
-async fn expire_dead_holders(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+async fn expire_dead_holders(ledger: Ledger<'_>, issue_id: &IssueId) -> anyhow::Result<()> {
     for (who, _) in ledger.leases(issue_id).await? {
         if holder_is_dead(&who) {
             tracing::warn!("the sender {who} of issue {issue_id} is gone; taking over what it had in flight");
@@ -226,7 +226,7 @@ async fn expire_dead_holders(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Resu
 /// the lease was lost (it expired and someone else took it or ended it).
 async fn tend_lease(
     ledger: Ledger<'_>,
-    issue_id: &str,
+    issue_id: &IssueId,
     holder: &str,
     last_renew: &mut Instant,
 ) -> anyhow::Result<Option<SendError>> {
@@ -247,7 +247,7 @@ async fn tend_lease(
 
 /// PostgreSQL: puts back to pending what senders that died had in flight (their leases expired,
 /// or they ran on this host and are gone), for whoever claims next.
-async fn take_over(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
+async fn take_over(ledger: Ledger<'_>, issue_id: &IssueId) -> anyhow::Result<()> {
     expire_dead_holders(ledger, issue_id).await?;
     let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
     if requeued > 0 {
@@ -262,7 +262,7 @@ async fn take_over(ledger: Ledger<'_>, issue_id: &str) -> anyhow::Result<()> {
 struct SendJob<'a> {
     store: &'a Store,
     config: &'a Config,
-    issue_id: &'a str,
+    issue_id: &'a IssueId,
     number: u32,
     email: Arc<PreparedEmail>,
     stop: &'a StopFlag,
@@ -291,7 +291,7 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     }
     let before = ledger.counts(issue_id).await?;
     let report = |sent_now, counts, interrupted| SendReport {
-        issue_id: issue_id.into(),
+        issue_id: issue_id.clone(),
         started_now,
         requeued,
         recovered,
@@ -373,7 +373,7 @@ impl<'a> SendRun<'a> {
                 connection: transport.open(),
                 key: key.clone(),
                 config: config.clone(),
-                issue_id: job.issue_id.into(),
+                issue_id: job.issue_id.clone(),
                 limiter: limiter.clone(),
                 stop: worker_stop.clone(),
             };
@@ -611,7 +611,7 @@ impl<'a> SendRun<'a> {
 struct Recorder<'a> {
     store: &'a Store,
     ledger: Ledger<'a>,
-    issue_id: &'a str,
+    issue_id: &'a IssueId,
     /// `[bounces] temporary_limit`, for the refusals that count as temporary failures.
     temporary_limit: u32,
     journal: Option<SentJournal>,
@@ -624,7 +624,11 @@ const FOLD_EVERY: Duration = Duration::from_millis(200);
 impl<'a> Recorder<'a> {
     /// For a send on SQLite, first reads into the ledger what an earlier run's journal holds
     /// (those messages were accepted), then starts the journal afresh.
-    async fn open(store: &'a Store, issue_id: &'a str, temporary_limit: u32) -> anyhow::Result<(Recorder<'a>, u64)> {
+    async fn open(
+        store: &'a Store,
+        issue_id: &'a IssueId,
+        temporary_limit: u32,
+    ) -> anyhow::Result<(Recorder<'a>, u64)> {
         let ledger = store.ledger();
         let mut recovered = 0;
         let journal = match store.location() {
@@ -723,7 +727,7 @@ struct WorkerContext<C> {
     connection: C,
     key: Arc<TokenKey>,
     config: Arc<Config>,
-    issue_id: Arc<str>,
+    issue_id: IssueId,
     limiter: Arc<RateLimiter>,
     stop: StopFlag,
 }
@@ -821,6 +825,11 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issue of the week starting on `start` (`2023-07-17`).
+    fn week(start: &str) -> IssueId {
+        start.parse().expect("an issue's id")
+    }
     use crate::deliver::transport::memory::Memory;
     use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
     use crate::store::{NewSubscriber, Source, Status};
@@ -862,10 +871,18 @@ mod tests {
             ["a@example.org", "gone@example.org", "spam@example.org", "later@example.org", "full@example.org"];
         let (_dir, store, config, email) = setup(&addresses).await;
         let memory = Memory::default();
-        let report =
-            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default())
-                .await
-                .unwrap();
+        let report = send_issue(
+            &store,
+            &config,
+            &week("2023-07-17"),
+            1,
+            email,
+            &memory,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             memory.recipients(),
             ["a@example.org", "later@example.org"],
@@ -880,7 +897,7 @@ mod tests {
         assert!(gone.status_reason.as_deref().is_some_and(|r| r.starts_with("userunknown: 550 5.1.1")), "{gone:?}");
         // The sender's problem: the reader stays, and the refusal is counted for the provider.
         assert_eq!(subscriber("spam@example.org").await.status, Status::Active);
-        let refusals = store.refusals("2023-07-17").await.unwrap();
+        let refusals = store.refusals(&week("2023-07-17")).await.unwrap();
         assert_eq!(
             refusals.iter().map(|r| (r.provider.as_str(), r.reason.as_str(), r.messages)).collect::<Vec<_>>(),
             [("example.org", "spamdetected", 1)]
@@ -895,7 +912,7 @@ mod tests {
         let report = send_issue(
             &store,
             &config,
-            "2023-07-17",
+            &week("2023-07-17"),
             1,
             setup_email(&config),
             &again,
@@ -905,26 +922,36 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((report.sent_now, again.recipients().len()), (0, 0));
-        assert_eq!(store.ledger().lease_holder("2023-07-17").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder(&week("2023-07-17")).await.unwrap(), None);
         // A send whose future is dropped half-way gives the lease back too.
         let hang = setup_hang(&store).await;
         let (stop, progress) = (StopFlag::default(), LogProgress::default());
-        let send = send_issue(&store, &config, "2023-07-24", 2, setup_email(&config), &hang, &stop, &progress);
+        let later = week("2023-07-24");
+        let send = send_issue(&store, &config, &later, 2, setup_email(&config), &hang, &stop, &progress);
         assert!(
             tokio::time::timeout(Duration::from_millis(300), send).await.is_err(),
             "the send hangs on its only recipient"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.ledger().lease_holder("2023-07-24").await.unwrap(), None);
+        assert_eq!(store.ledger().lease_holder(&week("2023-07-24")).await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn with_a_bounce_address_each_delivery_has_its_own_signed_envelope_sender() {
         let (dir, store, plain, email) = setup(&["a@example.org", "b@example.org"]).await;
         let memory = Memory::default();
-        send_issue(&store, &plain, "2023-07-17", 1, email, &memory, &StopFlag::default(), &LogProgress::default())
-            .await
-            .unwrap();
+        send_issue(
+            &store,
+            &plain,
+            &week("2023-07-17"),
+            1,
+            email,
+            &memory,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
         for e in memory.envelopes.lock().unwrap().iter() {
             assert_eq!(
                 (e.from.to_string().as_str(), &e.dsn_envid),
@@ -942,7 +969,7 @@ mod tests {
         send_issue(
             &store,
             &config,
-            "2023-07-24",
+            &week("2023-07-24"),
             2,
             setup_email(&config),
             &memory,
@@ -960,7 +987,7 @@ mod tests {
             let (local, domain) = (e.from.user(), e.from.domain());
             assert_eq!(domain, "signals.example.org");
             let token = local.strip_prefix("bounces+").unwrap_or_else(|| panic!("VERP sender: {}", e.from));
-            assert_eq!(crate::store::verify_bounce_token(&key, token), Some((subscriber.id, "2023-07-24".to_string())));
+            assert_eq!(crate::store::verify_bounce_token(&key, token), Some((subscriber.id, week("2023-07-24"))));
             assert_eq!(e.dsn_envid.as_deref(), Some(format!("2023-07-24.{}", subscriber.id).as_str()));
             senders.insert(e.from.to_string());
         }
@@ -1002,7 +1029,9 @@ mod tests {
         });
         let started = Instant::now();
         let report =
-            send_issue(&store, &config, "2023-07-17", 1, email, &memory, &stop, &LogProgress::default()).await.unwrap();
+            send_issue(&store, &config, &week("2023-07-17"), 1, email, &memory, &stop, &LogProgress::default())
+                .await
+                .unwrap();
         assert!(started.elapsed() < STOP_GRACE + Duration::from_secs(1), "{:?}", started.elapsed());
         assert!(report.interrupted);
         let c = &report.counts;
@@ -1010,7 +1039,7 @@ mod tests {
         assert_eq!(c.sending, 0, "{c:?}");
         assert_eq!(c.sent + c.pending, 4, "{c:?}");
         assert_eq!(c.sent as usize, memory.recipients().len());
-        let problems = store.ledger().problems("2023-07-17", 10).await.unwrap();
+        let problems = store.ledger().problems(&week("2023-07-17"), 10).await.unwrap();
         assert!(
             problems.iter().any(|(email, state, _, error)| email.starts_with("hang")
                 && state == "pending"

@@ -26,6 +26,7 @@ use crate::deliver::PreparedEmail;
 use crate::digest::{self, CatalogEntry, Digest, Listed, ParseError};
 use crate::error::ExitError;
 use crate::issue::{self, CatalogIssue, Issue, WeekRule, WeekSpec, WholeIssue};
+use crate::issue_id::IssueId;
 use crate::render::{self, EmailBody, RenderError, TemplateFile, Templates};
 use crate::schedule;
 use crate::store::Store;
@@ -55,7 +56,7 @@ pub struct Project {
     parsed: foldhash::HashMap<String, Digest>,
     /// Each issue's content hash once computed (by `publish` or a build), by issue id: it does not
     /// change while the project is loaded.
-    hashes: BTreeMap<String, String>,
+    hashes: BTreeMap<IssueId, String>,
     /// Each week's content hash as the build cache recorded it, and those computed since.
     weeks: WeekHashes,
     /// Where closest links lead in the published archive.
@@ -64,7 +65,7 @@ pub struct Project {
 }
 
 /// What a publication would record: the new issues' ids, and every (id, content hash) written.
-pub type PublicationChanges = (Vec<String>, Vec<(String, String)>);
+pub type PublicationChanges = (Vec<IssueId>, Vec<(IssueId, String)>);
 
 /// An issue's content hash, and how it was found.
 pub(crate) struct Hashed {
@@ -79,7 +80,7 @@ pub(crate) struct Hashed {
 }
 
 /// The digests read whole while publishing, by issue id, for the build that follows.
-pub(crate) type WholeDigests = BTreeMap<String, Vec<Digest>>;
+pub(crate) type WholeDigests = BTreeMap<IssueId, Vec<Digest>>;
 
 impl Project {
     /// Reads the templates and the digests, and the publication record from `store` (none yet
@@ -158,7 +159,7 @@ impl Project {
     fn refresh(&mut self) {
         issue::number_issues(&mut self.issues, &self.record.numbers());
         self.set_revised();
-        let published: BTreeSet<String> =
+        let published: BTreeSet<IssueId> =
             self.issues.iter().filter(|i| self.is_published(i)).map(|i| i.id.clone()).collect();
         self.homes = issue::Homes::of(&self.issues, |i| published.contains(&i.id));
     }
@@ -252,21 +253,21 @@ impl Project {
 
     /// Remembers the hashes of `hashed` (by issue id), and records those computed in the build
     /// cache's week record.
-    pub(crate) fn remember_hashes<'a>(&mut self, hashed: impl IntoIterator<Item = (&'a str, &'a Hashed)>) {
+    pub(crate) fn remember_hashes<'a>(&mut self, hashed: impl IntoIterator<Item = (&'a IssueId, &'a Hashed)>) {
         for (id, h) in hashed {
             if h.computed
-                && let Some(issue) = self.issues.iter().find(|i| i.id == id)
+                && let Some(issue) = self.issues.iter().find(|i| i.id == *id)
             {
                 self.weeks.record(issue, &h.hash);
             }
-            self.hashes.insert(id.to_string(), h.hash.clone());
+            self.hashes.insert(id.clone(), h.hash.clone());
         }
     }
 
     /// Writes the build cache's week record, when this project may bring the cache up to date.
     pub(crate) fn save_week_hashes(&self) {
         if self.cache_use == CacheUse::Update {
-            self.weeks.save(self.issues.iter().map(|i| i.id.as_str()));
+            self.weeks.save(self.issues.iter().map(|i| &i.id));
         }
     }
 
@@ -279,8 +280,8 @@ impl Project {
         &self.issues
     }
 
-    pub fn issue(&self, id: &str) -> Option<&CatalogIssue> {
-        self.issues.iter().find(|i| i.id == id)
+    pub fn issue(&self, id: &IssueId) -> Option<&CatalogIssue> {
+        self.issues.iter().find(|i| i.id == *id)
     }
 
     /// Recorded as published, or due by the schedule (and so published by the next `publish`).
@@ -290,7 +291,7 @@ impl Project {
     }
 
     /// What the publication record holds for the issue `id`, if it was published.
-    pub fn publication(&self, id: &str) -> Option<&publications::Publication> {
+    pub fn publication(&self, id: &IssueId) -> Option<&publications::Publication> {
         self.record.get(id)
     }
 
@@ -368,7 +369,7 @@ impl Project {
     /// sends or builds by hand), giving each new one the next number in week order; notes the
     /// content of every published issue, so that an edit becomes a revision in the feeds. Returns
     /// the issues published by this call.
-    pub async fn publish(&mut self, store: &Store, explicit: Option<&str>) -> anyhow::Result<Vec<String>> {
+    pub async fn publish(&mut self, store: &Store, explicit: Option<&IssueId>) -> anyhow::Result<Vec<IssueId>> {
         let (new, _) = self.publish_keeping(store, explicit).await?;
         Ok(new)
     }
@@ -378,8 +379,8 @@ impl Project {
     pub(crate) async fn publish_keeping(
         &mut self,
         store: &Store,
-        explicit: Option<&str>,
-    ) -> anyhow::Result<(Vec<String>, (WholeDigests, usize))> {
+        explicit: Option<&IssueId>,
+    ) -> anyhow::Result<(Vec<IssueId>, (WholeDigests, usize))> {
         if let Some(example) =
             explicit.and_then(|id| self.issue(id)).filter(|i| i.is_example() && self.record.get(&i.id).is_none())
         {
@@ -392,16 +393,12 @@ impl Project {
             .into());
         }
         let (new, changes, hashed) = self.changes_with_hashes(explicit)?;
-        self.remember_hashes(hashed.iter().map(|(id, h)| (id.as_str(), h)));
+        self.remember_hashes(hashed.iter().map(|(id, h)| (id, h)));
         let reread = hashed.iter().map(|(_, h)| h.reread).sum();
         let kept: WholeDigests = hashed.into_iter().filter_map(|(id, h)| Some((id, h.digests?))).collect();
         if let Some(id) = explicit {
-            let skipped: Vec<String> = self
-                .issues
-                .iter()
-                .filter(|i| i.id.as_str() < id && !self.is_published(i))
-                .map(|i| i.label.clone())
-                .collect();
+            let skipped: Vec<String> =
+                self.issues.iter().filter(|i| &i.id < id && !self.is_published(i)).map(|i| i.label.clone()).collect();
             if !skipped.is_empty() {
                 tracing::warn!(
                     "publishing {id} by hand before the earlier weeks {}: they are still drafts, and will be numbered after it when they are published",
@@ -425,7 +422,7 @@ impl Project {
     /// What `publish(store, explicit)` would record, recording nothing: the ids of the issues it
     /// would publish, and every (id, content hash) it would write (those and the revised ones).
     /// `run --once --dry-run` asks this, so it says what the round would do.
-    pub fn publication_changes(&self, explicit: Option<&str>) -> anyhow::Result<PublicationChanges> {
+    pub fn publication_changes(&self, explicit: Option<&IssueId>) -> anyhow::Result<PublicationChanges> {
         let (new, changes, _) = self.changes_with_hashes(explicit)?;
         Ok((new, changes))
     }
@@ -434,12 +431,12 @@ impl Project {
     #[allow(clippy::type_complexity)]
     fn changes_with_hashes(
         &self,
-        explicit: Option<&str>,
-    ) -> anyhow::Result<(Vec<String>, Vec<(String, String)>, Vec<(String, Hashed)>)> {
+        explicit: Option<&IssueId>,
+    ) -> anyhow::Result<(Vec<IssueId>, Vec<(IssueId, String)>, Vec<(IssueId, Hashed)>)> {
         let mut changes = Vec::new();
         let mut new = Vec::new();
         let wanted: Vec<&CatalogIssue> =
-            self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(i.id.as_str())).collect();
+            self.issues.iter().filter(|i| self.is_published(i) || explicit == Some(&i.id)).collect();
         let hashed = render::par_map(&wanted, |i| self.hash_of(i)).into_iter().collect::<anyhow::Result<Vec<_>>>()?;
         for (issue, h) in wanted.iter().zip(&hashed) {
             match self.record.get(&issue.id) {
@@ -502,7 +499,7 @@ fn read_again(was: &CatalogEntry, read: digest::FileResult) -> anyhow::Result<Di
 }
 
 /// Logs the issues whose email Gmail would clip.
-pub fn warn_large(too_large: &[(String, usize)]) {
+pub fn warn_large(too_large: &[(IssueId, usize)]) {
     for (id, bytes) in too_large {
         tracing::warn!(
             "issue {id}: its email HTML is {} KB; Gmail clips messages over about 100 KB and hides the unsubscribe link",
@@ -613,7 +610,10 @@ fn attach_notes(config: &Config, rule: &WeekRule, issues: &mut [CatalogIssue]) -
         }
         let start = rule.week_start(week);
         let message = if start != week {
-            format!("issues are named after the first day of their week: rename this note {start}.md")
+            format!(
+                "issues are named after the first day of their week: rename this note {}.md",
+                IssueId::from_week_start(start)
+            )
         } else {
             format!(
                 "the week of {} has no digests, so there is no issue to show this note with",

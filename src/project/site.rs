@@ -15,6 +15,7 @@ use crate::build_cache::SiteCache;
 use crate::digest::{CatalogEntry, Digest};
 use crate::fingerprint::Fingerprint;
 use crate::issue::{CatalogIssue, Homes, WholeIssue};
+use crate::issue_id::IssueId;
 use crate::render::{self, FeedItem, ThemeFeed};
 use crate::store::Store;
 use crate::urls;
@@ -38,13 +39,13 @@ pub struct BuildPlan<'a> {
     pub publish: Option<Publish<'a>>,
     /// Write only this issue's page and its neighbours', whose previous and next links lead to it
     /// (the index and the feeds are always written); nothing is pruned.
-    pub only: Option<String>,
+    pub only: Option<IssueId>,
 }
 
 /// The `publish` step: where the record is kept, and the issue published by hand, if any.
 pub struct Publish<'a> {
     pub store: &'a Store,
-    pub by_hand: Option<String>,
+    pub by_hand: Option<IssueId>,
 }
 
 impl BuildPlan<'_> {
@@ -58,7 +59,7 @@ impl BuildPlan<'_> {
 #[derive(Debug, Default)]
 pub struct BuildReport {
     /// The issues the `publish` step published, by id.
-    pub published: Vec<String>,
+    pub published: Vec<IssueId>,
     pub folder: PathBuf,
     pub total: usize,
     pub changed: usize,
@@ -67,7 +68,7 @@ pub struct BuildReport {
     /// Pages and theme feeds of an earlier build that the site no longer has.
     pub removed: usize,
     /// Issues whose email HTML is over the size Gmail clips at, with that size.
-    pub too_large: Vec<(String, usize)>,
+    pub too_large: Vec<(IssueId, usize)>,
     /// Issues whose email could not be made, each with why.
     pub email_failures: Vec<String>,
     /// Issue pages rendered by this build; the others were as the build cache recorded them.
@@ -94,8 +95,8 @@ struct SiteInput<'p> {
 }
 
 impl SiteInput<'_> {
-    fn issue(&self, id: &str) -> Option<&CatalogIssue> {
-        self.issues.iter().find(|i| i.id == id)
+    fn issue(&self, id: &IssueId) -> Option<&CatalogIssue> {
+        self.issues.iter().find(|i| i.id == *id)
     }
 }
 
@@ -106,7 +107,7 @@ struct Output {
     /// Every file of the site this build wrote or found current (by path in the folder).
     kept: BTreeSet<String>,
     /// The content hashes found by this build, by issue id.
-    hashed: Vec<(String, Hashed)>,
+    hashed: Vec<(IssueId, Hashed)>,
     /// Digests read whole for a hash, by issue id, for what shows the issue next.
     wholes: WholeDigests,
     report: BuildReport,
@@ -125,14 +126,14 @@ impl Output {
 
     /// Notes the hashes found for the issues `ids` (and the digests read for them), and gives
     /// back the keys.
-    fn keep_hashes(&mut self, ids: &[&str], keyed: Vec<(String, Hashed)>) -> Vec<String> {
+    fn keep_hashes(&mut self, ids: &[&IssueId], keyed: Vec<(String, Hashed)>) -> Vec<String> {
         let mut keys = Vec::with_capacity(keyed.len());
         for (&id, (key, mut hashed)) in ids.iter().zip(keyed) {
             self.report.reread += hashed.reread;
             if let Some(digests) = hashed.digests.take() {
-                self.wholes.insert(id.to_string(), digests);
+                self.wholes.insert(id.clone(), digests);
             }
-            self.hashed.push((id.to_string(), hashed));
+            self.hashed.push((id.clone(), hashed));
             keys.push(key);
         }
         keys
@@ -146,13 +147,13 @@ impl Project {
         let mut wholes = WholeDigests::new();
         let mut reread = 0;
         if let Some(publish) = &plan.publish {
-            let (new, (kept, read)) = self.publish_keeping(publish.store, publish.by_hand.as_deref()).await?;
+            let (new, (kept, read)) = self.publish_keeping(publish.store, publish.by_hand.as_ref()).await?;
             (published, wholes, reread) = (new, kept, read);
         }
         let (site, mut out) = self.open_site(plan.site);
         out.wholes = wholes;
         out.report.reread = reread;
-        let keys = self.write_pages(&site, &mut out, plan.only.as_deref())?;
+        let keys = self.write_pages(&site, &mut out, plan.only.as_ref())?;
         let themes = render::theme_feed_plan(&self.config, &site.issues);
         self.write_index(&site, &themes, &mut out)?;
         self.write_feeds(&site, &themes, &mut out, keys)?;
@@ -163,7 +164,7 @@ impl Project {
         drop(site);
         let Output { cache, hashed, mut report, .. } = out;
         cache.save();
-        self.remember_hashes(hashed.iter().map(|(id, h)| (id.as_str(), h)));
+        self.remember_hashes(hashed.iter().map(|(id, h)| (id, h)));
         self.save_week_hashes();
         report.published = published;
         Ok(report)
@@ -239,31 +240,32 @@ impl Project {
         &self,
         site: &SiteInput,
         out: &mut Output,
-        only: Option<&str>,
-    ) -> anyhow::Result<Vec<(String, String)>> {
+        only: Option<&IssueId>,
+    ) -> anyhow::Result<Vec<(IssueId, String)>> {
         let (config, templates, issues) = (&self.config, &self.templates, &site.issues);
-        let at = only.and_then(|id| issues.iter().position(|i| i.id == id));
+        let at = only.and_then(|id| issues.iter().position(|i| i.id == *id));
         let pages: Vec<&CatalogIssue> = match (only, at) {
             (None, _) => issues.iter().collect(),
             (Some(_), Some(at)) => issues[at.saturating_sub(1)..(at + 2).min(issues.len())].iter().collect(),
             (Some(_), None) => Vec::new(),
         };
         let recent_from = issues.len().saturating_sub(config.feeds.items);
-        let recent: BTreeSet<&str> = issues[recent_from..].iter().map(|i| i.id.as_str()).collect();
+        let recent: BTreeSet<&IssueId> = issues[recent_from..].iter().map(|i| &i.id).collect();
         let keyed = render::par_map(&pages, |issue| self.page_key(site, issue))
             .into_iter()
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let ids: Vec<&str> = pages.iter().map(|i| i.id.as_str()).collect();
+        let ids: Vec<&IssueId> = pages.iter().map(|i| &i.id).collect();
         let keys = out.keep_hashes(&ids, keyed);
         let stale: Vec<bool> = ids
             .iter()
             .zip(&keys)
-            .map(|(id, key)| !out.cache.page_is_current(id, key, &site.folder.join(urls::issue_file(id))))
+            .map(|(id, key)| !out.cache.page_is_current(id.as_str(), key, &site.folder.join(urls::issue_file(id))))
             .collect();
         let wanted: Vec<bool> = ids.iter().map(|&id| only == Some(id) || recent.contains(id)).collect();
         // Each wanted email's size (or why it fails), as recorded or else checked below.
-        let mut emails: Vec<Option<Result<usize, String>>> =
-            (0..pages.len()).map(|p| if wanted[p] { out.cache.email_check(ids[p], &keys[p]) } else { None }).collect();
+        let mut emails: Vec<Option<Result<usize, String>>> = (0..pages.len())
+            .map(|p| if wanted[p] { out.cache.email_check(ids[p].as_str(), &keys[p]) } else { None })
+            .collect();
         let unchecked: Vec<bool> = (0..pages.len()).map(|p| wanted[p] && emails[p].is_none()).collect();
         let work: Vec<usize> = (0..pages.len()).filter(|&p| stale[p] || unchecked[p]).collect();
         for batch in work.chunks(BATCH) {
@@ -292,11 +294,11 @@ impl Project {
                 let path = urls::issue_file(ids[p]);
                 if let Some(page) = page {
                     out.write(&path, Some(&page))?;
-                    out.cache.page_written(ids[p], &keys[p], &site.folder.join(&path), &page);
+                    out.cache.page_written(ids[p].as_str(), &keys[p], &site.folder.join(&path), &page);
                     out.report.rendered += 1;
                 }
                 if let Some(email) = email {
-                    out.cache.set_email_check(ids[p], email.clone());
+                    out.cache.set_email_check(ids[p].as_str(), email.clone());
                     emails[p] = Some(email);
                 }
             }
@@ -307,9 +309,7 @@ impl Project {
             }
             // One week's email that fails is reported, and the archive is written all the same.
             match emails[p].take() {
-                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => {
-                    out.report.too_large.push((id.to_string(), bytes))
-                }
+                Some(Ok(bytes)) if bytes > render::GMAIL_CLIP_BYTES => out.report.too_large.push((id.clone(), bytes)),
                 Some(Err(e)) => out.report.email_failures.push(e),
                 _ => {}
             }
@@ -318,7 +318,7 @@ impl Project {
         if only.is_some() {
             out.cache.keep_unvisited();
         }
-        Ok(ids.iter().map(|id| id.to_string()).zip(keys).collect())
+        Ok(ids.into_iter().cloned().zip(keys).collect())
     }
 
     /// The `index` step: the front page, listing every issue and theme feed.
@@ -342,14 +342,13 @@ impl Project {
         site: &SiteInput,
         plan: &[ThemeFeed<CatalogEntry>],
         out: &mut Output,
-        keys: Vec<(String, String)>,
+        keys: Vec<(IssueId, String)>,
     ) -> anyhow::Result<()> {
         let (config, templates) = (&self.config, &self.templates);
         let newest = render::feed_issues(config, &site.issues);
-        let mut known: HashMap<String, String> = keys.into_iter().collect();
-        let mut missing: Vec<&str> = Vec::new();
-        for id in newest.iter().map(|i| i.id.as_str()).chain(plan.iter().flat_map(|t| t.shown.iter().map(|(i, _)| *i)))
-        {
+        let mut known: HashMap<IssueId, String> = keys.into_iter().collect();
+        let mut missing: Vec<&IssueId> = Vec::new();
+        for id in newest.iter().map(|i| &i.id).chain(plan.iter().flat_map(|t| t.shown.iter().map(|(i, _)| *i))) {
             if !known.contains_key(id) && !missing.contains(&id) {
                 missing.push(id);
             }
@@ -359,15 +358,15 @@ impl Project {
             .map(|id| self.page_key(site, site.issue(id).expect("a shown issue of the site")))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let computed = out.keep_hashes(&missing, keyed);
-        known.extend(missing.iter().map(|id| id.to_string()).zip(computed));
+        known.extend(missing.iter().map(|&id| id.clone()).zip(computed));
         let mut fingerprint = Fingerprint::default();
         for issue in &newest {
-            fingerprint.text(&issue.id).text(&known[&issue.id]);
+            fingerprint.text(issue.id.as_str()).text(&known[&issue.id]);
         }
         for theme in plan {
             fingerprint.text(&theme.name).text(&theme.slug).text(&theme.oldest_year.to_string());
             for (issue_id, d) in &theme.shown {
-                fingerprint.text(issue_id).text(&d.id).text(&known[*issue_id]);
+                fingerprint.text(issue_id.as_str()).text(&d.id).text(&known[*issue_id]);
             }
         }
         let feeds_key = fingerprint.finish();
@@ -409,11 +408,11 @@ impl Project {
         site: &SiteInput,
         out: &mut Output,
         newest: &[&'i CatalogIssue],
-        known: &HashMap<String, String>,
+        known: &HashMap<IssueId, String>,
     ) -> anyhow::Result<Vec<FeedItem<'i, CatalogEntry>>> {
         let (config, templates) = (&self.config, &self.templates);
         let kept_contents: Vec<Option<String>> =
-            newest.iter().map(|i| out.cache.feed_content(&i.id, &known[&i.id])).collect();
+            newest.iter().map(|i| out.cache.feed_content(i.id.as_str(), &known[&i.id])).collect();
         let missing: Vec<(usize, Option<Vec<Digest>>)> = (0..newest.len())
             .filter(|&k| kept_contents[k].is_none())
             .map(|k| (k, out.wholes.remove(&newest[k].id)))
@@ -433,7 +432,7 @@ impl Project {
                 None => {
                     let (content, reread) = rendered.next().expect("one a missing content")?;
                     out.report.reread += reread;
-                    out.cache.set_feed_content(&issue.id, &content);
+                    out.cache.set_feed_content(issue.id.as_str(), &content);
                     content
                 }
             };

@@ -10,6 +10,7 @@ use super::{RenderError, Templates, feeds_value, issue_context, par_map};
 use crate::config::Config;
 use crate::digest::{Digest, Listed};
 use crate::issue::{Issue, WholeIssue};
+use crate::issue_id::IssueId;
 use crate::urls;
 
 /// `issue`'s page, with links to the issues before and after it in `issues` (the archive in week
@@ -35,12 +36,12 @@ pub fn issue_page_key<D: Listed>(
     homes: &crate::issue::Homes,
 ) -> String {
     let mut key = crate::fingerprint::Fingerprint::default();
-    key.text(content_hash).text(&issue.id).text(&issue.number.to_string()).text(&issue.label);
+    key.text(content_hash).text(issue.id.as_str()).text(&issue.number.to_string()).text(&issue.label);
     key.text(&issue.revised.map(|t| t.to_rfc3339()).unwrap_or_default());
     for d in issue.digests() {
         for reference in d.references() {
             match homes.target(reference) {
-                Some((digest_id, issue_id)) => key.text(issue_id).text(digest_id),
+                Some((digest_id, issue_id)) => key.text(issue_id.as_str()).text(digest_id),
                 None => key.text("-"),
             };
         }
@@ -48,7 +49,7 @@ pub fn issue_page_key<D: Listed>(
     let (previous, next) = neighbours(issues, issue);
     for i in [previous, next] {
         match i {
-            Some(i) => key.text(&i.id).text(&i.number.to_string()).text(&i.label),
+            Some(i) => key.text(i.id.as_str()).text(&i.number.to_string()).text(&i.label),
             None => key.text("-"),
         };
     }
@@ -121,7 +122,7 @@ pub fn render_index_with<D: Listed, E>(
     let mut listed: Vec<Value> = issues
         .iter()
         .map(|i| {
-            context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id), count => i.digest_count(), id => i.id.clone() }
+            context! { number => i.number, label => i.label.clone(), url => urls::issue(&config.site, &i.id), count => i.digest_count(), id => i.id.to_string() }
         })
         .collect();
     listed.reverse();
@@ -146,10 +147,10 @@ pub fn render_site(
     config: &Config,
     templates: &Templates,
     issues: &[WholeIssue],
-    only: Option<&str>,
+    only: Option<&IssueId>,
 ) -> Result<Vec<OutputFile>, RenderError> {
     let mut files = vec![OutputFile { path: urls::INDEX.into(), contents: render_index(config, templates, issues)? }];
-    let pages: Vec<&WholeIssue> = issues.iter().filter(|i| only.is_none_or(|id| id == i.id)).collect();
+    let pages: Vec<&WholeIssue> = issues.iter().filter(|i| only.is_none_or(|id| *id == i.id)).collect();
     for (issue, page) in pages.iter().zip(par_map(&pages, |i| render_issue_page(config, templates, issues, i))) {
         files.push(OutputFile { path: urls::issue_file(&issue.id), contents: page? });
     }
@@ -252,7 +253,7 @@ mod tests {
         }
         let rule = crate::issue::WeekRule { starts: chrono::Weekday::Mon, timezone: chrono_tz::UTC };
         let issues = crate::issue::group_into_issues(ds, &rule, &crate::issue::PinnedNumbers::new());
-        let ids = |(p, n): (Option<&Issue>, Option<&Issue>)| (p.map(|i| i.id.clone()), n.map(|i| i.id.clone()));
+        let ids = |(p, n): (Option<&Issue>, Option<&Issue>)| (p.map(|i| i.id.to_string()), n.map(|i| i.id.to_string()));
         assert_eq!(ids(neighbours(&issues, &issues[1])), (Some("2023-07-03".into()), Some("2023-07-17".into())));
         assert_eq!(ids(neighbours(&issues, &issues[0])), (None, Some("2023-07-10".into())));
         assert_eq!(ids(neighbours(&issues[..2], &issues[2])), (None, None));

@@ -16,6 +16,7 @@ use super::{RenderError, Templates};
 use crate::config::Config;
 use crate::digest::{Digest, Listed};
 use crate::issue::Issue;
+use crate::issue_id::IssueId;
 use crate::urls;
 
 /// One issue in a feed, with its HTML (the web version's content, rendered from the issue
@@ -234,7 +235,7 @@ pub(crate) struct Theme<'a, D> {
     pub name: String,
     pub slug: String,
     /// Every digest carrying the theme, oldest first, with its issue's id.
-    pub digests: Vec<(&'a str, &'a D)>,
+    pub digests: Vec<(&'a IssueId, &'a D)>,
 }
 
 /// Themes by slug, built in one pass over the archive (themes that differ only in case or
@@ -265,7 +266,7 @@ pub(crate) fn theme_index<D: Listed>(issues: &[Issue<D>]) -> BTreeMap<String, Th
                 // A digest counts once for each slug, whatever names it gives the theme.
                 if !seen.contains(&place) {
                     seen.push(place);
-                    themes[place].digests.push((issue.id.as_str(), d));
+                    themes[place].digests.push((&issue.id, d));
                 }
             }
         }
@@ -285,7 +286,7 @@ pub struct ThemeFeed<'a, D> {
     /// How many digests carry the theme.
     pub count: usize,
     /// The newest `[feeds] items` digests carrying the theme, newest first, each with its issue's id.
-    pub shown: Vec<(&'a str, &'a D)>,
+    pub shown: Vec<(&'a IssueId, &'a D)>,
 }
 
 impl<'a, D> ThemeFeed<'a, D> {

@@ -107,7 +107,10 @@ pub(crate) mod testing {
                 Closest {
                     title: "The other one".into(),
                     reference: "bbbb".into(),
-                    target: Some(Box::new(ClosestTarget { digest_id: "bbbb".into(), issue_id: "2023-07-17".into() })),
+                    target: Some(Box::new(ClosestTarget {
+                        digest_id: "bbbb".into(),
+                        issue_id: "2023-07-17".parse().unwrap(),
+                    })),
                 },
             ],
         }

@@ -21,6 +21,7 @@ use super::{Backend, Status, Store, StoreError, now};
 pub use super::{reason_in, status_reason};
 pub use crate::bounces::reason::Refusal;
 use crate::bounces::reason::{Reason, Scope};
+use crate::issue_id::IssueId;
 
 /// What a report says about one subscriber: `bounce_events.kind`, or a refusal (kept in the
 /// `refusals` table instead).
@@ -50,7 +51,7 @@ impl EventKind {
 #[derive(Debug, Clone)]
 pub struct BounceEvent<'a> {
     pub subscriber_id: i64,
-    pub issue_id: Option<&'a str>,
+    pub issue_id: Option<&'a IssueId>,
     pub kind: EventKind,
     /// Why it failed; `None` for a complaint.
     pub code: Option<Reason>,
@@ -131,7 +132,7 @@ macro_rules! temporary_streak {
         match $issue_id {
             None => 0u32,
             Some(issue_id) => {
-                let rows: Vec<(String, DeliveryState, bool)> = sqlx::query_as(
+                let rows: Vec<(IssueId, DeliveryState, bool)> = sqlx::query_as(
                     "SELECT d.issue_id, d.state,
                             EXISTS (SELECT 1 FROM bounce_events e WHERE e.subscriber_id = d.subscriber_id AND e.issue_id = d.issue_id AND e.kind = $2)
                      FROM deliveries d JOIN sends s ON s.issue_id = d.issue_id
@@ -268,27 +269,29 @@ macro_rules! apply_event {
 impl Store {
     /// The delivery (issue, subscriber) whose message had this Message-ID. Gazette's ids are
     /// `<issue.subscriber.nonce@domain>`: the key is read from the id, then checked against the ledger.
-    pub async fn delivery_by_message_id(&self, message_id: &str) -> Result<Option<(String, i64)>, StoreError> {
+    /// An id whose parts are not an issue's id and a subscriber's is not one of ours.
+    pub async fn delivery_by_message_id(&self, message_id: &str) -> Result<Option<(IssueId, i64)>, StoreError> {
         let local = message_id.trim().trim_start_matches('<').split('@').next().unwrap_or("");
         let mut parts = local.rsplitn(3, '.');
         let (Some(_nonce), Some(subscriber), Some(issue)) = (parts.next(), parts.next(), parts.next()) else {
             return Ok(None);
         };
         let Ok(subscriber_id) = subscriber.parse::<i64>() else { return Ok(None) };
+        let Ok(issue) = issue.parse::<IssueId>() else { return Ok(None) };
         let found: Option<i64> = with_pool!(&self.pool, p => {
             sqlx::query_scalar("SELECT subscriber_id FROM deliveries WHERE issue_id = $1 AND subscriber_id = $2 AND message_id = $3")
-                .bind(issue)
+                .bind(&issue)
                 .bind(subscriber_id)
                 .bind(message_id.trim())
                 .fetch_optional(p)
                 .await?
         });
-        Ok(found.map(|id| (issue.to_string(), id)))
+        Ok(found.map(|id| (issue, id)))
     }
 
     /// The issue most recently sent to a subscriber, if any: what a report that names only the
     /// address is taken to be about.
-    pub async fn latest_delivery(&self, subscriber_id: i64) -> Result<Option<String>, StoreError> {
+    pub async fn latest_delivery(&self, subscriber_id: i64) -> Result<Option<IssueId>, StoreError> {
         Ok(with_pool!(&self.pool, p => sqlx::query_scalar(
             "SELECT d.issue_id FROM deliveries d JOIN sends s ON s.issue_id = d.issue_id
              WHERE d.subscriber_id = $1 AND d.state = $2 ORDER BY s.started_at DESC, d.issue_id DESC LIMIT 1",
@@ -316,7 +319,7 @@ impl Store {
     /// crash and refused again is recorded once. A subscriber that is gone is passed over.
     pub async fn record_refused_at_sending(
         &self,
-        issue_id: &str,
+        issue_id: &IssueId,
         refused: &[RefusedAtSending],
         temporary_limit: u32,
     ) -> Result<Vec<Effect>, StoreError> {
@@ -348,7 +351,7 @@ impl Store {
 
     /// What came back after the send of `issue_id`, counted by subscriber (refusals at sending
     /// are the send's own: `status` counts them by state).
-    pub async fn returned(&self, issue_id: &str) -> Result<Returned, StoreError> {
+    pub async fn returned(&self, issue_id: &IssueId) -> Result<Returned, StoreError> {
         let rows: Vec<(EventKind, i64)> = with_pool!(&self.pool, p => {
             sqlx::query_as("SELECT kind, COUNT(DISTINCT subscriber_id) FROM bounce_events WHERE issue_id = $1 AND source <> $2 GROUP BY kind")
                 .bind(issue_id)
@@ -371,7 +374,7 @@ impl Store {
 
     /// The refusals of the message or the sender for `issue_id`, at sending and after it: by
     /// provider and reason, each subscriber once, the most first.
-    pub async fn refusals(&self, issue_id: &str) -> Result<Vec<ProviderRefusals>, StoreError> {
+    pub async fn refusals(&self, issue_id: &IssueId) -> Result<Vec<ProviderRefusals>, StoreError> {
         let rows: Vec<(String, String, i64)> = with_pool!(&self.pool, p => {
             sqlx::query_as(
                 "SELECT provider, reason_code, COUNT(DISTINCT subscriber_id) FROM refusals WHERE issue_id = $1
@@ -390,7 +393,7 @@ impl Store {
 
 /// The count `temporary_streak!` returns, from the subscriber's deliveries (issue, state, whether a
 /// temporary failure came back for it), latest first.
-fn streak(rows: &[(String, DeliveryState, bool)], issue_id: &str) -> u32 {
+fn streak(rows: &[(IssueId, DeliveryState, bool)], issue_id: &IssueId) -> u32 {
     let mut count = 0;
     let mut reached = false;
     for (id, state, failed) in rows {
@@ -411,6 +414,11 @@ fn streak(rows: &[(String, DeliveryState, bool)], issue_id: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issue of the week starting on `start` (`2023-07-17`).
+    fn week(start: &str) -> IssueId {
+        start.parse().expect("an issue's id")
+    }
     use crate::store::ledger;
     use crate::store::{NewSubscriber, Source};
 
@@ -427,14 +435,14 @@ mod tests {
     }
 
     /// Starts and finishes the send of `issue` to everyone active: every delivery `sent`.
-    async fn sent(store: &Store, issue: &str, number: u32, at: i64) {
+    async fn sent(store: &Store, issue: &IssueId, number: u32, at: i64) {
         assert!(store.ledger().start_send(issue, number, "s", "signals.example.org", "n0nce", at).await.unwrap());
         let claimed = store.ledger().claim(issue, "test", 1000, at).await.unwrap();
         let outcomes: Vec<_> = claimed.iter().map(|c| (c.subscriber_id, ledger::Outcome::Sent)).collect();
         store.ledger().record(issue, &outcomes, at).await.unwrap();
     }
 
-    fn event<'a>(subscriber_id: i64, issue: &'a str, kind: EventKind, key: &'a str) -> BounceEvent<'a> {
+    fn event<'a>(subscriber_id: i64, issue: &'a IssueId, kind: EventKind, key: &'a str) -> BounceEvent<'a> {
         let code = match kind {
             EventKind::Permanent => Some(Reason::UserUnknown),
             EventKind::Temporary => Some(Reason::MailboxFull),
@@ -460,36 +468,38 @@ mod tests {
             // Confirmed, then sent, a while ago, so that a reactivation now comes after them.
             let t = now() - 1000;
             with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
-            for (i, issue) in ["2023-07-03", "2023-07-10", "2023-07-17", "2023-07-24"].iter().enumerate() {
+            for (i, issue) in
+                [week("2023-07-03"), week("2023-07-10"), week("2023-07-17"), week("2023-07-24")].iter().enumerate()
+            {
                 sent(&store, issue, i as u32 + 1, t + i as i64).await;
             }
             let (a, b) = (ids[0], ids[1]);
             use EventKind::Temporary;
             // a: two failures for the same issue count once; the same message read twice counts nothing.
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-03"), Temporary, "m1"), 3).await.unwrap(),
                 Effect::Counted { count: 1, limit: 3 }
             );
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-03", Temporary, "m1"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-03"), Temporary, "m1"), 3).await.unwrap(),
                 Effect::Duplicate
             );
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-03", Temporary, "m2"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-03"), Temporary, "m2"), 3).await.unwrap(),
                 Effect::Counted { count: 1, limit: 3 }
             );
             // 07-10 was delivered without a failure: a success between, so 07-17 starts a new run.
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-17", Temporary, "m3"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-17"), Temporary, "m3"), 3).await.unwrap(),
                 Effect::Counted { count: 1, limit: 3 }
             );
             // The report of 07-10 arrives late: now 07-03, 07-10 and 07-17 are in a row.
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-10", Temporary, "m4"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-10"), Temporary, "m4"), 3).await.unwrap(),
                 Effect::Counted { count: 2, limit: 3 }
             );
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-17", Temporary, "m5"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-17"), Temporary, "m5"), 3).await.unwrap(),
                 Effect::Became(Status::Bounced)
             );
             let s = store.subscriber_by_id(a).await.unwrap().unwrap();
@@ -501,16 +511,16 @@ mod tests {
             );
             // Sticky: a permanent failure later changes nothing, and the delivery is marked.
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-24", EventKind::Permanent, "m6"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-24"), EventKind::Permanent, "m6"), 3).await.unwrap(),
                 Effect::Unchanged(Status::Bounced)
             );
-            assert_eq!(store.ledger().counts("2023-07-24").await.unwrap().bounced, 1);
+            assert_eq!(store.ledger().counts(&week("2023-07-24")).await.unwrap().bounced, 1);
             // b: a complaint.
             assert_eq!(
-                store.record_bounce(&event(b, "2023-07-24", EventKind::Complaint, "m7"), 3).await.unwrap(),
+                store.record_bounce(&event(b, &week("2023-07-24"), EventKind::Complaint, "m7"), 3).await.unwrap(),
                 Effect::Became(Status::Complained)
             );
-            let r = store.returned("2023-07-24").await.unwrap();
+            let r = store.returned(&week("2023-07-24")).await.unwrap();
             assert_eq!(r, Returned { permanent: 1, temporary: 0, complaints: 1 });
             // Reactivation starts afresh: old failures do not count again.
             let again = NewSubscriber {
@@ -522,7 +532,7 @@ mod tests {
             assert!(matches!(store.add(&again, true).await.unwrap(), crate::store::AddOutcome::Reactivated { .. }));
             assert_eq!(store.subscriber_by_id(a).await.unwrap().unwrap().status_reason, None);
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-17", Temporary, "m8"), 3).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-17"), Temporary, "m8"), 3).await.unwrap(),
                 Effect::Counted { count: 0, limit: 3 }
             );
         }
@@ -534,19 +544,20 @@ mod tests {
             let ids = add(&store, &["a@example.org"]).await;
             let t = now() - 1000;
             with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
-            for (i, issue) in ["2023-07-03", "2023-07-10", "2023-07-17"].iter().enumerate() {
+            for (i, issue) in [week("2023-07-03"), week("2023-07-10"), week("2023-07-17")].iter().enumerate() {
                 sent(&store, issue, i as u32 + 1, t + i as i64).await;
             }
             let a = ids[0];
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-03", EventKind::Temporary, "m1"), 2).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-03"), EventKind::Temporary, "m1"), 2).await.unwrap(),
                 Effect::Counted { count: 1, limit: 2 }
             );
             // Refused as spam by the reader's provider: kept under its domain, in lower case.
+            let refused_week = week("2023-07-10");
             let spam = BounceEvent {
                 address: "A@Mail.Example.COM",
                 reason: "550 5.7.1 likely unsolicited mail",
-                ..event(a, "2023-07-10", EventKind::Refused, "m2")
+                ..event(a, &refused_week, EventKind::Refused, "m2")
             };
             assert_eq!(
                 store.record_bounce(&spam, 2).await.unwrap(),
@@ -560,22 +571,22 @@ mod tests {
                 "a refusal changes nothing of the reader's"
             );
             // Its delivery did not arrive: failed, which neither counts in the streak nor ends it as a success would.
-            let c = store.ledger().counts("2023-07-10").await.unwrap();
+            let c = store.ledger().counts(&week("2023-07-10")).await.unwrap();
             assert_eq!((c.sent, c.failed), (0, 1));
             assert_eq!(
-                store.record_bounce(&event(a, "2023-07-17", EventKind::Temporary, "m3"), 2).await.unwrap(),
+                store.record_bounce(&event(a, &week("2023-07-17"), EventKind::Temporary, "m3"), 2).await.unwrap(),
                 Effect::Became(Status::Bounced)
             );
             assert_eq!(
-                store.refusals("2023-07-10").await.unwrap(),
+                store.refusals(&week("2023-07-10")).await.unwrap(),
                 [ProviderRefusals { provider: "mail.example.com".into(), reason: "spamdetected".into(), messages: 1 }]
             );
             assert_eq!(
-                store.returned("2023-07-10").await.unwrap(),
+                store.returned(&week("2023-07-10")).await.unwrap(),
                 Returned::default(),
                 "a refusal is not a failure of the reader's"
             );
-            assert!(store.refusals("2023-07-17").await.unwrap().is_empty());
+            assert!(store.refusals(&week("2023-07-17")).await.unwrap().is_empty());
         }
     }
 
@@ -585,8 +596,14 @@ mod tests {
             let ids = add(&store, &["a@gmail.com", "b@gmail.com", "c@example.org"]).await;
             let t = now() - 1000;
             with_pool!(store.pool(), p => sqlx::query("UPDATE subscribers SET confirmed_at = $1").bind(t - 10).execute(p).await.unwrap().rows_affected());
-            assert!(store.ledger().start_send("2023-07-17", 1, "s", "signals.example.org", "n0nce", t).await.unwrap());
-            store.ledger().claim("2023-07-17", "test", 10, t).await.unwrap();
+            assert!(
+                store
+                    .ledger()
+                    .start_send(&week("2023-07-17"), 1, "s", "signals.example.org", "n0nce", t)
+                    .await
+                    .unwrap()
+            );
+            store.ledger().claim(&week("2023-07-17"), "test", 10, t).await.unwrap();
             let refused = |id: i64, reason: Reason, scope: Scope, detail: &str| RefusedAtSending {
                 subscriber_id: id,
                 refusal: Refusal { reason, scope },
@@ -597,16 +614,16 @@ mod tests {
                 refused(ids[1], Reason::SpamDetected, Scope::Sender, "550 5.7.1 spam"),
                 refused(ids[2], Reason::MailboxFull, Scope::Mailbox, "552 5.2.2 mailbox full"),
             ];
-            let effects = store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap();
+            let effects = store.record_refused_at_sending(&week("2023-07-17"), &batch, 1).await.unwrap();
             let gmail = Effect::Refused { provider: "gmail.com".into() };
             assert_eq!(effects, [gmail.clone(), gmail, Effect::Became(Status::Bounced)]);
             // The same refusals again (a delivery sent again after a crash): nothing new.
             assert_eq!(
-                store.record_refused_at_sending("2023-07-17", &batch, 1).await.unwrap(),
+                store.record_refused_at_sending(&week("2023-07-17"), &batch, 1).await.unwrap(),
                 [Effect::Duplicate, Effect::Duplicate, Effect::Duplicate]
             );
             assert_eq!(
-                store.refusals("2023-07-17").await.unwrap(),
+                store.refusals(&week("2023-07-17")).await.unwrap(),
                 [ProviderRefusals { provider: "gmail.com".into(), reason: "spamdetected".into(), messages: 2 }]
             );
             for id in &ids[..2] {
@@ -619,7 +636,7 @@ mod tests {
             );
             assert_eq!(c.reason, Some(Reason::MailboxFull));
             assert_eq!(
-                store.returned("2023-07-17").await.unwrap(),
+                store.returned(&week("2023-07-17")).await.unwrap(),
                 Returned::default(),
                 "refused at sending is not what came back after it"
             );
@@ -650,10 +667,10 @@ mod tests {
     async fn message_ids_find_their_delivery() {
         for store in crate::store::testing::stores().await {
             let ids = add(&store, &["a@example.org", "b@example.org"]).await;
-            sent(&store, "2023-07-17", 1, now()).await;
+            sent(&store, &week("2023-07-17"), 1, now()).await;
             let message_ids: Vec<String> = with_pool!(store.pool(), p => sqlx::query_scalar("SELECT message_id FROM deliveries ORDER BY subscriber_id").fetch_all(p).await.unwrap());
             let id = &message_ids[0];
-            assert_eq!(store.delivery_by_message_id(id).await.unwrap(), Some(("2023-07-17".to_string(), ids[0])));
+            assert_eq!(store.delivery_by_message_id(id).await.unwrap(), Some((week("2023-07-17"), ids[0])));
             assert_eq!(
                 store.delivery_by_message_id(&id.replace("n0nce", "other")).await.unwrap(),
                 None,
@@ -671,7 +688,10 @@ mod tests {
             let forged = format!("{}{b_random}", prefix(0));
             assert_eq!(store.delivery_by_message_id(&forged).await.unwrap(), None);
             assert_eq!(store.delivery_by_message_id("<CAF=x@mail.gmail.com>").await.unwrap(), None);
-            assert_eq!(store.latest_delivery(ids[0]).await.unwrap().as_deref(), Some("2023-07-17"));
+            // An issue part that is not an issue's id is not ours.
+            assert_eq!(store.delivery_by_message_id(&id.replacen("2023-07-17", "2023-7-17", 1)).await.unwrap(), None);
+            assert_eq!(store.delivery_by_message_id("<a b.1.n0nce@signals.example.org>").await.unwrap(), None);
+            assert_eq!(store.latest_delivery(ids[0]).await.unwrap(), Some(week("2023-07-17")));
         }
     }
 }

@@ -19,6 +19,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::issue_id::IssueId;
+
 /// The journal of one issue's send, open for appending.
 #[derive(Debug)]
 pub struct SentJournal {
@@ -29,11 +31,10 @@ pub struct SentJournal {
 }
 
 /// Where the journal of `issue_id` lives for the database at `database`.
-pub fn path_of(database: &Path, issue_id: &str) -> PathBuf {
-    // Issue ids are week dates (`2023-07-23`); anything else is kept to a safe file name.
-    let safe: String = issue_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+pub fn path_of(database: &Path, issue_id: &IssueId) -> PathBuf {
+    // An issue's id is a week's date (`2023-07-23`): digits and hyphens, safe in a file name.
     let mut name = database.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".sent-{safe}"));
+    name.push(format!(".sent-{issue_id}"));
     database.with_file_name(name)
 }
 
@@ -69,7 +70,7 @@ pub fn read(path: &Path) -> std::io::Result<Vec<i64>> {
 impl SentJournal {
     /// Opens (creating) the journal of `issue_id`. What an earlier run left in it must have been
     /// read into the ledger first: it is emptied here.
-    pub fn create(database: &Path, issue_id: &str) -> std::io::Result<SentJournal> {
+    pub fn create(database: &Path, issue_id: &IssueId) -> std::io::Result<SentJournal> {
         let path = path_of(database, issue_id);
         // Appending: after a fold empties it, the next write goes to its start again.
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
@@ -122,16 +123,20 @@ impl SentJournal {
 mod tests {
     use super::*;
 
+    /// The issue of the week starting on `start` (`2023-07-17`).
+    fn week(start: &str) -> IssueId {
+        start.parse().expect("an issue's id")
+    }
+
     #[test]
     fn the_journal_keeps_whole_lines_and_starts_afresh_when_folded() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("gazette.db");
-        let path = path_of(&db, "2023-07-23");
+        let path = path_of(&db, &week("2023-07-23"));
         assert_eq!(path, dir.path().join("gazette.db.sent-2023-07-23"));
-        assert_eq!(path_of(&db, "../x y"), dir.path().join("gazette.db.sent-___x_y"));
         assert_eq!(read(&path).unwrap(), Vec::<i64>::new(), "no journal: nothing to read");
 
-        let mut journal = SentJournal::create(&db, "2023-07-23").unwrap();
+        let mut journal = SentJournal::create(&db, &week("2023-07-23")).unwrap();
         journal.append(&[3, 1]).unwrap();
         journal.append(&[]).unwrap();
         journal.append(&[20]).unwrap();
@@ -155,7 +160,7 @@ mod tests {
         std::fs::write(&path, b"5\n-6\n7\n").unwrap();
         assert_eq!(read(&path).unwrap(), vec![5]);
         // Opening a journal empties it: its ids must have been read into the ledger before.
-        let journal = SentJournal::create(&db, "2023-07-23").unwrap();
+        let journal = SentJournal::create(&db, &week("2023-07-23")).unwrap();
         assert_eq!(read(&path).unwrap(), Vec::<i64>::new());
         journal.remove().unwrap();
     }

@@ -16,6 +16,7 @@ use super::status_reason;
 use super::{Backend, Pool, Store};
 use crate::bounces::Reason;
 use crate::bounces::reason::Refusal;
+use crate::issue_id::IssueId;
 use crate::store::Status;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
@@ -91,7 +92,7 @@ impl Counts {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SendRecord {
-    pub issue_id: String,
+    pub issue_id: IssueId,
     pub number: i64,
     pub subject: String,
     pub audience: i64,
@@ -121,7 +122,7 @@ impl Ledger<'_> {
     /// Takes the lease on `issue_id` for `holder` until `expires_at`. On SQLite the lease is the issue's
     /// alone: false when someone else holds a live one. On PostgreSQL several senders share an issue,
     /// each with its own lease row (true unless the row could not be written).
-    pub async fn acquire_lease(&self, issue_id: &str, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
+    pub async fn acquire_lease(&self, issue_id: &IssueId, holder: &str, now: i64, expires_at: i64) -> Result<bool> {
         let pool = self.pool;
         let done = match pool {
             Pool::Sqlite(p) => sqlx::query(
@@ -152,7 +153,13 @@ impl Ledger<'_> {
 
     /// Takes over the lease of `issue_id` from `previous`, if it is still theirs (their process is gone).
     /// SQLite's single lease only; on PostgreSQL a dead sender's lease is ended with `expire_lease`.
-    pub async fn take_over_lease(&self, issue_id: &str, previous: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    pub async fn take_over_lease(
+        &self,
+        issue_id: &IssueId,
+        previous: &str,
+        holder: &str,
+        expires_at: i64,
+    ) -> Result<bool> {
         let pool = self.pool;
         let done = with_pool!(pool, p => sqlx::query("UPDATE send_leases SET holder = $3, expires_at = $4 WHERE issue_id = $1 AND holder = $2")
             .bind(issue_id)
@@ -166,7 +173,7 @@ impl Ledger<'_> {
     }
 
     /// Extends a lease we hold; false if it was lost (it expired and someone else took it, or ended it).
-    pub async fn renew_lease(&self, issue_id: &str, holder: &str, expires_at: i64) -> Result<bool> {
+    pub async fn renew_lease(&self, issue_id: &IssueId, holder: &str, expires_at: i64) -> Result<bool> {
         let pool = self.pool;
         let done = with_pool!(pool, p => sqlx::query("UPDATE send_leases SET expires_at = $3 WHERE issue_id = $1 AND holder = $2")
             .bind(issue_id)
@@ -178,7 +185,7 @@ impl Ledger<'_> {
         Ok(done == 1)
     }
 
-    pub async fn release_lease(&self, issue_id: &str, holder: &str) -> Result<()> {
+    pub async fn release_lease(&self, issue_id: &IssueId, holder: &str) -> Result<()> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query("DELETE FROM send_leases WHERE issue_id = $1 AND holder = $2").bind(issue_id).bind(holder).execute(p).await?.rows_affected());
         Ok(())
@@ -186,7 +193,7 @@ impl Ledger<'_> {
 
     /// Ends `holder`'s lease on `issue_id` now (its process is known to be gone), so that its
     /// deliveries in flight can be taken over at once instead of when it would have expired.
-    pub async fn expire_lease(&self, issue_id: &str, holder: &str) -> Result<()> {
+    pub async fn expire_lease(&self, issue_id: &IssueId, holder: &str) -> Result<()> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query("UPDATE send_leases SET expires_at = 0 WHERE issue_id = $1 AND holder = $2")
             .bind(issue_id)
@@ -198,12 +205,12 @@ impl Ledger<'_> {
     }
 
     /// Who holds the lease on `issue_id` and until when, if anyone (the first by expiry on PostgreSQL).
-    pub async fn lease_holder(&self, issue_id: &str) -> Result<Option<(String, i64)>> {
+    pub async fn lease_holder(&self, issue_id: &IssueId) -> Result<Option<(String, i64)>> {
         Ok(self.leases(issue_id).await?.into_iter().next())
     }
 
     /// Every lease on `issue_id`, live or expired, soonest to expire first.
-    pub async fn leases(&self, issue_id: &str) -> Result<Vec<(String, i64)>> {
+    pub async fn leases(&self, issue_id: &IssueId) -> Result<Vec<(String, i64)>> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_as("SELECT holder, expires_at FROM send_leases WHERE issue_id = $1 ORDER BY expires_at, holder")
             .bind(issue_id)
@@ -211,9 +218,9 @@ impl Ledger<'_> {
             .await)
     }
 
-    pub async fn send_record(&self, issue_id: &str) -> Result<Option<SendRecord>> {
+    pub async fn send_record(&self, issue_id: &IssueId) -> Result<Option<SendRecord>> {
         let pool = self.pool;
-        let row = with_pool!(pool, p => sqlx::query_as::<_, (String, i64, String, i64, i64, Option<i64>)>(
+        let row = with_pool!(pool, p => sqlx::query_as::<_, (IssueId, i64, String, i64, i64, Option<i64>)>(
             "SELECT issue_id, number, subject, audience, started_at, finished_at FROM sends WHERE issue_id = $1",
         )
         .bind(issue_id)
@@ -235,7 +242,7 @@ impl Ledger<'_> {
     /// wait for the write lock, then find the send started).
     pub async fn start_send(
         &self,
-        issue_id: &str,
+        issue_id: &IssueId,
         number: u32,
         subject: &str,
         message_id_domain: &str,
@@ -290,7 +297,7 @@ impl Ledger<'_> {
     ///   leases are removed; a live sender's rows and its backoff are left alone. Any sender of the
     ///   issue may call it at any time: this is how the claims of a holder that died are taken over,
     ///   when they expire and not before.
-    pub async fn requeue_in_flight(&self, issue_id: &str, now: i64) -> Result<u64> {
+    pub async fn requeue_in_flight(&self, issue_id: &IssueId, now: i64) -> Result<u64> {
         let pool = self.pool;
         match pool {
             Pool::Sqlite(p) => {
@@ -331,7 +338,7 @@ impl Ledger<'_> {
     /// Makes every pending delivery of the issue due now: a new run's retries start afresh, since
     /// backoff only spaces retries within one run. On PostgreSQL, call it only when no other sender is
     /// live: their backoff is theirs.
-    pub async fn retry_now(&self, issue_id: &str) -> Result<()> {
+    pub async fn retry_now(&self, issue_id: &IssueId) -> Result<()> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query("UPDATE deliveries SET next_attempt_at = 0 WHERE issue_id = $1 AND state = $2 AND next_attempt_at > 0")
             .bind(issue_id)
@@ -344,7 +351,7 @@ impl Ledger<'_> {
 
     /// How many deliveries of the issue other senders than `holder` have in flight (PostgreSQL's
     /// shared sends: a sender with nothing left to claim waits for those before it leaves).
-    pub async fn in_flight_elsewhere(&self, issue_id: &str, holder: &str) -> Result<i64> {
+    pub async fn in_flight_elsewhere(&self, issue_id: &IssueId, holder: &str) -> Result<i64> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_scalar(
             "SELECT count(*) FROM deliveries WHERE issue_id = $1 AND state = $2 AND (claimed_by IS NULL OR claimed_by <> $3)",
@@ -364,7 +371,7 @@ impl Ledger<'_> {
     ///   in the audience (580 messages/s after 100,000 of 1,000,000; see BENCHMARKS.md).
     /// - PostgreSQL, `FOR UPDATE SKIP LOCKED`: senders claiming at the same moment each get rows the
     ///   others did not lock, without waiting for one another.
-    pub async fn claim(&self, issue_id: &str, holder: &str, limit: i64, now: i64) -> Result<Vec<Claimed>> {
+    pub async fn claim(&self, issue_id: &IssueId, holder: &str, limit: i64, now: i64) -> Result<Vec<Claimed>> {
         let pool = self.pool;
         match pool {
             Pool::Sqlite(p) => {
@@ -434,7 +441,7 @@ impl Ledger<'_> {
     /// The send loop records every few outcomes (as soon as the server answers), so the common case,
     /// a few messages sent, is one statement: its own transaction, one round trip to the database
     /// instead of three (BEGIN, UPDATE, COMMIT).
-    pub async fn record(&self, issue_id: &str, outcomes: &[(i64, Outcome)], now: i64) -> Result<()> {
+    pub async fn record(&self, issue_id: &IssueId, outcomes: &[(i64, Outcome)], now: i64) -> Result<()> {
         let pool = self.pool;
         if outcomes.is_empty() {
             return Ok(());
@@ -502,7 +509,7 @@ impl Ledger<'_> {
     /// that stopped without folding it says the server accepted (`store::journal`). Deliveries in any
     /// other state are left as they are. Returns how many were marked. SQLite's only: on PostgreSQL
     /// a send commits every outcome at once and keeps no journal.
-    pub async fn replay_sent(&self, issue_id: &str, ids: &[i64], now: i64) -> Result<u64> {
+    pub async fn replay_sent(&self, issue_id: &IssueId, ids: &[i64], now: i64) -> Result<u64> {
         let pool = self.pool;
         let Pool::Sqlite(p) = pool else { return Ok(0) };
         let mut marked = 0;
@@ -528,7 +535,7 @@ impl Ledger<'_> {
     pub async fn replay_journal(
         &self,
         database: &std::path::Path,
-        issue_id: &str,
+        issue_id: &IssueId,
         now: i64,
     ) -> std::result::Result<u64, super::StoreError> {
         let path = super::journal::path_of(database, issue_id);
@@ -547,7 +554,7 @@ impl Ledger<'_> {
     pub async fn replay_journals(&self, database: &std::path::Path) -> std::result::Result<u64, super::StoreError> {
         let pool = self.pool;
         let Pool::Sqlite(p) = pool else { return Ok(0) };
-        let unfinished: Vec<String> =
+        let unfinished: Vec<IssueId> =
             sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL").fetch_all(p).await?;
         let mut marked = 0;
         for issue_id in unfinished {
@@ -557,7 +564,7 @@ impl Ledger<'_> {
     }
 
     /// Marks the send finished when nothing is pending or in flight any more.
-    pub async fn finish_if_done(&self, issue_id: &str, now: i64) -> Result<bool> {
+    pub async fn finish_if_done(&self, issue_id: &IssueId, now: i64) -> Result<bool> {
         let pool = self.pool;
         let done = with_pool!(pool, p => sqlx::query(
             "UPDATE sends SET finished_at = $2 WHERE issue_id = $1 AND finished_at IS NULL
@@ -574,7 +581,7 @@ impl Ledger<'_> {
     }
 
     /// The earliest time a pending delivery may be tried again, if any is pending.
-    pub async fn next_retry_at(&self, issue_id: &str) -> Result<Option<i64>> {
+    pub async fn next_retry_at(&self, issue_id: &IssueId) -> Result<Option<i64>> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = $1 AND state = $2")
             .bind(issue_id)
@@ -583,7 +590,7 @@ impl Ledger<'_> {
             .await)
     }
 
-    pub async fn counts(&self, issue_id: &str) -> Result<Counts> {
+    pub async fn counts(&self, issue_id: &IssueId) -> Result<Counts> {
         let pool = self.pool;
         let rows: Vec<(DeliveryState, i64)> = with_pool!(pool, p => sqlx::query_as("SELECT state, COUNT(*) FROM deliveries WHERE issue_id = $1 GROUP BY state")
             .bind(issue_id)
@@ -605,7 +612,7 @@ impl Ledger<'_> {
     }
 
     /// Deliveries that did not go out (failed, bounced, or pending after an error), with their last error.
-    pub async fn problems(&self, issue_id: &str, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
+    pub async fn problems(&self, issue_id: &IssueId, limit: i64) -> Result<Vec<(String, String, i64, String)>> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_as(
             "SELECT s.email, d.state, d.attempts, d.last_error FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
@@ -644,7 +651,7 @@ impl Ledger<'_> {
 
     /// The subscribers whose delivery of `issue_id` is `sending` (in flight, or left so by a run that
     /// died): few, a batch's worth per connection.
-    pub async fn sending_ids(&self, issue_id: &str) -> Result<Vec<i64>> {
+    pub async fn sending_ids(&self, issue_id: &IssueId) -> Result<Vec<i64>> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_scalar("SELECT subscriber_id FROM deliveries WHERE issue_id = $1 AND state = $2")
             .bind(issue_id)
@@ -654,15 +661,15 @@ impl Ledger<'_> {
     }
 
     /// Issues whose send started and has not finished.
-    pub async fn unfinished_sends(&self) -> Result<Vec<String>> {
+    pub async fn unfinished_sends(&self) -> Result<Vec<IssueId>> {
         let pool = self.pool;
         with_pool!(pool, p => sqlx::query_scalar("SELECT issue_id FROM sends WHERE finished_at IS NULL ORDER BY issue_id").fetch_all(p).await)
     }
 
     /// Every send that has started, by issue id.
-    pub async fn send_progress(&self) -> Result<std::collections::BTreeMap<String, SendProgress>> {
+    pub async fn send_progress(&self) -> Result<std::collections::BTreeMap<IssueId, SendProgress>> {
         let pool = self.pool;
-        let rows: Vec<(String, i64, Option<i64>, i64, i64)> = with_pool!(pool, p => sqlx::query_as(
+        let rows: Vec<(IssueId, i64, Option<i64>, i64, i64)> = with_pool!(pool, p => sqlx::query_as(
             "SELECT s.issue_id, s.started_at, s.finished_at, s.audience,
                     (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = s.issue_id AND d.state = $1)
              FROM sends s",
@@ -679,9 +686,9 @@ impl Ledger<'_> {
     }
 
     /// Issues whose send has started (finished or not): the scheduler never starts them again.
-    pub async fn started_sends(&self) -> Result<std::collections::HashSet<String>> {
+    pub async fn started_sends(&self) -> Result<std::collections::HashSet<IssueId>> {
         let pool = self.pool;
-        Ok(with_pool!(pool, p => sqlx::query_scalar::<_, String>("SELECT issue_id FROM sends").fetch_all(p).await?)
+        Ok(with_pool!(pool, p => sqlx::query_scalar::<_, IssueId>("SELECT issue_id FROM sends").fetch_all(p).await?)
             .into_iter()
             .collect())
     }
@@ -707,7 +714,7 @@ fn split_claims(rows: Vec<ClaimRow>) -> (Vec<Claimed>, Vec<(i64, String)>) {
 /// Marks the deliveries of `skipped` skipped, with why, taking `uncount` off their attempts.
 async fn mark_skipped<DB>(
     tx: &mut sqlx::Transaction<'static, DB>,
-    issue_id: &str,
+    issue_id: &IssueId,
     skipped: &[(i64, String)],
     uncount: i64,
     now: i64,
@@ -760,6 +767,11 @@ pub struct SendProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The issue of the week starting on `start` (`2023-07-17`).
+    fn week(start: &str) -> IssueId {
+        start.parse().expect("an issue's id")
+    }
     use crate::store::testing::stores;
     use crate::store::{NewSubscriber, Source, Store};
 
@@ -780,28 +792,28 @@ mod tests {
         for store in stores().await {
             let ledger = store.ledger();
             audience(&store, 5).await;
-            assert!(ledger.start_send("2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap());
+            assert!(ledger.start_send(&week("2023-07-17"), 1, "s", "example.org", "n", 10).await.unwrap());
             // A second start of the same issue fixes nothing.
-            assert!(!ledger.start_send("2023-07-17", 1, "s", "example.org", "n", 11).await.unwrap());
-            assert!(ledger.acquire_lease("2023-07-17", "a", 10, 100).await.unwrap());
-            let a = ledger.claim("2023-07-17", "a", 2, 10).await.unwrap();
-            let b = ledger.claim("2023-07-17", "b", 10, 10).await.unwrap();
+            assert!(!ledger.start_send(&week("2023-07-17"), 1, "s", "example.org", "n", 11).await.unwrap());
+            assert!(ledger.acquire_lease(&week("2023-07-17"), "a", 10, 100).await.unwrap());
+            let a = ledger.claim(&week("2023-07-17"), "a", 2, 10).await.unwrap();
+            let b = ledger.claim(&week("2023-07-17"), "b", 10, 10).await.unwrap();
             let ids = |c: &[Claimed]| c.iter().map(|c| c.subscriber_id).collect::<Vec<_>>();
             assert_eq!((a.len(), b.len()), (2, 3));
             assert!(ids(&a).iter().all(|id| !ids(&b).contains(id)), "a claimed row is nobody else's");
             assert!(a.iter().chain(&b).all(|c| c.attempts == 0 && c.message_id.starts_with("<2023-07-17.")));
-            assert!(ledger.claim("2023-07-17", "c", 10, 10).await.unwrap().is_empty());
-            ledger.record("2023-07-17", &[(b[0].subscriber_id, Outcome::Sent)], 20).await.unwrap();
+            assert!(ledger.claim(&week("2023-07-17"), "c", 10, 10).await.unwrap().is_empty());
+            ledger.record(&week("2023-07-17"), &[(b[0].subscriber_id, Outcome::Sent)], 20).await.unwrap();
             if ledger.is_postgres() {
                 // b holds a live lease, a's runs until 100: before then nothing comes back.
-                assert!(ledger.acquire_lease("2023-07-17", "b", 10, 1000).await.unwrap());
-                assert_eq!(ledger.requeue_in_flight("2023-07-17", 50).await.unwrap(), 0);
-                assert_eq!(ledger.in_flight_elsewhere("2023-07-17", "b").await.unwrap(), 2);
+                assert!(ledger.acquire_lease(&week("2023-07-17"), "b", 10, 1000).await.unwrap());
+                assert_eq!(ledger.requeue_in_flight(&week("2023-07-17"), 50).await.unwrap(), 0);
+                assert_eq!(ledger.in_flight_elsewhere(&week("2023-07-17"), "b").await.unwrap(), 2);
                 // a's lease expired: its two come back, b's two stay in flight, and a's lease is gone.
-                assert_eq!(ledger.requeue_in_flight("2023-07-17", 200).await.unwrap(), 2);
-                assert_eq!(ledger.leases("2023-07-17").await.unwrap(), vec![("b".to_string(), 1000)]);
-                assert!(!ledger.renew_lease("2023-07-17", "a", 300).await.unwrap(), "a lost its lease");
-                let again = ledger.claim("2023-07-17", "b", 10, 200).await.unwrap();
+                assert_eq!(ledger.requeue_in_flight(&week("2023-07-17"), 200).await.unwrap(), 2);
+                assert_eq!(ledger.leases(&week("2023-07-17")).await.unwrap(), vec![("b".to_string(), 1000)]);
+                assert!(!ledger.renew_lease(&week("2023-07-17"), "a", 300).await.unwrap(), "a lost its lease");
+                let again = ledger.claim(&week("2023-07-17"), "b", 10, 200).await.unwrap();
                 assert_eq!(ids(&again), ids(&a));
                 assert!(
                     again.iter().all(|c| c.attempts == 1 && a.iter().any(|x| x.message_id == c.message_id)),
@@ -809,10 +821,10 @@ mod tests {
                 );
             } else {
                 // SQLite's single sender: everything in flight belongs to the run that died.
-                assert_eq!(ledger.requeue_in_flight("2023-07-17", 50).await.unwrap(), 4);
-                assert!(!ledger.acquire_lease("2023-07-17", "b", 50, 1000).await.unwrap(), "a's lease is live");
+                assert_eq!(ledger.requeue_in_flight(&week("2023-07-17"), 50).await.unwrap(), 4);
+                assert!(!ledger.acquire_lease(&week("2023-07-17"), "b", 50, 1000).await.unwrap(), "a's lease is live");
             }
-            let c = ledger.counts("2023-07-17").await.unwrap();
+            let c = ledger.counts(&week("2023-07-17")).await.unwrap();
             assert_eq!((c.total, c.sent), (5, 1));
         }
     }
@@ -823,16 +835,18 @@ mod tests {
         let store = stores().await.swap_remove(0);
         let ledger = store.ledger();
         audience(&store, 4).await;
-        ledger.start_send("2023-07-17", 1, "s", "example.org", "n", 10).await.unwrap();
+        ledger.start_send(&week("2023-07-17"), 1, "s", "example.org", "n", 10).await.unwrap();
         let claimed: Vec<i64> =
-            ledger.claim("2023-07-17", "a", 3, 10).await.unwrap().iter().map(|c| c.subscriber_id).collect();
-        ledger.record("2023-07-17", &[(claimed[0], Outcome::Failed("550".into()))], 20).await.unwrap();
+            ledger.claim(&week("2023-07-17"), "a", 3, 10).await.unwrap().iter().map(|c| c.subscriber_id).collect();
+        ledger.record(&week("2023-07-17"), &[(claimed[0], Outcome::Failed("550".into()))], 20).await.unwrap();
         let unclaimed = (1..=4).find(|id| !claimed.contains(id)).unwrap();
         // The journal names a failed delivery, two in flight, a pending one and one of nobody's.
-        let marked =
-            ledger.replay_sent("2023-07-17", &[claimed[0], claimed[1], claimed[2], unclaimed, 99], 30).await.unwrap();
+        let marked = ledger
+            .replay_sent(&week("2023-07-17"), &[claimed[0], claimed[1], claimed[2], unclaimed, 99], 30)
+            .await
+            .unwrap();
         assert_eq!(marked, 2, "only the two in flight");
-        let c = ledger.counts("2023-07-17").await.unwrap();
+        let c = ledger.counts(&week("2023-07-17")).await.unwrap();
         assert_eq!((c.sent, c.failed, c.pending, c.sending), (2, 1, 1, 0));
     }
 }

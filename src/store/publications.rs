@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::{Backend, Pool, Store, values_list};
 
 use crate::issue::PinnedNumbers;
+use crate::issue_id::IssueId;
 
 type Result<T> = std::result::Result<T, sqlx::Error>;
 
@@ -27,10 +28,10 @@ pub struct Publication {
 
 /// Published issues by issue id.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct PublicationRecord(pub BTreeMap<String, Publication>);
+pub struct PublicationRecord(pub BTreeMap<IssueId, Publication>);
 
 impl PublicationRecord {
-    pub fn get(&self, issue_id: &str) -> Option<&Publication> {
+    pub fn get(&self, issue_id: &IssueId) -> Option<&Publication> {
         self.0.get(issue_id)
     }
 
@@ -40,7 +41,7 @@ impl PublicationRecord {
 }
 
 /// issue_id, number, published_at, content_hash, revised_at, skipped_at.
-type PublicationRow = (String, i64, i64, String, Option<i64>, Option<i64>);
+type PublicationRow = (IssueId, i64, i64, String, Option<i64>, Option<i64>);
 
 /// The publication record's statements, on the store they were taken from (`Store::publications`).
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +74,7 @@ impl Publications<'_> {
     /// Takes `issue_id` out of the record, freeing its number for the next publication, unless a
     /// message of it may have reached anyone (its send started) or a later issue is numbered after it.
     /// The checks and the removal are one write transaction, so a send cannot start in between.
-    pub async fn unpublish(&self, issue_id: &str) -> Result<Change> {
+    pub async fn unpublish(&self, issue_id: &IssueId) -> Result<Change> {
         let pool = self.pool;
         with_pool!(pool, p => {
             let mut tx = p.begin_write().await?;
@@ -82,7 +83,7 @@ impl Publications<'_> {
             if let Some(started) = send_started(&mut tx, issue_id).await? {
                 return Ok(started);
             }
-            let later: Option<(String, i64)> = sqlx::query_as("SELECT issue_id, number FROM publications WHERE number > $1 ORDER BY number LIMIT 1")
+            let later: Option<(IssueId, i64)> = sqlx::query_as("SELECT issue_id, number FROM publications WHERE number > $1 ORDER BY number LIMIT 1")
                 .bind(number)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -97,7 +98,7 @@ impl Publications<'_> {
 
     /// Records that `issue_id` is not to be sent (`gazette skip`) at `now`, unless its send has
     /// started. Skipping it again keeps the first time.
-    pub async fn skip(&self, issue_id: &str, now: i64) -> Result<Change> {
+    pub async fn skip(&self, issue_id: &IssueId, now: i64) -> Result<Change> {
         let pool = self.pool;
         with_pool!(pool, p => {
             let mut tx = p.begin_write().await?;
@@ -117,14 +118,14 @@ impl Publications<'_> {
     /// whose content changed since gets `revised_at = now`. Returns the whole record afterwards.
     /// Another process publishing at the same moment waits for this one (`Backend::begin_write`), so a
     /// number is never given twice.
-    pub async fn publish(&self, issues: &[(String, String)], now: i64) -> Result<PublicationRecord> {
+    pub async fn publish(&self, issues: &[(IssueId, String)], now: i64) -> Result<PublicationRecord> {
         let pool = self.pool;
         with_pool!(pool, p => {
             let mut tx = p.begin_write().await?;
-            let known: BTreeMap<String, String> =
-                sqlx::query_as::<_, (String, String)>("SELECT issue_id, content_hash FROM publications").fetch_all(&mut *tx).await?.into_iter().collect();
+            let known: BTreeMap<IssueId, String> =
+                sqlx::query_as::<_, (IssueId, String)>("SELECT issue_id, content_hash FROM publications").fetch_all(&mut *tx).await?.into_iter().collect();
             let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM publications").fetch_one(&mut *tx).await?;
-            let new: Vec<&(String, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
+            let new: Vec<&(IssueId, String)> = issues.iter().filter(|(id, _)| !known.contains_key(id)).collect();
             // Many rows a statement: a first build of a large archive publishes thousands at once.
             for (chunk_index, chunk) in new.chunks(200).enumerate() {
                 let sql = format!("INSERT INTO publications (issue_id, number, published_at, content_hash) VALUES {}", values_list(chunk.len(), 4));
@@ -166,16 +167,16 @@ pub enum Change {
     /// Its send has started (Unix seconds), and this many messages were accepted.
     SendStarted { started_at: i64, sent: i64 },
     /// Another issue was numbered after it: taking it back would leave a gap in the numbers.
-    NumberedAfter { issue_id: String, number: u32 },
+    NumberedAfter { issue_id: IssueId, number: u32 },
 }
 
 /// `Change::SendStarted` when the send of `issue_id` has started, or any delivery of it is sent.
-async fn send_started<DB>(tx: &mut sqlx::Transaction<'static, DB>, issue_id: &str) -> Result<Option<Change>>
+async fn send_started<DB>(tx: &mut sqlx::Transaction<'static, DB>, issue_id: &IssueId) -> Result<Option<Change>>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q IssueId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> super::ledger::DeliveryState: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
@@ -196,8 +197,12 @@ where
 mod tests {
     use super::*;
 
-    fn items(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    fn items(list: &[(&str, &str)]) -> Vec<(IssueId, String)> {
+        list.iter().map(|(a, b)| (id(a), b.to_string())).collect()
+    }
+
+    fn id(text: &str) -> IssueId {
+        text.parse().unwrap()
     }
 
     #[tokio::test]
@@ -205,20 +210,17 @@ mod tests {
         for store in crate::store::testing::stores().await {
             let publications = store.publications();
             let r = publications.publish(&items(&[("2023-07-03", "a"), ("2023-07-17", "b")]), 100).await.unwrap();
-            assert_eq!(
-                r.numbers().into_iter().collect::<Vec<_>>(),
-                vec![("2023-07-03".into(), 1), ("2023-07-17".into(), 2)]
-            );
+            assert_eq!(r.numbers().into_iter().collect::<Vec<_>>(), vec![(id("2023-07-03"), 1), (id("2023-07-17"), 2)]);
             // An old week published later gets the next number; nobody else's moves; an edit is a revision.
             let r = publications
                 .publish(&items(&[("2023-07-10", "c"), ("2023-07-17", "b2"), ("2023-07-03", "a")]), 200)
                 .await
                 .unwrap();
-            assert_eq!(r.get("2023-07-10").unwrap().number, 3);
-            assert_eq!(r.get("2023-07-17").unwrap().number, 2);
-            assert_eq!(r.get("2023-07-17").unwrap().revised_at, Some(200));
-            assert_eq!(r.get("2023-07-17").unwrap().published_at, 100);
-            assert_eq!(r.get("2023-07-03").unwrap().revised_at, None);
+            assert_eq!(r.get(&id("2023-07-10")).unwrap().number, 3);
+            assert_eq!(r.get(&id("2023-07-17")).unwrap().number, 2);
+            assert_eq!(r.get(&id("2023-07-17")).unwrap().revised_at, Some(200));
+            assert_eq!(r.get(&id("2023-07-17")).unwrap().published_at, 100);
+            assert_eq!(r.get(&id("2023-07-03")).unwrap().revised_at, None);
             assert_eq!(publications.read().await.unwrap(), r);
         }
     }
@@ -226,12 +228,15 @@ mod tests {
     #[tokio::test]
     async fn a_large_first_publication_numbers_every_issue_in_order() {
         for store in crate::store::testing::stores().await {
-            let ids: Vec<(String, String)> = (0..450).map(|i| (format!("w{i:04}"), format!("h{i}"))).collect();
+            let first = chrono::NaiveDate::from_ymd_opt(2020, 1, 6).unwrap();
+            let ids: Vec<(IssueId, String)> = (0..450)
+                .map(|i| (IssueId::from_week_start(first + chrono::Duration::weeks(i)), format!("h{i}")))
+                .collect();
             let r = store.publications().publish(&ids[1..], 7).await.unwrap();
-            assert_eq!(r.get("w0001").unwrap().number, 1);
-            assert_eq!(r.get("w0449").unwrap().number, 449);
+            assert_eq!(r.get(&ids[1].0).unwrap().number, 1);
+            assert_eq!(r.get(&ids[449].0).unwrap().number, 449);
             let r = store.publications().publish(&ids, 8).await.unwrap();
-            assert_eq!(r.get("w0000").unwrap().number, 450);
+            assert_eq!(r.get(&ids[0].0).unwrap().number, 450);
             assert_eq!(r.0.len(), 450);
             assert!(ids[1..].iter().enumerate().all(|(n, (id, _))| r.get(id).unwrap().number == n as u32 + 1));
         }
@@ -249,7 +254,7 @@ mod tests {
                 .rows_affected());
             let r = publications.publish(&items(&[("2023-07-10", "x"), ("2023-07-17", "y")]), 9).await.unwrap();
             assert_eq!(
-                r.get("2023-07-17").unwrap(),
+                r.get(&id("2023-07-17")).unwrap(),
                 &Publication {
                     number: 7,
                     published_at: 5,
@@ -258,7 +263,7 @@ mod tests {
                     skipped_at: None
                 }
             );
-            assert_eq!(r.get("2023-07-10").unwrap().number, 8);
+            assert_eq!(r.get(&id("2023-07-10")).unwrap().number, 8);
         }
     }
 }
