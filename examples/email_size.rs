@@ -48,7 +48,9 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(issue.digest_count() == copies);
         let mut row = Vec::new();
         for (_, step) in steps {
-            row.push(render::render_email_at(&config, &project.templates, &*project.whole(issue)?, step)?.html.len());
+            row.push(
+                render::render_email_at(&config, &project.templates, &project.whole_issue(issue)?, step)?.html.len(),
+            );
         }
         sizes.push(row);
     }

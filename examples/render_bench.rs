@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
         chrono::Utc::now(),
         gazette::build_cache::CacheUse::Read,
     ))?;
-    let issue = &*project.whole(project.select(Some(week.parse().map_err(anyhow::Error::msg)?))?)?;
+    let issue = &project.whole_issue(project.select(Some(week.parse()?))?)?;
     let templates = &project.templates;
 
     let mjml = render::email_mjml(&config, templates, issue)?;

@@ -137,8 +137,7 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
         }
     }
     // Whole, as `check` reads every digest anyway (the emails above).
-    let published: anyhow::Result<Vec<_>> =
-        project.published().into_iter().map(|i| project.whole(i).map(|w| w.into_owned())).collect();
+    let published: anyhow::Result<Vec<_>> = project.published().into_iter().map(|i| project.whole_issue(i)).collect();
     let published = match published {
         Ok(published) => published,
         Err(e) => return r.add(Severity::Content, format!("{e:#}")),

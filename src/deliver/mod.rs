@@ -175,8 +175,8 @@ pub async fn send_test(
 }
 
 /// Sends one message outside any issue's ledger (a confirmation mail): into the outbox folder, or
-/// over a connection of its own. The error says what the server answered.
-pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), String> {
+/// over a connection of its own. The error is what the server answered (`is_permanent` for a refusal).
+pub async fn send_single(transport: &Transport, message: &lettre::Message, message_id: &str) -> Result<(), SendError> {
     let mut connection = transport.open();
     let result = transmit(
         &mut connection,
@@ -188,7 +188,7 @@ pub async fn send_single(transport: &Transport, message: &lettre::Message, messa
     )
     .await;
     connection.close().await;
-    result.map_err(|e| e.to_string())
+    result
 }
 
 /// Puts one built message on its way over `connection`, from `return_path` when given (else

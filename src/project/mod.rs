@@ -13,7 +13,6 @@
 //! whatever shows an issue asks for it whole (`whole_issue`), made from the digests this load
 //! parsed or else from its files read again.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -226,11 +225,6 @@ impl Project {
         let mut whole = issue.with_digests(digests);
         self.homes.resolve(&mut whole);
         Ok(whole)
-    }
-
-    /// As `whole_issue`, for the callers that borrow what it gives.
-    pub fn whole(&self, issue: &CatalogIssue) -> anyhow::Result<Cow<'static, WholeIssue>> {
-        self.whole_issue(issue).map(Cow::Owned)
     }
 
     /// `issue`'s content hash (`WholeIssue::content_hash`): computed already, recorded by the build

@@ -12,8 +12,8 @@ use lettre::message::header::ContentType;
 use serde::Deserialize;
 
 use super::{App, ClientIp, retry_after};
+use crate::deliver::SendError;
 use crate::deliver::message::recipient_mailbox;
-use crate::deliver::{Built, Connection as _, Connector as _, SendError};
 use crate::render::{Page, PageForm, PageLink};
 use crate::store::{
     AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail,
@@ -247,20 +247,8 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
         builder = builder.reply_to(reply_to.clone());
     }
     let message = builder.body(body)?;
-    // As `deliver::send_single`, keeping the typed error: a refusal is not retried.
-    let mut connection = app.transport.open();
-    let stop = crate::deliver::StopFlag::default();
-    let result = crate::deliver::transmit(
-        &mut connection,
-        &Built::from(&message),
-        &message_id,
-        None,
-        &stop,
-        std::future::ready(true),
-    )
-    .await;
-    connection.close().await;
-    Ok(result?)
+    // The typed error goes back: a refusal is not retried.
+    Ok(crate::deliver::send_single(&app.transport, &message, &message_id).await?)
 }
 
 /// The subscriber a link names, or the answer to give instead (404: forged, altered, for the
