@@ -100,7 +100,7 @@ result() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; printf '%-44s %-
 note() { echo "$*" >>"$NOTES"; log "$*"; }
 met() { awk "BEGIN { exit !($1) }" && echo met || echo "**not met**"; }
 
-# write_config FILE DIGESTS OUT DATABASE SMTP_URL
+# write_config FILE DIGESTS OUT DATABASE SMTP_URL [EXTRA]: EXTRA (a [dkim] section) is appended
 write_config() {
     cat >"$1" <<EOF
 [site]
@@ -116,6 +116,7 @@ from = "Signals Weekly <newsletter@signals.example.org>"
 [smtp]
 url = "$5"
 concurrency = $CONCURRENCY
+${6:-}
 EOF
 }
 
@@ -222,13 +223,26 @@ if wanted send; then
     mkdir -p "$dir"
     gen_csv "$SEND_SUBSCRIBERS" "$dir/subscribers.csv"
     import_db "$dir/subscribers.csv" "$dir/base.db"
-    # send_once BINARY LOG: a send of the week to every subscriber from a fresh copy of the
-    # database; prints the rate (messages a second, wall clock of the whole command).
+    # The keys of the signed sends: RSA-2048 (PKCS#1 PEM) and Ed25519 (base64 of its 32 bytes).
+    openssl genrsa -traditional -out "$dir/rsa.pem" 2048 2>/dev/null
+    openssl genpkey -algorithm ed25519 -outform DER -out "$dir/ed25519.der"
+    tail -c 32 "$dir/ed25519.der" | base64 -w0 >"$dir/ed25519.key"
+    dkim_section() { # PRIVATE_KEY [ED25519_KEY]
+        printf '[dkim]\ndomain = "signals.example.org"\nselector = "gazette"\nprivate_key = "%s"\n' "$1"
+        [ -z "${2:-}" ] || printf 'ed25519_key = "%s"\ned25519_selector = "gazette-ed"\n' "$2"
+    }
+    # NAME:SECTION of each signed send.
+    SIGNED_SENDS=("RSA-2048:$(dkim_section "$dir/rsa.pem")"
+        "Ed25519:$(dkim_section "$dir/ed25519.key")"
+        "RSA-2048 and Ed25519:$(dkim_section "$dir/rsa.pem" "$dir/ed25519.key")")
+    # send_once BINARY LOG [DKIM]: a send of the week to every subscriber from a fresh copy of the
+    # database, signed with DKIM (a [dkim] section) when given; prints the rate (messages a second,
+    # wall clock of the whole command).
     send_once() {
         local t0 t1 sent
         rm -f "$dir"/run.db*
         cp "$dir/base.db" "$dir/run.db"
-        write_config "$dir/publish.toml" "$SEND_DIGESTS" "$dir/out" "$dir/run.db" "$SMTP_URL"
+        write_config "$dir/publish.toml" "$SEND_DIGESTS" "$dir/out" "$dir/run.db" "$SMTP_URL" "${3:-}"
         t0=$(now)
         "$1" --config "$dir/publish.toml" send --week "$WEEK" >"$2" 2>&1
         t1=$(now)
@@ -237,6 +251,7 @@ if wanted send; then
         calc "$SEND_SUBSCRIBERS / ($t1 - $t0)" 0
     }
     g_rates=() s_rates=() b_rates=()
+    signed_rates=() # per signed send, its runs' rates separated by spaces
     for run in $(seq "$RUNS"); do
         # With a baseline, the two take turns going first: what one run leaves (the site, the
         # build cache, the page cache) favours neither.
@@ -247,15 +262,34 @@ if wanted send; then
         if [ -n "${BASELINE_BIN:-}" ] && ((run % 2 == 1)); then
             b_rates+=("$(send_once "$BASELINE_BIN" "$dir/baseline-send-$run.txt")")
         fi
+        # The signed sends, in the same run as the unsigned one they are compared with.
+        for i in "${!SIGNED_SENDS[@]}"; do
+            signed_rates[i]+="$(send_once "$BIN" "$dir/send-signed-$i-$run.txt" "${SIGNED_SENDS[$i]#*:}") "
+        done
         t0=$(now)
         "$SOURCE" -d -s "$CONCURRENCY" -l "$MESSAGE_BYTES" -m "$SEND_SUBSCRIBERS" -f bench@example.org -t reader@example.org 127.0.0.1:"$SINK_PORT"
         t1=$(now)
         s_rates+=("$(calc "$SEND_SUBSCRIBERS / ($t1 - $t0)" 0)")
-        log "send run $run: gazette ${g_rates[-1]}/s, smtp-source ${s_rates[-1]}/s${BASELINE_BIN:+, baseline ${b_rates[-1]}/s}"
+        log "send run $run: gazette ${g_rates[-1]}/s, signed (RSA, Ed25519, both) ${signed_rates[*]}/s, smtp-source ${s_rates[-1]}/s${BASELINE_BIN:+, baseline ${b_rates[-1]}/s}"
     done
     g=$(median "${g_rates[@]}") s=$(median "${s_rates[@]}")
     ratio=$(calc "$g / $s")
     result "Send $(thousands "$SEND_SUBSCRIBERS") messages (msg/s)" "$(thousands "$g")" "smtp-source: $(thousands "$s")" "$ratio" ">= 1.0" "$(met "$ratio >= 1.0")"
+    # The signed sends against the unsigned one (issue 30: RSA-2048 at >= 0.6 of it).
+    for i in "${!SIGNED_SENDS[@]}"; do
+        name=${SIGNED_SENDS[$i]%%:*}
+        read -ra runs <<<"${signed_rates[$i]}"
+        r=$(median "${runs[@]}")
+        ratio=$(calc "$r / $g")
+        if [ "$name" = RSA-2048 ]; then goal=">= 0.6" verdict=$(met "$ratio >= 0.6"); else goal="-" verdict="-"; fi
+        result "Send, DKIM $name (msg/s)" "$(thousands "$r")" "unsigned: $(thousands "$g")" "$ratio" "$goal" "$verdict"
+        note "Send, DKIM $name: runs ${runs[*]}/s."
+    done
+    # The ceiling of an RSA-2048-signed send: the processor's own signing rate, one core and all of them.
+    rsa_speed() { openssl speed -seconds 3 "$@" rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ { print $(NF - 1) }'; }
+    one=$(rsa_speed) all=$(rsa_speed -multi "$(nproc)")
+    result "openssl speed rsa2048 (signatures/s)" "$(thousands "$one")" "$(nproc) cores: $(thousands "$all")" "-" "the ceiling" "-"
+    note "openssl speed -seconds 3 rsa2048: $one signatures/s on one core, $all with -multi $(nproc)."
     if [ -n "${BASELINE_BIN:-}" ]; then
         b=$(median "${b_rates[@]}")
         ratio=$(calc "$g / $b")

@@ -162,6 +162,9 @@ struct RawDkim {
     domain: String,
     selector: String,
     private_key: PathBuf,
+    /// A second signature, Ed25519 beside an RSA `private_key` (RFC 8463 §1): both keys or neither.
+    ed25519_key: Option<PathBuf>,
+    ed25519_selector: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -437,6 +440,8 @@ pub struct Dkim {
     pub domain: String,
     pub selector: String,
     pub private_key: PathBuf,
+    /// The second signature's selector and key (`ed25519_selector`, `ed25519_key`), when given.
+    pub ed25519: Option<(String, PathBuf)>,
 }
 
 impl Config {
@@ -492,6 +497,9 @@ impl Config {
         }
         if let Some(dkim) = &mut config.dkim {
             dkim.private_key = one_spelling(&dkim.private_key);
+            if let Some((_, key)) = &mut dkim.ed25519 {
+                *key = one_spelling(key);
+            }
         }
         config
     }
@@ -620,6 +628,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let feeds = check_feeds(raw.feeds, &mut problems);
     let bounces = check_bounces(raw.bounces, base, &mut problems);
     let paths = check_paths(raw.paths, base, &mut problems);
+    let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
     if !problems.found.is_empty() {
         return Err(ConfigError(problems.found.join("\n")));
     }
@@ -633,12 +642,28 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         server: server.expect(CHECKED),
         feeds,
         bounces,
-        dkim: raw.dkim.map(|d| Dkim {
-            domain: d.domain,
-            selector: d.selector,
-            private_key: resolve(base, d.private_key),
-        }),
+        dkim,
     })
+}
+
+fn check_dkim(d: RawDkim, base: &Path, problems: &mut Problems) -> Option<Dkim> {
+    let ed25519 = match (d.ed25519_selector, d.ed25519_key) {
+        (Some(selector), Some(key)) => Some((selector, resolve(base, key))),
+        (None, None) => None,
+        (selector, _) => {
+            let (given, missing) = if selector.is_some() {
+                ("ed25519_selector", "ed25519_key")
+            } else {
+                ("ed25519_key", "ed25519_selector")
+            };
+            problems.bad(
+                &format!("[dkim] {given}"),
+                format!("a second (Ed25519) signature needs both keys: add {missing}, or remove {given}"),
+            );
+            return None;
+        }
+    };
+    Some(Dkim { domain: d.domain, selector: d.selector, private_key: resolve(base, d.private_key), ed25519 })
 }
 
 /// A path of the configuration, taken from the folder holding `publish.toml` unless absolute.
@@ -1181,6 +1206,19 @@ mod tests {
         // A key outside any section is still a key.
         let err = parse("title = \"x\"\n[site]\n").unwrap_err().0;
         assert!(err.contains("keys belong in a [section]"), "{err}");
+    }
+
+    #[test]
+    fn a_second_dkim_key_needs_its_selector_and_an_old_dkim_section_still_reads() {
+        let base = "[site]\ntitle = \"x\"\n[dkim]\ndomain = \"signals.example.org\"\nselector = \"gazette\"\nprivate_key = \"dkim.pem\"\n";
+        let dkim = parse(base).unwrap().dkim.unwrap();
+        assert_eq!((dkim.selector.as_str(), dkim.ed25519), ("gazette", None));
+        let both = parse(&format!("{base}ed25519_key = \"ed.key\"\ned25519_selector = \"gazette-ed\"\n")).unwrap();
+        let (selector, key) = both.dkim.unwrap().ed25519.unwrap();
+        assert_eq!(selector, "gazette-ed");
+        assert_eq!(key, Path::new("/srv/news/ed.key"));
+        let err = parse(&format!("{base}ed25519_key = \"ed.key\"\n")).unwrap_err().0;
+        assert!(err.contains("[dkim] ed25519_key") && err.contains("add ed25519_selector"), "{err}");
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //!
 //! The headers and MIME structure are formatted once too: lettre formats one copy addressed to
 //! markers, which is cut at the markers into a `Skeleton`, and each subscriber's copy is written in
-//! one pass into one buffer, the subscriber's values between the pieces. A copy to be DKIM-signed
-//! still goes through lettre's `Message` (its signer needs one), as does any value the fast path
-//! does not write exactly as lettre would (see `Skeleton::write`).
+//! one pass into one buffer, the subscriber's values between the pieces; any value the fast path
+//! does not write exactly as lettre would goes through lettre's `Message` (see `Skeleton::write`).
+//! A DKIM-signed copy is the same bytes with its signature headers on top (`super::dkim`).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -299,8 +299,8 @@ pub struct PreparedEmail {
     text: EncodedBody,
     html: EncodedBody,
     date: SystemTime,
-    dkim: Option<lettre::message::dkim::DkimConfig>,
-    /// `None` with DKIM (lettre signs each `Message`), or when the markers did not come out once each.
+    dkim: Option<super::dkim::Signer>,
+    /// `None` when the markers did not come out once each.
     skeleton: Option<Skeleton>,
 }
 
@@ -337,19 +337,17 @@ impl PreparedEmail {
             dkim,
             skeleton: None,
         };
-        if email.dkim.is_none() {
-            let marker: lettre::Address = TO_MARKER.parse().expect("the marker is an address");
-            let to = Recipient {
-                mailbox: Mailbox::new(None, marker),
-                unsubscribe_url: UNSUBSCRIBE_MARKER,
-                message_id: MESSAGE_ID_MARKER,
-            };
-            let marker_body = |marker: &str| {
-                Body::dangerous_pre_encoded(marker.as_bytes().to_vec(), ContentTransferEncoding::QuotedPrintable)
-            };
-            let copy = email.lettre_message(&to, marker_body(TEXT_MARKER), marker_body(HTML_MARKER))?;
-            email.skeleton = Skeleton::new(&copy.formatted());
-        }
+        let marker: lettre::Address = TO_MARKER.parse().expect("the marker is an address");
+        let to = Recipient {
+            mailbox: Mailbox::new(None, marker),
+            unsubscribe_url: UNSUBSCRIBE_MARKER,
+            message_id: MESSAGE_ID_MARKER,
+        };
+        let marker_body = |marker: &str| {
+            Body::dangerous_pre_encoded(marker.as_bytes().to_vec(), ContentTransferEncoding::QuotedPrintable)
+        };
+        let copy = email.lettre_message(&to, marker_body(TEXT_MARKER), marker_body(HTML_MARKER))?;
+        email.skeleton = Skeleton::new(&copy.formatted());
         Ok(email)
     }
 
@@ -365,17 +363,26 @@ impl PreparedEmail {
     }
 
     /// The whole message for one recipient, as it goes on the wire, written in one pass from the
-    /// skeleton; through lettre's `Message` when it is DKIM-signed (see the module's comment).
+    /// skeleton (or by lettre, see the module's comment), its DKIM signatures on top when configured.
     pub fn build(&self, to: &Recipient) -> anyhow::Result<Built> {
-        let from = self.from.email.clone();
-        let envelope = || Envelope::new(Some(from), vec![to.mailbox.email.clone()]);
-        if let Some(bytes) = self.skeleton.as_ref().and_then(|s| s.write(self, to, to.mailbox.email.as_ref())) {
-            return Ok(Built { envelope: envelope()?, bytes });
-        }
-        Ok(Built::from(&self.build_with_lettre(to)?))
+        let built = match self.skeleton.as_ref().and_then(|s| s.write(self, to, to.mailbox.email.as_ref())) {
+            Some(bytes) => {
+                let from = self.from.email.clone();
+                Built { envelope: Envelope::new(Some(from), vec![to.mailbox.email.clone()])?, bytes }
+            }
+            None => Built::from(&self.build_with_lettre(to)?),
+        };
+        Ok(match &self.dkim {
+            Some(signer) => {
+                let mut bytes = signer.sign(&built.bytes);
+                bytes.extend_from_slice(&built.bytes);
+                Built { bytes, ..built }
+            }
+            None => built,
+        })
     }
 
-    /// The whole message for one recipient built by lettre, and signed when DKIM is configured.
+    /// The whole message for one recipient built by lettre, unsigned.
     pub fn build_with_lettre(&self, to: &Recipient) -> anyhow::Result<Message> {
         let email = to.mailbox.email.to_string();
         let text = Body::dangerous_pre_encoded(
@@ -386,11 +393,7 @@ impl PreparedEmail {
             self.html.fill(to.unsubscribe_url, &email),
             ContentTransferEncoding::QuotedPrintable,
         );
-        let mut message = self.lettre_message(to, text, html)?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
-        }
-        Ok(message)
+        self.lettre_message(to, text, html)
     }
 
     /// The message with these bodies (already quoted-printable), unsigned.
@@ -447,55 +450,9 @@ fn header(name: &'static str, value: String) -> HeaderValue {
     HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
 }
 
-/// The headers the DKIM signature covers (RFC 6376 §5.4). lettre 0.11 lists every one in `h=`
-/// and hashes the first header of that name (matched ignoring case) or nothing when there is none,
-/// which is what a verifier does for one that is absent (§5.4.2): an absent header is signed too,
-/// so one added in transit breaks the signature. A name must not appear twice: lettre would hash
-/// the same header twice where a verifier hashes it once and then nothing. Names are spelt as
-/// lettre writes them, which matters only with `simple` header canonicalization (it hashes the
-/// name as listed here); `relaxed` lowercases them.
-const SIGNED_HEADERS: [&str; 11] = [
-    // Who it is from and to, and what it is: what the reader sees and DMARC aligns on.
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    // A resend carries the same Message-ID; a changed one would make it another message.
-    "Message-ID",
-    // Absent unless configured: signed either way, so replies cannot be redirected in transit.
-    "Reply-To",
-    // How the body is read: an altered Content-Type (another boundary or charset) changes what is shown.
-    "MIME-Version",
-    "Content-Type",
-    // The list and its one-click unsubscribe (RFC 8058 §4 requires these two to be signed).
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-];
-
-pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<lettre::message::dkim::DkimConfig> {
-    use lettre::message::dkim::{
-        DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
-    };
-    let pem = std::fs::read_to_string(&d.private_key)
-        .map_err(|e| anyhow::anyhow!("[dkim] private_key: cannot read {}: {e}", d.private_key.display()))?;
-    // lettre reads RSA keys as PKCS#1 PEM and Ed25519 keys as the base64 of their 32 bytes.
-    let algorithm = if pem.contains("-----BEGIN") { DkimSigningAlgorithm::Rsa } else { DkimSigningAlgorithm::Ed25519 };
-    let key = DkimSigningKey::new(pem.trim(), algorithm).map_err(|e| {
-        anyhow::anyhow!(
-            "[dkim] private_key: {} is not a usable key ({e}); use an RSA key in PKCS#1 PEM \
-             (`openssl genrsa -traditional -out dkim.pem 2048`) or an Ed25519 key as base64 of its 32 bytes",
-            d.private_key.display()
-        )
-    })?;
-    let headers = SIGNED_HEADERS.into_iter().map(HeaderName::new_from_ascii_str).collect();
-    Ok(DkimConfig::new(
-        d.selector.clone(),
-        d.domain.clone(),
-        key,
-        headers,
-        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed },
-    ))
+/// The signer of `[dkim]`, its keys read (see `dkim::load`).
+pub fn load_dkim(d: &crate::config::Dkim) -> anyhow::Result<super::dkim::Signer> {
+    super::dkim::load(d)
 }
 
 #[cfg(test)]

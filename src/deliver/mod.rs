@@ -2,6 +2,7 @@
 //! (`send_loop`), through a `transport` (the outbox folder or SMTP, one seam), and the single
 //! messages outside any issue: test copies and confirmation mails.
 
+pub mod dkim;
 mod envelope;
 pub mod message;
 pub mod send_loop;
