@@ -92,7 +92,16 @@ fn parse_key(text: &str, rsa_too: bool) -> Result<Key, String> {
             Ok(key) => Ok(Key::Rsa(key)),
             Err(e) if pkcs1 && e.to_string() == "TooSmall" => {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
+                use rsa::traits::PublicKeyParts;
                 let key = rsa::RsaPrivateKey::from_pkcs1_der(&der).map_err(|e| e.to_string())?;
+                // Receivers ignore signatures of shorter keys (RFC 8301 §3.2), and one too short
+                // for a SHA-256 DigestInfo could not sign at all.
+                if key.size() * 8 < MIN_RSA_BITS {
+                    return Err(format!(
+                        "an RSA key of {} bits, and receivers ignore signatures of keys under {MIN_RSA_BITS}                          bits (RFC 8301); make one of 2048",
+                        key.size() * 8
+                    ));
+                }
                 Ok(Key::SmallRsa(Box::new(key)))
             }
             Err(e) => Err(format!("not an RSA private key: {e}")),
@@ -104,6 +113,9 @@ fn parse_key(text: &str, rsa_too: bool) -> Result<Key, String> {
     }
     Ed25519KeyPair::from_seed_unchecked(&seed).map(Key::Ed25519).map_err(|e| e.to_string())
 }
+
+/// The shortest RSA key Gazette signs with, in bits.
+const MIN_RSA_BITS: usize = 1024;
 
 /// The DER `DigestInfo` prefix of a SHA-256 hash in a PKCS#1 v1.5 signature (RFC 8017 §9.2).
 const SHA256_DIGEST_INFO: [u8; 19] =
@@ -329,6 +341,15 @@ jAGPDblO+q8vp7fZv/juT8AJ7aV85ft6QJm1Q6efxrbdXk5EB6/IaZ6xyrtkHvCL\n\
 nY19ouOSgIVYcq2y21lfo1b11C1xVFYQydbBBfKtmjAGZTZAow8ofxyu9PHHmm7F\n\
 BDqia99UreowlMUDemjl5/w=\n\
 -----END PRIVATE KEY-----";
+    const RSA_512: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
+MIIBOQIBAAJBAPDG+2h96i2kLqDSXQU0POfkzwDwQFXN4xCk8uDF/S7YNBztC97s\n\
+29GV3AwyMnokTCcOTee09xZJcfn970JIXfMCAwEAAQJAZjRgxaMlQ4h8zoFdQPdC\n\
+n0DN6d0RwhpqN0d9XZJNfZMwDOd4hpub3wrIJHyi+hkj0X0+E2bODZbq2CbpEiVl\n\
+gQIhAPlWcVYtBNQbjnlYavgReU1b7haiH/44S9emCBK/w4JBAiEA9zX7tdwgH4oE\n\
+aVgIbCi/VU7gD6izky/TzUMmZHlUqzMCIFW4TUCmO4m8a4/2QNhGEaDx4PmxBTS+\n\
+H/zknNPtT4bBAiBYdnzoiykDoEQL3nDFI5+0S1FqyRfZp9fHMCxg7/oYeQIgOVga\n\
+suwn16qir9NwhR4K0mqdbrMo+zgFUEPb6KYt8wI=\n\
+-----END RSA PRIVATE KEY-----";
     const RSA_1024: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
 MIICXAIBAAKBgQDENq5Vr/mnCO7zJo84623A95PnzqaMDh6D1mn8kOnsZ9pbIjQH\n\
 S/cuF7AtKQbj2KI7mpGk2FPCLHkZDE8DQi91e218wC8H0K1nlt1cZQIitQfS+Iyx\n\
@@ -454,5 +475,7 @@ fqSO2DQfETJhtsiW+ulOKtNANbB2KGHbXcgAJ1vNRI0=\n\
         assert!(parse_key("bm90IGEga2V5", true).err().unwrap().contains("not the 32 of an Ed25519 key"));
         assert!(parse_key(RSA_2048, false).is_err(), "ed25519_key reads only an Ed25519 key");
         assert!(parse_key("not a key", true).err().unwrap().contains("base64"));
+        let short = parse_key(RSA_512, true).err().unwrap();
+        assert!(short.contains("an RSA key of 512 bits") && short.contains("RFC 8301"), "{short}");
     }
 }
