@@ -323,12 +323,7 @@ async fn deliver_issue(
     stop: &StopFlag,
     issue: &CatalogIssue,
 ) -> anyhow::Result<deliver::SendReport> {
-    anyhow::ensure!(
-        project.publication(&issue.id).is_some(),
-        "internal error: issue {} is sent before it is published",
-        issue.id
-    );
-    let email = std::sync::Arc::new(project.prepare_email(issue, false)?);
+    let email = project.email_to_send(issue)?;
     let progress = deliver::LogProgress::default();
     deliver::send_issue(store, &project.config, &issue.id, issue.number, email, transport, stop, &progress).await
 }

@@ -100,12 +100,7 @@ async fn send(
     written.warn_email();
     let issue = project.issue(&issue.id).expect("the selected issue exists").clone();
     // Its number is the recorded one now: the email is made, and handed to `deliver`.
-    anyhow::ensure!(
-        project.publication(&issue.id).is_some(),
-        "internal error: issue {} is sent before it is published",
-        issue.id
-    );
-    let email = std::sync::Arc::new(project.prepare_email(&issue, false)?);
+    let email = project.email_to_send(&issue)?;
 
     let stop = StopFlag::default();
     stop.on_signals();

@@ -461,6 +461,17 @@ impl Project {
         PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, test, std::time::SystemTime::now())
     }
 
+    /// The email of a published `issue` for its readers, what `deliver::send_issue` takes: its
+    /// number is the recorded one, so an issue sent before it is published is an internal error.
+    pub fn email_to_send(&self, issue: &CatalogIssue) -> anyhow::Result<std::sync::Arc<PreparedEmail>> {
+        anyhow::ensure!(
+            self.publication(&issue.id).is_some(),
+            "internal error: issue {} is sent before it is published",
+            issue.id
+        );
+        Ok(std::sync::Arc::new(self.prepare_email(issue, false)?))
+    }
+
     /// Writes `issue`'s email, filled in for a sample reader, into `[paths] drafts`/preview/.
     /// Returns the subject and the paths of the HTML and text files.
     pub fn write_preview(&self, issue: &CatalogIssue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
