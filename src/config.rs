@@ -444,6 +444,20 @@ pub struct Dkim {
     pub ed25519: Option<(String, PathBuf)>,
 }
 
+impl Dkim {
+    /// The most bytes the `DKIM-Signature` headers put on a message can take: the email's size budget
+    /// counts them. The RSA signature is counted at 4,096 bits (512 bytes, 684 in base64, folded at
+    /// 72), the largest key DNS TXT records commonly carry; Ed25519's is 64 bytes (88 in base64).
+    pub fn signature_bytes(&self) -> usize {
+        // v=, a=, c=, h= with its 11 header names, bh= (44), the folds and the header's name.
+        const TAGS: usize = 240;
+        let folded = |b64: usize| b64 + b64.div_ceil(72) * 3;
+        let rsa = TAGS + self.domain.len() + self.selector.len() + folded(684);
+        let ed25519 = self.ed25519.as_ref().map_or(0, |(s, _)| TAGS + self.domain.len() + s.len() + folded(88));
+        rsa + ed25519
+    }
+}
+
 impl Config {
     /// The configuration a fresh checkout runs on when there is no `publish.toml`: paths relative to `base`.
     pub fn embedded_defaults(base: &Path) -> Config {

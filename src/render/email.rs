@@ -262,10 +262,15 @@ fn most_that_fit(
 }
 
 /// The HTML's size once filled in for a subscriber: each placeholder replaced by the longest
-/// value it can take (an address of 254 characters, every one escaped; the unsubscribe link).
+/// value it can take (an address of 254 characters, every one escaped; the unsubscribe link), plus
+/// the DKIM signature headers every message will carry.
 fn filled_size(html: &str, config: &Config) -> usize {
     let link = config.site.base_url.len() + "/unsubscribe/".len() + 120;
-    html.len() + html.matches(UNSUBSCRIBE_URL).count() * link + html.matches(SUBSCRIBER_EMAIL).count() * 254 * 2
+    let signatures = config.dkim.as_ref().map_or(0, |d| d.signature_bytes());
+    html.len()
+        + html.matches(UNSUBSCRIBE_URL).count() * link
+        + html.matches(SUBSCRIBER_EMAIL).count() * 254 * 2
+        + signatures
 }
 
 fn compile(templates: &Templates, ctx: &Value) -> Result<String, RenderError> {
