@@ -304,12 +304,17 @@ async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()
     Ok(())
 }
 
-/// Reads `[bounces] mailbox`, if there is one. A mailbox that cannot be read is logged and does
-/// not hold the round back: the send is not the mailbox's to stop.
+/// Reads `[bounces] mailbox` and `[dmarc] mailbox`, where there are. A mailbox that cannot be
+/// read is logged and does not hold the round back: the send is not the mailbox's to stop.
 async fn read_bounces(config: &Config, store: &Store) {
     match crate::bounces::mailbox::poll(config, store).await {
         Ok(None) => {}
         Ok(Some(polled)) => tracing::info!("bounce mailbox: {polled}"),
+        Err(e) => tracing::error!("{e:#}"),
+    }
+    match crate::bounces::mailbox::poll_dmarc(config, store).await {
+        Ok(None) => {}
+        Ok(Some(polled)) => tracing::info!("DMARC mailbox: {polled}"),
         Err(e) => tracing::error!("{e:#}"),
     }
 }
