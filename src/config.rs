@@ -892,7 +892,8 @@ fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> B
             None
         }
     });
-    let auth = check_mailbox_login("[bounces]", bounces.auth.as_deref(), &bounces.password_command, &processed, problems);
+    let auth =
+        check_mailbox_login("[bounces]", bounces.auth.as_deref(), &bounces.password_command, &processed, problems);
     if temporary_limit == 0 {
         problems.bad(
             "[bounces] temporary_limit",

@@ -65,12 +65,15 @@ pub fn read(bytes: &[u8]) -> Found {
     let Some(message) = MessageParser::default().parse(bytes) else { return Found::NotAReport };
     // Failure notices and complaints (RFC 3464, RFC 5965) are multipart/report; an aggregate
     // report is an ordinary message with an attachment.
-    if message.content_type().is_some_and(|c| c.c_type.eq_ignore_ascii_case("multipart") && c.subtype() == Some("report"))
+    if message
+        .content_type()
+        .is_some_and(|c| c.c_type.eq_ignore_ascii_case("multipart") && c.subtype() == Some("report"))
     {
         return Found::NotAReport;
     }
-    let by_subject =
-        message.subject().is_some_and(|s| s.trim_start().get(..14).is_some_and(|p| p.eq_ignore_ascii_case("report domain:")));
+    let by_subject = message
+        .subject()
+        .is_some_and(|s| s.trim_start().get(..14).is_some_and(|p| p.eq_ignore_ascii_case("report domain:")));
     let by_name = message.parts.iter().any(|p| p.attachment_name().is_some_and(named_like_a_report));
     let attached = message.parts.iter().any(|p| {
         let subtype = p.content_type().and_then(|c| c.subtype()).unwrap_or_default().to_ascii_lowercase();
@@ -136,17 +139,18 @@ fn named_like_a_report(name: &str) -> bool {
 /// mail-auth's error, as a sentence about the report.
 fn describe(e: &ReportError) -> String {
     match e {
-        ReportError::MailParseError => "it looks like a DMARC aggregate report but is not a readable email message".into(),
+        ReportError::MailParseError => {
+            "it looks like a DMARC aggregate report but is not a readable email message".into()
+        }
         ReportError::ReportParseError(why) => {
             format!("its XML is not a DMARC aggregate report (RFC 7489 appendix C): {}", why.trim_end_matches('.'))
         }
         ReportError::UncompressError(why) => {
             format!("its DMARC aggregate report cannot be uncompressed (a damaged or truncated zip or gzip): {why}")
         }
-        ReportError::ReportTooLarge => format!(
-            "its DMARC aggregate report is over {} MB once uncompressed; it was not read",
-            MAX_XML_BYTES >> 20
-        ),
+        ReportError::ReportTooLarge => {
+            format!("its DMARC aggregate report is over {} MB once uncompressed; it was not read", MAX_XML_BYTES >> 20)
+        }
         ReportError::NoReportsFound => {
             "it is named as a DMARC aggregate report but has no zip, gzip or XML attachment with one in it".into()
         }
@@ -168,14 +172,21 @@ fn check(report: Report) -> Result<AggregateReport, String> {
     let meta = report.report_metadata;
     let text = |s: &str| s.trim().to_string();
     let (org, report_id, domain) = (text(&meta.org_name), text(&meta.report_id), text(&report.policy_published.domain));
-    for (value, name) in [(&org, "report_metadata/org_name"), (&report_id, "report_metadata/report_id"), (&domain, "policy_published/domain")] {
+    for (value, name) in [
+        (&org, "report_metadata/org_name"),
+        (&report_id, "report_metadata/report_id"),
+        (&domain, "policy_published/domain"),
+    ] {
         if value.is_empty() {
             return Err(format!("{name} is missing or empty"));
         }
     }
     let range = meta.date_range;
     if range.begin == 0 || range.end < range.begin || range.end > LAST_MOMENT {
-        return Err(format!("report_metadata/date_range ({} to {}) is not a period of Unix times", range.begin, range.end));
+        return Err(format!(
+            "report_metadata/date_range ({} to {}) is not a period of Unix times",
+            range.begin, range.end
+        ));
     }
     let mut rows = Vec::with_capacity(report.record.len());
     for (i, record) in report.record.into_iter().enumerate() {
@@ -248,6 +259,8 @@ pub struct FailingSource {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
     pub reports: usize,
+    /// The domains the reports are about (`policy_published/domain`).
+    pub domains: BTreeSet<String>,
     pub messages: i64,
     pub dkim_aligned: i64,
     pub spf_aligned: i64,
@@ -264,6 +277,29 @@ impl Summary {
     }
 }
 
+/// The first moment counted by "the last `days` days" at `now`: midnight UTC, `days` days before
+/// today (today's reports are not in yet; receivers report whole UTC days).
+pub fn since(now: chrono::DateTime<chrono::Utc>, days: u32) -> i64 {
+    let today = now.date_naive().and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    today.timestamp() - i64::from(days) * 86_400
+}
+
+/// `gazette status`'s line about the reports of the last `days` days.
+pub fn status_line(summary: &Summary, days: u32) -> String {
+    let sources = match summary.failing.len() {
+        0 => "no source failed both".to_string(),
+        1 => "1 source sent as the domain and failed both".to_string(),
+        n => format!("{n} sources sent as the domain and failed both"),
+    };
+    format!(
+        "DMARC, last {days} days: {} messages in {} reports; DKIM aligned pass {:.1}%, SPF aligned pass {:.1}%; {sources} (`gazette dmarc` has the details)",
+        summary.messages,
+        summary.reports,
+        summary.percent(summary.dkim_aligned),
+        summary.percent(summary.spf_aligned)
+    )
+}
+
 /// Adds `rows` up per day and receiver, and lists the sources that failed both.
 pub fn summarise(rows: &[StoredRow]) -> Summary {
     let mut days: BTreeMap<(chrono::NaiveDate, String), DayLine> = BTreeMap::new();
@@ -272,6 +308,7 @@ pub fn summarise(rows: &[StoredRow]) -> Summary {
     let mut summary = Summary::default();
     for r in rows {
         reports.insert((r.org.as_str(), r.report_id.as_str()));
+        summary.domains.insert(r.domain.clone());
         let day = chrono::DateTime::from_timestamp(r.begin, 0).unwrap_or_default().date_naive();
         let line = days.entry((day, r.org.clone())).or_insert_with(|| DayLine {
             day,
@@ -331,7 +368,10 @@ mod tests {
     #[test]
     fn a_bare_xml_report_is_read_with_its_rows() {
         let Found::Report(r) = read(XML.as_bytes()) else { panic!("{:?}", read(XML.as_bytes())) };
-        assert_eq!((r.org.as_str(), r.report_id.as_str(), r.domain.as_str()), ("example.net", "r-1", "signals.example.org"));
+        assert_eq!(
+            (r.org.as_str(), r.report_id.as_str(), r.domain.as_str()),
+            ("example.net", "r-1", "signals.example.org")
+        );
         assert_eq!((r.begin, r.end), (1764547200, 1764633599));
         assert_eq!(r.rows.len(), 2);
         assert_eq!(r.rows[0].source_ip.to_string(), "192.0.2.10");
@@ -358,7 +398,9 @@ mod tests {
         let Found::Malformed(why) = read(named) else { panic!() };
         assert!(why.contains("no zip, gzip or XML attachment"), "{why}");
         assert!(named_like_a_report("google.com!signals.example.org!1764547200!1764633599.zip"));
-        assert!(named_like_a_report("enterprise.protection.outlook.com!signals.example.org!1764547200!1764633599.xml.gz"));
+        assert!(named_like_a_report(
+            "enterprise.protection.outlook.com!signals.example.org!1764547200!1764633599.xml.gz"
+        ));
         assert!(!named_like_a_report("slides.zip") && !named_like_a_report("a!b!c!d.pdf"));
     }
 
@@ -386,8 +428,11 @@ mod tests {
         ];
         let s = summarise(&rows);
         assert_eq!((s.reports, s.messages, s.dkim_aligned, s.spf_aligned), (4, 204, 140, 150));
-        let days: Vec<(String, &str, i64, i64, i64, i64)> =
-            s.days.iter().map(|d| (d.day.to_string(), d.receiver.as_str(), d.messages, d.dkim_aligned, d.spf_aligned, d.failed)).collect();
+        let days: Vec<(String, &str, i64, i64, i64, i64)> = s
+            .days
+            .iter()
+            .map(|d| (d.day.to_string(), d.receiver.as_str(), d.messages, d.dkim_aligned, d.spf_aligned, d.failed))
+            .collect();
         assert_eq!(
             days,
             [

@@ -77,7 +77,13 @@ impl std::fmt::Display for Polled {
         write!(
             f,
             "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber, {} unreadable, {} DMARC reports",
-            self.read, self.bounces, self.complaints, self.ignored, self.unattributed, self.unreadable, self.dmarc_reports
+            self.read,
+            self.bounces,
+            self.complaints,
+            self.ignored,
+            self.unattributed,
+            self.unreadable,
+            self.dmarc_reports
         )
     }
 }

@@ -61,6 +61,11 @@ async fn status(
         say!("{}", serde_json::to_string_pretty(&as_json(&issue, &report))?);
     } else {
         say_report(&project, &issue, &report);
+        // What the DMARC aggregate reports of the last week say, once any has been read.
+        if let Some(summary) = store.dmarc().summary_since(crate::dmarc::since(now, 7)).await? {
+            say!();
+            say!("{}", crate::dmarc::status_line(&summary, 7));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! kept once however often the same report (reporter and report id) is delivered.
 
 use super::{Pool, Store, StoreError, now};
-use crate::dmarc::{AggregateReport, StoredRow};
+use crate::dmarc::{AggregateReport, StoredRow, Summary};
 
 /// What recording a report did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,15 @@ impl DmarcReports<'_> {
     /// How many reports are kept, of any date.
     pub async fn count(&self) -> Result<i64, StoreError> {
         Ok(with_pool!(self.pool, p => sqlx::query_scalar("SELECT count(*) FROM dmarc_reports").fetch_one(p).await?))
+    }
+
+    /// The summary (`dmarc::summarise`) of the reports whose period begins at `since` or later;
+    /// `None` when no report at all has been kept.
+    pub async fn summary_since(&self, since: i64) -> Result<Option<Summary>, StoreError> {
+        if self.count().await? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(crate::dmarc::summarise(&self.rows_since(since).await?)))
     }
 
     /// The records of every report whose period begins at `since` (Unix seconds) or later, by
