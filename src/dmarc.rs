@@ -65,10 +65,9 @@ pub fn read(bytes: &[u8]) -> Found {
     let Some(message) = MessageParser::default().parse(bytes) else { return Found::NotAReport };
     // Failure notices and complaints (RFC 3464, RFC 5965) are multipart/report; an aggregate
     // report is an ordinary message with an attachment.
-    if message
-        .content_type()
-        .is_some_and(|c| c.c_type.eq_ignore_ascii_case("multipart") && c.subtype() == Some("report"))
-    {
+    if message.content_type().is_some_and(|c| {
+        c.c_type.eq_ignore_ascii_case("multipart") && c.subtype().is_some_and(|t| t.eq_ignore_ascii_case("report"))
+    }) {
         return Found::NotAReport;
     }
     let by_subject = message
@@ -402,6 +401,27 @@ mod tests {
             "enterprise.protection.outlook.com!signals.example.org!1764547200!1764633599.xml.gz"
         ));
         assert!(!named_like_a_report("slides.zip") && !named_like_a_report("a!b!c!d.pdf"));
+    }
+
+    #[test]
+    fn damaged_copies_of_the_corpus_never_panic() {
+        let corpus: [&[u8]; 4] = [
+            include_bytes!("../tests/dmarc/google.eml"),
+            include_bytes!("../tests/dmarc/microsoft.eml"),
+            include_bytes!("../tests/dmarc/google.com!signals.example.org!1764547200!1764633599.zip"),
+            include_bytes!(
+                "../tests/dmarc/enterprise.protection.outlook.com!signals.example.org!1764547200!1764633600.xml.gz"
+            ),
+        ];
+        for bytes in corpus {
+            assert!(matches!(read(bytes), Found::Report(_)));
+            for cut in (0..bytes.len()).step_by(11) {
+                let _ = read(&bytes[..cut]);
+                let mut flipped = bytes.to_vec();
+                flipped[cut] ^= 0x5a;
+                let _ = read(&flipped);
+            }
+        }
     }
 
     #[test]
