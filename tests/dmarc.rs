@@ -133,81 +133,109 @@ fn said(json: &serde_json::Value) -> (ByDay, BTreeMap<String, i64>) {
     (by_day, failing)
 }
 
-#[test]
-fn every_report_of_the_corpus_is_read_and_summed_as_its_rows_say() {
-    let p = Project::new("");
-    // Before any report: the command says where reports come from, status says nothing of DMARC.
-    let none = p.expect(0, &["dmarc", "--now", NOW]);
-    assert!(none.contains("No DMARC aggregate report") && none.contains("rua=mailto:"), "{none}");
-    assert!(!p.expect(0, &["status", "--week", "2023-07-23", "--now", NOW]).contains("DMARC"));
+on_both_stores! {
+    fn every_report_of_the_corpus_is_read_and_summed_as_its_rows_say() {
+        let p = Project::new("");
+        // Before any report: the command says where reports come from, status says nothing of DMARC.
+        let none = p.expect(0, &["dmarc", "--now", NOW]);
+        assert!(none.contains("No DMARC aggregate report") && none.contains("rua=mailto:"), "{none}");
+        assert!(!p.expect(0, &["status", "--week", "2023-07-23", "--now", NOW]).contains("DMARC"));
 
-    let lines = import(&p, &REPORTS.iter().map(|r| corpus(r.file)).collect::<Vec<_>>());
-    assert_eq!(lines.len(), REPORTS.len(), "{lines:?}");
-    for (line, r) in lines.iter().zip(REPORTS) {
-        assert_eq!(line["kind"], "dmarc-report", "{line}");
-        assert_eq!((line["org"].as_str(), line["report_id"].as_str()), (Some(r.org), Some(r.report_id)), "{line}");
-        assert_eq!(line["new"], true, "{line}");
+        let lines = import(&p, &REPORTS.iter().map(|r| corpus(r.file)).collect::<Vec<_>>());
+        assert_eq!(lines.len(), REPORTS.len(), "{lines:?}");
+        for (line, r) in lines.iter().zip(REPORTS) {
+            assert_eq!(line["kind"], "dmarc-report", "{line}");
+            assert_eq!((line["org"].as_str(), line["report_id"].as_str()), (Some(r.org), Some(r.report_id)), "{line}");
+            assert_eq!(line["new"], true, "{line}");
+        }
+
+        let json = dmarc_json(&p);
+        let all: Vec<&Known> = REPORTS.iter().collect();
+        let (by_day, failing) = expected(&all);
+        assert_eq!(said(&json), (by_day.clone(), failing.clone()), "{json}");
+        let total: i64 = by_day.values().map(|v| v.0).sum();
+        let dkim: i64 = by_day.values().map(|v| v.1).sum();
+        let spf: i64 = by_day.values().map(|v| v.2).sum();
+        assert_eq!(json["reports"], REPORTS.len(), "{json}");
+        assert_eq!((json["messages"].as_i64(), json["dkim_aligned"].as_i64()), (Some(total), Some(dkim)), "{json}");
+        assert_eq!(json["spf_aligned"].as_i64(), Some(spf), "{json}");
+        assert_eq!(json["domains"], serde_json::json!(["signals.example.org"]), "{json}");
+        // The sources that failed both are listed most messages first, with who reported them.
+        let first = &json["failing_sources"][0];
+        assert_eq!(
+            (first["source_ip"].as_str(), first["receivers"][0].as_str()),
+            (Some("203.0.113.5"), Some("Enterprise Outlook"))
+        );
+
+        // A shorter window leaves the first day out.
+        let recent: serde_json::Value =
+            serde_json::from_str(&p.expect(0, &["dmarc", "--json", "--days", "3", "--now", NOW])).unwrap();
+        let later: Vec<&Known> = REPORTS.iter().filter(|r| r.day == "2025-12-02").collect();
+        assert_eq!(said(&recent), expected(&later), "{recent}");
+
+        let text = p.expect(0, &["dmarc", "--days", "7", "--now", NOW]);
+        assert!(text.contains(&format!("{} reports, {total} messages from signals.example.org", REPORTS.len())), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("198.51.100.23") && l.contains(" 4 ") && l.contains("google.com")),
+            "{text}"
+        );
+
+        let status = p.expect(0, &["status", "--week", "2023-07-23", "--now", NOW]);
+        let percent = |n: i64| format!("{:.1}%", n as f64 * 100.0 / total as f64);
+        let line = status.lines().find(|l| l.starts_with("DMARC, last 7 days")).unwrap_or_else(|| panic!("{status}"));
+        assert!(line.contains(&format!("{total} messages in 4 reports")), "{line}");
+        assert!(line.contains(&format!("DKIM aligned pass {}", percent(dkim))), "{line}");
+        assert!(line.contains(&format!("SPF aligned pass {}", percent(spf))), "{line}");
+        assert!(line.contains(&format!("{} sources sent as the domain and failed both", failing.len())), "{line}");
+        assert!(line.contains("gazette dmarc"), "{line}");
     }
 
-    let json = dmarc_json(&p);
-    let all: Vec<&Known> = REPORTS.iter().collect();
-    let (by_day, failing) = expected(&all);
-    assert_eq!(said(&json), (by_day.clone(), failing.clone()), "{json}");
-    let total: i64 = by_day.values().map(|v| v.0).sum();
-    let dkim: i64 = by_day.values().map(|v| v.1).sum();
-    let spf: i64 = by_day.values().map(|v| v.2).sum();
-    assert_eq!(json["reports"], REPORTS.len(), "{json}");
-    assert_eq!((json["messages"].as_i64(), json["dkim_aligned"].as_i64()), (Some(total), Some(dkim)), "{json}");
-    assert_eq!(json["spf_aligned"].as_i64(), Some(spf), "{json}");
-    assert_eq!(json["domains"], serde_json::json!(["signals.example.org"]), "{json}");
-    // The sources that failed both are listed most messages first, with who reported them.
-    let first = &json["failing_sources"][0];
-    assert_eq!(
-        (first["source_ip"].as_str(), first["receivers"][0].as_str()),
-        (Some("203.0.113.5"), Some("Enterprise Outlook"))
-    );
-
-    // A shorter window leaves the first day out.
-    let recent: serde_json::Value =
-        serde_json::from_str(&p.expect(0, &["dmarc", "--json", "--days", "3", "--now", NOW])).unwrap();
-    let later: Vec<&Known> = REPORTS.iter().filter(|r| r.day == "2025-12-02").collect();
-    assert_eq!(said(&recent), expected(&later), "{recent}");
-
-    let text = p.expect(0, &["dmarc", "--days", "7", "--now", NOW]);
-    assert!(text.contains(&format!("{} reports, {total} messages from signals.example.org", REPORTS.len())), "{text}");
-    assert!(
-        text.lines().any(|l| l.starts_with("198.51.100.23") && l.contains(" 4 ") && l.contains("google.com")),
-        "{text}"
-    );
-
-    let status = p.expect(0, &["status", "--week", "2023-07-23", "--now", NOW]);
-    let percent = |n: i64| format!("{:.1}%", n as f64 * 100.0 / total as f64);
-    let line = status.lines().find(|l| l.starts_with("DMARC, last 7 days")).unwrap_or_else(|| panic!("{status}"));
-    assert!(line.contains(&format!("{total} messages in 4 reports")), "{line}");
-    assert!(line.contains(&format!("DKIM aligned pass {}", percent(dkim))), "{line}");
-    assert!(line.contains(&format!("SPF aligned pass {}", percent(spf))), "{line}");
-    assert!(line.contains(&format!("{} sources sent as the domain and failed both", failing.len())), "{line}");
-    assert!(line.contains("gazette dmarc"), "{line}");
-}
-
-#[test]
-fn the_same_report_delivered_again_or_saved_on_its_own_is_kept_once() {
-    let p = Project::new("");
-    let mut files: Vec<PathBuf> = REPORTS.iter().map(|r| corpus(r.file)).collect();
-    files.extend(BARE.iter().map(|(f, _)| corpus(f)));
-    files.push(corpus("google.eml"));
-    let lines = import(&p, &files);
-    let new: Vec<bool> = lines.iter().map(|l| l["new"].as_bool().unwrap()).collect();
-    assert_eq!(new, [true, true, true, true, false, false, false, false], "{lines:?}");
-    for (line, (_, id)) in lines[REPORTS.len()..].iter().zip(BARE) {
-        assert_eq!(line["report_id"].as_str(), Some(*id), "{line}");
+    fn the_same_report_delivered_again_or_saved_on_its_own_is_kept_once() {
+        let p = Project::new("");
+        let mut files: Vec<PathBuf> = REPORTS.iter().map(|r| corpus(r.file)).collect();
+        files.extend(BARE.iter().map(|(f, _)| corpus(f)));
+        files.push(corpus("google.eml"));
+        let lines = import(&p, &files);
+        let new: Vec<bool> = lines.iter().map(|l| l["new"].as_bool().unwrap()).collect();
+        assert_eq!(new, [true, true, true, true, false, false, false, false], "{lines:?}");
+        for (line, (_, id)) in lines[REPORTS.len()..].iter().zip(BARE) {
+            assert_eq!(line["report_id"].as_str(), Some(*id), "{line}");
+        }
+        // Imported again, all of it changes nothing.
+        assert!(import(&p, &files).iter().all(|l| l["new"] == false));
+        let json = dmarc_json(&p);
+        let all: Vec<&Known> = REPORTS.iter().collect();
+        assert_eq!(said(&json), expected(&all), "{json}");
+        assert_eq!(json["reports"], REPORTS.len(), "{json}");
     }
-    // Imported again, all of it changes nothing.
-    assert!(import(&p, &files).iter().all(|l| l["new"] == false));
-    let json = dmarc_json(&p);
-    let all: Vec<&Known> = REPORTS.iter().collect();
-    assert_eq!(said(&json), expected(&all), "{json}");
-    assert_eq!(json["reports"], REPORTS.len(), "{json}");
+
+    fn a_malformed_report_is_set_aside_as_unreadable_with_its_reason_and_changes_nothing_else() {
+        let p = Project::new("");
+        import(&p, &[corpus("google.eml")]);
+        let mut before = if common::on_sqlite() { Some(tables(&p)) } else { None };
+        for (i, (file, why)) in MALFORMED.iter().enumerate() {
+            let lines = import(&p, &[corpus(&format!("malformed/{file}"))]);
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            assert_eq!((lines[0]["kind"].as_str(), lines[0]["why"].as_str()), (Some("ignored"), Some("unreadable")));
+            let detail = lines[0]["detail"].as_str().unwrap();
+            assert!(detail.contains(why), "{file}: {detail}");
+            if let Some(before) = before.as_mut() {
+                let mut after = tables(&p);
+                let unreadable = after.remove("unreadable_messages").unwrap();
+                assert_eq!(unreadable.len(), i + 1, "{unreadable:?}");
+                assert!(unreadable[i].contains(file) && unreadable[i].contains(why), "{unreadable:?}");
+                before.remove("unreadable_messages");
+                assert_eq!(&after, before, "{file} changed another table");
+            }
+        }
+        // Nothing of them reached the summary; status counts them.
+        let json = dmarc_json(&p);
+        assert_eq!((json["reports"].as_i64(), json["messages"].as_i64()), (Some(1), Some(1504)), "{json}");
+        let status: serde_json::Value =
+            serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-23", "--json", "--now", NOW])).unwrap();
+        assert_eq!(status["unreadable"]["count"], MALFORMED.len(), "{status}");
+    }
+
 }
 
 /// Every table of the project's SQLite database, with its rows in order: what "changes nothing"
@@ -246,34 +274,6 @@ fn tables(p: &Project) -> BTreeMap<String, Vec<String>> {
         }
         all
     })
-}
-
-#[test]
-fn a_malformed_report_is_set_aside_as_unreadable_with_its_reason_and_changes_nothing_else() {
-    let p = Project::new("");
-    import(&p, &[corpus("google.eml")]);
-    let mut before = if common::on_sqlite() { Some(tables(&p)) } else { None };
-    for (i, (file, why)) in MALFORMED.iter().enumerate() {
-        let lines = import(&p, &[corpus(&format!("malformed/{file}"))]);
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert_eq!((lines[0]["kind"].as_str(), lines[0]["why"].as_str()), (Some("ignored"), Some("unreadable")));
-        let detail = lines[0]["detail"].as_str().unwrap();
-        assert!(detail.contains(why), "{file}: {detail}");
-        if let Some(before) = before.as_mut() {
-            let mut after = tables(&p);
-            let unreadable = after.remove("unreadable_messages").unwrap();
-            assert_eq!(unreadable.len(), i + 1, "{unreadable:?}");
-            assert!(unreadable[i].contains(file) && unreadable[i].contains(why), "{unreadable:?}");
-            before.remove("unreadable_messages");
-            assert_eq!(&after, before, "{file} changed another table");
-        }
-    }
-    // Nothing of them reached the summary; status counts them.
-    let json = dmarc_json(&p);
-    assert_eq!((json["reports"].as_i64(), json["messages"].as_i64()), (Some(1), Some(1504)), "{json}");
-    let status: serde_json::Value =
-        serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-23", "--json", "--now", NOW])).unwrap();
-    assert_eq!(status["unreadable"]["count"], MALFORMED.len(), "{status}");
 }
 
 /// A maildir with `new/`, `cur/` and `tmp/`, holding `files` of the corpus in `new/`.
