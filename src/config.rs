@@ -1274,6 +1274,28 @@ mod tests {
     }
 
     #[test]
+    fn a_dmarc_mailbox_takes_the_bounce_mailboxs_keys_and_its_mistakes_are_named() {
+        assert!(parse("[site]\ntitle = \"x\"\n").unwrap().dmarc.is_none());
+        let d = parse("[dmarc]\nmailbox = \"mail/dmarc\"\n").unwrap().dmarc.unwrap();
+        assert_eq!(d.mailbox, BounceMailbox::Maildir("/srv/news/mail/dmarc".into()));
+        assert_eq!((d.processed.as_str(), d.auth, d.password_command), ("Processed", None, None));
+        let d = parse("[dmarc]\nmailbox = \"imaps://dmarc@mail.example.org/Reports\"\nprocessed = \"Read\"\nca_file = \"ca.pem\"\n")
+            .unwrap()
+            .dmarc
+            .unwrap();
+        assert_eq!(d.processed, "Read");
+        assert_eq!(d.ca_file, Some(PathBuf::from("/srv/news/ca.pem")));
+        let err = parse("[dmarc]\nmailbox = \"pop3://x@y\"\nauth = \"xoauth2\"\nprocessed = \"a/b\"\n").unwrap_err().0;
+        for key in ["[dmarc] mailbox", "[dmarc] auth", "[dmarc] processed"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = parse("[site]\ntitle = \"x\"\n\n[dmarc]\nmailbox = \"m\"\ntemporary_limit = 3\n").unwrap_err().0;
+        assert!(err.contains(":6:") && err.contains("temporary_limit") && err.contains("[dmarc]"), "{err}");
+        let err = parse("[dmarc]\nprocessed = \"Read\"\n").unwrap_err().0;
+        assert!(err.contains("mailbox"), "{err}");
+    }
+
+    #[test]
     fn a_second_dkim_key_needs_its_selector_and_an_old_dkim_section_still_reads() {
         let base = "[site]\ntitle = \"x\"\n[dkim]\ndomain = \"signals.example.org\"\nselector = \"gazette\"\nprivate_key = \"dkim.pem\"\n";
         let dkim = parse(base).unwrap().dkim.unwrap();

@@ -13,7 +13,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BouncesCommand {
-    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each.
+    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each; keep DMARC aggregate reports (also bare .xml, .xml.gz, .zip files) for `gazette dmarc`.
     #[command(
         after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json"
     )]
