@@ -1,6 +1,6 @@
 //! `gazette run`: the scheduler around `schedule::decide`. Each round reads `[bounces] mailbox`
-//! (so that the addresses that failed since are not mailed), loads the project afresh (digests
-//! change between rounds), publishes what is due and writes the archive and feeds, finishes any
+//! (so that the addresses that failed since are not mailed) and `[dmarc] mailbox`, loads the
+//! project afresh (digests change between rounds), publishes what is due and writes the archive and feeds, finishes any
 //! send left unfinished, then sends the issue that is due, reading the mailbox again after each
 //! send. Without `once` it sleeps until the next fire time, round after round, until SIGTERM or
 //! Ctrl-C.
@@ -228,6 +228,9 @@ pub async fn dry_round(
             format!("bounce mailbox {imap}: would be read (a dry run does not connect to it)")
         }
     });
+    if let Some(dmarc) = &config.dmarc {
+        lines.push(format!("DMARC mailbox {}: would be read (nothing in it is moved)", dmarc.mailbox));
+    }
 
     let project = Project::load_with(config.clone(), Some(store), now, CacheUse::Read).await?;
     let (new, changes) = project.publication_changes(None)?;
