@@ -1,9 +1,9 @@
 //! `gazette run`: the scheduler around `schedule::decide`. Each round reads `[bounces] mailbox`
 //! (so that the addresses that failed since are not mailed) and `[dmarc] mailbox`, loads the
-//! project afresh (digests change between rounds), publishes what is due and writes the archive and feeds, finishes any
-//! send left unfinished, then sends the issue that is due, reading the mailbox again after each
-//! send. Without `once` it sleeps until the next fire time, round after round, until SIGTERM or
-//! Ctrl-C.
+//! project afresh (digests change between rounds), publishes what is due and writes the archive
+//! and feeds, finishes any send left unfinished, then sends the issue that is due, reading the
+//! mailbox again after each send. Without `once` it sleeps until the next fire time, round after
+//! round, until SIGTERM or Ctrl-C.
 
 use std::time::Duration;
 
