@@ -60,10 +60,16 @@ async fn import(
             Ok(bounces::Outcome::Notice(processed)) => processed,
             Ok(bounces::Outcome::Aggregate(report, recorded)) => {
                 if json {
-                    let line = serde_json::json!({"source": message.path.display().to_string(), "index": message.index,
-                        "kind": "dmarc-report", "org": report.org, "report_id": report.report_id, "domain": report.domain,
-                        "new": recorded.map(|r| r != crate::store::dmarc::Recorded::Duplicate)});
-                    say!("{line}");
+                    let line = ReportLine {
+                        source: message.path.display().to_string(),
+                        index: message.index,
+                        kind: "dmarc-report",
+                        org: &report.org,
+                        report_id: &report.report_id,
+                        domain: &report.domain,
+                        new: recorded.map(|r| r != crate::store::dmarc::Recorded::Duplicate),
+                    };
+                    say!("{}", serde_json::to_string(&line)?);
                 } else {
                     say!("{label}: {}", bounces::describe_aggregate(&report, recorded));
                 }
@@ -141,4 +147,18 @@ struct JsonLine {
     complained: Vec<String>,
     /// Each failed address's reason.
     reasons: std::collections::BTreeMap<String, bounces::Reason>,
+}
+
+/// One DMARC aggregate report in `--format json`, its keys in the documented order.
+#[derive(serde::Serialize)]
+struct ReportLine<'a> {
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    kind: &'static str,
+    org: &'a str,
+    report_id: &'a str,
+    domain: &'a str,
+    /// `false` when it was read before; `None` (null) on a dry run.
+    new: Option<bool>,
 }
