@@ -299,6 +299,18 @@ pub fn status_line(summary: &Summary, days: u32) -> String {
     )
 }
 
+/// `gazette status --json`'s `dmarc`: what `status_line` says, as numbers.
+pub fn status_json(summary: &Summary, days: u32) -> serde_json::Value {
+    serde_json::json!({
+        "days": days,
+        "reports": summary.reports,
+        "messages": summary.messages,
+        "dkim_aligned": summary.dkim_aligned,
+        "spf_aligned": summary.spf_aligned,
+        "failing_sources": summary.failing.len(),
+    })
+}
+
 /// Adds `rows` up per day and receiver, and lists the sources that failed both.
 pub fn summarise(rows: &[StoredRow]) -> Summary {
     let mut days: BTreeMap<(chrono::NaiveDate, String), DayLine> = BTreeMap::new();

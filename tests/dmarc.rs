@@ -140,6 +140,7 @@ on_both_stores! {
         let none = p.expect(0, &["dmarc", "--now", NOW]);
         assert!(none.contains("No DMARC aggregate report") && none.contains("rua=mailto:"), "{none}");
         assert!(!p.expect(0, &["status", "--week", "2023-07-23", "--now", NOW]).contains("DMARC"));
+        assert!(!p.expect(0, &["status", "--week", "2023-07-23", "--json", "--now", NOW]).contains("dmarc"));
 
         let lines = import(&p, &REPORTS.iter().map(|r| corpus(r.file)).collect::<Vec<_>>());
         assert_eq!(lines.len(), REPORTS.len(), "{lines:?}");
@@ -188,6 +189,14 @@ on_both_stores! {
         assert!(line.contains(&format!("SPF aligned pass {}", percent(spf))), "{line}");
         assert!(line.contains(&format!("{} sources sent as the domain and failed both", failing.len())), "{line}");
         assert!(line.contains("gazette dmarc"), "{line}");
+        let status: serde_json::Value =
+            serde_json::from_str(&p.expect(0, &["status", "--week", "2023-07-23", "--json", "--now", NOW])).unwrap();
+        assert_eq!(
+            status["dmarc"],
+            serde_json::json!({"days": 7, "reports": 4, "messages": total, "dkim_aligned": dkim, "spf_aligned": spf,
+                               "failing_sources": failing.len()}),
+            "{status}"
+        );
     }
 
     fn the_same_report_delivered_again_or_saved_on_its_own_is_kept_once() {
