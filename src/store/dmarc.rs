@@ -95,7 +95,7 @@ impl DmarcReports<'_> {
             sqlx::query_as(
                 "SELECT r.org, r.report_id, r.domain, r.begins_at, w.source_ip, w.count, w.dkim, w.spf, w.header_from
                  FROM dmarc_reports r JOIN dmarc_rows w ON w.report = r.id
-                 WHERE r.begins_at >= $1 ORDER BY r.begins_at, r.org, r.report_id",
+                 WHERE r.begins_at >= $1 ORDER BY r.begins_at, r.org, r.report_id, w.source_ip, w.count",
             )
             .bind(since)
             .fetch_all(p)
@@ -170,5 +170,22 @@ mod tests {
             );
             assert!(dmarc.rows_since(1764547201).await.unwrap().is_empty());
         }
+    }
+
+    #[tokio::test]
+    async fn store_copy_takes_the_reports_along_and_the_copy_still_refuses_a_duplicate() {
+        let mut stores = crate::store::testing::stores().await;
+        if stores.len() < 2 {
+            return; // PostgreSQL is not installed (under CI it is).
+        }
+        let (to, from) = (stores.pop().unwrap(), stores.pop().unwrap());
+        from.dmarc().record(&report("google.com", "1", 3), "a.eml").await.unwrap();
+        from.dmarc().record(&report("Yahoo", "7", 2), "b.eml").await.unwrap();
+        crate::store::copy::copy(&from, &to).await.unwrap();
+        assert_eq!(to.dmarc().rows_since(0).await.unwrap(), from.dmarc().rows_since(0).await.unwrap());
+        assert_eq!(to.dmarc().record(&report("Yahoo", "7", 2), "c.eml").await.unwrap(), Recorded::Duplicate);
+        // The next new report takes an id after the copied ones.
+        assert_eq!(to.dmarc().record(&report("Yahoo", "8", 1), "d.eml").await.unwrap(), Recorded::Kept { rows: 1 });
+        assert_eq!(to.dmarc().count().await.unwrap(), 3);
     }
 }
