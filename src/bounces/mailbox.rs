@@ -4,7 +4,8 @@
 //! that cannot be read or classified (`unreadable`) is moved into the `Unreadable` folder instead,
 //! so that it stops neither this round nor the next. A message whose recording fails (the store
 //! is unreachable) stays where it was, and is read again next time (recording it twice records
-//! it once).
+//! it once). `[dmarc] mailbox`, for DMARC aggregate reports, is read the same way with its own
+//! keys; a report is recognised in either (`process_message`).
 
 use std::path::Path;
 use std::sync::Arc;
