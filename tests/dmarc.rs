@@ -364,3 +364,36 @@ fn reports_sent_to_the_bounce_mailbox_on_dovecot_are_read_beside_the_bounces() {
     let read: Vec<&Known> = REPORTS.iter().filter(|r| r.file != "yahoo.eml").collect();
     assert_eq!(said(&json), expected(&read), "{json}");
 }
+
+/// Every file of the corpus under `dir`, by its path there.
+fn files_under(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for sub in ["", "malformed"] {
+        for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.extension().is_none_or(|e| e != "py") {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn the_corpus_is_what_make_py_writes() {
+    let Some(python) = common::needs_python(&["zipfile", "gzip"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(python).arg(corpus("make.py")).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (made, committed) = (files_under(dir.path()), files_under(&corpus("")));
+    assert_eq!(made.keys().collect::<Vec<_>>(), committed.keys().collect::<Vec<_>>());
+    // What is not compressed is the same to the byte (compressed bytes may differ with the zlib).
+    for name in [
+        "plain-xml.eml",
+        "mail.example.net!signals.example.org!1764633600!1764719999.xml",
+        "malformed/not-feedback.eml",
+    ] {
+        assert!(made[name] == committed[name], "{name} differs from what make.py writes");
+    }
+}

@@ -4,7 +4,7 @@ reports in the shapes Google, Microsoft and Yahoo send them (RFC 7489 appendix C
 gzip attachment named as section 7.2.1.1 says), one with a plain XML attachment, bare report files
 as `gazette bounces import` may be given them, and malformed ones. Run it from anywhere:
 
-    python3 tests/dmarc/make.py
+    python3 tests/dmarc/make.py [FOLDER]    # FOLDER: where to write, this one by default
 
 The rows of each report are the ones tests/dmarc.rs adds up on its own (`REPORTS` there).
 """
@@ -13,9 +13,10 @@ import base64
 import gzip
 import io
 import os
+import sys
 import zipfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
 DOMAIN = "signals.example.org"
 DAY1 = 1764547200  # 2025-12-01T00:00:00Z
 DAY2 = DAY1 + 86400
