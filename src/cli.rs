@@ -167,6 +167,19 @@ pub enum Command {
     #[command(subcommand)]
     Bounces(BouncesCommand),
 
+    /// What receivers' DMARC aggregate reports say: per day and receiver, the messages that passed DKIM and SPF aligned, and the sources that failed both.
+    #[command(
+        after_help = "Reports are read from the bounce mailbox (publish rua=mailto:<[email] bounce_address> in the DMARC\nrecord), from [dmarc] mailbox, and by `gazette bounces import`.\n\nExamples:\n  gazette dmarc\n  gazette dmarc --days 7 --json"
+    )]
+    Dmarc {
+        /// The reports of the last N days (whole UTC days before today)
+        #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: u32,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
     /// Move the database: copy everything it keeps into an empty SQLite file or PostgreSQL database.
     #[command(subcommand)]
     Store(crate::cmd::store::StoreCommand),
@@ -335,6 +348,7 @@ fn dispatch(
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
         Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
+        Command::Dmarc { days, json } => cmd::dmarc::run(&config, days, json, now),
         Command::Store(sub) => cmd::store::run(&config, sub),
         Command::Issues { json } => cmd::issues::list(config, json, now),
         Command::Unpublish { week } => cmd::issues::unpublish(config, week, now),

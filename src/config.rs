@@ -49,6 +49,7 @@ struct RawConfig {
     feeds: RawFeeds,
     bounces: RawBounces,
     dkim: Option<RawDkim>,
+    dmarc: Option<RawDmarc>,
 }
 
 /// Fills the keys a table leaves out from `defaults`: `fill!(table, defaults; key, key...)`.
@@ -156,6 +157,17 @@ struct RawBounces {
     temporary_limit: Option<u32>,
 }
 
+/// `[dmarc]`: the mailbox keys of `[bounces]`, for a mailbox of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDmarc {
+    mailbox: String,
+    password_command: Option<String>,
+    auth: Option<String>,
+    ca_file: Option<PathBuf>,
+    processed: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -185,6 +197,7 @@ pub struct Config {
     pub feeds: Feeds,
     pub bounces: Bounces,
     pub dkim: Option<Dkim>,
+    pub dmarc: Option<Dmarc>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -417,6 +430,18 @@ pub struct Bounces {
     pub temporary_limit: u32,
 }
 
+/// `[dmarc]`: a mailbox of its own for the DMARC record's `rua=` address, read as the bounce
+/// mailbox is (without it, reports sent to the bounce mailbox are read there).
+#[derive(Debug, Clone)]
+pub struct Dmarc {
+    pub mailbox: BounceMailbox,
+    /// As `[bounces] password_command` (else `GAZETTE_DMARC_PASSWORD`).
+    pub password_command: Option<String>,
+    pub auth: Option<Auth>,
+    pub ca_file: Option<PathBuf>,
+    pub processed: String,
+}
+
 /// A mailbox that failure notices arrive in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BounceMailbox {
@@ -503,11 +528,15 @@ impl Config {
         if let SmtpTarget::Outbox(folder) = &mut config.smtp.target {
             *folder = one_spelling(folder);
         }
-        for file in [&mut config.smtp.ca_file, &mut config.bounces.ca_file].into_iter().flatten() {
+        let dmarc_ca = config.dmarc.as_mut().and_then(|d| d.ca_file.as_mut());
+        for file in [config.smtp.ca_file.as_mut(), config.bounces.ca_file.as_mut(), dmarc_ca].into_iter().flatten() {
             *file = one_spelling(file);
         }
-        if let Some(BounceMailbox::Maildir(folder)) = &mut config.bounces.mailbox {
-            *folder = one_spelling(folder);
+        let dmarc_mailbox = config.dmarc.as_mut().map(|d| &mut d.mailbox);
+        for mailbox in [config.bounces.mailbox.as_mut(), dmarc_mailbox].into_iter().flatten() {
+            if let BounceMailbox::Maildir(folder) = mailbox {
+                *folder = one_spelling(folder);
+            }
         }
         if let Some(dkim) = &mut config.dkim {
             dkim.private_key = one_spelling(&dkim.private_key);
@@ -643,6 +672,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let bounces = check_bounces(raw.bounces, base, &mut problems);
     let paths = check_paths(raw.paths, base, &mut problems);
     let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
+    let dmarc = raw.dmarc.and_then(|d| check_dmarc(d, base, &mut problems));
     if !problems.found.is_empty() {
         return Err(ConfigError(problems.found.join("\n")));
     }
@@ -657,6 +687,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         feeds,
         bounces,
         dkim,
+        dmarc,
     })
 }
 
@@ -875,29 +906,8 @@ fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> B
             None
         }
     });
-    let auth = match bounces.auth.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("plain") => None,
-        Some("xoauth2") => Some(Auth::Xoauth2),
-        Some(other) => {
-            problems.bad(
-                "[bounces] auth",
-                format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"),
-            );
-            None
-        }
-    };
-    if auth == Some(Auth::Xoauth2) && bounces.password_command.is_none() {
-        problems.bad(
-            "[bounces] auth",
-            "xoauth2 needs [bounces] password_command, a command that prints a fresh access token",
-        );
-    }
-    if processed.trim().is_empty() || processed.contains(['/', '\\', '\r', '\n', '"', '*', '%']) {
-        problems.bad(
-            "[bounces] processed",
-            format!("`{processed}` is not a folder name; use a plain name such as Processed"),
-        );
-    }
+    let auth =
+        check_mailbox_login("[bounces]", bounces.auth.as_deref(), &bounces.password_command, &processed, problems);
     if temporary_limit == 0 {
         problems.bad(
             "[bounces] temporary_limit",
@@ -912,6 +922,61 @@ fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> B
         processed,
         temporary_limit,
     }
+}
+
+/// A mailbox's `auth` (with `password_command`, which xoauth2 needs) and `processed` folder, in
+/// `section` (`[bounces]` or `[dmarc]`).
+fn check_mailbox_login(
+    section: &str,
+    auth: Option<&str>,
+    password_command: &Option<String>,
+    processed: &str,
+    problems: &mut Problems,
+) -> Option<Auth> {
+    let auth = match auth.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("plain") => None,
+        Some("xoauth2") => Some(Auth::Xoauth2),
+        Some(other) => {
+            problems.bad(
+                &format!("{section} auth"),
+                format!("`{other}` is not a login Gazette speaks to a mailbox; use plain or xoauth2"),
+            );
+            None
+        }
+    };
+    if auth == Some(Auth::Xoauth2) && password_command.is_none() {
+        problems.bad(
+            &format!("{section} auth"),
+            format!("xoauth2 needs {section} password_command, a command that prints a fresh access token"),
+        );
+    }
+    if processed.trim().is_empty() || processed.contains(['/', '\\', '\r', '\n', '"', '*', '%']) {
+        problems.bad(
+            &format!("{section} processed"),
+            format!("`{processed}` is not a folder name; use a plain name such as Processed"),
+        );
+    }
+    auth
+}
+
+/// `[dmarc]`: its mailbox, read as `[bounces] mailbox` is; `processed` is `Processed` unless given.
+fn check_dmarc(d: RawDmarc, base: &Path, problems: &mut Problems) -> Option<Dmarc> {
+    let mailbox = match parse_bounce_mailbox(&d.mailbox, base) {
+        Ok(m) => Some(m),
+        Err(why) => {
+            problems.bad("[dmarc] mailbox", why);
+            None
+        }
+    };
+    let processed = d.processed.unwrap_or_else(|| "Processed".to_string());
+    let auth = check_mailbox_login("[dmarc]", d.auth.as_deref(), &d.password_command, &processed, problems);
+    Some(Dmarc {
+        mailbox: mailbox?,
+        password_command: d.password_command,
+        auth,
+        ca_file: d.ca_file.map(|p| resolve(base, p)),
+        processed,
+    })
 }
 
 /// The paths, resolved against `base`; only the database can be wrong.
@@ -1220,6 +1285,28 @@ mod tests {
         // A key outside any section is still a key.
         let err = parse("title = \"x\"\n[site]\n").unwrap_err().0;
         assert!(err.contains("keys belong in a [section]"), "{err}");
+    }
+
+    #[test]
+    fn a_dmarc_mailbox_takes_the_bounce_mailboxs_keys_and_its_mistakes_are_named() {
+        assert!(parse("[site]\ntitle = \"x\"\n").unwrap().dmarc.is_none());
+        let d = parse("[dmarc]\nmailbox = \"mail/dmarc\"\n").unwrap().dmarc.unwrap();
+        assert_eq!(d.mailbox, BounceMailbox::Maildir("/srv/news/mail/dmarc".into()));
+        assert_eq!((d.processed.as_str(), d.auth, d.password_command), ("Processed", None, None));
+        let d = parse("[dmarc]\nmailbox = \"imaps://dmarc@mail.example.org/Reports\"\nprocessed = \"Read\"\nca_file = \"ca.pem\"\n")
+            .unwrap()
+            .dmarc
+            .unwrap();
+        assert_eq!(d.processed, "Read");
+        assert_eq!(d.ca_file, Some(PathBuf::from("/srv/news/ca.pem")));
+        let err = parse("[dmarc]\nmailbox = \"pop3://x@y\"\nauth = \"xoauth2\"\nprocessed = \"a/b\"\n").unwrap_err().0;
+        for key in ["[dmarc] mailbox", "[dmarc] auth", "[dmarc] processed"] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = parse("[site]\ntitle = \"x\"\n\n[dmarc]\nmailbox = \"m\"\ntemporary_limit = 3\n").unwrap_err().0;
+        assert!(err.contains(":6:") && err.contains("temporary_limit") && err.contains("[dmarc]"), "{err}");
+        let err = parse("[dmarc]\nprocessed = \"Read\"\n").unwrap_err().0;
+        assert!(err.contains("mailbox"), "{err}");
     }
 
     #[test]

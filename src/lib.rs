@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod config;
 pub mod deliver;
 pub mod digest;
+pub mod dmarc;
 pub mod error;
 pub mod fingerprint;
 pub mod issue;

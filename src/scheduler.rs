@@ -1,9 +1,9 @@
 //! `gazette run`: the scheduler around `schedule::decide`. Each round reads `[bounces] mailbox`
-//! (so that the addresses that failed since are not mailed), loads the project afresh (digests
-//! change between rounds), publishes what is due and writes the archive and feeds, finishes any
-//! send left unfinished, then sends the issue that is due, reading the mailbox again after each
-//! send. Without `once` it sleeps until the next fire time, round after round, until SIGTERM or
-//! Ctrl-C.
+//! (so that the addresses that failed since are not mailed) and `[dmarc] mailbox`, loads the
+//! project afresh (digests change between rounds), publishes what is due and writes the archive
+//! and feeds, finishes any send left unfinished, then sends the issue that is due, reading the
+//! mailbox again after each send. Without `once` it sleeps until the next fire time, round after
+//! round, until SIGTERM or Ctrl-C.
 
 use std::time::Duration;
 
@@ -228,6 +228,9 @@ pub async fn dry_round(
             format!("bounce mailbox {imap}: would be read (a dry run does not connect to it)")
         }
     });
+    if let Some(dmarc) = &config.dmarc {
+        lines.push(format!("DMARC mailbox {}: would be read (nothing in it is moved)", dmarc.mailbox));
+    }
 
     let project = Project::load_with(config.clone(), Some(store), now, CacheUse::Read).await?;
     let (new, changes) = project.publication_changes(None)?;
@@ -304,12 +307,17 @@ async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()
     Ok(())
 }
 
-/// Reads `[bounces] mailbox`, if there is one. A mailbox that cannot be read is logged and does
-/// not hold the round back: the send is not the mailbox's to stop.
+/// Reads `[bounces] mailbox` and `[dmarc] mailbox`, where there are. A mailbox that cannot be
+/// read is logged and does not hold the round back: the send is not the mailbox's to stop.
 async fn read_bounces(config: &Config, store: &Store) {
     match crate::bounces::mailbox::poll(config, store).await {
         Ok(None) => {}
         Ok(Some(polled)) => tracing::info!("bounce mailbox: {polled}"),
+        Err(e) => tracing::error!("{e:#}"),
+    }
+    match crate::bounces::mailbox::poll_dmarc(config, store).await {
+        Ok(None) => {}
+        Ok(Some(polled)) => tracing::info!("DMARC mailbox: {polled}"),
         Err(e) => tracing::error!("{e:#}"),
     }
 }

@@ -4,7 +4,8 @@
 //! that cannot be read or classified (`unreadable`) is moved into the `Unreadable` folder instead,
 //! so that it stops neither this round nor the next. A message whose recording fails (the store
 //! is unreachable) stays where it was, and is read again next time (recording it twice records
-//! it once).
+//! it once). `[dmarc] mailbox`, for DMARC aggregate reports, is read the same way with its own
+//! keys; a report is recognised in either (`process_message`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use futures_util::TryStreamExt;
 use tokio_rustls::rustls;
 
 use super::unreadable;
-use super::{Kind, Processed, process_report};
+use super::{Kind, Outcome, Processed, process_message};
 use crate::config::{Auth, BounceMailbox, Config};
 use crate::deliver::smtp::{Secret, certificate_refusal};
 use crate::error::ExitError;
@@ -41,6 +42,8 @@ pub struct Polled {
     pub unattributed: usize,
     /// Messages that could not be read or classified, moved into the `Unreadable` folder.
     pub unreadable: usize,
+    /// DMARC aggregate reports read (kept, or read before).
+    pub dmarc_reports: usize,
 }
 
 impl Polled {
@@ -57,6 +60,12 @@ impl Polled {
         }
     }
 
+    /// Counts one DMARC aggregate report.
+    pub fn add_aggregate(&mut self) {
+        self.read += 1;
+        self.dmarc_reports += 1;
+    }
+
     /// Counts one message set aside as unreadable.
     pub fn add_unreadable(&mut self) {
         self.read += 1;
@@ -68,21 +77,107 @@ impl std::fmt::Display for Polled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber, {} unreadable",
-            self.read, self.bounces, self.complaints, self.ignored, self.unattributed, self.unreadable
+            "{} read: {} bounces, {} complaints, {} ignored, {} about no known subscriber, {} unreadable, {} DMARC reports",
+            self.read,
+            self.bounces,
+            self.complaints,
+            self.ignored,
+            self.unattributed,
+            self.unreadable,
+            self.dmarc_reports
         )
     }
 }
 
+/// The variable holding the password of `[dmarc] mailbox` (without `[dmarc] password_command`).
+pub const DMARC_PASSWORD_VAR: &str = "GAZETTE_DMARC_PASSWORD";
+
+/// A mailbox to read and how: the keys of `[bounces]` or of `[dmarc]`.
+struct Access<'a> {
+    /// What it is, for messages: `bounce mailbox`.
+    name: &'static str,
+    /// The section its keys are in: `[bounces]`.
+    section: &'static str,
+    mailbox: &'a BounceMailbox,
+    password_command: Option<&'a String>,
+    /// `[bounces] password_command`, for messages.
+    password_key: &'static str,
+    password_var: &'static str,
+    auth: Option<Auth>,
+    ca_file: Option<&'a std::path::PathBuf>,
+    processed: &'a str,
+}
+
 /// Reads `[bounces] mailbox`, if there is one. Each message's outcome is logged.
 pub async fn poll(config: &Config, store: &Store) -> anyhow::Result<Option<Polled>> {
-    let Some(mailbox) = &config.bounces.mailbox else { return Ok(None) };
-    let polled = match mailbox {
-        BounceMailbox::Maildir(dir) => poll_maildir(config, store, dir).await,
-        BounceMailbox::Imap { host, port, user, folder } => poll_imap(config, store, host, *port, user, folder).await,
+    let b = &config.bounces;
+    let Some(mailbox) = &b.mailbox else { return Ok(None) };
+    let access = Access {
+        name: "bounce mailbox",
+        section: "[bounces]",
+        mailbox,
+        password_command: b.password_command.as_ref(),
+        password_key: "[bounces] password_command",
+        password_var: PASSWORD_VAR,
+        auth: b.auth,
+        ca_file: b.ca_file.as_ref(),
+        processed: &b.processed,
+    };
+    Ok(Some(poll_mailbox(config, store, &access).await?))
+}
+
+/// Reads `[dmarc] mailbox`, if there is one: a mailbox of its own for the DMARC record's `rua=`
+/// address, read as the bounce mailbox is (a failure notice that lands there is read too).
+pub async fn poll_dmarc(config: &Config, store: &Store) -> anyhow::Result<Option<Polled>> {
+    let Some(d) = &config.dmarc else { return Ok(None) };
+    let access = Access {
+        name: "DMARC mailbox",
+        section: "[dmarc]",
+        mailbox: &d.mailbox,
+        password_command: d.password_command.as_ref(),
+        password_key: "[dmarc] password_command",
+        password_var: DMARC_PASSWORD_VAR,
+        auth: d.auth,
+        ca_file: d.ca_file.as_ref(),
+        processed: &d.processed,
+    };
+    Ok(Some(poll_mailbox(config, store, &access).await?))
+}
+
+async fn poll_mailbox(config: &Config, store: &Store, access: &Access<'_>) -> anyhow::Result<Polled> {
+    let mailbox = access.mailbox;
+    match mailbox {
+        BounceMailbox::Maildir(dir) => poll_maildir(config, store, access, dir).await,
+        BounceMailbox::Imap { host, port, user, folder } => {
+            poll_imap(config, store, access, host, *port, user, folder).await
+        }
     }
-    .with_context(|| format!("reading the bounce mailbox {mailbox} ([bounces] mailbox)"))?;
-    Ok(Some(polled))
+    .with_context(|| format!("reading the {} {mailbox} ({} mailbox)", access.name, access.section))
+}
+
+/// One message read whole: processed (`Ok`), or why it is set aside.
+type Read = Result<Outcome, (unreadable::Unreadable, Option<Vec<u8>>)>;
+
+/// Counts and logs `read`, recording a message set aside; `true` when it goes to the processed
+/// folder, `false` for `Unreadable`.
+async fn tally(store: &Store, source: &str, read: Read, polled: &mut Polled) -> anyhow::Result<bool> {
+    match read {
+        Ok(Outcome::Notice(processed)) => {
+            log(source, &processed);
+            polled.add_processed(&processed);
+            Ok(true)
+        }
+        Ok(Outcome::Aggregate(report, recorded)) => {
+            tracing::info!("{source}: {}", super::describe_aggregate(&report, recorded));
+            polled.add_aggregate();
+            Ok(true)
+        }
+        Err((why, bytes)) => {
+            unreadable::record(store, source, &why, bytes.as_deref()).await?;
+            polled.add_unreadable();
+            Ok(false)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -92,12 +187,12 @@ pub async fn poll(config: &Config, store: &Store) -> anyhow::Result<Option<Polle
 /// A maildir's `new/` and `cur/`, each message moved into the Maildir++ sub-folder
 /// `.<processed>/cur/` once recorded (the layout Dovecot and Courier use for a folder of that name),
 /// or into `.Unreadable/cur/` when it cannot be read.
-async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Result<Polled> {
+async fn poll_maildir(config: &Config, store: &Store, access: &Access<'_>, dir: &Path) -> anyhow::Result<Polled> {
     if !super::source::is_maildir(dir) {
         anyhow::bail!("{} is not a maildir (a folder with cur/, new/ and tmp/ in it)", dir.display());
     }
     let key = store.token_key().await?;
-    let done = maildir_folder(dir, &config.bounces.processed)?;
+    let done = maildir_folder(dir, access.processed)?;
     let mut polled = Polled::default();
     for sub in ["new", "cur"] {
         for file in super::source::files_in(&dir.join(sub))? {
@@ -105,23 +200,16 @@ async fn poll_maildir(config: &Config, store: &Store, dir: &Path) -> anyhow::Res
             let outcome = match unreadable::read_file(&file) {
                 // Another reader moved it meanwhile.
                 Ok(None) => continue,
-                Ok(Some(bytes)) => match unreadable::read(&bytes, config.email.bounce_address.as_ref()) {
-                    Ok(report) => Ok(process_report(store, &key, config, report, &bytes, &source, false).await?),
+                Ok(Some(bytes)) => match process_message(store, &key, config, &bytes, &source, false).await? {
+                    Ok(outcome) => Ok(outcome),
                     Err(why) => Err((why, Some(bytes))),
                 },
                 Err(why) => Err((why, None)),
             };
-            let folder = match outcome {
-                Ok(processed) => {
-                    log(&source, &processed);
-                    polled.add_processed(&processed);
-                    done.clone()
-                }
-                Err((why, bytes)) => {
-                    unreadable::record(store, &source, &why, bytes.as_deref()).await?;
-                    polled.add_unreadable();
-                    maildir_folder(dir, unreadable::FOLDER)?
-                }
+            let folder = if tally(store, &source, outcome, &mut polled).await? {
+                done.clone()
+            } else {
+                maildir_folder(dir, unreadable::FOLDER)?
             };
             let name = file.file_name().expect("a file has a name").to_string_lossy().into_owned();
             // A message taken from new/ is now seen (maildir's info suffix, ":2," and flags).
@@ -176,17 +264,18 @@ impl async_imap::Authenticator for &XOAuth2 {
 async fn poll_imap(
     config: &Config,
     store: &Store,
+    access: &Access<'_>,
     host: &str,
     port: u16,
     user: &str,
     folder: &str,
 ) -> anyhow::Result<Polled> {
     let whom = format!("imaps://{user}@{host}:{port}");
-    let mut session = log_in(config, host, port, user, &whom).await?;
+    let mut session = log_in(access, host, port, user, &whom).await?;
     within(session.select(folder), &whom, "open the folder")
         .await?
         .with_context(|| format!("{whom}: cannot open the folder `{folder}`"))?;
-    let processed_folder = &config.bounces.processed;
+    let processed_folder = access.processed;
     // CREATE fails when it exists already, which is the usual case.
     let _ = within(session.create(processed_folder), &whom, "create a folder").await?;
     let can_move = within(session.capabilities(), &whom, "list its capabilities").await??.has_str("MOVE");
@@ -224,28 +313,21 @@ async fn poll_imap(
                 }
                 // A message with no body at all is an empty one, not one to fetch again next time.
                 let bytes = fetched.iter().find_map(|f| f.body()).map(<[u8]>::to_vec).unwrap_or_default();
-                match unreadable::read(&bytes, config.email.bounce_address.as_ref()) {
-                    Ok(report) => Ok(process_report(store, &key, config, report, &bytes, &source, false).await?),
+                match process_message(store, &key, config, &bytes, &source, false).await? {
+                    Ok(outcome) => Ok(outcome),
                     Err(why) => Err((why, Some(bytes))),
                 }
             }
         };
-        let target = match outcome {
-            Ok(processed) => {
-                log(&source, &processed);
-                polled.add_processed(&processed);
-                processed_folder.as_str()
+        let target = if tally(store, &source, outcome, &mut polled).await? {
+            processed_folder
+        } else {
+            if !made_unreadable {
+                // As for the processed folder: CREATE fails when it exists already.
+                let _ = within(session.create(unreadable::FOLDER), &whom, "create a folder").await?;
+                made_unreadable = true;
             }
-            Err((why, bytes)) => {
-                unreadable::record(store, &source, &why, bytes.as_deref()).await?;
-                polled.add_unreadable();
-                if !made_unreadable {
-                    // As for the processed folder: CREATE fails when it exists already.
-                    let _ = within(session.create(unreadable::FOLDER), &whom, "create a folder").await?;
-                    made_unreadable = true;
-                }
-                unreadable::FOLDER
-            }
+            unreadable::FOLDER
         };
         file_away(&mut session, uid, target, can_move, &whom).await?;
     }
@@ -253,24 +335,28 @@ async fn poll_imap(
     Ok(polled)
 }
 
-/// Connects over TLS, waits for the greeting and logs in as `[bounces]` says.
-async fn log_in(config: &Config, host: &str, port: u16, user: &str, whom: &str) -> anyhow::Result<ImapSession> {
-    let secret = match &config.bounces.password_command {
-        Some(command) => Secret::Command { key: "[bounces] password_command", command: command.clone() },
-        None => Secret::Variable { name: PASSWORD_VAR, value: std::env::var(PASSWORD_VAR).map_err(|_| {
+/// Connects over TLS, waits for the greeting and logs in as `[bounces]` (or `[dmarc]`) says.
+async fn log_in(access: &Access<'_>, host: &str, port: u16, user: &str, whom: &str) -> anyhow::Result<ImapSession> {
+    let (section, var) = (access.section, access.password_var);
+    let secret = match access.password_command {
+        Some(command) => Secret::Command {
+            key: access.password_key,
+            command: command.clone(),
+        },
+        None => Secret::Variable { name: var, value: std::env::var(var).map_err(|_| {
             ExitError::unusable(format!(
-                "[bounces] mailbox logs in as `{user}` but {PASSWORD_VAR} is not set; export the password in that variable, or set [bounces] password_command"
+                "{section} mailbox logs in as `{user}` but {var} is not set; export the password in that variable, or set {section} password_command"
             ))
         })? },
     };
-    let stream = connect_tls(config, host, port).await?;
+    let stream = connect_tls(access, host, port).await?;
     let mut client = async_imap::Client::new(stream);
     within(client.read_response(), whom, "greet")
         .await?
         .with_context(|| format!("{whom} did not greet"))?
         .ok_or_else(|| anyhow::anyhow!("{whom} closed the connection without a greeting"))?;
     let secret = secret.get().await.map_err(anyhow::Error::msg)?;
-    let login = match config.bounces.auth {
+    let login = match access.auth {
         Some(Auth::Xoauth2) => {
             within(client.authenticate("XOAUTH2", &XOAuth2 { user: user.to_string(), token: secret }), whom, "log in")
                 .await?
@@ -280,7 +366,7 @@ async fn log_in(config: &Config, host: &str, port: u16, user: &str, whom: &str) 
     login
         .map_err(|(e, _)| {
             ExitError::unusable(format!(
-                "{whom} refused the login of `{user}`: {e}; check the password (or token) and [bounces] auth"
+                "{whom} refused the login of `{user}`: {e}; check the password (or token) and {section} auth"
             ))
         })
         .map_err(Into::into)
@@ -324,9 +410,9 @@ async fn within<T>(op: impl Future<Output = T>, whom: &str, doing: &str) -> anyh
 }
 
 /// TLS from the first byte, verified against the system's store (the roots built into Gazette
-/// where it has none) and `[bounces] ca_file`.
+/// where it has none) and `[bounces] ca_file` (or `[dmarc]`'s).
 async fn connect_tls(
-    config: &Config,
+    access: &Access<'_>,
     host: &str,
     port: u16,
 ) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
@@ -340,14 +426,15 @@ async fn connect_tls(
     } else {
         roots.add_parsable_certificates(native);
     }
-    if let Some(path) = &config.bounces.ca_file {
+    let section = access.section;
+    if let Some(path) = access.ca_file {
         let pem = std::fs::read(path)
-            .map_err(|e| ExitError::unusable(format!("[bounces] ca_file: cannot read {}: {e}", path.display())))?;
+            .map_err(|e| ExitError::unusable(format!("{section} ca_file: cannot read {}: {e}", path.display())))?;
         let certs: Vec<CertificateDer> =
             CertificateDer::pem_slice_iter(&pem).collect::<Result<_, _>>().unwrap_or_default();
         if certs.is_empty() {
             return Err(
-                ExitError::unusable(format!("[bounces] ca_file: {} holds no PEM certificate", path.display())).into()
+                ExitError::unusable(format!("{section} ca_file: {} holds no PEM certificate", path.display())).into()
             );
         }
         roots.add_parsable_certificates(certs);
@@ -359,7 +446,7 @@ async fn connect_tls(
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = ServerName::try_from(host.to_string())
-        .map_err(|e| ExitError::unusable(format!("[bounces] mailbox: `{host}` is not a host name: {e}")))?;
+        .map_err(|e| ExitError::unusable(format!("{section} mailbox: `{host}` is not a host name: {e}")))?;
     let tcp = tokio::time::timeout(IMAP_TIMEOUT, tokio::net::TcpStream::connect((host, port)))
         .await
         .map_err(|_| {
@@ -377,7 +464,7 @@ async fn connect_tls(
         if certificate_refusal(&e).is_some() {
             ExitError::unusable(format!(
                 "the TLS certificate of {whom} was not accepted ({text}); if your organisation runs its own certificate authority, \
-                 name its certificate in [bounces] ca_file; verification is never turned off"
+                 name its certificate in {section} ca_file; verification is never turned off"
             ))
             .into()
         } else {

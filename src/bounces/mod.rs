@@ -2,7 +2,8 @@
 //! or a mailbox the scheduler polls (`mailbox`), classified (`classify`), attributed to a
 //! subscriber (the VERP token first, then the returned Message-ID, then the failed address) and
 //! recorded under the store's policy (`store::bounces`). A message that names no known subscriber
-//! changes nothing.
+//! changes nothing. A DMARC aggregate report that arrives there (the `rua=` address may be the
+//! bounce mailbox) is recognised first and kept (`crate::dmarc`, `store::dmarc`).
 
 pub mod classify;
 pub mod mailbox;
@@ -18,6 +19,7 @@ pub use reason::{Reason, Scope, reason_of};
 use crate::config::Config;
 use crate::issue_id::IssueId;
 use crate::store::bounces::{BounceEvent, Effect, EventKind};
+use crate::store::dmarc::Recorded;
 use crate::store::{Store, StoreError, SubscriberEmail, TokenKey, verify_bounce_token};
 
 /// How a report was tied to a subscriber.
@@ -146,6 +148,54 @@ pub async fn process_report(
         done.push((target, effect));
     }
     Ok(Processed { report, targets: done })
+}
+
+/// What one message read whole came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A failure notice, a complaint, or a message ignored.
+    Notice(Processed),
+    /// A DMARC aggregate report, and what keeping it did (`None` on a dry run).
+    Aggregate(crate::dmarc::AggregateReport, Option<Recorded>),
+}
+
+/// Reads one message (or a bare report file), and unless `dry_run` records what it says: a DMARC
+/// aggregate report is kept, anything else is classified and attributed (`process_report`). The
+/// inner `Err` says why it cannot be read, for the caller to set it aside.
+pub async fn process_message(
+    store: &Store,
+    key: &TokenKey,
+    config: &Config,
+    bytes: &[u8],
+    source: &str,
+    dry_run: bool,
+) -> Result<Result<Outcome, unreadable::Unreadable>, StoreError> {
+    match unreadable::read_any(bytes, config.email.bounce_address.as_ref()) {
+        Err(why) => Ok(Err(why)),
+        Ok(unreadable::Readable::Aggregate(report)) => {
+            let recorded = if dry_run { None } else { Some(store.dmarc().record(&report, source).await?) };
+            Ok(Ok(Outcome::Aggregate(report, recorded)))
+        }
+        Ok(unreadable::Readable::Notice(report)) => {
+            Ok(Ok(Outcome::Notice(process_report(store, key, config, report, bytes, source, dry_run).await?)))
+        }
+    }
+}
+
+/// What one DMARC aggregate report says and what keeping it did, in a line for people.
+pub fn describe_aggregate(report: &crate::dmarc::AggregateReport, recorded: Option<Recorded>) -> String {
+    let messages: i64 = report.rows.iter().map(|r| r.count).sum();
+    let failed: i64 = report.rows.iter().filter(|r| !r.dkim_aligned && !r.spf_aligned).map(|r| r.count).sum();
+    let day = chrono::DateTime::from_timestamp(report.begin, 0).map(|t| t.date_naive().to_string()).unwrap_or_default();
+    let result = match recorded {
+        None => "dry run: nothing changed",
+        Some(Recorded::Kept { .. }) => "kept (`gazette dmarc` shows it)",
+        Some(Recorded::Duplicate) => "read before: nothing new",
+    };
+    format!(
+        "DMARC aggregate report {} from {} for {}, {day}: {messages} messages, {failed} failed both DKIM and SPF aligned -> {result}",
+        report.report_id, report.org, report.domain
+    )
 }
 
 /// Who a report is about: the subscriber its VERP token names, else the delivery whose

@@ -1,5 +1,5 @@
 //! Messages that cannot be read or classified: empty, without a header block, too large to be a
-//! failure notice, or one the classifier panics on. Such a message is set aside (the mailbox
+//! failure notice, a DMARC aggregate report that cannot be read, or one the classifier panics on. Such a message is set aside (the mailbox
 //! moves it into its `Unreadable` folder, and the store records it for `gazette status`) instead
 //! of stopping the round, or every round after it, at one message.
 
@@ -33,6 +33,9 @@ pub enum Unreadable {
     TooLarge { size: u64 },
     #[error("cannot read it: {0}")]
     Io(String),
+    /// A DMARC aggregate report (`crate::dmarc`) that cannot be read: why.
+    #[error("{0}")]
+    Report(String),
     #[error("reading it made Gazette panic ({message}{}); this is a bug in Gazette: please report it, with the message if you may share it", place.as_deref().map(|p| format!(", at {p}")).unwrap_or_default())]
     Panicked { message: String, place: Option<String> },
 }
@@ -61,6 +64,30 @@ pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>, Unreadable> {
     file.take(MAX_MESSAGE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     check_size(bytes.len() as u64)?;
     Ok(Some(bytes))
+}
+
+/// What a message readable is: a failure notice or complaint (or a message to ignore), classified,
+/// or a DMARC aggregate report.
+#[derive(Debug)]
+pub enum Readable {
+    Notice(Report),
+    Aggregate(crate::dmarc::AggregateReport),
+}
+
+/// Reads one message (or a bare report file) as a DMARC aggregate report when it is one, else
+/// classifies it (as `read`); or says why it cannot be read. A report that cannot be read is
+/// `Unreadable::Report`, never a notice.
+pub fn read_any(bytes: &[u8], bounce_address: Option<&lettre::Address>) -> Result<Readable, Unreadable> {
+    check_size(bytes.len() as u64)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Unreadable::Empty);
+    }
+    let found = catching_panics(|| Ok(crate::dmarc::read(bytes)))?;
+    match found {
+        crate::dmarc::Found::Report(report) => Ok(Readable::Aggregate(report)),
+        crate::dmarc::Found::Malformed(why) => Err(Unreadable::Report(why)),
+        crate::dmarc::Found::NotAReport => read(bytes, bounce_address).map(Readable::Notice),
+    }
 }
 
 /// Classifies one message (as `classify`), or says why it cannot be read. A panic in the
@@ -100,6 +127,17 @@ pub async fn record(store: &Store, source: &str, why: &Unreadable, bytes: Option
     store.record_unreadable(source, &why.to_string(), bytes.map(super::message_key).as_deref()).await
 }
 
+/// Records a message set aside that no mailbox holds (`gazette bounces import` names it itself),
+/// so that `gazette status` counts it as it counts the mailbox's.
+pub async fn record_quietly(
+    store: &Store,
+    source: &str,
+    why: &Unreadable,
+    bytes: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    store.record_unreadable(source, &why.to_string(), bytes.map(super::message_key).as_deref()).await
+}
+
 /// The test hook of debug builds: a message with the header `X-Gazette-Test: panic` makes the
 /// classification panic, so that tests can show a classifier bug is caught (the classifier itself
 /// is not meant to panic on anything). Release builds do not have it.
@@ -127,7 +165,7 @@ thread_local! {
 /// "thread panicked at ..." to standard error for a panic that is caught and logged anyway; a
 /// hook that stays quiet on this thread while `f` runs (and keeps the panic's place for the log)
 /// is installed once, in front of it, for every other panic.
-fn catching_panics(f: impl FnOnce() -> Result<Report, Unreadable>) -> Result<Report, Unreadable> {
+fn catching_panics<T>(f: impl FnOnce() -> Result<T, Unreadable>) -> Result<T, Unreadable> {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();

@@ -1,6 +1,8 @@
-//! `gazette bounces import PATH...`: reads failure notices and complaints from maildirs, folders,
-//! mbox files and single messages, and records what they say (or, with `--dry-run`, only says
-//! it). Exit codes: 0 done; 1 a path could not be read (nothing was recorded then).
+//! `gazette bounces import PATH...`: reads failure notices, complaints and DMARC aggregate reports
+//! from maildirs, folders, mbox files, single messages and bare report files (`.xml`, `.xml.gz`,
+//! `.zip`), and records what they say (or, with `--dry-run`, only says it). A message that cannot
+//! be read is said and recorded as unreadable (`gazette status` counts it). Exit codes: 0 done;
+//! 1 a path could not be read (nothing was recorded then).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use crate::store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BouncesCommand {
-    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each.
+    /// Read bounces and complaints from maildirs, folders, mbox files or single messages, and apply the bounce policy to each; keep DMARC aggregate reports (also bare .xml, .xml.gz, .zip files) for `gazette dmarc`.
     #[command(
         after_help = "Examples:\n  gazette bounces import ~/Maildir/.Bounces\n  gazette bounces import returned.mbox --dry-run --format json"
     )]
@@ -53,8 +55,27 @@ async fn import(
     for message in &found {
         let label = message.label();
         // A message that cannot be read is said, and the others are still read.
-        let report = match bounces::unreadable::read(&message.bytes, config.email.bounce_address.as_ref()) {
-            Ok(report) => report,
+        let outcome = bounces::process_message(store, &key, config, &message.bytes, &label, dry_run).await?;
+        let processed = match outcome {
+            Ok(bounces::Outcome::Notice(processed)) => processed,
+            Ok(bounces::Outcome::Aggregate(report, recorded)) => {
+                if json {
+                    let line = ReportLine {
+                        source: message.path.display().to_string(),
+                        index: message.index,
+                        kind: "dmarc-report",
+                        org: &report.org,
+                        report_id: &report.report_id,
+                        domain: &report.domain,
+                        new: recorded.map(|r| r != crate::store::dmarc::Recorded::Duplicate),
+                    };
+                    say!("{}", serde_json::to_string(&line)?);
+                } else {
+                    say!("{label}: {}", bounces::describe_aggregate(&report, recorded));
+                }
+                tally.add_aggregate();
+                continue;
+            }
             Err(why) => {
                 if json {
                     let line = serde_json::json!({"source": message.path.display().to_string(), "index": message.index, "kind": "ignored", "why": "unreadable", "detail": why.to_string()});
@@ -62,11 +83,13 @@ async fn import(
                 } else {
                     say!("{label}: unreadable: {why}");
                 }
+                if !dry_run {
+                    bounces::unreadable::record_quietly(store, &label, &why, Some(&message.bytes)).await?;
+                }
                 tally.add_unreadable();
                 continue;
             }
         };
-        let processed = bounces::process_report(store, &key, config, report, &message.bytes, &label, dry_run).await?;
         if json {
             let a = processed.addresses();
             let line = JsonLine {
@@ -124,4 +147,18 @@ struct JsonLine {
     complained: Vec<String>,
     /// Each failed address's reason.
     reasons: std::collections::BTreeMap<String, bounces::Reason>,
+}
+
+/// One DMARC aggregate report in `--format json`, its keys in the documented order.
+#[derive(serde::Serialize)]
+struct ReportLine<'a> {
+    source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    kind: &'static str,
+    org: &'a str,
+    report_id: &'a str,
+    domain: &'a str,
+    /// `false` when it was read before; `None` (null) on a dry run.
+    new: Option<bool>,
 }

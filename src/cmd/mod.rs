@@ -16,6 +16,7 @@ pub mod bounces;
 pub mod build;
 pub mod check;
 pub mod completions;
+pub mod dmarc;
 pub mod init;
 pub mod issues;
 pub mod new;

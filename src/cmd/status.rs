@@ -57,10 +57,20 @@ async fn status(
     let project = Project::load(config, Some(store), now).await?;
     let issue = about(store, &project, week, now).await?;
     let report = read_report(store, &issue.id).await?;
+    // What the DMARC aggregate reports of the last week say, once any has been read.
+    let dmarc = store.dmarc().summary_since(crate::dmarc::since(now, 7)).await?;
     if json {
-        say!("{}", serde_json::to_string_pretty(&as_json(&issue, &report))?);
+        let mut value = as_json(&issue, &report);
+        if let Some(summary) = &dmarc {
+            value["dmarc"] = crate::dmarc::status_json(summary, 7);
+        }
+        say!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         say_report(&project, &issue, &report);
+        if let Some(summary) = &dmarc {
+            say!();
+            say!("{}", crate::dmarc::status_line(summary, 7));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
 //! the new database where it stopped, with the same Message-IDs), confirmations, the publication
-//! record, bounce reports, refusals and the messages set aside as unreadable. Leases are not: they
+//! record, bounce reports, refusals, the messages set aside as unreadable and DMARC reports. Leases are not: they
 //! belong to processes of the old database. The target must be empty, so nothing there is ever overwritten.
 
 use futures_util::TryStreamExt;
@@ -111,6 +111,31 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         "unreadable_messages",
         &[("id", Int), ("source", Text), ("why", Text), ("message_key", Text), ("set_aside_at", Int)],
     ),
+    (
+        "dmarc_reports",
+        &[
+            ("id", Int),
+            ("org", Text),
+            ("report_id", Text),
+            ("begins_at", Int),
+            ("ends_at", Int),
+            ("domain", Text),
+            ("source", Text),
+            ("received_at", Int),
+        ],
+    ),
+    (
+        "dmarc_rows",
+        &[
+            ("report", Int),
+            ("source_ip", Text),
+            ("count", Int),
+            ("disposition", Text),
+            ("dkim", Text),
+            ("spf", Text),
+            ("header_from", Text),
+        ],
+    ),
 ];
 
 /// Rows per INSERT: 13 columns at most, well under both backends' limits on parameters.
@@ -195,7 +220,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<(Copied, u64), StoreError>
         }
         if let Pool::Postgres(_) = to.pool() {
             // Ids were copied as they were: the next new row takes the id after the highest.
-            for table in ["subscribers", "bounce_events", "unreadable_messages", "refusals"] {
+            for table in ["subscribers", "bounce_events", "unreadable_messages", "refusals", "dmarc_reports"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
                 )))

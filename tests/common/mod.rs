@@ -3,6 +3,7 @@
 //! `relay` is the TLS and AUTH relay (tests/relay.py) with a test CA.
 #![allow(dead_code)]
 
+pub mod dovecot;
 pub mod postgres;
 pub mod relay;
 
