@@ -49,6 +49,7 @@ struct RawConfig {
     feeds: RawFeeds,
     bounces: RawBounces,
     dkim: Option<RawDkim>,
+    dns: RawDns,
 }
 
 /// Fills the keys a table leaves out from `defaults`: `fill!(table, defaults; key, key...)`.
@@ -73,6 +74,7 @@ impl RawConfig {
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
         fill!(self.bounces, d.bounces; mailbox, password_command, auth, ca_file, processed, temporary_limit);
+        fill!(self.dns, d.dns; nameservers);
         self
     }
 }
@@ -156,6 +158,12 @@ struct RawBounces {
     temporary_limit: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDns {
+    nameservers: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -185,6 +193,7 @@ pub struct Config {
     pub feeds: Feeds,
     pub bounces: Bounces,
     pub dkim: Option<Dkim>,
+    pub dns: Dns,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -444,6 +453,14 @@ pub struct Dkim {
     pub ed25519: Option<(String, PathBuf)>,
 }
 
+/// `[dns]`: how `gazette check --dns` looks records up.
+#[derive(Debug, Clone, Default)]
+pub struct Dns {
+    /// The resolvers asked instead of the system's (`/etc/resolv.conf`), each an address and port;
+    /// empty: the system's.
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
 impl Config {
     /// The configuration a fresh checkout runs on when there is no `publish.toml`: paths relative to `base`.
     pub fn embedded_defaults(base: &Path) -> Config {
@@ -629,6 +646,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let bounces = check_bounces(raw.bounces, base, &mut problems);
     let paths = check_paths(raw.paths, base, &mut problems);
     let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
+    let dns = check_dns(raw.dns, &mut problems);
     if !problems.found.is_empty() {
         return Err(ConfigError(problems.found.join("\n")));
     }
@@ -643,7 +661,22 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         feeds,
         bounces,
         dkim,
+        dns,
     })
+}
+
+fn check_dns(dns: RawDns, problems: &mut Problems) -> Dns {
+    let mut nameservers = Vec::new();
+    for text in dns.nameservers.unwrap_or_default() {
+        match text.trim().parse::<std::net::SocketAddr>() {
+            Ok(address) => nameservers.push(address),
+            Err(_) => problems.bad(
+                "[dns] nameservers",
+                format!("`{text}` is not an address and port such as \"127.0.0.1:53\" or \"[::1]:53\""),
+            ),
+        }
+    }
+    Dns { nameservers }
 }
 
 fn check_dkim(d: RawDkim, base: &Path, problems: &mut Problems) -> Option<Dkim> {

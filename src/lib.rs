@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod deliver;
+pub mod dns;
 pub mod digest;
 pub mod error;
 pub mod fingerprint;
