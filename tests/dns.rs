@@ -87,6 +87,15 @@ fn zone(good_key: &str, other_key: &str) -> String {
          ; spf11.test: an SPF record of 11 includes.\n\
          spf11 IN TXT {spf11}\nspf11 IN MX 10 mx.good.test.\n\
          gazette._domainkey.spf11 IN TXT {good}\n_dmarc.spf11 IN TXT \"v=DMARC1; p=reject; rua=mailto:bounces@spf11.test\"\n\
+         ; strict.test: all right for relaxed alignment, but its DMARC asks for strict.\n\
+         strict IN TXT {spf}\nstrict IN MX 10 mx.good.test.\ngazette._domainkey.strict IN TXT {good}\n\
+         _dmarc.strict IN TXT \"v=DMARC1; p=quarantine; adkim=s; aspf=s; rua=mailto:bounces@strict.test\"\n\
+         ; norelay.test: an SPF record that lets another address send, not the relay's.\n\
+         norelay IN TXT \"v=spf1 ip4:198.51.100.1 -all\"\nnorelay IN MX 10 mx.good.test.\ngazette._domainkey.norelay IN TXT {good}\n\
+         _dmarc.norelay IN TXT \"v=DMARC1; p=reject; rua=mailto:bounces@norelay.test\"\n\
+         ; plusall.test: an SPF record ending in +all.\n\
+         plusall IN TXT \"v=spf1 ip4:192.0.2.25 +all\"\nplusall IN MX 10 mx.good.test.\ngazette._domainkey.plusall IN TXT {good}\n\
+         _dmarc.plusall IN TXT \"v=DMARC1; p=reject; rua=mailto:bounces@plusall.test\"\n\
          ; testing.test: all right, but the key is published with t=y.\n\
          testing IN TXT {spf}\ntesting IN MX 10 mx.good.test.\n\
          gazette._domainkey.testing IN TXT {testing}\n_dmarc.testing IN TXT \"v=DMARC1; p=none; rua=mailto:bounces@testing.test\"\n",
@@ -268,6 +277,36 @@ fn a_from_domain_aligned_with_neither_dkim_nor_spf_exits_2_and_names_the_key_to_
 }
 
 #[test]
+fn strict_alignment_asked_by_the_organisational_domains_record_is_applied_to_a_subdomain() {
+    let Some(s) = server() else { return };
+    // From news.strict.test: no _dmarc.news.strict.test, so the record of strict.test (its
+    // organisational domain) applies, and with adkim=s and aspf=s strict.test is not news.strict.test.
+    let p = project(s, "news@news.strict.test", "bounces@strict.test", "strict.test", &s.key(), "");
+    let (code, out) = check_dns(&p);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("refused DMARC _dmarc.strict.test: the From domain news.strict.test is aligned with neither DKIM (DKIM signs for strict.test, adkim=s) nor SPF"), "{out}");
+    let record = format!("gazette._domainkey.news.strict.test. IN TXT {}", quoted(&rsa_record(s.dir.path(), "dkim.pem")));
+    assert_eq!(published(&out), [record], "{out}");
+    // From strict.test itself, the same records are aligned.
+    let p = project(s, "news@strict.test", "bounces@strict.test", "strict.test", &s.key(), "");
+    let (code, out) = check_dns(&p);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn an_spf_record_that_leaves_the_relay_out_exits_2_and_one_ending_in_plus_all_exits_1() {
+    let Some(s) = server() else { return };
+    let (code, out) = domain_case(s, "norelay.test");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("refused SPF   norelay.test: the SPF record does not let the relay relay.good.test send from 192.0.2.25 (fail)"), "{out}");
+    assert_eq!(published(&out), ["norelay.test. IN TXT \"v=spf1 ip4:198.51.100.1 ip4:192.0.2.25 -all\""], "{out}");
+    let (code, out) = domain_case(s, "plusall.test");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("warning SPF   plusall.test: `+all` lets any server on the internet send as plusall.test"), "{out}");
+    assert_eq!(published(&out), ["plusall.test. IN TXT \"v=spf1 ip4:192.0.2.25 ~all\""], "{out}");
+}
+
+#[test]
 fn an_spf_record_over_10_lookups_exits_2_and_says_what_costs_them() {
     let Some(s) = server() else { return };
     let (code, out) = domain_case(s, "spf11.test");
@@ -291,7 +330,7 @@ fn a_key_in_test_mode_is_a_warning_exit_1() {
 fn every_fault_at_once_is_each_named_with_its_record() {
     let Some(s) = server() else { return };
     // A domain with nothing at all, an Ed25519 second key, and a relay with no address.
-    let extra = "ed25519_key = \"".to_string() + &s.ed25519_key().display().to_string() + "\"\ned25519_selector = \"gazette-ed\"\n";
+    let extra = format!("ed25519_key = \"{}\"\ned25519_selector = \"gazette-ed\"\n", s.ed25519_key().display());
     let p = project(s, "news@empty.test", "bounces@empty.test", "empty.test", &s.other_key(), &extra);
     let toml = std::fs::read_to_string(p.path().join("publish.toml")).unwrap().replace("relay.good.test", "relay.empty.test");
     std::fs::write(p.path().join("publish.toml"), toml).unwrap();
@@ -321,9 +360,11 @@ fn the_records_check_prints_are_what_a_zone_takes_and_then_pass() {
     let Some(s) = server() else { return };
     // A second server for a domain with nothing published: its zone is then made of exactly the
     // lines `check --dns` printed, and the same check passes against it.
-    let p = project(s, "news@fresh.test", "bounces@fresh.test", "fresh.test", &s.key(), "");
+    let extra = format!("ed25519_key = \"{}\"\ned25519_selector = \"gazette-ed\"\n", s.ed25519_key().display());
+    let p = project(s, "news@fresh.test", "bounces@fresh.test", "fresh.test", &s.key(), &extra);
     let (code, out) = check_dns(&p);
     assert_eq!(code, 2, "{out}");
+    assert_eq!(published(&out).len(), 5, "{out}");
     let dir = tempfile::tempdir().unwrap();
     let mut zone = "$ORIGIN test.\n$TTL 300\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n@ IN NS ns.test.\n\
                     ns IN A 127.0.0.1\nrelay.good IN A 192.0.2.25\nmail.fresh IN A 192.0.2.30\n"
@@ -350,8 +391,11 @@ fn the_records_check_prints_are_what_a_zone_takes_and_then_pass() {
     let toml = std::fs::read_to_string(p.path().join("publish.toml")).unwrap();
     std::fs::write(p.path().join("publish.toml"), toml.replace(&format!(":{}\"", s.port), &format!(":{port}\""))).unwrap();
     let (code, out) = check_dns(&p);
-    // p=none is a note, not a warning: the records printed are enough for exit 0.
+    // p=none is a note, not a warning: the records printed are enough for exit 0, and both
+    // signatures, RSA and Ed25519, verify against them.
     assert_eq!(code, 0, "zone:\n{zone}\n{out}");
+    assert!(out.contains("ok      DKIM  gazette-ed._domainkey.fresh.test: Ed25519, matches [dkim] ed25519_key"), "{out}");
+    assert!(out.contains("note    DMARC _dmarc.fresh.test: p=none"), "{out}");
 }
 
 #[test]
