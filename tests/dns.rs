@@ -50,7 +50,8 @@ fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
 fn rsa_record(dir: &Path, key: &str) -> String {
     let der = openssl(dir, &["rsa", "-in", key, "-pubout", "-outform", "DER"]);
     use std::io::Write;
-    let mut b64 = Command::new("base64").args(["-w", "0"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut b64 =
+        Command::new("base64").args(["-w", "0"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     b64.stdin.take().unwrap().write_all(&der).unwrap();
     let out = b64.wait_with_output().unwrap();
     format!("v=DKIM1; k=rsa; p={}", String::from_utf8(out.stdout).unwrap().trim())
@@ -58,7 +59,11 @@ fn rsa_record(dir: &Path, key: &str) -> String {
 
 /// A TXT record's text as zone-file strings of at most 255 bytes.
 fn quoted(text: &str) -> String {
-    text.as_bytes().chunks(255).map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap())).collect::<Vec<_>>().join(" ")
+    text.as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", std::str::from_utf8(c).unwrap()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The zone `test.`: `good.test` has everything right; each other domain has one fault.
@@ -112,9 +117,18 @@ fn zone(good_key: &str, other_key: &str) -> String {
 
 /// The zone in `dir` as NSD reads it: a mistake in it would otherwise be a server that fails every query.
 fn checked_zone(dir: &Path) {
-    let out = Command::new("nsd-checkzone").args(["test", "test.zone"]).current_dir(dir).output().expect("nsd-checkzone runs");
+    let out = Command::new("nsd-checkzone")
+        .args(["test", "test.zone"])
+        .current_dir(dir)
+        .output()
+        .expect("nsd-checkzone runs");
     let zone = std::fs::read_to_string(dir.join("test.zone")).unwrap();
-    assert!(out.status.success(), "{}{}\n{zone}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}\n{zone}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// NSD serving the zone on a free loopback port (UDP and TCP), started once for all the tests.
@@ -270,7 +284,10 @@ fn a_from_domain_aligned_with_neither_dkim_nor_spf_exits_2_and_names_the_key_to_
     let p = project(s, "news@unaligned.test", "bounces@good.test", "good.test", &s.key(), "");
     let (code, out) = check_dns(&p);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("ok      SPF   good.test") && out.contains("ok      DKIM  gazette._domainkey.good.test"), "{out}");
+    assert!(
+        out.contains("ok      SPF   good.test") && out.contains("ok      DKIM  gazette._domainkey.good.test"),
+        "{out}"
+    );
     assert!(out.contains("refused DMARC _dmarc.unaligned.test: the From domain unaligned.test is aligned with neither DKIM (DKIM signs for good.test, adkim=r) nor SPF"), "{out}");
     let record = format!("gazette._domainkey.unaligned.test. IN TXT {}", quoted(&rsa_record(s.dir.path(), "dkim.pem")));
     assert_eq!(published(&out), [record], "{out}");
@@ -285,7 +302,8 @@ fn strict_alignment_asked_by_the_organisational_domains_record_is_applied_to_a_s
     let (code, out) = check_dns(&p);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("refused DMARC _dmarc.strict.test: the From domain news.strict.test is aligned with neither DKIM (DKIM signs for strict.test, adkim=s) nor SPF"), "{out}");
-    let record = format!("gazette._domainkey.news.strict.test. IN TXT {}", quoted(&rsa_record(s.dir.path(), "dkim.pem")));
+    let record =
+        format!("gazette._domainkey.news.strict.test. IN TXT {}", quoted(&rsa_record(s.dir.path(), "dkim.pem")));
     assert_eq!(published(&out), [record], "{out}");
     // From strict.test itself, the same records are aligned.
     let p = project(s, "news@strict.test", "bounces@strict.test", "strict.test", &s.key(), "");
@@ -302,7 +320,10 @@ fn an_spf_record_that_leaves_the_relay_out_exits_2_and_one_ending_in_plus_all_ex
     assert_eq!(published(&out), ["norelay.test. IN TXT \"v=spf1 ip4:198.51.100.1 ip4:192.0.2.25 -all\""], "{out}");
     let (code, out) = domain_case(s, "plusall.test");
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("warning SPF   plusall.test: `+all` lets any server on the internet send as plusall.test"), "{out}");
+    assert!(
+        out.contains("warning SPF   plusall.test: `+all` lets any server on the internet send as plusall.test"),
+        "{out}"
+    );
     assert_eq!(published(&out), ["plusall.test. IN TXT \"v=spf1 ip4:192.0.2.25 ~all\""], "{out}");
 }
 
@@ -311,7 +332,10 @@ fn an_spf_record_over_10_lookups_exits_2_and_says_what_costs_them() {
     let Some(s) = server() else { return };
     let (code, out) = domain_case(s, "spf11.test");
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("refused SPF   spf11.test: the SPF record needs 11 DNS lookups, and receivers stop at 10"), "{out}");
+    assert!(
+        out.contains("refused SPF   spf11.test: the SPF record needs 11 DNS lookups, and receivers stop at 10"),
+        "{out}"
+    );
     assert!(out.contains("include:i1.spf11.test (1), include:i2.spf11.test (1)"), "{out}");
     assert_eq!(published(&out), ["spf11.test. IN TXT \"v=spf1 ip4:192.0.2.25 ~all\""], "{out}");
 }
@@ -332,7 +356,8 @@ fn every_fault_at_once_is_each_named_with_its_record() {
     // A domain with nothing at all, an Ed25519 second key, and a relay with no address.
     let extra = format!("ed25519_key = \"{}\"\ned25519_selector = \"gazette-ed\"\n", s.ed25519_key().display());
     let p = project(s, "news@empty.test", "bounces@empty.test", "empty.test", &s.other_key(), &extra);
-    let toml = std::fs::read_to_string(p.path().join("publish.toml")).unwrap().replace("relay.good.test", "relay.empty.test");
+    let toml =
+        std::fs::read_to_string(p.path().join("publish.toml")).unwrap().replace("relay.good.test", "relay.empty.test");
     std::fs::write(p.path().join("publish.toml"), toml).unwrap();
     let (code, out) = check_dns(&p);
     assert_eq!(code, 2, "{out}");
@@ -366,9 +391,10 @@ fn the_records_check_prints_are_what_a_zone_takes_and_then_pass() {
     assert_eq!(code, 2, "{out}");
     assert_eq!(published(&out).len(), 5, "{out}");
     let dir = tempfile::tempdir().unwrap();
-    let mut zone = "$ORIGIN test.\n$TTL 300\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n@ IN NS ns.test.\n\
+    let mut zone =
+        "$ORIGIN test.\n$TTL 300\n@ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 300\n@ IN NS ns.test.\n\
                     ns IN A 127.0.0.1\nrelay.good IN A 192.0.2.25\nmail.fresh IN A 192.0.2.30\n"
-        .to_string();
+            .to_string();
     for record in published(&out) {
         zone.push_str(&record);
         zone.push('\n');
@@ -389,12 +415,16 @@ fn the_records_check_prints_are_what_a_zone_takes_and_then_pass() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let toml = std::fs::read_to_string(p.path().join("publish.toml")).unwrap();
-    std::fs::write(p.path().join("publish.toml"), toml.replace(&format!(":{}\"", s.port), &format!(":{port}\""))).unwrap();
+    std::fs::write(p.path().join("publish.toml"), toml.replace(&format!(":{}\"", s.port), &format!(":{port}\"")))
+        .unwrap();
     let (code, out) = check_dns(&p);
     // p=none is a note, not a warning: the records printed are enough for exit 0, and both
     // signatures, RSA and Ed25519, verify against them.
     assert_eq!(code, 0, "zone:\n{zone}\n{out}");
-    assert!(out.contains("ok      DKIM  gazette-ed._domainkey.fresh.test: Ed25519, matches [dkim] ed25519_key"), "{out}");
+    assert!(
+        out.contains("ok      DKIM  gazette-ed._domainkey.fresh.test: Ed25519, matches [dkim] ed25519_key"),
+        "{out}"
+    );
     assert!(out.contains("note    DMARC _dmarc.fresh.test: p=none"), "{out}");
 }
 

@@ -36,7 +36,10 @@ pub fn run(config: &Config, smtp: bool, dns: bool, now: DateTime<Utc>) -> anyhow
     } else {
         String::new()
     };
-    say!("the sending domain's DNS records (SPF, DKIM, DMARC, MX) are checked by `gazette check --dns`");
+    // Once mail goes to receivers, their view of the domain matters: say where it is checked.
+    if readiness::through_relay(config) {
+        say!("the sending domain's DNS records (SPF, DKIM, DMARC, MX) are checked by `gazette check --dns`");
+    }
     say!(
         "{}, {}{drafts}, {}{files}",
         counted(r.digests, "digest"),

@@ -94,7 +94,9 @@ async fn check_key(dns: &Dns, d: &Dkim, key: &KeyFile<'_>, signed: &[u8], report
     };
     let text = match records.as_slice() {
         [] => {
-            let why = format!("{name} has no DKIM record: receivers cannot check the signature, and treat the mail as unsigned");
+            let why = format!(
+                "{name} has no DKIM record: receivers cannot check the signature, and treat the mail as unsigned"
+            );
             report.add(Level::Refused, "DKIM", why, publish);
             return;
         }
@@ -131,7 +133,8 @@ async fn check_key(dns: &Dns, d: &Dkim, key: &KeyFile<'_>, signed: &[u8], report
         return;
     }
     if record.f & TESTING_FLAG != 0 {
-        let why = format!("{name}: t=y marks the key as a test, and receivers may treat signed mail as unsigned: remove t=y");
+        let why =
+            format!("{name}: t=y marks the key as a test, and receivers may treat signed mail as unsigned: remove t=y");
         report.add(Level::Warning, "DKIM", why, publish);
         return;
     }
@@ -183,7 +186,8 @@ pub(super) fn public_record(path: &std::path::Path) -> Result<PublicKey, String>
         });
     }
     let seed = BASE64.decode(text).map_err(|e| format!("not base64: {e}"))?;
-    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| format!("not an Ed25519 key: {e}"))?;
+    let pair =
+        ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| format!("not an Ed25519 key: {e}"))?;
     use ring::signature::KeyPair;
     Ok(PublicKey {
         record: format!("v=DKIM1; k=ed25519; p={}", BASE64.encode(pair.public_key().as_ref())),

@@ -56,7 +56,10 @@ pub async fn check(dns: &Dns, config: &Config, domains: &Domains, dkim: Option<&
             Level::Note,
             "DMARC",
             format!("{name}: no rua=, so no receiver sends aggregate reports of who sends as {}", domains.from),
-            vec![txt_record(&name, &format!("{}; rua=mailto:{}", text.trim_end_matches([';', ' ']), report_address(config, &org)))],
+            vec![txt_record(
+                &name,
+                &format!("{}; rua=mailto:{}", text.trim_end_matches([';', ' ']), report_address(config, &org)),
+            )],
         );
     }
 }
@@ -110,7 +113,8 @@ fn not_aligned(
     record: &Dmarc,
     report: &mut DnsReport,
 ) {
-    let signed = dkim.map(|s| format!("DKIM signs for {}", s.domain)).unwrap_or_else(|| "nothing is DKIM-signed".into());
+    let signed =
+        dkim.map(|s| format!("DKIM signs for {}", s.domain)).unwrap_or_else(|| "nothing is DKIM-signed".into());
     // The fix that always works: sign for the From domain itself, with the same key.
     let publish = config
         .dkim
@@ -146,12 +150,7 @@ fn is_dmarc(text: &str) -> bool {
 /// Where aggregate reports should go: the bounce mailbox, which Gazette reads, else `dmarc@` the
 /// organisational domain (an address at another domain would need that domain's consent, RFC 7489 §7.1).
 fn report_address(config: &Config, org: &str) -> String {
-    config
-        .email
-        .bounce_address
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| format!("dmarc@{org}"))
+    config.email.bounce_address.as_ref().map(ToString::to_string).unwrap_or_else(|| format!("dmarc@{org}"))
 }
 
 /// A first DMARC record: monitoring only, reports to the bounce mailbox, relaxed alignment.

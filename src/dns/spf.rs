@@ -67,7 +67,9 @@ pub async fn check(dns: &Dns, domains: &Domains, relay: &Relay, report: &mut Dns
         report.add(
             Level::Warning,
             "SPF",
-            format!("{domain}: `+all` lets any server on the internet send as {domain}; end the record with ~all or -all"),
+            format!(
+                "{domain}: `+all` lets any server on the internet send as {domain}; end the record with ~all or -all"
+            ),
             vec![txt_record(domain, &text.replace("+all", "~all").replace(" all", " ~all"))],
         );
     }
@@ -108,8 +110,7 @@ fn relay_said(relay: &Relay) -> String {
 /// A TXT record is an SPF record when it starts with `v=spf1` as a whole word (RFC 7208 §4.5).
 fn is_spf(text: &str) -> bool {
     let text = text.trim_start();
-    text.get(..6).is_some_and(|v| v.eq_ignore_ascii_case("v=spf1"))
-        && text[6..].chars().next().is_none_or(|c| c == ' ')
+    text.get(..6).is_some_and(|v| v.eq_ignore_ascii_case("v=spf1")) && text[6..].chars().next().is_none_or(|c| c == ' ')
 }
 
 /// What a new record would say: the relay's addresses, or its name, or the domain's MX hosts.
@@ -310,7 +311,10 @@ mod tests {
     #[test]
     fn a_mechanism_goes_before_the_all_term() {
         assert_eq!(with_mechanism("v=spf1 mx -all", "ip4:192.0.2.1"), "v=spf1 mx ip4:192.0.2.1 -all");
-        assert_eq!(with_mechanism("v=spf1 redirect=_spf.example.org", "ip4:192.0.2.1"), "v=spf1 ip4:192.0.2.1 redirect=_spf.example.org");
+        assert_eq!(
+            with_mechanism("v=spf1 redirect=_spf.example.org", "ip4:192.0.2.1"),
+            "v=spf1 ip4:192.0.2.1 redirect=_spf.example.org"
+        );
         assert_eq!(with_mechanism("v=spf1 mx", "ip6:2001:db8::1"), "v=spf1 mx ip6:2001:db8::1");
     }
 
@@ -320,7 +324,14 @@ mod tests {
         let terms: Vec<String> = lookup_terms(&spf).into_iter().map(|(t, _)| t).collect();
         assert_eq!(
             terms,
-            ["a", "mx:mail.example.org", "include:_spf.example.net", "ptr", "exists:(a macro)", "redirect=r.example.org"]
+            [
+                "a",
+                "mx:mail.example.org",
+                "include:_spf.example.net",
+                "ptr",
+                "exists:(a macro)",
+                "redirect=r.example.org"
+            ]
         );
     }
 }
