@@ -1314,6 +1314,16 @@ mod tests {
     }
 
     #[test]
+    fn dns_nameservers_are_addresses_with_ports_and_default_to_none() {
+        assert!(parse("").unwrap().dns.nameservers.is_empty());
+        let c = parse("[dns]\nnameservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n").unwrap();
+        let expected: Vec<std::net::SocketAddr> = vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()];
+        assert_eq!(c.dns.nameservers, expected);
+        let err = parse("[dns]\nnameservers = [\"ns1.example.org\"]\n").unwrap_err().0;
+        assert!(err.contains("[dns] nameservers: `ns1.example.org` is not an address and port"), "{err}");
+    }
+
+    #[test]
     fn bounce_address_and_mailbox() {
         let c = parse("").unwrap();
         assert_eq!(c.email.bounce_address, None);
