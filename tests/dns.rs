@@ -309,6 +309,12 @@ fn strict_alignment_asked_by_the_organisational_domains_record_is_applied_to_a_s
     let p = project(s, "news@strict.test", "bounces@strict.test", "strict.test", &s.key(), "");
     let (code, out) = check_dns(&p);
     assert_eq!(code, 0, "{out}");
+    // Writing into the outbox, there is no relay to judge, and that is said rather than passed over.
+    let toml = std::fs::read_to_string(p.path().join("publish.toml")).unwrap();
+    std::fs::write(p.path().join("publish.toml"), toml.replace("smtp://relay.good.test:587", "file://outbox")).unwrap();
+    let (code, out) = check_dns(&p);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("note    SPF   [smtp] url writes messages into a folder: whether the SPF record of strict.test lets your relay send was not checked"), "{out}");
 }
 
 #[test]

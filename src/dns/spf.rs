@@ -136,7 +136,15 @@ async fn authorises_relay(dns: &Dns, domains: &Domains, relay: &Relay, text: &st
     let domain = domains.envelope.as_str();
     let (host, addresses) = match relay {
         Relay::Public { host, addresses } => (host, addresses),
-        Relay::Outbox => return true,
+        Relay::Outbox => {
+            report.add(
+                Level::Note,
+                "SPF",
+                format!("[smtp] url writes messages into a folder: whether the SPF record of {domain} lets your relay send was not checked"),
+                vec![],
+            );
+            return true;
+        }
         Relay::Private { host } => {
             report.add(
                 Level::Note,
