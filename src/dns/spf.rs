@@ -13,6 +13,10 @@ use super::{Dns, DnsReport, Domains, Level, Relay, txt_record};
 /// The most DNS lookups an SPF evaluation may make (RFC 7208 §4.6.4).
 const LOOKUP_LIMIT: usize = 10;
 
+/// The most records followed while counting: a hostile record could fan out without end, and
+/// past this many (each costing at least one lookup) the count is over the limit anyway.
+const FOLLOWED_AT_MOST: usize = 4 * LOOKUP_LIMIT;
+
 pub async fn check(dns: &Dns, domains: &Domains, relay: &Relay, report: &mut DnsReport) {
     let domain = domains.envelope.as_str();
     let records = match dns.txt(domain).await {
@@ -280,7 +284,8 @@ fn literal(m: &Macro) -> Option<String> {
 }
 
 /// The lookups the record at `domain` costs, its own includes followed (not the lookup of
-/// `domain` itself, which its parent counted). A loop or a depth past the limit stops there.
+/// `domain` itself, which its parent counted). A loop, a depth past the limit or more records
+/// than `FOLLOWED_AT_MOST` stop there.
 fn nested_lookups<'a>(
     dns: &'a Dns,
     domain: &'a str,
@@ -288,7 +293,7 @@ fn nested_lookups<'a>(
     depth: usize,
 ) -> std::pin::Pin<Box<dyn Future<Output = usize> + Send + 'a>> {
     Box::pin(async move {
-        if depth > LOOKUP_LIMIT || !seen.insert(domain.to_string()) {
+        if depth > LOOKUP_LIMIT || seen.len() > FOLLOWED_AT_MOST || !seen.insert(domain.to_string()) {
             return 0;
         }
         let Ok(records) = dns.txt(domain).await else { return 0 };
