@@ -74,12 +74,16 @@ pub enum Command {
 
     /// Validate everything a build or a send needs; list every problem. Exit 0 ready, 1 content problems, 2 configuration.
     #[command(
-        after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette --config /srv/news/publish.toml check"
+        after_help = "Examples:\n  gazette check\n  gazette check --smtp\n  gazette check --dns\n  gazette --config /srv/news/publish.toml check"
     )]
     Check {
         /// Connect to the [smtp] server as a send would (TLS, login), send nothing, and say what it offers
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dns")]
         smtp: bool,
+        /// Look up and judge SPF, DKIM, DMARC and MX for the sending domains, with the records to publish.
+        /// Exit 0 as receivers want it, 1 warnings, 2 mail will be refused
+        #[arg(long)]
+        dns: bool,
     },
 
     /// Publish what is due and write the archive and the RSS, Atom and JSON feeds into [paths] out.
@@ -337,7 +341,7 @@ fn dispatch(
         Command::New { title, link, date, source } => {
             cmd::new::run(&config, &title, &link, source.as_deref(), date.as_deref(), now)
         }
-        Command::Check { smtp } => cmd::check::run(&config, smtp, now),
+        Command::Check { smtp, dns } => cmd::check::run(&config, smtp, dns, now),
         Command::Build { week, all: _, drafts } => cmd::build::run(config, week, drafts, now),
         Command::Preview { week } => cmd::preview::run(config, week, now),
         Command::Send { week, test, dry_run } => cmd::send::run(config, week, test, dry_run, now),

@@ -50,6 +50,7 @@ struct RawConfig {
     bounces: RawBounces,
     dkim: Option<RawDkim>,
     dmarc: Option<RawDmarc>,
+    dns: RawDns,
 }
 
 /// Fills the keys a table leaves out from `defaults`: `fill!(table, defaults; key, key...)`.
@@ -74,6 +75,7 @@ impl RawConfig {
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
         fill!(self.bounces, d.bounces; mailbox, password_command, auth, ca_file, processed, temporary_limit);
+        fill!(self.dns, d.dns; nameservers);
         self
     }
 }
@@ -168,6 +170,12 @@ struct RawDmarc {
     processed: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawDns {
+    nameservers: Option<Vec<String>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -198,6 +206,7 @@ pub struct Config {
     pub bounces: Bounces,
     pub dkim: Option<Dkim>,
     pub dmarc: Option<Dmarc>,
+    pub dns: Dns,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -483,6 +492,14 @@ impl Dkim {
     }
 }
 
+/// `[dns]`: how `gazette check --dns` looks records up.
+#[derive(Debug, Clone, Default)]
+pub struct Dns {
+    /// The resolvers asked instead of the system's (`/etc/resolv.conf`), each an address and port;
+    /// empty: the system's.
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
 impl Config {
     /// The configuration a fresh checkout runs on when there is no `publish.toml`: paths relative to `base`.
     pub fn embedded_defaults(base: &Path) -> Config {
@@ -673,6 +690,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let paths = check_paths(raw.paths, base, &mut problems);
     let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
     let dmarc = raw.dmarc.and_then(|d| check_dmarc(d, base, &mut problems));
+    let dns = check_dns(raw.dns, &mut problems);
     if !problems.found.is_empty() {
         return Err(ConfigError(problems.found.join("\n")));
     }
@@ -688,7 +706,22 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         bounces,
         dkim,
         dmarc,
+        dns,
     })
+}
+
+fn check_dns(dns: RawDns, problems: &mut Problems) -> Dns {
+    let mut nameservers = Vec::new();
+    for text in dns.nameservers.unwrap_or_default() {
+        match text.trim().parse::<std::net::SocketAddr>() {
+            Ok(address) => nameservers.push(address),
+            Err(_) => problems.bad(
+                "[dns] nameservers",
+                format!("`{text}` is not an address and port such as \"127.0.0.1:53\" or \"[::1]:53\""),
+            ),
+        }
+    }
+    Dns { nameservers }
 }
 
 fn check_dkim(d: RawDkim, base: &Path, problems: &mut Problems) -> Option<Dkim> {
@@ -1379,6 +1412,16 @@ mod tests {
         assert!(parse_smtp_url("smtp://user:pw@host", b).unwrap_err().to_string().contains("GAZETTE_SMTP_PASSWORD"));
         assert!(parse_smtp_url("http://host", b).is_err());
         assert!(parse_smtp_url("smtp://host?tls=maybe", b).is_err());
+    }
+
+    #[test]
+    fn dns_nameservers_are_addresses_with_ports_and_default_to_none() {
+        assert!(parse("").unwrap().dns.nameservers.is_empty());
+        let c = parse("[dns]\nnameservers = [\"127.0.0.1:5353\", \"[::1]:53\"]\n").unwrap();
+        let expected: Vec<std::net::SocketAddr> = vec!["127.0.0.1:5353".parse().unwrap(), "[::1]:53".parse().unwrap()];
+        assert_eq!(c.dns.nameservers, expected);
+        let err = parse("[dns]\nnameservers = [\"ns1.example.org\"]\n").unwrap_err().0;
+        assert!(err.contains("[dns] nameservers: `ns1.example.org` is not an address and port"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod config;
 pub mod deliver;
 pub mod digest;
 pub mod dmarc;
+pub mod dns;
 pub mod error;
 pub mod fingerprint;
 pub mod issue;

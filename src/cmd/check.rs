@@ -1,17 +1,22 @@
 //! `gazette check`: is the project ready to build and send? Lists every problem, one a line, then
 //! a summary. Exit 0 ready, 1 the content has problems, 2 the configuration is unusable.
+//! `--smtp` tries the relay; `--dns` judges the domain's records (0 fine, 1 warnings, 2 refused).
 
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, SmtpTarget, Tls};
+use crate::dns::{self, Level};
 use crate::error::Exit;
 use crate::readiness::{self, Severity, SmtpCheck};
 
-pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Config, smtp: bool, dns: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     if smtp {
         return check_smtp(config);
+    }
+    if dns {
+        return check_dns(config);
     }
     let r = super::runtime()?.block_on(readiness::check(config, now))?;
     for f in &r.findings {
@@ -31,6 +36,10 @@ pub fn run(config: &Config, smtp: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
     } else {
         String::new()
     };
+    // Once mail goes to receivers, their view of the domain matters: say where it is checked.
+    if readiness::through_relay(config) {
+        say!("the sending domain's DNS records (SPF, DKIM, DMARC, MX) are checked by `gazette check --dns`");
+    }
     say!(
         "{}, {}{drafts}, {}{files}",
         counted(r.digests, "digest"),
@@ -88,4 +97,27 @@ fn check_smtp(config: &Config) -> anyhow::Result<ExitCode> {
             Ok(Exit::Unusable.into())
         }
     }
+}
+
+/// `check --dns`: each finding on its line, the records to publish under it, then a summary.
+fn check_dns(config: &Config) -> anyhow::Result<ExitCode> {
+    let report = super::runtime()?.block_on(dns::check(config))?;
+    say!("looked up through {}", report.resolver);
+    for f in &report.findings {
+        say!("{:<7} {:<5} {}", f.level.word(), f.topic, f.text);
+        for record in &f.publish {
+            say!("                publish: {record}");
+        }
+    }
+    let (refused, warnings) = (report.count(Level::Refused), report.count(Level::Warning));
+    let (summary, exit) = match report.worst() {
+        Level::Refused => (
+            format!("mail will be refused: {}, {}", counted(refused, "problem"), counted(warnings, "warning")),
+            Exit::Unusable,
+        ),
+        Level::Warning => (format!("mail gets through, with {}", counted(warnings, "warning")), Exit::Failure),
+        Level::Ok | Level::Note => ("the records are as receivers want them".to_string(), Exit::Success),
+    };
+    say!("{summary}");
+    Ok(exit.into())
 }
