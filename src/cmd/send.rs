@@ -38,9 +38,9 @@ pub fn run(
             );
         }
     }
-    // A DKIM signature is CPU work for every message (an RSA one especially): signed messages are
-    // built on every core. Otherwise the send waits on the network and on SQLite, best on one thread.
-    let runtime = if config.dkim.is_some() { super::runtime()? } else { super::runtime_on_this_thread()? };
+    // The send waits on the network and on SQLite, best on one thread; DKIM signing, the one CPU
+    // work per message, runs on rayon's threads meanwhile (`PreparedEmail::build_for_send`).
+    let runtime = super::runtime_on_this_thread()?;
     runtime.block_on(async {
         let store = Store::open_for_sending(&config.paths.database).await?;
         let result = send(&store, config, week, &test_to, dry_run, &transport, now).await;

@@ -12,6 +12,7 @@
 //! A DKIM-signed copy is the same bytes with its signature headers on top (`super::dkim`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use lettre::Message;
@@ -380,6 +381,32 @@ impl PreparedEmail {
             }
             None => built,
         })
+    }
+
+    /// `build` for a send's worker: when the copy is signed, the building and signing run on
+    /// rayon's threads (one per core) and the worker awaits them. An RSA-2048 signature takes about
+    /// a quarter of a millisecond of processor; on the send's one thread it held up every connection,
+    /// and the send used little more than one core (BENCHMARKS.md, issue 30).
+    pub async fn build_for_send(
+        self: &Arc<Self>,
+        mailbox: Mailbox,
+        unsubscribe_url: &str,
+        message_id: &str,
+    ) -> anyhow::Result<Built> {
+        if self.dkim.is_none() {
+            return self.build(&Recipient { mailbox, unsubscribe_url, message_id });
+        }
+        let (done, built) = tokio::sync::oneshot::channel();
+        let (email, url, id) = (Arc::clone(self), unsubscribe_url.to_owned(), message_id.to_owned());
+        rayon::spawn(move || {
+            // A panic on rayon's thread would end the process: it is this message's error instead.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &id })
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("building and signing the message panicked")));
+            let _ = done.send(result);
+        });
+        built.await.unwrap_or_else(|_| Err(anyhow::anyhow!("the thread signing the message stopped")))
     }
 
     /// The whole message for one recipient built by lettre, unsigned.

@@ -24,7 +24,7 @@ use anyhow::Context;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::transport::{Connection, Connector, SendError};
-use super::{PreparedEmail, Recipient, StopFlag, clock, mailbox, unsubscribe_url};
+use super::{PreparedEmail, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
 use crate::issue_id::IssueId;
 use crate::store::bounces::RefusedAtSending;
@@ -750,9 +750,11 @@ impl<C: Connection> WorkerContext<C> {
 
     async fn deliver(&mut self, job: &Claimed, recorded: &mut Option<oneshot::Receiver<()>>) -> Outcome {
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
-        let message = match mailbox(&job.email, job.name.as_deref()).and_then(|mailbox| {
-            self.email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &job.message_id })
-        }) {
+        let built = match mailbox(&job.email, job.name.as_deref()) {
+            Ok(mailbox) => self.email.build_for_send(mailbox, &url, &job.message_id).await,
+            Err(e) => Err(e),
+        };
+        let message = match built {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };

@@ -186,8 +186,8 @@ pub(super) fn public_record(path: &std::path::Path) -> Result<PublicKey, String>
         });
     }
     let seed = BASE64.decode(text).map_err(|e| format!("not base64: {e}"))?;
-    let pair =
-        aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| format!("not an Ed25519 key: {e}"))?;
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_seed_unchecked(&seed)
+        .map_err(|e| format!("not an Ed25519 key: {e}"))?;
     use aws_lc_rs::signature::KeyPair;
     Ok(PublicKey {
         record: format!("v=DKIM1; k=ed25519; p={}", BASE64.encode(pair.public_key().as_ref())),
