@@ -48,6 +48,7 @@ struct RawConfig {
     server: RawServer,
     feeds: RawFeeds,
     bounces: RawBounces,
+    reputation: RawReputation,
     dkim: Option<RawDkim>,
 }
 
@@ -73,6 +74,7 @@ impl RawConfig {
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
         fill!(self.bounces, d.bounces; mailbox, password_command, auth, ca_file, processed, temporary_limit);
+        fill!(self.reputation, d.reputation; complaint_rate, hard_bounce_rate, refused_messages);
         self
     }
 }
@@ -156,6 +158,14 @@ struct RawBounces {
     temporary_limit: Option<u32>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawReputation {
+    complaint_rate: Option<String>,
+    hard_bounce_rate: Option<String>,
+    refused_messages: Option<u32>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -184,6 +194,7 @@ pub struct Config {
     pub server: Server,
     pub feeds: Feeds,
     pub bounces: Bounces,
+    pub reputation: Reputation,
     pub dkim: Option<Dkim>,
 }
 
@@ -417,6 +428,18 @@ pub struct Bounces {
     pub temporary_limit: u32,
 }
 
+/// `[reputation]`: the rates past which an issue harms the sender's reputation with the receivers
+/// (Gmail's and Yahoo's published limits), and after which the scheduler holds the next issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reputation {
+    /// Complaints over messages accepted, as a fraction (0.003 for 0.3%); `None`: not a reason to hold.
+    pub complaint_rate: Option<f64>,
+    /// Hard bounces over messages tried, as a fraction; `None`: not a reason to hold.
+    pub hard_bounce_rate: Option<f64>,
+    /// Refusals of the sender (spam, a blocklist, a policy) by one recipient domain; 0: not a reason to hold.
+    pub refused_messages: u32,
+}
+
 /// A mailbox that failure notices arrive in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BounceMailbox {
@@ -627,6 +650,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let server = check_server(raw.server, &mut problems);
     let feeds = check_feeds(raw.feeds, &mut problems);
     let bounces = check_bounces(raw.bounces, base, &mut problems);
+    let reputation = check_reputation(raw.reputation, &mut problems);
     let paths = check_paths(raw.paths, base, &mut problems);
     let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
     if !problems.found.is_empty() {
@@ -642,6 +666,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         server: server.expect(CHECKED),
         feeds,
         bounces,
+        reputation,
         dkim,
     })
 }
@@ -897,6 +922,34 @@ fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> B
         ca_file: bounces.ca_file.map(|p| resolve(base, p)),
         processed,
         temporary_limit,
+    }
+}
+
+fn check_reputation(r: RawReputation, problems: &mut Problems) -> Reputation {
+    let mut rate = |key: &str, text: String| match parse_rate(&text) {
+        Ok(rate) => rate,
+        Err(why) => {
+            problems.bad(&format!("[reputation] {key}"), why);
+            None
+        }
+    };
+    Reputation {
+        complaint_rate: rate("complaint_rate", r.complaint_rate.expect(SET)),
+        hard_bounce_rate: rate("hard_bounce_rate", r.hard_bounce_rate.expect(SET)),
+        refused_messages: r.refused_messages.expect(SET),
+    }
+}
+
+/// A rate written as a percentage (`"0.3%"`) as a fraction (0.003); `"off"`: `None`.
+pub fn parse_rate(text: &str) -> Result<Option<f64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let number = t.strip_suffix('%').map(str::trim).and_then(|n| n.parse::<f64>().ok());
+    match number {
+        Some(n) if n > 0.0 && n <= 100.0 => Ok(Some(n / 100.0)),
+        _ => Err(format!("`{text}` is not a percentage above 0 and at most 100 such as \"0.3%\" (or \"off\")")),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `gazette issues`, `gazette unpublish` and `gazette skip`: every issue with its state, taking
-//! back a publication that reached nobody, and choosing not to send a published issue.
+//! `gazette issues`, `gazette unpublish`, `gazette skip` and `gazette lift-hold`: every issue with
+//! its state, taking back a publication that reached nobody, choosing not to send a published issue,
+//! and letting an issue the reputation guard holds go.
 
 use std::process::ExitCode;
 
@@ -213,5 +214,46 @@ async fn skip_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Ut
             )
         }
         Change::NumberedAfter { .. } => unreachable!("skip does not look at later issues"),
+    }
+}
+
+pub fn lift_hold(config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async {
+        let store = Store::open(&config.paths.database).await?;
+        let result = lift_hold_in(&store, config, week, now).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn lift_hold_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    let project = Project::load_with(config, Some(store), now, CacheUse::Read).await?;
+    let (id, label) = week_id(&project, week);
+    if let Some(send) = store.ledger().send_record(&id).await? {
+        anyhow::bail!(
+            "issue #{} ({label}) is not held: its send started at {}; `gazette status --week {id}` shows how far it got",
+            send.number,
+            DateTime::from_timestamp(send.started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+    }
+    match crate::reputation::Hold::of(store, &project.config.reputation, &id).await? {
+        hold @ crate::reputation::Hold::Held { .. } => {
+            let why = hold.why().unwrap_or_default();
+            store.lift_hold(&id, &why, now.timestamp()).await?;
+            say!(
+                "lifted the hold on the issue of {label} ({why}): the next round sends it when it is due; `gazette send --week {id}` sends it now"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::reputation::Hold::Lifted { lifted_at, .. } => {
+            say!(
+                "the hold on the issue of {label} was already lifted at {}; the next round sends it when it is due",
+                DateTime::from_timestamp(lifted_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::reputation::Hold::Clear => anyhow::bail!(
+            "the issue of {label} is not held: the last issue sent before it passed no [reputation] limit (`gazette status` shows its rates)"
+        ),
     }
 }

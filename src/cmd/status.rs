@@ -57,10 +57,16 @@ async fn status(
     let project = Project::load(config, Some(store), now).await?;
     let issue = about(store, &project, week, now).await?;
     let report = read_report(store, &issue.id).await?;
+    // The reputation guard (issue 30): the rates against [reputation], and this issue's hold.
+    let limits = &project.config.reputation;
+    let guard = crate::reputation::StatusReport::of(store, limits, &issue.id).await?;
     if json {
-        say!("{}", serde_json::to_string_pretty(&as_json(&issue, &report))?);
+        let mut value = as_json(&issue, &report);
+        value.as_object_mut().expect("an object").insert("reputation".into(), serde_json::to_value(&guard)?);
+        say!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         say_report(&project, &issue, &report);
+        guard.lines(limits, &issue.id).iter().for_each(|line| say!("{line}"));
     }
     Ok(ExitCode::SUCCESS)
 }

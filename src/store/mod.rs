@@ -86,6 +86,7 @@ pub fn reason_in(status_reason: &str) -> Option<crate::bounces::reason::Reason> 
 pub mod bounces;
 mod confirmations;
 pub mod copy;
+pub mod holds;
 mod import;
 pub mod journal;
 pub mod ledger;
@@ -134,6 +135,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0006_unreadable.sql", include_str!("../../subscribers/migrations/sqlite/0006_unreadable.sql")),
         ("0007_refusals.sql", include_str!("../../subscribers/migrations/sqlite/0007_refusals.sql")),
         ("0008_skips.sql", include_str!("../../subscribers/migrations/sqlite/0008_skips.sql")),
+        ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -142,6 +144,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0002_unreadable.sql", include_str!("../../subscribers/migrations/postgres/0002_unreadable.sql")),
         ("0003_refusals.sql", include_str!("../../subscribers/migrations/postgres/0003_refusals.sql")),
         ("0004_skips.sql", include_str!("../../subscribers/migrations/postgres/0004_skips.sql")),
+        ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
     ])
 });
 
