@@ -24,6 +24,8 @@ pub struct SendError {
 enum ErrorKind {
     /// 4xx, a lost connection or a missed deadline: try again later.
     Transient,
+    /// A 4xx that asks the sender to slow down: the message goes again in this send, more slowly.
+    Throttled,
     /// Not as it is, ever, and no server's reply says why (a message that cannot be built).
     Permanent,
     /// A server's 5xx: permanent, and what it does to the reader depends on whose problem it is
@@ -42,6 +44,9 @@ impl SendError {
     pub fn transient(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Transient, message: message.into() }
     }
+    pub fn throttled(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Throttled, message: message.into() }
+    }
     pub fn permanent(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Permanent, message: message.into() }
     }
@@ -59,7 +64,11 @@ impl SendError {
     }
     /// Worth trying again later (a 4xx, a lost connection, a missed deadline).
     pub fn is_transient(&self) -> bool {
-        self.kind == ErrorKind::Transient
+        matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
+    }
+    /// The server asks the sender to slow down (a rate limit), not refusing this message.
+    pub fn is_throttled(&self) -> bool {
+        self.kind == ErrorKind::Throttled
     }
     /// Not worth trying again as it is (a 5xx).
     pub fn is_permanent(&self) -> bool {
@@ -204,6 +213,7 @@ impl Connection for TransportConnection {
                 match s.transmit_gated(envelope, message, gate).await {
                     Attempt::Accepted => Ok(()),
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
+                    Attempt::Throttled(e) => Err(SendError::throttled(e)),
                     Attempt::Refused { error, refusal } => Err(SendError::refused(error, refusal)),
                     Attempt::Rejected(e) => Err(SendError::permanent(e)),
                     Attempt::TooLarge(e) => Err(SendError::too_large(e)),
@@ -298,7 +308,8 @@ pub mod memory {
 
     impl Connection for Memory {
         /// `gone` in the address: 550 5.1.1 (the address); `full`: 552 5.2.2 (the mailbox); `spam`:
-        /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `hang`: no answer at all.
+        /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `slow`: 421 4.7.0 (slow
+        /// down) the first time; `hang`: no answer at all.
         async fn send(
             &mut self,
             envelope: &Envelope,
@@ -328,6 +339,13 @@ pub mod memory {
                     "554 5.7.1 rejected as spam",
                     Refusal { reason: Reason::SpamDetected, scope: Scope::Sender },
                 ));
+            }
+            if to.contains("slow") {
+                let mut deferred = self.deferred.lock().unwrap();
+                if !deferred.contains(&to) {
+                    deferred.push(to);
+                    return Err(SendError::throttled("421 4.7.0 slow down"));
+                }
             }
             if to.contains("later") {
                 let mut deferred = self.deferred.lock().unwrap();
