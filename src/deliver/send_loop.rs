@@ -839,7 +839,7 @@ const DECREASE_GAP: Duration = Duration::from_secs(1);
 const MIN_RATE: f64 = 1.0;
 /// Then, with each message accepted, the pace grows by this many messages a second per second
 /// (additive increase), up to `[smtp] rate_per_second` when it is set.
-const INCREASE: f64 = 5.0;
+const INCREASE: f64 = 10.0;
 
 /// Spaces messages out across all workers: at most `[smtp] rate_per_second`, and, once a server has
 /// asked to slow down (`SendError::is_throttled`), at a pace found by AIMD: halved on a slow-down,
@@ -1088,7 +1088,7 @@ mod tests {
             pacer.accepted();
         }
         let (_, Some(rate)) = pacer.summary() else { panic!("paced") };
-        assert!((54.0..56.0).contains(&rate), "about 5 a second more after a second's messages: {rate}");
+        assert!((59.0..61.0).contains(&rate), "about 10 a second more after a second's messages: {rate}");
         for _ in 0..100_000 {
             pacer.accepted();
         }
