@@ -543,6 +543,7 @@ mod tests {
                 "bounce_events",
                 "confirmations",
                 "deliveries",
+                "hold_lifts",
                 "publications",
                 "refusals",
                 "send_leases",
