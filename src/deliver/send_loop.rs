@@ -764,7 +764,9 @@ impl<C: Connection> WorkerContext<C> {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
-        let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
+        let return_path = || super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
+        // Made again only for a try after a slow-down: the first costs no copy.
+        let mut first_path = Some(return_path());
         // The keeping of the last outcome, awaited by the gate of this message's first try that gets
         // as far as the message itself (a refusal before DATA leaves it for the next try).
         let mut last = recorded.take();
@@ -780,7 +782,7 @@ impl<C: Connection> WorkerContext<C> {
                 gate_closed.store(!open, Ordering::Relaxed);
                 open
             };
-            let path = return_path.clone();
+            let path = first_path.take().unwrap_or_else(return_path);
             let sent = super::transmit(&mut self.connection, &message, &job.message_id, path, &self.stop, gate).await;
             if gate_closed.load(Ordering::Relaxed) {
                 // The loop could not record the last outcome and has given up: send nothing more.
