@@ -774,6 +774,10 @@ impl<C: Connection> WorkerContext<C> {
         let mut throttled_since: Option<Instant> = None;
         let sent = loop {
             self.pacer.wait(&self.stop).await;
+            if self.stop.is_stopped() {
+                // Nothing of this message is on the wire: it goes back to pending as it was.
+                return Outcome::Unclaimed;
+            }
             let gate = async {
                 let open = match last.take() {
                     Some(done) => done.await.is_ok(),
