@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::StopFlag;
 use super::envelope::Envelope;
-use super::smtp::{Attempt, ConnectError, GATE_CLOSED, ServerSpec, SmtpSession};
+use super::smtp::{Attempt, ConnectError, GATE_CLOSED, ServerSpec, SmtpSession, asks_to_slow_down};
 use crate::bounces::Scope;
+use crate::bounces::reason::first_reply_code;
 use crate::store::bounces::Refusal;
 
 /// Why a message was not taken.
@@ -242,6 +243,11 @@ async fn connect_with_retries(spec: &ServerSpec, stop: &StopFlag) -> Result<Smtp
             Ok(s) => return Ok(s),
             // Trying again would be refused again.
             Err(ConnectError::Refused(e)) => return Err(SendError::configuration(e)),
+            // Turned away at the greeting or EHLO for going too fast (Gmail's `421 4.7.0 Try again
+            // later`): the send slows down and this connection tries again, as for a message.
+            Err(ConnectError::Unreachable(e)) if asks_to_slow_down(first_reply_code(&e), &e) => {
+                return Err(SendError::throttled(e));
+            }
             Err(ConnectError::Unreachable(e)) => {
                 tracing::warn!("connection attempt {} failed: {e}", i + 1);
                 last = e;
@@ -360,5 +366,35 @@ pub mod memory {
         }
 
         async fn close(self) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_greeting_that_says_slow_down_is_a_throttle_not_an_unreachable_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"421 4.7.0 Too many connections, slow down\r\n").await;
+            }
+        });
+        let spec = ServerSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls: crate::config::Tls::None,
+            login: None,
+            trust: super::super::smtp::Trust::default(),
+            hello: "client.example.org".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let started = std::time::Instant::now();
+        let e = connect_with_retries(&spec, &StopFlag::default()).await.err().expect("refused");
+        assert!(e.is_throttled() && e.to_string().contains("421"), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited out as an unreachable server");
     }
 }
