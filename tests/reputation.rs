@@ -160,6 +160,12 @@ on_both_stores! {
         let text = p.expect(0, &["status", "--week", "2023-07-17"]);
         assert!(text.contains("complaints") && text.contains("0.50%") && text.contains("limit 0.30%  OVER"), "{text}");
         assert!(text.contains("holds the issue after this one"), "{text}");
+        let issues = p.expect(0, &["issues"]);
+        let line = issues.lines().find(|l| l.contains(" 7  2023-07-17 ")).unwrap();
+        assert!(line.contains("sent 200; over [reputation]: complaints 0.50%"), "{issues}");
+        let listed: serde_json::Value = serde_json::from_str(&p.expect(0, &["issues", "--json"])).unwrap();
+        let issue = listed.as_array().unwrap().iter().find(|i| i["week"] == "2023-07-17").unwrap();
+        assert_eq!(issue["reputation"]["rates"]["complaint_rate"].as_f64(), Some(0.005), "{issue}");
 
         // The next issue is due and held, every round, saying which rate, its value, the limit and the issue.
         for now in ["2023-07-31T08:05:00+01:00", "2023-07-31T09:00:00+01:00"] {
