@@ -161,9 +161,18 @@ struct RawBounces {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawReputation {
-    complaint_rate: Option<String>,
-    hard_bounce_rate: Option<String>,
+    complaint_rate: Option<RawRate>,
+    hard_bounce_rate: Option<RawRate>,
     refused_messages: Option<u32>,
+}
+
+/// A rate as written: a percentage in quotes, or a bare number that `check_reputation` refuses by
+/// name (is 0.3 meant as 0.3% or as 30%?).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRate {
+    Text(String),
+    Number(f64),
 }
 
 #[derive(Debug, Deserialize)]
@@ -926,12 +935,17 @@ fn check_bounces(bounces: RawBounces, base: &Path, problems: &mut Problems) -> B
 }
 
 fn check_reputation(r: RawReputation, problems: &mut Problems) -> Reputation {
-    let mut rate = |key: &str, text: String| match parse_rate(&text) {
-        Ok(rate) => rate,
-        Err(why) => {
+    let mut rate = |key: &str, raw: RawRate| {
+        let parsed = match raw {
+            RawRate::Text(text) => parse_rate(&text),
+            RawRate::Number(n) => {
+                Err(format!("{n} is a bare number; write the rate as a percentage in quotes, such as \"{n}%\""))
+            }
+        };
+        parsed.unwrap_or_else(|why| {
             problems.bad(&format!("[reputation] {key}"), why);
             None
-        }
+        })
     };
     Reputation {
         complaint_rate: rate("complaint_rate", r.complaint_rate.expect(SET)),
@@ -1374,6 +1388,30 @@ mod tests {
             assert!(err.contains(key), "missing {key} in:\n{err}");
         }
         assert!(parse("[email]\nbounce_address = \"b+x@example.org\"\n").unwrap_err().0.contains("already has a `+`"));
+    }
+
+    #[test]
+    fn reputation_limits_are_percentages_or_off_and_a_bad_one_is_named() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.reputation,
+            Reputation { complaint_rate: Some(0.003), hard_bounce_rate: Some(0.02), refused_messages: 1 }
+        );
+        let c = parse("[reputation]\ncomplaint_rate = \" 0.1 % \"\nhard_bounce_rate = \"off\"\nrefused_messages = 0\n")
+            .unwrap();
+        assert_eq!(
+            c.reputation,
+            Reputation { complaint_rate: Some(0.001), hard_bounce_rate: None, refused_messages: 0 }
+        );
+        let err = parse("[reputation]\ncomplaint_rate = \"0.3\"\nhard_bounce_rate = \"NaN%\"\n").unwrap_err().0;
+        for key in ["[reputation] complaint_rate: `0.3`", "[reputation] hard_bounce_rate: `NaN%`"] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        // A number where a percentage is wanted, and a mistyped key: named with their line.
+        let err = parse("[reputation]\ncomplaint_rate = 0.3\n").unwrap_err().0;
+        assert!(err.contains("[reputation] complaint_rate: 0.3 is a bare number") && err.contains("\"0.3%\""), "{err}");
+        let err = parse("[reputation]\n\ncomplaints = \"1%\"\n").unwrap_err().0;
+        assert!(err.contains("complaints") && err.contains(":3"), "{err}");
     }
 
     #[test]
