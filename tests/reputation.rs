@@ -29,7 +29,7 @@ fn a_relay_that_asks_to_slow_down_gets_every_reader_once_nobody_failed_and_a_pac
     if !relay::available() {
         return;
     }
-    const READERS: usize = 300;
+    const READERS: usize = 200;
     const LIMIT: f64 = 40.0;
     let ca = TestCa::new();
     let relay = Relay::start(Mode::StartTls, &ca.localhost, &["--throttle-every", "10", "--max-rate", "40"]);
@@ -91,6 +91,46 @@ fn a_relay_that_asks_to_slow_down_gets_every_reader_once_nobody_failed_and_a_pac
     assert!(settled < LIMIT, "the second half went at {settled:.1} messages a second, the limit is {LIMIT}");
     assert!(settled > 5.0, "backed off to a crawl: {settled:.1} messages a second");
     assert!(over_limit <= 3, "{over_limit} refusals for the rate in the second half");
+}
+
+#[test]
+fn under_a_rate_limit_alone_the_send_probes_up_to_just_under_it() {
+    if !relay::available() {
+        return;
+    }
+    const READERS: usize = 400;
+    const LIMIT: f64 = 40.0;
+    let ca = TestCa::new();
+    let relay = Relay::start(Mode::StartTls, &ca.localhost, &["--max-rate", "40"]);
+    let p = Project::new(&format!(
+        "[smtp]\nurl = \"{}\"\nusername = \"{USER}\"\nconcurrency = 4\ntimeout = \"10s\"\nca_file = {:?}\n",
+        relay.url(),
+        ca.ca.display().to_string()
+    ));
+    p.import_readers(READERS);
+    let out = p.command(&["send", "--week", WEEK]).env("GAZETTE_SMTP_PASSWORD", SECRET).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\nrelay:\n{}", relay.log());
+    let got = relay.messages();
+    assert_eq!(got.len(), READERS, "each once");
+    let s = status(&p, WEEK);
+    assert_eq!(
+        (s["sent"].as_i64(), s["failed"].as_i64(), s["pending"].as_i64()),
+        (Some(READERS as i64), Some(0), Some(0))
+    );
+    let mut times: Vec<f64> = got.iter().map(|m| m.at).collect();
+    times.sort_by(f64::total_cmp);
+    let second_half = &times[times.len() / 2..];
+    let settled = rate(second_half);
+    let refused: Vec<f64> =
+        relay.journal().into_iter().filter(|e| e.event == "throttled").filter_map(|e| e.at).collect();
+    let late = refused.iter().filter(|t| **t >= second_half[0]).count();
+    eprintln!("settled at {settled:.1}/s; refused for the rate: {} in all, {late} in the second half", refused.len());
+    // Under the limit, and near it: additive increase keeps probing, multiplicative decrease backs off.
+    assert!(settled <= LIMIT && settled > LIMIT / 2.0, "the second half went at {settled:.1} messages a second");
+    assert!(late * 10 <= READERS / 2, "{late} refusals in the second half, for {} messages", READERS / 2);
+    // The first refusals halve a pace that nothing limited down to the relay's quickly.
+    assert!(refused.len() * 5 <= READERS, "{} refusals for {READERS} messages", refused.len());
 }
 
 const BOUNCE_ADDRESS: &str = "bounce_address = \"bounces@signals.example.org\"\n";

@@ -839,8 +839,11 @@ fn outcome_of(e: SendError) -> Outcome {
 const THROTTLE_PATIENCE: Duration = Duration::from_secs(300);
 /// The pace after a slow-down: this share of the pace before it (multiplicative decrease)...
 const DECREASE: f64 = 0.5;
-/// ...at most once in this long, since the refusals of one overload come in a burst...
-const DECREASE_GAP: Duration = Duration::from_secs(1);
+/// ...once for a burst, since the refusals of one overload come together: not again until the
+/// time this many messages take at the new pace has passed (a round trip of the connections' worth
+/// in flight), between `DECREASE_GAP` (very fast) and a second (slow)...
+const DECREASE_AFTER: f64 = 8.0;
+const DECREASE_GAP: Duration = Duration::from_millis(50);
 /// ...and never under this many messages a second.
 const MIN_RATE: f64 = 1.0;
 /// Then, with each message accepted, the pace grows by this many messages a second per second
@@ -922,7 +925,8 @@ impl Pacer {
         let now = Instant::now();
         let mut pace = self.pace();
         pace.slowdowns += 1;
-        if pace.last_decrease.is_some_and(|t| now.duration_since(t) < DECREASE_GAP) {
+        let gap = Duration::from_secs_f64(DECREASE_AFTER / pace.rate).clamp(DECREASE_GAP, Duration::from_secs(1));
+        if pace.last_decrease.is_some_and(|t| now.duration_since(t) < gap) {
             return;
         }
         let before = if self.throttled.load(Ordering::Relaxed) || self.ceiling.is_some() {
