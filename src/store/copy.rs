@@ -2,8 +2,9 @@
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
 //! the new database where it stopped, with the same Message-IDs), confirmations, the publication
-//! record, bounce reports, refusals, the holds the editor lifted and the messages set aside as unreadable. Leases are not: they
-//! belong to processes of the old database. The target must be empty, so nothing there is ever overwritten.
+//! record, bounce reports, refusals, the holds the editor lifted and the messages set aside as
+//! unreadable. Leases are not: they belong to processes of the old database. The target must be
+//! empty, so nothing there is ever overwritten.
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
