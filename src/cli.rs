@@ -223,6 +223,16 @@ pub enum Command {
         #[arg(long, value_parser = parse_week)]
         week: WeekSpec,
     },
+
+    /// Let the scheduler send an issue the reputation guard holds (the last issue sent passed a [reputation] limit).
+    #[command(
+        after_help = "The lift is recorded for that issue only: the issue after it is judged afresh by the numbers of\n                            the last one sent. `gazette send --week W` sends a held issue by hand without lifting anything.\n                            Refused (exit 1) when the issue is not held.\n\n                            Example:\n  gazette lift-hold --week 2023-07-24"
+    )]
+    LiftHold {
+        /// Any date inside the week or an ISO week
+        #[arg(long, value_parser = parse_week)]
+        week: WeekSpec,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -357,6 +367,7 @@ fn dispatch(
         Command::Issues { json } => cmd::issues::list(config, json, now),
         Command::Unpublish { week } => cmd::issues::unpublish(config, week, now),
         Command::Skip { week } => cmd::issues::skip(config, week, now),
+        Command::LiftHold { week } => cmd::issues::lift_hold(config, week, now),
     }
 }
 

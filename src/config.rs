@@ -48,6 +48,7 @@ struct RawConfig {
     server: RawServer,
     feeds: RawFeeds,
     bounces: RawBounces,
+    reputation: RawReputation,
     dkim: Option<RawDkim>,
     dmarc: Option<RawDmarc>,
     dns: RawDns,
@@ -76,6 +77,7 @@ impl RawConfig {
         fill!(self.feeds, d.feeds; items);
         fill!(self.bounces, d.bounces; mailbox, password_command, auth, ca_file, processed, temporary_limit);
         fill!(self.dns, d.dns; nameservers);
+        fill!(self.reputation, d.reputation; complaint_rate, hard_bounce_rate, refused_messages);
         self
     }
 }
@@ -176,6 +178,23 @@ struct RawDns {
     nameservers: Option<Vec<String>>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawReputation {
+    complaint_rate: Option<RawRate>,
+    hard_bounce_rate: Option<RawRate>,
+    refused_messages: Option<u32>,
+}
+
+/// A rate as written: a percentage in quotes, or a bare number that `check_reputation` refuses by
+/// name (is 0.3 meant as 0.3% or as 30%?).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawRate {
+    Text(String),
+    Number(f64),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDkim {
@@ -204,6 +223,7 @@ pub struct Config {
     pub server: Server,
     pub feeds: Feeds,
     pub bounces: Bounces,
+    pub reputation: Reputation,
     pub dkim: Option<Dkim>,
     pub dmarc: Option<Dmarc>,
     pub dns: Dns,
@@ -451,6 +471,18 @@ pub struct Dmarc {
     pub processed: String,
 }
 
+/// `[reputation]`: the rates past which an issue harms the sender's reputation with the receivers
+/// (Gmail's and Yahoo's published limits), and after which the scheduler holds the next issue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reputation {
+    /// Complaints over messages accepted, as a fraction (0.003 for 0.3%); `None`: not a reason to hold.
+    pub complaint_rate: Option<f64>,
+    /// Hard bounces over messages tried, as a fraction; `None`: not a reason to hold.
+    pub hard_bounce_rate: Option<f64>,
+    /// Refusals of the sender (spam, a blocklist, a policy) by one recipient domain; 0: not a reason to hold.
+    pub refused_messages: u32,
+}
+
 /// A mailbox that failure notices arrive in.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BounceMailbox {
@@ -687,6 +719,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
     let server = check_server(raw.server, &mut problems);
     let feeds = check_feeds(raw.feeds, &mut problems);
     let bounces = check_bounces(raw.bounces, base, &mut problems);
+    let reputation = check_reputation(raw.reputation, &mut problems);
     let paths = check_paths(raw.paths, base, &mut problems);
     let dkim = raw.dkim.and_then(|d| check_dkim(d, base, &mut problems));
     let dmarc = raw.dmarc.and_then(|d| check_dmarc(d, base, &mut problems));
@@ -704,6 +737,7 @@ fn check(raw: RawConfig, base: &Path, source: Option<&Path>) -> Result<Config, C
         server: server.expect(CHECKED),
         feeds,
         bounces,
+        reputation,
         dkim,
         dmarc,
         dns,
@@ -1010,6 +1044,39 @@ fn check_dmarc(d: RawDmarc, base: &Path, problems: &mut Problems) -> Option<Dmar
         ca_file: d.ca_file.map(|p| resolve(base, p)),
         processed,
     })
+}
+
+fn check_reputation(r: RawReputation, problems: &mut Problems) -> Reputation {
+    let mut rate = |key: &str, raw: RawRate| {
+        let parsed = match raw {
+            RawRate::Text(text) => parse_rate(&text),
+            RawRate::Number(n) => {
+                Err(format!("{n} is a bare number; write the rate as a percentage in quotes, such as \"{n}%\""))
+            }
+        };
+        parsed.unwrap_or_else(|why| {
+            problems.bad(&format!("[reputation] {key}"), why);
+            None
+        })
+    };
+    Reputation {
+        complaint_rate: rate("complaint_rate", r.complaint_rate.expect(SET)),
+        hard_bounce_rate: rate("hard_bounce_rate", r.hard_bounce_rate.expect(SET)),
+        refused_messages: r.refused_messages.expect(SET),
+    }
+}
+
+/// A rate written as a percentage (`"0.3%"`) as a fraction (0.003); `"off"`: `None`.
+pub fn parse_rate(text: &str) -> Result<Option<f64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let number = t.strip_suffix('%').map(str::trim).and_then(|n| n.parse::<f64>().ok());
+    match number {
+        Some(n) if n > 0.0 && n <= 100.0 => Ok(Some(n / 100.0)),
+        _ => Err(format!("`{text}` is not a percentage above 0 and at most 100 such as \"0.3%\" (or \"off\")")),
+    }
 }
 
 /// The paths, resolved against `base`; only the database can be wrong.
@@ -1465,6 +1532,30 @@ mod tests {
             assert!(err.contains(key), "missing {key} in:\n{err}");
         }
         assert!(parse("[email]\nbounce_address = \"b+x@example.org\"\n").unwrap_err().0.contains("already has a `+`"));
+    }
+
+    #[test]
+    fn reputation_limits_are_percentages_or_off_and_a_bad_one_is_named() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            c.reputation,
+            Reputation { complaint_rate: Some(0.003), hard_bounce_rate: Some(0.02), refused_messages: 1 }
+        );
+        let c = parse("[reputation]\ncomplaint_rate = \" 0.1 % \"\nhard_bounce_rate = \"off\"\nrefused_messages = 0\n")
+            .unwrap();
+        assert_eq!(
+            c.reputation,
+            Reputation { complaint_rate: Some(0.001), hard_bounce_rate: None, refused_messages: 0 }
+        );
+        let err = parse("[reputation]\ncomplaint_rate = \"0.3\"\nhard_bounce_rate = \"NaN%\"\n").unwrap_err().0;
+        for key in ["[reputation] complaint_rate: `0.3`", "[reputation] hard_bounce_rate: `NaN%`"] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        // A number where a percentage is wanted, and a mistyped key: named with their line.
+        let err = parse("[reputation]\ncomplaint_rate = 0.3\n").unwrap_err().0;
+        assert!(err.contains("[reputation] complaint_rate: 0.3 is a bare number") && err.contains("\"0.3%\""), "{err}");
+        let err = parse("[reputation]\n\ncomplaints = \"1%\"\n").unwrap_err().0;
+        assert!(err.contains("complaints") && err.contains(":3"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod notes;
 pub mod project;
 pub mod readiness;
 pub mod render;
+pub mod reputation;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

@@ -17,6 +17,7 @@ use crate::deliver::{self, SendPlan, StopFlag, Transport};
 use crate::issue::CatalogIssue;
 use crate::issue_id::IssueId;
 use crate::project::{BuildPlan, Project, Publish, Site};
+use crate::reputation::Hold;
 use crate::schedule::{self, Decision};
 use crate::store::Store;
 use crate::urls;
@@ -160,6 +161,11 @@ pub async fn round(
                     ok = false;
                     continue;
                 }
+                if let Some(why) = held(config, store, &issue).await? {
+                    tracing::error!("{why}");
+                    ok = false;
+                    continue;
+                }
                 tracing::info!("issue #{} ({}) is due (fire time {}): sending", issue.number, issue.label, local(fire));
                 ok &= send(&project, store, transport, stop, &issue).await;
                 read_bounces(config, store).await;
@@ -276,6 +282,10 @@ pub async fn dry_round(
             lines.push(format!("{e}\nit would not be sent"));
             continue;
         }
+        if let Some(why) = held(config, store, issue).await? {
+            lines.push(format!("{why}\nit would not be sent"));
+            continue;
+        }
         let plan = SendPlan::of(store, &issue.id).await?;
         lines.push(format!(
             "would send issue #{} ({}) to {} subscriber(s) via {}",
@@ -305,6 +315,37 @@ async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// The reputation guard's word on sending `issue` now: why it is held (`None` when it may go),
+/// said so that the editor knows what passed which limit and what to do about it.
+async fn held(config: &Config, store: &Store, issue: &CatalogIssue) -> anyhow::Result<Option<String>> {
+    Ok(match Hold::of(store, &config.reputation, &issue.id).await? {
+        Hold::Clear => None,
+        Hold::Lifted { lifted_at, .. } => {
+            let at = DateTime::from_timestamp(lifted_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+            tracing::info!("issue #{} ({}): its reputation hold was lifted at {at}", issue.number, issue.label);
+            None
+        }
+        hold @ Hold::Held { .. } => Some(format!(
+            "issue #{} ({}) is due but held, and not sent: {}. Look into it (`gazette status --week {}`), then \
+             `gazette lift-hold --week {}` lets the next round send it, or `gazette send --week {}` sends it now",
+            issue.number,
+            issue.label,
+            hold.why().unwrap_or_default(),
+            hold_by(&hold),
+            issue.id,
+            issue.id
+        )),
+    })
+}
+
+/// The issue whose numbers hold another.
+fn hold_by(hold: &Hold) -> String {
+    match hold {
+        Hold::Held { by } => by.issue.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Reads `[bounces] mailbox` and `[dmarc] mailbox`, where there are. A mailbox that cannot be

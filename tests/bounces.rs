@@ -11,6 +11,10 @@ const ISSUE: &str = "2023-07-17";
 const SECRET: &str = "test-secret-0123456789abcdef0123456789";
 /// Appended right after `Project`'s [email] section, so it lands in it.
 const BOUNCE_ADDRESS: &str = "bounce_address = \"bounces@signals.example.org\"\n";
+/// The reputation guard off: a handful of readers of whom one complains or bounces passes every
+/// `[reputation]` limit, and these tests are about what the reports do to readers and not about
+/// holding the next issue (tests/reputation.rs).
+const GUARD_OFF: &str = "\n[reputation]\ncomplaint_rate = \"off\"\nhard_bounce_rate = \"off\"\nrefused_messages = 0\n";
 
 fn key() -> gazette::token::TokenKey {
     gazette::token::TokenKey::from_secret(SECRET.as_bytes().to_vec()).unwrap()
@@ -394,7 +398,7 @@ fn reports_in_a_maildir_stop_the_next_issue_to_the_bounced_and_the_complaining()
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     let p = Project::new(&format!(
-        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n",
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n{GUARD_OFF}",
         sink.smtp_config(),
         maildir.display().to_string()
     ));
@@ -434,7 +438,7 @@ fn reports_in_a_maildir_stop_the_next_issue_to_the_bounced_and_the_complaining()
 /// A project sending through `sink` whose bounce mailbox is Dovecot's INBOX.
 fn imap_project(dovecot: &Dovecot, sink: &Sink) -> Project {
     Project::new(&format!(
-        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n",
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = \"imaps://bounces@127.0.0.1:{}/INBOX\"\nca_file = {:?}\n{GUARD_OFF}",
         sink.smtp_config(),
         dovecot.port,
         dovecot.cert().display().to_string()
@@ -612,7 +616,7 @@ fn unreadable_messages_in_a_maildir_are_set_aside_and_the_round_publishes_and_se
         std::fs::create_dir_all(maildir.join(sub)).unwrap();
     }
     let p = Project::new(&format!(
-        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n",
+        "{BOUNCE_ADDRESS}{}\n[bounces]\nmailbox = {:?}\n{GUARD_OFF}",
         sink.smtp_config(),
         maildir.display().to_string()
     ));

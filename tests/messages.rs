@@ -29,7 +29,9 @@ fn an_unknown_section_is_called_a_section_with_the_valid_ones() {
     assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
     assert!(stderr.contains("unknown section [feed] (did you mean [feeds]?)"), "{stderr}");
     assert!(
-        stderr.contains("[site], [paths], [schedule], [email], [smtp], [server], [feeds], [bounces], [dkim]"),
+        stderr.contains(
+            "[site], [paths], [schedule], [email], [smtp], [server], [feeds], [bounces], [reputation], [dkim]"
+        ),
         "{stderr}"
     );
     assert!(!stderr.contains("in [bounces]") && !stderr.contains("unknown field"), "{stderr}");

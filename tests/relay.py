@@ -5,12 +5,16 @@ TLS is either STARTTLS, required before AUTH and MAIL (`--mode starttls`, the su
 or TLS from the first byte (`--mode implicit`, smtps). AUTH is required before MAIL, over TLS only,
 with the mechanisms given (PLAIN, LOGIN, XOAUTH2), for one user and secret. An optional SIZE limit
 (RFC 1870) is announced and enforced. RCPT TO chosen addresses can be answered with a chosen reply
-(`--refuse ADDRESS=REPLY`, repeatable), as a provider refuses spam or an unknown user.
+(`--refuse ADDRESS=REPLY`, repeatable), as a provider refuses spam or an unknown user. It can ask the
+sender to slow down as Gmail and Amazon SES do: `--throttle-every N` answers the end of every Nth
+message offered with `421 4.7.0`, and `--max-rate N` answers `421 4.7.0` to a message that would make
+more than N accepted in the last second.
 
 What it saw goes into the `--dump` folder:
   message-000001.json  each accepted message, written whole (tmp file, then rename), with the facts
                        of its session: connection number, TLS version (null in clear), the user who
-                       logged in and the mechanism, the envelope, the size and the message text;
+                       logged in and the mechanism, the envelope, the size, the message text and
+                       when it was accepted (`at`, Unix seconds);
   journal.jsonl        one line per event: connect, tls (the handshake done), tls-failed, command
                        (AUTH and MAIL, with the TLS version in force, null in clear), auth (its outcome).
 
@@ -23,6 +27,7 @@ Prints `ready PORT` once listening (port 0, the default, picks a free one); stop
 import argparse
 import asyncio
 import base64
+import collections
 import binascii
 import json
 import logging
@@ -30,6 +35,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
@@ -51,6 +57,11 @@ class Relay:
         self.refusals = {a.lower(): reply for a, reply in args.refuse}
         self.connections = 0
         self.messages = 0
+        self.offered = 0
+        self.throttle_every = args.throttle_every
+        self.max_rate = args.max_rate
+        # When the messages of the last second were accepted.
+        self.recent = collections.deque()
 
     def note(self, event, server, **facts):
         line = {"event": event, "conn": server.conn, "tls": server.tls_version(), **facts}
@@ -114,7 +125,27 @@ class Relay:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
+    def slow_down(self, server):
+        """The reply that asks the sender to slow down, or None to take the message."""
+        self.offered += 1
+        now = time.time()
+        while self.recent and self.recent[0] <= now - 1.0:
+            self.recent.popleft()
+        why = None
+        if self.throttle_every and self.offered % self.throttle_every == 0:
+            why, reply = "every", "421 4.7.0 Try again later, closing connection"
+        elif self.max_rate and len(self.recent) >= self.max_rate:
+            why, reply = "rate", "421 4.7.0 Rate limit exceeded, slow down"
+        if why is None:
+            self.recent.append(now)
+            return None
+        self.note("throttled", server, why=why, at=now)
+        return reply
+
     async def handle_DATA(self, server, session, envelope):
+        reply = self.slow_down(server)
+        if reply is not None:
+            return reply
         self.messages += 1
         facts = {
             "connection": server.conn,
@@ -125,6 +156,7 @@ class Relay:
             "rcpt_tos": envelope.rcpt_tos,
             "size": len(envelope.original_content),
             "message": envelope.original_content.decode("utf-8", errors="replace"),
+            "at": time.time(),
         }
         name = self.dump / f"message-{self.messages:06}.json"
         tmp = name.with_suffix(".tmp")
@@ -192,6 +224,10 @@ def parse_args(argv):
     p.add_argument("--dump", required=True, help="folder for the messages and the journal")
     p.add_argument("--refuse", action="append", default=[], metavar="ADDRESS=REPLY",
                    help="answer RCPT TO:<ADDRESS> with REPLY (`550 5.7.1 ...`); repeatable")
+    p.add_argument("--throttle-every", type=int, default=0, metavar="N",
+                   help="answer the end of every Nth message offered with 421 4.7.0 (slow down)")
+    p.add_argument("--max-rate", type=float, default=0, metavar="N",
+                   help="answer 421 4.7.0 to a message that would make more than N accepted in the last second")
     p.add_argument("--verbose", action="store_true", help="aiosmtpd's log on stderr")
     args = p.parse_args(argv)
     args.mechanisms = [m.strip().upper() for m in args.mechanisms.split(",") if m.strip()]

@@ -1,5 +1,6 @@
-//! `gazette issues`, `gazette unpublish` and `gazette skip`: every issue with its state, taking
-//! back a publication that reached nobody, and choosing not to send a published issue.
+//! `gazette issues`, `gazette unpublish`, `gazette skip` and `gazette lift-hold`: every issue with
+//! its state, taking back a publication that reached nobody, choosing not to send a published issue,
+//! and letting an issue the reputation guard holds go.
 
 use std::process::ExitCode;
 
@@ -18,14 +19,18 @@ use crate::store::publications::Change;
 pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         // Looking creates no database: a project that never published has nothing recorded.
-        let (project, sends) = if config.paths.database.exists() {
+        let (project, sends, standings) = if config.paths.database.exists() {
             let store = Store::open(&config.paths.database).await?;
             let project = Project::load(config, Some(&store), now).await;
             let sends = store.ledger().send_progress().await;
+            let standings = match (&project, &sends) {
+                (Ok(project), Ok(sends)) => standings(&store, project, sends).await,
+                _ => Ok(Default::default()),
+            };
             store.close().await;
-            (project?, sends?)
+            (project?, sends?, standings?)
         } else {
-            (Project::load(config, None, now).await?, Default::default())
+            (Project::load(config, None, now).await?, Default::default(), Default::default())
         };
         let rows = issue_state::rows(&project, &sends);
         let time = |t: &DateTime<Utc>| t.with_timezone(&project.config.schedule.timezone).to_rfc3339();
@@ -59,6 +64,10 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                         State::Draft | State::Example => serde_json::json!({}),
                     };
                     v.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+                    if let Some(standing) = standings.get(&r.id) {
+                        let reputation = serde_json::json!({ "rates": standing.rates, "breaches": standing.breaches });
+                        v.as_object_mut().expect("an object").insert("reputation".into(), reputation);
+                    }
                     v
                 })
                 .collect();
@@ -76,8 +85,13 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                 .published_at
                 .map(|t| t.with_timezone(&project.config.schedule.timezone).format("%Y-%m-%d %H:%M").to_string());
             let title = r.title.as_deref().unwrap_or("(no digests)");
+            // A sent issue that passed a [reputation] limit says which (`gazette status` says more).
+            let over: Vec<String> =
+                standings.get(&r.id).map(|s| s.breaches.iter().map(breach_word).collect()).unwrap_or_default();
+            let over =
+                if over.is_empty() { String::new() } else { format!("; over [reputation]: {}", over.join(", ")) };
             say!(
-                "{number:>4}  {:<10}  {:<16}  {:<40}  {}",
+                "{number:>4}  {:<10}  {:<16}  {:<40}  {}{over}",
                 r.id,
                 published.as_deref().unwrap_or("-"),
                 shorten(title, 40),
@@ -86,6 +100,30 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The reputation of every issue whose send started.
+async fn standings(
+    store: &Store,
+    project: &Project,
+    sends: &std::collections::BTreeMap<IssueId, crate::store::ledger::SendProgress>,
+) -> anyhow::Result<std::collections::BTreeMap<IssueId, crate::reputation::Standing>> {
+    let mut out = std::collections::BTreeMap::new();
+    for id in sends.keys() {
+        let number = project.publication(id).map(|p| i64::from(p.number)).unwrap_or(0);
+        out.insert(id.clone(), crate::reputation::Standing::of(store, &project.config.reputation, id, number).await?);
+    }
+    Ok(out)
+}
+
+/// A passed limit in a few words: `complaints 0.50%`, `gmail.com refused 3`.
+fn breach_word(b: &crate::reputation::Breach) -> String {
+    use crate::reputation::{Breach, percent};
+    match b {
+        Breach::ComplaintRate { value, .. } => format!("complaints {}", percent(*value)),
+        Breach::HardBounceRate { value, .. } => format!("hard bounces {}", percent(*value)),
+        Breach::RefusedMessages { domain, messages, .. } => format!("{domain} refused {messages}"),
+    }
 }
 
 /// `text` cut to `width` characters, an ellipsis marking the cut.
@@ -213,5 +251,46 @@ async fn skip_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Ut
             )
         }
         Change::NumberedAfter { .. } => unreachable!("skip does not look at later issues"),
+    }
+}
+
+pub fn lift_hold(config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    super::runtime()?.block_on(async {
+        let store = Store::open(&config.paths.database).await?;
+        let result = lift_hold_in(&store, config, week, now).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn lift_hold_in(store: &Store, config: Config, week: WeekSpec, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
+    let project = Project::load_with(config, Some(store), now, CacheUse::Read).await?;
+    let (id, label) = week_id(&project, week);
+    if let Some(send) = store.ledger().send_record(&id).await? {
+        anyhow::bail!(
+            "issue #{} ({label}) is not held: its send started at {}; `gazette status --week {id}` shows how far it got",
+            send.number,
+            DateTime::from_timestamp(send.started_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+    }
+    match crate::reputation::Hold::of(store, &project.config.reputation, &id).await? {
+        hold @ crate::reputation::Hold::Held { .. } => {
+            let why = hold.why().unwrap_or_default();
+            store.lift_hold(&id, &why, now.timestamp()).await?;
+            say!(
+                "lifted the hold on the issue of {label} ({why}): the next round sends it when it is due; `gazette send --week {id}` sends it now"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::reputation::Hold::Lifted { lifted_at, .. } => {
+            say!(
+                "the hold on the issue of {label} was already lifted at {}; the next round sends it when it is due",
+                DateTime::from_timestamp(lifted_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        crate::reputation::Hold::Clear => anyhow::bail!(
+            "the issue of {label} is not held: the last issue sent before it passed no [reputation] limit (`gazette status` shows its rates)"
+        ),
     }
 }

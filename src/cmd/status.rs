@@ -59,11 +59,15 @@ async fn status(
     let report = read_report(store, &issue.id).await?;
     // What the DMARC aggregate reports of the last week say, once any has been read.
     let dmarc = store.dmarc().summary_since(crate::dmarc::since(now, 7)).await?;
+    // The reputation guard (issue 30): the rates against [reputation], and this issue's hold.
+    let limits = &project.config.reputation;
+    let guard = crate::reputation::StatusReport::of(store, limits, &issue.id).await?;
     if json {
         let mut value = as_json(&issue, &report);
         if let Some(summary) = &dmarc {
             value["dmarc"] = crate::dmarc::status_json(summary, 7);
         }
+        value["reputation"] = serde_json::to_value(&guard)?;
         say!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         say_report(&project, &issue, &report);
@@ -71,6 +75,7 @@ async fn status(
             say!();
             say!("{}", crate::dmarc::status_line(summary, 7));
         }
+        guard.lines(limits, &issue.id).iter().for_each(|line| say!("{line}"));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,10 +18,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, StopFlag, clock, mailbox, unsubscribe_url};
@@ -329,6 +330,7 @@ struct SendRun<'a> {
     results: mpsc::UnboundedReceiver<WorkerEvent>,
     worker_stop: StopFlag,
     workers: tokio::task::JoinSet<()>,
+    pacer: Arc<Pacer>,
     in_flight: usize,
     /// The last claim found fewer deliveries than it asked for.
     exhausted: bool,
@@ -361,7 +363,7 @@ impl<'a> SendRun<'a> {
         let window = (concurrency * 16).max(32);
         let (jobs, queued) = async_channel::bounded::<Claimed>(window);
         let (results_tx, results) = mpsc::unbounded_channel::<WorkerEvent>();
-        let limiter = Arc::new(RateLimiter::new(job.config.smtp.rate_per_second));
+        let pacer = Arc::new(Pacer::new(job.config.smtp.rate_per_second));
         let config = Arc::new(job.config.clone());
         let worker_stop = StopFlag::default();
         let mut workers = tokio::task::JoinSet::new();
@@ -374,7 +376,7 @@ impl<'a> SendRun<'a> {
                 key: key.clone(),
                 config: config.clone(),
                 issue_id: job.issue_id.clone(),
-                limiter: limiter.clone(),
+                pacer: pacer.clone(),
                 stop: worker_stop.clone(),
             };
             workers.spawn(ctx.run());
@@ -391,6 +393,7 @@ impl<'a> SendRun<'a> {
             results,
             worker_stop,
             workers,
+            pacer,
             in_flight: 0,
             exhausted: false,
             unrecorded: Vec::new(),
@@ -582,6 +585,11 @@ impl<'a> SendRun<'a> {
         self.recorder.flush(&mut self.unrecorded, &mut self.acks).await?;
         self.recorder.finish().await?;
         self.job.progress.finish();
+        if let (slowdowns @ 1.., Some(rate)) = self.pacer.summary() {
+            tracing::info!(
+                "the server asked to slow down {slowdowns} time(s); those messages went again, and the send ended at {rate:.1} messages a second"
+            );
+        }
         let issue_id = self.job.issue_id;
         self.ledger.finish_if_done(issue_id, clock()).await?;
         let counts = self.ledger.counts(issue_id).await?;
@@ -728,7 +736,7 @@ struct WorkerContext<C> {
     key: Arc<TokenKey>,
     config: Arc<Config>,
     issue_id: IssueId,
-    limiter: Arc<RateLimiter>,
+    pacer: Arc<Pacer>,
     stop: StopFlag,
 }
 
@@ -758,27 +766,54 @@ impl<C: Connection> WorkerContext<C> {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
         };
-        let return_path = super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
-        self.limiter.wait().await;
-        // Built, and its envelope offered, while the last outcome was being kept; the message
-        // itself goes out once it is.
-        let last = recorded.take();
-        let gate_closed = std::sync::atomic::AtomicBool::new(false);
-        let gate = async {
-            let open = match last {
-                Some(done) => done.await.is_ok(),
-                None => true,
+        let return_path = || super::return_path(&self.config, &self.key, &self.issue_id, job.subscriber_id);
+        // Made again only for a try after a slow-down: the first costs no copy.
+        let mut first_path = Some(return_path());
+        // The keeping of the last outcome, awaited by the gate of this message's first try that gets
+        // as far as the message itself (a refusal before DATA leaves it for the next try).
+        let mut last = recorded.take();
+        let gate_closed = AtomicBool::new(false);
+        let mut throttled_since: Option<Instant> = None;
+        let sent = loop {
+            self.pacer.wait(&self.stop).await;
+            if self.stop.is_stopped() {
+                // Nothing of this message is on the wire: it goes back to pending as it was.
+                return Outcome::Unclaimed;
+            }
+            let gate = async {
+                let open = match last.take() {
+                    Some(done) => done.await.is_ok(),
+                    None => true,
+                };
+                gate_closed.store(!open, Ordering::Relaxed);
+                open
             };
-            gate_closed.store(!open, std::sync::atomic::Ordering::Relaxed);
-            open
+            let path = first_path.take().unwrap_or_else(return_path);
+            let sent = super::transmit(&mut self.connection, &message, &job.message_id, path, &self.stop, gate).await;
+            if gate_closed.load(Ordering::Relaxed) {
+                // The loop could not record the last outcome and has given up: send nothing more.
+                self.stop.stop();
+                return Outcome::Unclaimed;
+            }
+            match &sent {
+                Ok(()) => self.pacer.accepted(),
+                // The server asks to slow down: not this message's failure. It goes again, on this
+                // connection, once the pace allows (`Pacer`), unless the send stops or the server
+                // has refused it so for `THROTTLE_PATIENCE`: then it is deferred as any 4xx.
+                Err(e) if e.is_throttled() => {
+                    self.pacer.slow_down(e);
+                    let since = *throttled_since.get_or_insert_with(Instant::now);
+                    if self.stop.is_stopped() {
+                        return Outcome::Unclaimed;
+                    }
+                    if since.elapsed() < THROTTLE_PATIENCE {
+                        continue;
+                    }
+                }
+                Err(_) => {}
+            }
+            break sent;
         };
-        let sent =
-            super::transmit(&mut self.connection, &message, &job.message_id, return_path, &self.stop, gate).await;
-        if gate_closed.load(std::sync::atomic::Ordering::Relaxed) {
-            // The loop could not record the last outcome and has given up: send nothing more.
-            self.stop.stop();
-            return Outcome::Unclaimed;
-        }
         match sent {
             Ok(()) => Outcome::Sent,
             Err(e) if e.stops_the_send() => {
@@ -801,26 +836,125 @@ fn outcome_of(e: SendError) -> Outcome {
     }
 }
 
-/// Spaces messages out to at most `rate` per second across all workers.
-struct RateLimiter {
-    interval: Option<Duration>,
-    next: Mutex<Instant>,
+/// How long one message may be met with "slow down" before it is deferred as any 4xx (it is then
+/// retried by the later waits, `RETRY_WAITS`, and counts towards them).
+const THROTTLE_PATIENCE: Duration = Duration::from_secs(300);
+/// The pace after a slow-down: this share of the pace before it (multiplicative decrease)...
+const DECREASE: f64 = 0.5;
+/// ...once for a burst, since the refusals of one overload come together: not again until the
+/// time this many messages take at the new pace has passed (a round trip of the connections' worth
+/// in flight), between `DECREASE_GAP` (very fast) and a second (slow)...
+const DECREASE_AFTER: f64 = 8.0;
+const DECREASE_GAP: Duration = Duration::from_millis(50);
+/// ...and never under this many messages a second.
+const MIN_RATE: f64 = 1.0;
+/// Then, with each message accepted, the pace grows by this many messages a second per second
+/// (additive increase), up to `[smtp] rate_per_second` when it is set.
+const INCREASE: f64 = 10.0;
+
+/// Spaces messages out across all workers: at most `[smtp] rate_per_second`, and, once a server has
+/// asked to slow down (`SendError::is_throttled`), at a pace found by AIMD: halved on a slow-down,
+/// raised a little with each message accepted, so that it settles under the server's limit and
+/// keeps probing for more. Until a slow-down and without a ceiling it takes no lock: `wait` and
+/// `accepted` read one flag and count one message.
+struct Pacer {
+    ceiling: Option<f64>,
+    /// A server asked to slow down: every message is paced from now on.
+    throttled: AtomicBool,
+    /// Messages accepted before the first slow-down, for the pace it halves.
+    accepted: AtomicU64,
+    started: Instant,
+    state: std::sync::Mutex<Pace>,
 }
 
-impl RateLimiter {
-    fn new(rate: Option<f64>) -> RateLimiter {
-        RateLimiter { interval: rate.map(|r| Duration::from_secs_f64(1.0 / r)), next: Mutex::new(Instant::now()) }
+struct Pace {
+    /// Messages a second, when paced.
+    rate: f64,
+    /// The next free slot.
+    next: Instant,
+    last_decrease: Option<Instant>,
+    /// How many times a server asked to slow down, and how many times the pace went down.
+    slowdowns: u64,
+    decreases: u64,
+}
+
+impl Pacer {
+    fn new(ceiling: Option<f64>) -> Pacer {
+        let now = Instant::now();
+        let rate = ceiling.unwrap_or(f64::INFINITY);
+        Pacer {
+            ceiling,
+            throttled: AtomicBool::new(false),
+            accepted: AtomicU64::new(0),
+            started: now,
+            state: std::sync::Mutex::new(Pace { rate, next: now, last_decrease: None, slowdowns: 0, decreases: 0 }),
+        }
     }
 
-    async fn wait(&self) {
-        let Some(interval) = self.interval else { return };
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits for this message's slot (or a stop).
+    async fn wait(&self, stop: &StopFlag) {
+        if self.ceiling.is_none() && !self.throttled.load(Ordering::Relaxed) {
+            return;
+        }
         let at = {
-            let mut next = self.next.lock().await;
-            let at = (*next).max(Instant::now());
-            *next = at + interval;
+            let mut pace = self.pace();
+            let at = pace.next.max(Instant::now());
+            pace.next = at + Duration::from_secs_f64(1.0 / pace.rate);
             at
         };
-        tokio::time::sleep_until(at.into()).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = stop.stopped() => {}
+        }
+    }
+
+    /// A message was accepted: once paced, the pace grows (additive increase).
+    fn accepted(&self) {
+        if !self.throttled.load(Ordering::Relaxed) {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut pace = self.pace();
+        pace.rate = (pace.rate + INCREASE / pace.rate).min(self.ceiling.unwrap_or(f64::INFINITY));
+    }
+
+    /// A server asked to slow down: the pace is halved (multiplicative decrease), once a burst.
+    fn slow_down(&self, why: &SendError) {
+        let now = Instant::now();
+        let mut pace = self.pace();
+        pace.slowdowns += 1;
+        let gap = Duration::from_secs_f64(DECREASE_AFTER / pace.rate).clamp(DECREASE_GAP, Duration::from_secs(1));
+        if pace.last_decrease.is_some_and(|t| now.duration_since(t) < gap) {
+            return;
+        }
+        let before = if self.throttled.load(Ordering::Relaxed) || self.ceiling.is_some() {
+            pace.rate
+        } else {
+            // Unpaced until now: the pace so far.
+            self.accepted.load(Ordering::Relaxed) as f64 / now.duration_since(self.started).as_secs_f64().max(0.001)
+        };
+        pace.rate = (before * DECREASE).max(MIN_RATE);
+        pace.last_decrease = Some(now);
+        pace.decreases += 1;
+        self.throttled.store(true, Ordering::Relaxed);
+        if pace.decreases == 1 {
+            tracing::warn!(
+                "the server asks to slow down ({why}); the send slows to {:.1} messages a second and speeds up again as they are accepted",
+                pace.rate
+            );
+        } else {
+            tracing::debug!("the server asks to slow down again ({why}): {:.1} messages a second", pace.rate);
+        }
+    }
+
+    /// How many times a server asked to slow down, and the pace at the end (`None`: never paced).
+    fn summary(&self) -> (u64, Option<f64>) {
+        let pace = self.pace();
+        (pace.slowdowns, self.throttled.load(Ordering::Relaxed).then_some(pace.rate))
     }
 }
 
@@ -936,6 +1070,45 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(store.ledger().lease_holder(&week("2023-07-24")).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_slow_down_sends_the_message_again_slower_and_fails_nobody() {
+        let (_dir, store, config, email) = setup(&["slow1@example.org", "a@example.org", "slow2@example.org"]).await;
+        let memory = Memory::default();
+        let issue = week("2023-07-17");
+        let report =
+            send_issue(&store, &config, &issue, 1, email, &memory, &StopFlag::default(), &LogProgress::default())
+                .await
+                .unwrap();
+        assert_eq!(memory.recipients(), ["a@example.org", "slow1@example.org", "slow2@example.org"], "each once");
+        assert_eq!(memory.deferred.lock().unwrap().len(), 2, "both were told to slow down first");
+        let c = &report.counts;
+        assert_eq!((c.sent, c.failed, c.pending), (3, 0, 0));
+        // Not a failure of theirs: no attempt counted, no error kept.
+        assert!(store.ledger().problems(&issue, 10).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_pace_halves_on_a_slow_down_once_a_burst_and_grows_back_a_little_with_each_message() {
+        let pacer = Pacer::new(Some(100.0));
+        let why = SendError::throttled("421 4.7.0 slow down");
+        pacer.slow_down(&why);
+        pacer.slow_down(&why);
+        assert_eq!(pacer.summary(), (2, Some(50.0)), "one burst, one halving");
+        for _ in 0..50 {
+            pacer.accepted();
+        }
+        let (_, Some(rate)) = pacer.summary() else { panic!("paced") };
+        assert!((59.0..61.0).contains(&rate), "about 10 a second more after a second's messages: {rate}");
+        for _ in 0..100_000 {
+            pacer.accepted();
+        }
+        assert_eq!(pacer.summary().1, Some(100.0), "never over [smtp] rate_per_second");
+        // Unpaced, nothing is counted but the messages.
+        let free = Pacer::new(None);
+        free.accepted();
+        assert_eq!(free.summary(), (0, None));
     }
 
     #[tokio::test]

@@ -154,6 +154,9 @@ pub enum Attempt {
     Accepted,
     /// 4xx, or the connection was lost: try again later.
     Deferred(String),
+    /// A 4xx that asks the sender to slow down (a rate or connection limit; `asks_to_slow_down`):
+    /// the message is fine and goes again, more slowly.
+    Throttled(String),
     /// A 5xx: not again as it is. `refusal` says why, and whose problem it is (`refusal_of`).
     Refused { error: String, refusal: Refusal },
     /// Refused before it was offered, with no reply to read (no SMTPUTF8 for a non-ASCII address).
@@ -537,11 +540,13 @@ fn certificate_problem(whom: &str, host: &str, refused: &rustls::Error, error: &
 fn classify(e: &lettre::transport::smtp::Error, step: Stage, broken: &mut bool) -> Attempt {
     let text = e.to_string().replace(['\r', '\n'], " ");
     if e.is_transient() {
+        let code: Option<u16> = e.status().and_then(|c| c.to_string().parse().ok());
         // 421 means the server is closing the connection.
-        if e.status().is_some_and(|c| c.to_string() == "421") {
+        if code == Some(421) {
             *broken = true;
         }
-        Attempt::Deferred(text)
+        let words = std::error::Error::source(e).map(|w| w.to_string()).unwrap_or_default();
+        if asks_to_slow_down(code, &words) { Attempt::Throttled(text) } else { Attempt::Deferred(text) }
     } else if e.is_permanent() {
         // Read only here, on a refusal: an accepted message costs nothing of this.
         let words = std::error::Error::source(e).map(|w| w.to_string()).unwrap_or_default();
@@ -552,6 +557,34 @@ fn classify(e: &lettre::transport::smtp::Error, step: Stage, broken: &mut bool) 
         *broken = true;
         Attempt::Deferred(format!("connection lost: {text}"))
     }
+}
+
+/// Whether a temporary refusal (`code`, and the server's `words`, which open with the enhanced
+/// status code) asks the sender to slow down rather than refusing this message: 421 with a 4.7.x
+/// status (Gmail's and Outlook's rate limits, RFC 3463 §3.8: security or policy), or a 421, 450,
+/// 451, 452 or 454 whose words say it is a rate (Amazon SES's `454 Throttling failure: Maximum
+/// sending rate exceeded`, `451 4.7.500 Server busy`). A 451 4.7.1 alone is greylisting, which is
+/// about the message: it is deferred as any 4xx.
+pub fn asks_to_slow_down(code: Option<u16>, words: &str) -> bool {
+    const RATE_WORDS: [&str; 10] = [
+        "throttl",
+        "rate limit",
+        "rate-limit",
+        "ratelimit",
+        "sending rate",
+        "too many messages",
+        "too many connections",
+        "too fast",
+        "slow down",
+        "server busy",
+    ];
+    let Some(code @ (421 | 450 | 451 | 452 | 454)) = code else { return false };
+    let status = crate::bounces::reason::first_enhanced_status(words);
+    if code == 421 && status.as_deref().is_some_and(|s| s.starts_with("4.7.")) {
+        return true;
+    }
+    let words = words.to_ascii_lowercase();
+    RATE_WORDS.iter().any(|w| words.contains(w))
 }
 
 /// Why a 5xx reply (`code`, and the server's `words`, which open with the enhanced status code)
@@ -793,6 +826,33 @@ mod tests {
             assert_eq!(refusal_of(Some(550), words, Stage::Session).scope, Scope::Sender, "{words}");
             assert_ne!(refusal_of(Some(550), words, Stage::Message).scope, Scope::Address, "{words}");
         }
+    }
+
+    #[test]
+    fn a_slow_down_is_a_rate_limit_and_not_any_temporary_refusal() {
+        for (code, words) in [
+            (421, "4.7.0 Try again later, closing connection."),
+            (421, "4.7.28 Our system has detected an unusual rate of unsolicited mail"),
+            (454, "Throttling failure: Maximum sending rate exceeded."),
+            (451, "4.7.500 Server busy. Please try again later from [192.0.2.1]."),
+            (451, "4.7.1 Rate limit exceeded, slow down"),
+            (421, "Too many connections from your host, try again later"),
+        ] {
+            assert!(asks_to_slow_down(Some(code), words), "{code} {words}");
+        }
+        for (code, words) in [
+            (451, "4.7.1 Greylisted, please try again later"),
+            (
+                450,
+                "4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional messages",
+            ),
+            (452, "4.2.2 Mailbox full"),
+            (421, "4.4.2 Timeout, closing connection"),
+            (550, "5.7.1 throttled forever"),
+        ] {
+            assert!(!asks_to_slow_down(Some(code), words), "{code} {words}");
+        }
+        assert!(!asks_to_slow_down(None, "throttled"));
     }
 
     #[test]

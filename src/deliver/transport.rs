@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use super::StopFlag;
 use super::envelope::Envelope;
-use super::smtp::{Attempt, ConnectError, GATE_CLOSED, ServerSpec, SmtpSession};
+use super::smtp::{Attempt, ConnectError, GATE_CLOSED, ServerSpec, SmtpSession, asks_to_slow_down};
 use crate::bounces::Scope;
+use crate::bounces::reason::first_reply_code;
 use crate::store::bounces::Refusal;
 
 /// Why a message was not taken.
@@ -24,6 +25,8 @@ pub struct SendError {
 enum ErrorKind {
     /// 4xx, a lost connection or a missed deadline: try again later.
     Transient,
+    /// A 4xx that asks the sender to slow down: the message goes again in this send, more slowly.
+    Throttled,
     /// Not as it is, ever, and no server's reply says why (a message that cannot be built).
     Permanent,
     /// A server's 5xx: permanent, and what it does to the reader depends on whose problem it is
@@ -42,6 +45,9 @@ impl SendError {
     pub fn transient(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Transient, message: message.into() }
     }
+    pub fn throttled(message: impl Into<String>) -> SendError {
+        SendError { kind: ErrorKind::Throttled, message: message.into() }
+    }
     pub fn permanent(message: impl Into<String>) -> SendError {
         SendError { kind: ErrorKind::Permanent, message: message.into() }
     }
@@ -59,7 +65,11 @@ impl SendError {
     }
     /// Worth trying again later (a 4xx, a lost connection, a missed deadline).
     pub fn is_transient(&self) -> bool {
-        self.kind == ErrorKind::Transient
+        matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
+    }
+    /// The server asks the sender to slow down (a rate limit), not refusing this message.
+    pub fn is_throttled(&self) -> bool {
+        self.kind == ErrorKind::Throttled
     }
     /// Not worth trying again as it is (a 5xx).
     pub fn is_permanent(&self) -> bool {
@@ -204,6 +214,7 @@ impl Connection for TransportConnection {
                 match s.transmit_gated(envelope, message, gate).await {
                     Attempt::Accepted => Ok(()),
                     Attempt::Deferred(e) => Err(SendError::transient(e)),
+                    Attempt::Throttled(e) => Err(SendError::throttled(e)),
                     Attempt::Refused { error, refusal } => Err(SendError::refused(error, refusal)),
                     Attempt::Rejected(e) => Err(SendError::permanent(e)),
                     Attempt::TooLarge(e) => Err(SendError::too_large(e)),
@@ -232,6 +243,11 @@ async fn connect_with_retries(spec: &ServerSpec, stop: &StopFlag) -> Result<Smtp
             Ok(s) => return Ok(s),
             // Trying again would be refused again.
             Err(ConnectError::Refused(e)) => return Err(SendError::configuration(e)),
+            // Turned away at the greeting or EHLO for going too fast (Gmail's `421 4.7.0 Try again
+            // later`): the send slows down and this connection tries again, as for a message.
+            Err(ConnectError::Unreachable(e)) if asks_to_slow_down(first_reply_code(&e), &e) => {
+                return Err(SendError::throttled(e));
+            }
             Err(ConnectError::Unreachable(e)) => {
                 tracing::warn!("connection attempt {} failed: {e}", i + 1);
                 last = e;
@@ -298,7 +314,8 @@ pub mod memory {
 
     impl Connection for Memory {
         /// `gone` in the address: 550 5.1.1 (the address); `full`: 552 5.2.2 (the mailbox); `spam`:
-        /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `hang`: no answer at all.
+        /// 554 5.7.1 (the sender); `later`: 450 the first time it is tried; `slow`: 421 4.7.0 (slow
+        /// down) the first time; `hang`: no answer at all.
         async fn send(
             &mut self,
             envelope: &Envelope,
@@ -329,6 +346,13 @@ pub mod memory {
                     Refusal { reason: Reason::SpamDetected, scope: Scope::Sender },
                 ));
             }
+            if to.contains("slow") {
+                let mut deferred = self.deferred.lock().unwrap();
+                if !deferred.contains(&to) {
+                    deferred.push(to);
+                    return Err(SendError::throttled("421 4.7.0 slow down"));
+                }
+            }
             if to.contains("later") {
                 let mut deferred = self.deferred.lock().unwrap();
                 if !deferred.contains(&to) {
@@ -342,5 +366,35 @@ pub mod memory {
         }
 
         async fn close(self) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_greeting_that_says_slow_down_is_a_throttle_not_an_unreachable_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"421 4.7.0 Too many connections, slow down\r\n").await;
+            }
+        });
+        let spec = ServerSpec {
+            host: "127.0.0.1".into(),
+            port,
+            tls: crate::config::Tls::None,
+            login: None,
+            trust: super::super::smtp::Trust::default(),
+            hello: "client.example.org".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let started = std::time::Instant::now();
+        let e = connect_with_retries(&spec, &StopFlag::default()).await.err().expect("refused");
+        assert!(e.is_throttled() && e.to_string().contains("421"), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited out as an unreachable server");
     }
 }

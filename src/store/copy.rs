@@ -2,8 +2,9 @@
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
 //! the new database where it stopped, with the same Message-IDs), confirmations, the publication
-//! record, bounce reports, refusals, the messages set aside as unreadable and DMARC reports. Leases are not: they
-//! belong to processes of the old database. The target must be empty, so nothing there is ever overwritten.
+//! record, bounce reports, refusals, the holds the editor lifted, the messages set aside as
+//! unreadable and DMARC reports. Leases are not: they belong to processes of the old database. The
+//! target must be empty, so nothing there is ever overwritten.
 
 use futures_util::TryStreamExt;
 use sqlx::Row;
@@ -107,6 +108,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("received_at", Int),
         ],
     ),
+    ("hold_lifts", &[("issue_id", Text), ("lifted_at", Int), ("reason", Text)]),
     (
         "unreadable_messages",
         &[("id", Int), ("source", Text), ("why", Text), ("message_key", Text), ("set_aside_at", Int)],

@@ -87,6 +87,7 @@ pub mod bounces;
 mod confirmations;
 pub mod copy;
 pub mod dmarc;
+pub mod holds;
 mod import;
 pub mod journal;
 pub mod ledger;
@@ -136,6 +137,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0007_refusals.sql", include_str!("../../subscribers/migrations/sqlite/0007_refusals.sql")),
         ("0008_skips.sql", include_str!("../../subscribers/migrations/sqlite/0008_skips.sql")),
         ("0009_dmarc.sql", include_str!("../../subscribers/migrations/sqlite/0009_dmarc.sql")),
+        ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -145,6 +147,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0003_refusals.sql", include_str!("../../subscribers/migrations/postgres/0003_refusals.sql")),
         ("0004_skips.sql", include_str!("../../subscribers/migrations/postgres/0004_skips.sql")),
         ("0005_dmarc.sql", include_str!("../../subscribers/migrations/postgres/0005_dmarc.sql")),
+        ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
     ])
 });
 
@@ -545,6 +548,7 @@ mod tests {
                 "deliveries",
                 "dmarc_reports",
                 "dmarc_rows",
+                "hold_lifts",
                 "publications",
                 "refusals",
                 "send_leases",

@@ -186,6 +186,8 @@ pub struct Delivered {
     pub rcpt_tos: Vec<String>,
     pub size: usize,
     pub message: String,
+    /// When it was accepted, Unix seconds.
+    pub at: f64,
 }
 
 /// A line of the relay's journal: `connect`, `tls` (handshake done), `command` (AUTH or MAIL, as
@@ -208,6 +210,12 @@ pub struct Event {
     pub ok: Option<bool>,
     #[serde(default)]
     pub error: Option<String>,
+    /// Why a message was answered 421 (`throttled`): `every` (`--throttle-every`) or `rate` (`--max-rate`).
+    #[serde(default)]
+    pub why: Option<String>,
+    /// When, Unix seconds (`throttled`).
+    #[serde(default)]
+    pub at: Option<f64>,
 }
 
 impl Relay {
