@@ -290,6 +290,34 @@ impl From<&Message> for Built {
     }
 }
 
+/// A copy being built (`PreparedEmail::start_building`): a future of the built message.
+pub struct Building(BuildingState);
+
+enum BuildingState {
+    Done(Option<anyhow::Result<Built>>),
+    Signing(tokio::sync::oneshot::Receiver<anyhow::Result<Built>>),
+}
+
+impl Building {
+    /// A copy that cannot be built (its address, say): the error, when awaited.
+    pub fn failed(e: anyhow::Error) -> Building {
+        Building(BuildingState::Done(Some(Err(e))))
+    }
+}
+
+impl std::future::Future for Building {
+    type Output = anyhow::Result<Built>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            BuildingState::Done(result) => std::task::Poll::Ready(result.take().expect("a built copy is awaited once")),
+            BuildingState::Signing(receiver) => std::pin::Pin::new(receiver)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(anyhow::anyhow!("the thread signing the message stopped")))),
+        }
+    }
+}
+
 /// An issue's email ready to be addressed: the same for every subscriber but for the fields of `Recipient`.
 #[derive(Debug)]
 pub struct PreparedEmail {
@@ -383,18 +411,22 @@ impl PreparedEmail {
         })
     }
 
-    /// `build` for a send's worker: when the copy is signed, the building and signing run on
-    /// rayon's threads (one per core) and the worker awaits them. An RSA-2048 signature takes about
-    /// a quarter of a millisecond of processor; on the send's one thread it held up every connection,
-    /// and the send used little more than one core (BENCHMARKS.md, issue 30).
-    pub async fn build_for_send(
-        self: &Arc<Self>,
-        mailbox: Mailbox,
-        unsubscribe_url: &str,
-        message_id: &str,
-    ) -> anyhow::Result<Built> {
+    /// Whether each copy carries DKIM signatures.
+    pub fn is_signed(&self) -> bool {
+        self.dkim.is_some()
+    }
+
+    /// `build` for a send's worker. An unsigned copy is built at once; a signed one is built and
+    /// signed on rayon's threads (one per core) while the worker goes on, and awaited when it is
+    /// needed. An RSA-2048 signature takes about a quarter of a millisecond of processor: on the
+    /// send's one thread it held up every connection, and the send used about one core.
+    pub fn start_building(self: &Arc<Self>, mailbox: Mailbox, unsubscribe_url: &str, message_id: &str) -> Building {
         if self.dkim.is_none() {
-            return self.build(&Recipient { mailbox, unsubscribe_url, message_id });
+            return Building(BuildingState::Done(Some(self.build(&Recipient {
+                mailbox,
+                unsubscribe_url,
+                message_id,
+            }))));
         }
         let (done, built) = tokio::sync::oneshot::channel();
         let (email, url, id) = (Arc::clone(self), unsubscribe_url.to_owned(), message_id.to_owned());
@@ -406,7 +438,7 @@ impl PreparedEmail {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("building and signing the message panicked")));
             let _ = done.send(result);
         });
-        built.await.unwrap_or_else(|_| Err(anyhow::anyhow!("the thread signing the message stopped")))
+        Building(BuildingState::Signing(built))
     }
 
     /// The whole message for one recipient built by lettre, unsigned.

@@ -16,7 +16,7 @@
 //! process is gone), and a sender with nothing left to claim stays until the others' deliveries in
 //! flight are settled, so the survivors always finish the issue.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 
+use super::message::{Building, Built};
 use super::transport::{Connection, Connector, SendError};
 use super::{PreparedEmail, StopFlag, clock, mailbox, unsubscribe_url};
 use crate::config::Config;
@@ -727,6 +728,10 @@ enum WorkerEvent {
     Fatal(SendError),
 }
 
+/// How many signed copies a worker has built ahead of the one on the wire. With one, the send's
+/// RSA signatures left a third of the two cores idle; four keep them busy (BENCHMARKS.md, issue 30).
+const SIGNED_AHEAD: usize = 4;
+
 /// One worker: one connection, messages one after another from the shared queue.
 struct WorkerContext<C> {
     jobs: async_channel::Receiver<Claimed>,
@@ -746,9 +751,32 @@ impl<C: Connection> WorkerContext<C> {
         // message goes on the wire: at any instant, at most one message of this connection has an
         // outcome that neither the ledger nor the journal holds.
         let mut recorded: Option<oneshot::Receiver<()>> = None;
-        while let Ok(job) = self.jobs.recv().await {
-            let outcome =
-                if self.stop.is_stopped() { Outcome::Unclaimed } else { self.deliver(&job, &mut recorded).await };
+        // A signed copy is built and signed on rayon's threads: the next ones are started while this
+        // one is on the wire, so that the connection does not wait for their signatures.
+        let mut next: VecDeque<(Claimed, Building)> = VecDeque::with_capacity(SIGNED_AHEAD);
+        loop {
+            let (job, building) = match next.pop_front() {
+                Some(started) => started,
+                None => match self.jobs.recv().await {
+                    Ok(job) => {
+                        let building = self.start_building(&job);
+                        (job, building)
+                    }
+                    Err(_) => break,
+                },
+            };
+            while self.email.is_signed()
+                && next.len() < SIGNED_AHEAD
+                && let Ok(following) = self.jobs.try_recv()
+            {
+                let building = self.start_building(&following);
+                next.push_back((following, building));
+            }
+            let outcome = if self.stop.is_stopped() {
+                Outcome::Unclaimed
+            } else {
+                self.deliver(&job, building.await, &mut recorded).await
+            };
             let (ack, done) = oneshot::channel();
             recorded = Some(done);
             let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, outcome, ack));
@@ -756,12 +784,21 @@ impl<C: Connection> WorkerContext<C> {
         self.connection.close().await;
     }
 
-    async fn deliver(&mut self, job: &Claimed, recorded: &mut Option<oneshot::Receiver<()>>) -> Outcome {
+    /// The copy of `job`, built (and signed, on rayon's threads, when it is signed) from now on.
+    fn start_building(&self, job: &Claimed) -> Building {
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
-        let built = match mailbox(&job.email, job.name.as_deref()) {
-            Ok(mailbox) => self.email.build_for_send(mailbox, &url, &job.message_id).await,
-            Err(e) => Err(e),
-        };
+        match mailbox(&job.email, job.name.as_deref()) {
+            Ok(mailbox) => self.email.start_building(mailbox, &url, &job.message_id),
+            Err(e) => Building::failed(e),
+        }
+    }
+
+    async fn deliver(
+        &mut self,
+        job: &Claimed,
+        built: anyhow::Result<Built>,
+        recorded: &mut Option<oneshot::Receiver<()>>,
+    ) -> Outcome {
         let message = match built {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(format!("cannot build the message: {e:#}")),
