@@ -248,7 +248,25 @@ fn relaxed_header(field: &[u8], out: &mut Vec<u8>) {
 pub fn body_hash(body: &[u8]) -> Vec<u8> {
     static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
     static TWO_SPACES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"  "));
+    static SPACE_AT_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b" \r\n"));
     let mut hash = Context::new(&SHA256);
+    if memchr::memchr(b'\t', body).is_none()
+        && TWO_SPACES.find(body).is_none()
+        && SPACE_AT_END.find(body).is_none()
+        && !body.ends_with(b" ")
+    {
+        // No line changes (a quoted-printable body seldom has a line that does): all but the empty
+        // lines at its end is hashed as it stands, in one update.
+        let mut text = body;
+        while let Some(shorter) = text.strip_suffix(b"\r\n") {
+            text = shorter;
+        }
+        if !text.is_empty() {
+            hash.update(text);
+            hash.update(b"\r\n");
+        }
+        return hash.finish().as_ref().to_vec();
+    }
     // Bytes of `body` still to be hashed as they stand, from `run.0` to `run.1`.
     let mut run = (0usize, 0usize);
     let mut empty_lines = 0usize;

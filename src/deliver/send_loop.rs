@@ -729,7 +729,8 @@ enum WorkerEvent {
 }
 
 /// How many signed copies a worker has being built and signed ahead of the one on the wire: an
-/// RSA-2048-signed send ran at 0.54 of the unsigned one with one ahead, 0.57 with four (BENCHMARKS.md).
+/// RSA-2048-signed send ran at 0.54 of the unsigned one with one ahead, 0.57 with four, the same run
+/// (BENCHMARKS.md).
 const SIGNED_AHEAD: usize = 4;
 
 /// One worker: one connection, messages one after another from the shared queue.
