@@ -320,32 +320,24 @@ async fn remind_of_unsent(project: &Project, store: &Store) -> anyhow::Result<()
 /// The reputation guard's word on sending `issue` now: why it is held (`None` when it may go),
 /// said so that the editor knows what passed which limit and what to do about it.
 async fn held(config: &Config, store: &Store, issue: &CatalogIssue) -> anyhow::Result<Option<String>> {
-    Ok(match Hold::of(store, &config.reputation, &issue.id).await? {
+    Ok(match &Hold::of(store, &config.reputation, &issue.id).await? {
         Hold::Clear => None,
         Hold::Lifted { lifted_at, .. } => {
-            let at = DateTime::from_timestamp(lifted_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+            let at = DateTime::from_timestamp(*lifted_at, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
             tracing::info!("issue #{} ({}): its reputation hold was lifted at {at}", issue.number, issue.label);
             None
         }
-        hold @ Hold::Held { .. } => Some(format!(
+        hold @ Hold::Held { by } => Some(format!(
             "issue #{} ({}) is due but held, and not sent: {}. Look into it (`gazette status --week {}`), then \
              `gazette lift-hold --week {}` lets the next round send it, or `gazette send --week {}` sends it now",
             issue.number,
             issue.label,
             hold.why().unwrap_or_default(),
-            hold_by(&hold),
+            by.issue,
             issue.id,
             issue.id
         )),
     })
-}
-
-/// The issue whose numbers hold another.
-fn hold_by(hold: &Hold) -> String {
-    match hold {
-        Hold::Held { by } => by.issue.to_string(),
-        _ => String::new(),
-    }
 }
 
 /// Reads `[bounces] mailbox` and `[dmarc] mailbox`, where there are. A mailbox that cannot be

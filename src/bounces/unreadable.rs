@@ -124,7 +124,7 @@ fn has_header_block(bytes: &[u8]) -> bool {
 /// `gazette status`. `bytes` are the message when it was read whole.
 pub async fn record(store: &Store, source: &str, why: &Unreadable, bytes: Option<&[u8]>) -> Result<(), StoreError> {
     tracing::warn!("{source}: moved to the {FOLDER} folder: {why}");
-    store.record_unreadable(source, &why.to_string(), bytes.map(super::message_key).as_deref()).await
+    record_quietly(store, source, why, bytes).await
 }
 
 /// Records a message set aside that no mailbox holds (`gazette bounces import` names it itself),
