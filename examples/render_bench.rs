@@ -67,7 +67,12 @@ fn main() -> anyhow::Result<()> {
         let message_id = format!("<2023-07-17.{i}.0123456789ab@example.org>");
         // The address parsed as the send loop does (`deliver::mailbox`).
         let mailbox = lettre::message::Mailbox::new(None, address.parse::<lettre::Address>()?);
-        let message = email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &message_id })?;
+        let message = email.build(&Recipient {
+            mailbox,
+            unsubscribe_url: &url,
+            preferences_url: &url,
+            message_id: &message_id,
+        })?;
         Ok(std::hint::black_box(message).bytes().len())
     };
     for i in 0..fills / 10 {
@@ -84,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     for i in 0..fills {
         let url =
             gazette::urls::unsubscribe(&config.site, &format!("{i}.0123456789abcdef0123456789abcdef0123456789abcdef"));
-        std::hint::black_box(email.fill_bodies(&url, "reader.1@example1.org"));
+        std::hint::black_box(email.fill_bodies(&url, &url, "reader.1@example1.org"));
     }
     let bodies_s = start.elapsed().as_secs_f64() / f64::from(fills);
 

@@ -29,6 +29,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod themes;
 pub mod token;
 pub mod urls;
 

@@ -1,4 +1,4 @@
-//! Signed links for unsubscribing and confirming: `<id>.<hex HMAC-SHA256>` over the subscriber's id
+//! Signed links for unsubscribing, confirming and a reader's preferences: `<id>.<hex HMAC-SHA256>` over the subscriber's id
 //! and the link's purpose; and the bounce token of a VERP envelope sender, which names an issue's
 //! delivery to one subscriber (`bounce_token`). Pure functions; where the key comes from
 //! (`GAZETTE_SECRET` or the database) is the store's business (`Store::token_key`).
@@ -20,6 +20,8 @@ pub enum Purpose {
     Confirm,
     /// The envelope sender of one delivery: failure notices come back to it (`bounce_token`).
     Bounce,
+    /// The reader's preferences page (themes, pause, address, unsubscribe), linked from every email.
+    Preferences,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
             Purpose::Unsubscribe => b"unsubscribe",
             Purpose::Confirm => b"confirm",
             Purpose::Bounce => b"bounce",
+            Purpose::Preferences => b"preferences",
         }
     }
 }
@@ -158,7 +161,7 @@ mod tests {
     fn round_trip_for_each_purpose() {
         let k = key("a secret of sufficient length");
         for id in [1, 42, i64::MAX] {
-            for p in [Purpose::Unsubscribe, Purpose::Confirm] {
+            for p in [Purpose::Unsubscribe, Purpose::Confirm, Purpose::Preferences] {
                 let t = sign_token(&k, id, p);
                 assert!(t.chars().all(|c| c.is_ascii_hexdigit() || c == '.' || c == '-'), "{t}");
                 assert_eq!(verify_token(&k, &t, p), Some(id));

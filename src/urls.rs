@@ -68,6 +68,11 @@ pub fn unsubscribe(site: &Site, token: &str) -> String {
     format!("{}/unsubscribe/{token}", site.base_url)
 }
 
+/// A reader's preferences page (themes, pause, address), with its signed token.
+pub fn preferences(site: &Site, token: &str) -> String {
+    format!("{}/preferences/{token}", site.base_url)
+}
+
 /// The token previews carry in place of a reader's: exactly the real link's shape (an id, a dot,
 /// 64 hex digits), naming nobody (ids start at 1, and the MAC is not one), so that the service
 /// answers it with "this link is not valid".

@@ -26,12 +26,14 @@ use crate::config::Config;
 use crate::render::markdown::escaped;
 use crate::store::Subscriber;
 
-pub use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
+pub use crate::render::{PREFERENCES_URL, SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
 
 /// What one recipient's copy needs.
 pub struct Recipient<'a> {
     pub mailbox: Mailbox,
     pub unsubscribe_url: &'a str,
+    /// The reader's preferences page (themes, pause, address), in the footer.
+    pub preferences_url: &'a str,
     /// `<issue.subscriber.random@domain>`: fixed before the first attempt, so a resend is the same message.
     pub message_id: &'a str,
 }
@@ -48,8 +50,12 @@ struct EncodedBody {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Slot {
     UnsubscribeUrl,
+    PreferencesUrl,
     Email,
 }
+
+/// The per-subscriber values of a body, encoded for it, in `Slot` order.
+type Values<'a> = [Cow<'a, str>; 3];
 
 impl EncodedBody {
     fn new(body: &str, html: bool) -> EncodedBody {
@@ -57,10 +63,14 @@ impl EncodedBody {
         let mut slots = Vec::new();
         let mut rest = body;
         loop {
-            let next = [(UNSUBSCRIBE_URL, Slot::UnsubscribeUrl), (SUBSCRIBER_EMAIL, Slot::Email)]
-                .into_iter()
-                .filter_map(|(p, s)| rest.find(p).map(|at| (at, p.len(), s)))
-                .min_by_key(|x| x.0);
+            let next = [
+                (UNSUBSCRIBE_URL, Slot::UnsubscribeUrl),
+                (PREFERENCES_URL, Slot::PreferencesUrl),
+                (SUBSCRIBER_EMAIL, Slot::Email),
+            ]
+            .into_iter()
+            .filter_map(|(p, s)| rest.find(p).map(|at| (at, p.len(), s)))
+            .min_by_key(|x| x.0);
             match next {
                 Some((at, len, slot)) => {
                     pieces.push(qp(&rest[..at]));
@@ -77,7 +87,7 @@ impl EncodedBody {
     }
 
     /// The per-subscriber values, encoded for this body.
-    fn values<'a>(&self, unsubscribe_url: &'a str, email: &'a str) -> (Cow<'a, str>, Cow<'a, str>) {
+    fn values<'a>(&self, unsubscribe_url: &'a str, preferences_url: &'a str, email: &'a str) -> Values<'a> {
         let encode = |value: &'a str| {
             // Most values need neither escaping nor encoding: no copy then.
             let value = if self.html && value.contains(['&', '<', '>', '"', '\'', '%']) {
@@ -91,29 +101,29 @@ impl EncodedBody {
                 Cow::Owned(qp(&value))
             }
         };
-        (encode(unsubscribe_url), encode(email))
+        [encode(unsubscribe_url), encode(preferences_url), encode(email)]
     }
 
-    fn len_with(&self, values: &(Cow<str>, Cow<str>)) -> usize {
+    fn len_with(&self, values: &Values) -> usize {
         self.pieces.iter().map(String::len).sum::<usize>()
-            + self.slots.len() * (values.0.len().max(values.1.len()) + 3)
+            + self.slots.len() * (values.iter().map(|v| v.len()).max().unwrap_or(0) + 3)
             + 3 * self.pieces.len()
     }
 
-    fn fill(&self, unsubscribe_url: &str, email: &str) -> Vec<u8> {
-        let values = self.values(unsubscribe_url, email);
+    fn fill(&self, unsubscribe_url: &str, preferences_url: &str, email: &str) -> Vec<u8> {
+        let values = self.values(unsubscribe_url, preferences_url, email);
         let mut out = Vec::with_capacity(self.len_with(&values));
         self.fill_into(&mut out, &values);
         out
     }
 
     /// Appends the body, with `values` (from `values`) in its slots, to `out`.
-    fn fill_into(&self, out: &mut Vec<u8>, (url, email): &(Cow<str>, Cow<str>)) {
+    fn fill_into(&self, out: &mut Vec<u8>, values: &Values) {
         let start = out.len();
         for (i, piece) in self.pieces.iter().enumerate() {
             push_joined(out, start, piece);
             if let Some(slot) = self.slots.get(i) {
-                push_joined(out, start, if *slot == Slot::UnsubscribeUrl { url } else { email });
+                push_joined(out, start, &values[*slot as usize]);
             }
         }
     }
@@ -221,8 +231,8 @@ impl Skeleton {
             return None;
         }
         let to_line = to_line(to);
-        let text = email.text.values(to.unsubscribe_url, address);
-        let html = email.html.values(to.unsubscribe_url, address);
+        let text = email.text.values(to.unsubscribe_url, to.preferences_url, address);
+        let html = email.html.values(to.unsubscribe_url, to.preferences_url, address);
         let size = self.pieces.iter().map(Vec::len).sum::<usize>()
             + to_line.len()
             + to.message_id.len()
@@ -370,6 +380,7 @@ impl PreparedEmail {
         let to = Recipient {
             mailbox: Mailbox::new(None, marker),
             unsubscribe_url: UNSUBSCRIBE_MARKER,
+            preferences_url: "",
             message_id: MESSAGE_ID_MARKER,
         };
         let marker_body = |marker: &str| {
@@ -387,8 +398,11 @@ impl PreparedEmail {
     /// Only the placeholder filling of `build`: the quoted-printable text and HTML bodies for one
     /// recipient, without headers (for the rendering benchmark, `examples/render_bench.rs`).
     #[doc(hidden)]
-    pub fn fill_bodies(&self, unsubscribe_url: &str, email: &str) -> (Vec<u8>, Vec<u8>) {
-        (self.text.fill(unsubscribe_url, email), self.html.fill(unsubscribe_url, email))
+    pub fn fill_bodies(&self, unsubscribe_url: &str, preferences_url: &str, email: &str) -> (Vec<u8>, Vec<u8>) {
+        (
+            self.text.fill(unsubscribe_url, preferences_url, email),
+            self.html.fill(unsubscribe_url, preferences_url, email),
+        )
     }
 
     /// The whole message for one recipient, as it goes on the wire, written in one pass from the
@@ -420,20 +434,33 @@ impl PreparedEmail {
     /// signed on rayon's threads (one per core) while the worker goes on, and awaited when it is
     /// needed. An RSA-2048 signature takes about a quarter of a millisecond of processor: on the
     /// send's one thread it held up every connection, and the send used about one core.
-    pub fn start_building(self: &Arc<Self>, mailbox: Mailbox, unsubscribe_url: &str, message_id: &str) -> Building {
+    pub fn start_building(
+        self: &Arc<Self>,
+        mailbox: Mailbox,
+        unsubscribe_url: &str,
+        preferences_url: &str,
+        message_id: &str,
+    ) -> Building {
         if self.dkim.is_none() {
             return Building(BuildingState::Done(Some(self.build(&Recipient {
                 mailbox,
                 unsubscribe_url,
+                preferences_url,
                 message_id,
             }))));
         }
         let (done, built) = tokio::sync::oneshot::channel();
-        let (email, url, id) = (Arc::clone(self), unsubscribe_url.to_owned(), message_id.to_owned());
+        let (email, url, preferences, id) =
+            (Arc::clone(self), unsubscribe_url.to_owned(), preferences_url.to_owned(), message_id.to_owned());
         rayon::spawn(move || {
             // A panic on rayon's thread would end the process: it is this message's error instead.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                email.build(&Recipient { mailbox, unsubscribe_url: &url, message_id: &id })
+                email.build(&Recipient {
+                    mailbox,
+                    unsubscribe_url: &url,
+                    preferences_url: &preferences,
+                    message_id: &id,
+                })
             }))
             .unwrap_or_else(|_| Err(anyhow::anyhow!("building and signing the message panicked")));
             let _ = done.send(result);
@@ -445,11 +472,11 @@ impl PreparedEmail {
     pub fn build_with_lettre(&self, to: &Recipient) -> anyhow::Result<Message> {
         let email = to.mailbox.email.to_string();
         let text = Body::dangerous_pre_encoded(
-            self.text.fill(to.unsubscribe_url, &email),
+            self.text.fill(to.unsubscribe_url, to.preferences_url, &email),
             ContentTransferEncoding::QuotedPrintable,
         );
         let html = Body::dangerous_pre_encoded(
-            self.html.fill(to.unsubscribe_url, &email),
+            self.html.fill(to.unsubscribe_url, to.preferences_url, &email),
             ContentTransferEncoding::QuotedPrintable,
         );
         self.lettre_message(to, text, html)
@@ -536,7 +563,7 @@ mod tests {
         let html = format!("<p>{long}</p><a href=\"{UNSUBSCRIBE_URL}\">unsubscribe</a> {SUBSCRIBER_EMAIL}<br>\nend");
         let body = EncodedBody::new(&html, true);
         let url = "https://signals.example.org/unsubscribe/AbC_123-xyz";
-        let out = body.fill(url, "o'neil&co@example.org");
+        let out = body.fill(url, "https://signals.example.org/preferences/p", "o'neil&co@example.org");
         assert!(out.is_ascii());
         assert!(out.ends_with(b"<br>\r\nend"), "line breaks go on the wire as CRLF");
         assert!(out.split(|&b| b == b'\n').all(|l| l.len() <= 78), "quoted-printable lines stay short");
@@ -562,6 +589,7 @@ mod tests {
             .build(&Recipient {
                 mailbox: "Ada <ada@example.org>".parse().unwrap(),
                 unsubscribe_url: "https://signals.example.org/unsubscribe/tok",
+                preferences_url: "https://signals.example.org/preferences/tok",
                 message_id: "<2023-07-17.7.abc@signals.example.org>",
             })
             .unwrap();
@@ -679,6 +707,7 @@ mod tests {
                     let to = Recipient {
                         mailbox: crate::deliver::mailbox(address, *name).unwrap(),
                         unsubscribe_url: url,
+                        preferences_url: "https://signals.example.org/preferences/tok",
                         message_id: &message_id,
                     };
                     let fast = email.build(&to).unwrap();
@@ -704,6 +733,7 @@ mod tests {
         let to = Recipient {
             mailbox: "ada@example.org".parse().unwrap(),
             unsubscribe_url: "https://x.example/u",
+            preferences_url: "https://signals.example.org/preferences/tok",
             message_id: "<a b@example.org>",
         };
         assert!(email.skeleton.as_ref().unwrap().write(email, &to, "ada@example.org").is_none());
@@ -728,6 +758,7 @@ mod tests {
         let to = Recipient {
             mailbox: "ada@example.org".parse().unwrap(),
             unsubscribe_url: "https://x.example/u",
+            preferences_url: "https://signals.example.org/preferences/tok",
             message_id: "<a@example.org>",
         };
         let raw = String::from_utf8(email.build(&to).unwrap().bytes().to_vec()).unwrap();
@@ -784,6 +815,7 @@ mod tests {
             let recipient = Recipient {
                 mailbox,
                 unsubscribe_url: "https://signals.example.org/unsubscribe/tok",
+                preferences_url: "https://signals.example.org/preferences/tok",
                 message_id: "<t@signals.example.org>",
             };
             let m = p.build(&recipient).unwrap();

@@ -119,6 +119,11 @@ pub fn unsubscribe_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> S
     crate::urls::unsubscribe(&config.site, &sign_token(key, subscriber_id, Purpose::Unsubscribe))
 }
 
+/// The preferences page URL of a subscriber (themes, pause, address, unsubscribe).
+pub fn preferences_url(config: &Config, key: &TokenKey, subscriber_id: i64) -> String {
+    crate::urls::preferences(&config.site, &sign_token(key, subscriber_id, Purpose::Preferences))
+}
+
 /// Where the failure notices of one issue's delivery go, with `[email] bounce_address` set:
 /// `bounces+<token>@domain` (VERP), the token naming the issue and the subscriber, and the DSN
 /// envelope id `<issue>.<subscriber>`. `None` without it: the From address, as it is.
@@ -160,9 +165,14 @@ pub async fn send_test(
             Err(_) => 0,
         };
         let url = unsubscribe_url(config, &key, id);
+        let preferences = preferences_url(config, &key, id);
         let message_id = format!("<test.{:016x}@{domain}>", rand::random::<u64>());
-        let message =
-            email.build(&Recipient { mailbox: mailbox.clone(), unsubscribe_url: &url, message_id: &message_id })?;
+        let message = email.build(&Recipient {
+            mailbox: mailbox.clone(),
+            unsubscribe_url: &url,
+            preferences_url: &preferences,
+            message_id: &message_id,
+        })?;
         match transmit(&mut connection, &message, &message_id, None, &StopFlag::default(), std::future::ready(true))
             .await
         {
@@ -225,10 +235,12 @@ pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> a
         after = last.0;
         for (id, address, name) in batch {
             let url = unsubscribe_url(config, &key, id);
+            let preferences = preferences_url(config, &key, id);
             let message_id = format!("<dry-run.{id}@{}>", config.email.from.email.domain());
             let m = email.build(&Recipient {
                 mailbox: mailbox(&address, name.as_deref())?,
                 unsubscribe_url: &url,
+                preferences_url: &preferences,
                 message_id: &message_id,
             })?;
             count += 1;

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::message::{Building, Built};
 use super::transport::{Connection, Connector, SendError};
-use super::{PreparedEmail, StopFlag, clock, mailbox, unsubscribe_url};
+use super::{PreparedEmail, StopFlag, clock, mailbox, preferences_url, unsubscribe_url};
 use crate::config::Config;
 use crate::issue_id::IssueId;
 use crate::store::bounces::RefusedAtSending;
@@ -788,8 +788,9 @@ impl<C: Connection> WorkerContext<C> {
     /// The copy of `job`, built (and signed, on rayon's threads, when it is signed) from now on.
     fn start_building(&self, job: &Claimed) -> Building {
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
+        let preferences = preferences_url(&self.config, &self.key, job.subscriber_id);
         match mailbox(&job.email, job.name.as_deref()) {
-            Ok(mailbox) => self.email.start_building(mailbox, &url, &job.message_id),
+            Ok(mailbox) => self.email.start_building(mailbox, &url, &preferences, &job.message_id),
             Err(e) => Building::failed(e),
         }
     }

@@ -303,6 +303,12 @@ impl Project {
         self.issues.iter().filter(|i| self.is_published(i)).collect()
     }
 
+    /// The themes of the newest published issues (`themes::RECENT_ISSUES` of them), most used
+    /// first: what readers choose from.
+    pub fn recent_themes(&self) -> Vec<crate::themes::RecentTheme> {
+        crate::themes::recent_themes(self.published().into_iter().rev().take(crate::themes::RECENT_ISSUES))
+    }
+
     pub fn drafts(&self) -> Vec<&CatalogIssue> {
         self.issues.iter().filter(|i| !self.is_published(i)).collect()
     }
@@ -477,7 +483,8 @@ impl Project {
     pub fn write_preview(&self, issue: &CatalogIssue) -> anyhow::Result<(EmailBody, PathBuf, PathBuf)> {
         let email = self.email(issue)?;
         let unsubscribe = urls::unsubscribe(&self.config.site, urls::PREVIEW_TOKEN);
-        let (html, text) = email.fill(&unsubscribe, SAMPLE_ADDRESS);
+        let preferences = urls::preferences(&self.config.site, urls::PREVIEW_TOKEN);
+        let (html, text) = email.fill(&unsubscribe, &preferences, SAMPLE_ADDRESS);
         let dir = &self.config.paths.drafts;
         let html_path = dir.join(urls::preview_file(&issue.id, "html"));
         let text_path = dir.join(urls::preview_file(&issue.id, "txt"));

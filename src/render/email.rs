@@ -9,11 +9,14 @@ use super::markdown::{self, escaped};
 use super::templates::SUBJECT;
 use super::{RenderError, Templates, issue_context};
 use crate::config::Config;
-use crate::issue::Issue;
+use crate::issue::{Day, Issue};
+use crate::themes::ThemeChoice;
 use crate::urls;
 
 /// Stands for the subscriber's one-click unsubscribe URL until `EmailBody::fill`.
 pub const UNSUBSCRIBE_URL: &str = "%%UNSUBSCRIBE_URL%%";
+/// Stands for the subscriber's preferences page (themes, pause, address) until `EmailBody::fill`.
+pub const PREFERENCES_URL: &str = "%%PREFERENCES_URL%%";
 /// Stands for the subscriber's address until `EmailBody::fill`.
 pub const SUBSCRIBER_EMAIL: &str = "%%SUBSCRIBER_EMAIL%%";
 /// Gmail clips a message whose HTML is larger than about 102 KB, hiding the footer with the
@@ -121,10 +124,17 @@ pub struct EmailBody {
 
 impl EmailBody {
     /// Fills the per-subscriber placeholders; cheap (no template engine, no MJML).
-    pub fn fill(&self, unsubscribe_url: &str, address: &str) -> (String, String) {
-        let html =
-            self.html.replace(UNSUBSCRIBE_URL, &escaped(unsubscribe_url)).replace(SUBSCRIBER_EMAIL, &escaped(address));
-        let text = self.text.replace(UNSUBSCRIBE_URL, unsubscribe_url).replace(SUBSCRIBER_EMAIL, address);
+    pub fn fill(&self, unsubscribe_url: &str, preferences_url: &str, address: &str) -> (String, String) {
+        let html = self
+            .html
+            .replace(UNSUBSCRIBE_URL, &escaped(unsubscribe_url))
+            .replace(PREFERENCES_URL, &escaped(preferences_url))
+            .replace(SUBSCRIBER_EMAIL, &escaped(address));
+        let text = self
+            .text
+            .replace(UNSUBSCRIBE_URL, unsubscribe_url)
+            .replace(PREFERENCES_URL, preferences_url)
+            .replace(SUBSCRIBER_EMAIL, address);
         (html, text)
     }
 
@@ -137,7 +147,32 @@ impl EmailBody {
 
 /// The issue's email, shortened as far as `[email] max_html_kb` needs (see `Shortening`).
 pub fn render_email(config: &Config, templates: &Templates, issue: &Issue) -> Result<EmailBody, RenderError> {
-    render_parts(config, templates, issue, true)
+    render_parts(config, templates, issue, None, true)
+}
+
+/// The email of `issue` for a reader who follows `themes` only: the digests that carry one of
+/// them, in the same layout, with a line saying so (the template's `selection`), shortened to the
+/// size budget as any email is. `None` when the issue holds none of them: nothing to send.
+pub fn render_email_for(
+    config: &Config,
+    templates: &Templates,
+    issue: &Issue,
+    themes: &ThemeChoice,
+) -> Result<Option<EmailBody>, RenderError> {
+    let days: Vec<Day> = issue
+        .days
+        .iter()
+        .filter_map(|day| {
+            let digests: Vec<_> = day.digests.iter().filter(|d| themes.wants(&d.themes)).cloned().collect();
+            (!digests.is_empty()).then(|| Day { digests, ..day.clone() })
+        })
+        .collect();
+    if days.is_empty() {
+        return Ok(None);
+    }
+    let selected = Issue { days, ..issue.clone() };
+    let selection = context! { themes => themes.to_string(), total => issue.digest_count() };
+    render_parts(config, templates, &selected, Some(selection), true).map(Some)
 }
 
 /// The size of the issue's email HTML and how it was shortened, without rendering the text part.
@@ -146,15 +181,15 @@ pub fn email_html_size(
     templates: &Templates,
     issue: &Issue,
 ) -> Result<(usize, Shortening), RenderError> {
-    render_parts(config, templates, issue, false).map(|e| (e.html.len(), e.shortened))
+    render_parts(config, templates, issue, None, false).map(|e| (e.html.len(), e.shortened))
 }
 
 /// The MJML the email template produces for `issue` (before compiling), for the rendering benchmark
 /// (`examples/render_bench.rs`), which compares mrml with the reference compiler on the same input.
 #[doc(hidden)]
 pub fn email_mjml(config: &Config, templates: &Templates, issue: &Issue) -> Result<String, RenderError> {
-    let shortened = render_parts(config, templates, issue, false)?.shortened;
-    let base = BaseContext::new(config, templates, issue)?;
+    let shortened = render_parts(config, templates, issue, None, false)?.shortened;
+    let base = BaseContext::new(config, templates, issue, None)?;
     templates.render("email.mjml", &base.with(config, issue, shortened))
 }
 
@@ -167,7 +202,7 @@ pub fn render_email_at(
     issue: &Issue,
     shortened: Shortening,
 ) -> Result<EmailBody, RenderError> {
-    let base = BaseContext::new(config, templates, issue)?;
+    let base = BaseContext::new(config, templates, issue, None)?;
     let ctx = base.with(config, issue, shortened);
     let html = compile(templates, &ctx)?;
     let text = templates.render("email.txt", &ctx)?;
@@ -184,9 +219,10 @@ fn render_parts(
     config: &Config,
     templates: &Templates,
     issue: &Issue,
+    selection: Option<Value>,
     with_text: bool,
 ) -> Result<EmailBody, RenderError> {
-    let base = BaseContext::new(config, templates, issue)?;
+    let base = BaseContext::new(config, templates, issue, selection)?;
     let total = issue.digest_count();
     let budget = config.email.max_html_bytes;
     let fits = |html: &str| filled_size(html, config) <= budget;
@@ -262,13 +298,14 @@ fn most_that_fit(
 }
 
 /// The HTML's size once filled in for a subscriber: each placeholder replaced by the longest
-/// value it can take (an address of 254 characters, every one escaped; the unsubscribe link), plus
+/// value it can take (an address of 254 characters, every one escaped; the unsubscribe and
+/// preferences links), plus
 /// the DKIM signature headers every message will carry.
 fn filled_size(html: &str, config: &Config) -> usize {
     let link = config.site.base_url.len() + "/unsubscribe/".len() + 120;
     let signatures = config.dkim.as_ref().map_or(0, |d| d.signature_bytes());
     html.len()
-        + html.matches(UNSUBSCRIBE_URL).count() * link
+        + (html.matches(UNSUBSCRIBE_URL).count() + html.matches(PREFERENCES_URL).count()) * link
         + html.matches(SUBSCRIBER_EMAIL).count() * 254 * 2
         + signatures
 }
@@ -285,7 +322,12 @@ struct BaseContext {
 }
 
 impl BaseContext {
-    fn new(config: &Config, templates: &Templates, issue: &Issue) -> Result<BaseContext, RenderError> {
+    fn new(
+        config: &Config,
+        templates: &Templates,
+        issue: &Issue,
+        selection: Option<Value>,
+    ) -> Result<BaseContext, RenderError> {
         let base = issue_context(config, issue);
         let subject = templates.render(SUBJECT, &base)?;
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -306,6 +348,8 @@ impl BaseContext {
             subject => subject.clone(),
             preheader,
             unsubscribe_url => Value::from_safe_string(UNSUBSCRIBE_URL.into()),
+            preferences_url => Value::from_safe_string(PREFERENCES_URL.into()),
+            selection,
             subscriber_email => Value::from_safe_string(SUBSCRIBER_EMAIL.into()),
             ..base
         };
@@ -407,7 +451,11 @@ mod tests {
     #[test]
     fn every_title_once_escaped_and_every_link_absolute() {
         let e = email();
-        let (html, text) = e.fill("https://signals.example.org/unsubscribe?token=a&b", "ada@example.org");
+        let (html, text) = e.fill(
+            "https://signals.example.org/unsubscribe?token=a&b",
+            "https://signals.example.org/preferences/p",
+            "ada@example.org",
+        );
         let doc = Html::parse_document(&html);
         let a = Selector::parse("a").unwrap();
         for title in [
@@ -444,7 +492,7 @@ mod tests {
         assert_eq!(e.html.matches(UNSUBSCRIBE_URL).count(), 1, "{}", e.html);
         assert_eq!(e.text.matches(UNSUBSCRIBE_URL).count(), 1);
         assert_eq!(e.text.matches(SUBSCRIBER_EMAIL).count(), 1);
-        let (html, text) = e.fill("https://u", "a@b");
+        let (html, text) = e.fill("https://u", "https://p", "a@b");
         assert!(text.contains("Sneaky %\u{200b}%\u{200b}UNSUBSCRIBE_URL"));
         let doc = Html::parse_document(&html);
         assert!(
@@ -483,8 +531,11 @@ mod tests {
             let (config, issue) = heavy(n, 20);
             let templates = Templates::builtin(&config.email.subject).unwrap();
             let e = render_email(&config, &templates, &issue).unwrap();
-            let (html, text) = e
-                .fill(&format!("https://signals.example.org/unsubscribe/1.{}", "a".repeat(64)), "a.reader@example.org");
+            let (html, text) = e.fill(
+                &format!("https://signals.example.org/unsubscribe/1.{}", "a".repeat(64)),
+                &format!("https://signals.example.org/preferences/1.{}", "a".repeat(64)),
+                "a.reader@example.org",
+            );
             assert!(html.len() <= 20 * 1024, "{n} digests: {} bytes at {:?}", html.len(), e.shortened);
             assert!(html.contains("Unsubscribe</a>") && text.contains("Unsubscribe with one click:"));
             let doc = Html::parse_document(&html);

@@ -15,8 +15,8 @@ pub use archive::{
     render_issue_page, render_site,
 };
 pub use email::{
-    EmailBody, GMAIL_CLIP_BYTES, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml, email_html_size,
-    email_mjml, render_email, render_email_at,
+    EmailBody, GMAIL_CLIP_BYTES, PREFERENCES_URL, SUBSCRIBER_EMAIL, Shortening, UNSUBSCRIBE_URL, compile_email_mjml,
+    email_html_size, email_mjml, render_email, render_email_at, render_email_for,
 };
 pub use feeds::{FeedItem, ThemeFeed, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feed_plan, theme_feeds};
 pub use output::OutputFile;

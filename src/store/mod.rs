@@ -138,6 +138,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0008_skips.sql", include_str!("../../subscribers/migrations/sqlite/0008_skips.sql")),
         ("0009_dmarc.sql", include_str!("../../subscribers/migrations/sqlite/0009_dmarc.sql")),
         ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
+        ("0011_themes.sql", include_str!("../../subscribers/migrations/sqlite/0011_themes.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -148,6 +149,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0004_skips.sql", include_str!("../../subscribers/migrations/postgres/0004_skips.sql")),
         ("0005_dmarc.sql", include_str!("../../subscribers/migrations/postgres/0005_dmarc.sql")),
         ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
+        ("0007_themes.sql", include_str!("../../subscribers/migrations/postgres/0007_themes.sql")),
     ])
 });
 

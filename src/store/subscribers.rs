@@ -8,6 +8,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::{Store, StoreError, now};
+use crate::themes::ThemeChoice;
 
 /// An email address Gazette can send to through an ordinary relay, checked once when it enters
 /// Gazette; nothing downstream checks it again. lettre's parser (RFC 5322 syntax) is the base; on
@@ -347,6 +348,10 @@ pub struct Subscriber {
     /// `mailboxfull`); `None` for any other status, and for reasons recorded before Gazette
     /// named them.
     pub reason: Option<crate::bounces::Reason>,
+    /// The themes the reader follows; `None`: every theme.
+    pub themes: Option<ThemeChoice>,
+    /// Until when the reader's issues are skipped (`None`: not paused; a time past is no pause).
+    pub paused_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Subscriber {
@@ -370,6 +375,8 @@ struct SubscriberRow {
     bounced_at: Option<i64>,
     complained_at: Option<i64>,
     status_reason: Option<String>,
+    themes: Option<String>,
+    paused_until: Option<i64>,
 }
 
 /// `COLUMNS`' types, in order.
@@ -386,6 +393,8 @@ type Columns = (
     Option<i64>,
     Option<i64>,
     Option<String>,
+    Option<String>,
+    Option<i64>,
 );
 
 impl<'r, R: sqlx::Row> sqlx::FromRow<'r, R> for SubscriberRow
@@ -406,6 +415,8 @@ where
             bounced_at,
             complained_at,
             status_reason,
+            themes,
+            paused_until,
         ) = Columns::from_row(row)?;
         Ok(SubscriberRow {
             id,
@@ -420,6 +431,8 @@ where
             bounced_at,
             complained_at,
             status_reason,
+            themes,
+            paused_until,
         })
     }
 }
@@ -451,6 +464,9 @@ impl TryFrom<SubscriberRow> for Subscriber {
                 .filter(|_| r.status == Status::Bounced.as_str())
                 .and_then(super::bounces::reason_in),
             status_reason: r.status_reason,
+            themes: ThemeChoice::from_stored(r.themes.as_deref())
+                .map_err(|e| StoreError::Corrupt(format!("subscriber {}: {e}", r.id)))?,
+            paused_until: maybe(r.paused_until)?,
         })
     }
 }
@@ -490,7 +506,7 @@ pub enum RemoveOutcome {
     NotFound,
 }
 
-const COLUMNS: &str = "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason";
+const COLUMNS: &str = "id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason, themes, paused_until";
 
 // Moves the matching row to status $1 at time $2, stamping that status's own column and clearing
 // the reason a bounce report gave. Callers append the WHERE clause; the parameters after $2 are theirs.
@@ -504,7 +520,7 @@ macro_rules! transition_sql {
             "complained_at = CASE $1 WHEN 'complained' THEN $2 ELSE complained_at END, ",
             "status_reason = NULL ",
             $where,
-            " RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
+            " RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason, themes, paused_until"
         )
     };
 }
@@ -548,7 +564,7 @@ impl Store {
             "INSERT INTO subscribers (email, email_key, name, status, source, created_at, status_changed_at, confirmed_at) ",
             "VALUES ($1, $2, $3, $4, $5, $6, $6, CASE $4 WHEN 'active' THEN $6 END) ",
             "ON CONFLICT (email_key) DO NOTHING ",
-            "RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason"
+            "RETURNING id, email, name, status, source, created_at, status_changed_at, confirmed_at, unsubscribed_at, bounced_at, complained_at, status_reason, themes, paused_until"
         ))
         .bind(new.email.as_str())
         .bind(new.email.key())
@@ -675,6 +691,52 @@ impl Store {
             }
         };
         rows.into_iter().map(Subscriber::try_from).collect()
+    }
+
+    /// Sets the themes subscriber `id` follows (`None`: everything). Returns the subscriber as it
+    /// now is, `None` when there is no such subscriber.
+    pub async fn set_themes(&self, id: i64, themes: Option<&ThemeChoice>) -> Result<Option<Subscriber>, StoreError> {
+        let stored = themes.map(ThemeChoice::to_stored);
+        with_pool!(&self.pool, p => sqlx::query("UPDATE subscribers SET themes = $1 WHERE id = $2").bind(stored).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        self.subscriber_by_id(id).await
+    }
+
+    /// Pauses subscriber `id`'s issues until `until` (`None` ends a pause). Returns the subscriber
+    /// as it now is, `None` when there is no such subscriber.
+    pub async fn set_pause(
+        &self,
+        id: i64,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Option<Subscriber>, StoreError> {
+        let until = until.map(|t| t.timestamp());
+        with_pool!(&self.pool, p => sqlx::query("UPDATE subscribers SET paused_until = $1 WHERE id = $2").bind(until).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        self.subscriber_by_id(id).await
+    }
+
+    /// The active subscribers by the themes they follow: each distinct choice (`None`: everything)
+    /// with how many follow it, most followed first. One row per distinct choice, so it stays
+    /// small whatever the list's size.
+    pub async fn theme_choices(&self) -> Result<Vec<(Option<ThemeChoice>, i64)>, StoreError> {
+        let rows: Vec<(Option<String>, i64)> = with_pool!(&self.pool, p => sqlx::query_as(
+            "SELECT themes, count(*) FROM subscribers WHERE status = $1 GROUP BY themes ORDER BY count(*) DESC, themes"
+        )
+        .bind(Status::Active.as_str())
+        .fetch_all(p)
+        .await)?;
+        // Two spellings of one choice (stored by different versions) are one choice.
+        let mut merged: Vec<(Option<ThemeChoice>, i64)> = Vec::with_capacity(rows.len());
+        for (stored, n) in rows {
+            let choice = ThemeChoice::from_stored(stored.as_deref()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            match merged
+                .iter_mut()
+                .find(|(c, _)| c.as_ref().map(ThemeChoice::key) == choice.as_ref().map(ThemeChoice::key))
+            {
+                Some((_, count)) => *count += n,
+                None => merged.push((choice, n)),
+            }
+        }
+        merged.sort_by(|a, b| b.1.cmp(&a.1));
+        Ok(merged)
     }
 
     /// How many subscribers have each status (every status listed, zeros included).
