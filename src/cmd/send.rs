@@ -161,8 +161,8 @@ async fn dry_run_send(
         say!("{}", deliver::already_sent_line(issue.number, &issue.label, c));
         return Ok(ExitCode::SUCCESS);
     }
-    let email = project.prepare_email(issue, false)?;
-    say!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, email.subject());
+    let editions = project.editions(issue)?;
+    say!("dry run: issue #{} ({}), subject \"{}\"", issue.number, issue.label, editions.whole().subject());
     if project.publication(&issue.id).is_none() {
         say!("it is not published yet: the send would publish it as #{} first", issue.number);
     }
@@ -176,17 +176,24 @@ async fn dry_run_send(
             say!("so far: {counts}");
         }
         _ => {
-            let (count, bytes, sample) = deliver::dry_run(store, &project.config, &email).await?;
+            let run = deliver::dry_run(store, &project.config, &editions, project.now().timestamp()).await?;
+            let count = run.messages;
             say!(
                 "would send {count} messages ({} KB in all) via {}; nothing was sent",
-                bytes / 1024,
+                run.bytes / 1024,
                 transport.describe()
             );
-            for address in &sample {
+            for address in &run.sample {
                 say!("  {address}");
             }
-            if count > sample.len() as u64 {
-                say!("  ... and {} more", count - sample.len() as u64);
+            if count > run.sample.len() as u64 {
+                say!("  ... and {} more", count - run.sample.len() as u64);
+            }
+            if run.editions > 0 {
+                say!("readers who chose themes receive only those: {} editions of the issue by theme", run.editions);
+            }
+            for (why, n) in &run.skipped {
+                say!("would skip {n} reader{}: {why}", if *n == 1 { "" } else { "s" });
             }
         }
     }

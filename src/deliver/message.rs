@@ -806,9 +806,9 @@ mod tests {
             .unwrap();
         }
         let p = PreparedEmail::new(&config(), "Signals #3", "<p>x</p>", "x", false, SystemTime::UNIX_EPOCH).unwrap();
-        let stored = store.ledger().active_after(0, 10).await.unwrap();
+        let stored = store.ledger().active_after(0, 10, 0).await.unwrap().readers;
         assert_eq!(stored.len(), names.len());
-        for (_, email, name) in stored {
+        for crate::store::ledger::Claimed { email, name, .. } in stored {
             assert!(name.as_ref().unwrap().chars().count() > 9_000);
             // The mailbox as the send loop makes it from the stored row.
             let mailbox = crate::deliver::mailbox(&email, name.as_deref()).unwrap();

@@ -3,6 +3,7 @@
 //! messages outside any issue: test copies and confirmation mails.
 
 pub mod dkim;
+pub mod editions;
 mod envelope;
 pub mod message;
 pub mod send_loop;
@@ -16,6 +17,7 @@ use crate::config::{Config, SmtpTarget};
 use crate::issue_id::IssueId;
 use crate::store::ledger;
 use crate::store::{Purpose, Store, SubscriberEmail, TokenKey, bounce_token, sign_token};
+pub use editions::{Edition, Editions};
 pub use envelope::Envelope;
 pub use message::{Built, PreparedEmail, Recipient};
 pub use send_loop::{LogProgress, Progress, SendReport, send_issue};
@@ -224,33 +226,62 @@ pub(crate) async fn transmit(
     connection.send_gated(&envelope, message.bytes(), message_id, stop, gate).await
 }
 
-/// Builds every message the send would produce, without connecting: the recipients and sizes.
-pub async fn dry_run(store: &Store, config: &Config, email: &PreparedEmail) -> anyhow::Result<(u64, u64, Vec<String>)> {
+/// What a dry run found the send would do (`dry_run`).
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// Messages that would go out, and their bytes in all.
+    pub messages: u64,
+    pub bytes: u64,
+    /// The first few addresses.
+    pub sample: Vec<String>,
+    /// How many editions of chosen themes the messages are made from (the whole issue aside).
+    pub editions: usize,
+    /// Readers who would be skipped, by why (paused, nothing of their themes), with how many.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+}
+
+/// Builds every message the send would produce at `now`, in each reader's edition, without
+/// connecting: the recipients, sizes, and who would be skipped and why.
+pub async fn dry_run(store: &Store, config: &Config, editions: &Editions, now: i64) -> anyhow::Result<DryRun> {
     let key = store.token_key().await?;
-    let (mut count, mut bytes, mut sample) = (0u64, 0u64, Vec::new());
+    let choices: Vec<crate::themes::ThemeChoice> =
+        store.theme_choices().await?.into_iter().filter_map(|(c, _)| c).collect();
+    editions.prepare(&choices)?;
+    let mut run = DryRun { editions: editions.made(), ..DryRun::default() };
     let mut after = 0i64;
     loop {
-        let batch = store.ledger().active_after(after, 1000).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.0;
-        for (id, address, name) in batch {
+        let page = store.ledger().active_after(after, 1000, now).await?;
+        let Some(last) = page.last else { break };
+        after = last;
+        for (_, why) in page.skipped {
+            *run.skipped.entry(why).or_default() += 1;
+        }
+        for reader in page.readers {
+            let email = match editions.for_reader(reader.themes.as_ref())? {
+                Edition::Send(email) => email,
+                Edition::Nothing(_) => {
+                    *run.skipped.entry("the issue has no digest of the themes they follow".into()).or_default() += 1;
+                    continue;
+                }
+            };
+            let id = reader.subscriber_id;
             let url = unsubscribe_url(config, &key, id);
             let preferences = preferences_url(config, &key, id);
             let message_id = format!("<dry-run.{id}@{}>", config.email.from.email.domain());
             let m = email.build(&Recipient {
-                mailbox: mailbox(&address, name.as_deref())?,
+                mailbox: mailbox(&reader.email, reader.name.as_deref())?,
                 unsubscribe_url: &url,
                 preferences_url: &preferences,
                 message_id: &message_id,
             })?;
-            count += 1;
-            bytes += m.bytes().len() as u64;
-            if sample.len() < 10 {
-                sample.push(address);
+            run.messages += 1;
+            run.bytes += m.bytes().len() as u64;
+            if run.sample.len() < 10 {
+                run.sample.push(reader.email);
             }
         }
     }
-    Ok((count, bytes, sample))
+    Ok(run)
 }
 
 /// What a send of one issue would do now, read from the ledger without changing it. The real

@@ -26,13 +26,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::message::{Building, Built};
 use super::transport::{Connection, Connector, SendError};
-use super::{PreparedEmail, StopFlag, clock, mailbox, preferences_url, unsubscribe_url};
+use super::{Edition, Editions, StopFlag, clock, mailbox, preferences_url, unsubscribe_url};
 use crate::config::Config;
 use crate::issue_id::IssueId;
 use crate::store::bounces::RefusedAtSending;
 use crate::store::journal::{self, SentJournal};
 use crate::store::ledger::{Claimed, Counts, Ledger, Outcome};
 use crate::store::{Store, TokenKey};
+use crate::themes::ThemeChoice;
 
 /// After a stop, how long messages in flight may take before their connections are dropped
 /// (their deliveries go back to pending): a stop takes effect within a few seconds, whatever
@@ -182,7 +183,7 @@ pub async fn send_issue<T: Connector>(
     config: &Config,
     issue_id: &IssueId,
     number: u32,
-    email: Arc<PreparedEmail>,
+    editions: Arc<Editions>,
     transport: &T,
     stop: &StopFlag,
     progress: &dyn Progress,
@@ -205,7 +206,7 @@ pub async fn send_issue<T: Connector>(
         tracing::warn!("the sender that held issue {issue_id} ({who}) is gone; taking over its send");
     }
     let lease = Lease { store: store.clone(), issue_id: issue_id.clone(), holder, released: false };
-    let job = SendJob { store, config, issue_id, number, email, stop, progress, holder: &lease.holder };
+    let job = SendJob { store, config, issue_id, number, editions, stop, progress, holder: &lease.holder };
     let result = run_send(job, transport).await;
     lease.release().await;
     result
@@ -266,7 +267,7 @@ struct SendJob<'a> {
     config: &'a Config,
     issue_id: &'a IssueId,
     number: u32,
-    email: Arc<PreparedEmail>,
+    editions: Arc<Editions>,
     stop: &'a StopFlag,
     progress: &'a dyn Progress,
     holder: &'a str,
@@ -278,7 +279,8 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
     let ledger = store.ledger();
     let domain = job.config.email.from.email.domain().to_string();
     let nonce = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
-    let started_now = ledger.start_send(issue_id, job.number, job.email.subject(), &domain, &nonce, clock()).await?;
+    let started_now =
+        ledger.start_send(issue_id, job.number, job.editions.whole().subject(), &domain, &nonce, clock()).await?;
     // Before the deliveries in flight go back to pending: those a journal says were accepted.
     let (recorder, recovered) = Recorder::open(store, issue_id, job.config.bounces.temporary_limit).await?;
     let requeued = ledger.requeue_in_flight(issue_id, clock()).await?;
@@ -307,6 +309,12 @@ async fn run_send<T: Connector>(job: SendJob<'_>, transport: &T) -> anyhow::Resu
         return Ok(report(0, before, false));
     }
 
+    // Every edition the readers' choices of themes need, made before the first message goes out.
+    let choices: Vec<ThemeChoice> = store.theme_choices().await?.into_iter().filter_map(|(c, _)| c).collect();
+    job.editions.prepare(&choices)?;
+    if job.editions.made() > 0 {
+        tracing::info!("issue {issue_id}: {} editions for the readers' choices of themes", job.editions.made());
+    }
     let key = Arc::new(store.token_key().await?);
     let mut run = SendRun::start(job, transport, recorder, before, key);
     run.drive().await?;
@@ -372,7 +380,7 @@ impl<'a> SendRun<'a> {
             let ctx = WorkerContext {
                 jobs: queued.clone(),
                 results: results_tx.clone(),
-                email: job.email.clone(),
+                editions: job.editions.clone(),
                 connection: transport.open(),
                 key: key.clone(),
                 config: config.clone(),
@@ -737,7 +745,7 @@ const SIGNED_AHEAD: usize = 4;
 struct WorkerContext<C> {
     jobs: async_channel::Receiver<Claimed>,
     results: mpsc::UnboundedSender<WorkerEvent>,
-    email: Arc<PreparedEmail>,
+    editions: Arc<Editions>,
     connection: C,
     key: Arc<TokenKey>,
     config: Arc<Config>,
@@ -754,7 +762,7 @@ impl<C: Connection> WorkerContext<C> {
         let mut recorded: Option<oneshot::Receiver<()>> = None;
         // A signed copy is built and signed on rayon's threads: the next ones are started while this
         // one is on the wire, so that the connection does not wait for their signatures.
-        let mut next: VecDeque<(Claimed, Building)> = VecDeque::with_capacity(SIGNED_AHEAD);
+        let mut next: VecDeque<(Claimed, Copy)> = VecDeque::with_capacity(SIGNED_AHEAD);
         loop {
             let (job, building) = match next.pop_front() {
                 Some(started) => started,
@@ -766,17 +774,23 @@ impl<C: Connection> WorkerContext<C> {
                     Err(_) => break,
                 },
             };
-            while self.email.is_signed()
+            while self.editions.is_signed()
                 && next.len() < SIGNED_AHEAD
                 && let Ok(following) = self.jobs.try_recv()
             {
                 let building = self.start_building(&following);
                 next.push_back((following, building));
             }
-            let outcome = if self.stop.is_stopped() {
-                Outcome::Unclaimed
-            } else {
-                self.deliver(&job, building.await, &mut recorded).await
+            let outcome = match building {
+                _ if self.stop.is_stopped() => Outcome::Unclaimed,
+                Copy::Building(building) => self.deliver(&job, building.await, &mut recorded).await,
+                Copy::Nothing(why) => {
+                    // Nothing went on the wire: the connection's last message is still the one
+                    // whose keeping the next message waits for.
+                    let (ack, _) = oneshot::channel();
+                    let _ = self.results.send(WorkerEvent::Done(job.subscriber_id, Outcome::Skipped(why), ack));
+                    continue;
+                }
             };
             let (ack, done) = oneshot::channel();
             recorded = Some(done);
@@ -785,14 +799,20 @@ impl<C: Connection> WorkerContext<C> {
         self.connection.close().await;
     }
 
-    /// The copy of `job`, built (and signed, on rayon's threads, when it is signed) from now on.
-    fn start_building(&self, job: &Claimed) -> Building {
+    /// The copy of `job` in the reader's edition, built (and signed, on rayon's threads, when it
+    /// is signed) from now on; or nothing, when the issue carries none of the reader's themes.
+    fn start_building(&self, job: &Claimed) -> Copy {
+        let email = match self.editions.for_reader(job.themes.as_ref()) {
+            Ok(Edition::Send(email)) => email,
+            Ok(Edition::Nothing(why)) => return Copy::Nothing(why),
+            Err(e) => return Copy::Building(Building::failed(e)),
+        };
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
         let preferences = preferences_url(&self.config, &self.key, job.subscriber_id);
-        match mailbox(&job.email, job.name.as_deref()) {
-            Ok(mailbox) => self.email.start_building(mailbox, &url, &preferences, &job.message_id),
+        Copy::Building(match mailbox(&job.email, job.name.as_deref()) {
+            Ok(mailbox) => email.start_building(mailbox, &url, &preferences, &job.message_id),
             Err(e) => Building::failed(e),
-        }
+        })
     }
 
     async fn deliver(
@@ -863,6 +883,12 @@ impl<C: Connection> WorkerContext<C> {
             Err(e) => outcome_of(e),
         }
     }
+}
+
+/// A worker's next message: its copy being built, or nothing to send the reader, with why.
+enum Copy {
+    Building(Building),
+    Nothing(String),
 }
 
 /// What a refusal means for the delivery. The send loop sets when a deferred one is retried.
@@ -1005,6 +1031,7 @@ mod tests {
     fn week(start: &str) -> IssueId {
         start.parse().expect("an issue's id")
     }
+    use crate::deliver::PreparedEmail;
     use crate::deliver::transport::memory::Memory;
     use crate::render::{SUBSCRIBER_EMAIL, UNSUBSCRIBE_URL};
     use crate::store::{NewSubscriber, Source, Status};
@@ -1023,7 +1050,7 @@ mod tests {
         assert!(!holder_is_dead(&format!("{}:4294967290:1f", parts[0])));
     }
 
-    async fn setup(addresses: &[&str]) -> (tempfile::TempDir, Store, Config, Arc<PreparedEmail>) {
+    async fn setup(addresses: &[&str]) -> (tempfile::TempDir, Store, Config, Arc<Editions>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("g.db")).await.unwrap();
         for a in addresses {
@@ -1037,7 +1064,75 @@ mod tests {
         let email = Arc::new(
             PreparedEmail::new(&config, "Issue #1", &html, &text, false, std::time::SystemTime::now()).unwrap(),
         );
-        (dir, store, config, email)
+        (dir, store, config, Arc::new(Editions::one(email)))
+    }
+
+    /// A reader who chose themes gets their edition; one whose themes the issue lacks, and one
+    /// paused, are skipped saying why; a pause that has ended is no pause.
+    #[tokio::test]
+    async fn each_reader_gets_the_edition_of_their_themes_or_is_skipped_saying_why() {
+        let addresses =
+            ["all@example.org", "ab@example.org", "c@example.org", "paused@example.org", "back@example.org"];
+        let (_dir, store, config, whole) = setup(&addresses).await;
+        let id = async |a: &str| store.subscriber_by_email(&a.parse().unwrap()).await.unwrap().unwrap().id;
+        let choice = |list: &str| ThemeChoice::parse_list(list).unwrap().unwrap();
+        store.set_themes(id("ab@example.org").await, Some(&choice("Beta; alpha"))).await.unwrap();
+        store.set_themes(id("c@example.org").await, Some(&choice("c"))).await.unwrap();
+        let now = chrono::Utc::now();
+        store.set_pause(id("paused@example.org").await, Some(now + chrono::Duration::weeks(2))).await.unwrap();
+        store.set_pause(id("back@example.org").await, Some(now - chrono::Duration::days(1))).await.unwrap();
+        // An edition says which choice it was made for; the issue has nothing of `c`.
+        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (render_config, log) = (config.clone(), made.clone());
+        let render = move |themes: &ThemeChoice| -> anyhow::Result<Option<PreparedEmail>> {
+            log.lock().unwrap().push(themes.key());
+            if themes.has_slug("c") {
+                return Ok(None);
+            }
+            let html = format!("<p>edition {}</p><a href=\"{UNSUBSCRIBE_URL}\">unsubscribe</a>", themes.key());
+            Ok(Some(PreparedEmail::new(&render_config, "Issue #1", &html, &html, false, std::time::SystemTime::now())?))
+        };
+        let editions = Arc::new(Editions::new(whole.whole().clone(), Box::new(render)));
+        let memory = Memory::default();
+        let report = send_issue(
+            &store,
+            &config,
+            &week("2023-07-17"),
+            1,
+            editions,
+            &memory,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(memory.recipients(), ["ab@example.org", "all@example.org", "back@example.org"]);
+        let body = |to: &str| {
+            let messages = memory.messages.lock().unwrap();
+            String::from_utf8(messages.iter().find(|(t, _)| t == to).unwrap().1.clone()).unwrap()
+        };
+        assert!(body("ab@example.org").contains("edition alpha,beta"), "{}", body("ab@example.org"));
+        assert!(body("all@example.org").contains("Hello") && !body("all@example.org").contains("edition"));
+        assert!(body("back@example.org").contains("Hello"));
+        let mut made = made.lock().unwrap().clone();
+        made.sort();
+        assert_eq!(made, ["alpha,beta", "c"], "one edition per distinct choice, made before the send");
+        let c = &report.counts;
+        assert_eq!((c.sent, c.skipped, c.pending, c.sending), (3, 2, 0, 0), "{c:?}");
+        let skipped: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT s.email, d.last_error, d.attempts FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+             WHERE d.state = 'skipped' ORDER BY s.email",
+        )
+        .fetch_all(store.sqlite())
+        .await
+        .unwrap();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped[0].0, "c@example.org");
+        assert_eq!(skipped[0].1, "this issue has no digest of the themes they follow (c)");
+        assert_eq!(skipped[1].0, "paused@example.org");
+        let until = (now + chrono::Duration::weeks(2)).date_naive().to_string();
+        assert_eq!(skipped[1].1, format!("the reader paused their issues until {until}"));
+        assert!(skipped.iter().all(|s| s.2 == 0), "a skip is not an attempt: {skipped:?}");
     }
 
     #[tokio::test]
@@ -1223,11 +1318,11 @@ mod tests {
         Memory::default()
     }
 
-    fn setup_email(config: &Config) -> Arc<PreparedEmail> {
-        Arc::new(
+    fn setup_email(config: &Config) -> Arc<Editions> {
+        Arc::new(Editions::one(Arc::new(
             PreparedEmail::new(config, "x", UNSUBSCRIBE_URL, UNSUBSCRIBE_URL, false, std::time::SystemTime::now())
                 .unwrap(),
-        )
+        )))
     }
 
     #[tokio::test]

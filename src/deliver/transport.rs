@@ -292,6 +292,8 @@ pub mod memory {
         pub envelopes: Arc<Mutex<Vec<Envelope>>>,
         /// Addresses that got a temporary refusal, each time.
         pub deferred: Arc<Mutex<Vec<String>>>,
+        /// The bytes of every message taken, by recipient, in order.
+        pub messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
     }
 
     impl Memory {
@@ -319,7 +321,7 @@ pub mod memory {
         async fn send(
             &mut self,
             envelope: &Envelope,
-            _message: &[u8],
+            message: &[u8],
             message_id: &str,
             _stop: &StopFlag,
         ) -> Result<(), SendError> {
@@ -360,6 +362,7 @@ pub mod memory {
                     return Err(SendError::transient("450 4.2.0 try later"));
                 }
             }
+            self.messages.lock().unwrap().push((to.clone(), message.to_vec()));
             self.taken.lock().unwrap().push((to, message_id.to_string()));
             self.envelopes.lock().unwrap().push(envelope.clone());
             Ok(())

@@ -21,7 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::build_cache::{self, CacheUse, WeekHashes};
 use crate::config::Config;
-use crate::deliver::PreparedEmail;
+use crate::deliver::{Editions, PreparedEmail};
 use crate::digest::{self, CatalogEntry, Digest, Listed, ParseError};
 use crate::error::ExitError;
 use crate::issue::{self, CatalogIssue, Issue, WeekRule, WeekSpec, WholeIssue};
@@ -30,6 +30,7 @@ use crate::render::{self, EmailBody, RenderError, TemplateFile, Templates};
 use crate::schedule;
 use crate::store::Store;
 use crate::store::publications::{self, PublicationRecord};
+use crate::themes::ThemeChoice;
 use crate::urls;
 
 mod site;
@@ -467,15 +468,34 @@ impl Project {
         PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, test, std::time::SystemTime::now())
     }
 
-    /// The email of a published `issue` for its readers, what `deliver::send_issue` takes: its
+    /// The editions of a published `issue` for its readers, what `deliver::send_issue` takes: its
     /// number is the recorded one, so an issue sent before it is published is an internal error.
-    pub fn email_to_send(&self, issue: &CatalogIssue) -> anyhow::Result<std::sync::Arc<PreparedEmail>> {
+    pub fn email_to_send(&self, issue: &CatalogIssue) -> anyhow::Result<std::sync::Arc<Editions>> {
         anyhow::ensure!(
             self.publication(&issue.id).is_some(),
             "internal error: issue {} is sent before it is published",
             issue.id
         );
-        Ok(std::sync::Arc::new(self.prepare_email(issue, false)?))
+        self.editions(issue)
+    }
+
+    /// `issue`'s editions: the whole email, and one per choice of themes, made as needed.
+    pub fn editions(&self, issue: &CatalogIssue) -> anyhow::Result<std::sync::Arc<Editions>> {
+        let whole = self.whole_issue(issue).map_err(|e| ExitError::unusable(format!("{e:#}")))?;
+        let body = render::render_email(&self.config, &self.templates, &whole).map_err(|e| email_failure(&whole, e))?;
+        let date = std::time::SystemTime::now();
+        let email = PreparedEmail::new(&self.config, &body.subject, &body.html, &body.text, false, date)?;
+        // Each reader's edition is rendered from the same issue, templates and Date as the whole.
+        let (config, templates) = (self.config.clone(), self.templates.clone());
+        let render = move |themes: &ThemeChoice| -> anyhow::Result<Option<PreparedEmail>> {
+            let Some(body) =
+                render::render_email_for(&config, &templates, &whole, themes).map_err(|e| email_failure(&whole, e))?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(PreparedEmail::new(&config, &body.subject, &body.html, &body.text, false, date)?))
+        };
+        Ok(std::sync::Arc::new(Editions::new(std::sync::Arc::new(email), Box::new(render))))
     }
 
     /// Writes `issue`'s email, filled in for a sample reader, into `[paths] drafts`/preview/.

@@ -35,6 +35,7 @@ pub struct TemplateFile {
     pub source: String,
 }
 
+#[derive(Clone)]
 pub struct Templates {
     env: Environment<'static>,
     /// Where each template came from, for error messages: a path, or "built-in email.mjml".

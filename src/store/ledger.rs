@@ -23,6 +23,7 @@ type Result<T> = std::result::Result<T, sqlx::Error>;
 
 pub use super::DeliveryState;
 
+use crate::themes::ThemeChoice;
 use DeliveryState::{Bounced, Failed, Pending, Sending, Sent, Skipped};
 
 /// A delivery taken for sending.
@@ -33,6 +34,8 @@ pub struct Claimed {
     pub name: Option<String>,
     pub message_id: String,
     pub attempts: i64,
+    /// The themes the reader follows now (`None`: everything): which edition they receive.
+    pub themes: Option<ThemeChoice>,
 }
 
 /// The recorded result of one attempt.
@@ -59,6 +62,9 @@ pub enum Outcome {
     Failed(String),
     /// Claimed but not attempted (the send was stopped): back to pending, attempt not counted.
     Unclaimed,
+    /// Nothing to send this reader (the issue carries none of their themes): `skipped`, with why,
+    /// attempt not counted.
+    Skipped(String),
 }
 
 /// Counts by delivery state.
@@ -377,7 +383,7 @@ impl Ledger<'_> {
             Pool::Sqlite(p) => {
                 let mut tx = p.begin_write().await?;
                 let rows: Vec<ClaimRow> = sqlx::query_as(
-                    "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status
+                    "SELECT d.subscriber_id, s.email, s.name, d.message_id, d.attempts, s.status, s.themes, s.paused_until
                      FROM deliveries d INDEXED BY deliveries_by_state JOIN subscribers s ON s.id = d.subscriber_id
                      WHERE d.issue_id = $1 AND d.state = $4 AND d.next_attempt_at <= $2
                      ORDER BY d.subscriber_id LIMIT $3",
@@ -388,7 +394,7 @@ impl Ledger<'_> {
                 .bind(Pending)
                 .fetch_all(&mut *tx)
                 .await?;
-                let (claimed, skipped) = split_claims(rows);
+                let (claimed, skipped) = split_claims(rows, now);
                 let ids: Vec<i64> = claimed.iter().map(|c| c.subscriber_id).collect();
                 for chunk in ids.chunks(RECORD_CHUNK) {
                     let sql = format!(
@@ -416,7 +422,7 @@ impl Ledger<'_> {
                          UPDATE deliveries d SET state = $5, attempts = d.attempts + 1, updated_at = $2, claimed_by = $6
                          FROM picked WHERE d.issue_id = $1 AND d.subscriber_id = picked.subscriber_id
                          RETURNING d.subscriber_id, d.message_id, d.attempts - 1 AS attempts)
-                     SELECT c.subscriber_id, s.email, s.name, c.message_id, c.attempts, s.status
+                     SELECT c.subscriber_id, s.email, s.name, c.message_id, c.attempts, s.status, s.themes, s.paused_until
                      FROM claimed c JOIN subscribers s ON s.id = c.subscriber_id ORDER BY c.subscriber_id",
                 )
                 .bind(issue_id)
@@ -427,7 +433,7 @@ impl Ledger<'_> {
                 .bind(holder)
                 .fetch_all(&mut *tx)
                 .await?;
-                let (claimed, skipped) = split_claims(rows);
+                let (claimed, skipped) = split_claims(rows, now);
                 // A skipped row was claimed, and counted as an attempt, before its subscriber was seen.
                 mark_skipped(&mut tx, issue_id, &skipped, 1, now).await?;
                 tx.commit().await?;
@@ -472,8 +478,9 @@ impl Ledger<'_> {
                     Outcome::Bounced { error, .. } => (Bounced, Some(error.as_str()), 0),
                     Outcome::Refused { error, .. } | Outcome::Failed(error) => (Failed, Some(error.as_str()), 0),
                     Outcome::Unclaimed => (Pending, None, 0),
+                    Outcome::Skipped(why) => (Skipped, Some(why.as_str()), 0),
                 };
-                let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
+                let uncount = i64::from(matches!(outcome, Outcome::Unclaimed | Outcome::Skipped(_)));
                 sqlx::query(
                     "UPDATE deliveries SET state = $3, last_error = COALESCE($4, last_error), next_attempt_at = $5,
                      attempts = attempts - $6, updated_at = $7 WHERE issue_id = $1 AND subscriber_id = $2",
@@ -628,15 +635,22 @@ impl Ledger<'_> {
         .await)
     }
 
-    /// Who would get the issue if its send started now (for `--dry-run`), streamed in id order.
-    pub async fn active_after(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, String, Option<String>)>> {
+    /// Who would get the issue if its send started at `now` (for `--dry-run`), streamed in id
+    /// order: up to `limit` active subscribers with an id above `after_id`, decided as a claim
+    /// decides (a paused reader is skipped, with why), and the last id read (`None`: no more).
+    pub async fn active_after(&self, after_id: i64, limit: i64, now: i64) -> Result<AudiencePage> {
         let pool = self.pool;
-        with_pool!(pool, p => sqlx::query_as("SELECT id, email, name FROM subscribers WHERE status = $3 AND id > $1 ORDER BY id LIMIT $2")
+        let rows: Vec<ClaimRow> = with_pool!(pool, p => sqlx::query_as(
+            "SELECT id, email, name, '', 0, status, themes, paused_until FROM subscribers WHERE status = $3 AND id > $1 ORDER BY id LIMIT $2"
+        )
             .bind(after_id)
             .bind(limit)
             .bind(Status::Active.as_str())
             .fetch_all(p)
-            .await)
+            .await)?;
+        let last = rows.last().map(|r| r.0);
+        let (readers, skipped) = split_claims(rows, now);
+        Ok(AudiencePage { readers, skipped, last })
     }
 
     /// How many deliveries a send started now would fix: the active subscribers.
@@ -694,19 +708,42 @@ impl Ledger<'_> {
     }
 }
 
-/// subscriber_id, email, name, message_id, attempts, subscriber status.
-type ClaimRow = (i64, String, Option<String>, String, i64, String);
+/// A page of the audience a send would have (`Ledger::active_after`).
+pub struct AudiencePage {
+    /// Those a message would go to (`message_id` empty, `attempts` 0).
+    pub readers: Vec<Claimed>,
+    /// Those who would be skipped, with why.
+    pub skipped: Vec<(i64, String)>,
+    /// The last id read: where the next page starts; `None` at the end.
+    pub last: Option<i64>,
+}
 
-/// The rows of a claim whose subscriber is active, and the others with why they are skipped.
-fn split_claims(rows: Vec<ClaimRow>) -> (Vec<Claimed>, Vec<(i64, String)>) {
+/// subscriber_id, email, name, message_id, attempts, subscriber status, themes, paused_until.
+type ClaimRow = (i64, String, Option<String>, String, i64, String, Option<String>, Option<i64>);
+
+/// The rows of a claim whose subscriber is active and not paused at `now`, and the others with
+/// why they are skipped.
+fn split_claims(rows: Vec<ClaimRow>, now: i64) -> (Vec<Claimed>, Vec<(i64, String)>) {
     let mut claimed = Vec::with_capacity(rows.len());
     let mut skipped = Vec::new();
-    for (subscriber_id, email, name, message_id, attempts, status) in rows {
-        if status == Status::Active.as_str() {
-            claimed.push(Claimed { subscriber_id, email, name, message_id, attempts });
-        } else {
+    for (subscriber_id, email, name, message_id, attempts, status, themes, paused_until) in rows {
+        if status != Status::Active.as_str() {
             skipped.push((subscriber_id, format!("subscriber is {status}")));
+            continue;
         }
+        if let Some(until) = paused_until.filter(|until| *until > now) {
+            let until =
+                chrono::DateTime::from_timestamp(until, 0).map_or(until.to_string(), |t| t.date_naive().to_string());
+            skipped.push((subscriber_id, format!("the reader paused their issues until {until}")));
+            continue;
+        }
+        // A choice that does not read back (written by hand into the database) is everything:
+        // the reader gets the whole issue rather than nothing.
+        let themes = ThemeChoice::from_stored(themes.as_deref()).unwrap_or_else(|e| {
+            tracing::warn!("subscriber {subscriber_id}: {e}; sending them the whole issue");
+            None
+        });
+        claimed.push(Claimed { subscriber_id, email, name, message_id, attempts, themes });
     }
     (claimed, skipped)
 }
