@@ -439,6 +439,41 @@ mod tests {
         render_email(&config, &templates, &testing::issues()[0]).unwrap()
     }
 
+    /// A reader's edition holds the digests of their themes only, in the same layout, says so
+    /// with a link to the whole issue and to the preferences page; an issue with nothing of their
+    /// themes has no edition for them.
+    #[test]
+    fn an_edition_for_some_themes_holds_only_their_digests_and_says_so() {
+        let config = testing::config();
+        let templates = Templates::builtin(&config.email.subject).unwrap();
+        let mut issue = testing::issues().remove(0);
+        let titles: Vec<String> = issue.digests().map(|d| d.title.clone()).collect();
+        assert_eq!(titles.len(), 2, "{titles:?}");
+        issue.days.iter_mut().flat_map(|d| d.digests.iter_mut()).enumerate().for_each(|(i, d)| {
+            d.themes = vec![if i == 0 { "Energy Transition".into() } else { "public health".into() }];
+        });
+        let choice = ThemeChoice::parse_list("energy transition; trust and safety").unwrap().unwrap();
+        let e = render_email_for(&config, &templates, &issue, &choice).unwrap().unwrap();
+        let (html, text) = e.fill("https://u.example/unsub", "https://u.example/prefs", "a@b.example");
+        let doc = Html::parse_document(&html);
+        let h3: Vec<String> = doc
+            .select(&Selector::parse("h3").unwrap())
+            .map(|h| h.text().collect::<String>().trim().to_string())
+            .collect();
+        assert_eq!(h3, [titles[0].clone()], "only the digest of a followed theme");
+        assert!(text.contains(&titles[0]) && !text.contains(&titles[1]));
+        let said = "Only the themes you follow: energy transition, trust and safety (1 of the issue's 2 digests).";
+        assert!(html.contains(said), "{html}");
+        assert!(text.replace('\n', " ").contains(said), "{text}");
+        assert_eq!(html.matches("https://u.example/prefs").count(), 2, "the line and the footer link the preferences");
+        assert!(text.contains("https://u.example/prefs"));
+        // The whole email has no such line.
+        let whole = render_email(&config, &templates, &issue).unwrap();
+        assert!(!whole.html.contains("Only the themes you follow"));
+        let none = ThemeChoice::parse_list("decentralization").unwrap().unwrap();
+        assert_eq!(render_email_for(&config, &templates, &issue, &none).unwrap(), None);
+    }
+
     #[test]
     fn subject_is_one_line_from_the_config_template() {
         assert_eq!(email().subject, "Signals Weekly #1: 17–23 July 2023");

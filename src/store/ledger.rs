@@ -9,7 +9,8 @@
 //!    |                                              provider: store::bounces)
 //!    '-- on resume: rows left in `sending` by a crash go back to pending (outcome unknown;
 //!        the resend carries the same Message-ID)
-//! claim of a row whose subscriber is no longer active --> skipped
+//! claim of a row whose subscriber is no longer active, or is paused --> skipped
+//! a reader whose themes the issue does not carry (no edition for them) --> skipped
 //! ```
 
 use super::status_reason;
