@@ -284,6 +284,9 @@ pub mod memory {
 
     use super::*;
 
+    /// A message taken: its recipient and its bytes.
+    pub type Message = (String, Vec<u8>);
+
     /// What a recipient gets: by a word in its address.
     #[derive(Clone, Default)]
     pub struct Memory {
@@ -293,7 +296,7 @@ pub mod memory {
         /// Addresses that got a temporary refusal, each time.
         pub deferred: Arc<Mutex<Vec<String>>>,
         /// The bytes of every message taken, by recipient, in order.
-        pub messages: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+        pub messages: Arc<Mutex<Vec<Message>>>,
     }
 
     impl Memory {
