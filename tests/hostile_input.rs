@@ -274,7 +274,7 @@ fn form_seeds() -> Vec<Seed> {
 fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
     use axum::body::Body;
     use axum::http::Request;
-    use gazette::server::{Refusal, read_subscribe_request};
+    use gazette::server::{Refusal, SubscribeRequest, read_subscribe_request};
 
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let config = gazette::Config::embedded_defaults(Path::new("."));
@@ -293,8 +293,14 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
         let json = content_type.starts_with("application/json");
         let request =
             Request::post("/subscribe").header("content-type", content_type).body(Body::from(input.to_vec())).unwrap();
-        match runtime.block_on(read_subscribe_request(request, json)) {
-            Ok((email, name)) => {
+        let offered =
+            [gazette::themes::RecentTheme { name: "Open source".into(), slug: "open-source".into(), digests: 2 }];
+        match runtime.block_on(read_subscribe_request(request, json, &offered)) {
+            Ok(SubscribeRequest { email, name, themes }) => {
+                check(
+                    themes.iter().flat_map(|t| t.slugs()).all(|s| s == "open-source"),
+                    format!("themes not offered were taken: {themes:?}"),
+                )?;
                 let again = SubscriberEmail::parse(email.as_str())
                     .map_err(|e| format!("{email} was taken but does not parse again: {e}"))?;
                 check(again == email, format!("{email} parses again as {again}"))?;
