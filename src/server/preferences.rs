@@ -257,7 +257,18 @@ fn unsubscribe_url(app: &App, s: &Subscriber) -> String {
     urls::unsubscribe(&app.config.site, &sign_token(&app.key, s.id, Purpose::Unsubscribe))
 }
 
-/// `POST /preferences/{token}`: one of the page's forms, named by its `action` field.
+/// What one of the page's forms did.
+enum Outcome {
+    /// The subscriber as they now are, and what changed, in words.
+    Changed(Subscriber, String),
+    /// Nothing changed: what was wrong with what the form sent (shown with the form as sent).
+    Refused(StatusCode, String),
+    /// Another answer than the page: a rate limit, a store that does not answer.
+    Other(Response),
+}
+
+/// `POST /preferences/{token}`: one of the page's forms, named by its `action` field, answered
+/// with the page as it now is, saying what changed or what was wrong.
 pub async fn change(
     State(app): State<App>,
     ClientIp(ip): ClientIp,
@@ -277,112 +288,129 @@ pub async fn change(
     let ticked: Vec<String> = fields.iter().filter(|(k, _)| k == "themes").map(|(_, v)| v.clone()).collect();
     let offered = app.offered_themes();
     let choosable = offered::choosable(&offered, s.themes.as_ref());
+    let outcome = match field("action").unwrap_or("") {
+        "themes" => change_themes(&app, &s, &ticked, &choosable).await,
+        "pause" => pause(&app, &s, field("weeks").unwrap_or(""), now).await,
+        "resume" => stored(&app, app.store.set_pause(s.id, None).await, |changed| {
+            tracing::info!("subscriber {} resumed", changed.id);
+            format!("Resumed: the next issue goes to {}.", changed.email)
+        }),
+        "address" => ask_address_change(&app, ip, &s, field("email").unwrap_or(""), now).await,
+        _ => Outcome::Refused(
+            StatusCode::BAD_REQUEST,
+            "The form sent is not one of this page's; reload the page and use its buttons".into(),
+        ),
+    };
     let title = &app.config.site.title;
-    // The page again, as it is after the change (`changed`), saying what changed or what was wrong.
-    let answer = |status: StatusCode, changed: &Subscriber, notice: Option<String>, error: Option<String>| {
-        let mut view = View::new(title, changed, &choosable, unsubscribe_url(&app, changed), now);
-        view.notice = notice;
-        if error.is_some() {
-            view.error = error;
-            view.ticked = ticked.clone();
-            view.new_address = field("email").unwrap_or("").to_string();
-            view.weeks = field("weeks").and_then(|w| w.parse().ok()).unwrap_or(1);
+    match outcome {
+        Outcome::Changed(changed, notice) => {
+            let view = View {
+                notice: Some(notice),
+                ..View::new(title, &changed, &choosable, unsubscribe_url(&app, &changed), now)
+            };
+            app.page(StatusCode::OK, &preferences_page(view))
         }
-        app.page(status, &preferences_page(view))
-    };
-    let refused = |why: String| {
-        answer(StatusCode::BAD_REQUEST, &s, None, Some(format!("{why}. Please correct it and try again.")))
-    };
-    let now_is = |result: Result<Option<Subscriber>, crate::store::StoreError>| match result {
-        Ok(Some(changed)) => Ok(changed),
-        Ok(None) => Err(Box::new(invalid_link(&app, Purpose::Preferences))),
-        Err(e) => Err(Box::new(app.unavailable(e))),
-    };
-    match field("action").unwrap_or("") {
-        "themes" => {
-            let choice = match offered::chosen(&ticked, &choosable) {
-                Ok(c) => c,
-                Err(why) => return refused(why),
+        Outcome::Refused(status, why) => {
+            let view = View {
+                error: Some(format!("{why}. Please correct it and try again.")),
+                ticked,
+                new_address: field("email").unwrap_or("").to_string(),
+                weeks: field("weeks")
+                    .and_then(|w| w.parse().ok())
+                    .filter(|w| (1..=MAX_PAUSE_WEEKS).contains(w))
+                    .unwrap_or(1),
+                ..View::new(title, &s, &choosable, unsubscribe_url(&app, &s), now)
             };
-            let changed = match now_is(app.store.set_themes(s.id, choice.as_ref()).await) {
-                Ok(c) => c,
-                Err(r) => return *r,
-            };
-            tracing::info!(
-                "subscriber {} now receives {}",
-                s.id,
-                choice.as_ref().map_or("every theme".to_string(), |c| format!("{} themes", c.len()))
+            app.page(status, &preferences_page(view))
+        }
+        Outcome::Other(response) => response,
+    }
+}
+
+/// The page's answer to a store call that changed the subscriber: the subscriber as it returns
+/// them, with `notice` (what changed, from them); or the answer to give instead.
+fn stored(
+    app: &App,
+    result: Result<Option<Subscriber>, crate::store::StoreError>,
+    notice: impl FnOnce(&Subscriber) -> String,
+) -> Outcome {
+    match result {
+        Ok(Some(changed)) => {
+            let notice = notice(&changed);
+            Outcome::Changed(changed, notice)
+        }
+        Ok(None) => Outcome::Other(invalid_link(app, Purpose::Preferences)),
+        Err(e) => Outcome::Other(app.unavailable(e)),
+    }
+}
+
+async fn change_themes(app: &App, s: &Subscriber, ticked: &[String], choosable: &[RecentTheme]) -> Outcome {
+    let choice = match offered::chosen(ticked, choosable) {
+        Ok(c) => c,
+        Err(why) => return Outcome::Refused(StatusCode::BAD_REQUEST, why),
+    };
+    let chosen = choice.as_ref().map_or("every theme".to_string(), |c| format!("{} themes", c.len()));
+    stored(app, app.store.set_themes(s.id, choice.as_ref()).await, |changed| {
+        tracing::info!("subscriber {} now receives {chosen}", changed.id);
+        match &changed.themes {
+            None => "You now receive every theme.".to_string(),
+            Some(c) => format!("You now receive: {c}."),
+        }
+    })
+}
+
+async fn pause(app: &App, s: &Subscriber, weeks: &str, now: DateTime<Utc>) -> Outcome {
+    let Some(weeks) = weeks.parse::<u32>().ok().filter(|w| (1..=MAX_PAUSE_WEEKS).contains(w)) else {
+        let why = format!("Choose a pause of 1 to {MAX_PAUSE_WEEKS} weeks from the list");
+        return Outcome::Refused(StatusCode::BAD_REQUEST, why);
+    };
+    let until = now + chrono::Duration::weeks(weeks.into());
+    stored(app, app.store.set_pause(s.id, Some(until)).await, |changed| {
+        tracing::info!("subscriber {} paused for {weeks} weeks", changed.id);
+        format!("Paused until {}: no issue is sent to {} before then.", day(until), changed.email)
+    })
+}
+
+/// Records a change of address to `new` and mails its link there; rate-limited like a subscribe,
+/// since each sends a mail.
+async fn ask_address_change(app: &App, ip: std::net::IpAddr, s: &Subscriber, new: &str, now: DateTime<Utc>) -> Outcome {
+    if let Err(wait) = app.limiter.check(ip) {
+        tracing::warn!("change-of-address requests from {ip} (or from everyone) are over the limit");
+        let page = Page {
+            title: "Too many requests".into(),
+            lines: vec!["Too many requests at once. Please try again in a few minutes.".into()],
+            ..Page::default()
+        };
+        let mut response = app.page(StatusCode::TOO_MANY_REQUESTS, &page);
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
+        return Outcome::Other(response);
+    }
+    let new = match SubscriberEmail::parse(new) {
+        Ok(e) => e,
+        Err(e) => return Outcome::Refused(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    match app.store.request_address_change(s.id, &new, now).await {
+        Ok(AddressChangeRequest::Requested(change)) => {
+            tracing::info!("subscriber {} asked to change address: confirmation mail on its way", s.id);
+            send_in_background(app, s, change);
+            let notice = format!(
+                "A confirmation link is on its way to {new}. Issues keep going to {} until you use it.",
+                s.email
             );
-            let notice = match &changed.themes {
-                None => "You now receive every theme.".to_string(),
-                Some(c) => format!("You now receive: {c}."),
-            };
-            answer(StatusCode::OK, &changed, Some(notice), None)
+            Outcome::Changed(s.clone(), notice)
         }
-        "pause" => {
-            let weeks = match field("weeks")
-                .and_then(|w| w.parse::<u32>().ok())
-                .filter(|w| (1..=MAX_PAUSE_WEEKS).contains(w))
-            {
-                Some(w) => w,
-                None => return refused(format!("Choose a pause of 1 to {MAX_PAUSE_WEEKS} weeks from the list")),
-            };
-            let until = now + chrono::Duration::weeks(weeks.into());
-            let changed = match now_is(app.store.set_pause(s.id, Some(until)).await) {
-                Ok(c) => c,
-                Err(r) => return *r,
-            };
-            tracing::info!("subscriber {} paused for {weeks} weeks", s.id);
-            let notice = format!("Paused until {}: no issue is sent to {} before then.", day(until), s.email);
-            answer(StatusCode::OK, &changed, Some(notice), None)
+        Ok(AddressChangeRequest::Unchanged) => {
+            Outcome::Refused(StatusCode::BAD_REQUEST, format!("{new} is already the address issues go to"))
         }
-        "resume" => {
-            let changed = match now_is(app.store.set_pause(s.id, None).await) {
-                Ok(c) => c,
-                Err(r) => return *r,
-            };
-            tracing::info!("subscriber {} resumed", s.id);
-            answer(StatusCode::OK, &changed, Some(format!("Resumed: the next issue goes to {}.", s.email)), None)
+        Ok(AddressChangeRequest::Taken) => {
+            tracing::info!("subscriber {} asked to change address to one another subscriber has", s.id);
+            let why = format!(
+                "{new} belongs to another subscription to {}. Give another address, or unsubscribe {} and keep the other",
+                app.config.site.title, s.email
+            );
+            Outcome::Refused(StatusCode::CONFLICT, why)
         }
-        "address" => {
-            if let Err(wait) = app.limiter.check(ip) {
-                tracing::warn!("change-of-address requests from {ip} (or from everyone) are over the limit");
-                let page = Page {
-                    title: "Too many requests".into(),
-                    lines: vec!["Too many requests at once. Please try again in a few minutes.".into()],
-                    ..Page::default()
-                };
-                let mut response = app.page(StatusCode::TOO_MANY_REQUESTS, &page);
-                response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
-                return response;
-            }
-            let new = match SubscriberEmail::parse(field("email").unwrap_or("")) {
-                Ok(e) => e,
-                Err(e) => return refused(e.to_string()),
-            };
-            match app.store.request_address_change(s.id, &new, now).await {
-                Ok(AddressChangeRequest::Requested(change)) => {
-                    tracing::info!("subscriber {} asked to change address: confirmation mail on its way", s.id);
-                    send_in_background(&app, &s, change);
-                    let notice = format!(
-                        "A confirmation link is on its way to {new}. Issues keep going to {} until you use it.",
-                        s.email
-                    );
-                    answer(StatusCode::OK, &s, Some(notice), None)
-                }
-                Ok(AddressChangeRequest::Unchanged) => refused(format!("{new} is already the address issues go to")),
-                Ok(AddressChangeRequest::Taken) => {
-                    tracing::info!("subscriber {} asked to change address to one another subscriber has", s.id);
-                    let why = format!(
-                        "{new} belongs to another subscription to {title}. Give another address, or unsubscribe {} and keep the other",
-                        s.email
-                    );
-                    answer(StatusCode::CONFLICT, &s, None, Some(format!("{why}.")))
-                }
-                Err(e) => app.unavailable(e),
-            }
-        }
-        _ => refused("The form sent is not one of this page's; reload the page and use its buttons".into()),
+        Err(e) => Outcome::Other(app.unavailable(e)),
     }
 }
 
