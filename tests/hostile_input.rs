@@ -334,13 +334,17 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
 
 #[test]
 fn tokens_never_panic_and_no_altered_one_verifies() {
-    use gazette::store::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
+    use gazette::store::{
+        Purpose, TokenKey, address_token, bounce_token, sign_token, verify_address_token, verify_bounce_token,
+        verify_token,
+    };
     let key = TokenKey::from_secret(b"a secret of sufficient length for tests".to_vec()).unwrap();
     let mut seeds = Vec::new();
     for id in [1, 7, 1234, i64::MAX] {
         seeds.push(Seed::new("unsubscribe", sign_token(&key, id, Purpose::Unsubscribe).into_bytes()));
         seeds.push(Seed::new("confirm", sign_token(&key, id, Purpose::Confirm).into_bytes()));
         seeds.push(Seed::new("bounce", bounce_token(&key, id, &"2023-07-17".parse().unwrap()).into_bytes()));
+        seeds.push(Seed::new("address", address_token(&key, id, 42, "new@example.org").into_bytes()));
     }
     let outcomes = run_cases("tokens", &seeds, |input, case| {
         // A token arrives as text: a URL's path segment or an address's local part.
@@ -352,6 +356,18 @@ fn tokens_never_panic_and_no_altered_one_verifies() {
                 check(
                     named.is_none() || token.to_ascii_lowercase() == original,
                     format!("an altered bounce token names {named:?}"),
+                )?;
+                named.is_some()
+            }
+            "address" => {
+                let named = verify_address_token(&key, &token, "new@example.org");
+                check(
+                    named.is_none() || token.to_ascii_lowercase() == original,
+                    format!("an altered address token names {named:?}"),
+                )?;
+                check(
+                    verify_address_token(&key, &token, "other@example.org").is_none(),
+                    "an address token verifies for another address",
                 )?;
                 named.is_some()
             }

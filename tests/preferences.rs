@@ -558,3 +558,32 @@ fn a_reader_chooses_themes_and_pauses_in_a_real_browser_on_pages_axe_finds_nothi
     eprintln!("screenshots: {}", shots.display());
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// A new issue's themes reach the forms without a restart: the service reads them again once the
+/// publication record changes, and not before.
+#[test]
+fn a_new_issues_themes_are_offered_without_a_restart() {
+    let p = Project::with_own_digests("");
+    let s = Running::start(&p, Options::default());
+    let has_tidal = |s: &Running| s.app.offered_themes().iter().any(|t| t.slug == "tidal-power");
+    assert!(!has_tidal(&s));
+    // A digest of a later week (long due) whose only theme is new.
+    let model = std::fs::read_to_string(p.path("digests/059_1d344c7fec7326af.txt")).unwrap();
+    let (head, rest) = model.split_once("## Themes").unwrap();
+    let after = &rest[rest.find("\n## ").unwrap()..];
+    let text = format!("{}## Themes\n\n* Tidal power\n{after}", head.replace("20230819", "20230829"));
+    std::fs::write(p.path("digests/100_0123456789abcdef.txt"), text).unwrap();
+    let refresh = |s: &Running| {
+        let app = s.app.clone();
+        s.rt.block_on(async move { gazette::server::refresh_themes_once(&app, Utc::now()).await.unwrap() })
+    };
+    assert!(!refresh(&s), "the record has not changed: the digests are not read again");
+    assert!(!has_tidal(&s));
+    p.expect(0, &["build"]);
+    assert!(refresh(&s), "the record changed: the themes are read again");
+    let themes = s.app.offered_themes();
+    let tidal = themes.iter().find(|t| t.slug == "tidal-power").expect("the new issue's theme is offered");
+    assert_eq!((tidal.name.as_str(), tidal.digests), ("Tidal power", 1));
+    assert!(get(s.addr, "/subscribe").body.contains(&checkbox("tidal-power", false)));
+    assert!(!refresh(&s), "read once per change");
+}
