@@ -587,3 +587,63 @@ fn a_new_issues_themes_are_offered_without_a_restart() {
     assert!(get(s.addr, "/subscribe").body.contains(&checkbox("tidal-power", false)));
     assert!(!refresh(&s), "read once per change");
 }
+
+/// `gazette serve` itself logs each change by subscriber id: never an address, never a token.
+#[test]
+fn the_log_names_readers_by_id_and_shows_neither_addresses_nor_tokens() {
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let reader = p.import_readers(1).remove(0);
+    let list: Value = serde_json::from_str(&p.expect(0, &["subscribers", "list", "--format", "json"])).unwrap();
+    let id = list[0]["id"].as_i64().unwrap();
+    // The secret tests/common gives the binary.
+    let key = TokenKey::from_secret(b"test-secret-0123456789abcdef0123456789".to_vec()).unwrap();
+    let token = gazette::store::sign_token(&key, id, Purpose::Preferences);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().unwrap();
+    let mut child =
+        p.command(&["serve", "--listen", &addr.to_string()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "gazette serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let path = format!("/preferences/{token}");
+    let theme = get(addr, "/subscribe").body;
+    let slug = theme
+        .split(r#"name="themes" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a theme box")
+        .to_string();
+    assert_eq!(post_form(addr, &path, &form(&[("action", "themes"), ("themes", &slug)]), &[]).status, 200);
+    assert_eq!(post_form(addr, &path, "action=pause&weeks=2", &[]).status, 200);
+    assert_eq!(post_form(addr, &path, "action=address&email=moved%40example.org", &[]).status, 200);
+    let mail = wait_for_mail(&sink, "moved@example.org", 1);
+    // Without a reverse proxy, `serve` writes its links for the address it listens on.
+    let raw = mail[0].raw.replace("=\r\n", "").replace("=\n", "");
+    let link: String =
+        raw[raw.find("/address/").expect("an address link")..].chars().take_while(|c| !c.is_whitespace()).collect();
+    assert_eq!(post_form(addr, &link, "", &[]).status, 200);
+
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    for line in [
+        "POST /preferences/{token} 200".to_string(),
+        "POST /address/{token} 200".to_string(),
+        format!("subscriber {id} now receives 1 theme"),
+        format!("subscriber {id} paused for 2 weeks"),
+        format!("subscriber {id} asked to change address: confirmation mail on its way"),
+        format!("subscriber {id} changed address"),
+    ] {
+        assert!(log.contains(&line), "the log says {line:?}:\n{log}");
+    }
+    let address_token = link.trim_start_matches("/address/");
+    for secret in [reader.as_str(), "moved@example.org", token.as_str(), address_token] {
+        assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
+    }
+}

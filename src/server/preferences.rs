@@ -349,7 +349,11 @@ async fn change_themes(app: &App, s: &Subscriber, ticked: &[String], choosable: 
         Ok(c) => c,
         Err(why) => return Outcome::Refused(StatusCode::BAD_REQUEST, why),
     };
-    let chosen = choice.as_ref().map_or("every theme".to_string(), |c| format!("{} themes", c.len()));
+    let chosen = match choice.as_ref().map(|c| c.len()) {
+        None => "every theme".to_string(),
+        Some(1) => "1 theme".to_string(),
+        Some(n) => format!("{n} themes"),
+    };
     stored(app, app.store.set_themes(s.id, choice.as_ref()).await, |changed| {
         tracing::info!("subscriber {} now receives {chosen}", changed.id);
         match &changed.themes {

@@ -136,10 +136,7 @@ pub fn wait_for_mail(sink: &Sink, rcpt: &str, n: usize) -> Vec<Received> {
 
 /// The path of the confirmation link in a received message.
 pub fn confirm_path(m: &Received) -> String {
-    let raw = m.raw.replace("=\r\n", "").replace("=\n", ""); // quoted-printable soft line breaks
-    let at = raw.find("https://signals.example.org/confirm/").unwrap_or_else(|| panic!("no confirm link in {}", m.raw));
-    let url: String = raw[at..].chars().take_while(|c| !c.is_whitespace()).collect();
-    url.trim_start_matches("https://signals.example.org").to_string()
+    link_path(m, "/confirm/")
 }
 
 /// The path of the first link to `https://signals.example.org{prefix}…` in a received message
