@@ -647,3 +647,25 @@ fn the_log_names_readers_by_id_and_shows_neither_addresses_nor_tokens() {
         assert!(!log.contains(secret), "the log shows {secret:?}:\n{log}");
     }
 }
+
+/// A host that serves the archive without the digests still serves the forms, without themes, and
+/// offers them once the digests can be read.
+#[test]
+fn without_the_digests_the_forms_offer_no_themes_until_they_can_be_read() {
+    let p = Project::with_own_digests("");
+    p.expect(0, &["build"]);
+    std::fs::rename(p.path("digests"), p.path("digests.away")).unwrap();
+    let s = Running::start(&p, Options::default());
+    assert!(s.app.offered_themes().is_empty());
+    let page = get(s.addr, "/subscribe");
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<fieldset") && page.body.contains(r#"id="email""#), "{}", page.body);
+    let r = post_form(s.addr, "/subscribe", "email=early%40example.org&themes=energy", &[]);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("no issue has themes yet"), "{}", r.body);
+    std::fs::rename(p.path("digests.away"), p.path("digests")).unwrap();
+    let app = s.app.clone();
+    assert!(s.rt.block_on(async move { gazette::server::refresh_themes_once(&app, Utc::now()).await.unwrap() }));
+    offered(&s);
+    assert!(get(s.addr, "/subscribe").body.contains("<fieldset"));
+}

@@ -111,7 +111,8 @@ impl std::ops::Deref for App {
 impl App {
     /// Opens what the service needs: the database, the token key, the templates (every page is
     /// rendered once, so a broken `page.html` stops the start), the mail transport, and the themes
-    /// of the newest published issues (as of now) for the forms.
+    /// of the newest published issues (as of now) for the forms: none, with a warning, when the
+    /// digests cannot be read, for a host that serves the archive without them.
     pub async fn new(config: &Config, options: Options) -> anyhow::Result<App> {
         let mut config = config.clone();
         let rewrite = options
@@ -132,9 +133,14 @@ impl App {
         let templates = crate::project::load_templates(config)?;
         check_pages(config, &templates).map_err(crate::project::template_error)?;
         let transport = Transport::from_config(config)?;
-        let offered = offered::read(config, &store, chrono::Utc::now())
-            .await
-            .context("cannot read the themes of the recent issues for the subscribe form")?;
+        // A host that only serves the archive may lack the digests: the forms then offer no themes
+        // until `refresh_themes` can read them.
+        let offered = offered::read(config, &store, chrono::Utc::now()).await.unwrap_or_else(|e| {
+            tracing::warn!(
+                "cannot read the themes of the recent issues: {e:#}; the subscribe form offers none until they can be read"
+            );
+            offered::Offered::unread()
+        });
         let limiter = limit::Limiter::new(options.per_client, options.overall);
         let mails_in_flight = Default::default();
         Ok(App(Arc::new(Inner {

@@ -23,7 +23,15 @@ pub struct Offered {
     themes: Arc<Vec<RecentTheme>>,
     /// The record the themes were read with.
     record: PublicationRecord,
-    read_at: Instant,
+    /// `None` when they could not be read: the next round tries again.
+    read_at: Option<Instant>,
+}
+
+impl Offered {
+    /// No themes, to be read in the next round: the forms work without them meanwhile.
+    pub fn unread() -> Offered {
+        Offered { themes: Arc::default(), record: PublicationRecord::default(), read_at: None }
+    }
 }
 
 /// The lock around what is offered: written by `refresh`, read by every form.
@@ -32,7 +40,11 @@ pub type OfferedLock = RwLock<Offered>;
 /// The recent themes as a project loaded now finds them, and the record they follow from.
 pub async fn read(config: &Config, store: &Store, now: DateTime<Utc>) -> anyhow::Result<Offered> {
     let project = Project::load(config.clone(), Some(store), now).await?;
-    Ok(Offered { themes: Arc::new(project.recent_themes()), record: project.record().clone(), read_at: Instant::now() })
+    Ok(Offered {
+        themes: Arc::new(project.recent_themes()),
+        record: project.record().clone(),
+        read_at: Some(Instant::now()),
+    })
 }
 
 impl App {
@@ -48,7 +60,7 @@ pub async fn refresh_themes_once(app: &App, now: DateTime<Utc>) -> anyhow::Resul
     let record = app.store.publications().read().await?;
     let stale = {
         let offered = app.offered.read().unwrap_or_else(|e| e.into_inner());
-        offered.record != record || offered.read_at.elapsed() >= MAX_AGE
+        offered.record != record || offered.read_at.is_none_or(|at| at.elapsed() >= MAX_AGE)
     };
     if !stale {
         return Ok(false);
