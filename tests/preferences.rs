@@ -385,6 +385,14 @@ fn the_subscribe_form_stores_ticked_themes_for_new_readers_and_leaves_active_one
     assert_eq!(r.status, 200);
     assert_eq!(slugs(&s, active), Some(vec![c.slug.clone()]), "ticking none changes nothing either");
 
+    // An unsubscribed reader coming back (through a new confirmation) chooses afresh.
+    let gone = s.add("gone@example.org", Status::Active);
+    set_themes(&s, gone, &[&c.name]);
+    s.rt.block_on(s.app.store().unsubscribe_by_id(gone)).unwrap();
+    assert_eq!(subscribe("gone@example.org", &[&a.slug]).status, 200);
+    assert_eq!(slugs(&s, gone), Some(vec![a.slug.clone()]));
+    assert_eq!(s.status_of("gone@example.org"), Some(Status::Unsubscribed), "until the new link is used");
+
     // JSON names the themes.
     let body = json!({"email": "json@example.org", "themes": [a.name, b.name]}).to_string();
     let r = http(s.addr, "POST", "/subscribe", &[("Content-Type", "application/json")], body.as_bytes());
