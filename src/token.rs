@@ -1,4 +1,4 @@
-//! Signed links for unsubscribing, confirming and a reader's preferences: `<id>.<hex HMAC-SHA256>` over the subscriber's id
+//! Signed links for unsubscribing, confirming, a reader's preferences and a change of address: `<id>.<hex HMAC-SHA256>` over the subscriber's id
 //! and the link's purpose; and the bounce token of a VERP envelope sender, which names an issue's
 //! delivery to one subscriber (`bounce_token`). Pure functions; where the key comes from
 //! (`GAZETTE_SECRET` or the database) is the store's business (`Store::token_key`).
@@ -22,6 +22,8 @@ pub enum Purpose {
     Bounce,
     /// The reader's preferences page (themes, pause, address, unsubscribe), linked from every email.
     Preferences,
+    /// The link mailed to a new address, which moves the subscription there (`address_token`).
+    ChangeAddress,
 }
 
 impl Purpose {
@@ -31,6 +33,7 @@ impl Purpose {
             Purpose::Confirm => b"confirm",
             Purpose::Bounce => b"bounce",
             Purpose::Preferences => b"preferences",
+            Purpose::ChangeAddress => b"change-address",
         }
     }
 }
@@ -70,6 +73,16 @@ impl TokenKey {
         mac.update(issue_id.as_str().as_bytes());
         mac
     }
+
+    /// The MAC of an address token: the subscriber, then the request, then the new address's key.
+    fn address_mac(&self, subscriber_id: i64, change_id: i64, new_address_key: &str) -> HmacSha256 {
+        let mut mac = self.mac(subscriber_id, Purpose::ChangeAddress);
+        mac.update(b"\0");
+        mac.update(change_id.to_string().as_bytes());
+        mac.update(b"\0");
+        mac.update(new_address_key.as_bytes());
+        mac
+    }
 }
 
 /// A secret too short to sign with.
@@ -106,6 +119,36 @@ pub fn verify_token(key: &TokenKey, token: &str, purpose: Purpose) -> Option<i64
     let tag = hex::decode(tag_hex).ok()?;
     key.mac(id, purpose).verify_slice(&tag).ok()?;
     Some(id)
+}
+
+/// The token of the link that moves subscriber `subscriber_id` to a new address: `<subscriber>.<request>.<MAC>`,
+/// the MAC over both ids and the new address's key (`SubscriberEmail::key`), so that a link made
+/// for one address never moves the subscription to another.
+pub fn address_token(key: &TokenKey, subscriber_id: i64, change_id: i64, new_address_key: &str) -> String {
+    let tag = key.address_mac(subscriber_id, change_id, new_address_key).finalize().into_bytes();
+    format!("{subscriber_id}.{change_id}.{}", hex::encode(tag))
+}
+
+/// The (subscriber, request) ids an address token names, unchecked: where to find the new address
+/// to check it with (`verify_address_token`). `None` when it is not of that shape.
+pub fn address_token_ids(token: &str) -> Option<(i64, i64)> {
+    let (ids, tag_hex) = token.rsplit_once('.')?;
+    let (id_text, change_text) = ids.split_once('.')?;
+    let (id, change): (i64, i64) = (id_text.parse().ok()?, change_text.parse().ok()?);
+    // Only the canonical spellings, and a whole MAC.
+    if id.to_string() != id_text || change.to_string() != change_text || tag_hex.len() != MAC_LEN * 2 {
+        return None;
+    }
+    Some((id, change))
+}
+
+/// Whether `key` made `token` for this subscriber's request to move to `new_address_key`. The
+/// comparison is constant time.
+pub fn verify_address_token(key: &TokenKey, token: &str, new_address_key: &str) -> Option<(i64, i64)> {
+    let (id, change) = address_token_ids(token)?;
+    let tag = hex::decode(token.rsplit_once('.')?.1).ok()?;
+    key.address_mac(id, change, new_address_key).verify_slice(&tag).ok()?;
+    Some((id, change))
 }
 
 /// Bytes of the MAC kept in a bounce token (80 bits): the token goes into the local part of an
@@ -234,6 +277,31 @@ mod tests {
         // An issue part that is not an issue's id is not ours.
         assert_eq!(verify_bounce_token(&k, &format!("4711.2023-7-17.{tag}")), None);
         assert_eq!(verify_bounce_token(&k, &format!("4711..{tag}")), None);
+    }
+
+    #[test]
+    fn address_tokens_bind_the_subscriber_the_request_and_the_new_address() {
+        let k = key("a secret of sufficient length");
+        let t = address_token(&k, 7, 42, "new@example.org");
+        assert!(t.starts_with("7.42.") && t.bytes().all(|b| b == b'.' || b.is_ascii_hexdigit()), "{t}");
+        assert_eq!(address_token_ids(&t), Some((7, 42)));
+        assert_eq!(verify_address_token(&k, &t, "new@example.org"), Some((7, 42)));
+        assert_eq!(verify_address_token(&k, &t, "other@example.org"), None, "another address");
+        assert_eq!(verify_address_token(&key("another secret, also long"), &t, "new@example.org"), None);
+        let (_, tag) = t.rsplit_once('.').unwrap();
+        for forged in [format!("8.42.{tag}"), format!("7.43.{tag}"), format!("07.42.{tag}"), format!("7.+42.{tag}")] {
+            assert_eq!(verify_address_token(&k, &forged, "new@example.org"), None, "{forged}");
+        }
+        assert_eq!(verify_address_token(&k, &t[..t.len() - 1], "new@example.org"), None);
+        // Neither the preferences token nor another purpose's MAC passes for it.
+        let prefs = sign_token(&k, 7, Purpose::Preferences);
+        assert_eq!(address_token_ids(&prefs), None);
+        let (_, long) = prefs.split_once('.').unwrap();
+        assert_eq!(verify_address_token(&k, &format!("7.42.{long}"), "new@example.org"), None);
+        assert_eq!(verify_token(&k, &t, Purpose::ChangeAddress), None);
+        for junk in ["", ".", "7..", "7.42.", "a.b.c", "7.42.zz"] {
+            assert_eq!(verify_address_token(&k, junk, "new@example.org"), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub fn preferences(site: &Site, token: &str) -> String {
     format!("{}/preferences/{token}", site.base_url)
 }
 
+/// The link mailed to a new address that moves a reader's subscription there, with its signed token.
+pub fn confirm_address(site: &Site, token: &str) -> String {
+    format!("{}/address/{token}", site.base_url)
+}
+
 /// The token previews carry in place of a reader's: exactly the real link's shape (an id, a dot,
 /// 64 hex digits), naming nobody (ids start at 1, and the MAC is not one), so that the service
 /// answers it with "this link is not valid".

@@ -12,6 +12,10 @@ Usage: browser.py STEPS_JSON, where the steps are a list of
   {"click": css, "navigates": b}  scroll the element into view, click its centre (and wait for the
                                   next page)
   {"type": text}                  type into the focused element
+  {"select": css, "value": v}     choose the option of value v in the <select> css selects with the
+                                  keyboard, as a reader does: focus it, then the arrow keys
+  {"desktop": {"width": w, "height": h}}
+                                  a desktop screen: that viewport in CSS pixels, not mobile
   {"screenshot": path, "full_page": b}
                                   save a PNG of the viewport (or of the whole page)
   {"text": true}                  the page's visible text, added to the output
@@ -112,6 +116,24 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})
 
+    def select(self, css, value):
+        where = self.eval(f"(() => {{ const e = document.querySelector({json.dumps(css)}); if (!e) return null;"
+                          " e.scrollIntoView({block: 'center', behavior: 'instant'}); e.focus();"
+                          f" return [e.selectedIndex, [...e.options].findIndex(o => o.value === {json.dumps(value)})]; }})()")
+        if where is None:
+            raise RuntimeError(f"nothing on the page matches {css}")
+        now, wanted = where
+        if wanted < 0:
+            raise RuntimeError(f"{css} has no option of value {value!r}")
+        key, code = ("ArrowDown", 40) if wanted > now else ("ArrowUp", 38)
+        for _ in range(abs(wanted - now)):
+            for kind in ("rawKeyDown", "keyUp"):
+                self.call("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key,
+                                                     "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code})
+        got = self.eval(f"document.querySelector({json.dumps(css)}).value")
+        if got != value:
+            raise RuntimeError(f"the arrow keys left {css} at {got!r}, not {value!r}")
+
     def close(self):
         try:
             self.call("Browser.close")
@@ -156,6 +178,11 @@ def main():
                        "deviceScaleFactor": d.get("scale", 1), "mobile": True})
                 b.call("Emulation.setTouchEmulationEnabled", {"enabled": True})
                 b.call("Emulation.setScrollbarsHidden", {"hidden": True})  # a phone's overlay scrollbars
+            elif "desktop" in step:
+                d = step["desktop"]
+                width = d["width"]
+                b.call("Emulation.setDeviceMetricsOverride", {"width": d["width"], "height": d["height"],
+                       "deviceScaleFactor": 1, "mobile": False})
             elif "dark" in step:
                 b.call("Emulation.setEmulatedMedia", {"features": [
                     {"name": "prefers-color-scheme", "value": "dark" if step["dark"] else "light"}]})
@@ -171,6 +198,8 @@ def main():
                 b.click(step["click"])
                 if step.get("navigates"):
                     b.wait_load()
+            elif "select" in step:
+                b.select(step["select"], step["value"])
             elif "type" in step:
                 b.call("Input.insertText", {"text": step["type"]})
             elif "screenshot" in step:

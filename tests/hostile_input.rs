@@ -274,7 +274,7 @@ fn form_seeds() -> Vec<Seed> {
 fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
     use axum::body::Body;
     use axum::http::Request;
-    use gazette::server::{Refusal, read_subscribe_request};
+    use gazette::server::{Refusal, SubscribeRequest, read_subscribe_request};
 
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let config = gazette::Config::embedded_defaults(Path::new("."));
@@ -293,8 +293,14 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
         let json = content_type.starts_with("application/json");
         let request =
             Request::post("/subscribe").header("content-type", content_type).body(Body::from(input.to_vec())).unwrap();
-        match runtime.block_on(read_subscribe_request(request, json)) {
-            Ok((email, name)) => {
+        let offered =
+            [gazette::themes::RecentTheme { name: "Open source".into(), slug: "open-source".into(), digests: 2 }];
+        match runtime.block_on(read_subscribe_request(request, json, &offered)) {
+            Ok(SubscribeRequest { email, name, themes }) => {
+                check(
+                    themes.iter().flat_map(|t| t.slugs()).all(|s| s == "open-source"),
+                    format!("themes not offered were taken: {themes:?}"),
+                )?;
                 let again = SubscriberEmail::parse(email.as_str())
                     .map_err(|e| format!("{email} was taken but does not parse again: {e}"))?;
                 check(again == email, format!("{email} parses again as {again}"))?;
@@ -328,13 +334,17 @@ fn subscribe_form_never_panics_and_takes_only_addresses_it_can_send_to() {
 
 #[test]
 fn tokens_never_panic_and_no_altered_one_verifies() {
-    use gazette::store::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
+    use gazette::store::{
+        Purpose, TokenKey, address_token, bounce_token, sign_token, verify_address_token, verify_bounce_token,
+        verify_token,
+    };
     let key = TokenKey::from_secret(b"a secret of sufficient length for tests".to_vec()).unwrap();
     let mut seeds = Vec::new();
     for id in [1, 7, 1234, i64::MAX] {
         seeds.push(Seed::new("unsubscribe", sign_token(&key, id, Purpose::Unsubscribe).into_bytes()));
         seeds.push(Seed::new("confirm", sign_token(&key, id, Purpose::Confirm).into_bytes()));
         seeds.push(Seed::new("bounce", bounce_token(&key, id, &"2023-07-17".parse().unwrap()).into_bytes()));
+        seeds.push(Seed::new("address", address_token(&key, id, 42, "new@example.org").into_bytes()));
     }
     let outcomes = run_cases("tokens", &seeds, |input, case| {
         // A token arrives as text: a URL's path segment or an address's local part.
@@ -346,6 +356,18 @@ fn tokens_never_panic_and_no_altered_one_verifies() {
                 check(
                     named.is_none() || token.to_ascii_lowercase() == original,
                     format!("an altered bounce token names {named:?}"),
+                )?;
+                named.is_some()
+            }
+            "address" => {
+                let named = verify_address_token(&key, &token, "new@example.org");
+                check(
+                    named.is_none() || token.to_ascii_lowercase() == original,
+                    format!("an altered address token names {named:?}"),
+                )?;
+                check(
+                    verify_address_token(&key, &token, "other@example.org").is_none(),
+                    "an address token verifies for another address",
                 )?;
                 named.is_some()
             }

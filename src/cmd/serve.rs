@@ -46,8 +46,10 @@ pub fn run(
         tracing::info!("serving {} on http://{origin} (subscribe form: http://{origin}/subscribe)", config.paths.out.display());
         // Stopped when serving ends: a mail cut short then counts as sent, and a next subscribe sends it.
         let retries = tokio::spawn(server::retry_confirmations(app.clone()));
+        let themes = tokio::spawn(server::refresh_themes(app.clone()));
         server::serve(listener, server::router(app.clone()), server::shutdown_signal()).await?;
         retries.abort();
+        themes.abort();
         app.finish_mails(std::time::Duration::from_secs(30)).await;
         app.store().clone().close().await;
         Ok(ExitCode::SUCCESS)

@@ -20,7 +20,9 @@ pub use email::{
 };
 pub use feeds::{FeedItem, ThemeFeed, atom_feed, issue_date, json_feed, rss_feed, slug, theme_feed_plan, theme_feeds};
 pub use output::OutputFile;
-pub use pages::{Page, PageForm, PageLink, render_page};
+pub use pages::{
+    Page, PageForm, PageLink, PageSection, PageSelect, SelectOption, ThemeFields, ThemeOption, render_page,
+};
 pub use templates::{BUILTIN, TemplateFile, Templates};
 
 use minijinja::context;

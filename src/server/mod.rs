@@ -1,10 +1,12 @@
 //! `gazette serve`'s web service: the archive and feeds of `[paths] out`, the double opt-in
-//! subscribe form, confirmation links and one-click unsubscribe (RFC 8058). The router is built
-//! apart from running it, so tests serve it on port 0.
+//! subscribe form with its themes, confirmation links, one-click unsubscribe (RFC 8058) and the
+//! reader's preferences page. The router is built apart from running it, so tests serve it on port 0.
 
 mod connections;
 mod files;
 mod limit;
+mod offered;
+mod preferences;
 mod subscribe;
 
 use std::convert::Infallible;
@@ -28,7 +30,8 @@ use crate::render::{Page, Templates, render_page};
 use crate::store::{Store, TokenKey};
 pub use connections::serve;
 pub use limit::Rate;
-pub use subscribe::{Refusal, read_subscribe_request, retry_confirmations, retry_confirmations_once};
+pub use offered::{refresh_themes, refresh_themes_once};
+pub use subscribe::{Refusal, SubscribeRequest, read_subscribe_request, retry_confirmations, retry_confirmations_once};
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -57,6 +60,9 @@ pub struct Options {
     pub local_origin: Option<String>,
     /// How often `serve` sends again the confirmation mails that did not go out (`retry_confirmations`).
     pub retry_confirmations_every: Duration,
+    /// How often `serve` looks whether the publication record changed, to offer a new issue's
+    /// themes (`refresh_themes`).
+    pub refresh_themes_every: Duration,
 }
 
 impl Default for Options {
@@ -68,6 +74,7 @@ impl Default for Options {
             confirm_within: chrono::Duration::days(7),
             local_origin: None,
             retry_confirmations_every: Duration::from_secs(300),
+            refresh_themes_every: Duration::from_secs(60),
         }
     }
 }
@@ -90,6 +97,8 @@ pub struct Inner {
     mails_in_flight: std::sync::atomic::AtomicUsize,
     /// Files already read, with their ETag, by path: a poll for an unchanged feed costs a stat.
     files: files::FileCache,
+    /// The themes the forms offer (`offered`).
+    offered: offered::OfferedLock,
 }
 
 impl std::ops::Deref for App {
@@ -101,7 +110,9 @@ impl std::ops::Deref for App {
 
 impl App {
     /// Opens what the service needs: the database, the token key, the templates (every page is
-    /// rendered once, so a broken `page.html` stops the start) and the mail transport.
+    /// rendered once, so a broken `page.html` stops the start), the mail transport, and the themes
+    /// of the newest published issues (as of now) for the forms: none, with a warning, when the
+    /// digests cannot be read, for a host that serves the archive without them.
     pub async fn new(config: &Config, options: Options) -> anyhow::Result<App> {
         let mut config = config.clone();
         let rewrite = options
@@ -122,6 +133,14 @@ impl App {
         let templates = crate::project::load_templates(config)?;
         check_pages(config, &templates).map_err(crate::project::template_error)?;
         let transport = Transport::from_config(config)?;
+        // A host that only serves the archive may lack the digests: the forms then offer no themes
+        // until `refresh_themes` can read them.
+        let offered = offered::read(config, &store, chrono::Utc::now()).await.unwrap_or_else(|e| {
+            tracing::warn!(
+                "cannot read the themes of the recent issues: {e:#}; the subscribe form offers none until they can be read"
+            );
+            offered::Offered::unread()
+        });
         let limiter = limit::Limiter::new(options.per_client, options.overall);
         let mails_in_flight = Default::default();
         Ok(App(Arc::new(Inner {
@@ -135,6 +154,7 @@ impl App {
             options,
             mails_in_flight,
             files: files::FileCache::new(rewrite),
+            offered: std::sync::RwLock::new(offered),
         })))
     }
 
@@ -190,7 +210,7 @@ impl App {
 
 /// Renders one of each page the service shows, to find a broken `page.html` before a reader does.
 pub fn check_pages(config: &Config, templates: &Templates) -> Result<(), crate::render::RenderError> {
-    for page in subscribe::sample_pages() {
+    for page in subscribe::sample_pages().into_iter().chain(preferences::sample_pages()) {
         render_page(config, templates, &page)?;
     }
     Ok(())
@@ -203,6 +223,8 @@ pub fn router(app: App) -> Router {
         .route("/subscribe", get(subscribe::form).post(subscribe::subscribe))
         .route("/confirm/{token}", get(subscribe::confirm_page).post(subscribe::confirm))
         .route("/unsubscribe/{token}", get(subscribe::unsubscribe_page).post(subscribe::unsubscribe))
+        .route("/preferences/{token}", get(preferences::page).post(preferences::change))
+        .route("/address/{token}", get(preferences::address_page).post(preferences::confirm_address))
         .route("/", get(files::serve_file))
         .route("/{*path}", get(files::serve_file))
         .fallback(not_found)
@@ -277,7 +299,7 @@ async fn log_request(request: Request, next: Next) -> Response {
 }
 
 fn loggable_path(path: &str) -> String {
-    for prefix in ["/unsubscribe/", "/confirm/"] {
+    for prefix in ["/unsubscribe/", "/confirm/", "/preferences/", "/address/"] {
         if path.len() > prefix.len() && path.starts_with(prefix) {
             return format!("{prefix}{{token}}");
         }
@@ -319,6 +341,8 @@ mod tests {
     fn tokens_never_reach_the_log() {
         assert_eq!(loggable_path("/unsubscribe/7.abcdef"), "/unsubscribe/{token}");
         assert_eq!(loggable_path("/confirm/7.abcdef"), "/confirm/{token}");
+        assert_eq!(loggable_path("/preferences/7.abcdef"), "/preferences/{token}");
+        assert_eq!(loggable_path("/address/7.9.abcdef"), "/address/{token}");
         assert_eq!(loggable_path("/rss.xml"), "/rss.xml");
     }
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use lettre::message::header::ContentType;
 use serde::Deserialize;
 
-use super::{App, ClientIp, retry_after};
+use super::{App, ClientIp, offered, retry_after};
 use crate::deliver::SendError;
 use crate::deliver::message::recipient_mailbox;
 use crate::render::{Page, PageForm, PageLink};
@@ -19,6 +19,7 @@ use crate::store::{
     AddOutcome, ConfirmOutcome, NewSubscriber, Purpose, RemoveOutcome, Source, Status, Subscriber, SubscriberEmail,
     clean_name, sign_token, verify_token,
 };
+use crate::themes::{RecentTheme, ThemeChoice};
 use crate::urls;
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,28 +28,54 @@ pub struct SubscribeForm {
     email: String,
     #[serde(default)]
     name: Option<String>,
+    /// The themes ticked (their slugs) or, in JSON, named; none: every theme.
+    #[serde(default)]
+    themes: Vec<String>,
 }
 
-fn subscribe_page(error: Option<String>, form: &SubscribeForm) -> Page {
+impl SubscribeForm {
+    /// The form's fields from its pairs: `themes` once per ticked box, the last of the others.
+    fn from_pairs(pairs: Vec<(String, String)>) -> SubscribeForm {
+        let mut form = SubscribeForm::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "email" => form.email = v,
+                "name" => form.name = Some(v),
+                "themes" => form.themes.push(v),
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
+fn subscribe_page(error: Option<String>, form: &SubscribeForm, offered: &[RecentTheme]) -> Page {
+    let mut lines = vec!["One email a week with the new issue. We send a confirmation link first; nothing else arrives until you use it.".into()];
+    if !offered.is_empty() {
+        lines.push("Choose themes to receive only the digests about them, or none to receive everything.".into());
+    }
     Page {
         title: "Subscribe".into(),
-        lines: vec!["One email a week with the new issue. We send a confirmation link first; nothing else arrives until you use it.".into()],
+        lines,
         error,
         form: Some(PageForm {
             button: "Subscribe".into(),
             subscribe_fields: true,
             email: form.email.clone(),
             name: form.name.clone().unwrap_or_default(),
+            themes: offered::theme_fields("Themes (optional)", offered, &form.themes),
             ..PageForm::default()
         }),
-        link: None,
+        ..Page::default()
     }
 }
 
 /// One of each page, rendered at start-up to find template errors before a reader does.
 pub fn sample_pages() -> Vec<Page> {
+    let themes = [RecentTheme { name: "theme".into(), slug: "theme".into(), digests: 2 }];
+    let ticked = SubscribeForm { themes: vec!["theme".into()], ..SubscribeForm::default() };
     vec![
-        subscribe_page(Some("error".into()), &SubscribeForm::default()),
+        subscribe_page(Some("error".into()), &ticked, &themes),
         Page {
             title: "Unsubscribe".into(),
             form: Some(PageForm { button: "Unsubscribe".into(), one_click: true, ..PageForm::default() }),
@@ -59,10 +86,10 @@ pub fn sample_pages() -> Vec<Page> {
 }
 
 pub async fn form(State(app): State<App>) -> Response {
-    app.page(StatusCode::OK, &subscribe_page(None, &SubscribeForm::default()))
+    app.page(StatusCode::OK, &subscribe_page(None, &SubscribeForm::default(), &app.offered_themes()))
 }
 
-/// `POST /subscribe`, a form or JSON (`{"email": …, "name": …}`), answered in kind.
+/// `POST /subscribe`, a form or JSON (`{"email": …, "name": …, "themes": […]}`), answered in kind.
 pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: Request) -> Response {
     let json = request
         .headers()
@@ -88,12 +115,13 @@ pub async fn subscribe(State(app): State<App>, ClientIp(ip): ClientIp, request: 
         response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
         return response;
     }
-    let (email, name) = match read_subscribe_request(request, json).await {
+    let asked = match read_subscribe_request(request, json, &app.offered_themes()).await {
         Ok(c) => c,
         Err(Refusal::Undecodable(rejection)) => return rejection,
         Err(Refusal::Invalid(page)) => return answer(StatusCode::BAD_REQUEST, *page),
     };
-    if let Err(e) = register(&app, &email, name).await {
+    let email = asked.email.clone();
+    if let Err(e) = register(&app, asked).await {
         return app.unavailable(format!("subscribe: {e}"));
     }
     // The same words for a new, pending, active or unsubscribed address.
@@ -115,30 +143,50 @@ pub enum Refusal {
     Invalid(Box<Page>),
 }
 
-/// The body of a `POST /subscribe`, a form or JSON (`json`), decoded and checked: the address and
-/// the name to register. Public for the property tests, which feed it hostile bodies.
+/// A subscribe request, decoded and checked.
+#[derive(Debug, Clone)]
+pub struct SubscribeRequest {
+    pub email: SubscriberEmail,
+    pub name: Option<String>,
+    /// The themes chosen among those offered; `None`: every theme.
+    pub themes: Option<ThemeChoice>,
+}
+
+/// The body of a `POST /subscribe`, a form or JSON (`json`), decoded and checked: the address, the
+/// name and the themes (among `offered`; any other is refused, naming it) to register. Public for
+/// the property tests, which feed it hostile bodies.
 pub async fn read_subscribe_request(
     request: Request,
     json: bool,
-) -> Result<(SubscriberEmail, Option<String>), Refusal> {
+    offered: &[RecentTheme],
+) -> Result<SubscribeRequest, Refusal> {
     let form = if json {
         Json::<SubscribeForm>::from_request(request, &()).await.map(|j| j.0).map_err(IntoResponse::into_response)
     } else {
-        Form::<SubscribeForm>::from_request(request, &()).await.map(|f| f.0).map_err(IntoResponse::into_response)
+        Form::<Vec<(String, String)>>::from_request(request, &())
+            .await
+            .map(|f| SubscribeForm::from_pairs(f.0))
+            .map_err(IntoResponse::into_response)
     };
     let form = form.map_err(Refusal::Undecodable)?;
-    let checked = SubscriberEmail::parse(&form.email)
-        .map_err(|e| e.to_string())
-        .and_then(|email| Ok((email, clean_name(form.name.as_deref().unwrap_or(""))?)));
+    let checked = SubscriberEmail::parse(&form.email).map_err(|e| e.to_string()).and_then(|email| {
+        let name = clean_name(form.name.as_deref().unwrap_or(""))?;
+        let themes = offered::chosen(&form.themes, offered)?;
+        Ok(SubscribeRequest { email, name, themes })
+    });
     checked.map_err(|why| {
-        Refusal::Invalid(Box::new(subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form)))
+        let page = subscribe_page(Some(format!("{why}. Please correct it and try again.")), &form, offered);
+        Refusal::Invalid(Box::new(page))
     })
 }
 
 /// Records the sign-up and, when one is due, sends the confirmation mail in the background (so the
-/// answer takes as long whether a mail goes out or not).
-async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> anyhow::Result<()> {
-    let new = NewSubscriber { email: email.clone(), name, status: Status::Pending, source: Source::Web };
+/// answer takes as long whether a mail goes out or not). The themes are stored only for a reader
+/// who is not subscribed (new, pending or unsubscribed): whoever types an active reader's address
+/// changes nothing of theirs.
+async fn register(app: &App, asked: SubscribeRequest) -> anyhow::Result<()> {
+    let SubscribeRequest { email, name, themes } = asked;
+    let new = NewSubscriber { email, name, status: Status::Pending, source: Source::Web };
     let subscriber = match app.store.add(&new, false).await? {
         AddOutcome::Added(s) | AddOutcome::Unchanged(s) | AddOutcome::Suppressed(s) | AddOutcome::Activated(s) => s,
         AddOutcome::Reactivated { subscriber, .. } => subscriber,
@@ -147,6 +195,9 @@ async fn register(app: &App, email: &SubscriberEmail, name: Option<String>) -> a
     if !matches!(subscriber.status, Status::Pending | Status::Unsubscribed) {
         tracing::info!("subscriber {} asked to subscribe; already {}: nothing sent", subscriber.id, subscriber.status);
         return Ok(());
+    }
+    if subscriber.themes != themes {
+        app.store.set_themes(subscriber.id, themes.as_ref()).await?;
     }
     let due = app.store.request_confirmation(subscriber.id, chrono::Utc::now(), app.options.resend_after).await?;
     // Ids, not addresses: the log should not become a list of readers.
@@ -225,8 +276,6 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
     let config = &app.config;
     let title = &config.site.title;
     let url = urls::confirm(&config.site, &sign_token(&app.key, subscriber.id, Purpose::Confirm));
-    let message_id =
-        format!("<confirm.{}.{:016x}@{}>", subscriber.id, rand::random::<u64>(), config.email.from.email.domain());
     let body = format!(
         "Hello,\n\nSomeone, probably you, asked to receive {title} at {email}.\n\
          To confirm, open this link and press the button on the page:\n\n{url}\n\n\
@@ -234,10 +283,26 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
         email = subscriber.email,
         base = urls::home(&config.site),
     );
+    let to = recipient_mailbox(subscriber.name.as_deref(), subscriber.email.parse()?);
+    let subject = format!("Confirm your subscription to {title}");
+    send_plain(app, to, &subject, body, &format!("confirm.{}", subscriber.id)).await
+}
+
+/// Sends one plain-text mail of the service (a confirmation link) to `to`, under a fresh
+/// Message-ID that starts with `id_prefix`. The typed error goes back: a refusal is not retried.
+pub(super) async fn send_plain(
+    app: &App,
+    to: lettre::message::Mailbox,
+    subject: &str,
+    body: String,
+    id_prefix: &str,
+) -> anyhow::Result<()> {
+    let config = &app.config;
+    let message_id = format!("<{id_prefix}.{:016x}@{}>", rand::random::<u64>(), config.email.from.email.domain());
     let mut builder = lettre::Message::builder()
         .from(config.email.from.clone())
-        .to(recipient_mailbox(subscriber.name.as_deref(), subscriber.email.parse()?))
-        .subject(format!("Confirm your subscription to {title}"))
+        .to(to)
+        .subject(subject)
         .message_id(Some(message_id.clone()))
         // lettre writes MIME-Version itself only for multipart bodies; RFC 2045 §4 wants it on
         // any message that declares a Content-Type.
@@ -247,13 +312,12 @@ async fn send_confirmation(app: &App, subscriber: &Subscriber) -> anyhow::Result
         builder = builder.reply_to(reply_to.clone());
     }
     let message = builder.body(body)?;
-    // The typed error goes back: a refusal is not retried.
     Ok(crate::deliver::send_single(&app.transport, &message, &message_id).await?)
 }
 
 /// The subscriber a link names, or the answer to give instead (404: forged, altered, for the
 /// other purpose, or naming no one).
-async fn linked(app: &App, token: &str, purpose: Purpose) -> Result<Subscriber, Response> {
+pub(super) async fn linked(app: &App, token: &str, purpose: Purpose) -> Result<Subscriber, Response> {
     let Some(id) = verify_token(&app.key, token, purpose) else { return Err(invalid_link(app, purpose)) };
     match app.store.subscriber_by_id(id).await {
         Ok(Some(s)) => Ok(s),
@@ -262,8 +326,13 @@ async fn linked(app: &App, token: &str, purpose: Purpose) -> Result<Subscriber, 
     }
 }
 
-fn invalid_link(app: &App, purpose: Purpose) -> Response {
-    let what = if purpose == Purpose::Confirm { "confirmation" } else { "unsubscribe" };
+pub(super) fn invalid_link(app: &App, purpose: Purpose) -> Response {
+    let what = match purpose {
+        Purpose::Confirm => "confirmation",
+        Purpose::Preferences => "preferences",
+        Purpose::ChangeAddress => "change of address",
+        Purpose::Unsubscribe | Purpose::Bounce => "unsubscribe",
+    };
     let lines = vec![format!(
         "This {what} link is not valid: it may have been cut short or altered. Copy the whole link from the email into the address bar."
     )];

@@ -83,6 +83,7 @@ pub fn reason_in(status_reason: &str) -> Option<crate::bounces::reason::Reason> 
     crate::bounces::reason::Reason::parse(status_reason.split_once(": ")?.0)
 }
 
+mod address_changes;
 pub mod bounces;
 mod confirmations;
 pub mod copy;
@@ -105,7 +106,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, SqlitePool};
 
 pub use crate::config::Database;
-pub use crate::token::{Purpose, TokenKey, bounce_token, sign_token, verify_bounce_token, verify_token};
+pub use crate::token::{
+    Purpose, TokenKey, address_token, bounce_token, sign_token, verify_address_token, verify_bounce_token, verify_token,
+};
+pub use address_changes::{AddressChange, AddressChangeOutcome, AddressChangeRequest};
 pub use confirmations::ConfirmOutcome;
 pub use import::{ImportError, ImportReport, InvalidRow};
 pub use subscribers::{
@@ -139,6 +143,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0009_dmarc.sql", include_str!("../../subscribers/migrations/sqlite/0009_dmarc.sql")),
         ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
         ("0011_themes.sql", include_str!("../../subscribers/migrations/sqlite/0011_themes.sql")),
+        ("0012_address_changes.sql", include_str!("../../subscribers/migrations/sqlite/0012_address_changes.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -150,6 +155,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0005_dmarc.sql", include_str!("../../subscribers/migrations/postgres/0005_dmarc.sql")),
         ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
         ("0007_themes.sql", include_str!("../../subscribers/migrations/postgres/0007_themes.sql")),
+        ("0008_address_changes.sql", include_str!("../../subscribers/migrations/postgres/0008_address_changes.sql")),
     ])
 });
 
@@ -545,6 +551,7 @@ mod tests {
         assert_eq!(
             tables,
             [
+                "address_changes",
                 "bounce_events",
                 "confirmations",
                 "deliveries",

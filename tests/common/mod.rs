@@ -6,6 +6,7 @@
 pub mod dovecot;
 pub mod postgres;
 pub mod relay;
+pub mod web;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
