@@ -38,6 +38,8 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
             ("bounced_at", Int),
             ("complained_at", Int),
             ("status_reason", Text),
+            ("themes", Text),
+            ("paused_until", Int),
         ],
     ),
     ("settings", &[("name", Text), ("value", Text)]),
@@ -140,7 +142,7 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
     ),
 ];
 
-/// Rows per INSERT: 13 columns at most, well under both backends' limits on parameters.
+/// Rows per INSERT: 15 columns at most, well under both backends' limits on parameters.
 const ROWS_PER_INSERT: usize = 1000;
 
 /// One value on its way.
