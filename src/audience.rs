@@ -124,3 +124,59 @@ fn shorten(text: &str, width: usize) -> String {
         format!("{}…", text.chars().take(width - 1).collect::<String>())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(list: &str) -> Option<ThemeChoice> {
+        ThemeChoice::parse_list(list).unwrap()
+    }
+
+    fn recent(name: &str) -> RecentTheme {
+        RecentTheme { name: name.into(), slug: crate::render::slug(name), digests: 1 }
+    }
+
+    #[test]
+    fn nobody_choosing_is_no_audience_to_show() {
+        assert_eq!(Audience::of(&[(None, 40)], &[]), None);
+        assert_eq!(Audience::of(&[], &[]), None);
+    }
+
+    #[test]
+    fn each_reader_counts_for_each_theme_they_chose_and_names_follow_the_digests() {
+        // Two spellings of one choice, stored by different versions, come as two rows.
+        let choices = [
+            (None, 10),
+            (choice("energy transition; Public Health"), 3),
+            (choice("Public health"), 2),
+            (choice("public-health"), 4),
+            (choice("Zoology"), 1),
+        ];
+        let a = Audience::of(&choices, &[recent("Energy Transition")]).unwrap();
+        assert_eq!((a.everything, a.choosing), (10, 10));
+        let rows: Vec<(&str, &str, i64, i64)> =
+            a.themes.iter().map(|t| (t.name.as_str(), t.slug.as_str(), t.followers, t.receive)).collect();
+        assert_eq!(
+            rows,
+            [
+                // The spelling most of its readers chose, none of the digests having it.
+                ("public-health", "public-health", 9, 19),
+                ("Energy Transition", "energy-transition", 3, 13),
+                ("Zoology", "zoology", 1, 11),
+            ]
+        );
+        let lines = a.lines();
+        assert_eq!(lines[0], "audience by theme (active readers): 10 with every theme, 10 with themes they chose");
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn long_names_are_cut_in_the_table() {
+        let long = "n".repeat(60);
+        let a = Audience::of(&[(choice(&long), 1)], &[]).unwrap();
+        let row = &a.lines()[2];
+        assert!(row.starts_with(&format!("  {}…  ", "n".repeat(39))), "{row}");
+        assert_eq!(a.themes[0].name, long, "the JSON keeps it whole");
+    }
+}

@@ -406,3 +406,40 @@ pub fn ready_for_readers(config: &Config) -> Result<(), ExitError> {
         config.describe_source()
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::themes::{RecentTheme, ThemeChoice};
+
+    fn choice(list: &str) -> Option<ThemeChoice> {
+        ThemeChoice::parse_list(list).unwrap()
+    }
+
+    fn recent(names: &[&str]) -> Vec<RecentTheme> {
+        names.iter().map(|n| RecentTheme { name: n.to_string(), slug: crate::render::slug(n), digests: 1 }).collect()
+    }
+
+    #[test]
+    fn themes_no_recent_digest_carries_are_named_with_their_readers() {
+        let choices = [
+            (None, 50),
+            (choice("Energy transition; Old name"), 3),
+            (choice("old-name"), 1),
+            (choice("Gone"), 1),
+            (choice("ENERGY TRANSITION"), 7),
+        ];
+        let warnings = themes_not_carried(&choices, &recent(&["energy transition", "public health"]), 1);
+        assert_eq!(
+            warnings,
+            [
+                "warning: 4 readers follow the theme `Old name`, which no digest of the last issue carries: was it renamed? Readers who follow only such themes receive nothing.",
+                "warning: 1 reader follows the theme `Gone`, which no digest of the last issue carries: was it renamed? Readers who follow only such themes receive nothing.",
+                "warning: 2 readers follow only such themes, so their weeks are skipped; `gazette subscribers list --theme NAME` lists a theme's readers, and an import with a `themes` column changes their choice",
+            ]
+        );
+        // Nothing published yet, or every chosen theme carried: nothing to say.
+        assert!(themes_not_carried(&choices, &[], 0).is_empty());
+        assert!(themes_not_carried(&[(choice("Energy transition"), 3)], &recent(&["Energy Transition"]), 8).is_empty());
+    }
+}
