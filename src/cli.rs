@@ -360,7 +360,7 @@ fn dispatch(
             cmd::run::run(&config, once, dry_run, at.map(|t| t.with_timezone(&chrono::Utc)))
         }
         Command::Serve { listen, behind_proxy } => cmd::serve::run(config, listen, behind_proxy, now),
-        Command::Subscribers(sub) => cmd::subscribers::run(&config, sub),
+        Command::Subscribers(sub) => cmd::subscribers::run(&config, sub, now),
         Command::Bounces(sub) => cmd::bounces::run(&config, sub),
         Command::Dmarc { days, json } => cmd::dmarc::run(&config, days, json, now),
         Command::Store(sub) => cmd::store::run(&config, sub),

@@ -6,6 +6,7 @@
 //! published; the store, the scheduler, the HTTP server and the command line sit at the edges and
 //! go through it.
 
+pub mod audience;
 pub mod bounces;
 pub mod build_cache;
 pub mod cli;

@@ -3,6 +3,8 @@
 //! digest problems, template errors (a required placeholder included), emails Gmail would clip,
 //! the DKIM key, the token secret, the SMTP password, and (with a real relay) the placeholders of
 //! `gazette init` that must not reach readers. `send` and `run` ask `ready_for_readers`, the same rule.
+//! It also warns about themes readers follow that no recent digest carries (a renamed theme leaves
+//! its readers with nothing), without counting them as problems.
 
 use chrono::{DateTime, Utc};
 
@@ -46,6 +48,9 @@ pub struct Readiness {
     /// Files of the digests folder that are not read as digests, each with why: not problems (the
     /// folder may hold other files), but a digest saved under a wrong name would be missed.
     pub unread: Vec<String>,
+    /// Themes active readers follow that no digest of the recent issues carries, each with how
+    /// many follow it: not problems (a theme may come back), but a renamed theme reaches no one.
+    pub themes: Vec<String>,
 }
 
 impl Readiness {
@@ -93,6 +98,13 @@ pub async fn check(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Readin
             check_rendering(&project, &mut r);
             if r.published == 0 {
                 r.notes.push(feed_id_note(config));
+            }
+            // Looking creates no database: without one, no reader chose anything.
+            if config.paths.database.exists() {
+                match followed_themes(config, &project).await {
+                    Ok(warnings) => r.themes = warnings,
+                    Err(e) => r.add(Severity::Config, format!("{e:#}")),
+                }
             }
         }
     }
@@ -150,6 +162,66 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     if let Err(e) = crate::server::check_pages(config, templates) {
         r.add(Severity::Config, e.to_string());
     }
+}
+
+/// The warnings about themes readers follow that recent digests do not carry.
+async fn followed_themes(config: &Config, project: &Project) -> anyhow::Result<Vec<String>> {
+    let store = crate::store::Store::open(&config.paths.database).await?;
+    let choices = store.theme_choices().await;
+    store.close().await;
+    let looked_at = project.published().len().min(crate::themes::RECENT_ISSUES);
+    Ok(themes_not_carried(&choices?, &project.recent_themes(), looked_at))
+}
+
+/// One warning per theme that active readers chose (`choices`, as `Store::theme_choices` gives
+/// them) and no recent digest carries (`recent`, from the last `looked_at` published issues),
+/// compared by slug, most followed first; then how many readers follow only such themes. Nothing
+/// before the first publication: no digest has reached anyone yet.
+pub fn themes_not_carried(
+    choices: &[(Option<crate::themes::ThemeChoice>, i64)],
+    recent: &[crate::themes::RecentTheme],
+    looked_at: usize,
+) -> Vec<String> {
+    if looked_at == 0 {
+        return Vec::new();
+    }
+    let carried = |slug: &str| recent.iter().any(|t| t.slug == slug);
+    // slug -> (name as the most readers spell it, followers, readers of that spelling)
+    let mut missing: std::collections::BTreeMap<&str, (&str, i64, i64)> = Default::default();
+    let mut stranded = 0;
+    for (choice, n) in choices {
+        let Some(choice) = choice else { continue };
+        for (slug, name) in choice.slugs().zip(choice.names()).filter(|(slug, _)| !carried(slug)) {
+            let entry = missing.entry(slug).or_insert((name, 0, 0));
+            entry.1 += n;
+            if *n > entry.2 {
+                (entry.0, entry.2) = (name, *n);
+            }
+        }
+        if !choice.slugs().any(carried) {
+            stranded += n;
+        }
+    }
+    let issues = if looked_at == 1 { "the last issue".to_string() } else { format!("the last {looked_at} issues") };
+    let readers = |n: i64| if n == 1 { "1 reader follows".to_string() } else { format!("{n} readers follow") };
+    let mut missing: Vec<(&str, i64)> = missing.into_values().map(|(name, n, _)| (name, n)).collect();
+    missing.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_lowercase().cmp(&b.0.to_lowercase())));
+    let mut warnings: Vec<String> = missing
+        .iter()
+        .map(|(name, n)| {
+            format!(
+                "warning: {} the theme `{name}`, which no digest of {issues} carries: was it renamed? Readers who follow only such themes receive nothing.",
+                readers(*n)
+            )
+        })
+        .collect();
+    if stranded > 0 {
+        warnings.push(format!(
+            "warning: {} only such themes, so their weeks are skipped; `gazette subscribers list --theme NAME` lists a theme's readers, and an import with a `themes` column changes their choice",
+            readers(stranded)
+        ));
+    }
+    warnings
 }
 
 /// Feed entry ids are tag URIs made from `base_url`'s host (`render::feeds`). They stay as they
@@ -333,4 +405,41 @@ pub fn ready_for_readers(config: &Config) -> Result<(), ExitError> {
         config.smtp.url,
         config.describe_source()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::themes::{RecentTheme, ThemeChoice};
+
+    fn choice(list: &str) -> Option<ThemeChoice> {
+        ThemeChoice::parse_list(list).unwrap()
+    }
+
+    fn recent(names: &[&str]) -> Vec<RecentTheme> {
+        names.iter().map(|n| RecentTheme { name: n.to_string(), slug: crate::render::slug(n), digests: 1 }).collect()
+    }
+
+    #[test]
+    fn themes_no_recent_digest_carries_are_named_with_their_readers() {
+        let choices = [
+            (None, 50),
+            (choice("Energy transition; Old name"), 3),
+            (choice("old-name"), 1),
+            (choice("Gone"), 1),
+            (choice("ENERGY TRANSITION"), 7),
+        ];
+        let warnings = themes_not_carried(&choices, &recent(&["energy transition", "public health"]), 1);
+        assert_eq!(
+            warnings,
+            [
+                "warning: 4 readers follow the theme `Old name`, which no digest of the last issue carries: was it renamed? Readers who follow only such themes receive nothing.",
+                "warning: 1 reader follows the theme `Gone`, which no digest of the last issue carries: was it renamed? Readers who follow only such themes receive nothing.",
+                "warning: 2 readers follow only such themes, so their weeks are skipped; `gazette subscribers list --theme NAME` lists a theme's readers, and an import with a `themes` column changes their choice",
+            ]
+        );
+        // Nothing published yet, or every chosen theme carried: nothing to say.
+        assert!(themes_not_carried(&choices, &[], 0).is_empty());
+        assert!(themes_not_carried(&[(choice("Energy transition"), 3)], &recent(&["Energy Transition"]), 8).is_empty());
+    }
 }

@@ -184,3 +184,53 @@ fn a_missing_digests_folder_is_a_configuration_error() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("nowhere") && stderr.contains("[paths] digests"), "{stderr}");
 }
+
+#[test]
+fn a_theme_readers_follow_that_no_recent_digest_carries_is_a_warning_naming_it() {
+    let p = project(&repo().join("digests"));
+    let config = p.path().join("publish.toml");
+    let now = "2023-09-01T00:00:00Z"; // every week of the corpus is due: ten published issues
+    let count_line = |stdout: &str| stdout.lines().last().unwrap_or_default().to_string();
+    let clean = gazette(&config, &["check", "--now", now]);
+    let (clean_out, _) = text(&clean);
+
+    let import = |csv: &str| {
+        std::fs::write(p.path().join("readers.csv"), csv).unwrap();
+        let out = gazette(&config, &["subscribers", "import", p.path().join("readers.csv").to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    };
+    // Readers who follow everything, or themes the digests carry (in any spelling): no warning.
+    import("email,themes\nall@example.org,\nenergy@example.org,Energy-Transition; PUBLIC HEALTH\n");
+    let out = gazette(&config, &["check", "--now", now]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout, clean_out);
+
+    // "Climate Tech" is no theme of the corpus (its eleven are listed in its digests' Themes):
+    // four active readers follow it, two of them nothing else.
+    import(
+        "email,themes,status\n\
+         a@example.org,Energy Transition; Climate Tech,\n\
+         b@example.org,Climate Tech,\n\
+         b2@example.org,climate tech,\n\
+         c@example.org,climate-tech; public health,\n\
+         gone@example.org,Old Theme,unsubscribed\n",
+    );
+    let out = gazette(&config, &["check", "--now", now]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "a warning, not a problem: {stdout}{stderr}");
+    let warnings: Vec<&str> = stdout.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{stdout}");
+    assert_eq!(
+        warnings[0],
+        "warning: 4 readers follow the theme `Climate Tech`, which no digest of the last 8 issues carries: was it renamed? Readers who follow only such themes receive nothing."
+    );
+    assert!(warnings[1].starts_with("warning: 2 readers follow only such themes"), "{}", warnings[1]);
+    assert!(!stdout.contains("Old Theme"), "an unsubscribed reader's theme is no one's: {stdout}");
+    assert_eq!(count_line(&stdout), count_line(&clean_out));
+
+    // Before anything is published, no digest has reached anyone: nothing to compare.
+    let out = gazette(&config, &["check", "--now", "2023-06-01T00:00:00Z"]);
+    let (stdout, _) = text(&out);
+    assert!(!stdout.contains("Climate Tech"), "{stdout}");
+}

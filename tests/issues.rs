@@ -234,3 +234,99 @@ fn a_late_issue_is_reminded_of_every_round_until_it_is_skipped() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// (name, chose it, receive it) of the "audience by theme" table ending `out`, read from its rows
+/// (a name may hold spaces: the two numbers are the row's last words); the heading line first.
+fn audience_table(out: &str) -> (String, Vec<(String, i64, i64)>) {
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines.iter().position(|l| l.starts_with("audience by theme")).unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(lines[at + 1].split_whitespace().collect::<Vec<_>>(), ["theme", "chose", "it", "receive", "it"]);
+    let rows = lines[at + 2..]
+        .iter()
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let [name @ .., chose, receive] = words.as_slice() else { panic!("{l}") };
+            (name.join(" "), chose.parse().unwrap(), receive.parse().unwrap())
+        })
+        .collect();
+    (lines[at].to_string(), rows)
+}
+
+#[test]
+fn issues_and_status_show_the_audience_by_theme_once_readers_chose() {
+    let p = Project::with_own_digests("");
+    for e in std::fs::read_dir(p.path("digests")).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let themed = |title: &str, date: &str, theme: &str| format!("{}\n## Themes\n\n* {theme}\n", digest(title, date));
+    std::fs::write(p.path("digests/001_1000000000000001.txt"), themed("Grid", "20260106", "Energy Transition"))
+        .unwrap();
+    std::fs::write(p.path("digests/002_1000000000000002.txt"), digest("Untagged", "20260107")).unwrap();
+    std::fs::write(p.path("digests/003_1000000000000003.txt"), themed("Clinics", "20260113", "Public health")).unwrap();
+    let now = "2026-01-20T09:00:00Z"; // both weeks due
+    let import = |csv: &str| {
+        std::fs::write(p.path("readers.csv"), csv).unwrap();
+        p.expect(0, &["subscribers", "import", p.path("readers.csv").to_str().unwrap()])
+    };
+
+    // Readers who all follow everything: no audience by theme anywhere.
+    import("email\nc@example.org\ne@example.org\n");
+    let plain = p.expect(0, &["issues", "--now", now]);
+    assert!(!plain.contains("audience"), "{plain}");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&p.expect(0, &["issues", "--json", "--now", now])).unwrap();
+    assert!(list.iter().all(|v| v.get("audience_by_theme").is_none()), "{list:?}");
+    let status = p.expect(0, &["status", "--week", "2026-01-05", "--now", now]);
+    assert!(!status.contains("audience"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["status", "--week", "2026-01-05", "--json", "--now", now])).unwrap();
+    assert!(json.get("audience_by_theme").is_none(), "{json}");
+
+    // Three active readers choose; an unsubscribed one's choice does not count.
+    import(
+        "email,themes,status\n\
+         a@example.org,energy transition,\n\
+         b@example.org,Public Health; ENERGY TRANSITION,\n\
+         d@example.org,Climate,\n\
+         f@example.org,public health,unsubscribed\n",
+    );
+    let with = p.expect(0, &["issues", "--now", now]);
+    assert!(with.starts_with(&plain), "the issues' table stays as it was:\n{plain}\n---\n{with}");
+    // Named as the digests spell a theme; most chosen first, then by name.
+    let expected_rows = vec![
+        ("Energy Transition".to_string(), 2, 4),
+        ("Climate".to_string(), 1, 3),
+        ("Public health".to_string(), 1, 3),
+    ];
+    let heading = "audience by theme (active readers): 2 with every theme, 3 with themes they chose";
+    assert_eq!(audience_table(&with), (heading.to_string(), expected_rows.clone()));
+    let status = p.expect(0, &["status", "--week", "2026-01-05", "--now", now]);
+    assert_eq!(audience_table(&status), (heading.to_string(), expected_rows));
+
+    // JSON: each issue's own themes, and how many readers get a digest of it at all (c, e and
+    // the followers of its themes; d's week is skipped either way).
+    let list: Vec<serde_json::Value> = serde_json::from_str(&p.expect(0, &["issues", "--json", "--now", now])).unwrap();
+    let of = |week: &str| list.iter().find(|v| v["week"] == week).unwrap()["audience_by_theme"].clone();
+    assert_eq!(
+        of("2026-01-05"),
+        serde_json::json!({"reach": 4, "everything": 2, "themes": [
+            {"name": "Energy Transition", "slug": "energy-transition", "followers": 2, "receive": 4}
+        ]})
+    );
+    assert_eq!(
+        of("2026-01-12"),
+        serde_json::json!({"reach": 3, "everything": 2, "themes": [
+            {"name": "Public health", "slug": "public-health", "followers": 1, "receive": 3}
+        ]})
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&p.expect(0, &["status", "--week", "2026-01-05", "--json", "--now", now])).unwrap();
+    assert_eq!(json["audience_by_theme"]["everything"], 2);
+    assert_eq!(json["audience_by_theme"]["choosing"], 3);
+    let themes: Vec<(&str, i64, i64)> = json["audience_by_theme"]["themes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["followers"].as_i64().unwrap(), t["receive"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(themes, [("Energy Transition", 2, 4), ("Climate", 1, 3), ("Public health", 1, 3)]);
+}

@@ -118,6 +118,48 @@ fn subscribers_and_their_statuses_work_as_on_sqlite() {
     let out = expect(p2, 0, &["send", "--week", WEEK]);
     assert!(out.contains("already"), "{out}");
     assert_eq!(sink.messages().len(), 300);
+
+    // Themes and pauses through COPY: a new reader takes the file's, readers there take them
+    // unless unsubscribed, and an export reads back the same.
+    std::fs::write(
+        p.path("themes.csv"),
+        "email,themes,paused_until
+\
+         themed@example.org,\"Energy transition; tab\\there; Open Source\",2099-01-01T00:00:00Z\n\
+         reader0001@example.org,open source,\n\
+         reader0007@example.org,Open Source,\n\
+         reader0002@example.org,\"bad\nline\",\n",
+    )
+    .unwrap();
+    let out = gazette(&p, &["subscribers", "import", p.path("themes.csv").to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("themes.csv:5: in the `themes` column: the theme \"bad\\nline\" holds a control character"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("added 1, updated 1, unchanged 0, skipped 1 (unsubscribed or bounced), invalid 1\n"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&expect(&p, 0, &["subscribers", "list", "--theme", "OPEN-SOURCE", "--format", "json"]))
+            .unwrap();
+    let listed: Vec<(&str, &serde_json::Value)> =
+        json.as_array().unwrap().iter().map(|s| (s["email"].as_str().unwrap(), &s["themes"])).collect();
+    assert_eq!(
+        listed,
+        [
+            ("reader0001@example.org", &serde_json::json!(["open source"])),
+            ("themed@example.org", &serde_json::json!(["Energy transition", "Open Source", "tab\\there"])),
+        ]
+    );
+    let export = expect(&p, 0, &["subscribers", "export"]);
+    assert!(
+        export.lines().any(|l| l.starts_with("themed@example.org,")
+            && l.ends_with(",Energy transition; Open Source; tab\\there,2099-01-01T00:00:00Z")),
+        "{export}"
+    );
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn the_first_command_creates_and_migrates_the_database() {
     let r = site.run(&["list", "--format", "json"]);
     assert_eq!(r.stdout, "[]\n");
     let r = site.run(&["export"]);
-    assert_eq!(r.stdout, "email,name,status,source,created_at,status_changed_at\n");
+    assert_eq!(r.stdout, "email,name,status,source,created_at,status_changed_at,themes,paused_until\n");
 }
 
 #[test]
@@ -95,7 +95,11 @@ fn add_remove_and_list() {
     let r = site.run(&["list"]);
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", r.stdout);
-    assert!(lines[0].split_whitespace().eq(["ID", "EMAIL", "NAME", "STATUS", "SOURCE", "SINCE"]), "{}", lines[0]);
+    assert!(
+        lines[0].split_whitespace().eq(["ID", "EMAIL", "NAME", "STATUS", "SOURCE", "SINCE", "PAUSED", "THEMES"]),
+        "{}",
+        lines[0]
+    );
     assert!(
         lines[1].contains("Ada@Example.org") && lines[1].contains("Ada Lovelace") && lines[1].contains("active"),
         "{}",
@@ -112,9 +116,11 @@ fn add_remove_and_list() {
 
     let r = site.run(&["list", "--status", "active", "--format", "csv"]);
     let rows: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(rows[0], "id,email,name,status,source,created_at,status_changed_at");
+    assert_eq!(rows[0], "id,email,name,status,source,created_at,status_changed_at,themes,paused_until");
     assert_eq!(rows.len(), 2);
     assert!(rows[1].starts_with("2,grace@example.org,,active,cli,"), "{}", rows[1]);
+    // Following every theme, not paused: both cells empty.
+    assert!(rows[1].ends_with("Z,,"), "{}", rows[1]);
 
     let r = site.run(&["list", "--status", "unsubscribed", "--format", "json"]);
     let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -399,4 +405,213 @@ fn concurrent_writers_all_succeed() {
     }
     let r = site.run(&["list", "--format", "csv"]);
     assert_eq!(r.stdout.lines().count(), 1 + 240_005);
+}
+
+/// `email,themes,paused_until` of everyone, from `export` read as CSV by its header.
+fn choices(site: &Site) -> Vec<(String, String, String)> {
+    let r = site.run(&["export"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut rows = csv::Reader::from_reader(r.stdout.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no `{name}` in {header:?}"));
+    let (email, themes, paused) = (at("email"), at("themes"), at("paused_until"));
+    rows.records()
+        .map(|rec| {
+            let rec = rec.unwrap();
+            (rec[email].to_string(), rec[themes].to_string(), rec[paused].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn themes_and_pauses_round_trip_through_export_and_import() {
+    let site = Site::new();
+    let file = site.write(
+        "chosen.csv",
+        "email,name,themes,paused_until\n\
+         ada@example.org,Ada,\"open source;Energy transition; Open Source\",2099-01-01T00:00:00Z\n\
+         bob@example.org,Bob,,\n\
+         cy@example.org,Cy,\"Ünïcode; \"\"quoted\"\" theme\",2020-01-01T00:00:00Z\n"
+            .as_bytes(),
+    );
+    let r = site.run(&["import", &file]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 3, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n")
+    );
+    site.run(&["remove", "cy@example.org"]);
+    // Two spellings of one theme are one theme (the first kept), ordered by slug (`Ünïcode`'s is
+    // `n-code-` and a hash: the feeds' rule keeps ASCII letters); a pause that ended is no pause.
+    let expected = [
+        ("ada@example.org", "Energy transition; open source", "2099-01-01T00:00:00Z"),
+        ("bob@example.org", "", ""),
+        ("cy@example.org", "Ünïcode; \"quoted\" theme", ""),
+    ];
+    let as_strings = |rows: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        rows.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+    };
+    assert_eq!(choices(&site), as_strings(&expected));
+
+    let exported = site.write("export.csv", site.run(&["export"]).stdout.as_bytes());
+    let other = Site::new();
+    let r = other.run(&["import", &exported]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 3, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 0\n")
+    );
+    assert_eq!(choices(&other), as_strings(&expected));
+    assert_eq!(other.statuses(), ["ada@example.org,active", "bob@example.org,active", "cy@example.org,unsubscribed"]);
+
+    // The export edited and imported again: readers there take the file's themes (an empty cell
+    // is every theme again); an unsubscribed reader stays as they were.
+    let edited = other.write(
+        "edited.csv",
+        b"email,themes\nada@example.org,\nbob@example.org,Energy transition\ncy@example.org,Energy transition\n",
+    );
+    let r = other.run(&["import", &edited]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added 0, updated 2, unchanged 0, skipped 1 (unsubscribed or bounced), invalid 0\n")
+    );
+    assert_eq!(
+        choices(&other),
+        as_strings(&[
+            ("ada@example.org", "", "2099-01-01T00:00:00Z"),
+            ("bob@example.org", "Energy transition", ""),
+            ("cy@example.org", "Ünïcode; \"quoted\" theme", ""),
+        ])
+    );
+}
+
+#[test]
+fn an_unusable_theme_list_is_refused_for_its_row_naming_line_and_column() {
+    let site = Site::new();
+    let too_many: Vec<String> = (0..101).map(|i| format!("theme {i}")).collect();
+    let file = site.write(
+        "themes.csv",
+        format!(
+            "email,name,themes\n\
+             ada@example.org,Ada,Energy\n\
+             bel@example.org,Bel,\"Energy\nBcc: x@example.org\"\n\
+             cy@example.org,Cy,{}\n\
+             dee@example.org,Dee,{}\n\
+             eve@example.org,Eve,\"tab\there\"\n",
+            too_many.join("; "),
+            "y".repeat(300)
+        )
+        .as_bytes(),
+    );
+    let r = site.run(&["import", &file]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    let expected = [
+        (3, "the theme \"Energy\\nBcc: x@example.org\" holds a control character", "bel@example.org"),
+        (5, "101 themes were given; a reader can follow at most 100", "cy@example.org"),
+        (6, "is longer than 200 characters", "dee@example.org"),
+        (7, "the theme \"tab\\there\" holds a control character", "eve@example.org"),
+    ];
+    assert_eq!(lines.len(), expected.len() + 1, "{}", r.stdout);
+    for (line, (number, why, address)) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(&format!("{file}:{number}: in the `themes` column: "))
+                && line.contains(why)
+                && line.ends_with(&format!("(for {address})")),
+            "expected line {number}: {why}\n got: {line}"
+        );
+        assert!(line.len() < file.len() + 250, "a refusal stays short: {line}");
+    }
+    assert_eq!(lines[4], "added 1, unchanged 0, skipped 0 (unsubscribed or bounced), invalid 4");
+    assert_eq!(site.statuses(), ["ada@example.org,active"]);
+}
+
+#[test]
+fn list_by_theme_matches_by_slug_and_says_who_follows_everything() {
+    let site = Site::new();
+    let file = site.write(
+        "readers.csv",
+        b"email,themes,status\n\
+          ada@example.org,Open Source; Energy,\n\
+          bob@example.org,,\n\
+          cy@example.org,open-source,\n\
+          dee@example.org,Energy,\n\
+          eve@example.org,OPEN SOURCE,unsubscribed\n",
+    );
+    assert_eq!(site.run(&["import", &file]).code, 0);
+    let emails = |args: &[&str]| -> Vec<String> {
+        let r = site.run(&[&["list", "--format", "json"], args].concat());
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        json.as_array().unwrap().iter().map(|s| s["email"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(emails(&["--theme", "open source"]), ["ada@example.org", "cy@example.org", "eve@example.org"]);
+    assert_eq!(emails(&["--theme", "Open-Source", "--status", "active"]), ["ada@example.org", "cy@example.org"]);
+    assert_eq!(
+        emails(&["--theme", "energy", "--with-everything"]),
+        ["ada@example.org", "bob@example.org", "dee@example.org"]
+    );
+    assert_eq!(emails(&["--theme", "Public health"]), Vec::<String>::new());
+
+    // The table: THEMES says `all` for everything, PAUSED `-`; the count says which theme.
+    let r = site.run(&["list", "--theme", "energy", "--with-everything"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", r.stdout);
+    let cells = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert_eq!(cells(lines[2])[1..], ["bob@example.org", "active", "import", &cells(lines[2])[4], "-", "all"]);
+    assert!(lines[1].ends_with("  -           Energy; Open Source"), "{}", lines[1]);
+    assert_eq!(lines[4], "3 subscribers following the theme `energy` or every theme");
+    let r = site.run(&["list", "--theme", "Public health", "--status", "active"]);
+    assert_eq!(r.stdout, "no active subscribers following the theme `Public health`\n");
+    // CSV lists by theme too.
+    let r = site.run(&["list", "--theme", "ENERGY", "--format", "csv"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+
+    for (args, why) in [
+        (&["list", "--theme", " "][..], "--theme: the name is empty"),
+        (&["list", "--theme", "a; b"][..], "--theme takes one theme"),
+        (&["list", "--theme", "a\u{7}"][..], "control character"),
+        (&["list", "--with-everything"][..], "--theme"),
+    ] {
+        let r = site.run(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn add_sets_and_changes_themes() {
+    let site = Site::new();
+    let r = site.run(&["add", "ada@example.org", "--themes", "Energy; open source"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "added ada@example.org (active); follows the themes Energy; open source\n")
+    );
+    let r = site.run(&["add", "ADA@example.org", "--themes", "energy;Open Source"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "ada@example.org is already active; follows the themes energy; Open Source\n"),
+        "a new spelling is stored"
+    );
+    let r = site.run(&["add", "ada@example.org", "--themes", "energy;Open Source"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ada@example.org is already active; nothing changed\n"));
+    let r = site.run(&["add", "ada@example.org", "--themes", ""]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ada@example.org is already active; follows every theme\n"));
+    site.run(&["add", "bob@example.org"]);
+    site.run(&["remove", "bob@example.org"]);
+    let r = site.run(&["add", "bob@example.org", "--themes", "Energy"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let r = site.run(&["add", "bob@example.org", "--themes", "Energy", "--reactivate"]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "bob@example.org was unsubscribed; active again; follows the theme Energy\n")
+    );
+    assert_eq!(
+        choices(&site),
+        [
+            ("ada@example.org".into(), String::new(), String::new()),
+            ("bob@example.org".into(), "Energy".into(), String::new())
+        ]
+    );
+    let r = site.run(&["add", "cy@example.org", "--themes", &"z".repeat(201)]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--themes: the theme") && r.stderr.contains("longer than 200"), "{}", r.stderr);
 }

@@ -22,7 +22,7 @@ pub fn run(config: &Config, smtp: bool, dns: bool, now: DateTime<Utc>) -> anyhow
     for f in &r.findings {
         say!("{}", f.text);
     }
-    for line in r.unread.iter().chain(&r.shortened).chain(&r.notes) {
+    for line in r.unread.iter().chain(&r.themes).chain(&r.shortened).chain(&r.notes) {
         say!("{line}");
     }
     // Drafts: weeks not due yet, and the example `init` wrote, which is never published.

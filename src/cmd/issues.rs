@@ -19,7 +19,7 @@ use crate::store::publications::Change;
 pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         // Looking creates no database: a project that never published has nothing recorded.
-        let (project, sends, standings) = if config.paths.database.exists() {
+        let (project, sends, standings, choices) = if config.paths.database.exists() {
             let store = Store::open(&config.paths.database).await?;
             let project = Project::load(config, Some(&store), now).await;
             let sends = store.ledger().send_progress().await;
@@ -27,11 +27,14 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                 (Ok(project), Ok(sends)) => standings(&store, project, sends).await,
                 _ => Ok(Default::default()),
             };
+            let choices = store.theme_choices().await;
             store.close().await;
-            (project?, sends?, standings?)
+            (project?, sends?, standings?, choices?)
         } else {
-            (Project::load(config, None, now).await?, Default::default(), Default::default())
+            (Project::load(config, None, now).await?, Default::default(), Default::default(), Vec::new())
         };
+        // Whom the readers' choices of themes reach (issue 31); nothing while no one chose.
+        let audience = crate::audience::Audience::of(&choices, &project.recent_themes());
         let rows = issue_state::rows(&project, &sends);
         let time = |t: &DateTime<Utc>| t.with_timezone(&project.config.schedule.timezone).to_rfc3339();
         if json {
@@ -68,6 +71,11 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                         let reputation = serde_json::json!({ "rates": standing.rates, "breaches": standing.breaches });
                         v.as_object_mut().expect("an object").insert("reputation".into(), reputation);
                     }
+                    // An issue whose digests are in the folder: whom its email would reach today.
+                    if let (Some(audience), Some(issue)) = (&audience, project.issue(&r.id)) {
+                        let reach = serde_json::to_value(audience.of_issue(&choices, issue)).expect("plain data");
+                        v.as_object_mut().expect("an object").insert("audience_by_theme".into(), reach);
+                    }
                     v
                 })
                 .collect();
@@ -97,6 +105,10 @@ pub fn list(config: Config, json: bool, now: DateTime<Utc>) -> anyhow::Result<Ex
                 shorten(title, 40),
                 issue_state::describe(r, &project)
             );
+        }
+        if let Some(audience) = &audience {
+            say!();
+            audience.lines().iter().for_each(|line| say!("{line}"));
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -62,12 +62,17 @@ async fn status(
     // The reputation guard (issue 30): the rates against [reputation], and this issue's hold.
     let limits = &project.config.reputation;
     let guard = crate::reputation::StatusReport::of(store, limits, &issue.id).await?;
+    // Whom the readers' choices of themes reach (issue 31); nothing while no one chose.
+    let audience = crate::audience::Audience::of(&store.theme_choices().await?, &project.recent_themes());
     if json {
         let mut value = as_json(&issue, &report);
         if let Some(summary) = &dmarc {
             value["dmarc"] = crate::dmarc::status_json(summary, 7);
         }
         value["reputation"] = serde_json::to_value(&guard)?;
+        if let Some(audience) = &audience {
+            value["audience_by_theme"] = serde_json::to_value(audience)?;
+        }
         say!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         say_report(&project, &issue, &report);
@@ -76,6 +81,10 @@ async fn status(
             say!("{}", crate::dmarc::status_line(summary, 7));
         }
         guard.lines(limits, &issue.id).iter().for_each(|line| say!("{line}"));
+        if let Some(audience) = &audience {
+            say!();
+            audience.lines().iter().for_each(|line| say!("{line}"));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
