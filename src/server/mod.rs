@@ -6,6 +6,7 @@ mod connections;
 mod files;
 mod limit;
 mod subscribe;
+mod welcome;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,7 @@ use crate::store::{Store, TokenKey};
 pub use connections::serve;
 pub use limit::Rate;
 pub use subscribe::{Refusal, read_subscribe_request, retry_confirmations, retry_confirmations_once};
+pub use welcome::retry_welcomes_once;
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -86,7 +88,7 @@ pub struct Inner {
     transport: Transport,
     limiter: limit::Limiter,
     options: Options,
-    /// Confirmation mails being sent in the background, waited for at shutdown.
+    /// Confirmation mails and welcomes being sent in the background, waited for at shutdown.
     mails_in_flight: std::sync::atomic::AtomicUsize,
     /// Files already read, with their ETag, by path: a poll for an unchanged feed costs a stat.
     files: files::FileCache,
@@ -121,6 +123,9 @@ impl App {
         let key = store.token_key().await?;
         let templates = crate::project::load_templates(config)?;
         check_pages(config, &templates).map_err(crate::project::template_error)?;
+        // The welcome, as `check` renders it: a broken welcome.mjml stops the start, naming it.
+        crate::render::render_welcome::<crate::digest::Digest>(config, &templates, None)
+            .map_err(crate::project::template_error)?;
         let transport = Transport::from_config(config)?;
         let limiter = limit::Limiter::new(options.per_client, options.overall);
         let mails_in_flight = Default::default();

@@ -94,6 +94,7 @@ pub mod ledger;
 pub mod publications;
 mod subscribers;
 pub mod unreadable;
+pub mod welcomes;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -139,6 +140,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0009_dmarc.sql", include_str!("../../subscribers/migrations/sqlite/0009_dmarc.sql")),
         ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
         ("0011_themes.sql", include_str!("../../subscribers/migrations/sqlite/0011_themes.sql")),
+        ("0013_welcomes.sql", include_str!("../../subscribers/migrations/sqlite/0013_welcomes.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -150,6 +152,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0005_dmarc.sql", include_str!("../../subscribers/migrations/postgres/0005_dmarc.sql")),
         ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
         ("0007_themes.sql", include_str!("../../subscribers/migrations/postgres/0007_themes.sql")),
+        ("0009_welcomes.sql", include_str!("../../subscribers/migrations/postgres/0009_welcomes.sql")),
     ])
 });
 

@@ -735,7 +735,7 @@ impl Store {
                 None => merged.push((choice, n)),
             }
         }
-        merged.sort_by(|a, b| b.1.cmp(&a.1));
+        merged.sort_by_key(|b| std::cmp::Reverse(b.1));
         Ok(merged)
     }
 
