@@ -560,7 +560,8 @@ mod tests {
                 "sends",
                 "settings",
                 "subscribers",
-                "unreadable_messages"
+                "unreadable_messages",
+                "welcomes"
             ]
         );
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();

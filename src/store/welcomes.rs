@@ -348,4 +348,19 @@ mod tests {
             assert_eq!((c.total, c.skipped, c.bounced), (2, 1, 1));
         }
     }
+
+    #[tokio::test]
+    async fn store_copy_takes_the_welcomes_along_and_the_copy_still_welcomes_once() {
+        let mut stores = stores().await;
+        if stores.len() < 2 {
+            return; // PostgreSQL is not installed (under CI it is).
+        }
+        let (to, from) = (stores.pop().unwrap(), stores.pop().unwrap());
+        let id = reader(&from, "ada@example.org").await;
+        from.welcomes().queue(id, "example.org", 10).await.unwrap();
+        let before = from.welcomes().get(id).await.unwrap();
+        crate::store::copy::copy(&from, &to).await.unwrap();
+        assert_eq!(to.welcomes().get(id).await.unwrap(), before);
+        assert!(!to.welcomes().queue(id, "example.org", 20).await.unwrap(), "welcomed once, in either database");
+    }
 }
