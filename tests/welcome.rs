@@ -333,3 +333,30 @@ fn a_broken_welcome_template_of_the_project_is_named_by_check_and_stops_serve() 
     let err = rt.block_on(App::new(&config, Options::default())).err().expect("serve does not start").to_string();
     assert!(err.contains(&format!("{}: the unsubscribe link is missing", file.display())), "{err}");
 }
+
+#[test]
+fn a_welcome_refused_for_the_address_bounces_the_reader_and_one_refused_as_spam_keeps_them() {
+    for (reply, state, status) in [
+        ("550 5.1.1 No such user", DeliveryState::Bounced, Status::Bounced),
+        ("550 5.7.1 Message rejected as spam", DeliveryState::Failed, Status::Active),
+    ] {
+        let sink = Sink::start(&["-f", "rcpt", "-B", reply]);
+        let p = Project::new(&sink.smtp_config());
+        let s = Running::start(&p);
+        let (id, link) = s.pending("refused@example.org");
+        assert_eq!(post(s.addr, &link, "").0, 200);
+        s.settle();
+        let w = s.welcome(id).unwrap();
+        assert_eq!((w.state, w.attempts), (state, 1), "{reply}: {w:?}");
+        assert!(w.last_error.as_deref().is_some_and(|e| e.contains(&reply[4..])), "{reply}: {w:?}");
+        let store = s.app.store().clone();
+        let reader = s.rt.block_on(async move { store.subscriber_by_id(id).await.unwrap().unwrap() });
+        assert_eq!(reader.status, status, "{reply}");
+        // A refusal is final: the retry rounds leave it.
+        assert_eq!(
+            s.rt.block_on(server::retry_welcomes_once(&s.app, chrono::Utc::now() + chrono::Duration::days(1))).unwrap(),
+            0
+        );
+        assert_eq!(sink.count(), 0);
+    }
+}

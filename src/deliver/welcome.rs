@@ -109,7 +109,7 @@ impl Welcomer<'_> {
             };
             self.store.record_bounce(&event, self.config.bounces.temporary_limit).await?;
         }
-        self.store.welcomes().record(subscriber_id, &outcome, Utc::now().timestamp()).await?;
+        self.store.welcomes().record(subscriber_id, &outcome, now.timestamp()).await?;
         Ok(match outcome {
             Outcome::Sent => Welcomed::Sent,
             Outcome::Deferred { error, retry_at } => Welcomed::Deferred { error, retry_at },
