@@ -71,7 +71,7 @@ impl RawConfig {
         fill!(self.site, d.site; title, base_url, description, author, language);
         fill!(self.paths, d.paths; digests, notes, templates, out, drafts, cache, database);
         fill!(self.schedule, d.schedule; cron, timezone, week_starts, max_lateness);
-        fill!(self.email, d.email; from, reply_to, editor, subject, max_html_kb, bounce_address);
+        fill!(self.email, d.email; from, reply_to, editor, subject, welcome_subject, max_html_kb, bounce_address);
         fill!(self.smtp, d.smtp; url, username, password_command, auth, ca_file, concurrency, timeout, rate_per_second);
         fill!(self.server, d.server; listen, behind_proxy);
         fill!(self.feeds, d.feeds; items);
@@ -120,6 +120,7 @@ struct RawEmail {
     reply_to: Option<String>,
     editor: Option<String>,
     subject: Option<String>,
+    welcome_subject: Option<String>,
     max_html_kb: Option<usize>,
     bounce_address: Option<String>,
 }
@@ -373,6 +374,8 @@ pub struct Email {
     pub editor: Option<Mailbox>,
     /// A template (same engine as the other templates) for the subject line.
     pub subject: String,
+    /// A template for the subject of the welcome a reader receives once confirmed.
+    pub welcome_subject: String,
     /// The most HTML an email may carry, in bytes: a heavier week is shortened to fit.
     pub max_html_bytes: usize,
     /// Where failure notices go: each delivery's envelope sender is this address with a bounce
@@ -865,6 +868,10 @@ fn check_email(email: RawEmail, problems: &mut Problems) -> Option<Email> {
     if subject.contains(['\r', '\n']) {
         problems.bad("[email] subject", "must be a single line");
     }
+    let welcome_subject = email.welcome_subject.expect(SET);
+    if welcome_subject.contains(['\r', '\n']) {
+        problems.bad("[email] welcome_subject", "must be a single line");
+    }
     let bounce_address = email.bounce_address.as_deref().and_then(|text| match check_bounce_address(text) {
         Ok(a) => Some(a),
         Err(why) => {
@@ -880,7 +887,15 @@ fn check_email(email: RawEmail, problems: &mut Problems) -> Option<Email> {
             ),
         );
     }
-    Some(Email { from: from?, reply_to, editor, subject, max_html_bytes: max_html_kb * 1024, bounce_address })
+    Some(Email {
+        from: from?,
+        reply_to,
+        editor,
+        subject,
+        welcome_subject,
+        max_html_bytes: max_html_kb * 1024,
+        bounce_address,
+    })
 }
 
 fn check_smtp(smtp: RawSmtp, base: &Path, problems: &mut Problems) -> Option<Smtp> {

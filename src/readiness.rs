@@ -162,6 +162,21 @@ fn check_rendering(project: &Project, r: &mut Readiness) {
     if let Err(e) = crate::server::check_pages(config, templates) {
         r.add(Severity::Config, e.to_string());
     }
+    check_welcome(project, r);
+}
+
+/// The welcome a confirmed reader receives, with the latest published issue's contents as
+/// `serve` would send it: its template (a required placeholder included) and its size.
+fn check_welcome(project: &Project, r: &mut Readiness) {
+    let latest = project.published().last().copied();
+    match render::render_welcome(&project.config, &project.templates, latest) {
+        Err(e) => r.add(Severity::Config, e.to_string()),
+        Ok(welcome) if latest.is_some() && welcome.shortened != render::Shortening::Whole => r.shortened.push(format!(
+            "the welcome email leaves out the latest issue's contents to fit [email] max_html_kb = {}",
+            project.config.email.max_html_bytes / 1024
+        )),
+        Ok(_) => {}
+    }
 }
 
 /// The warnings about themes readers follow that recent digests do not carry.

@@ -123,6 +123,36 @@ pub fn next_fire(cron: &cron::Schedule, rule: &WeekRule, now: DateTime<Utc>) -> 
     Some((t, rule.last_complete_week(t)))
 }
 
+/// When the schedule fires, for readers: "every Monday at 08:00 (Europe/London time)" for a
+/// schedule at one time of day on some weekdays (or every day), the cron expression itself for any
+/// other. Pure: the same words whenever it is asked.
+pub fn in_words(cron: &cron::Schedule, timezone: chrono_tz::Tz) -> String {
+    use cron::TimeUnitSpec;
+    let hours: Vec<u32> = cron.hours().iter().collect();
+    let minutes: Vec<u32> = cron.minutes().iter().collect();
+    let weekly = cron.days_of_month().is_all() && cron.months().is_all() && cron.years().is_all();
+    let (&[hour], &[minute], true) = (hours.as_slice(), minutes.as_slice(), weekly && cron.seconds().count() == 1)
+    else {
+        return format!("on the schedule `{}` ({timezone} time)", cron.source());
+    };
+    // cron counts the days of the week from Sunday = 1.
+    const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+    let days: Vec<&str> = cron.days_of_week().iter().filter_map(|d| DAYS.get(d as usize - 1).copied()).collect();
+    let when = if cron.days_of_week().is_all() {
+        "every day".to_string()
+    } else {
+        // Monday first, as the week reads.
+        let mut days = days;
+        days.sort_by_key(|d| (DAYS.iter().position(|x| x == d).unwrap_or(0) + 6) % 7);
+        match days.split_last() {
+            Some((last, [])) => format!("every {last}"),
+            Some((last, rest)) => format!("every {} and {last}", rest.join(", ")),
+            None => "never".to_string(),
+        }
+    };
+    format!("{when} at {hour:02}:{minute:02} ({timezone} time)")
+}
+
 /// Fire times after `from`, read on the wall clock of the configured zone. The cron crate, given
 /// a zone, skips a time that a clock change removes (01:30 on the last Sunday of March in London),
 /// which would lose that week's issue; here such a time fires at the first instant after the gap.
@@ -153,6 +183,18 @@ mod tests {
     use super::*;
     use chrono::Weekday;
     use std::str::FromStr;
+
+    #[test]
+    fn the_schedule_reads_as_words_for_a_reader() {
+        let words = |text: &str| in_words(&text.parse().unwrap(), chrono_tz::Europe::London);
+        assert_eq!(words("0 0 8 * * Mon"), "every Monday at 08:00 (Europe/London time)");
+        assert_eq!(words("0 30 17 * * Fri,Mon"), "every Monday and Friday at 17:30 (Europe/London time)");
+        assert_eq!(words("0 5 6 * * Sun,Tue,Sat"), "every Tuesday, Saturday and Sunday at 06:05 (Europe/London time)");
+        assert_eq!(words("0 0 7 * * *"), "every day at 07:00 (Europe/London time)");
+        // Anything else is said as it is written rather than wrongly.
+        assert_eq!(words("0 0 8 1 * *"), "on the schedule `0 0 8 1 * *` (Europe/London time)");
+        assert_eq!(words("0 0 8,20 * * Mon"), "on the schedule `0 0 8,20 * * Mon` (Europe/London time)");
+    }
 
     const LONDON: WeekRule = WeekRule { starts: Weekday::Mon, timezone: chrono_tz::Europe::London };
 

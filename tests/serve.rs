@@ -626,7 +626,9 @@ fn a_confirmation_the_relay_could_not_take_is_sent_again_in_the_background() {
     assert_eq!(post_form(s.addr, &confirm_path(&got[0]), "", &[]).status, 200);
     assert_eq!(s.status_of("later@example.org"), Some(Status::Active));
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(wait_for_mail(&sink, "later@example.org", 1).len(), 1, "sent once, not again each round");
+    let confirmations = |m: &&common::Received| m.subject.starts_with("Confirm");
+    let again = wait_for_mail(&sink, "later@example.org", 1);
+    assert_eq!(again.iter().filter(confirmations).count(), 1, "sent once, not again each round");
 }
 
 #[test]

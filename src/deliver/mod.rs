@@ -9,6 +9,7 @@ pub mod message;
 pub mod send_loop;
 pub mod smtp;
 pub mod transport;
+pub mod welcome;
 
 use anyhow::Context;
 use lettre::message::Mailbox;

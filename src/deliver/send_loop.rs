@@ -892,7 +892,7 @@ enum Copy {
 }
 
 /// What a refusal means for the delivery. The send loop sets when a deferred one is retried.
-fn outcome_of(e: SendError) -> Outcome {
+pub(crate) fn outcome_of(e: SendError) -> Outcome {
     match e.refusal() {
         Some(r) if e.is_bounce() => Outcome::Bounced { error: e.to_string(), reason: r.reason },
         Some(refusal) => Outcome::Refused { error: e.to_string(), refusal },

@@ -301,7 +301,7 @@ fn most_that_fit(
 /// value it can take (an address of 254 characters, every one escaped; the unsubscribe and
 /// preferences links), plus
 /// the DKIM signature headers every message will carry.
-fn filled_size(html: &str, config: &Config) -> usize {
+pub(super) fn filled_size(html: &str, config: &Config) -> usize {
     let link = config.site.base_url.len() + "/unsubscribe/".len() + 120;
     let signatures = config.dkim.as_ref().map_or(0, |d| d.signature_bytes());
     html.len()
@@ -402,7 +402,7 @@ fn source_of(link: &str) -> String {
 }
 
 /// MJML to HTML with mrml; a parse error quotes the offending line of the generated MJML.
-fn compile_mjml(mjml: &str) -> Result<String, String> {
+pub(super) fn compile_mjml(mjml: &str) -> Result<String, String> {
     use mrml::prelude::parser::Error as E;
     let parsed = mrml::parse(mjml).map_err(|e| {
         let at = match &e {

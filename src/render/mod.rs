@@ -1,5 +1,6 @@
 //! Rendering: an issue (or all of them) and the templates in, strings out. The email (MJML compiled
-//! once per issue, placeholders filled per subscriber), the web archive pages and the feeds.
+//! once per issue, placeholders filled per subscriber), the welcome email, the web archive pages
+//! and the feeds.
 //! Pure: no files, no clock, no database; the caller writes what is returned.
 
 mod archive;
@@ -9,6 +10,7 @@ pub mod markdown;
 mod output;
 mod pages;
 mod templates;
+mod welcome;
 
 pub use archive::{
     feed_issues, issue_page_key, render_feeds, render_feeds_of, render_index, render_index_with, render_issue_content,
@@ -24,6 +26,7 @@ pub use pages::{
     Page, PageForm, PageLink, PageSection, PageSelect, SelectOption, ThemeFields, ThemeOption, render_page,
 };
 pub use templates::{BUILTIN, TemplateFile, Templates};
+pub use welcome::render_welcome;
 
 use minijinja::context;
 use minijinja::value::{Serde, Value};

@@ -16,6 +16,8 @@ use super::markdown;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("email.mjml", include_str!("../../templates/email.mjml")),
     ("email.txt", include_str!("../../templates/email.txt")),
+    ("welcome.mjml", include_str!("../../templates/welcome.mjml")),
+    ("welcome.txt", include_str!("../../templates/welcome.txt")),
     ("issue.html", include_str!("../../templates/issue.html")),
     (crate::urls::INDEX, include_str!("../../templates/index.html")),
     ("_layout.html", include_str!("../../templates/_layout.html")),
@@ -115,6 +117,12 @@ impl Templates {
     pub fn render(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         let t = self.env.get_template(name).map_err(|e| self.error(e))?;
         t.render(ctx).map_err(|e| self.error(e))
+    }
+
+    /// Renders `source`, a template written in the configuration rather than in a file (the
+    /// `[email] welcome_subject` line); its errors name `origin`.
+    pub fn render_text(&self, origin: &str, source: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.env.render_named_str(origin, source, ctx).map_err(|e| self.error(e))
     }
 
     /// Renders `name` and, from the same run, its block `block` alone (a page and the content

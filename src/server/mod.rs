@@ -8,6 +8,7 @@ mod limit;
 mod offered;
 mod preferences;
 mod subscribe;
+mod welcome;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +33,7 @@ pub use connections::serve;
 pub use limit::Rate;
 pub use offered::{refresh_themes, refresh_themes_once};
 pub use subscribe::{Refusal, SubscribeRequest, read_subscribe_request, retry_confirmations, retry_confirmations_once};
+pub use welcome::retry_welcomes_once;
 
 /// Bodies larger than this are refused with 413: a subscribe form is a few dozen bytes.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -93,7 +95,7 @@ pub struct Inner {
     transport: Transport,
     limiter: limit::Limiter,
     options: Options,
-    /// Confirmation mails being sent in the background, waited for at shutdown.
+    /// Confirmation mails and welcomes being sent in the background, waited for at shutdown.
     mails_in_flight: std::sync::atomic::AtomicUsize,
     /// Files already read, with their ETag, by path: a poll for an unchanged feed costs a stat.
     files: files::FileCache,
@@ -132,6 +134,9 @@ impl App {
         let key = store.token_key().await?;
         let templates = crate::project::load_templates(config)?;
         check_pages(config, &templates).map_err(crate::project::template_error)?;
+        // The welcome, as `check` renders it: a broken welcome.mjml stops the start, naming it.
+        crate::render::render_welcome::<crate::digest::Digest>(config, &templates, None)
+            .map_err(crate::project::template_error)?;
         let transport = Transport::from_config(config)?;
         // A host that only serves the archive may lack the digests: the forms then offer no themes
         // until `refresh_themes` can read them.

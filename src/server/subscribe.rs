@@ -257,7 +257,7 @@ pub async fn retry_confirmations_once(app: &App, now: chrono::DateTime<chrono::U
     Ok(ids.len())
 }
 
-/// `serve`'s background task: a round of `retry_confirmations_once` every
+/// `serve`'s background task: a round of `retry_confirmations_once` and `retry_welcomes_once` every
 /// `Options::retry_confirmations_every`, until the task is dropped.
 pub async fn retry_confirmations(app: App) {
     let mut every = tokio::time::interval(app.options.retry_confirmations_every);
@@ -268,6 +268,9 @@ pub async fn retry_confirmations(app: App) {
             tracing::error!(
                 "cannot retry the confirmation mails that did not go out: {e:#}; trying again in the next round"
             );
+        }
+        if let Err(e) = super::retry_welcomes_once(&app, chrono::Utc::now()).await {
+            tracing::error!("cannot retry the welcomes that did not go out: {e:#}; trying again in the next round");
         }
     }
 }
@@ -364,6 +367,7 @@ pub async fn confirm(State(app): State<App>, Path(token): Path<String>) -> Respo
     match app.store.confirm_request(s.id, chrono::Utc::now(), app.options.confirm_within).await {
         Ok(ConfirmOutcome::Confirmed(s)) => {
             tracing::info!("subscriber {} confirmed: active", s.id);
+            super::welcome::after_confirm(&app, s.id);
             app.page(StatusCode::OK, &subscribed_page(&app, &s))
         }
         Ok(ConfirmOutcome::AlreadyActive(s)) => app.page(StatusCode::OK, &subscribed_page(&app, &s)),

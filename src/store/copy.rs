@@ -1,7 +1,7 @@
 //! `gazette store copy`: moving house, from one database to another (a SQLite file to a PostgreSQL
 //! server, typically). Everything that is kept is copied as it is, ids included: subscribers, the
 //! token secret and other settings, sends and their deliveries (a half-finished send resumes on
-//! the new database where it stopped, with the same Message-IDs), confirmations, the publication
+//! the new database where it stopped, with the same Message-IDs), confirmations, welcomes, the publication
 //! record, bounce reports, refusals, the holds the editor lifted, the messages set aside as
 //! unreadable and DMARC reports. Leases are not: they belong to processes of the old database. The
 //! target must be empty, so nothing there is ever overwritten.
@@ -69,6 +69,20 @@ const TABLES: &[(&str, &[(&str, Kind)])] = &[
         ],
     ),
     ("confirmations", &[("subscriber_id", Int), ("requested_at", Int), ("sent_at", Int)]),
+    (
+        "welcomes",
+        &[
+            ("subscriber_id", Int),
+            ("state", Text),
+            ("attempts", Int),
+            ("last_error", Text),
+            ("message_id", Text),
+            ("next_attempt_at", Int),
+            ("queued_at", Int),
+            ("updated_at", Int),
+            ("sent_at", Int),
+        ],
+    ),
     (
         "publications",
         &[

@@ -95,6 +95,7 @@ pub mod ledger;
 pub mod publications;
 mod subscribers;
 pub mod unreadable;
+pub mod welcomes;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -144,6 +145,7 @@ static SQLITE_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0010_holds.sql", include_str!("../../subscribers/migrations/sqlite/0010_holds.sql")),
         ("0011_themes.sql", include_str!("../../subscribers/migrations/sqlite/0011_themes.sql")),
         ("0012_address_changes.sql", include_str!("../../subscribers/migrations/sqlite/0012_address_changes.sql")),
+        ("0013_welcomes.sql", include_str!("../../subscribers/migrations/sqlite/0013_welcomes.sql")),
     ])
 });
 static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
@@ -156,6 +158,7 @@ static POSTGRES_MIGRATIONS: LazyLock<Migrator> = LazyLock::new(|| {
         ("0006_holds.sql", include_str!("../../subscribers/migrations/postgres/0006_holds.sql")),
         ("0007_themes.sql", include_str!("../../subscribers/migrations/postgres/0007_themes.sql")),
         ("0008_address_changes.sql", include_str!("../../subscribers/migrations/postgres/0008_address_changes.sql")),
+        ("0009_welcomes.sql", include_str!("../../subscribers/migrations/postgres/0009_welcomes.sql")),
     ])
 });
 
@@ -564,7 +567,8 @@ mod tests {
                 "sends",
                 "settings",
                 "subscribers",
-                "unreadable_messages"
+                "unreadable_messages",
+                "welcomes"
             ]
         );
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(store.pool().sqlite()).await.unwrap();
