@@ -94,11 +94,8 @@ fn twenty_thousand_readers_over_200_choices_get_exactly_their_themes_through_a_k
         let choice = &choices[i % choices.len()];
         let email = format!("reader{i:05}@example.org");
         csv.push_str(&format!("{email},Reader {i},{}\n", choice.join("; ")));
-        let links = digests
-            .iter()
-            .filter(|d| d.themes.iter().any(|t| choice.contains(t)))
-            .map(|d| d.link.as_str())
-            .collect();
+        let links =
+            digests.iter().filter(|d| d.themes.iter().any(|t| choice.contains(t))).map(|d| d.link.as_str()).collect();
         wanted.insert(email, links);
     }
     for i in 0..100 {

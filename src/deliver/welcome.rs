@@ -116,6 +116,7 @@ impl Welcomer<'_> {
             Outcome::Bounced { error, .. } => Welcomed::Bounced(error),
             Outcome::Refused { error, .. } | Outcome::Failed(error) => Welcomed::Failed(error),
             Outcome::Unclaimed => Welcomed::Nothing,
+            Outcome::Skipped(why) => Welcomed::Skipped(why),
         })
     }
 

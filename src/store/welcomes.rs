@@ -120,7 +120,7 @@ impl Welcomes<'_> {
             Ok(match (taken, active) {
                 (false, _) => Claim::Nothing,
                 (true, false) => Claim::Skipped(why),
-                (true, true) => Claim::Claimed(Claimed { subscriber_id, email, name, message_id, attempts }),
+                (true, true) => Claim::Claimed(Claimed { subscriber_id, email, name, message_id, attempts, themes: None }),
             })
         })
     }
@@ -135,8 +135,9 @@ impl Welcomes<'_> {
             Outcome::Bounced { error, .. } => (Bounced, Some(error.as_str()), 0, None),
             Outcome::Refused { error, .. } | Outcome::Failed(error) => (Failed, Some(error.as_str()), 0, None),
             Outcome::Unclaimed => (Pending, None, 0, None),
+            Outcome::Skipped(why) => (Skipped, Some(why.as_str()), 0, None),
         };
-        let uncount = i64::from(matches!(outcome, Outcome::Unclaimed));
+        let uncount = i64::from(matches!(outcome, Outcome::Unclaimed | Outcome::Skipped(_)));
         with_pool!(self.pool, p => {
             let mut tx = p.begin_write().await?;
             sqlx::query(
