@@ -132,6 +132,7 @@ fn twenty_thousand_readers_over_200_choices_get_exactly_their_themes_through_a_k
     let readers: Vec<String> = wanted.keys().cloned().collect();
     let resent = common::everyone_once_per_message_id(&got, &readers);
     assert!(resent <= 4, "a kill -9 resends at most one message per connection (4): {resent}");
+    eprintln!("killed at {at_kill} messages; the rerun resent {resent}");
     let mut checked = 0;
     for m in &got {
         let html = html_of(m.raw.as_bytes());
@@ -143,5 +144,7 @@ fn twenty_thousand_readers_over_200_choices_get_exactly_their_themes_through_a_k
         checked += 1;
     }
     assert!(checked >= 20_000);
+    let sizes: BTreeSet<usize> = wanted.values().map(BTreeSet::len).collect();
+    eprintln!("digests per reader: from {:?} to {:?}", sizes.first(), sizes.last());
     assert!(!got.iter().any(|m| m.rcpt.starts_with("elsewhere")), "nothing goes to readers of themes the week lacks");
 }
