@@ -677,3 +677,129 @@ fn without_the_digests_the_forms_offer_no_themes_until_they_can_be_read() {
     offered(&s);
     assert!(get(s.addr, "/subscribe").body.contains("<fieldset"));
 }
+
+/// The whole way of a reader who chooses, in headless Chromium with real clicks: two themes ticked
+/// on the subscribe form, the confirmation link opened and its button pressed, the welcome
+/// received; the next issue's email (sent by `gazette send` to a real SMTP sink) holds the
+/// digests of those two themes and nothing else; then, from that email's preferences link, one
+/// theme dropped and a pause of two weeks chosen, on a page axe-core finds nothing on at 375 px.
+#[test]
+fn a_reader_subscribes_with_two_themes_gets_the_welcome_then_only_those_themes_and_changes_them() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let axe = axe_path();
+    let present = std::path::Path::new(&chromium).exists() && axe.exists() && common::python_with(&["json"]).is_some();
+    if !common::needs(
+        present,
+        &format!("the reader's journey needs {chromium}, python3 and axe-core ({})", axe.display()),
+    ) {
+        return;
+    }
+    let sink = Sink::start(&[]);
+    let p = Project::new(&sink.smtp_config());
+    let s = Running::start(&p, roomy());
+    let base = format!("http://{}", s.addr);
+
+    // The week sent next, and two offered themes that take some of its digests and leave others.
+    let week = chrono::NaiveDate::from_ymd_opt(2023, 7, 17).unwrap();
+    let digests: Vec<_> = common::digest_facts(&common::repo().join("digests"))
+        .into_iter()
+        .filter(|d| d.date >= week && d.date < week + chrono::Duration::days(7))
+        .collect();
+    let slug = |name: &str| gazette::render::slug(name);
+    let takes = |chosen: &[&RecentTheme]| -> std::collections::BTreeSet<String> {
+        digests
+            .iter()
+            .filter(|d| d.themes.iter().any(|t| chosen.iter().any(|c| c.slug == slug(t))))
+            .map(|d| d.link.clone())
+            .collect()
+    };
+    let themes = offered(&s);
+    let (a, b) = themes
+        .iter()
+        .flat_map(|a| themes.iter().map(move |b| (a, b)))
+        .find(|(a, b)| {
+            a.slug < b.slug && !takes(&[a]).is_empty() && !takes(&[b]).is_empty() && {
+                let n = takes(&[a, b]).len();
+                n > takes(&[a]).len() && n < digests.len()
+            }
+        })
+        .expect("two offered themes that take some of the week's digests and not all");
+    let expected = takes(&[a, b]);
+
+    // Subscribe with the two themes, by clicks.
+    let address = "chooser@example.org";
+    let out = browse(
+        &chromium,
+        vec![
+            json!({"visit": format!("{base}/subscribe")}),
+            json!({"click": format!("#theme-{}", a.slug)}),
+            json!({"click": format!("#theme-{}", b.slug)}),
+            json!({"click": "#email"}),
+            json!({"type": address}),
+            json!({"click": "form button[type=submit]", "navigates": true}),
+            json!({"text": true}),
+        ],
+    );
+    assert!(out[0].as_str().unwrap().contains("Check your inbox"), "{}", out[0]);
+
+    // The confirmation link, opened and confirmed in the browser; the welcome follows, once.
+    let confirmation = wait_for_mail(&sink, address, 1);
+    assert_eq!(confirmation.len(), 1, "one confirmation mail");
+    let out = browse(
+        &chromium,
+        vec![
+            json!({"visit": format!("{base}{}", common::web::confirm_path(&confirmation[0]))}),
+            json!({"click": "form button[type=submit]", "navigates": true}),
+            json!({"text": true}),
+        ],
+    );
+    assert!(out[0].as_str().unwrap().contains("You are subscribed"), "{}", out[0]);
+    let mail = wait_for_mail(&sink, address, 2);
+    let welcomes: Vec<_> = mail.iter().filter(|m| m.subject.starts_with("Welcome to")).collect();
+    assert_eq!(welcomes.len(), 1, "one welcome: {:?}", mail.iter().map(|m| &m.subject).collect::<Vec<_>>());
+    let id = s.app.store().clone();
+    let id = s.rt.block_on(async move { id.subscriber_by_email(&address.parse().unwrap()).await.unwrap().unwrap() });
+    assert_eq!(id.status, Status::Active);
+
+    // The next issue: the reader's copy holds exactly the digests of the two themes. The send signs
+    // its links with the key the service uses (the database's: no GAZETTE_SECRET for either).
+    let sent = p.command(&["send", "--week", "2023-07-23"]).env_remove("GAZETTE_SECRET").output().unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let issue: Vec<_> = wait_for_mail(&sink, address, 3).into_iter().filter(|m| m.subject.contains('#')).collect();
+    assert_eq!(issue.len(), 1, "one issue message");
+    let parsed = mail_parser::MessageParser::default().parse(issue[0].raw.as_bytes()).unwrap();
+    let html = parsed.body_html(0).unwrap().into_owned();
+    let present: std::collections::BTreeSet<String> =
+        digests.iter().map(|d| d.link.clone()).filter(|l| html.contains(&format!("href=\"{l}\""))).collect();
+    assert_eq!(present, expected, "the issue holds the digests of {} and {} only", a.name, b.name);
+    assert!(html.contains("Only the themes you follow:"), "the email says it holds the reader's themes only");
+
+    // From the issue's preferences link: drop one theme, then pause for two weeks.
+    let prefs = link_path(&issue[0], "/preferences/");
+    let [overflow, axe_run] = [json!({"overflow": true}), json!({"axe": axe})];
+    let out = browse(
+        &chromium,
+        vec![
+            json!({"device": {"width": 375, "height": 812, "scale": 1}}),
+            json!({"visit": format!("{base}{prefs}")}),
+            json!({"text": true}),
+            overflow,
+            axe_run,
+            json!({"click": format!("#theme-{}", a.slug)}),
+            json!({"click": "#themes-submit", "navigates": true}),
+            json!({"text": true}),
+            json!({"select": "#weeks", "value": "2"}),
+            json!({"click": "#pause-submit", "navigates": true}),
+            json!({"text": true}),
+        ],
+    );
+    assert!(out[0].as_str().unwrap().contains(address), "the page names the reader: {}", out[0]);
+    let found = problems("the preferences page from the issue, at 375 px", &out[1], &out[2]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    assert!(out[3].as_str().unwrap().contains(&format!("You now receive: {}.", b.name)), "{}", out[3]);
+    let now = s.subscriber(id.id);
+    assert_eq!(now.themes.map(|c| c.slugs().map(str::to_string).collect::<Vec<_>>()), Some(vec![b.slug.clone()]));
+    let ahead = now.paused_until.expect("paused from the page") - Utc::now();
+    assert!(ahead > chrono::Duration::days(13) && ahead <= chrono::Duration::days(14), "{ahead:?}");
+    assert!(out[4].as_str().unwrap().contains("Paused until"), "{}", out[4]);
+}

@@ -9,37 +9,6 @@ use std::collections::{BTreeSet, HashMap};
 
 use common::{Project, Sink};
 
-/// One digest of the generated week as its file says: its external link and its themes.
-struct Digest {
-    link: String,
-    themes: Vec<String>,
-}
-
-/// The digests of a generated corpus folder, read with a few lines of text handling (not with
-/// Gazette's parser, which is what is under test).
-fn read_corpus(dir: &std::path::Path) -> Vec<Digest> {
-    let mut digests = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        let link = text
-            .lines()
-            .find_map(|l| l.strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")))
-            .expect("every generated digest has an external link")
-            .to_string();
-        let mut themes = Vec::new();
-        let mut in_themes = false;
-        for line in text.lines() {
-            if line.starts_with("## ") {
-                in_themes = line.trim() == "## Themes";
-            } else if in_themes && let Some(t) = line.strip_prefix("* ") {
-                themes.push(t.trim().to_string());
-            }
-        }
-        digests.push(Digest { link, themes });
-    }
-    digests
-}
-
 /// The choices: every set of one, two and three of `themes`, in a fixed order, the first `n`.
 fn choices(themes: &[String], n: usize) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = themes.iter().map(|t| vec![t.clone()]).collect();
@@ -71,7 +40,7 @@ fn twenty_thousand_readers_over_200_choices_get_exactly_their_themes_through_a_k
     let Some(corpus) = common::generated_corpus(&["--count", "40", "--days", "7", "--start", "2023-07-17"]) else {
         return;
     };
-    let digests = read_corpus(corpus.path());
+    let digests = common::digest_facts(corpus.path());
     assert_eq!(digests.len(), 40);
     let themes: Vec<String> =
         digests.iter().flat_map(|d| d.themes.iter().cloned()).collect::<BTreeSet<_>>().into_iter().collect();

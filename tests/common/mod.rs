@@ -359,3 +359,44 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, std::tim
     }
     files
 }
+
+/// A digest as its file says, read with a few lines of text handling (not with Gazette's parser,
+/// which is what the tests check): its date, external link and themes.
+#[allow(dead_code)] // each test binary uses its own part of this module
+pub struct DigestFacts {
+    pub date: chrono::NaiveDate,
+    pub link: String,
+    pub themes: Vec<String>,
+}
+
+/// Every digest in `dir` (files in the seed's format).
+#[allow(dead_code)]
+pub fn digest_facts(dir: &Path) -> Vec<DigestFacts> {
+    let mut digests = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        let text = text.trim_start_matches('\u{feff}').replace("\r\n", "\n");
+        let date = text
+            .lines()
+            .next()
+            .and_then(|l| l.split_once("from (["))
+            .and_then(|(_, rest)| chrono::NaiveDate::parse_from_str(rest.get(..8)?, "%Y%m%d").ok())
+            .expect("a digest's first line gives its date");
+        let link = text
+            .lines()
+            .find_map(|l| l.strip_prefix("__[External link](").and_then(|r| r.strip_suffix(")__")))
+            .expect("a digest has an external link")
+            .to_string();
+        let mut themes = Vec::new();
+        let mut in_themes = false;
+        for line in text.lines() {
+            if line.starts_with("## ") {
+                in_themes = line.trim() == "## Themes";
+            } else if in_themes && let Some(t) = line.strip_prefix("* ") {
+                themes.push(t.trim().to_string());
+            }
+        }
+        digests.push(DigestFacts { date, link, themes });
+    }
+    digests
+}
