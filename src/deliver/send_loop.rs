@@ -1135,6 +1135,51 @@ mod tests {
         assert!(skipped.iter().all(|s| s.2 == 0), "a skip is not an attempt: {skipped:?}");
     }
 
+    /// A reader who changes themes during the send still gets one message: the edition of the
+    /// themes they have when their delivery is claimed again (here, after a 450 to the first try).
+    #[tokio::test]
+    async fn a_change_of_themes_during_the_send_makes_no_second_message() {
+        let (_dir, store, config, whole) = setup(&["later@example.org", "other@example.org"]).await;
+        let id = store.subscriber_by_email(&"later@example.org".parse().unwrap()).await.unwrap().unwrap().id;
+        let choice = |list: &str| ThemeChoice::parse_list(list).unwrap().unwrap();
+        store.set_themes(id, Some(&choice("alpha"))).await.unwrap();
+        let render_config = config.clone();
+        let render = move |themes: &ThemeChoice| -> anyhow::Result<Option<PreparedEmail>> {
+            let html = format!("<p>edition {}</p><a href=\"{UNSUBSCRIBE_URL}\">unsubscribe</a>", themes.key());
+            Ok(Some(PreparedEmail::new(&render_config, "Issue #1", &html, &html, false, std::time::SystemTime::now())?))
+        };
+        let editions = Arc::new(Editions::new(whole.whole().clone(), Box::new(render)));
+        let memory = Memory::default();
+        // Once the first try has been refused for now, the reader chooses another theme.
+        let (watch, changer) = (memory.clone(), store.clone());
+        let change = tokio::spawn(async move {
+            while watch.deferred.lock().unwrap().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            changer.set_themes(id, Some(&choice("beta"))).await.unwrap();
+        });
+        let report = send_issue(
+            &store,
+            &config,
+            &week("2023-07-17"),
+            1,
+            editions.clone(),
+            &memory,
+            &StopFlag::default(),
+            &LogProgress::default(),
+        )
+        .await
+        .unwrap();
+        change.await.unwrap();
+        assert_eq!(memory.recipients(), ["later@example.org", "other@example.org"], "one message each");
+        let messages = memory.messages.lock().unwrap();
+        let later =
+            String::from_utf8(messages.iter().find(|(t, _)| t == "later@example.org").unwrap().1.clone()).unwrap();
+        assert!(later.contains("edition beta"), "the edition of the themes at the retry: {later}");
+        assert_eq!((report.counts.sent, report.counts.total), (2, 2));
+        assert_eq!(editions.made(), 2, "alpha made before the send, beta when it was first needed");
+    }
+
     #[tokio::test]
     async fn refusals_are_sorted_into_sent_bounced_failed_and_retried() {
         let addresses =
