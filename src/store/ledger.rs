@@ -91,6 +91,23 @@ impl std::fmt::Display for Counts {
 }
 
 impl Counts {
+    /// The counts of `(state, how many)` rows, as `GROUP BY state` gives them.
+    pub fn of(rows: impl IntoIterator<Item = (DeliveryState, i64)>) -> Counts {
+        let mut c = Counts::default();
+        for (state, n) in rows {
+            c.total += n;
+            match state {
+                Pending => c.pending = n,
+                Sending => c.sending = n,
+                Sent => c.sent = n,
+                Failed => c.failed = n,
+                Bounced => c.bounced = n,
+                Skipped => c.skipped = n,
+            }
+        }
+        c
+    }
+
     /// Nothing is left to try: every row is sent, failed, bounced or skipped.
     pub fn is_finished(&self) -> bool {
         self.pending == 0 && self.sending == 0
@@ -604,19 +621,7 @@ impl Ledger<'_> {
             .bind(issue_id)
             .fetch_all(p)
             .await?);
-        let mut c = Counts::default();
-        for (state, n) in rows {
-            c.total += n;
-            match state {
-                Pending => c.pending = n,
-                Sending => c.sending = n,
-                Sent => c.sent = n,
-                Failed => c.failed = n,
-                Bounced => c.bounced = n,
-                Skipped => c.skipped = n,
-            }
-        }
-        Ok(c)
+        Ok(Counts::of(rows))
     }
 
     /// Deliveries that did not go out (failed, bounced, or pending after an error), with their last error.

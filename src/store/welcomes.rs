@@ -222,19 +222,7 @@ impl Welcomes<'_> {
         )
         .fetch_all(p)
         .await?);
-        let mut c = Counts::default();
-        for (state, n) in rows {
-            c.total += n;
-            match state {
-                Pending => c.pending = n,
-                Sending => c.sending = n,
-                Sent => c.sent = n,
-                Failed => c.failed = n,
-                Bounced => c.bounced = n,
-                Skipped => c.skipped = n,
-            }
-        }
-        Ok(c)
+        Ok(Counts::of(rows))
     }
 
     /// Welcomes that did not go out (failed, bounced, skipped, or pending after an error): the
