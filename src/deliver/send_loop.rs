@@ -762,7 +762,7 @@ impl<C: Connection> WorkerContext<C> {
         let mut recorded: Option<oneshot::Receiver<()>> = None;
         // A signed copy is built and signed on rayon's threads: the next ones are started while this
         // one is on the wire, so that the connection does not wait for their signatures.
-        let mut next: VecDeque<(Claimed, Copy)> = VecDeque::with_capacity(SIGNED_AHEAD);
+        let mut next: VecDeque<(Claimed, NextCopy)> = VecDeque::with_capacity(SIGNED_AHEAD);
         loop {
             let (job, building) = match next.pop_front() {
                 Some(started) => started,
@@ -783,8 +783,8 @@ impl<C: Connection> WorkerContext<C> {
             }
             let outcome = match building {
                 _ if self.stop.is_stopped() => Outcome::Unclaimed,
-                Copy::Building(building) => self.deliver(&job, building.await, &mut recorded).await,
-                Copy::Nothing(why) => {
+                NextCopy::Building(building) => self.deliver(&job, building.await, &mut recorded).await,
+                NextCopy::Nothing(why) => {
                     // Nothing went on the wire: the connection's last message is still the one
                     // whose keeping the next message waits for.
                     let (ack, _) = oneshot::channel();
@@ -801,15 +801,15 @@ impl<C: Connection> WorkerContext<C> {
 
     /// The copy of `job` in the reader's edition, built (and signed, on rayon's threads, when it
     /// is signed) from now on; or nothing, when the issue carries none of the reader's themes.
-    fn start_building(&self, job: &Claimed) -> Copy {
+    fn start_building(&self, job: &Claimed) -> NextCopy {
         let email = match self.editions.for_reader(job.themes.as_ref()) {
             Ok(Edition::Send(email)) => email,
-            Ok(Edition::Nothing(why)) => return Copy::Nothing(why),
-            Err(e) => return Copy::Building(Building::failed(e)),
+            Ok(Edition::Nothing(why)) => return NextCopy::Nothing(why),
+            Err(e) => return NextCopy::Building(Building::failed(e)),
         };
         let url = unsubscribe_url(&self.config, &self.key, job.subscriber_id);
         let preferences = preferences_url(&self.config, &self.key, job.subscriber_id);
-        Copy::Building(match mailbox(&job.email, job.name.as_deref()) {
+        NextCopy::Building(match mailbox(&job.email, job.name.as_deref()) {
             Ok(mailbox) => email.start_building(mailbox, &url, &preferences, &job.message_id),
             Err(e) => Building::failed(e),
         })
@@ -886,7 +886,7 @@ impl<C: Connection> WorkerContext<C> {
 }
 
 /// A worker's next message: its copy being built, or nothing to send the reader, with why.
-enum Copy {
+enum NextCopy {
     Building(Building),
     Nothing(String),
 }
